@@ -1,0 +1,54 @@
+//! The generic analyzer: each direction of a connection becomes one `stream` content object.
+//!
+//! Protocol analyzers replace it for the protocols they understand; it stays the fallback.
+
+use super::{Cx, StreamAnalyzer};
+use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+
+/// Streams each direction's bytes into its own object, opened at the first byte or gap.
+#[derive(Default)]
+pub struct RawStream {
+    objects: [Option<ObjectId>; 2],
+}
+
+impl RawStream {
+    pub fn new() -> RawStream {
+        RawStream::default()
+    }
+
+    fn object(&mut self, dir: Dir, cx: &mut Cx) -> ObjectId {
+        if let Some(id) = self.objects[dir.index()] {
+            return id;
+        }
+        let meta = ObjectMeta {
+            kind: "stream".into(),
+            protocol: "tcp".into(),
+            name: None,
+            flow: cx.flow.clone(),
+            direction: dir,
+            cin: cx.cin,
+            first_seen: cx.now,
+        };
+        let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
+        self.objects[dir.index()] = Some(id);
+        id
+    }
+}
+
+impl StreamAnalyzer for RawStream {
+    fn data(&mut self, dir: Dir, offset: u64, bytes: &[u8], cx: &mut Cx) {
+        let id = self.object(dir, cx);
+        cx.files.data(id, offset, bytes, cx.now, cx.sink);
+    }
+
+    fn gap(&mut self, dir: Dir, offset: u64, len: u64, cx: &mut Cx) {
+        let id = self.object(dir, cx);
+        cx.files.gap(id, offset, len, cx.now, cx.sink);
+    }
+
+    fn close(&mut self, _how: Close, cx: &mut Cx) {
+        for id in self.objects.iter_mut().filter_map(Option::take) {
+            cx.files.end(id, true, cx.now, cx.sink);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Flow table and TCP reassembly (to be written).

@@ -1,0 +1,17 @@
+//! tapir: a lawful-interception appliance.
+//!
+//! Data flows one way through the modules, in this order:
+//! `capture -> decode -> select -> flow -> analyze -> content -> record -> deliver`.
+//! A module never calls back up this chain. The core (everything but `capture` and `deliver`)
+//! does no I/O and never reads the clock: it is handed bytes and `now`.
+#![deny(unsafe_code)]
+
+pub mod analyze;
+pub mod capture;
+pub mod content;
+pub mod decode;
+pub mod deliver;
+pub mod flow;
+pub mod record;
+pub mod select;
+pub mod timestamp;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("tapir {}", env!("CARGO_PKG_VERSION"));
+}
