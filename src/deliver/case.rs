@@ -1,0 +1,314 @@
+//! The case directory: what an LEA analyst receives for offline use.
+//!
+//! ```text
+//! CASE_DIR/<LIID>/iri.jsonl          one IRI record a line, with its sequence number
+//! CASE_DIR/<LIID>/cc.pcap            every target frame, as captured, in order
+//! CASE_DIR/<LIID>/cc-linktype-N.pcap frames of a second link type, if any
+//! CASE_DIR/<LIID>/objects.jsonl      one line per content object
+//! CASE_DIR/<LIID>/objects/<sha256>   the object's bytes (holes zero-filled)
+//! CASE_DIR/MANIFEST.json(.sig)       see `manifest`
+//! ```
+//!
+//! Writing is I/O and can fail while [`RecordSink::record`] cannot return an error: the first
+//! failure is kept, every later one counted, and [`CaseWriter::finish`] reports it, so a full disk
+//! ends the run with an error instead of a silently short case.
+//!
+//! Object bytes are written as they arrive. Small objects are buffered in memory up to
+//! `OBJECT_BUFFER` bytes each and `TOTAL_BUFFER` bytes overall, then appended to a partial file,
+//! so neither memory nor open file descriptors grow with the number of flows.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::capture::LinkType;
+use crate::record::{IriRecord, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::select::Liid;
+use crate::timestamp::Timestamp;
+
+use super::pcap::PcapWriter;
+
+const OBJECT_BUFFER: usize = 256 * 1024;
+const TOTAL_BUFFER: usize = 64 << 20;
+const PARTIAL_DIR: &str = ".partial";
+
+struct LiidOut {
+    dir: PathBuf,
+    iri: BufWriter<File>,
+    /// Next IRI sequence number per CIN (0 = association events, which have no CIN).
+    iri_seq: HashMap<u64, u64>,
+    cc: HashMap<u32, PcapWriter<BufWriter<File>>>,
+    objects: BufWriter<File>,
+    iri_count: u64,
+    object_count: u64,
+}
+
+struct PartialObject {
+    liid: Liid,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// Bytes already in the partial file.
+    on_disk: u64,
+    /// Gap bytes not yet materialised (written as a hole when the next data or the end comes).
+    pending_hole: u64,
+}
+
+/// Totals of what a case holds, per LIID, for the run summary.
+#[derive(Clone, Debug, Default)]
+pub struct CaseTotals {
+    pub iri: u64,
+    pub cc: u64,
+    pub objects: u64,
+}
+
+pub struct CaseWriter {
+    root: PathBuf,
+    liids: HashMap<Liid, LiidOut>,
+    partial: HashMap<ObjectId, PartialObject>,
+    buffered: usize,
+    first_error: Option<io::Error>,
+    errors: u64,
+}
+
+impl CaseWriter {
+    /// Creates `root` (which must not exist or be empty).
+    pub fn create(root: &Path) -> io::Result<CaseWriter> {
+        if root.exists() && fs::read_dir(root)?.next().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not empty; a case is never written over another", root.display()),
+            ));
+        }
+        fs::create_dir_all(root)?;
+        Ok(CaseWriter {
+            root: root.to_path_buf(),
+            liids: HashMap::new(),
+            partial: HashMap::new(),
+            buffered: 0,
+            first_error: None,
+            errors: 0,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+
+    fn liid_out(&mut self, liid: &Liid) -> io::Result<&mut LiidOut> {
+        if !self.liids.contains_key(liid) {
+            let dir = self.root.join(liid_dir_name(liid));
+            fs::create_dir_all(dir.join("objects").join(PARTIAL_DIR))?;
+            let iri = BufWriter::new(File::create(dir.join("iri.jsonl"))?);
+            let objects = BufWriter::new(File::create(dir.join("objects.jsonl"))?);
+            self.liids.insert(
+                liid.clone(),
+                LiidOut {
+                    dir,
+                    iri,
+                    iri_seq: HashMap::new(),
+                    cc: HashMap::new(),
+                    objects,
+                    iri_count: 0,
+                    object_count: 0,
+                },
+            );
+        }
+        Ok(self.liids.get_mut(liid).expect("inserted above"))
+    }
+
+    fn write_iri(&mut self, r: &IriRecord) -> io::Result<()> {
+        let out = self.liid_out(&r.liid)?;
+        let seq = out.iri_seq.entry(r.cin.unwrap_or(0)).or_insert(0);
+        let n = *seq;
+        *seq += 1;
+        out.iri_count += 1;
+        let body = serde_json::to_vec(r).map_err(io::Error::other)?;
+        // `{"seq":n,` + the record without its opening brace keeps the record's own field order.
+        write!(out.iri, "{{\"seq\":{n},")?;
+        out.iri.write_all(body.get(1..).unwrap_or_default())?;
+        out.iri.write_all(b"\n")
+    }
+
+    fn write_cc(&mut self, liid: &Liid, ts: Timestamp, link: LinkType, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let out = self.liid_out(liid)?;
+        let n = link.to_linktype();
+        if !out.cc.contains_key(&n) {
+            let name = if out.cc.is_empty() { "cc.pcap".to_string() } else { format!("cc-linktype-{n}.pcap") };
+            let w = PcapWriter::new(BufWriter::with_capacity(1 << 20, File::create(out.dir.join(name))?), link)?;
+            out.cc.insert(n, w);
+        }
+        out.cc.get_mut(&n).expect("inserted above").write(ts, data, orig_len)
+    }
+
+    fn object_begin(&mut self, liid: &Liid, id: ObjectId) -> io::Result<()> {
+        let dir = self.liid_out(liid)?.dir.join("objects").join(PARTIAL_DIR);
+        let path = dir.join(format!("{id}"));
+        File::create(&path)?;
+        self.partial
+            .insert(id, PartialObject { liid: liid.clone(), path, buf: Vec::new(), on_disk: 0, pending_hole: 0 });
+        Ok(())
+    }
+
+    fn object_data(&mut self, id: ObjectId, data: &[u8]) -> io::Result<()> {
+        let Some(p) = self.partial.get_mut(&id) else { return Ok(()) };
+        if p.pending_hole > 0 {
+            Self::spill(p)?;
+        }
+        p.buf.extend_from_slice(data);
+        self.buffered += data.len();
+        if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {
+            self.buffered -= p.buf.len();
+            Self::spill(p)?;
+        }
+        Ok(())
+    }
+
+    fn object_gap(&mut self, id: ObjectId, len: u64) -> io::Result<()> {
+        let Some(p) = self.partial.get_mut(&id) else { return Ok(()) };
+        let n = p.buf.len();
+        Self::spill(p)?;
+        self.buffered -= n;
+        p.pending_hole += len;
+        Ok(())
+    }
+
+    /// Appends the buffer and any pending hole to the partial file. A hole is a seek past the end
+    /// (a sparse region reads as zeros), so a large gap costs no disk.
+    fn spill(p: &mut PartialObject) -> io::Result<()> {
+        if p.buf.is_empty() && p.pending_hole == 0 {
+            return Ok(());
+        }
+        let mut f = OpenOptions::new().write(true).open(&p.path)?;
+        f.seek(SeekFrom::Start(p.on_disk))?;
+        f.write_all(&p.buf)?;
+        p.on_disk += p.buf.len() as u64;
+        p.buf.clear();
+        if p.pending_hole > 0 {
+            p.on_disk += p.pending_hole;
+            p.pending_hole = 0;
+            f.set_len(p.on_disk)?;
+        }
+        Ok(())
+    }
+
+    fn object_end(&mut self, r: &ObjectRecord, id: ObjectId) -> io::Result<()> {
+        let Some(mut p) = self.partial.remove(&id) else { return Ok(()) };
+        self.buffered -= p.buf.len();
+        Self::spill(&mut p)?;
+        debug_assert_eq!(p.on_disk, r.size);
+        let out = self.liid_out(&p.liid)?;
+        let dest = out.dir.join("objects").join(&r.sha256);
+        if dest.exists() {
+            // Same bytes already stored (objects are named by content): keep one copy.
+            fs::remove_file(&p.path)?;
+        } else {
+            fs::rename(&p.path, &dest)?;
+        }
+        out.object_count += 1;
+        let mut line = serde_json::to_value(r).map_err(io::Error::other)?;
+        if let Some(m) = line.as_object_mut() {
+            m.insert("path".into(), format!("objects/{}", r.sha256).into());
+        }
+        serde_json::to_writer(&mut out.objects, &line).map_err(io::Error::other)?;
+        out.objects.write_all(b"\n")
+    }
+
+    /// Flushes and closes everything. Returns the per-LIID totals, or the first write error.
+    pub fn finish(mut self) -> io::Result<HashMap<Liid, CaseTotals>> {
+        // Objects still open here were never ended: keep their bytes rather than lose them.
+        let ids: Vec<ObjectId> = self.partial.keys().copied().collect();
+        for id in ids {
+            if let Some(mut p) = self.partial.remove(&id) {
+                if let Err(e) = Self::spill(&mut p) {
+                    self.fail(e);
+                }
+            }
+        }
+        let mut totals = HashMap::new();
+        for (liid, mut out) in self.liids.drain() {
+            let mut cc = 0;
+            let r = (|| {
+                out.iri.flush()?;
+                out.iri.get_ref().sync_all()?;
+                out.objects.flush()?;
+                out.objects.get_ref().sync_all()?;
+                for w in out.cc.values_mut() {
+                    w.flush()?;
+                    cc += w.frames;
+                }
+                let partial = out.dir.join("objects").join(PARTIAL_DIR);
+                if fs::read_dir(&partial)?.next().is_none() {
+                    fs::remove_dir(&partial)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                if self.first_error.is_none() {
+                    self.first_error = Some(e);
+                }
+            }
+            totals.insert(liid, CaseTotals { iri: out.iri_count, cc, objects: out.object_count });
+        }
+        match self.first_error {
+            Some(e) => {
+                Err(io::Error::new(e.kind(), format!("writing the case failed ({} errors), first: {e}", self.errors)))
+            }
+            None => Ok(totals),
+        }
+    }
+}
+
+impl RecordSink for CaseWriter {
+    fn record(&mut self, rec: Record<'_>) {
+        let r = match &rec {
+            Record::Iri(r) => self.write_iri(r),
+            Record::Cc(c) => self.write_cc(c.liid, c.ts, c.link, c.data, c.orig_len),
+            Record::ObjectBegin { liid, id, .. } => self.object_begin(liid, *id),
+            Record::ObjectData { id, data, .. } => self.object_data(*id, data),
+            Record::ObjectGap { id, len, .. } => self.object_gap(*id, *len),
+            Record::ObjectEnd(r, id) => self.object_end(r, *id),
+        };
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+}
+
+/// LIIDs are printable ASCII but may hold `/` or `..`: map anything but `[A-Za-z0-9._-]` to `_`
+/// (and a leading `.` too) so a LIID can never name a path outside the case.
+pub fn liid_dir_name(liid: &str) -> String {
+    let mut s: String =
+        liid.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liid_never_escapes_the_case() {
+        assert_eq!(liid_dir_name("LIID-JOE-0001"), "LIID-JOE-0001");
+        assert_eq!(liid_dir_name("../etc"), "_._etc");
+        assert_eq!(liid_dir_name("a/b c"), "a_b_c");
+    }
+
+    #[test]
+    fn refuses_a_non_empty_directory() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("x"), b"1").unwrap();
+        let e = CaseWriter::create(d.path()).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+    }
+}
