@@ -291,10 +291,15 @@ fn value_text(v: &toml::Value) -> String {
 
 /// Parses a warrants file. `file` is only used in error messages.
 pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| WarrantError::Syntax {
-        file: file.to_string(),
-        line: e.span().map_or(1, |s| line_of(text, s.start)),
-        message: e.message().trim_end().to_string(),
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(text, s.start));
+        let mut message = e.message().trim_end().to_string();
+        // toml's messages do not say which key a type error is about; quoting the line does.
+        if let Some(src) = text.lines().nth(line.saturating_sub(1)).map(str::trim).filter(|l| !l.is_empty()) {
+            let src: String = src.chars().take(80).collect();
+            message.push_str(&format!(" (in `{src}`)"));
+        }
+        WarrantError::Syntax { file: file.to_string(), line, message }
     })?;
     let f = || file.to_string();
     let at = |span: std::ops::Range<usize>| line_of(text, span.start);
