@@ -46,7 +46,13 @@ pub fn plain(src: &str, dst: &str, macs: Option<(Mac, Mac)>) -> Decoded<'static>
 }
 
 /// A VXLAN-encapsulated packet: outer addresses (and optional outer MACs), VNI, inner addresses.
-pub fn vxlan(outer: (&str, &str), outer_mac: Option<(Mac, Mac)>, vni: u32, inner: (&str, &str), inner_mac: Option<(Mac, Mac)>) -> Decoded<'static> {
+pub fn vxlan(
+    outer: (&str, &str),
+    outer_mac: Option<(Mac, Mac)>,
+    vni: u32,
+    inner: (&str, &str),
+    inner_mac: Option<(Mac, Mac)>,
+) -> Decoded<'static> {
     let mut d = plain(inner.0, inner.1, inner_mac);
     d.overlay.tunnels.push(Tunnel {
         kind: TunnelKind::Vxlan,
