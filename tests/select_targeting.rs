@@ -117,7 +117,7 @@ fn seed_timeline_packet_by_packet() {
     let vm77 = plain("192.168.7.7", "198.18.0.1", None);
     let vm99 = vxlan(("192.0.2.1", "192.0.2.2"), None, 5001, ("10.0.0.9", "192.0.2.80"), None);
     let joe_access = plain("203.0.113.10", "198.18.0.1", None);
-    let mut apply_until = |t: &mut Targeting, until: &str| {
+    let apply_until = |t: &mut Targeting, until: &str| {
         for e in evs.iter().filter(|e| e.ts <= ts(until)) {
             t.apply(e);
         }
