@@ -174,7 +174,7 @@ pub struct Warrant {
 
 impl Warrant {
     /// Whether the warrant is in force at `now`.
-    pub fn active(&self, now: crate::timestamp::Timestamp) -> bool {
+    pub fn active(&self, now: Timestamp) -> bool {
         self.start <= now && now < self.end
     }
 }
