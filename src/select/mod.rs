@@ -51,3 +51,11 @@ pub struct Match {
     pub scope: Scope,
     pub provenance: Arc<Provenance>,
 }
+
+pub mod association;
+pub mod table;
+pub mod warrant;
+
+pub use association::{load_events, parse_event, parse_events, AssocEvent, AssocEventKind, EventError, Port};
+pub use table::{AssocChange, Targeting};
+pub use warrant::{load_warrants, parse_warrants, TargetId, Warrant, WarrantError, Warrants};

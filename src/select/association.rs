@@ -1,0 +1,310 @@
+//! Identity-association events from the cloud control plane, one JSON object per line.
+//!
+//! They are modelled on OpenStack notifications and say which subscriber holds which address,
+//! who created which image and which VM was launched from which image with which ports. The feed
+//! is untrusted input: every malformed line is an [`EventError`] naming `file:line` and the field,
+//! never a panic. Unknown extra keys are tolerated (control planes add fields), unknown event
+//! kinds are not (they would silently lose an association).
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::warrant::parse_mac;
+use crate::decode::Mac;
+use crate::timestamp::Timestamp;
+
+/// One port of an instance: its MAC, its addresses and, on an overlay network, the VNI in which
+/// those addresses are meaningful.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub mac: Mac,
+    pub ips: Vec<IpAddr>,
+    pub vni: Option<u32>,
+}
+
+/// What happened, with its identifiers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AssocEventKind {
+    /// A subscriber's access session got an address (RADIUS/DHCP-like).
+    AccessStart {
+        subscriber: String,
+        ip: IpAddr,
+    },
+    AccessStop {
+        subscriber: String,
+        ip: IpAddr,
+    },
+    /// An image was uploaded (`from_instance: None`) or snapshotted from an instance.
+    /// `from_image` is an optional extension: an image copied or converted from another.
+    ImageCreate {
+        image: String,
+        owner: String,
+        name: Option<String>,
+        sha256: Option<[u8; 32]>,
+        md5: Option<[u8; 16]>,
+        sha512: Option<[u8; 64]>,
+        from_instance: Option<String>,
+        from_image: Option<String>,
+    },
+    ImageShare {
+        image: String,
+        visibility: String,
+    },
+    ImageDelete {
+        image: String,
+        by: Option<String>,
+    },
+    InstanceStart {
+        instance: String,
+        owner: String,
+        image: Option<String>,
+        ports: Vec<Port>,
+    },
+    InstanceStop {
+        instance: String,
+    },
+}
+
+impl AssocEventKind {
+    /// The event name as written in the feed, e.g. `instance.start`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AssocEventKind::AccessStart { .. } => "access.start",
+            AssocEventKind::AccessStop { .. } => "access.stop",
+            AssocEventKind::ImageCreate { .. } => "image.create",
+            AssocEventKind::ImageShare { .. } => "image.share",
+            AssocEventKind::ImageDelete { .. } => "image.delete",
+            AssocEventKind::InstanceStart { .. } => "instance.start",
+            AssocEventKind::InstanceStop { .. } => "instance.stop",
+        }
+    }
+}
+
+/// One parsed event line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssocEvent {
+    pub ts: Timestamp,
+    /// 1-based line in the feed it came from.
+    pub line: usize,
+    pub kind: AssocEventKind,
+    /// The line as parsed, for records that quote the event.
+    pub raw: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: not a JSON object: {message}")]
+    Json { file: String, line: usize, message: String },
+    #[error("{file}:{line}: missing field {field:?}")]
+    Missing { file: String, line: usize, field: String },
+    #[error("{file}:{line}: bad {field:?} value {value}: {reason}")]
+    BadField { file: String, line: usize, field: String, value: String, reason: &'static str },
+    #[error("{file}:{line}: unknown event {event:?}")]
+    UnknownEvent { file: String, line: usize, event: String },
+}
+
+impl EventError {
+    /// The 1-based line the error points at (0 for I/O errors).
+    pub fn line(&self) -> usize {
+        match self {
+            EventError::Io { .. } => 0,
+            EventError::Json { line, .. }
+            | EventError::Missing { line, .. }
+            | EventError::BadField { line, .. }
+            | EventError::UnknownEvent { line, .. } => *line,
+        }
+    }
+}
+
+/// Field access on one line's object, with errors that carry `file:line`.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    file: &'a str,
+    line: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn missing(&self, field: &str) -> EventError {
+        EventError::Missing { file: self.file.to_string(), line: self.line, field: field.to_string() }
+    }
+
+    fn bad(&self, field: &str, value: &Value, reason: &'static str) -> EventError {
+        let mut v = value.to_string();
+        if v.len() > 80 {
+            let mut cut = 77;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
+            v.push_str("...");
+        }
+        EventError::BadField {
+            file: self.file.to_string(),
+            line: self.line,
+            field: field.to_string(),
+            value: v,
+            reason,
+        }
+    }
+
+    /// A present, non-null field.
+    fn opt(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field).filter(|v| !v.is_null())
+    }
+
+    fn id_of(&self, field: &str, v: &Value) -> Result<String, EventError> {
+        match v.as_str() {
+            Some(s) if !s.is_empty() && s.len() <= 255 && !s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                Ok(s.to_string())
+            }
+            _ => Err(self.bad(field, v, "expected a non-empty identifier without whitespace")),
+        }
+    }
+
+    fn id(&self, field: &str) -> Result<String, EventError> {
+        let v = self.opt(field).ok_or_else(|| self.missing(field))?;
+        self.id_of(field, v)
+    }
+
+    fn opt_id(&self, field: &str) -> Result<Option<String>, EventError> {
+        self.opt(field).map(|v| self.id_of(field, v)).transpose()
+    }
+
+    fn opt_text(&self, field: &str) -> Result<Option<String>, EventError> {
+        match self.opt(field) {
+            None => Ok(None),
+            Some(v) => v.as_str().map(|s| Some(s.to_string())).ok_or_else(|| self.bad(field, v, "expected a string")),
+        }
+    }
+
+    fn ip_of(&self, field: &str, v: &Value) -> Result<IpAddr, EventError> {
+        v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| self.bad(field, v, "expected an IP address"))
+    }
+
+    fn ip(&self, field: &str) -> Result<IpAddr, EventError> {
+        let v = self.opt(field).ok_or_else(|| self.missing(field))?;
+        self.ip_of(field, v)
+    }
+
+    fn digest<const N: usize>(&self, field: &str) -> Result<Option<[u8; N]>, EventError> {
+        let Some(v) = self.opt(field) else { return Ok(None) };
+        let mut out = [0u8; N];
+        match v.as_str() {
+            Some(s) if s.len() == 2 * N && hex::decode_to_slice(s, &mut out).is_ok() => Ok(Some(out)),
+            _ => Err(self.bad(field, v, "expected a hex digest of the right length")),
+        }
+    }
+
+    fn ports(&self) -> Result<Vec<Port>, EventError> {
+        let Some(v) = self.opt("ports") else { return Ok(Vec::new()) };
+        let arr = v.as_array().ok_or_else(|| self.bad("ports", v, "expected an array"))?;
+        let mut ports = Vec::with_capacity(arr.len().min(64));
+        for p in arr {
+            let po = p.as_object().ok_or_else(|| self.bad("ports", p, "expected an object per port"))?;
+            let mac_v = po.get("mac").filter(|v| !v.is_null()).ok_or_else(|| self.missing("ports[].mac"))?;
+            let mac =
+                mac_v.as_str().and_then(parse_mac).ok_or_else(|| self.bad("ports[].mac", mac_v, "expected a MAC"))?;
+            let mut ips = Vec::new();
+            if let Some(iv) = po.get("ips").filter(|v| !v.is_null()) {
+                let ia = iv.as_array().ok_or_else(|| self.bad("ports[].ips", iv, "expected an array"))?;
+                for a in ia {
+                    let ip = self.ip_of("ports[].ips", a)?;
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+            }
+            let vni = match po.get("vni").filter(|v| !v.is_null()) {
+                None => None,
+                Some(vv) => Some(
+                    vv.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| self.bad("ports[].vni", vv, "expected a 32-bit unsigned number"))?,
+                ),
+            };
+            ports.push(Port { mac, ips, vni });
+        }
+        Ok(ports)
+    }
+}
+
+/// Parses one event line (`line` is 1-based, `file` for messages).
+pub fn parse_event(text: &str, file: &str, line: usize) -> Result<AssocEvent, EventError> {
+    let raw: Value = serde_json::from_str(text).map_err(|e| EventError::Json {
+        file: file.to_string(),
+        line,
+        message: e.to_string(),
+    })?;
+    let obj = raw.as_object().ok_or_else(|| EventError::Json {
+        file: file.to_string(),
+        line,
+        message: "expected an object".to_string(),
+    })?;
+    let f = Fields { obj, file, line };
+    let time_v = f.opt("time").ok_or_else(|| f.missing("time"))?;
+    let ts = time_v
+        .as_str()
+        .and_then(Timestamp::parse_rfc3339)
+        .ok_or_else(|| f.bad("time", time_v, "expected an RFC 3339 date-time with offset"))?;
+    let ev_v = f.opt("event").ok_or_else(|| f.missing("event"))?;
+    let event = ev_v.as_str().ok_or_else(|| f.bad("event", ev_v, "expected a string"))?;
+    let kind = match event {
+        "access.start" => AssocEventKind::AccessStart { subscriber: f.id("subscriber")?, ip: f.ip("ip")? },
+        "access.stop" => AssocEventKind::AccessStop { subscriber: f.id("subscriber")?, ip: f.ip("ip")? },
+        "image.create" => AssocEventKind::ImageCreate {
+            image: f.id("image")?,
+            owner: f.id("owner")?,
+            name: f.opt_text("name")?,
+            sha256: f.digest::<32>("sha256")?,
+            md5: f.digest::<16>("md5")?,
+            sha512: f.digest::<64>("sha512")?,
+            from_instance: f.opt_id("from_instance")?,
+            from_image: f.opt_id("from_image")?,
+        },
+        "image.share" => AssocEventKind::ImageShare {
+            image: f.id("image")?,
+            visibility: f.opt_text("visibility")?.unwrap_or_else(|| "shared".to_string()),
+        },
+        "image.delete" => AssocEventKind::ImageDelete { image: f.id("image")?, by: f.opt_id("by")? },
+        "instance.start" => AssocEventKind::InstanceStart {
+            instance: f.id("instance")?,
+            owner: f.id("owner")?,
+            image: f.opt_id("image")?,
+            ports: f.ports()?,
+        },
+        "instance.stop" => AssocEventKind::InstanceStop { instance: f.id("instance")? },
+        other => {
+            return Err(EventError::UnknownEvent { file: file.to_string(), line, event: other.to_string() });
+        }
+    };
+    Ok(AssocEvent { ts, line, kind, raw })
+}
+
+/// Parses a JSON-lines feed; blank lines are skipped. The result is sorted stably by time, the
+/// order in which the events must be applied.
+pub fn parse_events(text: &str, file: &str) -> Result<Vec<AssocEvent>, EventError> {
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        out.push(parse_event(l, file, i + 1)?);
+    }
+    out.sort_by_key(|e| e.ts);
+    Ok(out)
+}
+
+/// Reads and parses a JSON-lines feed.
+pub fn load_events(path: &Path) -> Result<Vec<AssocEvent>, EventError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| EventError::Io { file: file.clone(), source })?;
+    parse_events(&text, &file)
+}
