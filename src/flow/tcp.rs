@@ -316,7 +316,7 @@ impl Assembler {
             let (offset, bytes) = entry.remove_entry();
             emit(Event::Data { offset, bytes: &bytes });
             self.next = offset + bytes.len() as u64;
-            self.buffered -= bytes.len();
+            self.buffered = self.buffered.saturating_sub(bytes.len());
             budget.give(bytes.len());
         }
     }
