@@ -1,0 +1,675 @@
+//! The flow table: sessions, CINs, session IRI, CC, and TCP reassembly feeding analyzers.
+//!
+//! A flow is keyed by (LIID, overlay zone, IP protocol, unordered endpoint pair). Each LIID that
+//! claims a packet gets its own flow, CIN and records. Flows live in a slab threaded on three
+//! intrusive LRU lists (open TCP, open other, closed-and-lingering), most recent first, so a
+//! lookup, a touch, an eviction and each idle expiry are O(1).
+//!
+//! What is counted (`Counters`): every packet handed in while the session is open; bytes are the
+//! transport payload plus the fixed IP header (20 bytes IPv4, 40 IPv6) and the fixed transport
+//! header (TCP 20, UDP 8, ICMP 8). IP and TCP options are not known here and not counted.
+//!
+//! After FIN/RST the flow lingers, closed, for a short while so that the last ACKs and
+//! retransmissions are still delivered as CC under the session's CIN instead of opening a
+//! spurious new session; a SYN (without ACK) on a closed flow starts a new session.
+//!
+//! The absolute timeout is enforced exactly when a flow's next packet arrives (that packet opens
+//! the next session); `tick` also ends overdue silent flows, scanning the table at most every
+//! `absolute_ns / 16` of `now`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::analyze::{Cx, StreamAnalyzer};
+use crate::capture::Frame;
+use crate::content::FileLayer;
+use crate::decode::{tcp_flags, Decoded, Transport};
+use crate::record::{CcRecord, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Record, RecordSink};
+use crate::select::{Liid, Match, Provenance, Scope};
+use crate::timestamp::Timestamp;
+
+use super::tcp::{Assembler, Budget, Event, ReassemblyStats};
+
+/// How long a closed (FIN/RST) flow is kept to attribute late packets, capped by `tcp_idle_ns`.
+pub const CLOSED_LINGER_NS: i64 = 10_000_000_000;
+
+/// Timeouts and memory bounds.
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// A TCP session with no packet for this long ends (`IdleTimeout`).
+    pub tcp_idle_ns: i64,
+    /// Same for UDP, ICMP and other protocols.
+    pub udp_idle_ns: i64,
+    /// A session older than this ends (`AbsoluteTimeout`); traffic that goes on opens a new one.
+    pub absolute_ns: i64,
+    /// Most bytes held ahead of holes per TCP direction.
+    pub per_direction_buffer: usize,
+    /// Most bytes held ahead of holes over the whole table.
+    pub global_buffer: usize,
+    /// Most flows (open or lingering); the least recently used is evicted past it.
+    pub max_flows: usize,
+    /// Emit `SessionContinue` this often during a session, if set.
+    pub interim_ns: Option<i64>,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            tcp_idle_ns: 300_000_000_000,
+            udp_idle_ns: 60_000_000_000,
+            absolute_ns: 3_600_000_000_000,
+            per_direction_buffer: 4 << 20,
+            global_buffer: 256 << 20,
+            max_flows: 262_144,
+            interim_ns: None,
+        }
+    }
+}
+
+/// Sessions ended, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndedCounts {
+    pub fin: u64,
+    pub rst: u64,
+    pub idle_timeout: u64,
+    pub absolute_timeout: u64,
+    pub window_end: u64,
+    pub evicted: u64,
+    pub shutdown: u64,
+}
+
+impl EndedCounts {
+    fn count(&mut self, how: Close) {
+        let c = match how {
+            Close::Fin => &mut self.fin,
+            Close::Rst => &mut self.rst,
+            Close::IdleTimeout => &mut self.idle_timeout,
+            Close::AbsoluteTimeout => &mut self.absolute_timeout,
+            Close::WindowEnd => &mut self.window_end,
+            Close::Evicted => &mut self.evicted,
+            Close::Shutdown => &mut self.shutdown,
+        };
+        *c += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.fin + self.rst + self.idle_timeout + self.absolute_timeout + self.window_end + self.evicted + self.shutdown
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowStats {
+    /// Sessions begun.
+    pub created: u64,
+    /// Sessions open now.
+    pub active: u64,
+    pub ended: EndedCounts,
+    /// Open sessions evicted to stay within `max_flows` (also in `ended.evicted`).
+    pub evictions: u64,
+    /// Closed flows dropped early to make room (no records: their session had already ended).
+    pub closed_dropped: u64,
+    /// Packets that arrived for a session already closed by FIN/RST (delivered as CC).
+    pub late_packets: u64,
+    /// CC of frames that have no flow (non-IP, IP fragments), delivered with CIN 0.
+    pub cc_without_flow: u64,
+    /// TCP reassembly: gaps, overlap conflicts, bytes held now and at peak, memory-bound flushes.
+    pub tcp: ReassemblyStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    liid: Liid,
+    zone: Option<u32>,
+    proto: u8,
+    /// The endpoints, lower first, so both directions find the same key.
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+}
+
+const NIL: u32 = u32::MAX;
+const LIST_TCP: usize = 0;
+const LIST_OTHER: usize = 1;
+const LIST_CLOSED: usize = 2;
+
+#[derive(Copy, Clone, Debug)]
+struct List {
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+}
+
+struct Flow {
+    key: FlowKey,
+    cin: u64,
+    scope: Scope,
+    provenance: Arc<Provenance>,
+    descr: FlowDescr,
+    orig: (IpAddr, u16),
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    next_interim: Timestamp,
+    counters: Counters,
+    closed: bool,
+    /// FIN seen per direction (used when there is no reassembly).
+    fin_seen: [bool; 2],
+    /// The peer acknowledged this direction's FIN: nothing before it will be retransmitted.
+    fin_acked: [bool; 2],
+    /// TCP reassembly, only when content is delivered (scope with CC).
+    asm: Option<Box<[Assembler; 2]>>,
+    analyzer: Option<Box<dyn StreamAnalyzer>>,
+}
+
+struct Slot {
+    flow: Option<Flow>,
+    prev: u32,
+    next: u32,
+    list: usize,
+}
+
+/// Makes the analyzer of a new TCP connection whose content is delivered.
+pub type AnalyzerFactory = Box<dyn Fn(&FlowDescr) -> Box<dyn StreamAnalyzer> + Send>;
+
+/// The flows of one worker.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    analyzers: AnalyzerFactory,
+    index: HashMap<FlowKey, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    lists: [List; 3],
+    cins: HashMap<Liid, u64>,
+    budget: Budget,
+    stats: FlowStats,
+    next_abs_scan: Timestamp,
+}
+
+/// Hands one reassembly event to the analyzer.
+fn feed(analyzer: &mut Option<Box<dyn StreamAnalyzer>>, dir: Dir, e: Event<'_>, cx: &mut Cx<'_>) {
+    let Some(a) = analyzer.as_mut() else { return };
+    match e {
+        Event::Data { offset, bytes } => a.data(dir, offset, bytes, cx),
+        Event::Gap { offset, len } => a.gap(dir, offset, len, cx),
+    }
+}
+
+impl Flow {
+    fn iri(&self, ts: Timestamp, event: IriEvent) -> Record<'static> {
+        Record::Iri(IriRecord {
+            liid: self.key.liid.clone(),
+            cin: Some(self.cin),
+            ts,
+            event,
+            provenance: self.provenance.clone(),
+        })
+    }
+
+    /// Ends the session: flushes reassembly, closes the analyzer, emits `SessionEnd`.
+    fn end(
+        &mut self,
+        how: Close,
+        now: Timestamp,
+        budget: &mut Budget,
+        files: &mut FileLayer,
+        sink: &mut dyn RecordSink,
+    ) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let Flow { key, cin, provenance, descr, asm, analyzer, .. } = self;
+        let mut gaps: [Vec<(u64, u64)>; 2] = Default::default();
+        {
+            let mut cx = Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, sink: &mut *sink };
+            if let Some(asm) = asm.as_mut() {
+                for dir in [Dir::Orig, Dir::Resp] {
+                    let a = &mut asm[dir.index()];
+                    a.close(budget, &mut |e| feed(analyzer, dir, e, &mut cx));
+                    gaps[dir.index()] = a.gaps().to_vec();
+                }
+            }
+            if let Some(mut a) = analyzer.take() {
+                a.close(how, &mut cx);
+            }
+        }
+        *asm = None;
+        if self.scope.iri() {
+            let event = IriEvent::SessionEnd {
+                flow: self.descr.clone(),
+                first_seen: self.first_seen,
+                last_seen: self.last_seen,
+                counters: self.counters.clone(),
+                reason: how,
+                gaps,
+            };
+            sink.record(self.iri(now, event));
+        }
+    }
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig, analyzers: AnalyzerFactory) -> FlowTable {
+        let budget = Budget::new(cfg.global_buffer);
+        FlowTable {
+            cfg,
+            analyzers,
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [List { head: NIL, tail: NIL }; 3],
+            cins: HashMap::new(),
+            budget,
+            stats: FlowStats::default(),
+            next_abs_scan: Timestamp::MIN,
+        }
+    }
+
+    pub fn stats(&self) -> &FlowStats {
+        &self.stats
+    }
+
+    /// Flows held (open and lingering).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    // ---- intrusive LRU lists over the slab ----
+
+    fn unlink(&mut self, i: u32) {
+        let Some(s) = self.slots.get(i as usize) else { return };
+        let (prev, next, l) = (s.prev, s.next, s.list);
+        match self.slots.get_mut(prev as usize) {
+            Some(p) => p.next = next,
+            None => self.lists[l].head = next,
+        }
+        match self.slots.get_mut(next as usize) {
+            Some(n) => n.prev = prev,
+            None => self.lists[l].tail = prev,
+        }
+    }
+
+    fn link_front(&mut self, i: u32, l: usize) {
+        let head = self.lists[l].head;
+        if let Some(s) = self.slots.get_mut(i as usize) {
+            s.prev = NIL;
+            s.next = head;
+            s.list = l;
+        }
+        match self.slots.get_mut(head as usize) {
+            Some(h) => h.prev = i,
+            None => self.lists[l].tail = i,
+        }
+        self.lists[l].head = i;
+    }
+
+    fn touch(&mut self, i: u32, l: usize) {
+        self.unlink(i);
+        self.link_front(i, l);
+    }
+
+    fn flow_mut(&mut self, i: u32) -> Option<&mut Flow> {
+        self.slots.get_mut(i as usize).and_then(|s| s.flow.as_mut())
+    }
+
+    /// Removes flow `i` from the table (its session must already be ended).
+    fn remove(&mut self, i: u32) {
+        self.unlink(i);
+        let Some(flow) = self.slots.get_mut(i as usize).and_then(|s| s.flow.take()) else { return };
+        self.index.remove(&flow.key);
+        self.free.push(i);
+    }
+
+    /// Ends flow `i`'s session (if open) with `how`, then removes it.
+    fn end_and_remove(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        let FlowTable { slots, budget, stats, .. } = self;
+        if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
+            if !flow.closed {
+                flow.end(how, now, budget, files, sink);
+                stats.ended.count(how);
+                stats.active = stats.active.saturating_sub(1);
+            }
+        }
+        self.remove(i);
+        self.sync_stats();
+    }
+
+    /// Ends flow `i`'s session by FIN or RST and keeps it, closed, for late packets.
+    fn end_and_linger(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        let FlowTable { slots, budget, stats, .. } = self;
+        if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
+            if !flow.closed {
+                flow.end(how, now, budget, files, sink);
+                stats.ended.count(how);
+                stats.active = stats.active.saturating_sub(1);
+            }
+        }
+        self.touch(i, LIST_CLOSED);
+        self.sync_stats();
+    }
+
+    fn sync_stats(&mut self) {
+        self.stats.tcp = self.budget.stats;
+    }
+
+    /// Makes room for one more flow: drops the oldest closed flow, or evicts the least recently
+    /// used open one.
+    fn make_room(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        let max = self.cfg.max_flows.max(1);
+        while self.index.len() >= max {
+            let closed = self.lists[LIST_CLOSED].tail;
+            if closed != NIL {
+                self.remove(closed);
+                self.stats.closed_dropped += 1;
+                continue;
+            }
+            let last_seen = |t: &FlowTable, i: u32| {
+                t.slots.get(i as usize).and_then(|s| s.flow.as_ref()).map_or(Timestamp::MAX, |f| f.last_seen)
+            };
+            let (a, b) = (self.lists[LIST_TCP].tail, self.lists[LIST_OTHER].tail);
+            let victim = match (a, b) {
+                (NIL, NIL) => return,
+                (NIL, b) => b,
+                (a, NIL) => a,
+                (a, b) if last_seen(self, b) < last_seen(self, a) => b,
+                (a, _) => a,
+            };
+            self.stats.evictions += 1;
+            self.end_and_remove(victim, Close::Evicted, now, files, sink);
+        }
+    }
+
+    fn next_cin(&mut self, liid: &Liid) -> u64 {
+        if let Some(c) = self.cins.get_mut(liid) {
+            *c += 1;
+            return *c;
+        }
+        self.cins.insert(liid.clone(), 1);
+        1
+    }
+
+    /// Opens a new session for `key` with `orig` as originator.
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        key: FlowKey,
+        orig: (IpAddr, u16),
+        m: &Match,
+        d: &Decoded<'_>,
+        now: Timestamp,
+        files: &mut FileLayer,
+        sink: &mut dyn RecordSink,
+    ) -> u32 {
+        self.make_room(now, files, sink);
+        let cin = self.next_cin(&key.liid);
+        let resp = if orig == key.lo { key.hi } else { key.lo };
+        let (vlans, tunnels) = FlowDescr::overlay_parts(&d.overlay);
+        let descr = FlowDescr {
+            proto: FlowDescr::proto_name(key.proto),
+            orig: SocketAddr::new(orig.0, orig.1),
+            resp: SocketAddr::new(resp.0, resp.1),
+            vlans,
+            tunnels,
+        };
+        let tcp = key.proto == 6;
+        let (asm, analyzer) = if tcp && m.scope.cc() {
+            let n = self.cfg.per_direction_buffer;
+            (Some(Box::new([Assembler::new(n), Assembler::new(n)])), Some((self.analyzers)(&descr)))
+        } else {
+            (None, None)
+        };
+        let flow = Flow {
+            key: key.clone(),
+            cin,
+            scope: m.scope,
+            provenance: m.provenance.clone(),
+            descr,
+            orig,
+            first_seen: now,
+            last_seen: now,
+            next_interim: self.cfg.interim_ns.map_or(Timestamp::MAX, |iv| now.add_nanos(iv)),
+            counters: Counters::default(),
+            closed: false,
+            fin_seen: [false; 2],
+            fin_acked: [false; 2],
+            asm,
+            analyzer,
+        };
+        if m.scope.iri() {
+            sink.record(flow.iri(now, IriEvent::SessionBegin { flow: flow.descr.clone(), first_seen: now }));
+        }
+        let slot = Slot { flow: Some(flow), prev: NIL, next: NIL, list: LIST_OTHER };
+        let i = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = slot;
+                }
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.link_front(i, if tcp { LIST_TCP } else { LIST_OTHER });
+        self.index.insert(key, i);
+        self.stats.created += 1;
+        self.stats.active += 1;
+        i
+    }
+
+    /// One target packet on behalf of one LIID (a packet matching two LIIDs is given twice: each
+    /// LIID has its own flow state, CINs and records).
+    pub fn packet(
+        &mut self,
+        m: &Match,
+        frame: &Frame<'_>,
+        d: &Decoded<'_>,
+        files: &mut FileLayer,
+        sink: &mut dyn RecordSink,
+    ) {
+        let now = frame.ts;
+        let interim = self.cfg.interim_ns.unwrap_or(i64::MAX);
+        let Some(ip) = d.ip else { return self.cc_without_flow(m, frame, sink) };
+        let (sport, dport, fixed_hdr) = match d.transport {
+            Transport::Tcp(t) => (t.src_port, t.dst_port, 20),
+            Transport::Udp { src_port, dst_port } => (src_port, dst_port, 8),
+            Transport::Icmp { .. } | Transport::Icmpv6 { .. } => (0, 0, 8),
+            Transport::Other => (0, 0, 0),
+            Transport::Fragment | Transport::None => return self.cc_without_flow(m, frame, sink),
+        };
+        let tcp = match d.transport {
+            Transport::Tcp(t) => Some(t),
+            _ => None,
+        };
+        let ip_hdr = if ip.src.is_ipv4() { 20 } else { 40 };
+        let src = (ip.src, sport);
+        let dst = (ip.dst, dport);
+        let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
+        let key = FlowKey { liid: m.liid.clone(), zone: d.overlay.vni(), proto: ip.proto, lo, hi };
+        let flags = tcp.map_or(0, |t| t.flags);
+        let syn = flags & tcp_flags::SYN != 0;
+        let ack = flags & tcp_flags::ACK != 0;
+
+        // Find the session, ending it first if it is over.
+        let mut orig_hint = None;
+        let mut found = self.index.get(&key).copied();
+        if let Some(i) = found {
+            let (closed, first_seen, orig) = match self.flow_mut(i) {
+                Some(f) => (f.closed, f.first_seen, f.orig),
+                None => (false, now, src),
+            };
+            if closed && syn && !ack {
+                self.remove(i);
+                found = None;
+            } else if !closed && now.nanos().saturating_sub(first_seen.nanos()) >= self.cfg.absolute_ns {
+                self.end_and_remove(i, Close::AbsoluteTimeout, now, files, sink);
+                orig_hint = Some(orig);
+                found = None;
+            }
+        }
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let orig = match orig_hint {
+                    Some(o) => o,
+                    // A SYN-ACK seen first comes from the responder.
+                    None if syn && ack => dst,
+                    None => src,
+                };
+                self.create(key, orig, m, d, now, files, sink)
+            }
+        };
+
+        let Some(flow) = self.flow_mut(i) else { return };
+        let dir = if src == flow.orig { Dir::Orig } else { Dir::Resp };
+        if flow.scope.cc() {
+            sink.record(Record::Cc(CcRecord {
+                liid: &flow.key.liid,
+                cin: flow.cin,
+                ts: now,
+                link: frame.link,
+                data: frame.data,
+                orig_len: frame.orig_len,
+                dir: Some(dir),
+            }));
+        }
+        flow.last_seen = now;
+        if flow.closed {
+            self.stats.late_packets += 1;
+            self.touch(i, LIST_CLOSED);
+            return;
+        }
+        let di = dir.index();
+        flow.counters.packets[di] += 1;
+        flow.counters.bytes[di] += (d.payload.len() + ip_hdr + fixed_hdr) as u64;
+        if now >= flow.next_interim {
+            let event = IriEvent::SessionContinue {
+                flow: flow.descr.clone(),
+                first_seen: flow.first_seen,
+                counters: flow.counters.clone(),
+            };
+            if flow.scope.iri() {
+                sink.record(flow.iri(now, event));
+            }
+            flow.next_interim = now.add_nanos(interim);
+        }
+        let list = if tcp.is_some() { LIST_TCP } else { LIST_OTHER };
+        self.touch(i, list);
+
+        let Some(t) = tcp else { return };
+        if flags & tcp_flags::RST != 0 {
+            self.end_and_linger(i, Close::Rst, now, files, sink);
+            return;
+        }
+        let fin = flags & tcp_flags::FIN != 0;
+        let FlowTable { slots, budget, .. } = self;
+        let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return };
+        if fin {
+            flow.fin_seen[di] = true;
+        }
+        let done = match flow.asm.as_mut() {
+            Some(asm) => {
+                let Flow { key, cin, provenance, descr, analyzer, fin_acked, .. } = flow;
+                let mut cx = Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, sink: &mut *sink };
+                let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut cx);
+                let a = &mut asm[di];
+                if syn {
+                    a.syn(t.seq);
+                    if !d.payload.is_empty() || fin {
+                        a.segment(t.seq.wrapping_add(1), d.payload, fin, budget, &mut emit);
+                    }
+                } else {
+                    a.segment(t.seq, d.payload, fin, budget, &mut emit);
+                }
+                let peer = 1 - di;
+                if ack && asm[peer].fin_acked(t.ack) {
+                    fin_acked[peer] = true;
+                }
+                let done = |k: usize| asm[k].is_complete() || (asm[k].fin_offset().is_some() && fin_acked[k]);
+                done(0) && done(1)
+            }
+            None => flow.fin_seen[0] && flow.fin_seen[1],
+        };
+        if done {
+            self.end_and_linger(i, Close::Fin, now, files, sink);
+        } else {
+            self.sync_stats();
+        }
+    }
+
+    fn cc_without_flow(&mut self, m: &Match, frame: &Frame<'_>, sink: &mut dyn RecordSink) {
+        if !m.scope.cc() {
+            return;
+        }
+        self.stats.cc_without_flow += 1;
+        sink.record(Record::Cc(CcRecord {
+            liid: &m.liid,
+            cin: 0,
+            ts: frame.ts,
+            link: frame.link,
+            data: frame.data,
+            orig_len: frame.orig_len,
+            dir: None,
+        }));
+    }
+
+    /// Expire flows idle past their timeout or older than absolute_ns (emit session end, close
+    /// analyzers). Call with a monotonically advancing now (packet time in replay).
+    pub fn tick(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        let linger = CLOSED_LINGER_NS.min(self.cfg.tcp_idle_ns);
+        for (l, idle) in [(LIST_TCP, self.cfg.tcp_idle_ns), (LIST_OTHER, self.cfg.udp_idle_ns), (LIST_CLOSED, linger)] {
+            loop {
+                let i = self.lists[l].tail;
+                let Some(f) = self.slots.get(i as usize).and_then(|s| s.flow.as_ref()) else { break };
+                if f.last_seen.add_nanos(idle) > now {
+                    break;
+                }
+                if l == LIST_CLOSED {
+                    self.remove(i);
+                } else {
+                    self.end_and_remove(i, Close::IdleTimeout, now, files, sink);
+                }
+            }
+        }
+        if now >= self.next_abs_scan {
+            self.next_abs_scan = now.add_nanos((self.cfg.absolute_ns / 16).max(1));
+            let abs = self.cfg.absolute_ns;
+            let overdue: Vec<u32> = (0..self.slots.len() as u32)
+                .filter(|&i| {
+                    self.slots
+                        .get(i as usize)
+                        .and_then(|s| s.flow.as_ref())
+                        .is_some_and(|f| !f.closed && now.nanos().saturating_sub(f.first_seen.nanos()) >= abs)
+                })
+                .collect();
+            for i in overdue {
+                self.end_and_remove(i, Close::AbsoluteTimeout, now, files, sink);
+            }
+        }
+    }
+
+    /// End every flow of `liid` (its window ended or the warrant was removed), reason
+    /// `Close::WindowEnd`.
+    pub fn end_liid(&mut self, liid: &Liid, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        let mine: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots.get(i as usize).and_then(|s| s.flow.as_ref()).is_some_and(|f| f.key.liid == *liid))
+            .collect();
+        for i in mine {
+            self.end_and_remove(i, Close::WindowEnd, now, files, sink);
+        }
+    }
+
+    /// End everything (`Close::Shutdown`), e.g. end of replay.
+    pub fn finish(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        for i in 0..self.slots.len() as u32 {
+            if self.slots.get(i as usize).is_some_and(|s| s.flow.is_some()) {
+                self.end_and_remove(i, Close::Shutdown, now, files, sink);
+            }
+        }
+    }
+}
