@@ -870,3 +870,40 @@ impl<'a> Iterator for Merge<'a> {
         Some((i, Ok(f)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsresol_extremes_do_not_overflow() {
+        // 2^-127 s: any 64-bit count is under a nanosecond.
+        assert_eq!(TsUnit::from_tsresol(0xff).to_nanos(u64::MAX), 0);
+        // 10^-127 s: the divisor does not fit u128; the time is 0.
+        assert_eq!(TsUnit::from_tsresol(0x7f).to_nanos(u64::MAX), 0);
+        // 1 s units: u64::MAX seconds saturates.
+        assert_eq!(TsUnit::from_tsresol(0).to_nanos(u64::MAX), i64::MAX);
+        // 2^0 s, the same.
+        assert_eq!(TsUnit::from_tsresol(0x80).to_nanos(3), 3_000_000_000);
+        // 10^-38 s still has a u128 divisor: 10^29 units per ns.
+        assert_eq!(TsUnit::from_tsresol(38), TsUnit::PerNano(10u128.pow(29)));
+    }
+
+    #[test]
+    fn endian_reads_are_checked() {
+        let b = [1, 2, 3];
+        assert_eq!(Endian::Little.u16(&b, 1), Some(0x0302));
+        assert_eq!(Endian::Big.u16(&b, 1), Some(0x0203));
+        assert_eq!(Endian::Little.u32(&b, 0), None);
+        assert_eq!(Endian::Big.u64(&b, usize::MAX), None);
+    }
+
+    #[test]
+    fn idb_options_past_the_block_end_the_list() {
+        // linktype 1, snaplen 0, then an option claiming 200 bytes.
+        let body = [1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 200, 0, 3];
+        let i = Iface::parse(Endian::Little, &body).unwrap();
+        assert_eq!(i.link, LinkType::Ethernet);
+        assert_eq!(i.unit, TsUnit::NanosPer(1000));
+    }
+}
