@@ -672,7 +672,7 @@ impl<'a> Frames<'a> {
                         let kind = DamageKind::UnknownInterface { id, known: ifaces.len() };
                         return Step::Damage(CaptureDamage { offset: pos as u64, kind });
                     };
-                    let room = body.len() - 20;
+                    let room = body.len().saturating_sub(20);
                     let Some(bytes) = body.get(20..20usize.saturating_add(cap as usize)) else {
                         let kind = DamageKind::PacketOverrunsBlock { cap_len: cap, room: room as u32 };
                         return Step::Damage(CaptureDamage { offset: pos as u64, kind });
@@ -692,12 +692,12 @@ impl<'a> Frames<'a> {
                     };
                     // The captured length is implied: the original length cut to the snap length
                     // (0 = none), and never past the block.
-                    let room = body.len() - 4;
+                    let room = body.len().saturating_sub(4);
                     let mut cap = (orig as usize).min(room);
                     if iface.snaplen != 0 {
                         cap = cap.min(iface.snaplen as usize);
                     }
-                    let bytes = body.get(4..4 + cap).unwrap_or_default();
+                    let bytes = body.get(4..4usize.saturating_add(cap)).unwrap_or_default();
                     return Step::Frame(Frame { ts: *last_ts, link: iface.link, data: bytes, orig_len: orig });
                 }
                 _ => {}
