@@ -5,6 +5,8 @@
 
 pub mod file;
 
+pub use file::{CaptureDamage, CaptureError, CaptureFile, CaptureFormat, DamageKind, Frames, Merge};
+
 use crate::timestamp::Timestamp;
 
 /// The link-layer header type of a frame, as numbered by the tcpdump.org LINKTYPE registry.

@@ -1,0 +1,154 @@
+//! Real captures cut at every byte offset: opening and reading never panic, the cut is reported as
+//! damage, and every frame complete before the cut is yielded with its bytes. Record offsets and
+//! frame bytes come from tshark (`frame.file_off`, `frame_raw`), not from tapir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tapir::capture::file::{CaptureFile, DamageKind};
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/pcaps")).join(rel)
+}
+
+/// Per frame: offset of its record/block in the file, and its captured bytes.
+fn tshark_records(path: &Path) -> Vec<(usize, Vec<u8>)> {
+    let out = Command::new("tshark")
+        .args(["-o", "frame.show_file_off:TRUE", "-r"])
+        .arg(path)
+        .args(["-T", "json", "-x", "-j", "frame"])
+        .output()
+        .expect("tshark is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let layers = &p["_source"]["layers"];
+            let off = layers["frame"]["frame.file_off"].as_str().unwrap().parse().unwrap();
+            let bytes = hex::decode(layers["frame_raw"][0].as_str().unwrap()).unwrap();
+            (off, bytes)
+        })
+        .collect()
+}
+
+struct Read {
+    frames: Vec<Vec<u8>>,
+    damage: Vec<(u64, DamageKind)>,
+}
+
+/// Reads a cut capture; every 61st cut goes through a file and the memory map, the rest through
+/// memory (same parser, and many times faster).
+fn read_cut(dir: &Path, bytes: &[u8]) -> Option<Read> {
+    let f = if bytes.len() % 61 == 0 {
+        let p = dir.join("cut");
+        std::fs::write(&p, bytes).unwrap();
+        CaptureFile::open(&p).ok()?
+    } else {
+        CaptureFile::from_bytes("cut", bytes.to_vec()).ok()?
+    };
+    let mut r = Read { frames: Vec::new(), damage: Vec::new() };
+    for item in f.frames() {
+        match item {
+            Ok(fr) => r.frames.push(fr.data.to_vec()),
+            Err(d) => r.damage.push((d.offset, d.kind)),
+        }
+    }
+    Some(r)
+}
+
+#[test]
+fn pcap_cut_everywhere() {
+    let path = shared("suricata-verify/tests/http-ipv6/input.pcap");
+    let full = std::fs::read(&path).unwrap();
+    let recs = tshark_records(&path);
+    assert_eq!(recs.len(), 14);
+    // A legacy pcap record is a 16-byte header and the captured bytes.
+    let ends: Vec<usize> = recs.iter().map(|(off, b)| off + 16 + b.len()).collect();
+    assert_eq!(*ends.last().unwrap(), full.len());
+    let dir = tempfile::tempdir().unwrap();
+    for cut in 0..full.len() {
+        let Some(r) = read_cut(dir.path(), &full[..cut]) else {
+            assert!(cut < 24, "cut at {cut}: open failed");
+            continue;
+        };
+        assert!(cut >= 24, "cut at {cut}: a cut file header must not open");
+        let complete = ends.iter().filter(|e| **e <= cut).count();
+        assert_eq!(r.frames.len(), complete, "cut at {cut}");
+        for (k, fr) in r.frames.iter().enumerate() {
+            assert_eq!(fr, &recs[k].1, "cut at {cut}, frame {k}");
+        }
+        if cut == 24 || ends.contains(&cut) {
+            assert!(r.damage.is_empty(), "cut at {cut} is a record boundary: {:?}", r.damage);
+        } else {
+            assert_eq!(r.damage.len(), 1, "cut at {cut}");
+            let (off, kind) = &r.damage[0];
+            assert_eq!(*off as usize, recs[complete].0, "cut at {cut}");
+            assert!(matches!(kind, DamageKind::Truncated { .. }), "cut at {cut}: {kind:?}");
+        }
+    }
+}
+
+#[test]
+fn pcapng_cut_everywhere() {
+    for rel in [
+        "zeek/testing/btest/Traces/smtp/smtp-bdat-cmd-invalid.pcapng",
+        "fq/format/pcap/testdata/many_interfaces.pcapng",
+    ] {
+        let path = shared(rel);
+        let full = std::fs::read(&path).unwrap();
+        let recs = tshark_records(&path);
+        assert!(recs.len() > 10);
+        let dir = tempfile::tempdir().unwrap();
+        for cut in 0..full.len() {
+            let Some(r) = read_cut(dir.path(), &full[..cut]) else {
+                // Only a cut inside the first 12 bytes (type, length, byte-order magic) hides what
+                // the file is.
+                assert!(cut < 12, "{rel}: cut at {cut}: open failed");
+                continue;
+            };
+            // An enhanced packet block is at least 32 bytes plus its data; a frame is surely
+            // complete once the next frame's block starts, surely cut inside that minimum.
+            let surely: usize = recs.windows(2).filter(|w| w[1].0 <= cut).count();
+            let at_most = recs.iter().filter(|(off, b)| off + 32 + b.len() <= cut).count();
+            let n = r.frames.len();
+            assert!(surely <= n && n <= at_most, "{rel}: cut at {cut}: {n} frames, {surely}..={at_most}");
+            for (k, fr) in r.frames.iter().enumerate() {
+                assert_eq!(fr, &recs[k].1, "{rel}: cut at {cut}, frame {k}");
+            }
+            let inside_packet = recs.iter().any(|(off, b)| *off < cut && cut < off + 32 + b.len());
+            if inside_packet || cut < 28 {
+                assert!(!r.damage.is_empty(), "{rel}: cut at {cut}: no damage reported");
+            }
+            for (off, kind) in &r.damage {
+                assert!(*off as usize <= cut, "{rel}: cut at {cut}: damage at {off}");
+                assert!(
+                    matches!(kind, DamageKind::Truncated { .. }),
+                    "{rel}: cut at {cut}: the only damage is the cut, got {kind:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gzip_cut_everywhere() {
+    let path = shared("zeek/testing/btest/Traces/trunc/mpls-6in6-broken.pcap.gz");
+    let full = std::fs::read(&path).unwrap();
+    let recs = tshark_records(&path);
+    assert!(!recs.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let mut opened = 0;
+    for cut in 0..full.len() {
+        let Some(r) = read_cut(dir.path(), &full[..cut]) else { continue };
+        opened += 1;
+        assert!(r.frames.len() <= recs.len());
+        for (k, fr) in r.frames.iter().enumerate() {
+            assert_eq!(fr, &recs[k].1, "cut at {cut}, frame {k}");
+        }
+        // Every cut loses at least the gzip trailer (CRC-32 and size), so the stream is damaged.
+        assert!(r.damage.iter().any(|(_, k)| matches!(k, DamageKind::Gzip { .. })), "cut at {cut}: {:?}", r.damage);
+    }
+    assert!(opened > 0, "some cut still holds a capture header");
+}
