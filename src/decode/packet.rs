@@ -14,9 +14,7 @@ use etherparse::{err, TcpHeaderSlice};
 
 use super::frag::{DecodeStats, FragKey, FragOutcome, FragTable};
 use super::tunnel::{self, ethertype as et, Erspan2, Erspan3, Geneve, Gre, Inner, Vxlan};
-use super::wire::{
-    ipv6_ext_len, need, rd16, rd32, rd8, tail, EthernetFrame, Ipv4Packet, Ipv6FragHeader, Ipv6Packet,
-};
+use super::wire::{ipv6_ext_len, need, rd16, rd32, rd8, tail, EthernetFrame, Ipv4Packet, Ipv6FragHeader, Ipv6Packet};
 use super::{DecodeConfig, DecodeError, Decoded, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind};
 use crate::capture::{Frame, LinkType};
 
@@ -26,6 +24,11 @@ const REASSEMBLY_SLOTS: usize = 2;
 
 /// Hard bound on decoding steps for one frame, whatever the configuration.
 const MAX_STEPS: usize = 256;
+
+/// GRE-in-UDP (RFC 8086): reported as a GRE tunnel.
+const GRE_IN_UDP_PORT: u16 = 4754;
+/// MPLS-in-UDP (RFC 7510): no TunnelKind of its own, reported as GRE.
+const MPLS_IN_UDP_PORT: u16 = 6635;
 
 /// IP protocol numbers the decoder follows.
 mod proto {
@@ -107,9 +110,7 @@ impl Decoder {
                 match af {
                     2 => Step::V4(rest),
                     24 | 28 | 30 => Step::V6(rest),
-                    other => {
-                        return Err(DecodeError::BadField { layer: "null", field: "family", value: other.into() })
-                    }
+                    other => return Err(DecodeError::BadField { layer: "null", field: "family", value: other.into() }),
                 }
             }
             LinkType::Other(n) => return Err(DecodeError::UnsupportedLinkType(n)),
@@ -133,6 +134,29 @@ impl Decoder {
             };
         }
         Err(DecodeError::TooDeep(MAX_STEPS))
+    }
+}
+
+fn tcp_error(e: err::tcp::HeaderSliceError) -> DecodeError {
+    match e {
+        err::tcp::HeaderSliceError::Len(l) => {
+            DecodeError::Truncated { layer: "tcp", needed: l.required_len, have: l.len }
+        }
+        err::tcp::HeaderSliceError::Content(err::tcp::HeaderError::DataOffsetTooSmall { data_offset }) => {
+            DecodeError::BadField { layer: "tcp", field: "data-offset", value: data_offset.into() }
+        }
+    }
+}
+
+/// The fixed 20 bytes of a TCP header (the caller checked they are there).
+fn tcp_fixed(b: &[u8]) -> TcpInfo {
+    TcpInfo {
+        src_port: rd16(b, 0..2),
+        dst_port: rd16(b, 2..4),
+        seq: rd32(b, 4..8),
+        ack: rd32(b, 8..12),
+        flags: rd8(b, 13) & 0x3f,
+        window: rd16(b, 14..16),
     }
 }
 
@@ -195,6 +219,17 @@ impl<'a> Walk<'a, '_> {
                 et::IPV4 => Step::V4(b),
                 et::IPV6 => Step::V6(b),
                 et::MPLS_UC | et::MPLS_MC => Step::Mpls(b),
+                et::CISCO_METADATA => {
+                    (t, b) = tunnel::cisco_metadata(b)?;
+                    continue;
+                }
+                et::VNTAG => {
+                    // VN-Tag (IEEE 802.1Qbh draft): 4 bytes of tag, then the next ethertype.
+                    need("vntag", b, 6)?;
+                    t = rd16(b, 4..6);
+                    b = tail("vntag", b, 6)?;
+                    continue;
+                }
                 et::PPPOE_SESSION => {
                     // PPPoE session header: ver/type, code, session id, length; then PPP.
                     need("pppoe", b, 6)?;
@@ -292,9 +327,7 @@ impl<'a> Walk<'a, '_> {
                     }
                     let key = FragKey { src, dst, proto: nh, id: f.ident(), zone: self.overlay.vni() };
                     match self.frag.insert(key, f.offset(), rest, f.more(), self.now)? {
-                        FragOutcome::Held | FragOutcome::Dropped => {
-                            return Ok(Step::Done(Transport::Fragment, &[]))
-                        }
+                        FragOutcome::Held | FragOutcome::Dropped => return Ok(Step::Done(Transport::Fragment, &[])),
                         FragOutcome::Complete(buf) => rest = self.store(buf)?,
                     }
                 }
@@ -346,14 +379,14 @@ impl<'a> Walk<'a, '_> {
     fn transport(&mut self, p: u8, b: &'a [u8]) -> Result<Step<'a>, DecodeError> {
         match p {
             proto::TCP => {
-                let t = TcpHeaderSlice::from_slice(b).map_err(|e| match e {
-                    err::tcp::HeaderSliceError::Len(l) => {
-                        DecodeError::Truncated { layer: "tcp", needed: l.required_len, have: l.len }
+                let t = match TcpHeaderSlice::from_slice(b) {
+                    Ok(t) => t,
+                    // Options cut off by the snap length: the fixed header still names the flow.
+                    Err(err::tcp::HeaderSliceError::Len(_)) if b.len() >= 20 && rd8(b, 12) >> 4 >= 5 => {
+                        return Ok(Step::Done(Transport::Tcp(tcp_fixed(b)), &[]));
                     }
-                    err::tcp::HeaderSliceError::Content(err::tcp::HeaderError::DataOffsetTooSmall {
-                        data_offset,
-                    }) => DecodeError::BadField { layer: "tcp", field: "data-offset", value: data_offset.into() },
-                })?;
+                    Err(e) => return Err(tcp_error(e)),
+                };
                 let info = TcpInfo {
                     src_port: t.source_port(),
                     dst_port: t.destination_port(),
@@ -372,7 +405,16 @@ impl<'a> Walk<'a, '_> {
                 let end = if (8..=b.len()).contains(&ulen) { ulen } else { b.len() };
                 let payload = b.get(8..end).unwrap_or(&[]);
                 let udp = Transport::Udp { src_port: sport, dst_port: dport };
-                if dport == self.cfg.vxlan_port {
+                if dport == GRE_IN_UDP_PORT {
+                    match self.gre(payload) {
+                        Ok(step) => return Ok(step),
+                        Err(e @ DecodeError::TooDeep(_)) => return Err(e),
+                        Err(_) => {} // not GRE after all: plain UDP
+                    }
+                } else if dport == MPLS_IN_UDP_PORT {
+                    self.push_tunnel(TunnelKind::Gre, None)?;
+                    return Ok(Step::Mpls(payload));
+                } else if dport == self.cfg.vxlan_port {
                     if let Ok((v, inner)) = Vxlan::parse(payload) {
                         self.push_tunnel(TunnelKind::Vxlan, v.vni)?;
                         return Ok(Step::Eth(inner));
@@ -414,9 +456,15 @@ impl<'a> Walk<'a, '_> {
     fn gre(&mut self, b: &'a [u8]) -> Result<Step<'a>, DecodeError> {
         let (g, inner) = Gre::parse(b)?;
         let (kind, vni, what, rest) = match g.protocol {
-            et::IPV4 => (TunnelKind::Gre, g.key, Inner::Ipv4, inner),
-            et::IPV6 => (TunnelKind::Gre, g.key, Inner::Ipv6, inner),
-            et::MPLS_UC | et::MPLS_MC => (TunnelKind::Gre, g.key, Inner::Mpls, inner),
+            et::IPV4 | et::IPV6 | et::MPLS_UC | et::MPLS_MC => {
+                self.push_tunnel(TunnelKind::Gre, g.key)?;
+                return Ok(Step::EtherType(g.protocol, inner));
+            }
+            et::CISCO_METADATA => {
+                let (t, rest) = tunnel::cisco_metadata_gre(inner)?;
+                self.push_tunnel(TunnelKind::Gre, g.key)?;
+                return Ok(Step::EtherType(t, rest));
+            }
             et::TEB => (TunnelKind::GreEthernet, g.key, Inner::Ethernet, inner),
             et::ERSPAN_2 if g.has_seq => {
                 let (e, rest) = Erspan2::parse(inner)?;

@@ -34,6 +34,25 @@ pub mod ethertype {
     pub const QINQ: u16 = 0x88a8;
     pub const QINQ_OLD: u16 = 0x9100;
     pub const PPPOE_SESSION: u16 = 0x8864;
+    pub const CISCO_METADATA: u16 = 0x8909;
+    pub const VNTAG: u16 = 0x8926;
+}
+
+/// Cisco MetaData (CMD, carries the SGT): version, length in 4-byte option units, the options,
+/// then the next ethertype. Returns the next ethertype and what follows.
+pub fn cisco_metadata(buf: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
+    need("cmd", buf, 2)?;
+    let hl = 2 + usize::from(rd8(buf, 1)) * 4;
+    need("cmd", buf, hl + 2)?;
+    Ok((rd16(buf, hl..hl + 2), tail("cmd", buf, hl + 2)?))
+}
+
+/// Cisco MetaData as a GRE payload (protocol type 0x8909): there the next ethertype comes first,
+/// then version, length and the options.
+pub fn cisco_metadata_gre(buf: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
+    need("cmd", buf, 4)?;
+    let hl = 4 + usize::from(rd8(buf, 3)) * 4;
+    Ok((rd16(buf, 0..2), tail("cmd", buf, hl)?))
 }
 
 /// A VXLAN header (8 bytes): flags with the I bit, 24-bit VNI.
@@ -150,11 +169,7 @@ impl Gre {
                             break;
                         }
                         if n > gre::MAX_SRE {
-                            return Err(DecodeError::BadField {
-                                layer: "gre",
-                                field: "routing",
-                                value: n as u64,
-                            });
+                            return Err(DecodeError::BadField { layer: "gre", field: "routing", value: n as u64 });
                         }
                     }
                 }
