@@ -2,6 +2,8 @@
 //! `src/capture/file.rs`) and tshark's view of each frame as the expected value.
 #![allow(dead_code)]
 
+pub mod build;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
