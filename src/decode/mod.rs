@@ -7,6 +7,14 @@
 //! before every access; a malformed header is a [`DecodeError`] that names the layer and the
 //! offending value, never a panic.
 
+pub mod frag;
+pub mod packet;
+pub mod tunnel;
+pub mod wire;
+
+pub use frag::DecodeStats;
+pub use packet::Decoder;
+
 use std::net::IpAddr;
 
 use smallvec::SmallVec;
