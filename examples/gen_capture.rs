@@ -83,10 +83,21 @@ fn main() -> std::io::Result<()> {
         let mac_s = [2, 0, 0, 0, 0, 2];
         if c.sent == 0 {
             // Handshake.
-            PacketBuilder::ethernet2(mac_c, mac_s).ipv4(c.client, c.server, 64).tcp(c.cport, 80, c.cseq, 64240).syn().write(&mut buf, &[]).unwrap();
+            PacketBuilder::ethernet2(mac_c, mac_s)
+                .ipv4(c.client, c.server, 64)
+                .tcp(c.cport, 80, c.cseq, 64240)
+                .syn()
+                .write(&mut buf, &[])
+                .unwrap();
             written += frame(&mut buf, &mut out, t_us)?;
             buf.clear();
-            PacketBuilder::ethernet2(mac_s, mac_c).ipv4(c.server, c.client, 64).tcp(80, c.cport, c.sseq, 64240).syn().ack(c.cseq.wrapping_add(1)).write(&mut buf, &[]).unwrap();
+            PacketBuilder::ethernet2(mac_s, mac_c)
+                .ipv4(c.server, c.client, 64)
+                .tcp(80, c.cport, c.sseq, 64240)
+                .syn()
+                .ack(c.cseq.wrapping_add(1))
+                .write(&mut buf, &[])
+                .unwrap();
             written += frame(&mut buf, &mut out, t_us)?;
             c.cseq = c.cseq.wrapping_add(1);
             c.sseq = c.sseq.wrapping_add(1);
@@ -94,10 +105,22 @@ fn main() -> std::io::Result<()> {
             continue;
         }
         if c.sent > SEGMENTS_PER_FLOW {
-            PacketBuilder::ethernet2(mac_c, mac_s).ipv4(c.client, c.server, 64).tcp(c.cport, 80, c.cseq, 64240).fin().ack(c.sseq).write(&mut buf, &[]).unwrap();
+            PacketBuilder::ethernet2(mac_c, mac_s)
+                .ipv4(c.client, c.server, 64)
+                .tcp(c.cport, 80, c.cseq, 64240)
+                .fin()
+                .ack(c.sseq)
+                .write(&mut buf, &[])
+                .unwrap();
             written += frame(&mut buf, &mut out, t_us)?;
             buf.clear();
-            PacketBuilder::ethernet2(mac_s, mac_c).ipv4(c.server, c.client, 64).tcp(80, c.cport, c.sseq, 64240).fin().ack(c.cseq.wrapping_add(1)).write(&mut buf, &[]).unwrap();
+            PacketBuilder::ethernet2(mac_s, mac_c)
+                .ipv4(c.server, c.client, 64)
+                .tcp(80, c.cport, c.sseq, 64240)
+                .fin()
+                .ack(c.cseq.wrapping_add(1))
+                .write(&mut buf, &[])
+                .unwrap();
             written += frame(&mut buf, &mut out, t_us)?;
             conns[i] = new_conn(&mut next);
             continue;
@@ -107,10 +130,20 @@ fn main() -> std::io::Result<()> {
         }
         let to_server = c.sent % 4 != 0;
         if to_server {
-            PacketBuilder::ethernet2(mac_c, mac_s).ipv4(c.client, c.server, 64).tcp(c.cport, 80, c.cseq, 64240).ack(c.sseq).write(&mut buf, &payload).unwrap();
+            PacketBuilder::ethernet2(mac_c, mac_s)
+                .ipv4(c.client, c.server, 64)
+                .tcp(c.cport, 80, c.cseq, 64240)
+                .ack(c.sseq)
+                .write(&mut buf, &payload)
+                .unwrap();
             c.cseq = c.cseq.wrapping_add(payload.len() as u32);
         } else {
-            PacketBuilder::ethernet2(mac_s, mac_c).ipv4(c.server, c.client, 64).tcp(80, c.cport, c.sseq, 64240).ack(c.cseq).write(&mut buf, &payload).unwrap();
+            PacketBuilder::ethernet2(mac_s, mac_c)
+                .ipv4(c.server, c.client, 64)
+                .tcp(80, c.cport, c.sseq, 64240)
+                .ack(c.cseq)
+                .write(&mut buf, &payload)
+                .unwrap();
             c.sseq = c.sseq.wrapping_add(payload.len() as u32);
         }
         written += frame(&mut buf, &mut out, t_us)?;

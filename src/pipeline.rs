@@ -1,0 +1,206 @@
+//! The replay pipeline: one frame at a time through decode -> select -> flow, records out.
+//!
+//! [`Pipeline`] is sans-I/O: it is handed frames (with their capture time, which is `now`) and a
+//! [`RecordSink`], and never touches files or the clock. `replay` in the CLI wires it to capture
+//! files and the case writer; live capture will wire the same pipeline to a ring.
+//!
+//! Time-driven work happens as capture time passes: identity-association events whose time has
+//! come are applied before the frame that follows them, a warrant whose window has closed has its
+//! flows ended at its end time, and idle flows expire.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::analyze::stream::RawStream;
+use crate::capture::Frame;
+use crate::content::FileLayer;
+use crate::decode::{DecodeConfig, Decoder};
+use crate::flow::{FlowConfig, FlowTable};
+use crate::record::{IriEvent, IriRecord, Record, RecordSink};
+use crate::select::{AssocChange, AssocEvent, Liid, Match, Targeting, Warrant};
+use crate::timestamp::Timestamp;
+
+/// How often (capture time) flows are checked for timeouts.
+const TICK_NS: i64 = 1_000_000_000;
+
+/// Counters for the closing summary.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub frames: u64,
+    /// Captured bytes of all frames.
+    pub bytes: u64,
+    /// Frames that matched at least one warrant.
+    pub matched_frames: u64,
+    /// Frames matched, per LIID.
+    pub matched: BTreeMap<Liid, u64>,
+    pub decode_errors: BTreeMap<String, u64>,
+    /// Capture-file damage, one line each (file, offset, what).
+    pub capture_damage: Vec<String>,
+    pub association_events: u64,
+}
+
+pub struct Pipeline {
+    decoder: Decoder,
+    targeting: Targeting,
+    events: Vec<AssocEvent>,
+    next_event: usize,
+    flows: FlowTable,
+    files: FileLayer,
+    /// (end, LIID) of every warrant, by end time; `next_end` is the first not yet passed.
+    ends: Vec<(Timestamp, Liid)>,
+    next_end: usize,
+    last_tick: Option<Timestamp>,
+    now: Timestamp,
+    matches: SmallVec<[Match; 2]>,
+    pub summary: Summary,
+}
+
+impl Pipeline {
+    /// `events` need not be sorted: they are applied in time order (stable for equal times).
+    pub fn new(
+        warrants: Vec<Warrant>,
+        mut events: Vec<AssocEvent>,
+        decode: DecodeConfig,
+        flow: FlowConfig,
+    ) -> Pipeline {
+        events.sort_by_key(|e| e.ts);
+        let mut ends: Vec<(Timestamp, Liid)> = warrants.iter().map(|w| (w.end, w.liid.clone())).collect();
+        ends.sort();
+        Pipeline {
+            decoder: Decoder::new(decode),
+            targeting: Targeting::new(warrants),
+            events,
+            next_event: 0,
+            flows: FlowTable::new(flow, Box::new(|_| Box::new(RawStream::new()))),
+            files: FileLayer::new(),
+            ends,
+            next_end: 0,
+            last_tick: None,
+            now: Timestamp::MIN,
+            matches: SmallVec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// Moves capture time forward to `now`: events due are applied, closed windows end their
+    /// flows, idle flows expire.
+    pub fn advance(&mut self, now: Timestamp, sink: &mut dyn RecordSink) {
+        if now > self.now {
+            self.now = now;
+        }
+        let now = self.now;
+        while let Some(ev) = self.events.get(self.next_event) {
+            if ev.ts > now {
+                break;
+            }
+            self.next_event += 1;
+            self.summary.association_events += 1;
+            let changes = self.targeting.apply(ev);
+            self.emit_changes(changes, sink);
+        }
+        while let Some((end, liid)) = self.ends.get(self.next_end) {
+            if *end > now {
+                break;
+            }
+            self.flows.end_liid(liid, *end, &mut self.files, sink);
+            self.next_end += 1;
+        }
+        let due = match self.last_tick {
+            None => true,
+            Some(t) => now.nanos().saturating_sub(t.nanos()) >= TICK_NS,
+        };
+        if due {
+            self.last_tick = Some(now);
+            self.flows.tick(now, &mut self.files, sink);
+        }
+    }
+
+    /// Association changes become IRI for the warrants they concern, inside their windows.
+    fn emit_changes(&mut self, changes: Vec<AssocChange>, sink: &mut dyn RecordSink) {
+        for c in changes {
+            let Some(w) = self.targeting.warrants().iter().find(|w| w.liid == c.liid) else { continue };
+            if !w.scope.iri() || c.ts < w.start || c.ts >= w.end {
+                continue;
+            }
+            sink.record(Record::Iri(IriRecord {
+                liid: c.liid,
+                cin: None,
+                ts: c.ts,
+                event: IriEvent::Association {
+                    what: c.what,
+                    detail: c.detail,
+                    selectors_added: c.selectors_added,
+                    selectors_removed: c.selectors_removed,
+                },
+                provenance: c.provenance,
+            }));
+        }
+    }
+
+    /// One captured frame.
+    pub fn frame(&mut self, frame: &Frame<'_>, sink: &mut dyn RecordSink) {
+        self.advance(frame.ts, sink);
+        self.summary.frames += 1;
+        self.summary.bytes += frame.data.len() as u64;
+        let d = match self.decoder.decode(frame) {
+            Ok(d) => d,
+            Err(e) => {
+                *self.summary.decode_errors.entry(e.kind()).or_insert(0) += 1;
+                return;
+            }
+        };
+        self.matches.clear();
+        self.targeting.select(&d, frame.ts, &mut self.matches);
+        if self.matches.is_empty() {
+            // Minimisation: nothing of a non-target frame goes further.
+            return;
+        }
+        self.summary.matched_frames += 1;
+        for m in &self.matches {
+            match self.summary.matched.get_mut(&m.liid) {
+                Some(n) => *n += 1,
+                None => {
+                    self.summary.matched.insert(m.liid.clone(), 1);
+                }
+            }
+            self.flows.packet(m, frame, &d, &mut self.files, sink);
+        }
+    }
+
+    /// A damaged region of a capture file (counted, reported, not fatal).
+    pub fn damage(&mut self, what: String) {
+        self.summary.capture_damage.push(what);
+    }
+
+    /// End of input: remaining association events are applied (they are part of the record even
+    /// after the last packet) and every flow is ended at the last capture time.
+    pub fn finish(&mut self, sink: &mut dyn RecordSink) {
+        let now = self.now;
+        self.flows.finish(now, &mut self.files, sink);
+        while let Some(ev) = self.events.get(self.next_event) {
+            self.next_event += 1;
+            self.summary.association_events += 1;
+            let changes = self.targeting.apply(ev);
+            self.emit_changes(changes, sink);
+        }
+    }
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    pub fn objects_finished(&self) -> u64 {
+        self.files.finished
+    }
+
+    /// Matched frames per LIID as a map for reporting.
+    pub fn matched(&self) -> HashMap<Arc<str>, u64> {
+        self.summary.matched.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
