@@ -21,6 +21,7 @@ pub fn vlan(vid: u16, next: u16) -> Vec<u8> {
 }
 
 /// IPv4 header (RFC 791) with `options` (a multiple of 4 bytes), TTL 64, given id/flags/offset.
+#[allow(clippy::too_many_arguments)] // every header field a test varies
 pub fn ipv4_full(
     src: [u8; 4],
     dst: [u8; 4],
