@@ -73,9 +73,25 @@ fn main() {
             .map_err(Into::into),
     };
     if let Err(e) = r {
-        eprintln!("tapir: {e:#}");
+        eprintln!("tapir: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the message already holds
+/// (library errors often quote their source).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn replay(

@@ -1,0 +1,222 @@
+//! The command-line contract of `tapir replay` and `tapir verify`: exit codes, one-line reasons
+//! with file:line, damaged captures processed as far as they can be read, several files read in
+//! timestamp order, the warrant window enforced to the packet, tampering named.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn pcaps() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pcaps")
+}
+
+fn tapir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapir")).args(args).output().expect("run tapir")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Frame timestamps (ns) of a pcap tapir wrote.
+fn pcap_times(path: &Path) -> Vec<i128> {
+    let b = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= b.len() {
+        let sec = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as i128;
+        let ns = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as i128;
+        let incl = u32::from_le_bytes(b[off + 8..off + 12].try_into().unwrap()) as usize;
+        out.push(sec * 1_000_000_000 + ns);
+        off += 16 + incl;
+    }
+    out
+}
+
+/// tshark's count of frames matching `filter` in `capture`.
+fn tshark_count(capture: &Path, filter: &str) -> usize {
+    let o = Command::new("tshark").arg("-r").arg(capture).args(["-Y", filter, "-T", "fields", "-e", "frame.number"]).output().unwrap();
+    assert!(o.status.success(), "tshark: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+fn warrants(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("w.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const JOE: &str = r#"
+[[warrant]]
+liid = "LIID-JOE-0001"
+start = "2026-01-01T00:00:00Z"
+end   = "2027-01-01T00:00:00Z"
+scope = "iri+cc"
+targets = ["ipv4:198.51.100.7", "ipv6:2001:db8::7"]
+"#;
+
+#[test]
+fn a_bad_warrant_file_is_refused_with_its_line() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), &JOE.replace("ipv4:198.51.100.7", "ipv4:198.51.100.700"));
+    let o = tapir(&["replay", s(&pcaps().join("http-put.pcap")), "--warrants", s(&w), "--out", s(&d.path().join("c"))]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    // The targets line is line 7 of the file.
+    assert!(e.contains("w.toml:7"), "{e}");
+    assert!(!d.path().join("c").exists(), "nothing written on a usage error");
+}
+
+#[test]
+fn a_missing_capture_or_a_bad_association_line_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), JOE);
+    let o = tapir(&["replay", "/nonexistent.pcap", "--warrants", s(&w), "--out", s(&d.path().join("c"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent.pcap"), "{}", stderr(&o));
+
+    let ev = d.path().join("e.jsonl");
+    std::fs::write(&ev, "{\"time\":\"2026-01-01T00:00:00Z\",\"event\":\"access.start\",\"subscriber\":\"joe\",\"ip\":\"1.2.3.4\"}\n{\"time\":\"nope\"}\n").unwrap();
+    let o = tapir(&[
+        "replay",
+        s(&pcaps().join("http-put.pcap")),
+        "--warrants",
+        s(&w),
+        "--associations",
+        s(&ev),
+        "--out",
+        s(&d.path().join("c2")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("e.jsonl:2"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = tapir(&["replay"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn an_existing_case_is_never_overwritten() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    std::fs::write(c.join("evidence"), b"keep me").unwrap();
+    let o = tapir(&["replay", s(&pcaps().join("http-put.pcap")), "--warrants", s(&w), "--out", s(&c)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(c.join("evidence")).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_truncated_capture_is_processed_up_to_the_damage() {
+    let d = tempfile::tempdir().unwrap();
+    let full = std::fs::read(pcaps().join("http-put.pcap")).unwrap();
+    let cut = d.path().join("cut.pcap");
+    std::fs::write(&cut, &full[..full.len() * 2 / 3]).unwrap();
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    let o = tapir(&["replay", s(&cut), "--warrants", s(&w), "--out", s(&c)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("capture damage: 1 region(s)"), "{out}");
+    // tshark reads the same complete frames before the cut.
+    let want = tshark_count(&cut, "ip.addr==198.51.100.7 || ipv6.addr==2001:db8::7");
+    assert!(want > 0);
+    assert_eq!(pcap_times(&c.join("LIID-JOE-0001/cc.pcap")).len(), want);
+}
+
+#[test]
+fn several_captures_are_read_in_timestamp_order() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    // Given newest first: the case must still be in capture-time order.
+    let a = pcaps().join("ncat-ipv6.pcap");
+    let b = pcaps().join("http-put.pcap");
+    let o = tapir(&["replay", s(&a), s(&b), "--warrants", s(&w), "--out", s(&c)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let times = pcap_times(&c.join("LIID-JOE-0001/cc.pcap"));
+    let f = "ip.addr==198.51.100.7 || ipv6.addr==2001:db8::7";
+    assert_eq!(times.len(), tshark_count(&a, f) + tshark_count(&b, f));
+    assert!(times.windows(2).all(|p| p[0] <= p[1]), "CC frames out of time order");
+}
+
+/// The window is enforced to the packet: a warrant that starts in the middle of a capture gets
+/// exactly the frames tshark finds after that instant.
+#[test]
+fn the_window_is_enforced_to_the_packet() {
+    let cap = pcaps().join("http-put.pcap");
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(&cap)
+        .args(["-Y", "ip.addr==198.51.100.7", "-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
+    let times: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect();
+    assert!(times.len() > 20);
+    // Start at the 10th target frame's time and end at the 20th's: [start, end).
+    let (start, end) = (&times[9], &times[19]);
+    let to_rfc3339 = |t: &str| {
+        let (sec, frac) = t.split_once('.').unwrap();
+        let dt = chrono::DateTime::from_timestamp(sec.parse().unwrap(), 0).unwrap();
+        format!("{}.{}Z", dt.format("%Y-%m-%dT%H:%M:%S"), frac)
+    };
+    let body = format!(
+        "[[warrant]]\nliid = \"W\"\nstart = \"{}\"\nend = \"{}\"\nscope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\"]\n",
+        to_rfc3339(start),
+        to_rfc3339(end)
+    );
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), &body);
+    let c = d.path().join("c");
+    let o = tapir(&["replay", s(&cap), "--warrants", s(&w), "--out", s(&c)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want =
+        tshark_count(&cap, &format!("ip.addr==198.51.100.7 && frame.time_epoch >= {start} && frame.time_epoch < {end}"));
+    assert_eq!(pcap_times(&c.join("W/cc.pcap")).len(), want);
+    // Sessions cut by the window end say so.
+    let iri = std::fs::read_to_string(c.join("W/iri.jsonl")).unwrap();
+    assert!(iri.contains("\"reason\":\"window-end\""), "{iri}");
+}
+
+#[test]
+fn verify_names_a_tampered_file_and_checks_the_signer() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    let key = d.path().join("op.key");
+    let k = tapir(&["keygen", s(&key)]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let o = tapir(&["replay", s(&pcaps().join("http-put.pcap")), "--warrants", s(&w), "--out", s(&c), "--signing-key", s(&key)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = d.path().join("op.pub");
+    let ok = tapir(&["verify", s(&c), "--public-key", s(&public)]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("the key given"));
+
+    // Another operator's key is refused.
+    let other = d.path().join("other.key");
+    tapir(&["keygen", s(&other)]);
+    let bad = tapir(&["verify", s(&c), "--public-key", s(&d.path().join("other.pub"))]);
+    assert_eq!(bad.status.code(), Some(1));
+
+    // One flipped byte in the CC is named.
+    let cc = c.join("LIID-JOE-0001/cc.pcap");
+    let mut b = std::fs::read(&cc).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(&cc, b).unwrap();
+    let t = tapir(&["verify", s(&c)]);
+    assert_eq!(t.status.code(), Some(1));
+    assert!(stderr(&t).contains("LIID-JOE-0001/cc.pcap"), "{}", stderr(&t));
+}

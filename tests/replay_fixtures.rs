@@ -1,0 +1,248 @@
+//! End to end: `tapir replay` on the fixtures in `pcaps/`, checked against independent tools.
+//!
+//! For every fixture and every warrant of `pcaps/warrants.toml`:
+//! - the CC frames tapir writes are exactly the frames tshark selects with the warrant's display
+//!   filter restricted to its window (`frame.time_epoch`), in order, byte for byte (frame hashes
+//!   from the fixture's `.expect.json`, made by `pcaps/tools/pcapread.py` at capture time);
+//! - the stream objects are exactly the non-empty directions of the TCP streams tshark puts in
+//!   that selection, with the SHA-256 the fixture script recorded (for raw transfers: sha256sum of
+//!   the file the client sent), complete and without gaps;
+//! - `tapir verify` accepts the case and `capinfos` reads every CC pcap.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pcaps() -> PathBuf {
+    root().join("pcaps")
+}
+
+fn tapir(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tapir")).args(args).output().expect("run tapir")
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+}
+
+/// Frames of a classic pcap as tapir writes it (our own output: read plainly).
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let b = std::fs::read(path).unwrap();
+    assert!(b.len() >= 24, "{}: short", path.display());
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= b.len() {
+        let incl = u32::from_le_bytes(b[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16;
+        out.push(b[off..off + incl].to_vec());
+        off += incl;
+    }
+    assert_eq!(off, b.len(), "{}: trailing bytes", path.display());
+    out
+}
+
+struct Warrant {
+    liid: String,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+}
+
+fn shipped_warrants() -> Vec<Warrant> {
+    let t: toml::Table = toml::from_str(&std::fs::read_to_string(pcaps().join("warrants.toml")).unwrap()).unwrap();
+    t["warrant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| Warrant {
+            liid: w["liid"].as_str().unwrap().into(),
+            start: w["start"].as_str().unwrap().parse().unwrap(),
+            end: w["end"].as_str().unwrap().parse().unwrap(),
+        })
+        .collect()
+}
+
+fn epoch(t: &chrono::DateTime<chrono::Utc>) -> String {
+    format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
+}
+
+/// tshark's selection: (frame number, tcp.stream if any) for `filter` inside `[start, end)`.
+fn tshark_select(capture: &Path, filter: &str, w: &Warrant) -> Vec<(u64, Option<u64>)> {
+    let y = format!("({filter}) && frame.time_epoch >= {} && frame.time_epoch < {}", epoch(&w.start), epoch(&w.end));
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(capture)
+        .args(["-Y", &y, "-T", "fields", "-e", "frame.number", "-e", "tcp.stream"])
+        .output()
+        .expect("tshark is installed (.ci/install-deps.sh)");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let n = f.next().unwrap().parse().unwrap();
+            let s = f.next().and_then(|s| s.split(',').next()).and_then(|s| s.parse().ok());
+            (n, s)
+        })
+        .collect()
+}
+
+fn expect(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(pcaps().join(format!("{name}.expect.json"))).unwrap()).unwrap()
+}
+
+fn objects(case: &Path, liid: &str) -> Vec<Value> {
+    match std::fs::read_to_string(case.join(liid).join("objects.jsonl")) {
+        Ok(s) => s.lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Replays `fixture` with the shipped warrants and events, then checks every LIID as described at
+/// the top of this file.
+fn check_fixture(fixture: &str, expect_name: &str) {
+    let exp = expect(expect_name);
+    let capture = pcaps().join(fixture);
+    let case = tempfile::tempdir().unwrap();
+    let case_dir = case.path().join("case");
+    let out = tapir(&[
+        "replay",
+        capture.to_str().unwrap(),
+        "--warrants",
+        pcaps().join("warrants.toml").to_str().unwrap(),
+        "--associations",
+        pcaps().join("seed.events.jsonl").to_str().unwrap(),
+        "--out",
+        case_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{fixture}: {}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("decode errors: none"), "{fixture}: {summary}");
+
+    for w in shipped_warrants() {
+        let sel = exp["selections"].as_array().unwrap().iter().find(|s| s["liid"] == w.liid.as_str()).unwrap();
+        let filter = sel["filter"].as_str().unwrap();
+        let no_frames = Vec::new();
+        let hash_of: BTreeMap<u64, &str> = sel["frame_numbers"]
+            .as_array()
+            .unwrap_or(&no_frames)
+            .iter()
+            .zip(sel["frame_sha256"].as_array().unwrap_or(&no_frames))
+            .map(|(n, h)| (n.as_u64().unwrap(), h.as_str().unwrap()))
+            .collect();
+        let chosen = tshark_select(&capture, filter, &w);
+        let want: Vec<&str> = chosen
+            .iter()
+            .map(|(n, _)| *hash_of.get(n).unwrap_or_else(|| panic!("{fixture}: frame {n} has no recorded hash")))
+            .collect();
+        let cc_path = case_dir.join(&w.liid).join("cc.pcap");
+        let got: Vec<String> =
+            if cc_path.exists() { read_pcap(&cc_path).iter().map(|f| sha256(f)).collect() } else { Vec::new() };
+        assert_eq!(got.len(), want.len(), "{fixture} {}: CC frame count vs tshark -Y '{filter}' in window", w.liid);
+        assert!(got.iter().zip(&want).all(|(a, b)| a == b), "{fixture} {}: CC frames differ from tshark's", w.liid);
+        if cc_path.exists() {
+            let c = Command::new("capinfos").arg("-c").arg(&cc_path).output().unwrap();
+            assert!(c.status.success(), "capinfos cannot read {}", cc_path.display());
+        }
+
+        // Objects: one per non-empty direction of each selected TCP stream.
+        let streams: BTreeSet<u64> = chosen.iter().filter_map(|(_, s)| *s).collect();
+        let mut want_objects: Vec<String> = Vec::new();
+        for s in exp["tcp_streams"].as_array().unwrap() {
+            if !streams.contains(&s["tcp_stream"].as_u64().unwrap()) {
+                continue;
+            }
+            for dir in ["initiator_to_responder", "responder_to_initiator"] {
+                if s[dir]["bytes"].as_u64().unwrap() > 0 {
+                    want_objects.push(s[dir]["sha256"].as_str().unwrap().into());
+                }
+            }
+        }
+        want_objects.sort();
+        let objs = objects(&case_dir, &w.liid);
+        let mut got_objects: Vec<String> = objs.iter().map(|o| o["sha256"].as_str().unwrap().to_string()).collect();
+        got_objects.sort();
+        assert_eq!(got_objects, want_objects, "{fixture} {}: stream objects", w.liid);
+        for o in &objs {
+            assert_eq!(o["gaps"], serde_json::json!([]), "{fixture}: {o}");
+            assert_eq!(o["complete"], true, "{fixture}: {o}");
+            let stored = std::fs::read(case_dir.join(&w.liid).join(o["path"].as_str().unwrap())).unwrap();
+            assert_eq!(sha256(&stored), o["sha256"].as_str().unwrap());
+        }
+    }
+    // Every file a target sent as a raw stream is among the objects with sha256sum's hash.
+    let all: BTreeSet<String> = shipped_warrants()
+        .iter()
+        .flat_map(|w| objects(&case_dir, &w.liid))
+        .map(|o| o["sha256"].as_str().unwrap().to_string())
+        .collect();
+    for f in exp["files"].as_array().unwrap() {
+        if let Some(h) = f["stream_sha256"].as_str() {
+            let target = !f["note"].as_str().unwrap_or("").contains("NOT a target");
+            assert_eq!(all.contains(h), target, "{fixture}: file {} (target: {target})", f["name"]);
+        }
+    }
+    let v = tapir(&["verify", case_dir.to_str().unwrap()]);
+    assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stderr));
+}
+
+#[test]
+fn http_put() {
+    check_fixture("http-put.pcap", "http-put");
+}
+
+#[test]
+fn ftp_upload_active_and_passive() {
+    check_fixture("ftp-upload.pcap", "ftp-upload");
+}
+
+#[test]
+fn gzip_capture() {
+    check_fixture("ftp-upload.pcap.gz", "ftp-upload.pcap.gz");
+}
+
+#[test]
+fn ipv6_ncat_ping_and_fragments() {
+    check_fixture("ncat-ipv6.pcap", "ncat-ipv6");
+}
+
+#[test]
+fn lossy_upload_with_retransmissions() {
+    check_fixture("lossy.pcap", "lossy");
+}
+
+#[test]
+fn vxlan_tenants_with_the_same_address() {
+    check_fixture("vxlan.pcap", "vxlan");
+}
+
+#[test]
+fn vlan_tagged() {
+    check_fixture("vlan.pcap", "vlan");
+}
+
+#[test]
+fn qinq_tagged() {
+    check_fixture("qinq.pcap", "qinq");
+}
+
+#[test]
+fn pcapng() {
+    check_fixture("mixed.pcapng", "mixed");
+}
+
+#[test]
+fn linux_cooked_sll() {
+    check_fixture("sll.pcap", "sll");
+}
+
+#[test]
+fn linux_cooked_sll2() {
+    check_fixture("sll2.pcap", "sll2");
+}
