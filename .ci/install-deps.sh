@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs, only where missing, the Debian packages tapir's tests and pcaps/make-fixtures.sh use.
+# Safe to run again (idempotent), with no stdin, as root (or through sudo).
+#
+#   bash .ci/install-deps.sh                  # what the tests need (tshark & co.)
+#   bash .ci/install-deps.sh --fixture-tools  # plus pyftpdlib, for regenerating pcaps/ only
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+FIXTURE_TOOLS=0
+for a in "$@"; do
+    case $a in
+        --fixture-tools) FIXTURE_TOOLS=1 ;;
+        *) echo "usage: $0 [--fixture-tools]" >&2; exit 2 ;;
+    esac
+done
+
+SUDO=
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo" >&2; exit 1; }
+    SUDO="sudo -n"
+fi
+
+# tshark brings wireshark-common (capinfos, editcap, mergecap); tcpreplay brings tcprewrite
+PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
+          curl gzip python3)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "install-deps: installing ${missing[*]}"
+    # tshark's package asks whether non-root users may capture: answer no, never prompt
+    echo "wireshark-common wireshark-common/install-setuid boolean false" |
+        $SUDO debconf-set-selections
+    $SUDO apt-get update -q </dev/null
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+else
+    echo "install-deps: all of ${PACKAGES[*]} already installed"
+fi
+
+if [[ $FIXTURE_TOOLS -eq 1 ]]; then
+    if python3 -c 'import pyftpdlib' 2>/dev/null; then
+        echo "install-deps: pyftpdlib already importable"
+    else
+        echo "install-deps: installing pyftpdlib"
+        python3 -m pip install -q pyftpdlib </dev/null ||
+            python3 -m pip install -q --break-system-packages pyftpdlib </dev/null ||
+            $SUDO apt-get install -y -q python3-pyftpdlib </dev/null
+        python3 -c 'import pyftpdlib'
+    fi
+fi
