@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::analyze::stream::RawStream;
+use crate::analyze::detect::Detect;
 use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder};
@@ -73,7 +73,7 @@ impl Pipeline {
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
-            flows: FlowTable::new(flow, Box::new(|_| Box::new(RawStream::new()))),
+            flows: FlowTable::new(flow, Box::new(|_| Box::new(Detect::new()))),
             files: FileLayer::new(),
             ends,
             next_end: 0,

@@ -128,6 +128,14 @@ pub enum IriEvent {
         /// Reassembly gaps per direction: `[[offset, len], ...]`.
         gaps: [Vec<(u64, u64)>; 2],
     },
+    /// An FTP command, transfer or login (see `analyze::ftp`).
+    Ftp(crate::analyze::ftp::FtpEvent),
+    /// An HTTP request and its response (see `analyze::http`).
+    Http(crate::analyze::http::HttpEvent),
+    /// A mail submission or SMTP session event (see `analyze::smtp`).
+    Smtp(crate::analyze::smtp::SmtpEvent),
+    /// TLS session metadata (see `analyze::tls`).
+    Tls(crate::analyze::tls::TlsEvent),
     /// An identity-association change that concerns this warrant (VM start/stop, image created,
     /// shared or deleted, access session start/stop).
     Association {
@@ -186,15 +194,51 @@ pub struct ObjectMeta {
     pub direction: Dir,
     pub cin: u64,
     pub first_seen: Timestamp,
+    /// The size the protocol announced (Content-Length, FTP SIZE/150 reply, BDAT chunk sum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared_size: Option<u64>,
+    /// The object this one was taken out of (a mail for its attachments, an upload for its parts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ObjectId>,
+    /// Protocol facts worth keeping with the object (method and URI, FTP command and user, mail
+    /// envelope, image id...).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub context: serde_json::Value,
+}
+
+impl ObjectMeta {
+    /// Metadata for an object of `kind` carried by `protocol` in the flow of `cx`-like values.
+    pub fn new(kind: &str, protocol: &str, flow: &FlowDescr, direction: Dir, cin: u64, now: Timestamp) -> ObjectMeta {
+        ObjectMeta {
+            kind: kind.into(),
+            protocol: protocol.into(),
+            name: None,
+            flow: flow.clone(),
+            direction,
+            cin,
+            first_seen: now,
+            declared_size: None,
+            parent: None,
+            context: serde_json::Value::Null,
+        }
+    }
 }
 
 /// A finished content object.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectRecord {
     pub liid: Liid,
+    /// Unique within the case; what `parent` refers to.
+    pub id: ObjectId,
     #[serde(flatten)]
     pub meta: ObjectMeta,
     pub sha256: String,
+    /// MD5 and SHA-512 as well, because cloud image services record those for images.
+    pub md5: String,
+    pub sha512: String,
+    /// What the bytes are, detected from content (never from the name), with the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::content::format::FormatVerdict>,
     pub size: u64,
     /// Holes in the object, zero-filled in the stored bytes: `[[offset, len], ...]`.
     pub gaps: Vec<(u64, u64)>,
@@ -204,6 +248,9 @@ pub struct ObjectRecord {
 }
 
 /// What flows from the core to the outputs.
+// Records are built, handed to a sink and dropped at once, never stored in bulk: boxing the IRI
+// variant would cost an allocation per record for no memory saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Record<'a> {
     Iri(IriRecord),

@@ -42,8 +42,14 @@ fn pcap_times(path: &Path) -> Vec<i128> {
 
 /// tshark's count of frames matching `filter` in `capture`.
 fn tshark_count(capture: &Path, filter: &str) -> usize {
-    let o = Command::new("tshark").arg("-r").arg(capture).args(["-Y", filter, "-T", "fields", "-e", "frame.number"]).output().unwrap();
-    assert!(o.status.success(), "tshark: {}", stderr(&o));
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
+    // tshark exits non-zero on a capture cut short, after printing the frames it could read.
+    assert!(o.status.success() || stderr(&o).contains("cut short"), "tshark: {}", stderr(&o));
     String::from_utf8_lossy(&o.stdout).lines().count()
 }
 
@@ -181,8 +187,10 @@ fn the_window_is_enforced_to_the_packet() {
     let c = d.path().join("c");
     let o = tapir(&["replay", s(&cap), "--warrants", s(&w), "--out", s(&c)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let want =
-        tshark_count(&cap, &format!("ip.addr==198.51.100.7 && frame.time_epoch >= {start} && frame.time_epoch < {end}"));
+    let want = tshark_count(
+        &cap,
+        &format!("ip.addr==198.51.100.7 && frame.time_epoch >= {start} && frame.time_epoch < {end}"),
+    );
     assert_eq!(pcap_times(&c.join("W/cc.pcap")).len(), want);
     // Sessions cut by the window end say so.
     let iri = std::fs::read_to_string(c.join("W/iri.jsonl")).unwrap();
@@ -197,7 +205,16 @@ fn verify_names_a_tampered_file_and_checks_the_signer() {
     let key = d.path().join("op.key");
     let k = tapir(&["keygen", s(&key)]);
     assert!(k.status.success(), "{}", stderr(&k));
-    let o = tapir(&["replay", s(&pcaps().join("http-put.pcap")), "--warrants", s(&w), "--out", s(&c), "--signing-key", s(&key)]);
+    let o = tapir(&[
+        "replay",
+        s(&pcaps().join("http-put.pcap")),
+        "--warrants",
+        s(&w),
+        "--out",
+        s(&c),
+        "--signing-key",
+        s(&key),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let public = d.path().join("op.pub");
     let ok = tapir(&["verify", s(&c), "--public-key", s(&public)]);

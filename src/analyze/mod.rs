@@ -5,13 +5,21 @@
 //! files; they emit [`Record`](crate::record::Record)s and hand content to the file layer through
 //! [`Cx`].
 
+pub mod detect;
+pub mod ftp;
+pub mod http;
+pub mod smtp;
 pub mod stream;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::content::FileLayer;
 use crate::record::{Close, Dir, FlowDescr, RecordSink};
 use crate::select::{Liid, Provenance};
 use crate::timestamp::Timestamp;
-use std::sync::Arc;
 
 /// What an analyzer may use while handling one event: who the flow belongs to, the time, and
 /// where its output goes.
@@ -22,6 +30,8 @@ pub struct Cx<'s> {
     pub flow: &'s FlowDescr,
     pub provenance: &'s Arc<Provenance>,
     pub files: &'s mut FileLayer,
+    /// Connections announced by this one (FTP data channels), for the flow layer to claim.
+    pub expect: &'s mut Expectations,
     pub sink: &'s mut dyn RecordSink,
 }
 
@@ -35,4 +45,97 @@ pub trait StreamAnalyzer: Send {
     fn gap(&mut self, dir: Dir, offset: u64, len: u64, cx: &mut Cx);
     /// The connection ended; no more calls follow.
     fn close(&mut self, how: Close, cx: &mut Cx);
+}
+
+/// Makes the analyzer of an expected connection.
+pub type MakeAnalyzer = Box<dyn FnOnce(&FlowDescr) -> Box<dyn StreamAnalyzer> + Send>;
+
+/// Where an announced connection will go: its responder's address and port, within one LIID
+/// and one overlay zone (tenant addresses repeat across VNIs).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExpectKey {
+    pub liid: Liid,
+    pub zone: Option<u32>,
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+struct Expectation {
+    expires: Timestamp,
+    make: MakeAnalyzer,
+}
+
+/// Connections that an analyzer announced (FTP PASV/EPSV/PORT/EPRT), waiting to be opened
+/// (Zeek's expected connections). Entries expire, and their number is capped so that a hostile
+/// control channel cannot grow the table.
+pub struct Expectations {
+    entries: HashMap<ExpectKey, Expectation>,
+    cap: usize,
+    /// Announcements refused because the table was full.
+    pub refused: u64,
+    /// Announcements that expired unclaimed.
+    pub expired: u64,
+    /// Connections that found their expectation.
+    pub claimed: u64,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations::new(4096)
+    }
+}
+
+impl Expectations {
+    pub fn new(cap: usize) -> Expectations {
+        Expectations { entries: HashMap::new(), cap, refused: 0, expired: 0, claimed: 0 }
+    }
+
+    /// The zone of a flow: the innermost tunnel's VNI/key, if any.
+    pub fn zone_of(flow: &FlowDescr) -> Option<u32> {
+        flow.tunnels.iter().rev().find_map(|t| t.vni)
+    }
+
+    /// Announces that a connection to `key` will come before `expires`; the connection gets the
+    /// analyzer `make` builds. A newer announcement for the same key replaces the older one.
+    /// Returns false (and counts it) when the table is full.
+    pub fn expect(&mut self, key: ExpectKey, expires: Timestamp, make: MakeAnalyzer) -> bool {
+        if self.entries.len() >= self.cap && !self.entries.contains_key(&key) {
+            self.refused += 1;
+            return false;
+        }
+        self.entries.insert(key, Expectation { expires, make });
+        true
+    }
+
+    /// The analyzer for a new connection of `liid` whose responder is `flow.resp`, if one was
+    /// announced and has not expired.
+    pub fn claim(&mut self, liid: &Liid, flow: &FlowDescr, now: Timestamp) -> Option<Box<dyn StreamAnalyzer>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let key =
+            ExpectKey { liid: liid.clone(), zone: Self::zone_of(flow), addr: flow.resp.ip(), port: flow.resp.port() };
+        let e = self.entries.remove(&key)?;
+        if e.expires <= now {
+            self.expired += 1;
+            return None;
+        }
+        self.claimed += 1;
+        Some((e.make)(flow))
+    }
+
+    /// Drops announcements whose time has passed.
+    pub fn expire(&mut self, now: Timestamp) {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.expires > now);
+        self.expired += (before - self.entries.len()) as u64;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }

@@ -20,15 +20,7 @@ impl RawStream {
         if let Some(id) = self.objects[dir.index()] {
             return id;
         }
-        let meta = ObjectMeta {
-            kind: "stream".into(),
-            protocol: "tcp".into(),
-            name: None,
-            flow: cx.flow.clone(),
-            direction: dir,
-            cin: cx.cin,
-            first_seen: cx.now,
-        };
+        let meta = ObjectMeta::new("stream", "tcp", cx.flow, dir, cx.cin, cx.now);
         let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
         self.objects[dir.index()] = Some(id);
         id

@@ -9,9 +9,12 @@
 //! hash of the stored file. Bytes before the expected offset (an overlap) were already accounted
 //! for and are ignored.
 
+pub mod format;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use md5::{Digest, Md5};
 use ring::digest;
 
 use crate::record::{ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink};
@@ -23,6 +26,8 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
+    sha512: digest::Context,
+    md5: Md5,
     /// Next offset expected; everything below it is hashed.
     next: u64,
     gaps: Vec<(u64, u64)>,
@@ -64,6 +69,8 @@ impl FileLayer {
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
+                sha512: digest::Context::new(&digest::SHA512),
+                md5: Md5::new(),
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
@@ -85,7 +92,7 @@ impl FileLayer {
         if fresh.is_empty() {
             return;
         }
-        o.sha256.update(fresh);
+        Self::hash(o, fresh);
         sink.record(Record::ObjectData { liid: &o.liid, id, offset: o.next, data: fresh });
         o.next += fresh.len() as u64;
     }
@@ -102,6 +109,12 @@ impl FileLayer {
         Self::hole(o, at, end - at, sink, id);
     }
 
+    fn hash(o: &mut OpenObject, bytes: &[u8]) {
+        o.sha256.update(bytes);
+        o.sha512.update(bytes);
+        o.md5.update(bytes);
+    }
+
     fn hole(o: &mut OpenObject, at: u64, len: u64, sink: &mut dyn RecordSink, id: ObjectId) {
         match o.gaps.last_mut() {
             Some((s, l)) if *s + *l == at => *l += len,
@@ -110,7 +123,7 @@ impl FileLayer {
         let mut left = len;
         while left > 0 {
             let n = left.min(ZEROS.len() as u64) as usize;
-            o.sha256.update(&ZEROS[..n]);
+            Self::hash(o, &ZEROS[..n]);
             left -= n as u64;
         }
         sink.record(Record::ObjectGap { liid: &o.liid, id, offset: at, len });
@@ -125,8 +138,12 @@ impl FileLayer {
         let last_seen = if now > o.last_seen { now } else { o.last_seen };
         let rec = ObjectRecord {
             liid: o.liid,
+            id,
             meta: o.meta,
             sha256: hex::encode(o.sha256.finish().as_ref()),
+            md5: hex::encode(o.md5.finalize()),
+            sha512: hex::encode(o.sha512.finish().as_ref()),
+            format: None,
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),
             gaps: o.gaps,

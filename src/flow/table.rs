@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::analyze::{Cx, StreamAnalyzer};
+use crate::analyze::{Cx, Expectations, StreamAnalyzer};
 use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{tcp_flags, Decoded, Transport};
@@ -183,6 +183,8 @@ pub struct FlowTable {
     budget: Budget,
     stats: FlowStats,
     next_abs_scan: Timestamp,
+    /// Connections announced by analyzers (FTP data channels).
+    expect: Expectations,
 }
 
 /// Hands one reassembly event to the analyzer.
@@ -206,11 +208,13 @@ impl Flow {
     }
 
     /// Ends the session: flushes reassembly, closes the analyzer, emits `SessionEnd`.
+    #[allow(clippy::too_many_arguments)]
     fn end(
         &mut self,
         how: Close,
         now: Timestamp,
         budget: &mut Budget,
+        expect: &mut Expectations,
         files: &mut FileLayer,
         sink: &mut dyn RecordSink,
     ) {
@@ -221,7 +225,8 @@ impl Flow {
         let Flow { key, cin, provenance, descr, asm, analyzer, .. } = self;
         let mut gaps: [Vec<(u64, u64)>; 2] = Default::default();
         {
-            let mut cx = Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, sink: &mut *sink };
+            let mut cx =
+                Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, expect, sink: &mut *sink };
             if let Some(asm) = asm.as_mut() {
                 for dir in [Dir::Orig, Dir::Resp] {
                     let a = &mut asm[dir.index()];
@@ -262,6 +267,7 @@ impl FlowTable {
             budget,
             stats: FlowStats::default(),
             next_abs_scan: Timestamp::MIN,
+            expect: Expectations::default(),
         }
     }
 
@@ -326,10 +332,10 @@ impl FlowTable {
 
     /// Ends flow `i`'s session (if open) with `how`, then removes it.
     fn end_and_remove(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
-        let FlowTable { slots, budget, stats, .. } = self;
+        let FlowTable { slots, budget, stats, expect, .. } = self;
         if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
             if !flow.closed {
-                flow.end(how, now, budget, files, sink);
+                flow.end(how, now, budget, expect, files, sink);
                 stats.ended.count(how);
                 stats.active = stats.active.saturating_sub(1);
             }
@@ -340,10 +346,10 @@ impl FlowTable {
 
     /// Ends flow `i`'s session by FIN or RST and keeps it, closed, for late packets.
     fn end_and_linger(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
-        let FlowTable { slots, budget, stats, .. } = self;
+        let FlowTable { slots, budget, stats, expect, .. } = self;
         if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
             if !flow.closed {
-                flow.end(how, now, budget, files, sink);
+                flow.end(how, now, budget, expect, files, sink);
                 stats.ended.count(how);
                 stats.active = stats.active.saturating_sub(1);
             }
@@ -418,7 +424,11 @@ impl FlowTable {
         let tcp = key.proto == 6;
         let (asm, analyzer) = if tcp && m.scope.cc() {
             let n = self.cfg.per_direction_buffer;
-            (Some(Box::new([Assembler::new(n), Assembler::new(n)])), Some((self.analyzers)(&descr)))
+            let analyzer = match self.expect.claim(&key.liid, &descr, now) {
+                Some(a) => a,
+                None => (self.analyzers)(&descr),
+            };
+            (Some(Box::new([Assembler::new(n), Assembler::new(n)])), Some(analyzer))
         } else {
             (None, None)
         };
@@ -567,7 +577,7 @@ impl FlowTable {
             return;
         }
         let fin = flags & tcp_flags::FIN != 0;
-        let FlowTable { slots, budget, .. } = self;
+        let FlowTable { slots, budget, expect, .. } = self;
         let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return };
         if fin {
             flow.fin_seen[di] = true;
@@ -575,7 +585,8 @@ impl FlowTable {
         let done = match flow.asm.as_mut() {
             Some(asm) => {
                 let Flow { key, cin, provenance, descr, analyzer, fin_acked, .. } = flow;
-                let mut cx = Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, sink: &mut *sink };
+                let mut cx =
+                    Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, expect, sink: &mut *sink };
                 let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut cx);
                 let a = &mut asm[di];
                 if syn {
@@ -621,6 +632,7 @@ impl FlowTable {
     /// Expire flows idle past their timeout or older than absolute_ns (emit session end, close
     /// analyzers). Call with a monotonically advancing now (packet time in replay).
     pub fn tick(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
+        self.expect.expire(now);
         let linger = CLOSED_LINGER_NS.min(self.cfg.tcp_idle_ns);
         for (l, idle) in [(LIST_TCP, self.cfg.tcp_idle_ns), (LIST_OTHER, self.cfg.udp_idle_ns), (LIST_CLOSED, linger)] {
             loop {
@@ -665,6 +677,11 @@ impl FlowTable {
     }
 
     /// End everything (`Close::Shutdown`), e.g. end of replay.
+    /// Announced connections (FTP data channels) and what became of them.
+    pub fn expectations(&self) -> &Expectations {
+        &self.expect
+    }
+
     pub fn finish(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
         for i in 0..self.slots.len() as u32 {
             if self.slots.get(i as usize).is_some_and(|s| s.flow.is_some()) {

@@ -1,0 +1,18 @@
+//! Http analyzer (placeholder: recognises nothing yet, so connections fall back to raw streams).
+
+use super::detect::Verdict;
+use super::stream::RawStream;
+use super::StreamAnalyzer;
+use crate::record::Dir;
+
+/// What Http adds to the IRI.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HttpEvent {}
+
+pub fn probe(_dir: Dir, _first: &[u8]) -> Verdict {
+    Verdict::NoMatch
+}
+
+pub fn analyzer() -> Box<dyn StreamAnalyzer> {
+    Box::new(RawStream::new())
+}
