@@ -12,6 +12,7 @@ pub mod content;
 pub mod decode;
 pub mod deliver;
 pub mod flow;
+pub mod fuzzing;
 pub mod pipeline;
 pub mod record;
 pub mod select;

@@ -7,6 +7,7 @@
 
 pub mod detect;
 pub mod ftp;
+pub mod harness;
 pub mod http;
 pub mod smtp;
 pub mod stream;
