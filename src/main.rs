@@ -150,9 +150,9 @@ fn replay(
     }
     pipeline.finish(&mut case);
     bar.finish_and_clear();
-    let totals = case.finish().with_context(|| format!("writing case {}", out.display()))?;
+    let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let signed = manifest::write(out, &key, &now)?;
+    let signed = manifest::write(out, &key, &now, &written)?;
 
     // The closing summary.
     let s = &pipeline.summary;

@@ -47,7 +47,8 @@ fn pipeline(flow: FlowConfig) -> Pipeline {
 }
 
 fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).tcp(sport, 80, seq, 65535);
+    let mut b =
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64).tcp(sport, 80, seq, 65535);
     if syn {
         b = b.syn();
     }
@@ -64,7 +65,12 @@ fn a_syn_flood_from_the_target_keeps_the_flow_table_bounded() {
     let n = 50_000u32;
     for i in 0..n {
         let f = tcp([198, 51, 100, 7], [203, 0, 113, (i % 250) as u8], 1024 + (i % 60000) as u16, i, true, &[]);
-        let frame = Frame { ts: Timestamp::from_secs(1_767_225_600 + i as i64 / 1000), link: LinkType::Ethernet, data: &f, orig_len: f.len() as u32 };
+        let frame = Frame {
+            ts: Timestamp::from_secs(1_767_225_600 + i as i64 / 1000),
+            link: LinkType::Ethernet,
+            data: &f,
+            orig_len: f.len() as u32,
+        };
         p.frame(&frame, &mut sink);
         assert!(p.flows().stats().active <= 1000);
     }
@@ -85,13 +91,19 @@ fn endless_out_of_order_segments_are_flushed_as_gaps_within_the_bound() {
     let payload = [0x41u8; 1000];
     let t0 = 1_767_225_600;
     let syn = tcp([198, 51, 100, 7], [203, 0, 113, 1], 5555, 1000, true, &[]);
-    p.frame(&Frame { ts: Timestamp::from_secs(t0), link: LinkType::Ethernet, data: &syn, orig_len: syn.len() as u32 }, &mut sink);
+    p.frame(
+        &Frame { ts: Timestamp::from_secs(t0), link: LinkType::Ethernet, data: &syn, orig_len: syn.len() as u32 },
+        &mut sink,
+    );
     // The byte right after the SYN never comes; 20 MB arrive behind the hole.
     let segments = 20_000u32;
     for i in 0..segments {
         let seq = 1001 + 1 + i * 1000;
         let f = tcp([198, 51, 100, 7], [203, 0, 113, 1], 5555, seq, false, &payload);
-        p.frame(&Frame { ts: Timestamp::from_secs(t0), link: LinkType::Ethernet, data: &f, orig_len: f.len() as u32 }, &mut sink);
+        p.frame(
+            &Frame { ts: Timestamp::from_secs(t0), link: LinkType::Ethernet, data: &f, orig_len: f.len() as u32 },
+            &mut sink,
+        );
         assert!(p.flows().stats().tcp.buffered <= per_dir, "buffered {}", p.flows().stats().tcp.buffered);
     }
     let st = p.flows().stats().clone();

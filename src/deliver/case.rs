@@ -33,13 +33,63 @@ const OBJECT_BUFFER: usize = 256 * 1024;
 const TOTAL_BUFFER: usize = 64 << 20;
 const PARTIAL_DIR: &str = ".partial";
 
+/// A file being written whose SHA-256 is computed on the way, so that signing the case does not
+/// read back what was just written.
+pub struct Hashing<W> {
+    inner: W,
+    sha256: ring::digest::Context,
+    len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing { inner, sha256: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
+    }
+
+    fn finish(self) -> (W, u64, String) {
+        (self.inner, self.len, hex::encode(self.sha256.finish().as_ref()))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha256.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Out = BufWriter<Hashing<File>>;
+
+fn out_file(path: &Path, capacity: usize) -> io::Result<Out> {
+    Ok(BufWriter::with_capacity(capacity, Hashing::new(File::create(path)?)))
+}
+
+/// Flushes, syncs and closes `w`; returns its size and SHA-256.
+fn close_out(w: Out) -> io::Result<(u64, String)> {
+    let h = w.into_inner().map_err(|e| e.into_error())?;
+    let (f, len, sha) = h.finish();
+    f.sync_all()?;
+    Ok((len, sha))
+}
+
+/// What the case writer wrote: relative path -> (size, SHA-256).
+pub type Written = std::collections::BTreeMap<String, (u64, String)>;
+
 struct LiidOut {
+    name: String,
     dir: PathBuf,
-    iri: BufWriter<File>,
+    iri: Out,
     /// Next IRI sequence number per CIN (0 = association events, which have no CIN).
     iri_seq: HashMap<u64, u64>,
-    cc: HashMap<u32, PcapWriter<BufWriter<File>>>,
-    objects: BufWriter<File>,
+    /// LINKTYPE -> (file name, writer).
+    cc: HashMap<u32, (String, PcapWriter<Out>)>,
+    objects: Out,
     iri_count: u64,
     object_count: u64,
 }
@@ -69,6 +119,7 @@ pub struct CaseWriter {
     buffered: usize,
     first_error: Option<io::Error>,
     errors: u64,
+    written: Written,
 }
 
 impl CaseWriter {
@@ -88,6 +139,7 @@ impl CaseWriter {
             buffered: 0,
             first_error: None,
             errors: 0,
+            written: Written::new(),
         })
     }
 
@@ -104,13 +156,15 @@ impl CaseWriter {
 
     fn liid_out(&mut self, liid: &Liid) -> io::Result<&mut LiidOut> {
         if !self.liids.contains_key(liid) {
-            let dir = self.root.join(liid_dir_name(liid));
+            let name = liid_dir_name(liid);
+            let dir = self.root.join(&name);
             fs::create_dir_all(dir.join("objects").join(PARTIAL_DIR))?;
-            let iri = BufWriter::new(File::create(dir.join("iri.jsonl"))?);
-            let objects = BufWriter::new(File::create(dir.join("objects.jsonl"))?);
+            let iri = out_file(&dir.join("iri.jsonl"), 64 * 1024)?;
+            let objects = out_file(&dir.join("objects.jsonl"), 64 * 1024)?;
             self.liids.insert(
                 liid.clone(),
                 LiidOut {
+                    name,
                     dir,
                     iri,
                     iri_seq: HashMap::new(),
@@ -142,10 +196,10 @@ impl CaseWriter {
         let n = link.to_linktype();
         if !out.cc.contains_key(&n) {
             let name = if out.cc.is_empty() { "cc.pcap".to_string() } else { format!("cc-linktype-{n}.pcap") };
-            let w = PcapWriter::new(BufWriter::with_capacity(1 << 20, File::create(out.dir.join(name))?), link)?;
-            out.cc.insert(n, w);
+            let w = PcapWriter::new(out_file(&out.dir.join(&name), 1 << 20)?, link)?;
+            out.cc.insert(n, (name, w));
         }
-        out.cc.get_mut(&n).expect("inserted above").write(ts, data, orig_len)
+        out.cc.get_mut(&n).expect("inserted above").1.write(ts, data, orig_len)
     }
 
     fn object_begin(&mut self, liid: &Liid, id: ObjectId) -> io::Result<()> {
@@ -212,17 +266,22 @@ impl CaseWriter {
         } else {
             fs::rename(&p.path, &dest)?;
         }
+        // The file layer hashed exactly the bytes written here (holes as zeros, as stored).
+        let rel = format!("{}/objects/{}", out.name, r.sha256);
         out.object_count += 1;
         let mut line = serde_json::to_value(r).map_err(io::Error::other)?;
         if let Some(m) = line.as_object_mut() {
             m.insert("path".into(), format!("objects/{}", r.sha256).into());
         }
         serde_json::to_writer(&mut out.objects, &line).map_err(io::Error::other)?;
-        out.objects.write_all(b"\n")
+        out.objects.write_all(b"\n")?;
+        self.written.insert(rel, (r.size, r.sha256.clone()));
+        Ok(())
     }
 
-    /// Flushes and closes everything. Returns the per-LIID totals, or the first write error.
-    pub fn finish(mut self) -> io::Result<HashMap<Liid, CaseTotals>> {
+    /// Flushes and closes everything. Returns the per-LIID totals and what was written (with
+    /// hashes, for the manifest), or the first write error.
+    pub fn finish(mut self) -> io::Result<(HashMap<Liid, CaseTotals>, Written)> {
         // Objects still open here were never ended: keep their bytes rather than lose them.
         let ids: Vec<ObjectId> = self.partial.keys().copied().collect();
         for id in ids {
@@ -233,18 +292,18 @@ impl CaseWriter {
             }
         }
         let mut totals = HashMap::new();
-        for (liid, mut out) in self.liids.drain() {
+        let mut written = std::mem::take(&mut self.written);
+        for (liid, out) in self.liids.drain() {
             let mut cc = 0;
+            let LiidOut { name, dir, iri, cc: cc_files, objects, iri_count, object_count, .. } = out;
             let r = (|| {
-                out.iri.flush()?;
-                out.iri.get_ref().sync_all()?;
-                out.objects.flush()?;
-                out.objects.get_ref().sync_all()?;
-                for w in out.cc.values_mut() {
-                    w.flush()?;
+                written.insert(format!("{name}/iri.jsonl"), close_out(iri)?);
+                written.insert(format!("{name}/objects.jsonl"), close_out(objects)?);
+                for (file, w) in cc_files.into_values() {
                     cc += w.frames;
+                    written.insert(format!("{name}/{file}"), close_out(w.into_inner())?);
                 }
-                let partial = out.dir.join("objects").join(PARTIAL_DIR);
+                let partial = dir.join("objects").join(PARTIAL_DIR);
                 if fs::read_dir(&partial)?.next().is_none() {
                     fs::remove_dir(&partial)?;
                 }
@@ -255,13 +314,13 @@ impl CaseWriter {
                     self.first_error = Some(e);
                 }
             }
-            totals.insert(liid, CaseTotals { iri: out.iri_count, cc, objects: out.object_count });
+            totals.insert(liid, CaseTotals { iri: iri_count, cc, objects: object_count });
         }
         match self.first_error {
             Some(e) => {
                 Err(io::Error::new(e.kind(), format!("writing the case failed ({} errors), first: {e}", self.errors)))
             }
-            None => Ok(totals),
+            None => Ok((totals, written)),
         }
     }
 }

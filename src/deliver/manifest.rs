@@ -165,9 +165,15 @@ fn list_files(root: &Path) -> Result<Vec<String>, ManifestError> {
     Ok(out)
 }
 
-/// Hashes every file of the case and writes the signed manifest. `now` is the creation time to
-/// record.
-pub fn write(root: &Path, key: &SigningKey, now: &str) -> Result<usize, ManifestError> {
+/// Writes the signed manifest over every file of the case. `known` holds (size, SHA-256) of files
+/// whose hash was computed while they were written (the case writer's); every other file is
+/// hashed here. `now` is the creation time to record.
+pub fn write(
+    root: &Path,
+    key: &SigningKey,
+    now: &str,
+    known: &std::collections::BTreeMap<String, (u64, String)>,
+) -> Result<usize, ManifestError> {
     if key.ephemeral {
         let p = root.join(PUBLIC_KEY);
         fs::write(&p, format!("{}\n", key.public_hex())).map_err(io_err(&p))?;
@@ -175,7 +181,10 @@ pub fn write(root: &Path, key: &SigningKey, now: &str) -> Result<usize, Manifest
     let mut files = Vec::new();
     for rel in list_files(root)? {
         let p = root.join(&rel);
-        let (size, sha256) = sha256_file(&p).map_err(io_err(&p))?;
+        let (size, sha256) = match known.get(&rel) {
+            Some((size, sha)) => (*size, sha.clone()),
+            None => sha256_file(&p).map_err(io_err(&p))?,
+        };
         files.push(FileEntry { path: rel, size, sha256 });
     }
     let n = files.len();
@@ -279,7 +288,7 @@ mod tests {
     fn signed_case_verifies_and_lists_hashes_of_the_bytes() {
         let d = case();
         let key = SigningKey::ephemeral();
-        assert_eq!(write(d.path(), &key, "2026-01-01T00:00:00Z").unwrap(), 3);
+        assert_eq!(write(d.path(), &key, "2026-01-01T00:00:00Z", &Default::default()).unwrap(), 3);
         let v = verify(d.path(), None).unwrap();
         assert_eq!(v.files, 3);
         let m: Manifest = serde_json::from_slice(&fs::read(d.path().join(MANIFEST)).unwrap()).unwrap();
@@ -293,7 +302,7 @@ mod tests {
     fn tampering_is_named() {
         let d = case();
         let key = SigningKey::ephemeral();
-        write(d.path(), &key, "t").unwrap();
+        write(d.path(), &key, "t", &Default::default()).unwrap();
         fs::write(d.path().join("L1/objects/abc"), b"hellO").unwrap();
         assert!(
             matches!(verify(d.path(), None), Err(ManifestError::Modified { path, .. }) if path == "L1/objects/abc")
@@ -310,7 +319,7 @@ mod tests {
     fn an_edited_manifest_or_another_signer_is_refused() {
         let d = case();
         let key = SigningKey::ephemeral();
-        write(d.path(), &key, "t").unwrap();
+        write(d.path(), &key, "t", &Default::default()).unwrap();
         let other = SigningKey::ephemeral();
         assert!(matches!(verify(d.path(), Some(&other.public_hex())), Err(ManifestError::WrongSigner { .. })));
         let mp = d.path().join(MANIFEST);
