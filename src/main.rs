@@ -11,6 +11,7 @@ use tapir::capture::file::{CaptureFile, Merge};
 use tapir::decode::DecodeConfig;
 use tapir::deliver::case::CaseWriter;
 use tapir::deliver::manifest::{self, SigningKey};
+use tapir::deliver::threaded::Threaded;
 use tapir::flow::FlowConfig;
 use tapir::pipeline::Pipeline;
 use tapir::select::{load_events, load_warrants};
@@ -116,7 +117,9 @@ fn replay(
     let total: u64 = files.iter().map(|f| f.size()).sum();
     let liids: Vec<_> = warrants.iter().map(|w| w.liid.clone()).collect();
 
-    let mut case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
+    let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
+    // The case is written on its own thread, overlapping I/O with the pipeline.
+    let mut case = Threaded::spawn(case);
     let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), FlowConfig::default());
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
@@ -150,6 +153,7 @@ fn replay(
     }
     pipeline.finish(&mut case);
     bar.finish_and_clear();
+    let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let signed = manifest::write(out, &key, &now, &written)?;

@@ -8,3 +8,4 @@
 pub mod case;
 pub mod manifest;
 pub mod pcap;
+pub mod threaded;
