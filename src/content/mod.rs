@@ -8,6 +8,10 @@
 //! counts as zeros in the hash, exactly as outputs store it, so that the recorded SHA-256 is the
 //! hash of the stored file. Bytes before the expected offset (an overlap) were already accounted
 //! for and are ignored.
+//!
+//! Formats are told from content: each open object carries a [`format::Sniffer`] that keeps a
+//! bounded sample (a prefix, a tail, a tar walker; at most [`format::MAX_RETAINED`] bytes), and
+//! the finished record gets its [`format::FormatVerdict`].
 
 pub mod format;
 
@@ -32,6 +36,7 @@ struct OpenObject {
     next: u64,
     gaps: Vec<(u64, u64)>,
     last_seen: Timestamp,
+    sniff: format::Sniffer,
 }
 
 /// Hashes and forwards content objects. One per worker.
@@ -74,6 +79,7 @@ impl FileLayer {
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
+                sniff: format::Sniffer::new(),
             },
         );
         id
@@ -93,6 +99,7 @@ impl FileLayer {
             return;
         }
         Self::hash(o, fresh);
+        o.sniff.data(o.next, fresh);
         sink.record(Record::ObjectData { liid: &o.liid, id, offset: o.next, data: fresh });
         o.next += fresh.len() as u64;
     }
@@ -126,6 +133,7 @@ impl FileLayer {
             Self::hash(o, &ZEROS[..n]);
             left -= n as u64;
         }
+        o.sniff.gap(at, len);
         sink.record(Record::ObjectGap { liid: &o.liid, id, offset: at, len });
         o.next = at + len;
     }
@@ -143,7 +151,7 @@ impl FileLayer {
             sha256: hex::encode(o.sha256.finish().as_ref()),
             md5: hex::encode(o.md5.finalize()),
             sha512: hex::encode(o.sha512.finish().as_ref()),
-            format: None,
+            format: Some(o.sniff.verdict()),
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),
             gaps: o.gaps,
