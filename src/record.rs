@@ -233,9 +233,12 @@ pub struct ObjectRecord {
     #[serde(flatten)]
     pub meta: ObjectMeta,
     pub sha256: String,
-    /// MD5 and SHA-512 as well, because cloud image services record those for images.
-    pub md5: String,
-    pub sha512: String,
+    /// MD5 and SHA-512 as well for files and mails, because cloud image services record those
+    /// for images. Not computed for raw `stream` objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
     /// What the bytes are, detected from content (never from the name), with the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<crate::content::format::FormatVerdict>,

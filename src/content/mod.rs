@@ -30,8 +30,10 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
-    sha512: digest::Context,
-    md5: Md5,
+    /// MD5 and SHA-512 only for files and mails: cloud image services record them for images,
+    /// and nothing compares a raw TCP stream with them (they cost more than the SHA-256).
+    sha512: Option<digest::Context>,
+    md5: Option<Md5>,
     /// Next offset expected; everything below it is hashed.
     next: u64,
     gaps: Vec<(u64, u64)>,
@@ -67,6 +69,7 @@ impl FileLayer {
         let id = self.next_id;
         sink.record(Record::ObjectBegin { liid, id, meta: &meta });
         let last_seen = meta.first_seen;
+        let full = meta.kind != "stream";
         self.open.insert(
             id,
             OpenObject {
@@ -74,8 +77,8 @@ impl FileLayer {
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
-                sha512: digest::Context::new(&digest::SHA512),
-                md5: Md5::new(),
+                sha512: full.then(|| digest::Context::new(&digest::SHA512)),
+                md5: full.then(Md5::new),
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
@@ -118,8 +121,12 @@ impl FileLayer {
 
     fn hash(o: &mut OpenObject, bytes: &[u8]) {
         o.sha256.update(bytes);
-        o.sha512.update(bytes);
-        o.md5.update(bytes);
+        if let Some(h) = o.sha512.as_mut() {
+            h.update(bytes);
+        }
+        if let Some(h) = o.md5.as_mut() {
+            h.update(bytes);
+        }
     }
 
     fn hole(o: &mut OpenObject, at: u64, len: u64, sink: &mut dyn RecordSink, id: ObjectId) {
@@ -149,8 +156,8 @@ impl FileLayer {
             id,
             meta: o.meta,
             sha256: hex::encode(o.sha256.finish().as_ref()),
-            md5: hex::encode(o.md5.finalize()),
-            sha512: hex::encode(o.sha512.finish().as_ref()),
+            md5: o.md5.map(|h| hex::encode(h.finalize())),
+            sha512: o.sha512.map(|h| hex::encode(h.finish().as_ref())),
             format: Some(o.sniff.verdict()),
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),

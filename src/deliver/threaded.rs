@@ -35,7 +35,9 @@ impl Owned {
                 orig_len: c.orig_len,
                 dir: c.dir,
             },
-            Record::ObjectBegin { liid, id, meta } => Owned::Begin { liid: liid.clone(), id, meta: Box::new(meta.clone()) },
+            Record::ObjectBegin { liid, id, meta } => {
+                Owned::Begin { liid: liid.clone(), id, meta: Box::new(meta.clone()) }
+            }
             Record::ObjectData { liid, id, offset, data } => {
                 Owned::Data { liid: liid.clone(), id, offset, data: data.to_vec() }
             }
