@@ -723,13 +723,16 @@ impl Http {
         // Candidates: the carry (a line start that could not be judged yet), or the line starts
         // in the input.
         if !s.buf.is_empty() {
-            let take = input.len().min(MAX_RESYNC_CARRY.saturating_sub(s.buf.len()).max(1));
+            let carry = s.buf.len();
+            let take = input.len().min(MAX_RESYNC_CARRY.saturating_sub(carry).max(1));
             s.buf.extend_from_slice(&input[..take]);
             match shape(&s.buf) {
                 Shape::Yes => {
+                    // Header parsing takes the input from here, after the carry.
+                    s.buf.truncate(carry);
                     s.state = State::Head;
                     s.scanned = 0;
-                    return &input[take..];
+                    return input;
                 }
                 Shape::Maybe if take == input.len() && s.buf.len() < MAX_RESYNC_CARRY => return &[],
                 _ => {

@@ -531,3 +531,35 @@ fn connect_tunnel_goes_raw() {
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].sha256, sha(b"\x16\x03\x01\x00\x05hello"));
 }
+
+#[test]
+fn resync_on_a_request_line_split_across_segments() {
+    let (mut h, mut a) = new();
+    h.client(&mut a, b"PUT /a HTTP/1.1\r\nContent-Length: 50\r\n\r\n0123");
+    h.gap(&mut a, Dir::Orig, 60);
+    // Junk, then a request line cut after "PU", then the rest with a body in the same segment.
+    h.client(&mut a, b"junk\r\nPU");
+    h.client(&mut a, b"T /b.txt HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    h.server(&mut a, OK0);
+    h.server(&mut a, OK0);
+    h.close(&mut a, Close::Fin);
+    let f = files(&h);
+    let b = f.iter().find(|o| o.meta.name.as_deref() == Some("b.txt")).expect("b.txt after resync");
+    assert_eq!(b.sha256, sha(b"hello"));
+    assert!(b.complete);
+}
+
+#[test]
+fn garbage_never_panics_and_stays_bounded() {
+    // A few hostile shapes: huge chunk size, bad gzip, endless trailer, NUL-filled headers.
+    let h = run(&[
+        (Dir::Orig, b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc"),
+        (Dir::Resp, b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n\r\n\x1f\x8b\x09\x00garbage!"),
+    ]);
+    assert!(!files(&h).iter().any(|o| o.complete));
+    let ev = events(&h);
+    assert!(
+        ev.iter().any(|e| e.anomalies.iter().any(|a| a == "content-decoding-error" || a == "bad-gzip-header")),
+        "{ev:?}"
+    );
+}
