@@ -18,7 +18,8 @@ use tapir::record::{Close, Counters, FlowDescr, IriEvent, IriRecord, TunnelDescr
 use tapir::select::Provenance;
 use tapir::timestamp::Timestamp;
 
-const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/LI-PS-PDU-IPAccess-subset.asn");
+const SCHEMA: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/LI-PS-PDU-IPAccess-subset.asn");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/etsi/asn1_decode.py");
 
 fn asn1tools(bytes: &[u8]) -> Vec<Value> {
@@ -193,7 +194,10 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
     // Our own decoder agrees with asn1tools on the same bytes.
     let ours: Vec<Value> = decode_stream(&bytes).map(|r| r.unwrap()).collect();
     assert_eq!(ours.len(), 4);
-    assert_eq!(ours[2]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]["octetsTransmitted"], 2000);
+    assert_eq!(
+        ours[2]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]["octetsTransmitted"],
+        2000
+    );
     assert_eq!(ours[0]["pSHeader"]["timeStamp"], "20260301100000.25Z");
     assert_eq!(ours[0]["pSHeader"]["lawfulInterceptionIdentifier"], "LIID-7");
 }
@@ -347,7 +351,10 @@ fn ipcc_tri_and_integrity_decode_with_asn1tools_and_verify() {
     // Our decoder reads the same values.
     let ours: Vec<Value> = decode_stream(&stream).map(|r| r.unwrap()).collect();
     assert_eq!(ours.len(), 8);
-    assert_eq!(ours[0]["payload"]["cCPayloadSequence"][0]["cCContents"]["iPCC"]["iPCCContents"]["iPPackets"], hex::encode(&pkt));
+    assert_eq!(
+        ours[0]["payload"]["cCPayloadSequence"][0]["cCContents"]["iPCC"]["iPCCContents"]["iPPackets"],
+        hex::encode(&pkt)
+    );
     assert_eq!(ours[0]["payload"]["cCPayloadSequence"][0]["cCContents"]["iPCC"]["iPCCObjId"], "5.3.18.2");
     assert_eq!(ours[2]["payload"]["tRIPayload"]["integrityCheck"], *ic);
     assert_eq!(ours[5]["payload"], v[5]["payload"]);

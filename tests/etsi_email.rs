@@ -32,8 +32,7 @@ fn pdus() -> Vec<u8> {
     let mut out = Vec::new();
     enc.email_iri(&mut out, &hdr(0), IriType::Report, &email_iri()).unwrap();
     let mail = b"From: ann@example.org\r\nTo: bob@example.net\r\nSubject: x\r\n\r\nhello\r\n".repeat(10);
-    let mut seq = 0;
-    for s in segments(&mail, 200) {
+    for (seq, s) in (0u32..).zip(segments(&mail, 200)) {
         match s {
             Segment::First => enc.encode(&mut out, &hdr(seq), &Payload::Tri(Tri::FirstSegmentFlag)).unwrap(),
             Segment::Last => enc.encode(&mut out, &hdr(seq), &Payload::Tri(Tri::LastSegmentFlag)).unwrap(),
@@ -46,7 +45,6 @@ fn pdus() -> Vec<u8> {
                 )
                 .unwrap(),
         }
-        seq += 1;
     }
     out
 }
@@ -74,7 +72,7 @@ fn email_pdus_walk_as_ber_with_openssl() {
         // First line: "    0:d=0  hl=2 l= 123 cons: SEQUENCE": header + content length.
         let first = text.lines().next().unwrap();
         let hl: usize = first.split("hl=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-        let l: usize = first.split("l=").nth(2).unwrap().trim_start().split_whitespace().next().unwrap().parse().unwrap();
+        let l: usize = first.split("l=").nth(2).unwrap().split_whitespace().next().unwrap().parse().unwrap();
         if n == 0 {
             // EmailIRI: the recipients SEQUENCE OF UTF8String under [10], the sender under [9].
             assert!(text.contains("cont [ 10 ]"), "{text}");

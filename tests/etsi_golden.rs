@@ -5,12 +5,13 @@
 use tapir::deliver::etsi::ipaccess::{AccessEventType, InternetAccessType, IpAddress, IpAssignment, IpVersion};
 use tapir::deliver::etsi::ps_pdu::{CheckType, HashAlgorithm};
 use tapir::deliver::etsi::{
-    DataType, Encoder, EtsiConfig, GeneralizedTime, IntegrityCheck, IpIriContents, IriType, MappedIri, PayloadDirection,
-    PduHeader,
+    DataType, Encoder, EtsiConfig, GeneralizedTime, IntegrityCheck, IpIriContents, IriType, MappedIri,
+    PayloadDirection, PduHeader,
 };
 use tapir::timestamp::Timestamp;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/golden-vectors-asn1tools.txt");
+const GOLDEN: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/golden-vectors-asn1tools.txt");
 
 fn golden(prefix: &str) -> Vec<u8> {
     let text = std::fs::read_to_string(GOLDEN).expect("golden vectors (ln -sfn /work/shared ../shared)");
@@ -53,10 +54,8 @@ fn ipcc_matches_asn1tools() {
 fn ipiri_begin_matches_asn1tools() {
     let mut c = IpIriContents::new(AccessEventType::AccessAccept, b"alice", IpVersion::V4);
     c.internet_access_type = InternetAccessType::FTTx;
-    c.target_ip_address = Some(IpAddress {
-        assignment: Some(IpAssignment::Dynamic),
-        ..IpAddress::host("192.0.2.1".parse().unwrap())
-    });
+    c.target_ip_address =
+        Some(IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host("192.0.2.1".parse().unwrap()) });
     // asn1tools wrote a naive datetime: no zone designator.
     c.start_time = GeneralizedTime::from_ascii("20231114221320");
     let mut out = Vec::new();

@@ -348,7 +348,8 @@ impl<'a> Reader<'a> {
             return Err(BerError::Truncated { offset: off, what: "content", need: len, have });
         }
         let end = i + len;
-        let value = self.buf.get(i..end).ok_or(BerError::Truncated { offset: off, what: "content", need: len, have })?;
+        let value =
+            self.buf.get(i..end).ok_or(BerError::Truncated { offset: off, what: "content", need: len, have })?;
         self.pos = end;
         Ok(Tlv { tag: Tag { class, constructed, number }, value, offset: off, total_len: end - start })
     }
@@ -452,7 +453,8 @@ mod tests {
     #[test]
     fn integers_are_minimal() {
         // X.690 8.3.2: no leading 0x00 unless the next bit would make the value negative.
-        for (n, want) in [(0u64, vec![0u8]), (127, vec![0x7f]), (128, vec![0, 0x80]), (123456, vec![0x01, 0xe2, 0x40])] {
+        for (n, want) in [(0u64, vec![0u8]), (127, vec![0x7f]), (128, vec![0, 0x80]), (123456, vec![0x01, 0xe2, 0x40])]
+        {
             let (b, i) = uint_content(n);
             assert_eq!(b[i..].to_vec(), want, "value {n}");
         }

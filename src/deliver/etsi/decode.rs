@@ -138,7 +138,9 @@ fn hexv(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
 
 fn uint(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
     let v = prim(t, what)?;
-    ber::read_uint(v).map(Value::from).ok_or_else(|| schema(t, what, format!("bad unsigned INTEGER {}", hex::encode(v))))
+    ber::read_uint(v)
+        .map(Value::from)
+        .ok_or_else(|| schema(t, what, format!("bad unsigned INTEGER {}", hex::encode(v))))
 }
 
 fn enumerated(t: &Tlv<'_>, what: &'static str, names: &[&str]) -> Result<Value, DecodeError> {
@@ -250,8 +252,12 @@ fn communication_id(t: &Tlv<'_>) -> Result<Value, DecodeError> {
 fn payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
     let c = one_child(t, "Payload")?;
     let (k, v) = match ctx(&c) {
-        Some((0, true)) => ("iRIPayloadSequence", Value::Array(kids(&c)?.iter().map(iri_payload).collect::<Result<_, _>>()?)),
-        Some((1, true)) => ("cCPayloadSequence", Value::Array(kids(&c)?.iter().map(cc_payload).collect::<Result<_, _>>()?)),
+        Some((0, true)) => {
+            ("iRIPayloadSequence", Value::Array(kids(&c)?.iter().map(iri_payload).collect::<Result<_, _>>()?))
+        }
+        Some((1, true)) => {
+            ("cCPayloadSequence", Value::Array(kids(&c)?.iter().map(cc_payload).collect::<Result<_, _>>()?))
+        }
         Some((2, true)) => ("tRIPayload", tri(&one_child(&c, "TRIPayload")?)?),
         _ => {
             let mut m = Map::new();
@@ -304,7 +310,9 @@ fn integrity_check(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (1, false) => Some(("checkType", enumerated(c, "checkType", &["", "hash", "signature"]))),
         (2, false) => Some(("dataType", enumerated(c, "dataType", &["", "iRI", "cC", "iLHI"]))),
         (3, false) => Some(("checkValue", hexv(c, "checkValue"))),
-        (4, false) => Some(("hashAlgorithm", enumerated(c, "hashAlgorithm", &["", "sHA-1", "sHA-256", "sHA-384", "sHA-512"]))),
+        (4, false) => {
+            Some(("hashAlgorithm", enumerated(c, "hashAlgorithm", &["", "sHA-1", "sHA-256", "sHA-384", "sHA-512"])))
+        }
         (5, false) => Some(("signatureAlgorithm", enumerated(c, "signatureAlgorithm", &["", "dSA", "eCDSA", "edDSA"]))),
         _ => None,
     })
@@ -315,7 +323,9 @@ fn iri_payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         return Err(schema(t, "IRIPayload", format!("expected SEQUENCE, found {}", t.tag)));
     }
     seq(t, 3, |c| match ctx(c)? {
-        (0, false) => Some(("iRIType", enumerated(c, "iRIType", &["", "iRI-Begin", "iRI-End", "iRI-Continue", "iRI-Report"]))),
+        (0, false) => {
+            Some(("iRIType", enumerated(c, "iRIType", &["", "iRI-Begin", "iRI-End", "iRI-Continue", "iRI-Report"])))
+        }
         (1, false) => Some(("timeStamp", time(c, "timeStamp"))),
         (2, true) => Some(("iRIContents", iri_contents(c))),
         (3, true) => Some(("microSecondTimeStamp", micro(c))),
@@ -389,7 +399,11 @@ fn ipiri_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (11, false) => Some(("endTime", time(c, "endTime"))),
         (12, false) => Some((
             "endReason",
-            enumerated(c, "endReason", &["undefined", "regularLogoff", "connectionLoss", "connectionTimeout", "leaseExpired"]),
+            enumerated(
+                c,
+                "endReason",
+                &["undefined", "regularLogoff", "connectionLoss", "connectionTimeout", "leaseExpired"],
+            ),
         )),
         (13, false) => Some(("octetsReceived", uint(c, "octetsReceived"))),
         (14, false) => Some(("octetsTransmitted", uint(c, "octetsTransmitted"))),
@@ -509,7 +523,9 @@ fn email_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (9, false) => Some(("e-mail-Sender", text(c, "e-mail-Sender"))),
         (10, true) => Some((
             "e-mail-Recipients",
-            kids(c).and_then(|v| v.iter().map(|r| text(r, "e-mail-Recipients")).collect::<Result<Vec<_>, _>>().map(Value::Array)),
+            kids(c).and_then(|v| {
+                v.iter().map(|r| text(r, "e-mail-Recipients")).collect::<Result<Vec<_>, _>>().map(Value::Array)
+            }),
         )),
         (11, false) => Some(("status", enumerated(c, "status", &["", "unknown", "failed", "succeeded"]))),
         (12, false) => Some(("total-Recipient-Count", uint(c, "total-Recipient-Count"))),

@@ -208,9 +208,8 @@ impl IntegrityState {
 
     /// What is due at `now` (call it on a timer, e.g. every second).
     pub fn due(&self, now: Timestamp) -> Due {
-        let older = |since: Option<Timestamp>, secs: u32| {
-            since.is_some_and(|t| secs > 0 && now >= t.add_secs(i64::from(secs)))
-        };
+        let older =
+            |since: Option<Timestamp>, secs: u32| since.is_some_and(|t| secs > 0 && now >= t.add_secs(i64::from(secs)));
         let hash = !self.hashed.is_empty()
             && (self.hashed.len() >= self.cfg.hash_every_pdus.max(1) as usize
                 || older(self.first_unhashed, self.cfg.hash_every_secs));

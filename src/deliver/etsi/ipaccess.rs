@@ -361,10 +361,8 @@ pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
                 rec.provenance.target.as_bytes(),
                 addr.map(version_of).unwrap_or(IpVersion::V4),
             );
-            c.target_ip_address = addr.map(|a| IpAddress {
-                assignment: Some(IpAssignment::Dynamic),
-                ..IpAddress::host(a)
-            });
+            c.target_ip_address =
+                addr.map(|a| IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host(a) });
             c.target_cpe_id = detail
                 .get("instance")
                 .and_then(|v| v.as_str())

@@ -73,7 +73,12 @@ impl Encoder {
     }
 
     /// One integrity-check TRI PDU.
-    pub fn integrity_check(&self, out: &mut Vec<u8>, hdr: &PduHeader<'_>, ic: &IntegrityCheck) -> Result<(), EncodeError> {
+    pub fn integrity_check(
+        &self,
+        out: &mut Vec<u8>,
+        hdr: &PduHeader<'_>,
+        ic: &IntegrityCheck,
+    ) -> Result<(), EncodeError> {
         self.encode(out, hdr, &Payload::Tri(Tri::IntegrityCheck(ic)))
     }
 }
