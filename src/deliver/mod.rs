@@ -4,8 +4,10 @@
 //!   objects by hash).
 //! - [`manifest`]: the signed manifest over a case, and its verification.
 //! - [`pcap`]: a minimal pcap writer for CC.
+//! - [`etsi`]: TS 102 232 PS-PDU encoding (HI2/HI3) and its JSON decoder.
 
 pub mod case;
+pub mod etsi;
 pub mod manifest;
 pub mod pcap;
 pub mod threaded;

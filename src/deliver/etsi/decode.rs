@@ -1,0 +1,535 @@
+//! PS-PDU BER stream -> JSON values, for analysts (`tapir decode`) and tests.
+//!
+//! Keys are the ASN.1 identifiers of the schema (`pSHeader`, `lawfulInterceptionIdentifier`,
+//! `iPPackets`...), enumerations are decoded to their identifiers, IP packets and other binary
+//! octet strings to lower-case hex. Text-like octet strings (LIID, operator id, user name...)
+//! become a string when they are UTF-8 without control characters, `{"hex": ...}` otherwise.
+//! A field the decoder does not know is kept as `"[N]"`: hex (or its children), so nothing in a
+//! PDU is silently dropped.
+//!
+//! No-panic contract: every TLV comes from [`ber::Reader`], which checks lengths against the
+//! input; nesting is bounded by the schema and, for unknown constructed values, by
+//! [`MAX_DEPTH`]. After a TLV that cannot be framed the stream ends with one error (nothing
+//! after it can be found again); a framed PDU that does not match the schema yields an error
+//! and decoding goes on with the next PDU.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Map, Value};
+
+use super::ber::{self, BerError, Class, Reader, Tag, Tlv};
+
+/// Deepest nesting of unknown constructed values rendered as a tree; deeper ones become hex.
+pub const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Ber(#[from] BerError),
+    #[error("at offset {offset}: {what}: {detail}")]
+    Schema { offset: usize, what: &'static str, detail: String },
+}
+
+fn schema(t: &Tlv<'_>, what: &'static str, detail: impl Into<String>) -> DecodeError {
+    DecodeError::Schema { offset: t.offset, what, detail: detail.into() }
+}
+
+/// Decodes a stream of concatenated PS-PDUs, one JSON value per PDU.
+pub fn decode_stream(bytes: &[u8]) -> impl Iterator<Item = Result<Value, DecodeError>> + '_ {
+    let mut r = Reader::new(bytes, 0);
+    std::iter::from_fn(move || {
+        let t = match r.next_tlv()? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(decode_pdu(&t))
+    })
+}
+
+/// Decodes one PS-PDU (a framed TLV).
+pub fn decode_pdu(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    if t.tag != Tag::SEQUENCE {
+        return Err(schema(t, "PS-PDU", format!("expected SEQUENCE, found {}", t.tag)));
+    }
+    let mut m = Map::new();
+    m.insert("offset".into(), t.offset.into());
+    m.insert("length".into(), t.total_len.into());
+    let mut seen_header = false;
+    let mut seen_payload = false;
+    for c in kids(t)? {
+        match ctx(&c) {
+            Some((1, true)) => {
+                m.insert("pSHeader".into(), header(&c)?);
+                seen_header = true;
+            }
+            Some((2, true)) => {
+                m.insert("payload".into(), payload(&c)?);
+                seen_payload = true;
+            }
+            _ => unknown(&mut m, &c, 0),
+        }
+    }
+    if !seen_header || !seen_payload {
+        return Err(schema(t, "PS-PDU", "pSHeader or payload missing"));
+    }
+    Ok(Value::Object(m))
+}
+
+fn kids<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, DecodeError> {
+    if !t.tag.constructed {
+        return Err(schema(t, "constructed value", format!("{} is primitive", t.tag)));
+    }
+    let mut r = t.children();
+    let mut v = Vec::new();
+    while let Some(c) = r.next_tlv() {
+        v.push(c?);
+    }
+    Ok(v)
+}
+
+/// The context tag number and constructed bit, `None` for other classes.
+fn ctx(t: &Tlv<'_>) -> Option<(u32, bool)> {
+    (t.tag.class == Class::Context).then_some((t.tag.number, t.tag.constructed))
+}
+
+fn one_child<'a>(t: &Tlv<'a>, what: &'static str) -> Result<Tlv<'a>, DecodeError> {
+    let mut v = kids(t)?;
+    if v.len() != 1 {
+        return Err(schema(t, what, format!("CHOICE holds {} values", v.len())));
+    }
+    v.pop().ok_or_else(|| schema(t, what, "empty"))
+}
+
+fn unknown(m: &mut Map<String, Value>, t: &Tlv<'_>, depth: usize) {
+    m.insert(t.tag.to_string(), generic(t, depth));
+}
+
+fn generic(t: &Tlv<'_>, depth: usize) -> Value {
+    if t.tag.constructed && depth < MAX_DEPTH {
+        if let Ok(v) = kids(t) {
+            let mut m = Map::new();
+            for c in &v {
+                unknown(&mut m, c, depth + 1);
+            }
+            return Value::Object(m);
+        }
+    }
+    Value::String(hex::encode(t.value))
+}
+
+fn prim<'a>(t: &Tlv<'a>, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    if t.tag.constructed {
+        return Err(schema(t, what, "constructed where primitive expected"));
+    }
+    Ok(t.value)
+}
+
+fn text(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    Ok(match std::str::from_utf8(v) {
+        Ok(s) if !s.chars().any(char::is_control) => Value::String(s.into()),
+        _ => json!({ "hex": hex::encode(v) }),
+    })
+}
+
+fn hexv(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    Ok(Value::String(hex::encode(prim(t, what)?)))
+}
+
+fn uint(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    ber::read_uint(v)
+        .map(Value::from)
+        .ok_or_else(|| schema(t, what, format!("bad unsigned INTEGER {}", hex::encode(v))))
+}
+
+fn enumerated(t: &Tlv<'_>, what: &'static str, names: &[&str]) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    let n = ber::read_int(v).ok_or_else(|| schema(t, what, format!("bad ENUMERATED {}", hex::encode(v))))?;
+    Ok(usize::try_from(n)
+        .ok()
+        .and_then(|i| names.get(i))
+        .filter(|s| !s.is_empty())
+        .map(|s| Value::String((*s).into()))
+        .unwrap_or_else(|| Value::from(n)))
+}
+
+fn boolean(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    match prim(t, what)? {
+        [b] => Ok(Value::Bool(*b != 0)),
+        _ => Err(schema(t, what, "BOOLEAN of wrong length")),
+    }
+}
+
+fn null(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    if prim(t, what)?.is_empty() {
+        Ok(Value::Null)
+    } else {
+        Err(schema(t, what, "NULL with content"))
+    }
+}
+
+fn oid(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    ber::read_oid(v).map(Value::String).ok_or_else(|| schema(t, what, format!("bad OID {}", hex::encode(v))))
+}
+
+fn rel_oid(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    ber::read_relative_oid(v)
+        .map(Value::String)
+        .ok_or_else(|| schema(t, what, format!("bad RELATIVE-OID {}", hex::encode(v))))
+}
+
+fn time(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    match std::str::from_utf8(v) {
+        Ok(s) if s.len() >= 14 && s.bytes().all(|b| b.is_ascii_digit() || b".,Z+-".contains(&b)) => Ok(s.into()),
+        _ => Err(schema(t, what, format!("bad GeneralizedTime {}", hex::encode(v)))),
+    }
+}
+
+/// A SEQUENCE decoded field by field: `f` maps (tag number, constructed) to a key and a value.
+type Field<'a> = Option<(&'static str, Result<Value, DecodeError>)>;
+
+fn seq<'a>(t: &Tlv<'a>, depth: usize, f: impl Fn(&Tlv<'a>) -> Field<'a>) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for c in kids(t)? {
+        match f(&c) {
+            Some((k, v)) => {
+                m.insert(k.into(), v?);
+            }
+            None => unknown(&mut m, &c, depth),
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+const TSQ: &[&str] = &["unknown", "timeOfInterception", "timeOfMediation", "timeOfAggregation"];
+const DIRECTION: &[&str] = &["fromTarget", "toTarget", "indeterminate", "combined", "notapplicable"];
+
+fn micro(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 3, |c| match ctx(c)? {
+        (0, false) => Some(("seconds", uint(c, "seconds"))),
+        (1, false) => Some(("microSeconds", uint(c, "microSeconds"))),
+        _ => None,
+    })
+}
+
+fn header(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 1, |c| match ctx(c)? {
+        (0, false) => Some(("li-psDomainId", oid(c, "li-psDomainId"))),
+        (1, false) => Some(("lawfulInterceptionIdentifier", text(c, "lawfulInterceptionIdentifier"))),
+        (2, false) => Some(("authorizationCountryCode", text(c, "authorizationCountryCode"))),
+        (3, true) => Some(("communicationIdentifier", communication_id(c))),
+        (4, false) => Some(("sequenceNumber", uint(c, "sequenceNumber"))),
+        (5, false) => Some(("timeStamp", time(c, "timeStamp"))),
+        (6, false) => Some(("interceptionPointID", text(c, "interceptionPointID"))),
+        (7, true) => Some(("microSecondTimeStamp", micro(c))),
+        (8, false) => Some(("timeStampQualifier", enumerated(c, "timeStampQualifier", TSQ))),
+        (9, false) => Some(("extendedInterceptionPointID", hexv(c, "extendedInterceptionPointID"))),
+        (10, false) => Some(("networkFunctionIdentifier", hexv(c, "networkFunctionIdentifier"))),
+        _ => None,
+    })
+}
+
+fn communication_id(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 2, |c| match ctx(c)? {
+        (0, true) => Some((
+            "networkIdentifier",
+            seq(c, 3, |c| match ctx(c)? {
+                (0, false) => Some(("operatorIdentifier", text(c, "operatorIdentifier"))),
+                (1, false) => Some(("networkElementIdentifier", text(c, "networkElementIdentifier"))),
+                _ => None,
+            }),
+        )),
+        (1, false) => Some(("communicationIdentityNumber", uint(c, "communicationIdentityNumber"))),
+        (2, false) => Some(("deliveryCountryCode", text(c, "deliveryCountryCode"))),
+        _ => None,
+    })
+}
+
+fn payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let c = one_child(t, "Payload")?;
+    let (k, v) = match ctx(&c) {
+        Some((0, true)) => {
+            ("iRIPayloadSequence", Value::Array(kids(&c)?.iter().map(iri_payload).collect::<Result<_, _>>()?))
+        }
+        Some((1, true)) => {
+            ("cCPayloadSequence", Value::Array(kids(&c)?.iter().map(cc_payload).collect::<Result<_, _>>()?))
+        }
+        Some((2, true)) => ("tRIPayload", tri(&one_child(&c, "TRIPayload")?)?),
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, &c, 1);
+            return Ok(Value::Object(m));
+        }
+    };
+    Ok(json!({ k: v }))
+}
+
+fn tri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let (k, v) = match ctx(t) {
+        Some((0, true)) => ("integrityCheck", integrity_check(t)?),
+        Some((1, false)) => ("testPDU", null(t, "testPDU")?),
+        Some((2, false)) => ("paddingPDU", hexv(t, "paddingPDU")?),
+        Some((3, false)) => ("keep-alive", null(t, "keep-alive")?),
+        Some((4, false)) => ("keep-aliveResponse", null(t, "keep-aliveResponse")?),
+        Some((5, false)) => ("firstSegmentFlag", null(t, "firstSegmentFlag")?),
+        Some((6, false)) => ("lastSegmentFlag", null(t, "lastSegmentFlag")?),
+        Some((7, false)) => ("cINReset", null(t, "cINReset")?),
+        Some((11, false)) => ("optionComplete", null(t, "optionComplete")?),
+        Some((12, false)) => ("pDUAcknowledgementRequest", null(t, "pDUAcknowledgementRequest")?),
+        Some((13, false)) => ("pDUAcknowledgementResponse", null(t, "pDUAcknowledgementResponse")?),
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, t, 2);
+            return Ok(Value::Object(m));
+        }
+    };
+    Ok(json!({ k: v }))
+}
+
+fn integrity_check(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 3, |c| match ctx(c)? {
+        (0, true) => Some((
+            "includedSequenceNumbers",
+            kids(c).and_then(|v| {
+                v.iter()
+                    .map(|n| {
+                        if n.tag == Tag::INTEGER {
+                            uint(n, "includedSequenceNumbers")
+                        } else {
+                            Err(schema(n, "includedSequenceNumbers", format!("{} is not INTEGER", n.tag)))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array)
+            }),
+        )),
+        (1, false) => Some(("checkType", enumerated(c, "checkType", &["", "hash", "signature"]))),
+        (2, false) => Some(("dataType", enumerated(c, "dataType", &["", "iRI", "cC", "iLHI"]))),
+        (3, false) => Some(("checkValue", hexv(c, "checkValue"))),
+        (4, false) => {
+            Some(("hashAlgorithm", enumerated(c, "hashAlgorithm", &["", "sHA-1", "sHA-256", "sHA-384", "sHA-512"])))
+        }
+        (5, false) => Some(("signatureAlgorithm", enumerated(c, "signatureAlgorithm", &["", "dSA", "eCDSA", "edDSA"]))),
+        _ => None,
+    })
+}
+
+fn iri_payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    if t.tag != Tag::SEQUENCE {
+        return Err(schema(t, "IRIPayload", format!("expected SEQUENCE, found {}", t.tag)));
+    }
+    seq(t, 3, |c| match ctx(c)? {
+        (0, false) => {
+            Some(("iRIType", enumerated(c, "iRIType", &["", "iRI-Begin", "iRI-End", "iRI-Continue", "iRI-Report"])))
+        }
+        (1, false) => Some(("timeStamp", time(c, "timeStamp"))),
+        (2, true) => Some(("iRIContents", iri_contents(c))),
+        (3, true) => Some(("microSecondTimeStamp", micro(c))),
+        (4, false) => Some(("timeStampQualifier", enumerated(c, "timeStampQualifier", TSQ))),
+        (5, false) => Some(("sessionDirection", enumerated(c, "sessionDirection", DIRECTION))),
+        (6, false) => Some(("payloadDirection", enumerated(c, "payloadDirection", DIRECTION))),
+        _ => None,
+    })
+}
+
+fn iri_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let c = one_child(t, "IRIContents")?;
+    let (k, v) = match ctx(&c) {
+        Some((2, true)) => (
+            "iPIRI",
+            seq(&c, 5, |c| match ctx(c)? {
+                (0, false) => Some(("iPIRIObjId", rel_oid(c, "iPIRIObjId"))),
+                (1, true) => Some(("iPIRIContents", ipiri_contents(c))),
+                _ => None,
+            })?,
+        ),
+        Some((1, true)) => ("emailIRI", email_iri(&c)?),
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, &c, 4);
+            return Ok(Value::Object(m));
+        }
+    };
+    Ok(json!({ k: v }))
+}
+
+const ACCESS_EVENT: &[&str] = &[
+    "accessAttempt",
+    "accessAccept",
+    "accessReject",
+    "accessFailed",
+    "sessionStart",
+    "sessionEnd",
+    "interimUpdate",
+    "startOfInterceptionWithSessionActive",
+    "accessEnd",
+    "endOfInterceptionWithSessionActive",
+    "unknown",
+];
+const ACCESS_TYPE: &[&str] = &[
+    "undefined",
+    "dialUp",
+    "xDSL",
+    "cableModem",
+    "lAN",
+    "wirelessLAN",
+    "fTTx",
+    "wIMAX-HIPERMAN",
+    "satellite",
+    "wireless-other",
+];
+
+fn ipiri_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 6, |c| match ctx(c)? {
+        (0, false) => Some(("accessEventType", enumerated(c, "accessEventType", ACCESS_EVENT))),
+        (1, false) => Some(("targetUsername", text(c, "targetUsername"))),
+        (2, false) => Some(("internetAccessType", enumerated(c, "internetAccessType", ACCESS_TYPE))),
+        (3, false) => Some(("iPVersion", enumerated(c, "iPVersion", &["", "iPV4", "iPV6", "iPV4andV6"]))),
+        (4, true) => Some(("targetIPAddress", ip_address(c))),
+        (5, false) => Some(("targetNetworkID", text(c, "targetNetworkID"))),
+        (6, false) => Some(("targetCPEID", text(c, "targetCPEID"))),
+        (7, false) => Some(("targetLocation", text(c, "targetLocation"))),
+        (8, false) => Some(("pOPPortNumber", uint(c, "pOPPortNumber"))),
+        (9, false) => Some(("callBackNumber", text(c, "callBackNumber"))),
+        (10, false) => Some(("startTime", time(c, "startTime"))),
+        (11, false) => Some(("endTime", time(c, "endTime"))),
+        (12, false) => Some((
+            "endReason",
+            enumerated(
+                c,
+                "endReason",
+                &["undefined", "regularLogoff", "connectionLoss", "connectionTimeout", "leaseExpired"],
+            ),
+        )),
+        (13, false) => Some(("octetsReceived", uint(c, "octetsReceived"))),
+        (14, false) => Some(("octetsTransmitted", uint(c, "octetsTransmitted"))),
+        (15, false) => Some(("rawAAAData", text(c, "rawAAAData"))),
+        (16, false) => Some(("expectedEndTime", time(c, "expectedEndTime"))),
+        (19, true) => Some(("pOPIPAddress", ip_address(c))),
+        (21, true) => Some(("additionalIPAddress", ip_address(c))),
+        _ => None,
+    })
+}
+
+fn ip_address(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 8, |c| match ctx(c)? {
+        (1, false) => Some(("iP-type", enumerated(c, "iP-type", &["iPV4", "iPV6"]))),
+        (2, true) => Some((
+            "iP-value",
+            one_child(c, "IP-value").and_then(|v| match ctx(&v) {
+                Some((1, false)) => {
+                    let b = prim(&v, "iPBinaryAddress")?;
+                    let a = match b.len() {
+                        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    let s = a.map(|a| a.to_string()).unwrap_or_else(|| hex::encode(b));
+                    Ok(json!({ "iPBinaryAddress": s }))
+                }
+                Some((2, false)) => Ok(json!({ "iPTextAddress": text(&v, "iPTextAddress")? })),
+                _ => Ok(generic(&v, 9)),
+            }),
+        )),
+        (3, false) => Some(("iP-assignment", enumerated(c, "iP-assignment", &["", "static", "dynamic", "notKnown"]))),
+        (4, false) => Some(("iPv6PrefixLength", uint(c, "iPv6PrefixLength"))),
+        (5, false) => Some(("iPv4SubnetMask", hexv(c, "iPv4SubnetMask"))),
+        (6, false) => Some(("iP-NAT-translated", boolean(c, "iP-NAT-translated"))),
+        _ => None,
+    })
+}
+
+fn cc_payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    if t.tag != Tag::SEQUENCE {
+        return Err(schema(t, "CCPayload", format!("expected SEQUENCE, found {}", t.tag)));
+    }
+    seq(t, 3, |c| match ctx(c)? {
+        (0, false) => Some(("payloadDirection", enumerated(c, "payloadDirection", DIRECTION))),
+        (1, false) => Some(("timeStamp", time(c, "timeStamp"))),
+        (2, true) => Some(("cCContents", cc_contents(c))),
+        (3, true) => Some(("microSecondTimeStamp", micro(c))),
+        (4, false) => Some(("timeStampQualifier", enumerated(c, "timeStampQualifier", TSQ))),
+        _ => None,
+    })
+}
+
+fn cc_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let c = one_child(t, "CCContents")?;
+    let (k, v) = match ctx(&c) {
+        Some((2, true)) => (
+            "iPCC",
+            seq(&c, 5, |c| match ctx(c)? {
+                (0, false) => Some(("iPCCObjId", rel_oid(c, "iPCCObjId"))),
+                (1, true) => Some((
+                    "iPCCContents",
+                    one_child(c, "IPCCContents").and_then(|v| match ctx(&v) {
+                        Some((0, false)) => Ok(json!({ "iPPackets": hexv(&v, "iPPackets")? })),
+                        Some((1, true)) => Ok(json!({ "iPTruncatedPacket": seq(&v, 7, |c| match ctx(c)? {
+                            (0, false) => Some(("truncatedPacket", hexv(c, "truncatedPacket"))),
+                            (1, false) => Some(("originalLength", uint(c, "originalLength"))),
+                            _ => None,
+                        })? })),
+                        _ => Ok(generic(&v, 7)),
+                    }),
+                )),
+                _ => None,
+            })?,
+        ),
+        Some((1, true)) => (
+            "emailCC",
+            seq(&c, 5, |c| match ctx(c)? {
+                (0, false) => Some(("eCCObjId", rel_oid(c, "eCCObjId"))),
+                (1, false) => Some(("email-Format", enumerated(c, "email-Format", &["", "ip-packet", "application"]))),
+                (2, false) => Some(("content", hexv(c, "content"))),
+                _ => None,
+            })?,
+        ),
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, &c, 4);
+            return Ok(Value::Object(m));
+        }
+    };
+    Ok(json!({ k: v }))
+}
+
+fn email_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    const EVENT: &[&str] = &[
+        "",
+        "send",
+        "receive",
+        "download",
+        "logon-attempt",
+        "logon",
+        "logon-failure",
+        "logoff",
+        "partial-download",
+        "upload",
+    ];
+    seq(t, 5, |c| match ctx(c)? {
+        (0, false) => Some(("eIRIObjId", rel_oid(c, "eIRIObjId"))),
+        (1, false) => Some(("eventType", enumerated(c, "eventType", EVENT))),
+        (2, true) => Some(("client-Address", ip_address(c))),
+        (3, true) => Some(("server-Address", ip_address(c))),
+        (4, false) => Some(("client-Port", uint(c, "client-Port"))),
+        (5, false) => Some(("server-Port", uint(c, "server-Port"))),
+        (6, false) => Some(("server-Octets-Sent", uint(c, "server-Octets-Sent"))),
+        (7, false) => Some(("client-Octets-Sent", uint(c, "client-Octets-Sent"))),
+        (8, false) => Some(("protocol-ID", enumerated(c, "protocol-ID", &["", "smtp", "pop3", "imap"]))),
+        (9, false) => Some(("e-mail-Sender", text(c, "e-mail-Sender"))),
+        (10, true) => Some((
+            "e-mail-Recipients",
+            kids(c).and_then(|v| {
+                v.iter().map(|r| text(r, "e-mail-Recipients")).collect::<Result<Vec<_>, _>>().map(Value::Array)
+            }),
+        )),
+        (11, false) => Some(("status", enumerated(c, "status", &["", "unknown", "failed", "succeeded"]))),
+        (12, false) => Some(("total-Recipient-Count", uint(c, "total-Recipient-Count"))),
+        (13, false) => Some(("message-ID", text(c, "message-ID"))),
+        _ => None,
+    })
+}

@@ -1,0 +1,539 @@
+//! TS 102 232-3 (IPAccessPDU, version18 by default): IPIRI contents, the mapping from tapir's
+//! session and association records, and the inner IP packet that IPCC carries.
+//!
+//! No-panic contract: [`inner_ip_packet`] reads untrusted frame bytes through checked views
+//! (`decode::tunnel`, `get`), and answers `None` for anything it cannot follow.
+
+use std::net::IpAddr;
+
+use super::ber::{put_bool, put_cons, put_prim, put_uint, Tag};
+use super::ps_pdu::{EncodeError, GeneralizedTime, IriType, PayloadDirection};
+use crate::capture::LinkType;
+use crate::decode::tunnel::{self, ethertype, Erspan2, Erspan3, Geneve, Gre, Vxlan};
+use crate::record::{Close, Counters, Dir, FlowDescr, IriEvent, IriRecord};
+use crate::select::Provenance;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum AccessEventType {
+    AccessAttempt = 0,
+    AccessAccept = 1,
+    AccessReject = 2,
+    AccessFailed = 3,
+    SessionStart = 4,
+    SessionEnd = 5,
+    InterimUpdate = 6,
+    StartOfInterceptionWithSessionActive = 7,
+    AccessEnd = 8,
+    EndOfInterceptionWithSessionActive = 9,
+    Unknown = 10,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum InternetAccessType {
+    Undefined = 0,
+    DialUp = 1,
+    XDsl = 2,
+    CableModem = 3,
+    Lan = 4,
+    WirelessLan = 5,
+    FTTx = 6,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum IpVersion {
+    V4 = 1,
+    V6 = 2,
+    V4AndV6 = 3,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum EndReason {
+    Undefined = 0,
+    RegularLogoff = 1,
+    ConnectionLoss = 2,
+    ConnectionTimeout = 3,
+    LeaseExpired = 4,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum IpAssignment {
+    Static = 1,
+    Dynamic = 2,
+    NotKnown = 3,
+}
+
+/// LI-PS-PDU `IPAddress` with a binary value.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IpAddress {
+    pub addr: IpAddr,
+    pub assignment: Option<IpAssignment>,
+    /// IPv4: sent as iPv4SubnetMask; IPv6: iPv6PrefixLength (mandatory for IPv6 binary values,
+    /// so [`IpAddress::host`] sets 128).
+    pub prefix_len: Option<u8>,
+    pub nat_translated: Option<bool>,
+}
+
+impl IpAddress {
+    /// One host address: /32 or /128.
+    pub fn host(addr: IpAddr) -> IpAddress {
+        let prefix_len = Some(if addr.is_ipv4() { 32 } else { 128 });
+        IpAddress { addr, assignment: None, prefix_len, nat_translated: None }
+    }
+
+    pub fn encode(&self, o: &mut Vec<u8>, tag: Tag) {
+        put_cons(o, tag, 8, |o| {
+            let (ty, bytes): (u64, ([u8; 16], usize)) = match self.addr {
+                IpAddr::V4(a) => {
+                    let mut b = [0; 16];
+                    b[..4].copy_from_slice(&a.octets());
+                    (0, (b, 4))
+                }
+                IpAddr::V6(a) => (1, (a.octets(), 16)),
+            };
+            put_uint(o, Tag::ctx(1), ty);
+            // IP-value is a CHOICE: explicit [2] around iPBinaryAddress [1].
+            put_cons(o, Tag::ctx_cons(2), bytes.1 + 2, |o| put_prim(o, Tag::ctx(1), &bytes.0[..bytes.1]));
+            if let Some(a) = self.assignment {
+                put_uint(o, Tag::ctx(3), a as u64);
+            }
+            match (self.addr, self.prefix_len) {
+                (IpAddr::V6(_), Some(p)) => put_uint(o, Tag::ctx(4), p.clamp(1, 128).into()),
+                (IpAddr::V4(_), Some(p)) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(p.min(32))).unwrap_or(0);
+                    put_prim(o, Tag::ctx(5), &mask.to_be_bytes());
+                }
+                _ => {}
+            }
+            if let Some(n) = self.nat_translated {
+                put_bool(o, Tag::ctx(6), n);
+            }
+        });
+    }
+}
+
+/// IPIRIContents, the fields tapir fills.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IpIriContents {
+    pub access_event_type: AccessEventType,
+    /// ASCII; tapir sends the warrant target (e.g. `subscriber:ann`).
+    pub target_username: Vec<u8>,
+    pub internet_access_type: InternetAccessType,
+    pub ip_version: IpVersion,
+    pub target_ip_address: Option<IpAddress>,
+    /// UTF8String (SIZE (1..20)); tapir: `vni:<VNI>` of the target's overlay.
+    pub target_network_id: Option<String>,
+    /// UTF8String (SIZE (1..128)); tapir: the VM instance id when known.
+    pub target_cpe_id: Option<String>,
+    pub pop_port_number: Option<u32>,
+    pub start_time: Option<GeneralizedTime>,
+    pub end_time: Option<GeneralizedTime>,
+    pub end_reason: Option<EndReason>,
+    pub octets_received: Option<u64>,
+    pub octets_transmitted: Option<u64>,
+    /// tapir: JSON of the control-plane event and the selector's provenance.
+    pub raw_aaa_data: Option<Vec<u8>>,
+}
+
+impl IpIriContents {
+    pub fn new(event: AccessEventType, username: &[u8], ip_version: IpVersion) -> IpIriContents {
+        IpIriContents {
+            access_event_type: event,
+            target_username: username.to_vec(),
+            internet_access_type: InternetAccessType::Lan,
+            ip_version,
+            target_ip_address: None,
+            target_network_id: None,
+            target_cpe_id: None,
+            pop_port_number: None,
+            start_time: None,
+            end_time: None,
+            end_reason: None,
+            octets_received: None,
+            octets_transmitted: None,
+            raw_aaa_data: None,
+        }
+    }
+
+    /// The content octets of `iPIRIContents` (the caller writes its `[1]`).
+    pub fn encode(&self, o: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let utf8 = |field: &'static str, v: &Option<String>, max: usize| match v {
+            Some(s) if s.is_empty() || s.chars().count() > max => Err(EncodeError::Field {
+                field,
+                value: s.clone(),
+                rule: if max == 20 { "1..20 characters" } else { "1..128 characters" },
+            }),
+            _ => Ok(()),
+        };
+        utf8("targetNetworkID", &self.target_network_id, 20)?;
+        utf8("targetCPEID", &self.target_cpe_id, 128)?;
+        put_uint(o, Tag::ctx(0), self.access_event_type as u64);
+        put_prim(o, Tag::ctx(1), &self.target_username);
+        put_uint(o, Tag::ctx(2), self.internet_access_type as u64);
+        put_uint(o, Tag::ctx(3), self.ip_version as u64);
+        if let Some(a) = &self.target_ip_address {
+            a.encode(o, Tag::ctx_cons(4));
+        }
+        if let Some(s) = &self.target_network_id {
+            put_prim(o, Tag::ctx(5), s.as_bytes());
+        }
+        if let Some(s) = &self.target_cpe_id {
+            put_prim(o, Tag::ctx(6), s.as_bytes());
+        }
+        if let Some(p) = self.pop_port_number {
+            put_uint(o, Tag::ctx(8), p.into());
+        }
+        if let Some(t) = &self.start_time {
+            put_prim(o, Tag::ctx(10), t.as_bytes());
+        }
+        if let Some(t) = &self.end_time {
+            put_prim(o, Tag::ctx(11), t.as_bytes());
+        }
+        if let Some(r) = self.end_reason {
+            put_uint(o, Tag::ctx(12), r as u64);
+        }
+        if let Some(n) = self.octets_received {
+            put_uint(o, Tag::ctx(13), n);
+        }
+        if let Some(n) = self.octets_transmitted {
+            put_uint(o, Tag::ctx(14), n);
+        }
+        if let Some(d) = &self.raw_aaa_data {
+            put_prim(o, Tag::ctx(15), d);
+        }
+        Ok(())
+    }
+}
+
+/// An IRI record as IPIRI: the IRI type and the contents.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MappedIri {
+    pub iri_type: IriType,
+    pub contents: IpIriContents,
+}
+
+/// The address a provenance selector names (`ipv4:A`, `ipv6:A`, `vni:V/A`), if any.
+pub fn selector_addr(selector: &str) -> Option<IpAddr> {
+    let rest = selector
+        .strip_prefix("ipv4:")
+        .or_else(|| selector.strip_prefix("ipv6:"))
+        .or_else(|| selector.strip_prefix("vni:").and_then(|s| s.split_once('/').map(|(_, a)| a)))?;
+    rest.parse().ok()
+}
+
+/// Which side of a flow is the target: the side whose address the selector names. A MAC-only
+/// selector cannot tell; the originator is assumed (a VM that opens a flow is the usual case).
+pub fn target_side(flow: &FlowDescr, prov: &Provenance) -> Dir {
+    match selector_addr(&prov.selector) {
+        Some(a) if flow.resp.ip() == a && flow.orig.ip() != a => Dir::Resp,
+        _ => Dir::Orig,
+    }
+}
+
+/// fromTarget/toTarget of a packet travelling in `dir` of a flow whose target is `target`.
+pub fn payload_direction(dir: Option<Dir>, target: Option<Dir>) -> PayloadDirection {
+    match (dir, target) {
+        (Some(d), Some(t)) if d == t => PayloadDirection::FromTarget,
+        (Some(_), Some(_)) => PayloadDirection::ToTarget,
+        _ => PayloadDirection::Indeterminate,
+    }
+}
+
+/// fromTarget/toTarget of an IP packet by its addresses (the packet as [`inner_ip_packet`] gives it).
+pub fn packet_direction(packet: &[u8], target: IpAddr) -> PayloadDirection {
+    let (src, dst) = match ip_addrs(packet) {
+        Some(a) => a,
+        None => return PayloadDirection::Indeterminate,
+    };
+    if src == target && dst != target {
+        PayloadDirection::FromTarget
+    } else if dst == target && src != target {
+        PayloadDirection::ToTarget
+    } else {
+        PayloadDirection::Indeterminate
+    }
+}
+
+fn ip_addrs(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match p.first()? >> 4 {
+        4 => {
+            let s: [u8; 4] = p.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            Some((IpAddr::from(s), IpAddr::from(d)))
+        }
+        6 => {
+            let s: [u8; 16] = p.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            Some((IpAddr::from(s), IpAddr::from(d)))
+        }
+        _ => None,
+    }
+}
+
+fn end_reason(c: Close) -> EndReason {
+    match c {
+        Close::Fin => EndReason::RegularLogoff,
+        Close::Rst => EndReason::ConnectionLoss,
+        Close::IdleTimeout | Close::AbsoluteTimeout => EndReason::ConnectionTimeout,
+        Close::WindowEnd | Close::Evicted | Close::Shutdown => EndReason::Undefined,
+    }
+}
+
+fn version_of(a: IpAddr) -> IpVersion {
+    if a.is_ipv4() {
+        IpVersion::V4
+    } else {
+        IpVersion::V6
+    }
+}
+
+fn provenance_json(prov: &Provenance, extra: Option<(&str, &serde_json::Value)>) -> Vec<u8> {
+    let mut m = serde_json::Map::new();
+    if let Some((what, detail)) = extra {
+        m.insert("event".into(), what.into());
+        m.insert("detail".into(), detail.clone());
+    }
+    m.insert("provenance".into(), serde_json::to_value(prov).unwrap_or(serde_json::Value::Null));
+    serde_json::to_vec(&serde_json::Value::Object(m)).unwrap_or_default()
+}
+
+fn session_iri(rec: &IriRecord, flow: &FlowDescr, counters: Option<&Counters>) -> IpIriContents {
+    let side = target_side(flow, &rec.provenance);
+    let addr = match side {
+        Dir::Orig => flow.orig.ip(),
+        Dir::Resp => flow.resp.ip(),
+    };
+    let mut c = IpIriContents::new(AccessEventType::SessionStart, rec.provenance.target.as_bytes(), version_of(addr));
+    c.target_ip_address = Some(IpAddress::host(addr));
+    c.target_network_id = flow.tunnels.iter().rev().find_map(|t| t.vni).map(|v| format!("vni:{v}"));
+    if let Some(k) = counters {
+        // Counters are per flow direction; the target transmits in its own direction.
+        let t = side.index();
+        let r = side.reverse().index();
+        c.octets_transmitted = k.bytes.get(t).copied();
+        c.octets_received = k.bytes.get(r).copied();
+    }
+    c
+}
+
+/// Maps a session or association IRI record to IPIRI. `None` for application events (FTP,
+/// HTTP, SMTP, TLS): those have no IPIRI form (mail goes as EmailIRI, see `email`).
+pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
+    match &rec.event {
+        IriEvent::SessionBegin { flow, first_seen } => {
+            let mut c = session_iri(rec, flow, None);
+            c.start_time = Some(GeneralizedTime::utc(*first_seen));
+            c.raw_aaa_data = Some(provenance_json(&rec.provenance, None));
+            Some(MappedIri { iri_type: IriType::Begin, contents: c })
+        }
+        IriEvent::SessionContinue { flow, first_seen, counters } => {
+            let mut c = session_iri(rec, flow, Some(counters));
+            c.access_event_type = AccessEventType::InterimUpdate;
+            c.start_time = Some(GeneralizedTime::utc(*first_seen));
+            Some(MappedIri { iri_type: IriType::Continue, contents: c })
+        }
+        IriEvent::SessionEnd { flow, first_seen, last_seen, counters, reason, .. } => {
+            let mut c = session_iri(rec, flow, Some(counters));
+            c.access_event_type = if *reason == Close::WindowEnd {
+                AccessEventType::EndOfInterceptionWithSessionActive
+            } else {
+                AccessEventType::SessionEnd
+            };
+            c.start_time = Some(GeneralizedTime::utc(*first_seen));
+            c.end_time = Some(GeneralizedTime::utc(*last_seen));
+            c.end_reason = Some(end_reason(*reason));
+            Some(MappedIri { iri_type: IriType::End, contents: c })
+        }
+        IriEvent::Association { what, detail, .. } => {
+            let event = match what.as_str() {
+                "instance.start" => AccessEventType::AccessAccept,
+                "instance.stop" => AccessEventType::AccessEnd,
+                "access.start" => AccessEventType::SessionStart,
+                "access.stop" => AccessEventType::SessionEnd,
+                _ => AccessEventType::Unknown,
+            };
+            let addr = detail
+                .get("ip")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .or_else(|| selector_addr(&rec.provenance.selector));
+            let mut c = IpIriContents::new(
+                event,
+                rec.provenance.target.as_bytes(),
+                addr.map(version_of).unwrap_or(IpVersion::V4),
+            );
+            c.target_ip_address =
+                addr.map(|a| IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host(a) });
+            c.target_cpe_id = detail
+                .get("instance")
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty() && s.chars().count() <= 128)
+                .map(str::to_string);
+            match event {
+                AccessEventType::AccessAccept | AccessEventType::SessionStart => {
+                    c.start_time = Some(GeneralizedTime::utc(rec.ts))
+                }
+                AccessEventType::AccessEnd | AccessEventType::SessionEnd => {
+                    c.end_time = Some(GeneralizedTime::utc(rec.ts))
+                }
+                _ => {}
+            }
+            c.raw_aaa_data = Some(provenance_json(&rec.provenance, Some((what, detail))));
+            Some(MappedIri { iri_type: IriType::Report, contents: c })
+        }
+        IriEvent::Ftp(_) | IriEvent::Http(_) | IriEvent::Smtp(_) | IriEvent::Tls(_) => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The inner IP packet of a captured frame
+
+const VXLAN_PORT: u16 = 4789;
+const GENEVE_PORT: u16 = 6081;
+/// Encapsulations peeled at most; deeper frames are not delivered as IPCC.
+const MAX_DEPTH: usize = 8;
+
+enum Layer {
+    Eth,
+    Ether(u16),
+    Ip,
+}
+
+fn layer_of(inner: tunnel::Inner) -> Option<Layer> {
+    match inner {
+        tunnel::Inner::Ethernet => Some(Layer::Eth),
+        tunnel::Inner::Ipv4 | tunnel::Inner::Ipv6 | tunnel::Inner::Ip => Some(Layer::Ip),
+        tunnel::Inner::Mpls => Some(Layer::Ether(ethertype::MPLS_UC)),
+        tunnel::Inner::Unknown(_) => None,
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// The target's IP packet inside a captured frame: link layer, VLAN/MPLS/PPPoE and tunnel
+/// headers (VXLAN, GENEVE, GRE, ERSPAN, IP-in-IP, 6in4) removed, Ethernet padding trimmed to the
+/// IP length. TS 102 232-3 IPCC carries IP packets, and the LEA's warrant is on the VM, not on
+/// the operator's underlay: the innermost packet is what gets delivered.
+pub fn inner_ip_packet(link: LinkType, frame: &[u8]) -> Option<&[u8]> {
+    let (mut layer, mut buf) = match link {
+        LinkType::Ethernet => (Layer::Eth, frame),
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => (Layer::Ip, frame),
+        LinkType::Null | LinkType::Loop => (Layer::Ip, frame.get(4..)?),
+        LinkType::LinuxSll => (Layer::Ether(be16(frame, 14)?), frame.get(16..)?),
+        LinkType::LinuxSll2 => (Layer::Ether(be16(frame, 0)?), frame.get(20..)?),
+        LinkType::Other(_) => return None,
+    };
+    for _ in 0..MAX_DEPTH * 4 {
+        match layer {
+            Layer::Eth => {
+                layer = Layer::Ether(be16(buf, 12)?);
+                buf = buf.get(14..)?;
+            }
+            Layer::Ether(et) => match et {
+                ethertype::IPV4 | ethertype::IPV6 => layer = Layer::Ip,
+                ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD => {
+                    layer = Layer::Ether(be16(buf, 2)?);
+                    buf = buf.get(4..)?;
+                }
+                ethertype::MPLS_UC | ethertype::MPLS_MC => {
+                    // Labels until bottom of stack, then IP by its version nibble.
+                    let mut i = 0;
+                    loop {
+                        let bos = buf.get(i + 2)? & 1;
+                        i += 4;
+                        if bos == 1 {
+                            break;
+                        }
+                        if i > 4 * MAX_DEPTH {
+                            return None;
+                        }
+                    }
+                    buf = buf.get(i..)?;
+                    layer = Layer::Ip;
+                }
+                ethertype::PPPOE_SESSION => {
+                    let (inner, rest) = tunnel::ppp(buf.get(6..)?).ok()?;
+                    buf = rest;
+                    layer = match inner {
+                        tunnel::Inner::Ipv4 | tunnel::Inner::Ipv6 => Layer::Ip,
+                        _ => return None,
+                    };
+                }
+                ethertype::TEB => layer = Layer::Eth,
+                ethertype::ERSPAN_2 => {
+                    buf = Erspan2::parse(buf).ok()?.1;
+                    layer = Layer::Eth;
+                }
+                ethertype::ERSPAN_3 => {
+                    let (h, rest) = Erspan3::parse(buf).ok()?;
+                    buf = rest;
+                    layer = layer_of(h.inner)?;
+                }
+                _ => return None,
+            },
+            Layer::Ip => {
+                let (pkt, proto, payload) = ip_packet(buf)?;
+                let next = match proto {
+                    4 | 41 => Some((Layer::Ip, payload)),
+                    47 => {
+                        let (g, rest) = Gre::parse(payload).ok()?;
+                        Some((Layer::Ether(g.protocol), rest))
+                    }
+                    17 => {
+                        let dport = be16(payload, 2)?;
+                        let udp_payload = payload.get(8..)?;
+                        match dport {
+                            VXLAN_PORT => Some((Layer::Eth, Vxlan::parse(udp_payload).ok()?.1)),
+                            GENEVE_PORT => {
+                                let (g, rest) = Geneve::parse(udp_payload).ok()?;
+                                Some((layer_of(g.inner)?, rest))
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                match next {
+                    Some((l, b)) => {
+                        layer = l;
+                        buf = b;
+                    }
+                    None => return Some(pkt),
+                }
+            }
+        }
+    }
+    None
+}
+
+/// An IP packet trimmed to its own length, its protocol and its payload. Fragments other than
+/// the first are never tunnels.
+fn ip_packet(b: &[u8]) -> Option<(&[u8], u8, &[u8])> {
+    match b.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(b.first()? & 0x0f) * 4;
+            // Zero: a segmentation-offloaded packet captured before the NIC split it.
+            let total = match usize::from(be16(b, 2)?) {
+                0 => b.len(),
+                n => n,
+            };
+            if ihl < 20 || total < ihl {
+                return None;
+            }
+            let pkt = b.get(..total)?;
+            let frag = be16(b, 6)?;
+            let proto = if frag & 0x3fff != 0 { 0 } else { *b.get(9)? };
+            Some((pkt, proto, pkt.get(ihl..)?))
+        }
+        6 => {
+            let pkt = match usize::from(be16(b, 4)?) {
+                0 => b.get(..b.len().max(40))?,
+                plen => b.get(..40 + plen)?,
+            };
+            // Extension headers are not walked: a tunnel behind one is delivered as the outer packet.
+            Some((pkt, *b.get(6)?, pkt.get(40..)?))
+        }
+        _ => None,
+    }
+}
