@@ -60,7 +60,7 @@ struct Tap<'a> {
 impl RecordSink for Tap<'_> {
     fn record(&mut self, rec: Record<'_>) {
         if let Record::ObjectEnd(r, _) = &rec {
-            self.got = Some((r.sha256.clone(), r.md5.clone(), r.size, r.complete));
+            self.got = Some((r.sha256.clone(), r.md5.clone().unwrap_or_default(), r.size, r.complete));
         }
         self.inner.record(rec);
     }
