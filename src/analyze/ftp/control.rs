@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use super::parse;
-use super::transfer::{emit, lock, Announce, DataChannel, Order, Shared, Transfer};
+use super::transfer::{emit, lock, Announce, DataChannel, DataSide, Order, Shared, Transfer};
 use super::{
     is_ftp_verb, FtpAction, FtpAnomalies, FtpEvent, FtpMode, FtpReply, EXPECT_SECS, MAX_EXPECT, MAX_LINE, MAX_PENDING,
     MAX_REPLY_TEXT,
@@ -179,7 +179,8 @@ impl Control {
     /// Announces a data connection to the flow layer.
     fn announce(&mut self, mode: FtpMode, by: &'static str, addr: SocketAddr, cx: &mut Cx) {
         self.prune(cx.now);
-        if self.announced.len() >= MAX_EXPECT {
+        let unused = self.announced.iter().filter(|(_, t)| matches!(lock(t).data, DataSide::NotSeen)).count();
+        if unused >= MAX_EXPECT {
             self.anomalies.expect_refused += 1;
             return;
         }
@@ -209,20 +210,17 @@ impl Control {
         self.announced.push_back((expires, t));
     }
 
-    /// Drops expired announcements; those whose connection came move on to `transfers`.
+    /// Drops announcements that expired unused; keeps those whose connection came (a command may
+    /// still name them). Bounded: the oldest leave our care, marked closed so that their data side
+    /// reports on its own.
     fn prune(&mut self, now: Timestamp) {
-        let mut keep = VecDeque::with_capacity(self.announced.len());
-        for (exp, t) in self.announced.drain(..) {
-            let used = !matches!(lock(&t).data, super::transfer::DataSide::NotSeen);
-            if used {
-                self.transfers.push_back(t);
-            } else if exp > now {
-                keep.push_back((exp, t));
+        self.announced.retain(|(exp, t)| *exp > now || !matches!(lock(t).data, DataSide::NotSeen));
+        while self.announced.len() > 2 * MAX_EXPECT {
+            if let Some((_, t)) = self.announced.pop_front() {
+                lock(&t).control_closed = true;
             }
         }
-        self.announced = keep;
         self.transfers.retain(|t| !lock(t).emitted);
-        // Bound: the oldest leave our care; marking them closed lets their data side report.
         while self.transfers.len() > MAX_PENDING + MAX_EXPECT {
             if let Some(t) = self.transfers.pop_front() {
                 lock(&t).control_closed = true;
@@ -264,6 +262,8 @@ impl Control {
                     self.multi = None;
                     self.reply(code, text, cx);
                 }
+                // Intermediate lines may repeat the code with a hyphen (RFC 959 4.2): drop it.
+                Some(r) if r.code == code => push_text(text, r.text),
                 _ => push_text(text, parse::trim_eol(line)),
             }
             return;
@@ -310,7 +310,10 @@ impl Control {
             _ => {}
         }
         let Some(p) = self.pending.pop_front() else {
-            self.anomalies.unmatched_replies += 1;
+            // The greeting (220, 120, 421) answers the connection, not a command.
+            if !matches!(code, 220 | 120 | 421) {
+                self.anomalies.unmatched_replies += 1;
+            }
             return;
         };
         let ok = (200..300).contains(&code);
