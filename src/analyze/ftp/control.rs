@@ -83,6 +83,8 @@ pub struct Control {
     rest: Option<u64>,
     rnfr: Option<String>,
     cwd: Option<String>,
+    /// The last SIZE answer: path and size, announced size of a RETR of that path.
+    size: Option<(String, u64)>,
     /// Announced data connections no command has used yet, with their expiry.
     announced: VecDeque<(Timestamp, Shared)>,
     /// Transfers bound to a command (or with a data connection), until their IRI is out.
@@ -112,6 +114,7 @@ impl Control {
             rest: None,
             rnfr: None,
             cwd: None,
+            size: None,
             announced: VecDeque::new(),
             transfers: VecDeque::new(),
             auth_end: None,
@@ -246,6 +249,9 @@ impl Control {
         };
         {
             let mut g = lock(&t);
+            if verb == "RETR" {
+                g.declared_size = self.size.take().filter(|(p, _)| p == arg).map(|(_, n)| n);
+            }
             g.order = Some(order);
         }
         self.transfers.push_back(t.clone());
@@ -356,6 +362,9 @@ impl Control {
             "CWD" | "XCWD" if ok => self.cwd = join(self.cwd.as_deref(), p.arg.trim()),
             "CDUP" | "XCUP" if ok => self.cwd = join(self.cwd.as_deref(), ".."),
             "REIN" if ok => self.user = None,
+            "SIZE" if code == 213 => {
+                self.size = parse::rest_offset(&reply.text).map(|n| (p.arg.trim().to_string(), n));
+            }
             _ => {
                 if let Some(t) = p.transfer {
                     let mut g = lock(&t);
