@@ -319,3 +319,22 @@ fn follow_tcp(capture: &Path, orig: &str, resp: &str, from_orig: bool) -> Vec<u8
     }
     bytes
 }
+
+#[test]
+fn zeek_auth_tls_is_metadata_only() {
+    // tshark sees one 234 reply (AUTH TLS accepted); after it, nothing is parsed as FTP.
+    let cap = shared().join("zeek/testing/btest/Traces/ftp/ftp-auth-tls.pcap");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&cap)
+        .args(["-Y", "ftp.response.code == 234", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let case = replay(&cap);
+    let ftp: Vec<&Value> = case.iri.iter().filter(|r| r["event"] == "ftp").collect();
+    assert_eq!(ftp.len(), 1, "{ftp:?}");
+    assert_eq!((ftp[0]["action"].as_str(), ftp[0]["success"].as_bool()), (Some("auth-tls"), Some(true)));
+    assert_eq!(ftp[0]["reply"]["code"], 234);
+    assert!(case.ftp_files().is_empty());
+}

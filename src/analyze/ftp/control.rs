@@ -28,7 +28,8 @@ const TRANSFER_VERBS: &[&str] = &["STOR", "STOU", "APPE", "RETR", "LIST", "NLST"
 #[derive(Default)]
 struct LineBuf {
     buf: Vec<u8>,
-    /// Inside a line longer than [`MAX_LINE`]: dropped up to its end.
+    /// Inside a line longer than [`MAX_LINE`]: its first bytes are kept, the rest dropped up to
+    /// its end.
     skipping: bool,
     /// After a gap: lines are dropped until one looks like a command/reply.
     resync: bool,
@@ -300,14 +301,14 @@ impl Control {
             }
             return;
         }
-        let front = self.pending.front().map(|p| p.verb.as_str());
+        // 227/229 say all that is needed on their own, even when pairing with commands was lost.
         match code {
-            227 if matches!(front, None | Some("PASV")) => {
+            227 => {
                 if let Some(a) = parse::host_port(&reply.text) {
                     self.announce(FtpMode::Passive, "PASV", a, cx);
                 }
             }
-            229 if matches!(front, None | Some("EPSV")) => {
+            229 => {
                 if let Some(port) = parse::epsv_port(&reply.text) {
                     // RFC 2428: the data connection goes to the control connection's server address.
                     self.announce(FtpMode::Passive, "EPSV", SocketAddr::new(cx.flow.resp.ip(), port), cx);
@@ -411,8 +412,11 @@ impl Control {
                 let lb = &mut self.lines[d];
                 if !lb.skipping {
                     if lb.buf.len().saturating_add(rest.len()) > MAX_LINE {
+                        // Too long: keep its first MAX_LINE bytes (the verb or reply code is
+                        // there) and drop the rest up to the line's end.
                         self.anomalies.long_lines += 1;
-                        lb.buf.clear();
+                        let room = MAX_LINE.saturating_sub(lb.buf.len()).min(rest.len());
+                        lb.buf.extend_from_slice(rest.get(..room).unwrap_or(&[]));
                         lb.skipping = true;
                     } else {
                         lb.buf.extend_from_slice(rest);
@@ -428,14 +432,17 @@ impl Control {
                 lb.skipping = false;
             } else if lb.buf.len().saturating_add(part.len()) > MAX_LINE + 2 {
                 self.anomalies.long_lines += 1;
-                lb.buf.clear();
+                let room = MAX_LINE.saturating_sub(lb.buf.len()).min(part.len());
+                lb.buf.extend_from_slice(part.get(..room).unwrap_or(&[]));
             } else if lb.buf.is_empty() {
                 self.line(dir, part, end_off, cx);
             } else {
                 lb.buf.extend_from_slice(part);
-                let buf = std::mem::take(&mut lb.buf);
+            }
+            let lb = &mut self.lines[d];
+            if !lb.buf.is_empty() {
+                let mut buf = std::mem::take(&mut lb.buf);
                 self.line(dir, &buf, end_off, cx);
-                let mut buf = buf;
                 buf.clear();
                 self.lines[d].buf = buf;
             }
