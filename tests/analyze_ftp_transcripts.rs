@@ -206,7 +206,7 @@ fn passive_pasv_upload() {
     assert_eq!(tr.announced, Some("203.0.113.10:60008".parse().unwrap()));
     assert_eq!(tr.data_flow.as_ref().unwrap().orig, "198.51.100.7:48884".parse().unwrap());
     assert_eq!(tr.sha256.as_deref(), Some(sha256(&body).as_str()));
-    assert_eq!((tr.size, tr.wire_bytes, tr.type_code.as_str()), (Some(300_000), 300_000, "I"));
+    assert_eq!((tr.size, tr.wire_bytes, tr.type_code.as_deref()), (Some(300_000), 300_000, Some("I")));
     assert_eq!(tr.preliminary.as_ref().unwrap().code, 125);
     // One login event, successful, with the user and no password anywhere.
     let logins: Vec<_> = s.events().into_iter().filter(|e| e.action == FtpAction::Login).collect();
@@ -325,7 +325,7 @@ fn data_before_command_whole_connection() {
     s.close();
     let o = s.object("early.bin");
     assert_eq!(o.sha256, sha256(&body));
-    // Default type is ASCII (RFC 959) but the payload has no CR: unchanged.
+    // No TYPE was sent: the bytes are kept as sent.
     let e = &s.transfers()[0];
     assert_eq!(e.path.as_deref(), Some("early.bin"));
     assert_eq!(e.transfer.as_ref().unwrap().sha256.as_deref(), Some(sha256(&body).as_str()));
@@ -407,7 +407,7 @@ fn ascii_mode_undone() {
     assert_eq!(o.meta.context["ascii_crlf_to_lf"], true);
     let tr = s.transfers()[0].transfer.clone().unwrap();
     assert!(tr.ascii_crlf_to_lf);
-    assert_eq!((tr.type_code.as_str(), tr.wire_bytes, tr.size), ("A", 9 + 12, Some(19)));
+    assert_eq!((tr.type_code.as_deref(), tr.wire_bytes, tr.size), (Some("A"), 9 + 12, Some(19)));
 }
 
 #[test]
@@ -564,4 +564,23 @@ fn iri_json_shape() {
     assert_eq!(j["action"], "login");
     assert_eq!(j["user"], "joe");
     assert_eq!(j["reply"]["code"], 230);
+}
+
+#[test]
+fn no_type_command_keeps_bytes_as_sent() {
+    let mut s = Session::new(CLIENT, SERVER);
+    login(&mut s);
+    s.c("PASV");
+    s.s("227 ok (203,0,113,10,1,4)");
+    let mut d = s.connect("198.51.100.7:40004", "203.0.113.10:260");
+    s.c("STOR raw.bin");
+    s.s("150 ok");
+    s.data(&mut d, Dir::Orig, b"a\r\nb\r\n");
+    s.data_close(&mut d);
+    s.s("226 ok");
+    s.close();
+    let o = s.object("raw.bin");
+    assert_eq!(s.bytes(o), b"a\r\nb\r\n");
+    let tr = s.transfers()[0].transfer.clone().unwrap();
+    assert_eq!((tr.type_code, tr.ascii_crlf_to_lf), (None, false));
 }

@@ -41,7 +41,7 @@ struct Pending {
     arg: String,
     transfer: Option<Shared>,
     /// The type before a TYPE command, restored if the server refuses it.
-    prev_type: char,
+    prev_type: Option<char>,
 }
 
 /// The rest of the connection goes to another analyzer (TLS after AUTH, raw after degrading),
@@ -80,7 +80,8 @@ pub struct Control {
     multi: Option<(u16, String)>,
     pending: VecDeque<Pending>,
     user: Option<String>,
-    type_code: char,
+    /// The TYPE the client set; `None` until it sets one (see `Order::type_code`).
+    type_code: Option<char>,
     rest: Option<u64>,
     rnfr: Option<String>,
     cwd: Option<String>,
@@ -110,8 +111,7 @@ impl Control {
             multi: None,
             pending: VecDeque::new(),
             user: None,
-            // RFC 959 3.1.1.1: ASCII is the default type.
-            type_code: 'A',
+            type_code: None,
             rest: None,
             rnfr: None,
             cwd: None,
@@ -154,7 +154,7 @@ impl Control {
             "AUTH" => self.auth_end = Some(end_off),
             "TYPE" => {
                 if let Some(t) = parse::type_code(&arg) {
-                    self.type_code = t;
+                    self.type_code = Some(t);
                 }
             }
             "REST" => self.rest = parse::rest_offset(&arg),

@@ -113,9 +113,10 @@ pub struct FtpTransfer {
     pub data_flow: Option<FlowDescr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_cin: Option<u64>,
-    /// The representation type at the command: `A` (ASCII), `I` (image/binary), `E`, `L`.
-    #[serde(rename = "type")]
-    pub type_code: String,
+    /// The representation type at the command: `A` (ASCII), `I` (image/binary), `E`, `L`; absent
+    /// when the session never sent TYPE (the bytes are then kept as sent).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_code: Option<String>,
     /// ASCII mode was undone (CRLF -> LF) in the stored object.
     pub ascii_crlf_to_lf: bool,
     /// REST offset the transfer started at (RFC 3659): the object holds only the bytes sent.

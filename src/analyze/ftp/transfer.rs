@@ -33,7 +33,10 @@ pub struct Order {
     pub verb: String,
     pub path: Option<String>,
     pub user: Option<String>,
-    pub type_code: char,
+    /// The TYPE in force. `None` when the session never set one: RFC 959's default is ASCII, but
+    /// many servers store such uploads as sent (vsftpd's `ascii_upload_enable=NO`) and a capture
+    /// may begin after the TYPE command, so the bytes are kept as sent.
+    pub type_code: Option<char>,
     pub offset: Option<u64>,
     pub cwd: Option<String>,
 }
@@ -151,7 +154,9 @@ impl Transfer {
         match &self.order {
             Some(o) => {
                 ctx["command"] = json!(o.verb);
-                ctx["type"] = json!(o.type_code.to_string());
+                if let Some(t) = o.type_code {
+                    ctx["type"] = json!(t.to_string());
+                }
                 ctx["ascii_crlf_to_lf"] = json!(w.ascii);
                 if let Some(u) = &o.user {
                     ctx["user"] = json!(u);
@@ -207,7 +212,7 @@ impl Transfer {
             announced: self.announce.map(|a| a.addr),
             data_flow: self.data_flow.clone(),
             data_cin: self.data_cin,
-            type_code: self.order.as_ref().map_or('?', |o| o.type_code).to_string(),
+            type_code: self.order.as_ref().and_then(|o| o.type_code).map(String::from),
             ascii_crlf_to_lf: summary.ascii,
             offset: self.order.as_ref().and_then(|o| o.offset),
             declared_size: self.declared_size,
@@ -299,7 +304,7 @@ impl Writer {
         if let Some(id) = self.id {
             return id;
         }
-        self.ascii = t.order.as_ref().is_some_and(|o| o.type_code == 'A');
+        self.ascii = t.order.as_ref().is_some_and(|o| o.type_code == Some('A'));
         self.partial_meta = t.order.is_none();
         let meta = t.meta(self);
         let id = cx.files.open(meta, cx.liid, &self.provenance, cx.sink);
