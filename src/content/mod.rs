@@ -168,6 +168,12 @@ impl FileLayer {
         sink.record(Record::ObjectEnd(rec, id));
     }
 
+    /// The metadata of open object `id`, to complete facts learnt after it started (an FTP data
+    /// connection seen before its command). Outputs get the final metadata with `ObjectEnd`.
+    pub fn meta_mut(&mut self, id: ObjectId) -> Option<&mut ObjectMeta> {
+        self.open.get_mut(&id).map(|o| &mut o.meta)
+    }
+
     /// Objects still open.
     pub fn open_count(&self) -> usize {
         self.open.len()
