@@ -87,13 +87,13 @@ pub struct TlsEvent {
     pub certificate_status: CertStatus,
     /// The server's leaf certificate, when visible.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<CertInfo>,
+    pub certificate: Option<Box<CertInfo>>,
     /// Certificates the server sent (leaf included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain_len: Option<usize>,
     /// The client's certificate, when the server asked for one and it went in clear.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_certificate: Option<CertInfo>,
+    pub client_certificate: Option<Box<CertInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
     /// JA4 before hashing (sorted lists), for analysts comparing near matches.
@@ -334,10 +334,12 @@ impl TlsAnalyzer {
                 if awaiting_hello {
                     return;
                 }
-                if dir == Dir::Resp && self.ev.certificate_status == CertStatus::NotSeen && !self.is_tls13() {
-                    if self.server_hello.is_some() {
-                        self.ev.certificate_status = CertStatus::Resumed;
-                    }
+                if dir == Dir::Resp
+                    && self.ev.certificate_status == CertStatus::NotSeen
+                    && self.server_hello.is_some()
+                    && !self.is_tls13()
+                {
+                    self.ev.certificate_status = CertStatus::Resumed;
                 }
                 if dir == Dir::Orig {
                     self.client_cert_done = true;
@@ -465,7 +467,7 @@ impl TlsAnalyzer {
                 self.ev.chain_len = Some(list.len());
                 match list.first().map(|der| cert::summarise(der)) {
                     Some(Some(c)) => {
-                        self.ev.certificate = Some(c);
+                        self.ev.certificate = Some(Box::new(c));
                         self.ev.certificate_status = CertStatus::Visible;
                     }
                     Some(None) => {
@@ -484,7 +486,7 @@ impl TlsAnalyzer {
             }
             (Dir::Orig, wire::HS_CERTIFICATE) if !self.is_tls13() => {
                 if let Some(der) = wire::certificate_list(body).and_then(|l| l.first().copied()) {
-                    self.ev.client_certificate = cert::summarise(der);
+                    self.ev.client_certificate = cert::summarise(der).map(Box::new);
                 }
                 self.client_cert_done = true;
             }
