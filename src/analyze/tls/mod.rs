@@ -76,6 +76,8 @@ pub struct TlsEvent {
     pub sni: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alpn_offered: Vec<String>,
+    /// The server's choice, from a TLS 1.0–1.2 ServerHello (TLS 1.3 sends it encrypted, in
+    /// EncryptedExtensions: absent then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn_selected: Option<String>,
     /// IANA name when known, else `0xNNNN`.
@@ -124,8 +126,9 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// Claims a connection whose first bytes are a TLS handshake record carrying a ClientHello
-/// (client side) or a ServerHello (server side).
+/// Claims a connection whose first bytes are a TLS handshake record (record version 0x0300 to
+/// 0x0304) carrying a ClientHello (client side) or a ServerHello (server side). SSLv2-format
+/// hellos are not claimed.
 pub fn probe(dir: Dir, first: &[u8]) -> Verdict {
     let want = match dir {
         Dir::Orig => wire::HS_CLIENT_HELLO,
