@@ -10,6 +10,7 @@
 //! for and are ignored.
 
 pub mod format;
+pub mod mime;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -151,6 +152,12 @@ impl FileLayer {
             provenance: o.provenance,
         };
         sink.record(Record::ObjectEnd(rec, id));
+    }
+
+    /// The metadata of open object `id`, for facts learnt after it started (a mail's headers,
+    /// the server's verdict): the finished record carries them.
+    pub fn meta_mut(&mut self, id: ObjectId) -> Option<&mut ObjectMeta> {
+        self.open.get_mut(&id).map(|o| &mut o.meta)
     }
 
     /// Objects still open.
