@@ -677,6 +677,10 @@ impl Smtp {
                     if self.cline.len() + piece.len() > MAX_LINE {
                         self.anomaly("command_line_too_long");
                         self.cline.clear();
+                        // The server answers it (500 line too long): keep replies in step.
+                        if self.client == Client::Command {
+                            self.push_pending(Pending::Other);
+                        }
                         if lf.is_none() {
                             self.client = Client::SkipLine;
                         }
