@@ -983,6 +983,11 @@ impl Smtp {
     }
 
     fn reply_done(&mut self, r: Reply, cx: &mut Cx) {
+        // A greeting is 220 (or a 421/554 refusal); anything else means the capture missed it
+        // and this reply answers the first command.
+        if self.pending.front() == Some(&Pending::Banner) && !matches!(r.code, 220 | 421 | 554) {
+            self.pending.pop_front();
+        }
         let Some(&front) = self.pending.front() else {
             self.anomaly("reply_without_command");
             return;
