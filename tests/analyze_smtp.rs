@@ -96,7 +96,10 @@ fn explained() -> BTreeMap<(&'static str, &'static str), &'static str> {
     // tshark exports the whole client segment after DATA as the message, pipelined commands
     // included (`MAIL FROM`, `RCPT TO`, `DATA` before the body, or the body sent in the same
     // segment as the commands); tapir's message is the body alone (checked below by hand).
-    m.insert(("suricata-verify/tests/smtp-pipelining/input.pcap", "2c598abee272"), "pipelined commands in tshark's IMF");
+    m.insert(
+        ("suricata-verify/tests/smtp-pipelining/input.pcap", "2c598abee272"),
+        "pipelined commands in tshark's IMF",
+    );
     m.insert(
         ("suricata-verify/tests/smtp-data-rejected/10.7.29.101_49898-178.63.41.150_25.pcap", "a78b94995a0c"),
         "pipelined RSET/MAIL/RCPT/DATA in tshark's IMF",
@@ -174,7 +177,11 @@ fn mails_and_attachments_match_tshark_python_and_suricata() {
             let empty_last_line = run.objects.iter().any(|o| {
                 o.kind == "mail" && o.bytes.ends_with(b"\r\n\r\n") && sha256(&o.bytes[..o.bytes.len() - 2]) == sha
             });
-            assert!(exact || empty_last_line || why(sha).is_some(), "{cap}: tshark IMF {sha} ({}) not found", imf["name"]);
+            assert!(
+                exact || empty_last_line || why(sha).is_some(),
+                "{cap}: tshark IMF {sha} ({}) not found",
+                imf["name"]
+            );
             checked += 1;
             for part in imf["mime_parts_python_email"].as_array().into_iter().flatten() {
                 let p = part["sha256"].as_str().unwrap();
@@ -224,7 +231,8 @@ fn pipelined_body_is_the_message_alone_with_its_verdict() {
 
 #[test]
 fn rejected_message_keeps_the_server_verdict() {
-    let run = replay(&shared().join("suricata-verify/tests/smtp-data-rejected/10.7.29.101_49898-178.63.41.150_25.pcap"));
+    let run =
+        replay(&shared().join("suricata-verify/tests/smtp-data-rejected/10.7.29.101_49898-178.63.41.150_25.pcap"));
     let mail = run.objects.iter().find(|o| o.kind == "mail").unwrap();
     assert_eq!(mail.ctx["verdict"]["code"], 554);
     assert_eq!(mail.ctx["message_id"], "<304326.76866.mv@COKIJIW.TASIMIR.rnw>");

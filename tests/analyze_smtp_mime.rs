@@ -192,8 +192,22 @@ fn a_50_mb_attachment_streams_in_bounded_memory() {
         a.data(dir, off[dir.index()], b, &mut cx);
         off[dir.index()] += b.len() as u64;
     };
-    send(a.as_mut(), &mut files, &mut expect, &mut sink, Dir::Orig, b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
-    send(a.as_mut(), &mut files, &mut expect, &mut sink, Dir::Resp, b"220 mx ESMTP\r\n250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    send(
+        a.as_mut(),
+        &mut files,
+        &mut expect,
+        &mut sink,
+        Dir::Orig,
+        b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n",
+    );
+    send(
+        a.as_mut(),
+        &mut files,
+        &mut expect,
+        &mut sink,
+        Dir::Resp,
+        b"220 mx ESMTP\r\n250 mx\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+    );
     let head = b"Subject: big\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n";
     mail_hash.update(head);
     send(a.as_mut(), &mut files, &mut expect, &mut sink, Dir::Orig, head);

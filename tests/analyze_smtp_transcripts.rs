@@ -131,8 +131,14 @@ fn auth_plain_and_login_keep_the_user_and_mask_the_secret() {
     let h = run(&t);
     let ev = events(&h, SmtpWhat::Auth);
     assert_eq!(ev.len(), 2);
-    assert_eq!((ev[0].mechanism.as_deref(), ev[0].user.as_deref(), ev[0].success), (Some("PLAIN"), Some("joe"), Some(false)));
-    assert_eq!((ev[1].mechanism.as_deref(), ev[1].user.as_deref(), ev[1].success), (Some("LOGIN"), Some("ann"), Some(true)));
+    assert_eq!(
+        (ev[0].mechanism.as_deref(), ev[0].user.as_deref(), ev[0].success),
+        (Some("PLAIN"), Some("joe"), Some(false))
+    );
+    assert_eq!(
+        (ev[1].mechanism.as_deref(), ev[1].user.as_deref(), ev[1].success),
+        (Some("LOGIN"), Some("ann"), Some(true))
+    );
     assert_eq!(ev[1].secret, Some("***"));
     let all = serde_json::to_string(&h.sink.iri).unwrap();
     for secret in ["s3cret", "hunter2", "aHVudGVyMg", "AGpvZQBzM2NyZXQ"] {

@@ -539,10 +539,7 @@ struct Headers {
 
 impl Headers {
     fn value(&self, f: Field) -> Option<String> {
-        self.values
-            .iter()
-            .find(|(k, _)| *k == f)
-            .map(|(_, v)| String::from_utf8_lossy(v.trim_ascii()).into_owned())
+        self.values.iter().find(|(k, _)| *k == f).map(|(_, v)| String::from_utf8_lossy(v.trim_ascii()).into_owned())
     }
 
     fn append(&mut self, bytes: &[u8]) {
@@ -949,8 +946,14 @@ impl MimeParser {
             }
         }
         self.index = self.index.saturating_add(1);
-        let info =
-            PartInfo { depth: self.depth, index: self.index, content_type: ctype, disposition: disp, filename, encoding };
+        let info = PartInfo {
+            depth: self.depth,
+            index: self.index,
+            content_type: ctype,
+            disposition: disp,
+            filename,
+            encoding,
+        };
         let want = h.part_begin(&info);
         self.leaf = Some(Leaf { want, decoder: Decoder::new(encoding) });
         self.pending_eol = b"";

@@ -230,9 +230,9 @@ enum Dot {
     Bol,
     Mid,
     /// A `.` at the start of a line.
-    Dot,
+    Period,
     /// `.\r` at the start of a line.
-    DotCr,
+    PeriodCr,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -240,8 +240,15 @@ enum Client {
     Command,
     /// Dropping the rest of a line (too long, or after a gap).
     SkipLine,
-    Data { tx: u64, dot: Dot },
-    Bdat { tx: u64, left: u64, last: bool },
+    Data {
+        tx: u64,
+        dot: Dot,
+    },
+    Bdat {
+        tx: u64,
+        left: u64,
+        last: bool,
+    },
     /// Lines are AUTH responses until the final reply.
     Auth,
     /// After STARTTLS: the TLS analyzer has the bytes.
@@ -590,7 +597,8 @@ impl Smtp {
             if !m.ended {
                 m.mime.finish(&mut PartSink { cx, parts: &mut m.parts });
             }
-            for (k, v) in serde_json::to_value(&m.mime.anomalies).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
+            for (k, v) in
+                serde_json::to_value(&m.mime.anomalies).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
             {
                 if let Some(n) = v.as_u64().filter(|n| *n > 0) {
                     ev.anomalies.insert(format!("mime_{k}"), n);
@@ -736,15 +744,15 @@ impl Smtp {
                 Dot::Bol => {
                     if c == b'.' {
                         self.msg_bytes(tx, bytes.get(out_start..i).unwrap_or(&[]), cx);
-                        dot = Dot::Dot;
+                        dot = Dot::Period;
                         out_start = i + 1;
                     } else {
                         dot = if c == b'\n' { Dot::Bol } else { Dot::Mid };
                     }
                 }
-                Dot::Dot => match c {
+                Dot::Period => match c {
                     b'\r' => {
-                        dot = Dot::DotCr;
+                        dot = Dot::PeriodCr;
                         out_start = i + 1;
                     }
                     b'\n' => {
@@ -756,7 +764,7 @@ impl Smtp {
                     // The leading dot was stuffing: the byte after it starts the run.
                     _ => dot = Dot::Mid,
                 },
-                Dot::DotCr => {
+                Dot::PeriodCr => {
                     if c == b'\n' {
                         end = true;
                         i += 1;
@@ -772,7 +780,8 @@ impl Smtp {
             i += 1;
         }
         if !end {
-            let upto = if dot == Dot::DotCr || dot == Dot::Dot { out_start.min(bytes.len()) } else { bytes.len() };
+            let upto =
+                if dot == Dot::PeriodCr || dot == Dot::Period { out_start.min(bytes.len()) } else { bytes.len() };
             self.msg_bytes(tx, bytes.get(out_start..upto).unwrap_or(&[]), cx);
             self.client = Client::Data { tx, dot };
             return (bytes.len(), false);

@@ -7,15 +7,29 @@ use crate::content::mime::decode_base64;
 /// A client command, borrowed from its line (the line without its CRLF).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
-    Helo { ehlo: bool, name: &'a str },
-    Mail { path: String, params: &'a str },
-    Rcpt { path: String },
+    Helo {
+        ehlo: bool,
+        name: &'a str,
+    },
+    Mail {
+        path: String,
+        params: &'a str,
+    },
+    Rcpt {
+        path: String,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     /// BDAT whose size is missing, negative or beyond u64.
     BdatInvalid,
     Rset,
-    Auth { mechanism: String, initial: Option<&'a str> },
+    Auth {
+        mechanism: String,
+        initial: Option<&'a str>,
+    },
     StartTls,
     Quit,
     /// NOOP, VRFY, EXPN, HELP, or a verb tapir does not know.
@@ -185,7 +199,10 @@ mod tests {
         assert_eq!(parse_command(b"BDAT 0 LAST"), Command::Bdat { size: 0, last: true });
         assert_eq!(parse_command(b"BDAT -1"), Command::BdatInvalid);
         assert_eq!(parse_command(b"BDAT 99999999999999999999999"), Command::BdatInvalid);
-        assert_eq!(parse_command(b"auth plain AGEAYg=="), Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==") });
+        assert_eq!(
+            parse_command(b"auth plain AGEAYg=="),
+            Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==") }
+        );
         assert_eq!(parse_command(b"\xff\xfe"), Command::Other(""));
     }
 
