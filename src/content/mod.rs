@@ -14,6 +14,7 @@
 //! the finished record gets its [`format::FormatVerdict`].
 
 pub mod format;
+pub mod mime;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,8 +169,9 @@ impl FileLayer {
         sink.record(Record::ObjectEnd(rec, id));
     }
 
-    /// The metadata of open object `id`, to complete facts learnt after it started (an FTP data
-    /// connection seen before its command). Outputs get the final metadata with `ObjectEnd`.
+    /// The metadata of open object `id`, for facts learnt after it started (an FTP data
+    /// connection seen before its command, a mail's headers and the server's verdict). Outputs
+    /// get the final metadata with `ObjectEnd`.
     pub fn meta_mut(&mut self, id: ObjectId) -> Option<&mut ObjectMeta> {
         self.open.get_mut(&id).map(|o| &mut o.meta)
     }
