@@ -172,24 +172,48 @@ fn check_fixture(fixture: &str, expect_name: &str) {
             assert!(c.status.success(), "capinfos cannot read {}", cc_path.display());
         }
 
-        // Objects: one per non-empty direction of each selected TCP stream.
+        // Connections an analyzer understands (HTTP, FTP control and data) yield `file`
+        // objects; every other selected connection yields one raw `stream` object per non-empty
+        // direction, with the bytes tshark's follow-stream gave.
         let streams: BTreeSet<u64> = chosen.iter().filter_map(|(_, s)| *s).collect();
-        let mut want_objects: Vec<String> = Vec::new();
+        let mut protocol_streams = BTreeSet::new();
+        let mut want_files: Vec<(String, String)> = Vec::new();
+        for f in exp["files"].as_array().unwrap() {
+            let kind = f["kind"].as_str().unwrap();
+            if kind == "raw" {
+                continue;
+            }
+            let data = f["tcp_stream"].as_u64().unwrap();
+            protocol_streams.insert(data);
+            if let Some(c) = f["control"]["tcp_stream"].as_u64() {
+                protocol_streams.insert(c);
+            }
+            if streams.contains(&data) {
+                want_files.push((f["name"].as_str().unwrap().into(), f["sha256"].as_str().unwrap().into()));
+            }
+        }
+        let mut want_streams: Vec<String> = Vec::new();
         for s in exp["tcp_streams"].as_array().unwrap() {
-            if !streams.contains(&s["tcp_stream"].as_u64().unwrap()) {
+            let n = s["tcp_stream"].as_u64().unwrap();
+            if !streams.contains(&n) || protocol_streams.contains(&n) {
                 continue;
             }
             for dir in ["initiator_to_responder", "responder_to_initiator"] {
                 if s[dir]["bytes"].as_u64().unwrap() > 0 {
-                    want_objects.push(s[dir]["sha256"].as_str().unwrap().into());
+                    want_streams.push(s[dir]["sha256"].as_str().unwrap().into());
                 }
             }
         }
-        want_objects.sort();
+        want_streams.sort();
         let objs = objects(&case_dir, &w.liid);
-        let mut got_objects: Vec<String> = objs.iter().map(|o| o["sha256"].as_str().unwrap().to_string()).collect();
-        got_objects.sort();
-        assert_eq!(got_objects, want_objects, "{fixture} {}: stream objects", w.liid);
+        let mut got_streams: Vec<String> =
+            objs.iter().filter(|o| o["kind"] == "stream").map(|o| o["sha256"].as_str().unwrap().to_string()).collect();
+        got_streams.sort();
+        assert_eq!(got_streams, want_streams, "{fixture} {}: raw stream objects", w.liid);
+        for (name, sha) in &want_files {
+            let found = objs.iter().any(|o| o["kind"] == "file" && o["sha256"] == sha.as_str());
+            assert!(found, "{fixture} {}: file {name} ({sha}) not among the objects", w.liid);
+        }
         for o in &objs {
             assert_eq!(o["gaps"], serde_json::json!([]), "{fixture}: {o}");
             assert_eq!(o["complete"], true, "{fixture}: {o}");
@@ -197,17 +221,17 @@ fn check_fixture(fixture: &str, expect_name: &str) {
             assert_eq!(sha256(&stored), o["sha256"].as_str().unwrap());
         }
     }
-    // Every file a target sent as a raw stream is among the objects with sha256sum's hash.
+    // Every file the clients sent is found for a target, and never for a non-target.
     let all: BTreeSet<String> = shipped_warrants()
         .iter()
         .flat_map(|w| objects(&case_dir, &w.liid))
         .map(|o| o["sha256"].as_str().unwrap().to_string())
         .collect();
     for f in exp["files"].as_array().unwrap() {
-        if let Some(h) = f["stream_sha256"].as_str() {
-            let target = !f["note"].as_str().unwrap_or("").contains("NOT a target");
-            assert_eq!(all.contains(h), target, "{fixture}: file {} (target: {target})", f["name"]);
-        }
+        let h = f["stream_sha256"].as_str().or(f["sha256"].as_str()).unwrap();
+        let target = !f["note"].as_str().unwrap_or("").contains("NOT a target")
+            && !f["flow"]["client"].as_str().unwrap_or("").starts_with("198.51.100.8:");
+        assert_eq!(all.contains(h), target, "{fixture}: file {} (target: {target})", f["name"]);
     }
     let v = tapir(&["verify", case_dir.to_str().unwrap()]);
     assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stderr));

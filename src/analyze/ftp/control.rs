@@ -340,7 +340,7 @@ impl Control {
                 if accepted {
                     let orig = self.auth_end.unwrap_or(self.next_off[Dir::Orig.index()]);
                     // Set by the caller's loop: the server's TLS starts right after this line.
-                    self.handoff = Some(Handoff { base: [orig, u64::MAX], inner: tls::analyzer() });
+                    self.handoff = Some(Handoff { base: [orig, u64::MAX], inner: tls::tls_after_upgrade("auth-tls") });
                 }
             }
             "TYPE" if !ok => self.type_code = p.prev_type,

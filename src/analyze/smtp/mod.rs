@@ -1085,7 +1085,7 @@ impl Smtp {
                     // RFC 3207: the session starts afresh inside TLS; what was open is over.
                     self.close_current(cx);
                     self.client = Client::Tls;
-                    self.tls = Some(super::tls::analyzer());
+                    self.tls = Some(super::tls::tls_after_starttls());
                     let left: Vec<Pending> = self.pending.drain(..).collect();
                     for p in left {
                         self.release(p, cx);
