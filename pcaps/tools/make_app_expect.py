@@ -6,7 +6,7 @@ tshark (streams, fields), capinfos, sha256sum/md5sum/sha512sum, python's email p
 ids, attachments), openssl x509 (certificates), and what the clients recorded (endpoints,
 commands). Nothing here shares code with tapir.
 
-Usage: make_app_expect.py META.json FIXTURE OUT.json [WORK HERE]
+Usage: make_app_expect.py META.json FIXTURE OUT.json [WORK HERE [--fast]]
 META.json (written by make-app-fixtures.sh / make-big-upload.sh): {"description", "commands",
 "records": [one per file a client sent or received, or per TLS session], "counts": {label:
 filter}, "smtp_servers": {...}}. WORK/HERE are replaced by $WORK/pcaps in paths it prints.
@@ -48,6 +48,50 @@ WARRANTS = [
 ]
 
 SUBS = []
+# --fast (the big capture): no TCP reassembly and no HTTP/FTP dissection in tshark. With them,
+# tshark 4.0 needs minutes per pass over 80 MB bodies; without, seconds. Stream bytes still come
+# from tshark's follow (its own reassembly), selections and counts from display filters on
+# IP/TCP fields, which need neither.
+FAST = ["-o", "tcp.desegment_tcp_streams:FALSE", "--disable-protocol", "http,ftp,ftp-data"]
+OPTS = []
+
+
+def tshark_fields(pcap, dfilter, fields, two_pass=False):
+    args = ["tshark", "-n"] + OPTS + ["-r", pcap]
+    if two_pass and not OPTS:
+        args.append("-2")
+    if dfilter:
+        args += ["-Y", dfilter]
+    args += ["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
+        args += ["-e", f]
+    out = me.run(args).decode()
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def follow_raw(pcap, stream):
+    """(node0, node1, bytes node0->node1, bytes node1->node0), as make_expect.follow_raw."""
+    out = me.run(["tshark", "-n"] + OPTS + ["-r", pcap, "-q", "-z",
+                                          "follow,tcp,raw,%d" % stream]).decode()
+    nodes, a, b = {}, bytearray(), bytearray()
+    body = False
+    for line in out.splitlines():
+        m = re.match(r"^Node ([01]): (.*)$", line)
+        if m:
+            nodes[int(m.group(1))] = m.group(2).strip()
+            body = len(nodes) == 2
+            continue
+        if line.startswith("====="):
+            if body:
+                break
+            continue
+        if not body or not line.strip():
+            continue
+        if line.startswith("\t"):
+            b += bytes.fromhex(line.strip())
+        else:
+            a += bytes.fromhex(line.strip())
+    return nodes.get(0), nodes.get(1), bytes(a), bytes(b)
 
 
 def short(p):
@@ -85,16 +129,16 @@ def epstr(e):
 # ------------------------------------------------------------------------- streams
 def load_streams(pcap):
     syns = {}
-    for row in me.tshark_fields(pcap, "tcp.flags.syn==1 && tcp.flags.ack==0",
+    for row in tshark_fields(pcap, "tcp.flags.syn==1 && tcp.flags.ack==0",
                                 ["tcp.stream", "ip.src", "ipv6.src", "tcp.srcport",
                                  "ip.dst", "ipv6.dst", "tcp.dstport"]):
         s = int(row[0].split(",")[-1])
         syns.setdefault(s, (me.endpoint(row[1], row[2], row[3]),
                             me.endpoint(row[4], row[5], row[6])))
-    ids = sorted({int(r[0]) for r in me.tshark_fields(pcap, "tcp", ["tcp.stream"])})
+    ids = sorted({int(r[0]) for r in tshark_fields(pcap, "tcp", ["tcp.stream"])})
     streams = []
     for s in ids:
-        n0, n1, a, b = me.follow_raw(pcap, s)
+        n0, n1, a, b = follow_raw(pcap, s)
         init, resp = syns.get(s, (n0, n1))
         if n0 != init:
             a, b = b, a
@@ -389,7 +433,7 @@ def x509(cert):
 
 
 def tls_sessions(recs, streams, pcap):
-    rows = me.tshark_fields(pcap, "tls.handshake", [
+    rows = tshark_fields(pcap, "tls.handshake", [
         "tcp.stream", "tls.handshake.type", "tls.handshake.extensions_server_name",
         "tls.handshake.extensions_alpn_str", "tls.handshake.extensions.supported_version",
         "tls.handshake.version", "tls.handshake.certificate"])
@@ -449,15 +493,17 @@ def tls_sessions(recs, streams, pcap):
 def commands_of(pcap, proto):
     if proto == "ftp":
         f = ["tcp.stream", "frame.number", "ftp.request.command", "ftp.request.arg"]
-        rows = me.tshark_fields(pcap, "ftp.request.command", f)
+        rows = tshark_fields(pcap, "ftp.request.command", f)
     else:
         f = ["tcp.stream", "frame.number", "smtp.req.command", "smtp.req.parameter"]
-        rows = me.tshark_fields(pcap, "smtp.req.command", f)
+        rows = tshark_fields(pcap, "smtp.req.command", f)
     return [{"tcp_stream": int(r[0]), "frame": int(r[1]), "command": r[2], "arg": r[3]}
             for r in rows]
 
 
-def main(meta_path, pcap, out_path, work=None, here=None):
+def main(meta_path, pcap, out_path, work=None, here=None, fast=None):
+    if fast == "--fast":
+        OPTS.extend(FAST)
     if work:
         SUBS.append((work, "$WORK"))
     if here:
@@ -474,7 +520,7 @@ def main(meta_path, pcap, out_path, work=None, here=None):
     packets = int(re.search(r"Number of packets:\s*(\d+)", cap).group(1))
     if packets != len(frames):
         fail("capinfos %d packets, pcapread %d" % (packets, len(frames)))
-    times = me.tshark_fields(pcap, None, ["frame.time_epoch"])
+    times = tshark_fields(pcap, None, ["frame.time_epoch"])
     res["capinfos"] = {
         "packets": packets,
         "encapsulation": re.search(r"File encapsulation:\s*(.*)", cap).group(1).strip(),
@@ -482,7 +528,7 @@ def main(meta_path, pcap, out_path, work=None, here=None):
         "first_packet_time": me.rfc3339(times[0][0]),
         "last_packet_time": me.rfc3339(times[-1][0]),
     }
-    conv = me.run(["tshark", "-n", "-r", pcap, "-q", "-z", "conv,tcp"]).decode()
+    conv = me.run(["tshark", "-n"] + OPTS + ["-r", pcap, "-q", "-z", "conv,tcp"]).decode()
     res["tcp_conversations"] = sum(1 for line in conv.splitlines() if "<->" in line)
     streams = load_streams(pcap)
 
@@ -514,7 +560,7 @@ def main(meta_path, pcap, out_path, work=None, here=None):
 
     sels = []
     for w in WARRANTS:
-        nums = [int(r[0]) for r in me.tshark_fields(pcap, w["filter"], ["frame.number"])]
+        nums = [int(r[0]) for r in tshark_fields(pcap, w["filter"], ["frame.number"])]
         sel = {"liid": w["liid"], "filter": w["filter"], "note": w["note"], "packets": len(nums)}
         if w["delivered"]:
             hashes = pcapread.frame_hashes(pcap, nums)
@@ -524,11 +570,11 @@ def main(meta_path, pcap, out_path, work=None, here=None):
             sel["delivered_packets"] = 0
         sels.append(sel)
     res["selections"] = sels
-    res["counts"] = {label: {"filter": f, "packets": len(me.tshark_fields(
+    res["counts"] = {label: {"filter": f, "packets": len(tshark_fields(
         pcap, f, ["frame.number"], two_pass=True))} for label, f in meta.get("counts", {}).items()}
     with open(out_path, "w") as f:
         f.write(short(json.dumps(res, indent=1)) + "\n")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])
