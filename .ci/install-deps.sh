@@ -3,7 +3,10 @@
 # Safe to run again (idempotent), with no stdin, as root (or through sudo).
 #
 #   bash .ci/install-deps.sh                  # what the tests need (tshark & co.)
-#   bash .ci/install-deps.sh --fixture-tools  # plus pyftpdlib, for regenerating pcaps/ only
+#   bash .ci/install-deps.sh --fixture-tools  # plus what regenerating pcaps/ needs: pyftpdlib;
+#                                             # for pcaps/app (make-app-fixtures.sh): swaks,
+#                                             # postfix, qemu-utils, wget, openssl, aiosmtpd,
+#                                             # pyOpenSSL
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -44,6 +47,27 @@ else
 fi
 
 if [[ $FIXTURE_TOOLS -eq 1 ]]; then
+    # pcaps/make-app-fixtures.sh: swaks (SMTP client; its TLS/AUTH need the perl modules),
+    # postfix (BDAT/PIPELINING server, run from its own config dir: no system setup wanted),
+    # qemu-utils (qemu-img/qemu-io for the qcow2 upload), wget, openssl
+    app=()
+    for p in swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix \
+             qemu-utils wget openssl; do
+        installed "$p" || app+=("$p")
+    done
+    if [[ ${#app[@]} -gt 0 ]]; then
+        echo "install-deps: installing ${app[*]}"
+        echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+        $SUDO apt-get update -q </dev/null
+        $SUDO apt-get install -y -q --no-install-recommends "${app[@]}" </dev/null
+    fi
+    for m in aiosmtpd:aiosmtpd OpenSSL:pyopenssl; do
+        python3 -c "import ${m%%:*}" 2>/dev/null && continue
+        echo "install-deps: installing ${m##*:}"
+        python3 -m pip install -q "${m##*:}" </dev/null ||
+            python3 -m pip install -q --break-system-packages "${m##*:}" </dev/null
+        python3 -c "import ${m%%:*}"
+    done
     if python3 -c 'import pyftpdlib' 2>/dev/null; then
         echo "install-deps: pyftpdlib already importable"
     else
