@@ -25,8 +25,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # tshark brings wireshark-common (capinfos, editcap, mergecap); tcpreplay brings tcprewrite
+# The content-format tests make disk images and archives with the real tools and compare
+# tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
+# genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
+# with openssl; GNU time measures peak memory in bench/replay.sh.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
-          curl gzip python3)
+          curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
+          bzip2 zip unzip tar time)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -45,6 +50,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 else
     echo "install-deps: all of ${PACKAGES[*]} already installed"
 fi
+
+# Python decoders the tests use as independent oracles: asn1tools (ETSI BER against the
+# shared ASN.1 subset) and cryptography (integrity-check signatures).
+for m in asn1tools:asn1tools cryptography:cryptography; do
+    python3 -c "import ${m%%:*}" 2>/dev/null && continue
+    echo "install-deps: installing ${m##*:}"
+    python3 -m pip install -q "${m##*:}" </dev/null ||
+        python3 -m pip install -q --break-system-packages "${m##*:}" </dev/null
+    python3 -c "import ${m%%:*}"
+done
 
 if [[ $FIXTURE_TOOLS -eq 1 ]]; then
     # pcaps/make-app-fixtures.sh: swaks (SMTP client; its TLS/AUTH need the perl modules),
