@@ -56,6 +56,11 @@ enum Cmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// ETSI TS 102 232 PS-PDUs (a raw BER stream, as on an HI2/HI3 connection) to JSON lines.
+    Decode {
+        /// A file of PS-PDUs, or `-` for standard input.
+        input: PathBuf,
+    },
     /// Make an Ed25519 signing key (PKCS#8, mode 0600) and write its public key to OUT.pub.
     Keygen { out: PathBuf },
 }
@@ -67,6 +72,7 @@ fn main() {
             replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet)
         }
         Cmd::Verify { case, public_key } => verify(&case, public_key.as_deref()),
+        Cmd::Decode { input } => decode(&input),
         Cmd::Keygen { out } => SigningKey::generate_to(&out)
             .map(|public| {
                 println!("wrote {} and {} (public key {public})", out.display(), out.with_extension("pub").display())
@@ -206,6 +212,38 @@ fn replay(
         if key.ephemeral { "ephemeral " } else { "" },
         key.public_hex()
     );
+    Ok(())
+}
+
+fn decode(input: &Path) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut bytes = Vec::new();
+    if input.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes).context("reading standard input")?;
+    } else {
+        bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut good, mut bad) = (0u64, 0u64);
+    for pdu in tapir::deliver::etsi::decode_stream(&bytes) {
+        match pdu {
+            Ok(v) => {
+                good += 1;
+                writeln!(out, "{v}")?;
+            }
+            Err(e) => {
+                // The stream cannot be trusted past a framing error: say where and stop.
+                bad += 1;
+                out.flush()?;
+                eprintln!("tapir: {}: {e}", input.display());
+                break;
+            }
+        }
+    }
+    out.flush()?;
+    if bad > 0 {
+        bail!("{good} PDUs decoded before the error");
+    }
     Ok(())
 }
 

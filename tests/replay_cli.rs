@@ -237,3 +237,37 @@ fn verify_names_a_tampered_file_and_checks_the_signer() {
     assert_eq!(t.status.code(), Some(1));
     assert!(stderr(&t).contains("LIID-JOE-0001/cc.pcap"), "{}", stderr(&t));
 }
+
+/// `tapir decode` reads PS-PDUs that Python asn1tools encoded (the shared reference vectors) and
+/// prints one JSON line per PDU with the fields the vectors' header states; a cut stream ends
+/// with a one-line error and a non-zero exit after what could be decoded.
+#[test]
+fn decode_prints_reference_pdus_as_json_lines() {
+    let golden = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/etsi/derived/golden-vectors-asn1tools.txt"),
+    )
+    .unwrap();
+    let bytes: Vec<u8> = golden
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(':'))
+        .flat_map(|l| hex::decode(l.rsplit(':').next().unwrap().trim()).unwrap())
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("hi.ber");
+    std::fs::write(&f, &bytes).unwrap();
+    let o = tapir(&["decode", s(&f)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["pSHeader"]["lawfulInterceptionIdentifier"], "LIID-TEST-1");
+        assert_eq!(v["pSHeader"]["communicationIdentifier"]["communicationIdentityNumber"], 7);
+        assert_eq!(v["pSHeader"]["li-psDomainId"], "0.4.0.2.2.5.1.43");
+        assert!(v["payload"].is_object(), "PDU {i}");
+    }
+    assert!(lines[0]["payload"]["tRIPayload"]["keep-alive"].is_null());
+    std::fs::write(&f, &bytes[..100]).unwrap();
+    let cut = tapir(&["decode", s(&f)]);
+    assert_eq!(cut.status.code(), Some(1));
+    assert_eq!(stdout(&cut).lines().count(), 1);
+}
