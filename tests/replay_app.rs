@@ -109,12 +109,13 @@ fn http_uploads_downloads_and_image_service() {
         let name = f["name"].as_str().unwrap();
         let sha = f["sha256"].as_str().unwrap();
         if f["kind"] == "http-object" {
-            // S3 CompleteMultipartUpload: the parts arrive as their own objects (they may come on
-            // several connections and out of order); the assembled object is not rebuilt, but
-            // the completion IRI lists the parts in order with their hashes.
-            let parts: Vec<&Value> =
-                c.iri.iter().filter(|e| e["event"] == "http" && !e["s3_complete"].is_null()).collect();
-            assert_eq!(parts.len(), 1, "one CompleteMultipartUpload");
+            // S3 CompleteMultipartUpload: the parts are objects of their own (they may come on
+            // several connections, in any order) and the case writer joins them, in the order
+            // the completion lists, into the object the client completed.
+            let o = find(&c, "file", sha).unwrap_or_else(|| panic!("assembled {name} ({sha}) not in the case"));
+            assert_eq!(o["name"], name);
+            assert_eq!(o["md5"], f["md5"]);
+            assert_eq!(o["context"]["assembled_from"].as_array().map(Vec::len), Some(2), "{o}");
             continue;
         }
         let o = find(&c, "file", sha).unwrap_or_else(|| panic!("{name} ({sha}) not rebuilt"));

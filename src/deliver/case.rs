@@ -120,6 +120,10 @@ pub struct CaseWriter {
     first_error: Option<io::Error>,
     errors: u64,
     written: Written,
+    s3: super::assemble::S3Uploads,
+    s3_incomplete: u64,
+    /// The highest object id seen, so that joined objects get ids of their own.
+    max_id: u64,
 }
 
 impl CaseWriter {
@@ -140,6 +144,9 @@ impl CaseWriter {
             first_error: None,
             errors: 0,
             written: Written::new(),
+            s3: Default::default(),
+            s3_incomplete: 0,
+            max_id: 0,
         })
     }
 
@@ -179,6 +186,7 @@ impl CaseWriter {
     }
 
     fn write_iri(&mut self, r: &IriRecord) -> io::Result<()> {
+        self.s3.iri(r);
         let out = self.liid_out(&r.liid)?;
         let seq = out.iri_seq.entry(r.cin.unwrap_or(0)).or_insert(0);
         let n = *seq;
@@ -258,15 +266,24 @@ impl CaseWriter {
         self.buffered -= p.buf.len();
         Self::spill(&mut p)?;
         debug_assert_eq!(p.on_disk, r.size);
-        let out = self.liid_out(&p.liid)?;
+        self.max_id = self.max_id.max(r.id);
+        let dest = self.list_object(&p.liid, r, &p.path)?;
+        self.s3.object(r, &dest);
+        Ok(())
+    }
+
+    /// Moves the finished bytes at `src` to `objects/<sha256>` and lists the object; returns
+    /// where the bytes now are.
+    fn list_object(&mut self, liid: &Liid, r: &ObjectRecord, src: &Path) -> io::Result<PathBuf> {
+        let out = self.liid_out(liid)?;
         let dest = out.dir.join("objects").join(&r.sha256);
         if dest.exists() {
             // Same bytes already stored (objects are named by content): keep one copy.
-            fs::remove_file(&p.path)?;
+            fs::remove_file(src)?;
         } else {
-            fs::rename(&p.path, &dest)?;
+            fs::rename(src, &dest)?;
         }
-        // The file layer hashed exactly the bytes written here (holes as zeros, as stored).
+        // The hash was computed over exactly the bytes written here (holes as zeros, as stored).
         let rel = format!("{}/objects/{}", out.name, r.sha256);
         out.object_count += 1;
         let mut line = serde_json::to_value(r).map_err(io::Error::other)?;
@@ -276,7 +293,27 @@ impl CaseWriter {
         serde_json::to_writer(&mut out.objects, &line).map_err(io::Error::other)?;
         out.objects.write_all(b"\n")?;
         self.written.insert(rel, (r.size, r.sha256.clone()));
+        Ok(dest)
+    }
+
+    /// Joins the S3 multipart uploads completed during the run (see `assemble`).
+    fn join_uploads(&mut self) -> io::Result<()> {
+        let root = self.root.clone();
+        let (joined, incomplete) =
+            self.s3.join(|liid| root.join(liid_dir_name(liid)).join("objects").join(PARTIAL_DIR), &mut self.max_id)?;
+        self.s3_incomplete += incomplete;
+        for j in joined {
+            if let Err(e) = self.list_object(&j.liid, &j.record, &j.path) {
+                super::assemble::discard(&j.path);
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    /// Completed S3 uploads that could not be joined because a part is not in the case.
+    pub fn s3_incomplete(&self) -> u64 {
+        self.s3_incomplete
     }
 
     /// Flushes and closes everything. Returns the per-LIID totals and what was written (with
@@ -290,6 +327,9 @@ impl CaseWriter {
                     self.fail(e);
                 }
             }
+        }
+        if let Err(e) = self.join_uploads() {
+            self.fail(e);
         }
         let mut totals = HashMap::new();
         let mut written = std::mem::take(&mut self.written);

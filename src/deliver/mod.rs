@@ -6,6 +6,7 @@
 //! - [`pcap`]: a minimal pcap writer for CC.
 //! - [`etsi`]: TS 102 232 PS-PDU encoding (HI2/HI3) and its JSON decoder.
 
+pub mod assemble;
 pub mod case;
 pub mod etsi;
 pub mod manifest;
