@@ -46,6 +46,8 @@ enum Check {
     PythonParts,
     /// tapir reports this anomaly in the capture's IRI instead of a file.
     Anomaly(&'static str),
+    /// The peer's file (of the size the truth gives) is a slice of one of tapir's objects.
+    Slice,
 }
 
 struct Div {
@@ -75,7 +77,8 @@ const FTP_TSHARK_LAST_SEG: &str =
     "capture stops mid-transfer: tshark leaves out the last segment; its file is tapir's first 108,000 bytes";
 const FTP_BIG_HOLES: &str = "5.4 GB RETR of which a few segments are captured: tapir keeps holes zero-filled; \
      Suricata stops at the first hole (tapir's first 14,480 bytes), tshark glues segments without holes";
-const SURICATA_B64_PAD: &str = "base64 after padding: Python (= tapir) stops at the first complete padding, Suricata decodes on";
+const SURICATA_B64_PAD: &str =
+    "base64 after padding: Python (= tapir) stops at the first complete padding, Suricata decodes on";
 const SURICATA_QP: &str = "Suricata's quoted-printable output is 4 bytes longer than Python's (= tapir's)";
 const ZEEK_GAP_PREFIX: &str = "zeek stops the mail at the BDAT gap; tapir keeps it whole with the gap zero-filled";
 const SURICATA_RANGE: &str =
@@ -84,7 +87,68 @@ const EVADER: &str =
     "http-evader: tapir does not accept the evasive framing (it reports an anomaly); Suricata decodes it as browsers do";
 const TSHARK_EVADER: &str = "http-evader: tshark does not undo the evasion; tapir's body is Suricata's EICAR";
 
+const SURICATA_PAST_CL: &str =
+    "the server sends more than Content-Length before closing: Suricata keeps the extra bytes, tshark and tapir stop at the declared length";
+const MULTIPART_EMPTY: &str =
+    "multipart body with only the close delimiter: tshark exports the body, tapir has no part to store";
+const TSHARK_CHUNKS: &str =
+    "tshark stops after the first chunk (8 bytes); Suricata and tapir decode both chunks (12 bytes, found)";
+const TSHARK_SPLIT: &str = "tshark splits one response into per-segment objects: each is a slice of tapir's response";
+const HTTP09: &str = "HTTP/0.9 `GET /` with a header-less reply: tapir keeps it as a stream (= Suricata's 3429-byte file, found); tshark splits it per segment";
+const RETRANS_DIFFERS: &str = "the server's retransmission at Seq=1 carries different, longer data: tapir and tshark keep the first copy (5-byte body, found), Suricata the later one";
+const MIDSTREAM: &str = "capture starts mid-connection with holes in the client stream: tapir keeps a gapped stream (not parsed as HTTP); tshark resynchronises on one request";
+const AYIYA: &str = "AYIYA tunnel (UDP 5072) is not among the tunnels tapir decodes";
+const CL_NEGATIVE: &str = "smuggling test, Content-Length: -1 (RFC 9112 6.3: invalid, unrecoverable): Suricata reads the next request as body, tapir does not";
+const OBS_FOLD_TE: &str = "smuggling test, `Transfer-Encoding:` obs-folded to `chunked` (RFC 9112 5.2): the body is the empty last chunk and a 2nd request follows; tshark reads the rest as body";
+const TE_NOT_CHUNKED: &str = "Transfer-Encoding `lalala, chunked, lalala`: the final coding is not chunked, so RFC 9112 6.3 reads to close (tapir keeps the raw body); Suricata dechunks";
+const CE_UNKNOWN: &str = "Content-Encoding includes an unknown coding: tapir keeps the raw body (unsupported-content-encoding); Suricata decodes the known part";
+const TE_NBSP: &str = "`Transfer-Encoding:\\xa0chunked`: NBSP is not OWS (RFC 9110 5.6.3), so not chunked: tapir reads to close (raw body); Suricata trims it";
+const NO_BODY_204: &str = "a 204 has no body (RFC 9110 15.3.5): tapir reads the chunks as a next, bad status line; tshark and Suricata take them as body";
+const BUG_GZIP: &str = "BUG: gzip header error drops the whole body (IRI response_body_len 68, no object); unsupported codings keep the raw bytes (evader-170)";
+const BUG_FOLD: &str = "BUG: ` Transfer-Encoding: chunked` is an obs-fold continuation of `Connection:` (RFC 9112 5.2), so Content-Length 68 frames the body; tapir takes it as chunked and stores nothing";
+const BUG_LEADING_ZEROS: &str = "BUG: Content-Length `000...050` (32 digits) is 50 (RFC 9110 8.6, 1*DIGIT); tapir reports bad-content-length and stores nothing";
+const BUG_RST_REUSE: &str = "BUG: after the early RST/FIN the same 4-tuple carries SYN-ACK, ACK and the GET; tapir closed the flow after 2 packets and ignores the rest (no HTTP event)";
+const BUG_ISN: &str = "BUG: 20 SYNs with different ISNs on the same 4-tuple before the real handshake (frame 24); tapir's session counts the POST's packets but delivers no payload (no HTTP event)";
+const BUG_OUTER_FRAG: &str = "BUG?: the response is a 6715-byte TCP segment inside ERSPAN/GRE whose outer IPv4 packet is fragmented (frames 265-269, ip.id 0xe173); Suricata reassembles it, tapir records no-response";
+
+#[rustfmt::skip]
 const DIVERGENCES: &[Div] = &[
+    // HTTP evasions (suricata-verify http-evader, zeek 261 smuggling variants).
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-051/input.pcap", sha: "275a021bbfb6", src: "", why: EVADER, check: Check::Anomaly("bad-status-line") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-085/input.pcap", sha: "275a021bbfb6", src: "", why: TE_NOT_CHUNKED, check: Check::Anomaly("transfer-encoding-and-content-length") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-153/input.pcap", sha: "275a021bbfb6", src: "", why: BUG_GZIP, check: Check::Anomaly("bad-gzip-header") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-170/input.pcap", sha: "275a021bbfb6", src: "", why: CE_UNKNOWN, check: Check::Anomaly("unsupported-content-encoding") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-289/input.pcap", sha: "", src: "", why: BUG_FOLD, check: Check::Anomaly("body-incomplete") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-306/input.pcap", sha: "275a021bbfb6", src: "", why: TE_NBSP, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-323/input.pcap", sha: "275a021bbfb6", src: "", why: CE_UNKNOWN, check: Check::Anomaly("unsupported-content-encoding") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-340/input.pcap", sha: "032aee4af7a5", src: "tshark-http", why: TSHARK_EVADER, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-357/input.pcap", sha: "adf57abb3de3", src: "tshark-http", why: TSHARK_EVADER, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-374/input.pcap", sha: "", src: "", why: EVADER, check: Check::Anomaly("bad-status-line") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-391/input.pcap", sha: "275a021bbfb6", src: "", why: EVADER, check: Check::Anomaly("bad-status-line") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-425/input.pcap", sha: "275a021bbfb6", src: "", why: EVADER, check: Check::Anomaly("no-response") },
+    Div { cap: "suricata-verify/tests/http-evader/http-evader-476/input.pcap", sha: "", src: "", why: NO_BODY_204, check: Check::Anomaly("bad-status-line") },
+    Div { cap: "zeek/testing/btest/Traces/http/261/variant-03-cl_negative.pcap", sha: "1b37db3f0c64", src: "suricata-http", why: CL_NEGATIVE, check: Check::Anomaly("bad-content-length") },
+    Div { cap: "zeek/testing/btest/Traces/http/261/variant-08-leading_zeros.pcap", sha: "3adeb8573050", src: "", why: BUG_LEADING_ZEROS, check: Check::Anomaly("bad-content-length") },
+    Div { cap: "zeek/testing/btest/Traces/http/261/variant-09-te_obs_fold.pcap", sha: "3be1023e1269", src: "tshark-http", why: OBS_FOLD_TE, check: Check::Anomaly("obs-fold") },
+    Div { cap: "suricata-verify/tests/bug-3286-02-linux-evasion/with_evasion_linux.pcap", sha: "686b7feefc04", src: "", why: BUG_RST_REUSE, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/bug-3286-03-windows-evasion/with_evasion_windows.pcap", sha: "686b7feefc04", src: "", why: BUG_RST_REUSE, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/bug-7657-01/input.pcap", sha: "cd0e084ceb5f", src: "tshark-http", why: BUG_ISN, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/erspan.pcap", sha: "7472c305e4a4", src: "suricata-http", why: BUG_OUTER_FRAG, check: Check::Anomaly("no-response") },
+    // HTTP: where one peer alone differs.
+    Div { cap: "suricata-verify/tests/http-gap-simple/input.pcap", sha: "", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-gap-double/input.pcap", sha: "", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-gap-whole-body/input.pcap", sha: "18961f319c96", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/output-eve-fileinfo/input.pcap", sha: "d087b2070cf1", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/http/interleaved-http-entity.pcap", sha: "261be4ee4053", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-mime-truncated/input.pcap", sha: "7b8ab07521c2", src: "tshark-http", why: MULTIPART_EMPTY, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-event-chunk/input.pcap", sha: "c0ba1fc70073", src: "tshark-http", why: TSHARK_CHUNKS, check: Check::Absent },
+    Div { cap: "suricata-verify/tests/http-range-file/input.pcap", sha: "", src: "tshark-http", why: TSHARK_SPLIT, check: Check::Slice },
+    Div { cap: "zeek/testing/btest/Traces/mixed-vlan-mpls.pcap", sha: "", src: "tshark-http", why: HTTP09, check: Check::Slice },
+    Div { cap: "zeek/testing/btest/Traces/tcp/qi_internet_SYNACK_curl_jsonip.pcap", sha: "6019c30051c8", src: "suricata-http", why: RETRANS_DIFFERS, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/tcp/reassembly.pcap", sha: "934ca18844e9", src: "tshark-http", why: MIDSTREAM, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/tunnels/ayiya3.pcap", sha: "6f348303937c", src: "tshark-http", why: AYIYA, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/http/entity_gap.pcap", sha: "8873510ae78f", src: "stated", why: NO_PEER_AGREES, check: Check::Absent },
+    Div { cap: "zeek/testing/btest/Traces/http/entity_gap2.pcap", sha: "a50383ae2bfa", src: "stated", why: NO_PEER_AGREES, check: Check::Absent },
     // HTTP: tshark's whole multipart bodies.
     Div { cap: "suricata-verify/tests/file-match-crossed/http-multipart-post.pcap", sha: "ce5c5a0aafe7", src: "tshark-http", why: MULTIPART, check: Check::PythonParts },
     Div { cap: "zeek/testing/btest/Traces/http/multipart-form-data.pcap", sha: "4677464a70d1", src: "tshark-http", why: MULTIPART, check: Check::PythonParts },
@@ -171,6 +235,8 @@ struct Obj {
 }
 
 struct Run {
+    /// Holds the case directory (stored bytes are read by the checks) until the run is dropped.
+    _dir: tempfile::TempDir,
     objects: Vec<Obj>,
     iri: Vec<Value>,
 }
@@ -192,6 +258,9 @@ impl Run {
             let mut buf = vec![0u8; n];
             std::fs::File::open(&o.path).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && sha256(&buf) == sha
         })
+    }
+    fn slice_matches(&self, n: usize, sha: &str) -> bool {
+        self.bytes(&["file", "stream"]).iter().any(|b| n > 0 && b.windows(n).any(|w| sha256(w) == sha))
     }
     fn anomaly(&self, a: &str) -> bool {
         self.iri.iter().any(|r| r["anomalies"].as_array().is_some_and(|v| v.iter().any(|x| x == a)))
@@ -216,7 +285,7 @@ fn replay(capture: &Path) -> Result<Run, String> {
     if !r.status.success() {
         return Err(format!("tapir replay failed: {}", String::from_utf8_lossy(&r.stderr)));
     }
-    let mut run = Run { objects: Vec::new(), iri: Vec::new() };
+    let mut run = Run { _dir: dir, objects: Vec::new(), iri: Vec::new() };
     // Every LIID directory (one warrant here, but the layout is not assumed).
     for liid in std::fs::read_dir(&out).map_err(|e| e.to_string())?.flatten() {
         let d = liid.path();
@@ -240,8 +309,6 @@ fn replay(capture: &Path) -> Result<Run, String> {
         }
         run.iri.extend(lines("iri.jsonl"));
     }
-    // The temporary directory must outlive the checks that read stored bytes.
-    std::mem::forget(dir);
     Ok(run)
 }
 
@@ -271,6 +338,19 @@ fn alt_rule(run: &Run, sha: &str, who: &[String]) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The size a peer gives for the file with this hash.
+fn peer_size(t: &Value, sha: &str) -> Option<usize> {
+    let objects = t["tshark"]["objects"].as_object()?;
+    objects
+        .values()
+        .filter_map(|v| v.as_array())
+        .flatten()
+        .chain(t["suricata"]["fileinfo"].as_array().into_iter().flatten())
+        .find(|o| o["sha256"] == sha)
+        .and_then(|o| o["size"].as_u64())
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 fn find_div(cap: &str, sha: &str, who: &[String]) -> Option<&'static Div> {
@@ -314,6 +394,7 @@ fn check_capture(rel: &str, t: &Value, want: &Expected) -> Outcome {
                 Check::Absent => true,
                 Check::Prefix(n) => run.prefix_matches(n, sha),
                 Check::Anomaly(a) => run.anomaly(a),
+                Check::Slice => peer_size(t, sha).is_some_and(|n| run.slice_matches(n, sha)),
                 Check::PythonParts => {
                     let parts: Vec<&str> = t["tshark"]["objects"]["http"]
                         .as_array()
