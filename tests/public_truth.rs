@@ -106,9 +106,6 @@ const TE_NBSP: &str = "`Transfer-Encoding:\\xa0chunked`: NBSP is not OWS (RFC 91
 const NO_BODY_204: &str = "a 204 has no body (RFC 9110 15.3.5): tapir reads the chunks as a next, bad status line; tshark and Suricata take them as body";
 const BUG_GZIP: &str = "BUG: gzip header error drops the whole body (IRI response_body_len 68, no object); unsupported codings keep the raw bytes (evader-170)";
 const BUG_FOLD: &str = "BUG: ` Transfer-Encoding: chunked` is an obs-fold continuation of `Connection:` (RFC 9112 5.2), so Content-Length 68 frames the body; tapir takes it as chunked and stores nothing";
-const BUG_LEADING_ZEROS: &str = "BUG: Content-Length `000...050` (32 digits) is 50 (RFC 9110 8.6, 1*DIGIT); tapir reports bad-content-length and stores nothing";
-const BUG_RST_REUSE: &str = "BUG: after the early RST/FIN the same 4-tuple carries SYN-ACK, ACK and the GET; tapir closed the flow after 2 packets and ignores the rest (no HTTP event)";
-const BUG_ISN: &str = "BUG: 20 SYNs with different ISNs on the same 4-tuple before the real handshake (frame 24); tapir's session counts the POST's packets but delivers no payload (no HTTP event)";
 const BUG_OUTER_FRAG: &str = "BUG?: the response is a 6715-byte TCP segment inside ERSPAN/GRE whose outer IPv4 packet is fragmented (frames 265-269, ip.id 0xe173); Suricata reassembles it, tapir records no-response";
 
 #[rustfmt::skip]
@@ -128,11 +125,7 @@ const DIVERGENCES: &[Div] = &[
     Div { cap: "suricata-verify/tests/http-evader/http-evader-425/input.pcap", sha: "275a021bbfb6", src: "", why: EVADER, check: Check::Anomaly("no-response") },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-476/input.pcap", sha: "", src: "", why: NO_BODY_204, check: Check::Anomaly("bad-status-line") },
     Div { cap: "zeek/testing/btest/Traces/http/261/variant-03-cl_negative.pcap", sha: "1b37db3f0c64", src: "suricata-http", why: CL_NEGATIVE, check: Check::Anomaly("bad-content-length") },
-    Div { cap: "zeek/testing/btest/Traces/http/261/variant-08-leading_zeros.pcap", sha: "3adeb8573050", src: "", why: BUG_LEADING_ZEROS, check: Check::Anomaly("bad-content-length") },
     Div { cap: "zeek/testing/btest/Traces/http/261/variant-09-te_obs_fold.pcap", sha: "3be1023e1269", src: "tshark-http", why: OBS_FOLD_TE, check: Check::Anomaly("obs-fold") },
-    Div { cap: "suricata-verify/tests/bug-3286-02-linux-evasion/with_evasion_linux.pcap", sha: "686b7feefc04", src: "", why: BUG_RST_REUSE, check: Check::Absent },
-    Div { cap: "suricata-verify/tests/bug-3286-03-windows-evasion/with_evasion_windows.pcap", sha: "686b7feefc04", src: "", why: BUG_RST_REUSE, check: Check::Absent },
-    Div { cap: "suricata-verify/tests/bug-7657-01/input.pcap", sha: "cd0e084ceb5f", src: "tshark-http", why: BUG_ISN, check: Check::Absent },
     Div { cap: "zeek/testing/btest/Traces/erspan.pcap", sha: "7472c305e4a4", src: "suricata-http", why: BUG_OUTER_FRAG, check: Check::Anomaly("no-response") },
     // HTTP: where one peer alone differs.
     Div { cap: "suricata-verify/tests/http-gap-simple/input.pcap", sha: "", src: "suricata-http", why: SURICATA_PAST_CL, check: Check::Absent },

@@ -513,7 +513,9 @@ impl FlowTable {
                 Some(f) => (f.closed, f.first_seen, f.orig),
                 None => (false, now, src),
             };
-            if closed && syn && !ack {
+            // A SYN, or a SYN-ACK, on a closed flow is a new handshake on the same 4-tuple
+            // (suricata-verify bug-3286: an RST before the SYN-ACK, then the real connection).
+            if closed && syn {
                 self.remove(i);
                 found = None;
             } else if !closed && now.nanos().saturating_sub(first_seen.nanos()) >= self.cfg.absolute_ns {

@@ -124,7 +124,10 @@ impl Assembler {
     /// A SYN with sequence number `seq` was seen: the stream starts at `seq + 1`. Ignored once
     /// the start is known (a retransmitted SYN, or a SYN behind data of a mid-stream pickup).
     pub fn syn(&mut self, seq: u32) {
-        if self.base.is_none() {
+        // A SYN with another ISN before any byte was handed on is a new attempt (a client
+        // retrying, or an injected SYN): anchor on the latest, which is the one that carries
+        // the data (suricata-verify bug-7657).
+        if self.base.is_none() || (self.next == 0 && self.buffered() == 0) {
             self.base = Some(seq.wrapping_add(1));
         }
     }

@@ -282,8 +282,15 @@ pub fn content_length(head: &Head) -> Result<Option<u64>, BadContentLength> {
     Ok(found)
 }
 
+/// `1*DIGIT` as RFC 9110 defines a length: leading zeros are allowed (`0050` is 50), and the
+/// value must fit in a u64.
 pub fn parse_decimal(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 {
+    if b.is_empty() {
+        return None;
+    }
+    let first = b.iter().position(|&c| c != b'0').unwrap_or(b.len() - 1);
+    let b = &b[first..];
+    if b.len() > 20 {
         return None;
     }
     b.iter().try_fold(
@@ -546,6 +553,10 @@ mod tests {
         assert_eq!(h.get("host"), Some("a"));
         assert_eq!(h.get("x"), Some("1 2"));
         assert_eq!(content_length(&h), Ok(Some(5)));
+        assert_eq!(parse_decimal(b"00000000000000000000000000000050"), Some(50));
+        assert_eq!(parse_decimal(b"000"), Some(0));
+        assert_eq!(parse_decimal(b"0x5"), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
         assert!(h.anomalies.contains(&"obs-fold"));
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n", 1).unwrap_err(), HeadError::TooManyHeaders);
     }
