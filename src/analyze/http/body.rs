@@ -691,6 +691,19 @@ impl Body {
         };
         if let Err(e) = run_chain(layers, b, &mut sink) {
             push_once(&mut self.anomalies, e);
+            if e == "bad-gzip-header" && !b.starts_with(&[0x1f, 0x8b]) && self.transfer_len == b.len() as u64 {
+                // The body does not even start like gzip: the header lied (an evasion, or a
+                // broken server). Keep the body as sent rather than nothing. A body that starts
+                // like gzip and then breaks stays a decoding error.
+                push_once(&mut self.anomalies, "content-encoding-not-applied");
+                self.layers.clear();
+                self.decoded_len = b.len() as u64;
+                match &mut self.out {
+                    Out::Whole(s) => s.data(b, cx),
+                    Out::Multipart(m) => m.data(b, cx),
+                }
+                return;
+            }
             self.decode_failed = true;
         }
         if !self.layers.is_empty() && self.decoded_len > self.transfer_len.saturating_mul(MAX_RATIO) + RATIO_FLOOR {
