@@ -205,6 +205,17 @@ pub fn parse_head(block: &[u8], max_headers: usize) -> Result<Head, HeadError> {
         if line.is_empty() {
             break;
         }
+        // RFC 9112 2.2: a bare CR inside a header line is replaced by SP before processing (so
+        // `\r \rTransfer-Encoding: chunked` is an obs-fold continuation, not a header, as
+        // browsers read it: http-evader-289).
+        let replaced;
+        let line: &[u8] = if line.contains(&b'\r') {
+            push_once(&mut head.anomalies, "bare-cr");
+            replaced = line.iter().map(|&c| if c == b'\r' { b' ' } else { c }).collect::<Vec<u8>>();
+            &replaced
+        } else {
+            line
+        };
         if line[0] == b' ' || line[0] == b'\t' {
             match head.headers.last_mut() {
                 Some(h) => {
