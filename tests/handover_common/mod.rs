@@ -37,7 +37,16 @@ pub struct Lemf {
 
 impl Lemf {
     pub fn start(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64) -> Lemf {
-        let child = Command::new("python3")
+        Self::start_with_key(hi2, hi3, report, idle, max, None)
+    }
+
+    /// `sign_key`: the PKCS#8 DER Ed25519 key whose public half verifies signature PDUs.
+    pub fn start_with_key(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64, sign_key: Option<&Path>) -> Lemf {
+        let mut cmd = Command::new("python3");
+        if let Some(k) = sign_key {
+            cmd.env("LEMF_SIGN_KEY", k);
+        }
+        let child = cmd
             .arg(format!("{DATA}/lemf_seqs.py"))
             .arg(LEMF_CHECK)
             .args(["--hi2", &hi2.to_string(), "--hi3", &hi3.to_string()])
