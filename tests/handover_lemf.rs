@@ -32,7 +32,7 @@ fn every_pdu_decodes_in_sequence_with_verified_integrity() {
     );
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, &extra));
     let key = dir.path().join("sig.der");
-    let lemf = Lemf::start_with_key(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0, Some(&key));
+    let lemf = Lemf::start_env(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0, &[("LEMF_SIGN_KEY", &key)]);
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let (a, b): (Liid, Liid) = ("LIID-A".into(), "LIID-B".into());
     d.deliver(&begin(&a, 1, [10, 0, 0, 5])).unwrap();
@@ -61,8 +61,16 @@ fn every_pdu_decodes_in_sequence_with_verified_integrity() {
     // Recomputed by tests/data/handover/lemf_seqs.py (hashlib, cryptography) from the PDUs
     // as the LEMF received them.
     let i = &s["_integrity"];
-    assert_eq!((i["hash_ok"].as_u64(), i["hash_differs"].as_u64(), i["hash_incomplete"].as_u64()), (Some(31), Some(0), Some(0)), "{i}");
-    assert_eq!((i["sig_ok"].as_u64(), i["sig_bad"].as_u64(), i["sig_unchecked"].as_u64()), (Some(17), Some(0), Some(0)), "{i}");
+    assert_eq!(
+        (i["hash_ok"].as_u64(), i["hash_differs"].as_u64(), i["hash_incomplete"].as_u64()),
+        (Some(31), Some(0), Some(0)),
+        "{i}"
+    );
+    assert_eq!(
+        (i["sig_ok"].as_u64(), i["sig_bad"].as_u64(), i["sig_unchecked"].as_u64()),
+        (Some(17), Some(0), Some(0)),
+        "{i}"
+    );
     assert_eq!(sum(&r["integrity_checks"]), 31 + 17);
     // lemf_check's own hash check reads clause 7.2 differently (a hash over the PDUs'
     // SHA-256 digests): it sees all 31 hash PDUs and rejects every one. See the report.
@@ -98,6 +106,7 @@ fn lemf_outage_mid_delivery_loses_nothing() {
     let got1 = seqs(&s1, "hi3|LIID-A|1|cc");
     let got2 = seqs(&s2, "hi3|LIID-A|1|cc");
     assert!(!got1.is_empty() && got1.len() < N as usize, "first LEMF got {} of {N}", got1.len());
+    eprintln!("first LEMF: {} PDUs, second: {}, errors: {:?}", got1.len(), got2.len(), rep.leas[0].hi3.last_error);
     let mut union: Vec<u64> = got1.iter().chain(&got2).copied().collect();
     union.sort();
     union.dedup();
@@ -108,6 +117,46 @@ fn lemf_outage_mid_delivery_loses_nothing() {
     }
     // Duplicates are allowed only as a resend of what the first LEMF may have had in flight.
     assert!(got1.len() + got2.len() - N as usize <= 3000, "{} resent", got1.len() + got2.len() - N as usize);
+}
+
+#[test]
+fn lemf_killed_with_sigkill_mid_burst_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hi2, hi3) = (free_port(), free_port());
+    let (leas, warrants) = setup(&warrants_text(hi2, hi3, ""));
+    let log = dir.path().join("lemf1.log");
+    let first = Lemf::start_env(hi2, hi3, &dir.path().join("r1.json"), 30.0, 60.0, &[("LEMF_SEQ_LOG", &log)]);
+    let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
+    let a: Liid = "LIID-A".into();
+    const N: u32 = 20_000;
+    feed_cc(&mut d, &a, 1, [10, 0, 0, 5], 0..N);
+    // Kill it while it is still reading: some PDUs processed, others in its socket buffers.
+    let key = "hi3|LIID-A|1|cc";
+    let t0 = std::time::Instant::now();
+    while logged_seqs(&log, key).len() < 2000 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "LEMF received nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut child = first.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let got1 = logged_seqs(&log, key);
+    let second = Lemf::start(hi2, hi3, &dir.path().join("r2.json"), 3.0, 120.0);
+    let rep = d.finish(Duration::from_secs(120));
+    assert!(rep.complete(), "{rep:#?}");
+    let (r2, s2) = second.wait();
+    let got2 = seqs(&s2, key);
+    eprintln!("killed LEMF had {} PDUs, second got {}", got1.len(), got2.len());
+    assert!(got1.len() < N as usize, "the kill came too late to test anything");
+    let mut union: Vec<u64> = got1.iter().chain(&got2).copied().collect();
+    union.sort();
+    union.dedup();
+    assert_eq!(union.len(), N as usize, "lost PDUs");
+    assert_eq!(union, (0..u64::from(N)).collect::<Vec<_>>());
+    assert_eq!(r2["undecodable"], 0);
+    // The second LEMF, slow behind a backlog, got everything once: no spurious reconnect.
+    assert!(all_zero(&r2["sequence_duplicates"]), "{r2}");
+    assert_eq!(rep.leas[0].hi3.connects, 2, "{rep:#?}");
 }
 
 #[test]
@@ -237,4 +286,3 @@ fn mutual_tls_delivers_and_refuses_a_foreign_lemf_certificate() {
     // The LEMF side saw our alert: its handshake failed, no client was accepted.
     assert!(out.contains("handshake-failed") && !out.contains("client:"), "{out}");
 }
-

@@ -37,15 +37,14 @@ pub struct Lemf {
 
 impl Lemf {
     pub fn start(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64) -> Lemf {
-        Self::start_with_key(hi2, hi3, report, idle, max, None)
+        Self::start_env(hi2, hi3, report, idle, max, &[])
     }
 
-    /// `sign_key`: the PKCS#8 DER Ed25519 key whose public half verifies signature PDUs.
-    pub fn start_with_key(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64, sign_key: Option<&Path>) -> Lemf {
+    /// With environment for lemf_seqs.py: `LEMF_SIGN_KEY` (PKCS#8 DER Ed25519 key whose public
+    /// half verifies signature PDUs), `LEMF_SEQ_LOG` (per-PDU log that survives SIGKILL).
+    pub fn start_env(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64, env: &[(&str, &Path)]) -> Lemf {
         let mut cmd = Command::new("python3");
-        if let Some(k) = sign_key {
-            cmd.env("LEMF_SIGN_KEY", k);
-        }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .arg(format!("{DATA}/lemf_seqs.py"))
             .arg(LEMF_CHECK)
@@ -183,12 +182,29 @@ pub fn feed_cc(d: &mut Delivery, liid: &Liid, cin: u64, src: [u8; 4], range: std
     }
 }
 
+/// Sequence numbers of `key` in a LEMF_SEQ_LOG file.
+pub fn logged_seqs(log: &Path, key: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(_, n)| n.parse().ok())
+        .collect()
+}
+
 /// The sequence numbers of one stream in a `.seqs.json` file, e.g. key `hi3|LIID-A|1|cc`.
 pub fn seqs(v: &serde_json::Value, key: &str) -> Vec<u64> {
     v.get(key).and_then(|a| a.as_array()).map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default()
 }
 
 pub fn sh(cmd: &str, dir: &Path) {
-    let st = Command::new("sh").arg("-c").arg(cmd).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(st.success(), "{cmd}");
 }

@@ -125,11 +125,7 @@ impl Mdf {
     }
 
     /// One record. `emit(lea, channel, pdu)` stores a PDU; its errors are returned (the first).
-    pub fn record<E>(
-        &mut self,
-        rec: &Record<'_>,
-        emit: &mut Emit<'_, E>,
-    ) -> Result<(), E> {
+    pub fn record<E>(&mut self, rec: &Record<'_>, emit: &mut Emit<'_, E>) -> Result<(), E> {
         match rec {
             Record::Iri(r) => {
                 let Some(&lea) = self.route.get(&r.liid) else { return Ok(()) };
@@ -199,10 +195,10 @@ impl Mdf {
             }
         }
         let integrity = l.integrity.clone();
-        let st = self.streams.entry(key.clone()).or_insert_with(|| Stream {
-            next_seq: 0,
-            integrity: integrity.map(|c| IntegrityState::new(c, key.2)),
-        });
+        let st = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| Stream { next_seq: 0, integrity: integrity.map(|c| IntegrityState::new(c, key.2)) });
         let seq = st.next_seq;
         st.next_seq = st.next_seq.wrapping_add(1);
         self.buf.clear();
@@ -227,11 +223,7 @@ impl Mdf {
     }
 
     /// End of input: hash (and sign) what every stream has not yet covered.
-    pub fn flush<E>(
-        &mut self,
-        now: Timestamp,
-        emit: &mut Emit<'_, E>,
-    ) -> Result<(), E> {
+    pub fn flush<E>(&mut self, now: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
         let mut keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
         keys.sort_by(|a, b| (a.0.as_ref(), a.1, a.2 as u8).cmp(&(b.0.as_ref(), b.1, b.2 as u8)));
         let mut first_err = None;

@@ -29,6 +29,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes sent before a keep-alive asks for confirmation (bounds what a loss makes us resend).
 const PROBE_EVERY: u64 = 1 << 20;
+/// Bytes per second an LEMF is assumed to read at least, when it owes a keep-alive response.
+const MIN_LEMF_RATE: u64 = 50_000;
 const READ_BATCH: usize = 256 << 10;
 const MAX_INCOMING_PDU: usize = 64 << 10;
 
@@ -305,7 +307,11 @@ async fn session_inner(
             ka_seq = ka_seq.wrapping_add(1);
             t.encoder.keep_alive(&mut out, &hdr).map_err(|e| e.to_string())?;
             wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
-            probe = Some((sent, Instant::now() + t.keepalive));
+            // An LEMF answers after it has read everything before the keep-alive: allow for a
+            // slow reader behind a backlog (at least MIN_LEMF_RATE), not only the idle timeout.
+            let backlog = sent.saturating_sub(sh.spool.lock().map_err(lock_err)?.delivered());
+            let allowance = Duration::from_millis(backlog.saturating_mul(1000) / MIN_LEMF_RATE);
+            probe = Some((sent, Instant::now() + t.keepalive + allowance));
             since_probe = 0;
             last_send = Instant::now();
         }

@@ -78,7 +78,8 @@ impl Spool {
         let io = |source| SpoolError::Io { path: path.clone(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         let existed = path.exists();
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let end = scan(&bytes);
@@ -165,7 +166,8 @@ impl Spool {
     /// PDUs from `from` on, at most about `max` bytes of them (at least one): (PDU bytes, offset after).
     pub fn read_from(&self, from: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), SpoolError> {
         let io = |source| SpoolError::Io { path: self.path.clone(), source };
-        let want = usize::try_from(self.end.saturating_sub(from)).unwrap_or(usize::MAX).min(max.max(MAX_RECORD as usize));
+        let want =
+            usize::try_from(self.end.saturating_sub(from)).unwrap_or(usize::MAX).min(max.max(MAX_RECORD as usize));
         let mut buf = vec![0u8; want];
         let f = &self.file;
         read_exact_at(f, &mut buf, from).map_err(io)?;

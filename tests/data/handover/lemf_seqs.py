@@ -8,7 +8,10 @@
   key of LEMF_SIGN_KEY (PKCS#8 DER, Ed25519) over the concatenated checkValues of the hash
   PDUs listed.
 
-usage: [LEMF_SIGN_KEY=key.der] lemf_seqs.py LEMF_CHECK_PY [lemf_check arguments...]
+With LEMF_SEQ_LOG=FILE, each data PDU is also logged as "channel|LIID|CIN|kind seq" and
+flushed as soon as it is accounted, so that what a LEMF killed with SIGKILL had received is known.
+
+usage: [LEMF_SIGN_KEY=key.der] [LEMF_SEQ_LOG=file] lemf_seqs.py LEMF_CHECK_PY [lemf_check arguments...]
 """
 import hashlib, importlib.util, json, os, sys, threading
 
@@ -20,6 +23,7 @@ spec.loader.exec_module(lemf)
 raw = {}      # (liid, cin, kind, seq) -> PDU bytes
 checks = []   # (liid, cin, kind, seq, integrityCheck)
 mine = threading.Lock()
+seq_log = open(os.environ['LEMF_SEQ_LOG'], 'w') if os.environ.get('LEMF_SEQ_LOG') else None
 orig_account = lemf.account
 
 
@@ -34,6 +38,10 @@ def account(pdu, channel):
     cin = h['communicationIdentifier'].get('communicationIdentityNumber')
     kind, body = v['payload']
     with mine:
+        if seq_log and kind in ('cCPayloadSequence', 'iRIPayloadSequence'):
+            k = 'cc' if kind == 'cCPayloadSequence' else 'iri'
+            seq_log.write(f"{channel}|{liid}|{cin}|{k} {h['sequenceNumber']}\n")
+            seq_log.flush()
         if kind == 'cCPayloadSequence':
             raw[(liid, cin, 'cc', h['sequenceNumber'])] = pdu
         elif kind == 'iRIPayloadSequence':
