@@ -6,7 +6,8 @@
   the included PDUs of the same (LIID, CIN, IRI|CC) (docs/handover.md's reading; lemf_check's
   own check hashes the PDUs' digests instead), and signature checks verified with the public
   key of LEMF_SIGN_KEY (PKCS#8 DER, Ed25519) over the concatenated checkValues of the hash
-  PDUs listed.
+  PDUs listed;
+- "_ipcc_pairs": "src>dst" of the IPv4 packets iPCC carried, with counts.
 
 With LEMF_SEQ_LOG=FILE, each data PDU is also logged as "channel|LIID|CIN|kind seq" and
 flushed as soon as it is accounted, so that what a LEMF killed with SIGKILL had received is known.
@@ -22,6 +23,7 @@ spec.loader.exec_module(lemf)
 
 raw = {}      # (liid, cin, kind, seq) -> PDU bytes
 checks = []   # (liid, cin, kind, seq, integrityCheck)
+ipcc_pairs = {}  # "src>dst" of the IPv4 packets carried in iPCC -> count
 mine = threading.Lock()
 seq_log = open(os.environ['LEMF_SEQ_LOG'], 'w') if os.environ.get('LEMF_SEQ_LOG') else None
 orig_account = lemf.account
@@ -44,6 +46,12 @@ def account(pdu, channel):
             seq_log.flush()
         if kind == 'cCPayloadSequence':
             raw[(liid, cin, 'cc', h['sequenceNumber'])] = pdu
+            for cc in body:
+                ck, cv = cc['cCContents']
+                pkt = cv.get('iPCCContents', ('', b''))[1] if ck == 'iPCC' else b''
+                if isinstance(pkt, bytes) and len(pkt) >= 20 and pkt[0] >> 4 == 4:
+                    pair = '.'.join(map(str, pkt[12:16])) + '>' + '.'.join(map(str, pkt[16:20]))
+                    ipcc_pairs[pair] = ipcc_pairs.get(pair, 0) + 1
         elif kind == 'iRIPayloadSequence':
             raw[(liid, cin, 'iri', h['sequenceNumber'])] = pdu
         elif kind == 'tRIPayload' and body[0] == 'integrityCheck':
@@ -88,4 +96,5 @@ report = sys.argv[sys.argv.index('--report') + 1]
 with lemf.lock:
     out = {'|'.join(map(str, key)): sorted(v) for key, v in lemf.seqs.items()}
 out['_integrity'] = res
+out['_ipcc_pairs'] = ipcc_pairs
 json.dump(out, open(report + '.seqs.json', 'w'), sort_keys=True)
