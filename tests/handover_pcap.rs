@@ -39,8 +39,7 @@ fn vxlan_fixture_delivered_as_inner_ipcc() {
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let mut p = Pipeline::new(warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let files = vec![CaptureFile::open(Path::new(PCAP)).unwrap()];
-    let mut merge = Merge::of(&files);
-    while let Some((_, item)) = merge.next() {
+    for (_, item) in Merge::of(&files) {
         p.frame(&item.unwrap(), &mut d);
     }
     p.finish(&mut d);
