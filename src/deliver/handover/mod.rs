@@ -346,3 +346,13 @@ impl Drop for Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delivery_can_run_on_the_output_thread() {
+        fn send<T: Send + 'static>() {}
+        // `Threaded<Delivery>` needs this.
+        send::<super::Delivery>();
+    }
+}

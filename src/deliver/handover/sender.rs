@@ -279,26 +279,23 @@ async fn session_inner(
     let mut ka_seq = 0u32;
     let mut out = Vec::new();
     loop {
-        let (pdus, next) = {
+        let (bytes, count, next) = {
             let sp = sh.spool.lock().map_err(lock_err)?;
             if sent < sp.end() {
                 sp.read_from(sent, READ_BATCH).map_err(|e| e.to_string())?
             } else {
-                (Vec::new(), sent)
+                (Vec::new(), 0, sent)
             }
         };
-        if !pdus.is_empty() {
-            out.clear();
-            for p in &pdus {
-                out.extend_from_slice(p);
-            }
-            wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
-            sh.sent_pdus.fetch_add(pdus.len() as u64, Ordering::Relaxed);
+        let sent_some = count > 0;
+        if sent_some {
+            wr.write_all(&bytes).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+            sh.sent_pdus.fetch_add(count as u64, Ordering::Relaxed);
             since_probe += next - sent;
             sent = next;
             last_send = Instant::now();
         }
-        let drained = pdus.is_empty() || since_probe >= PROBE_EVERY;
+        let drained = !sent_some || since_probe >= PROBE_EVERY;
         let unconfirmed = sent > sh.spool.lock().map_err(lock_err)?.delivered();
         let idle = last_send.elapsed() >= t.keepalive;
         if probe.is_none() && ((drained && unconfirmed) || idle) {
@@ -316,7 +313,7 @@ async fn session_inner(
             last_send = Instant::now();
         }
         wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
-        if !pdus.is_empty() {
+        if sent_some {
             // More may be waiting: only look at events without blocking.
             while let Ok(ev) = rx.try_recv() {
                 handle(t, wr, ev, &mut probe, &mut sent).await?;

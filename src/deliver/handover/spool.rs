@@ -62,6 +62,8 @@ pub struct Spool {
     delivered: u64,
     max_bytes: u64,
     unsynced: u32,
+    /// One record being written (reused: no allocation per PDU).
+    scratch: Vec<u8>,
     /// Records dropped from a corrupt tail at open.
     pub truncated_records: u64,
     /// Bytes dropped from a corrupt tail at open.
@@ -91,6 +93,7 @@ impl Spool {
             delivered: 0,
             max_bytes,
             unsynced: 0,
+            scratch: Vec::new(),
             truncated_records: 0,
             truncated_bytes: 0,
             existed,
@@ -128,12 +131,14 @@ impl Spool {
         if self.end.saturating_add(add) > self.max_bytes {
             return Err(SpoolError::Full { path: self.path.clone(), size: self.end, add, max: self.max_bytes });
         }
-        let mut rec = Vec::with_capacity(pdu.len() + 8);
+        let mut rec = std::mem::take(&mut self.scratch);
+        rec.clear();
         rec.extend_from_slice(&len.to_le_bytes());
         rec.extend_from_slice(&crc32(pdu).to_le_bytes());
         rec.extend_from_slice(pdu);
-        let io = |source| SpoolError::Io { path: self.path.clone(), source };
-        self.file.write_all(&rec).map_err(io)?;
+        let r = self.file.write_all(&rec);
+        self.scratch = rec;
+        r.map_err(|source| SpoolError::Io { path: self.path.clone(), source })?;
         self.end += add;
         self.unsynced += 1;
         if self.unsynced >= SYNC_EVERY {
@@ -163,26 +168,34 @@ impl Spool {
         self.delivered
     }
 
-    /// PDUs from `from` on, at most about `max` bytes of them (at least one): (PDU bytes, offset after).
-    pub fn read_from(&self, from: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), SpoolError> {
+    /// PDUs from `from` on, about `max` bytes of them (at least one whole PDU), concatenated
+    /// without their record headers: (bytes, number of PDUs, offset after the last).
+    pub fn read_from(&self, from: u64, max: usize) -> Result<(Vec<u8>, usize, u64), SpoolError> {
         let io = |source| SpoolError::Io { path: self.path.clone(), source };
-        let want =
-            usize::try_from(self.end.saturating_sub(from)).unwrap_or(usize::MAX).min(max.max(MAX_RECORD as usize));
-        let mut buf = vec![0u8; want];
-        let f = &self.file;
-        read_exact_at(f, &mut buf, from).map_err(io)?;
-        let mut out = Vec::new();
-        let mut at = 0usize;
-        let mut total = 0usize;
+        let avail = usize::try_from(self.end.saturating_sub(from)).unwrap_or(usize::MAX);
+        if avail < HEADER as usize {
+            return Ok((Vec::new(), 0, from));
+        }
+        // At least the first record whole, even when it is larger than `max`.
+        let mut head = [0u8; 8];
+        read_exact_at(&self.file, &mut head, from).map_err(io)?;
+        let first = HEADER as usize + u32::from_le_bytes([head[0], head[1], head[2], head[3]]).min(MAX_RECORD) as usize;
+        let mut buf = vec![0u8; avail.min(max.max(first))];
+        read_exact_at(&self.file, &mut buf, from).map_err(io)?;
+        // Strip the headers in place: the PDUs move down over them, no copy per PDU.
+        let (mut at, mut write, mut n) = (0usize, 0usize, 0usize);
         while let Some((pdu, next)) = record_at(&buf, at) {
-            total += pdu.len();
-            out.push(pdu.to_vec());
+            let (start, len) = (next - pdu.len(), pdu.len());
+            buf.copy_within(start..next, write);
+            write += len;
+            n += 1;
             at = next;
-            if total >= max {
+            if write >= max {
                 break;
             }
         }
-        Ok((out, from + at as u64))
+        buf.truncate(write);
+        Ok((buf, n, from + at as u64))
     }
 
     /// The LEA confirmed everything before `off`: persist it, and truncate the file if drained.
@@ -266,15 +279,15 @@ mod tests {
         s.append(b"one").unwrap();
         s.append(b"two!").unwrap();
         assert_eq!(s.end(), 8 + 3 + 8 + 4);
-        let (pdus, next) = s.read_from(0, 1).unwrap();
-        assert_eq!((pdus, next), (vec![b"one".to_vec()], 11));
+        let (pdus, n, next) = s.read_from(0, 1).unwrap();
+        assert_eq!((pdus, n, next), (b"one".to_vec(), 1, 11));
         s.confirm(11).unwrap();
         drop(s);
         let mut s = Spool::open(d.path(), "hi3", 1 << 20).unwrap();
         assert!(s.existed);
         assert_eq!(s.delivered(), 11);
-        let (pdus, next) = s.read_from(11, 1000).unwrap();
-        assert_eq!(pdus, vec![b"two!".to_vec()]);
+        let (pdus, n, next) = s.read_from(11, 1000).unwrap();
+        assert_eq!((pdus, n), (b"two!".to_vec(), 1));
         s.confirm(next).unwrap();
         assert_eq!((s.end(), s.delivered()), (0, 0));
         assert_eq!(std::fs::metadata(d.path().join("hi3.spool")).unwrap().len(), 0);
