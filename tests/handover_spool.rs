@@ -13,7 +13,7 @@ use tapir::select::Liid;
 #[test]
 fn crc_corrupted_tail_is_truncated_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hi3.spool");
+    let path = dir.path().join("hi3.0000000000000000.seg");
     // Three records [len u32 LE][crc32 u32 LE][bytes]; the third's last byte flipped after its CRC.
     let py = r#"
 import struct, sys, zlib
@@ -59,11 +59,13 @@ fn delivery_after_restart_reports_the_truncated_tail_and_sends_the_rest() {
         drop(d);
     }
     // Corrupt the last PDU byte: its record fails the CRC, so sequence number 9 is gone.
-    let file = spool.join("lemf/hi3.spool");
-    let mut bytes = std::fs::read(&file).unwrap();
+    let segs = segments(&spool.join("lemf"), "hi3");
+    assert_eq!(segs.len(), 1);
+    let file = &segs[0];
+    let mut bytes = std::fs::read(file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    std::fs::write(&file, &bytes).unwrap();
+    std::fs::write(file, &bytes).unwrap();
     let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
     let d = Delivery::start(leas, &warrants, &spool).unwrap();
     let rep = d.finish(Duration::from_secs(60));
@@ -94,7 +96,7 @@ fn full_spool_refuses_with_an_alarm() {
             Err(e) => panic!("{e}"),
         }
     }
-    let size = std::fs::metadata(dir.path().join("spool/lemf/hi3.spool")).unwrap().len();
+    let size = segment_bytes(&dir.path().join("spool/lemf"), "hi3");
     assert!(size <= 3000 && size > 3000 - 200, "{size}");
     let rep = d.finish(Duration::from_millis(200));
     let l = &rep.leas[0];

@@ -208,3 +208,22 @@ pub fn sh(cmd: &str, dir: &Path) {
         .unwrap();
     assert!(st.success(), "{cmd}");
 }
+
+/// The segment files of `channel` in a spool directory, oldest first.
+pub fn segments(dir: &Path, channel: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with(&format!("{channel}.")) && n.ends_with(".seg")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Bytes in the segment files of `channel`.
+pub fn segment_bytes(dir: &Path, channel: &str) -> u64 {
+    segments(dir, channel).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum()
+}

@@ -35,7 +35,10 @@ pub struct IntegrityFiles {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpool {
-    max_bytes: u64,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+    #[serde(default)]
+    segment_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +84,8 @@ pub struct LeaConfig {
     pub keepalive_secs: u64,
     /// The spool refuses PDUs beyond this many bytes per channel (an alarm, never a drop).
     pub max_spool_bytes: u64,
+    /// Size at which the spool starts a new segment file.
+    pub spool_segment_bytes: u64,
 }
 
 /// Defaults when the table does not say.
@@ -135,7 +140,12 @@ pub fn parse_leas(raw: &[toml::Value], file: &str) -> Result<Vec<LeaConfig>, Lea
         if keepalive_secs == 0 {
             return Err(bad("keepalive must be at least 1 second".into()));
         }
-        let max_spool_bytes = r.spool.map_or(DEFAULT_MAX_SPOOL_BYTES, |s| s.max_bytes);
+        let max_spool_bytes = r.spool.as_ref().and_then(|s| s.max_bytes).unwrap_or(DEFAULT_MAX_SPOOL_BYTES);
+        let spool_segment_bytes =
+            r.spool.as_ref().and_then(|s| s.segment_bytes).unwrap_or(crate::deliver::handover::spool::SEGMENT_BYTES);
+        if spool_segment_bytes == 0 {
+            return Err(bad("spool.segment_bytes must be at least 1".into()));
+        }
         let mut etsi = EtsiConfig::new(&r.operator_id);
         etsi.versions = r.versions.unwrap_or_default();
         etsi.network_element_id = r.network_element_id;
@@ -155,6 +165,7 @@ pub fn parse_leas(raw: &[toml::Value], file: &str) -> Result<Vec<LeaConfig>, Lea
             integrity: r.integrity,
             keepalive_secs,
             max_spool_bytes,
+            spool_segment_bytes,
         });
     }
     Ok(out)
@@ -186,7 +197,7 @@ tls_key = "k.pem"
 integrity = { hash_every = 10, sign_every = 2, key = "sig.der" }
 versions = { li_ps_pdu = 40, ip_access = 17 }
 keepalive = 3
-spool = { max_bytes = 1000 }
+spool = { max_bytes = 1000, segment_bytes = 100 }
 "#,
         )
         .unwrap();
@@ -196,7 +207,7 @@ spool = { max_bytes = 1000 }
         assert_eq!(l[0].etsi.authorization_country_code.as_deref(), Some("DE"));
         assert_eq!(l[0].tls.as_ref().unwrap().ca, PathBuf::from("ca.pem"));
         assert_eq!(l[0].integrity.as_ref().unwrap().sign_every, 2);
-        assert_eq!((l[0].keepalive_secs, l[0].max_spool_bytes), (3, 1000));
+        assert_eq!((l[0].keepalive_secs, l[0].max_spool_bytes, l[0].spool_segment_bytes), (3, 1000, 100));
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Delivery {
             let mut chans = Vec::new();
             let mut truncated = [0; 2];
             for (k, (ch, addr)) in [("hi2", &l.hi2), ("hi3", &l.hi3)].into_iter().enumerate() {
-                let sp = Spool::open(&dir, ch, l.max_spool_bytes)?;
+                let sp = Spool::open_with_segment_size(&dir, ch, l.max_spool_bytes, l.spool_segment_bytes)?;
                 restarted |= sp.existed;
                 truncated[k] = sp.truncated_records;
                 let shared = Arc::new(ChannelShared::new(sp));

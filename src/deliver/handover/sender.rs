@@ -359,12 +359,9 @@ async fn handle(
         Event::KeepAliveResponse => {
             if let Some((off, _)) = probe.take() {
                 let mut sp = t.shared.spool.lock().map_err(|_| "spool lock poisoned".to_string())?;
-                let before = sp.end();
                 sp.confirm(off).map_err(|e| e.to_string())?;
-                if sp.end() < before {
-                    // Drained and truncated: everything sent was confirmed, offsets restart at 0.
-                    *sent = sp.end();
-                }
+                // A torn tail skipped at open leaves a hole: never stay behind what is confirmed.
+                *sent = (*sent).max(off);
             }
         }
         Event::Closed(e) => return Err(format!("{}: {e}", t.addr)),
