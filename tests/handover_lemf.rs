@@ -184,6 +184,7 @@ fn sender_crash_resumes_from_the_spool_with_cin_reset() {
     assert!(spooled >= 500 * (8 + 68), "spool holds the PDUs: {spooled} bytes");
     let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
     let mut d = Delivery::start(leas, &warrants, &spool).unwrap();
+    d.deliver(&begin(&a, 2, [10, 0, 0, 5])).unwrap();
     feed_cc(&mut d, &a, 2, [10, 0, 0, 5], 0..20);
     let rep = d.finish(Duration::from_secs(60));
     assert!(rep.complete(), "{rep:#?}");
@@ -191,9 +192,11 @@ fn sender_crash_resumes_from_the_spool_with_cin_reset() {
     assert_eq!(seqs(&s, "hi3|LIID-A|1|cc"), (0..500).collect::<Vec<_>>());
     assert_eq!(seqs(&s, "hi3|LIID-A|2|cc"), (0..20).collect::<Vec<_>>());
     assert_eq!(r["undecodable"], 0);
-    // After the restart, one cINReset before the first PDU of the (LIID, CIN) used again.
-    assert_eq!(r["by_payload"]["tri.cINReset"], 1, "{r}");
-    assert_eq!(rep.leas[0].counts.cin_resets, 1);
+    assert_eq!(seqs(&s, "hi2|LIID-A|2|iri"), vec![0]);
+    // After the restart, one cINReset before the first PDU of each stream of the (LIID, CIN)
+    // used again: IRI on HI2, CC on HI3.
+    assert_eq!(r["by_payload"]["tri.cINReset"], 2, "{r}");
+    assert_eq!(rep.leas[0].counts.cin_resets, 2);
     assert_eq!(rep.leas[0].hi3.still_spooled_bytes, 0);
 }
 

@@ -71,9 +71,10 @@ pub struct Mdf {
     streams: HashMap<StreamKey, Stream>,
     /// Target side of each session, learnt from its iRI-Begin, for the CC direction.
     sides: HashMap<(Liid, u64), Dir>,
-    /// After a restart: the (LIID, CIN)s that already got their cINReset.
+    /// After a restart: the streams (LIID, CIN, IRI|CC) that already got their cINReset; one per
+    /// stream, so that the HI2 and the HI3 receiver each see it.
     restarted: bool,
-    reset_done: HashSet<(Liid, Option<u32>)>,
+    reset_done: HashSet<StreamKey>,
     buf: Vec<u8>,
     aux: Vec<u8>,
 }
@@ -88,7 +89,8 @@ pub fn wire_cin(cin: u64) -> u32 {
 
 impl Mdf {
     /// `route`: LIID -> index into `leas`. `signers[i]` signs LEA i's integrity hashes, if any.
-    /// `restarted`: the spool existed, so a cINReset precedes each (LIID, CIN)'s first PDU.
+    /// `restarted`: the spool existed, so a cINReset precedes the first PDU of each
+    /// (LIID, CIN, IRI|CC) stream.
     pub fn new(
         leas: &[LeaConfig],
         signers: Vec<Option<Signer>>,
@@ -181,7 +183,7 @@ impl Mdf {
     ) -> Result<(), E> {
         let channel = if key.2 == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
         let l = &mut self.leas[lea];
-        if self.restarted && self.reset_done.insert((key.0.clone(), key.1)) {
+        if self.restarted && !self.reset_done.contains(&key) && self.reset_done.insert(key.clone()) {
             self.aux.clear();
             let hdr = PduHeader { liid: &key.0, cin: key.1.map(u64::from), seq: 0, ts };
             if l.encoder.cin_reset(&mut self.aux, &hdr).is_ok() {
