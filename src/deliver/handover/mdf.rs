@@ -1,0 +1,288 @@
+//! The mediation function's sans-I/O core: records in, numbered PS-PDUs out, per LEA and channel.
+//!
+//! No clock and no files: time is the record's, and every PDU goes to an `emit` callback (the
+//! spool) that may refuse it. A refused PDU is an error the caller reports; the sequence number
+//! it would have taken is not reused, so the LEMF sees the gap the refusal caused.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::deliver::etsi::ipaccess::{payload_direction, target_side};
+use crate::deliver::etsi::{
+    inner_ip_packet, map_iri, CcContents, CcPayload, DataType, Encoder, IntegrityConfig, IntegrityState, Payload,
+    PduHeader, Signer,
+};
+use crate::record::{Dir, IriEvent, Record};
+use crate::select::Liid;
+use crate::timestamp::Timestamp;
+
+use super::config::LeaConfig;
+
+/// HI2 carries IRI, HI3 carries CC; TRI goes on the channel of the stream it concerns.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Hi2,
+    Hi3,
+}
+
+impl Channel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Hi2 => "hi2",
+            Channel::Hi3 => "hi3",
+        }
+    }
+}
+
+/// Per-LEA counts of what could not be sent, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MdfCounts {
+    /// PDUs handed to `emit` and accepted.
+    pub pdus: u64,
+    /// IRI records with no IPIRI form (FTP, HTTP, TLS, SMTP events): kept in the case only.
+    pub iri_without_ipiri: u64,
+    /// CC frames without an IP packet inside (ARP, ...): IPCC cannot carry them.
+    pub cc_not_ip: u64,
+    /// Encoding errors (a LIID longer than 25 octets, ...).
+    pub encode_errors: u64,
+    /// PDUs `emit` refused (spool full).
+    pub refused: u64,
+    pub integrity_checks: u64,
+    pub cin_resets: u64,
+}
+
+struct Lea {
+    encoder: Encoder,
+    integrity: Option<IntegrityConfig>,
+    signer: Option<Signer>,
+    counts: MdfCounts,
+}
+
+struct Stream {
+    next_seq: u32,
+    integrity: Option<IntegrityState>,
+}
+
+type StreamKey = (Liid, Option<u32>, DataType);
+
+/// Numbers and encodes one warrant set's records for its LEAs.
+pub struct Mdf {
+    leas: Vec<Lea>,
+    route: HashMap<Liid, usize>,
+    streams: HashMap<StreamKey, Stream>,
+    /// Target side of each session, learnt from its iRI-Begin, for the CC direction.
+    sides: HashMap<(Liid, u64), Dir>,
+    /// After a restart: the streams (LIID, CIN, IRI|CC) that already got their cINReset; one per
+    /// stream, so that the HI2 and the HI3 receiver each see it.
+    restarted: bool,
+    reset_done: HashSet<StreamKey>,
+    buf: Vec<u8>,
+    aux: Vec<u8>,
+}
+
+/// Where PDUs go: `(LEA index, channel, PDU) -> stored, or refused with E`.
+pub type Emit<'a, E> = dyn FnMut(usize, Channel, &[u8]) -> Result<(), E> + 'a;
+
+/// The CIN on the wire: tapir's u64 CIN folded into INTEGER (0..4294967295).
+pub fn wire_cin(cin: u64) -> u32 {
+    (cin & 0xffff_ffff) as u32
+}
+
+impl Mdf {
+    /// `route`: LIID -> index into `leas`. `signers[i]` signs LEA i's integrity hashes, if any.
+    /// `restarted`: the spool existed, so a cINReset precedes the first PDU of each
+    /// (LIID, CIN, IRI|CC) stream.
+    pub fn new(
+        leas: &[LeaConfig],
+        signers: Vec<Option<Signer>>,
+        route: HashMap<Liid, usize>,
+        restarted: bool,
+    ) -> Result<Mdf, crate::deliver::etsi::ConfigError> {
+        let mut out = Vec::new();
+        for (l, signer) in leas.iter().zip(signers.into_iter().chain(std::iter::repeat_with(|| None))) {
+            let integrity = l.integrity.as_ref().map(|i| IntegrityConfig {
+                hash_every_pdus: i.hash_every,
+                // Count-driven only: a replay's record times would make time-driven checks
+                // depend on the capture's pace; `flush` covers the tail.
+                hash_every_secs: 0,
+                sign_every_hashes: if signer.is_some() { i.sign_every } else { 0 },
+                sign_every_secs: 0,
+                ..IntegrityConfig::default()
+            });
+            out.push(Lea { encoder: Encoder::new(l.etsi.clone())?, integrity, signer, counts: MdfCounts::default() });
+        }
+        Ok(Mdf {
+            leas: out,
+            route,
+            streams: HashMap::new(),
+            sides: HashMap::new(),
+            restarted,
+            reset_done: HashSet::new(),
+            buf: Vec::with_capacity(2048),
+            aux: Vec::new(),
+        })
+    }
+
+    pub fn counts(&self, lea: usize) -> Option<&MdfCounts> {
+        self.leas.get(lea).map(|l| &l.counts)
+    }
+
+    /// One record. `emit(lea, channel, pdu)` stores a PDU; its errors are returned (the first).
+    pub fn record<E>(&mut self, rec: &Record<'_>, emit: &mut Emit<'_, E>) -> Result<(), E> {
+        match rec {
+            Record::Iri(r) => {
+                let Some(&lea) = self.route.get(&r.liid) else { return Ok(()) };
+                if let IriEvent::SessionBegin { flow, .. } = &r.event {
+                    if let Some(cin) = r.cin {
+                        self.sides.insert((r.liid.clone(), cin), target_side(flow, &r.provenance));
+                    }
+                }
+                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
+                    self.sides.remove(&(r.liid.clone(), cin));
+                }
+                let Some(m) = map_iri(r) else {
+                    self.leas[lea].counts.iri_without_ipiri += 1;
+                    return Ok(());
+                };
+                let cin = r.cin.map(wire_cin);
+                let key = (r.liid.clone(), cin, DataType::Iri);
+                self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))
+            }
+            Record::Cc(c) => {
+                let Some(&lea) = self.route.get(c.liid) else { return Ok(()) };
+                let Some(packet) = inner_ip_packet(c.link, c.data) else {
+                    self.leas[lea].counts.cc_not_ip += 1;
+                    return Ok(());
+                };
+                let side = self.sides.get(&(c.liid.clone(), c.cin)).copied();
+                let dir = payload_direction(c.dir, side);
+                let snapped = (c.data.len() as u64) < u64::from(c.orig_len);
+                let cut = c.data.len().saturating_sub(packet.len());
+                let original_len = u64::from(c.orig_len).saturating_sub(cut as u64);
+                let key = (c.liid.clone(), Some(wire_cin(c.cin)), DataType::Cc);
+                self.data_pdu(lea, key, c.ts, emit, |enc, buf, hdr| {
+                    let contents = if snapped {
+                        CcContents::IpTruncated { packet, original_len }
+                    } else {
+                        CcContents::IpPacket(packet)
+                    };
+                    let cc = [CcPayload { direction: Some(dir), ts: None, contents }];
+                    enc.encode(buf, hdr, &Payload::Cc(&cc))
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn data_pdu<E>(
+        &mut self,
+        lea: usize,
+        key: StreamKey,
+        ts: Timestamp,
+        emit: &mut Emit<'_, E>,
+        enc: impl FnOnce(&Encoder, &mut Vec<u8>, &PduHeader<'_>) -> Result<(), crate::deliver::etsi::EncodeError>,
+    ) -> Result<(), E> {
+        let channel = if key.2 == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
+        let l = &mut self.leas[lea];
+        if self.restarted && !self.reset_done.contains(&key) && self.reset_done.insert(key.clone()) {
+            self.aux.clear();
+            let hdr = PduHeader { liid: &key.0, cin: key.1.map(u64::from), seq: 0, ts };
+            if l.encoder.cin_reset(&mut self.aux, &hdr).is_ok() {
+                match emit(lea, channel, &self.aux) {
+                    Ok(()) => l.counts.cin_resets += 1,
+                    Err(e) => {
+                        l.counts.refused += 1;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let integrity = l.integrity.clone();
+        let st = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| Stream { next_seq: 0, integrity: integrity.map(|c| IntegrityState::new(c, key.2)) });
+        let seq = st.next_seq;
+        st.next_seq = st.next_seq.wrapping_add(1);
+        self.buf.clear();
+        let hdr = PduHeader { liid: &key.0, cin: key.1.map(u64::from), seq, ts };
+        if enc(&l.encoder, &mut self.buf, &hdr).is_err() {
+            l.counts.encode_errors += 1;
+            return Ok(());
+        }
+        if let Err(e) = emit(lea, channel, &self.buf) {
+            l.counts.refused += 1;
+            return Err(e);
+        }
+        l.counts.pdus += 1;
+        let due = match &mut st.integrity {
+            Some(i) => i.add_pdu(seq, &self.buf, ts),
+            None => return Ok(()),
+        };
+        if due.hash || due.signature {
+            integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, false, emit)?;
+        }
+        Ok(())
+    }
+
+    /// End of input: hash (and sign) what every stream has not yet covered.
+    pub fn flush<E>(&mut self, now: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
+        let mut keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
+        keys.sort_by(|a, b| (a.0.as_ref(), a.1, a.2 as u8).cmp(&(b.0.as_ref(), b.1, b.2 as u8)));
+        let mut first_err = None;
+        for key in keys {
+            let Some(&lea) = self.route.get(&key.0) else { continue };
+            let channel = if key.2 == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
+            let (Some(l), Some(st)) = (self.leas.get_mut(lea), self.streams.get_mut(&key)) else { continue };
+            if let Err(e) = integrity_pdus(l, st, &key, channel, now, lea, &mut self.aux, true, emit) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Sends the due hash and signature PDUs of one stream (all pending ones at flush).
+#[allow(clippy::too_many_arguments)]
+fn integrity_pdus<E>(
+    l: &mut Lea,
+    st: &mut Stream,
+    key: &StreamKey,
+    channel: Channel,
+    ts: Timestamp,
+    lea: usize,
+    buf: &mut Vec<u8>,
+    force: bool,
+    emit: &mut Emit<'_, E>,
+) -> Result<(), E> {
+    let Some(state) = &mut st.integrity else { return Ok(()) };
+    let mut checks = Vec::new();
+    // `force` (end of input): whatever is pending, due or not.
+    if force || state.due(ts).hash {
+        if let Some(h) = state.take_hash(ts) {
+            checks.push(h);
+        }
+    }
+    if force || state.due(ts).signature {
+        if let Some(signer) = &l.signer {
+            match state.take_signature(signer) {
+                Ok(Some(s)) => checks.push(s),
+                Ok(None) => {}
+                Err(_) => l.counts.encode_errors += 1,
+            }
+        }
+    }
+    for (seq, ic) in checks {
+        buf.clear();
+        let hdr = PduHeader { liid: &key.0, cin: key.1.map(u64::from), seq, ts };
+        if l.encoder.integrity_check(buf, &hdr, &ic).is_err() {
+            l.counts.encode_errors += 1;
+            continue;
+        }
+        if let Err(e) = emit(lea, channel, buf) {
+            l.counts.refused += 1;
+            return Err(e);
+        }
+        l.counts.integrity_checks += 1;
+    }
+    Ok(())
+}

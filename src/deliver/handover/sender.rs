@@ -1,0 +1,386 @@
+//! The I/O side: one tokio task per (LEA, channel) streams its spool over TCP or mutual TLS.
+//!
+//! Reconnects with exponential backoff (100 ms doubling, capped at 5 s). Keep-alive TRI PDUs
+//! serve two purposes: the idle keep-alive of TS 102 232-1 clause 6.3 (no answer within the
+//! timeout: reconnect), and the delivery confirmation that moves the spool's persisted offset
+//! (see `spool.rs`). Keep-alives from the LEA are answered with the same header.
+//!
+//! Incoming bytes are untrusted: framing is length-checked, a TLV longer than 64 KiB or one that
+//! does not decode closes the connection; nothing read from the LEA can panic the task.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::config::TlsFiles;
+use super::spool::Spool;
+use crate::deliver::etsi::ber::Reader;
+use crate::deliver::etsi::decode::decode_pdu;
+use crate::deliver::etsi::{Encoder, PduHeader};
+use crate::timestamp::Timestamp;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes sent before a keep-alive asks for confirmation (bounds what a loss makes us resend).
+const PROBE_EVERY: u64 = 1 << 20;
+/// Bytes per second an LEMF is assumed to read at least, when it owes a keep-alive response.
+const MIN_LEMF_RATE: u64 = 50_000;
+const READ_BATCH: usize = 256 << 10;
+const MAX_INCOMING_PDU: usize = 64 << 10;
+
+/// One channel's spool and what its sender reports.
+#[derive(Debug)]
+pub struct ChannelShared {
+    pub spool: Mutex<Spool>,
+    pub notify: Notify,
+    pub connected: AtomicBool,
+    /// PDUs written to the socket (resends after a loss count again).
+    pub sent_pdus: AtomicU64,
+    pub connects: AtomicU64,
+    pub errors: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ChannelShared {
+    pub fn new(spool: Spool) -> ChannelShared {
+        ChannelShared {
+            spool: Mutex::new(spool),
+            notify: Notify::new(),
+            connected: AtomicBool::new(false),
+            sent_pdus: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn error(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(e);
+        }
+    }
+}
+
+/// What one channel task needs.
+pub struct ChannelTask {
+    pub shared: Arc<ChannelShared>,
+    pub addr: String,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub encoder: Encoder,
+    /// LIID the keep-alives carry (the LEA's first warrant).
+    pub keepalive_liid: String,
+    pub keepalive: Duration,
+    pub stop: watch::Receiver<bool>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Builds the mutual-TLS client config (TLS 1.3 only) from PEM files.
+pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&files.ca).map_err(|e| format!("{}: {e}", files.ca.display()))? {
+        let c = c.map_err(|e| format!("{}: {e}", files.ca.display()))?;
+        roots.add(c).map_err(|e| format!("{}: {e}", files.ca.display()))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    Ok(Arc::new(cfg))
+}
+
+async fn connect(addr: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> Result<Box<dyn Io>, String> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: connect timed out"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(cfg) = tls else { return Ok(Box::new(tcp)) };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{addr}: server name {host:?}: {e}"))?;
+    let conn = tokio_rustls::TlsConnector::from(cfg.clone());
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, conn.connect(name, tcp))
+        .await
+        .map_err(|_| format!("{addr}: TLS handshake timed out"))?
+        .map_err(|e| format!("{addr}: TLS: {e}"))?;
+    Ok(Box::new(s))
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(mut t: ChannelTask) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *t.stop.borrow() {
+            return;
+        }
+        match connect(&t.addr, &t.tls).await {
+            Ok(io) => {
+                backoff = BACKOFF_MIN;
+                t.shared.connects.fetch_add(1, Ordering::Relaxed);
+                t.shared.connected.store(true, Ordering::Relaxed);
+                let r = session(&mut t, io).await;
+                t.shared.connected.store(false, Ordering::Relaxed);
+                match r {
+                    Ok(()) => return,
+                    Err(e) => t.shared.error(e),
+                }
+            }
+            Err(e) => t.shared.error(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = t.stop.changed() => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+enum Event {
+    /// A keep-alive from the LEA: (LIID, CIN, seq) of its header.
+    KeepAlive(String, Option<u64>, u32),
+    KeepAliveResponse,
+    Closed(String),
+}
+
+/// Length of the complete BER TLV at the start of `b`, `Ok(None)` if more bytes are needed.
+fn tlv_len(b: &[u8]) -> Result<Option<usize>, String> {
+    let Some(&first) = b.first() else { return Ok(None) };
+    let mut i = 1usize;
+    if first & 0x1f == 0x1f {
+        loop {
+            let Some(&c) = b.get(i) else { return Ok(None) };
+            i += 1;
+            if i > 6 {
+                return Err("tag number too long".into());
+            }
+            if c & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    let Some(&l) = b.get(i) else { return Ok(None) };
+    i += 1;
+    let len = if l < 0x80 {
+        usize::from(l)
+    } else if l == 0x80 {
+        return Err("indefinite length".into());
+    } else {
+        let n = usize::from(l & 0x7f);
+        if n > 4 {
+            return Err(format!("length of {n} octets"));
+        }
+        let Some(octets) = b.get(i..i + n) else { return Ok(None) };
+        i += n;
+        octets.iter().fold(0usize, |a, &o| (a << 8) | usize::from(o))
+    };
+    if len > MAX_INCOMING_PDU {
+        return Err(format!("incoming PDU of {len} bytes"));
+    }
+    Ok((b.len() >= i + len).then_some(i + len))
+}
+
+fn classify(pdu: &[u8]) -> Option<Event> {
+    let t = Reader::new(pdu, 0).next_tlv()?.ok()?;
+    let v = decode_pdu(&t).ok()?;
+    let tri = v.pointer("/payload/tRIPayload")?;
+    if tri.get("keep-aliveResponse").is_some() {
+        return Some(Event::KeepAliveResponse);
+    }
+    tri.get("keep-alive")?;
+    let h = v.get("pSHeader")?;
+    let liid = h.get("lawfulInterceptionIdentifier")?.as_str()?.to_string();
+    let cin = h.pointer("/communicationIdentifier/communicationIdentityNumber").and_then(|c| c.as_u64());
+    let seq = u32::try_from(h.get("sequenceNumber")?.as_u64()?).ok()?;
+    Some(Event::KeepAlive(liid, cin, seq))
+}
+
+async fn read_loop(mut rd: impl AsyncRead + Unpin, tx: mpsc::Sender<Event>) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 << 10];
+    loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) => {
+                let _ = tx.send(Event::Closed("closed by the LEA".into())).await;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Event::Closed(format!("read: {e}"))).await;
+                return;
+            }
+        };
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        loop {
+            match tlv_len(&buf) {
+                Ok(Some(len)) => {
+                    let pdu: Vec<u8> = buf.drain(..len).collect();
+                    if let Some(ev) = classify(&pdu) {
+                        if tx.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Event::Closed(format!("bad PDU from the LEA: {e}"))).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn now_ts() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_secs_nanos(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
+}
+
+/// One connection: stream the spool from the confirmed offset, keep-alives, confirmations.
+/// `Ok` only when asked to stop.
+async fn session(t: &mut ChannelTask, io: Box<dyn Io>) -> Result<(), String> {
+    let (rd, mut wr) = tokio::io::split(io);
+    let (tx, mut rx) = mpsc::channel(16);
+    let reader = tokio::spawn(read_loop(rd, tx));
+    let r = session_inner(t, &mut wr, &mut rx).await;
+    reader.abort();
+    r
+}
+
+async fn session_inner(
+    t: &mut ChannelTask,
+    wr: &mut (impl AsyncWrite + Unpin),
+    rx: &mut mpsc::Receiver<Event>,
+) -> Result<(), String> {
+    let sh = t.shared.clone();
+    let lock_err = |_| "spool lock poisoned".to_string();
+    // Everything not confirmed is (re)sent: what a lost connection had in flight may be gone.
+    let mut sent = sh.spool.lock().map_err(lock_err)?.delivered();
+    let mut since_probe = 0u64;
+    // (offset confirmed by the answer, deadline)
+    let mut probe: Option<(u64, Instant)> = None;
+    let mut last_send = Instant::now();
+    let mut ka_seq = 0u32;
+    let mut out = Vec::new();
+    loop {
+        let (bytes, count, next) = {
+            let sp = sh.spool.lock().map_err(lock_err)?;
+            if sent < sp.end() {
+                sp.read_from(sent, READ_BATCH).map_err(|e| e.to_string())?
+            } else {
+                (Vec::new(), 0, sent)
+            }
+        };
+        let sent_some = count > 0;
+        if sent_some {
+            wr.write_all(&bytes).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+            sh.sent_pdus.fetch_add(count as u64, Ordering::Relaxed);
+            since_probe += next - sent;
+            sent = next;
+            last_send = Instant::now();
+        }
+        let drained = !sent_some || since_probe >= PROBE_EVERY;
+        let unconfirmed = sent > sh.spool.lock().map_err(lock_err)?.delivered();
+        let idle = last_send.elapsed() >= t.keepalive;
+        if probe.is_none() && ((drained && unconfirmed) || idle) {
+            out.clear();
+            let hdr = PduHeader { liid: &t.keepalive_liid, cin: None, seq: ka_seq, ts: now_ts() };
+            ka_seq = ka_seq.wrapping_add(1);
+            t.encoder.keep_alive(&mut out, &hdr).map_err(|e| e.to_string())?;
+            wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+            // An LEMF answers after it has read everything before the keep-alive: allow for a
+            // slow reader behind a backlog (at least MIN_LEMF_RATE), not only the idle timeout.
+            let backlog = sent.saturating_sub(sh.spool.lock().map_err(lock_err)?.delivered());
+            let allowance = Duration::from_millis(backlog.saturating_mul(1000) / MIN_LEMF_RATE);
+            probe = Some((sent, Instant::now() + t.keepalive + allowance));
+            since_probe = 0;
+            last_send = Instant::now();
+        }
+        wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
+        if sent_some {
+            // More may be waiting: only look at events without blocking.
+            while let Ok(ev) = rx.try_recv() {
+                handle(t, wr, ev, &mut probe, &mut sent).await?;
+            }
+            continue;
+        }
+        let wake = match probe {
+            Some((_, deadline)) => deadline,
+            None => last_send + t.keepalive,
+        };
+        tokio::select! {
+            _ = sh.notify.notified() => {}
+            ev = rx.recv() => match ev {
+                Some(ev) => handle(t, wr, ev, &mut probe, &mut sent).await?,
+                None => return Err(format!("{}: reader ended", t.addr)),
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if probe.is_some_and(|(_, d)| Instant::now() >= d) {
+                    return Err(format!("{}: no keep-alive response within {:?}", t.addr, t.keepalive));
+                }
+            }
+            _ = t.stop.changed() => return Ok(()),
+        }
+    }
+}
+
+async fn handle(
+    t: &mut ChannelTask,
+    wr: &mut (impl AsyncWrite + Unpin),
+    ev: Event,
+    probe: &mut Option<(u64, Instant)>,
+    sent: &mut u64,
+) -> Result<(), String> {
+    match ev {
+        Event::KeepAlive(liid, cin, seq) => {
+            let mut out = Vec::new();
+            let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
+            if t.encoder.keep_alive_response(&mut out, &hdr).is_ok() {
+                wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+                wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
+            }
+        }
+        Event::KeepAliveResponse => {
+            if let Some((off, _)) = probe.take() {
+                let mut sp = t.shared.spool.lock().map_err(|_| "spool lock poisoned".to_string())?;
+                sp.confirm(off).map_err(|e| e.to_string())?;
+                // A torn tail skipped at open leaves a hole: never stay behind what is confirmed.
+                *sent = (*sent).max(off);
+            }
+        }
+        Event::Closed(e) => return Err(format!("{}: {e}", t.addr)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tlv_framing_is_checked() {
+        assert_eq!(tlv_len(&[0x30, 0x03, 1, 2]).unwrap(), None);
+        assert_eq!(tlv_len(&[0x30, 0x03, 1, 2, 3, 9]).unwrap(), Some(5));
+        assert_eq!(tlv_len(&[0x30, 0x81, 0x02, 1, 2]).unwrap(), Some(5));
+        assert_eq!(tlv_len(&[0x30, 0x82, 0x01]).unwrap(), None);
+        assert!(tlv_len(&[0x30, 0x80]).is_err());
+        assert!(tlv_len(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(tlv_len(&[]).unwrap(), None);
+    }
+}
