@@ -49,7 +49,7 @@ pub fn tlv_len(buf: &[u8], offset: u64, max: usize) -> Result<Option<usize>, Fra
         i += k;
         bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b))
     };
-    let total = len.checked_add(i as u64).unwrap_or(u64::MAX);
+    let total = len.saturating_add(i as u64);
     if total > max as u64 {
         return Err(FrameError::TooLarge { offset, len: total, max });
     }

@@ -260,17 +260,15 @@ impl Lemf {
             .enable_all()
             .build()
             .map_err(|e| LemfError::Runtime(e.to_string()))?;
-        let (l2, l3) = rt.block_on(async {
-            let l2 = TcpListener::bind(cfg.listen_hi2)
-                .await
-                .map_err(|source| LemfError::Listen { addr: cfg.listen_hi2, source })?;
-            let l3 = TcpListener::bind(cfg.listen_hi3)
-                .await
-                .map_err(|source| LemfError::Listen { addr: cfg.listen_hi3, source })?;
-            Ok::<_, LemfError>((l2, l3))
-        })?;
-        let hi2 = l2.local_addr().map_err(|source| LemfError::Listen { addr: cfg.listen_hi2, source })?;
-        let hi3 = l3.local_addr().map_err(|source| LemfError::Listen { addr: cfg.listen_hi3, source })?;
+        // std listeners, so that `start` may be called from inside another tokio runtime.
+        let bind = |addr: SocketAddr| {
+            let l = std::net::TcpListener::bind(addr).map_err(|source| LemfError::Listen { addr, source })?;
+            l.set_nonblocking(true).map_err(|source| LemfError::Listen { addr, source })?;
+            let local = l.local_addr().map_err(|source| LemfError::Listen { addr, source })?;
+            Ok::<_, LemfError>((l, local))
+        };
+        let (l2, hi2) = bind(cfg.listen_hi2)?;
+        let (l3, hi3) = bind(cfg.listen_hi3)?;
         let shared = Arc::new(Mutex::new(Shared {
             core: Core::new(report, cfg.verify_key.clone()),
             case,
@@ -284,6 +282,13 @@ impl Lemf {
             .name("lemf".into())
             .spawn(move || {
                 rt.block_on(async {
+                    let (l2, l3) = match (TcpListener::from_std(l2), TcpListener::from_std(l3)) {
+                        (Ok(a), Ok(b)) => (a, b),
+                        (Err(e), _) | (_, Err(e)) => {
+                            lock(&shared).error.get_or_insert(format!("listener: {e}"));
+                            return;
+                        }
+                    };
                     let a =
                         tokio::spawn(accept_loop(l2, Channel::Hi2, tls.clone(), shared.clone(), max, stop_rx.clone()));
                     let b = tokio::spawn(accept_loop(l3, Channel::Hi3, tls, shared.clone(), max, stop_rx.clone()));
