@@ -30,6 +30,29 @@ pub enum Channel {
     Hi3,
 }
 
+impl VerifyKey {
+    /// From a SubjectPublicKeyInfo in DER (`openssl pkey -pubout -outform DER`): Ed25519 or
+    /// P-256 (id-ecPublicKey with prime256v1, uncompressed point).
+    pub fn from_spki_der(der: &[u8]) -> Option<VerifyKey> {
+        const ED25519_SPKI: &[u8] = &[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        const P256_SPKI: &[u8] = &[
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        if let Some(k) = der.strip_prefix(ED25519_SPKI).filter(|k| k.len() == 32) {
+            return Some(VerifyKey::Ed25519(k.to_vec()));
+        }
+        der.strip_prefix(P256_SPKI).filter(|k| k.len() == 65).map(|k| VerifyKey::EcdsaP256(k.to_vec()))
+    }
+
+    /// From a PEM `PUBLIC KEY` file (`openssl pkey -pubout`).
+    pub fn from_pem_file(path: &std::path::Path) -> Option<VerifyKey> {
+        use rustls::pki_types::pem::PemObject;
+        let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_file(path).ok()?;
+        VerifyKey::from_spki_der(spki.as_ref())
+    }
+}
+
 impl Channel {
     pub fn name(self) -> &'static str {
         match self {
@@ -197,7 +220,8 @@ impl Core {
         st.pdus += 1;
         let recent = self.recent.entry(key).or_default();
         if st.received.insert(seq) {
-            if st.received.max().is_some_and(|m| m == seq) && seq > 0 && !st.received.contains(seq - 1) {
+            let first = st.received.min() == Some(seq);
+            if !first && st.received.max() == Some(seq) && !st.received.contains(seq.wrapping_sub(1)) {
                 st.gap_events += 1;
             }
             recent.put(seq, d);
@@ -214,6 +238,8 @@ impl Core {
         for kind in ["iri", "cc"] {
             let key = format!("{}/{}/{}/{}", ch.name(), h.liid, cin, kind);
             if let Some(st) = self.report.streams.get_mut(&key) {
+                // The holes before the reset stay on record; numbering starts again after it.
+                st.gaps_before_reset.extend(st.received.holes());
                 st.received.clear();
                 st.cin_resets += 1;
             }

@@ -96,6 +96,7 @@ pub struct Duplicate {
 
 /// One sequence-number stream: (channel, LIID, CIN, kind).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StreamReport {
     pub channel: String,
     pub liid: String,
@@ -106,6 +107,9 @@ pub struct StreamReport {
     pub received: RangeSet,
     /// Filled in when the report is written: holes in `received`.
     pub gaps: Vec<[u32; 2]>,
+    /// Holes the stream had when a cINReset restarted its numbering.
+    #[serde(default)]
+    pub gaps_before_reset: Vec<[u32; 2]>,
     /// Gaps as they happened: a jump forward past the highest number received so far.
     pub gap_events: u64,
     pub duplicates: u64,
