@@ -189,7 +189,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
             if let Err(e) = sh.case.flush() {
                 sh.error.get_or_insert(e.to_string());
             }
-            if failed || sh.last_report.elapsed() > Duration::from_millis(200) {
+            // Before an answer goes out the report is on disk: what the sender sees acknowledged
+            // by a keep-alive response survives a kill -9 of the LEMF.
+            if failed || !replies.is_empty() || sh.last_report.elapsed() > Duration::from_millis(200) {
                 sh.save_report();
             }
         }
