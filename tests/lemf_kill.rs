@@ -26,14 +26,26 @@ fn lemf_child() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-fn spawn(out: &Path) -> (Child, SocketAddr) {
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lemf_child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, out)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut r = BufReader::new(c.stdout.take().unwrap());
+/// The child LEMF; dropping it is `kill -9` (and reaping it).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(out: &Path) -> (Killed, SocketAddr) {
+    let mut c = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lemf_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, out)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut r = BufReader::new(c.0.stdout.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
@@ -78,16 +90,14 @@ fn packets(pcap: &Path) -> String {
 fn kill9_then_restart_appends() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("case");
-    let (mut c, hi3) = spawn(&out);
+    let (c, hi3) = spawn(&out);
     deliver(hi3, 0..100);
-    c.kill().unwrap(); // SIGKILL
-    c.wait().unwrap();
+    drop(c);
     let pcap = out.join("LIID-K/cc.pcap");
     assert_eq!(packets(&pcap), "100");
-    let (mut c, hi3) = spawn(&out);
+    let (c, hi3) = spawn(&out);
     deliver(hi3, 100..150);
-    c.kill().unwrap();
-    c.wait().unwrap();
+    drop(c);
     assert_eq!(packets(&pcap), "150");
     let tsh = Command::new("tshark").arg("-r").arg(&pcap).args(["-T", "fields", "-e", "data.data"]).output().unwrap();
     let got: Vec<String> = String::from_utf8_lossy(&tsh.stdout).lines().map(String::from).collect();
