@@ -302,8 +302,7 @@ impl Core {
                     }
                 } else if let Some(hx) = c["emailCC"]["content"].as_str() {
                     let bytes = hex::decode(hx).unwrap_or_default();
-                    let fmt = c["emailCC"]["email-Format"].as_str().unwrap_or("").to_string();
-                    self.email_piece(&h, bytes, &fmt, ts, &mut out);
+                    self.email_piece(&h, bytes, ts, &mut out);
                 }
             }
         } else if let Some(tri) = payload["tRIPayload"].as_object() {
@@ -466,7 +465,7 @@ impl Core {
         }
     }
 
-    fn email_piece(&mut self, h: &Header, bytes: Vec<u8>, fmt: &str, ts: Timestamp, out: &mut Outcome) {
+    fn email_piece(&mut self, h: &Header, bytes: Vec<u8>, ts: Timestamp, out: &mut Outcome) {
         let key = (h.liid.clone(), h.cin);
         if let Some(a) = self.mail.get_mut(&key) {
             if a.bytes.saturating_add(bytes.len()) > MAX_OBJECT {
@@ -479,7 +478,6 @@ impl Core {
         }
         let mut a = Assembly { first_seq: h.seq, bytes: bytes.len(), ..Default::default() };
         a.parts.insert(h.seq.unwrap_or(0), bytes);
-        let _ = fmt;
         self.finish_object(h, a, ts, h.seq, out);
     }
 

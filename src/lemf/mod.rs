@@ -54,11 +54,22 @@ pub struct LemfConfig {
     /// Public key for signed integrity checks; without it signatures are counted unverified.
     pub verify_key: Option<VerifyKey>,
     pub max_pdu: usize,
+    /// Connections served at once over both listeners; more are closed at once and counted, so
+    /// that memory stays below about `max_connections * max_pdu`.
+    pub max_connections: usize,
 }
 
 impl LemfConfig {
     pub fn new(listen_hi2: SocketAddr, listen_hi3: SocketAddr, out: &Path) -> LemfConfig {
-        LemfConfig { listen_hi2, listen_hi3, out: out.into(), tls: None, verify_key: None, max_pdu: DEFAULT_MAX_PDU }
+        LemfConfig {
+            listen_hi2,
+            listen_hi3,
+            out: out.into(),
+            tls: None,
+            verify_key: None,
+            max_pdu: DEFAULT_MAX_PDU,
+            max_connections: 256,
+        }
     }
 }
 
@@ -214,6 +225,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: SharedRef,
     max_pdu: usize,
+    slots: Arc<tokio::sync::Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -223,8 +235,14 @@ async fn accept_loop(
         };
         let _ = sock.set_nodelay(true);
         let peer = peer.to_string();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            eprintln!("lemf: {} {peer}: refused, too many connections", ch.name());
+            lock(&shared).core.report.connections_refused += 1;
+            continue;
+        };
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
                 None => {
                     lock(&shared).core.connection(ch);
@@ -280,6 +298,7 @@ impl Lemf {
         lock(&shared).save_report();
         let (stop_tx, stop_rx) = watch::channel(false);
         let max = cfg.max_pdu;
+        let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
         let thread = std::thread::Builder::new()
             .name("lemf".into())
             .spawn(move || {
@@ -291,9 +310,17 @@ impl Lemf {
                             return;
                         }
                     };
-                    let a =
-                        tokio::spawn(accept_loop(l2, Channel::Hi2, tls.clone(), shared.clone(), max, stop_rx.clone()));
-                    let b = tokio::spawn(accept_loop(l3, Channel::Hi3, tls, shared.clone(), max, stop_rx.clone()));
+                    let a = tokio::spawn(accept_loop(
+                        l2,
+                        Channel::Hi2,
+                        tls.clone(),
+                        shared.clone(),
+                        max,
+                        slots.clone(),
+                        stop_rx.clone(),
+                    ));
+                    let b =
+                        tokio::spawn(accept_loop(l3, Channel::Hi3, tls, shared.clone(), max, slots, stop_rx.clone()));
                     let mut stop = stop_rx;
                     let mut tick = tokio::time::interval(Duration::from_millis(500));
                     loop {
@@ -345,6 +372,33 @@ impl Lemf {
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
         }
+        l.stop()
+    }
+}
+
+impl Lemf {
+    /// Serves until SIGINT or SIGTERM, then writes the final report and returns it (for the CLI).
+    pub fn run_until_signal(cfg: LemfConfig) -> Result<Report, LemfError> {
+        let l = Lemf::start(cfg)?;
+        eprintln!("lemf: HI2 on {}, HI3 on {}", l.hi2, l.hi3);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LemfError::Runtime(e.to_string()))?;
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        });
         l.stop()
     }
 }

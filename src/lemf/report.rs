@@ -164,6 +164,8 @@ pub struct Report {
     pub tls_refused: u64,
     pub tls_refused_samples: Vec<Problem>,
     pub connections: BTreeMap<String, u64>,
+    /// Connections closed at once because `max_connections` were being served.
+    pub connections_refused: u64,
     pub objects: u64,
     /// Runs of the LEMF that wrote into this directory.
     pub runs: u64,
