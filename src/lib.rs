@@ -13,6 +13,7 @@ pub mod decode;
 pub mod deliver;
 pub mod flow;
 pub mod fuzzing;
+pub mod lemf;
 pub mod pipeline;
 pub mod record;
 pub mod select;

@@ -1,0 +1,413 @@
+//! The reference LEMF: the LEA side of HI2 (IRI) and HI3 (CC) over TCP or mutual TLS 1.3.
+//!
+//! It accepts any number of connections on both listeners, cuts each stream into PS-PDUs
+//! ([`framing`]), answers keep-alives, checks sequence continuity and integrity-check PDUs, and
+//! writes a case directory ([`case`]) with a `report.json` ([`report`]).
+//!
+//! The decisions are made in [`core::Core`], which does no I/O; this module owns the sockets, the
+//! tokio runtime (on its own thread) and the files.
+//!
+//! No-panic contract: bytes from the network only reach the bounded [`framing::Framer`] and the
+//! checked decoder; a connection that sends an unframeable stream or an oversized PDU is closed
+//! and counted, the others go on.
+
+pub mod case;
+pub mod core;
+pub mod framing;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use self::core::{Channel, Core, VerifyKey};
+use crate::timestamp::Timestamp;
+pub use case::CaseDir;
+pub use framing::{FrameError, Framer};
+pub use report::Report;
+
+/// Default bound on one PDU (16 MiB).
+pub const DEFAULT_MAX_PDU: usize = 16 << 20;
+
+/// PEM files for mutual TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// CA that client certificates must chain to.
+    pub ca: PathBuf,
+    /// The LEMF's certificate chain and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct LemfConfig {
+    pub listen_hi2: SocketAddr,
+    pub listen_hi3: SocketAddr,
+    pub out: PathBuf,
+    pub tls: Option<TlsFiles>,
+    /// Public key for signed integrity checks; without it signatures are counted unverified.
+    pub verify_key: Option<VerifyKey>,
+    pub max_pdu: usize,
+    /// Connections served at once over both listeners; more are closed at once and counted, so
+    /// that memory stays below about `max_connections * max_pdu`.
+    pub max_connections: usize,
+}
+
+impl LemfConfig {
+    pub fn new(listen_hi2: SocketAddr, listen_hi3: SocketAddr, out: &Path) -> LemfConfig {
+        LemfConfig {
+            listen_hi2,
+            listen_hi3,
+            out: out.into(),
+            tls: None,
+            verify_key: None,
+            max_pdu: DEFAULT_MAX_PDU,
+            max_connections: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LemfError {
+    #[error("listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS {what} {path}: {detail}")]
+    Tls { what: &'static str, path: PathBuf, detail: String },
+    #[error(transparent)]
+    Case(#[from] case::CaseError),
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+struct Shared {
+    core: Core,
+    case: CaseDir,
+    last_report: Instant,
+    error: Option<String>,
+}
+
+impl Shared {
+    fn save_report(&mut self) {
+        if let Err(e) = self.case.write_report(&self.core.report) {
+            self.error.get_or_insert(e.to_string());
+        }
+        self.last_report = Instant::now();
+    }
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
+    // A poisoned lock means a panic elsewhere; the state is still the best record we have.
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running LEMF.
+pub struct Lemf {
+    hi2: SocketAddr,
+    hi3: SocketAddr,
+    stop_tx: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<Report, LemfError>>>,
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_secs_nanos(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
+}
+
+fn tls_acceptor(t: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, LemfError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what, path: &Path, detail: String| LemfError::Tls { what, path: path.into(), detail };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&t.ca).map_err(|e| err("CA", &t.ca, e.to_string()))?;
+    for c in cas {
+        let c = c.map_err(|e| err("CA", &t.ca, e.to_string()))?;
+        roots.add(c).map_err(|e| err("CA", &t.ca, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("CA", &t.ca, "no certificate".into()));
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| err("CA", &t.ca, e.to_string()))?;
+    let certs = CertificateDer::pem_file_iter(&t.cert)
+        .map_err(|e| err("certificate", &t.cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("certificate", &t.cert, e.to_string()))?;
+    // The key's error text names the file and the PEM problem, never key material.
+    let key = PrivateKeyDer::from_pem_file(&t.key).map_err(|e| err("key", &t.key, e.to_string()))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err("config", &t.cert, e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| err("certificate/key", &t.cert, e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    ch: Channel,
+    peer: String,
+    shared: SharedRef,
+    max_pdu: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut framer = Framer::new(max_pdu);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            r = s.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+            _ = stop.changed() => break,
+        };
+        framer.push(buf.get(..n).unwrap_or_default());
+        let mut replies = Vec::new();
+        let mut failed = false;
+        {
+            let mut sh = lock(&shared);
+            let t = now();
+            loop {
+                match framer.next_pdu() {
+                    Ok(Some(pdu)) => {
+                        let sh = &mut *sh;
+                        let out = sh.core.pdu(ch, &peer, pdu, t);
+                        if let Some(r) = out.reply {
+                            replies.push(r);
+                        }
+                        for w in out.writes {
+                            if let Err(e) = sh.case.write(w) {
+                                sh.error.get_or_insert(e.to_string());
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!("lemf: {} {peer}: stream dropped: {e}", ch.name());
+                        sh.core.framing_error(ch, &peer, e.to_string());
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = sh.case.flush() {
+                sh.error.get_or_insert(e.to_string());
+            }
+            // Before an answer goes out the report is on disk: what the sender sees acknowledged
+            // by a keep-alive response survives a kill -9 of the LEMF.
+            if failed || !replies.is_empty() || sh.last_report.elapsed() > Duration::from_millis(200) {
+                sh.save_report();
+            }
+        }
+        for r in replies {
+            if s.write_all(&r).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            break;
+        }
+    }
+    let _ = s.shutdown().await;
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    ch: Channel,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: SharedRef,
+    max_pdu: usize,
+    slots: Arc<tokio::sync::Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = l.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let _ = sock.set_nodelay(true);
+        let peer = peer.to_string();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            eprintln!("lemf: {} {peer}: refused, too many connections", ch.name());
+            lock(&shared).core.report.connections_refused += 1;
+            continue;
+        };
+        let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => {
+                    lock(&shared).core.connection(ch);
+                    serve_conn(sock, ch, peer, shared, max_pdu, stop).await
+                }
+                Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await {
+                    Ok(Ok(s)) => {
+                        lock(&shared).core.connection(ch);
+                        serve_conn(s, ch, peer, shared, max_pdu, stop).await
+                    }
+                    Ok(Err(e)) => refuse(&shared, ch, &peer, e.to_string()),
+                    Err(_) => refuse(&shared, ch, &peer, "handshake timed out".into()),
+                },
+            }
+        });
+    }
+}
+
+fn refuse(shared: &SharedRef, ch: Channel, peer: &str, why: String) {
+    eprintln!("lemf: {} {peer}: TLS client refused: {why}", ch.name());
+    let mut sh = lock(shared);
+    sh.core.tls_refused(ch, peer, why);
+    sh.save_report();
+}
+
+impl Lemf {
+    /// Binds both listeners and starts serving on a runtime thread of its own.
+    pub fn start(cfg: LemfConfig) -> Result<Lemf, LemfError> {
+        let case = CaseDir::open(&cfg.out)?;
+        let mut report = case.load_report().unwrap_or_default();
+        report.runs += 1;
+        let tls = cfg.tls.as_ref().map(tls_acceptor).transpose()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| LemfError::Runtime(e.to_string()))?;
+        // std listeners, so that `start` may be called from inside another tokio runtime.
+        let bind = |addr: SocketAddr| {
+            let l = std::net::TcpListener::bind(addr).map_err(|source| LemfError::Listen { addr, source })?;
+            l.set_nonblocking(true).map_err(|source| LemfError::Listen { addr, source })?;
+            let local = l.local_addr().map_err(|source| LemfError::Listen { addr, source })?;
+            Ok::<_, LemfError>((l, local))
+        };
+        let (l2, hi2) = bind(cfg.listen_hi2)?;
+        let (l3, hi3) = bind(cfg.listen_hi3)?;
+        let shared = Arc::new(Mutex::new(Shared {
+            core: Core::new(report, cfg.verify_key.clone()),
+            case,
+            last_report: Instant::now(),
+            error: None,
+        }));
+        lock(&shared).save_report();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let max = cfg.max_pdu;
+        let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+        let thread = std::thread::Builder::new()
+            .name("lemf".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let (l2, l3) = match (TcpListener::from_std(l2), TcpListener::from_std(l3)) {
+                        (Ok(a), Ok(b)) => (a, b),
+                        (Err(e), _) | (_, Err(e)) => {
+                            lock(&shared).error.get_or_insert(format!("listener: {e}"));
+                            return;
+                        }
+                    };
+                    let a = tokio::spawn(accept_loop(
+                        l2,
+                        Channel::Hi2,
+                        tls.clone(),
+                        shared.clone(),
+                        max,
+                        slots.clone(),
+                        stop_rx.clone(),
+                    ));
+                    let b =
+                        tokio::spawn(accept_loop(l3, Channel::Hi3, tls, shared.clone(), max, slots, stop_rx.clone()));
+                    let mut stop = stop_rx;
+                    let mut tick = tokio::time::interval(Duration::from_millis(500));
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => lock(&shared).save_report(),
+                            _ = stop.changed() => break,
+                        }
+                    }
+                    let _ = a.await;
+                    let _ = b.await;
+                    // Let connections see the stop and finish their batch.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+                let mut sh = lock(&shared);
+                let _ = sh.case.flush();
+                sh.save_report();
+                match sh.error.take() {
+                    Some(e) => Err(LemfError::Runtime(e)),
+                    None => Ok(sh.core.report.clone()),
+                }
+            })
+            .map_err(|e| LemfError::Runtime(e.to_string()))?;
+        Ok(Lemf { hi2, hi3, stop_tx, thread: Some(thread) })
+    }
+
+    pub fn hi2_addr(&self) -> SocketAddr {
+        self.hi2
+    }
+
+    pub fn hi3_addr(&self) -> SocketAddr {
+        self.hi3
+    }
+
+    /// Stops accepting, closes connections, writes the final report and returns it.
+    pub fn stop(mut self) -> Result<Report, LemfError> {
+        let _ = self.stop_tx.send(true);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(LemfError::Runtime("LEMF thread panicked".into())),
+            None => Err(LemfError::Runtime("already stopped".into())),
+        }
+    }
+
+    /// Serves until `stop` becomes true (e.g. set by a signal handler), then returns the report.
+    pub fn run(cfg: LemfConfig, stop: Arc<AtomicBool>) -> Result<Report, LemfError> {
+        let l = Lemf::start(cfg)?;
+        eprintln!("lemf: HI2 on {}, HI3 on {}", l.hi2, l.hi3);
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        l.stop()
+    }
+}
+
+impl Lemf {
+    /// Serves until SIGINT or SIGTERM, then writes the final report and returns it (for the CLI).
+    pub fn run_until_signal(cfg: LemfConfig) -> Result<Report, LemfError> {
+        let l = Lemf::start(cfg)?;
+        eprintln!("lemf: HI2 on {}, HI3 on {}", l.hi2, l.hi3);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LemfError::Runtime(e.to_string()))?;
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        });
+        l.stop()
+    }
+}
+
+impl Drop for Lemf {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
