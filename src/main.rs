@@ -47,6 +47,36 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Also deliver to the warrants' LEAs (`[[lea]]` in the warrants file) over ETSI HI2/HI3,
+        /// spooling every PDU durably in this directory first.
+        #[arg(long, value_name = "SPOOL_DIR")]
+        deliver: Option<PathBuf>,
+        /// With --deliver: how long to wait for an unreachable LEA before leaving the rest in
+        /// the spool (and exiting non-zero).
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        deliver_wait: u64,
+    },
+    /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
+    /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
+    Lemf {
+        #[arg(long)]
+        listen_hi2: std::net::SocketAddr,
+        #[arg(long)]
+        listen_hi3: std::net::SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+        /// Mutual TLS 1.3: the CA that signs clients' certificates, and ours.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Public key (PEM) that signs the integrity checks.
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
+        #[arg(long)]
+        max_pdu: Option<usize>,
     },
     /// Check a case's signed manifest: signature, every file's SHA-256, no unlisted file.
     Verify {
@@ -68,8 +98,12 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Replay { captures, warrants, associations, out, signing_key, quiet } => {
-            replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet)
+        Cmd::Replay { captures, warrants, associations, out, signing_key, quiet, deliver, deliver_wait } => {
+            let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
+            replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver)
+        }
+        Cmd::Lemf { listen_hi2, listen_hi3, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
+            lemf(listen_hi2, listen_hi3, &out, (tls_ca, tls_cert, tls_key), verify_key, max_pdu)
         }
         Cmd::Verify { case, public_key } => verify(&case, public_key.as_deref()),
         Cmd::Decode { input } => decode(&input),
@@ -101,6 +135,40 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+fn lemf(
+    hi2: std::net::SocketAddr,
+    hi3: std::net::SocketAddr,
+    out: &Path,
+    tls: (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
+    verify_key: Option<PathBuf>,
+    max_pdu: Option<usize>,
+) -> Result<()> {
+    let mut cfg = tapir::lemf::LemfConfig::new(hi2, hi3, out);
+    match tls {
+        (Some(ca), Some(cert), Some(key)) => cfg.tls = Some(tapir::lemf::TlsFiles { ca, cert, key }),
+        (None, None, None) => {}
+        _ => bail!("--tls-ca, --tls-cert and --tls-key go together"),
+    }
+    if let Some(p) = verify_key {
+        cfg.verify_key = Some(
+            tapir::lemf::VerifyKey::from_pem_file(&p)
+                .ok_or_else(|| anyhow::anyhow!("{}: not an Ed25519 or P-256 PUBLIC KEY PEM", p.display()))?,
+        );
+    }
+    if let Some(m) = max_pdu {
+        cfg.max_pdu = m;
+    }
+    let report = tapir::lemf::Lemf::run_until_signal(cfg)?;
+    eprintln!(
+        "lemf: {} integrity failures, {} undecodable, {} TLS refused; report in {}/report.json",
+        report.integrity.hash_failed + report.integrity.signature_failed,
+        report.undecodable,
+        report.tls_refused,
+        out.display()
+    );
+    Ok(())
+}
+
 fn replay(
     captures: &[PathBuf],
     warrants: &Path,
@@ -108,9 +176,24 @@ fn replay(
     out: &Path,
     signing_key: Option<&Path>,
     quiet: bool,
+    deliver: Option<(PathBuf, std::time::Duration)>,
 ) -> Result<()> {
     let started = Instant::now();
-    let warrants = load_warrants(warrants)?.warrants;
+    let warrants_path = warrants;
+    let all = load_warrants(warrants)?;
+    let warrants = all.warrants;
+    let delivery = match &deliver {
+        Some((spool, _)) => {
+            let leas = tapir::deliver::handover::parse_leas(&all.lea, &warrants_path.display().to_string())?;
+            if leas.is_empty() {
+                bail!("--deliver: {} has no [[lea]]", warrants_path.display());
+            }
+            let d = tapir::deliver::handover::Delivery::start(leas, &warrants, spool)?;
+            Some(Threaded::spawn(d))
+        }
+        None => None,
+    };
+    let mut delivery = delivery;
     let events = match associations {
         Some(p) => load_events(p)?,
         None => Vec::new(),
@@ -141,9 +224,13 @@ fn replay(
     let mut merge = Merge::new(files.iter().map(|f| f.frames()).collect());
     let mut last_update = Instant::now();
     let mut frames_at_update = 0u64;
+    let mut sink = tapir::deliver::Both {
+        first: &mut case,
+        second: delivery.as_mut().map(|d| d as &mut dyn tapir::record::RecordSink),
+    };
     while let Some((idx, item)) = merge.next() {
         match item {
-            Ok(frame) => pipeline.frame(&frame, &mut case),
+            Ok(frame) => pipeline.frame(&frame, &mut sink),
             Err(d) => pipeline.damage(format!("{}: {d}", captures[idx].display())),
         }
         if pipeline.summary.frames & 0xffff == 0 && !bar.is_hidden() {
@@ -157,9 +244,17 @@ fn replay(
             }
         }
     }
-    pipeline.finish(&mut case);
+    pipeline.finish(&mut sink);
+    drop(sink);
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
+    let delivered = match (delivery, &deliver) {
+        (Some(d), Some((spool, wait))) => {
+            let d = d.finish().map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
+            Some((d.finish(*wait), spool.clone()))
+        }
+        _ => None,
+    };
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let signed = manifest::write(out, &key, &now, &written)?;
@@ -212,6 +307,31 @@ fn replay(
         if key.ephemeral { "ephemeral " } else { "" },
         key.public_hex()
     );
+    if let Some((rep, spool)) = delivered {
+        for l in &rep.leas {
+            println!(
+                "LEA {}: HI2 {} of {} PDUs sent, HI3 {} of {} sent{}",
+                l.name,
+                l.hi2.sent,
+                l.hi2.spooled,
+                l.hi3.sent,
+                l.hi3.spooled,
+                if l.complete { "" } else { " (the rest stays in the spool)" }
+            );
+        }
+        for a in &rep.alarms {
+            eprintln!("tapir: ALARM {a}");
+        }
+        if rep.alarm_count > 0 {
+            bail!("{} PDUs refused by the spool (see the alarms above)", rep.alarm_count);
+        }
+        if !rep.complete() {
+            bail!(
+                "an LEA stayed unreachable: the undelivered PDUs are safe in {}; the next run delivers them",
+                spool.display()
+            );
+        }
+    }
     Ok(())
 }
 

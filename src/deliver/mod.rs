@@ -14,3 +14,33 @@ pub mod handover;
 pub mod manifest;
 pub mod pcap;
 pub mod threaded;
+
+use crate::record::{Record, RecordSink};
+
+/// Hands every record to the case and, when delivering, to the LEA delivery too.
+pub struct Both<'a> {
+    pub first: &'a mut dyn RecordSink,
+    pub second: Option<&'a mut dyn RecordSink>,
+}
+
+impl RecordSink for Both<'_> {
+    fn record(&mut self, rec: Record<'_>) {
+        let Some(second) = self.second.as_mut() else {
+            return self.first.record(rec);
+        };
+        let copy = match &rec {
+            Record::Iri(r) => Record::Iri(r.clone()),
+            Record::Cc(c) => Record::Cc(c.clone()),
+            Record::ObjectBegin { liid, id, meta } => Record::ObjectBegin { liid, id: *id, meta },
+            Record::ObjectData { liid, id, offset, data } => {
+                Record::ObjectData { liid, id: *id, offset: *offset, data }
+            }
+            Record::ObjectGap { liid, id, offset, len } => {
+                Record::ObjectGap { liid, id: *id, offset: *offset, len: *len }
+            }
+            Record::ObjectEnd(r, id) => Record::ObjectEnd(r.clone(), *id),
+        };
+        self.first.record(copy);
+        second.record(rec);
+    }
+}

@@ -1,0 +1,125 @@
+//! End to end over the ETSI handover: `tapir replay --deliver` to `tapir lemf` on loopback.
+//! What the LEMF writes must agree with the offline case: the same target IP packets in the same
+//! order (tshark reads both pcaps), one IPIRI begin and end per session, no sequence gap, no
+//! integrity failure; and the run returns once everything is delivered.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tapir")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Lemf(Child);
+
+impl Drop for Lemf {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ip.src ip.dst ip.len` (or IPv6) of every packet of a capture, by tshark.
+fn ip_packets(pcap: &Path) -> Vec<String> {
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "ipv6.src", "-e", "ipv6.dst"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Inner addresses: the last occurrence of nested headers.
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(|f| f.rsplit(',').next().unwrap_or("")).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn replay_delivers_to_the_reference_lemf_what_the_case_holds() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let d = tempfile::tempdir().unwrap();
+    let (hi2, hi3) = (free_port(), free_port());
+    let lemf_out = d.path().join("lemf");
+    let lemf = Lemf(
+        Command::new(bin())
+            .args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
+            .arg("--out")
+            .arg(&lemf_out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(hi2);
+    wait_listening(hi3);
+    let warrants = d.path().join("w.toml");
+    std::fs::write(
+        &warrants,
+        format!(
+            "[[warrant]]\nliid = \"LIID-JOE-0001\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\nscope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\", \"ipv6:2001:db8::7\"]\nlea = \"lea-p\"\n\n[[lea]]\nname = \"lea-p\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER-O\"\nnetwork_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 1\n"
+        ),
+    )
+    .unwrap();
+    let case = d.path().join("case");
+    let o = Command::new(bin())
+        .arg("replay")
+        .arg(root.join("pcaps/http-put.pcap"))
+        .arg(root.join("pcaps/ncat-ipv6.pcap"))
+        .arg("--warrants")
+        .arg(&warrants)
+        .arg("--out")
+        .arg(&case)
+        .arg("--deliver")
+        .arg(d.path().join("spool"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("LEA lea-p:"), "{out}");
+    // Let the LEMF write its last batch, then stop it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill").args(["-TERM", &lemf.0.id().to_string()]).status();
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(lemf);
+
+    // CC: the LEMF's raw-IP pcap holds the inner IP packets of the case's frames, in order.
+    let offline = ip_packets(&case.join("LIID-JOE-0001/cc.pcap"));
+    let received = ip_packets(&lemf_out.join("LIID-JOE-0001/cc.pcap"));
+    assert!(!offline.is_empty());
+    assert_eq!(received, offline, "HI3 packets differ from the case's CC");
+
+    // IRI: one IPIRI begin and end per session of the case.
+    let case_iri = lines(&case.join("LIID-JOE-0001/iri.jsonl"));
+    let sessions = case_iri.iter().filter(|e| e["event"] == "session-begin").count();
+    let ends = case_iri.iter().filter(|e| e["event"] == "session-end").count();
+    let lemf_iri = std::fs::read_to_string(lemf_out.join("LIID-JOE-0001/iri.jsonl")).unwrap();
+    assert_eq!(lemf_iri.matches("iRI-Begin").count(), sessions, "{lemf_iri}");
+    assert_eq!(lemf_iri.matches("iRI-End").count(), ends);
+
+    // The LEMF saw no sequence gap and no failed integrity check.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lemf_out.join("report.json")).unwrap()).unwrap();
+    let text = report.to_string();
+    assert!(!text.contains("\"gaps\":[["), "{text}");
+    assert_eq!(report["integrity"]["hash_failed"], 0, "{text}");
+}
