@@ -245,7 +245,6 @@ fn replay(
         }
     }
     pipeline.finish(&mut sink);
-    drop(sink);
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
     let delivered = match (delivery, &deliver) {
