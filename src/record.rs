@@ -233,8 +233,9 @@ pub struct ObjectRecord {
     #[serde(flatten)]
     pub meta: ObjectMeta,
     pub sha256: String,
-    /// MD5 and SHA-512 as well for files and mails, because cloud image services record those
-    /// for images. Not computed for raw `stream` objects.
+    /// MD5 and SHA-512 as well, because cloud image services record those for images. The file
+    /// layer computes them for files and mails; for raw `stream` objects they are left `None`
+    /// here and the case writer computes them on its own thread.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -217,8 +217,15 @@ fn check_fixture(fixture: &str, expect_name: &str) {
         for o in &objs {
             assert_eq!(o["gaps"], serde_json::json!([]), "{fixture}: {o}");
             assert_eq!(o["complete"], true, "{fixture}: {o}");
-            let stored = std::fs::read(case_dir.join(&w.liid).join(o["path"].as_str().unwrap())).unwrap();
+            let path = case_dir.join(&w.liid).join(o["path"].as_str().unwrap());
+            let stored = std::fs::read(&path).unwrap();
             assert_eq!(sha256(&stored), o["sha256"].as_str().unwrap());
+            // Every object, raw streams too, carries MD5 and SHA-512 of its stored bytes.
+            for (tool, field) in [("md5sum", "md5"), ("sha512sum", "sha512")] {
+                let out = Command::new(tool).arg(&path).output().unwrap();
+                let sum = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+                assert_eq!(o[field].as_str(), Some(sum.as_str()), "{fixture}: {field} of {o}");
+            }
         }
     }
     // Every file the clients sent is found for a target, and never for a non-target.

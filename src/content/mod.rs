@@ -31,8 +31,9 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
-    /// MD5 and SHA-512 only for files and mails: cloud image services record them for images,
-    /// and nothing compares a raw TCP stream with them (they cost more than the SHA-256).
+    /// MD5 and SHA-512 only for files and mails (analyzers report them in their IRI); for raw
+    /// streams the case writer computes them on the output thread, off the packet path (the two
+    /// cost more than the SHA-256).
     sha512: Option<digest::Context>,
     md5: Option<Md5>,
     /// Next offset expected; everything below it is hashed.
