@@ -26,6 +26,7 @@ found() { # dir: how many wanted sha256s are among the files below dir
 run() { # name outdir command...
   local name=$1 dir=$2; shift 2
   local t0 t1
+  sync
   t0=$(date +%s.%N)
   /usr/bin/time -f '%M' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; tail -5 "$work/out.txt"; return 0; }
   t1=$(date +%s.%N)

@@ -35,6 +35,8 @@ T
 run() { # name, command...
   local name=$1; shift
   local t0 t1 rss
+  # Flush what the previous tool wrote, so that its writeback does not slow this one.
+  sync
   t0=$(date +%s.%N)
   /usr/bin/time -f '%M' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; cat "$work/out.txt"; return 1; }
   t1=$(date +%s.%N)
