@@ -8,8 +8,7 @@
 //! come are applied before the frame that follows them, a warrant whose window has closed has its
 //! flows ended at its end time, and idle flows expire.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use smallvec::SmallVec;
 
@@ -197,10 +196,5 @@ impl Pipeline {
 
     pub fn objects_finished(&self) -> u64 {
         self.files.finished
-    }
-
-    /// Matched frames per LIID as a map for reporting.
-    pub fn matched(&self) -> HashMap<Arc<str>, u64> {
-        self.summary.matched.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
