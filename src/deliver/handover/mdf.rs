@@ -6,12 +6,16 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::net::SocketAddr;
+
+use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
 use crate::deliver::etsi::ipaccess::{payload_direction, target_side};
 use crate::deliver::etsi::{
-    inner_ip_packet, map_iri, CcContents, CcPayload, DataType, Encoder, IntegrityConfig, IntegrityState, Payload,
-    PduHeader, Signer,
+    inner_ip_packet, map_iri, CcContents, CcPayload, DataType, EmailCc, EmailEventType, EmailFormat, EmailIri,
+    EmailProtocol, EmailStatus, Encoder, IntegrityConfig, IntegrityState, IriType, Payload, PayloadDirection,
+    PduHeader, Signer, Tri,
 };
-use crate::record::{Dir, IriEvent, Record};
+use crate::record::{Dir, IriEvent, ObjectId, Record};
 use crate::select::Liid;
 use crate::timestamp::Timestamp;
 
@@ -38,8 +42,13 @@ impl Channel {
 pub struct MdfCounts {
     /// PDUs handed to `emit` and accepted.
     pub pdus: u64,
-    /// IRI records with no IPIRI form (FTP, HTTP, TLS, SMTP events): kept in the case only.
+    /// IRI records with no IPIRI or EmailIRI form (FTP, HTTP, TLS, SMTP STARTTLS and anomaly
+    /// events): kept in the case only.
     pub iri_without_ipiri: u64,
+    /// SMTP events sent as EmailIRI.
+    pub email_iri: u64,
+    /// Mails sent as EmailCC (each one or more PDUs).
+    pub email_cc_objects: u64,
     /// CC frames without an IP packet inside (ARP, ...): IPCC cannot carry them.
     pub cc_not_ip: u64,
     /// Encoding errors (a LIID longer than 25 octets, ...).
@@ -64,6 +73,35 @@ struct Stream {
 
 type StreamKey = (Liid, Option<u32>, DataType);
 
+/// Content bytes per EmailCC PDU: a mail larger than this is segmented. Small enough that a
+/// mail does not hold the HI3 connection much longer than an IPCC packet does.
+pub const EMAIL_SEGMENT_BYTES: usize = 4096;
+
+/// Zero-filling a gap larger than this is not attempted (the content layer bounds objects well
+/// below it); the gap's bytes are then missing from the delivered mail.
+const MAX_GAP_FILL: u64 = 64 * 1024 * 1024;
+
+/// A mail being streamed out as EmailCC. Only the first piece is held back (bounded by
+/// [`EMAIL_SEGMENT_BYTES`]): a mail that ends within it goes as one unflagged EmailCC, as
+/// `email::segments` does; anything longer is bracketed by segment flags.
+struct MailOut {
+    lea: usize,
+    liid: Liid,
+    cin: u32,
+    dir: PayloadDirection,
+    /// The firstSegmentFlag went out.
+    started: bool,
+    held: Vec<u8>,
+}
+
+/// The endpoints of a session, from its iRI-Begin, for EmailIRI.
+#[derive(Copy, Clone)]
+struct Ends {
+    orig: SocketAddr,
+    resp: SocketAddr,
+    target: Dir,
+}
+
 /// Numbers and encodes one warrant set's records for its LEAs.
 pub struct Mdf {
     leas: Vec<Lea>,
@@ -71,6 +109,12 @@ pub struct Mdf {
     streams: HashMap<StreamKey, Stream>,
     /// Target side of each session, learnt from its iRI-Begin, for the CC direction.
     sides: HashMap<(Liid, u64), Dir>,
+    /// Endpoints of each session, from its iRI-Begin, for EmailIRI addresses and ports.
+    ends: HashMap<(Liid, u64), Ends>,
+    /// Mails being streamed as EmailCC, by object id.
+    mails: HashMap<ObjectId, MailOut>,
+    /// Object records carry no time of their own until they end: the last record time seen.
+    last_ts: Timestamp,
     /// After a restart: the streams (LIID, CIN, IRI|CC) that already got their cINReset; one per
     /// stream, so that the HI2 and the HI3 receiver each see it.
     restarted: bool,
@@ -115,6 +159,9 @@ impl Mdf {
             route,
             streams: HashMap::new(),
             sides: HashMap::new(),
+            ends: HashMap::new(),
+            mails: HashMap::new(),
+            last_ts: Timestamp::default(),
             restarted,
             reset_done: HashSet::new(),
             buf: Vec::with_capacity(2048),
@@ -130,14 +177,30 @@ impl Mdf {
     pub fn record<E>(&mut self, rec: &Record<'_>, emit: &mut Emit<'_, E>) -> Result<(), E> {
         match rec {
             Record::Iri(r) => {
+                self.last_ts = self.last_ts.max(r.ts);
                 let Some(&lea) = self.route.get(&r.liid) else { return Ok(()) };
                 if let IriEvent::SessionBegin { flow, .. } = &r.event {
                     if let Some(cin) = r.cin {
-                        self.sides.insert((r.liid.clone(), cin), target_side(flow, &r.provenance));
+                        let target = target_side(flow, &r.provenance);
+                        self.sides.insert((r.liid.clone(), cin), target);
+                        self.ends.insert((r.liid.clone(), cin), Ends { orig: flow.orig, resp: flow.resp, target });
                     }
                 }
                 if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
                     self.sides.remove(&(r.liid.clone(), cin));
+                    self.ends.remove(&(r.liid.clone(), cin));
+                }
+                if let IriEvent::Smtp(ev) = &r.event {
+                    let ends = r.cin.and_then(|cin| self.ends.get(&(r.liid.clone(), cin))).copied();
+                    let Some(iri) = email_iri(ev, ends) else {
+                        self.leas[lea].counts.iri_without_ipiri += 1;
+                        return Ok(());
+                    };
+                    let key = (r.liid.clone(), r.cin.map(wire_cin), DataType::Iri);
+                    self.leas[lea].counts.email_iri += 1;
+                    return self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| {
+                        enc.email_iri(buf, hdr, IriType::Report, &iri)
+                    });
                 }
                 let Some(m) = map_iri(r) else {
                     self.leas[lea].counts.iri_without_ipiri += 1;
@@ -148,6 +211,7 @@ impl Mdf {
                 self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))
             }
             Record::Cc(c) => {
+                self.last_ts = self.last_ts.max(c.ts);
                 let Some(&lea) = self.route.get(c.liid) else { return Ok(()) };
                 let Some(packet) = inner_ip_packet(c.link, c.data) else {
                     self.leas[lea].counts.cc_not_ip += 1;
@@ -169,8 +233,104 @@ impl Mdf {
                     enc.encode(buf, hdr, &Payload::Cc(&cc))
                 })
             }
-            _ => Ok(()),
+            Record::ObjectBegin { liid, id, meta } => {
+                let Some(&lea) = self.route.get(*liid) else { return Ok(()) };
+                if meta.kind != "mail" {
+                    return Ok(());
+                }
+                self.last_ts = self.last_ts.max(meta.first_seen);
+                let side = self.sides.get(&((*liid).clone(), meta.cin)).copied();
+                self.mails.insert(
+                    *id,
+                    MailOut {
+                        lea,
+                        liid: (*liid).clone(),
+                        cin: wire_cin(meta.cin),
+                        dir: payload_direction(Some(meta.direction), side),
+                        started: false,
+                        held: Vec::new(),
+                    },
+                );
+                Ok(())
+            }
+            Record::ObjectData { id, data, .. } => self.mail_data(*id, data, emit),
+            Record::ObjectGap { id, len, .. } => {
+                if !self.mails.contains_key(id) || *len > MAX_GAP_FILL {
+                    return Ok(());
+                }
+                // The LEMF concatenates pieces: zeros keep the offsets of what follows.
+                let zeros = [0u8; 4096];
+                let mut left = *len;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    self.mail_data(*id, zeros.get(..n).unwrap_or(&[]), emit)?;
+                    left -= n as u64;
+                }
+                Ok(())
+            }
+            Record::ObjectEnd(o, id) => {
+                self.last_ts = self.last_ts.max(o.last_seen);
+                let Some(mut m) = self.mails.remove(id) else { return Ok(()) };
+                let ts = self.last_ts;
+                let key = (m.liid.clone(), Some(m.cin), DataType::Cc);
+                self.leas[m.lea].counts.email_cc_objects += 1;
+                if m.started {
+                    self.data_pdu(m.lea, key, ts, emit, |enc, buf, hdr| {
+                        enc.encode(buf, hdr, &Payload::Tri(Tri::LastSegmentFlag))
+                    })
+                } else {
+                    let held = std::mem::take(&mut m.held);
+                    self.email_piece(&m, &held, emit)
+                }
+            }
         }
+    }
+
+    /// Streams one stretch of a mail's bytes as EmailCC pieces of at most
+    /// [`EMAIL_SEGMENT_BYTES`], opening the segmented sequence when the mail outgrows one PDU.
+    fn mail_data<E>(&mut self, id: ObjectId, data: &[u8], emit: &mut Emit<'_, E>) -> Result<(), E> {
+        let Some(mut m) = self.mails.remove(&id) else { return Ok(()) };
+        let r = self.mail_data_inner(&mut m, data, emit);
+        self.mails.insert(id, m);
+        r
+    }
+
+    fn mail_data_inner<E>(&mut self, m: &mut MailOut, data: &[u8], emit: &mut Emit<'_, E>) -> Result<(), E> {
+        if !m.started {
+            if m.held.len().saturating_add(data.len()) <= EMAIL_SEGMENT_BYTES {
+                m.held.extend_from_slice(data);
+                return Ok(());
+            }
+            let key = (m.liid.clone(), Some(m.cin), DataType::Cc);
+            let ts = self.last_ts;
+            self.data_pdu(m.lea, key, ts, emit, |enc, buf, hdr| {
+                enc.encode(buf, hdr, &Payload::Tri(Tri::FirstSegmentFlag))
+            })?;
+            m.started = true;
+            // Top the held piece up to a full one; later pieces go as the bytes arrive.
+            let fill = EMAIL_SEGMENT_BYTES.saturating_sub(m.held.len()).min(data.len());
+            let (head, rest) = data.split_at(fill);
+            let mut held = std::mem::take(&mut m.held);
+            held.extend_from_slice(head);
+            self.email_piece(m, &held, emit)?;
+            for piece in rest.chunks(EMAIL_SEGMENT_BYTES) {
+                self.email_piece(m, piece, emit)?;
+            }
+            return Ok(());
+        }
+        for piece in data.chunks(EMAIL_SEGMENT_BYTES) {
+            self.email_piece(m, piece, emit)?;
+        }
+        Ok(())
+    }
+
+    fn email_piece<E>(&mut self, m: &MailOut, piece: &[u8], emit: &mut Emit<'_, E>) -> Result<(), E> {
+        let key = (m.liid.clone(), Some(m.cin), DataType::Cc);
+        let ts = self.last_ts;
+        let dir = m.dir;
+        self.data_pdu(m.lea, key, ts, emit, |enc, buf, hdr| {
+            enc.email_cc(buf, hdr, Some(dir), EmailCc { format: EmailFormat::Application, content: piece })
+        })
     }
 
     fn data_pdu<E>(
@@ -239,6 +399,53 @@ impl Mdf {
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// The EmailIRI of an SMTP event: a mail transaction is send(1) when the target is the client
+/// (receive(2) when it is the server), an AUTH is logon(5) or logon-failure(6); other events
+/// (STARTTLS, anomalies) have no EmailIRI form.
+fn email_iri(ev: &SmtpEvent, ends: Option<Ends>) -> Option<EmailIri> {
+    let positive = |code: u16| (200..300).contains(&code);
+    let mut iri = match ev.what {
+        SmtpWhat::Mail => {
+            let target_is_server = ends.is_some_and(|e| e.target == Dir::Resp);
+            let event = if target_is_server { EmailEventType::Receive } else { EmailEventType::Send };
+            let mut iri = EmailIri::new(event, EmailProtocol::Smtp);
+            iri.sender = ev.mail_from.clone();
+            iri.recipients = ev.rcpt_to.iter().map(|r| r.addr.clone()).collect();
+            let total = (ev.rcpt_to.len() as u64).saturating_add(ev.rcpt_dropped);
+            iri.total_recipient_count = Some(u32::try_from(total).unwrap_or(u32::MAX));
+            iri.message_id = ev.headers.message_id.as_ref().map(|m| m.as_bytes().to_vec());
+            iri.status = Some(match &ev.reply {
+                Some(r) if positive(r.code) => EmailStatus::Succeeded,
+                Some(_) => EmailStatus::Failed,
+                None => EmailStatus::Unknown,
+            });
+            iri
+        }
+        SmtpWhat::Auth => {
+            let ok = ev.success.or_else(|| ev.reply.as_ref().map(|r| positive(r.code)));
+            let event = match ok {
+                Some(true) => EmailEventType::Logon,
+                Some(false) => EmailEventType::LogonFailure,
+                None => EmailEventType::LogonAttempt,
+            };
+            let mut iri = EmailIri::new(event, EmailProtocol::Smtp);
+            iri.status = Some(match ok {
+                Some(true) => EmailStatus::Succeeded,
+                Some(false) => EmailStatus::Failed,
+                None => EmailStatus::Unknown,
+            });
+            iri
+        }
+        SmtpWhat::StartTls | SmtpWhat::Anomaly => return None,
+    };
+    // The SMTP client opens the connection: it is the flow's originator.
+    if let Some(e) = ends {
+        iri.client = Some(e.orig);
+        iri.server = Some(e.resp);
+    }
+    Some(iri)
 }
 
 /// Sends the due hash and signature PDUs of one stream (all pending ones at flush).
