@@ -6,9 +6,11 @@
 //!
 //! Time-driven work happens as capture time passes: identity-association events whose time has
 //! come are applied before the frame that follows them, a warrant whose window has closed has its
-//! flows ended at its end time, and idle flows expire.
+//! flows ended at its end time, and idle flows expire. Each warrant's entering into and leaving
+//! force is itself an IRI record (`IriEvent::Warrant`), which delivery sends as HI1.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
@@ -18,7 +20,8 @@ use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder};
 use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{IriEvent, IriRecord, Record, RecordSink};
-use crate::select::{AssocChange, AssocEvent, Liid, Match, Targeting, Warrant};
+use crate::select::lifecycle::{Lifecycle, Notice};
+use crate::select::{AssocChange, AssocEvent, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
 
 /// How often (capture time) flows are checked for timeouts.
@@ -50,6 +53,10 @@ pub struct Pipeline {
     /// (end, LIID) of every warrant, by end time; `next_end` is the first not yet passed.
     ends: Vec<(Timestamp, Liid)>,
     next_end: usize,
+    lifecycle: Lifecycle,
+    notices: Vec<Notice>,
+    /// The provenance of warrant notices: the warrant itself, no selector.
+    warrant_provenance: Arc<Provenance>,
     last_tick: Option<Timestamp>,
     now: Timestamp,
     matches: SmallVec<[Match; 2]>,
@@ -67,6 +74,7 @@ impl Pipeline {
         events.sort_by_key(|e| e.ts);
         let mut ends: Vec<(Timestamp, Liid)> = warrants.iter().map(|w| (w.end, w.liid.clone())).collect();
         ends.sort();
+        let lifecycle = Lifecycle::new(&warrants);
         Pipeline {
             decoder: Decoder::new(decode),
             targeting: Targeting::new(warrants),
@@ -76,6 +84,13 @@ impl Pipeline {
             files: FileLayer::new(),
             ends,
             next_end: 0,
+            lifecycle,
+            notices: Vec::new(),
+            warrant_provenance: Arc::new(Provenance {
+                selector: String::new(),
+                target: "warrant".into(),
+                chain: Vec::new(),
+            }),
             last_tick: None,
             now: Timestamp::MIN,
             matches: SmallVec::new(),
@@ -90,6 +105,8 @@ impl Pipeline {
             self.now = now;
         }
         let now = self.now;
+        self.lifecycle.advance(now, &mut self.notices);
+        self.emit_notices(sink);
         while let Some(ev) = self.events.get(self.next_event) {
             if ev.ts > now {
                 break;
@@ -113,6 +130,18 @@ impl Pipeline {
         if due {
             self.last_tick = Some(now);
             self.flows.tick(now, &mut self.files, sink);
+        }
+    }
+
+    fn emit_notices(&mut self, sink: &mut dyn RecordSink) {
+        for n in self.notices.drain(..) {
+            sink.record(Record::Iri(IriRecord {
+                liid: n.liid,
+                cin: None,
+                ts: n.ts,
+                event: IriEvent::Warrant { op: n.op, start: n.start, end: n.end },
+                provenance: self.warrant_provenance.clone(),
+            }));
         }
     }
 

@@ -149,6 +149,25 @@ pub enum IriEvent {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         selectors_removed: Vec<String>,
     },
+    /// The warrant itself changed state in this POI: interception began (its window opened, or
+    /// it was provisioned while in force), its terms changed, or it ended. Delivered to the LEA
+    /// as an HI1 notification (TS 101 671 HI1-Operation in the PS-PDU), kept in the case so that
+    /// an analyst sees when interception was in force.
+    Warrant {
+        op: WarrantOp,
+        /// The window in force after this change.
+        start: Timestamp,
+        end: Timestamp,
+    },
+}
+
+/// What happened to a warrant (HI1 liActivated / liModified / liDeactivated).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarrantOp {
+    Activated,
+    Modified,
+    Deactivated,
 }
 
 /// Intercept-related information.

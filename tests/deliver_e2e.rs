@@ -116,6 +116,23 @@ fn replay_delivers_to_the_reference_lemf_what_the_case_holds() {
     assert_eq!(lemf_iri.matches("iRI-Begin").count(), sessions, "{lemf_iri}");
     assert_eq!(lemf_iri.matches("iRI-End").count(), ends);
 
+    // HI1: the warrant's activation (in force from the first packet) reached the LEMF on HI2,
+    // with the LIID and the second the case records.
+    let activated: Vec<&serde_json::Value> =
+        case_iri.iter().filter(|e| e["event"] == "warrant" && e["op"] == "activated").collect();
+    assert_eq!(activated.len(), 1, "{case_iri:?}");
+    let hi1: Vec<serde_json::Value> = lemf_iri
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("hI1-Operation").is_some())
+        .collect();
+    assert_eq!(hi1.len(), 1, "{lemf_iri}");
+    let n = &hi1[0]["hI1-Operation"]["liActivated"];
+    assert_eq!(n["lawfulInterceptionIdentifier"], "LIID-JOE-0001", "{n}");
+    assert_eq!(hi1[0]["channel"], "hi2");
+    let case_ts = chrono::DateTime::parse_from_rfc3339(activated[0]["ts"].as_str().unwrap()).unwrap();
+    assert_eq!(n["timeStamp"]["utcTime"], case_ts.format("%y%m%d%H%M%SZ").to_string(), "{n}");
+
     // The LEMF saw no sequence gap and no failed integrity check.
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(lemf_out.join("report.json")).unwrap()).unwrap();

@@ -195,6 +195,17 @@ fn the_window_is_enforced_to_the_packet() {
     // Sessions cut by the window end say so.
     let iri = std::fs::read_to_string(c.join("W/iri.jsonl")).unwrap();
     assert!(iri.contains("\"reason\":\"window-end\""), "{iri}");
+    // The warrant's entering into and leaving force are on record, stamped with its bounds.
+    let when = |op: &str| -> Vec<chrono::DateTime<chrono::FixedOffset>> {
+        iri.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["event"] == "warrant" && v["op"] == op)
+            .map(|v| chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(&to_rfc3339(t)).unwrap();
+    assert_eq!(when("activated"), vec![at(start)], "{iri}");
+    assert_eq!(when("deactivated"), vec![at(end)], "{iri}");
 }
 
 #[test]

@@ -341,8 +341,25 @@ impl Core {
             } else {
                 self.count(ch, &h.liid, "tri");
             }
+        } else if let Some(op) = payload.get("hI1-Operation").filter(|o| o.is_object()) {
+            // Warrant notifications number with the LIID's CIN-less IRI stream.
+            self.count(ch, &h.liid, "hi1");
+            let dup = self.sequence(ch, &h, "iri", pdu);
+            self.integrity_data(&h, "iri", pdu, dup.is_some());
+            if dup.as_ref().is_some_and(|d| d.identical == Some(true)) {
+                return out;
+            }
+            let mut line = serde_json::json!({
+                "channel": ch.name(), "liid": h.liid, "cin": h.cin, "seq": h.seq,
+                "ts": ts.to_rfc3339(), "hI1-Operation": op,
+                "pSHeader": v["pSHeader"],
+            });
+            if dup.is_some() {
+                line["duplicate"] = Value::Bool(true);
+            }
+            out.writes.push(Write::IriLine { liid: h.liid.clone(), line });
         } else {
-            self.undecodable(ch, peer, "payload is neither IRI, CC nor TRI".into());
+            self.undecodable(ch, peer, "payload is neither IRI, CC, TRI nor HI1".into());
         }
         out
     }

@@ -53,6 +53,7 @@ pub struct Match {
 }
 
 pub mod association;
+pub mod lifecycle;
 pub mod table;
 pub mod warrant;
 

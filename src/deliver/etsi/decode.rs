@@ -259,6 +259,7 @@ fn payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
             ("cCPayloadSequence", Value::Array(kids(&c)?.iter().map(cc_payload).collect::<Result<_, _>>()?))
         }
         Some((2, true)) => ("tRIPayload", tri(&one_child(&c, "TRIPayload")?)?),
+        Some((3, true)) => ("hI1-Operation", hi1_operation(&one_child(&c, "HI1-Operation")?)?),
         _ => {
             let mut m = Map::new();
             unknown(&mut m, &c, 1);
@@ -266,6 +267,38 @@ fn payload(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         }
     };
     Ok(json!({ k: v }))
+}
+
+/// HI1-Operation as read in [`super::hi1`] (TS 101 671; not among the schemas in hand).
+fn hi1_operation(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let name = match ctx(t) {
+        Some((1, true)) => "liActivated",
+        Some((2, true)) => "liDeactivated",
+        Some((3, true)) => "liModified",
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, t, 2);
+            return Ok(Value::Object(m));
+        }
+    };
+    let v = seq(t, 3, |c| match ctx(c)? {
+        (0, false) => Some(("domainID", oid(c, "domainID"))),
+        (1, false) => Some(("lawfulInterceptionIdentifier", text(c, "lawfulInterceptionIdentifier"))),
+        (3, true) => Some((
+            "timeStamp",
+            one_child(c, "TimeStamp").and_then(|ts| match ctx(&ts) {
+                Some((1, false)) => text(&ts, "utcTime").map(|v| json!({ "utcTime": v })),
+                Some((0, true)) => seq(&ts, 4, |l| match ctx(l)? {
+                    (0, false) => Some(("generalizedTime", time(l, "generalizedTime"))),
+                    _ => None,
+                })
+                .map(|v| json!({ "localTime": v })),
+                _ => Err(schema(&ts, "TimeStamp", "neither localTime nor utcTime")),
+            }),
+        )),
+        _ => None,
+    })?;
+    Ok(json!({ name: v }))
 }
 
 fn tri(t: &Tlv<'_>) -> Result<Value, DecodeError> {

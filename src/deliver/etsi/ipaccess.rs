@@ -380,7 +380,7 @@ pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
             c.raw_aaa_data = Some(provenance_json(&rec.provenance, Some((what, detail))));
             Some(MappedIri { iri_type: IriType::Report, contents: c })
         }
-        IriEvent::Ftp(_) | IriEvent::Http(_) | IriEvent::Smtp(_) | IriEvent::Tls(_) => None,
+        IriEvent::Ftp(_) | IriEvent::Http(_) | IriEvent::Smtp(_) | IriEvent::Tls(_) | IriEvent::Warrant { .. } => None,
     }
 }
 

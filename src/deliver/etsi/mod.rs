@@ -7,6 +7,7 @@
 //! - [`ps_pdu`]: TS 102 232-1 header and payload; [`Encoder`] holds one LEA's settings.
 //! - [`ipaccess`]: TS 102 232-3 IPIRI/IPCC, the record mapping and the inner-packet finder.
 //! - [`email`]: TS 102 232-2 EmailIRI/EmailCC (tags from public implementations).
+//! - [`hi1`]: HI1 notifications (warrant activated, modified, deactivated).
 //! - [`integrity`]: TRI integrityCheck state (hash and signed hash).
 //! - [`decode`]: PS-PDU stream -> JSON lines.
 //!
@@ -16,12 +17,14 @@
 pub mod ber;
 pub mod decode;
 pub mod email;
+pub mod hi1;
 pub mod integrity;
 pub mod ipaccess;
 pub mod ps_pdu;
 
 pub use decode::{decode_stream, DecodeError};
 pub use email::{EmailCc, EmailEventType, EmailFormat, EmailIri, EmailProtocol, EmailStatus, Segment};
+pub use hi1::Hi1Notification;
 pub use integrity::{Due, IntegrityConfig, IntegrityState, SignError, Signer};
 pub use ipaccess::{inner_ip_packet, map_iri, IpIriContents, MappedIri};
 pub use ps_pdu::{
@@ -70,6 +73,11 @@ impl Encoder {
     ) -> Result<(), EncodeError> {
         let p = [CcPayload { direction: dir, ts: None, contents: CcContents::Email(cc) }];
         self.encode(out, hdr, &Payload::Cc(&p))
+    }
+
+    /// One HI1 notification PDU (liActivated / liModified / liDeactivated).
+    pub fn hi1(&self, out: &mut Vec<u8>, hdr: &PduHeader<'_>, n: &Hi1Notification<'_>) -> Result<(), EncodeError> {
+        self.encode(out, hdr, &Payload::Hi1(n))
     }
 
     /// One integrity-check TRI PDU.

@@ -353,6 +353,8 @@ pub enum Payload<'a> {
     Iri(&'a [IriPayload<'a>]),
     Cc(&'a [CcPayload<'a>]),
     Tri(Tri<'a>),
+    /// `hI1-Operation [3]`: a warrant notification (see [`super::hi1`]).
+    Hi1(&'a super::hi1::Hi1Notification<'a>),
 }
 
 /// Encodes PS-PDUs for one LEA: the validated config with its OIDs pre-encoded.
@@ -516,6 +518,12 @@ impl Encoder {
                 };
                 put_cons(o, Tag::ctx_cons(2), hint, |o| tri(o, t));
                 Ok(())
+            }
+            Payload::Hi1(n) => {
+                // HI1-Operation is a CHOICE: its [3] is explicit around the alternative.
+                let mut r = Ok(());
+                put_cons(o, Tag::ctx_cons(3), 48, |o| r = n.encode(o));
+                r
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
 use crate::deliver::etsi::ipaccess::{payload_direction, target_side};
 use crate::deliver::etsi::{
     inner_ip_packet, map_iri, CcContents, CcPayload, DataType, EmailCc, EmailEventType, EmailFormat, EmailIri,
-    EmailProtocol, EmailStatus, Encoder, IntegrityConfig, IntegrityState, IriType, Payload, PayloadDirection,
+    EmailProtocol, EmailStatus, Encoder, Hi1Notification, IntegrityConfig, IntegrityState, IriType, Payload, PayloadDirection,
     PduHeader, Signer, Tri,
 };
 use crate::record::{Dir, IriEvent, ObjectId, Record};
@@ -47,6 +47,8 @@ pub struct MdfCounts {
     pub iri_without_ipiri: u64,
     /// SMTP events sent as EmailIRI.
     pub email_iri: u64,
+    /// Warrant activations, modifications and deactivations sent as HI1 notifications.
+    pub hi1_notifications: u64,
     /// Mails sent as EmailCC (each one or more PDUs).
     pub email_cc_objects: u64,
     /// CC frames without an IP packet inside (ARP, ...): IPCC cannot carry them.
@@ -189,6 +191,16 @@ impl Mdf {
                 if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
                     self.sides.remove(&(r.liid.clone(), cin));
                     self.ends.remove(&(r.liid.clone(), cin));
+                }
+                if let IriEvent::Warrant { op, .. } = &r.event {
+                    // HI1 notifications share the LIID's CIN-less IRI stream (association
+                    // events), so their numbering and integrity checks are the HI2 ones.
+                    let key = (r.liid.clone(), None, DataType::Iri);
+                    self.leas[lea].counts.hi1_notifications += 1;
+                    let op = *op;
+                    return self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| {
+                        enc.hi1(buf, hdr, &Hi1Notification { op, liid: hdr.liid, ts: hdr.ts })
+                    });
                 }
                 if let IriEvent::Smtp(ev) = &r.event {
                     let ends = r.cin.and_then(|cin| self.ends.get(&(r.liid.clone(), cin))).copied();
