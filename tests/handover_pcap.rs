@@ -32,7 +32,7 @@ fn vxlan_fixture_delivered_as_inner_ipcc() {
     let warrants_file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/warrants.toml")).unwrap();
     // The only [[lea]] is every warrant's default.
     let text = format!(
-        "{warrants_file}\n[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"tapir-test\"\n"
+        "{warrants_file}\n[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"tapir-test\"\n# lemf_check's schema subset has no HI1-Operation.\nhi1 = false\n"
     );
     let (leas, warrants) = setup(&text);
     let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);

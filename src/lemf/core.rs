@@ -235,7 +235,7 @@ impl Core {
 
     fn cin_reset(&mut self, ch: Channel, h: &Header) {
         let cin = h.cin.map_or_else(|| "-".to_string(), |c| c.to_string());
-        for kind in ["iri", "cc"] {
+        for kind in ["iri", "cc", "integrity-iri", "integrity-cc"] {
             let key = format!("{}/{}/{}/{}", ch.name(), h.liid, cin, kind);
             if let Some(st) = self.report.streams.get_mut(&key) {
                 // The holes before the reset stay on record; numbering starts again after it.
@@ -245,6 +245,13 @@ impl Core {
             }
             self.recent.remove(&key);
         }
+        // Integrity checks number afresh too, and hash only PDUs sent after the reset. Only
+        // this channel's kind: the other channel may still be delivering the old run's tail.
+        let kind = match ch {
+            Channel::Hi2 => "iri",
+            Channel::Hi3 => "cc",
+        };
+        self.integrity.remove(&(h.liid.clone(), h.cin, kind));
     }
 
     /// One framed PDU from `peer` on `ch`.
@@ -321,8 +328,12 @@ impl Core {
                     Some("cC") => "cc",
                     _ => "other",
                 };
-                self.sequence(ch, &h, &format!("integrity-{dt}"), pdu);
-                self.integrity_check(ch, &h, dt, ic);
+                let dup = self.sequence(ch, &h, &format!("integrity-{dt}"), pdu);
+                // A resent check (after a reconnect) was verified the first time; its PDUs are
+                // hashed already, so checking it again would report them missing.
+                if dup.is_none_or(|d| d.identical != Some(true)) {
+                    self.integrity_check(ch, &h, dt, ic);
+                }
             } else if tri.contains_key("firstSegmentFlag") || tri.contains_key("lastSegmentFlag") {
                 self.count(ch, &h.liid, "segment");
                 let dup = self.sequence(ch, &h, data_kind, pdu);

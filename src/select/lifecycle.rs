@@ -67,12 +67,7 @@ impl Lifecycle {
     }
 
     fn recompute_due(&mut self) {
-        self.next_due = self
-            .entries
-            .values()
-            .filter(|e| !e.done)
-            .map(|e| if e.active { e.end } else { e.start })
-            .min();
+        self.next_due = self.entries.values().filter(|e| !e.done).map(|e| if e.active { e.end } else { e.start }).min();
     }
 
     /// Capture time moved to `now`: the warrants whose window opened or closed, in time order.

@@ -66,6 +66,9 @@ struct RawLea {
     keepalive: Option<u64>,
     #[serde(default)]
     spool: Option<RawSpool>,
+    /// Send HI1 notifications (warrant activated / modified / deactivated) on HI2.
+    #[serde(default)]
+    hi1: Option<bool>,
 }
 
 /// One LEA, validated.
@@ -86,6 +89,9 @@ pub struct LeaConfig {
     pub max_spool_bytes: u64,
     /// Size at which the spool starts a new segment file.
     pub spool_segment_bytes: u64,
+    /// Whether warrant notifications (HI1-Operation PDUs) go to this LEA on HI2 (default yes;
+    /// `hi1 = false` for an LEA that takes HI1 another way or whose decoder lacks the module).
+    pub hi1_notifications: bool,
 }
 
 /// Defaults when the table does not say.
@@ -166,6 +172,7 @@ pub fn parse_leas(raw: &[toml::Value], file: &str) -> Result<Vec<LeaConfig>, Lea
             keepalive_secs,
             max_spool_bytes,
             spool_segment_bytes,
+            hi1_notifications: r.hi1.unwrap_or(true),
         });
     }
     Ok(out)

@@ -12,8 +12,8 @@ use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
 use crate::deliver::etsi::ipaccess::{payload_direction, target_side};
 use crate::deliver::etsi::{
     inner_ip_packet, map_iri, CcContents, CcPayload, DataType, EmailCc, EmailEventType, EmailFormat, EmailIri,
-    EmailProtocol, EmailStatus, Encoder, Hi1Notification, IntegrityConfig, IntegrityState, IriType, Payload, PayloadDirection,
-    PduHeader, Signer, Tri,
+    EmailProtocol, EmailStatus, Encoder, Hi1Notification, IntegrityConfig, IntegrityState, IriType, Payload,
+    PayloadDirection, PduHeader, Signer, Tri,
 };
 use crate::record::{Dir, IriEvent, ObjectId, Record};
 use crate::select::Liid;
@@ -63,6 +63,7 @@ pub struct MdfCounts {
 
 struct Lea {
     encoder: Encoder,
+    hi1: bool,
     integrity: Option<IntegrityConfig>,
     signer: Option<Signer>,
     counts: MdfCounts,
@@ -154,7 +155,13 @@ impl Mdf {
                 sign_every_secs: 0,
                 ..IntegrityConfig::default()
             });
-            out.push(Lea { encoder: Encoder::new(l.etsi.clone())?, integrity, signer, counts: MdfCounts::default() });
+            out.push(Lea {
+                encoder: Encoder::new(l.etsi.clone())?,
+                hi1: l.hi1_notifications,
+                integrity,
+                signer,
+                counts: MdfCounts::default(),
+            });
         }
         Ok(Mdf {
             leas: out,
@@ -193,6 +200,9 @@ impl Mdf {
                     self.ends.remove(&(r.liid.clone(), cin));
                 }
                 if let IriEvent::Warrant { op, .. } = &r.event {
+                    if !self.leas[lea].hi1 {
+                        return Ok(());
+                    }
                     // HI1 notifications share the LIID's CIN-less IRI stream (association
                     // events), so their numbering and integrity checks are the HI2 ones.
                     let key = (r.liid.clone(), None, DataType::Iri);
