@@ -238,7 +238,7 @@ fn a_30s_network_stall_mid_delivery_loses_nothing() {
     // segments start to vanish.
     let stall = Stall::start([hi2, hi3], 64 * 1024);
     let started = Instant::now();
-    let mut run = replay(
+    let run = replay(
         &["ftp-upload.pcap", "http-put.pcap"],
         &w,
         &d.path().join("case1"),
