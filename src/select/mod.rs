@@ -53,6 +53,8 @@ pub struct Match {
 }
 
 pub mod association;
+pub mod feed;
+pub mod radius;
 pub mod table;
 pub mod warrant;
 
