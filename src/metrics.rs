@@ -327,7 +327,12 @@ impl TapirMetrics {
             (names::KERNEL_DROPS, "Packets the kernel dropped before capture.", &["interface"][..], true),
             (names::DECODE_ERRORS, "Packets that failed to decode, by kind of error.", &["kind"][..], true),
             (names::MATCHED_PACKETS, "Packets selected for a warrant.", &["liid"][..], true),
-            (names::LEA_CONNECTED, "1 while the handover channel to the LEA is connected.", &["lea", "channel"][..], false),
+            (
+                names::LEA_CONNECTED,
+                "1 while the handover channel to the LEA is connected.",
+                &["lea", "channel"][..],
+                false,
+            ),
         ] {
             if !fams.iter().any(|f| f.name == name) {
                 fams.push(Family {
@@ -486,10 +491,7 @@ mod tests {
     fn target_identities_cannot_be_labels() {
         let m = Metrics::new();
         for l in ["subscriber", "ip", "target", "image", "user"] {
-            assert!(matches!(
-                m.counter("x_total", "", &[(l, "joe")]),
-                Err(MetricsError::LabelNotAllowed { .. })
-            ));
+            assert!(matches!(m.counter("x_total", "", &[(l, "joe")]), Err(MetricsError::LabelNotAllowed { .. })));
         }
         assert!(matches!(m.counter("1bad", "", &[]), Err(MetricsError::BadName(_))));
         m.counter("c_total", "", &[("liid", "a")]).unwrap();

@@ -150,7 +150,10 @@ fn check_against_tshark(rows: &[TsharkRow]) {
     for r in rows {
         let rec = parse_accounting(&r.payload).unwrap().expect("an Accounting-Request");
         assert_eq!(rec.status.to_u32(), r.status);
-        assert_eq!(rec.user_name.as_deref().map(|u| String::from_utf8(u.to_vec()).unwrap()).unwrap_or_default(), r.user);
+        assert_eq!(
+            rec.user_name.as_deref().map(|u| String::from_utf8(u.to_vec()).unwrap()).unwrap_or_default(),
+            r.user
+        );
         assert_eq!(rec.framed_ip.map(|a| a.to_string()).unwrap_or_default(), r.framed_ip);
         assert_eq!(rec.framed_ipv6_address.map(|a| a.to_string()).unwrap_or_default(), r.v6_addr);
         assert_eq!(
@@ -205,7 +208,8 @@ fn check_events(rows: &[TsharkRow]) {
             // Accounting-On: nothing; "al ice" is not a valid subscriber identifier: nothing.
         ]
     );
-    let statuses: Vec<AcctStatus> = rows.iter().map(|r| parse_accounting(&r.payload).unwrap().unwrap().status).collect();
+    let statuses: Vec<AcctStatus> =
+        rows.iter().map(|r| parse_accounting(&r.payload).unwrap().unwrap().status).collect();
     assert_eq!(
         statuses,
         vec![

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -142,18 +142,27 @@ impl fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Opens (creating with mode 0600) the journal for appending. A torn last line (no final
-    /// newline: a crash mid-append) is cut off first so the next event starts on its own line;
-    /// call [`load_journal`] before this to count it.
+    /// Opens (creating with mode 0600) the journal for appending. A torn last line (what
+    /// [`load_journal`] counts in `torn`: a crash mid-append) is cut off first so that it does
+    /// not become a corrupt line in the middle; a good last line without its newline gets one.
+    /// Call [`load_journal`] before this to count it.
     pub fn open(path: &Path) -> Result<Journal, FeedError> {
         let io = |source| FeedError::Io { path: path.display().to_string(), source };
         let mut file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len > 0 {
-            let keep = last_newline_end(&mut file, len).map_err(io)?;
-            if keep != len {
-                file.set_len(keep).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        // The last non-blank line, as load_journal sees it.
+        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |p| p + 1);
+        let start = bytes[..end].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if end > 0 {
+            let last = &bytes[start..end];
+            let good = std::str::from_utf8(last).ok().is_some_and(|s| parse_event(s, "journal", 0).is_ok());
+            if !good {
+                file.set_len(start as u64).map_err(io)?;
                 file.sync_all().map_err(io)?;
+            } else if !bytes[end..].contains(&b'\n') {
+                file.write_all(b"\n").map_err(io)?;
+                file.sync_data().map_err(io)?;
             }
         }
         Ok(Journal { path: path.to_path_buf(), file: Mutex::new(file) })
@@ -175,23 +184,6 @@ impl Journal {
         f.write_all(line.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)
     }
-}
-
-/// Offset just past the last `\n` of the file's first `len` octets (0 if there is none).
-fn last_newline_end(file: &mut File, len: u64) -> std::io::Result<u64> {
-    let mut end = len;
-    let mut buf = [0u8; 4096];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = usize::try_from(end - start).unwrap_or(buf.len()).min(buf.len());
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(p) = buf[..n].iter().rposition(|&b| b == b'\n') {
-            return Ok(start + p as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
 }
 
 /// What a journal replays to.
@@ -334,7 +326,12 @@ pub async fn serve_feed(
 /// Serves an already bound feed until `shutdown` completes; connections still open then are
 /// dropped (an event being journalled finishes its fsync; its client may miss the `ok`). The Unix
 /// socket file is removed at the end.
-pub async fn serve_feed_on(listener: FeedListener, journal: Arc<Journal>, tx: Sender<AssocEvent>, shutdown: impl Future) {
+pub async fn serve_feed_on(
+    listener: FeedListener,
+    journal: Arc<Journal>,
+    tx: Sender<AssocEvent>,
+    shutdown: impl Future,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -503,7 +500,9 @@ mod tests {
     #[test]
     fn addresses() {
         assert!(matches!(FeedAddr::parse("unix:/run/x.sock"), Ok(FeedAddr::Unix(p)) if p == Path::new("/run/x.sock")));
-        assert!(matches!(FeedAddr::parse("tcp:127.0.0.1:7000"), Ok(FeedAddr::Tcp(a, t)) if a.port() == 7000 && t.is_empty()));
+        assert!(
+            matches!(FeedAddr::parse("tcp:127.0.0.1:7000"), Ok(FeedAddr::Tcp(a, t)) if a.port() == 7000 && t.is_empty())
+        );
         assert!(matches!(FeedAddr::parse("tcp:[::1]:7000"), Ok(FeedAddr::Tcp(..))));
         assert!(matches!(FeedAddr::parse("tcp:0.0.0.0:7000"), Err(FeedError::NotLoopback { .. })));
         assert!(matches!(FeedAddr::parse("tcp:192.0.2.1:7000"), Err(FeedError::NotLoopback { .. })));

@@ -145,7 +145,10 @@ fn packet(udp_payload: &[u8]) -> Result<&[u8], RadiusError> {
 }
 
 /// Walks the attributes of `pkt` (already cut to Length), calling `f(type, offset, value)`.
-fn for_each_attribute(pkt: &[u8], mut f: impl FnMut(u8, usize, &[u8]) -> Result<(), RadiusError>) -> Result<(), RadiusError> {
+fn for_each_attribute(
+    pkt: &[u8],
+    mut f: impl FnMut(u8, usize, &[u8]) -> Result<(), RadiusError>,
+) -> Result<(), RadiusError> {
     let end = pkt.len();
     let mut off = HEADER_LEN;
     while off < end {
