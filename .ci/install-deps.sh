@@ -28,10 +28,11 @@ fi
 # The content-format tests make disk images and archives with the real tools and compare
 # tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
-# with openssl; GNU time measures peak memory in bench/replay.sh.
+# with openssl; GNU time measures peak memory in bench/replay.sh; the RADIUS tests send accounting
+# with radclient (freeradius-utils); the feed tests talk to the feed socket with socat.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
-          bzip2 zip unzip tar time)
+          bzip2 zip unzip tar time freeradius-utils socat)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -53,8 +54,9 @@ fi
 
 # Python decoders the tests use as independent oracles: asn1tools (ETSI BER against the
 # shared ASN.1 subset), cryptography (integrity-check signatures) and pyftpdlib (the FTP server of
-# the 80 MB upload made at test time by pcaps/tools/make-big-upload.sh).
-for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib; do
+# the 80 MB upload made at test time by pcaps/tools/make-big-upload.sh) and prometheus_client
+# (parses the metrics endpoint's text format).
+for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib prometheus_client:prometheus-client; do
     python3 -c "import ${m%%:*}" 2>/dev/null && continue
     echo "install-deps: installing ${m##*:}"
     python3 -m pip install -q "${m##*:}" </dev/null ||

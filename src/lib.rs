@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod flow;
 pub mod fuzzing;
 pub mod lemf;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod select;

@@ -53,7 +53,9 @@ pub struct Match {
 }
 
 pub mod association;
+pub mod feed;
 pub mod lifecycle;
+pub mod radius;
 pub mod table;
 pub mod warrant;
 
