@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod record;
 pub mod select;
 pub mod timestamp;
+pub mod x1;
