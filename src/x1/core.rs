@@ -309,9 +309,10 @@ impl X1Core {
             .iter()
             .filter(|(_, t)| {
                 t.details.implicit_deactivation_allowed == Some(true)
-                    && t.details.mediation.as_ref().is_some_and(|ms| {
-                        !ms.is_empty() && ms.iter().all(|m| ts(&m.end).is_some_and(|e| e <= now))
-                    })
+                    && t.details
+                        .mediation
+                        .as_ref()
+                        .is_some_and(|ms| !ms.is_empty() && ms.iter().all(|m| ts(&m.end).is_some_and(|e| e <= now)))
             })
             .map(|(x, _)| x.clone())
             .collect();
@@ -400,7 +401,14 @@ impl X1Core {
                 }
                 Err(f) => error_response(&mut out, &env, m.kind, f),
             }
-            actions.push(Action { what: m.kind.into(), xid, did, liid, result: outcome.result, detail: outcome.detail });
+            actions.push(Action {
+                what: m.kind.into(),
+                xid,
+                did,
+                liid,
+                result: outcome.result,
+                detail: outcome.detail,
+            });
         }
         Reply { http_status: 200, body: message::response_document(&out), actions }
     }
@@ -662,7 +670,9 @@ impl X1Core {
 
     /// XIDs of tasks (active or awaiting approval) that deliver to `did`.
     fn users_of(&self, did: &str) -> Vec<String> {
-        let uses = |t: &TaskDetails| t.dids.iter().chain(t.mediation.iter().flatten().flat_map(|m| m.dids.iter().flatten())).any(|d| d == did);
+        let uses = |t: &TaskDetails| {
+            t.dids.iter().chain(t.mediation.iter().flatten().flat_map(|m| m.dids.iter().flatten())).any(|d| d == did)
+        };
         self.state
             .tasks
             .values()
@@ -680,9 +690,8 @@ impl X1Core {
     /// Everything that must hold before a task is accepted.
     fn validate(&self, td: &TaskDetails, failure: ErrorCode) -> Result<(), X1Fault> {
         for (i, t) in td.targets.iter().enumerate() {
-            t.target_id().map_err(|why| {
-                X1Fault::new(failure, format!("targetIdentifier #{} ({}): {why}", i + 1, t.kind()))
-            })?;
+            t.target_id()
+                .map_err(|why| X1Fault::new(failure, format!("targetIdentifier #{} ({}): {why}", i + 1, t.kind())))?;
         }
         let plans = self.plan(td, failure)?;
         for (i, p) in plans.iter().enumerate() {
@@ -706,8 +715,11 @@ impl X1Core {
     fn task_status(&self, out: &mut String, details: &TaskDetails, task: Option<&Task>) {
         out.push_str("<taskStatus>");
         el(out, "provisioningStatus", if task.is_some() { "complete" } else { "awaitingProvisioning" });
-        let mut dids: Vec<&String> =
-            details.dids.iter().chain(details.mediation.iter().flatten().flat_map(|m| m.dids.iter().flatten())).collect();
+        let mut dids: Vec<&String> = details
+            .dids
+            .iter()
+            .chain(details.mediation.iter().flatten().flat_map(|m| m.dids.iter().flatten()))
+            .collect();
         dids.sort();
         dids.dedup();
         let faults: Vec<X1Fault> = dids
@@ -865,7 +877,12 @@ fn plan_in(state: &State, td: &TaskDetails, failure: ErrorCode) -> Result<Vec<Pl
         .ok_or_else(|| {
             X1Fault::new(
                 ErrorCode::DeliveryTypeAndDestinations,
-                format!("LIID {}: {} and {} leave nothing to deliver", m.liid, td.delivery.as_str(), m.delivery.as_str()),
+                format!(
+                    "LIID {}: {} and {} leave nothing to deliver",
+                    m.liid,
+                    td.delivery.as_str(),
+                    m.delivery.as_str()
+                ),
             )
         })?;
         let dids: &[String] = match &m.dids {
@@ -892,11 +909,18 @@ fn plan_in(state: &State, td: &TaskDetails, failure: ErrorCode) -> Result<Vec<Pl
                 ))
             }
         };
-        let dest = state.destinations.get(&did).ok_or_else(|| X1Fault::new(ErrorCode::DidDoesNotExist, format!("no destination {did}")))?;
+        let dest = state
+            .destinations
+            .get(&did)
+            .ok_or_else(|| X1Fault::new(ErrorCode::DidDoesNotExist, format!("no destination {did}")))?;
         if !covers(dest.delivery, scope) {
             return Err(X1Fault::new(
                 ErrorCode::DeliveryTypeAndDestinations,
-                format!("LIID {}: destination {did} ({}) cannot carry what the task delivers", m.liid, dest.delivery.as_str()),
+                format!(
+                    "LIID {}: destination {did} ({}) cannot carry what the task delivers",
+                    m.liid,
+                    dest.delivery.as_str()
+                ),
             ));
         }
         let start = ts(&m.start);

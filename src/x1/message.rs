@@ -216,7 +216,9 @@ pub(crate) fn parse_dom(body: &[u8], limits: &Limits) -> Result<Node, ParseError
                     let (ans, local) = reader.resolver().resolve_attribute(attr.key);
                     let ans = ns_of(ans).map_err(|m| xml_err(&reader, m))?;
                     if ans.as_deref() == Some(NS_XSI) && local.as_ref() == b"type" {
-                        let v = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| xml_err(&reader, e.to_string()))?;
+                        let v = attr
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|e| xml_err(&reader, e.to_string()))?;
                         let v = v.trim();
                         let (tns, tlocal) = reader.resolver().resolve_element(QName(v.as_bytes()));
                         let tns = ns_of(tns).map_err(|m| xml_err(&reader, m))?;
@@ -588,10 +590,7 @@ impl X1Target {
 /// The full lower-case form TS 103 280 `IPv6Address` requires (no `::`).
 pub fn ipv6_full(a: &Ipv6Addr) -> String {
     let s = a.segments();
-    format!(
-        "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
-        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
-    )
+    format!("{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}", s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])
 }
 
 fn bad_target(n: usize, kind: &str) -> X1Fault {
@@ -797,7 +796,16 @@ fn parse_task_details(node: &Node) -> Result<TaskDetails, X1Fault> {
     seq.unsupported("taskDetailsExtensions", ErrorCode::ActivateTaskFailure)?;
     seq.unsupported("listOfTrafficPolicyReferences", ErrorCode::ActivateTaskFailure)?;
     seq.end()?;
-    Ok(TaskDetails { xid, targets, delivery, dids, mediation, correlation_id, implicit_deactivation_allowed, product_id })
+    Ok(TaskDetails {
+        xid,
+        targets,
+        delivery,
+        dids,
+        mediation,
+        correlation_id,
+        implicit_deactivation_allowed,
+        product_id,
+    })
 }
 
 /// `DestinationDetails` with an `ipAddressAndPort` delivery address (TCP).
@@ -954,12 +962,9 @@ fn parse_header(seq: &mut Seq<'_>) -> Result<Header, X1Fault> {
     let message_timestamp = date_time(seq.req("messageTimestamp")?)?;
     let vnode = seq.req("version")?;
     let version = leaf(vnode)?.to_string();
-    let ok = version
-        .strip_prefix("v1.")
-        .and_then(|r| r.split_once('.'))
-        .is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
-        });
+    let ok = version.strip_prefix("v1.").and_then(|r| r.split_once('.')).is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+    });
     if !ok {
         return Err(X1Fault::syntax("version must look like v1.N.N"));
     }
@@ -994,11 +999,14 @@ pub fn parse_request(body: &[u8], limits: &Limits) -> Result<Vec<Message>, Parse
                 .strip_suffix("Request")
                 .and_then(|k| REQUEST_TYPES.iter().find(|t| **t == k))
                 .copied()
-                .ok_or_else(|| ParseError::NotX1(format!("message #{n}: xsi:type {local} is not an X1 request type")))?,
+                .ok_or_else(|| {
+                    ParseError::NotX1(format!("message #{n}: xsi:type {local} is not an X1 request type"))
+                })?,
             _ => return Err(ParseError::NotX1(format!("message #{n} has no xsi:type in the X1 namespace"))),
         };
         let mut seq = Seq::of(m).map_err(|f| ParseError::NotX1(format!("message #{n}: {}", f.description)))?;
-        let header = parse_header(&mut seq).map_err(|f| ParseError::NotX1(format!("message #{n}: {}", f.description)))?;
+        let header =
+            parse_header(&mut seq).map_err(|f| ParseError::NotX1(format!("message #{n}: {}", f.description)))?;
         let body = parse_body(kind, &mut seq);
         out.push(Message { header, kind, body });
     }

@@ -52,7 +52,8 @@ impl Store {
     pub fn save(&self, bytes: &[u8]) -> Result<(), X1Error> {
         let tmp = self.dir.join(TEMP_FILE);
         let path = self.state_path();
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
         f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
