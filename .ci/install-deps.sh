@@ -52,11 +52,12 @@ else
     echo "install-deps: all of ${PACKAGES[*]} already installed"
 fi
 
-# Python decoders the tests use as independent oracles: asn1tools (ETSI BER against the
+# Python decoders the tests use as independent oracles: xmlschema (X1 XML against the ETSI XSDs,
+# shared/tools/x1_validate.py), asn1tools (ETSI BER against the
 # shared ASN.1 subset), cryptography (integrity-check signatures) and pyftpdlib (the FTP server of
-# the 80 MB upload made at test time by pcaps/tools/make-big-upload.sh) and prometheus_client
-# (parses the metrics endpoint's text format).
-for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib prometheus_client:prometheus-client; do
+# the 80 MB upload made at test time by pcaps/tools/make-big-upload.sh), prometheus_client
+# (parses the metrics endpoint's text format) and xmlschema (X1 responses against the XSD).
+for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib prometheus_client:prometheus-client xmlschema:xmlschema; do
     python3 -c "import ${m%%:*}" 2>/dev/null && continue
     echo "install-deps: installing ${m##*:}"
     python3 -m pip install -q "${m##*:}" </dev/null ||

@@ -19,3 +19,4 @@ pub mod pipeline;
 pub mod record;
 pub mod select;
 pub mod timestamp;
+pub mod x1;
