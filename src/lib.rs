@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod analyze;
+pub mod audit;
 pub mod capture;
 pub mod content;
 pub mod decode;
@@ -18,3 +19,4 @@ pub mod pipeline;
 pub mod record;
 pub mod select;
 pub mod timestamp;
+pub mod x1;
