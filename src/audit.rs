@@ -204,6 +204,12 @@ impl AuditLog {
         self.key.as_ref().map(|k| k.public_hex())
     }
 
+    /// False once a write failed or the log was closed: appends will fail.
+    pub fn healthy(&self) -> bool {
+        let inner = self.lock();
+        inner.broken.is_none() && !inner.closed
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere while holding the lock leaves `Inner` consistent: state only advances
         // after a successful write.

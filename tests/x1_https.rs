@@ -294,6 +294,11 @@ async fn roles_and_refused_certificates() {
         assert_eq!(s.handler.calls.lock().unwrap().len(), calls_before, "{cert:?} reached the handler");
         s.still_serves().await;
     }
+    // TLS 1.2, even with a good certificate: refused in the handshake.
+    let (rc, status, _) = s.curl(Some("admf"), &["--tls-max", "1.2"], "/X1/NE", b"xid-never\n").await;
+    assert!(rc != 0 && status == 0, "TLS 1.2: curl exit {rc}, status {status}");
+    s.still_serves().await;
+
     // A certificate from the CA whose CN is not listed: 403, never the handler.
     let n = s.handler.calls.lock().unwrap().len();
     let (rc, status, _) = s.curl(Some("unlisted"), &[], "/X1/NE", b"xid-never\n").await;
@@ -319,6 +324,8 @@ async fn roles_and_refused_certificates() {
     assert!(detail(rogue).contains("unknownissuer"), "{rogue}");
     let expired = find(&lines, "tls-handshake", |l| hs(l) && l["fingerprint"] == expired_fp.as_str());
     assert!(detail(expired).contains("expired"), "{expired}");
+    let v12 = find(&lines, "tls-handshake", |l| hs(l) && detail(l).contains("version"));
+    assert!(v12["fingerprint"].is_null(), "{v12}");
     let unlisted = find(&lines, "x1-request", |l| l["fingerprint"] == unlisted_fp.as_str());
     assert_eq!((unlisted["who"].as_str(), unlisted["result"].as_str()), (Some("unlisted-cn"), Some("refused")));
     assert!(detail(unlisted).starts_with("403"), "{unlisted}");
@@ -464,4 +471,25 @@ async fn bad_configuration_is_refused_before_serving() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let e = serve(listener, tls, Arc::new(Recorder::default()), audit, std::future::pending::<()>()).await.unwrap_err();
     assert!(e.to_string().contains("/nonexistent/x1.pem"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_service_without_a_working_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || make_pki(&d)).await.unwrap();
+    let d = dir.path();
+    let audit = Arc::new(AuditLog::open(&d.join("a.jsonl"), None, 0).unwrap());
+    audit.close().unwrap();
+    let tls = X1TlsConfig {
+        cert: d.join("srv.pem"),
+        key: d.join("srv.key"),
+        client_ca: d.join("ca.pem"),
+        clients: vec![X1Client { subject_cn: "admf-1".into(), role: Role::Admf }],
+        limits: Limits::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handler = Arc::new(Recorder::default());
+    let e = serve(listener, tls, handler.clone(), audit, std::future::pending::<()>()).await.unwrap_err();
+    assert!(e.to_string().contains("closed"), "{e}");
 }

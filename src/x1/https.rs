@@ -303,7 +303,11 @@ pub async fn serve(
     let shared = Arc::new(Shared { handler, audit, clients: tls.clients, limits: tls.limits });
     let mut start = AuditEntry::new("x1-server", "started");
     start.detail = Some(format!("listening on {local}"));
-    shared.audit(start).await;
+    // Fail closed: no X1 service without a working audit log.
+    let log = shared.audit.clone();
+    tokio::task::spawn_blocking(move || log.append(start)).await.unwrap_or_else(|e| {
+        Err(crate::audit::AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) })
+    })?;
 
     let slots = Arc::new(tokio::sync::Semaphore::new(shared.limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -549,6 +553,7 @@ fn reason(status: u16) -> &'static str {
         417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Status",
     }
@@ -674,6 +679,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http<'_, S> {
         let rest = self.buf.split_off(len);
         let body = std::mem::replace(&mut self.buf, rest);
 
+        if !self.shared.audit.healthy() {
+            // An action that could not be recorded must not happen.
+            eprintln!("tapir: x1: audit log unusable: refusing {line}");
+            let _ = self.respond(503, b"audit log unavailable\n", true, "text/plain").await;
+            return false;
+        }
         let client = ClientId {
             subject_cn: self.who.cn.clone().unwrap_or_default(),
             fingerprint: self.who.fingerprint.clone(),
@@ -691,6 +702,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http<'_, S> {
                 r
             }
         };
+        let mut reply = reply;
+        if !(200..=599).contains(&reply.status) {
+            // 1xx would break the framing; anything else is not HTTP.
+            reply.audit.push(AuditEntry {
+                detail: Some(format!("handler returned status {}", reply.status)),
+                ..AuditEntry::new("x1-request", "error")
+            });
+            reply.status = 500;
+        }
         let mut entries = reply.audit;
         if entries.is_empty() {
             entries.push(AuditEntry::new("x1-request", if reply.status < 400 { "ok" } else { "refused" }));
