@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod analyze;
+pub mod audit;
 pub mod capture;
 pub mod content;
 pub mod decode;

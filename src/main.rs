@@ -93,6 +93,23 @@ enum Cmd {
     },
     /// Make an Ed25519 signing key (PKCS#8, mode 0600) and write its public key to OUT.pub.
     Keygen { out: PathBuf },
+    /// The X1 audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain, sequence and signatures of an audit log. Exit 0: intact; 1: tampered
+    /// (the first bad line is named); 2: usage or I/O error.
+    Verify {
+        file: PathBuf,
+        /// The signer's public key (hex, or a file holding it, e.g. KEY.pub from `tapir keygen`).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 fn main() {
@@ -112,6 +129,7 @@ fn main() {
                 println!("wrote {} and {} (public key {public})", out.display(), out.with_extension("pub").display())
             })
             .map_err(Into::into),
+        Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
     };
     if let Err(e) = r {
         eprintln!("tapir: {}", one_line(&e));
@@ -388,4 +406,59 @@ fn verify(case: &Path, public_key: Option<&str>) -> Result<()> {
         if v.signer_trusted { " (the key given)" } else { " (key not checked against a trusted one)" }
     );
     Ok(())
+}
+
+/// `tapir audit verify`: the exit code.
+fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
+    let key = match key {
+        None => None,
+        Some(k) if Path::new(k).is_file() => match std::fs::read_to_string(k) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                eprintln!("tapir: {k}: {e}");
+                return 2;
+            }
+        },
+        Some(k) => Some(k.trim().to_string()),
+    };
+    if let Some(k) = &key {
+        if k.len() != 64 || hex::decode(k).is_err() {
+            eprintln!("tapir: --key: expected 64 hex digits (or a file holding them), got {k:?}");
+            return 2;
+        }
+    }
+    let rep = match tapir::audit::verify(file, key.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tapir: {e}");
+            return 2;
+        }
+    };
+    let name = file.display();
+    match rep.last_signed {
+        Some(s) if s == rep.lines => println!("{name}: {} lines, all signed (last signature: line {s})", rep.lines),
+        Some(s) => println!(
+            "{name}: {} lines, last signed line {s}; lines {}-{} are only hash-chained",
+            rep.lines,
+            s + 1,
+            rep.lines
+        ),
+        None => println!("{name}: {} lines, no signature line: the lines are only hash-chained", rep.lines),
+    }
+    if !rep.keys.is_empty() {
+        let trust = if key.is_some() { "the key given" } else { "not checked against a trusted key" };
+        println!("signed by {} ({trust})", rep.keys.join(", "));
+    }
+    if rep.ok() {
+        println!("OK");
+        return 0;
+    }
+    println!("TAMPERED: {} problem(s); the first bad line is line {}", rep.problems.len(), rep.problems[0].line);
+    for p in rep.problems.iter().take(50) {
+        println!("  {p}");
+    }
+    if rep.problems.len() > 50 {
+        println!("  ... and {} more", rep.problems.len() - 50);
+    }
+    1
 }

@@ -122,6 +122,11 @@ impl SigningKey {
     pub fn public_hex(&self) -> String {
         hex::encode(self.pair.public_key().as_ref())
     }
+
+    /// An Ed25519 signature over `msg` (64 bytes); used by other signed records (the audit log).
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        self.pair.sign(msg).as_ref().to_vec()
+    }
 }
 
 fn sha256_file(path: &Path) -> io::Result<(u64, String)> {

@@ -9,14 +9,16 @@
 //! LIIDs do. See `docs/x1.md`.
 
 pub mod core;
+pub mod https;
 pub mod message;
 pub mod store;
 
 pub use self::core::{LiidStats, X1Core, X1CoreConfig, X1Lea};
 pub use message::{DeliveryType, DestinationDetails, ErrorCode, Limits, TaskDetails, X1Target};
 
-/// What an authenticated X1 client may do.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// What an authenticated X1 client may do (`role = "admf" | "auditor"` in the config).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// May provision (ActivateTask, CreateDestination, ...) and read.
     Admf,
