@@ -28,10 +28,11 @@ fi
 # The content-format tests make disk images and archives with the real tools and compare
 # tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
-# with openssl; GNU time measures peak memory in bench/replay.sh.
+# with openssl; GNU time measures peak memory in bench/replay.sh; systemd brings systemd-analyze,
+# systemd-sysusers and systemd-tmpfiles for the unit tests (tests/daemon_systemd.rs).
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
-          bzip2 zip unzip tar time)
+          bzip2 zip unzip tar time systemd)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

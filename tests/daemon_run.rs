@@ -116,7 +116,12 @@ fn tshark_times_us(pcap: &Path) -> Vec<i64> {
     if !pcap.exists() {
         return Vec::new();
     }
-    let o = Command::new("tshark").args(["-r"]).arg(pcap).args(["-T", "fields", "-e", "frame.time_epoch"]).output().unwrap();
+    let o = Command::new("tshark")
+        .args(["-r"])
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout)
         .unwrap()
@@ -217,7 +222,8 @@ fn spawn_run(config: &Path, notify: &NotifyListener, watchdog_usec: u64) -> Chil
 /// SHA-256 of every object file of a LIID, by sha256sum.
 fn object_hashes(case: &Path, liid: &str) -> BTreeSet<String> {
     let dir = case.join(liid).join("objects");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     files.sort();
     if files.is_empty() {
         return BTreeSet::new();
@@ -352,7 +358,10 @@ fn sighup_adds_a_warrant_at_the_next_packets_and_sigterm_leaves_a_complete_case(
     signal(&child, "TERM");
     let st = wait_exit(&mut child, Duration::from_secs(20));
     assert!(st.success(), "{st:?}");
-    assert!(seen.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")) || notify.wait_for("STOPPING=1", &mut seen, Duration::from_secs(1)));
+    assert!(
+        seen.iter().any(|m| m.lines().any(|l| l == "STOPPING=1"))
+            || notify.wait_for("STOPPING=1", &mut seen, Duration::from_secs(1))
+    );
 
     let case = the_case(dir.path());
     verify_case(&case);

@@ -450,7 +450,10 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
                 ));
             }
             if g.block_count == 0 || u64::from(g.block_count) * u64::from(g.block_size) > (1 << 34) {
-                return bad(format!("ring.block_count {} must be at least 1 and the ring at most 16 GiB", g.block_count));
+                return bad(format!(
+                    "ring.block_count {} must be at least 1 and the ring at most 16 GiB",
+                    g.block_count
+                ));
             }
             if g.block_timeout_ms == 0 || g.block_timeout_ms > 10_000 {
                 return bad(format!("ring.block_timeout_ms {} must be in 1..=10000", g.block_timeout_ms));
@@ -589,8 +592,8 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and parses a configuration file.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Io { file: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.display().to_string(), source })?;
     parse_config(&text, path)
 }
 
@@ -608,8 +611,8 @@ pub fn check(path: &Path) -> Result<Checked, ConfigError> {
     let config = load_config(path)?;
     let warrants = load_warrants(&config.paths.warrants).map_err(|e| ConfigError::Warrants(e.to_string()))?;
     let file = config.paths.warrants.display().to_string();
-    let leas = crate::deliver::handover::parse_leas(&warrants.lea, &file)
-        .map_err(|e| ConfigError::Warrants(e.to_string()))?;
+    let leas =
+        crate::deliver::handover::parse_leas(&warrants.lea, &file).map_err(|e| ConfigError::Warrants(e.to_string()))?;
     for w in &warrants.warrants {
         if let Some(name) = &w.lea {
             if !leas.iter().any(|l| &l.name == name) {

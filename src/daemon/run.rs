@@ -129,11 +129,7 @@ fn routes(w: &[Warrant]) -> Vec<(String, Option<String>)> {
     r
 }
 
-fn start_delivery(
-    all: &Warrants,
-    file: &str,
-    spool: &Path,
-) -> Result<Option<Running>> {
+fn start_delivery(all: &Warrants, file: &str, spool: &Path) -> Result<Option<Running>> {
     let leas = parse_leas(&all.lea, file)?;
     if leas.is_empty() {
         return Ok(None);
@@ -193,14 +189,17 @@ fn spawn_signals(tx: Sender<Control>) -> Result<()> {
         };
         rt.block_on(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (mut hup, mut term, mut int) =
-                match (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                    (Ok(h), Ok(t), Ok(i)) => (h, t, i),
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                        let _ = ok_tx.send(Err(e));
-                        return;
-                    }
-                };
+            let (mut hup, mut term, mut int) = match (
+                signal(SignalKind::hangup()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    let _ = ok_tx.send(Err(e));
+                    return;
+                }
+            };
             let _ = ok_tx.send(Ok(()));
             loop {
                 let c = tokio::select! {

@@ -149,9 +149,9 @@ impl ReplaySource {
 }
 
 fn read_files(files: Vec<CaptureFile>, paths: Vec<PathBuf>, tx: SyncSender<Read>) {
-    let mut merge = Merge::new(files.iter().map(|f| f.frames()).collect());
+    let merge = Merge::new(files.iter().map(|f| f.frames()).collect());
     let mut batch = Batch::with_capacity(BATCH_FRAMES);
-    while let Some((idx, item)) = merge.next() {
+    for (idx, item) in merge {
         match item {
             Ok(frame) => batch.push(&frame),
             Err(d) => {
