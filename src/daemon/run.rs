@@ -33,6 +33,30 @@ pub enum Control {
     Stop,
 }
 
+/// A warrants error fit for the log: where, and what kind, but not the offending value (it
+/// may be a target's identity). `tapir check-config` prints the whole message.
+fn redacted(e: &anyhow::Error, source: &str) -> String {
+    use crate::select::WarrantError as W;
+    match e.downcast_ref::<W>() {
+        Some(w) => {
+            let what = match w {
+                W::Io { file, source } => return format!("{file}: {}", source.kind()),
+                W::Syntax { .. } => "syntax error",
+                W::BadLiid { .. } => "bad LIID",
+                W::DuplicateLiid { .. } => "duplicate LIID",
+                W::BadTime { .. } => "bad time",
+                W::EmptyWindow { .. } => "end not after start",
+                W::BadScope { .. } => "bad scope",
+                W::BadTarget { .. } => "bad target",
+                W::NoTargets { .. } => "warrant has no targets",
+                W::BadLea { .. } => "bad lea name",
+            };
+            format!("{source}:{}: {what}", w.line())
+        }
+        None => format!("{source}: {e:#}"),
+    }
+}
+
 /// Where warrants come from. HOOK (X1): the X1 task store implements this and sends
 /// [`Control::Reload`] (or [`Control::Warrants`]) when a task changes.
 pub trait WarrantsProvider: Send {
@@ -316,7 +340,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     // Warrants, LEAs, associations, signing key: all before anything is written.
     let mut provider: Box<dyn WarrantsProvider> =
         hooks.warrants.take().unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
-    let all = provider.load().with_context(|| format!("loading warrants from {}", provider.describe()))?;
+    let all = provider.load().map_err(|e| anyhow!("loading warrants: {}", redacted(&e, &provider.describe())))?;
     let events = match &config.associations.events {
         Some(p) => load_events(p)?,
         None => Vec::new(),
@@ -442,7 +466,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                             reloads += 1;
                         }
                         // A bad file leaves the warrants in force as they were.
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), "reload refused; warrants unchanged"),
+                        Err(e) => tracing::error!(
+                            error = %redacted(&e, &provider.describe()),
+                            "reload refused; warrants unchanged (tapir check-config says why)"
+                        ),
                     }
                     say(&format!("READY=1\nSTATUS=running, {} warrant(s)", pipeline.warrants().len()));
                 }
