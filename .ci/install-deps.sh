@@ -29,10 +29,11 @@ fi
 # tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
 # with openssl; GNU time measures peak memory in bench/replay.sh; the RADIUS tests send accounting
-# with radclient (freeradius-utils); the feed tests talk to the feed socket with socat.
+# with radclient (freeradius-utils); the feed tests talk to the feed socket with socat; systemd
+# brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
-          bzip2 zip unzip tar time freeradius-utils socat)
+          bzip2 zip unzip tar time freeradius-utils socat systemd)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod audit;
 pub mod capture;
 pub mod content;
+pub mod daemon;
 pub mod decode;
 pub mod deliver;
 pub mod flow;

@@ -91,6 +91,16 @@ enum Cmd {
         /// A file of PS-PDUs, or `-` for standard input.
         input: PathBuf,
     },
+    /// Run the appliance: capture, select, deliver; reload warrants on SIGHUP, stop on SIGTERM.
+    Run {
+        #[arg(long, default_value = "/etc/tapir/tapir.toml")]
+        config: PathBuf,
+    },
+    /// Check a daemon configuration and the warrants file it names; `file:line: error` if bad.
+    CheckConfig {
+        #[arg(long, default_value = "/etc/tapir/tapir.toml")]
+        config: PathBuf,
+    },
     /// Make an Ed25519 signing key (PKCS#8, mode 0600) and write its public key to OUT.pub.
     Keygen { out: PathBuf },
     /// The X1 audit log.
@@ -124,6 +134,13 @@ fn main() {
         }
         Cmd::Verify { case, public_key } => verify(&case, public_key.as_deref()),
         Cmd::Decode { input } => decode(&input),
+        Cmd::Run { config } => tapir::daemon::load_config(&config).map_err(Into::into).and_then(|c| {
+            tapir::daemon::init_logging();
+            tapir::daemon::run(&c, tapir::daemon::Hooks::default()).map(|_| ())
+        }),
+        Cmd::CheckConfig { config } => tapir::daemon::check(&config).map_err(Into::into).map(|c| {
+            println!("{}: OK ({} warrant(s), {} LEA(s))", config.display(), c.warrants.warrants.len(), c.leas)
+        }),
         Cmd::Keygen { out } => SigningKey::generate_to(&out)
             .map(|public| {
                 println!("wrote {} and {} (public key {public})", out.display(), out.with_extension("pub").display())

@@ -215,6 +215,68 @@ impl Pipeline {
         }
     }
 
+    /// Capture time so far (the latest `now` seen).
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The warrants in force.
+    pub fn warrants(&self) -> &[Warrant] {
+        self.targeting.warrants()
+    }
+
+    /// Replaces the warrants without losing flows (a daemon's reload).
+    ///
+    /// Flows of warrants that are unchanged go on. A warrant that is gone, or whose definition
+    /// changed, has its flows ended now (`WindowEnd`), so what follows is selected under the new
+    /// definition only. The association events applied so far are applied again to the new
+    /// selector table, silently (their IRI was emitted when they happened), so a new warrant on
+    /// `subscriber:joe` finds joe's current sessions and VMs at once.
+    pub fn set_warrants(&mut self, warrants: Vec<Warrant>, sink: &mut dyn RecordSink) {
+        let now = self.now;
+        let same = |a: &Warrant, b: &Warrant| {
+            a.liid == b.liid
+                && a.start == b.start
+                && a.end == b.end
+                && a.scope == b.scope
+                && a.targets == b.targets
+                && a.lea == b.lea
+        };
+        let gone: Vec<Liid> = self
+            .targeting
+            .warrants()
+            .iter()
+            .filter(|old| !warrants.iter().any(|new| same(old, new)))
+            .map(|old| old.liid.clone())
+            .collect();
+        for liid in &gone {
+            self.flows.end_liid(liid, now, &mut self.files, sink);
+        }
+        // HI1: new warrants in force are activated, changed ones modified, vanished ones
+        // deactivated, now.
+        self.lifecycle.replace(&warrants, now, &mut self.notices);
+        self.emit_notices(sink);
+        let mut targeting = Targeting::new(warrants);
+        for ev in self.events.get(..self.next_event).unwrap_or(&[]) {
+            let _ = targeting.apply(ev);
+        }
+        self.targeting = targeting;
+        let mut ends: Vec<(Timestamp, Liid)> =
+            self.targeting.warrants().iter().map(|w| (w.end, w.liid.clone())).collect();
+        ends.sort();
+        // Ends already passed were either handled before (same warrant) or just now (changed).
+        self.next_end = ends.partition_point(|(end, _)| *end <= now);
+        self.ends = ends;
+    }
+
+    /// An identity-association event arriving while running (a live feed). It is applied in
+    /// time order with the others; one already due is applied at the next `advance`.
+    pub fn push_event(&mut self, ev: AssocEvent) {
+        let pending = self.events.get(self.next_event..).unwrap_or(&[]);
+        let at = self.next_event + pending.partition_point(|e| e.ts <= ev.ts);
+        self.events.insert(at, ev);
+    }
+
     pub fn flows(&self) -> &FlowTable {
         &self.flows
     }

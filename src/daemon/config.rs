@@ -1,0 +1,684 @@
+//! The daemon's configuration file (`/etc/tapir/tapir.toml`).
+//!
+//! Parsing is strict: an unknown key, a wrong type or a value out of range is an error that
+//! names `file:line`. Relative paths are taken relative to the configuration file's directory,
+//! so a config and its warrants can travel together. See `etc/tapir.toml` for every key.
+//!
+//! The file is untrusted input: nothing here panics on any text.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::select::{load_warrants, Warrants};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    At { file: String, line: usize, message: String },
+    /// The warrants file (or its `[[lea]]` tables) the config points to.
+    #[error("{0}")]
+    Warrants(String),
+}
+
+impl ConfigError {
+    /// The 1-based line (0 when the error is not about one line of the config).
+    pub fn line(&self) -> usize {
+        match self {
+            ConfigError::At { line, .. } => *line,
+            _ => 0,
+        }
+    }
+}
+
+/// Where a listener binds: a Unix stream socket path or a TCP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        if !p.starts_with('/') {
+            return Err(format!("{s:?}: a unix socket path must be absolute"));
+        }
+        Ok(ListenAddr::Unix(PathBuf::from(p)))
+    } else if let Some(a) = s.strip_prefix("tcp:") {
+        a.parse().map(ListenAddr::Tcp).map_err(|_| format!("{s:?}: expected tcp:IP:PORT"))
+    } else {
+        Err(format!("{s:?}: expected \"unix:/path\" or \"tcp:IP:PORT\""))
+    }
+}
+
+/// How a replay source paces the capture.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pace {
+    /// As fast as the pipeline takes frames (the default; the pipeline clock is packet time).
+    Fast,
+    /// Frames are released at the pace they were captured, starting when the daemon starts.
+    Realtime,
+}
+
+/// What a replay source does after its last frame.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayEnd {
+    /// Stop as on SIGTERM: flush, write the case, exit 0 (the default).
+    Exit,
+    /// Keep running (reloads still work) until SIGTERM/SIGINT.
+    Wait,
+}
+
+/// AF_PACKET ring geometry (TPACKET_V3), handed to the live capture.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingSettings {
+    #[serde(default = "RingSettings::default_block_size")]
+    pub block_size: u32,
+    #[serde(default = "RingSettings::default_block_count")]
+    pub block_count: u32,
+    #[serde(default = "RingSettings::default_frame_size")]
+    pub frame_size: u32,
+    #[serde(default = "RingSettings::default_block_timeout_ms")]
+    pub block_timeout_ms: u32,
+}
+
+impl RingSettings {
+    fn default_block_size() -> u32 {
+        1 << 22
+    }
+    fn default_block_count() -> u32 {
+        64
+    }
+    fn default_frame_size() -> u32 {
+        2048
+    }
+    fn default_block_timeout_ms() -> u32 {
+        10
+    }
+}
+
+impl Default for RingSettings {
+    fn default() -> Self {
+        RingSettings {
+            block_size: Self::default_block_size(),
+            block_count: Self::default_block_count(),
+            frame_size: Self::default_frame_size(),
+            block_timeout_ms: Self::default_block_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptureConfig {
+    /// Live tap ports (AF_PACKET). Empty when the source is `replay`.
+    pub interfaces: Vec<String>,
+    /// Capture threads (live: one ring each, in one fanout group per interface).
+    pub workers: usize,
+    pub ring: RingSettings,
+    pub promiscuous: bool,
+    /// Account to drop to after the rings are open, when started as root outside systemd.
+    pub user: Option<String>,
+    /// Capture files replayed instead of live interfaces (tests, demonstrations).
+    pub replay: Vec<PathBuf>,
+    pub pace: Pace,
+    pub replay_end: ReplayEnd,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathsConfig {
+    pub warrants: PathBuf,
+    /// Each run writes its case into a new subdirectory named by its UTC start time.
+    pub case_dir: PathBuf,
+    pub spool_dir: PathBuf,
+    /// Ed25519 PKCS#8 key that signs case manifests; an ephemeral key when absent.
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AssociationsConfig {
+    /// Where the live identity-association feed listens.
+    pub listen: Option<ListenAddr>,
+    /// Events (JSON lines, as replay's `--associations`) loaded at start.
+    pub events: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct X1Client {
+    pub subject_cn: String,
+    pub role: String,
+}
+
+/// X1 (ETSI TS 103 221-1) server settings; parsed and checked here, served by `x1`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct X1Config {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    /// Durable task store; when set, warrants come from it rather than `paths.warrants`.
+    pub store: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    pub clients: Vec<X1Client>,
+}
+
+/// X1 client roles the daemon knows.
+pub const X1_ROLES: &[&str] = &["admf", "read-only"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_flows: usize,
+    pub tcp_idle_secs: u64,
+    pub udp_idle_secs: u64,
+    pub per_direction_buffer: usize,
+    pub global_buffer: usize,
+    /// Frame batches queued from capture threads to the pipeline before capture waits (replay)
+    /// or drops and counts (live).
+    pub queue_batches: usize,
+    /// On stop, how long to wait for the LEAs to confirm what is spooled.
+    pub deliver_wait_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let f = crate::flow::FlowConfig::default();
+        Limits {
+            max_flows: f.max_flows,
+            tcp_idle_secs: (f.tcp_idle_ns / 1_000_000_000) as u64,
+            udp_idle_secs: (f.udp_idle_ns / 1_000_000_000) as u64,
+            per_direction_buffer: f.per_direction_buffer,
+            global_buffer: f.global_buffer,
+            queue_batches: 64,
+            deliver_wait_secs: 5,
+        }
+    }
+}
+
+impl Limits {
+    pub fn flow_config(&self) -> crate::flow::FlowConfig {
+        let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000);
+        crate::flow::FlowConfig {
+            tcp_idle_ns: secs(self.tcp_idle_secs),
+            udp_idle_ns: secs(self.udp_idle_secs),
+            per_direction_buffer: self.per_direction_buffer,
+            global_buffer: self.global_buffer,
+            max_flows: self.max_flows,
+            ..crate::flow::FlowConfig::default()
+        }
+    }
+}
+
+/// A parsed, checked configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub file: PathBuf,
+    pub capture: CaptureConfig,
+    pub paths: PathsConfig,
+    pub associations: AssociationsConfig,
+    pub metrics: Option<SocketAddr>,
+    pub x1: Option<X1Config>,
+    pub limits: Limits,
+}
+
+// ---- the file as written ----
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    capture: S<RawCapture>,
+    paths: S<RawPaths>,
+    #[serde(default)]
+    associations: Option<RawAssociations>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
+    x1: Option<S<RawX1>>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    #[serde(default)]
+    interfaces: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    workers: Option<S<i64>>,
+    #[serde(default)]
+    ring: Option<S<RingSettings>>,
+    #[serde(default)]
+    promiscuous: bool,
+    #[serde(default)]
+    user: Option<S<String>>,
+    #[serde(default)]
+    replay: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pace: Option<Pace>,
+    #[serde(default)]
+    replay_end: Option<ReplayEnd>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    warrants: S<String>,
+    case_dir: S<String>,
+    spool_dir: S<String>,
+    #[serde(default)]
+    signing_key: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssociations {
+    #[serde(default)]
+    listen: Option<S<String>>,
+    #[serde(default)]
+    events: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawX1 {
+    listen: S<String>,
+    cert: S<String>,
+    key: S<String>,
+    client_ca: S<String>,
+    #[serde(default)]
+    store: Option<S<String>>,
+    #[serde(default)]
+    audit_log: Option<S<String>>,
+    #[serde(default)]
+    client: Vec<S<RawX1Client>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawX1Client {
+    subject_cn: S<String>,
+    role: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_flows: Option<S<i64>>,
+    #[serde(default)]
+    tcp_idle_secs: Option<S<i64>>,
+    #[serde(default)]
+    udp_idle_secs: Option<S<i64>>,
+    #[serde(default)]
+    per_direction_buffer: Option<S<i64>>,
+    #[serde(default)]
+    global_buffer: Option<S<i64>>,
+    #[serde(default)]
+    queue_batches: Option<S<i64>>,
+    #[serde(default)]
+    deliver_wait_secs: Option<S<i64>>,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a str,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        crate::select::warrant::line_of(self.text, span.start)
+    }
+
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::At { file: self.file.to_string(), line: self.line(span), message: message.into() }
+    }
+
+    fn path(&self, s: &S<String>) -> Result<PathBuf, ConfigError> {
+        let v = s.get_ref();
+        if v.is_empty() || v.contains('\0') {
+            return Err(self.err(s.span(), format!("bad path {v:?}")));
+        }
+        let p = Path::new(v);
+        Ok(if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) })
+    }
+
+    fn int(&self, v: &S<i64>, what: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let n = *v.get_ref();
+        if n < min || n > max {
+            return Err(self.err(v.span(), format!("{what} = {n}: must be in {min}..={max}")));
+        }
+        Ok(n)
+    }
+}
+
+fn usize_of(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Parses and checks a configuration. `file` names it in messages and anchors relative paths.
+pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let file_s = file.display().to_string();
+    let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let cx = Ctx { text, file: &file_s, base };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| cx.line(s));
+        let mut message = e.message().trim_end().to_string();
+        if let Some(src) = text.lines().nth(line.saturating_sub(1)).map(str::trim).filter(|l| !l.is_empty()) {
+            let src: String = src.chars().take(80).collect();
+            message.push_str(&format!(" (in `{src}`)"));
+        }
+        ConfigError::At { file: file_s.clone(), line, message }
+    })?;
+
+    // [capture]
+    let cap_span = raw.capture.span();
+    let c = raw.capture.into_inner();
+    let mut interfaces = Vec::new();
+    if let Some(list) = &c.interfaces {
+        for i in list.get_ref() {
+            let name = i.get_ref();
+            // IFNAMSIZ is 16 with the NUL; '/' and whitespace are refused by the kernel.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0', ':']) {
+                return Err(cx.err(i.span(), format!("bad interface name {name:?}")));
+            }
+            if interfaces.contains(name) {
+                return Err(cx.err(i.span(), format!("interface {name:?} listed twice")));
+            }
+            interfaces.push(name.clone());
+        }
+    }
+    let mut replay = Vec::new();
+    if let Some(list) = &c.replay {
+        for f in list.get_ref() {
+            replay.push(cx.path(f)?);
+        }
+    }
+    match (interfaces.is_empty(), replay.is_empty()) {
+        (true, true) => return Err(cx.err(cap_span, "[capture] needs `interfaces` (live) or `replay` (files)")),
+        (false, false) => {
+            let span = c.replay.as_ref().map_or(cap_span, |r| r.span());
+            return Err(cx.err(span, "[capture]: `interfaces` and `replay` exclude each other"));
+        }
+        _ => {}
+    }
+    let workers = match &c.workers {
+        Some(w) => usize_of(cx.int(w, "workers", 1, 64)?),
+        None => 1,
+    };
+    let ring = match &c.ring {
+        Some(r) => {
+            let g = *r.get_ref();
+            let bad = |m: String| Err(cx.err(r.span(), m));
+            // TPACKET_V3: blocks are whole pages (a power of two pages for the kernel's
+            // allocator), frames TPACKET_ALIGNMENT (16) aligned and fitting a block.
+            if g.block_size < 4096 || !g.block_size.is_power_of_two() || g.block_size > (1 << 30) {
+                return bad(format!("ring.block_size {} must be a power of two from 4096 to 2^30", g.block_size));
+            }
+            if g.frame_size < 128 || g.frame_size % 16 != 0 || g.frame_size > g.block_size {
+                return bad(format!(
+                    "ring.frame_size {} must be a multiple of 16, at least 128 and at most block_size",
+                    g.frame_size
+                ));
+            }
+            if g.block_count == 0 || u64::from(g.block_count) * u64::from(g.block_size) > (1 << 34) {
+                return bad(format!(
+                    "ring.block_count {} must be at least 1 and the ring at most 16 GiB",
+                    g.block_count
+                ));
+            }
+            if g.block_timeout_ms == 0 || g.block_timeout_ms > 10_000 {
+                return bad(format!("ring.block_timeout_ms {} must be in 1..=10000", g.block_timeout_ms));
+            }
+            g
+        }
+        None => RingSettings::default(),
+    };
+    let user = match &c.user {
+        Some(u) => {
+            let name = u.get_ref();
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && !name.starts_with('-');
+            if !ok {
+                return Err(cx.err(u.span(), format!("bad user name {name:?}")));
+            }
+            Some(name.clone())
+        }
+        None => None,
+    };
+    if replay.is_empty() && (c.pace.is_some() || c.replay_end.is_some()) {
+        return Err(cx.err(cap_span, "`pace` and `replay_end` only go with `replay`"));
+    }
+    let capture = CaptureConfig {
+        interfaces,
+        workers,
+        ring,
+        promiscuous: c.promiscuous,
+        user,
+        replay,
+        pace: c.pace.unwrap_or(Pace::Fast),
+        replay_end: c.replay_end.unwrap_or(ReplayEnd::Exit),
+    };
+
+    // [paths]
+    let p = raw.paths.into_inner();
+    let paths = PathsConfig {
+        warrants: cx.path(&p.warrants)?,
+        case_dir: cx.path(&p.case_dir)?,
+        spool_dir: cx.path(&p.spool_dir)?,
+        signing_key: p.signing_key.as_ref().map(|k| cx.path(k)).transpose()?,
+    };
+
+    // [associations]
+    let mut associations = AssociationsConfig::default();
+    if let Some(a) = &raw.associations {
+        if let Some(l) = &a.listen {
+            associations.listen = Some(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), m))?);
+        }
+        associations.events = a.events.as_ref().map(|e| cx.path(e)).transpose()?;
+    }
+
+    // [metrics]
+    let metrics = match &raw.metrics {
+        Some(m) => Some(
+            m.listen
+                .get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| cx.err(m.listen.span(), format!("{:?}: expected IP:PORT", m.listen.get_ref())))?,
+        ),
+        None => None,
+    };
+
+    // [x1]
+    let x1 = match &raw.x1 {
+        Some(x) => {
+            let r = x.get_ref();
+            let listen = r
+                .listen
+                .get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| cx.err(r.listen.span(), format!("{:?}: expected IP:PORT", r.listen.get_ref())))?;
+            let mut clients: Vec<X1Client> = Vec::new();
+            for cl in &r.client {
+                let cl = cl.get_ref();
+                let cn = cl.subject_cn.get_ref();
+                if cn.is_empty() || cn.len() > 64 || cn.chars().any(char::is_control) {
+                    return Err(cx.err(cl.subject_cn.span(), format!("bad subject_cn {cn:?}")));
+                }
+                if clients.iter().any(|c| &c.subject_cn == cn) {
+                    return Err(cx.err(cl.subject_cn.span(), format!("subject_cn {cn:?} listed twice")));
+                }
+                let role = cl.role.get_ref();
+                if !X1_ROLES.contains(&role.as_str()) {
+                    return Err(cx.err(cl.role.span(), format!("role {role:?}: expected one of {X1_ROLES:?}")));
+                }
+                clients.push(X1Client { subject_cn: cn.clone(), role: role.clone() });
+            }
+            if clients.is_empty() {
+                return Err(cx.err(x.span(), "[x1] needs at least one [[x1.client]]"));
+            }
+            Some(X1Config {
+                listen,
+                cert: cx.path(&r.cert)?,
+                key: cx.path(&r.key)?,
+                client_ca: cx.path(&r.client_ca)?,
+                store: r.store.as_ref().map(|s| cx.path(s)).transpose()?,
+                audit_log: r.audit_log.as_ref().map(|s| cx.path(s)).transpose()?,
+                clients,
+            })
+        }
+        None => None,
+    };
+
+    // [limits]
+    let mut limits = Limits::default();
+    if let Some(l) = &raw.limits {
+        const DAY: i64 = 86_400;
+        if let Some(v) = &l.max_flows {
+            limits.max_flows = usize_of(cx.int(v, "max_flows", 16, 1 << 28)?);
+        }
+        if let Some(v) = &l.tcp_idle_secs {
+            limits.tcp_idle_secs = cx.int(v, "tcp_idle_secs", 1, DAY)? as u64;
+        }
+        if let Some(v) = &l.udp_idle_secs {
+            limits.udp_idle_secs = cx.int(v, "udp_idle_secs", 1, DAY)? as u64;
+        }
+        if let Some(v) = &l.per_direction_buffer {
+            limits.per_direction_buffer = usize_of(cx.int(v, "per_direction_buffer", 4096, 1 << 32)?);
+        }
+        if let Some(v) = &l.global_buffer {
+            limits.global_buffer = usize_of(cx.int(v, "global_buffer", 65536, 1 << 40)?);
+        }
+        if let Some(v) = &l.queue_batches {
+            limits.queue_batches = usize_of(cx.int(v, "queue_batches", 1, 65536)?);
+        }
+        if let Some(v) = &l.deliver_wait_secs {
+            limits.deliver_wait_secs = cx.int(v, "deliver_wait_secs", 0, 3600)? as u64;
+        }
+    }
+
+    Ok(Config { file: file.to_path_buf(), capture, paths, associations, metrics, x1, limits })
+}
+
+/// Reads and parses a configuration file.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Io { file: path.display().to_string(), source })?;
+    parse_config(&text, path)
+}
+
+/// What `check-config` found besides the config itself.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub warrants: Warrants,
+    pub leas: usize,
+}
+
+/// `tapir check-config`: the config, the warrants file it points to (and its `[[lea]]` tables
+/// and their routes), the association events file and the replay files.
+pub fn check(path: &Path) -> Result<Checked, ConfigError> {
+    let config = load_config(path)?;
+    let warrants = load_warrants(&config.paths.warrants).map_err(|e| ConfigError::Warrants(e.to_string()))?;
+    let file = config.paths.warrants.display().to_string();
+    let leas =
+        crate::deliver::handover::parse_leas(&warrants.lea, &file).map_err(|e| ConfigError::Warrants(e.to_string()))?;
+    for w in &warrants.warrants {
+        if let Some(name) = &w.lea {
+            if !leas.iter().any(|l| &l.name == name) {
+                return Err(ConfigError::Warrants(format!(
+                    "{file}:{}: warrant {} names lea {name:?}, which no [[lea]] table defines",
+                    w.line, w.liid
+                )));
+            }
+        }
+    }
+    if let Some(ev) = &config.associations.events {
+        crate::select::load_events(ev).map_err(|e| ConfigError::Warrants(e.to_string()))?;
+    }
+    for f in &config.capture.replay {
+        crate::capture::CaptureFile::open(f).map_err(|e| ConfigError::Warrants(e.to_string()))?;
+    }
+    let n = leas.len();
+    Ok(Checked { config, warrants, leas: n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[capture]
+interfaces = ["eth1"]
+workers = 2
+ring = { block_size = 4194304, block_count = 8, frame_size = 2048, block_timeout_ms = 10 }
+[paths]
+warrants = "/etc/tapir/warrants.toml"
+case_dir = "case"
+spool_dir = "/var/lib/tapir/spool"
+[associations]
+listen = "unix:/run/tapir/assoc.sock"
+[metrics]
+listen = "127.0.0.1:9108"
+"#;
+
+    #[test]
+    fn good_config_parses_and_anchors_relative_paths() {
+        let c = parse_config(GOOD, Path::new("/etc/tapir/tapir.toml")).unwrap();
+        assert_eq!(c.capture.interfaces, vec!["eth1".to_string()]);
+        assert_eq!(c.capture.workers, 2);
+        assert_eq!(c.capture.ring.block_count, 8);
+        assert_eq!(c.paths.case_dir, PathBuf::from("/etc/tapir/case"));
+        assert_eq!(c.associations.listen, Some(ListenAddr::Unix("/run/tapir/assoc.sock".into())));
+        assert_eq!(c.metrics, Some("127.0.0.1:9108".parse().unwrap()));
+    }
+
+    fn line_of_err(text: &str) -> (usize, String) {
+        let e = parse_config(text, Path::new("t.toml")).unwrap_err();
+        (e.line(), e.to_string())
+    }
+
+    #[test]
+    fn errors_name_their_line() {
+        let bad_key = GOOD.replace("workers = 2", "workers = 2\nworkrs = 3");
+        let (line, msg) = line_of_err(&bad_key);
+        assert_eq!(line, 5, "{msg}");
+        assert!(msg.contains("workrs"), "{msg}");
+        let bad_ring = GOOD.replace("block_size = 4194304", "block_size = 5000");
+        assert_eq!(line_of_err(&bad_ring).0, 5);
+        let bad_listen = GOOD.replace("unix:/run", "udp:/run");
+        assert_eq!(line_of_err(&bad_listen).0, 11);
+        let zero_workers = GOOD.replace("workers = 2", "workers = 0");
+        assert_eq!(line_of_err(&zero_workers).0, 4);
+    }
+}

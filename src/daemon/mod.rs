@@ -1,0 +1,74 @@
+//! The long-running appliance: `tapir run --config FILE` and `tapir check-config --config FILE`.
+//!
+//! # Threads
+//! ```text
+//!  capture thread 1 (Source) ─┐  bounded queue of            ┌─> case writer thread
+//!  capture thread 2 (Source) ─┼─ frame batches ─> pipeline ──┤
+//!  ...                        ┘  (+ source clocks)  thread   └─> delivery (spool, senders)
+//!  signal thread (SIGHUP/TERM/INT) ─> control channel ─────────^   assoc_rx (feed) ─^
+//! ```
+//! **Workers.** `[capture] workers = N` runs N capture threads (live: one AF_PACKET ring each in
+//! one fanout group). They feed **one** pipeline thread through a bounded queue of frame
+//! batches, rather than N pipelines. The reason: an FTP control session announces its data
+//! connection (PASV/EPSV/PORT) in the flow table, and the data connection has another 5-tuple,
+//! so a symmetric 5-tuple fanout can land it on another worker whose flow table never saw the
+//! announcement; the file would be lost. Per-worker pipelines need a shared expectation table
+//! (and shared association state, applied in time order on every worker); until the pipeline is
+//! the bottleneck, one pipeline thread is the simpler correct design. Capture threads copy
+//! frames out of the ring into reused batches (no allocation per packet in the steady state).
+//! A live source drops and counts a batch when the queue is full; a replay waits.
+//!
+//! **Time.** The pipeline's clock is packet time. A source also reports its own present time
+//! when quiet (`Source::clock`: the wall clock live, the paced position for a real-time replay),
+//! sent every ~200 ms, so a warrant ends at its end time and idle flows expire on a quiet link.
+//!
+//! **Reload.** SIGHUP (or [`run::Control::Reload`] from X1) re-reads the warrants through the
+//! [`run::WarrantsProvider`]; `Pipeline::set_warrants` installs them without losing flows
+//! (unchanged warrants keep theirs; removed or changed ones end theirs now). Delivery restarts
+//! only if the `[[lea]]` tables or the LIID -> LEA routes changed; the spool carries over. A
+//! file that does not parse is logged and the warrants in force stay.
+//!
+//! **Stop.** SIGTERM/SIGINT: capture stops, queued frames are processed, every flow is ended,
+//! objects finished, the spool synced, the manifest signed; exit 0.
+//!
+//! **Case.** Each run writes `case_dir/<UTC start, YYYYMMDDTHHMMSSZ>/`, laid out as replay's
+//! `--out`, so a restart never writes into a signed case.
+//!
+//! **Replay source** (tests, demonstrations): `[capture] replay = ["a.pcap", ...]` reads capture
+//! files instead of interfaces; `pace = "fast"` (default: as fast as the pipeline goes) or
+//! `"realtime"` (frames released at their capture-time offsets from the start);
+//! `replay_end = "exit"` (default: stop as on SIGTERM after the last frame) or `"wait"`
+//! (keep running, reloads included, until SIGTERM).
+//!
+//! **systemd.** `Type=notify`: `READY=1` once warrants are loaded, the case is open and capture
+//! has started (`RELOADING=1`/`READY=1` around a reload, `STOPPING=1`), `WATCHDOG=1` at half of
+//! `WATCHDOG_USEC` from the pipeline thread, so a stuck pipeline is restarted.
+//!
+//! **Logs** go to stderr through `tracing` (journald captures them under systemd). They carry
+//! LIIDs, counts and paths only: never payload, target identities, tokens or keys.
+//!
+//! Hooks for what merges later are marked `HOOK` ([`run::live_sources`], [`run::Hooks`]).
+
+pub mod config;
+pub mod notify;
+pub mod run;
+pub mod source;
+
+pub use config::{check, load_config, parse_config, Config, ConfigError};
+pub use run::{run, Control, FileWarrants, Hooks, RunReport, WarrantsProvider};
+pub use source::{ReplaySource, Source};
+
+/// Logs to stderr; the level from `TAPIR_LOG` (tracing-subscriber's env-filter syntax, default
+/// `info`). Under systemd (`JOURNAL_STREAM` set) without timestamps: journald adds its own.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let r = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        b.without_time().with_ansi(false).try_init()
+    } else {
+        b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
+    // Already initialised (tests): keep the first.
+    let _ = r;
+}

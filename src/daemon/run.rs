@@ -1,0 +1,570 @@
+//! `tapir run`: capture threads, the pipeline thread, reloads and a graceful stop.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::config::{Config, Pace, ReplayEnd};
+use super::notify::{self, Notifier};
+use super::source::{Batch, ReplaySource, Source, BATCH_FRAMES};
+use crate::decode::DecodeConfig;
+use crate::deliver::case::CaseWriter;
+use crate::deliver::handover::{parse_leas, Delivery};
+use crate::deliver::manifest::{self, SigningKey};
+use crate::deliver::threaded::Threaded;
+use crate::pipeline::Pipeline;
+use crate::record::{Record, RecordSink};
+use crate::select::{load_events, load_warrants, AssocEvent, Warrant, Warrants};
+use crate::timestamp::Timestamp;
+
+/// Orders for the pipeline thread. Signals become these; so can X1 (clone [`Hooks::control`]).
+#[derive(Debug)]
+pub enum Control {
+    /// Re-read the warrants (and LEAs) from the provider (SIGHUP).
+    Reload,
+    /// Install these warrants now (a provider that pushes, e.g. the X1 task store).
+    Warrants(Warrants),
+    /// Graceful stop (SIGTERM, SIGINT).
+    Stop,
+}
+
+/// A warrants error fit for the log: where, and what kind, but not the offending value (it
+/// may be a target's identity). `tapir check-config` prints the whole message.
+fn redacted(e: &anyhow::Error, source: &str) -> String {
+    use crate::select::WarrantError as W;
+    match e.downcast_ref::<W>() {
+        Some(w) => {
+            let what = match w {
+                W::Io { file, source } => return format!("{file}: {}", source.kind()),
+                W::Syntax { .. } => "syntax error",
+                W::BadLiid { .. } => "bad LIID",
+                W::DuplicateLiid { .. } => "duplicate LIID",
+                W::BadTime { .. } => "bad time",
+                W::EmptyWindow { .. } => "end not after start",
+                W::BadScope { .. } => "bad scope",
+                W::BadTarget { .. } => "bad target",
+                W::NoTargets { .. } => "warrant has no targets",
+                W::BadLea { .. } => "bad lea name",
+            };
+            format!("{source}:{}: {what}", w.line())
+        }
+        None => format!("{source}: {e:#}"),
+    }
+}
+
+/// Where warrants come from. HOOK (X1): the X1 task store implements this and sends
+/// [`Control::Reload`] (or [`Control::Warrants`]) when a task changes.
+pub trait WarrantsProvider: Send {
+    fn load(&mut self) -> Result<Warrants>;
+    /// For logs.
+    fn describe(&self) -> String;
+}
+
+/// The warrants file of `[paths] warrants`, re-read on each reload.
+pub struct FileWarrants(pub PathBuf);
+
+impl WarrantsProvider for FileWarrants {
+    fn load(&mut self) -> Result<Warrants> {
+        Ok(load_warrants(&self.0)?)
+    }
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+/// What the lead plugs in after merging live capture, X1, metrics and the association feed.
+pub struct Hooks {
+    /// `None`: from the config (`replay` files; live interfaces need [`live_sources`]).
+    pub sources: Option<Vec<Box<dyn Source>>>,
+    /// `None`: [`FileWarrants`] on `[paths] warrants`.
+    pub warrants: Option<Box<dyn WarrantsProvider>>,
+    /// HOOK (association feed): events from `select::feed`'s socket, applied as they arrive.
+    pub assoc_rx: Option<Receiver<AssocEvent>>,
+    /// The control channel; keep a clone of the sender to reload or stop from elsewhere.
+    pub control: (Sender<Control>, Receiver<Control>),
+    /// Install SIGHUP/SIGTERM/SIGINT handlers that feed `control` (off in in-process tests).
+    pub signals: bool,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks { sources: None, warrants: None, assoc_rx: None, control: channel(), signals: true }
+    }
+}
+
+/// HOOK (live capture): one `capture::live::LiveCapture` per worker, all interfaces, one fanout
+/// group, wrapped as [`Source`]s. Until it is merged a live config cannot run.
+pub fn live_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
+    bail!(
+        "{}: live capture on {:?} is not built into this binary yet (use [capture] replay)",
+        config.file.display(),
+        config.capture.interfaces
+    )
+}
+
+/// What a run did, for the closing log line and for tests.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub case: PathBuf,
+    pub frames: u64,
+    pub matched_frames: u64,
+    pub dropped: u64,
+    pub reloads: u64,
+    pub files_signed: usize,
+}
+
+enum Input {
+    Frames(Batch),
+    Clock(Timestamp),
+    Damage(String),
+    Ended,
+}
+
+/// A running delivery, with the `[[lea]]` tables and routes it was started with.
+type Running = (Threaded<Delivery>, Vec<toml::Value>, Vec<(String, Option<String>)>);
+
+/// The case writer and, when the warrants name LEAs, the ETSI delivery.
+struct Outputs {
+    case: Threaded<CaseWriter>,
+    delivery: Option<Running>,
+}
+
+impl RecordSink for Outputs {
+    fn record(&mut self, rec: Record<'_>) {
+        match &mut self.delivery {
+            Some((d, _, _)) => {
+                let mut both = crate::deliver::Both { first: &mut self.case, second: Some(d) };
+                both.record(rec);
+            }
+            None => self.case.record(rec),
+        }
+    }
+}
+
+/// (LIID, LEA) of each warrant: what delivery routing depends on.
+fn routes(w: &[Warrant]) -> Vec<(String, Option<String>)> {
+    let mut r: Vec<_> = w.iter().map(|w| (w.liid.to_string(), w.lea.clone())).collect();
+    r.sort();
+    r
+}
+
+fn start_delivery(all: &Warrants, file: &str, spool: &Path) -> Result<Option<Running>> {
+    let leas = parse_leas(&all.lea, file)?;
+    if leas.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(spool).with_context(|| format!("creating spool {}", spool.display()))?;
+    let d = Delivery::start(leas, &all.warrants, spool)?;
+    Ok(Some((Threaded::spawn(d), all.lea.clone(), routes(&all.warrants))))
+}
+
+fn finish_delivery(d: Threaded<Delivery>, wait: Duration) {
+    match d.finish() {
+        Ok(d) => {
+            let rep = d.finish(wait);
+            for a in &rep.alarms {
+                tracing::error!(alarm = %a, "delivery alarm");
+            }
+            for l in &rep.leas {
+                tracing::info!(
+                    lea = %l.name, hi2_sent = l.hi2.sent, hi2_spooled = l.hi2.spooled,
+                    hi3_sent = l.hi3.sent, hi3_spooled = l.hi3.spooled, complete = l.complete,
+                    "delivery stopped"
+                );
+            }
+        }
+        Err(_) => tracing::error!("the delivery thread panicked"),
+    }
+}
+
+/// A fresh directory under `case_dir` named by the UTC start time (`-N` added if taken): a
+/// restart never writes into a signed case.
+fn new_case_dir(case_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(case_dir).with_context(|| format!("creating {}", case_dir.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    for n in 0..1000 {
+        let name = if n == 0 { stamp.clone() } else { format!("{stamp}-{n}") };
+        let p = case_dir.join(name);
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
+        }
+    }
+    bail!("{}: no free case directory name", case_dir.display())
+}
+
+/// SIGHUP/SIGTERM/SIGINT into `tx`, on a thread with a small tokio runtime. Returns once the
+/// handlers are installed (so a signal right after cannot kill us with the default action).
+fn spawn_signals(tx: Sender<Control>) -> Result<()> {
+    let (ok_tx, ok_rx) = sync_channel::<std::io::Result<()>>(1);
+    std::thread::Builder::new().name("tapir-signals".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ok_tx.send(Err(e));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (mut hup, mut term, mut int) = match (
+                signal(SignalKind::hangup()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    let _ = ok_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ok_tx.send(Ok(()));
+            loop {
+                let c = tokio::select! {
+                    _ = hup.recv() => Control::Reload,
+                    _ = term.recv() => Control::Stop,
+                    _ = int.recv() => Control::Stop,
+                };
+                if tx.send(c).is_err() {
+                    return;
+                }
+            }
+        });
+    })?;
+    ok_rx.recv().map_err(|_| anyhow!("the signal thread died"))??;
+    Ok(())
+}
+
+/// One capture thread: polls its source, ships frames in batches, and the source's clock when
+/// it is quiet. A live source drops (and counts) when the pipeline falls behind; a replay waits.
+fn spawn_capture(
+    mut src: Box<dyn Source>,
+    tx: SyncSender<Input>,
+    recycle: Receiver<Batch>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    lossless: bool,
+) -> Result<JoinHandle<()>> {
+    let name = src.name();
+    let h = std::thread::Builder::new().name("tapir-capture".into()).spawn(move || {
+        let fresh = |recycle: &Receiver<Batch>| match recycle.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Batch::with_capacity(BATCH_FRAMES),
+        };
+        let mut batch = fresh(&recycle);
+        let mut last_clock = Instant::now();
+        let send = |b: Batch, tx: &SyncSender<Input>| -> bool {
+            let n = b.len() as u64;
+            if lossless {
+                tx.send(Input::Frames(b)).is_ok()
+            } else {
+                match tx.try_send(Input::Frames(b)) {
+                    Ok(()) => true,
+                    Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                        dropped.fetch_add(n, Ordering::Relaxed);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let mut full: Vec<Batch> = Vec::new();
+            let n = src.poll(Duration::from_millis(100), &mut |f| {
+                batch.push(f);
+                if batch.len() >= BATCH_FRAMES {
+                    full.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_FRAMES)));
+                }
+            });
+            for d in src.take_damage() {
+                let _ = tx.send(Input::Damage(d));
+            }
+            for b in full {
+                if !send(b, &tx) {
+                    return;
+                }
+            }
+            if !batch.is_empty() {
+                let b = std::mem::replace(&mut batch, fresh(&recycle));
+                if !send(b, &tx) {
+                    return;
+                }
+            }
+            if n == 0 || last_clock.elapsed() >= Duration::from_millis(200) {
+                if let Some(t) = src.clock() {
+                    last_clock = Instant::now();
+                    if tx.send(Input::Clock(t)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if src.exhausted() {
+                let _ = tx.send(Input::Ended);
+                return;
+            }
+        }
+        dropped.fetch_add(src.dropped(), Ordering::Relaxed);
+        tracing::debug!(source = %name, "capture stopped");
+    })?;
+    Ok(h)
+}
+
+fn liids(w: &[Warrant]) -> String {
+    w.iter().map(|w| w.liid.as_ref()).collect::<Vec<_>>().join(",")
+}
+
+/// Runs the daemon until a stop order (or the end of a replay with `replay_end = "exit"`).
+pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
+    let notifier = Notifier::from_env();
+    let say = |s: &str| {
+        if let Some(n) = &notifier {
+            if let Err(e) = n.notify(s) {
+                tracing::warn!(error = %e, "sd_notify failed");
+            }
+        }
+    };
+    let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
+    if hooks.signals {
+        spawn_signals(control_tx.clone())?;
+    }
+
+    // Warrants, LEAs, associations, signing key: all before anything is written.
+    let mut provider: Box<dyn WarrantsProvider> =
+        hooks.warrants.take().unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
+    let all = provider.load().map_err(|e| anyhow!("loading warrants: {}", redacted(&e, &provider.describe())))?;
+    let events = match &config.associations.events {
+        Some(p) => load_events(p)?,
+        None => Vec::new(),
+    };
+    let key = match &config.paths.signing_key {
+        Some(p) => SigningKey::load(p)?,
+        None => SigningKey::ephemeral(),
+    };
+    let sources = match hooks.sources.take() {
+        Some(s) => s,
+        None if !config.capture.replay.is_empty() => {
+            let src = ReplaySource::open(&config.capture.replay, config.capture.pace == Pace::Realtime)?;
+            vec![Box::new(src) as Box<dyn Source>]
+        }
+        None => live_sources(config)?,
+    };
+    if sources.is_empty() {
+        bail!("no capture source");
+    }
+    let lossless = config.capture.interfaces.is_empty();
+
+    let case_root = new_case_dir(&config.paths.case_dir)?;
+    let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
+    let wfile = provider.describe();
+    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir)?;
+    let mut out = Outputs { case: Threaded::spawn(case), delivery };
+    let mut pipeline =
+        Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), config.limits.flow_config());
+
+    // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
+
+    let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
+    let (recycle_tx, recycle_rx) = sync_channel::<Batch>(config.limits.queue_batches);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let n_sources = sources.len();
+    let mut captures = Vec::new();
+    // One recycle queue serves one capture thread; the others allocate (rarely: live only).
+    let mut recycle_rx = Some(recycle_rx);
+    for src in sources {
+        tracing::info!(source = %src.name(), "capture started");
+        let r = recycle_rx.take().unwrap_or_else(|| sync_channel(1).1);
+        captures.push(spawn_capture(src, tx.clone(), r, stop.clone(), dropped.clone(), lossless)?);
+    }
+    drop(tx);
+
+    tracing::info!(
+        config = %config.file.display(), warrants = %liids(&all.warrants), case = %case_root.display(),
+        delivery = out.delivery.is_some(), "tapir running"
+    );
+    say(&format!("READY=1\nSTATUS=running, {} warrant(s)", all.warrants.len()));
+    let watchdog = notify::watchdog_interval();
+    let mut last_ping = Instant::now();
+    if watchdog.is_some() {
+        say("WATCHDOG=1");
+    }
+
+    let mut ended = 0usize;
+    let mut reloads = 0u64;
+    let mut stopping = false;
+    let wait = Duration::from_secs(config.limits.deliver_wait_secs);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Input::Frames(b)) => {
+                for f in b.frames() {
+                    pipeline.frame(&f, &mut out);
+                }
+                let _ = recycle_tx.try_send(b);
+            }
+            Ok(Input::Clock(t)) => pipeline.advance(t, &mut out),
+            Ok(Input::Damage(d)) => {
+                tracing::warn!(damage = %d, "capture damage");
+                pipeline.damage(d);
+            }
+            Ok(Input::Ended) => {
+                ended += 1;
+                if ended == n_sources {
+                    match config.capture.replay_end {
+                        ReplayEnd::Exit => {
+                            tracing::info!("replay ended: stopping");
+                            stopping = true;
+                        }
+                        ReplayEnd::Wait => tracing::info!("replay ended: waiting for SIGTERM"),
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // Every capture thread is gone: only a stop order is left to wait for.
+            Err(RecvTimeoutError::Disconnected) => {
+                if stopping {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Some(assoc) = &hooks.assoc_rx {
+            while let Ok(ev) = assoc.try_recv() {
+                pipeline.push_event(ev);
+            }
+        }
+        loop {
+            let c = match control_rx.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break,
+            };
+            match c {
+                Control::Stop => {
+                    if !stopping {
+                        tracing::info!("stop requested");
+                    }
+                    stopping = true;
+                }
+                Control::Reload | Control::Warrants(_) => {
+                    say("RELOADING=1");
+                    let loaded = match c {
+                        Control::Warrants(w) => Ok(w),
+                        _ => provider.load(),
+                    };
+                    match loaded {
+                        Ok(new) => {
+                            reload(&mut pipeline, &mut out, new, &wfile, &config.paths.spool_dir, wait);
+                            reloads += 1;
+                        }
+                        // A bad file leaves the warrants in force as they were.
+                        Err(e) => tracing::error!(
+                            error = %redacted(&e, &provider.describe()),
+                            "reload refused; warrants unchanged (tapir check-config says why)"
+                        ),
+                    }
+                    say(&format!("READY=1\nSTATUS=running, {} warrant(s)", pipeline.warrants().len()));
+                }
+            }
+        }
+        if let Some(iv) = watchdog {
+            if last_ping.elapsed() >= iv {
+                say("WATCHDOG=1");
+                last_ping = Instant::now();
+            }
+        }
+        if stopping && !stop.swap(true, Ordering::Relaxed) {
+            say("STOPPING=1");
+        }
+        // After a stop order, drain what the capture threads still hand over, then leave.
+        if stopping && captures.iter().all(|h| h.is_finished()) {
+            while let Ok(i) = rx.try_recv() {
+                match i {
+                    Input::Frames(b) => {
+                        for f in b.frames() {
+                            pipeline.frame(&f, &mut out);
+                        }
+                    }
+                    Input::Clock(t) => pipeline.advance(t, &mut out),
+                    Input::Damage(d) => pipeline.damage(d),
+                    Input::Ended => {}
+                }
+            }
+            break;
+        }
+    }
+    for h in captures {
+        if h.join().is_err() {
+            tracing::error!("a capture thread panicked");
+        }
+    }
+
+    // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
+    pipeline.finish(&mut out);
+    let Outputs { case, delivery } = out;
+    if let Some((d, _, _)) = delivery {
+        finish_delivery(d, wait);
+    }
+    let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
+    let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
+    let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
+    let signed = manifest::write(&case_root, &key, &now, &written)?;
+    let s = &pipeline.summary;
+    let report = RunReport {
+        case: case_root.clone(),
+        frames: s.frames,
+        matched_frames: s.matched_frames,
+        dropped: dropped.load(Ordering::Relaxed),
+        reloads,
+        files_signed: signed,
+    };
+    for (liid, n) in &s.matched {
+        tracing::info!(liid = %liid, packets = n, "matched");
+    }
+    tracing::info!(
+        frames = report.frames, matched = report.matched_frames, dropped = report.dropped,
+        reloads, case = %case_root.display(), files_signed = signed, signer = %key.public_hex(),
+        "tapir stopped"
+    );
+    Ok(report)
+}
+
+/// New warrants into the running pipeline; delivery is restarted when its routing changed (the
+/// spool carries what is not yet confirmed over to the new one).
+fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str, spool: &Path, wait: Duration) {
+    let old = pipeline.warrants();
+    let added: Vec<&str> =
+        new.warrants.iter().filter(|w| !old.iter().any(|o| o.liid == w.liid)).map(|w| w.liid.as_ref()).collect();
+    let removed: Vec<&str> =
+        old.iter().filter(|o| !new.warrants.iter().any(|w| w.liid == o.liid)).map(|w| w.liid.as_ref()).collect();
+    let leas = match parse_leas(&new.lea, wfile) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: bad [[lea]]; warrants unchanged");
+            return;
+        }
+    };
+    tracing::info!(added = %added.join(","), removed = %removed.join(","), total = new.warrants.len(), "warrants reloaded");
+    let delivery_changed = match &out.delivery {
+        Some((_, old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
+        None => !leas.is_empty(),
+    };
+    pipeline.set_warrants(new.warrants.clone(), out);
+    if delivery_changed {
+        if let Some((d, _, _)) = out.delivery.take() {
+            finish_delivery(d, wait.min(Duration::from_secs(1)));
+        }
+        match start_delivery(&new, wfile, spool) {
+            Ok(d) => out.delivery = d,
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Frame sources for the daemon, and the batches that carry their frames to the pipeline thread.
+//!
+//! HOOK (live capture): `capture::live::LiveCapture` implements [`Source`] through a small
+//! adapter (its `poll` has the same shape; `clock()` is the wall clock). One per worker.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use crate::capture::{CaptureFile, Frame, LinkType, Merge};
+use crate::timestamp::Timestamp;
+
+/// Something that yields captured frames: a ring on a tap port, or capture files.
+pub trait Source: Send {
+    /// Calls `f` with each frame available within about `timeout`; returns how many.
+    fn poll(&mut self, timeout: Duration, f: &mut dyn FnMut(&Frame<'_>)) -> usize;
+    /// The source's present time when no frame comes: the wall clock for a live source, the
+    /// paced position of a real-time replay, `None` when only packet times count (fast replay).
+    /// The pipeline advances to it so windows end and flows expire on a quiet link.
+    fn clock(&self) -> Option<Timestamp>;
+    /// Nothing more will come (a replay after its last frame).
+    fn exhausted(&self) -> bool {
+        false
+    }
+    /// Damage seen since the last call (unreadable capture-file regions), one line each.
+    fn take_damage(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Frames lost before they reached us (ring drops).
+    fn dropped(&self) -> u64 {
+        0
+    }
+    /// For logs.
+    fn name(&self) -> String;
+}
+
+/// Wall-clock now as a [`Timestamp`].
+pub fn wall_clock() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2_000_000_000);
+    Timestamp::from_secs_nanos(secs, d.subsec_nanos())
+}
+
+#[derive(Copy, Clone, Debug)]
+struct Meta {
+    ts: Timestamp,
+    link: LinkType,
+    orig_len: u32,
+    start: usize,
+    end: usize,
+}
+
+/// Frames copied out of a source into one buffer, handed between threads and reused, so the
+/// steady state allocates nothing per packet.
+#[derive(Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    meta: Vec<Meta>,
+}
+
+/// Frames per batch before it is sent on.
+pub const BATCH_FRAMES: usize = 256;
+
+impl Batch {
+    pub fn with_capacity(frames: usize) -> Batch {
+        Batch { data: Vec::with_capacity(frames * 1600), meta: Vec::with_capacity(frames) }
+    }
+
+    pub fn push(&mut self, f: &Frame<'_>) {
+        let start = self.data.len();
+        self.data.extend_from_slice(f.data);
+        self.meta.push(Meta { ts: f.ts, link: f.link, orig_len: f.orig_len, start, end: self.data.len() });
+    }
+
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.meta.clear();
+    }
+
+    pub fn frames(&self) -> impl Iterator<Item = Frame<'_>> {
+        self.meta.iter().map(|m| Frame {
+            ts: m.ts,
+            link: m.link,
+            data: self.data.get(m.start..m.end).unwrap_or(&[]),
+            orig_len: m.orig_len,
+        })
+    }
+}
+
+enum Read {
+    Batch(Batch),
+    Damage(String),
+}
+
+/// Capture files replayed as a source (tests, demonstrations): `pace = "fast"` hands frames on
+/// as fast as the pipeline takes them; `"realtime"` releases each at its capture time offset
+/// from the first frame, starting when the source is opened. The files are read on a thread of
+/// their own (they are memory-mapped and their frames borrow the mapping).
+pub struct ReplaySource {
+    rx: Receiver<Read>,
+    current: Batch,
+    next: usize,
+    realtime: bool,
+    /// (first frame's time, the instant it was released).
+    origin: Option<(Timestamp, Instant)>,
+    started: Instant,
+    done: bool,
+    damage: Vec<String>,
+    names: String,
+}
+
+impl ReplaySource {
+    pub fn open(files: &[PathBuf], realtime: bool) -> Result<ReplaySource, crate::capture::CaptureError> {
+        let opened = files.iter().map(|p| CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
+        let names = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+        let (tx, rx) = sync_channel::<Read>(8);
+        let paths = files.to_vec();
+        std::thread::Builder::new()
+            .name("tapir-replay".into())
+            .spawn(move || read_files(opened, paths, tx))
+            .map_err(|e| crate::capture::CaptureError::Io { path: PathBuf::from(&names), source: e })?;
+        Ok(ReplaySource {
+            rx,
+            current: Batch::default(),
+            next: 0,
+            realtime,
+            origin: None,
+            started: Instant::now(),
+            done: false,
+            damage: Vec::new(),
+            names: names.clone(),
+        })
+    }
+
+    /// When the frame with time `ts` is due (realtime pacing).
+    fn due(&mut self, ts: Timestamp) -> Instant {
+        let (t0, i0) = *self.origin.get_or_insert((ts, self.started));
+        let off = ts.nanos().saturating_sub(t0.nanos()).max(0);
+        i0 + Duration::from_nanos(u64::try_from(off).unwrap_or(0))
+    }
+}
+
+fn read_files(files: Vec<CaptureFile>, paths: Vec<PathBuf>, tx: SyncSender<Read>) {
+    let merge = Merge::new(files.iter().map(|f| f.frames()).collect());
+    let mut batch = Batch::with_capacity(BATCH_FRAMES);
+    for (idx, item) in merge {
+        match item {
+            Ok(frame) => batch.push(&frame),
+            Err(d) => {
+                let name = paths.get(idx).map_or_else(String::new, |p| p.display().to_string());
+                if tx.send(Read::Damage(format!("{name}: {d}"))).is_err() {
+                    return;
+                }
+            }
+        }
+        if batch.len() >= BATCH_FRAMES {
+            let full = std::mem::replace(&mut batch, Batch::with_capacity(BATCH_FRAMES));
+            if tx.send(Read::Batch(full)).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Read::Batch(batch));
+    }
+}
+
+impl Source for ReplaySource {
+    fn poll(&mut self, timeout: Duration, f: &mut dyn FnMut(&Frame<'_>)) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut n = 0;
+        loop {
+            if self.next >= self.current.len() {
+                if self.done {
+                    return n;
+                }
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(wait) {
+                    Ok(Read::Batch(b)) => {
+                        self.current = b;
+                        self.next = 0;
+                        continue;
+                    }
+                    Ok(Read::Damage(d)) => {
+                        self.damage.push(d);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Timeout) => return n,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.done = true;
+                        return n;
+                    }
+                }
+            }
+            let Some(meta) = self.current.meta.get(self.next).copied() else { return n };
+            if self.realtime {
+                let due = self.due(meta.ts);
+                let now = Instant::now();
+                if due > now {
+                    if due >= deadline || n >= BATCH_FRAMES {
+                        // Not this poll's: come back for it.
+                        if deadline > now {
+                            std::thread::sleep((deadline - now).min(due - now));
+                        }
+                        return n;
+                    }
+                    std::thread::sleep(due - now);
+                }
+            }
+            let frame = Frame {
+                ts: meta.ts,
+                link: meta.link,
+                data: self.current.data.get(meta.start..meta.end).unwrap_or(&[]),
+                orig_len: meta.orig_len,
+            };
+            f(&frame);
+            self.next += 1;
+            n += 1;
+            if !self.realtime && n >= BATCH_FRAMES {
+                return n;
+            }
+            if Instant::now() >= deadline {
+                return n;
+            }
+        }
+    }
+
+    fn clock(&self) -> Option<Timestamp> {
+        if !self.realtime || self.done {
+            return None;
+        }
+        let (t0, i0) = self.origin?;
+        let el = i64::try_from(i0.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        Some(t0.add_nanos(el))
+    }
+
+    fn exhausted(&self) -> bool {
+        self.done && self.next >= self.current.len()
+    }
+
+    fn take_damage(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.damage)
+    }
+
+    fn name(&self) -> String {
+        format!("replay:{}", self.names)
+    }
+}
