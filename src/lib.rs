@@ -15,6 +15,7 @@ pub mod flow;
 pub mod fuzzing;
 pub mod lemf;
 pub mod pipeline;
+pub mod privs;
 pub mod record;
 pub mod select;
 pub mod timestamp;
