@@ -659,7 +659,10 @@ mod tests {
     use super::*;
 
     /// Builds a block the way the kernel lays it out (see linux/if_packet.h), frames 16-aligned.
-    fn block(frames: &[(&[u8], u32, Option<(u16, u16)>)]) -> Vec<u8> {
+    /// (frame bytes, seconds, stripped VLAN (TCI, TPID)).
+    type TestFrame<'a> = (&'a [u8], u32, Option<(u16, u16)>);
+
+    fn block(frames: &[TestFrame<'_>]) -> Vec<u8> {
         let mut b = vec![0u8; 4096];
         b[BLOCK_NUM_PKTS_OFF..][..4].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
         b[BLOCK_FIRST_PKT_OFF..][..4].copy_from_slice(&48u32.to_ne_bytes());
