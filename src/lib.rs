@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod lemf;
 pub mod metrics;
 pub mod pipeline;
+pub mod privs;
 pub mod record;
 pub mod select;
 pub mod timestamp;

@@ -4,6 +4,7 @@
 //! or sockets. Offline sources live in [`file`].
 
 pub mod file;
+pub mod live;
 
 pub use file::{CaptureDamage, CaptureError, CaptureFile, CaptureFormat, DamageKind, Frames, Merge};
 
