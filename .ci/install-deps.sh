@@ -33,7 +33,7 @@ fi
 # brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
-          bzip2 zip unzip tar time freeradius-utils socat systemd)
+          bzip2 zip unzip tar time freeradius-utils socat systemd swaks)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -57,8 +57,9 @@ fi
 # shared/tools/x1_validate.py), asn1tools (ETSI BER against the
 # shared ASN.1 subset), cryptography (integrity-check signatures) and pyftpdlib (the FTP server of
 # the 80 MB upload made at test time by pcaps/tools/make-big-upload.sh), prometheus_client
-# (parses the metrics endpoint's text format) and xmlschema (X1 responses against the XSD).
-for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib prometheus_client:prometheus-client xmlschema:xmlschema; do
+# (parses the metrics endpoint's text format), xmlschema (X1 responses against the XSD) and
+# aiosmtpd (the mail server of the live capture test, tests/live_run.rs).
+for m in asn1tools:asn1tools cryptography:cryptography pyftpdlib:pyftpdlib prometheus_client:prometheus-client xmlschema:xmlschema aiosmtpd:aiosmtpd; do
     python3 -c "import ${m%%:*}" 2>/dev/null && continue
     echo "install-deps: installing ${m##*:}"
     python3 -m pip install -q "${m##*:}" </dev/null ||

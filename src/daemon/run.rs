@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::config::{Config, Pace, ReplayEnd};
 use super::notify::{self, Notifier};
-use super::source::{Batch, ReplaySource, Source, BATCH_FRAMES};
+use super::source::{Batch, LiveSource, ReplaySource, Source, BATCH_FRAMES};
+use crate::capture::live::RingConfig;
 use crate::decode::DecodeConfig;
 use crate::deliver::case::CaseWriter;
 use crate::deliver::handover::{parse_leas, Delivery};
@@ -97,14 +98,47 @@ impl Default for Hooks {
     }
 }
 
-/// HOOK (live capture): one `capture::live::LiveCapture` per worker, all interfaces, one fanout
-/// group, wrapped as [`Source`]s. Until it is merged a live config cannot run.
+/// One [`LiveSource`] per worker: every worker opens a ring on every interface, and the rings of
+/// one interface share a fanout group (PACKET_FANOUT_HASH), so both directions of a flow reach
+/// one worker. The frames of all workers then go to the one pipeline thread (see the module
+/// doc for why), so the fanout spreads the ring-draining and copying, not the analysis.
 pub fn live_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
-    bail!(
-        "{}: live capture on {:?} is not built into this binary yet (use [capture] replay)",
-        config.file.display(),
-        config.capture.interfaces
-    )
+    let r = &config.capture.ring;
+    let workers = config.capture.workers.max(1);
+    // A group id per daemon: two daemons on one host must not share a fanout group.
+    let group = (std::process::id() & 0xffff) as u16;
+    let cfg = RingConfig {
+        block_size: r.block_size,
+        block_count: r.block_count,
+        frame_size: r.frame_size,
+        block_timeout_ms: r.block_timeout_ms,
+        promiscuous: config.capture.promiscuous,
+        fanout_group: (workers > 1).then_some(group),
+    };
+    let mut out: Vec<Box<dyn Source>> = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let src = LiveSource::open(&config.capture.interfaces, &cfg, w)
+            .with_context(|| format!("{}: opening the capture rings", config.file.display()))?;
+        out.push(Box::new(src));
+    }
+    Ok(out)
+}
+
+/// Started as root with `[capture] user`: once the rings are open, become that user with no
+/// capability left (reading an open ring needs none). Must run before any thread is spawned,
+/// since capabilities are per thread.
+fn drop_privileges(config: &Config) -> Result<()> {
+    let Some(user) = &config.capture.user else { return Ok(()) };
+    // The effective uid, from /proc (no unsafe needed here): only root has anything to drop.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().nth(1));
+    if euid != Some("0") {
+        return Ok(());
+    }
+    let d =
+        crate::privs::drop_privileges(Some(user), &[]).with_context(|| format!("dropping privileges to {user:?}"))?;
+    tracing::info!(uid = d.uid, gid = d.gid, "privileges dropped");
+    Ok(())
 }
 
 /// What a run did, for the closing log line and for tests.
@@ -359,6 +393,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     };
     if sources.is_empty() {
         bail!("no capture source");
+    }
+    if !config.capture.interfaces.is_empty() {
+        drop_privileges(config)?;
     }
     let lossless = config.capture.interfaces.is_empty();
 

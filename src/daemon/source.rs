@@ -254,3 +254,74 @@ impl Source for ReplaySource {
         format!("replay:{}", self.names)
     }
 }
+
+/// A worker's AF_PACKET rings (one per interface, one fanout group per interface) as a
+/// [`Source`]. Kernel counters are read and reset by `PACKET_STATISTICS`, so they are taken about
+/// once a second from the capture thread and kept here as totals.
+pub struct LiveSource {
+    cap: crate::capture::live::LiveCapture,
+    worker: usize,
+    last_stats: Instant,
+    stats: crate::capture::live::LiveStats,
+    errors: u64,
+}
+
+impl LiveSource {
+    pub fn open(
+        interfaces: &[String],
+        cfg: &crate::capture::live::RingConfig,
+        worker: usize,
+    ) -> Result<LiveSource, crate::capture::live::LiveError> {
+        let cap = crate::capture::live::LiveCapture::open(interfaces, cfg)?;
+        Ok(LiveSource {
+            cap,
+            worker,
+            last_stats: Instant::now(),
+            stats: crate::capture::live::LiveStats::default(),
+            errors: 0,
+        })
+    }
+
+    /// Kernel counters as of the last read (per interface: packets, drops, freezes).
+    pub fn stats(&self) -> &crate::capture::live::LiveStats {
+        &self.stats
+    }
+}
+
+impl Source for LiveSource {
+    fn poll(&mut self, timeout: Duration, f: &mut dyn FnMut(&Frame<'_>)) -> usize {
+        let n = match self.cap.poll(timeout, f) {
+            Ok(n) => n,
+            Err(e) => {
+                // An interface going down is reported and retried, never fatal: the tap may
+                // come back, and the other interfaces keep flowing.
+                self.errors += 1;
+                if self.errors.is_power_of_two() {
+                    tracing::warn!(worker = self.worker, error = %e, count = self.errors, "capture error");
+                }
+                std::thread::sleep(timeout.min(Duration::from_millis(100)));
+                0
+            }
+        };
+        if self.last_stats.elapsed() >= Duration::from_secs(1) {
+            self.last_stats = Instant::now();
+            if let Ok(s) = self.cap.stats() {
+                self.stats = s;
+            }
+        }
+        n
+    }
+
+    fn clock(&self) -> Option<Timestamp> {
+        Some(wall_clock())
+    }
+
+    fn dropped(&self) -> u64 {
+        self.stats.drops()
+    }
+
+    fn name(&self) -> String {
+        let ifs: Vec<&str> = self.cap.interfaces().collect();
+        format!("live worker {} on {}", self.worker, ifs.join(","))
+    }
+}
