@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use tapir::capture::live::{LiveCapture, RingConfig};
 
+/// One worker's counts: frames, bytes, kernel packets, drops, freezes, seconds first..last frame.
+type Counts = (u64, u64, u64, u64, u64, f64);
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
@@ -32,7 +35,7 @@ fn main() {
         .map(|_| LiveCapture::open(std::slice::from_ref(&iface), &cfg).unwrap_or_else(|e| panic!("{e}")))
         .collect();
     let barrier = Barrier::new(workers as usize + 1);
-    let results: Vec<_> = std::thread::scope(|s| {
+    let results: Vec<Counts> = std::thread::scope(|s| {
         let handles: Vec<_> = caps
             .into_iter()
             .map(|mut cap| {
@@ -69,7 +72,7 @@ fn main() {
         eprintln!("ready");
         handles.into_iter().map(|h| h.join().expect("worker")).collect()
     });
-    let sum = |f: fn(&(u64, u64, u64, u64, u64, f64)) -> u64| results.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&Counts) -> u64| results.iter().map(f).sum::<u64>();
     let span = results.iter().map(|r| r.5).fold(0.0, f64::max);
     let per_worker: Vec<String> = results.iter().map(|r| r.0.to_string()).collect();
     println!(
