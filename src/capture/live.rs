@@ -752,6 +752,13 @@ mod tests {
     }
 
     #[test]
+    fn a_capture_can_move_to_its_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<LiveCapture>();
+        is_send::<LiveError>();
+    }
+
+    #[test]
     fn bad_configs_are_rejected_before_any_syscall() {
         let bad = [
             RingConfig { block_size: 1000, ..RingConfig::default() },

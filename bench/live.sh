@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Live capture rate: tcpreplay a generated capture into a veth pair at increasing rates and count
+# what tapir's AF_PACKET TPACKET_V3 capture (examples/live_rate.rs, 1 and 2 fanout workers) and
+# `tcpdump -w /dev/null` (libpcap, also TPACKET_V3) see of it, with the kernel's drop counters.
+#
+#   sudo bash bench/live.sh [MEGABYTES] [RATES]    defaults: 100, "200 500 1000 2000 top"
+#   PROFILE=dev sudo -E bash bench/live.sh         build without --release (quicker to build)
+#
+# RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
+# (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
+# it is not installable on this machine, so it is not in the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MB=${1:-100}
+RATES=${2:-"200 500 1000 2000 top"}
+PROFILE=${PROFILE:-release}
+[[ $(id -u) -eq 0 ]] || { echo "live.sh: needs root (network namespace, AF_PACKET)" >&2; exit 1; }
+
+NS=tpafp-bench-$$
+work=$(mktemp -d /tmp/tpafp-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --quiet --profile "$PROFILE" --example live_rate --example gen_capture
+dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")/examples
+"$dir/gen_capture" "$work/bench.pcap" "$MB"
+packets=$(capinfos -c -M "$work/bench.pcap" | awk '/Number of packets/ {print $NF}')
+
+ip netns add "$NS"
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n "$NS" link add name cap0 mtu 1600 type veth peer name inj0 mtu 1600
+ip -n "$NS" link set cap0 up
+ip -n "$NS" link set inj0 up
+in_ns() { ip netns exec "$NS" "$@"; }
+
+replay() { # rate -> prints "pps mbps seconds" achieved by tcpreplay
+    local opt=(--mbps "$1")
+    [[ $1 == top ]] && opt=(--topspeed)
+    in_ns tcpreplay -K "${opt[@]}" -i inj0 "$work/bench.pcap" >"$work/replay.out" 2>&1
+    awk '/^Actual:/ {secs = $(NF-1)} /^Rated:/ {gsub(",", ""); print $(NF-1), $(NF-3), secs}' "$work/replay.out"
+}
+
+wait_for() { # file pattern
+    for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "live.sh: timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+printf '# %s frames (%s MB) per run; veth in a netns; build profile %s; %s cores\n' \
+    "$packets" "$MB" "$PROFILE" "$(nproc)"
+printf '%-6s %-16s %10s %9s %10s %10s %9s\n' rate tool sent_pps sent_Mb/s captured kern_drops capt_pps
+for rate in $RATES; do
+    for tool in ${TOOLS:-tapir-1w tapir-2w tcpdump tapir-1w-4M tcpdump-4M}; do
+        rm -f "$work/tool.err" "$work/tool.out"
+        case $tool in
+            tapir-*)
+                # 64 x 1 MiB blocks, or 16 x 256 KiB for the -4M variant.
+                ring=(1024 64)
+                [[ $tool == *-4M ]] && ring=(256 16)
+                # Not through in_ns: $! must be the tool's own pid (ip netns exec execs it).
+                ip netns exec "$NS" "$dir/live_rate" cap0 "${tool:6:1}" 800 "${ring[@]}" 2>"$work/tool.err" >"$work/tool.out" &
+                pid=$!; pids+=("$pid")
+                wait_for "$work/tool.err" ready ;;
+            tcpdump*)
+                # Same buffer as live_rate's ring: 64 MiB, or 4 MiB.
+                buf=65536
+                [[ $tool == *-4M ]] && buf=4096
+                ip netns exec "$NS" tcpdump -i cap0 -n -s 0 -B "$buf" -w /dev/null >/dev/null 2>"$work/tool.err" &
+                pid=$!; pids+=("$pid")
+                wait_for "$work/tool.err" "listening on" ;;
+        esac
+        read -r pps mbps secs < <(replay "$rate")
+        if [[ $tool == tcpdump* ]]; then
+            sleep 1.2   # libpcap hands a block over after its 1 s timeout
+            kill -TERM "$pid"; wait "$pid" || true   # (SIGINT is ignored by background jobs)
+            captured=$(awk '/packets captured/ {print $1}' "$work/tool.err")
+            drops=$(awk '/dropped by kernel/ {print $1}' "$work/tool.err")
+        else
+            wait "$pid"
+            captured=$(sed -n 's/.*frames=\([0-9]*\).*/\1/p' "$work/tool.out")
+            drops=$(sed -n 's/.*drops=\([0-9]*\).*/\1/p' "$work/tool.out")
+        fi
+        # Frames captured per second of tcpreplay's sending time.
+        cpps=$(awk -v c="$captured" -v s="$secs" 'BEGIN {printf "%.0f", c / s}')
+        printf '%-6s %-16s %10.0f %9.0f %10s %10s %9s\n' "$rate" "$tool" "$pps" "$mbps" "$captured" "$drops" "$cpps"
+    done
+done
