@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 use crate::analyze::detect::Detect;
 use crate::capture::Frame;
 use crate::content::FileLayer;
-use crate::decode::{DecodeConfig, Decoder};
+use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{IriEvent, IriRecord, Record, RecordSink};
 use crate::select::lifecycle::{Lifecycle, Notice};
@@ -41,6 +41,19 @@ pub struct Summary {
     /// Capture-file damage, one line each (file, offset, what).
     pub capture_damage: Vec<String>,
     pub association_events: u64,
+    /// Association events learnt from RADIUS Accounting-Requests seen on the tap.
+    pub radius_events: u64,
+}
+
+/// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
+const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
+
+/// `ev` into the pending part (from `next`) of `events`, after those with the same or an
+/// earlier time.
+fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
+    let pending = events.get(next..).unwrap_or(&[]);
+    let at = next + pending.partition_point(|e| e.ts <= ev.ts);
+    events.insert(at, ev);
 }
 
 pub struct Pipeline {
@@ -60,6 +73,10 @@ pub struct Pipeline {
     last_tick: Option<Timestamp>,
     now: Timestamp,
     matches: SmallVec<[Match; 2]>,
+    /// RADIUS-learnt events not yet taken by [`Pipeline::take_radius_events`] (kept only when
+    /// [`Pipeline::keep_radius_events`] asked for them).
+    radius_out: Vec<AssocEvent>,
+    keep_radius: bool,
     pub summary: Summary,
 }
 
@@ -94,6 +111,8 @@ impl Pipeline {
             last_tick: None,
             now: Timestamp::MIN,
             matches: SmallVec::new(),
+            radius_out: Vec::new(),
+            keep_radius: false,
             summary: Summary::default(),
         }
     }
@@ -179,6 +198,18 @@ impl Pipeline {
                 return;
             }
         };
+        if let Transport::Udp { src_port, dst_port } = d.transport {
+            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
+                radius(
+                    d.payload,
+                    frame.ts,
+                    &mut self.events,
+                    self.next_event,
+                    &mut self.summary,
+                    self.keep_radius.then_some(&mut self.radius_out),
+                );
+            }
+        }
         self.matches.clear();
         self.targeting.select(&d, frame.ts, &mut self.matches);
         if self.matches.is_empty() {
@@ -272,9 +303,22 @@ impl Pipeline {
     /// An identity-association event arriving while running (a live feed). It is applied in
     /// time order with the others; one already due is applied at the next `advance`.
     pub fn push_event(&mut self, ev: AssocEvent) {
-        let pending = self.events.get(self.next_event..).unwrap_or(&[]);
-        let at = self.next_event + pending.partition_point(|e| e.ts <= ev.ts);
-        self.events.insert(at, ev);
+        insert_event(&mut self.events, self.next_event, ev);
+    }
+
+    /// Keep the events learnt from RADIUS for [`Pipeline::take_radius_events`] (a daemon that
+    /// journals them); off by default, so a replay does not accumulate them.
+    pub fn keep_radius_events(&mut self, keep: bool) {
+        self.keep_radius = keep;
+        if !keep {
+            self.radius_out = Vec::new();
+        }
+    }
+
+    /// The events learnt from RADIUS accounting since the last call, in capture order (they
+    /// are already scheduled in the pipeline; the caller persists them).
+    pub fn take_radius_events(&mut self) -> Vec<AssocEvent> {
+        std::mem::take(&mut self.radius_out)
     }
 
     pub fn flows(&self) -> &FlowTable {
@@ -287,5 +331,34 @@ impl Pipeline {
 
     pub fn objects_finished(&self) -> u64 {
         self.files.finished
+    }
+}
+
+/// A UDP payload to or from a RADIUS accounting port: an Accounting-Request becomes association
+/// events at `ts`, scheduled like [`Pipeline::push_event`] (applied at the next advance, before
+/// the next frame). Anything else (responses, other codes) costs a header check and nothing more.
+fn radius(
+    payload: &[u8],
+    ts: Timestamp,
+    events: &mut Vec<AssocEvent>,
+    next: usize,
+    summary: &mut Summary,
+    keep: Option<&mut Vec<AssocEvent>>,
+) {
+    let rec = match crate::select::radius::parse_accounting(payload) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return,
+        Err(_) => {
+            *summary.decode_errors.entry("malformed-radius".to_string()).or_insert(0) += 1;
+            return;
+        }
+    };
+    let evs = crate::select::radius::assoc_events(&rec, ts);
+    summary.radius_events += evs.len() as u64;
+    if let Some(k) = keep {
+        k.extend(evs.iter().cloned());
+    }
+    for ev in evs {
+        insert_event(events, next, ev);
     }
 }

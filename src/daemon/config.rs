@@ -161,6 +161,11 @@ pub struct AssociationsConfig {
     pub listen: Option<ListenAddr>,
     /// Events (JSON lines, as replay's `--associations`) loaded at start.
     pub events: Option<PathBuf>,
+    /// Journal of the events accepted live (feed, RADIUS), replayed at start; default
+    /// `<spool_dir>/associations.journal`.
+    pub journal: Option<PathBuf>,
+    /// File holding the token a TCP feed client sends first (`TOKEN <secret>`); required for TCP.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,6 +303,10 @@ struct RawAssociations {
     listen: Option<S<String>>,
     #[serde(default)]
     events: Option<S<String>>,
+    #[serde(default)]
+    journal: Option<S<String>>,
+    #[serde(default)]
+    token_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +515,11 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             associations.listen = Some(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), m))?);
         }
         associations.events = a.events.as_ref().map(|e| cx.path(e)).transpose()?;
+        associations.journal = a.journal.as_ref().map(|e| cx.path(e)).transpose()?;
+        associations.token_file = a.token_file.as_ref().map(|e| cx.path(e)).transpose()?;
+        if let (Some(ListenAddr::Tcp(_)), None, Some(l)) = (&associations.listen, &associations.token_file, &a.listen) {
+            return Err(cx.err(l.span(), "a tcp: association feed needs token_file"));
+        }
     }
 
     // [metrics]

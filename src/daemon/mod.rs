@@ -50,6 +50,7 @@
 //! Hooks for what merges later are marked `HOOK` ([`run::live_sources`], [`run::Hooks`]).
 
 pub mod config;
+pub mod feeds;
 pub mod notify;
 pub mod run;
 pub mod source;
