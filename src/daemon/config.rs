@@ -695,4 +695,19 @@ listen = "127.0.0.1:9108"
         let zero_workers = GOOD.replace("workers = 2", "workers = 0");
         assert_eq!(line_of_err(&zero_workers).0, 4);
     }
+
+    #[test]
+    fn feed_journal_and_token_file() {
+        let tcp = GOOD.replace("unix:/run/tapir/assoc.sock", "tcp:127.0.0.1:7001");
+        let (line, msg) = line_of_err(&tcp);
+        assert_eq!(line, 11, "{msg}");
+        assert!(msg.contains("token_file"), "{msg}");
+        let ok = tcp.replace(
+            "listen = \"tcp:127.0.0.1:7001\"",
+            "listen = \"tcp:127.0.0.1:7001\"\ntoken_file = \"feed.token\"\njournal = \"/var/lib/tapir/j\"",
+        );
+        let c = parse_config(&ok, Path::new("/etc/tapir/tapir.toml")).unwrap();
+        assert_eq!(c.associations.token_file, Some(PathBuf::from("/etc/tapir/feed.token")));
+        assert_eq!(c.associations.journal, Some(PathBuf::from("/var/lib/tapir/j")));
+    }
 }
