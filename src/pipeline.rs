@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 use crate::analyze::detect::Detect;
 use crate::capture::Frame;
 use crate::content::FileLayer;
-use crate::decode::{DecodeConfig, Decoder};
+use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{IriEvent, IriRecord, Record, RecordSink};
 use crate::select::lifecycle::{Lifecycle, Notice};
@@ -41,6 +41,19 @@ pub struct Summary {
     /// Capture-file damage, one line each (file, offset, what).
     pub capture_damage: Vec<String>,
     pub association_events: u64,
+    /// Association events learnt from RADIUS Accounting-Requests seen on the tap.
+    pub radius_events: u64,
+}
+
+/// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
+const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
+
+/// `ev` into the pending part (from `next`) of `events`, after those with the same or an
+/// earlier time.
+fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
+    let pending = events.get(next..).unwrap_or(&[]);
+    let at = next + pending.partition_point(|e| e.ts <= ev.ts);
+    events.insert(at, ev);
 }
 
 pub struct Pipeline {
@@ -60,6 +73,10 @@ pub struct Pipeline {
     last_tick: Option<Timestamp>,
     now: Timestamp,
     matches: SmallVec<[Match; 2]>,
+    /// RADIUS-learnt events not yet taken by [`Pipeline::take_radius_events`] (kept only when
+    /// [`Pipeline::keep_radius_events`] asked for them).
+    radius_out: Vec<AssocEvent>,
+    keep_radius: bool,
     pub summary: Summary,
 }
 
@@ -94,6 +111,8 @@ impl Pipeline {
             last_tick: None,
             now: Timestamp::MIN,
             matches: SmallVec::new(),
+            radius_out: Vec::new(),
+            keep_radius: false,
             summary: Summary::default(),
         }
     }
@@ -179,6 +198,18 @@ impl Pipeline {
                 return;
             }
         };
+        if let Transport::Udp { src_port, dst_port } = d.transport {
+            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
+                radius(
+                    d.payload,
+                    frame.ts,
+                    &mut self.events,
+                    self.next_event,
+                    &mut self.summary,
+                    self.keep_radius.then_some(&mut self.radius_out),
+                );
+            }
+        }
         self.matches.clear();
         self.targeting.select(&d, frame.ts, &mut self.matches);
         if self.matches.is_empty() {
@@ -272,9 +303,22 @@ impl Pipeline {
     /// An identity-association event arriving while running (a live feed). It is applied in
     /// time order with the others; one already due is applied at the next `advance`.
     pub fn push_event(&mut self, ev: AssocEvent) {
-        let pending = self.events.get(self.next_event..).unwrap_or(&[]);
-        let at = self.next_event + pending.partition_point(|e| e.ts <= ev.ts);
-        self.events.insert(at, ev);
+        insert_event(&mut self.events, self.next_event, ev);
+    }
+
+    /// Keep the events learnt from RADIUS for [`Pipeline::take_radius_events`] (a daemon that
+    /// journals them); off by default, so a replay does not accumulate them.
+    pub fn keep_radius_events(&mut self, keep: bool) {
+        self.keep_radius = keep;
+        if !keep {
+            self.radius_out = Vec::new();
+        }
+    }
+
+    /// The events learnt from RADIUS accounting since the last call, in capture order (they
+    /// are already scheduled in the pipeline; the caller persists them).
+    pub fn take_radius_events(&mut self) -> Vec<AssocEvent> {
+        std::mem::take(&mut self.radius_out)
     }
 
     pub fn flows(&self) -> &FlowTable {
@@ -287,5 +331,127 @@ impl Pipeline {
 
     pub fn objects_finished(&self) -> u64 {
         self.files.finished
+    }
+}
+
+/// A UDP payload to or from a RADIUS accounting port: an Accounting-Request becomes association
+/// events at `ts`, scheduled like [`Pipeline::push_event`] (applied at the next advance, before
+/// the next frame). Anything else (responses, other codes) costs a header check and nothing more.
+fn radius(
+    payload: &[u8],
+    ts: Timestamp,
+    events: &mut Vec<AssocEvent>,
+    next: usize,
+    summary: &mut Summary,
+    keep: Option<&mut Vec<AssocEvent>>,
+) {
+    let rec = match crate::select::radius::parse_accounting(payload) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return,
+        Err(_) => {
+            *summary.decode_errors.entry("malformed-radius".to_string()).or_insert(0) += 1;
+            return;
+        }
+    };
+    let evs = crate::select::radius::assoc_events(&rec, ts);
+    summary.radius_events += evs.len() as u64;
+    if let Some(k) = keep {
+        k.extend(evs.iter().cloned());
+    }
+    for ev in evs {
+        insert_event(events, next, ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::LinkType;
+    use crate::record::VecSink;
+    use crate::select::parse_warrants;
+
+    /// 2027-01-15T08:00:00Z plus `ms`.
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_secs(1_800_000_000).add_nanos(ms * 1_000_000)
+    }
+
+    /// Ethernet/IPv4/UDP (IPv4 checksum left zero: the decoder does not need it).
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = (28 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// RFC 2866 Accounting-Request (code 4) or Response (code 5): User-Name "joe",
+    /// Framed-IP-Address 10.1.0.1, Acct-Status-Type `status`.
+    fn radius(code: u8, status: u8) -> Vec<u8> {
+        let attrs = [&[1u8, 5, b'j', b'o', b'e'][..], &[8, 6, 10, 1, 0, 1], &[40, 6, 0, 0, 0, status]].concat();
+        let len = (20 + attrs.len()) as u16;
+        [&[code, 9, (len >> 8) as u8, len as u8][..], &[0; 16], &attrs].concat()
+    }
+
+    fn pipeline() -> Pipeline {
+        let w = parse_warrants(
+            "[[warrant]]\nliid = \"L\"\nstart = \"2027-01-01T00:00:00Z\"\nend = \"2027-02-01T00:00:00Z\"\nscope = \"iri+cc\"\ntargets = [\"subscriber:joe\"]\n",
+            "t",
+        )
+        .unwrap();
+        Pipeline::new(w.warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default())
+    }
+
+    fn feed(p: &mut Pipeline, sink: &mut VecSink, ms: i64, data: &[u8]) {
+        let f = Frame { ts: at(ms), link: LinkType::Ethernet, data, orig_len: data.len() as u32 };
+        p.frame(&f, sink);
+    }
+
+    #[test]
+    fn radius_accounting_starts_and_stops_selection_in_time_order() {
+        let mut p = pipeline();
+        p.keep_radius_events(true);
+        let mut sink = VecSink::default();
+        let joe = udp([10, 1, 0, 1], [10, 2, 0, 1], 4000, 5000, b"x");
+        let nas = [10, 8, 0, 1];
+        let server = [10, 8, 0, 2];
+        feed(&mut p, &mut sink, 0, &joe);
+        // A response from port 1646 and a request to 1813 with a broken attribute: nothing learnt.
+        feed(&mut p, &mut sink, 10, &udp(server, nas, 1646, 32000, &radius(5, 1)));
+        let mut bad = radius(4, 1);
+        bad[21] = 60;
+        feed(&mut p, &mut sink, 20, &udp(nas, server, 32000, 1813, &bad));
+        feed(&mut p, &mut sink, 100, &udp(nas, server, 32000, 1813, &radius(4, 1)));
+        feed(&mut p, &mut sink, 200, &joe);
+        feed(&mut p, &mut sink, 300, &joe);
+        feed(&mut p, &mut sink, 400, &udp(nas, server, 32000, 1646, &radius(4, 2)));
+        feed(&mut p, &mut sink, 500, &joe);
+        // Port 1813 on another protocol's packet that is not RADIUS at all: counted as malformed.
+        feed(&mut p, &mut sink, 600, &udp(nas, server, 1813, 1813, b"no"));
+        assert_eq!(p.summary.radius_events, 2);
+        assert_eq!(p.summary.matched.get("L").copied(), Some(2));
+        assert_eq!(p.summary.decode_errors.get("malformed-radius").copied(), Some(2));
+        let learnt = p.take_radius_events();
+        assert_eq!(learnt.len(), 2);
+        assert_eq!((learnt[0].ts, learnt[1].ts), (at(100), at(400)));
+        assert!(learnt[0].raw.to_string().contains("access.start"));
+        assert!(learnt[1].raw.to_string().contains("access.stop"));
+        assert!(p.take_radius_events().is_empty());
+        let cc: Vec<Timestamp> = sink.cc.iter().map(|c| c.2).collect();
+        assert_eq!(cc, vec![at(200), at(300)]);
+    }
+
+    #[test]
+    fn radius_events_are_not_kept_unless_asked() {
+        let mut p = pipeline();
+        let mut sink = VecSink::default();
+        feed(&mut p, &mut sink, 100, &udp([10, 8, 0, 1], [10, 8, 0, 2], 32000, 1813, &radius(4, 1)));
+        assert_eq!(p.summary.radius_events, 1);
+        assert!(p.take_radius_events().is_empty());
     }
 }

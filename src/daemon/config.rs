@@ -161,6 +161,11 @@ pub struct AssociationsConfig {
     pub listen: Option<ListenAddr>,
     /// Events (JSON lines, as replay's `--associations`) loaded at start.
     pub events: Option<PathBuf>,
+    /// Journal of the events accepted live (feed, RADIUS), replayed at start; default
+    /// `<spool_dir>/associations.journal`.
+    pub journal: Option<PathBuf>,
+    /// File holding the token a TCP feed client sends first (`TOKEN <secret>`); required for TCP.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -298,6 +303,10 @@ struct RawAssociations {
     listen: Option<S<String>>,
     #[serde(default)]
     events: Option<S<String>>,
+    #[serde(default)]
+    journal: Option<S<String>>,
+    #[serde(default)]
+    token_file: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +515,11 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             associations.listen = Some(parse_listen(l.get_ref()).map_err(|m| cx.err(l.span(), m))?);
         }
         associations.events = a.events.as_ref().map(|e| cx.path(e)).transpose()?;
+        associations.journal = a.journal.as_ref().map(|e| cx.path(e)).transpose()?;
+        associations.token_file = a.token_file.as_ref().map(|e| cx.path(e)).transpose()?;
+        if let (Some(ListenAddr::Tcp(_)), None, Some(l)) = (&associations.listen, &associations.token_file, &a.listen) {
+            return Err(cx.err(l.span(), "a tcp: association feed needs token_file"));
+        }
     }
 
     // [metrics]
@@ -680,5 +694,20 @@ listen = "127.0.0.1:9108"
         assert_eq!(line_of_err(&bad_listen).0, 11);
         let zero_workers = GOOD.replace("workers = 2", "workers = 0");
         assert_eq!(line_of_err(&zero_workers).0, 4);
+    }
+
+    #[test]
+    fn feed_journal_and_token_file() {
+        let tcp = GOOD.replace("unix:/run/tapir/assoc.sock", "tcp:127.0.0.1:7001");
+        let (line, msg) = line_of_err(&tcp);
+        assert_eq!(line, 11, "{msg}");
+        assert!(msg.contains("token_file"), "{msg}");
+        let ok = tcp.replace(
+            "listen = \"tcp:127.0.0.1:7001\"",
+            "listen = \"tcp:127.0.0.1:7001\"\ntoken_file = \"feed.token\"\njournal = \"/var/lib/tapir/j\"",
+        );
+        let c = parse_config(&ok, Path::new("/etc/tapir/tapir.toml")).unwrap();
+        assert_eq!(c.associations.token_file, Some(PathBuf::from("/etc/tapir/feed.token")));
+        assert_eq!(c.associations.journal, Some(PathBuf::from("/var/lib/tapir/j")));
     }
 }

@@ -44,12 +44,19 @@
 //! has started (`RELOADING=1`/`READY=1` around a reload, `STOPPING=1`), `WATCHDOG=1` at half of
 //! `WATCHDOG_USEC` from the pipeline thread, so a stuck pipeline is restarted.
 //!
+//! **Side channels** ([`feeds`]): `[metrics] listen` serves Prometheus `/metrics` and `/healthz`
+//! (200 from READY=1 until stopping); `[associations] listen` takes association events live
+//! (Unix socket 0600, or loopback TCP with `token_file`). Events from the feed and from RADIUS
+//! accounting seen on the tap (UDP 1813/1646) are journalled (`[associations] journal`, default
+//! `<spool_dir>/associations.journal`) and replayed at the next start.
+//!
 //! **Logs** go to stderr through `tracing` (journald captures them under systemd). They carry
 //! LIIDs, counts and paths only: never payload, target identities, tokens or keys.
 //!
 //! Hooks for what merges later are marked `HOOK` ([`run::live_sources`], [`run::Hooks`]).
 
 pub mod config;
+pub mod feeds;
 pub mod notify;
 pub mod run;
 pub mod source;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::config::{Config, Pace, ReplayEnd};
+use super::feeds::{self, DeliveryStatus, DropsSlot, Feeds};
 use super::notify::{self, Notifier};
 use super::source::{Batch, LiveSource, ReplaySource, Source, BATCH_FRAMES};
 use crate::capture::live::RingConfig;
@@ -166,6 +167,8 @@ type Running = (Threaded<Delivery>, Vec<toml::Value>, Vec<(String, Option<String
 struct Outputs {
     case: Threaded<CaseWriter>,
     delivery: Option<Running>,
+    /// Where the running delivery publishes its state (for the metrics).
+    status: DeliveryStatus,
 }
 
 impl RecordSink for Outputs {
@@ -187,14 +190,16 @@ fn routes(w: &[Warrant]) -> Vec<(String, Option<String>)> {
     r
 }
 
-fn start_delivery(all: &Warrants, file: &str, spool: &Path) -> Result<Option<Running>> {
+fn start_delivery(all: &Warrants, file: &str, spool: &Path, status: &DeliveryStatus) -> Result<Option<Running>> {
     let leas = parse_leas(&all.lea, file)?;
     if leas.is_empty() {
         return Ok(None);
     }
     std::fs::create_dir_all(spool).with_context(|| format!("creating spool {}", spool.display()))?;
     let d = Delivery::start(leas, &all.warrants, spool)?;
-    Ok(Some((Threaded::spawn(d), all.lea.clone(), routes(&all.warrants))))
+    let status = status.clone();
+    let d = Threaded::spawn_observed(d, feeds::UPDATE_EVERY, move |d: &Delivery| status.publish(d.report()));
+    Ok(Some((d, all.lea.clone(), routes(&all.warrants))))
 }
 
 fn finish_delivery(d: Threaded<Delivery>, wait: Duration) {
@@ -284,6 +289,7 @@ fn spawn_capture(
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     lossless: bool,
+    drops: DropsSlot,
 ) -> Result<JoinHandle<()>> {
     let name = src.name();
     let h = std::thread::Builder::new().name("tapir-capture".into()).spawn(move || {
@@ -296,6 +302,7 @@ fn spawn_capture(
         };
         let mut batch = fresh(&recycle);
         let mut last_clock = Instant::now();
+        let mut last_drops = Instant::now();
         let send = |b: Batch, tx: &SyncSender<Input>| -> bool {
             let n = b.len() as u64;
             if lossless {
@@ -341,11 +348,16 @@ fn spawn_capture(
                     }
                 }
             }
+            if last_drops.elapsed() >= feeds::UPDATE_EVERY {
+                drops.publish(&*src);
+                last_drops = Instant::now();
+            }
             if src.exhausted() {
                 let _ = tx.send(Input::Ended);
                 return;
             }
         }
+        drops.publish(&*src);
         dropped.fetch_add(src.dropped(), Ordering::Relaxed);
         tracing::debug!(source = %name, "capture stopped");
     })?;
@@ -402,12 +414,14 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let case_root = new_case_dir(&config.paths.case_dir)?;
     let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
     let wfile = provider.describe();
-    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir)?;
-    let mut out = Outputs { case: Threaded::spawn(case), delivery };
+    let status = DeliveryStatus::default();
+    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status)?;
+    let mut out = Outputs { case: Threaded::spawn(case), delivery, status };
     let mut pipeline =
         Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), config.limits.flow_config());
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
+    let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
 
     let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
     let (recycle_tx, recycle_rx) = sync_channel::<Batch>(config.limits.queue_batches);
@@ -420,7 +434,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     for src in sources {
         tracing::info!(source = %src.name(), "capture started");
         let r = recycle_rx.take().unwrap_or_else(|| sync_channel(1).1);
-        captures.push(spawn_capture(src, tx.clone(), r, stop.clone(), dropped.clone(), lossless)?);
+        let slot = feeds.drops_slot(captures.len());
+        captures.push(spawn_capture(src, tx.clone(), r, stop.clone(), dropped.clone(), lossless, slot)?);
     }
     drop(tx);
 
@@ -429,6 +444,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         delivery = out.delivery.is_some(), "tapir running"
     );
     say(&format!("READY=1\nSTATUS=running, {} warrant(s)", all.warrants.len()));
+    feeds.ready();
     let watchdog = notify::watchdog_interval();
     let mut last_ping = Instant::now();
     if watchdog.is_some() {
@@ -478,6 +494,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 pipeline.push_event(ev);
             }
         }
+        feeds.poll(&mut pipeline, out.delivery.is_some());
         loop {
             let c = match control_rx.try_recv() {
                 Ok(c) => c,
@@ -520,6 +537,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
         if stopping && !stop.swap(true, Ordering::Relaxed) {
             say("STOPPING=1");
+            feeds.stopping();
         }
         // After a stop order, drain what the capture threads still hand over, then leave.
         if stopping && captures.iter().all(|h| h.is_finished()) {
@@ -544,9 +562,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
     }
 
+    feeds.finish(&mut pipeline);
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
     pipeline.finish(&mut out);
-    let Outputs { case, delivery } = out;
+    let Outputs { case, delivery, .. } = out;
     if let Some((d, _, _)) = delivery {
         finish_delivery(d, wait);
     }
@@ -599,7 +618,7 @@ fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str
         if let Some((d, _, _)) = out.delivery.take() {
             finish_delivery(d, wait.min(Duration::from_secs(1)));
         }
-        match start_delivery(&new, wfile, spool) {
+        match start_delivery(&new, wfile, spool, &out.status) {
             Ok(d) => out.delivery = d,
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }

@@ -30,6 +30,11 @@ pub trait Source: Send {
     fn dropped(&self) -> u64 {
         0
     }
+    /// The tap interface this source reads, for the `interface` label of the kernel-drop metric
+    /// (whose value is [`Source::dropped`]); `None` for a replay.
+    fn interface(&self) -> Option<String> {
+        None
+    }
     /// For logs.
     fn name(&self) -> String;
 }

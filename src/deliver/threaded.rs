@@ -89,6 +89,44 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
         Threaded { batch: Vec::with_capacity(BATCH), tx: Some(tx), worker: Some(worker) }
     }
 
+    /// As [`Threaded::spawn`], and `observe` is called with the output on its own thread about
+    /// every `every` (between batches, also while no record comes): how the daemon reads a
+    /// delivery's state (spool depth, connections) for its metrics without a lock on the path.
+    pub fn spawn_observed(
+        mut sink: S,
+        every: std::time::Duration,
+        mut observe: impl FnMut(&S) + Send + 'static,
+    ) -> Threaded<S> {
+        use std::sync::mpsc::RecvTimeoutError;
+        use std::time::Instant;
+        let (tx, rx): (SyncSender<Vec<Owned>>, Receiver<Vec<Owned>>) = sync_channel(IN_FLIGHT);
+        let worker = std::thread::Builder::new()
+            .name("tapir-output".into())
+            .spawn(move || {
+                observe(&sink);
+                let mut last = Instant::now();
+                loop {
+                    match rx.recv_timeout(every) {
+                        Ok(batch) => {
+                            for r in &batch {
+                                r.replay(&mut sink);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if last.elapsed() >= every {
+                        observe(&sink);
+                        last = Instant::now();
+                    }
+                }
+                observe(&sink);
+                sink
+            })
+            .expect("spawning the output thread");
+        Threaded { batch: Vec::with_capacity(BATCH), tx: Some(tx), worker: Some(worker) }
+    }
+
     fn send(&mut self) {
         if self.batch.is_empty() {
             return;
