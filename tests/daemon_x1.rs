@@ -169,8 +169,10 @@ fn create_destination(did: &str, port: u16) -> String {
 /// ActivateTask (or, with `ty`, ModifyTask) of `xid` for `targets`, one LIID, HI2 and HI3, no window.
 fn task(ty: &str, xid: &str, targets: &[&str], liid: &str, did: &str) -> String {
     let ex = std::fs::read_to_string(EXAMPLE).unwrap();
-    let tids: String =
-        targets.iter().map(|t| format!("<targetIdentifier><ipv4Address>{t}</ipv4Address></targetIdentifier>")).collect();
+    let tids: String = targets
+        .iter()
+        .map(|t| format!("<targetIdentifier><ipv4Address>{t}</ipv4Address></targetIdentifier>"))
+        .collect();
     let s = ex
         .replace(
             "</listOfDIDs>\n  </taskDetails>",
@@ -393,7 +395,11 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-fn find<'a>(lines: &'a [serde_json::Value], pred: impl Fn(&serde_json::Value) -> bool, what: &str) -> &'a serde_json::Value {
+fn find<'a>(
+    lines: &'a [serde_json::Value],
+    pred: impl Fn(&serde_json::Value) -> bool,
+    what: &str,
+) -> &'a serde_json::Value {
     lines.iter().find(|l| pred(l)).unwrap_or_else(|| panic!("no audit line for {what}: {lines:#?}"))
 }
 
@@ -583,7 +589,11 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     find(&lines, |l| top(l, "DTDs are refused"), "XML bomb");
     find(
         &lines,
-        |l| l["what"] == "x1-request" && l["result"] == "refused" && l["detail"].as_str().unwrap_or_default().contains("413"),
+        |l| {
+            l["what"] == "x1-request"
+                && l["result"] == "refused"
+                && l["detail"].as_str().unwrap_or_default().contains("413")
+        },
         "100 MB body",
     );
     for (what, xid) in [("ActivateTask", XID), ("ModifyTask", XID), ("DeactivateTask", XID), ("ActivateTask", XID2)] {
@@ -613,7 +623,13 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     assert!(b.contains(&format!("<dId>{DID}</dId>")), "{b}");
     daemon.stop();
 
-    let o = Command::new(TAPIR).args(["audit", "verify"]).arg(&audit).arg("--key").arg(d.join("audit.pub")).output().unwrap();
+    let o = Command::new(TAPIR)
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .arg("--key")
+        .arg(d.join("audit.pub"))
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "audit verify: {out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("all signed"), "{out}");
@@ -621,8 +637,98 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     // The daemon's log names LIIDs and XIDs, never a target.
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains(LIID) && log.contains(XID) && log.contains(LIID2), "{log}");
+    // The restarted daemon started with the stored task's warrant in force.
+    assert!(log.contains(&format!("warrants={LIID2} ")), "{log}");
     for t in [ip(A), ip(B), C_IP.to_string()] {
         assert!(!log.contains(&t), "target {t} in the daemon log:\n{log}");
     }
     env.v.finish();
+}
+
+fn caller() -> tapir::x1::Caller<'static> {
+    tapir::x1::Caller { subject_cn: "admf-1", fingerprint: "aa", role: tapir::x1::Role::Admf }
+}
+
+#[test]
+fn merge_adds_x1_tasks_and_destinations_to_the_file() {
+    use tapir::daemon::x1::{lea_template, merge};
+    use tapir::timestamp::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = tapir::x1::X1Core::open(&dir.path().join("x1"), tapir::x1::X1CoreConfig::new("ne1")).unwrap();
+    let now = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+    for req in [
+        create_destination(DID, 9001),
+        task("ActivateTask", XID, &[&ip(A)], LIID, DID),
+        // Same LIID as the file's warrant below: the file's applies.
+        task("ActivateTask", XID2, &[&ip(B)], "LIID-FILE", DID),
+    ] {
+        let r = core.handle(&caller(), req.as_bytes(), now);
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("AcknowledgedAndCompleted"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let file_text = "[[warrant]]\nliid = \"LIID-FILE\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+                     scope = \"cc\"\ntargets = [\"ipv4:10.9.9.9\"]\nlea = \"lea-file\"\n\n\
+                     [[lea]]\nname = \"lea-file\"\nhi2 = \"127.0.0.1:7001\"\nhi3 = \"127.0.0.1:7002\"\noperator_id = \"op-file\"\n";
+    let file = tapir::select::parse_warrants(file_text, "w.toml").unwrap();
+
+    let w = merge(&file, &core, None, now);
+    let liids: Vec<&str> = w.warrants.iter().map(|w| w.liid.as_ref()).collect();
+    assert_eq!(liids, ["LIID-FILE", LIID]);
+    assert_eq!(w.warrants[0].lea.as_deref(), Some("lea-file"));
+    assert_eq!(w.warrants[1].lea.as_deref(), Some(DID));
+    // The X1 destination is an LEA on the file's first [[lea]] as template: its operator_id,
+    // the destination's address for HI2 and HI3.
+    let leas = tapir::deliver::handover::parse_leas(&w.lea, "merged").unwrap();
+    assert_eq!(leas.len(), 2);
+    assert_eq!(
+        (leas[1].name.as_str(), leas[1].hi2.as_str(), leas[1].hi3.as_str()),
+        (DID, "127.0.0.1:9001", "127.0.0.1:9001")
+    );
+    assert_eq!(w.lea[1]["operator_id"].as_str(), Some("op-file"));
+
+    // A configured template wins over the file's; a file [[lea]] named like the DID wins over both.
+    let mut t = toml::Table::new();
+    t.insert("operator_id".into(), toml::Value::String("op-x1".into()));
+    assert_eq!(lea_template(Some(&t), &file).unwrap()["operator_id"].as_str(), Some("op-x1"));
+    let w = merge(&file, &core, Some(&t), now);
+    assert_eq!(w.lea[1]["operator_id"].as_str(), Some("op-x1"));
+    let own = format!("{file_text}\n[[lea]]\nname = \"{DID}\"\nhi2 = \"127.0.0.1:7101\"\nhi3 = \"127.0.0.1:7102\"\n");
+    let file2 = tapir::select::parse_warrants(&own, "w.toml").unwrap();
+    let w = merge(&file2, &core, Some(&t), now);
+    assert_eq!(w.lea.len(), 2);
+    assert_eq!(w.lea[1]["hi2"].as_str(), Some("127.0.0.1:7101"));
+    // No template and no file [[lea]]: no LEA, the warrants still apply (to the case).
+    let w = merge(&tapir::select::Warrants::default(), &core, None, now);
+    assert!(w.lea.is_empty());
+    assert_eq!(w.warrants.len(), 2);
+}
+
+#[test]
+fn x1_config_roles_and_keys() {
+    let base =
+        "[capture]\nreplay = [\"a.pcap\"]\n[paths]\nwarrants = \"w.toml\"\ncase_dir = \"c\"\nspool_dir = \"s\"\n\
+                [x1]\nlisten = \"127.0.0.1:4433\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n";
+    let client = |role: &str| format!("[[x1.client]]\nsubject_cn = \"a\"\nrole = \"{role}\"\n");
+    let parse = |t: &str| tapir::daemon::parse_config(t, Path::new("/etc/tapir/tapir.toml"));
+    let c = parse(&format!(
+        "{base}store = \"x1\"\nfour_eyes = true\nsign_every = 7\nlea_template = {{ operator_id = \"op\", name = \"ignored\" }}\n{}",
+        client("auditor")
+    ))
+    .unwrap();
+    let x = c.x1.unwrap();
+    assert_eq!(x.clients[0].role, tapir::x1::Role::Auditor);
+    assert_eq!(x.store, PathBuf::from("/etc/tapir/x1"));
+    assert_eq!(x.audit_log, PathBuf::from("/etc/tapir/x1/audit.jsonl"));
+    assert_eq!((x.four_eyes, x.sign_every, x.ne_id.as_str()), (true, 7, "tapir"));
+    let t = x.lea_template.unwrap();
+    assert_eq!(t.get("operator_id").and_then(|v| v.as_str()), Some("op"));
+    assert!(t.get("name").is_none());
+    // The old "read-only" is not a role; the store is required.
+    let e = parse(&format!("{base}store = \"x1\"\n{}", client("read-only"))).unwrap_err().to_string();
+    assert!(e.contains("read-only") && e.contains("auditor"), "{e}");
+    let e = parse(&format!("{base}{}", client("admf"))).unwrap_err().to_string();
+    assert!(e.contains("store"), "{e}");
 }

@@ -571,9 +571,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
                 let role = match cl.role.get_ref().as_str() {
                     "admf" => crate::x1::Role::Admf,
                     "auditor" => crate::x1::Role::Auditor,
-                    role => {
-                        return Err(cx.err(cl.role.span(), format!("role {role:?}: expected one of {X1_ROLES:?}")))
-                    }
+                    role => return Err(cx.err(cl.role.span(), format!("role {role:?}: expected one of {X1_ROLES:?}"))),
                 };
                 clients.push(X1Client { subject_cn: cn.clone(), role });
             }

@@ -141,8 +141,7 @@ impl WarrantsProvider for X1Warrants {
     fn load(&mut self) -> Result<Warrants> {
         let s = &self.0;
         // An X1 change: the file as last loaded. SIGHUP (or the first load): the file re-read.
-        let x1_change =
-            s.x1_reloads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let x1_change = s.x1_reloads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if !x1_change {
             let f = load_warrants(&s.file_path)?;
             *lock(&s.file) = f;
@@ -181,7 +180,11 @@ impl X1Handler for Handler {
                 liid = a.liid.as_deref().unwrap_or("-"), result = %a.result, client = %client.subject_cn, "X1"
             );
         }
-        HandlerReply { status: reply.http_status, body: reply.body, audit: reply.actions.iter().map(audit_entry).collect() }
+        HandlerReply {
+            status: reply.http_status,
+            body: reply.body,
+            audit: reply.actions.iter().map(audit_entry).collect(),
+        }
     }
 }
 
