@@ -731,4 +731,15 @@ fn x1_config_roles_and_keys() {
     assert!(e.contains("read-only") && e.contains("auditor"), "{e}");
     let e = parse(&format!("{base}{}", client("admf"))).unwrap_err().to_string();
     assert!(e.contains("store"), "{e}");
+
+    // The shipped example's commented-out [x1] block parses once uncommented.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/tapir.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let i = text.find("# [x1]").unwrap();
+    let block: String = text[i..].lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
+    let c = tapir::daemon::parse_config(&format!("{}{block}", &text[..i]), &p).unwrap();
+    let x = c.x1.unwrap();
+    assert_eq!((x.clients.len(), x.clients[0].role), (1, tapir::x1::Role::Admf));
+    assert_eq!(x.store, PathBuf::from("/var/lib/tapir/x1"));
+    assert_eq!(x.signing_key, Some(PathBuf::from("/etc/tapir/audit.key")));
 }

@@ -91,6 +91,8 @@ impl Shared {
     }
 }
 
+static NO_TEMPLATE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The LEA template: `[x1] lea_template`, else the file's first `[[lea]]` less name/hi2/hi3.
 pub fn lea_template(configured: Option<&toml::Table>, file: &Warrants) -> Option<toml::Table> {
     if let Some(t) = configured {
@@ -125,7 +127,7 @@ pub fn merge(file: &Warrants, core: &X1Core, configured_template: Option<&toml::
             }
         }
         None => {
-            if !core.leas().is_empty() && file.lea.is_empty() {
+            if !core.leas().is_empty() && file.lea.is_empty() && !NO_TEMPLATE_WARNED.swap(true, Ordering::Relaxed) {
                 // No LEA at all: delivery stays off and the case gets everything.
                 tracing::warn!("X1 destinations have no [x1] lea_template nor a file [[lea]]: no delivery");
             }
@@ -252,7 +254,11 @@ impl X1Service {
                 .iter()
                 .map(|c| https::X1Client { subject_cn: c.subject_cn.clone(), role: c.role })
                 .collect(),
-            limits: https::Limits::default(),
+            // The transport refuses from Content-Length what the core would refuse after reading.
+            limits: https::Limits {
+                max_body_bytes: u64::try_from(crate::x1::Limits::default().max_body_bytes).unwrap_or(u64::MAX),
+                ..https::Limits::default()
+            },
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shared = self.shared.clone();
