@@ -171,24 +171,40 @@ pub struct AssociationsConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct X1Client {
     pub subject_cn: String,
-    pub role: String,
+    pub role: crate::x1::Role,
 }
 
-/// X1 (ETSI TS 103 221-1) server settings; parsed and checked here, served by `x1`.
+/// X1 (ETSI TS 103 221-1) server settings; parsed and checked here, served by `daemon::x1`.
+/// X1 tasks are merged with the warrants file's (see docs/x1.md, "In the daemon").
 #[derive(Clone, Debug, PartialEq)]
 pub struct X1Config {
     pub listen: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: PathBuf,
-    /// Durable task store; when set, warrants come from it rather than `paths.warrants`.
-    pub store: Option<PathBuf>,
-    pub audit_log: Option<PathBuf>,
+    /// The durable task store's directory (`x1-state.json`).
+    pub store: PathBuf,
+    /// Default: `<store>/audit.jsonl`.
+    pub audit_log: PathBuf,
+    /// Signs the audit log (`tapir keygen`); default: `[paths] signing_key`; neither: the log is
+    /// only hash-chained.
+    pub signing_key: Option<PathBuf>,
+    /// A signature line every this many audit entries (and at stop).
+    pub sign_every: u32,
+    /// Our `neIdentifier`.
+    pub ne_id: String,
+    pub four_eyes: bool,
+    pub four_eyes_timeout_secs: i64,
+    /// Refuse (1030) a request whose `admfIdentifier` is not the certificate's CN.
+    pub bind_admf_identifier: bool,
+    /// Keys of every `[[lea]]` made from an X1 destination (operator_id, TLS files, ...); default:
+    /// the warrants file's first `[[lea]]` without its name/hi2/hi3.
+    pub lea_template: Option<toml::Table>,
     pub clients: Vec<X1Client>,
 }
 
-/// X1 client roles the daemon knows.
-pub const X1_ROLES: &[&str] = &["admf", "read-only"];
+/// X1 client roles the daemon knows (those of `crate::x1::Role`).
+pub const X1_ROLES: &[&str] = &["admf", "auditor"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -326,6 +342,20 @@ struct RawX1 {
     store: Option<S<String>>,
     #[serde(default)]
     audit_log: Option<S<String>>,
+    #[serde(default)]
+    signing_key: Option<S<String>>,
+    #[serde(default)]
+    sign_every: Option<S<i64>>,
+    #[serde(default)]
+    ne_id: Option<S<String>>,
+    #[serde(default)]
+    four_eyes: Option<bool>,
+    #[serde(default)]
+    four_eyes_timeout_secs: Option<S<i64>>,
+    #[serde(default)]
+    bind_admf_identifier: Option<bool>,
+    #[serde(default)]
+    lea_template: Option<S<toml::Table>>,
     #[serde(default)]
     client: Vec<S<RawX1Client>>,
 }
@@ -552,22 +582,61 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
                 if clients.iter().any(|c| &c.subject_cn == cn) {
                     return Err(cx.err(cl.subject_cn.span(), format!("subject_cn {cn:?} listed twice")));
                 }
-                let role = cl.role.get_ref();
-                if !X1_ROLES.contains(&role.as_str()) {
-                    return Err(cx.err(cl.role.span(), format!("role {role:?}: expected one of {X1_ROLES:?}")));
-                }
-                clients.push(X1Client { subject_cn: cn.clone(), role: role.clone() });
+                let role = match cl.role.get_ref().as_str() {
+                    "admf" => crate::x1::Role::Admf,
+                    "auditor" => crate::x1::Role::Auditor,
+                    role => return Err(cx.err(cl.role.span(), format!("role {role:?}: expected one of {X1_ROLES:?}"))),
+                };
+                clients.push(X1Client { subject_cn: cn.clone(), role });
             }
             if clients.is_empty() {
                 return Err(cx.err(x.span(), "[x1] needs at least one [[x1.client]]"));
             }
+            let Some(store) = r.store.as_ref().map(|s| cx.path(s)).transpose()? else {
+                return Err(cx.err(x.span(), "[x1] needs store (a directory for the task store)"));
+            };
+            let audit_log = match &r.audit_log {
+                Some(a) => cx.path(a)?,
+                None => store.join("audit.jsonl"),
+            };
+            let ne_id = match &r.ne_id {
+                Some(n) => {
+                    let v = n.get_ref();
+                    if v.is_empty() || v.len() > 256 || v.trim() != v || v.chars().any(char::is_control) {
+                        return Err(cx.err(n.span(), format!("bad ne_id {v:?}")));
+                    }
+                    v.clone()
+                }
+                None => "tapir".to_string(),
+            };
+            let lea_template = r.lea_template.as_ref().map(|t| {
+                let mut t = t.get_ref().clone();
+                // X1 destinations supply these.
+                for k in ["name", "hi2", "hi3"] {
+                    t.remove(k);
+                }
+                t
+            });
             Some(X1Config {
                 listen,
                 cert: cx.path(&r.cert)?,
                 key: cx.path(&r.key)?,
                 client_ca: cx.path(&r.client_ca)?,
-                store: r.store.as_ref().map(|s| cx.path(s)).transpose()?,
-                audit_log: r.audit_log.as_ref().map(|s| cx.path(s)).transpose()?,
+                store,
+                audit_log,
+                signing_key: r.signing_key.as_ref().map(|s| cx.path(s)).transpose()?,
+                sign_every: match &r.sign_every {
+                    Some(v) => cx.int(v, "sign_every", 0, 1_000_000)? as u32,
+                    None => 100,
+                },
+                ne_id,
+                four_eyes: r.four_eyes.unwrap_or(false),
+                four_eyes_timeout_secs: match &r.four_eyes_timeout_secs {
+                    Some(v) => cx.int(v, "four_eyes_timeout_secs", 60, 30 * 86_400)?,
+                    None => 3600,
+                },
+                bind_admf_identifier: r.bind_admf_identifier.unwrap_or(false),
+                lea_template,
                 clients,
             })
         }

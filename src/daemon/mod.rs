@@ -60,6 +60,7 @@ pub mod feeds;
 pub mod notify;
 pub mod run;
 pub mod source;
+pub mod x1;
 
 pub use config::{check, load_config, parse_config, Config, ConfigError};
 pub use run::{run, Control, FileWarrants, Hooks, RunReport, WarrantsProvider};

@@ -384,8 +384,12 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
 
     // Warrants, LEAs, associations, signing key: all before anything is written.
-    let mut provider: Box<dyn WarrantsProvider> =
-        hooks.warrants.take().unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
+    let x1 = super::x1::X1Service::open(config)?;
+    let mut provider: Box<dyn WarrantsProvider> = hooks
+        .warrants
+        .take()
+        .or_else(|| x1.as_ref().map(|x| x.provider()))
+        .unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
     let all = provider.load().map_err(|e| anyhow!("loading warrants: {}", redacted(&e, &provider.describe())))?;
     let events = match &config.associations.events {
         Some(p) => load_events(p)?,
@@ -422,6 +426,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
+    let _x1 = x1.map(|x| x.start(control_tx.clone())).transpose()?;
 
     let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
     let (recycle_tx, recycle_rx) = sync_channel::<Batch>(config.limits.queue_batches);

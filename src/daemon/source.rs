@@ -325,6 +325,12 @@ impl Source for LiveSource {
         self.stats.drops()
     }
 
+    /// The metric label of its kernel drops: the interface (a worker on several interfaces
+    /// reports them together, named `a,b`).
+    fn interface(&self) -> Option<String> {
+        Some(self.cap.interfaces().collect::<Vec<_>>().join(","))
+    }
+
     fn name(&self) -> String {
         let ifs: Vec<&str> = self.cap.interfaces().collect();
         format!("live worker {} on {}", self.worker, ifs.join(","))

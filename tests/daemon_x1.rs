@@ -1,0 +1,745 @@
+//! Issue 6 acceptance, end to end: `tapir run` with `[x1]`, provisioned by curl over mutual TLS
+//! while a real-time replay flows. A task activated over X1 intercepts its target from then on,
+//! a modification adds a target, deactivation stops it; refusals (no certificate, foreign CA,
+//! expired certificate, auditor provisioning, malformed XML, 100 MB body, XML bomb) are answered,
+//! audited, and the daemon keeps serving; the audit log verifies with `tapir audit verify`; the
+//! daemon's log never names a target; tasks survive a restart. Certificates come from openssl,
+//! packet times from tshark, X1 documents are checked by the shared `x1_validate.py`, error codes
+//! from TS 103 221-1 clause 6.7.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+const EXAMPLE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
+const VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/x1_validate.py");
+
+/// 2027-01-15T08:00:00Z: after the wall clock, so a task activated now covers every packet
+/// released after its activation (the pipeline's clock is packet time).
+const T0: u32 = 1_800_000_000;
+
+const XID: &str = "29f28e1c-f230-486a-a860-f5a784ab9172";
+const XID2: &str = "3a1b2c3d-0000-4000-8000-000000000002";
+const XID_UNKNOWN: &str = "3a1b2c3d-0000-4000-8000-0000000000ff";
+const DID: &str = "1ae2ec7a-d36b-4dd6-8d1f-95a2c3c0a4b0";
+const DID_UNKNOWN: &str = "2be2ec7a-d36b-4dd6-8d1f-95a2c3c0a4b1";
+const LIID: &str = "LIID-X1-A";
+const LIID2: &str = "LIID-X1-B";
+
+const A: [u8; 4] = [10, 1, 0, 1];
+const B: [u8; 4] = [10, 1, 0, 2];
+/// The second task's target: not in the capture, only in X1 and the store.
+const C_IP: &str = "192.0.2.77";
+
+fn ip(a: [u8; 4]) -> String {
+    format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
+}
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().expect("sh");
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// CA `ca` (trusted), `other` (not); server `srv`; clients admf-1 and auditor-1 from `ca`;
+/// `rogue` (CN admf-1) from `other`; `expired` (CN admf-1, January 2020) from `ca`.
+fn make_pki(d: &Path) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    for ca in ["ca", "other"] {
+        sh(d, &format!("openssl req -x509 {ec} -keyout {ca}.key -out {ca}.pem -subj /CN={ca} -days 2"));
+    }
+    std::fs::write(d.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(d.join("cli.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (file, cn, ca, ext) in [
+        ("srv", "srv", "ca", "srv.ext"),
+        ("admf", "admf-1", "ca", "cli.ext"),
+        ("auditor", "auditor-1", "ca", "cli.ext"),
+        ("rogue", "admf-1", "other", "cli.ext"),
+    ] {
+        sh(
+            d,
+            &format!(
+                "openssl req {ec} -keyout {file}.key -out {file}.csr -subj /CN={cn} && \
+                 openssl x509 -req -in {file}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+                 -out {file}.pem -days 2 -extfile {ext}"
+            ),
+        );
+    }
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\n\
+         default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n\
+         [cli]\nextendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    sh(
+        d,
+        &format!(
+            "mkdir -p newcerts && : > index.txt && echo 1000 > serial && \
+             openssl req {ec} -keyout expired.key -out expired.csr -subj /CN=admf-1 && \
+             openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
+             -startdate 20200101000000Z -enddate 20200102000000Z -extensions cli -notext"
+        ),
+    );
+}
+
+fn fingerprint(d: &Path, file: &str) -> String {
+    let out = sh(d, &format!("openssl x509 -in {file}.pem -outform DER | sha256sum"));
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// An Ethernet/IPv4/UDP frame with a correct IPv4 header checksum.
+fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    h[10] = (ck >> 8) as u8;
+    h[11] = ck as u8;
+    f.extend_from_slice(&h);
+    let ulen = (8 + payload.len()) as u16;
+    f.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A classic pcap: A and B each send a packet every 100 ms from T0, `steps` times.
+fn write_pcap(path: &Path, steps: u32) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for i in 0..steps {
+        for s in [A, B] {
+            let f = udp_frame(s, [10, 2, 0, s[3]], format!("pkt {i}").as_bytes());
+            out.extend_from_slice(&(T0 + i / 10).to_le_bytes());
+            out.extend_from_slice(&((i % 10) * 100_000).to_le_bytes());
+            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            out.extend_from_slice(&f);
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---- X1 requests: the shared schema-valid sample, edited ----
+
+fn request(ty: &str, inner: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<X1Request xmlns="http://uri.etsi.org/03221/X1/2017/10" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:c="http://uri.etsi.org/03280/common/2017/07">
+ <x1RequestMessage xsi:type="{ty}Request">
+  <admfIdentifier>admf1</admfIdentifier><neIdentifier>ne1</neIdentifier>
+  <messageTimestamp>2026-01-01T00:00:00.000000Z</messageTimestamp><version>v1.22.1</version>
+  <x1TransactionId>c02358b2-76cf-4ba4-a8eb-f6436ccaea2e</x1TransactionId>{inner}
+ </x1RequestMessage>
+</X1Request>"#
+    )
+}
+
+fn create_destination(did: &str, port: u16) -> String {
+    request(
+        "CreateDestination",
+        &format!(
+            "<destinationDetails><dId>{did}</dId><friendlyName>LEA one</friendlyName><deliveryType>X2andX3</deliveryType>\
+             <deliveryAddress><ipAddressAndPort><c:address><c:IPv4Address>127.0.0.1</c:IPv4Address></c:address>\
+             <c:port><c:TCPPort>{port}</c:TCPPort></c:port></ipAddressAndPort></deliveryAddress></destinationDetails>"
+        ),
+    )
+}
+
+/// ActivateTask (or, with `ty`, ModifyTask) of `xid` for `targets`, one LIID, HI2 and HI3, no window.
+fn task(ty: &str, xid: &str, targets: &[&str], liid: &str, did: &str) -> String {
+    let ex = std::fs::read_to_string(EXAMPLE).unwrap();
+    let tids: String = targets
+        .iter()
+        .map(|t| format!("<targetIdentifier><ipv4Address>{t}</ipv4Address></targetIdentifier>"))
+        .collect();
+    let s = ex
+        .replace(
+            "</listOfDIDs>\n  </taskDetails>",
+            &format!(
+                "</listOfDIDs><listOfMediationDetails><mediationDetails><LIID>{liid}</LIID>\
+                 <deliveryType>HI2andHI3</deliveryType></mediationDetails></listOfMediationDetails></taskDetails>"
+            ),
+        )
+        .replace("<targetIdentifier><ipv4Address>192.0.2.1</ipv4Address></targetIdentifier>", &tids)
+        .replace(XID, xid)
+        .replace(DID, did)
+        .replace("ActivateTaskRequest", &format!("{ty}Request"));
+    assert!(s.contains("listOfMediationDetails") && s.contains(&tids), "sample layout changed");
+    s
+}
+
+fn error_code(body: &str) -> Option<u32> {
+    let i = body.find("<errorCode>")? + "<errorCode>".len();
+    let j = body[i..].find('<')? + i;
+    body[i..j].parse().ok()
+}
+
+/// Validates X1 documents on a thread, one at a time, while the test goes on.
+struct Validator {
+    tx: Option<mpsc::Sender<(String, Vec<u8>)>>,
+    done: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Validator {
+    fn new() -> Validator {
+        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>();
+        let done = std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            for (what, doc) in rx {
+                let mut child = Command::new("python3")
+                    .args([VALIDATOR, "-"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("python3 (with xmlschema)");
+                child.stdin.take().unwrap().write_all(&doc).unwrap();
+                let out = child.wait_with_output().unwrap();
+                let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if v != "valid" {
+                    failures.push(format!(
+                        "{what}: {v} {}\n{}",
+                        String::from_utf8_lossy(&out.stderr),
+                        String::from_utf8_lossy(&doc)
+                    ));
+                }
+            }
+            failures
+        });
+        Validator { tx: Some(tx), done: Some(done) }
+    }
+
+    fn check(&self, what: &str, doc: &str) {
+        self.tx.as_ref().unwrap().send((what.to_string(), doc.as_bytes().to_vec())).unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.tx.take());
+        let failures = self.done.take().unwrap().join().unwrap();
+        assert!(failures.is_empty(), "schema-invalid X1 documents:\n{}", failures.join("\n"));
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    port: u16,
+    v: Validator,
+}
+
+impl Env {
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// curl POSTing `body` with client certificate `cert`; (exit code, HTTP status, body).
+    fn curl(&self, cert: Option<&str>, body: &[u8]) -> (i32, u16, String) {
+        let bodyfile = self.dir.path().join("body.xml");
+        std::fs::write(&bodyfile, body).unwrap();
+        self.curl_file(cert, &bodyfile)
+    }
+
+    fn curl_file(&self, cert: Option<&str>, bodyfile: &Path) -> (i32, u16, String) {
+        let d = self.pki();
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "15", "--cacert"]).arg(d.join("ca.pem"));
+        if let Some(n) = cert {
+            c.arg("--cert").arg(d.join(format!("{n}.pem"))).arg("--key").arg(d.join(format!("{n}.key")));
+        }
+        c.args(["-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Content-Type: text/xml"])
+            .arg("--data-binary")
+            .arg(format!("@{}", bodyfile.display()))
+            .arg(format!("https://127.0.0.1:{}/X1/NE", self.port));
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (out.status.code().unwrap_or(-1), code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// An admf-1 request answered 200 with a schema-valid X1 response (checked in the background).
+    fn x1(&self, what: &str, req: &str) -> String {
+        self.v.check(&format!("{what} request"), req);
+        let (rc, status, body) = self.curl(Some("admf"), req.as_bytes());
+        assert_eq!((rc, status), (0, 200), "{what}: {body}");
+        self.v.check(&format!("{what} response"), &body);
+        body
+    }
+
+    fn ping(&self, after: &str) {
+        let b = self.x1(&format!("Ping after {after}"), &request("Ping", ""));
+        assert!(b.contains(r#"xsi:type="PingResponse""#) && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    }
+}
+
+struct Daemon {
+    child: Child,
+    notify: mpsc::Receiver<String>,
+    _sock_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(config: &Path, log: &Path) -> (Daemon, Instant) {
+        let sock_dir = tempfile::tempdir().unwrap();
+        let path = sock_dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let (tx, notify) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = sock.recv(&mut buf) {
+                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    return;
+                }
+            }
+        });
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(TAPIR)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NOTIFY_SOCKET", &path)
+            .env_remove("WATCHDOG_USEC")
+            .env("TAPIR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, notify, _sock_dir: sock_dir };
+        let t = Instant::now();
+        loop {
+            assert!(t.elapsed() < Duration::from_secs(20), "no READY=1");
+            if let Ok(m) = d.notify.recv_timeout(Duration::from_millis(50)) {
+                if m.lines().any(|l| l == "READY=1") {
+                    return (d, Instant::now());
+                }
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let st = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(st.success());
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "tapir run exited {st:?}");
+                return;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                panic!("tapir run did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// (capture time in µs since the epoch, IPv4 source) of each packet, by tshark.
+fn tshark_packets(pcap: &Path) -> Vec<(i64, String)> {
+    if !pcap.exists() {
+        return Vec::new();
+    }
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (t, src) = l.split_once('\t').unwrap();
+            let (s, f) = t.trim().split_once('.').unwrap();
+            let f = format!("{:0<6}", f);
+            (s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap(), src.trim().to_string())
+        })
+        .collect()
+}
+
+/// Seconds after T0 of a capture time.
+fn after_t0(us: i64) -> f64 {
+    (us - i64::from(T0) * 1_000_000) as f64 / 1e6
+}
+
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn find<'a>(
+    lines: &'a [serde_json::Value],
+    pred: impl Fn(&serde_json::Value) -> bool,
+    what: &str,
+) -> &'a serde_json::Value {
+    lines.iter().find(|l| pred(l)).unwrap_or_else(|| panic!("no audit line for {what}: {lines:#?}"))
+}
+
+fn case_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir.join("case")) {
+        Ok(r) => r.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+#[test]
+fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    make_pki(&d.join("pki"));
+    let o = Command::new(TAPIR).arg("keygen").arg(d.join("audit.key")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    write_pcap(&d.join("ab.pcap"), 130); // T0+0.0 .. T0+12.9, real time
+    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
+    let port = free_port();
+    let config = d.join("tapir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nreplay = [\"ab.pcap\"]\npace = \"realtime\"\nreplay_end = \"wait\"\n\
+             [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
+             [x1]\nlisten = \"127.0.0.1:{port}\"\ncert = \"pki/srv.pem\"\nkey = \"pki/srv.key\"\n\
+             client_ca = \"pki/ca.pem\"\nstore = \"x1\"\naudit_log = \"audit.jsonl\"\nsigning_key = \"audit.key\"\n\
+             sign_every = 5\nne_id = \"ne1\"\n\
+             [[x1.client]]\nsubject_cn = \"admf-1\"\nrole = \"admf\"\n\
+             [[x1.client]]\nsubject_cn = \"auditor-1\"\nrole = \"auditor\"\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(TAPIR).args(["check-config", "--config"]).arg(&config).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = d.join("daemon.log");
+    let env = Env { dir, port, v: Validator::new() };
+    let d = env.dir.path();
+
+    let (daemon, ready) = Daemon::start(&config, &log);
+    let at = || ready.elapsed().as_secs_f64();
+    env.ping("start");
+    let b = env.x1("CreateDestination", &create_destination(DID, 9));
+    assert!(b.contains("CreateDestinationResponse") && b.contains("AcknowledgedAndCompleted"), "{b}");
+
+    // Activate at ~2 s into the capture.
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(ready.elapsed()));
+    let act_sent = at();
+    let b = env.x1("ActivateTask", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    let act_done = at();
+    assert!(b.contains("ActivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+
+    let b = env.x1("GetTaskDetails", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
+    for want in [
+        format!("<xId>{XID}</xId>"),
+        format!("<ipv4Address>{}</ipv4Address>", ip(A)),
+        format!("<LIID>{LIID}</LIID>"),
+        format!("<dId>{DID}</dId>"),
+        "<provisioningStatus>complete</provisioningStatus>".to_string(),
+    ] {
+        assert!(b.contains(&want), "missing {want}: {b}");
+    }
+    // Errors (TS 103 221-1 6.7): XID exists 2010, unknown XID 2020, unknown DID 2040.
+    let b = env.x1("ActivateTask again", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    assert_eq!(error_code(&b), Some(2010), "{b}");
+    let b = env.x1("GetTaskDetails unknown", &request("GetTaskDetails", &format!("<xId>{XID_UNKNOWN}</xId>")));
+    assert_eq!(error_code(&b), Some(2020), "{b}");
+    let b = env.x1("ActivateTask unknown DID", &task("ActivateTask", XID2, &[C_IP], LIID2, DID_UNKNOWN));
+    assert_eq!(error_code(&b), Some(2040), "{b}");
+
+    // Modify at ~4 s: B becomes a target too.
+    std::thread::sleep(Duration::from_millis(4000).saturating_sub(ready.elapsed()));
+    let mod_sent = at();
+    let b = env.x1("ModifyTask", &task("ModifyTask", XID, &[&ip(A), &ip(B)], LIID, DID));
+    let mod_done = at();
+    assert!(b.contains("ModifyTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+
+    // Deactivate at ~6 s.
+    std::thread::sleep(Duration::from_millis(6000).saturating_sub(ready.elapsed()));
+    let deact_sent = at();
+    let b = env.x1("DeactivateTask", &request("DeactivateTask", &format!("<xId>{XID}</xId>")));
+    let deact_done = at();
+    assert!(b.contains("DeactivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    let b = env.x1("GetTaskDetails after deactivation", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
+    assert_eq!(error_code(&b), Some(2020), "{b}");
+
+    // Refusals, each followed by a Ping that works.
+    let (rc, status, _) = env.curl(None, request("Ping", "").as_bytes());
+    assert!(rc != 0 && status == 0, "no client certificate: curl {rc} {status}");
+    env.ping("no certificate");
+    let (rc, status, _) = env.curl(Some("rogue"), request("Ping", "").as_bytes());
+    assert!(rc != 0 && status == 0, "foreign CA: curl {rc} {status}");
+    env.ping("foreign CA");
+    let (rc, status, _) = env.curl(Some("expired"), request("Ping", "").as_bytes());
+    assert!(rc != 0 && status == 0, "expired: curl {rc} {status}");
+    env.ping("expired certificate");
+    let req = task("ActivateTask", XID2, &[C_IP], LIID2, DID);
+    let (rc, status, b) = env.curl(Some("auditor"), req.as_bytes());
+    assert_eq!((rc, status), (0, 200), "{b}");
+    env.v.check("auditor ActivateTask response", &b);
+    assert!(b.contains(r#"xsi:type="ErrorResponse""#) && error_code(&b) == Some(1000) && b.contains("auditor"), "{b}");
+    env.ping("auditor provisioning");
+    let (rc, status, b) = env.curl(Some("auditor"), request("GetAllTaskDetails", "").as_bytes());
+    assert_eq!((rc, status), (0, 200), "{b}");
+    assert!(b.contains("GetAllTaskDetailsResponse") && !b.contains(XID2), "auditors read; nothing was activated: {b}");
+    let (rc, status, b) = env.curl(Some("admf"), b"<X1Request><unclosed></X1Request>");
+    assert_eq!((rc, status), (0, 200), "{b}");
+    env.v.check("malformed XML response", &b);
+    assert!(b.contains("X1TopLevelErrorResponse"), "{b}");
+    env.ping("malformed XML");
+    let big = d.join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(100 * 1024 * 1024).unwrap();
+    let t = Instant::now();
+    let (_, status, b) = env.curl_file(Some("admf"), &big);
+    assert_eq!(status, 413, "100 MB body: {b}");
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    std::fs::remove_file(&big).unwrap();
+    env.ping("100 MB body");
+    let bomb = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
+<X1Request xmlns="http://uri.etsi.org/03221/X1/2017/10">&lol9;</X1Request>"#;
+    let (rc, status, b) = env.curl(Some("admf"), bomb.as_bytes());
+    assert_eq!((rc, status), (0, 200), "{b}");
+    env.v.check("XML bomb response", &b);
+    assert!(b.contains("X1TopLevelErrorResponse") && !b.contains("lollol"), "{b}");
+    env.ping("XML bomb");
+
+    // A second task stays active across the restart.
+    let b = env.x1("ActivateTask 2", &task("ActivateTask", XID2, &[C_IP], LIID2, DID));
+    assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    std::thread::sleep(Duration::from_millis(8500).saturating_sub(ready.elapsed()));
+    daemon.stop();
+
+    // The case: LIID-X1-A got A from activation to deactivation, B from modification on.
+    let cases = case_dirs(d);
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    let v = Command::new(TAPIR).arg("verify").arg(&cases[0]).output().unwrap();
+    assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
+    let pkts = tshark_packets(&cases[0].join(LIID).join("cc.pcap"));
+    let of = |src: [u8; 4]| -> Vec<f64> { pkts.iter().filter(|p| p.1 == ip(src)).map(|p| after_t0(p.0)).collect() };
+    let (a, b) = (of(A), of(B));
+    assert_eq!(a.len() + b.len(), pkts.len(), "only A and B: {pkts:?}");
+    let times = format!(
+        "activate {act_sent:.2}..{act_done:.2}, modify {mod_sent:.2}..{mod_done:.2}, \
+         deactivate {deact_sent:.2}..{deact_done:.2}; A {a:?}; B {b:?}"
+    );
+    let (a0, a1) = (*a.first().expect("A intercepted"), *a.last().unwrap());
+    assert!(a0 >= act_sent - 0.3 && a0 <= act_done + 1.0, "A's first packet: {times}");
+    assert!(a1 >= deact_sent - 1.0 && a1 <= deact_done + 0.3, "A's last packet: {times}");
+    for (i, t) in a.iter().enumerate() {
+        assert!((t - (a0 + i as f64 * 0.1)).abs() < 0.001, "A packet {i} missing: {times}");
+    }
+    let (b0, b1) = (*b.first().expect("B intercepted after ModifyTask"), *b.last().unwrap());
+    assert!(b0 >= mod_sent - 0.3 && b0 <= mod_done + 1.0, "B's first packet: {times}");
+    assert!(b1 >= deact_sent - 1.0 && b1 <= deact_done + 0.3, "B's last packet: {times}");
+    assert!((b1 - a1).abs() < 0.001, "A and B end together: {times}");
+    assert!(!cases[0].join(LIID2).join("cc.pcap").exists(), "the second task's target is not in the capture");
+
+    // The audit log: every refusal on record, with who and why; the chain and signatures verify.
+    let audit = d.join("audit.jsonl");
+    let lines = audit_lines(&audit);
+    let rogue_fp = fingerprint(&env.pki(), "rogue");
+    let expired_fp = fingerprint(&env.pki(), "expired");
+    let admf_fp = fingerprint(&env.pki(), "admf");
+    let hs = |l: &serde_json::Value| l["what"] == "tls-handshake" && l["result"] == "refused";
+    find(&lines, |l| hs(l) && l["who"].is_null() && l["fingerprint"].is_null(), "no certificate");
+    find(&lines, |l| hs(l) && l["fingerprint"] == rogue_fp.as_str() && l["who"] == "admf-1", "foreign CA");
+    find(&lines, |l| hs(l) && l["fingerprint"] == expired_fp.as_str(), "expired certificate");
+    find(
+        &lines,
+        |l| l["what"] == "ActivateTask" && l["result"] == "refused" && l["who"] == "auditor-1",
+        "auditor provisioning",
+    );
+    let top = |l: &serde_json::Value, why: &str| {
+        l["what"] == "X1Request"
+            && l["result"] == "refused"
+            && l["who"] == "admf-1"
+            && l["detail"].as_str().unwrap_or_default().contains(why)
+    };
+    find(&lines, |l| top(l, "") && !l["detail"].as_str().unwrap_or_default().contains("DTD"), "malformed XML");
+    find(&lines, |l| top(l, "DTDs are refused"), "XML bomb");
+    find(
+        &lines,
+        |l| {
+            l["what"] == "x1-request"
+                && l["result"] == "refused"
+                && l["detail"].as_str().unwrap_or_default().contains("413")
+        },
+        "100 MB body",
+    );
+    for (what, xid) in [("ActivateTask", XID), ("ModifyTask", XID), ("DeactivateTask", XID), ("ActivateTask", XID2)] {
+        find(
+            &lines,
+            |l| {
+                l["what"] == what
+                    && l["xid"] == xid
+                    && l["result"] == "ok"
+                    && l["who"] == "admf-1"
+                    && l["fingerprint"] == admf_fp.as_str()
+            },
+            what,
+        );
+    }
+    find(&lines, |l| l["what"] == "ActivateTask" && l["result"] == "2010", "duplicate XID");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains(&ip(A)) && !text.contains(&ip(B)) && !text.contains(C_IP), "a target in the audit log");
+
+    // Restart on the same store: the second task is still there, the first is not.
+    let (daemon, _) = Daemon::start(&config, &log);
+    let b = env.x1("GetAllTaskDetails after restart", &request("GetAllTaskDetails", ""));
+    assert!(b.contains(&format!("<xId>{XID2}</xId>")) && b.contains(&format!("<LIID>{LIID2}</LIID>")), "{b}");
+    assert!(b.contains(&format!("<ipv4Address>{C_IP}</ipv4Address>")), "{b}");
+    assert!(!b.contains(&format!("<xId>{XID}</xId>")), "{b}");
+    let b = env.x1("GetAllDestinationDetails after restart", &request("GetAllDestinationDetails", ""));
+    assert!(b.contains(&format!("<dId>{DID}</dId>")), "{b}");
+    daemon.stop();
+
+    let o = Command::new(TAPIR)
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .arg("--key")
+        .arg(d.join("audit.pub"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "audit verify: {out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("all signed"), "{out}");
+
+    // The daemon's log names LIIDs and XIDs, never a target.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains(LIID) && log.contains(XID) && log.contains(LIID2), "{log}");
+    // The restarted daemon started with the stored task's warrant in force.
+    assert!(log.contains(&format!("warrants={LIID2} ")), "{log}");
+    for t in [ip(A), ip(B), C_IP.to_string()] {
+        assert!(!log.contains(&t), "target {t} in the daemon log:\n{log}");
+    }
+    env.v.finish();
+}
+
+fn caller() -> tapir::x1::Caller<'static> {
+    tapir::x1::Caller { subject_cn: "admf-1", fingerprint: "aa", role: tapir::x1::Role::Admf }
+}
+
+#[test]
+fn merge_adds_x1_tasks_and_destinations_to_the_file() {
+    use tapir::daemon::x1::{lea_template, merge};
+    use tapir::timestamp::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = tapir::x1::X1Core::open(&dir.path().join("x1"), tapir::x1::X1CoreConfig::new("ne1")).unwrap();
+    let now = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+    for req in [
+        create_destination(DID, 9001),
+        task("ActivateTask", XID, &[&ip(A)], LIID, DID),
+        // Same LIID as the file's warrant below: the file's applies.
+        task("ActivateTask", XID2, &[&ip(B)], "LIID-FILE", DID),
+    ] {
+        let r = core.handle(&caller(), req.as_bytes(), now);
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("AcknowledgedAndCompleted"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let file_text = "[[warrant]]\nliid = \"LIID-FILE\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+                     scope = \"cc\"\ntargets = [\"ipv4:10.9.9.9\"]\nlea = \"lea-file\"\n\n\
+                     [[lea]]\nname = \"lea-file\"\nhi2 = \"127.0.0.1:7001\"\nhi3 = \"127.0.0.1:7002\"\noperator_id = \"op-file\"\n";
+    let file = tapir::select::parse_warrants(file_text, "w.toml").unwrap();
+
+    let w = merge(&file, &core, None, now);
+    let liids: Vec<&str> = w.warrants.iter().map(|w| w.liid.as_ref()).collect();
+    assert_eq!(liids, ["LIID-FILE", LIID]);
+    assert_eq!(w.warrants[0].lea.as_deref(), Some("lea-file"));
+    assert_eq!(w.warrants[1].lea.as_deref(), Some(DID));
+    // The X1 destination is an LEA on the file's first [[lea]] as template: its operator_id,
+    // the destination's address for HI2 and HI3.
+    let leas = tapir::deliver::handover::parse_leas(&w.lea, "merged").unwrap();
+    assert_eq!(leas.len(), 2);
+    assert_eq!(
+        (leas[1].name.as_str(), leas[1].hi2.as_str(), leas[1].hi3.as_str()),
+        (DID, "127.0.0.1:9001", "127.0.0.1:9001")
+    );
+    assert_eq!(w.lea[1]["operator_id"].as_str(), Some("op-file"));
+
+    // A configured template wins over the file's; a file [[lea]] named like the DID wins over both.
+    let mut t = toml::Table::new();
+    t.insert("operator_id".into(), toml::Value::String("op-x1".into()));
+    assert_eq!(lea_template(Some(&t), &file).unwrap()["operator_id"].as_str(), Some("op-x1"));
+    let w = merge(&file, &core, Some(&t), now);
+    assert_eq!(w.lea[1]["operator_id"].as_str(), Some("op-x1"));
+    let own = format!("{file_text}\n[[lea]]\nname = \"{DID}\"\nhi2 = \"127.0.0.1:7101\"\nhi3 = \"127.0.0.1:7102\"\n");
+    let file2 = tapir::select::parse_warrants(&own, "w.toml").unwrap();
+    let w = merge(&file2, &core, Some(&t), now);
+    assert_eq!(w.lea.len(), 2);
+    assert_eq!(w.lea[1]["hi2"].as_str(), Some("127.0.0.1:7101"));
+    // No template and no file [[lea]]: no LEA, the warrants still apply (to the case).
+    let w = merge(&tapir::select::Warrants::default(), &core, None, now);
+    assert!(w.lea.is_empty());
+    assert_eq!(w.warrants.len(), 2);
+}
+
+#[test]
+fn x1_config_roles_and_keys() {
+    let base =
+        "[capture]\nreplay = [\"a.pcap\"]\n[paths]\nwarrants = \"w.toml\"\ncase_dir = \"c\"\nspool_dir = \"s\"\n\
+                [x1]\nlisten = \"127.0.0.1:4433\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n";
+    let client = |role: &str| format!("[[x1.client]]\nsubject_cn = \"a\"\nrole = \"{role}\"\n");
+    let parse = |t: &str| tapir::daemon::parse_config(t, Path::new("/etc/tapir/tapir.toml"));
+    let c = parse(&format!(
+        "{base}store = \"x1\"\nfour_eyes = true\nsign_every = 7\nlea_template = {{ operator_id = \"op\", name = \"ignored\" }}\n{}",
+        client("auditor")
+    ))
+    .unwrap();
+    let x = c.x1.unwrap();
+    assert_eq!(x.clients[0].role, tapir::x1::Role::Auditor);
+    assert_eq!(x.store, PathBuf::from("/etc/tapir/x1"));
+    assert_eq!(x.audit_log, PathBuf::from("/etc/tapir/x1/audit.jsonl"));
+    assert_eq!((x.four_eyes, x.sign_every, x.ne_id.as_str()), (true, 7, "tapir"));
+    let t = x.lea_template.unwrap();
+    assert_eq!(t.get("operator_id").and_then(|v| v.as_str()), Some("op"));
+    assert!(t.get("name").is_none());
+    // The old "read-only" is not a role; the store is required.
+    let e = parse(&format!("{base}store = \"x1\"\n{}", client("read-only"))).unwrap_err().to_string();
+    assert!(e.contains("read-only") && e.contains("auditor"), "{e}");
+    let e = parse(&format!("{base}{}", client("admf"))).unwrap_err().to_string();
+    assert!(e.contains("store"), "{e}");
+
+    // The shipped example's commented-out [x1] block parses once uncommented.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/tapir.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let i = text.find("# [x1]").unwrap();
+    let block: String = text[i..].lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
+    let c = tapir::daemon::parse_config(&format!("{}{block}", &text[..i]), &p).unwrap();
+    let x = c.x1.unwrap();
+    assert_eq!((x.clients.len(), x.clients[0].role), (1, tapir::x1::Role::Admf));
+    assert_eq!(x.store, PathBuf::from("/var/lib/tapir/x1"));
+    assert_eq!(x.signing_key, Some(PathBuf::from("/etc/tapir/audit.key")));
+}
