@@ -5,6 +5,9 @@
 #
 #   sudo bash bench/live.sh [MEGABYTES] [RATES]    defaults: 100, "200 500 1000 2000 top"
 #   PROFILE=dev sudo -E bash bench/live.sh         build without --release (quicker to build)
+#   TOOLS="run-1w run-2w tcpdump" sudo -E bash bench/live.sh   the whole daemon (`tapir run`,
+#                                                  every packet targeted) next to tcpdump;
+#                                                  its drops are printed kernel+queue
 #
 # RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
 # (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
@@ -26,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet --profile "$PROFILE" --example live_rate --example gen_capture
+cargo build --quiet --profile "$PROFILE" --example live_rate --example gen_capture --bin tapir
 dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")/examples
 "$dir/gen_capture" "$work/bench.pcap" "$MB"
 packets=$(capinfos -c -M "$work/bench.pcap" | awk '/Number of packets/ {print $NF}')
@@ -36,6 +39,7 @@ ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.de
 ip -n "$NS" link add name cap0 mtu 1600 type veth peer name inj0 mtu 1600
 ip -n "$NS" link set cap0 up
 ip -n "$NS" link set inj0 up
+ip -n "$NS" link set lo up
 in_ns() { ip netns exec "$NS" "$@"; }
 
 replay() { # rate -> prints "pps mbps seconds" achieved by tcpreplay
@@ -65,6 +69,18 @@ for rate in $RATES; do
                 ip netns exec "$NS" "$dir/live_rate" cap0 "${tool:6:1}" 800 "${ring[@]}" 2>"$work/tool.err" >"$work/tool.out" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" ready ;;
+            run-*)
+                # The whole daemon: `tapir run` with every packet a target's (CC written,
+                # flows reassembled), 1 or 2 capture workers, 64 x 1 MiB ring each. Its kernel
+                # drops come from /metrics, its pipeline-queue drops from its closing line.
+                mport=$((30000 + $$ % 20000))
+                rm -rf "$work/case" "$work/spool"; mkdir -p "$work/case" "$work/spool"
+                printf '[[warrant]]\nliid = "ALL"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = ["cidr:0.0.0.0/0", "cidr:::/0"]\n' >"$work/w.toml"
+                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
+                    "${tool:4:1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
+                ip netns exec "$NS" "$dir/../tapir" run --config "$work/run.toml" 2>"$work/tool.err" &
+                pid=$!; pids+=("$pid")
+                wait_for "$work/tool.err" "tapir running" ;;
             tcpdump*)
                 # Same buffer as live_rate's ring: 64 MiB, or 4 MiB.
                 buf=65536
@@ -74,7 +90,14 @@ for rate in $RATES; do
                 wait_for "$work/tool.err" "listening on" ;;
         esac
         read -r pps mbps secs < <(replay "$rate")
-        if [[ $tool == tcpdump* ]]; then
+        if [[ $tool == run-* ]]; then
+            sleep 1
+            kdrops=$(in_ns curl -s "http://127.0.0.1:$mport/metrics" | awk '/^tapir_kernel_drops_total/ {s+=$2} END {print s+0}')
+            kill -TERM "$pid"; wait "$pid" || true
+            captured=$(sed -n 's/.*tapir stopped frames=\([0-9]*\).*/\1/p' "$work/tool.err")
+            qdrops=$(sed -n 's/.*tapir stopped.* dropped=\([0-9]*\).*/\1/p' "$work/tool.err")
+            drops="$kdrops+$qdrops"
+        elif [[ $tool == tcpdump* ]]; then
             sleep 1.2   # libpcap hands a block over after its 1 s timeout
             kill -TERM "$pid"; wait "$pid" || true   # (SIGINT is ignored by background jobs)
             captured=$(awk '/packets captured/ {print $1}' "$work/tool.err")

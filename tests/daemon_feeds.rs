@@ -581,6 +581,20 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
         }
     }
 
+    // Delivery is near real time: while the daemon still runs (no stop, no full batch), every
+    // one of joe's packets already reached the LEA's HI3 (the LEMF flushes per socket read).
+    let lemf_cc = dir.path().join("lemf/LIID-M/cc.pcap");
+    let t = Instant::now();
+    let mut delivered = 0;
+    while t.elapsed() < Duration::from_secs(10) {
+        delivered = if lemf_cc.exists() { tshark(&lemf_cc, None, &["frame.number"]).len() } else { 0 };
+        if delivered == joe_n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(delivered, joe_n, "HI3 behind while running");
+
     signal(&d.0, "TERM");
     let st = wait_exit(&mut d.0, Duration::from_secs(20));
     assert!(st.success(), "{st:?}");

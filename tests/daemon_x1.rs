@@ -481,6 +481,19 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let mod_done = at();
     assert!(b.contains("ModifyTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
 
+    // TaskStatus reports what the running pipeline intercepted for the task (X2 = IRI, X3 = CC
+    // bytes, and when): the target has been sending for about 3 s by now.
+    std::thread::sleep(Duration::from_millis(5500).saturating_sub(ready.elapsed()));
+    let b = env.x1("GetTaskDetails with traffic", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
+    let amount = |name: &str| -> u64 {
+        let open = format!("<{name}>");
+        let start = b.find(&open).unwrap_or_else(|| panic!("no {name}: {b}")) + open.len();
+        b[start..].split('<').next().unwrap().parse().unwrap()
+    };
+    assert!(amount("amountOfX3Data") > 1000, "{b}");
+    assert!(amount("amountOfX2Data") > 0, "{b}");
+    assert!(b.contains("<timeOfLastIntercept>"), "{b}");
+
     // Deactivate at ~6 s.
     std::thread::sleep(Duration::from_millis(6000).saturating_sub(ready.elapsed()));
     let deact_sent = at();

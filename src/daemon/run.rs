@@ -1,5 +1,6 @@
 //! `tapir run`: capture threads, the pipeline thread, reloads and a graceful stop.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
@@ -21,7 +22,7 @@ use crate::deliver::manifest::{self, SigningKey};
 use crate::deliver::threaded::Threaded;
 use crate::pipeline::Pipeline;
 use crate::record::{Record, RecordSink};
-use crate::select::{load_events, load_warrants, AssocEvent, Warrant, Warrants};
+use crate::select::{load_events, load_warrants, AssocEvent, Liid, Warrant, Warrants};
 use crate::timestamp::Timestamp;
 
 /// Orders for the pipeline thread. Signals become these; so can X1 (clone [`Hooks::control`]).
@@ -169,10 +170,33 @@ struct Outputs {
     delivery: Option<Running>,
     /// Where the running delivery publishes its state (for the metrics).
     status: DeliveryStatus,
+    /// Per LIID since the last hand-over to X1: IRI bytes (as written to the case), CC bytes,
+    /// and the last record's time, for X1 TaskStatus.
+    intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
+    count_intercepts: bool,
 }
 
 impl RecordSink for Outputs {
     fn record(&mut self, rec: Record<'_>) {
+        if self.count_intercepts {
+            let seen = match &rec {
+                Record::Iri(r) if !matches!(r.event, crate::record::IriEvent::Warrant { .. }) => {
+                    let n = serde_json::to_vec(r).map_or(0, |v| v.len() as u64 + 1);
+                    Some((&r.liid, n, 0, r.ts))
+                }
+                Record::Cc(c) => Some((c.liid, 0, c.data.len() as u64, c.ts)),
+                _ => None,
+            };
+            if let Some((liid, x2, x3, ts)) = seen {
+                let e = match self.intercepts.get_mut(liid) {
+                    Some(e) => e,
+                    None => self.intercepts.entry(liid.clone()).or_insert((0, 0, ts)),
+                };
+                e.0 += x2;
+                e.1 += x3;
+                e.2 = e.2.max(ts);
+            }
+        }
         match &mut self.delivery {
             Some((d, _, _)) => {
                 let mut both = crate::deliver::Both { first: &mut self.case, second: Some(d) };
@@ -420,13 +444,21 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
     let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status)?;
-    let mut out = Outputs { case: Threaded::spawn(case), delivery, status };
+    let mut out = Outputs {
+        case: Threaded::spawn(case),
+        delivery,
+        status,
+        intercepts: HashMap::new(),
+        count_intercepts: x1.is_some(),
+    };
     let mut pipeline =
         Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), config.limits.flow_config());
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
     let _x1 = x1.map(|x| x.start(control_tx.clone())).transpose()?;
+    let mut last_x1_stats = Instant::now();
+    let mut last_flush = Instant::now();
 
     let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
     let (recycle_tx, recycle_rx) = sync_channel::<Batch>(config.limits.queue_batches);
@@ -500,6 +532,21 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             }
         }
         feeds.poll(&mut pipeline, out.delivery.is_some());
+        // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
+        // is near real time even for a target that sends little.
+        if last_flush.elapsed() >= Duration::from_millis(100) {
+            last_flush = Instant::now();
+            out.case.flush();
+            if let Some((d, _, _)) = &mut out.delivery {
+                d.flush();
+            }
+        }
+        if let Some(x) = &_x1 {
+            if last_x1_stats.elapsed() >= Duration::from_secs(1) && !out.intercepts.is_empty() {
+                last_x1_stats = Instant::now();
+                x.note_intercepts(out.intercepts.drain());
+            }
+        }
         loop {
             let c = match control_rx.try_recv() {
                 Ok(c) => c,

@@ -359,6 +359,15 @@ impl X1Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
+
+    /// What the pipeline intercepted per LIID since the last call: (X2 bytes, X3 bytes, time
+    /// of the last intercept), for TaskStatus.
+    pub fn note_intercepts(&self, per_liid: impl Iterator<Item = (crate::select::Liid, (u64, u64, Timestamp))>) {
+        let mut core = lock(&self.shared.core);
+        for (liid, (x2, x3, last)) in per_liid {
+            core.note_intercept(&liid, last, x2, x3);
+        }
+    }
 }
 
 impl Drop for X1Running {

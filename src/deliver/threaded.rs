@@ -138,6 +138,13 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
         }
     }
 
+    /// Hands the records gathered so far to the output thread now, not when the batch is full:
+    /// a live daemon calls it on a timer so that a quiet target's records reach the case and the
+    /// LEA within a fraction of a second.
+    pub fn flush(&mut self) {
+        self.send();
+    }
+
     /// Sends what is pending, waits for the output to take everything and gives it back.
     pub fn finish(mut self) -> std::thread::Result<S> {
         self.send();
