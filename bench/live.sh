@@ -5,9 +5,9 @@
 #
 #   sudo bash bench/live.sh [MEGABYTES] [RATES]    defaults: 100, "200 500 1000 2000 top"
 #   PROFILE=dev sudo -E bash bench/live.sh         build without --release (quicker to build)
-#   TOOLS="run-1w run-2w tcpdump" sudo -E bash bench/live.sh   the whole daemon (`tapir run`,
-#                                                  every packet targeted) next to tcpdump;
-#                                                  its drops are printed kernel+queue
+#   TOOLS="run-1w run-2w run0-1w run0-2w tcpdump" sudo -E bash bench/live.sh
+#       the whole daemon (`tapir run`; run-*: every packet targeted, run0-*: none) next to
+#       tcpdump; its drops are printed kernel+pipeline-queue
 #
 # RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
 # (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
@@ -69,15 +69,19 @@ for rate in $RATES; do
                 ip netns exec "$NS" "$dir/live_rate" cap0 "${tool:6:1}" 800 "${ring[@]}" 2>"$work/tool.err" >"$work/tool.out" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" ready ;;
-            run-*)
+            run-*|run0-*)
                 # The whole daemon: `tapir run` with every packet a target's (CC written,
                 # flows reassembled), 1 or 2 capture workers, 64 x 1 MiB ring each. Its kernel
                 # drops come from /metrics, its pipeline-queue drops from its closing line.
                 mport=$((30000 + $$ % 20000))
                 rm -rf "$work/case" "$work/spool"; mkdir -p "$work/case" "$work/spool"
-                printf '[[warrant]]\nliid = "ALL"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = ["cidr:0.0.0.0/0", "cidr:::/0"]\n' >"$work/w.toml"
+                # run0-*: a warrant on an address not in the traffic (capture, decode and
+                # selection only, the common case on a tap port).
+                targets='"cidr:0.0.0.0/0", "cidr:::/0"'
+                [[ $tool == run0-* ]] && targets='"ipv4:192.0.2.254"'
+                printf '[[warrant]]\nliid = "ALL"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = [%s]\n' "$targets" >"$work/w.toml"
                 printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
-                    "${tool:4:1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
+                    "${tool: -2:1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
                 ip netns exec "$NS" "$dir/../tapir" run --config "$work/run.toml" 2>"$work/tool.err" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" "tapir running" ;;
@@ -90,7 +94,7 @@ for rate in $RATES; do
                 wait_for "$work/tool.err" "listening on" ;;
         esac
         read -r pps mbps secs < <(replay "$rate")
-        if [[ $tool == run-* ]]; then
+        if [[ $tool == run* ]]; then
             sleep 1
             kdrops=$(in_ns curl -s "http://127.0.0.1:$mport/metrics" | awk '/^tapir_kernel_drops_total/ {s+=$2} END {print s+0}')
             kill -TERM "$pid"; wait "$pid" || true

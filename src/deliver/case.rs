@@ -78,6 +78,9 @@ fn close_out(w: Out) -> io::Result<(u64, String)> {
     Ok((len, sha))
 }
 
+/// Ended sessions whose IRI counters are still kept, per LIID.
+const ENDED_KEPT: usize = 4096;
+
 /// What the case writer wrote: relative path -> (size, SHA-256).
 pub type Written = std::collections::BTreeMap<String, (u64, String)>;
 
@@ -87,6 +90,8 @@ struct LiidOut {
     iri: Out,
     /// Next IRI sequence number per CIN (0 = association events, which have no CIN).
     iri_seq: HashMap<u64, u64>,
+    /// CINs whose session ended, oldest first; their counters go after [`ENDED_KEPT`] more.
+    ended: std::collections::VecDeque<u64>,
     /// LINKTYPE -> (file name, writer).
     cc: HashMap<u32, (String, PcapWriter<Out>)>,
     objects: Out,
@@ -187,6 +192,7 @@ impl CaseWriter {
                     dir,
                     iri,
                     iri_seq: HashMap::new(),
+                    ended: std::collections::VecDeque::new(),
                     cc: HashMap::new(),
                     objects,
                     iri_count: 0,
@@ -200,9 +206,21 @@ impl CaseWriter {
     fn write_iri(&mut self, r: &IriRecord) -> io::Result<()> {
         self.s3.iri(r);
         let out = self.liid_out(&r.liid)?;
-        let seq = out.iri_seq.entry(r.cin.unwrap_or(0)).or_insert(0);
+        let key = r.cin.unwrap_or(0);
+        let seq = out.iri_seq.entry(key).or_insert(0);
         let n = *seq;
         *seq += 1;
+        // A months-long run must not keep one entry per session it ever saw: an ended session's
+        // counter is forgotten once 4096 more have ended (late records of a session, such as an
+        // FTP transfer reported after its control connection closed, still number on).
+        if matches!(r.event, crate::record::IriEvent::SessionEnd { .. }) && key != 0 {
+            out.ended.push_back(key);
+            if out.ended.len() > ENDED_KEPT {
+                if let Some(old) = out.ended.pop_front() {
+                    out.iri_seq.remove(&old);
+                }
+            }
+        }
         out.iri_count += 1;
         let body = serde_json::to_vec(r).map_err(io::Error::other)?;
         // `{"seq":n,` + the record without its opening brace keeps the record's own field order.

@@ -4,7 +4,7 @@
 //! spool) that may refuse it. A refused PDU is an error the caller reports; the sequence number
 //! it would have taken is not reused, so the LEMF sees the gap the refusal caused.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use std::net::SocketAddr;
 
@@ -122,9 +122,14 @@ pub struct Mdf {
     /// stream, so that the HI2 and the HI3 receiver each see it.
     restarted: bool,
     reset_done: HashSet<StreamKey>,
+    /// Sessions ended, oldest first (see [`Mdf::retire`]).
+    ended: VecDeque<(Liid, u32)>,
     buf: Vec<u8>,
     aux: Vec<u8>,
 }
+
+/// Ended sessions whose stream state (sequence numbers, integrity) is still kept.
+const ENDED_KEPT: usize = 4096;
 
 /// Where PDUs go: `(LEA index, channel, PDU) -> stored, or refused with E`.
 pub type Emit<'a, E> = dyn FnMut(usize, Channel, &[u8]) -> Result<(), E> + 'a;
@@ -173,6 +178,7 @@ impl Mdf {
             last_ts: Timestamp::default(),
             restarted,
             reset_done: HashSet::new(),
+            ended: VecDeque::new(),
             buf: Vec::with_capacity(2048),
             aux: Vec::new(),
         })
@@ -230,7 +236,11 @@ impl Mdf {
                 };
                 let cin = r.cin.map(wire_cin);
                 let key = (r.liid.clone(), cin, DataType::Iri);
-                self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))
+                self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))?;
+                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, cin) {
+                    self.retire(lea, &r.liid, cin, r.ts, emit)?;
+                }
+                Ok(())
             }
             Record::Cc(c) => {
                 self.last_ts = self.last_ts.max(c.ts);
@@ -402,6 +412,33 @@ impl Mdf {
         };
         if due.hash || due.signature {
             integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, false, emit)?;
+        }
+        Ok(())
+    }
+
+    /// A session ended: its streams' integrity tails are hashed now (not at the end of a run
+    /// that may last months), and its stream state is dropped once [`ENDED_KEPT`] later
+    /// sessions have ended (so a late record of it still numbers on, not from 0 again).
+    fn retire<E>(&mut self, lea: usize, liid: &Liid, cin: u32, ts: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
+        for dt in [DataType::Iri, DataType::Cc] {
+            let key = (liid.clone(), Some(cin), dt);
+            let channel = if dt == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
+            if let (Some(l), Some(st)) = (self.leas.get_mut(lea), self.streams.get_mut(&key)) {
+                integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, true, emit)?;
+            }
+        }
+        self.ended.push_back((liid.clone(), cin));
+        while self.ended.len() > ENDED_KEPT {
+            let Some((old_liid, old_cin)) = self.ended.pop_front() else { break };
+            for dt in [DataType::Iri, DataType::Cc] {
+                let key = (old_liid.clone(), Some(old_cin), dt);
+                let channel = if dt == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
+                if let (Some(l), Some(st)) = (self.leas.get_mut(lea), self.streams.get_mut(&key)) {
+                    integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, true, emit)?;
+                }
+                self.streams.remove(&key);
+                self.reset_done.remove(&key);
+            }
         }
         Ok(())
     }
