@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tapir::capture::pcap_live::PcapCapture;
+use tapir::capture::pcap_live::{PcapCapture, PcapLiveError};
 use tapir::capture::LinkType;
 
 fn fixture(name: &str) -> PathBuf {
@@ -138,7 +138,7 @@ fn tshark_count(pcap: &Path, filter: &str) -> usize {
 
 #[test]
 fn replayed_fixture_comes_out_byte_identical_with_pcap_stats() {
-    let lab = Lab::veth("rp");
+    let mut lab = Lab::veth("rp");
     let mut cap = lab
         .in_ns(|| PcapCapture::open(&["cap0".to_string()], true, 262_144, 4 << 20, 10))
         .unwrap_or_else(|e| panic!("open: {e}"));
@@ -148,7 +148,9 @@ fn replayed_fixture_comes_out_byte_identical_with_pcap_stats() {
     assert_eq!(want.len(), 464);
 
     let mut got: Vec<(usize, String, u32, i64)> = Vec::new();
-    let mut child = lab.replay(&file);
+    // Kept by the lab, which reaps it even when an assertion below fails.
+    let replay = lab.replay(&file);
+    lab.children.push(replay);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut exited = false;
     while Instant::now() < deadline && !(exited && got.len() >= want.len()) {
@@ -158,7 +160,7 @@ fn replayed_fixture_comes_out_byte_identical_with_pcap_stats() {
         })
         .unwrap_or_else(|e| panic!("poll: {e}"));
         if !exited {
-            if let Some(st) = child.try_wait().unwrap() {
+            if let Some(st) = lab.children[0].try_wait().unwrap() {
                 assert!(st.success(), "tcpreplay: {st}");
                 exited = true;
             }
@@ -258,4 +260,30 @@ fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
     assert_eq!(tshark_count(&cc, "ip.addr==198.51.100.7"), target, "CC holds only the target's packets");
     let v = Command::new(env!("CARGO_BIN_EXE_tapir")).arg("verify").arg(&cases[0]).output().unwrap();
     assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
+}
+
+#[test]
+fn no_interface_and_unknown_interface_are_errors_naming_it() {
+    assert!(matches!(PcapCapture::open(&[], true, 65535, 1 << 20, 10), Err(PcapLiveError::NoInterfaces)));
+    let lab = Lab::veth("ne");
+    let e = lab.in_ns(|| PcapCapture::open(&["cap0".into(), "nosuch0".into()], true, 65535, 1 << 20, 10)).unwrap_err();
+    assert!(e.to_string().starts_with("nosuch0: libpcap "), "{e}");
+}
+
+#[test]
+fn config_takes_the_libpcap_backend_with_one_worker_only() {
+    use tapir::daemon::config::{parse_config, Backend};
+    let text = |workers: u32| {
+        format!(
+            "[capture]\ninterfaces = [\"eth1\"]\nbackend = \"libpcap\"\nworkers = {workers}\n\
+             [paths]\nwarrants = \"w.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n"
+        )
+    };
+    let c = parse_config(&text(1), Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.capture.backend, Backend::Libpcap);
+    // Refused on the workers line (4), saying why.
+    let e = parse_config(&text(2), Path::new("t.toml")).unwrap_err();
+    assert_eq!(e.line(), 4, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("fanout") && msg.contains("workers = 1"), "{msg}");
 }

@@ -824,23 +824,13 @@ listen = "127.0.0.1:9108"
         assert!(msg.contains("\"dpdk\"") && msg.contains("af-packet"), "{msg}");
     }
 
+    // A build with the feature accepts it: tests/capture_libpcap.rs checks that side.
     #[cfg(not(feature = "libpcap"))]
     #[test]
     fn libpcap_backend_in_a_build_without_the_feature_says_to_rebuild() {
         let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 1\nbackend = \"libpcap\""));
         assert_eq!(line, 5, "{msg}");
         assert!(msg.contains("--features libpcap"), "{msg}");
-    }
-
-    #[cfg(feature = "libpcap")]
-    #[test]
-    fn libpcap_backend_takes_one_worker() {
-        let one = GOOD.replace("workers = 2", "workers = 1\nbackend = \"libpcap\"");
-        assert_eq!(parse_config(&one, Path::new("t.toml")).unwrap().capture.backend, Backend::Libpcap);
-        // The error points at the workers line and says why.
-        let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 2\nbackend = \"libpcap\""));
-        assert_eq!(line, 4, "{msg}");
-        assert!(msg.contains("fanout") && msg.contains("workers = 1"), "{msg}");
     }
 
     #[test]
