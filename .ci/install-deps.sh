@@ -30,10 +30,12 @@ fi
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
 # with openssl; GNU time measures peak memory in bench/replay.sh; the RADIUS tests send accounting
 # with radclient (freeradius-utils); the feed tests talk to the feed socket with socat; systemd
-# brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs.
+# brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs;
+# libpcap-dev (headers and libpcap.so) builds the optional `libpcap` feature
+# (tests/capture_libpcap.rs).
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
-          bzip2 zip unzip tar time freeradius-utils socat systemd swaks)
+          bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

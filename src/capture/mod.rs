@@ -1,10 +1,13 @@
 //! Packet sources.
 //!
 //! A source yields [`Frame`]s with their capture time; nothing after this module knows about files
-//! or sockets. Offline sources live in [`file`].
+//! or sockets. Offline sources live in [`file`]; live ones in `live` (AF_PACKET) and, with the
+//! cargo feature `libpcap`, `pcap_live`.
 
 pub mod file;
 pub mod live;
+#[cfg(feature = "libpcap")]
+pub mod pcap_live;
 
 pub use file::{CaptureDamage, CaptureError, CaptureFile, CaptureFormat, DamageKind, Frames, Merge};
 

@@ -129,10 +129,22 @@ impl Default for RingSettings {
     }
 }
 
+/// How live interfaces are read (`[capture] backend`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Linux AF_PACKET TPACKET_V3 rings, shared by the workers through fanout groups.
+    #[default]
+    AfPacket,
+    /// The system's libpcap (cargo feature `libpcap`): for platforms without AF_PACKET; one
+    /// worker, since libpcap cannot share an interface between capture threads.
+    Libpcap,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureConfig {
-    /// Live tap ports (AF_PACKET). Empty when the source is `replay`.
+    /// Live tap ports (AF_PACKET or libpcap). Empty when the source is `replay`.
     pub interfaces: Vec<String>,
+    pub backend: Backend,
     /// Capture threads (live: one ring each, in one fanout group per interface).
     pub workers: usize,
     pub ring: RingSettings,
@@ -288,6 +300,8 @@ struct RawCapture {
     interfaces: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     workers: Option<S<i64>>,
+    #[serde(default)]
+    backend: Option<S<String>>,
     #[serde(default)]
     ring: Option<S<RingSettings>>,
     #[serde(default)]
@@ -473,6 +487,39 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         Some(w) => usize_of(cx.int(w, "workers", 1, 64)?),
         None => 1,
     };
+    let backend = match &c.backend {
+        None => Backend::AfPacket,
+        Some(b) => {
+            let backend = match b.get_ref().as_str() {
+                "af-packet" => Backend::AfPacket,
+                "libpcap" if cfg!(feature = "libpcap") => Backend::Libpcap,
+                "libpcap" => {
+                    return Err(cx.err(
+                        b.span(),
+                        "backend = \"libpcap\": this tapir was built without libpcap support; rebuild it with \
+                         `cargo build --release --features libpcap` (and the system's libpcap, e.g. libpcap-dev)",
+                    ))
+                }
+                other => {
+                    return Err(cx.err(b.span(), format!("backend = {other:?}: expected \"af-packet\" or \"libpcap\"")))
+                }
+            };
+            if !replay.is_empty() {
+                return Err(cx.err(b.span(), "`backend` only goes with `interfaces`"));
+            }
+            if backend == Backend::Libpcap && workers > 1 {
+                let span = c.workers.as_ref().map_or(b.span(), |w| w.span());
+                return Err(cx.err(
+                    span,
+                    format!(
+                        "workers = {workers} with backend = \"libpcap\": libpcap has no fanout to share an \
+                         interface between capture threads, so it takes workers = 1"
+                    ),
+                ));
+            }
+            backend
+        }
+    };
     let ring = match &c.ring {
         Some(r) => {
             let g = *r.get_ref();
@@ -520,6 +567,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     let capture = CaptureConfig {
         interfaces,
+        backend,
         workers,
         ring,
         promiscuous: c.promiscuous,
@@ -763,6 +811,26 @@ listen = "127.0.0.1:9108"
         assert_eq!(line_of_err(&bad_listen).0, 11);
         let zero_workers = GOOD.replace("workers = 2", "workers = 0");
         assert_eq!(line_of_err(&zero_workers).0, 4);
+    }
+
+    #[test]
+    fn backend_names_and_unknown_backend() {
+        let c = parse_config(&GOOD.replace("workers = 2", "workers = 2\nbackend = \"af-packet\""), Path::new("t.toml"))
+            .unwrap();
+        assert_eq!(c.capture.backend, Backend::AfPacket);
+        assert_eq!(parse_config(GOOD, Path::new("t.toml")).unwrap().capture.backend, Backend::AfPacket);
+        let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 2\nbackend = \"dpdk\""));
+        assert_eq!(line, 5, "{msg}");
+        assert!(msg.contains("\"dpdk\"") && msg.contains("af-packet"), "{msg}");
+    }
+
+    // A build with the feature accepts it: tests/capture_libpcap.rs checks that side.
+    #[cfg(not(feature = "libpcap"))]
+    #[test]
+    fn libpcap_backend_in_a_build_without_the_feature_says_to_rebuild() {
+        let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 1\nbackend = \"libpcap\""));
+        assert_eq!(line, 5, "{msg}");
+        assert!(msg.contains("--features libpcap"), "{msg}");
     }
 
     #[test]

@@ -104,8 +104,31 @@ impl Default for Hooks {
 /// one interface share a fanout group (PACKET_FANOUT_HASH), so both directions of a flow reach
 /// one worker. The frames of all workers then go to the one pipeline thread (see the module
 /// doc for why), so the fanout spreads the ring-draining and copying, not the analysis.
+///
+/// With `backend = "libpcap"` (cargo feature `libpcap`) it is one libpcap source instead (the
+/// config refuses more workers): its buffer is the ring's size (`block_size` × `block_count`
+/// bytes, at most 2 GiB) and its read timeout `block_timeout_ms`.
 pub fn live_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
     let r = &config.capture.ring;
+    #[cfg(feature = "libpcap")]
+    if config.capture.backend == super::config::Backend::Libpcap {
+        if config.capture.workers > 1 {
+            bail!("{}: backend = \"libpcap\" takes workers = 1 (libpcap has no fanout)", config.file.display());
+        }
+        let buffer = u32::try_from(u64::from(r.block_size).saturating_mul(u64::from(r.block_count)))
+            .unwrap_or(u32::MAX)
+            .min(i32::MAX as u32);
+        // 262144: libpcap's own default snapshot length, every frame whole.
+        let src = super::source::PcapSource::open(
+            &config.capture.interfaces,
+            config.capture.promiscuous,
+            262_144,
+            buffer,
+            r.block_timeout_ms,
+        )
+        .with_context(|| format!("{}: opening the interfaces with libpcap", config.file.display()))?;
+        return Ok(vec![Box::new(src)]);
+    }
     let workers = config.capture.workers.max(1);
     // A group id per daemon: two daemons on one host must not share a fanout group.
     let group = (std::process::id() & 0xffff) as u16;

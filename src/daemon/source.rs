@@ -2,6 +2,7 @@
 //!
 //! HOOK (live capture): `capture::live::LiveCapture` implements [`Source`] through a small
 //! adapter (its `poll` has the same shape; `clock()` is the wall clock). One per worker.
+//! With the cargo feature `libpcap`, `PcapSource` does the same for `capture::pcap_live`.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -334,5 +335,85 @@ impl Source for LiveSource {
     fn name(&self) -> String {
         let ifs: Vec<&str> = self.cap.interfaces().collect();
         format!("live worker {} on {}", self.worker, ifs.join(","))
+    }
+}
+
+/// The interfaces read through libpcap (`[capture] backend = "libpcap"`, cargo feature
+/// `libpcap`) as a [`Source`]: one per daemon, since libpcap cannot share an interface between
+/// workers. libpcap's counters are cumulative; they are read about once a second, as
+/// [`LiveSource`] does.
+#[cfg(feature = "libpcap")]
+pub struct PcapSource {
+    cap: crate::capture::pcap_live::PcapCapture,
+    last_stats: Instant,
+    stats: crate::capture::pcap_live::PcapStats,
+    errors: u64,
+}
+
+#[cfg(feature = "libpcap")]
+impl PcapSource {
+    pub fn open(
+        interfaces: &[String],
+        promiscuous: bool,
+        snaplen: u32,
+        buffer_size: u32,
+        timeout_ms: u32,
+    ) -> Result<PcapSource, crate::capture::pcap_live::PcapLiveError> {
+        let cap =
+            crate::capture::pcap_live::PcapCapture::open(interfaces, promiscuous, snaplen, buffer_size, timeout_ms)?;
+        Ok(PcapSource {
+            cap,
+            last_stats: Instant::now(),
+            stats: crate::capture::pcap_live::PcapStats::default(),
+            errors: 0,
+        })
+    }
+
+    /// libpcap's counters as of the last read.
+    pub fn stats(&self) -> &crate::capture::pcap_live::PcapStats {
+        &self.stats
+    }
+}
+
+#[cfg(feature = "libpcap")]
+impl Source for PcapSource {
+    fn poll(&mut self, timeout: Duration, f: &mut dyn FnMut(&Frame<'_>)) -> usize {
+        let n = match self.cap.poll(timeout, f) {
+            Ok(n) => n,
+            Err(e) => {
+                // As for the AF_PACKET rings: reported and retried, the interface may come back.
+                self.errors += 1;
+                if self.errors.is_power_of_two() {
+                    tracing::warn!(error = %e, count = self.errors, "libpcap capture error");
+                }
+                std::thread::sleep(timeout.min(Duration::from_millis(100)));
+                0
+            }
+        };
+        if self.last_stats.elapsed() >= Duration::from_secs(1) {
+            self.last_stats = Instant::now();
+            if let Ok(s) = self.cap.stats() {
+                self.stats = s;
+            }
+        }
+        n
+    }
+
+    fn clock(&self) -> Option<Timestamp> {
+        Some(wall_clock())
+    }
+
+    /// Frames lost because the capture buffer was full (`ps_drop`), as the AF_PACKET source
+    /// reports its ring drops; the interface's own drops (`ps_ifdrop`) are not ours to count.
+    fn dropped(&self) -> u64 {
+        self.stats.dropped()
+    }
+
+    fn interface(&self) -> Option<String> {
+        Some(self.cap.interfaces().collect::<Vec<_>>().join(","))
+    }
+
+    fn name(&self) -> String {
+        format!("libpcap on {}", self.cap.interfaces().collect::<Vec<_>>().join(","))
     }
 }
