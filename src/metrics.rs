@@ -45,6 +45,7 @@ pub mod names {
     pub const PACKETS: &str = "tapir_packets_total";
     pub const BYTES: &str = "tapir_bytes_total";
     pub const KERNEL_DROPS: &str = "tapir_kernel_drops_total";
+    pub const KERNEL_FREEZES: &str = "tapir_kernel_freezes_total";
     pub const DECODE_ERRORS: &str = "tapir_decode_errors_total";
     pub const FLOWS: &str = "tapir_flows";
     pub const MATCHED_PACKETS: &str = "tapir_matched_packets_total";
@@ -325,6 +326,12 @@ impl TapirMetrics {
         let mut fams = registry.inner.families.lock().unwrap_or_else(|p| p.into_inner());
         for (name, help, labels, counter) in [
             (names::KERNEL_DROPS, "Packets the kernel dropped before capture.", &["interface"][..], true),
+            (
+                names::KERNEL_FREEZES,
+                "Times the kernel found the capture ring full (TPACKET_V3 queue freezes).",
+                &["interface"][..],
+                true,
+            ),
             (names::DECODE_ERRORS, "Packets that failed to decode, by kind of error.", &["kind"][..], true),
             (names::MATCHED_PACKETS, "Packets selected for a warrant.", &["liid"][..], true),
             (
@@ -350,6 +357,9 @@ impl TapirMetrics {
 
     pub fn kernel_drops(&self, interface: &str) -> Result<Counter, MetricsError> {
         self.registry.counter(names::KERNEL_DROPS, "", &[("interface", interface)])
+    }
+    pub fn kernel_freezes(&self, interface: &str) -> Result<Counter, MetricsError> {
+        self.registry.counter(names::KERNEL_FREEZES, "", &[("interface", interface)])
     }
     pub fn decode_errors(&self, kind: &str) -> Result<Counter, MetricsError> {
         self.registry.counter(names::DECODE_ERRORS, "", &[("kind", kind)])

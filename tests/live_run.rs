@@ -81,13 +81,14 @@ fn live(workers: u32) {
     assert!(target > 3000, "{target}");
     assert_eq!(frames(&live_case.join("LIID-LIVE/cc.pcap"), "frame"), target, "live CC count\n{log}");
     assert_eq!(frames(&replay_case.join("LIID-LIVE/cc.pcap"), "frame"), target, "replayed CC count");
-    // The kernel's drop counters are exported per interface (none dropped at this rate), and
+    // The kernel's drop and freeze counters are exported per interface (none dropped at this rate), and
     // the matched count is the CC count.
     let metrics = std::fs::read_to_string(work.join("metrics.txt")).unwrap_or_default();
     let value = |prefix: &str| -> Option<f64> {
         metrics.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
     };
     assert_eq!(value("tapir_kernel_drops_total{interface=\"tls"), Some(0.0), "{metrics}");
+    assert_eq!(value("tapir_kernel_freezes_total{interface=\"tls"), Some(0.0), "{metrics}");
     assert_eq!(value("tapir_matched_packets_total{liid=\"LIID-LIVE\"}"), Some(target as f64), "{metrics}");
     // The live case is complete and signed.
     let v = Command::new(bin()).arg("verify").arg(&live_case).output().unwrap();

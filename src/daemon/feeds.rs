@@ -60,7 +60,7 @@ impl DeliveryStatus {
 
 /// Kernel drop counts per capture source, published by the capture threads.
 #[derive(Clone, Debug, Default)]
-pub struct KernelDrops(Arc<Mutex<BTreeMap<usize, (String, u64)>>>);
+pub struct KernelDrops(Arc<Mutex<BTreeMap<usize, (String, u64, u64)>>>);
 
 /// One capture source's place in [`KernelDrops`].
 #[derive(Clone, Debug)]
@@ -73,8 +73,8 @@ impl DropsSlot {
     /// Records the source's interface and drop count (a no-op for sources without interface).
     pub fn publish(&self, src: &dyn Source) {
         if let Some(iface) = src.interface() {
-            let n = src.dropped();
-            self.drops.0.lock().unwrap_or_else(|p| p.into_inner()).insert(self.index, (iface, n));
+            let (n, f) = (src.dropped(), src.freezes());
+            self.drops.0.lock().unwrap_or_else(|p| p.into_inner()).insert(self.index, (iface, n, f));
         }
     }
 }
@@ -84,7 +84,8 @@ struct Updater {
     m: TapirMetrics,
     matched: HashMap<Liid, Counter>,
     decode_errors: HashMap<String, Counter>,
-    kernel: HashMap<String, Counter>,
+    /// Per interface: (drops, freezes).
+    kernel: HashMap<String, (Counter, Counter)>,
     lea: BTreeMap<(String, &'static str), Gauge>,
     last: Option<Instant>,
 }
@@ -170,22 +171,24 @@ impl Updater {
         }
         self.m.spool_bytes.set(i64::try_from(spool).unwrap_or(i64::MAX));
 
-        let mut per_iface: BTreeMap<String, u64> = BTreeMap::new();
-        for (iface, n) in drops.0.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            let e = per_iface.entry(iface.clone()).or_insert(0);
-            *e = e.saturating_add(*n);
+        let mut per_iface: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (iface, n, f) in drops.0.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let e = per_iface.entry(iface.clone()).or_insert((0, 0));
+            e.0 = e.0.saturating_add(*n);
+            e.1 = e.1.saturating_add(*f);
         }
-        for (iface, n) in per_iface {
+        for (iface, (n, f)) in per_iface {
             if !self.kernel.contains_key(&iface) {
-                match self.m.kernel_drops(&iface) {
-                    Ok(c) => {
-                        self.kernel.insert(iface.clone(), c);
+                match (self.m.kernel_drops(&iface), self.m.kernel_freezes(&iface)) {
+                    (Ok(d), Ok(z)) => {
+                        self.kernel.insert(iface.clone(), (d, z));
                     }
-                    Err(_) => continue,
+                    _ => continue,
                 }
             }
-            if let Some(c) = self.kernel.get(&iface) {
-                c.raise_to(n);
+            if let Some((d, z)) = self.kernel.get(&iface) {
+                d.raise_to(n);
+                z.raise_to(f);
             }
         }
     }

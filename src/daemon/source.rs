@@ -31,6 +31,10 @@ pub trait Source: Send {
     fn dropped(&self) -> u64 {
         0
     }
+    /// Times the kernel found the ring full (a live source's queue freezes).
+    fn freezes(&self) -> u64 {
+        0
+    }
     /// The tap interface this source reads, for the `interface` label of the kernel-drop metric
     /// (whose value is [`Source::dropped`]); `None` for a replay.
     fn interface(&self) -> Option<String> {
@@ -324,6 +328,10 @@ impl Source for LiveSource {
 
     fn dropped(&self) -> u64 {
         self.stats.drops()
+    }
+
+    fn freezes(&self) -> u64 {
+        self.stats.freezes()
     }
 
     /// The metric label of its kernel drops: the interface (a worker on several interfaces
