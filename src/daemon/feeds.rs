@@ -60,7 +60,10 @@ impl DeliveryStatus {
 
 /// Kernel drop counts per capture source, published by the capture threads.
 #[derive(Clone, Debug, Default)]
-pub struct KernelDrops(Arc<Mutex<BTreeMap<usize, (String, u64, u64)>>>);
+pub struct KernelDrops(Arc<Mutex<BTreeMap<usize, SourceCounters>>>);
+
+/// One source's interface label, kernel drops and ring freezes.
+type SourceCounters = (String, u64, u64);
 
 /// One capture source's place in [`KernelDrops`].
 #[derive(Clone, Debug)]
