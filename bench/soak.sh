@@ -7,6 +7,7 @@
 #
 #   sudo bash bench/soak.sh [DURATION=600] [PPS=1500] [STEP=30]
 #   PROFILE=dev sudo -E bash bench/soak.sh      use the debug build (no release build needed)
+#   WORKERS=1 sudo -E bash bench/soak.sh        capture workers (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-600} PPS=${2:-1500} STEP=${3:-30}
@@ -39,7 +40,7 @@ port=$((30000 + $$ % 20000))
 cat >"$work/t.toml" <<T
 [capture]
 interfaces = ["cap0"]
-workers = 2
+workers = ${WORKERS:-2}
 # 2 x 16 MiB of ring: its pages count in RSS once the kernel has written them.
 ring = { block_size = 1048576, block_count = 16, frame_size = 2048, block_timeout_ms = 10 }
 [paths]
