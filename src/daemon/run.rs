@@ -329,8 +329,10 @@ fn spawn_signals(tx: Sender<Control>) -> Result<()> {
 
 /// One capture thread: polls its source, ships frames in batches, and the source's clock when
 /// it is quiet. A live source drops (and counts) when the pipeline falls behind; a replay waits.
+#[allow(clippy::too_many_arguments)]
 fn spawn_capture(
     mut src: Box<dyn Source>,
+    origin: usize,
     tx: SyncSender<Input>,
     recycle: Receiver<Batch>,
     stop: Arc<AtomicBool>,
@@ -340,12 +342,16 @@ fn spawn_capture(
 ) -> Result<JoinHandle<()>> {
     let name = src.name();
     let h = std::thread::Builder::new().name("tapir-capture".into()).spawn(move || {
-        let fresh = |recycle: &Receiver<Batch>| match recycle.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b
-            }
-            Err(_) => Batch::with_capacity(BATCH_FRAMES),
+        let fresh = |recycle: &Receiver<Batch>| {
+            let mut b = match recycle.try_recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => Batch::with_capacity(BATCH_FRAMES),
+            };
+            b.set_origin(origin);
+            b
         };
         let mut batch = fresh(&recycle);
         let mut last_clock = Instant::now();
@@ -370,7 +376,7 @@ fn spawn_capture(
             let n = src.poll(Duration::from_millis(100), &mut |f| {
                 batch.push(f);
                 if batch.len() >= BATCH_FRAMES {
-                    full.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_FRAMES)));
+                    full.push(std::mem::replace(&mut batch, fresh(&recycle)));
                 }
             });
             for d in src.take_damage() {
@@ -484,18 +490,19 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let mut last_flush = Instant::now();
 
     let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
-    let (recycle_tx, recycle_rx) = sync_channel::<Batch>(config.limits.queue_batches);
+    // One recycle queue per capture thread: a batch goes back to the thread that filled it.
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
     let n_sources = sources.len();
     let mut captures = Vec::new();
-    // One recycle queue serves one capture thread; the others allocate (rarely: live only).
-    let mut recycle_rx = Some(recycle_rx);
+    let mut recycle_tx: Vec<SyncSender<Batch>> = Vec::with_capacity(n_sources);
     for src in sources {
         tracing::info!(source = %src.name(), "capture started");
-        let r = recycle_rx.take().unwrap_or_else(|| sync_channel(1).1);
-        let slot = feeds.drops_slot(captures.len());
-        captures.push(spawn_capture(src, tx.clone(), r, stop.clone(), dropped.clone(), lossless, slot)?);
+        let (rtx, r) = sync_channel::<Batch>(config.limits.queue_batches);
+        recycle_tx.push(rtx);
+        let origin = captures.len();
+        let slot = feeds.drops_slot(origin);
+        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), lossless, slot)?);
     }
     drop(tx);
 
@@ -521,7 +528,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 for f in b.frames() {
                     pipeline.frame(&f, &mut out);
                 }
-                let _ = recycle_tx.try_send(b);
+                if let Some(back) = recycle_tx.get(b.origin()) {
+                    let _ = back.try_send(b);
+                }
             }
             Ok(Input::Clock(t)) => pipeline.advance(t, &mut out),
             Ok(Input::Damage(d)) => {

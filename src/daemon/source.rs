@@ -66,6 +66,10 @@ struct Meta {
 pub struct Batch {
     data: Vec<u8>,
     meta: Vec<Meta>,
+    /// The capture thread it belongs to: the pipeline hands it back there for reuse, so each
+    /// thread's buffers stay its own (no allocation per batch, no drift of memory between
+    /// threads' allocator arenas).
+    origin: usize,
 }
 
 /// Frames per batch before it is sent on.
@@ -73,7 +77,7 @@ pub const BATCH_FRAMES: usize = 256;
 
 impl Batch {
     pub fn with_capacity(frames: usize) -> Batch {
-        Batch { data: Vec::with_capacity(frames * 1600), meta: Vec::with_capacity(frames) }
+        Batch { data: Vec::with_capacity(frames * 1600), meta: Vec::with_capacity(frames), origin: 0 }
     }
 
     pub fn push(&mut self, f: &Frame<'_>) {
@@ -88,6 +92,14 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.meta.is_empty()
+    }
+
+    pub fn origin(&self) -> usize {
+        self.origin
+    }
+
+    pub fn set_origin(&mut self, origin: usize) {
+        self.origin = origin;
     }
 
     pub fn clear(&mut self) {
