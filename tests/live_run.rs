@@ -3,7 +3,8 @@
 //! (tests/live/live-clients.sh). tcpdump captures the same interface at the same time; the
 //! case `tapir run` writes must equal what `tapir replay` writes for tcpdump's capture: the same
 //! objects by SHA-256 (and those are the files the clients sent, by sha256sum), and the same CC
-//! packet count (tshark). Needs root, iproute2, ethtool, tcpdump, tshark, curl, swaks,
+//! packet count (tshark). tapir opens its rings as root and captures as nobody with no
+//! capability (read from /proc while it runs). Needs root, iproute2, ethtool, tcpdump, tshark, curl, swaks,
 //! python3 with pyftpdlib and aiosmtpd.
 
 use std::collections::BTreeSet;
@@ -90,6 +91,19 @@ fn live(workers: u32) {
     assert_eq!(value("tapir_kernel_drops_total{interface=\"tls"), Some(0.0), "{metrics}");
     assert_eq!(value("tapir_kernel_freezes_total{interface=\"tls"), Some(0.0), "{metrics}");
     assert_eq!(value("tapir_matched_packets_total{liid=\"LIID-LIVE\"}"), Some(target as f64), "{metrics}");
+    // Capturing as nobody with no capability in any thread (the rings were opened as root).
+    let privs = std::fs::read_to_string(work.join("privs.txt")).unwrap();
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid = String::from_utf8_lossy(&nobody.stdout).trim().to_string();
+    assert!(privs.lines().filter(|l| l.starts_with("Uid:")).count() >= 3, "{privs}");
+    for l in privs.lines() {
+        let mut f = l.split_whitespace();
+        match f.next() {
+            Some("Uid:") => assert!(f.all(|v| v == uid), "{privs}"),
+            Some(_) => assert_eq!(f.next(), Some("0000000000000000"), "{privs}"),
+            None => {}
+        }
+    }
     // The live case is complete and signed.
     let v = Command::new(bin()).arg("verify").arg(&live_case).output().unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));

@@ -149,20 +149,18 @@ pub fn live_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
     Ok(out)
 }
 
-/// Started as root with `[capture] user`: once the rings are open, become that user with no
-/// capability left (reading an open ring needs none). Must run before any thread is spawned,
+/// Once the rings are open, live capture needs no privilege: started as root with
+/// `[capture] user`, become that user; in every case keep no capability at all (under systemd
+/// the unit's ambient CAP_NET_RAW is dropped here too). Must run before any thread is spawned,
 /// since capabilities are per thread.
 fn drop_privileges(config: &Config) -> Result<()> {
-    let Some(user) = &config.capture.user else { return Ok(()) };
-    // The effective uid, from /proc (no unsafe needed here): only root has anything to drop.
+    // The effective uid, from /proc (no unsafe needed here).
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().nth(1));
-    if euid != Some("0") {
-        return Ok(());
-    }
-    let d =
-        crate::privs::drop_privileges(Some(user), &[]).with_context(|| format!("dropping privileges to {user:?}"))?;
-    tracing::info!(uid = d.uid, gid = d.gid, "privileges dropped");
+    let user = config.capture.user.as_deref().filter(|_| euid == Some("0"));
+    let d = crate::privs::drop_privileges(user, &[])
+        .with_context(|| format!("dropping privileges{}", user.map(|u| format!(" to {u:?}")).unwrap_or_default()))?;
+    tracing::info!(uid = d.uid, gid = d.gid, capabilities = d.caps, "privileges dropped");
     Ok(())
 }
 
@@ -432,9 +430,6 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
     };
     let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
-    if hooks.signals {
-        spawn_signals(control_tx.clone())?;
-    }
 
     // Warrants, LEAs, associations, signing key: all before anything is written.
     let x1 = super::x1::X1Service::open(config)?;
@@ -465,6 +460,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
     if !config.capture.interfaces.is_empty() {
         drop_privileges(config)?;
+    }
+    // Threads only from here on: capabilities are per thread, and none may keep them.
+    if hooks.signals {
+        spawn_signals(control_tx.clone())?;
     }
     let lossless = config.capture.interfaces.is_empty();
 

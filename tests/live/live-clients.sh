@@ -41,6 +41,8 @@ C ethtool -K "$VC" tso off gso off gro off >/dev/null 2>&1 || true
 S ethtool -K "$VS" tso off gso off gro off >/dev/null 2>&1 || true
 
 mkdir -p "$WORK/ftp-root" "$WORK/http-root" "$WORK/case" "$WORK/spool"
+# tapir writes its case and journal as nobody.
+chmod 0755 "$WORK"; chmod 0777 "$WORK/case" "$WORK/spool"
 S python3 -m pyftpdlib -i 198.51.100.10 -p 21 -w -d "$WORK/ftp-root" -u joe -P secret -r 60000-60009 \
     >"$WORK/ftp.log" 2>&1 & PIDS+=($!)
 S python3 "$HERE/pcaps/tools/http_upload_server.py" --bind 198.51.100.10 --port 8080 --dir "$WORK/http-root" \
@@ -62,6 +64,8 @@ cat >"$WORK/tapir.toml" <<T
 interfaces = ["$VS"]
 workers = $WORKERS
 promiscuous = true
+# Started as root: once its rings are open tapir becomes nobody, with no capability left.
+user = "nobody"
 ring = { block_size = 1048576, block_count = 16, frame_size = 2048, block_timeout_ms = 10 }
 [paths]
 warrants = "$WORK/w.toml"
@@ -77,6 +81,8 @@ ip netns exec "${NSP}s" "$TAPIR" run --config "$WORK/tapir.toml" 2>"$WORK/run.lo
 for _ in $(seq 200); do grep -q "tapir running" "$WORK/run.log" && break; sleep 0.05; done
 grep -q "tapir running" "$WORK/run.log" || { cat "$WORK/run.log" >&2; exit 1; }
 for _ in $(seq 100); do grep -q "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done
+# Every thread's identity and capabilities while capturing.
+for t in /proc/"$TAP"/task/*; do grep -E '^(Uid|CapEff|CapPrm|CapAmb)' "$t/status"; done >"$WORK/privs.txt"
 
 head -c 3000000 /dev/urandom >"$WORK/ftp-up.bin"
 head -c 2000000 /dev/urandom >"$WORK/http-up.bin"
