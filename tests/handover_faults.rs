@@ -9,10 +9,12 @@
 //!
 //! Needs root (nft), tshark.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod handover_common;
+use handover_common::{free_port, wait_listening};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tapir")
@@ -20,18 +22,6 @@ fn bin() -> &'static str {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_listening(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 struct Kid(Child);

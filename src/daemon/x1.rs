@@ -32,6 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::config::{Config, X1Config};
 use super::run::{Control, WarrantsProvider};
+use super::source::wall_clock;
 use crate::audit::{AuditEntry, AuditLog};
 use crate::deliver::manifest::SigningKey;
 use crate::select::{load_warrants, Warrants};
@@ -41,11 +42,6 @@ use crate::x1::{Action, Caller, X1Core, X1CoreConfig};
 
 /// How often implicit deactivation and four-eyes expiry are checked without a request.
 const TICK: Duration = Duration::from_secs(1);
-
-fn wall_now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_secs_nanos(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
-}
 
 /// What the handler, the tick and the warrants provider share.
 struct Shared {
@@ -87,7 +83,7 @@ impl Shared {
     fn merged(&self, file: &Warrants) -> Warrants {
         let core = lock(&self.core);
         self.told.store(core.generation(), Ordering::SeqCst);
-        merge(file, &core, self.lea_template.as_ref(), wall_now())
+        merge(file, &core, self.lea_template.as_ref(), wall_clock())
     }
 }
 
@@ -173,7 +169,7 @@ impl X1Handler for Handler {
     fn handle(&self, client: &ClientId, body: &[u8]) -> HandlerReply {
         let caller = Caller { subject_cn: &client.subject_cn, fingerprint: &client.fingerprint, role: client.role };
         let mut core = lock(&self.0.core);
-        let reply = core.handle(&caller, body, wall_now());
+        let reply = core.handle(&caller, body, wall_clock());
         self.0.notify_if_changed(&core);
         drop(core);
         for a in &reply.actions {
@@ -333,7 +329,7 @@ async fn serve(
 
 fn tick(shared: &Shared) {
     let mut core = lock(&shared.core);
-    let actions = core.tick(wall_now());
+    let actions = core.tick(wall_clock());
     shared.notify_if_changed(&core);
     drop(core);
     for a in &actions {

@@ -275,22 +275,9 @@ impl Core {
         let h = header(&v);
         let ts = h.ts.unwrap_or(now);
         let payload = &v["payload"];
-        if let Some(items) = payload["iRIPayloadSequence"].as_array() {
+        if payload["iRIPayloadSequence"].is_array() {
             self.count(ch, &h.liid, "iri");
-            let dup = self.sequence(ch, &h, "iri", pdu);
-            self.integrity_data(&h, "iri", pdu, dup.is_some());
-            if dup.as_ref().is_some_and(|d| d.identical == Some(true)) {
-                return out;
-            }
-            let mut line = serde_json::json!({
-                "channel": ch.name(), "liid": h.liid, "cin": h.cin, "seq": h.seq,
-                "ts": ts.to_rfc3339(), "iri": items,
-                "pSHeader": v["pSHeader"],
-            });
-            if dup.is_some() {
-                line["duplicate"] = Value::Bool(true);
-            }
-            out.writes.push(Write::IriLine { liid: h.liid.clone(), line });
+            self.iri_line(ch, &h, pdu, ts, ("iri", &payload["iRIPayloadSequence"]), &v, &mut out);
         } else if let Some(items) = payload["cCPayloadSequence"].as_array() {
             self.count(ch, &h.liid, "cc");
             let dup = self.sequence(ch, &h, "cc", pdu);
@@ -355,24 +342,41 @@ impl Core {
         } else if let Some(op) = payload.get("hI1-Operation").filter(|o| o.is_object()) {
             // Warrant notifications number with the LIID's CIN-less IRI stream.
             self.count(ch, &h.liid, "hi1");
-            let dup = self.sequence(ch, &h, "iri", pdu);
-            self.integrity_data(&h, "iri", pdu, dup.is_some());
-            if dup.as_ref().is_some_and(|d| d.identical == Some(true)) {
-                return out;
-            }
-            let mut line = serde_json::json!({
-                "channel": ch.name(), "liid": h.liid, "cin": h.cin, "seq": h.seq,
-                "ts": ts.to_rfc3339(), "hI1-Operation": op,
-                "pSHeader": v["pSHeader"],
-            });
-            if dup.is_some() {
-                line["duplicate"] = Value::Bool(true);
-            }
-            out.writes.push(Write::IriLine { liid: h.liid.clone(), line });
+            self.iri_line(ch, &h, pdu, ts, ("hI1-Operation", op), &v, &mut out);
         } else {
             self.undecodable(ch, peer, "payload is neither IRI, CC, TRI nor HI1".into());
         }
         out
+    }
+
+    /// An HI2 PDU that goes to the LIID's `iri.jsonl` (IRI, and HI1 notifications, which number
+    /// in the same stream): sequence and integrity bookkeeping, then one line keyed `field`,
+    /// unless it is an identical resend.
+    #[allow(clippy::too_many_arguments)]
+    fn iri_line(
+        &mut self,
+        ch: Channel,
+        h: &Header,
+        pdu: &[u8],
+        ts: Timestamp,
+        (field, value): (&str, &Value),
+        v: &Value,
+        out: &mut Outcome,
+    ) {
+        let dup = self.sequence(ch, h, "iri", pdu);
+        self.integrity_data(h, "iri", pdu, dup.is_some());
+        if dup.as_ref().is_some_and(|d| d.identical == Some(true)) {
+            return;
+        }
+        let mut line = serde_json::json!({
+            "channel": ch.name(), "liid": h.liid, "cin": h.cin, "seq": h.seq,
+            "ts": ts.to_rfc3339(), field: value,
+            "pSHeader": v["pSHeader"],
+        });
+        if dup.is_some() {
+            line["duplicate"] = Value::Bool(true);
+        }
+        out.writes.push(Write::IriLine { liid: h.liid.clone(), line });
     }
 
     fn integrity_data(&mut self, h: &Header, kind: &'static str, pdu: &[u8], dup: bool) {

@@ -420,24 +420,34 @@ impl Mdf {
     /// that may last months), and its stream state is dropped once [`ENDED_KEPT`] later
     /// sessions have ended (so a late record of it still numbers on, not from 0 again).
     fn retire<E>(&mut self, lea: usize, liid: &Liid, cin: u32, ts: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
+        self.hash_tails(lea, liid, cin, ts, emit)?;
+        self.ended.push_back((liid.clone(), cin));
+        while self.ended.len() > ENDED_KEPT {
+            let Some((old_liid, old_cin)) = self.ended.pop_front() else { break };
+            self.hash_tails(lea, &old_liid, old_cin, ts, emit)?;
+            for dt in [DataType::Iri, DataType::Cc] {
+                let key = (old_liid.clone(), Some(old_cin), dt);
+                self.streams.remove(&key);
+                self.reset_done.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes (and signs) whatever a session's IRI and CC streams have not yet covered.
+    fn hash_tails<E>(
+        &mut self,
+        lea: usize,
+        liid: &Liid,
+        cin: u32,
+        ts: Timestamp,
+        emit: &mut Emit<'_, E>,
+    ) -> Result<(), E> {
         for dt in [DataType::Iri, DataType::Cc] {
             let key = (liid.clone(), Some(cin), dt);
             let channel = if dt == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
             if let (Some(l), Some(st)) = (self.leas.get_mut(lea), self.streams.get_mut(&key)) {
                 integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, true, emit)?;
-            }
-        }
-        self.ended.push_back((liid.clone(), cin));
-        while self.ended.len() > ENDED_KEPT {
-            let Some((old_liid, old_cin)) = self.ended.pop_front() else { break };
-            for dt in [DataType::Iri, DataType::Cc] {
-                let key = (old_liid.clone(), Some(old_cin), dt);
-                let channel = if dt == DataType::Iri { Channel::Hi2 } else { Channel::Hi3 };
-                if let (Some(l), Some(st)) = (self.leas.get_mut(lea), self.streams.get_mut(&key)) {
-                    integrity_pdus(l, st, &key, channel, ts, lea, &mut self.aux, true, emit)?;
-                }
-                self.streams.remove(&key);
-                self.reset_done.remove(&key);
             }
         }
         Ok(())
