@@ -59,10 +59,14 @@ enum Cmd {
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
     Lemf {
-        #[arg(long)]
-        listen_hi2: std::net::SocketAddr,
-        #[arg(long)]
-        listen_hi3: std::net::SocketAddr,
+        #[arg(long, required_unless_present = "listen", requires = "listen_hi3")]
+        listen_hi2: Option<std::net::SocketAddr>,
+        #[arg(long, required_unless_present = "listen", requires = "listen_hi2")]
+        listen_hi3: Option<std::net::SocketAddr>,
+        /// HI2 and HI3 on one port, as an X1 destination gives them: each connection is filed
+        /// as HI2 or HI3 by what it carries.
+        #[arg(long, conflicts_with_all = ["listen_hi2", "listen_hi3"])]
+        listen: Option<std::net::SocketAddr>,
         #[arg(long)]
         out: PathBuf,
         /// Mutual TLS 1.3: the CA that signs clients' certificates, and ours.
@@ -129,8 +133,13 @@ fn main() {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
             replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver)
         }
-        Cmd::Lemf { listen_hi2, listen_hi3, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
-            lemf(listen_hi2, listen_hi3, &out, (tls_ca, tls_cert, tls_key), verify_key, max_pdu)
+        Cmd::Lemf { listen_hi2, listen_hi3, listen, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
+            let cfg = match (listen, listen_hi2, listen_hi3) {
+                (Some(one), _, _) => Ok(tapir::lemf::LemfConfig::one_port(one, &out)),
+                (None, Some(hi2), Some(hi3)) => Ok(tapir::lemf::LemfConfig::new(hi2, hi3, &out)),
+                _ => Err(anyhow::anyhow!("--listen, or --listen-hi2 with --listen-hi3")),
+            };
+            cfg.and_then(|cfg| lemf(cfg, &out, (tls_ca, tls_cert, tls_key), verify_key, max_pdu))
         }
         Cmd::Verify { case, public_key } => verify(&case, public_key.as_deref()),
         Cmd::Decode { input } => decode(&input),
@@ -171,14 +180,12 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn lemf(
-    hi2: std::net::SocketAddr,
-    hi3: std::net::SocketAddr,
+    mut cfg: tapir::lemf::LemfConfig,
     out: &Path,
     tls: (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
     verify_key: Option<PathBuf>,
     max_pdu: Option<usize>,
 ) -> Result<()> {
-    let mut cfg = tapir::lemf::LemfConfig::new(hi2, hi3, out);
     match tls {
         (Some(ca), Some(cert), Some(key)) => cfg.tls = Some(tapir::lemf::TlsFiles { ca, cert, key }),
         (None, None, None) => {}

@@ -56,20 +56,41 @@ fn lines(p: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn replay_delivers_to_the_reference_lemf_what_the_case_holds() {
+    deliver_and_compare(false);
+}
+
+/// An X1 destination is one address for HI2 and HI3: the LEMF tells them apart by what each
+/// connection carries, and files everything as two separate ports would.
+#[test]
+fn one_port_lemf_files_hi2_and_hi3_as_two_ports_would() {
+    let report = deliver_and_compare(true);
+    let text = report.to_string();
+    assert_eq!(report["channel_guesses"], 0, "{text}");
+    assert!(report["connections"]["hi2"].as_u64().unwrap() >= 1, "{text}");
+    assert!(report["connections"]["hi3"].as_u64().unwrap() >= 1, "{text}");
+    let streams = report["streams"].as_object().unwrap();
+    assert!(streams.keys().any(|k| k.starts_with("hi3/LIID-JOE-0001/") && k.ends_with("/cc")), "{text}");
+    assert!(streams.keys().any(|k| k.starts_with("hi2/LIID-JOE-0001/") && k.ends_with("/iri")), "{text}");
+    assert!(!streams.keys().any(|k| k.starts_with("hi2/") && k.ends_with("/cc")), "{text}");
+    assert!(!streams.keys().any(|k| k.starts_with("hi3/") && k.ends_with("/iri")), "{text}");
+}
+
+/// Replays two fixtures with delivery to `tapir lemf` (on one port or two), checks that the LEMF
+/// holds what the case holds, and returns the LEMF's report.
+fn deliver_and_compare(one_port: bool) -> serde_json::Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();
     let (hi2, hi3) = (free_port(), free_port());
+    let hi3 = if one_port { hi2 } else { hi3 };
     let lemf_out = d.path().join("lemf");
-    let lemf = Lemf(
-        Command::new(bin())
-            .args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
-            .arg("--out")
-            .arg(&lemf_out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(bin());
+    match one_port {
+        true => cmd.args(["lemf", "--listen", &format!("127.0.0.1:{hi2}")]),
+        false => {
+            cmd.args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
+        }
+    };
+    let lemf = Lemf(cmd.arg("--out").arg(&lemf_out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     wait_listening(hi2);
     wait_listening(hi3);
     let warrants = d.path().join("w.toml");
@@ -139,4 +160,6 @@ fn replay_delivers_to_the_reference_lemf_what_the_case_holds() {
     let text = report.to_string();
     assert!(!text.contains("\"gaps\":[["), "{text}");
     assert_eq!(report["integrity"]["hash_failed"], 0, "{text}");
+    assert_eq!(report["undecodable"], 0, "{text}");
+    report
 }

@@ -60,6 +60,36 @@ impl Channel {
             Channel::Hi3 => "hi3",
         }
     }
+
+    /// What a PDU tells of the channel it travels on, for a listener that takes HI2 and HI3
+    /// on one port (an X1 destination is one `ipAddressAndPort`).
+    ///
+    /// IRI and HI1 notifications are HI2, CC is HI3, an integrity check says by its
+    /// `dataType`. A keep-alive, a cINReset or a segment says nothing: the sender opens one
+    /// connection per channel, so the connection's first telling PDU decides for all of them.
+    pub fn of_pdu(pdu: &[u8]) -> Option<Channel> {
+        let tlv = Reader::new(pdu, 0).next_tlv()?.ok()?;
+        let v = decode_pdu(&tlv).ok()?;
+        let payload = &v["payload"];
+        if payload["iRIPayloadSequence"].is_array() || payload.get("hI1-Operation").is_some_and(|o| o.is_object()) {
+            return Some(Channel::Hi2);
+        }
+        if payload["cCPayloadSequence"].is_array() {
+            return Some(Channel::Hi3);
+        }
+        match payload["tRIPayload"]["integrityCheck"]["dataType"].as_str() {
+            Some("iRI") => Some(Channel::Hi2),
+            Some("cC") => Some(Channel::Hi3),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a PDU is a keep-alive (which a one-port listener answers before it knows the
+/// connection's channel).
+pub fn is_keep_alive(pdu: &[u8]) -> bool {
+    let Some(Ok(tlv)) = Reader::new(pdu, 0).next_tlv() else { return false };
+    decode_pdu(&tlv).is_ok_and(|v| v["payload"]["tRIPayload"].get("keep-alive").is_some())
 }
 
 /// The public key integrity signatures are checked with.
@@ -181,6 +211,15 @@ impl Core {
 
     pub fn connection(&mut self, ch: Channel) {
         *self.report.connections.entry(ch.name().into()).or_default() += 1;
+    }
+
+    /// A one-port connection whose channel had to be guessed (see [`Channel::of_pdu`]).
+    pub fn channel_guessed(&mut self, guess: Channel, peer: &str, error: String) {
+        self.report.channel_guesses += 1;
+        push_sample(
+            &mut self.report.channel_guess_samples,
+            Problem { channel: guess.name().into(), peer: peer.into(), error },
+        );
     }
 
     pub fn framing_error(&mut self, ch: Channel, peer: &str, error: String) {

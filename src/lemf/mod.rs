@@ -49,6 +49,9 @@ pub struct TlsFiles {
 pub struct LemfConfig {
     pub listen_hi2: SocketAddr,
     pub listen_hi3: SocketAddr,
+    /// HI2 and HI3 on one listener at `listen_hi2` (`listen_hi3` is not used): each connection
+    /// is filed by what it carries. An X1 destination is one address for both.
+    pub one_port: bool,
     pub out: PathBuf,
     pub tls: Option<TlsFiles>,
     /// Public key for signed integrity checks; without it signatures are counted unverified.
@@ -64,12 +67,18 @@ impl LemfConfig {
         LemfConfig {
             listen_hi2,
             listen_hi3,
+            one_port: false,
             out: out.into(),
             tls: None,
             verify_key: None,
             max_pdu: DEFAULT_MAX_PDU,
             max_connections: 256,
         }
+    }
+
+    /// HI2 and HI3 on one port, as an X1 destination's `ipAddressAndPort` gives them.
+    pub fn one_port(listen: SocketAddr, out: &Path) -> LemfConfig {
+        LemfConfig { one_port: true, ..LemfConfig::new(listen, listen, out) }
     }
 }
 
@@ -153,9 +162,87 @@ fn tls_acceptor(t: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, LemfError> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// Which channel a connection's PDUs are filed under.
+#[derive(Copy, Clone, Debug)]
+enum Route {
+    /// A listener of its own.
+    Fixed(Channel),
+    /// One listener for HI2 and HI3: each connection is decided by its first telling PDU
+    /// ([`Channel::of_pdu`]).
+    ByContent,
+}
+
+/// PDUs a one-port connection may send before it tells HI2 from HI3; beyond them (or at its
+/// end) what is held is filed as HI2 and the guess is reported.
+const HOLD_PDUS: usize = 256;
+const HOLD_BYTES: usize = 8 << 20;
+
+/// A connection's channel as far as it is known, and the PDUs waiting for it.
+struct Routing {
+    channel: Option<Channel>,
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
+}
+
+impl Routing {
+    fn new(route: Route) -> Routing {
+        let channel = match route {
+            Route::Fixed(ch) => Some(ch),
+            Route::ByContent => None,
+        };
+        Routing { channel, held: Vec::new(), held_bytes: 0 }
+    }
+}
+
+/// One PDU into the core; its answer (a keep-alive response) into `replies`.
+fn feed(sh: &mut Shared, ch: Channel, peer: &str, pdu: &[u8], replies: &mut Vec<Vec<u8>>) {
+    let out = sh.core.pdu(ch, peer, pdu, now());
+    if let Some(r) = out.reply {
+        replies.push(r);
+    }
+    for w in out.writes {
+        if let Err(e) = sh.case.write(w) {
+            sh.error.get_or_insert(e.to_string());
+        }
+    }
+}
+
+/// Decides a held connection's channel: counts the connection and files what was held.
+fn decide(sh: &mut Shared, r: &mut Routing, ch: Channel, peer: &str, replies: &mut Vec<Vec<u8>>) {
+    r.channel = Some(ch);
+    sh.core.connection(ch);
+    for p in std::mem::take(&mut r.held) {
+        feed(sh, ch, peer, &p, replies);
+    }
+    r.held_bytes = 0;
+}
+
+/// One PDU of a connection, routed: filed at once when the channel is known, else held until a
+/// PDU tells it. A keep-alive is answered at once either way, or the sender would drop an idle
+/// connection that has nothing else to tell.
+fn route_pdu(sh: &mut Shared, r: &mut Routing, peer: &str, pdu: &[u8], replies: &mut Vec<Vec<u8>>) {
+    if let Some(ch) = r.channel {
+        return feed(sh, ch, peer, pdu, replies);
+    }
+    if let Some(ch) = Channel::of_pdu(pdu) {
+        decide(sh, r, ch, peer, replies);
+        return feed(sh, ch, peer, pdu, replies);
+    }
+    if core::is_keep_alive(pdu) {
+        return feed(sh, Channel::Hi2, peer, pdu, replies);
+    }
+    r.held_bytes += pdu.len();
+    r.held.push(pdu.to_vec());
+    if r.held.len() >= HOLD_PDUS || r.held_bytes >= HOLD_BYTES {
+        let n = r.held.len();
+        sh.core.channel_guessed(Channel::Hi2, peer, format!("{n} PDUs without IRI, CC or integrity check"));
+        decide(sh, r, Channel::Hi2, peer, replies);
+    }
+}
+
 async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
-    ch: Channel,
+    route: Route,
     peer: String,
     shared: SharedRef,
     max_pdu: usize,
@@ -163,6 +250,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut framer = Framer::new(max_pdu);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut routing = Routing::new(route);
     loop {
         let n = tokio::select! {
             r = s.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
@@ -173,23 +261,12 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
         let mut failed = false;
         {
             let mut sh = lock(&shared);
-            let t = now();
             loop {
                 match framer.next_pdu() {
-                    Ok(Some(pdu)) => {
-                        let sh = &mut *sh;
-                        let out = sh.core.pdu(ch, &peer, pdu, t);
-                        if let Some(r) = out.reply {
-                            replies.push(r);
-                        }
-                        for w in out.writes {
-                            if let Err(e) = sh.case.write(w) {
-                                sh.error.get_or_insert(e.to_string());
-                            }
-                        }
-                    }
+                    Ok(Some(pdu)) => route_pdu(&mut sh, &mut routing, &peer, pdu, &mut replies),
                     Ok(None) => break,
                     Err(e) => {
+                        let ch = routing.channel.unwrap_or(Channel::Hi2);
                         eprintln!("lemf: {} {peer}: stream dropped: {e}", ch.name());
                         sh.core.framing_error(ch, &peer, e.to_string());
                         failed = true;
@@ -216,18 +293,38 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
     }
+    if !routing.held.is_empty() {
+        // The connection ended before it told its channel: what it sent is kept, as HI2.
+        let mut sh = lock(&shared);
+        let n = routing.held.len();
+        sh.core.channel_guessed(
+            Channel::Hi2,
+            &peer,
+            format!("ended after {n} PDUs without IRI, CC or integrity check"),
+        );
+        decide(&mut sh, &mut routing, Channel::Hi2, &peer, &mut Vec::new());
+        if let Err(e) = sh.case.flush() {
+            sh.error.get_or_insert(e.to_string());
+        }
+        sh.save_report();
+    }
     let _ = s.shutdown().await;
 }
 
 async fn accept_loop(
     l: TcpListener,
-    ch: Channel,
+    route: Route,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: SharedRef,
     max_pdu: usize,
     slots: Arc<tokio::sync::Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A one-port listener's log lines and refusals say "hi2+hi3".
+    let (label, tag) = match route {
+        Route::Fixed(ch) => (ch.name(), ch),
+        Route::ByContent => ("hi2+hi3", Channel::Hi2),
+    };
     loop {
         let (sock, peer) = tokio::select! {
             r = l.accept() => match r { Ok(x) => x, Err(_) => continue },
@@ -236,7 +333,7 @@ async fn accept_loop(
         let _ = sock.set_nodelay(true);
         let peer = peer.to_string();
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            eprintln!("lemf: {} {peer}: refused, too many connections", ch.name());
+            eprintln!("lemf: {label} {peer}: refused, too many connections");
             lock(&shared).core.report.connections_refused += 1;
             continue;
         };
@@ -245,16 +342,20 @@ async fn accept_loop(
             let _slot = slot;
             match tls {
                 None => {
-                    lock(&shared).core.connection(ch);
-                    serve_conn(sock, ch, peer, shared, max_pdu, stop).await
+                    if let Route::Fixed(ch) = route {
+                        lock(&shared).core.connection(ch);
+                    }
+                    serve_conn(sock, route, peer, shared, max_pdu, stop).await
                 }
                 Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await {
                     Ok(Ok(s)) => {
-                        lock(&shared).core.connection(ch);
-                        serve_conn(s, ch, peer, shared, max_pdu, stop).await
+                        if let Route::Fixed(ch) = route {
+                            lock(&shared).core.connection(ch);
+                        }
+                        serve_conn(s, route, peer, shared, max_pdu, stop).await
                     }
-                    Ok(Err(e)) => refuse(&shared, ch, &peer, e.to_string()),
-                    Err(_) => refuse(&shared, ch, &peer, "handshake timed out".into()),
+                    Ok(Err(e)) => refuse(&shared, tag, &peer, e.to_string()),
+                    Err(_) => refuse(&shared, tag, &peer, "handshake timed out".into()),
                 },
             }
         });
@@ -288,7 +389,10 @@ impl Lemf {
             Ok::<_, LemfError>((l, local))
         };
         let (l2, hi2) = bind(cfg.listen_hi2)?;
-        let (l3, hi3) = bind(cfg.listen_hi3)?;
+        let (l3, hi3) = match cfg.one_port {
+            true => (None, hi2),
+            false => bind(cfg.listen_hi3).map(|(l, a)| (Some(l), a))?,
+        };
         let shared = Arc::new(Mutex::new(Shared {
             core: Core::new(report, cfg.verify_key.clone()),
             case,
@@ -303,24 +407,22 @@ impl Lemf {
             .name("lemf".into())
             .spawn(move || {
                 rt.block_on(async {
-                    let (l2, l3) = match (TcpListener::from_std(l2), TcpListener::from_std(l3)) {
+                    let listeners = match (TcpListener::from_std(l2), l3.map(TcpListener::from_std).transpose()) {
                         (Ok(a), Ok(b)) => (a, b),
                         (Err(e), _) | (_, Err(e)) => {
                             lock(&shared).error.get_or_insert(format!("listener: {e}"));
                             return;
                         }
                     };
-                    let a = tokio::spawn(accept_loop(
-                        l2,
-                        Channel::Hi2,
-                        tls.clone(),
-                        shared.clone(),
-                        max,
-                        slots.clone(),
-                        stop_rx.clone(),
-                    ));
-                    let b =
-                        tokio::spawn(accept_loop(l3, Channel::Hi3, tls, shared.clone(), max, slots, stop_rx.clone()));
+                    let mut loops = Vec::new();
+                    let routes = match listeners {
+                        (l2, Some(l3)) => vec![(l2, Route::Fixed(Channel::Hi2)), (l3, Route::Fixed(Channel::Hi3))],
+                        (l, None) => vec![(l, Route::ByContent)],
+                    };
+                    for (l, route) in routes {
+                        let (tls, shared, slots, stop) = (tls.clone(), shared.clone(), slots.clone(), stop_rx.clone());
+                        loops.push(tokio::spawn(accept_loop(l, route, tls, shared, max, slots, stop)));
+                    }
                     let mut stop = stop_rx;
                     let mut tick = tokio::time::interval(Duration::from_millis(500));
                     loop {
@@ -329,8 +431,9 @@ impl Lemf {
                             _ = stop.changed() => break,
                         }
                     }
-                    let _ = a.await;
-                    let _ = b.await;
+                    for l in loops {
+                        let _ = l.await;
+                    }
                     // Let connections see the stop and finish their batch.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 });
@@ -409,5 +512,73 @@ impl Drop for Lemf {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::etsi::{Encoder, EtsiConfig, PayloadDirection, PduHeader};
+
+    fn shared(dir: &Path) -> Shared {
+        Shared {
+            core: Core::new(Report::default(), None),
+            case: CaseDir::open(dir).unwrap(),
+            last_report: Instant::now(),
+            error: None,
+        }
+    }
+
+    fn pdus() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let enc = Encoder::new(EtsiConfig::new("OP")).unwrap();
+        let hdr = PduHeader { liid: "L1", cin: Some(7), seq: 0, ts: Timestamp::from_secs(1_700_000_000) };
+        let (mut reset, mut ka, mut cc) = (Vec::new(), Vec::new(), Vec::new());
+        enc.cin_reset(&mut reset, &hdr).unwrap();
+        enc.keep_alive(&mut ka, &hdr).unwrap();
+        let ip = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        enc.ipcc(&mut cc, &hdr, &ip, PayloadDirection::FromTarget).unwrap();
+        (reset, ka, cc)
+    }
+
+    #[test]
+    fn a_one_port_connection_holds_until_a_pdu_tells_its_channel() {
+        let d = tempfile::tempdir().unwrap();
+        let mut sh = shared(d.path());
+        let (reset, ka, cc) = pdus();
+        assert_eq!(Channel::of_pdu(&cc), Some(Channel::Hi3));
+        assert_eq!(Channel::of_pdu(&reset), None);
+        let mut r = Routing::new(Route::ByContent);
+        let mut replies = Vec::new();
+        route_pdu(&mut sh, &mut r, "p", &reset, &mut replies);
+        // The cINReset waits; the keep-alive is answered at once.
+        assert_eq!(r.held.len(), 1);
+        route_pdu(&mut sh, &mut r, "p", &ka, &mut replies);
+        assert_eq!(replies.len(), 1);
+        route_pdu(&mut sh, &mut r, "p", &cc, &mut replies);
+        assert_eq!(r.channel, Some(Channel::Hi3));
+        assert!(r.held.is_empty());
+        let rep = &sh.core.report;
+        // The held cINReset was filed on HI3, before the CC it precedes.
+        assert_eq!(rep.pdus.get("hi3/L1/cin-reset"), Some(&1), "{:?}", rep.pdus);
+        assert_eq!(rep.pdus.get("hi3/L1/cc"), Some(&1), "{:?}", rep.pdus);
+        assert_eq!(rep.connections.get("hi3"), Some(&1));
+        assert_eq!(rep.channel_guesses, 0);
+    }
+
+    #[test]
+    fn a_connection_that_never_tells_is_filed_as_hi2_and_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let mut sh = shared(d.path());
+        let (reset, _, _) = pdus();
+        let mut r = Routing::new(Route::ByContent);
+        let mut replies = Vec::new();
+        for _ in 0..HOLD_PDUS {
+            route_pdu(&mut sh, &mut r, "p", &reset, &mut replies);
+        }
+        // The hold is bounded: at the limit everything goes to HI2 and the guess is on record.
+        assert_eq!(r.channel, Some(Channel::Hi2));
+        assert!(r.held.is_empty());
+        assert_eq!(sh.core.report.channel_guesses, 1);
+        assert_eq!(sh.core.report.pdus.get("hi2/L1/cin-reset"), Some(&(HOLD_PDUS as u64)));
     }
 }

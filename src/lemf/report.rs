@@ -164,6 +164,10 @@ pub struct Report {
     pub tls_refused: u64,
     pub tls_refused_samples: Vec<Problem>,
     pub connections: BTreeMap<String, u64>,
+    /// Connections to a one-port listener ([`super::LemfConfig::one_port`]) that never told HI2
+    /// from HI3 before their hold limit or their end: their PDUs were filed as HI2.
+    pub channel_guesses: u64,
+    pub channel_guess_samples: Vec<Problem>,
     /// Connections closed at once because `max_connections` were being served.
     pub connections_refused: u64,
     pub objects: u64,
