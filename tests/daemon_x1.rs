@@ -493,6 +493,9 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     assert!(amount("amountOfX3Data") > 1000, "{b}");
     assert!(amount("amountOfX2Data") > 0, "{b}");
     assert!(b.contains("<timeOfLastIntercept>"), "{b}");
+    // No LEA is configured for X1 destinations here (no lea_template, no file [[lea]]): the
+    // intercepts reach only the case, and the ADMF is told so.
+    assert!(b.contains("<errorCode>9020</errorCode>") && b.contains("lea_template"), "{b}");
 
     // Deactivate at ~6 s.
     std::thread::sleep(Duration::from_millis(6000).saturating_sub(ready.elapsed()));
@@ -755,4 +758,170 @@ fn x1_config_roles_and_keys() {
     assert_eq!((x.clients.len(), x.clients[0].role), (1, tapir::x1::Role::Admf));
     assert_eq!(x.store, PathBuf::from("/var/lib/tapir/x1"));
     assert_eq!(x.signing_key, Some(PathBuf::from("/etc/tapir/audit.key")));
+}
+
+/// A `tapir lemf` on one port (an X1 destination's `ipAddressAndPort`), stopped by SIGTERM.
+struct Lemf(Child);
+
+impl Lemf {
+    fn start(port: u16, out: &Path) -> Lemf {
+        let child = Command::new(TAPIR)
+            .args(["lemf", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Lemf(child)
+    }
+
+    /// Stops it and returns its report.json.
+    fn stop(mut self, out: &Path) -> serde_json::Value {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let st = self.0.wait().unwrap();
+        assert!(st.success(), "tapir lemf exited {st:?}");
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lemf {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ip.src ip.dst ip.len` of every packet of a capture, by tshark.
+fn ip_packets(pcap: &Path) -> Vec<String> {
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().map(|l| l.replace('\t', " ")).collect()
+}
+
+/// Issue 6, TaskStatus faults and delivery to X1 destinations: two destinations, one with a
+/// LEMF listening and one without. The task on the dead one shows a 9020 fault (and the NE and
+/// the destination say so) while the healthy one shows none; when a LEMF comes up on the dead
+/// one's address the fault clears by itself. Afterwards each LEMF holds exactly the CC the case
+/// holds for its LIID (tshark on both), with no gap and no failed integrity check, and the HI1
+/// activation (and, for the task deactivated, the deactivation) of its LIID.
+#[test]
+fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
+    const DID_DOWN: &str = "3ce2ec7a-d36b-4dd6-8d1f-95a2c3c0a4b2";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    make_pki(&d.join("pki"));
+    write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9, real time
+    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
+    let (port, up_port, down_port) = (free_port(), free_port(), free_port());
+    let config = d.join("tapir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nreplay = [\"ab.pcap\"]\npace = \"realtime\"\nreplay_end = \"wait\"\n\
+             [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
+             [x1]\nlisten = \"127.0.0.1:{port}\"\ncert = \"pki/srv.pem\"\nkey = \"pki/srv.key\"\n\
+             client_ca = \"pki/ca.pem\"\nstore = \"x1\"\nne_id = \"ne1\"\n\
+             lea_template = {{ operator_id = \"OP-X1\", network_element_id = \"tapir-x1\", country = \"NZ\", keepalive = 1 }}\n\
+             [[x1.client]]\nsubject_cn = \"admf-1\"\nrole = \"admf\"\n"
+        ),
+    )
+    .unwrap();
+    let (up_out, down_out) = (d.join("lemf-up"), d.join("lemf-down"));
+    let lemf_up = Lemf::start(up_port, &up_out);
+    let log = d.join("daemon.log");
+    let env = Env { dir, port, v: Validator::new() };
+    let d = env.dir.path();
+    let (daemon, ready) = Daemon::start(&config, &log);
+
+    for (did, p) in [(DID, up_port), (DID_DOWN, down_port)] {
+        let b = env.x1("CreateDestination", &create_destination(did, p));
+        assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    }
+    let b = env.x1("ActivateTask up", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    let b = env.x1("ActivateTask down", &task("ActivateTask", XID2, &[&ip(B)], LIID2, DID_DOWN));
+    assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+
+    let details = |xid: &str| request("GetTaskDetails", &format!("<xId>{xid}</xId>"));
+    let poll = |what: &str, req: &str, within: Duration, ok: &dyn Fn(&str) -> bool| -> String {
+        let t = Instant::now();
+        loop {
+            let (rc, status, b) = env.curl(Some("admf"), req.as_bytes());
+            assert_eq!((rc, status), (0, 200), "{what}: {b}");
+            if ok(&b) {
+                env.v.check(what, &b);
+                return b;
+            }
+            assert!(t.elapsed() < within, "{what}: not within {within:?}: {b}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // The dead destination's task reports the fault, naming the destination and the refusal.
+    let b = poll("TaskStatus with fault", &details(XID2), Duration::from_secs(5), &|b| b.contains("<errorCode>9020"));
+    assert!(b.contains(&format!("destination {DID_DOWN}")) && b.contains("not connected"), "{b}");
+    assert!(b.contains(&format!("127.0.0.1:{down_port}")), "the failing address is named: {b}");
+    let fault_at = ready.elapsed();
+    let b = env.x1("GetTaskDetails healthy", &details(XID));
+    assert!(b.contains("<provisioningStatus>complete</provisioningStatus>") && !b.contains("9020"), "{b}");
+    let b = env.x1("GetNEStatus with fault", &request("GetNEStatus", ""));
+    assert!(b.contains("<neStatus>Faults</neStatus>") && b.contains(DID_DOWN), "{b}");
+    let b = env.x1("GetDestinationDetails down", &request("GetDestinationDetails", &format!("<dId>{DID_DOWN}</dId>")));
+    assert!(b.contains("<destinationDeliveryStatus>deliveryFault</destinationDeliveryStatus>"), "{b}");
+    let b = env.x1("GetDestinationDetails up", &request("GetDestinationDetails", &format!("<dId>{DID}</dId>")));
+    assert!(b.contains("<destinationDeliveryStatus>activeAndWorking</destinationDeliveryStatus>"), "{b}");
+
+    // The LEA comes back on the dead address: the sender reconnects (back-off at most 5 s) and
+    // the fault goes away without any X1 request.
+    let lemf_down = Lemf::start(down_port, &down_out);
+    let b = poll("TaskStatus cleared", &details(XID2), Duration::from_secs(10), &|b| !b.contains("9020"));
+    assert!(b.contains("<provisioningStatus>complete</provisioningStatus>"), "{b}");
+    let b = env.x1("GetNEStatus cleared", &request("GetNEStatus", ""));
+    assert!(b.contains("<neStatus>OK</neStatus>"), "{b}");
+    assert!(fault_at < Duration::from_secs(9), "the fault showed at {fault_at:?}, late in the capture");
+
+    // The healthy task ends before the capture does: its LEA gets the deactivation.
+    std::thread::sleep(Duration::from_millis(8_000).saturating_sub(ready.elapsed()));
+    let b = env.x1("DeactivateTask", &request("DeactivateTask", &format!("<xId>{XID}</xId>")));
+    assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+
+    // To the end of the capture, then a graceful stop: everything spooled is delivered.
+    std::thread::sleep(Duration::from_millis(10_500).saturating_sub(ready.elapsed()));
+    daemon.stop();
+    let reports = [lemf_up.stop(&up_out), lemf_down.stop(&down_out)];
+
+    let cases = case_dirs(d);
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    for ((liid, src, out), report) in [(LIID, A, &up_out), (LIID2, B, &down_out)].into_iter().zip(&reports) {
+        let case = ip_packets(&cases[0].join(liid).join("cc.pcap"));
+        let lemf = ip_packets(&out.join(liid).join("cc.pcap"));
+        assert!(case.len() > 40, "{liid}: {} packets in the case", case.len());
+        assert!(case.iter().all(|p| p.starts_with(&format!("{} ", ip(src)))), "{liid}: {case:?}");
+        assert_eq!(lemf, case, "{liid}: the LEMF's HI3 differs from the case's CC");
+        let text = report.to_string();
+        assert!(!text.contains("\"gaps\":[["), "{liid}: {text}");
+        assert_eq!(report["integrity"]["hash_failed"], 0, "{liid}: {text}");
+        assert_eq!(report["channel_guesses"], 0, "{liid}: {text}");
+        assert_eq!(report["undecodable"], 0, "{liid}: {text}");
+        // The warrant's HI1 activation went to the LIID's own destination only.
+        let iri = std::fs::read_to_string(out.join(liid).join("iri.jsonl")).unwrap();
+        assert!(iri.contains("liActivated"), "{liid}: {iri}");
+        assert_eq!(iri.contains("liDeactivated"), liid == LIID, "{liid}: {iri}");
+        let other = if liid == LIID { LIID2 } else { LIID };
+        assert!(!out.join(other).exists(), "{liid}'s LEMF got {other}");
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("X1 destination fault") && log.contains("X1 destination fault cleared"), "{log}");
+    env.v.finish();
 }

@@ -613,6 +613,19 @@ fn statistics_and_faults_show_in_task_status() {
     e.core.set_destination_fault(DID, None);
     let (b, _) = send(&mut e.core, &ADMF, &request("GetNEStatus", ""));
     assert!(b.contains("<neStatus>OK</neStatus>"), "{b}");
+
+    // The daemon's form: every destination at once; `None` (no news) leaves a fault as it is,
+    // and only changes are returned (for the log).
+    let changed = e.core.update_destination_faults(|_| Some(Some("HI2 not connected".into())));
+    assert_eq!(changed, vec![(DID.to_string(), Some("HI2 not connected".to_string()))]);
+    assert!(e.core.update_destination_faults(|_| Some(Some("HI2 not connected".into()))).is_empty());
+    assert!(e.core.update_destination_faults(|_| None).is_empty());
+    let (b, _) = send(&mut e.core, &ADMF, &request("GetNEStatus", ""));
+    assert!(b.contains("<neStatus>Faults</neStatus>") && b.contains("HI2 not connected"), "{b}");
+    let changed = e.core.update_destination_faults(|_| Some(None));
+    assert_eq!(changed, vec![(DID.to_string(), None)]);
+    let (b, _) = send(&mut e.core, &ADMF, &request("GetNEStatus", ""));
+    assert!(b.contains("<neStatus>OK</neStatus>"), "{b}");
 }
 
 #[test]

@@ -484,7 +484,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
-    let _x1 = x1.map(|x| x.start(control_tx.clone())).transpose()?;
+    let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
     let mut last_x1_stats = Instant::now();
     let mut last_flush = Instant::now();
 
@@ -572,10 +572,18 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 d.flush();
             }
         }
-        if let Some(x) = &_x1 {
-            if last_x1_stats.elapsed() >= Duration::from_secs(1) && !out.intercepts.is_empty() {
+        if let Some(x) = &x1_running {
+            if last_x1_stats.elapsed() >= Duration::from_secs(1) {
                 last_x1_stats = Instant::now();
                 x.note_intercepts(out.intercepts.drain());
+                match &out.delivery {
+                    Some(_) => {
+                        if let Some(r) = out.status.latest() {
+                            x.note_delivery(Some(&r));
+                        }
+                    }
+                    None => x.note_delivery(None),
+                }
             }
         }
         loop {
@@ -696,14 +704,20 @@ fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str
         Some((_, old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
         None => !leas.is_empty(),
     };
-    pipeline.set_warrants(new.warrants.clone(), out);
     if delivery_changed {
         if let Some((d, _, _)) = out.delivery.take() {
             finish_delivery(d, wait.min(Duration::from_secs(1)));
         }
-        match start_delivery(&new, wfile, spool, &out.status) {
-            Ok(d) => out.delivery = d,
+        // Restarted before the pipeline takes the new warrants, and routing the old ones too:
+        // `set_warrants` emits the added warrants' HI1 activations and the removed ones' flow
+        // ends and deactivations, and each must reach its LEA. The routes kept for the next
+        // comparison are the new warrants' only.
+        let mut routed = new.clone();
+        routed.warrants.extend(old.iter().filter(|o| !new.warrants.iter().any(|w| w.liid == o.liid)).cloned());
+        match start_delivery(&routed, wfile, spool, &out.status) {
+            Ok(d) => out.delivery = d.map(|(d, leas, _)| (d, leas, routes(&new.warrants))),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }
+    pipeline.set_warrants(new.warrants.clone(), out);
 }

@@ -34,6 +34,7 @@ use super::config::{Config, X1Config};
 use super::run::{Control, WarrantsProvider};
 use super::source::wall_clock;
 use crate::audit::{AuditEntry, AuditLog};
+use crate::deliver::handover::{ChannelReport, DeliveryReport, LeaReport};
 use crate::deliver::manifest::SigningKey;
 use crate::select::{load_warrants, Warrants};
 use crate::timestamp::Timestamp;
@@ -364,6 +365,37 @@ impl X1Running {
             core.note_intercept(&liid, last, x2, x3);
         }
     }
+
+    /// The delivery's health into TaskStatus and NE status (TS 103 221-1 faults): a destination
+    /// whose HI2 or HI3 tried to connect and is not connected has a fault, with the channel's
+    /// last error; one that connects again is cleared. `report` is `None` while there is no
+    /// delivery at all, and then every destination has a fault: nothing reaches its LEA.
+    pub fn note_delivery(&self, report: Option<&DeliveryReport>) {
+        let mut core = lock(&self.shared.core);
+        let changed = core.update_destination_faults(|did| match report {
+            None => Some(Some("not delivered: tapir has no [[lea]] for it (set [x1] lea_template)".into())),
+            // A destination added since this report was made: wait for the next one.
+            Some(r) => r.leas.iter().find(|l| l.name == did).map(destination_fault),
+        });
+        drop(core);
+        for (did, fault) in changed {
+            match fault {
+                Some(f) => tracing::warn!(did = %did, fault = %f, "X1 destination fault"),
+                None => tracing::info!(did = %did, "X1 destination fault cleared"),
+            }
+        }
+    }
+}
+
+/// The fault of one LEA's delivery, if any: a channel that failed to connect (or lost its
+/// connection) and is not connected now. A channel still making its first attempt has none.
+fn destination_fault(l: &LeaReport) -> Option<String> {
+    let down = |name: &str, c: &ChannelReport| {
+        (!c.connected && c.errors > 0)
+            .then(|| format!("{name} not connected: {}", c.last_error.as_deref().unwrap_or("no connection")))
+    };
+    let faults: Vec<String> = [down("HI2", &l.hi2), down("HI3", &l.hi3)].into_iter().flatten().collect();
+    (!faults.is_empty()).then(|| faults.join("; "))
 }
 
 impl Drop for X1Running {

@@ -251,6 +251,30 @@ impl X1Core {
         }
     }
 
+    /// Delivery-health hook, all destinations at once: `fault(did)` for each destination,
+    /// `Some(why)` when it has a fault and `None` when it has none, or no news (left as it was).
+    /// Faults of destinations that are gone are dropped. Returns the DIDs whose fault changed,
+    /// with the new fault, for the log.
+    pub fn update_destination_faults(
+        &mut self,
+        mut fault: impl FnMut(&str) -> Option<Option<String>>,
+    ) -> Vec<(String, Option<String>)> {
+        let mut changed = Vec::new();
+        self.dest_faults.retain(|did, _| self.state.destinations.contains_key(did));
+        for did in self.state.destinations.keys() {
+            let Some(new) = fault(did) else { continue };
+            let old = self.dest_faults.get(did);
+            if old != new.as_ref() {
+                changed.push((did.clone(), new.clone()));
+                match new {
+                    Some(f) => self.dest_faults.insert(did.clone(), f),
+                    None => self.dest_faults.remove(did),
+                };
+            }
+        }
+        changed
+    }
+
     /// The destinations as LEAs.
     pub fn leas(&self) -> Vec<X1Lea> {
         self.state
