@@ -156,6 +156,21 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// The next sequence number and the hash to chain on, from a non-empty log's last line; a torn
+/// or unreadable last line is refused (the log is never continued past damage).
+fn continuation(file: &mut File, len: u64, path: &Path) -> Result<(u64, [u8; 32]), AuditError> {
+    let (offset, line) =
+        read_last_line(file, len).map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
+    if line.last() != Some(&b'\n') {
+        return Err(AuditError::TornTail { path: path.to_path_buf(), offset });
+    }
+    let bad = |detail: String| AuditError::BadTail { path: path.to_path_buf(), offset, detail };
+    let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
+    let seq = v.get("seq").and_then(|s| s.as_u64()).ok_or_else(|| bad("no numeric \"seq\"".into()))?;
+    let next = seq.checked_add(1).ok_or_else(|| bad(format!("seq {seq} cannot grow")))?;
+    Ok((next, sha256(&line)))
+}
+
 impl AuditLog {
     /// Opens (creating it, mode 0600) the log at `path` and continues its chain. With a key, a
     /// signature line is written every `sign_every` entries (0: only on close) and on close.
@@ -177,15 +192,7 @@ impl AuditLog {
             }
             (1, GENESIS)
         } else {
-            let (offset, line) = read_last_line(&mut file, len).map_err(io_err)?;
-            if line.last() != Some(&b'\n') {
-                return Err(AuditError::TornTail { path: path.to_path_buf(), offset });
-            }
-            let bad = |detail: String| AuditError::BadTail { path: path.to_path_buf(), offset, detail };
-            let v: serde_json::Value = serde_json::from_slice(&line).map_err(|e| bad(e.to_string()))?;
-            let seq = v.get("seq").and_then(|s| s.as_u64()).ok_or_else(|| bad("no numeric \"seq\"".into()))?;
-            let next = seq.checked_add(1).ok_or_else(|| bad(format!("seq {seq} cannot grow")))?;
-            (next, sha256(&line))
+            continuation(&mut file, len, path)?
         };
         Ok(AuditLog {
             path: path.to_path_buf(),
@@ -193,6 +200,22 @@ impl AuditLog {
             sign_every,
             inner: Mutex::new(Inner { file, next_seq, prev, since_signature: 0, broken: None, closed: false }),
         })
+    }
+
+    /// What [`AuditLog::open`] would continue from, without creating or writing anything (for
+    /// `tapir check-config`): the next entry's sequence number, 1 for a log not yet written.
+    pub fn inspect(path: &Path) -> Result<u64, AuditError> {
+        let io_err = |source| AuditError::Io { path: path.to_path_buf(), source };
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(1),
+            Err(e) => return Err(io_err(e)),
+        };
+        let len = file.metadata().map_err(io_err)?.len();
+        if len == 0 {
+            return Ok(1);
+        }
+        continuation(&mut file, len, path).map(|(next, _)| next)
     }
 
     pub fn path(&self) -> &Path {

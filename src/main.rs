@@ -147,8 +147,13 @@ fn main() {
             tapir::daemon::init_logging();
             tapir::daemon::run(&c, tapir::daemon::Hooks::default()).map(|_| ())
         }),
-        Cmd::CheckConfig { config } => tapir::daemon::check(&config).map_err(Into::into).map(|c| {
-            println!("{}: OK ({} warrant(s), {} LEA(s))", config.display(), c.warrants.warrants.len(), c.leas)
+        Cmd::CheckConfig { config } => tapir::daemon::check(&config).map_err(Into::into).and_then(|c| {
+            let x1 = tapir::daemon::x1::check(&c.config)?;
+            println!("{}: OK ({} warrant(s), {} LEA(s))", config.display(), c.warrants.warrants.len(), c.leas);
+            if let Some(x1) = x1 {
+                println!("{x1}");
+            }
+            Ok(())
         }),
         Cmd::Keygen { out } => SigningKey::generate_to(&out)
             .map(|public| {

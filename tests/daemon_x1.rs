@@ -638,6 +638,10 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let b = env.x1("GetAllDestinationDetails after restart", &request("GetAllDestinationDetails", ""));
     assert!(b.contains(&format!("<dId>{DID}</dId>")), "{b}");
     daemon.stop();
+    // check-config reads the same store (and the log's tail) without touching them.
+    let o = Command::new(TAPIR).args(["check-config", "--config"]).arg(&config).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("1 task(s), 1 destination(s) in the store"), "{out}");
 
     let o = Command::new(TAPIR)
         .args(["audit", "verify"])
@@ -924,4 +928,76 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("X1 destination fault") && log.contains("X1 destination fault cleared"), "{log}");
     env.v.finish();
+}
+
+/// `tapir check-config` opens for `[x1]` what `tapir run` opens before READY=1 (TLS files, the
+/// store, the audit log's tail, the signing key, the LEA template), reads without creating
+/// anything, and names the file of each fault.
+#[test]
+fn check_config_opens_what_run_opens_for_x1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    make_pki(&d.join("pki"));
+    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
+    let config = d.join("tapir.toml");
+    let write = |x1_extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[capture]\ninterfaces = [\"lo\"]\n\
+                 [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
+                 [x1]\nlisten = \"127.0.0.1:8443\"\ncert = \"pki/srv.pem\"\nclient_ca = \"pki/ca.pem\"\n\
+                 store = \"x1\"\naudit_log = \"audit.jsonl\"\n{x1_extra}\n\
+                 [[x1.client]]\nsubject_cn = \"admf-1\"\nrole = \"admf\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let o = Command::new(TAPIR).args(["check-config", "--config"]).arg(&config).output().unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let good = "key = \"pki/srv.key\"\nlea_template = { operator_id = \"OP\", country = \"NZ\" }";
+
+    write(good);
+    let (ok, out) = check();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("X1 on 127.0.0.1:8443: 0 task(s), 0 destination(s) in the store, audit log at entry 1"),
+        "{out}"
+    );
+    assert!(!d.join("x1").exists() && !d.join("audit.jsonl").exists(), "check-config created files");
+
+    // The server key of another certificate.
+    write(&good.replace("pki/srv.key", "pki/admf.key"));
+    let (ok, out) = check();
+    assert!(!ok && out.contains("[x1]") && out.contains("srv.pem"), "{out}");
+    // A client CA file that holds no certificate.
+    write(good);
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("pki/ca.pem", "pki/srv.key")).unwrap();
+    let (ok, out) = check();
+    assert!(!ok && out.contains("client CA") && out.contains("srv.key"), "{out}");
+    // A LEA template the handover would refuse.
+    write(&good.replace("operator_id = \"OP\"", "operator_id = \"OP\", hash_evry = 5"));
+    let (ok, out) = check();
+    assert!(!ok && out.contains("lea_template") && out.contains("hash_evry"), "{out}");
+    // A signing key that is not one.
+    write(&format!("{good}\nsigning_key = \"pki/srv.pem\""));
+    let (ok, out) = check();
+    assert!(!ok && out.contains("signing key") && out.contains("srv.pem"), "{out}");
+
+    // A damaged store, then a torn audit log: each named.
+    write(good);
+    std::fs::create_dir(d.join("x1")).unwrap();
+    std::fs::write(d.join("x1/x1-state.json"), "{\"format\":").unwrap();
+    let (ok, out) = check();
+    assert!(!ok && out.contains("x1-state.json"), "{out}");
+    std::fs::remove_file(d.join("x1/x1-state.json")).unwrap();
+    std::fs::write(d.join("audit.jsonl"), "{\"seq\":1,\"what\":\"start\"").unwrap();
+    let (ok, out) = check();
+    assert!(!ok && out.contains("audit.jsonl"), "{out}");
+    std::fs::write(d.join("audit.jsonl"), "{\"seq\":41,\"what\":\"start\"}\n").unwrap();
+    let (ok, out) = check();
+    assert!(ok && out.contains("audit log at entry 42"), "{out}");
 }

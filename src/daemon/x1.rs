@@ -236,27 +236,13 @@ impl X1Service {
     /// thread of its own until the returned [`X1Running`] is dropped.
     pub fn start(self, control: Sender<Control>) -> Result<X1Running> {
         let x = &self.cfg;
-        check_tls_files(x)?;
+        let tls = tls_config(x);
+        https::check_tls(&tls).context("[x1]")?;
         let listener =
             std::net::TcpListener::bind(x.listen).with_context(|| format!("[x1] listen {}: binding", x.listen))?;
         listener.set_nonblocking(true).context("[x1] listen: non-blocking")?;
         let local = listener.local_addr().unwrap_or(x.listen);
         *lock(&self.shared.control) = Some(control);
-        let tls = X1TlsConfig {
-            cert: x.cert.clone(),
-            key: x.key.clone(),
-            client_ca: x.client_ca.clone(),
-            clients: x
-                .clients
-                .iter()
-                .map(|c| https::X1Client { subject_cn: c.subject_cn.clone(), role: c.role })
-                .collect(),
-            // The transport refuses from Content-Length what the core would refuse after reading.
-            limits: https::Limits {
-                max_body_bytes: u64::try_from(crate::x1::Limits::default().max_body_bytes).unwrap_or(u64::MAX),
-                ..https::Limits::default()
-            },
-        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shared = self.shared.clone();
         let thread = std::thread::Builder::new().name("tapir-x1".into()).spawn(move || {
@@ -274,22 +260,50 @@ impl X1Service {
     }
 }
 
-/// The files the server will load, read now so that a wrong path fails the start, not later.
-fn check_tls_files(x: &X1Config) -> Result<()> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    for (what, p) in [("cert", &x.cert), ("client_ca", &x.client_ca)] {
-        let n = CertificateDer::pem_file_iter(p)
-            .map_err(|e| anyhow!("[x1] {what} {}: {e}", p.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!("[x1] {what} {}: {e}", p.display()))?
-            .len();
-        if n == 0 {
-            bail!("[x1] {what} {}: no certificate", p.display());
-        }
+fn tls_config(x: &X1Config) -> X1TlsConfig {
+    X1TlsConfig {
+        cert: x.cert.clone(),
+        key: x.key.clone(),
+        client_ca: x.client_ca.clone(),
+        clients: x.clients.iter().map(|c| https::X1Client { subject_cn: c.subject_cn.clone(), role: c.role }).collect(),
+        // The transport refuses from Content-Length what the core would refuse after reading.
+        limits: https::Limits {
+            max_body_bytes: u64::try_from(crate::x1::Limits::default().max_body_bytes).unwrap_or(u64::MAX),
+            ..https::Limits::default()
+        },
     }
-    PrivateKeyDer::from_pem_file(&x.key).map_err(|e| anyhow!("[x1] key {}: {e}", x.key.display()))?;
-    Ok(())
+}
+
+/// `tapir check-config` for `[x1]`: everything `tapir run` opens for X1 before READY=1, opened
+/// without creating or changing anything. The TLS files load and the key matches the
+/// certificate; the store and the audit log's tail parse; the signing key loads;
+/// `lea_template` makes valid `[[lea]]` tables. `None` without `[x1]`, else a summary line.
+pub fn check(config: &Config) -> Result<Option<String>> {
+    let Some(x) = &config.x1 else { return Ok(None) };
+    https::check_tls(&tls_config(x)).context("[x1]")?;
+    let (tasks, destinations) =
+        X1Core::inspect(&x.store).with_context(|| format!("[x1] store {}", x.store.display()))?;
+    let next = AuditLog::inspect(&x.audit_log).with_context(|| format!("[x1] audit_log {}", x.audit_log.display()))?;
+    if let Some(dir) = x.audit_log.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        bail!("[x1] audit_log {}: directory {} does not exist", x.audit_log.display(), dir.display());
+    }
+    if let Some(p) = x.signing_key.as_ref().or(config.paths.signing_key.as_ref()) {
+        SigningKey::load(p).with_context(|| format!("X1 audit signing key {}", p.display()))?;
+    }
+    if let Some(t) = &x.lea_template {
+        let probe = crate::x1::X1Lea {
+            name: "lea-template-check".into(),
+            friendly_name: None,
+            address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            delivery: crate::x1::DeliveryType::X2andX3,
+        };
+        crate::deliver::handover::parse_leas(&[probe.to_lea_table(t)], "[x1] lea_template")
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(Some(format!(
+        "X1 on {}: {tasks} task(s), {destinations} destination(s) in the store, audit log at entry {next}",
+        x.listen
+    )))
 }
 
 async fn serve(

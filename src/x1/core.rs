@@ -200,22 +200,21 @@ impl X1Core {
         }
         let (store, snapshot) = Store::open(store_dir)?;
         let state = match snapshot {
-            Some(bytes) => {
-                let s: State = serde_json::from_slice(&bytes).map_err(|e| X1Error::Corrupt {
-                    path: store.state_path().display().to_string(),
-                    message: e.to_string(),
-                })?;
-                if s.format != STATE_FORMAT {
-                    return Err(X1Error::Corrupt {
-                        path: store.state_path().display().to_string(),
-                        message: format!("format {} is not {STATE_FORMAT}", s.format),
-                    });
-                }
-                s
-            }
+            Some(bytes) => parse_state(&store.state_path(), &bytes)?,
             None => State { format: STATE_FORMAT, ..State::default() },
         };
         Ok(X1Core { cfg, store, state, stats: HashMap::new(), dest_faults: HashMap::new() })
+    }
+
+    /// (tasks, destinations) of the store in `store_dir`, read without creating or changing
+    /// anything (for `tapir check-config`); (0, 0) when there is no store yet.
+    pub fn inspect(store_dir: &Path) -> Result<(usize, usize), X1Error> {
+        let path = store_dir.join(super::store::STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => parse_state(&path, &bytes).map(|s| (s.tasks.len(), s.destinations.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((0, 0)),
+            Err(source) => Err(X1Error::Io { path: path.display().to_string(), source }),
+        }
     }
 
     /// Bumps on every change of tasks or destinations (not on statistics).
@@ -873,6 +872,15 @@ fn ids_of(m: &Message) -> (Option<String>, Option<String>) {
 }
 
 /// Resolves each mediationDetails of `td` against the destinations of `state`.
+fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, X1Error> {
+    let corrupt = |message: String| X1Error::Corrupt { path: path.display().to_string(), message };
+    let s: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if s.format != STATE_FORMAT {
+        return Err(corrupt(format!("format {} is not {STATE_FORMAT}", s.format)));
+    }
+    Ok(s)
+}
+
 fn plan_in(state: &State, td: &TaskDetails, failure: ErrorCode) -> Result<Vec<Plan>, X1Fault> {
     for d in &td.dids {
         if !state.destinations.contains_key(d) {

@@ -280,6 +280,12 @@ impl Shared {
 
 /// Serves X1 on `listener` until `shutdown` completes, then lets open requests finish (a few
 /// seconds at most) and returns.
+/// Loads the certificate, key and client CA exactly as [`serve`] will (the key must match the
+/// certificate), without binding anything: for `tapir check-config` and the daemon's start.
+pub fn check_tls(t: &X1TlsConfig) -> Result<(), X1ServeError> {
+    TlsBase::load(t).map(|_| ())
+}
+
 pub async fn serve(
     listener: TcpListener,
     tls: X1TlsConfig,
