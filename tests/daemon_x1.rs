@@ -4,7 +4,7 @@
 //! expired certificate, auditor provisioning, malformed XML, 100 MB body, XML bomb) are answered,
 //! audited, and the daemon keeps serving; the audit log verifies with `tapir audit verify`; the
 //! daemon's log never names a target; tasks survive a restart. Certificates come from openssl,
-//! packet times from tshark, X1 documents are checked by the shared `x1_validate.py`, error codes
+//! packet times from tshark, X1 documents are checked against the schemas of the shared `x1_validate.py`, error codes
 //! from TS 103 221-1 clause 6.7.
 
 use std::io::Write;
@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
-const VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/x1_validate.py");
+/// The shared `x1_validate.py`'s schemas, built once for all documents (`tests/x1_core.rs` checks
+/// that it judges as the shared tool does).
+const VALIDATOR_BATCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py");
+const SHARED_ETSI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi");
+const TAPIR_XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd");
 
 /// 2027-01-15T08:00:00Z: after the wall clock, so a task activated now covers every packet
 /// released after its activation (the pipeline's clock is packet time).
@@ -205,26 +209,28 @@ impl Validator {
     fn new() -> Validator {
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>();
         let done = std::thread::spawn(move || {
+            // One python for all documents: building the ETSI schemas takes it about a second.
+            let mut child = Command::new("python3")
+                .args([VALIDATOR_BATCH, SHARED_ETSI, TAPIR_XSD])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 (with xmlschema)");
+            let mut stdin = child.stdin.take().unwrap();
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
             let mut failures = Vec::new();
             for (what, doc) in rx {
-                let mut child = Command::new("python3")
-                    .args([VALIDATOR, "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("python3 (with xmlschema)");
-                child.stdin.take().unwrap().write_all(&doc).unwrap();
-                let out = child.wait_with_output().unwrap();
-                let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if v != "valid" {
-                    failures.push(format!(
-                        "{what}: {v} {}\n{}",
-                        String::from_utf8_lossy(&out.stderr),
-                        String::from_utf8_lossy(&doc)
-                    ));
+                writeln!(stdin, "etsi {}", doc.len()).unwrap();
+                stdin.write_all(&doc).unwrap();
+                stdin.flush().unwrap();
+                let mut v = String::new();
+                std::io::BufRead::read_line(&mut stdout, &mut v).unwrap();
+                if v.trim() != "valid" {
+                    failures.push(format!("{what}: {} \n{}", v.trim(), String::from_utf8_lossy(&doc)));
                 }
             }
+            drop(stdin);
+            let _ = child.wait();
             failures
         });
         Validator { tx: Some(tx), done: Some(done) }

@@ -3,10 +3,11 @@
 //! validated with the shared `x1_validate.py` (python xmlschema) at test time, and expected
 //! error codes come from TS 103 221-1 clause 6.7, not from this code.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tapir::select::{Scope, TargetId};
@@ -18,6 +19,7 @@ const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
 const VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/x1_validate.py");
 const VALIDATOR_EXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_ext.py");
+const VALIDATOR_BATCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py");
 const TAPIR_XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd");
 
 const XID: &str = "29f28e1c-f230-486a-a860-f5a784ab9172";
@@ -48,15 +50,45 @@ fn run_validator(args: &[&str], doc: &[u8]) -> String {
     s
 }
 
-/// Validates with the shared ETSI schemas only.
+/// One python process for the whole test binary (`validate_batch.py`): building the ETSI
+/// schemas takes python about a second, and most tests validate several documents.
+struct Batch {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    _child: Child,
+}
+
+fn batch_validate(kind: &str, doc: &[u8]) -> String {
+    static BATCH: OnceLock<Mutex<Batch>> = OnceLock::new();
+    let b = BATCH.get_or_init(|| {
+        let mut child = Command::new("python3")
+            .args([VALIDATOR_BATCH, SHARED_ETSI, TAPIR_XSD])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (with xmlschema: pip install xmlschema)");
+        let (stdin, stdout) = (child.stdin.take().unwrap(), BufReader::new(child.stdout.take().unwrap()));
+        Mutex::new(Batch { stdin, stdout, _child: child })
+    });
+    let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+    writeln!(b.stdin, "{kind} {}", doc.len()).unwrap();
+    b.stdin.write_all(doc).unwrap();
+    b.stdin.flush().unwrap();
+    let mut line = String::new();
+    b.stdout.read_line(&mut line).unwrap();
+    assert!(!line.is_empty(), "the batch validator died");
+    line.trim().to_string()
+}
+
+/// Validates with the shared ETSI schemas only (as `x1_validate.py` does).
 fn assert_valid(doc: &[u8]) {
-    let v = run_validator(&[VALIDATOR, "-"], doc);
+    let v = batch_validate("etsi", doc);
     assert_eq!(v, "valid", "{}", String::from_utf8_lossy(doc));
 }
 
 /// Validates with the ETSI schemas plus tapir's extension schema.
 fn assert_valid_ext(doc: &[u8]) {
-    let v = run_validator(&[VALIDATOR_EXT, SHARED_ETSI, TAPIR_XSD, "-"], doc);
+    let v = batch_validate("ext", doc);
     assert_eq!(v, "valid", "{}", String::from_utf8_lossy(doc));
 }
 
@@ -692,4 +724,21 @@ fn the_shared_validator_is_installed_and_rejects_garbage() {
     assert!(Path::new(VALIDATOR).exists());
     let v = run_validator(&[VALIDATOR, "-"], b"<X1Response xmlns=\"http://uri.etsi.org/03221/X1/2017/10\"/>");
     assert!(v.starts_with("invalid"), "{v}");
+}
+
+#[test]
+fn the_batch_validator_agrees_with_the_shared_one() {
+    // The batch validator (one python for the binary) must judge as the shared tool and
+    // validate_ext.py do: the shared sample is valid to all, garbage and a bad element invalid.
+    let sample = example();
+    let bad = sample.replace("<xId>", "<xid>").replace("</xId>", "</xid>");
+    let garbage = "<X1Response xmlns=\"http://uri.etsi.org/03221/X1/2017/10\"/>".to_string();
+    for doc in [&sample, &bad, &garbage] {
+        let shared = run_validator(&[VALIDATOR, "-"], doc.as_bytes()) == "valid";
+        let ext = run_validator(&[VALIDATOR_EXT, SHARED_ETSI, TAPIR_XSD, "-"], doc.as_bytes()) == "valid";
+        assert_eq!(batch_validate("etsi", doc.as_bytes()) == "valid", shared, "{doc}");
+        assert_eq!(batch_validate("ext", doc.as_bytes()) == "valid", ext, "{doc}");
+    }
+    assert!(batch_validate("etsi", sample.as_bytes()) == "valid");
+    assert!(batch_validate("etsi", bad.as_bytes()).starts_with("invalid"));
 }
