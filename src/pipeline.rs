@@ -43,7 +43,14 @@ pub struct Summary {
     pub association_events: u64,
     /// Association events learnt from RADIUS Accounting-Requests seen on the tap.
     pub radius_events: u64,
+    /// Applied association events no longer kept, since forgetting them changes nothing
+    /// ([`crate::select::association::forgettable`]).
+    pub association_events_forgotten: u64,
 }
+
+/// Applied association events kept before the first forgetting pass; after it, a pass runs
+/// when the applied part has doubled, so the cost per event stays constant.
+const FORGET_FROM: usize = 4096;
 
 /// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
 const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
@@ -61,6 +68,8 @@ pub struct Pipeline {
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
+    /// The applied part's length after the last forgetting pass.
+    kept_after_forget: usize,
     flows: FlowTable,
     files: FileLayer,
     /// (end, LIID) of every warrant, by end time; `next_end` is the first not yet passed.
@@ -97,6 +106,7 @@ impl Pipeline {
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
+            kept_after_forget: 0,
             flows: FlowTable::new(flow, Box::new(|_| Box::new(Detect::new()))),
             files: FileLayer::new(),
             ends,
@@ -134,6 +144,9 @@ impl Pipeline {
             self.summary.association_events += 1;
             let changes = self.targeting.apply(ev);
             self.emit_changes(changes, sink);
+        }
+        if self.next_event >= FORGET_FROM.max(2 * self.kept_after_forget) {
+            self.forget_settled_events();
         }
         while let Some((end, liid)) = self.ends.get(self.next_end) {
             if *end > now {
@@ -298,6 +311,31 @@ impl Pipeline {
         // Ends already passed were either handled before (same warrant) or just now (changed).
         self.next_end = ends.partition_point(|(end, _)| *end <= now);
         self.ends = ends;
+    }
+
+    /// Drops applied events whose absence changes nothing when they are applied again (a
+    /// reload): ended access sessions and repeated starts. Pending events are not touched.
+    fn forget_settled_events(&mut self) {
+        let applied = self.events.get(..self.next_event).unwrap_or(&[]);
+        let refs: Vec<&AssocEvent> = applied.iter().collect();
+        let forget = crate::select::association::forgettable(&refs, Timestamp::MAX);
+        let n = forget.iter().filter(|f| **f).count();
+        if n > 0 {
+            let mut i = 0usize;
+            self.events.retain(|_| {
+                let keep = !forget.get(i).copied().unwrap_or(false);
+                i += 1;
+                keep
+            });
+            self.next_event -= n;
+            self.summary.association_events_forgotten += n as u64;
+        }
+        self.kept_after_forget = self.next_event;
+    }
+
+    /// Association events held: applied ones still needed for a reload, and pending ones.
+    pub fn association_events_held(&self) -> usize {
+        self.events.len()
     }
 
     /// An identity-association event arriving while running (a live feed). It is applied in

@@ -308,3 +308,78 @@ pub fn load_events(path: &Path) -> Result<Vec<AssocEvent>, EventError> {
     let text = std::fs::read_to_string(path).map_err(|source| EventError::Io { file: file.clone(), source })?;
     parse_events(&text, &file)
 }
+
+/// Which events of a history can be forgotten without changing what applying the rest leaves
+/// behind (`true` = forget). `events` must be in the order they are applied: by time, stable.
+///
+/// Why: RADIUS accounting on a busy tap yields an access.start per session and per Interim-Update
+/// and an access.stop per session, for months. The pipeline keeps the events it applied (a reload
+/// applies them again to the new warrants) and the daemon journals them (a restart applies them
+/// again), so without forgetting, both grow without end.
+///
+/// What is forgotten, access sessions only (image and instance events build lineage that stays
+/// relevant, and are few):
+/// - a repeated access.start of a session already started (Interim-Update): [`super::Targeting`]
+///   ignores it once the first has been applied;
+/// - a whole session, its first start to its stop, when the stop is at or before `until`: after
+///   the stop nothing of it is left, whatever warrants are applied;
+/// - an access.stop (at or before `until`) that ends no session.
+///
+/// `until` keeps recent sessions for a pipeline whose capture time could still be before their
+/// stop (a replay); a pipeline forgetting only events it has applied passes [`Timestamp::MAX`].
+pub fn forgettable(events: &[&AssocEvent], until: Timestamp) -> Vec<bool> {
+    let mut forget = vec![false; events.len()];
+    // (subscriber, ip) -> index of the open session's first start.
+    let mut open: std::collections::HashMap<(&str, IpAddr), usize> = std::collections::HashMap::new();
+    // Repeated starts of each open session, forgotten with it or on their own.
+    for (i, ev) in events.iter().enumerate() {
+        match &ev.kind {
+            AssocEventKind::AccessStart { subscriber, ip } => {
+                if open.contains_key(&(subscriber.as_str(), *ip)) {
+                    forget[i] = true;
+                } else {
+                    open.insert((subscriber.as_str(), *ip), i);
+                }
+            }
+            AssocEventKind::AccessStop { subscriber, ip } => {
+                let first = open.remove(&(subscriber.as_str(), *ip));
+                if ev.ts > until {
+                    continue;
+                }
+                forget[i] = true;
+                if let Some(f) = first {
+                    forget[f] = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    forget
+}
+
+#[cfg(test)]
+mod forget_tests {
+    use super::*;
+
+    fn ev(s: i64, what: &str, sub: &str, ip: &str) -> AssocEvent {
+        let t = Timestamp::from_secs(s).to_rfc3339();
+        parse_event(&format!(r#"{{"time":"{t}","event":"{what}","subscriber":"{sub}","ip":"{ip}"}}"#), "t", 1).unwrap()
+    }
+
+    #[test]
+    fn sessions_ended_by_until_and_repeats_go_the_rest_stays() {
+        let evs = [
+            ev(1, "access.start", "a", "10.0.0.1"), // 0: a's session, ended at 4: forgotten
+            ev(2, "access.start", "a", "10.0.0.1"), // 1: repeat: forgotten
+            ev(3, "access.stop", "x", "10.0.0.9"),  // 2: ends nothing: forgotten
+            ev(4, "access.stop", "a", "10.0.0.1"),  // 3
+            ev(5, "access.start", "b", "10.0.0.2"), // 4: b's session ends after `until`: kept
+            ev(6, "access.start", "b", "10.0.0.2"), // 5: repeat: forgotten anyway
+            ev(9, "access.stop", "b", "10.0.0.2"),  // 6: after until: kept
+            ev(9, "access.start", "a", "10.0.0.1"), // 7: a's new session, open: kept
+        ];
+        let refs: Vec<&AssocEvent> = evs.iter().collect();
+        let f = forgettable(&refs, Timestamp::from_secs(8));
+        assert_eq!(f, [true, true, true, true, false, true, false, false]);
+    }
+}
