@@ -251,3 +251,65 @@ fn corrupt_journal_line_is_an_error_naming_it() {
     assert!(matches!(Feed::start(FeedAddr::Unix(f.clone()), None, &j), Err(FeedError::NotASocket { .. })));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "x");
 }
+
+/// An event line at `min` minutes after 2027-01-15T08:00:00Z.
+fn line(min: i64, what: &str, who: &str, ip: &str) -> String {
+    let t = tapir::timestamp::Timestamp::from_secs(1_800_000_000 + min * 60).to_rfc3339();
+    format!(r#"{{"time":"{t}","event":"{what}","subscriber":"{who}","ip":"{ip}"}}"#)
+}
+
+#[test]
+fn journal_compaction_forgets_ended_sessions_and_repeats_and_keeps_the_rest() {
+    use tapir::select::feed::compact_journal;
+    const EVERY: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("associations.journal");
+    let image = r#"{"time":"2027-01-15T08:00:30Z","event":"image.create","image":"img-9","owner":"joe"}"#;
+    // Journal (acceptance) order is not time order: ann's stop was accepted before bob's start.
+    let lines = [
+        line(0, "access.start", "ann", "10.0.0.1"), // ended at 20 (before `until`): forgotten
+        line(5, "access.start", "ann", "10.0.0.1"), // Interim-Update repeat: forgotten
+        line(20, "access.stop", "ann", "10.0.0.1"), // forgotten
+        line(1, "access.start", "bob", "10.0.0.2"), // open: kept
+        line(10, "access.start", "bob", "10.0.0.2"), // repeat: forgotten
+        image.to_string(),                          // not an access event: kept
+        line(40, "access.start", "cat", "10.0.0.3"), // ends at 90, after `until`: kept
+        line(90, "access.stop", "cat", "10.0.0.3"), // kept
+        line(25, "access.stop", "dan", "10.0.0.4"), // ends nothing: forgotten
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let until = tapir::timestamp::Timestamp::from_secs(1_800_000_000 + 60 * 60);
+    assert_eq!(compact_journal(&path, until).unwrap(), 5);
+    let kept: Vec<_> = load_journal(&path).unwrap().events.iter().map(essence).collect();
+    let want: Vec<_> = [&lines[3], &lines[5], &lines[6], &lines[7]]
+        .iter()
+        .map(|l| essence(&parse_event(l, "w", 1).unwrap()))
+        .collect();
+    assert_eq!(kept, want);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(compact_journal(&path, until).unwrap(), 0, "nothing more to forget");
+
+    // A journal in use says a compaction is due after so many appends (COMPACT_EVERY in the
+    // daemon), and appends after it go to the new file.
+    let j = Journal::open(&path).unwrap().with_compact_every(EVERY);
+    let ev = |l: &str| parse_event(l, "feed", 1).unwrap();
+    for i in 0..EVERY / 2 {
+        assert!(!j.compact_due());
+        let ip = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        j.append(&ev(&line(100, "access.start", &format!("u{i}"), &ip))).unwrap();
+        j.append(&ev(&line(101, "access.stop", &format!("u{i}"), &ip))).unwrap();
+    }
+    assert!(j.compact_due());
+    let far = tapir::timestamp::Timestamp::from_secs(1_800_000_000 + 3600 * 24);
+    assert_eq!(j.compact(far).unwrap() as u64, EVERY + 2, "the sessions and cat's");
+    assert!(!j.compact_due());
+    j.append(&ev(&line(200, "access.start", "eve", "10.0.0.5"))).unwrap();
+    drop(j);
+    let after: Vec<String> = load_journal(&path)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.raw["subscriber"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(after, ["bob", "-", "eve"]);
+}

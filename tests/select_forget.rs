@@ -52,13 +52,14 @@ fn send(p: &mut Pipeline, ms: i64, src: [u8; 4]) -> Vec<String> {
 
 #[test]
 fn ended_sessions_and_interim_repeats_are_forgotten_and_open_ones_survive_a_reload() {
-    let mut events = Vec::new();
     // ann (a target from the start) and bob (not yet) log on and stay, with an Interim-Update
     // every 10 ms; carol logs on and off early; 20 000 other sessions start, update and stop.
-    events.push(ev(0, "access.start", "ann", "10.1.0.5"));
-    events.push(ev(0, "access.start", "bob", "10.1.0.6"));
-    events.push(ev(1, "access.start", "carol", "10.1.0.7"));
-    events.push(ev(2, "access.stop", "carol", "10.1.0.7"));
+    let mut events = vec![
+        ev(0, "access.start", "ann", "10.1.0.5"),
+        ev(0, "access.start", "bob", "10.1.0.6"),
+        ev(1, "access.start", "carol", "10.1.0.7"),
+        ev(2, "access.stop", "carol", "10.1.0.7"),
+    ];
     for i in 0..10_000i64 {
         events.push(ev(10 + i * 10, "access.start", "ann", "10.1.0.5"));
         events.push(ev(10 + i * 10, "access.start", "bob", "10.1.0.6"));

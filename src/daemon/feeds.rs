@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 
 use super::config::{Config, ListenAddr};
-use super::source::Source;
+use super::source::{wall_clock, Source};
 use crate::deliver::handover::DeliveryReport;
 use crate::metrics::{Counter, Gauge, Metrics, TapirMetrics};
 use crate::pipeline::Pipeline;
-use crate::select::feed::{load_journal, serve_feed_on, FeedAddr, FeedListener, Journal};
+use crate::select::feed::{compact_journal, load_journal, serve_feed_on, FeedAddr, FeedListener, Journal};
 use crate::select::{AssocEvent, Liid};
 
 /// How often the metrics are brought up to date from the pipeline thread.
@@ -43,6 +43,11 @@ const FEED_QUEUE: usize = 1024;
 
 /// The journal's default name under `[paths] spool_dir`.
 pub const JOURNAL_NAME: &str = "associations.journal";
+
+/// Ended access sessions are kept in the journal for a day after their stop: a live pipeline's
+/// capture time is the wall clock, so a session that ended a day ago can no longer select a
+/// packet, while a replay source or a clock step has that margin.
+pub const JOURNAL_KEEP_SECS: i64 = 24 * 3600;
 
 /// The latest delivery report, written by the delivery's output thread
 /// ([`crate::deliver::threaded::Threaded::spawn_observed`]), read by the metrics updater.
@@ -236,6 +241,13 @@ impl Feeds {
         if let Some(dir) = journal_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        let until = wall_clock().add_secs(-JOURNAL_KEEP_SECS);
+        match compact_journal(&journal_path, until) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(journal = %journal_path.display(), forgotten = n, "association journal compacted"),
+            // Not fatal: the journal is read as it is below, and an error there stops the start.
+            Err(e) => tracing::warn!(error = %e, "association journal not compacted"),
+        }
         let replay = load_journal(&journal_path)?;
         let n = replay.events.len();
         for ev in replay.events {
@@ -248,10 +260,24 @@ impl Feeds {
         // RADIUS-learnt events: fsync'd off the pipeline thread.
         let (jtx, jrx) = sync_channel::<AssocEvent>(JOURNAL_QUEUE);
         let j = journal.clone();
-        let journal_thread = std::thread::Builder::new().name("tapir-journal".into()).spawn(move || {
-            for ev in jrx {
-                if let Err(e) = j.append(&ev) {
-                    tracing::error!(error = %e, "journal append failed: an association will not survive a restart");
+        let journal_thread = std::thread::Builder::new().name("tapir-journal".into()).spawn(move || loop {
+            match jrx.recv_timeout(Duration::from_secs(1)) {
+                Ok(ev) => {
+                    if let Err(e) = j.append(&ev) {
+                        tracing::error!(error = %e, "journal append failed: an association will not survive a restart");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // The feed appends too: whoever appended, the compaction runs here, off the feed's and
+            // the pipeline's threads.
+            if j.compact_due() {
+                match j.compact(wall_clock().add_secs(-JOURNAL_KEEP_SECS)) {
+                    Ok(n) => {
+                        tracing::info!(journal = %j.path().display(), forgotten = n, "association journal compacted")
+                    }
+                    Err(e) => tracing::error!(error = %e, "association journal compaction failed; it keeps growing"),
                 }
             }
         })?;

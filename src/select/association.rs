@@ -331,16 +331,14 @@ pub fn forgettable(events: &[&AssocEvent], until: Timestamp) -> Vec<bool> {
     let mut forget = vec![false; events.len()];
     // (subscriber, ip) -> index of the open session's first start.
     let mut open: std::collections::HashMap<(&str, IpAddr), usize> = std::collections::HashMap::new();
-    // Repeated starts of each open session, forgotten with it or on their own.
     for (i, ev) in events.iter().enumerate() {
         match &ev.kind {
-            AssocEventKind::AccessStart { subscriber, ip } => {
-                if open.contains_key(&(subscriber.as_str(), *ip)) {
-                    forget[i] = true;
-                } else {
-                    open.insert((subscriber.as_str(), *ip), i);
+            AssocEventKind::AccessStart { subscriber, ip } => match open.entry((subscriber.as_str(), *ip)) {
+                std::collections::hash_map::Entry::Occupied(_) => forget[i] = true,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
                 }
-            }
+            },
             AssocEventKind::AccessStop { subscriber, ip } => {
                 let first = open.remove(&(subscriber.as_str(), *ip));
                 if ev.ts > until {

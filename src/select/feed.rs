@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc::Sender;
 
-use super::association::{parse_event, AssocEvent, EventError};
+use super::association::{forgettable, parse_event, AssocEvent, EventError};
+use crate::timestamp::Timestamp;
 
 /// Longest accepted line, newline excluded. An `instance.start` with many ports stays far below.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -133,7 +135,14 @@ fn token_eq(given: &[u8], expected: &[u8]) -> bool {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
+    /// Appends since it was opened or last compacted.
+    appended: AtomicU64,
+    compact_every: u64,
 }
+
+/// Appends after which [`Journal::compact_due`] says a compaction is due (about 10 MB of RADIUS
+/// events): rare enough that rewriting the file costs little per event.
+pub const COMPACT_EVERY: u64 = 65_536;
 
 impl fmt::Debug for Journal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,7 +174,36 @@ impl Journal {
                 file.sync_data().map_err(io)?;
             }
         }
-        Ok(Journal { path: path.to_path_buf(), file: Mutex::new(file) })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            appended: AtomicU64::new(0),
+            compact_every: COMPACT_EVERY,
+        })
+    }
+
+    /// Compaction due after `n` appends instead of [`COMPACT_EVERY`].
+    pub fn with_compact_every(mut self, n: u64) -> Journal {
+        self.compact_every = n.max(1);
+        self
+    }
+
+    /// Whether enough events were appended since the journal was opened or compacted.
+    pub fn compact_due(&self) -> bool {
+        self.appended.load(Ordering::Relaxed) >= self.compact_every
+    }
+
+    /// [`compact_journal`] on this journal, appends held meanwhile; returns the events forgotten.
+    pub fn compact(&self, until: Timestamp) -> Result<usize, FeedError> {
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        self.appended.store(0, Ordering::Relaxed);
+        let n = compact_journal(&self.path, until)?;
+        if n > 0 {
+            // The old handle points at the replaced file.
+            let io = |source| FeedError::Io { path: self.path.display().to_string(), source };
+            *f = OpenOptions::new().append(true).mode(0o600).open(&self.path).map_err(io)?;
+        }
+        Ok(n)
     }
 
     pub fn path(&self) -> &Path {
@@ -182,8 +220,57 @@ impl Journal {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| FeedError::Io { path: self.path.display().to_string(), source };
         f.write_all(line.as_bytes()).map_err(io)?;
-        f.sync_data().map_err(io)
+        f.sync_data().map_err(io)?;
+        self.appended.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
+}
+
+/// Rewrites the journal at `path` without the events that change nothing when it is replayed
+/// ([`forgettable`]: ended access sessions whose stop is at or before `until`, Interim-Update
+/// repeats), keeping the others in journal order. Crash-safe: the new journal is written beside
+/// it, synced, renamed over it and the directory synced, so a crash leaves the old or the new
+/// one. A torn last line is dropped, as [`Journal::open`] would. Nothing is written when nothing
+/// can be forgotten. Returns the events forgotten.
+pub fn compact_journal(path: &Path, until: Timestamp) -> Result<usize, FeedError> {
+    let replay = load_journal(path)?;
+    // Applied by time, stably: judge them in that order.
+    let mut order: Vec<usize> = (0..replay.events.len()).collect();
+    order.sort_by_key(|&i| replay.events.get(i).map(|e| e.ts));
+    let by_time: Vec<&AssocEvent> = order.iter().filter_map(|&i| replay.events.get(i)).collect();
+    let verdict = forgettable(&by_time, until);
+    let mut forget = vec![false; replay.events.len()];
+    for (&i, &f) in order.iter().zip(&verdict) {
+        if let Some(slot) = forget.get_mut(i) {
+            *slot = f;
+        }
+    }
+    let n = forget.iter().filter(|f| **f).count();
+    if n == 0 {
+        return Ok(0);
+    }
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| FeedError::Io { path: p, source }
+    };
+    let tmp = path.with_extension("compact.tmp");
+    let mut text = String::new();
+    for (ev, f) in replay.events.iter().zip(&forget) {
+        if !f {
+            text.push_str(&ev.raw.to_string());
+            text.push('\n');
+        }
+    }
+    let mut out =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    out.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    out.sync_all().map_err(io(&tmp))?;
+    drop(out);
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(n)
 }
 
 /// What a journal replays to.
