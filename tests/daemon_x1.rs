@@ -7,12 +7,16 @@
 //! packet times from tshark, X1 documents are checked against the schemas of the shared `x1_validate.py`, error codes
 //! from TS 103 221-1 clause 6.7.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::{fingerprint, make_x1_pki};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 const EXAMPLE: &str =
@@ -42,59 +46,6 @@ const C_IP: &str = "192.0.2.77";
 
 fn ip(a: [u8; 4]) -> String {
     format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
-}
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().expect("sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// CA `ca` (trusted), `other` (not); server `srv`; clients admf-1 and auditor-1 from `ca`;
-/// `rogue` (CN admf-1) from `other`; `expired` (CN admf-1, January 2020) from `ca`.
-fn make_pki(d: &Path) {
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    for ca in ["ca", "other"] {
-        sh(d, &format!("openssl req -x509 {ec} -keyout {ca}.key -out {ca}.pem -subj /CN={ca} -days 2"));
-    }
-    std::fs::write(d.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    std::fs::write(d.join("cli.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (file, cn, ca, ext) in [
-        ("srv", "srv", "ca", "srv.ext"),
-        ("admf", "admf-1", "ca", "cli.ext"),
-        ("auditor", "auditor-1", "ca", "cli.ext"),
-        ("rogue", "admf-1", "other", "cli.ext"),
-    ] {
-        sh(
-            d,
-            &format!(
-                "openssl req {ec} -keyout {file}.key -out {file}.csr -subj /CN={cn} && \
-                 openssl x509 -req -in {file}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
-                 -out {file}.pem -days 2 -extfile {ext}"
-            ),
-        );
-    }
-    std::fs::write(
-        d.join("ca.cnf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\n\
-         default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n\
-         [cli]\nextendedKeyUsage = clientAuth\n",
-    )
-    .unwrap();
-    sh(
-        d,
-        &format!(
-            "mkdir -p newcerts && : > index.txt && echo 1000 > serial && \
-             openssl req {ec} -keyout expired.key -out expired.csr -subj /CN=admf-1 && \
-             openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
-             -startdate 20200101000000Z -enddate 20200102000000Z -extensions cli -notext"
-        ),
-    );
-}
-
-fn fingerprint(d: &Path, file: &str) -> String {
-    let out = sh(d, &format!("openssl x509 -in {file}.pem -outform DER | sha256sum"));
-    out.split_whitespace().next().unwrap().to_string()
 }
 
 /// An Ethernet/IPv4/UDP frame with a correct IPv4 header checksum.
@@ -423,7 +374,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     let o = Command::new(TAPIR).arg("keygen").arg(d.join("audit.key")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     write_pcap(&d.join("ab.pcap"), 130); // T0+0.0 .. T0+12.9, real time
@@ -831,7 +782,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9, real time
     std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let (port, up_port, down_port) = (free_port(), free_port(), free_port());
@@ -944,7 +895,7 @@ fn check_config_opens_what_run_opens_for_x1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let config = d.join("tapir.toml");
     let write = |x1_extra: &str| {
