@@ -7,12 +7,15 @@
 //! read back with tshark, RADIUS packets are checked to decode as such by tshark, the metrics are
 //! parsed with Python's prometheus_client and compared with tshark's counts of the capture.
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{free_port, Lemf};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -262,10 +265,6 @@ fn socat(addr: &str, input: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Every packet of the subscriber from `first` on, 100 ms apart, and the first near `at_s`.
 fn assert_from(times: &[i64], at_s: f64, last_us: i64, what: &str) {
     let first = *times.first().unwrap_or_else(|| panic!("{what}: nothing intercepted"));
@@ -500,23 +499,7 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
     let dir = tempfile::tempdir().unwrap();
     // The LEA: tapir's reference LEMF (answers keep-alives).
     let (hi2, hi3) = (free_port(), free_port());
-    let mut lemf = Daemon(
-        Command::new(TAPIR)
-            .args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
-            .arg("--out")
-            .arg(dir.path().join("lemf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for p in [hi2, hi3] {
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", p)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "lemf not listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let mut lemf = Lemf::start(hi2, Some(hi3), &dir.path().join("lemf"));
     let mut w = warrant("LIID-M", "subscriber:joe", Some("lemf"));
     w.push_str(&format!(
         "[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"tapir-test\"\nnetwork_element_id = \"mdf1\"\ncountry = \"DE\"\nkeepalive = 1\n"
@@ -600,6 +583,6 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
     assert!(st.success(), "{st:?}");
     // Stopped: the endpoint is gone.
     assert_ne!(curl(&format!("{base}/healthz")).0, 200);
-    signal(&lemf.0, "TERM");
-    let _ = wait_exit(&mut lemf.0, Duration::from_secs(10));
+    signal(&lemf.child, "TERM");
+    let _ = wait_exit(&mut lemf.child, Duration::from_secs(10));
 }

@@ -16,9 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{fingerprint, make_x1_pki};
+use common::{fingerprint, free_port, ip_packets, make_x1_pki, Lemf, TAPIR};
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
 /// The shared `x1_validate.py`'s schemas, built once for all documents (`tests/x1_core.rs` checks
@@ -89,10 +88,6 @@ fn write_pcap(path: &Path, steps: u32) {
         }
     }
     std::fs::write(path, out).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 // ---- X1 requests: the shared schema-valid sample, edited ----
@@ -721,55 +716,6 @@ fn x1_config_roles_and_keys() {
     assert_eq!(x.signing_key, Some(PathBuf::from("/etc/tapir/audit.key")));
 }
 
-/// A `tapir lemf` on one port (an X1 destination's `ipAddressAndPort`), stopped by SIGTERM.
-struct Lemf(Child);
-
-impl Lemf {
-    fn start(port: u16, out: &Path) -> Lemf {
-        let child = Command::new(TAPIR)
-            .args(["lemf", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--out")
-            .arg(out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Lemf(child)
-    }
-
-    /// Stops it and returns its report.json.
-    fn stop(mut self, out: &Path) -> serde_json::Value {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let st = self.0.wait().unwrap();
-        assert!(st.success(), "tapir lemf exited {st:?}");
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Lemf {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `ip.src ip.dst ip.len` of every packet of a capture, by tshark.
-fn ip_packets(pcap: &Path) -> Vec<String> {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(|l| l.replace('\t', " ")).collect()
-}
-
 /// Issue 6, TaskStatus faults and delivery to X1 destinations: two destinations, one with a
 /// LEMF listening and one without. The task on the dead one shows a 9020 fault (and the NE and
 /// the destination say so) while the healthy one shows none; when a LEMF comes up on the dead
@@ -800,7 +746,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     )
     .unwrap();
     let (up_out, down_out) = (d.join("lemf-up"), d.join("lemf-down"));
-    let lemf_up = Lemf::start(up_port, &up_out);
+    let lemf_up = Lemf::start(up_port, None, &up_out);
     let log = d.join("daemon.log");
     let env = Env { dir, port, v: Validator::new() };
     let d = env.dir.path();
@@ -845,7 +791,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
 
     // The LEA comes back on the dead address: the sender reconnects (back-off at most 5 s) and
     // the fault goes away without any X1 request.
-    let lemf_down = Lemf::start(down_port, &down_out);
+    let lemf_down = Lemf::start(down_port, None, &down_out);
     let b = poll("TaskStatus cleared", &details(XID2), Duration::from_secs(10), &|b| !b.contains("9020"));
     assert!(b.contains("<provisioningStatus>complete</provisioningStatus>"), "{b}");
     let b = env.x1("GetNEStatus cleared", &request("GetNEStatus", ""));
@@ -860,7 +806,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     // To the end of the capture, then a graceful stop: everything spooled is delivered.
     std::thread::sleep(Duration::from_millis(10_500).saturating_sub(ready.elapsed()));
     daemon.stop();
-    let reports = [lemf_up.stop(&up_out), lemf_down.stop(&down_out)];
+    let reports = [lemf_up.stop(), lemf_down.stop()];
 
     let cases = case_dirs(d);
     assert_eq!(cases.len(), 1, "{cases:?}");

@@ -1,14 +1,19 @@
 //! Helpers shared by the integration tests that run tapir (or talk to it) over the network:
-//! shell commands, openssl certificates and TLS clients.
+//! shell commands, openssl certificates and TLS clients, loopback ports, the reference LEMF
+//! (`tapir lemf`) as a child process, and tshark read-backs.
 // Every test binary that says `mod common;` compiles its own copy and uses only a subset.
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::Command;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 /// Runs `script` with `sh -e` in `dir`; panics with its stderr if it fails, returns its stdout.
 pub fn sh(dir: &Path, script: &str) -> String {
@@ -97,4 +102,83 @@ pub fn tls_connector(d: &Path, cert: Option<&str>) -> tokio_rustls::TlsConnector
             .unwrap(),
     };
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A TCP port on 127.0.0.1 that was free when asked.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`; panics after 20 s.
+pub fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "nothing listening on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `tapir lemf` (tapir's reference LEMF: it answers keep-alives) writing under `out`; killed
+/// on drop if a test fails half-way.
+pub struct Lemf {
+    pub child: Child,
+    out: PathBuf,
+}
+
+impl Lemf {
+    /// Starts it on `hi2` for both HI2 and HI3 (an X1 destination's `ipAddressAndPort`: the LEMF
+    /// tells the channels apart by what each connection carries) or, with `hi3`, one port each;
+    /// returns once it listens.
+    pub fn start(hi2: u16, hi3: Option<u16>, out: &Path) -> Lemf {
+        let mut cmd = Command::new(TAPIR);
+        match hi3 {
+            None => cmd.args(["lemf", "--listen", &format!("127.0.0.1:{hi2}")]),
+            Some(hi3) => cmd.args([
+                "lemf",
+                "--listen-hi2",
+                &format!("127.0.0.1:{hi2}"),
+                "--listen-hi3",
+                &format!("127.0.0.1:{hi3}"),
+            ]),
+        };
+        let child = cmd.arg("--out").arg(out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let lemf = Lemf { child, out: out.to_path_buf() };
+        wait_listening(hi2);
+        if let Some(hi3) = hi3 {
+            wait_listening(hi3);
+        }
+        lemf
+    }
+
+    /// Stops it with SIGTERM, checks that it exited 0 and returns its report.json.
+    pub fn stop(mut self) -> serde_json::Value {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "tapir lemf exited {st:?}");
+        serde_json::from_str(&std::fs::read_to_string(self.out.join("report.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lemf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ip.src ip.dst ip.len` (or IPv6) of every packet of a capture, by tshark.
+pub fn ip_packets(pcap: &Path) -> Vec<String> {
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "ipv6.src", "-e", "ipv6.dst"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Inner addresses: the last occurrence of nested headers.
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(|f| f.rsplit(',').next().unwrap_or("")).collect::<Vec<_>>().join(" "))
+        .collect()
 }
