@@ -1,19 +1,224 @@
 //! Helpers shared by the integration tests that run tapir (or talk to it) over the network:
-//! shell commands, openssl certificates and TLS clients, loopback ports, the reference LEMF
-//! (`tapir lemf`) as a child process, and tshark read-backs.
+//! synthetic captures (Ethernet/IPv4/UDP frames in a classic pcap), `tapir run` as a daemon
+//! with its sd_notify socket, the reference LEMF (`tapir lemf`) as a child process, loopback
+//! ports, openssl certificates and TLS clients, shell commands and tshark read-backs.
 // Every test binary that says `mod common;` compiles its own copy and uses only a subset.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+/// 2027-01-15T08:00:00Z (`date -u -d @1800000000`), where the synthetic captures start: after
+/// the wall clock, so a task activated over X1 now covers every packet released after its
+/// activation (the pipeline's clock is packet time).
+pub const T0: u32 = 1_800_000_000;
+
+/// RFC 3339 (whole seconds, UTC) of T0 + `secs_after_t0`.
+pub fn rfc3339(secs_after_t0: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp(i64::from(T0) + secs_after_t0, 0).unwrap();
+    dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Dotted quad of an IPv4 address.
+pub fn ip_s(ip: [u8; 4]) -> String {
+    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+}
+
+/// An Ethernet/IPv4/UDP frame from `src_mac` to `dst_mac`, `src`:`sport` to `dst`:`dport`,
+/// with a correct IPv4 header checksum (UDP checksum 0: none).
+pub fn udp_frame_macs(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    ip[10] = (ck >> 8) as u8;
+    ip[11] = ck as u8;
+    f.extend_from_slice(&ip);
+    let ulen = (8 + payload.len()) as u16;
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[(ulen >> 8) as u8, ulen as u8, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An Ethernet/IPv4/UDP frame (02:00:00:00:00:01 -> 02:00:00:00:00:02, port 4000 -> 5000) with a
+/// correct IPv4 header checksum.
+pub fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    udp_frame_macs([0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2], src, dst, 4000, 5000, payload)
+}
+
+/// A classic pcap (µs, Ethernet) of (seconds after T0, microseconds, frame).
+pub fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (s, us, f) in frames {
+        out.extend_from_slice(&(T0 + s).to_le_bytes());
+        out.extend_from_slice(&us.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// The one case directory a run made under `dir/case_dir`.
+pub fn the_case(dir: &Path, case_dir: &str) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(case_dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.pop().unwrap()
+}
+
+/// `tapir verify` passes on a case directory.
+pub fn verify_case(case: &Path) {
+    let o = Command::new(TAPIR).arg("verify").arg(case).output().unwrap();
+    assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// Sends signal `sig` (e.g. "TERM") to a child with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+}
+
+/// Waits for a child to exit; kills it and panics after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Messages to a NOTIFY_SOCKET, gathered on a thread.
+pub struct NotifyListener {
+    pub path: PathBuf,
+    rx: mpsc::Receiver<String>,
+    /// The socket's own directory: a restarted daemon gets a fresh socket, and the path stays
+    /// well within the 108 bytes of a Unix socket address.
+    _dir: tempfile::TempDir,
+}
+
+impl NotifyListener {
+    pub fn bind() -> NotifyListener {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        // The thread ends after a minute without messages (or at the first one after the
+        // listener is gone).
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = sock.recv(&mut buf) {
+                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    return;
+                }
+            }
+        });
+        NotifyListener { path, rx, _dir: dir }
+    }
+
+    /// Waits for a message holding `line` as one of its lines; adds every message to `seen`.
+    pub fn wait_for(&self, line: &str, seen: &mut Vec<String>, limit: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                let hit = m.lines().any(|l| l == line);
+                seen.push(m);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// `tapir run --config <config>` as the daemon tests start it: no watchdog, stdout discarded,
+/// stderr inherited. Callers add what a test needs (WATCHDOG_USEC, TAPIR_LOG, a log file).
+pub fn run_command(config: &Path) -> Command {
+    let mut c = Command::new(TAPIR);
+    c.args(["run", "--config"]).arg(config).env_remove("WATCHDOG_USEC").stdout(Stdio::null()).stderr(Stdio::inherit());
+    c
+}
+
+/// A `tapir run` child with its sd_notify listener; killed on drop if a test fails half-way.
+pub struct Daemon {
+    pub child: Child,
+    pub notify: NotifyListener,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (see [`run_command`]) with NOTIFY_SOCKET set and waits for READY=1: 20 s at
+    /// most, and panics at once if the daemon exits first. Returns it and when READY=1 came.
+    pub fn start(cmd: &mut Command) -> (Daemon, Instant) {
+        let notify = NotifyListener::bind();
+        let child = cmd.env("NOTIFY_SOCKET", &notify.path).spawn().unwrap();
+        let mut d = Daemon { child, notify };
+        let t = Instant::now();
+        let mut seen = Vec::new();
+        while !d.notify.wait_for("READY=1", &mut seen, Duration::from_millis(100)) {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("tapir run exited before READY=1: {st}");
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "no READY=1: {seen:?}");
+        }
+        (d, Instant::now())
+    }
+
+    /// SIGTERM; it must exit 0 within 20 s.
+    pub fn stop(&mut self) {
+        signal(&self.child, "TERM");
+        let st = wait_exit(&mut self.child, Duration::from_secs(20));
+        assert!(st.success(), "tapir run exited {st:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
 
 /// Runs `script` with `sh -e` in `dir`; panics with its stderr if it fails, returns its stdout.
 pub fn sh(dir: &Path, script: &str) -> String {
