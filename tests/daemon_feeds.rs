@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, ip_s, rfc3339, run_command, signal, the_case, verify_case, wait_exit, write_pcap, Daemon, Lemf, T0,
-    TAPIR,
+    epoch_us, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit, write_pcap,
+    Daemon, Lemf, T0, TAPIR,
 };
 
 const JOE: [u8; 4] = [10, 1, 0, 1];
@@ -102,34 +102,9 @@ fn write_config(dir: &Path, c: &Cfg) -> PathBuf {
     p
 }
 
-fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap);
-    if let Some(f) = filter {
-        cmd.args(["-Y", f]);
-    }
-    cmd.args(["-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
-}
-
 /// Capture times (µs since the epoch, offset from T0) of a pcap's packets, by tshark.
 fn times_after_t0_us(pcap: &Path, filter: Option<&str>) -> Vec<i64> {
-    tshark(pcap, filter, &["frame.time_epoch"])
-        .iter()
-        .map(|l| {
-            let (s, f) = l.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            (s.parse::<i64>().unwrap() - i64::from(T0)) * 1_000_000 + f[..6].parse::<i64>().unwrap()
-        })
-        .collect()
+    tshark(pcap, filter, &["frame.time_epoch"]).iter().map(|l| epoch_us(l) - i64::from(T0) * 1_000_000).collect()
 }
 
 /// Sends `input` with socat to `addr` (a socat address) and returns what came back.

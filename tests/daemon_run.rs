@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{rfc3339, run_command, signal, the_case, udp_frame, verify_case, write_pcap, Daemon, T0, TAPIR};
+use common::{
+    epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, write_pcap, Daemon, T0, TAPIR,
+};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -65,25 +67,7 @@ fn write_config(dir: &Path, replay: &[PathBuf], pace: &str, end: &str, events: O
 
 /// Capture times (µs since the epoch) of a pcap's packets, by tshark.
 fn tshark_times_us(pcap: &Path) -> Vec<i64> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let o = Command::new("tshark")
-        .args(["-r"])
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "frame.time_epoch"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (s, f) = l.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap()
-        })
-        .collect()
+    tshark(pcap, None, &["frame.time_epoch"]).iter().map(|l| epoch_us(l)).collect()
 }
 
 fn us(secs_after_t0: f64) -> i64 {

@@ -15,7 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, udp_frame, Daemon, Lemf, T0, TAPIR};
+use common::{
+    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, tshark, udp_frame, Daemon, Lemf, T0,
+    TAPIR,
+};
 
 const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
@@ -210,24 +213,11 @@ fn start_daemon(config: &Path, log: &Path) -> (Daemon, Instant) {
 
 /// (capture time in µs since the epoch, IPv4 source) of each packet, by tshark.
 fn tshark_packets(pcap: &Path) -> Vec<(i64, String)> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
+    tshark(pcap, None, &["frame.time_epoch", "ip.src"])
+        .iter()
         .map(|l| {
-            let (t, src) = l.split_once('\t').unwrap();
-            let (s, f) = t.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            (s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap(), src.trim().to_string())
+            let (t, src) = l.split_once('|').unwrap();
+            (epoch_us(t), src.trim().to_string())
         })
         .collect()
 }

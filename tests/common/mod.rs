@@ -387,3 +387,31 @@ pub fn ip_packets(pcap: &Path) -> Vec<String> {
         .map(|l| l.split('\t').map(|f| f.rsplit(',').next().unwrap_or("")).collect::<Vec<_>>().join(" "))
         .collect()
 }
+
+/// The `fields` of each packet of a capture (of those matching the display `filter`), joined by
+/// `|`, by tshark; none if the file does not exist.
+pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String> {
+    if !pcap.exists() {
+        return Vec::new();
+    }
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap);
+    if let Some(f) = filter {
+        cmd.args(["-Y", f]);
+    }
+    cmd.args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Microseconds since the epoch of a tshark `frame.time_epoch` ("1800000000.100000000"), read
+/// as text to the exact microsecond.
+pub fn epoch_us(field: &str) -> i64 {
+    let (s, f) = field.trim().split_once('.').unwrap();
+    let f = format!("{:0<6}", f);
+    s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap()
+}
