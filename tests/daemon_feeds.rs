@@ -7,17 +7,17 @@
 //! read back with tshark, RADIUS packets are checked to decode as such by tshark, the metrics are
 //! parsed with Python's prometheus_client and compared with tshark's counts of the capture.
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-/// 2027-01-15T08:00:00Z (`date -u -d @1800000000`).
-const T0: u32 = 1_800_000_000;
+use common::{
+    epoch_us, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit, write_pcap,
+    Daemon, Lemf, T0, TAPIR,
+};
 
 const JOE: [u8; 4] = [10, 1, 0, 1];
 const VM: [u8; 4] = [10, 1, 0, 2];
@@ -26,37 +26,12 @@ const OTHER: [u8; 4] = [10, 9, 9, 9];
 const NAS: [u8; 4] = [10, 8, 0, 1];
 const RADIUS_SERVER: [u8; 4] = [10, 8, 0, 2];
 
-fn rfc3339(secs_after_t0: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp(i64::from(T0) + secs_after_t0, 0).unwrap();
-    dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn ip_s(ip: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
-}
-
-/// An Ethernet/IPv4/UDP frame (MACs 02:00:<source IP>, 02:ff:<destination IP>) with a correct
-/// IPv4 checksum.
+/// An Ethernet/IPv4/UDP frame (MACs 02:00:<source IP>, 02:ff:<destination IP>: an
+/// `instance.start` event names a VM's port by its MAC) with a correct IPv4 checksum.
 fn udp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0xff, dst[0], dst[1], dst[2], dst[3], 0x02, 0, src[0], src[1], src[2], src[3], 0x08, 0x00];
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let ck = !(sum as u16);
-    ip[10] = (ck >> 8) as u8;
-    ip[11] = ck as u8;
-    f.extend_from_slice(&ip);
-    let ulen = (8 + payload.len()) as u16;
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&[(ulen >> 8) as u8, ulen as u8, 0, 0]);
-    f.extend_from_slice(payload);
-    f
+    let src_mac = [0x02, 0, src[0], src[1], src[2], src[3]];
+    let dst_mac = [0x02, 0xff, dst[0], dst[1], dst[2], dst[3]];
+    common::udp_frame_macs(src_mac, dst_mac, src, dst, sport, dport, payload)
 }
 
 /// A subscriber's datagram (port 4000 -> 5000).
@@ -82,25 +57,6 @@ fn accounting(id: u8, status: u32, user: &str, framed: [u8; 4]) -> Vec<u8> {
     p.extend_from_slice(&[0; 16]);
     p.extend_from_slice(&attrs);
     udp_frame(NAS, RADIUS_SERVER, 32000, 1813, &p)
-}
-
-/// A classic pcap (µs) of (seconds after T0, microseconds, frame).
-fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (s, us, f) in frames {
-        out.extend_from_slice(&(T0 + s).to_le_bytes());
-        out.extend_from_slice(&us.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 /// Packets every 100 ms from T0 + `from_tenths`/10 for `count` steps, from each of `srcs`.
@@ -146,105 +102,9 @@ fn write_config(dir: &Path, c: &Cfg) -> PathBuf {
     p
 }
 
-/// The one case directory a run made under `case_dir`.
-fn the_case(dir: &Path, case_dir: &str) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(case_dir)).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(v.len(), 1, "{v:?}");
-    v.pop().unwrap()
-}
-
-fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(pcap);
-    if let Some(f) = filter {
-        cmd.args(["-Y", f]);
-    }
-    cmd.args(["-T", "fields", "-E", "separator=|"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
-}
-
 /// Capture times (µs since the epoch, offset from T0) of a pcap's packets, by tshark.
 fn times_after_t0_us(pcap: &Path, filter: Option<&str>) -> Vec<i64> {
-    tshark(pcap, filter, &["frame.time_epoch"])
-        .iter()
-        .map(|l| {
-            let (s, f) = l.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            (s.parse::<i64>().unwrap() - i64::from(T0)) * 1_000_000 + f[..6].parse::<i64>().unwrap()
-        })
-        .collect()
-}
-
-fn verify_case(case: &Path) {
-    let o = Command::new(TAPIR).arg("verify").arg(case).output().unwrap();
-    assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t.elapsed() > limit {
-            let _ = child.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills the daemon if a test fails half-way.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `tapir run` and waits for `READY=1` on a NOTIFY_SOCKET; returns it and when it was.
-fn start(dir: &Path, config: &Path) -> (Daemon, Instant) {
-    let path = dir.join(format!("notify-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut child = Command::new(TAPIR)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("NOTIFY_SOCKET", &path)
-        .env_remove("WATCHDOG_USEC")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let mut buf = [0u8; 512];
-    loop {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-                return (Daemon(child), Instant::now());
-            }
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("tapir run exited before READY=1: {st}");
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "no READY=1");
-    }
+    tshark(pcap, filter, &["frame.time_epoch"]).iter().map(|l| epoch_us(l) - i64::from(T0) * 1_000_000).collect()
 }
 
 /// Sends `input` with socat to `addr` (a socat address) and returns what came back.
@@ -260,10 +120,6 @@ fn socat(addr: &str, input: &str) -> String {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "socat: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Every packet of the subscriber from `first` on, 100 ms apart, and the first near `at_s`.
@@ -292,7 +148,7 @@ fn events_sent_on_the_unix_feed_start_interception_at_once() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&pcap), pace: "realtime", end: "exit", case_dir: "case", extra: &extra },
     );
-    let (mut d, ready) = start(dir.path(), &config);
+    let (mut d, ready) = Daemon::start(&mut run_command(&config));
     std::thread::sleep(Duration::from_millis(1500));
     let sent_at = ready.elapsed().as_secs_f64();
     let lines = format!(
@@ -303,7 +159,7 @@ fn events_sent_on_the_unix_feed_start_interception_at_once() {
     );
     let reply = socat(&format!("UNIX-CONNECT:{}", sock.display()), &lines);
     assert_eq!(reply, "ok 1\nok 2\n");
-    let st = wait_exit(&mut d.0, Duration::from_secs(20));
+    let st = wait_exit(&mut d.child, Duration::from_secs(20));
     assert!(st.success(), "{st:?}");
     // The socket is gone after the stop.
     assert!(!sock.exists());
@@ -332,7 +188,7 @@ fn the_tcp_feed_takes_events_with_the_token_and_refuses_a_wrong_one() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&pcap), pace: "realtime", end: "exit", case_dir: "case", extra: &extra },
     );
-    let (mut d, ready) = start(dir.path(), &config);
+    let (mut d, ready) = Daemon::start(&mut run_command(&config));
     let ev = serde_json::json!({"time": rfc3339(-60), "event": "access.start", "subscriber": "joe", "ip": ip_s(JOE)});
     let addr = format!("TCP:127.0.0.1:{port}");
     // A wrong token: refused, the event not taken.
@@ -344,7 +200,7 @@ fn the_tcp_feed_takes_events_with_the_token_and_refuses_a_wrong_one() {
     let sent_at = ready.elapsed().as_secs_f64();
     let reply = socat(&addr, &format!("TOKEN s3cret-feed-token\n{ev}\n"));
     assert_eq!(reply, "ok 1\nok 2\n");
-    let st = wait_exit(&mut d.0, Duration::from_secs(20));
+    let st = wait_exit(&mut d.child, Duration::from_secs(20));
     assert!(st.success(), "{st:?}");
     let case = the_case(dir.path(), "case");
     verify_case(&case);
@@ -433,13 +289,11 @@ fn feed_and_radius_associations_survive_a_restart() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&first), pace: "fast", end: "wait", case_dir: "case1", extra: &extra },
     );
-    let (mut d, _) = start(dir.path(), &config);
+    let (mut d, _) = Daemon::start(&mut run_command(&config));
     let ev = serde_json::json!({"time": rfc3339(2), "event": "access.start", "subscriber": "bob", "ip": ip_s(BOB)});
     assert_eq!(socat(&format!("UNIX-CONNECT:{}", sock.display()), &format!("{ev}\n")), "ok 1\n");
     std::thread::sleep(Duration::from_millis(300));
-    signal(&d.0, "TERM");
-    let st = wait_exit(&mut d.0, Duration::from_secs(20));
-    assert!(st.success(), "{st:?}");
+    d.stop();
     let journal = std::fs::read_to_string(dir.path().join("spool/associations.journal")).unwrap();
     assert_eq!(journal.lines().count(), 2, "{journal}");
 
@@ -500,23 +354,7 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
     let dir = tempfile::tempdir().unwrap();
     // The LEA: tapir's reference LEMF (answers keep-alives).
     let (hi2, hi3) = (free_port(), free_port());
-    let mut lemf = Daemon(
-        Command::new(TAPIR)
-            .args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
-            .arg("--out")
-            .arg(dir.path().join("lemf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for p in [hi2, hi3] {
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", p)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "lemf not listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let mut lemf = Lemf::start(hi2, Some(hi3), &dir.path().join("lemf"));
     let mut w = warrant("LIID-M", "subscriber:joe", Some("lemf"));
     w.push_str(&format!(
         "[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"tapir-test\"\nnetwork_element_id = \"mdf1\"\ncountry = \"DE\"\nkeepalive = 1\n"
@@ -533,7 +371,7 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&pcap), pace: "realtime", end: "wait", case_dir: "case", extra: &extra },
     );
-    let (mut d, _) = start(dir.path(), &config);
+    let (mut d, _) = Daemon::start(&mut run_command(&config));
     let base = format!("http://127.0.0.1:{mport}");
     assert_eq!(curl(&format!("{base}/healthz")).0, 200);
 
@@ -595,11 +433,9 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
     }
     assert_eq!(delivered, joe_n, "HI3 behind while running");
 
-    signal(&d.0, "TERM");
-    let st = wait_exit(&mut d.0, Duration::from_secs(20));
-    assert!(st.success(), "{st:?}");
+    d.stop();
     // Stopped: the endpoint is gone.
     assert_ne!(curl(&format!("{base}/healthz")).0, 200);
-    signal(&lemf.0, "TERM");
-    let _ = wait_exit(&mut lemf.0, Duration::from_secs(10));
+    signal(&lemf.child, "TERM");
+    let _ = wait_exit(&mut lemf.child, Duration::from_secs(10));
 }

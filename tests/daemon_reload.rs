@@ -3,6 +3,8 @@
 //! at the reload time, a new warrant on a subscriber finds that subscriber's current access
 //! session from events applied before it existed, and a live event is applied in time order.
 
+mod common;
+
 use tapir::capture::{Frame, LinkType};
 use tapir::decode::DecodeConfig;
 use tapir::flow::FlowConfig;
@@ -11,31 +13,16 @@ use tapir::record::{Close, IriEvent, VecSink};
 use tapir::select::{parse_event, parse_warrants};
 use tapir::timestamp::Timestamp;
 
-const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+use common::udp_frame;
 
-fn udp(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let mut ip = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let ck = !(sum as u16);
-    ip[10] = (ck >> 8) as u8;
-    ip[11] = ck as u8;
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0, 12, 0, 0, b'd', b'a', b't', b'a']);
-    f
-}
+const T0: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_secs(T0).add_nanos(ms * 1_000_000)
 }
 
 fn send(p: &mut Pipeline, sink: &mut VecSink, ms: i64, src: [u8; 4]) {
-    let data = udp(src, [10, 2, 0, 1]);
+    let data = udp_frame(src, [10, 2, 0, 1], b"data");
     let f = Frame { ts: at(ms), link: LinkType::Ethernet, data: &data, orig_len: data.len() as u32 };
     p.frame(&f, sink);
 }

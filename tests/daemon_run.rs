@@ -4,62 +4,23 @@
 //! sd_notify READY=1 / WATCHDOG=1 arrive. Packet counts and times are read back with tshark and
 //! sha256sum, expected values are counted by hand from the synthetic captures made here.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+use common::{
+    epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, write_pcap, Daemon, T0, TAPIR,
+};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// 2027-01-15T08:00:00Z (`date -u -d @1800000000`).
-const T0: u32 = 1_800_000_000;
-
-fn rfc3339(secs_after_t0: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp(i64::from(T0) + secs_after_t0, 0).unwrap();
-    dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// An Ethernet/IPv4/UDP frame with a correct IPv4 header checksum.
-fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let ck = !(sum as u16);
-    ip[10] = (ck >> 8) as u8;
-    ip[11] = ck as u8;
-    f.extend_from_slice(&ip);
-    let ulen = (8 + payload.len()) as u16;
-    f.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A classic pcap (µs) of (seconds after T0, microseconds, frame).
-fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (s, us, f) in frames {
-        out.extend_from_slice(&(T0 + s).to_le_bytes());
-        out.extend_from_slice(&us.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
+/// `tapir run` with a watchdog of `watchdog_usec` (0: none) and no WATCHDOG_PID, once ready.
+fn start_run(config: &Path, watchdog_usec: u64) -> (Daemon, Instant) {
+    Daemon::start(run_command(config).env("WATCHDOG_USEC", watchdog_usec.to_string()).env_remove("WATCHDOG_PID"))
 }
 
 const A_SRC: [u8; 4] = [10, 1, 0, 1];
@@ -104,119 +65,18 @@ fn write_config(dir: &Path, replay: &[PathBuf], pace: &str, end: &str, events: O
     p
 }
 
-/// The one case directory a run made under `case/`.
-fn the_case(dir: &Path) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("case")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(v.len(), 1, "{v:?}");
-    v.pop().unwrap()
-}
-
 /// Capture times (µs since the epoch) of a pcap's packets, by tshark.
 fn tshark_times_us(pcap: &Path) -> Vec<i64> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let o = Command::new("tshark")
-        .args(["-r"])
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "frame.time_epoch"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (s, f) = l.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap()
-        })
-        .collect()
+    tshark(pcap, None, &["frame.time_epoch"]).iter().map(|l| epoch_us(l)).collect()
 }
 
 fn us(secs_after_t0: f64) -> i64 {
     i64::from(T0) * 1_000_000 + (secs_after_t0 * 1e6).round() as i64
 }
 
-fn verify_case(case: &Path) {
-    let o = Command::new(TAPIR).arg("verify").arg(case).output().unwrap();
-    assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-}
-
 fn iri_lines(case: &Path, liid: &str) -> Vec<serde_json::Value> {
     let p = case.join(liid).join("iri.jsonl");
     std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let t = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if t.elapsed() > limit {
-            let _ = child.kill();
-            panic!("tapir run did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Messages to a NOTIFY_SOCKET, gathered on a thread.
-struct NotifyListener {
-    path: PathBuf,
-    rx: std::sync::mpsc::Receiver<String>,
-}
-
-impl NotifyListener {
-    fn bind(dir: &Path) -> NotifyListener {
-        let path = dir.join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok(n) = sock.recv(&mut buf) {
-                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
-                    return;
-                }
-            }
-        });
-        NotifyListener { path, rx }
-    }
-
-    /// Waits for a message holding `line` as one of its lines; returns all seen so far.
-    fn wait_for(&self, line: &str, seen: &mut Vec<String>, limit: Duration) -> bool {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(50)) {
-                let hit = m.lines().any(|l| l == line);
-                seen.push(m);
-                if hit {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-}
-
-fn spawn_run(config: &Path, notify: &NotifyListener, watchdog_usec: u64) -> Child {
-    Command::new(TAPIR)
-        .args(["run", "--config"])
-        .arg(config)
-        .env("NOTIFY_SOCKET", &notify.path)
-        .env("WATCHDOG_USEC", watchdog_usec.to_string())
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 /// SHA-256 of every object file of a LIID, by sha256sum.
@@ -259,7 +119,7 @@ fn run_on_a_replay_source_writes_the_same_case_as_replay() {
     let config = write_config(dir.path(), &pcaps, "fast", "exit", Some(&events));
     let o = Command::new(TAPIR).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let case = the_case(dir.path());
+    let case = the_case(dir.path(), "case");
     verify_case(&case);
 
     let mut compared = 0;
@@ -290,7 +150,7 @@ fn a_warrant_stops_at_its_end_without_reload() {
     let config = write_config(dir.path(), &[pcap], "fast", "exit", None);
     let o = Command::new(TAPIR).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let case = the_case(dir.path());
+    let case = the_case(dir.path(), "case");
     verify_case(&case);
     let times = tshark_times_us(&case.join("LIID-A/cc.pcap"));
     // [start, end): the packets at T0+0.0 .. T0+2.9, 30 of them; none at or after T0+3.
@@ -312,15 +172,10 @@ fn on_a_quiet_link_the_source_clock_ends_the_window() {
     write_pcap(&pcap, &frames);
     std::fs::write(dir.path().join("warrants.toml"), warrant("LIID-A", A_SRC, 3)).unwrap();
     let config = write_config(dir.path(), &[pcap], "realtime", "wait", None);
-    let notify = NotifyListener::bind(dir.path());
-    let mut child = spawn_run(&config, &notify, 0);
-    let mut seen = Vec::new();
-    assert!(notify.wait_for("READY=1", &mut seen, Duration::from_secs(20)), "{seen:?}");
+    let (mut d, _) = start_run(&config, 0);
     std::thread::sleep(Duration::from_millis(4500));
-    signal(&child, "TERM");
-    let st = wait_exit(&mut child, Duration::from_secs(20));
-    assert!(st.success(), "{st:?}");
-    let case = the_case(dir.path());
+    d.stop();
+    let case = the_case(dir.path(), "case");
     verify_case(&case);
     assert_eq!(tshark_times_us(&case.join("LIID-A/cc.pcap")).len(), 16);
     let ends: Vec<_> = iri_lines(&case, "LIID-A").into_iter().filter(|v| v["event"] == "session-end").collect();
@@ -338,32 +193,27 @@ fn sighup_adds_a_warrant_at_the_next_packets_and_sigterm_leaves_a_complete_case(
     let wpath = dir.path().join("warrants.toml");
     std::fs::write(&wpath, warrant("LIID-A", A_SRC, 86_400)).unwrap();
     let config = write_config(dir.path(), &[pcap], "realtime", "exit", None);
-    let notify = NotifyListener::bind(dir.path());
-    let mut child = spawn_run(&config, &notify, 400_000);
+    let (mut d, ready) = start_run(&config, 400_000);
     let mut seen = Vec::new();
-    assert!(notify.wait_for("READY=1", &mut seen, Duration::from_secs(20)), "{seen:?}");
-    let ready = Instant::now();
-    assert!(notify.wait_for("WATCHDOG=1", &mut seen, Duration::from_secs(5)), "{seen:?}");
+    assert!(d.notify.wait_for("WATCHDOG=1", &mut seen, Duration::from_secs(5)), "{seen:?}");
 
     std::thread::sleep(Duration::from_millis(2000).saturating_sub(ready.elapsed()));
     let mut f = std::fs::OpenOptions::new().append(true).open(&wpath).unwrap();
     f.write_all(warrant("LIID-B", B_SRC, 86_400).as_bytes()).unwrap();
     drop(f);
     let hup_at = ready.elapsed().as_secs_f64();
-    signal(&child, "HUP");
-    assert!(notify.wait_for("RELOADING=1", &mut seen, Duration::from_secs(5)), "{seen:?}");
+    signal(&d.child, "HUP");
+    assert!(d.notify.wait_for("RELOADING=1", &mut seen, Duration::from_secs(5)), "{seen:?}");
 
     std::thread::sleep(Duration::from_millis(4500).saturating_sub(ready.elapsed()));
     let term_at = ready.elapsed().as_secs_f64();
-    signal(&child, "TERM");
-    let st = wait_exit(&mut child, Duration::from_secs(20));
-    assert!(st.success(), "{st:?}");
+    d.stop();
     assert!(
         seen.iter().any(|m| m.lines().any(|l| l == "STOPPING=1"))
-            || notify.wait_for("STOPPING=1", &mut seen, Duration::from_secs(1))
+            || d.notify.wait_for("STOPPING=1", &mut seen, Duration::from_secs(1))
     );
 
-    let case = the_case(dir.path());
+    let case = the_case(dir.path(), "case");
     verify_case(&case);
     let a = tshark_times_us(&case.join("LIID-A/cc.pcap"));
     let b = tshark_times_us(&case.join("LIID-B/cc.pcap"));

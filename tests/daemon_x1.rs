@@ -7,14 +7,19 @@
 //! packet times from tshark, X1 documents are checked against the schemas of the shared `x1_validate.py`, error codes
 //! from TS 103 221-1 clause 6.7.
 
+mod common;
+
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+use common::{
+    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, tshark, udp_frame, Daemon, Lemf, T0,
+    TAPIR,
+};
+
 const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
 /// The shared `x1_validate.py`'s schemas, built once for all documents (`tests/x1_core.rs` checks
@@ -22,10 +27,6 @@ const EXAMPLE: &str =
 const VALIDATOR_BATCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py");
 const SHARED_ETSI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi");
 const TAPIR_XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd");
-
-/// 2027-01-15T08:00:00Z: after the wall clock, so a task activated now covers every packet
-/// released after its activation (the pipeline's clock is packet time).
-const T0: u32 = 1_800_000_000;
 
 const XID: &str = "29f28e1c-f230-486a-a860-f5a784ab9172";
 const XID2: &str = "3a1b2c3d-0000-4000-8000-000000000002";
@@ -40,108 +41,15 @@ const B: [u8; 4] = [10, 1, 0, 2];
 /// The second task's target: not in the capture, only in X1 and the store.
 const C_IP: &str = "192.0.2.77";
 
-fn ip(a: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
-}
-
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().expect("sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// CA `ca` (trusted), `other` (not); server `srv`; clients admf-1 and auditor-1 from `ca`;
-/// `rogue` (CN admf-1) from `other`; `expired` (CN admf-1, January 2020) from `ca`.
-fn make_pki(d: &Path) {
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    for ca in ["ca", "other"] {
-        sh(d, &format!("openssl req -x509 {ec} -keyout {ca}.key -out {ca}.pem -subj /CN={ca} -days 2"));
-    }
-    std::fs::write(d.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    std::fs::write(d.join("cli.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (file, cn, ca, ext) in [
-        ("srv", "srv", "ca", "srv.ext"),
-        ("admf", "admf-1", "ca", "cli.ext"),
-        ("auditor", "auditor-1", "ca", "cli.ext"),
-        ("rogue", "admf-1", "other", "cli.ext"),
-    ] {
-        sh(
-            d,
-            &format!(
-                "openssl req {ec} -keyout {file}.key -out {file}.csr -subj /CN={cn} && \
-                 openssl x509 -req -in {file}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
-                 -out {file}.pem -days 2 -extfile {ext}"
-            ),
-        );
-    }
-    std::fs::write(
-        d.join("ca.cnf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\n\
-         default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n\
-         [cli]\nextendedKeyUsage = clientAuth\n",
-    )
-    .unwrap();
-    sh(
-        d,
-        &format!(
-            "mkdir -p newcerts && : > index.txt && echo 1000 > serial && \
-             openssl req {ec} -keyout expired.key -out expired.csr -subj /CN=admf-1 && \
-             openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
-             -startdate 20200101000000Z -enddate 20200102000000Z -extensions cli -notext"
-        ),
-    );
-}
-
-fn fingerprint(d: &Path, file: &str) -> String {
-    let out = sh(d, &format!("openssl x509 -in {file}.pem -outform DER | sha256sum"));
-    out.split_whitespace().next().unwrap().to_string()
-}
-
-/// An Ethernet/IPv4/UDP frame with a correct IPv4 header checksum.
-fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let ck = !(sum as u16);
-    h[10] = (ck >> 8) as u8;
-    h[11] = ck as u8;
-    f.extend_from_slice(&h);
-    let ulen = (8 + payload.len()) as u16;
-    f.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
 /// A classic pcap: A and B each send a packet every 100 ms from T0, `steps` times.
 fn write_pcap(path: &Path, steps: u32) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut frames = Vec::new();
     for i in 0..steps {
         for s in [A, B] {
-            let f = udp_frame(s, [10, 2, 0, s[3]], format!("pkt {i}").as_bytes());
-            out.extend_from_slice(&(T0 + i / 10).to_le_bytes());
-            out.extend_from_slice(&((i % 10) * 100_000).to_le_bytes());
-            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            out.extend_from_slice(&f);
+            frames.push((i / 10, (i % 10) * 100_000, udp_frame(s, [10, 2, 0, s[3]], format!("pkt {i}").as_bytes())));
         }
     }
-    std::fs::write(path, out).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::write_pcap(path, &frames);
 }
 
 // ---- X1 requests: the shared schema-valid sample, edited ----
@@ -297,97 +205,19 @@ impl Env {
     }
 }
 
-struct Daemon {
-    child: Child,
-    notify: mpsc::Receiver<String>,
-    _sock_dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> (Daemon, Instant) {
-        let sock_dir = tempfile::tempdir().unwrap();
-        let path = sock_dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let (tx, notify) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok(n) = sock.recv(&mut buf) {
-                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
-                    return;
-                }
-            }
-        });
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(TAPIR)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NOTIFY_SOCKET", &path)
-            .env_remove("WATCHDOG_USEC")
-            .env("TAPIR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, notify, _sock_dir: sock_dir };
-        let t = Instant::now();
-        loop {
-            assert!(t.elapsed() < Duration::from_secs(20), "no READY=1");
-            if let Ok(m) = d.notify.recv_timeout(Duration::from_millis(50)) {
-                if m.lines().any(|l| l == "READY=1") {
-                    return (d, Instant::now());
-                }
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        let st = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        assert!(st.success());
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "tapir run exited {st:?}");
-                return;
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                let _ = self.child.kill();
-                panic!("tapir run did not exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `tapir run` logging at info level to `log` (appended to), once ready.
+fn start_daemon(config: &Path, log: &Path) -> (Daemon, Instant) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Daemon::start(run_command(config).env("TAPIR_LOG", "info").stderr(Stdio::from(log)))
 }
 
 /// (capture time in µs since the epoch, IPv4 source) of each packet, by tshark.
 fn tshark_packets(pcap: &Path) -> Vec<(i64, String)> {
-    if !pcap.exists() {
-        return Vec::new();
-    }
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
+    tshark(pcap, None, &["frame.time_epoch", "ip.src"])
+        .iter()
         .map(|l| {
-            let (t, src) = l.split_once('\t').unwrap();
-            let (s, f) = t.trim().split_once('.').unwrap();
-            let f = format!("{:0<6}", f);
-            (s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap(), src.trim().to_string())
+            let (t, src) = l.split_once('|').unwrap();
+            (epoch_us(t), src.trim().to_string())
         })
         .collect()
 }
@@ -423,7 +253,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     let o = Command::new(TAPIR).arg("keygen").arg(d.join("audit.key")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     write_pcap(&d.join("ab.pcap"), 130); // T0+0.0 .. T0+12.9, real time
@@ -449,7 +279,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let env = Env { dir, port, v: Validator::new() };
     let d = env.dir.path();
 
-    let (daemon, ready) = Daemon::start(&config, &log);
+    let (mut daemon, ready) = start_daemon(&config, &log);
     let at = || ready.elapsed().as_secs_f64();
     env.ping("start");
     let b = env.x1("CreateDestination", &create_destination(DID, 9));
@@ -458,14 +288,14 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     // Activate at ~2 s into the capture.
     std::thread::sleep(Duration::from_millis(2000).saturating_sub(ready.elapsed()));
     let act_sent = at();
-    let b = env.x1("ActivateTask", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    let b = env.x1("ActivateTask", &task("ActivateTask", XID, &[&ip_s(A)], LIID, DID));
     let act_done = at();
     assert!(b.contains("ActivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
 
     let b = env.x1("GetTaskDetails", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
     for want in [
         format!("<xId>{XID}</xId>"),
-        format!("<ipv4Address>{}</ipv4Address>", ip(A)),
+        format!("<ipv4Address>{}</ipv4Address>", ip_s(A)),
         format!("<LIID>{LIID}</LIID>"),
         format!("<dId>{DID}</dId>"),
         "<provisioningStatus>complete</provisioningStatus>".to_string(),
@@ -473,7 +303,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
         assert!(b.contains(&want), "missing {want}: {b}");
     }
     // Errors (TS 103 221-1 6.7): XID exists 2010, unknown XID 2020, unknown DID 2040.
-    let b = env.x1("ActivateTask again", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    let b = env.x1("ActivateTask again", &task("ActivateTask", XID, &[&ip_s(A)], LIID, DID));
     assert_eq!(error_code(&b), Some(2010), "{b}");
     let b = env.x1("GetTaskDetails unknown", &request("GetTaskDetails", &format!("<xId>{XID_UNKNOWN}</xId>")));
     assert_eq!(error_code(&b), Some(2020), "{b}");
@@ -483,7 +313,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     // Modify at ~4 s: B becomes a target too.
     std::thread::sleep(Duration::from_millis(4000).saturating_sub(ready.elapsed()));
     let mod_sent = at();
-    let b = env.x1("ModifyTask", &task("ModifyTask", XID, &[&ip(A), &ip(B)], LIID, DID));
+    let b = env.x1("ModifyTask", &task("ModifyTask", XID, &[&ip_s(A), &ip_s(B)], LIID, DID));
     let mod_done = at();
     assert!(b.contains("ModifyTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
 
@@ -567,7 +397,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let v = Command::new(TAPIR).arg("verify").arg(&cases[0]).output().unwrap();
     assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
     let pkts = tshark_packets(&cases[0].join(LIID).join("cc.pcap"));
-    let of = |src: [u8; 4]| -> Vec<f64> { pkts.iter().filter(|p| p.1 == ip(src)).map(|p| after_t0(p.0)).collect() };
+    let of = |src: [u8; 4]| -> Vec<f64> { pkts.iter().filter(|p| p.1 == ip_s(src)).map(|p| after_t0(p.0)).collect() };
     let (a, b) = (of(A), of(B));
     assert_eq!(a.len() + b.len(), pkts.len(), "only A and B: {pkts:?}");
     let times = format!(
@@ -633,10 +463,10 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     }
     find(&lines, |l| l["what"] == "ActivateTask" && l["result"] == "2010", "duplicate XID");
     let text = std::fs::read_to_string(&audit).unwrap();
-    assert!(!text.contains(&ip(A)) && !text.contains(&ip(B)) && !text.contains(C_IP), "a target in the audit log");
+    assert!(!text.contains(&ip_s(A)) && !text.contains(&ip_s(B)) && !text.contains(C_IP), "a target in the audit log");
 
     // Restart on the same store: the second task is still there, the first is not.
-    let (daemon, _) = Daemon::start(&config, &log);
+    let (mut daemon, _) = start_daemon(&config, &log);
     let b = env.x1("GetAllTaskDetails after restart", &request("GetAllTaskDetails", ""));
     assert!(b.contains(&format!("<xId>{XID2}</xId>")) && b.contains(&format!("<LIID>{LIID2}</LIID>")), "{b}");
     assert!(b.contains(&format!("<ipv4Address>{C_IP}</ipv4Address>")), "{b}");
@@ -665,7 +495,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     assert!(log.contains(LIID) && log.contains(XID) && log.contains(LIID2), "{log}");
     // The restarted daemon started with the stored task's warrant in force.
     assert!(log.contains(&format!("warrants={LIID2} ")), "{log}");
-    for t in [ip(A), ip(B), C_IP.to_string()] {
+    for t in [ip_s(A), ip_s(B), C_IP.to_string()] {
         assert!(!log.contains(&t), "target {t} in the daemon log:\n{log}");
     }
     env.v.finish();
@@ -684,9 +514,9 @@ fn merge_adds_x1_tasks_and_destinations_to_the_file() {
     let now = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
     for req in [
         create_destination(DID, 9001),
-        task("ActivateTask", XID, &[&ip(A)], LIID, DID),
+        task("ActivateTask", XID, &[&ip_s(A)], LIID, DID),
         // Same LIID as the file's warrant below: the file's applies.
-        task("ActivateTask", XID2, &[&ip(B)], "LIID-FILE", DID),
+        task("ActivateTask", XID2, &[&ip_s(B)], "LIID-FILE", DID),
     ] {
         let r = core.handle(&caller(), req.as_bytes(), now);
         assert!(
@@ -770,55 +600,6 @@ fn x1_config_roles_and_keys() {
     assert_eq!(x.signing_key, Some(PathBuf::from("/etc/tapir/audit.key")));
 }
 
-/// A `tapir lemf` on one port (an X1 destination's `ipAddressAndPort`), stopped by SIGTERM.
-struct Lemf(Child);
-
-impl Lemf {
-    fn start(port: u16, out: &Path) -> Lemf {
-        let child = Command::new(TAPIR)
-            .args(["lemf", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--out")
-            .arg(out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Lemf(child)
-    }
-
-    /// Stops it and returns its report.json.
-    fn stop(mut self, out: &Path) -> serde_json::Value {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let st = self.0.wait().unwrap();
-        assert!(st.success(), "tapir lemf exited {st:?}");
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Lemf {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `ip.src ip.dst ip.len` of every packet of a capture, by tshark.
-fn ip_packets(pcap: &Path) -> Vec<String> {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(|l| l.replace('\t', " ")).collect()
-}
-
 /// Issue 6, TaskStatus faults and delivery to X1 destinations: two destinations, one with a
 /// LEMF listening and one without. The task on the dead one shows a 9020 fault (and the NE and
 /// the destination say so) while the healthy one shows none; when a LEMF comes up on the dead
@@ -831,7 +612,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9, real time
     std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let (port, up_port, down_port) = (free_port(), free_port(), free_port());
@@ -849,19 +630,19 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     )
     .unwrap();
     let (up_out, down_out) = (d.join("lemf-up"), d.join("lemf-down"));
-    let lemf_up = Lemf::start(up_port, &up_out);
+    let lemf_up = Lemf::start(up_port, None, &up_out);
     let log = d.join("daemon.log");
     let env = Env { dir, port, v: Validator::new() };
     let d = env.dir.path();
-    let (daemon, ready) = Daemon::start(&config, &log);
+    let (mut daemon, ready) = start_daemon(&config, &log);
 
     for (did, p) in [(DID, up_port), (DID_DOWN, down_port)] {
         let b = env.x1("CreateDestination", &create_destination(did, p));
         assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
     }
-    let b = env.x1("ActivateTask up", &task("ActivateTask", XID, &[&ip(A)], LIID, DID));
+    let b = env.x1("ActivateTask up", &task("ActivateTask", XID, &[&ip_s(A)], LIID, DID));
     assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
-    let b = env.x1("ActivateTask down", &task("ActivateTask", XID2, &[&ip(B)], LIID2, DID_DOWN));
+    let b = env.x1("ActivateTask down", &task("ActivateTask", XID2, &[&ip_s(B)], LIID2, DID_DOWN));
     assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
 
     let details = |xid: &str| request("GetTaskDetails", &format!("<xId>{xid}</xId>"));
@@ -894,7 +675,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
 
     // The LEA comes back on the dead address: the sender reconnects (back-off at most 5 s) and
     // the fault goes away without any X1 request.
-    let lemf_down = Lemf::start(down_port, &down_out);
+    let lemf_down = Lemf::start(down_port, None, &down_out);
     let b = poll("TaskStatus cleared", &details(XID2), Duration::from_secs(10), &|b| !b.contains("9020"));
     assert!(b.contains("<provisioningStatus>complete</provisioningStatus>"), "{b}");
     let b = env.x1("GetNEStatus cleared", &request("GetNEStatus", ""));
@@ -909,7 +690,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     // To the end of the capture, then a graceful stop: everything spooled is delivered.
     std::thread::sleep(Duration::from_millis(10_500).saturating_sub(ready.elapsed()));
     daemon.stop();
-    let reports = [lemf_up.stop(&up_out), lemf_down.stop(&down_out)];
+    let reports = [lemf_up.stop(), lemf_down.stop()];
 
     let cases = case_dirs(d);
     assert_eq!(cases.len(), 1, "{cases:?}");
@@ -917,7 +698,7 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
         let case = ip_packets(&cases[0].join(liid).join("cc.pcap"));
         let lemf = ip_packets(&out.join(liid).join("cc.pcap"));
         assert!(case.len() > 40, "{liid}: {} packets in the case", case.len());
-        assert!(case.iter().all(|p| p.starts_with(&format!("{} ", ip(src)))), "{liid}: {case:?}");
+        assert!(case.iter().all(|p| p.starts_with(&format!("{} ", ip_s(src)))), "{liid}: {case:?}");
         assert_eq!(lemf, case, "{liid}: the LEMF's HI3 differs from the case's CC");
         let text = report.to_string();
         assert!(!text.contains("\"gaps\":[["), "{liid}: {text}");
@@ -944,7 +725,7 @@ fn check_config_opens_what_run_opens_for_x1() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
-    make_pki(&d.join("pki"));
+    make_x1_pki(&d.join("pki"), &[]);
     std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let config = d.join("tapir.toml");
     let write = |x1_extra: &str| {

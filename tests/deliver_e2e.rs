@@ -3,52 +3,13 @@
 //! order (tshark reads both pcaps), one IPIRI begin and end per session, no sequence gap, no
 //! integrity failure; and the run returns once everything is delivered.
 
-use std::net::TcpStream;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tapir")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_listening(port: u16) {
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "LEMF not listening on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Lemf(Child);
-
-impl Drop for Lemf {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `ip.src ip.dst ip.len` (or IPv6) of every packet of a capture, by tshark.
-fn ip_packets(pcap: &Path) -> Vec<String> {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "ipv6.src", "-e", "ipv6.dst"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Inner addresses: the last occurrence of nested headers.
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(|f| f.rsplit(',').next().unwrap_or("")).collect::<Vec<_>>().join(" "))
-        .collect()
-}
+use common::{free_port, ip_packets, Lemf, TAPIR};
 
 fn lines(p: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(p).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -83,16 +44,7 @@ fn deliver_and_compare(one_port: bool) -> serde_json::Value {
     let (hi2, hi3) = (free_port(), free_port());
     let hi3 = if one_port { hi2 } else { hi3 };
     let lemf_out = d.path().join("lemf");
-    let mut cmd = Command::new(bin());
-    match one_port {
-        true => cmd.args(["lemf", "--listen", &format!("127.0.0.1:{hi2}")]),
-        false => {
-            cmd.args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
-        }
-    };
-    let lemf = Lemf(cmd.arg("--out").arg(&lemf_out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    wait_listening(hi2);
-    wait_listening(hi3);
+    let lemf = Lemf::start(hi2, if one_port { None } else { Some(hi3) }, &lemf_out);
     let warrants = d.path().join("w.toml");
     std::fs::write(
         &warrants,
@@ -102,7 +54,7 @@ fn deliver_and_compare(one_port: bool) -> serde_json::Value {
     )
     .unwrap();
     let case = d.path().join("case");
-    let o = Command::new(bin())
+    let o = Command::new(TAPIR)
         .arg("replay")
         .arg(root.join("pcaps/http-put.pcap"))
         .arg(root.join("pcaps/ncat-ipv6.pcap"))
@@ -119,7 +71,7 @@ fn deliver_and_compare(one_port: bool) -> serde_json::Value {
     assert!(out.contains("LEA lea-p:"), "{out}");
     // Let the LEMF write its last batch, then stop it.
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = Command::new("kill").args(["-TERM", &lemf.0.id().to_string()]).status();
+    let _ = Command::new("kill").args(["-TERM", &lemf.child.id().to_string()]).status();
     std::thread::sleep(Duration::from_millis(1000));
     drop(lemf);
 

@@ -3,6 +3,7 @@
 //! (LIID, CIN, IRI|CC), integrity checks, an LEMF outage, a sender crash, and mutual TLS.
 //! Needs python3 with asn1tools, and openssl for the TLS test.
 
+mod common;
 mod handover_common;
 
 use std::io::{BufRead, BufReader};
@@ -200,22 +201,21 @@ fn sender_crash_resumes_from_the_spool_with_cin_reset() {
     assert_eq!(rep.leas[0].hi3.still_spooled_bytes, 0);
 }
 
+/// CA `ca` (the `tls_ca` the sender trusts) and `rogue`; the LEMF's server certificates `srv`
+/// from `ca` and `rsrv` from `rogue` (IP SAN 127.0.0.1), the sender's client certificate `client`
+/// (DNS SAN tapir-mdf) from `ca`.
 fn make_certs(dir: &std::path::Path) {
     std::fs::write(dir.join("ip.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     std::fs::write(dir.join("client.ext"), "subjectAltName=DNS:tapir-mdf\n").unwrap();
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    for ca in ["ca", "rogue"] {
-        sh(&format!("openssl req -x509 {ec} -keyout {ca}.key -out {ca}.pem -days 2 -subj /CN={ca}"), dir);
-    }
-    for (name, ca, ext) in [("srv", "ca", "ip.ext"), ("client", "ca", "client.ext"), ("rsrv", "rogue", "ip.ext")] {
-        sh(&format!("openssl req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"), dir);
-        sh(
-            &format!(
-                "openssl x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -out {name}.pem -days 2 -extfile {ext}"
-            ),
-            dir,
-        );
-    }
+    common::make_pki(
+        dir,
+        &["ca", "rogue"],
+        &[
+            ("srv", "srv", "ca", "ip.ext"),
+            ("client", "client", "ca", "client.ext"),
+            ("rsrv", "rsrv", "rogue", "ip.ext"),
+        ],
+    );
 }
 
 /// TLS fronts for HI2 and HI3 in front of the LEMF, with `cert` as the server certificate.

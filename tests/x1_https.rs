@@ -3,73 +3,21 @@
 //! malformed heads). Certificates are made with openssl at test time; fingerprints are checked
 //! against `openssl x509 -outform DER | sha256sum`.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tapir::audit::{AuditEntry, AuditLog};
 use tapir::deliver::manifest::SigningKey;
 use tapir::x1::https::{serve, ClientId, HandlerReply, Limits, Role, X1Client, X1Handler, X1TlsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().expect("sh");
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// CA `ca` (trusted), `other` (not); server `srv`; clients admf-1, auditor-1, unlisted-cn from
-/// `ca`; `rogue` (CN admf-1) from `other`; `expired` (CN admf-1, valid only in January 2020) from
-/// `ca`, made with `openssl ca -startdate/-enddate` since OpenSSL 3.0's x509 cannot backdate.
-fn make_pki(d: &Path) {
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    for ca in ["ca", "other"] {
-        sh(d, &format!("openssl req -x509 {ec} -keyout {ca}.key -out {ca}.pem -subj /CN={ca} -days 2"));
-    }
-    std::fs::write(d.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    std::fs::write(d.join("cli.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (file, cn, ca, ext) in [
-        ("srv", "srv", "ca", "srv.ext"),
-        ("admf", "admf-1", "ca", "cli.ext"),
-        ("auditor", "auditor-1", "ca", "cli.ext"),
-        ("unlisted", "unlisted-cn", "ca", "cli.ext"),
-        ("rogue", "admf-1", "other", "cli.ext"),
-    ] {
-        sh(
-            d,
-            &format!(
-                "openssl req {ec} -keyout {file}.key -out {file}.csr -subj /CN={cn} && \
-                 openssl x509 -req -in {file}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
-                 -out {file}.pem -days 2 -extfile {ext}"
-            ),
-        );
-    }
-    std::fs::write(
-        d.join("ca.cnf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\n\
-         default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n\
-         [cli]\nextendedKeyUsage = clientAuth\n",
-    )
-    .unwrap();
-    sh(
-        d,
-        &format!(
-            "mkdir -p newcerts && : > index.txt && echo 1000 > serial && \
-             openssl req {ec} -keyout expired.key -out expired.csr -subj /CN=admf-1 && \
-             openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
-             -startdate 20200101000000Z -enddate 20200102000000Z -extensions cli -notext"
-        ),
-    );
-}
-
-fn fingerprint(d: &Path, file: &str) -> String {
-    let out = sh(d, &format!("openssl x509 -in {file}.pem -outform DER | sha256sum"));
-    out.split_whitespace().next().unwrap().to_string()
-}
+use common::{fingerprint, make_x1_pki, sh, tls_connector};
 
 /// Records what reached it; answers 200 with the role, audits the body's first line as the XID.
 #[derive(Default)]
@@ -110,7 +58,7 @@ impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
-        tokio::task::spawn_blocking(move || make_pki(&d)).await.unwrap();
+        tokio::task::spawn_blocking(move || make_x1_pki(&d, &[("unlisted", "unlisted-cn")])).await.unwrap();
         let d = dir.path();
         let key_path = d.join("audit.key");
         let public_key = SigningKey::generate_to(&key_path).unwrap();
@@ -188,20 +136,7 @@ impl Server {
     }
 
     fn connector(&self, cert: &str) -> tokio_rustls::TlsConnector {
-        let d = self.d();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(d.join("ca.pem")).unwrap()).unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_file(d.join(format!("{cert}.pem"))).unwrap()],
-                PrivateKeyDer::from_pem_file(d.join(format!("{cert}.key"))).unwrap(),
-            )
-            .unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        tls_connector(self.d(), Some(cert))
     }
 
     async fn raw(&self, cert: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
@@ -477,7 +412,7 @@ async fn bad_configuration_is_refused_before_serving() {
 async fn no_service_without_a_working_audit_log() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || make_pki(&d)).await.unwrap();
+    tokio::task::spawn_blocking(move || make_x1_pki(&d, &[("unlisted", "unlisted-cn")])).await.unwrap();
     let d = dir.path();
     let audit = Arc::new(AuditLog::open(&d.join("a.jsonl"), None, 0).unwrap());
     audit.close().unwrap();

@@ -1,0 +1,417 @@
+//! Helpers shared by the integration tests that run tapir (or talk to it) over the network:
+//! synthetic captures (Ethernet/IPv4/UDP frames in a classic pcap), `tapir run` as a daemon
+//! with its sd_notify socket, the reference LEMF (`tapir lemf`) as a child process, loopback
+//! ports, openssl certificates and TLS clients, shell commands and tshark read-backs.
+// Every test binary that says `mod common;` compiles its own copy and uses only a subset.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+/// 2027-01-15T08:00:00Z (`date -u -d @1800000000`), where the synthetic captures start: after
+/// the wall clock, so a task activated over X1 now covers every packet released after its
+/// activation (the pipeline's clock is packet time).
+pub const T0: u32 = 1_800_000_000;
+
+/// RFC 3339 (whole seconds, UTC) of T0 + `secs_after_t0`.
+pub fn rfc3339(secs_after_t0: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp(i64::from(T0) + secs_after_t0, 0).unwrap();
+    dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Dotted quad of an IPv4 address.
+pub fn ip_s(ip: [u8; 4]) -> String {
+    format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3])
+}
+
+/// An Ethernet/IPv4/UDP frame from `src_mac` to `dst_mac`, `src`:`sport` to `dst`:`dport`,
+/// with a correct IPv4 header checksum (UDP checksum 0: none).
+pub fn udp_frame_macs(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let ck = !(sum as u16);
+    ip[10] = (ck >> 8) as u8;
+    ip[11] = ck as u8;
+    f.extend_from_slice(&ip);
+    let ulen = (8 + payload.len()) as u16;
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[(ulen >> 8) as u8, ulen as u8, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An Ethernet/IPv4/UDP frame (02:00:00:00:00:01 -> 02:00:00:00:00:02, port 4000 -> 5000) with a
+/// correct IPv4 header checksum.
+pub fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    udp_frame_macs([0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2], src, dst, 4000, 5000, payload)
+}
+
+/// A classic pcap (µs, Ethernet) of (seconds after T0, microseconds, frame).
+pub fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (s, us, f) in frames {
+        out.extend_from_slice(&(T0 + s).to_le_bytes());
+        out.extend_from_slice(&us.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// The one case directory a run made under `dir/case_dir`.
+pub fn the_case(dir: &Path, case_dir: &str) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(case_dir)).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.pop().unwrap()
+}
+
+/// `tapir verify` passes on a case directory.
+pub fn verify_case(case: &Path) {
+    let o = Command::new(TAPIR).arg("verify").arg(case).output().unwrap();
+    assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// Sends signal `sig` (e.g. "TERM") to a child with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+}
+
+/// Waits for a child to exit; kills it and panics after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Messages to a NOTIFY_SOCKET, gathered on a thread.
+pub struct NotifyListener {
+    pub path: PathBuf,
+    rx: mpsc::Receiver<String>,
+    /// The socket's own directory: a restarted daemon gets a fresh socket, and the path stays
+    /// well within the 108 bytes of a Unix socket address.
+    _dir: tempfile::TempDir,
+}
+
+impl NotifyListener {
+    pub fn bind() -> NotifyListener {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        // The thread ends after a minute without messages (or at the first one after the
+        // listener is gone).
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = sock.recv(&mut buf) {
+                if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                    return;
+                }
+            }
+        });
+        NotifyListener { path, rx, _dir: dir }
+    }
+
+    /// Waits for a message holding `line` as one of its lines; adds every message to `seen`.
+    pub fn wait_for(&self, line: &str, seen: &mut Vec<String>, limit: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(m) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                let hit = m.lines().any(|l| l == line);
+                seen.push(m);
+                if hit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// `tapir run --config <config>` as the daemon tests start it: no watchdog, stdout discarded,
+/// stderr inherited. Callers add what a test needs (WATCHDOG_USEC, TAPIR_LOG, a log file).
+pub fn run_command(config: &Path) -> Command {
+    let mut c = Command::new(TAPIR);
+    c.args(["run", "--config"]).arg(config).env_remove("WATCHDOG_USEC").stdout(Stdio::null()).stderr(Stdio::inherit());
+    c
+}
+
+/// A `tapir run` child with its sd_notify listener; killed on drop if a test fails half-way.
+pub struct Daemon {
+    pub child: Child,
+    pub notify: NotifyListener,
+}
+
+impl Daemon {
+    /// Spawns `cmd` (see [`run_command`]) with NOTIFY_SOCKET set and waits for READY=1: 20 s at
+    /// most, and panics at once if the daemon exits first. Returns it and when READY=1 came.
+    pub fn start(cmd: &mut Command) -> (Daemon, Instant) {
+        let notify = NotifyListener::bind();
+        let child = cmd.env("NOTIFY_SOCKET", &notify.path).spawn().unwrap();
+        let mut d = Daemon { child, notify };
+        let t = Instant::now();
+        let mut seen = Vec::new();
+        while !d.notify.wait_for("READY=1", &mut seen, Duration::from_millis(100)) {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("tapir run exited before READY=1: {st}");
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "no READY=1: {seen:?}");
+        }
+        (d, Instant::now())
+    }
+
+    /// SIGTERM; it must exit 0 within 20 s.
+    pub fn stop(&mut self) {
+        signal(&self.child, "TERM");
+        let st = wait_exit(&mut self.child, Duration::from_secs(20));
+        assert!(st.success(), "tapir run exited {st:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `script` with `sh -e` in `dir`; panics with its stderr if it fails, returns its stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-ec").arg(script).current_dir(dir).output().expect("sh");
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// openssl's options for a new EC P-256 key without a passphrase.
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
+/// Certificates made with openssl in `d`, valid 2 days, on EC P-256 keys: a self-signed CA
+/// `<ca>.pem` (key `<ca>.key`, CN `<ca>`) for each of `cas`, then for each `(file, cn, ca, ext)`
+/// of `leaves` a certificate `<file>.pem` (key `<file>.key`) for CN `cn`, signed by CA `ca`, with
+/// the extensions in the file `ext`. Two extension files are written first: `srv.ext` (IP SAN
+/// 127.0.0.1, serverAuth) and `cli.ext` (clientAuth); a caller may write others beforehand.
+pub fn make_pki(d: &Path, cas: &[&str], leaves: &[(&str, &str, &str, &str)]) {
+    for ca in cas {
+        sh(d, &format!("openssl req -x509 {EC_KEY} -keyout {ca}.key -out {ca}.pem -subj /CN={ca} -days 2"));
+    }
+    std::fs::write(d.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(d.join("cli.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (file, cn, ca, ext) in leaves {
+        sh(
+            d,
+            &format!(
+                "openssl req {EC_KEY} -keyout {file}.key -out {file}.csr -subj /CN={cn} && \
+                 openssl x509 -req -in {file}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+                 -out {file}.pem -days 2 -extfile {ext}"
+            ),
+        );
+    }
+}
+
+/// The X1 endpoint's certificates in `d`: CA `ca` (trusted), `other` (not); server `srv`; clients
+/// `admf` (CN admf-1), `auditor` (CN auditor-1) and each `(file, cn)` of `more_clients` from
+/// `ca`; `rogue` (CN admf-1) from `other`; `expired` (CN admf-1, valid only in January 2020) from
+/// `ca`, made with `openssl ca -startdate/-enddate` since OpenSSL 3.0's x509 cannot backdate.
+pub fn make_x1_pki(d: &Path, more_clients: &[(&str, &str)]) {
+    let mut leaves = vec![("srv", "srv", "ca", "srv.ext"), ("admf", "admf-1", "ca", "cli.ext")];
+    leaves.push(("auditor", "auditor-1", "ca", "cli.ext"));
+    leaves.extend(more_clients.iter().map(|&(file, cn)| (file, cn, "ca", "cli.ext")));
+    leaves.push(("rogue", "admf-1", "other", "cli.ext"));
+    make_pki(d, &["ca", "other"], &leaves);
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = newcerts\nserial = serial\n\
+         default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n\
+         [cli]\nextendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    sh(
+        d,
+        &format!(
+            "mkdir -p newcerts && : > index.txt && echo 1000 > serial && \
+             openssl req {EC_KEY} -keyout expired.key -out expired.csr -subj /CN=admf-1 && \
+             openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
+             -startdate 20200101000000Z -enddate 20200102000000Z -extensions cli -notext"
+        ),
+    );
+}
+
+/// SHA-256 of the DER of `<file>.pem` in `d`, hex, as `openssl x509 -outform DER | sha256sum`.
+pub fn fingerprint(d: &Path, file: &str) -> String {
+    let out = sh(d, &format!("openssl x509 -in {file}.pem -outform DER | sha256sum"));
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// A TLS 1.3 client trusting `ca.pem` in `d`, with the client certificate `<cert>.pem`
+/// (key `<cert>.key`) or, with None, none.
+pub fn tls_connector(d: &Path, cert: Option<&str>) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(d.join("ca.pem")).unwrap()).unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match cert {
+        None => b.with_no_client_auth(),
+        Some(n) => b
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(d.join(format!("{n}.pem"))).unwrap()],
+                PrivateKeyDer::from_pem_file(d.join(format!("{n}.key"))).unwrap(),
+            )
+            .unwrap(),
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A TCP port on 127.0.0.1 that was free when asked.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`; panics after 20 s.
+pub fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "nothing listening on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `tapir lemf` (tapir's reference LEMF: it answers keep-alives) writing under `out`; killed
+/// on drop if a test fails half-way.
+pub struct Lemf {
+    pub child: Child,
+    out: PathBuf,
+}
+
+impl Lemf {
+    /// Starts it on `hi2` for both HI2 and HI3 (an X1 destination's `ipAddressAndPort`: the LEMF
+    /// tells the channels apart by what each connection carries) or, with `hi3`, one port each;
+    /// returns once it listens.
+    pub fn start(hi2: u16, hi3: Option<u16>, out: &Path) -> Lemf {
+        let mut cmd = Command::new(TAPIR);
+        match hi3 {
+            None => cmd.args(["lemf", "--listen", &format!("127.0.0.1:{hi2}")]),
+            Some(hi3) => cmd.args([
+                "lemf",
+                "--listen-hi2",
+                &format!("127.0.0.1:{hi2}"),
+                "--listen-hi3",
+                &format!("127.0.0.1:{hi3}"),
+            ]),
+        };
+        let child = cmd.arg("--out").arg(out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let lemf = Lemf { child, out: out.to_path_buf() };
+        wait_listening(hi2);
+        if let Some(hi3) = hi3 {
+            wait_listening(hi3);
+        }
+        lemf
+    }
+
+    /// Stops it with SIGTERM, checks that it exited 0 and returns its report.json.
+    pub fn stop(mut self) -> serde_json::Value {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "tapir lemf exited {st:?}");
+        serde_json::from_str(&std::fs::read_to_string(self.out.join("report.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lemf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ip.src ip.dst ip.len` (or IPv6) of every packet of a capture, by tshark.
+pub fn ip_packets(pcap: &Path) -> Vec<String> {
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "ipv6.src", "-e", "ipv6.dst"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Inner addresses: the last occurrence of nested headers.
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(|f| f.rsplit(',').next().unwrap_or("")).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The `fields` of each packet of a capture (of those matching the display `filter`), joined by
+/// `|`, by tshark; none if the file does not exist.
+pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String> {
+    if !pcap.exists() {
+        return Vec::new();
+    }
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap);
+    if let Some(f) = filter {
+        cmd.args(["-Y", f]);
+    }
+    cmd.args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+/// Microseconds since the epoch of a tshark `frame.time_epoch` ("1800000000.100000000"), read
+/// as text to the exact microsecond.
+pub fn epoch_us(field: &str) -> i64 {
+    let (s, f) = field.trim().split_once('.').unwrap();
+    let f = format!("{:0<6}", f);
+    s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap()
+}
