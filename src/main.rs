@@ -337,7 +337,10 @@ fn replay(
         let parts: Vec<String> = s.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("decode errors: {}", parts.join(", "));
     }
-    println!("association events applied: {}", s.association_events);
+    println!(
+        "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten)",
+        s.association_events, s.radius_events, s.association_events_forgotten
+    );
     if s.capture_damage.is_empty() {
         println!("capture damage: none");
     } else {
