@@ -38,12 +38,31 @@ run() { # name, command...
     'BEGIN { s = t1 - t0; printf "%-34s %8.2f s %10.0f packets/s %7.1f MB/s %8.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, r / 1024 }'
 }
 
+# Peak anonymous memory (heap, stacks) of a command, sampled every 20 ms: the peak RSS above also
+# counts the memory-mapped capture, which is file cache, not what the process keeps.
+anon_peak() { # command...
+  "$@" > /dev/null 2>&1 &
+  local pid=$! peak=0 kb
+  while kill -0 "$pid" 2> /dev/null; do
+    kb=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2> /dev/null || echo 0)
+    ((${kb:-0} > peak)) && peak=${kb:-0}
+    sleep 0.02
+  done
+  wait "$pid" || true
+  awk -v k="$peak" 'BEGIN { printf "%-34s %8.1f MB peak anonymous memory\n", "  of which heap and stacks", k / 1024 }'
+}
+
 echo "capture: $packets packets ($SESSIONS sessions x $((INTERIMS + 2)) requests), $bytes bytes ($(nproc) cores)"
 run "tshark (RADIUS fields)" tshark -r "$cap" -T fields -e radius.User_Name -e radius.Framed-IP-Address -e radius.Acct_Status_Type
 run "tapir replay" ./target/release/tapir replay "$cap" --warrants "$work/w.toml" --out "$work/case"
 grep -E "association events" "$work/out.txt" || true
+rm -rf "$work/case"
+anon_peak ./target/release/tapir replay "$cap" --warrants "$work/w.toml" --out "$work/case"
 if [[ -n "${OLD:-}" ]]; then
   rm -rf "$work/case"
   run "tapir replay ($(basename "$OLD"))" "$OLD" replay "$cap" --warrants "$work/w.toml" --out "$work/case"
   grep -E "association events" "$work/out.txt" || true
+  rm -rf "$work/case"
+  anon_peak "$OLD" replay "$cap" --warrants "$work/w.toml" --out "$work/case"
 fi
+
