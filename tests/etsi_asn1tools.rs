@@ -120,6 +120,18 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
                 selectors_removed: vec![],
             },
         ),
+        // An access session given a delegated prefix: the address is the prefix's, with its length.
+        iri(
+            None,
+            t(1_772_359_400, 0),
+            "cidr:2001:db8:ff00::/56",
+            IriEvent::Association {
+                what: "access.start".into(),
+                detail: json!({"subscriber": "joe", "prefix": "2001:db8:ff00::/56"}),
+                selectors_added: vec!["cidr:2001:db8:ff00::/56".into()],
+                selectors_removed: vec![],
+            },
+        ),
     ];
     let mut bytes = Vec::new();
     for (i, r) in recs.iter().enumerate() {
@@ -128,7 +140,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
         enc.ipiri(&mut bytes, &hdr, &m).unwrap();
     }
     let v = asn1tools(&bytes);
-    assert_eq!(v.len(), 4);
+    assert_eq!(v.len(), 5);
 
     let h = &v[0]["pSHeader"];
     assert_eq!(h["li-psDomainId"], "0.4.0.2.2.5.1.43");
@@ -191,9 +203,17 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
     assert_eq!(aaa["event"], "instance.start");
     assert_eq!(aaa["detail"]["instance"], "vm-42");
 
+    let pd = &v[4]["payload"]["iRIPayloadSequence"][0];
+    let c = &pd["iRIContents"]["iPIRI"]["iPIRIContents"];
+    assert_eq!(c["accessEventType"], "sessionStart");
+    assert_eq!(c["iPVersion"], "iPV6");
+    assert_eq!(c["targetIPAddress"]["iP-type"], "iPV6");
+    assert_eq!(c["targetIPAddress"]["iP-value"], json!({"iPBinaryAddress": "20010db8ff0000000000000000000000"}));
+    assert_eq!(c["targetIPAddress"]["iPv6PrefixLength"], 56);
+
     // Our own decoder agrees with asn1tools on the same bytes.
     let ours: Vec<Value> = decode_stream(&bytes).map(|r| r.unwrap()).collect();
-    assert_eq!(ours.len(), 4);
+    assert_eq!(ours.len(), 5);
     assert_eq!(
         ours[2]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]["octetsTransmitted"],
         2000

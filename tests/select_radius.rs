@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use md5::{Digest, Md5};
 use proptest::prelude::*;
 use tapir::select::radius::{assoc_events, parse_accounting, verify_request_authenticator, AcctStatus, RadiusError};
@@ -93,6 +94,7 @@ struct TsharkRow {
     user: String,
     framed_ip: String,
     v6_prefix_hex: String,
+    delegated_hex: String,
     v6_addr: String,
     session: String,
     payload: Vec<u8>,
@@ -115,6 +117,7 @@ fn tshark_requests(pcap: &Path, port: Option<u16>) -> Vec<TsharkRow> {
         "radius.Framed_IPv6_Address",
         "radius.Acct_Session_Id",
         "udp.payload",
+        "radius.Delegated_IPv6_Prefix",
     ];
     cmd.args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]);
     for f in fields {
@@ -139,6 +142,7 @@ fn tshark_requests(pcap: &Path, port: Option<u16>) -> Vec<TsharkRow> {
                 v6_addr: c[7].clone(),
                 session: c[8].clone(),
                 payload: hex::decode(&c[9]).unwrap(),
+                delegated_hex: c[10].clone(),
             }
         })
         .collect()
@@ -160,15 +164,20 @@ fn check_against_tshark(rows: &[TsharkRow]) {
             rec.session_id.as_deref().map(|u| String::from_utf8(u.to_vec()).unwrap()).unwrap_or_default(),
             r.session
         );
-        // tshark gives Framed-IPv6-Prefix as the attribute's raw value: reserved, length, prefix.
-        match rec.framed_ipv6_prefix {
-            None => assert_eq!(r.v6_prefix_hex, ""),
-            Some((addr, len)) => {
-                let raw = hex::decode(&r.v6_prefix_hex).unwrap();
-                assert_eq!(raw[1], len);
-                let mut a = [0u8; 16];
-                a[..raw.len() - 2].copy_from_slice(&raw[2..]);
-                assert_eq!(addr, Ipv6Addr::from(a));
+        // tshark gives Framed- and Delegated-IPv6-Prefix as the attribute's raw value:
+        // reserved, length, prefix.
+        for (ours, theirs) in
+            [(rec.framed_ipv6_prefix, &r.v6_prefix_hex), (rec.delegated_ipv6_prefix, &r.delegated_hex)]
+        {
+            match ours {
+                None => assert_eq!(theirs, ""),
+                Some((addr, len)) => {
+                    let raw = hex::decode(theirs).unwrap();
+                    assert_eq!(raw[1], len);
+                    let mut a = [0u8; 16];
+                    a[..raw.len() - 2].copy_from_slice(&raw[2..]);
+                    assert_eq!(addr, Ipv6Addr::from(a));
+                }
             }
         }
         assert!(verify_request_authenticator(&r.payload, SECRET));
@@ -192,17 +201,23 @@ fn check_events(rows: &[TsharkRow]) {
         }
     }
     let s = |x: &str| Some(x.to_string());
-    let start = |sub: &str, a: &str| AssocEventKind::AccessStart { subscriber: sub.into(), ip: ip(a) };
-    let stop = |sub: &str, a: &str| AssocEventKind::AccessStop { subscriber: sub.into(), ip: ip(a) };
+    // An address is a /32 or /128 session; a prefix is the subscriber's whole range.
+    let net = |a: &str| -> IpNet { a.parse().unwrap_or_else(|_| IpNet::from(ip(a))) };
+    let start = |sub: &str, a: &str| AssocEventKind::AccessStart { subscriber: sub.into(), net: net(a) };
+    let stop = |sub: &str, a: &str| AssocEventKind::AccessStop { subscriber: sub.into(), net: net(a) };
     assert_eq!(
         got,
         vec![
-            // Start: the /64 prefix names no exact address, so only the IPv4 one.
+            // Start: the IPv4 address, the link's /64 and the /56 delegated to joe's router.
             (start("joe", "198.51.100.7"), s("sess-1")),
+            (start("joe", "2001:db8:1:2::/64"), s("sess-1")),
+            (start("joe", "2001:db8:ff00::/56"), s("sess-1")),
             // Interim-Update restates the session, with Framed-IPv6-Address now.
             (start("joe", "198.51.100.7"), s("sess-1")),
             (start("joe", "2001:db8::7"), s("sess-1")),
             (stop("joe", "198.51.100.7"), s("sess-1")),
+            (stop("joe", "2001:db8:1:2::/64"), s("sess-1")),
+            (stop("joe", "2001:db8:ff00::/56"), s("sess-1")),
             // A /128 prefix is one address.
             (start("bob@isp.example", "2001:db8:0:5::1"), s("sess-2")),
             // Accounting-On: nothing; "al ice" is not a valid subscriber identifier: nothing.
@@ -356,6 +371,14 @@ fn events_only_for_exact_addresses_and_valid_names() {
     assert!(assoc_events(&parse_accounting(&no_addr).unwrap().unwrap(), t).is_empty());
     let off = packet(&[(40, &[0, 0, 0, 8]), (1, b"joe"), (8, &[10, 0, 0, 1])]);
     assert!(assoc_events(&parse_accounting(&off).unwrap().unwrap(), t).is_empty());
+    // Delegated-IPv6-Prefix 2001:db8:aa::/48 (RFC 4818: reserved, length, 6 prefix octets).
+    let pd = packet(&[(40, &[0, 0, 0, 1]), (1, b"joe"), (123, &[0, 48, 0x20, 0x01, 0x0d, 0xb8, 0, 0xaa])]);
+    let evs = assoc_events(&parse_accounting(&pd).unwrap().unwrap(), t);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].raw["prefix"], "2001:db8:aa::/48");
+    // A /16 is not one subscriber's: no event, whatever the accounting says.
+    let wide = packet(&[(40, &[0, 0, 0, 1]), (1, b"joe"), (123, &[0, 16, 0x20, 0x01])]);
+    assert!(assoc_events(&parse_accounting(&wide).unwrap().unwrap(), t).is_empty());
 }
 
 proptest! {

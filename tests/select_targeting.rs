@@ -368,3 +368,51 @@ fn association_change_serializes_for_iri() {
     assert_eq!(v["detail"], serde_json::json!({"subscriber":"joe","ip":"198.51.100.7"}));
     assert_eq!(v["provenance"]["target"], "subscriber:joe");
 }
+
+/// An access session given a prefix (RADIUS Delegated-IPv6-Prefix, or `"prefix"` in the feed):
+/// every address in it is the subscriber's while the session lasts, none outside it, and a
+/// prefix wider than one subscriber's is refused with the line named.
+#[test]
+fn a_delegated_prefix_selects_every_address_in_it_until_the_session_stops() {
+    let mut t = Targeting::new(vec![warrant_2026("LIID-JOE", &["subscriber:joe"])]);
+    let start =
+        r#"{"time":"2026-03-01T09:00:00Z","event":"access.start","subscriber":"joe","prefix":"2001:db8:ff00::/56"}"#;
+    let changes = t.apply(&ev(start));
+    let c = change_for(&changes, "LIID-JOE");
+    assert_eq!(c.selectors_added, vec!["cidr:2001:db8:ff00::/56".to_string()]);
+    let inside = plain("2001:db8:ff00:12::5", "2001:db8:1::80", None);
+    let last = plain("2001:db8:1::80", "2001:db8:ff00:ff:ffff:ffff:ffff:ffff", None);
+    let outside = plain("2001:db8:ff01::5", "2001:db8:1::80", None);
+    let m = select(&t, &inside, "2026-03-01T09:30:00Z");
+    let m = only(&m, "LIID-JOE");
+    assert_eq!(m.provenance.selector, "cidr:2001:db8:ff00::/56");
+    assert_eq!(m.provenance.target, "subscriber:joe");
+    assert!(m.provenance.chain[0].ends_with("access.start subscriber=joe prefix=2001:db8:ff00::/56"), "{m:?}");
+    only(&select(&t, &last, "2026-03-01T09:30:00Z"), "LIID-JOE");
+    assert!(select(&t, &outside, "2026-03-01T09:30:00Z").is_empty(), "the next /56 is someone else's");
+
+    let stop =
+        r#"{"time":"2026-03-01T10:00:00Z","event":"access.stop","subscriber":"joe","prefix":"2001:db8:ff00::/56"}"#;
+    let changes = t.apply(&ev(stop));
+    assert_eq!(change_for(&changes, "LIID-JOE").selectors_removed, vec!["cidr:2001:db8:ff00::/56".to_string()]);
+    assert!(select(&t, &inside, "2026-03-01T10:30:00Z").is_empty(), "after access.stop");
+
+    for (bad, why) in [
+        (
+            r#"{"time":"2026-03-01T09:00:00Z","event":"access.start","subscriber":"joe","prefix":"2001:db8::/16"}"#,
+            "wider",
+        ),
+        (r#"{"time":"2026-03-01T09:00:00Z","event":"access.start","subscriber":"joe","prefix":"10.0.0.0/8"}"#, "wider"),
+        (
+            r#"{"time":"2026-03-01T09:00:00Z","event":"access.start","subscriber":"joe","prefix":"2001:db8::"}"#,
+            "prefix",
+        ),
+        (
+            r#"{"time":"2026-03-01T09:00:00Z","event":"access.start","subscriber":"joe","ip":"10.0.0.1","prefix":"10.0.0.0/24"}"#,
+            "not both",
+        ),
+    ] {
+        let e = parse_event(bad, "feed", 7).unwrap_err().to_string();
+        assert!(e.starts_with("feed:7:") && e.contains(why), "{e}");
+    }
+}

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use super::warrant::parse_mac;
@@ -27,14 +28,16 @@ pub struct Port {
 /// What happened, with its identifiers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AssocEventKind {
-    /// A subscriber's access session got an address (RADIUS/DHCP-like).
+    /// A subscriber's access session got an address or a prefix (RADIUS/DHCP-like): `net` is
+    /// the address as a /32 or /128, or the delegated prefix (`"prefix"` in the feed, e.g.
+    /// RADIUS Delegated-IPv6-Prefix), host bits cleared.
     AccessStart {
         subscriber: String,
-        ip: IpAddr,
+        net: IpNet,
     },
     AccessStop {
         subscriber: String,
-        ip: IpAddr,
+        net: IpNet,
     },
     /// An image was uploaded (`from_instance: None`) or snapshotted from an instance.
     /// `from_image` is an optional extension: an image copied or converted from another.
@@ -81,6 +84,10 @@ impl AssocEventKind {
         }
     }
 }
+
+/// The widest prefixes an access session may be given.
+pub const MIN_ACCESS_PREFIX_V4: u8 = 16;
+pub const MIN_ACCESS_PREFIX_V6: u8 = 32;
 
 /// One parsed event line.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,9 +196,29 @@ impl<'a> Fields<'a> {
         v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| self.bad(field, v, "expected an IP address"))
     }
 
-    fn ip(&self, field: &str) -> Result<IpAddr, EventError> {
-        let v = self.opt(field).ok_or_else(|| self.missing(field))?;
-        self.ip_of(field, v)
+    /// An access session's `"ip"` (one address) or `"prefix"` (CIDR), exactly one of them. A
+    /// prefix wider than one subscriber is given (IPv4 /16, IPv6 /32) is refused: a hostile or
+    /// mistaken feed line must not turn a warrant on one subscriber into one on a network.
+    fn access_net(&self) -> Result<IpNet, EventError> {
+        match (self.opt("ip"), self.opt("prefix")) {
+            (Some(v), None) => self.ip_of("ip", v).map(IpNet::from),
+            (None, Some(v)) => {
+                let net: IpNet = v
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| self.bad("prefix", v, "expected an address/length prefix"))?;
+                let narrow_enough = match net {
+                    IpNet::V4(n) => n.prefix_len() >= MIN_ACCESS_PREFIX_V4,
+                    IpNet::V6(n) => n.prefix_len() >= MIN_ACCESS_PREFIX_V6,
+                };
+                if !narrow_enough {
+                    return Err(self.bad("prefix", v, "wider than one subscriber's (IPv4 /16, IPv6 /32 at most)"));
+                }
+                Ok(net.trunc())
+            }
+            (Some(v), Some(_)) => Err(self.bad("prefix", v, "give \"ip\" or \"prefix\", not both")),
+            (None, None) => Err(self.missing("ip")),
+        }
     }
 
     fn digest<const N: usize>(&self, field: &str) -> Result<Option<[u8; N]>, EventError> {
@@ -257,8 +284,8 @@ pub fn parse_event(text: &str, file: &str, line: usize) -> Result<AssocEvent, Ev
     let ev_v = f.opt("event").ok_or_else(|| f.missing("event"))?;
     let event = ev_v.as_str().ok_or_else(|| f.bad("event", ev_v, "expected a string"))?;
     let kind = match event {
-        "access.start" => AssocEventKind::AccessStart { subscriber: f.id("subscriber")?, ip: f.ip("ip")? },
-        "access.stop" => AssocEventKind::AccessStop { subscriber: f.id("subscriber")?, ip: f.ip("ip")? },
+        "access.start" => AssocEventKind::AccessStart { subscriber: f.id("subscriber")?, net: f.access_net()? },
+        "access.stop" => AssocEventKind::AccessStop { subscriber: f.id("subscriber")?, net: f.access_net()? },
         "image.create" => AssocEventKind::ImageCreate {
             image: f.id("image")?,
             owner: f.id("owner")?,
@@ -329,18 +356,18 @@ pub fn load_events(path: &Path) -> Result<Vec<AssocEvent>, EventError> {
 /// stop (a replay); a pipeline forgetting only events it has applied passes [`Timestamp::MAX`].
 pub fn forgettable(events: &[&AssocEvent], until: Timestamp) -> Vec<bool> {
     let mut forget = vec![false; events.len()];
-    // (subscriber, ip) -> index of the open session's first start.
-    let mut open: std::collections::HashMap<(&str, IpAddr), usize> = std::collections::HashMap::new();
+    // (subscriber, address or prefix) -> index of the open session's first start.
+    let mut open: std::collections::HashMap<(&str, IpNet), usize> = std::collections::HashMap::new();
     for (i, ev) in events.iter().enumerate() {
         match &ev.kind {
-            AssocEventKind::AccessStart { subscriber, ip } => match open.entry((subscriber.as_str(), *ip)) {
+            AssocEventKind::AccessStart { subscriber, net } => match open.entry((subscriber.as_str(), *net)) {
                 std::collections::hash_map::Entry::Occupied(_) => forget[i] = true,
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(i);
                 }
             },
-            AssocEventKind::AccessStop { subscriber, ip } => {
-                let first = open.remove(&(subscriber.as_str(), *ip));
+            AssocEventKind::AccessStop { subscriber, net } => {
+                let first = open.remove(&(subscriber.as_str(), *net));
                 if ev.ts > until {
                     continue;
                 }

@@ -32,6 +32,8 @@ pub const ATTR_FRAMED_IP_ADDRESS: u8 = 8;
 pub const ATTR_ACCT_STATUS_TYPE: u8 = 40;
 pub const ATTR_ACCT_SESSION_ID: u8 = 44;
 pub const ATTR_FRAMED_IPV6_PREFIX: u8 = 97;
+/// RFC 4818: the prefix delegated to the subscriber's router (DHCPv6-PD); same format as 97.
+pub const ATTR_DELEGATED_IPV6_PREFIX: u8 = 123;
 /// RFC 6911.
 pub const ATTR_FRAMED_IPV6_ADDRESS: u8 = 168;
 
@@ -51,7 +53,7 @@ pub enum RadiusError {
     AttributeHeaderCut { offset: usize, end: usize },
     #[error("RADIUS: attribute {attr} at offset {offset}: value of {len} octets, expected {expected}")]
     BadAttributeValue { attr: u8, offset: usize, len: usize, expected: &'static str },
-    #[error("RADIUS: Framed-IPv6-Prefix at offset {offset}: prefix length {prefix_len} needs more than {len} octets or exceeds 128")]
+    #[error("RADIUS: IPv6 prefix attribute at offset {offset}: prefix length {prefix_len} needs more than {len} octets or exceeds 128")]
     BadIpv6Prefix { offset: usize, prefix_len: u8, len: usize },
     #[error("RADIUS: Accounting-Request id {identifier} without Acct-Status-Type")]
     MissingStatusType { identifier: u8 },
@@ -103,6 +105,8 @@ pub struct AccountingRecord {
     pub framed_ip: Option<Ipv4Addr>,
     /// Framed-IPv6-Prefix (RFC 3162 2.3): the prefix with bits past its length cleared.
     pub framed_ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// Delegated-IPv6-Prefix (RFC 4818), as `framed_ipv6_prefix`.
+    pub delegated_ipv6_prefix: Option<(Ipv6Addr, u8)>,
     /// Framed-IPv6-Address (RFC 6911 3.1).
     pub framed_ipv6_address: Option<Ipv6Addr>,
     pub session_id: Option<Vec<u8>>,
@@ -111,19 +115,31 @@ pub struct AccountingRecord {
 
 impl AccountingRecord {
     /// The exact addresses this session holds: Framed-IP-Address, Framed-IPv6-Address and a
-    /// Framed-IPv6-Prefix of length 128. A shorter prefix names a delegated range whose host
-    /// addresses are unknown; association events select exact addresses only, so it is left out
-    /// (it stays available in `framed_ipv6_prefix`).
+    /// Framed- or Delegated-IPv6-Prefix of length 128. Shorter prefixes are in [`Self::prefixes`].
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out: Vec<IpAddr> = Vec::with_capacity(3);
         let cands = [
             self.framed_ip.map(IpAddr::V4),
             self.framed_ipv6_address.map(IpAddr::V6),
             self.framed_ipv6_prefix.filter(|&(_, l)| l == 128).map(|(a, _)| IpAddr::V6(a)),
+            self.delegated_ipv6_prefix.filter(|&(_, l)| l == 128).map(|(a, _)| IpAddr::V6(a)),
         ];
         for a in cands.into_iter().flatten() {
             if !out.contains(&a) {
                 out.push(a);
+            }
+        }
+        out
+    }
+
+    /// The IPv6 prefixes shorter than 128 this session was given (Framed-IPv6-Prefix, the
+    /// subscriber's link; Delegated-IPv6-Prefix, the range behind its router): every address in
+    /// them is the subscriber's.
+    pub fn prefixes(&self) -> Vec<(Ipv6Addr, u8)> {
+        let mut out = Vec::with_capacity(2);
+        for p in [self.framed_ipv6_prefix, self.delegated_ipv6_prefix].into_iter().flatten() {
+            if p.1 < 128 && !out.contains(&p) {
+                out.push(p);
             }
         }
         out
@@ -172,6 +188,23 @@ fn fixed<const N: usize>(attr: u8, offset: usize, v: &[u8], expected: &'static s
     v.try_into().map_err(|_| RadiusError::BadAttributeValue { attr, offset, len: v.len(), expected })
 }
 
+/// A Framed-IPv6-Prefix or Delegated-IPv6-Prefix value: reserved octet, Prefix-Length, then as
+/// many prefix octets as the length needs (RFC 3162 2.3; RFC 8044 3.10 allows trailing octets up
+/// to 16). Bits past the length are cleared.
+fn ipv6_prefix(attr: u8, off: usize, v: &[u8]) -> Result<(Ipv6Addr, u8), RadiusError> {
+    let (Some(&plen), Some(bits)) = (v.get(1), v.get(2..)) else {
+        return Err(RadiusError::BadAttributeValue { attr, offset: off, len: v.len(), expected: "2..=18" });
+    };
+    let needed = usize::from(plen).div_ceil(8);
+    if plen > 128 || bits.len() < needed || bits.len() > 16 {
+        return Err(RadiusError::BadIpv6Prefix { offset: off, prefix_len: plen, len: bits.len() });
+    }
+    let mut a = [0u8; 16];
+    a[..bits.len()].copy_from_slice(bits);
+    let mask = if plen == 0 { 0 } else { u128::MAX << (128 - u32::from(plen)) };
+    Ok((Ipv6Addr::from(u128::from_be_bytes(a) & mask), plen))
+}
+
 /// Parses one UDP payload. `Ok(None)` for a well-formed RADIUS header of any other code (Access-*,
 /// Accounting-Response, ...): not an error, just nothing to learn.
 pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, RadiusError> {
@@ -187,6 +220,7 @@ pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, 
         user_name: None,
         framed_ip: None,
         framed_ipv6_prefix: None,
+        delegated_ipv6_prefix: None,
         framed_ipv6_address: None,
         session_id: None,
         nas_ip: None,
@@ -213,20 +247,10 @@ pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, 
                 rec.framed_ipv6_address = Some(Ipv6Addr::from(fixed::<16>(attr, off, v, "16 (ipv6addr)")?));
             }
             ATTR_FRAMED_IPV6_PREFIX if rec.framed_ipv6_prefix.is_none() => {
-                // Reserved octet, Prefix-Length, then as many prefix octets as the length needs
-                // (RFC 3162 2.3; RFC 8044 3.10 allows trailing octets up to 16).
-                let (Some(&plen), Some(bits)) = (v.get(1), v.get(2..)) else {
-                    return Err(RadiusError::BadAttributeValue { attr, offset: off, len: v.len(), expected: "2..=18" });
-                };
-                let needed = usize::from(plen).div_ceil(8);
-                if plen > 128 || bits.len() < needed || bits.len() > 16 {
-                    return Err(RadiusError::BadIpv6Prefix { offset: off, prefix_len: plen, len: bits.len() });
-                }
-                let mut a = [0u8; 16];
-                a[..bits.len()].copy_from_slice(bits);
-                let mask = if plen == 0 { 0 } else { u128::MAX << (128 - u32::from(plen)) };
-                let addr = Ipv6Addr::from(u128::from_be_bytes(a) & mask);
-                rec.framed_ipv6_prefix = Some((addr, plen));
+                rec.framed_ipv6_prefix = Some(ipv6_prefix(attr, off, v)?);
+            }
+            ATTR_DELEGATED_IPV6_PREFIX if rec.delegated_ipv6_prefix.is_none() => {
+                rec.delegated_ipv6_prefix = Some(ipv6_prefix(attr, off, v)?);
             }
             _ => {}
         }
@@ -267,12 +291,14 @@ pub fn assoc_events(rec: &AccountingRecord, ts: Timestamp) -> Vec<AssocEvent> {
     };
     let session = rec.session_id.as_deref().map(|s| String::from_utf8_lossy(s).into_owned());
     let mut out = Vec::new();
-    for ip in rec.addresses() {
+    let addresses = rec.addresses().into_iter().map(|ip| ("ip", ip.to_string()));
+    let prefixes = rec.prefixes().into_iter().map(|(a, l)| ("prefix", format!("{a}/{l}")));
+    for (field, value) in addresses.chain(prefixes) {
         let mut raw = json!({
             "time": ts.to_rfc3339(),
             "event": event,
             "subscriber": user,
-            "ip": ip.to_string(),
+            field: value,
             "source": "radius",
         });
         if let (Some(s), Some(o)) = (&session, raw.as_object_mut()) {

@@ -44,6 +44,19 @@ enum Sel {
     Ip(IpAddr),
     Mac(Mac),
     Vni(u32, IpAddr),
+    /// A prefix delegated to an access session (checked by the CIDR scan).
+    Net(IpNet),
+}
+
+impl Sel {
+    /// An access session's selector: its address, or its prefix.
+    fn access(net: IpNet) -> Sel {
+        if net.prefix_len() == net.max_prefix_len() {
+            Sel::Ip(net.addr())
+        } else {
+            Sel::Net(net)
+        }
+    }
 }
 
 impl fmt::Display for Sel {
@@ -53,6 +66,7 @@ impl fmt::Display for Sel {
             Sel::Ip(IpAddr::V6(a)) => write!(f, "ipv6:{a}"),
             Sel::Mac(m) => write!(f, "mac:{}", MacDisplay(m)),
             Sel::Vni(v, a) => write!(f, "vni:{v}/{a}"),
+            Sel::Net(n) => write!(f, "cidr:{n}"),
         }
     }
 }
@@ -116,10 +130,19 @@ pub struct Targeting {
     t_image: HashMap<String, WarrantSet>,
     t_sha256: HashMap<[u8; 32], WarrantSet>,
     // Association state, only for entities some warrant covers.
-    sessions: HashMap<(String, IpAddr), Session>,
+    sessions: HashMap<(String, IpNet), Session>,
     images: HashMap<String, Image>,
     instances: HashMap<String, Instance>,
     next_id: u64,
+}
+
+/// `ip=ADDR` for an access session's address, `prefix=NET` for its delegated prefix (as the
+/// feed line says it).
+fn access_field(net: &IpNet) -> String {
+    match Sel::access(*net) {
+        Sel::Ip(a) => format!("ip={a}"),
+        _ => format!("prefix={net}"),
+    }
 }
 
 /// RFC 3339 without trailing zero nanoseconds, for human-readable provenance steps.
@@ -319,20 +342,18 @@ impl Targeting {
         self.next_id
     }
 
-    fn table_for(&mut self, s: Sel) -> &mut Entries {
-        match s {
-            Sel::Ip(a) => self.by_ip.entry(a).or_default(),
-            Sel::Mac(m) => self.by_mac.entry(m).or_default(),
-            Sel::Vni(v, a) => self.by_vni.entry((v, a)).or_default(),
-        }
-    }
-
     fn add_sels(&mut self, source: Source, covers: &[Cover], sels: &[Sel]) {
         for c in covers {
             for s in sels {
                 let prov =
                     Arc::new(Provenance { selector: s.to_string(), target: c.target.clone(), chain: c.chain.clone() });
-                self.table_for(*s).push(Entry { w: c.w, source, prov });
+                let e = Entry { w: c.w, source, prov };
+                match *s {
+                    Sel::Ip(a) => self.by_ip.entry(a).or_default().push(e),
+                    Sel::Mac(m) => self.by_mac.entry(m).or_default().push(e),
+                    Sel::Vni(v, a) => self.by_vni.entry((v, a)).or_default().push(e),
+                    Sel::Net(n) => self.cidrs.push((n, e)),
+                }
             }
         }
     }
@@ -351,6 +372,7 @@ impl Targeting {
                 Sel::Ip(a) => strip(&mut self.by_ip, a, source),
                 Sel::Mac(m) => strip(&mut self.by_mac, m, source),
                 Sel::Vni(v, a) => strip(&mut self.by_vni, (v, a), source),
+                Sel::Net(n) => self.cidrs.retain(|(m, e)| !(*m == n && e.source == source)),
             }
         }
     }
@@ -366,13 +388,13 @@ impl Targeting {
         let mut changes = Changes { ev, detail: None, out: Vec::new() };
         let t = short_ts(ev.ts);
         match &ev.kind {
-            AssocEventKind::AccessStart { subscriber, ip } => {
-                let key = (subscriber.clone(), *ip);
+            AssocEventKind::AccessStart { subscriber, net } => {
+                let key = (subscriber.clone(), *net);
                 if self.sessions.contains_key(&key) {
                     return Vec::new();
                 }
                 let target = format!("subscriber:{subscriber}");
-                let step = format!("{t} access.start subscriber={subscriber} ip={ip}");
+                let step = format!("{t} access.start subscriber={subscriber} {}", access_field(net));
                 let covers: Vec<Cover> = Self::warrants_for(&self.t_subscriber, subscriber)
                     .into_iter()
                     .map(|w| Cover { w, target: target.clone(), chain: vec![step.clone()] })
@@ -381,18 +403,18 @@ impl Targeting {
                     return Vec::new();
                 }
                 let id = self.new_id();
-                let sel = [Sel::Ip(*ip)];
+                let sel = [Sel::access(*net)];
                 self.add_sels(Source::Session(id), &covers, &sel);
                 for c in &covers {
                     changes.add(self, c, sel[0].to_string(), &sel, &[]);
                 }
                 self.sessions.insert(key, Session { id, covers });
             }
-            AssocEventKind::AccessStop { subscriber, ip } => {
-                if let Some(s) = self.sessions.remove(&(subscriber.clone(), *ip)) {
-                    let sel = [Sel::Ip(*ip)];
+            AssocEventKind::AccessStop { subscriber, net } => {
+                if let Some(s) = self.sessions.remove(&(subscriber.clone(), *net)) {
+                    let sel = [Sel::access(*net)];
                     self.remove_sels(Source::Session(s.id), &sel);
-                    let step = format!("{t} access.stop subscriber={subscriber} ip={ip}");
+                    let step = format!("{t} access.stop subscriber={subscriber} {}", access_field(net));
                     for c in &s.covers {
                         let c = Cover { w: c.w, target: c.target.clone(), chain: extend(&c.chain, &step) };
                         changes.add(self, &c, sel[0].to_string(), &[], &sel);

@@ -223,6 +223,13 @@ pub fn selector_addr(selector: &str) -> Option<IpAddr> {
 /// Which side of a flow is the target: the side whose address the selector names. A MAC-only
 /// selector cannot tell; the originator is assumed (a VM that opens a flow is the usual case).
 pub fn target_side(flow: &FlowDescr, prov: &Provenance) -> Dir {
+    // A prefix (a static `cidr:` target, or one delegated to an access session): the side in it.
+    if let Some(net) = prov.selector.strip_prefix("cidr:").and_then(|n| n.parse::<ipnet::IpNet>().ok()) {
+        return match (net.contains(&flow.orig.ip()), net.contains(&flow.resp.ip())) {
+            (false, true) => Dir::Resp,
+            _ => Dir::Orig,
+        };
+    }
     match selector_addr(&prov.selector) {
         Some(a) if flow.resp.ip() == a && flow.orig.ip() != a => Dir::Resp,
         _ => Dir::Orig,
@@ -363,6 +370,18 @@ pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
             );
             c.target_ip_address =
                 addr.map(|a| IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host(a) });
+            // A session given a prefix: its network address with the prefix length (IPAddress
+            // iPv6PrefixLength / iPv4SubnetMask, TS 102 232-3).
+            if let Some(net) =
+                detail.get("prefix").and_then(|v| v.as_str()).and_then(|s| s.parse::<ipnet::IpNet>().ok())
+            {
+                c.ip_version = version_of(net.addr());
+                c.target_ip_address = Some(IpAddress {
+                    assignment: Some(IpAssignment::Dynamic),
+                    prefix_len: Some(net.prefix_len()),
+                    ..IpAddress::host(net.addr())
+                });
+            }
             c.target_cpe_id = detail
                 .get("instance")
                 .and_then(|v| v.as_str())
