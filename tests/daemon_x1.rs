@@ -248,6 +248,20 @@ fn case_dirs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// `tapir run`'s config for these tests: the real-time replay of `ab.pcap`, warrants from X1
+/// only (the file is empty), `[x1]` on `port` with the test PKI and store, `x1_extra` keys, and
+/// one `[[x1.client]]` per (CN, role).
+fn run_config(port: u16, x1_extra: &str, clients: &[(&str, &str)]) -> String {
+    let clients: String =
+        clients.iter().map(|(cn, role)| format!("[[x1.client]]\nsubject_cn = \"{cn}\"\nrole = \"{role}\"\n")).collect();
+    format!(
+        "[capture]\nreplay = [\"ab.pcap\"]\npace = \"realtime\"\nreplay_end = \"wait\"\n\
+         [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
+         [x1]\nlisten = \"127.0.0.1:{port}\"\ncert = \"pki/srv.pem\"\nkey = \"pki/srv.key\"\n\
+         client_ca = \"pki/ca.pem\"\nstore = \"x1\"\nne_id = \"ne1\"\n{x1_extra}{clients}"
+    )
+}
+
 #[test]
 fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,14 +276,10 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let config = d.join("tapir.toml");
     std::fs::write(
         &config,
-        format!(
-            "[capture]\nreplay = [\"ab.pcap\"]\npace = \"realtime\"\nreplay_end = \"wait\"\n\
-             [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
-             [x1]\nlisten = \"127.0.0.1:{port}\"\ncert = \"pki/srv.pem\"\nkey = \"pki/srv.key\"\n\
-             client_ca = \"pki/ca.pem\"\nstore = \"x1\"\naudit_log = \"audit.jsonl\"\nsigning_key = \"audit.key\"\n\
-             sign_every = 5\nne_id = \"ne1\"\n\
-             [[x1.client]]\nsubject_cn = \"admf-1\"\nrole = \"admf\"\n\
-             [[x1.client]]\nsubject_cn = \"auditor-1\"\nrole = \"auditor\"\n"
+        run_config(
+            port,
+            "audit_log = \"audit.jsonl\"\nsigning_key = \"audit.key\"\nsign_every = 5\n",
+            &[("admf-1", "admf"), ("auditor-1", "auditor")],
         ),
     )
     .unwrap();
@@ -619,13 +629,10 @@ fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     let config = d.join("tapir.toml");
     std::fs::write(
         &config,
-        format!(
-            "[capture]\nreplay = [\"ab.pcap\"]\npace = \"realtime\"\nreplay_end = \"wait\"\n\
-             [paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n\
-             [x1]\nlisten = \"127.0.0.1:{port}\"\ncert = \"pki/srv.pem\"\nkey = \"pki/srv.key\"\n\
-             client_ca = \"pki/ca.pem\"\nstore = \"x1\"\nne_id = \"ne1\"\n\
-             lea_template = {{ operator_id = \"OP-X1\", network_element_id = \"tapir-x1\", country = \"NZ\", keepalive = 1 }}\n\
-             [[x1.client]]\nsubject_cn = \"admf-1\"\nrole = \"admf\"\n"
+        run_config(
+            port,
+            "lea_template = { operator_id = \"OP-X1\", network_element_id = \"tapir-x1\", country = \"NZ\", keepalive = 1 }\n",
+            &[("admf-1", "admf")],
         ),
     )
     .unwrap();

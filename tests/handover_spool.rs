@@ -1,6 +1,7 @@
 //! The spool on its own: a torn tail is truncated (records written by python's zlib.crc32, not
 //! by this code), and a full spool refuses PDUs with an alarm instead of dropping them.
 
+mod common;
 mod handover_common;
 
 use std::process::Command;

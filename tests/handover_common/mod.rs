@@ -2,11 +2,10 @@
 //! (`shared/tools/lemf_check.py`, asn1tools) run as a subprocess on loopback ports.
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tapir::capture::LinkType;
 use tapir::deliver::handover::{parse_leas, Delivery, LeaConfig};
@@ -17,17 +16,8 @@ use tapir::timestamp::Timestamp;
 pub const LEMF_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/lemf_check.py");
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/handover");
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub fn wait_listening(port: u16) {
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "port {port} never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+// The port helpers every network test uses (a file using this module declares `mod common;`).
+pub use crate::common::{free_port, wait_listening};
 
 /// One run of the independent LEMF.
 pub struct Lemf {
