@@ -754,6 +754,20 @@ fn check_config_opens_what_run_opens_for_x1() {
     };
     let good = "key = \"pki/srv.key\"\nlea_template = { operator_id = \"OP\", country = \"NZ\" }";
 
+    // A first install: no store yet, the audit log in it by default. Nothing to complain of.
+    write(good);
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("audit_log = \"audit.jsonl\"\n", ""))
+        .unwrap();
+    let (ok, out) = check();
+    assert!(ok && out.contains("audit log at entry 1"), "{out}");
+    // An audit log in a directory nobody creates.
+    write(good);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("audit_log = \"audit.jsonl\"", "audit_log = \"nowhere/audit.jsonl\""))
+        .unwrap();
+    let (ok, out) = check();
+    assert!(!ok && out.contains("nowhere") && out.contains("does not exist"), "{out}");
+
     write(good);
     let (ok, out) = check();
     assert!(ok, "{out}");

@@ -284,7 +284,8 @@ pub fn check(config: &Config) -> Result<Option<String>> {
     let (tasks, destinations) =
         X1Core::inspect(&x.store).with_context(|| format!("[x1] store {}", x.store.display()))?;
     let next = AuditLog::inspect(&x.audit_log).with_context(|| format!("[x1] audit_log {}", x.audit_log.display()))?;
-    if let Some(dir) = x.audit_log.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+    // `tapir run` creates the store's directory, not others.
+    if let Some(dir) = x.audit_log.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir() && *d != x.store) {
         bail!("[x1] audit_log {}: directory {} does not exist", x.audit_log.display(), dir.display());
     }
     if let Some(p) = x.signing_key.as_ref().or(config.paths.signing_key.as_ref()) {
