@@ -338,8 +338,8 @@ fn replay(
         println!("decode errors: {}", parts.join(", "));
     }
     println!(
-        "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten)",
-        s.association_events, s.radius_events, s.association_events_forgotten
+        "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten, {} dropped over the cap)",
+        s.association_events, s.radius_events, s.association_events_forgotten, s.association_events_dropped
     );
     if s.capture_damage.is_empty() {
         println!("capture damage: none");

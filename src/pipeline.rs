@@ -21,7 +21,7 @@ use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{IriEvent, IriRecord, Record, RecordSink};
 use crate::select::lifecycle::{Lifecycle, Notice};
-use crate::select::{AssocChange, AssocEvent, Liid, Match, Provenance, Targeting, Warrant};
+use crate::select::{AssocChange, AssocEvent, AssocEventKind, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
 
 /// How often (capture time) flows are checked for timeouts.
@@ -46,11 +46,19 @@ pub struct Summary {
     /// Applied association events no longer kept, since forgetting them changes nothing
     /// ([`crate::select::association::forgettable`]).
     pub association_events_forgotten: u64,
+    /// Starts of open access sessions dropped because more events were held than the cap
+    /// ([`Pipeline::limit_held_events`]); a reload does not see those sessions until their next
+    /// Interim-Update.
+    pub association_events_dropped: u64,
 }
 
 /// Applied association events kept before the first forgetting pass; after it, a pass runs
 /// when the applied part has doubled, so the cost per event stays constant.
 const FORGET_FROM: usize = 4096;
+
+/// Applied association events held at most, by default: about 400 MB of events. A NAS has no
+/// more open sessions than subscribers; more means a flood of starts without stops.
+pub const MAX_HELD_EVENTS: usize = 1 << 20;
 
 /// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
 const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
@@ -68,8 +76,9 @@ pub struct Pipeline {
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
-    /// The applied part's length after the last forgetting pass.
-    kept_after_forget: usize,
+    /// The applied part's length at which the next forgetting pass runs.
+    next_forget_at: usize,
+    held_cap: usize,
     flows: FlowTable,
     files: FileLayer,
     /// (end, LIID) of every warrant, by end time; `next_end` is the first not yet passed.
@@ -106,7 +115,8 @@ impl Pipeline {
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
-            kept_after_forget: 0,
+            next_forget_at: FORGET_FROM,
+            held_cap: MAX_HELD_EVENTS,
             flows: FlowTable::new(flow, Box::new(|_| Box::new(Detect::new()))),
             files: FileLayer::new(),
             ends,
@@ -145,7 +155,7 @@ impl Pipeline {
             let changes = self.targeting.apply(ev);
             self.emit_changes(changes, sink);
         }
-        if self.next_event >= FORGET_FROM.max(2 * self.kept_after_forget) {
+        if self.next_event >= self.next_forget_at {
             self.forget_settled_events();
         }
         while let Some((end, liid)) = self.ends.get(self.next_end) {
@@ -330,7 +340,58 @@ impl Pipeline {
             self.next_event -= n;
             self.summary.association_events_forgotten += n as u64;
         }
-        self.kept_after_forget = self.next_event;
+        if self.next_event >= self.held_cap {
+            self.drop_open_starts();
+        }
+        self.plan_next_forget();
+    }
+
+    /// The next pass when the applied part has doubled (constant cost per event), or reaches
+    /// the cap; past the cap with nothing left to drop, only when it has doubled.
+    fn plan_next_forget(&mut self) {
+        let doubled = FORGET_FROM.max(2 * self.next_event);
+        self.next_forget_at = if self.next_event < self.held_cap { doubled.min(self.held_cap) } else { doubled };
+    }
+
+    /// Over the cap after forgetting: open access sessions' starts go, oldest first, those of
+    /// subscribers no warrant names before any other, until a quarter of the cap is free. The
+    /// selector table keeps every session it holds; only a later reload misses the dropped ones
+    /// (until their next Interim-Update restates them).
+    fn drop_open_starts(&mut self) {
+        let target = self.held_cap - self.held_cap / 4;
+        let mut excess = self.next_event.saturating_sub(target);
+        let mut drop = vec![false; self.next_event];
+        for uncovered_only in [true, false] {
+            for (i, ev) in self.events.iter().take(self.next_event).enumerate() {
+                if excess == 0 {
+                    break;
+                }
+                if let AssocEventKind::AccessStart { subscriber, .. } = &ev.kind {
+                    let slot = drop.get_mut(i);
+                    if let Some(d) = slot.filter(|d| !**d) {
+                        if !uncovered_only || !self.targeting.names_subscriber(subscriber) {
+                            *d = true;
+                            excess -= 1;
+                        }
+                    }
+                }
+            }
+        }
+        let n = drop.iter().filter(|d| **d).count();
+        let mut i = 0usize;
+        self.events.retain(|_| {
+            let keep = !drop.get(i).copied().unwrap_or(false);
+            i += 1;
+            keep
+        });
+        self.next_event -= n;
+        self.summary.association_events_dropped += n as u64;
+    }
+
+    /// At most `n` applied association events are held (default [`MAX_HELD_EVENTS`]).
+    pub fn limit_held_events(&mut self, n: usize) {
+        self.held_cap = n.max(16);
+        self.plan_next_forget();
     }
 
     /// Association events held: applied ones still needed for a reload, and pending ones.

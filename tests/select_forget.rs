@@ -104,3 +104,34 @@ fn ended_sessions_and_interim_repeats_are_forgotten_and_open_ones_survive_a_relo
     p.push_event(ev(100_700, "access.stop", "bob", "10.1.0.6"));
     assert!(send(&mut p, 100_800, [10, 1, 0, 6]).is_empty());
 }
+
+/// A flood of starts without stops (a misbehaving NAS, or packets injected on the tap) cannot
+/// grow the history past its cap: open sessions' starts are dropped, those of subscribers no
+/// warrant names first, and the drop is counted. The selector table is not touched, so interception
+/// goes on; a reload still finds the targeted subscriber, whose start was the oldest of all.
+#[test]
+fn a_flood_of_open_sessions_is_capped_and_targets_are_dropped_last() {
+    const CAP: usize = 1000;
+    let mut events = vec![ev(0, "access.start", "ann", "10.1.0.5")];
+    for i in 0..5_000i64 {
+        events.push(ev(1 + i, "access.start", &format!("f{i}"), &format!("10.8.{}.{}", i / 250, i % 250 + 1)));
+    }
+    let mut p =
+        Pipeline::new(warrants(&[("L-ANN", "subscriber:ann")]), events, DecodeConfig::default(), FlowConfig::default());
+    p.limit_held_events(CAP);
+    assert_eq!(send(&mut p, 10_000, [10, 1, 0, 5]), ["L-ANN"]);
+    assert_eq!(p.summary.association_events, 5_001);
+    let held = p.association_events_held();
+    assert!(held < CAP, "{held} held");
+    assert_eq!(p.summary.association_events_dropped as usize, 5_001 - held);
+    assert_eq!(p.summary.association_events_forgotten, 0, "nothing had ended");
+    // The newest flood sessions are still in the history: a warrant on one of them finds it.
+    p.set_warrants(warrants(&[("L-ANN", "subscriber:ann"), ("L-F", "subscriber:f4999")]), &mut VecSink::default());
+    assert_eq!(send(&mut p, 10_100, [10, 1, 0, 5]), ["L-ANN"], "ann's start was kept");
+    assert_eq!(send(&mut p, 10_100, [10, 8, 19, 250]), ["L-F"]);
+    // The oldest flood sessions were dropped: a warrant added now misses f0 until it restates.
+    p.set_warrants(warrants(&[("L-ANN", "subscriber:ann"), ("L-F0", "subscriber:f0")]), &mut VecSink::default());
+    assert!(send(&mut p, 10_200, [10, 8, 0, 1]).is_empty());
+    p.push_event(ev(10_250, "access.start", "f0", "10.8.0.1"));
+    assert_eq!(send(&mut p, 10_300, [10, 8, 0, 1]), ["L-F0"], "its next Interim-Update restates it");
+}

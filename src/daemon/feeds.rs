@@ -213,6 +213,8 @@ pub struct Feeds {
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
     runtime: Option<JoinHandle<()>>,
     journal_path: PathBuf,
+    /// Association events the pipeline had dropped at the last poll (logged when it grows).
+    dropped_seen: u64,
     /// Where the delivery publishes its state; hand it to `start_delivery`.
     pub delivery: DeliveryStatus,
     pub kernel: KernelDrops,
@@ -305,6 +307,7 @@ impl Feeds {
             shutdown: None,
             runtime: None,
             journal_path,
+            dropped_seen: 0,
             delivery,
             kernel: KernelDrops::default(),
             metrics_addr: None,
@@ -393,6 +396,17 @@ impl Feeds {
             while let Ok(ev) = rx.try_recv() {
                 pipeline.push_event(ev);
             }
+        }
+        let dropped = pipeline.summary.association_events_dropped;
+        if dropped > self.dropped_seen {
+            tracing::warn!(
+                dropped = dropped - self.dropped_seen,
+                total = dropped,
+                held = pipeline.association_events_held(),
+                "association events over the cap: oldest open access sessions dropped from the history (a reload \
+                 misses them until their next Interim-Update)"
+            );
+            self.dropped_seen = dropped;
         }
         let learnt = pipeline.take_radius_events();
         if !learnt.is_empty() {

@@ -235,6 +235,11 @@ impl Targeting {
         t
     }
 
+    /// Whether a warrant names `subscriber` as its target.
+    pub fn names_subscriber(&self, subscriber: &str) -> bool {
+        self.t_subscriber.contains_key(subscriber)
+    }
+
     pub fn warrants(&self) -> &[Warrant] {
         &self.warrants
     }
