@@ -313,3 +313,26 @@ fn journal_compaction_forgets_ended_sessions_and_repeats_and_keeps_the_rest() {
         .collect();
     assert_eq!(after, ["bob", "-", "eve"]);
 }
+
+/// A flood of starts without stops cannot grow the journal past its cap either: after
+/// forgetting, the oldest open sessions' starts go, down to three quarters of the cap.
+#[test]
+fn journal_compaction_caps_a_flood_of_open_sessions() {
+    use tapir::select::feed::compact_journal_capped;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("associations.journal");
+    let image = r#"{"time":"2027-01-15T08:00:00Z","event":"image.create","image":"img-9","owner":"joe"}"#;
+    let mut lines = vec![image.to_string()];
+    lines.extend((0..100).map(|i| line(i, "access.start", &format!("f{i}"), &format!("10.8.0.{}", i + 1))));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let until = tapir::timestamp::Timestamp::from_secs(1_800_000_000);
+    assert_eq!(compact_journal_capped(&path, until, 40).unwrap(), 71, "101 lines down to 30");
+    let kept: Vec<String> = load_journal(&path)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.raw["subscriber"].as_str().or(e.raw["image"].as_str()).unwrap().to_string())
+        .collect();
+    let want: Vec<String> = std::iter::once("img-9".to_string()).chain((71..100).map(|i| format!("f{i}"))).collect();
+    assert_eq!(kept, want, "the image and the 29 newest sessions");
+}

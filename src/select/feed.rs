@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc::Sender;
 
-use super::association::{forgettable, parse_event, AssocEvent, EventError};
+use super::association::{forgettable, parse_event, AssocEvent, AssocEventKind, EventError};
 use crate::timestamp::Timestamp;
 
 /// Longest accepted line, newline excluded. An `instance.start` with many ports stays far below.
@@ -233,6 +233,16 @@ impl Journal {
 /// one. A torn last line is dropped, as [`Journal::open`] would. Nothing is written when nothing
 /// can be forgotten. Returns the events forgotten.
 pub fn compact_journal(path: &Path, until: Timestamp) -> Result<usize, FeedError> {
+    compact_journal_capped(path, until, MAX_JOURNAL_EVENTS)
+}
+
+/// Events a compacted journal keeps at most, as the pipeline's history
+/// ([`crate::pipeline::MAX_HELD_EVENTS`]): past it, after forgetting, the oldest open access
+/// sessions' starts go too (a flood of starts without stops), down to three quarters of it.
+pub const MAX_JOURNAL_EVENTS: usize = 1 << 20;
+
+/// [`compact_journal`] with another cap than [`MAX_JOURNAL_EVENTS`].
+pub fn compact_journal_capped(path: &Path, until: Timestamp, cap: usize) -> Result<usize, FeedError> {
     let replay = load_journal(path)?;
     // Applied by time, stably: judge them in that order.
     let mut order: Vec<usize> = (0..replay.events.len()).collect();
@@ -243,6 +253,20 @@ pub fn compact_journal(path: &Path, until: Timestamp) -> Result<usize, FeedError
     for (&i, &f) in order.iter().zip(&verdict) {
         if let Some(slot) = forget.get_mut(i) {
             *slot = f;
+        }
+    }
+    let kept = forget.iter().filter(|f| !**f).count();
+    if kept > cap {
+        let mut excess = kept - (cap - cap / 4);
+        for &i in &order {
+            if excess == 0 {
+                break;
+            }
+            let start = replay.events.get(i).is_some_and(|e| matches!(e.kind, AssocEventKind::AccessStart { .. }));
+            if let Some(f) = forget.get_mut(i).filter(|f| start && !**f) {
+                *f = true;
+                excess -= 1;
+            }
         }
     }
     let n = forget.iter().filter(|f| **f).count();
