@@ -20,6 +20,7 @@ use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{IriEvent, IriRecord, Record, RecordSink};
+use crate::select::association;
 use crate::select::lifecycle::{Lifecycle, Notice};
 use crate::select::{AssocChange, AssocEvent, AssocEventKind, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
@@ -326,24 +327,29 @@ impl Pipeline {
     }
 
     /// Drops applied events whose absence changes nothing when they are applied again (a
-    /// reload): ended access sessions and repeated starts. Pending events are not touched.
+    /// reload): ended access sessions and repeated starts. Past the cap, open sessions' starts
+    /// too, those of subscribers no warrant names first ([`association::over_cap`]); the
+    /// selector table keeps every session it holds. Pending events are not touched.
     fn forget_settled_events(&mut self) {
         let applied = self.events.get(..self.next_event).unwrap_or(&[]);
         let refs: Vec<&AssocEvent> = applied.iter().collect();
-        let forget = crate::select::association::forgettable(&refs, Timestamp::MAX);
-        let n = forget.iter().filter(|f| **f).count();
-        if n > 0 {
+        let mut forget = association::forgettable(&refs, Timestamp::MAX);
+        let forgotten = forget.iter().filter(|f| **f).count();
+        let targeting = &self.targeting;
+        let dropped = association::over_cap(&refs, &mut forget, self.held_cap, |ev| match &ev.kind {
+            AssocEventKind::AccessStart { subscriber, .. } => !targeting.names_subscriber(subscriber),
+            _ => false,
+        });
+        if forgotten + dropped > 0 {
             let mut i = 0usize;
             self.events.retain(|_| {
                 let keep = !forget.get(i).copied().unwrap_or(false);
                 i += 1;
                 keep
             });
-            self.next_event -= n;
-            self.summary.association_events_forgotten += n as u64;
-        }
-        if self.next_event >= self.held_cap {
-            self.drop_open_starts();
+            self.next_event -= forgotten + dropped;
+            self.summary.association_events_forgotten += forgotten as u64;
+            self.summary.association_events_dropped += dropped as u64;
         }
         self.plan_next_forget();
     }
@@ -353,41 +359,6 @@ impl Pipeline {
     fn plan_next_forget(&mut self) {
         let doubled = FORGET_FROM.max(2 * self.next_event);
         self.next_forget_at = if self.next_event < self.held_cap { doubled.min(self.held_cap) } else { doubled };
-    }
-
-    /// Over the cap after forgetting: open access sessions' starts go, oldest first, those of
-    /// subscribers no warrant names before any other, until a quarter of the cap is free. The
-    /// selector table keeps every session it holds; only a later reload misses the dropped ones
-    /// (until their next Interim-Update restates them).
-    fn drop_open_starts(&mut self) {
-        let target = self.held_cap - self.held_cap / 4;
-        let mut excess = self.next_event.saturating_sub(target);
-        let mut drop = vec![false; self.next_event];
-        for uncovered_only in [true, false] {
-            for (i, ev) in self.events.iter().take(self.next_event).enumerate() {
-                if excess == 0 {
-                    break;
-                }
-                if let AssocEventKind::AccessStart { subscriber, .. } = &ev.kind {
-                    let slot = drop.get_mut(i);
-                    if let Some(d) = slot.filter(|d| !**d) {
-                        if !uncovered_only || !self.targeting.names_subscriber(subscriber) {
-                            *d = true;
-                            excess -= 1;
-                        }
-                    }
-                }
-            }
-        }
-        let n = drop.iter().filter(|d| **d).count();
-        let mut i = 0usize;
-        self.events.retain(|_| {
-            let keep = !drop.get(i).copied().unwrap_or(false);
-            i += 1;
-            keep
-        });
-        self.next_event -= n;
-        self.summary.association_events_dropped += n as u64;
     }
 
     /// At most `n` applied association events are held (default [`MAX_HELD_EVENTS`]).

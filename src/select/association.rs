@@ -382,6 +382,43 @@ pub fn forgettable(events: &[&AssocEvent], until: Timestamp) -> Vec<bool> {
     forget
 }
 
+/// A history still longer than `cap` after [`forgettable`]: marks in `forget` the starts of
+/// open access sessions too, oldest first (`events` in the order they are applied), those
+/// `expendable` picks before any other, until three quarters of `cap` are kept. Returns how many
+/// it marked.
+///
+/// Why: forgetting handles churn, but a flood of starts without stops (a misbehaving NAS,
+/// packets injected on a tap) has nothing to forget. Losing a start from the history costs only
+/// a later re-application (reload, restart) that session, until its next Interim-Update
+/// restates it; image and instance events build lineage and are kept.
+pub fn over_cap(
+    events: &[&AssocEvent],
+    forget: &mut [bool],
+    cap: usize,
+    expendable: impl Fn(&AssocEvent) -> bool,
+) -> usize {
+    let kept = forget.iter().filter(|f| !**f).count();
+    let mut excess = kept.saturating_sub(cap - cap / 4);
+    if kept < cap || excess == 0 {
+        return 0;
+    }
+    let mut marked = 0;
+    for pick_expendable in [true, false] {
+        for (ev, f) in events.iter().zip(forget.iter_mut()) {
+            if excess == 0 {
+                return marked;
+            }
+            let start = matches!(ev.kind, AssocEventKind::AccessStart { .. });
+            if start && !*f && (!pick_expendable || expendable(ev)) {
+                *f = true;
+                excess -= 1;
+                marked += 1;
+            }
+        }
+    }
+    marked
+}
+
 #[cfg(test)]
 mod forget_tests {
     use super::*;

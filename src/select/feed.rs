@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc::Sender;
 
-use super::association::{forgettable, parse_event, AssocEvent, AssocEventKind, EventError};
+use super::association::{forgettable, over_cap, parse_event, AssocEvent, EventError};
 use crate::timestamp::Timestamp;
 
 /// Longest accepted line, newline excluded. An `instance.start` with many ports stays far below.
@@ -248,25 +248,12 @@ pub fn compact_journal_capped(path: &Path, until: Timestamp, cap: usize) -> Resu
     let mut order: Vec<usize> = (0..replay.events.len()).collect();
     order.sort_by_key(|&i| replay.events.get(i).map(|e| e.ts));
     let by_time: Vec<&AssocEvent> = order.iter().filter_map(|&i| replay.events.get(i)).collect();
-    let verdict = forgettable(&by_time, until);
+    let mut verdict = forgettable(&by_time, until);
+    over_cap(&by_time, &mut verdict, cap, |_| true);
     let mut forget = vec![false; replay.events.len()];
     for (&i, &f) in order.iter().zip(&verdict) {
         if let Some(slot) = forget.get_mut(i) {
             *slot = f;
-        }
-    }
-    let kept = forget.iter().filter(|f| !**f).count();
-    if kept > cap {
-        let mut excess = kept - (cap - cap / 4);
-        for &i in &order {
-            if excess == 0 {
-                break;
-            }
-            let start = replay.events.get(i).is_some_and(|e| matches!(e.kind, AssocEventKind::AccessStart { .. }));
-            if let Some(f) = forget.get_mut(i).filter(|f| start && !**f) {
-                *f = true;
-                excess -= 1;
-            }
         }
     }
     let n = forget.iter().filter(|f| **f).count();
