@@ -9,24 +9,18 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, tshark, udp_frame, Daemon, Lemf, T0,
-    TAPIR,
+    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, tshark, udp_frame, Daemon, Lemf,
+    XsdBatch, T0, TAPIR,
 };
 
 const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
-/// The shared `x1_validate.py`'s schemas, built once for all documents (`tests/x1_core.rs` checks
-/// that it judges as the shared tool does).
-const VALIDATOR_BATCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py");
-const SHARED_ETSI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi");
-const TAPIR_XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd");
 
 const XID: &str = "29f28e1c-f230-486a-a860-f5a784ab9172";
 const XID2: &str = "3a1b2c3d-0000-4000-8000-000000000002";
@@ -117,28 +111,14 @@ impl Validator {
     fn new() -> Validator {
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>();
         let done = std::thread::spawn(move || {
-            // One python for all documents: building the ETSI schemas takes it about a second.
-            let mut child = Command::new("python3")
-                .args([VALIDATOR_BATCH, SHARED_ETSI, TAPIR_XSD])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("python3 (with xmlschema)");
-            let mut stdin = child.stdin.take().unwrap();
-            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut batch = XsdBatch::spawn();
             let mut failures = Vec::new();
             for (what, doc) in rx {
-                writeln!(stdin, "etsi {}", doc.len()).unwrap();
-                stdin.write_all(&doc).unwrap();
-                stdin.flush().unwrap();
-                let mut v = String::new();
-                std::io::BufRead::read_line(&mut stdout, &mut v).unwrap();
-                if v.trim() != "valid" {
-                    failures.push(format!("{what}: {} \n{}", v.trim(), String::from_utf8_lossy(&doc)));
+                let v = batch.validate("etsi", &doc);
+                if v != "valid" {
+                    failures.push(format!("{what}: {v} \n{}", String::from_utf8_lossy(&doc)));
                 }
             }
-            drop(stdin);
-            let _ = child.wait();
             failures
         });
         Validator { tx: Some(tx), done: Some(done) }

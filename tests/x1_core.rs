@@ -3,12 +3,14 @@
 //! validated with the shared `x1_validate.py` (python xmlschema) at test time, and expected
 //! error codes come from TS 103 221-1 clause 6.7, not from this code.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use tapir::select::{Scope, TargetId};
 use tapir::timestamp::Timestamp;
@@ -19,7 +21,6 @@ const EXAMPLE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/x1-activatetask-example.xml");
 const VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/x1_validate.py");
 const VALIDATOR_EXT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_ext.py");
-const VALIDATOR_BATCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py");
 const TAPIR_XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd");
 
 const XID: &str = "29f28e1c-f230-486a-a860-f5a784ab9172";
@@ -50,34 +51,11 @@ fn run_validator(args: &[&str], doc: &[u8]) -> String {
     s
 }
 
-/// One python process for the whole test binary (`validate_batch.py`): building the ETSI
-/// schemas takes python about a second, and most tests validate several documents.
-struct Batch {
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    _child: Child,
-}
-
+/// One python validator for the whole test binary (most tests validate several documents).
 fn batch_validate(kind: &str, doc: &[u8]) -> String {
-    static BATCH: OnceLock<Mutex<Batch>> = OnceLock::new();
-    let b = BATCH.get_or_init(|| {
-        let mut child = Command::new("python3")
-            .args([VALIDATOR_BATCH, SHARED_ETSI, TAPIR_XSD])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 (with xmlschema: pip install xmlschema)");
-        let (stdin, stdout) = (child.stdin.take().unwrap(), BufReader::new(child.stdout.take().unwrap()));
-        Mutex::new(Batch { stdin, stdout, _child: child })
-    });
-    let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
-    writeln!(b.stdin, "{kind} {}", doc.len()).unwrap();
-    b.stdin.write_all(doc).unwrap();
-    b.stdin.flush().unwrap();
-    let mut line = String::new();
-    b.stdout.read_line(&mut line).unwrap();
-    assert!(!line.is_empty(), "the batch validator died");
-    line.trim().to_string()
+    static BATCH: OnceLock<Mutex<common::XsdBatch>> = OnceLock::new();
+    let b = BATCH.get_or_init(|| Mutex::new(common::XsdBatch::spawn()));
+    b.lock().unwrap_or_else(|p| p.into_inner()).validate(kind, doc)
 }
 
 /// Validates with the shared ETSI schemas only (as `x1_validate.py` does).

@@ -415,3 +415,50 @@ pub fn epoch_us(field: &str) -> i64 {
     let f = format!("{:0<6}", f);
     s.parse::<i64>().unwrap() * 1_000_000 + f[..6].parse::<i64>().unwrap()
 }
+
+/// `tests/data/x1/validate_batch.py`: X1 documents against the shared ETSI schemas (and
+/// tapir's extension schema), one python for many documents, since building the schemas takes
+/// it about a second. `x1_core` checks that it judges as the shared `x1_validate.py` does.
+pub struct XsdBatch {
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    child: Child,
+}
+
+impl XsdBatch {
+    pub fn spawn() -> XsdBatch {
+        let mut child = Command::new("python3")
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py"),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi"),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (with xmlschema: pip install xmlschema)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        XsdBatch { stdin, stdout, child }
+    }
+
+    /// `valid` or `invalid: <first error>`; `kind` is `etsi` (the shared schemas) or `ext`
+    /// (plus tapir's targetIdentifierExtension schema).
+    pub fn validate(&mut self, kind: &str, doc: &[u8]) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{kind} {}", doc.len()).unwrap();
+        self.stdin.write_all(doc).unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the batch validator died");
+        line.trim().to_string()
+    }
+}
+
+impl Drop for XsdBatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
