@@ -62,34 +62,40 @@ impl Channel {
     }
 
     /// What a PDU tells of the channel it travels on, for a listener that takes HI2 and HI3
-    /// on one port (an X1 destination is one `ipAddressAndPort`).
+    /// on one port (an X1 destination is one `ipAddressAndPort`); one decode for both answers.
     ///
     /// IRI and HI1 notifications are HI2, CC is HI3, an integrity check says by its
-    /// `dataType`. A keep-alive, a cINReset or a segment says nothing: the sender opens one
-    /// connection per channel, so the connection's first telling PDU decides for all of them.
-    pub fn of_pdu(pdu: &[u8]) -> Option<Channel> {
-        let tlv = Reader::new(pdu, 0).next_tlv()?.ok()?;
-        let v = decode_pdu(&tlv).ok()?;
+    /// `dataType`. A keep-alive (answered before the channel is known), a cINReset or a segment
+    /// says nothing: the sender opens one connection per channel, so the connection's first
+    /// telling PDU decides for all of them.
+    pub fn of_pdu(pdu: &[u8]) -> Tells {
+        let Some(Ok(tlv)) = Reader::new(pdu, 0).next_tlv() else { return Tells::Nothing };
+        let Ok(v) = decode_pdu(&tlv) else { return Tells::Nothing };
         let payload = &v["payload"];
         if payload["iRIPayloadSequence"].is_array() || payload.get("hI1-Operation").is_some_and(|o| o.is_object()) {
-            return Some(Channel::Hi2);
+            return Tells::Channel(Channel::Hi2);
         }
         if payload["cCPayloadSequence"].is_array() {
-            return Some(Channel::Hi3);
+            return Tells::Channel(Channel::Hi3);
         }
-        match payload["tRIPayload"]["integrityCheck"]["dataType"].as_str() {
-            Some("iRI") => Some(Channel::Hi2),
-            Some("cC") => Some(Channel::Hi3),
-            _ => None,
+        let tri = &payload["tRIPayload"];
+        if tri.get("keep-alive").is_some() {
+            return Tells::KeepAlive;
+        }
+        match tri["integrityCheck"]["dataType"].as_str() {
+            Some("iRI") => Tells::Channel(Channel::Hi2),
+            Some("cC") => Tells::Channel(Channel::Hi3),
+            _ => Tells::Nothing,
         }
     }
 }
 
-/// Whether a PDU is a keep-alive (which a one-port listener answers before it knows the
-/// connection's channel).
-pub fn is_keep_alive(pdu: &[u8]) -> bool {
-    let Some(Ok(tlv)) = Reader::new(pdu, 0).next_tlv() else { return false };
-    decode_pdu(&tlv).is_ok_and(|v| v["payload"]["tRIPayload"].get("keep-alive").is_some())
+/// See [`Channel::of_pdu`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Tells {
+    Channel(Channel),
+    KeepAlive,
+    Nothing,
 }
 
 /// The public key integrity signatures are checked with.

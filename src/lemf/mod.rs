@@ -224,12 +224,13 @@ fn route_pdu(sh: &mut Shared, r: &mut Routing, peer: &str, pdu: &[u8], replies: 
     if let Some(ch) = r.channel {
         return feed(sh, ch, peer, pdu, replies);
     }
-    if let Some(ch) = Channel::of_pdu(pdu) {
-        decide(sh, r, ch, peer, replies);
-        return feed(sh, ch, peer, pdu, replies);
-    }
-    if core::is_keep_alive(pdu) {
-        return feed(sh, Channel::Hi2, peer, pdu, replies);
+    match Channel::of_pdu(pdu) {
+        core::Tells::Channel(ch) => {
+            decide(sh, r, ch, peer, replies);
+            return feed(sh, ch, peer, pdu, replies);
+        }
+        core::Tells::KeepAlive => return feed(sh, Channel::Hi2, peer, pdu, replies),
+        core::Tells::Nothing => {}
     }
     r.held_bytes += pdu.len();
     r.held.push(pdu.to_vec());
@@ -545,8 +546,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut sh = shared(d.path());
         let (reset, ka, cc) = pdus();
-        assert_eq!(Channel::of_pdu(&cc), Some(Channel::Hi3));
-        assert_eq!(Channel::of_pdu(&reset), None);
+        assert_eq!(Channel::of_pdu(&cc), core::Tells::Channel(Channel::Hi3));
+        assert_eq!(Channel::of_pdu(&reset), core::Tells::Nothing);
+        assert_eq!(Channel::of_pdu(&ka), core::Tells::KeepAlive);
         let mut r = Routing::new(Route::ByContent);
         let mut replies = Vec::new();
         route_pdu(&mut sh, &mut r, "p", &reset, &mut replies);
