@@ -225,8 +225,8 @@ pub struct Limits {
     pub udp_idle_secs: u64,
     pub per_direction_buffer: usize,
     pub global_buffer: usize,
-    /// Frame batches queued from capture threads to the pipeline before capture waits (replay)
-    /// or drops and counts (live).
+    /// Frame batches queued from capture threads to the pipeline before capture waits (and a
+    /// live burst waits in the kernel's capture buffer, which counts what it cannot hold).
     pub queue_batches: usize,
     /// On stop, how long to wait for the LEAs to confirm what is spooled.
     pub deliver_wait_secs: u64,

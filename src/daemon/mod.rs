@@ -16,7 +16,8 @@
 //! (and shared association state, applied in time order on every worker); until the pipeline is
 //! the bottleneck, one pipeline thread is the simpler correct design. Capture threads copy
 //! frames out of the ring into reused batches (no allocation per packet in the steady state).
-//! A live source drops and counts a batch when the queue is full; a replay waits.
+//! When the queue is full a capture thread waits, so a live burst waits in the kernel's ring
+//! (far larger than the queue), and what the ring cannot hold the kernel counts as drops.
 //!
 //! **Time.** The pipeline's clock is packet time. A source also reports its own present time
 //! when quiet (`Source::clock`: the wall clock live, the paced position for a real-time replay),

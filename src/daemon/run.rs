@@ -326,8 +326,15 @@ fn spawn_signals(tx: Sender<Control>) -> Result<()> {
 }
 
 /// One capture thread: polls its source, ships frames in batches, and the source's clock when
-/// it is quiet. A live source drops (and counts) when the pipeline falls behind; a replay waits.
-#[allow(clippy::too_many_arguments)]
+/// it is quiet.
+///
+/// When the pipeline falls behind, the thread waits on the full queue, live or replay alike.
+/// A live burst then waits in the kernel's capture buffer (the AF_PACKET ring or libpcap's
+/// buffer, sized by `[capture.ring]`, 256 MiB by default), which is far larger than the
+/// queue, and whatever that buffer cannot hold the kernel counts as the source's drops. A
+/// queue that dropped batches instead would lose a burst the buffer had room for, and count it
+/// nowhere the metrics look. The pipeline keeps draining the queue until every capture thread
+/// has ended, so a waiting thread always sees the stop order.
 fn spawn_capture(
     mut src: Box<dyn Source>,
     origin: usize,
@@ -335,7 +342,6 @@ fn spawn_capture(
     recycle: Receiver<Batch>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
-    lossless: bool,
     drops: DropsSlot,
 ) -> Result<JoinHandle<()>> {
     let name = src.name();
@@ -354,21 +360,7 @@ fn spawn_capture(
         let mut batch = fresh(&recycle);
         let mut last_clock = Instant::now();
         let mut last_drops = Instant::now();
-        let send = |b: Batch, tx: &SyncSender<Input>| -> bool {
-            let n = b.len() as u64;
-            if lossless {
-                tx.send(Input::Frames(b)).is_ok()
-            } else {
-                match tx.try_send(Input::Frames(b)) {
-                    Ok(()) => true,
-                    Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                        dropped.fetch_add(n, Ordering::Relaxed);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-        };
+        let send = |b: Batch, tx: &SyncSender<Input>| -> bool { tx.send(Input::Frames(b)).is_ok() };
         while !stop.load(Ordering::Relaxed) {
             let mut full: Vec<Batch> = Vec::new();
             let n = src.poll(Duration::from_millis(100), &mut |f| {
@@ -465,7 +457,6 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     if hooks.signals {
         spawn_signals(control_tx.clone())?;
     }
-    let lossless = config.capture.interfaces.is_empty();
 
     let case_root = new_case_dir(&config.paths.case_dir)?;
     let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
@@ -501,7 +492,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         recycle_tx.push(rtx);
         let origin = captures.len();
         let slot = feeds.drops_slot(origin);
-        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), lossless, slot)?);
+        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), slot)?);
     }
     drop(tx);
 
