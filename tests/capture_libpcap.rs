@@ -233,13 +233,27 @@ fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    let signal = |sig: libc::c_int| {
+        // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
+    };
+    // Frozen while 10 copies of the fixture are sent, so that all 4640 frames wait in
+    // libpcap's buffer, and the stop order is pending when tapir thaws: the capture thread
+    // meets a burst larger than one read hands over (4096 frames), and the graceful stop must
+    // read the rest of what the buffer held (once, a full pipeline queue dropped frames here
+    // too).
+    signal(libc::SIGSTOP);
+    let loops = 10;
     let file = fixture("http-put.pcap");
-    let st = lab.replay(&file).wait().unwrap();
+    let st = lab
+        .exec(&["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tcpreplay");
     assert!(st.success(), "tcpreplay: {st}");
-    // Immediate mode hands frames on at once; leave the pipeline a moment, then stop gracefully.
-    std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(libc::SIGTERM);
+    signal(libc::SIGCONT);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(st) = lab.children[0].try_wait().unwrap() {
@@ -256,8 +270,11 @@ fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
     let cc = cases[0].join("LIID-PCAP/cc.pcap");
     let target = tshark_count(&file, "ip.addr==198.51.100.7");
     assert_eq!(target, 448, "tshark's count of the target's packets in the fixture");
-    assert_eq!(tshark_count(&cc, "frame"), target, "CC packets\n{}", read_log());
-    assert_eq!(tshark_count(&cc, "ip.addr==198.51.100.7"), target, "CC holds only the target's packets");
+    assert_eq!(tshark_count(&cc, "frame"), target * loops, "CC packets\n{}", read_log());
+    assert_eq!(tshark_count(&cc, "ip.addr==198.51.100.7"), target * loops, "CC holds only the target's packets");
+    let log = read_log();
+    let stopped = log.lines().find(|l| l.contains("tapir stopped")).unwrap_or_else(|| panic!("{log}"));
+    assert!(stopped.contains(" frames=4640 ") && stopped.contains(" dropped=0 "), "{stopped}");
     let v = Command::new(env!("CARGO_BIN_EXE_tapir")).arg("verify").arg(&cases[0]).output().unwrap();
     assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
 }

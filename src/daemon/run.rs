@@ -25,6 +25,10 @@ use crate::record::{Record, RecordSink};
 use crate::select::{load_events, load_warrants, AssocEvent, Liid, Warrant, Warrants};
 use crate::timestamp::Timestamp;
 
+/// How much longer than the ring's block timeout a live source must be quiet after a stop
+/// order before its capture thread ends (see `spawn_capture`).
+const STOP_QUIET_MARGIN: Duration = Duration::from_millis(50);
+
 /// Orders for the pipeline thread. Signals become these; so can X1 (clone [`Hooks::control`]).
 #[derive(Debug)]
 pub enum Control {
@@ -335,6 +339,13 @@ fn spawn_signals(tx: Sender<Control>) -> Result<()> {
 /// queue that dropped batches instead would lose a burst the buffer had room for, and count it
 /// nowhere the metrics look. The pipeline keeps draining the queue until every capture thread
 /// has ended, so a waiting thread always sees the stop order.
+///
+/// At a stop order a live source is read until it has been quiet for `stop_quiet`, for at most
+/// a second or twice that: what the kernel already held when the order came is intercepted
+/// traffic, and a graceful stop hands it on rather than leaving it in a ring about to be
+/// closed. An AF_PACKET ring shows a block's frames only once the block is full or its
+/// timeout expired, so `stop_quiet` is a little more than the block timeout.
+#[allow(clippy::too_many_arguments)]
 fn spawn_capture(
     mut src: Box<dyn Source>,
     origin: usize,
@@ -343,6 +354,7 @@ fn spawn_capture(
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     drops: DropsSlot,
+    stop_quiet: Duration,
 ) -> Result<JoinHandle<()>> {
     let name = src.name();
     let h = std::thread::Builder::new().name("tapir-capture".into()).spawn(move || {
@@ -360,10 +372,10 @@ fn spawn_capture(
         let mut batch = fresh(&recycle);
         let mut last_clock = Instant::now();
         let mut last_drops = Instant::now();
-        let send = |b: Batch, tx: &SyncSender<Input>| -> bool { tx.send(Input::Frames(b)).is_ok() };
-        while !stop.load(Ordering::Relaxed) {
+        // One poll, its frames sent on in batches; `None` once the pipeline is gone.
+        let mut pump = |src: &mut Box<dyn Source>, timeout: Duration| -> Option<usize> {
             let mut full: Vec<Batch> = Vec::new();
-            let n = src.poll(Duration::from_millis(100), &mut |f| {
+            let n = src.poll(timeout, &mut |f| {
                 batch.push(f);
                 if batch.len() >= BATCH_FRAMES {
                     full.push(std::mem::replace(&mut batch, fresh(&recycle)));
@@ -372,17 +384,16 @@ fn spawn_capture(
             for d in src.take_damage() {
                 let _ = tx.send(Input::Damage(d));
             }
-            for b in full {
-                if !send(b, &tx) {
-                    return;
-                }
-            }
             if !batch.is_empty() {
-                let b = std::mem::replace(&mut batch, fresh(&recycle));
-                if !send(b, &tx) {
-                    return;
-                }
+                full.push(std::mem::replace(&mut batch, fresh(&recycle)));
             }
+            for b in full {
+                tx.send(Input::Frames(b)).ok()?;
+            }
+            Some(n)
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let Some(n) = pump(&mut src, Duration::from_millis(100)) else { return };
             if n == 0 || last_clock.elapsed() >= Duration::from_millis(200) {
                 if let Some(t) = src.clock() {
                     last_clock = Instant::now();
@@ -398,6 +409,19 @@ fn spawn_capture(
             if src.exhausted() {
                 let _ = tx.send(Input::Ended);
                 return;
+            }
+        }
+        if src.interface().is_some() {
+            let until = Instant::now() + (2 * stop_quiet).max(Duration::from_secs(1));
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match pump(&mut src, stop_quiet.min(left)) {
+                    Some(0) | None => break,
+                    Some(_) => {}
+                }
             }
         }
         drops.publish(&*src);
@@ -484,6 +508,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
     let n_sources = sources.len();
+    // Quiet for longer than the ring's block timeout: the kernel has handed over its last block.
+    let stop_quiet = Duration::from_millis(u64::from(config.capture.ring.block_timeout_ms)) + STOP_QUIET_MARGIN;
     let mut captures = Vec::new();
     let mut recycle_tx: Vec<SyncSender<Batch>> = Vec::with_capacity(n_sources);
     for src in sources {
@@ -492,7 +518,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         recycle_tx.push(rtx);
         let origin = captures.len();
         let slot = feeds.drops_slot(origin);
-        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), slot)?);
+        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), slot, stop_quiet)?);
     }
     drop(tx);
 
