@@ -253,8 +253,8 @@ pub struct ObjectRecord {
     pub meta: ObjectMeta,
     pub sha256: String,
     /// MD5 and SHA-512 as well, because cloud image services record those for images. The file
-    /// layer computes them for files and mails; for raw `stream` objects they are left `None`
-    /// here and the case writer computes them on its own thread.
+    /// layer computes the MD5 and leaves the SHA-512 `None`: the case writer computes it on its
+    /// own thread, so that the two costly digests run on two threads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

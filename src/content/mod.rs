@@ -31,11 +31,10 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
-    /// MD5 and SHA-512 only for files and mails (analyzers report them in their IRI); for raw
-    /// streams the case writer computes them on the output thread, off the packet path (the two
-    /// cost more than the SHA-256).
-    sha512: Option<digest::Context>,
-    md5: Option<Md5>,
+    /// MD5 here because analyzers need it (an S3 part's ETag is its MD5); SHA-512 the case
+    /// writer computes on the output thread. Each costs more than the SHA-256: with both here
+    /// this thread was the bottleneck of an upload, with both there the output thread was.
+    md5: Md5,
     /// Next offset expected; everything below it is hashed.
     next: u64,
     gaps: Vec<(u64, u64)>,
@@ -71,7 +70,6 @@ impl FileLayer {
         let id = self.next_id;
         sink.record(Record::ObjectBegin { liid, id, meta: &meta });
         let last_seen = meta.first_seen;
-        let full = meta.kind != "stream";
         self.open.insert(
             id,
             OpenObject {
@@ -79,8 +77,7 @@ impl FileLayer {
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
-                sha512: full.then(|| digest::Context::new(&digest::SHA512)),
-                md5: full.then(Md5::new),
+                md5: Md5::new(),
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
@@ -123,12 +120,7 @@ impl FileLayer {
 
     fn hash(o: &mut OpenObject, bytes: &[u8]) {
         o.sha256.update(bytes);
-        if let Some(h) = o.sha512.as_mut() {
-            h.update(bytes);
-        }
-        if let Some(h) = o.md5.as_mut() {
-            h.update(bytes);
-        }
+        o.md5.update(bytes);
     }
 
     fn hole(o: &mut OpenObject, at: u64, len: u64, sink: &mut dyn RecordSink, id: ObjectId) {
@@ -158,8 +150,8 @@ impl FileLayer {
             id,
             meta: o.meta,
             sha256: hex::encode(o.sha256.finish().as_ref()),
-            md5: o.md5.map(|h| hex::encode(h.finalize())),
-            sha512: o.sha512.map(|h| hex::encode(h.finish().as_ref())),
+            md5: Some(hex::encode(o.md5.finalize())),
+            sha512: None,
             format: Some(o.sniff.verdict()),
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),

@@ -107,18 +107,8 @@ struct PartialObject {
     on_disk: u64,
     /// Gap bytes not yet materialised (written as a hole when the next data or the end comes).
     pending_hole: u64,
-    /// MD5 and SHA-512 of objects the file layer leaves them to (raw streams): computed here, on
-    /// the output thread, so the pipeline thread only pays for SHA-256.
-    extra: Option<(md5::Md5, ring::digest::Context)>,
-}
-
-impl PartialObject {
-    fn hash_extra(&mut self, bytes: &[u8]) {
-        if let Some((m, s)) = self.extra.as_mut() {
-            md5::Digest::update(m, bytes);
-            s.update(bytes);
-        }
-    }
+    /// The digest the file layer leaves to the output thread, off the packet path.
+    sha512: ring::digest::Context,
 }
 
 /// Totals of what a case holds, per LIID, for the run summary.
@@ -240,15 +230,20 @@ impl CaseWriter {
         out.cc.get_mut(&n).expect("inserted above").1.write(ts, data, orig_len)
     }
 
-    fn object_begin(&mut self, liid: &Liid, id: ObjectId, kind: &str) -> io::Result<()> {
+    fn object_begin(&mut self, liid: &Liid, id: ObjectId) -> io::Result<()> {
         let dir = self.liid_out(liid)?.dir.join("objects").join(PARTIAL_DIR);
         let path = dir.join(format!("{id}"));
         File::create(&path)?;
-        let extra =
-            (kind == "stream").then(|| (md5::Md5::default(), ring::digest::Context::new(&ring::digest::SHA512)));
         self.partial.insert(
             id,
-            PartialObject { liid: liid.clone(), path, buf: Vec::new(), on_disk: 0, pending_hole: 0, extra },
+            PartialObject {
+                liid: liid.clone(),
+                path,
+                buf: Vec::new(),
+                on_disk: 0,
+                pending_hole: 0,
+                sha512: ring::digest::Context::new(&ring::digest::SHA512),
+            },
         );
         Ok(())
     }
@@ -258,7 +253,7 @@ impl CaseWriter {
         if p.pending_hole > 0 {
             Self::spill(p)?;
         }
-        p.hash_extra(data);
+        p.sha512.update(data);
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
         if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {
@@ -274,15 +269,13 @@ impl CaseWriter {
         Self::spill(p)?;
         self.buffered -= n;
         p.pending_hole += len;
-        if p.extra.is_some() {
-            // Holes are zeros in the stored bytes, and so in their hashes.
-            let zeros = [0u8; 4096];
-            let mut left = len;
-            while left > 0 {
-                let k = left.min(zeros.len() as u64) as usize;
-                p.hash_extra(&zeros[..k]);
-                left -= k as u64;
-            }
+        // Holes are zeros in the stored bytes, and so in their hashes.
+        let zeros = [0u8; 4096];
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(zeros.len() as u64) as usize;
+            p.sha512.update(&zeros[..k]);
+            left -= k as u64;
         }
         Ok(())
     }
@@ -312,16 +305,11 @@ impl CaseWriter {
         Self::spill(&mut p)?;
         debug_assert_eq!(p.on_disk, r.size);
         self.max_id = self.max_id.max(r.id);
-        let mut filled;
-        let mut r = r;
-        if let Some((m, s)) = p.extra.take() {
-            filled = r.clone();
-            filled.md5.get_or_insert_with(|| hex::encode(md5::Digest::finalize(m)));
-            filled.sha512.get_or_insert_with(|| hex::encode(s.finish().as_ref()));
-            r = &filled;
-        }
-        let dest = self.list_object(&p.liid, r, &p.path)?;
-        self.s3.object(r, &dest);
+        let mut filled = r.clone();
+        let sha512 = p.sha512.finish();
+        filled.sha512.get_or_insert_with(|| hex::encode(sha512.as_ref()));
+        let dest = self.list_object(&p.liid, &filled, &p.path)?;
+        self.s3.object(&filled, &dest);
         Ok(())
     }
 
@@ -423,7 +411,7 @@ impl RecordSink for CaseWriter {
         let r = match &rec {
             Record::Iri(r) => self.write_iri(r),
             Record::Cc(c) => self.write_cc(c.liid, c.ts, c.link, c.data, c.orig_len),
-            Record::ObjectBegin { liid, id, meta } => self.object_begin(liid, *id, &meta.kind),
+            Record::ObjectBegin { liid, id, .. } => self.object_begin(liid, *id),
             Record::ObjectData { id, data, .. } => self.object_data(*id, data),
             Record::ObjectGap { id, len, .. } => self.object_gap(*id, *len),
             Record::ObjectEnd(r, id) => self.object_end(r, *id),
