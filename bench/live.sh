@@ -5,9 +5,11 @@
 #
 #   sudo bash bench/live.sh [MEGABYTES] [RATES]    defaults: 100, "200 500 1000 2000 top"
 #   PROFILE=dev sudo -E bash bench/live.sh         build without --release (quicker to build)
+#   BENCH_DIR=/dev/shm sudo -E bash bench/live.sh  capture and cases on tmpfs (the disk out of it)
 #   TOOLS="run-1w run-2w run0-1w run0-2w tcpdump" sudo -E bash bench/live.sh
 #       the whole daemon (`tapir run`; run-*: every packet targeted, run0-*: none) next to
-#       tcpdump; its drops are printed kernel+pipeline-queue
+#       tcpdump; its drops are the kernel's (a pipeline that falls behind leaves the backlog in
+#       the ring, so the ring's drops are the only ones)
 #
 # RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
 # (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
@@ -20,7 +22,7 @@ PROFILE=${PROFILE:-release}
 [[ $(id -u) -eq 0 ]] || { echo "live.sh: needs root (network namespace, AF_PACKET)" >&2; exit 1; }
 
 NS=tpafp-bench-$$
-work=$(mktemp -d /tmp/tpafp-bench.XXXXXX)
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/tpafp-bench.XXXXXX")
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -72,7 +74,7 @@ for rate in $RATES; do
             run-*|run0-*)
                 # The whole daemon: `tapir run` with every packet a target's (CC written,
                 # flows reassembled), 1 or 2 capture workers, 64 x 1 MiB ring each. Its kernel
-                # drops come from /metrics, its pipeline-queue drops from its closing line.
+                # drops come from its closing line (/metrics has them too, a second late).
                 mport=$((30000 + $$ % 20000))
                 rm -rf "$work/case" "$work/spool"; mkdir -p "$work/case" "$work/spool"
                 # run0-*: a warrant on an address not in the traffic (capture, decode and
@@ -95,12 +97,17 @@ for rate in $RATES; do
         esac
         read -r pps mbps secs < <(replay "$rate")
         if [[ $tool == run* ]]; then
-            sleep 1
-            kdrops=$(in_ns curl -s "http://127.0.0.1:$mport/metrics" | awk '/^tapir_kernel_drops_total/ {s+=$2} END {print s+0}')
+            # The pipeline may still be working through the backlog the ring holds: wait until
+            # its matched-packet count stops moving, then stop.
+            last=-1
+            for _ in $(seq 600); do
+                now=$(in_ns curl -s "http://127.0.0.1:$mport/metrics" | awk '/^tapir_matched_packets_total/ {s+=$2} END {print s+0}')
+                [[ $now == "$last" ]] && break
+                last=$now; sleep 1
+            done
             kill -TERM "$pid"; wait "$pid" || true
             captured=$(sed -n 's/.*tapir stopped frames=\([0-9]*\).*/\1/p' "$work/tool.err")
-            qdrops=$(sed -n 's/.*tapir stopped.* dropped=\([0-9]*\).*/\1/p' "$work/tool.err")
-            drops="$kdrops+$qdrops"
+            drops=$(sed -n 's/.*tapir stopped.* dropped=\([0-9]*\).*/\1/p' "$work/tool.err")
         elif [[ $tool == tcpdump* ]]; then
             sleep 1.2   # libpcap hands a block over after its 1 s timeout
             kill -TERM "$pid"; wait "$pid" || true   # (SIGINT is ignored by background jobs)
