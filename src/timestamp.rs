@@ -19,6 +19,14 @@ impl Timestamp {
         Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos as i64))
     }
 
+    /// A seconds and fraction pair as capture interfaces hand it (libpcap's `timeval`): the
+    /// fraction in nanoseconds when `nanos`, else in microseconds. A fraction outside the second,
+    /// which a well-behaved source never gives, is clamped into it rather than trusted.
+    pub fn from_secs_fraction(secs: i64, fraction: i64, nanos: bool) -> Timestamp {
+        let ns = if nanos { fraction } else { fraction.saturating_mul(1000) };
+        Timestamp::from_secs_nanos(secs, u32::try_from(ns.clamp(0, 999_999_999)).unwrap_or(0))
+    }
+
     pub fn from_secs(secs: i64) -> Timestamp {
         Timestamp::from_secs_nanos(secs, 0)
     }
@@ -74,6 +82,16 @@ impl serde::Serialize for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractions_in_either_precision_and_out_of_range() {
+        let t = Timestamp::from_secs_fraction;
+        assert_eq!(t(1_700_000_000, 123_456_789, true).nanos(), 1_700_000_000_123_456_789);
+        assert_eq!(t(1_700_000_000, 123_456, false).nanos(), 1_700_000_000_123_456_000);
+        assert_eq!(t(5, -1, true).nanos(), 5_000_000_000);
+        assert_eq!(t(5, 2_000_000, false).nanos(), 5_999_999_999);
+        assert_eq!(t(5, i64::MAX, false).nanos(), 5_999_999_999);
+    }
 
     #[test]
     fn rfc3339_round_trip() {

@@ -195,10 +195,7 @@ impl Handle {
 // `time_t` and `suseconds_t` are i64 on some platforms and i32 on others.
 #[allow(clippy::useless_conversion)]
 fn timestamp(tv: &libc::timeval, nanos: bool) -> Timestamp {
-    let secs = i64::from(tv.tv_sec);
-    let frac = i64::from(tv.tv_usec);
-    let ns = if nanos { frac } else { frac.saturating_mul(1000) };
-    Timestamp::from_secs_nanos(secs, u32::try_from(ns.clamp(0, 999_999_999)).unwrap_or(0))
+    Timestamp::from_secs_fraction(i64::from(tv.tv_sec), i64::from(tv.tv_usec), nanos)
 }
 
 /// One libpcap handle per interface.
@@ -289,22 +286,5 @@ impl PcapCapture {
             out.interfaces.push(h.totals.clone());
         }
         Ok(out)
-    }
-}
-
-// Run by `cargo test --features libpcap --lib`; opening real interfaces is in
-// tests/capture_libpcap.rs.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_in_either_precision_and_out_of_range_fractions() {
-        let tv = |s, u| libc::timeval { tv_sec: s, tv_usec: u };
-        assert_eq!(timestamp(&tv(1_700_000_000, 123_456_789), true).nanos(), 1_700_000_000_123_456_789);
-        assert_eq!(timestamp(&tv(1_700_000_000, 123_456), false).nanos(), 1_700_000_000_123_456_000);
-        // A fraction libpcap should never give is clamped, not trusted.
-        assert_eq!(timestamp(&tv(5, -1), true).nanos(), 5_000_000_000);
-        assert_eq!(timestamp(&tv(5, 2_000_000), false).nanos(), 5_999_999_999);
     }
 }
