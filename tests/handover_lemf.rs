@@ -25,7 +25,7 @@ fn all_zero(v: &serde_json::Value) -> bool {
 #[test]
 fn every_pdu_decodes_in_sequence_with_verified_integrity() {
     let dir = tempfile::tempdir().unwrap();
-    sh("openssl genpkey -algorithm ed25519 -outform DER -out sig.der", dir.path());
+    common::sh(dir.path(), "openssl genpkey -algorithm ed25519 -outform DER -out sig.der");
     let (hi2, hi3) = (free_port(), free_port());
     let extra = format!(
         "integrity = {{ hash_every = 10, sign_every = 2, key = \"{}\" }}",

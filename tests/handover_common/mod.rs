@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 
 use tapir::capture::LinkType;
@@ -16,7 +16,8 @@ use tapir::timestamp::Timestamp;
 pub const LEMF_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/lemf_check.py");
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/handover");
 
-// The port helpers every network test uses (a file using this module declares `mod common;`).
+// The port helpers every network test uses (a file using this module declares `mod common;`,
+// whose `sh` runs shell commands too).
 pub use crate::common::{free_port, wait_listening};
 
 /// One run of the independent LEMF.
@@ -185,18 +186,6 @@ pub fn logged_seqs(log: &Path, key: &str) -> Vec<u64> {
 /// The sequence numbers of one stream in a `.seqs.json` file, e.g. key `hi3|LIID-A|1|cc`.
 pub fn seqs(v: &serde_json::Value, key: &str) -> Vec<u64> {
     v.get(key).and_then(|a| a.as_array()).map(|a| a.iter().filter_map(|x| x.as_u64()).collect()).unwrap_or_default()
-}
-
-pub fn sh(cmd: &str, dir: &Path) {
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "{cmd}");
 }
 
 /// The segment files of `channel` in a spool directory, oldest first.
