@@ -206,7 +206,12 @@ impl RecordSink for Outputs {
         if self.count_intercepts {
             let seen = match &rec {
                 Record::Iri(r) if !matches!(r.event, crate::record::IriEvent::Warrant { .. }) => {
-                    let n = serde_json::to_vec(r).map_or(0, |v| v.len() as u64 + 1);
+                    // The length of its case line, counted without building it.
+                    let mut n = ByteCount(1);
+                    if serde_json::to_writer(&mut n, r).is_err() {
+                        n.0 = 0;
+                    }
+                    let n = n.0;
                     Some((&r.liid, n, 0, r.ts))
                 }
                 Record::Cc(c) => Some((c.liid, 0, c.data.len() as u64, c.ts)),
@@ -229,6 +234,19 @@ impl RecordSink for Outputs {
             }
             None => self.case.record(rec),
         }
+    }
+}
+
+/// A sink that only counts what is written to it.
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
