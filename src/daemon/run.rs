@@ -390,25 +390,26 @@ fn spawn_capture(
         let mut batch = fresh(&recycle);
         let mut last_clock = Instant::now();
         let mut last_drops = Instant::now();
-        // One poll, its frames sent on in batches; `None` once the pipeline is gone.
+        // One poll, its frames sent on in batches; `None` once the pipeline is gone. A full
+        // batch is sent from inside the poll, so that one poll over a full ring (up to 256 MiB
+        // by default) holds at most the queue's batches in memory, not a copy of the ring.
         let mut pump = |src: &mut Box<dyn Source>, timeout: Duration| -> Option<usize> {
-            let mut full: Vec<Batch> = Vec::new();
+            let mut gone = false;
             let n = src.poll(timeout, &mut |f| {
                 batch.push(f);
                 if batch.len() >= BATCH_FRAMES {
-                    full.push(std::mem::replace(&mut batch, fresh(&recycle)));
+                    let b = std::mem::replace(&mut batch, fresh(&recycle));
+                    gone = gone || tx.send(Input::Frames(b)).is_err();
                 }
             });
             for d in src.take_damage() {
                 let _ = tx.send(Input::Damage(d));
             }
-            if !batch.is_empty() {
-                full.push(std::mem::replace(&mut batch, fresh(&recycle)));
+            if !batch.is_empty() && !gone {
+                let b = std::mem::replace(&mut batch, fresh(&recycle));
+                gone = tx.send(Input::Frames(b)).is_err();
             }
-            for b in full {
-                tx.send(Input::Frames(b)).ok()?;
-            }
-            Some(n)
+            (!gone).then_some(n)
         };
         while !stop.load(Ordering::Relaxed) {
             let Some(n) = pump(&mut src, Duration::from_millis(100)) else { return };
