@@ -6,6 +6,8 @@
 //! as tshark counts for the target in the fixture. Needs iproute2, ethtool, tcpreplay, tshark, python3.
 #![cfg(feature = "libpcap")]
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -194,7 +196,7 @@ fn replayed_fixture_comes_out_byte_identical_with_pcap_stats() {
 
 #[test]
 fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
-    let mut lab = Lab::veth("run");
+    let lab = Lab::veth("run");
     let work = lab.tmp.path().to_path_buf();
     std::fs::write(
         work.join("w.toml"),
@@ -214,69 +216,33 @@ fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
     )
     .unwrap();
     let log = work.join("run.log");
-    let child = lab
-        .exec(&[env!("CARGO_BIN_EXE_tapir"), "run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("tapir run");
-    // `ip netns exec` execs tapir: this pid is tapir's.
-    let pid = child.id() as libc::pid_t;
-    lab.children.push(child);
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let started = Instant::now();
-    while !read_log().contains("tapir running") {
-        assert!(started.elapsed() < Duration::from_secs(20), "tapir run never started:\n{}", read_log());
-        if let Some(st) = lab.children[0].try_wait().unwrap() {
-            panic!("tapir run exited {st}:\n{}", read_log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let signal = |sig: libc::c_int| {
-        // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
-    };
+    let mut cmd = lab.exec(&[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
+    cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
     // Frozen while 10 copies of the fixture are sent, so that all 4640 frames wait in
     // libpcap's buffer, and the stop order is pending when tapir thaws: the capture thread
     // meets a burst larger than one read hands over (4096 frames), and the graceful stop must
     // read the rest of what the buffer held (once, a full pipeline queue dropped frames here
     // too).
-    signal(libc::SIGSTOP);
     let loops = 10;
     let file = fixture("http-put.pcap");
-    let st = lab
-        .exec(&["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tcpreplay");
-    assert!(st.success(), "tcpreplay: {st}");
-    std::thread::sleep(Duration::from_millis(100));
-    signal(libc::SIGTERM);
-    signal(libc::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = lab.children[0].try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "tapir run did not stop:\n{}", read_log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "tapir run: {status}\n{}", read_log());
+    let text = common::run_frozen_through(&mut cmd, &log, || {
+        let st = lab
+            .exec(&["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tcpreplay");
+        assert!(st.success(), "tcpreplay: {st}");
+    });
+    let counts = (common::closing_count(&text, "frames"), common::closing_count(&text, "dropped"));
+    assert_eq!(counts, (464 * loops as u64, 0), "{text}");
 
-    let cases: Vec<PathBuf> =
-        std::fs::read_dir(work.join("case")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    assert_eq!(cases.len(), 1, "{cases:?}");
-    let cc = cases[0].join("LIID-PCAP/cc.pcap");
+    let case = common::the_case(&work, "case");
+    let cc = case.join("LIID-PCAP/cc.pcap");
     let target = tshark_count(&file, "ip.addr==198.51.100.7");
     assert_eq!(target, 448, "tshark's count of the target's packets in the fixture");
-    assert_eq!(tshark_count(&cc, "frame"), target * loops, "CC packets\n{}", read_log());
+    assert_eq!(tshark_count(&cc, "frame"), target * loops, "CC packets\n{text}");
     assert_eq!(tshark_count(&cc, "ip.addr==198.51.100.7"), target * loops, "CC holds only the target's packets");
-    let log = read_log();
-    let stopped = log.lines().find(|l| l.contains("tapir stopped")).unwrap_or_else(|| panic!("{log}"));
-    assert!(stopped.contains(" frames=4640 ") && stopped.contains(" dropped=0 "), "{stopped}");
-    let v = Command::new(env!("CARGO_BIN_EXE_tapir")).arg("verify").arg(&cases[0]).output().unwrap();
-    assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
+    common::verify_case(&case);
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! Also the privilege drop (`tapir::privs`), in a re-executed copy of this test binary so that the
 //! uid/capability change cannot leak into the other tests.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -620,12 +622,6 @@ fn privs_child() {
     }
 }
 
-/// tshark's count of the frames of `pcap` that `filter` keeps.
-fn tshark_count(pcap: &Path, filter: &str) -> usize {
-    let out = run("tshark", &["-r", pcap.to_str().unwrap(), "-Y", filter, "-T", "fields", "-e", "frame.number"]);
-    out.lines().count()
-}
-
 /// A burst that outruns the pipeline, through `tapir run` with a queue of one batch. tapir is
 /// frozen (SIGSTOP) while the burst is sent, so all of it waits in the kernel ring, which has
 /// room for it; the stop order (SIGTERM) is pending when tapir thaws. The capture thread then
@@ -637,7 +633,7 @@ fn tshark_count(pcap: &Path, filter: &str) -> usize {
 /// stop.
 #[test]
 fn tapir_run_frozen_through_a_burst_with_a_one_batch_queue_loses_nothing() {
-    let mut lab = Lab::veth("bq");
+    let lab = Lab::veth("bq");
     let work = lab.tmp.path().to_path_buf();
     std::fs::write(
         work.join("w.toml"),
@@ -658,65 +654,26 @@ fn tapir_run_frozen_through_a_burst_with_a_one_batch_queue_loses_nothing() {
     )
     .unwrap();
     let log = work.join("run.log");
-    let child = lab
-        .exec(0, &[env!("CARGO_BIN_EXE_tapir"), "run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("tapir run");
-    // `ip netns exec` execs tapir: this pid is tapir's.
-    let pid = child.id() as libc::pid_t;
-    lab.children.push(child);
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let started = Instant::now();
-    while !read_log().contains("tapir running") {
-        assert!(started.elapsed() < Duration::from_secs(20), "tapir run never started:\n{}", read_log());
-        if let Some(st) = lab.children[0].try_wait().unwrap() {
-            panic!("tapir run exited {st}:\n{}", read_log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let signal = |sig: libc::c_int| {
-        // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
-    };
-
-    signal(libc::SIGSTOP);
+    let mut cmd = lab.exec(0, &[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
+    cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
     // 20 back-to-back copies at top speed: 9280 frames, about 10 MB, inside the 64 MiB ring.
+    // The ring's last block, partly filled, most likely has not retired when tapir thaws (its
+    // timeout is a second): the stop must wait for it.
     let loops = 20;
     let file = fixture("http-put.pcap");
-    let st = lab
-        .exec(0, &["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tcpreplay");
-    assert!(st.success(), "tcpreplay: {st}");
+    let text = common::run_frozen_through(&mut cmd, &log, || {
+        let st = lab
+            .exec(0, &["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tcpreplay");
+        assert!(st.success(), "tcpreplay: {st}");
+    });
     let sent = oracle_frames(&file).len() * loops;
-    let target = tshark_count(&file, "ip.addr==198.51.100.7") * loops;
-    // The ring's last block, partly filled, most likely has not retired yet (its timeout is a
-    // second): the stop must wait for it.
-    std::thread::sleep(Duration::from_millis(50));
-    signal(libc::SIGTERM);
-    signal(libc::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = lab.children[0].try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "tapir run did not stop:\n{}", read_log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "tapir run: {status}\n{}", read_log());
-    let text = read_log();
-    let stopped = text.lines().find(|l| l.contains("tapir stopped")).unwrap_or_else(|| panic!("{text}"));
-    let field = |k: &str| -> u64 {
-        let v =
-            stopped.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or_else(|| panic!("{k} in {stopped}"));
-        v.parse().unwrap_or_else(|e| panic!("{k}{v}: {e}"))
-    };
-    assert_eq!((field("frames="), field("dropped=")), (sent as u64, 0), "{stopped}");
-    let cases: Vec<PathBuf> =
-        std::fs::read_dir(work.join("case")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    assert_eq!(cases.len(), 1, "{cases:?}");
-    assert_eq!(tshark_count(&cases[0].join("LIID-BURST/cc.pcap"), "frame"), target, "CC packets\n{text}");
+    let target = common::tshark(&file, Some("ip.addr==198.51.100.7"), &["frame.number"]).len() * loops;
+    let counts = (common::closing_count(&text, "frames"), common::closing_count(&text, "dropped"));
+    assert_eq!(counts, (sent as u64, 0), "{text}");
+    let case = common::the_case(&work, "case");
+    let cc = common::tshark(&case.join("LIID-BURST/cc.pcap"), None, &["frame.number"]).len();
+    assert_eq!(cc, target, "CC packets\n{text}");
 }

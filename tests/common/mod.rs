@@ -211,6 +211,31 @@ impl Daemon {
     }
 }
 
+/// `tapir run` (`cmd`, its stderr going to `log`) frozen with SIGSTOP while `inject` sends
+/// frames, then given SIGTERM and SIGCONT, so that it thaws with a backlog in its capture
+/// buffer and the stop order pending. Returns the log once it has exited 0 (60 s at most).
+pub fn run_frozen_through(cmd: &mut Command, log: &Path, inject: impl FnOnce()) -> String {
+    let (mut d, _) = Daemon::start(cmd);
+    signal(&d.child, "STOP");
+    inject();
+    // The veth hands the last frames to the capture buffer.
+    std::thread::sleep(Duration::from_millis(50));
+    signal(&d.child, "TERM");
+    signal(&d.child, "CONT");
+    let st = wait_exit(&mut d.child, Duration::from_secs(60));
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(st.success(), "tapir run exited {st:?}:\n{text}");
+    text
+}
+
+/// A count from `tapir run`'s closing log line (`tapir stopped frames=… dropped=…`), by its key.
+pub fn closing_count(log: &str, key: &str) -> u64 {
+    let line = log.lines().find(|l| l.contains("tapir stopped")).unwrap_or_else(|| panic!("no closing line:\n{log}"));
+    let prefix = format!("{key}=");
+    let v = line.split_whitespace().find_map(|w| w.strip_prefix(prefix.as_str()));
+    v.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
