@@ -198,23 +198,7 @@ fn replayed_fixture_comes_out_byte_identical_with_pcap_stats() {
 fn tapir_run_with_the_libpcap_backend_writes_the_targets_cc() {
     let lab = Lab::veth("run");
     let work = lab.tmp.path().to_path_buf();
-    std::fs::write(
-        work.join("w.toml"),
-        // Live frames carry the capture time: a window around now.
-        "[[warrant]]\nliid = \"LIID-PCAP\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\n\
-         scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\"]\n",
-    )
-    .unwrap();
-    let config = work.join("tapir.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[capture]\ninterfaces = [\"cap0\"]\nbackend = \"libpcap\"\nworkers = 1\npromiscuous = true\n\
-             [paths]\nwarrants = \"{w}/w.toml\"\ncase_dir = \"{w}/case\"\nspool_dir = \"{w}/spool\"\n",
-            w = work.display()
-        ),
-    )
-    .unwrap();
+    let config = common::live_config(&work, "LIID-PCAP", "backend = \"libpcap\"\n", "");
     let log = work.join("run.log");
     let mut cmd = lab.exec(&[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
     cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());

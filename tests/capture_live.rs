@@ -635,24 +635,12 @@ fn privs_child() {
 fn tapir_run_frozen_through_a_burst_with_a_one_batch_queue_loses_nothing() {
     let lab = Lab::veth("bq");
     let work = lab.tmp.path().to_path_buf();
-    std::fs::write(
-        work.join("w.toml"),
-        "[[warrant]]\nliid = \"LIID-BURST\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\n\
-         scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\"]\n",
-    )
-    .unwrap();
-    let config = work.join("tapir.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[capture]\ninterfaces = [\"cap0\"]\nworkers = 1\npromiscuous = true\n\
-             ring = {{ block_size = 1048576, block_count = 64, block_timeout_ms = 1000 }}\n\
-             [paths]\nwarrants = \"{w}/w.toml\"\ncase_dir = \"{w}/case\"\nspool_dir = \"{w}/spool\"\n\
-             [limits]\nqueue_batches = 1\n",
-            w = work.display()
-        ),
-    )
-    .unwrap();
+    let config = common::live_config(
+        &work,
+        "LIID-BURST",
+        "ring = { block_size = 1048576, block_count = 64, block_timeout_ms = 1000 }\n",
+        "[limits]\nqueue_batches = 1\n",
+    );
     let log = work.join("run.log");
     let mut cmd = lab.exec(0, &[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
     cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());

@@ -211,6 +211,32 @@ impl Daemon {
     }
 }
 
+/// Writes `w.toml` (warrant `liid` on 198.51.100.7, the target of the `http-put.pcap` fixture,
+/// in a window around now: live frames carry the capture time) and `tapir.toml` (capture on
+/// `cap0`, promiscuous, one worker, with `capture` lines added to `[capture]` and `more`
+/// tables after `[paths]`) in `work`; returns the config's path.
+pub fn live_config(work: &Path, liid: &str, capture: &str, more: &str) -> PathBuf {
+    std::fs::write(
+        work.join("w.toml"),
+        format!(
+            "[[warrant]]\nliid = \"{liid}\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\n\
+             scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = work.join("tapir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\ninterfaces = [\"cap0\"]\nworkers = 1\npromiscuous = true\n{capture}\
+             [paths]\nwarrants = \"{w}/w.toml\"\ncase_dir = \"{w}/case\"\nspool_dir = \"{w}/spool\"\n{more}",
+            w = work.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// `tapir run` (`cmd`, its stderr going to `log`) frozen with SIGSTOP while `inject` sends
 /// frames, then given SIGTERM and SIGCONT, so that it thaws with a backlog in its capture
 /// buffer and the stop order pending. Returns the log once it has exited 0 (60 s at most).
