@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Extraction throughput on a capture that is all target uploads: tapir next to tcpflow and
 # Suricata (file-store) on the same capture, in the same run.
-#   sudo bash bench/extract.sh [CAPTURE WARRANTS]
+#   sudo bash bench/extract.sh [CAPTURE WARRANTS]     (BENCH_DIR=/dev/shm: work files on tmpfs)
 # Without arguments, makes the 80 MiB FTP + HTTP upload through 1% loss with
 # pcaps/tools/make-big-upload.sh (root: network namespaces). Prints seconds, MB/s, peak RSS and
 # how many of the sent files (by sha256) each tool stored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d /tmp/tapir-extract.XXXXXX)
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/tapir-extract.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 if [[ $# -ge 2 ]]; then
   cap=$1; warrants=$2; expect=${3:-}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Replay throughput: tapir next to tcpdump and tcpflow on the same generated capture, same run.
 #   bash bench/replay.sh [MEGABYTES]      (default 1024)
+#   BENCH_DIR=/dev/shm bash bench/replay.sh   capture and outputs on tmpfs (the disk out of it)
 # Prints packets/s, MB/s and peak RSS for each. Needs tcpdump, tcpflow and GNU time
 # (.ci/install-deps.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${1:-1024}
-work=$(mktemp -d /tmp/tapir-bench.XXXXXX)
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/tapir-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cargo build --release --quiet --bin tapir --example gen_capture
 cap="$work/bench.pcap"
