@@ -1,8 +1,9 @@
 //! One file layer for every protocol (Zeek's file-analysis model).
 //!
-//! Analyzers hand object bytes with offsets, holes and an end; this layer hashes them once, keeps
-//! the gap list and forwards the bytes to the outputs as `Object*` records. It holds no object
-//! bytes itself, so an object of any size costs a hash state and a gap list.
+//! Analyzers hand object bytes with offsets, holes and an end; this layer hashes them once
+//! (SHA-256 and MD5; the case writer adds SHA-512 on its own thread), keeps the gap list and
+//! forwards the bytes to the outputs as `Object*` records. It holds no object bytes itself, so an
+//! object of any size costs two hash states and a gap list.
 //!
 //! Bytes are taken in offset order. A hole (an offset past the expected one, or an explicit gap)
 //! counts as zeros in the hash, exactly as outputs store it, so that the recorded SHA-256 is the
