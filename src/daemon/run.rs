@@ -443,6 +443,7 @@ fn spawn_capture(
                 }
             }
         }
+        src.read_counters();
         drops.publish(&*src);
         dropped.fetch_add(src.dropped(), Ordering::Relaxed);
         tracing::debug!(source = %name, "capture stopped");

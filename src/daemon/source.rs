@@ -27,7 +27,10 @@ pub trait Source: Send {
     fn take_damage(&mut self) -> Vec<String> {
         Vec::new()
     }
-    /// Frames lost before they reached us (ring drops).
+    /// Re-reads the kernel's counters now (a live source reads them about once a second while
+    /// it polls); called once more when capture stops, so that the closing counts are final.
+    fn read_counters(&mut self) {}
+    /// Frames lost before they reached us (ring drops), as of the last read of the counters.
     fn dropped(&self) -> u64 {
         0
     }
@@ -326,12 +329,16 @@ impl Source for LiveSource {
             }
         };
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
-            self.last_stats = Instant::now();
-            if let Ok(s) = self.cap.stats() {
-                self.stats = s;
-            }
+            self.read_counters();
         }
         n
+    }
+
+    fn read_counters(&mut self) {
+        self.last_stats = Instant::now();
+        if let Ok(s) = self.cap.stats() {
+            self.stats = s;
+        }
     }
 
     fn clock(&self) -> Option<Timestamp> {
@@ -411,12 +418,16 @@ impl Source for PcapSource {
             }
         };
         if self.last_stats.elapsed() >= Duration::from_secs(1) {
-            self.last_stats = Instant::now();
-            if let Ok(s) = self.cap.stats() {
-                self.stats = s;
-            }
+            self.read_counters();
         }
         n
+    }
+
+    fn read_counters(&mut self) {
+        self.last_stats = Instant::now();
+        if let Ok(s) = self.cap.stats() {
+            self.stats = s;
+        }
     }
 
     fn clock(&self) -> Option<Timestamp> {
