@@ -29,7 +29,22 @@ seq_log = open(os.environ['LEMF_SEQ_LOG'], 'w') if os.environ.get('LEMF_SEQ_LOG'
 orig_account = lemf.account
 
 
+# lemf_check's connection threads outlive its main(): set once main() has returned, so that
+# a PDU arriving while the reports are written is neither recorded nor answered. Otherwise a
+# keep-alive could be answered for PDUs read after the sequence numbers were taken, and the
+# sender, rightly taking the answer as delivery, would drop PDUs that no report lists.
+gate = threading.Lock()
+closing = False
+
+
 def account(pdu, channel):
+    with gate:
+        if closing:
+            return None
+        return account_open(pdu, channel)
+
+
+def account_open(pdu, channel):
     reply = orig_account(pdu, channel)
     try:
         v = lemf.SPEC.decode('PS-PDU', pdu)
@@ -63,6 +78,8 @@ def account(pdu, channel):
 
 lemf.account = account
 lemf.main()
+with gate:
+    closing = True
 
 res = {'hash_ok': 0, 'hash_differs': 0, 'hash_incomplete': 0, 'sig_ok': 0, 'sig_bad': 0, 'sig_unchecked': 0}
 pub = None
