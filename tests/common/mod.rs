@@ -360,9 +360,28 @@ pub fn tls_connector(d: &Path, cert: Option<&str>) -> tokio_rustls::TlsConnector
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
-/// A TCP port on 127.0.0.1 that was free when asked.
+/// A TCP port on 127.0.0.1 that was free when asked, for a server a test starts next.
+///
+/// The port is given out once per test process, and it is below the kernel's ephemeral range
+/// (32768 and up by default): a port that `bind(0)` picked and released could be picked again
+/// by a test running in parallel, or taken as the local port of some outgoing connection,
+/// before the server bound it. Two LEMFs on one port once mixed two tests' PDUs in CI.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Option<(u16, std::collections::BTreeSet<u16>)>> = std::sync::Mutex::new(None);
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    let mut g = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    // Test binaries run one after another; each starts at its own place in the range.
+    let (next, given) = g.get_or_insert_with(|| ((std::process::id() % u32::from(SPAN)) as u16, Default::default()));
+    for _ in 0..SPAN {
+        let port = LOW + *next;
+        *next = (*next + 1) % SPAN;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port in {LOW}..{}", LOW + SPAN);
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`; panics after 20 s.
