@@ -622,6 +622,27 @@ fn privs_child() {
     }
 }
 
+/// `tapir run` on `cap0` (warrant `liid`, `ring` and `more` as for [`common::live_config`]),
+/// frozen through `loops` back-to-back copies of `http-put.pcap` at top speed, then stopped
+/// (see [`common::run_frozen_through`]). Returns its log, its case directory and the frames sent.
+fn frozen_burst(lab: &Lab, liid: &str, ring: &str, more: &str, loops: usize) -> (String, PathBuf, u64) {
+    let work = lab.tmp.path().to_path_buf();
+    let config = common::live_config(&work, liid, ring, more);
+    let log = work.join("run.log");
+    let mut cmd = lab.exec(0, &[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
+    cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
+    let file = fixture("http-put.pcap");
+    let text = common::run_frozen_through(&mut cmd, &log, || {
+        let st = lab
+            .exec(0, &["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tcpreplay");
+        assert!(st.success(), "tcpreplay: {st}");
+    });
+    (text, common::the_case(&work, "case"), (oracle_frames(&file).len() * loops) as u64)
+}
+
 /// A burst that outruns the pipeline, through `tapir run` with a queue of one batch. tapir is
 /// frozen (SIGSTOP) while the burst is sent, so all of it waits in the kernel ring, which has
 /// room for it; the stop order (SIGTERM) is pending when tapir thaws. The capture thread then
@@ -634,34 +655,19 @@ fn privs_child() {
 #[test]
 fn tapir_run_frozen_through_a_burst_with_a_one_batch_queue_loses_nothing() {
     let lab = Lab::veth("bq");
-    let work = lab.tmp.path().to_path_buf();
-    let config = common::live_config(
-        &work,
+    // 20 copies: 9280 frames, about 10 MB, inside the 64 MiB ring. The ring's last block,
+    // partly filled, most likely has not retired when tapir thaws (its timeout is a second):
+    // the stop must wait for it.
+    let (text, case, sent) = frozen_burst(
+        &lab,
         "LIID-BURST",
         "ring = { block_size = 1048576, block_count = 64, block_timeout_ms = 1000 }\n",
         "[limits]\nqueue_batches = 1\n",
+        20,
     );
-    let log = work.join("run.log");
-    let mut cmd = lab.exec(0, &[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
-    cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
-    // 20 back-to-back copies at top speed: 9280 frames, about 10 MB, inside the 64 MiB ring.
-    // The ring's last block, partly filled, most likely has not retired when tapir thaws (its
-    // timeout is a second): the stop must wait for it.
-    let loops = 20;
-    let file = fixture("http-put.pcap");
-    let text = common::run_frozen_through(&mut cmd, &log, || {
-        let st = lab
-            .exec(0, &["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .status()
-            .expect("tcpreplay");
-        assert!(st.success(), "tcpreplay: {st}");
-    });
-    let sent = oracle_frames(&file).len() * loops;
-    let target = common::tshark(&file, Some("ip.addr==198.51.100.7"), &["frame.number"]).len() * loops;
     let counts = (common::closing_count(&text, "frames"), common::closing_count(&text, "dropped"));
-    assert_eq!(counts, (sent as u64, 0), "{text}");
-    let case = common::the_case(&work, "case");
+    assert_eq!(counts, (sent, 0), "{text}");
+    let target = common::tshark(&fixture("http-put.pcap"), Some("ip.addr==198.51.100.7"), &["frame.number"]).len() * 20;
     let cc = common::tshark(&case.join("LIID-BURST/cc.pcap"), None, &["frame.number"]).len();
     assert_eq!(cc, target, "CC packets\n{text}");
 }
@@ -673,27 +679,8 @@ fn tapir_run_frozen_through_a_burst_with_a_one_batch_queue_loses_nothing() {
 #[test]
 fn tapir_run_frozen_through_a_burst_into_a_small_ring_counts_every_frame() {
     let lab = Lab::veth("sr");
-    let work = lab.tmp.path().to_path_buf();
-    let config = common::live_config(
-        &work,
-        "LIID-SMALL",
-        "ring = { block_size = 65536, block_count = 8, block_timeout_ms = 10 }\n",
-        "",
-    );
-    let log = work.join("run.log");
-    let mut cmd = lab.exec(0, &[common::TAPIR, "run", "--config", config.to_str().unwrap()]);
-    cmd.stdout(Stdio::null()).stderr(File::create(&log).unwrap());
-    let loops = 20;
-    let file = fixture("http-put.pcap");
-    let text = common::run_frozen_through(&mut cmd, &log, || {
-        let st = lab
-            .exec(0, &["tcpreplay", "-q", "-t", "--loop", &loops.to_string(), "-i", "inj0", file.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .status()
-            .expect("tcpreplay");
-        assert!(st.success(), "tcpreplay: {st}");
-    });
-    let sent = (oracle_frames(&file).len() * loops) as u64;
+    let ring = "ring = { block_size = 65536, block_count = 8, block_timeout_ms = 10 }\n";
+    let (text, case, sent) = frozen_burst(&lab, "LIID-SMALL", ring, "", 20);
     let (frames, dropped, matched) = (
         common::closing_count(&text, "frames"),
         common::closing_count(&text, "dropped"),
@@ -702,7 +689,7 @@ fn tapir_run_frozen_through_a_burst_into_a_small_ring_counts_every_frame() {
     // A 512 KiB ring holds a few hundred of the 9280 frames.
     assert!(dropped > sent / 2, "{text}");
     assert_eq!(frames + dropped, sent, "{text}");
-    let cc = common::the_case(&work, "case").join("LIID-SMALL/cc.pcap");
+    let cc = case.join("LIID-SMALL/cc.pcap");
     assert_eq!(common::tshark(&cc, None, &["frame.number"]).len() as u64, matched, "{text}");
     assert_eq!(common::tshark(&cc, Some("ip.addr==198.51.100.7"), &["frame.number"]).len() as u64, matched);
 }
