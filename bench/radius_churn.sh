@@ -8,6 +8,7 @@
 # Prints packets/s, MB/s and peak RSS for each. Needs tshark, capinfos, python3, GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SESSIONS=${1:-200000}
 INTERIMS=${2:-3}
 work=$(mktemp -d /tmp/tapir-radius.XXXXXX)
@@ -18,25 +19,7 @@ python3 bench/gen_radius_churn.py "$cap" "$SESSIONS" "$INTERIMS"
 packets=$(capinfos -c -M "$cap" | awk '/Number of packets/ {print $NF}')
 bytes=$(stat -c %s "$cap")
 cat "$cap" > /dev/null
-cat > "$work/w.toml" <<'T'
-[[warrant]]
-liid = "BENCH-RADIUS"
-start = "2000-01-01T00:00:00Z"
-end = "2100-01-01T00:00:00Z"
-scope = "iri+cc"
-targets = ["subscriber:sub0000007"]
-T
-
-run() { # name, command...
-  local name=$1; shift
-  local t0 t1
-  sync
-  t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; cat "$work/out.txt"; return 1; }
-  t1=$(date +%s.%N)
-  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v p="$packets" -v b="$bytes" -v r="$(cat "$work/rss")" \
-    'BEGIN { s = t1 - t0; printf "%-34s %8.2f s %10.0f packets/s %7.1f MB/s %8.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, r / 1024 }'
-}
+bench_warrant "$work/w.toml" BENCH-RADIUS subscriber:sub0000007
 
 # Peak anonymous memory (heap, stacks) of a command, sampled every 20 ms: the peak RSS above also
 # counts the memory-mapped capture, which is file cache, not what the process keeps.
@@ -53,14 +36,14 @@ anon_peak() { # command...
 }
 
 echo "capture: $packets packets ($SESSIONS sessions x $((INTERIMS + 2)) requests), $bytes bytes ($(nproc) cores)"
-run "tshark (RADIUS fields)" tshark -r "$cap" -T fields -e radius.User_Name -e radius.Framed-IP-Address -e radius.Acct_Status_Type
-run "tapir replay" ./target/release/tapir replay "$cap" --warrants "$work/w.toml" --out "$work/case"
+bench_run "tshark (RADIUS fields)" tshark -r "$cap" -T fields -e radius.User_Name -e radius.Framed-IP-Address -e radius.Acct_Status_Type
+bench_run "tapir replay" ./target/release/tapir replay "$cap" --warrants "$work/w.toml" --out "$work/case"
 grep -E "association events" "$work/out.txt" || true
 rm -rf "$work/case"
 anon_peak ./target/release/tapir replay "$cap" --warrants "$work/w.toml" --out "$work/case"
 if [[ -n "${OLD:-}" ]]; then
   rm -rf "$work/case"
-  run "tapir replay ($(basename "$OLD"))" "$OLD" replay "$cap" --warrants "$work/w.toml" --out "$work/case"
+  bench_run "tapir replay ($(basename "$OLD"))" "$OLD" replay "$cap" --warrants "$work/w.toml" --out "$work/case"
   grep -E "association events" "$work/out.txt" || true
   rm -rf "$work/case"
   anon_peak "$OLD" replay "$cap" --warrants "$work/w.toml" --out "$work/case"

@@ -1,0 +1,22 @@
+# Shared by the bench scripts (sourced): a warrant file, and one timed run of a tool.
+
+# bench_warrant FILE LIID TARGET: a warrant over all time, IRI and CC, on one target.
+bench_warrant() {
+  printf '[[warrant]]\nliid = "%s"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = ["%s"]\n' \
+    "$2" "$3" > "$1"
+}
+
+# bench_run NAME COMMAND...: runs the command (output in $work/out.txt) and prints its time,
+# packets/s and MB/s over $packets and $bytes, and its peak RSS (GNU time). Stops the script
+# with the command's output if it fails.
+bench_run() {
+  local name=$1; shift
+  local t0 t1
+  # Flush what the previous tool wrote, so that its writeback does not slow this one.
+  sync
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; cat "$work/out.txt"; return 1; }
+  t1=$(date +%s.%N)
+  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v p="$packets" -v b="$bytes" -v r="$(cat "$work/rss")" \
+    'BEGIN { s = t1 - t0; printf "%-34s %8.2f s %12.0f packets/s %9.1f MB/s %9.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, r / 1024 }'
+}
