@@ -430,6 +430,7 @@ fn spawn_capture(
                 return;
             }
         }
+        // Live sources are the ones with an interface; a replay's file has nothing in flight.
         if src.interface().is_some() {
             let until = Instant::now() + (2 * stop_quiet).max(Duration::from_secs(1));
             loop {
