@@ -19,7 +19,7 @@ use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
-use crate::record::{IriEvent, IriRecord, Record, RecordSink};
+use crate::record::{Gate, IriEvent, IriRecord, Record, RecordSink};
 use crate::select::association;
 use crate::select::lifecycle::{Lifecycle, Notice};
 use crate::select::{AssocChange, AssocEvent, AssocEventKind, Liid, Match, Provenance, Targeting, Warrant};
@@ -194,10 +194,10 @@ impl Pipeline {
     fn emit_changes(&mut self, changes: Vec<AssocChange>, sink: &mut dyn RecordSink) {
         for c in changes {
             let Some(w) = self.targeting.warrants().iter().find(|w| w.liid == c.liid) else { continue };
-            if !w.scope.iri() || c.ts < w.start || c.ts >= w.end {
+            if c.ts < w.start || c.ts >= w.end {
                 continue;
             }
-            sink.record(Record::Iri(IriRecord {
+            Gate::new(w.scope, sink).record(Record::Iri(IriRecord {
                 liid: c.liid,
                 cin: None,
                 ts: c.ts,

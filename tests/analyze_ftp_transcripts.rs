@@ -11,8 +11,7 @@ use serde_json::Value;
 use tapir::analyze::ftp::{self, FtpAction, FtpEvent, FtpMode};
 use tapir::analyze::{Cx, Expectations, StreamAnalyzer};
 use tapir::content::FileLayer;
-use tapir::record::{Close, Dir, FlowDescr, IriEvent, ObjectRecord, VecSink};
-use tapir::select::{Liid, Provenance};
+use tapir::record::{Cin, Close, Dir, FlowDescr, Liid, ObjectRecord, Provenance, Scope, VecSink};
 use tapir::timestamp::Timestamp;
 
 fn sha256(b: &[u8]) -> String {
@@ -32,7 +31,7 @@ fn flow(orig: &str, resp: &str) -> FlowDescr {
 struct Conn {
     a: Box<dyn StreamAnalyzer>,
     flow: FlowDescr,
-    cin: u64,
+    cin: Cin,
     off: [u64; 2],
 }
 
@@ -44,7 +43,7 @@ struct Session {
     prov: Arc<Provenance>,
     now: Timestamp,
     ctrl: Conn,
-    next_cin: u64,
+    next_cin: Cin,
 }
 
 impl Session {
@@ -53,11 +52,11 @@ impl Session {
             files: FileLayer::new(),
             expect: Expectations::default(),
             sink: VecSink::default(),
-            liid: Arc::from("TEST"),
+            liid: Liid::new("TEST").unwrap(),
             prov: Arc::new(Provenance { selector: "t".into(), target: "t".into(), chain: Vec::new() }),
             now: Timestamp::from_secs(1_767_225_600),
-            ctrl: Conn { a: ftp::analyzer(), flow: flow(client, server), cin: 1, off: [0, 0] },
-            next_cin: 2,
+            ctrl: Conn { a: ftp::analyzer(), flow: flow(client, server), cin: Cin::FIRST, off: [0, 0] },
+            next_cin: Cin::new(2),
         }
     }
 
@@ -73,6 +72,7 @@ impl Session {
             cin: conn.cin,
             flow: &conn.flow,
             provenance: &self.prov,
+            scope: Scope::IriAndCc,
             files: &mut self.files,
             expect: &mut self.expect,
             sink: &mut self.sink,
@@ -106,7 +106,7 @@ impl Session {
         let f = flow(orig, resp);
         let a = self.expect.claim(&self.liid, &f, self.now).expect("an announced data connection");
         let cin = self.next_cin;
-        self.next_cin += 1;
+        self.next_cin = cin.next();
         Conn { a, flow: f, cin, off: [0, 0] }
     }
 
@@ -123,14 +123,7 @@ impl Session {
     }
 
     fn events(&self) -> Vec<FtpEvent> {
-        self.sink
-            .iri
-            .iter()
-            .filter_map(|r| match &r.event {
-                IriEvent::Ftp(e) => Some(e.clone()),
-                _ => None,
-            })
-            .collect()
+        self.sink.iri.iter().filter_map(|r| r.event.app::<FtpEvent>().cloned()).collect()
     }
 
     fn transfers(&self) -> Vec<FtpEvent> {
@@ -142,7 +135,7 @@ impl Session {
     }
 
     fn bytes(&self, o: &ObjectRecord) -> &[u8] {
-        &self.sink.object_bytes[&o.id]
+        &self.sink.object_bytes[&(o.liid.clone(), o.id)]
     }
 }
 

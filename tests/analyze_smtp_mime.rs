@@ -114,7 +114,7 @@ fn attachments_match_an_independent_mime_parser_whatever_the_segmentation() {
     for chunk in [1, 3, 64, 1460, 1 << 20] {
         let h = submit(MSG.as_bytes(), chunk);
         let mail = h.sink.objects.iter().find(|o| o.meta.kind == "mail").unwrap();
-        assert_eq!(h.sink.object_bytes[&mail.id], MSG.as_bytes(), "chunk {chunk}");
+        assert_eq!(h.sink.object_bytes[&(mail.liid.clone(), mail.id)], MSG.as_bytes(), "chunk {chunk}");
         let mut got: Vec<(String, String)> = h
             .sink
             .objects
@@ -132,9 +132,9 @@ fn attachments_match_an_independent_mime_parser_whatever_the_segmentation() {
     // Hand check of the quoted-printable part (RFC 2045 6.7: soft break, =3D, trailing blanks kept).
     let h = submit(MSG.as_bytes(), 7);
     let qp = h.sink.objects.iter().find(|o| o.meta.name.as_deref() == Some("café.txt")).unwrap();
-    assert_eq!(h.sink.object_bytes[&qp.id], "café = softbreak\r\nline two  ".as_bytes());
+    assert_eq!(h.sink.object_bytes[&(qp.liid.clone(), qp.id)], "café = softbreak\r\nline two  ".as_bytes());
     let b64 = h.sink.objects.iter().find(|o| o.meta.name.as_deref() == Some("data.bin")).unwrap();
-    assert_eq!(h.sink.object_bytes[&b64.id], (0u8..=68).collect::<Vec<u8>>());
+    assert_eq!(h.sink.object_bytes[&(b64.liid.clone(), b64.id)], (0u8..=68).collect::<Vec<u8>>());
 }
 
 /// Hashes object bytes and keeps nothing else.
@@ -166,7 +166,7 @@ fn a_50_mb_attachment_streams_in_bounded_memory() {
         vlans: Vec::new(),
         tunnels: Vec::new(),
     };
-    let liid: tapir::select::Liid = Arc::from("MEM");
+    let liid = tapir::record::Liid::new("MEM").unwrap();
     let prov = Arc::new(Provenance { selector: "t".into(), target: "t".into(), chain: Vec::new() });
     let mut files = FileLayer::new();
     let mut expect = Expectations::default();
@@ -182,9 +182,10 @@ fn a_50_mb_attachment_streams_in_bounded_memory() {
         let mut cx = Cx {
             now: Timestamp::from_secs(1_767_225_600),
             liid: &liid,
-            cin: 1,
+            cin: tapir::record::Cin::FIRST,
             flow: &flow,
             provenance: &prov,
+            scope: tapir::record::Scope::IriAndCc,
             files,
             expect,
             sink,
@@ -245,9 +246,10 @@ fn a_50_mb_attachment_streams_in_bounded_memory() {
         let mut cx = Cx {
             now: Timestamp::from_secs(1_767_225_601),
             liid: &liid,
-            cin: 1,
+            cin: tapir::record::Cin::FIRST,
             flow: &flow,
             provenance: &prov,
+            scope: tapir::record::Scope::IriAndCc,
             files: &mut files,
             expect: &mut expect,
             sink: &mut sink,

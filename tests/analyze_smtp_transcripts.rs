@@ -3,7 +3,7 @@
 
 use tapir::analyze::harness::Harness;
 use tapir::analyze::smtp::{analyzer, SmtpEvent, SmtpWhat};
-use tapir::record::{Dir, IriEvent, ObjectRecord};
+use tapir::record::{Dir, ObjectRecord};
 
 fn sha256(b: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
@@ -17,14 +17,7 @@ fn run(t: &str) -> Harness {
 }
 
 fn events(h: &Harness, what: SmtpWhat) -> Vec<SmtpEvent> {
-    h.sink
-        .iri
-        .iter()
-        .filter_map(|r| match &r.event {
-            IriEvent::Smtp(e) if e.what == what => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
+    h.sink.iri.iter().filter_map(|r| r.event.app::<SmtpEvent>().filter(|e| e.what == what).cloned()).collect()
 }
 
 fn mails(h: &Harness) -> Vec<&ObjectRecord> {
@@ -32,7 +25,7 @@ fn mails(h: &Harness) -> Vec<&ObjectRecord> {
 }
 
 fn bytes<'a>(h: &'a Harness, o: &ObjectRecord) -> &'a [u8] {
-    &h.sink.object_bytes[&o.id]
+    &h.sink.object_bytes[&(o.liid.clone(), o.id)]
 }
 
 const BANNER: &str = "<<<\n220 mx.example ESMTP\n>>>\nEHLO client.example\n<<<\n250-mx.example\n250-PIPELINING\n250-CHUNKING\n250-8BITMIME\n250 STARTTLS\n";

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tapir::content::format::FormatVerdict;
 use tapir::content::FileLayer;
-use tapir::record::{Dir, FlowDescr, ObjectMeta, ObjectRecord, Record, RecordSink};
-use tapir::select::{Liid, Provenance};
+use tapir::record::{Cin, Dir, FlowDescr, Liid, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink};
 use tapir::timestamp::Timestamp;
 
 /// Keeps only finished objects: the images are megabytes and their bytes are not the point.
@@ -51,7 +50,7 @@ impl Rng {
 
 /// Feeds `bytes` through a FileLayer in random chunks; `hole` = (offset, len) never delivered.
 fn feed_with(bytes: &[u8], seed: u64, hole: Option<(usize, usize)>) -> ObjectRecord {
-    let liid: Liid = Arc::from("LIID-1");
+    let liid = Liid::new("LIID-1").unwrap();
     let prov = Arc::new(Provenance { selector: "ipv4:10.0.0.1".into(), target: "t".into(), chain: vec![] });
     let flow = FlowDescr {
         proto: "tcp".into(),
@@ -63,7 +62,8 @@ fn feed_with(bytes: &[u8], seed: u64, hole: Option<(usize, usize)>) -> ObjectRec
     let now = Timestamp::from_secs(1_700_000_000);
     let mut files = FileLayer::new();
     let mut sink = EndSink::default();
-    let id = files.open(ObjectMeta::new("file", "http", &flow, Dir::Resp, 1, now), &liid, &prov, &mut sink);
+    let id =
+        files.open(ObjectMeta::new("file", "http", &flow, Dir::Resp, Cin::FIRST, now), &liid, &prov, true, &mut sink);
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut off = 0usize;
     while off < bytes.len() {
@@ -73,22 +73,22 @@ fn feed_with(bytes: &[u8], seed: u64, hole: Option<(usize, usize)>) -> ObjectRec
             // Deliver only the parts of the chunk outside the hole; the layer sees the jump.
             Some((hs, hl)) if s < hs + hl && e > hs => {
                 if s < hs {
-                    files.data(id, s as u64, &bytes[s..hs], now, &mut sink);
+                    files.data(&liid, id, s as u64, &bytes[s..hs], now, &mut sink);
                 }
                 if e > hs + hl {
-                    files.data(id, (hs + hl) as u64, &bytes[hs + hl..e], now, &mut sink);
+                    files.data(&liid, id, (hs + hl) as u64, &bytes[hs + hl..e], now, &mut sink);
                 }
             }
-            _ => files.data(id, s as u64, &bytes[s..e], now, &mut sink),
+            _ => files.data(&liid, id, s as u64, &bytes[s..e], now, &mut sink),
         }
         off = e;
     }
     if let Some((hs, hl)) = hole {
         if hs + hl >= bytes.len() {
-            files.gap(id, hs as u64, (bytes.len() - hs) as u64, now, &mut sink);
+            files.gap(&liid, id, hs as u64, (bytes.len() - hs) as u64, now, &mut sink);
         }
     }
-    files.end(id, true, now, &mut sink);
+    files.end(&liid, id, true, now, &mut sink);
     assert_eq!(sink.0.len(), 1);
     sink.0.pop().unwrap()
 }

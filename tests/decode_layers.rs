@@ -58,7 +58,8 @@ fn ethernet_ipv4_tcp_from_etherparse_builder() {
     pkt.extend([0u8; 6]); // Ethernet padding after the IP datagram must not reach the payload
     let g = run(LinkType::Ethernet, &pkt).unwrap();
     assert_eq!(g.mac, macs(MAC_A, MAC_B));
-    assert_eq!(g.ip, Some(IpInfo { src: v4(A4), dst: v4(B4), proto: 6, ttl: 17 }));
+    // 20 + 20 + 5: the padding is not the target's, and the lengths are the wire's.
+    assert_eq!(g.ip, Some(IpInfo { src: v4(A4), dst: v4(B4), proto: 6, ttl: 17, len: 45, payload_len: 5 }));
     assert_eq!(
         g.transport,
         Transport::Tcp(TcpInfo {

@@ -14,8 +14,7 @@ use tapir::deliver::etsi::{
     decode_stream, map_iri, CcContents, CcPayload, DataType, Encoder, EtsiConfig, IntegrityConfig, IntegrityState,
     Payload, PayloadDirection, PduHeader, Signer,
 };
-use tapir::record::{Close, Counters, FlowDescr, IriEvent, IriRecord, TunnelDescr};
-use tapir::select::Provenance;
+use tapir::record::{Cin, Close, Counters, FlowDescr, IriEvent, IriRecord, Liid, Provenance, TunnelDescr};
 use tapir::timestamp::Timestamp;
 
 const SCHEMA: &str =
@@ -59,10 +58,10 @@ fn flow(orig: &str, resp: &str, vni: Option<u32>) -> FlowDescr {
     }
 }
 
-fn iri(cin: Option<u64>, ts: Timestamp, selector: &str, event: IriEvent) -> IriRecord {
+fn iri(cin: Option<u32>, ts: Timestamp, selector: &str, event: IriEvent) -> IriRecord {
     IriRecord {
-        liid: Arc::from("LIID-7"),
-        cin,
+        liid: Liid::new("LIID-7").unwrap(),
+        cin: cin.map(Cin::new),
         ts,
         event,
         provenance: Arc::new(Provenance {
@@ -92,7 +91,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
             IriEvent::SessionContinue {
                 flow: f1.clone(),
                 first_seen: t0,
-                counters: Counters { packets: [10, 40], bytes: [1000, 50000] },
+                counters: Counters { packets: [10, 40], bytes: [1000, 50000], payload: [480, 47920] },
             },
         ),
         // The target is the responder here: its transmitted octets are the responder's bytes.
@@ -104,7 +103,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
                 flow: f2,
                 first_seen: t0,
                 last_seen: t(1_772_359_300, 0),
-                counters: Counters { packets: [3, 4], bytes: [100, 2000] },
+                counters: Counters { packets: [3, 4], bytes: [100, 2000], payload: [0, 1880] },
                 reason: Close::Fin,
                 gaps: [vec![], vec![]],
             },
@@ -136,7 +135,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
     let mut bytes = Vec::new();
     for (i, r) in recs.iter().enumerate() {
         let m = map_iri(r).expect("session and association records map to IPIRI");
-        let hdr = PduHeader { liid: &r.liid, cin: r.cin, seq: i as u32, ts: r.ts };
+        let hdr = PduHeader { liid: &r.liid, cin: r.cin.map(u64::from), seq: i as u32, ts: r.ts };
         enc.ipiri(&mut bytes, &hdr, &m).unwrap();
     }
     let v = asn1tools(&bytes);

@@ -200,8 +200,11 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
         dst: IpAddr::V4(h.destination_addr()),
         proto: h.protocol().0,
         ttl: h.ttl(),
+        len: u32::from(h.total_len()),
+        payload_len: 0,
     };
     let Some(TransportSlice::Tcp(t)) = sp.transport else { panic!("tcp expected") };
+    let ip = IpInfo { payload_len: t.payload().len() as u32, ..ip };
     let mut flags = 0;
     for (on, f) in [
         (t.fin(), tcp_flags::FIN),
@@ -252,7 +255,7 @@ fn reassemble(frames: &[Captured]) -> (Sink, tapir::flow::FlowStats) {
     let mut files = FileLayer::new();
     let mut sink = Sink::default();
     let m = Match {
-        liid: Liid::from("SMOL"),
+        liid: Liid::new("SMOL").unwrap(),
         scope: Scope::IriAndCc,
         provenance: Arc::new(Provenance { selector: "ipv4:10.0.0.1".into(), target: "t".into(), chain: vec![] }),
     };
@@ -278,7 +281,7 @@ fn check(frames: &[Captured], up: &[u8], down: &[u8], what: &str) -> tapir::flow
     for (dir, want) in [(Dir::Orig, up), (Dir::Resp, down)] {
         let ids: Vec<_> = sink.dirs.iter().filter(|(_, d)| **d == dir).map(|(id, _)| *id).collect();
         assert_eq!(ids.len(), 1, "{what}: one {dir:?} object");
-        let got = &sink.inner.object_bytes[&ids[0]];
+        let got = sink.inner.bytes("SMOL", ids[0]).unwrap();
         assert!(got == want, "{what}: {dir:?} stream differs (got {} bytes, want {})", got.len(), want.len());
         let o = sink.inner.objects.iter().find(|o| o.meta.direction == dir).unwrap();
         assert_eq!(o.sha256, sha256(want), "{what}");

@@ -14,7 +14,7 @@ use tapir::capture::{Frame, LinkType};
 use tapir::content::FileLayer;
 use tapir::decode::{tcp_flags, Decoded, IpInfo, Overlay, TcpInfo, Transport};
 use tapir::flow::{FlowConfig, FlowTable};
-use tapir::record::{Close, Dir, IriEvent, IriRecord, ObjectId, ObjectRecord, Record, RecordSink, VecSink};
+use tapir::record::{Cin, Close, Dir, IriEvent, IriRecord, ObjectId, ObjectRecord, Record, RecordSink, VecSink};
 use tapir::select::{Liid, Match, Provenance, Scope};
 use tapir::timestamp::Timestamp;
 
@@ -25,7 +25,7 @@ const SP: u16 = 21;
 
 fn m(liid: &str, scope: Scope) -> Match {
     Match {
-        liid: Liid::from(liid),
+        liid: Liid::new(liid).unwrap(),
         scope,
         provenance: Arc::new(Provenance { selector: "ipv4:10.0.0.5".into(), target: "test".into(), chain: vec![] }),
     }
@@ -75,6 +75,8 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
         dst: IpAddr::V4(h.destination_addr()),
         proto: h.protocol().0,
         ttl: h.ttl(),
+        len: u32::from(h.total_len()),
+        payload_len: 0,
     };
     let (transport, payload) = match sp.transport {
         Some(TransportSlice::Tcp(t)) => {
@@ -105,6 +107,7 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
         }
         _ => panic!("tcp or udp expected"),
     };
+    let ip = IpInfo { payload_len: payload.len() as u32, ..ip };
     Decoded { overlay: Overlay::default(), mac: None, ip: Some(ip), transport, payload }
 }
 
@@ -124,6 +127,10 @@ impl Rig {
         let d = decode(pkt);
         self.t.packet(m, &frame, &d, &mut self.files, &mut self.sink);
     }
+    /// Lets capture time pass `secs`: closed flows leave the table and report their end.
+    fn settle(&mut self, secs: i64) {
+        self.t.tick(Timestamp::from_secs(secs), &mut self.files, &mut self.sink);
+    }
     fn ends(&self) -> Vec<&IriRecord> {
         self.sink.iri.iter().filter(|r| matches!(r.event, IriEvent::SessionEnd { .. })).collect()
     }
@@ -134,7 +141,7 @@ impl Rig {
     fn bytes_of(&self, dir: Dir) -> Vec<u8> {
         let ids: Vec<_> = self.sink.dirs.iter().filter(|(_, d)| **d == dir).map(|(id, _)| *id).collect();
         assert_eq!(ids.len(), 1, "one {dir:?} object");
-        self.sink.object_bytes[&ids[0]].clone()
+        self.sink.object_bytes.iter().find(|((_, i), _)| *i == ids[0]).map(|(_, b)| b.clone()).unwrap()
     }
 }
 
@@ -207,27 +214,30 @@ fn complete_conversation() {
     let pkts = conversation(1000, 7_000_000, &up, &down, 1460);
     let mut r = Rig::new(FlowConfig::default());
     let a = m("LIID-A", Scope::IriAndCc);
-    let (mut want_pkts, mut want_bytes) = ([0u64; 2], [0u64; 2]);
+    let (mut want_pkts, mut want_bytes, mut want_payload) = ([0u64; 2], [0u64; 2], [0u64; 2]);
     for (k, (from_c, p)) in pkts.iter().enumerate() {
         r.feed(&a, 100 + k as i64, p);
-        // The final ACK arrives after both FINs closed the session: CC only, not counted.
-        if k + 1 < pkts.len() {
-            let d = if *from_c { 0 } else { 1 };
-            want_pkts[d] += 1;
-            want_bytes[d] += p.len() as u64;
-        }
+        // The final ACK arrives after both FINs closed the session: it counts all the same.
+        let d = if *from_c { 0 } else { 1 };
+        want_pkts[d] += 1;
+        want_bytes[d] += p.len() as u64;
+        want_payload[d] += (p.len() - 40) as u64;
     }
+    assert!(r.ends().is_empty(), "the end is reported when the closed flow leaves the table");
+    r.settle(100 + pkts.len() as i64 + 11);
     assert_eq!(r.sink.cc.len(), pkts.len(), "one CC per packet");
-    assert!(r.sink.cc.iter().all(|(l, cin, _, _)| &**l == "LIID-A" && *cin == 1));
+    assert!(r.sink.cc.iter().all(|(l, cin, _, _)| &**l == "LIID-A" && *cin == Cin::FIRST));
     assert_eq!(r.sink.cc[4].3, pkts[4].1, "CC is the frame as captured");
     assert!(matches!(r.sink.iri[0].event, IriEvent::SessionBegin { .. }));
-    assert_eq!(r.sink.iri[0].cin, Some(1));
+    assert_eq!(r.sink.iri[0].cin, Some(Cin::FIRST));
     let ends = r.ends();
     assert_eq!(ends.len(), 1);
     let (counters, reason, gaps) = end_fields(ends[0]);
     assert_eq!(reason, Close::Fin);
     assert_eq!(counters.packets, want_pkts);
     assert_eq!(counters.bytes, want_bytes);
+    assert_eq!(counters.payload, want_payload);
+    assert_eq!(counters.payload, [up.len() as u64, down.len() as u64]);
     assert!(gaps[0].is_empty() && gaps[1].is_empty());
     if let IriEvent::SessionEnd { flow, .. } = &ends[0].event {
         assert_eq!(flow.orig.ip(), IpAddr::V4(Ipv4Addr::from(C)));
@@ -306,13 +316,15 @@ fn loss_is_a_gap_in_object_and_session_end() {
     for (k, (_, p)) in pkts.iter().enumerate() {
         r.feed(&a, k as i64, p);
     }
+    r.settle(pkts.len() as i64 + 11);
     let ends = r.ends();
     assert_eq!(ends.len(), 1);
     let (counters, reason, gaps) = end_fields(ends[0]);
     assert_eq!(reason, Close::Fin, "the FIN was acknowledged: nothing more can come");
     assert_eq!(gaps[0], vec![(1000, 1000)]);
     assert!(gaps[1].is_empty());
-    assert_eq!(counters.packets[0], 5);
+    // SYN, ACK, two of the three data segments, FIN, and the last ACK after the close.
+    assert_eq!(counters.packets[0], 6);
     let o = r.object(Dir::Orig);
     assert_eq!(o.gaps, vec![(1000, 1000)]);
     assert!(!o.complete);
@@ -334,14 +346,15 @@ fn two_liids_get_independent_sessions_and_copies() {
         r.feed(&a, k as i64 + 1, p);
         r.feed(&b, k as i64 + 1, p);
     }
+    r.settle(pkts.len() as i64 + 12);
     let cc_a: Vec<_> = r.sink.cc.iter().filter(|c| &*c.0 == "A").collect();
     let cc_b: Vec<_> = r.sink.cc.iter().filter(|c| &*c.0 == "B").collect();
     assert_eq!(cc_a.len(), pkts.len() + 1);
     assert_eq!(cc_b.len(), pkts.len());
-    assert!(cc_a[1..].iter().all(|c| c.1 == 2));
-    assert!(cc_b.iter().all(|c| c.1 == 1));
+    assert!(cc_a[1..].iter().all(|c| c.1 == Cin::new(2)));
+    assert!(cc_b.iter().all(|c| c.1 == Cin::FIRST));
     let ends: Vec<_> = r.ends().into_iter().map(|e| (e.liid.to_string(), e.cin)).collect();
-    assert_eq!(ends, vec![("A".to_string(), Some(2)), ("B".to_string(), Some(1))]);
+    assert_eq!(ends, vec![("A".to_string(), Some(Cin::new(2))), ("B".to_string(), Some(Cin::FIRST))]);
     assert_eq!(r.sink.objects.len(), 4, "each LIID gets its own two stream objects");
     assert_eq!(r.sink.objects.iter().filter(|o| &*o.liid == "B").count(), 2);
 }
@@ -387,7 +400,7 @@ fn lru_flow_is_evicted() {
     r.feed(&a, 3, &udp(C, 3, S, 53, b"c")); // evicts flow 2
     let ends = r.ends();
     assert_eq!(ends.len(), 1);
-    assert_eq!(ends[0].cin, Some(2));
+    assert_eq!(ends[0].cin, Some(Cin::new(2)));
     assert_eq!(end_fields(ends[0]).1, Close::Evicted);
     assert_eq!(r.t.stats().evictions, 1);
     assert_eq!(r.t.len(), 2);
@@ -428,6 +441,7 @@ fn sequence_numbers_wrap() {
     for (k, (_, p)) in pkts.iter().enumerate() {
         r.feed(&a, k as i64, p);
     }
+    r.settle(pkts.len() as i64 + 11);
     assert_eq!(end_fields(r.ends()[0]).1, Close::Fin);
     assert_eq!(r.bytes_of(Dir::Orig), up);
     assert_eq!(r.object(Dir::Orig).sha256, sha256(&up));
@@ -444,9 +458,9 @@ fn rst_then_new_syn_starts_new_session() {
     r.feed(&a, 3, &tcp(C, CP, S, SP, 5000, 0, tcp_flags::SYN, b""));
     let begins: Vec<_> =
         r.sink.iri.iter().filter(|i| matches!(i.event, IriEvent::SessionBegin { .. })).map(|i| i.cin).collect();
-    assert_eq!(begins, vec![Some(1), Some(2)]);
+    assert_eq!(begins, vec![Some(Cin::FIRST), Some(Cin::new(2))]);
     assert_eq!(end_fields(r.ends()[0]).1, Close::Rst);
-    let cins: Vec<u64> = r.sink.cc.iter().map(|c| c.1).collect();
+    let cins: Vec<u32> = r.sink.cc.iter().map(|c| c.1.get()).collect();
     assert_eq!(cins, vec![1, 1, 1, 2]);
 }
 
@@ -469,7 +483,7 @@ fn interim_and_absolute_timeout() {
                 IriEvent::SessionEnd { reason: Close::AbsoluteTimeout, .. } => "end-absolute",
                 _ => "other",
             };
-            (k, i.cin, i.ts.secs())
+            (k, i.cin.map(u64::from), i.ts.secs())
         })
         .collect();
     assert_eq!(
@@ -496,9 +510,9 @@ fn end_liid_and_flowless_frames() {
     let d = Decoded { overlay: Overlay::default(), mac: None, ip: None, transport: Transport::None, payload: &[] };
     let frame = Frame { ts: Timestamp::from_secs(1), link: LinkType::Ethernet, data: &arp, orig_len: 28 };
     r.t.packet(&a, &frame, &d, &mut r.files, &mut r.sink);
-    assert_eq!(r.sink.cc.last().map(|c| c.1), Some(0));
+    assert_eq!(r.sink.cc.last().map(|c| c.1), Some(Cin::NONE));
     assert_eq!(r.t.stats().cc_without_flow, 1);
-    r.t.end_liid(&Liid::from("A"), Timestamp::from_secs(2), &mut r.files, &mut r.sink);
+    r.t.end_liid(&Liid::new("A").unwrap(), Timestamp::from_secs(2), &mut r.files, &mut r.sink);
     let ends = r.ends();
     assert_eq!(ends.len(), 1);
     assert_eq!(&*ends[0].liid, "A");

@@ -17,7 +17,7 @@ use tapir::deliver::handover::{parse_leas, Channel, Delivery, Mdf};
 use tapir::flow::FlowConfig;
 use tapir::lemf::{Lemf, LemfConfig};
 use tapir::pipeline::Pipeline;
-use tapir::record::{IriEvent, Record, RecordSink};
+use tapir::record::{Record, RecordSink};
 use tapir::select::parse_warrants;
 
 const PCAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/app/smtp.pcap");
@@ -37,7 +37,7 @@ struct Tee {
 impl RecordSink for Tee {
     fn record(&mut self, rec: Record<'_>) {
         let email = match &rec {
-            Record::Iri(r) => matches!(r.event, IriEvent::Smtp(_)),
+            Record::Iri(r) => r.event.app::<tapir::analyze::smtp::SmtpEvent>().is_some(),
             Record::Cc(_) => false,
             _ => true,
         };

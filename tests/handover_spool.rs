@@ -52,7 +52,7 @@ fn delivery_after_restart_reports_the_truncated_tail_and_sends_the_rest() {
     let (hi2, hi3) = (free_port(), free_port());
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, ""));
     let spool = dir.path().join("spool");
-    let a: Liid = "LIID-A".into();
+    let a = Liid::new("LIID-A").unwrap();
     {
         let mut d = Delivery::start(leas.clone(), &warrants, &spool).unwrap();
         feed_cc(&mut d, &a, 1, [10, 0, 0, 5], 0..10);
@@ -84,7 +84,7 @@ fn full_spool_refuses_with_an_alarm() {
     let (hi2, hi3) = (free_port(), free_port());
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, "spool = { max_bytes = 3000 }"));
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
-    let a: Liid = "LIID-A".into();
+    let a = Liid::new("LIID-A").unwrap();
     let mut refused = 0;
     for i in 0..100u32 {
         let p = packet([10, 0, 0, 5], i);

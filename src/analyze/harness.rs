@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use super::{Cx, Expectations, StreamAnalyzer};
 use crate::content::FileLayer;
-use crate::record::{Close, Dir, FlowDescr, VecSink};
-use crate::select::{Liid, Provenance};
+use crate::record::{Cin, Close, Dir, FlowDescr, Liid, Provenance, Scope, VecSink};
 use crate::timestamp::Timestamp;
 
 pub struct Harness {
@@ -26,7 +25,10 @@ pub struct Harness {
     pub flow: FlowDescr,
     pub liid: Liid,
     pub provenance: Arc<Provenance>,
-    pub cin: u64,
+    pub cin: Cin,
+    /// The scope analyzers are told (IRI+CC unless a test sets it). The harness has no gate:
+    /// its sink sees everything the analyzer emits.
+    pub scope: Scope,
     pub now: Timestamp,
     offsets: [u64; 2],
 }
@@ -45,9 +47,10 @@ impl Harness {
                 vlans: Vec::new(),
                 tunnels: Vec::new(),
             },
-            liid: Arc::from("TEST"),
+            liid: Liid::new("TEST").expect("a valid LIID"),
             provenance: Arc::new(Provenance { selector: "test".into(), target: "test".into(), chain: Vec::new() }),
-            cin: 1,
+            cin: Cin::FIRST,
+            scope: Scope::IriAndCc,
             now: Timestamp::from_secs(1_767_225_600),
             offsets: [0, 0],
         }
@@ -60,6 +63,7 @@ impl Harness {
             cin: self.cin,
             flow: &self.flow,
             provenance: &self.provenance,
+            scope: self.scope,
             files: &mut self.files,
             expect: &mut self.expect,
             sink: &mut self.sink,
@@ -134,7 +138,7 @@ impl Harness {
     /// The stored bytes of the finished object with this SHA-256.
     pub fn object_bytes(&self, sha256: &str) -> Option<&[u8]> {
         let rec = self.sink.objects.iter().find(|o| o.sha256 == sha256)?;
-        self.sink.object_bytes.get(&rec.id).map(Vec::as_slice)
+        self.sink.object_bytes.get(&(rec.liid.clone(), rec.id)).map(Vec::as_slice)
     }
 }
 
@@ -151,7 +155,7 @@ mod tests {
         let client = h.sink.objects.iter().find(|o| o.meta.direction == Dir::Orig).unwrap();
         assert_eq!(client.size, 10 + 8 + 5 + 6);
         assert_eq!(client.gaps, vec![(18, 5)]);
-        let bytes = &h.sink.object_bytes[&client.id];
+        let bytes = h.sink.bytes("TEST", client.id).unwrap();
         assert_eq!(&bytes[..18], b"USER joe\r\nPASS x\r\n");
         assert_eq!(&bytes[23..], b"QUIT\r\n");
     }

@@ -17,9 +17,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::content::FileLayer;
-use crate::record::{Close, Dir, FlowDescr, RecordSink};
-use crate::select::{Liid, Provenance};
+use crate::content::{Ended, FileLayer};
+use crate::record::{
+    AppEvent, Cin, Close, Dir, FlowDescr, IriEvent, IriRecord, Liid, ObjectId, ObjectMeta, Provenance, Record,
+    RecordSink, Scope,
+};
 use crate::timestamp::Timestamp;
 
 /// What an analyzer may use while handling one event: who the flow belongs to, the time, and
@@ -27,14 +29,64 @@ use crate::timestamp::Timestamp;
 pub struct Cx<'s> {
     pub now: Timestamp,
     pub liid: &'s Liid,
-    pub cin: u64,
+    pub cin: Cin,
     pub flow: &'s FlowDescr,
     pub provenance: &'s Arc<Provenance>,
+    /// What the warrant is entitled to. Analyzers emit everything they know whatever it is;
+    /// `sink` is the scope's [`Gate`](crate::record::Gate), which alone decides what passes.
+    pub scope: Scope,
     pub files: &'s mut FileLayer,
     /// Connections announced by this one (FTP data channels), for the flow layer to claim.
     pub expect: &'s mut Expectations,
     pub sink: &'s mut dyn RecordSink,
 }
+
+impl Cx<'_> {
+    /// Starts a content object of this flow's LIID (see [`FileLayer::open`]).
+    pub fn open_object(&mut self, meta: ObjectMeta) -> ObjectId {
+        let prov = self.provenance;
+        self.files.open(meta, self.liid, prov, self.scope.cc(), self.sink)
+    }
+
+    /// Starts an object whose selector is not this flow's (an FTP transfer opened by its control
+    /// connection).
+    pub fn open_object_as(&mut self, meta: ObjectMeta, provenance: &Arc<Provenance>) -> ObjectId {
+        self.files.open(meta, self.liid, provenance, self.scope.cc(), self.sink)
+    }
+
+    pub fn object_data(&mut self, id: ObjectId, offset: u64, bytes: &[u8]) {
+        self.files.data(self.liid, id, offset, bytes, self.now, self.sink);
+    }
+
+    pub fn object_gap(&mut self, id: ObjectId, offset: u64, len: u64) {
+        self.files.gap(self.liid, id, offset, len, self.now, self.sink);
+    }
+
+    /// Ends object `id`; its digests, size and completeness, for the IRI that names it.
+    pub fn object_end(&mut self, id: ObjectId, seen_end: bool) -> Option<Ended> {
+        self.files.end(self.liid, id, seen_end, self.now, self.sink)
+    }
+
+    pub fn object_meta(&mut self, id: ObjectId) -> Option<&mut ObjectMeta> {
+        self.files.meta_mut(self.liid, id)
+    }
+
+    /// Emits an application event as IRI of session `cin` (this flow's, or the control
+    /// connection's for an FTP transfer).
+    pub fn emit_app(&mut self, cin: Cin, protocol: &'static str, event: impl AppIri) {
+        self.sink.record(Record::Iri(IriRecord {
+            liid: self.liid.clone(),
+            cin: Some(cin),
+            ts: self.now,
+            event: IriEvent::App(AppEvent::new(protocol, event)),
+            provenance: self.provenance.clone(),
+        }));
+    }
+}
+
+/// What an analyzer's event type must be to travel as an [`AppEvent`].
+pub trait AppIri: serde::Serialize + std::fmt::Debug + Send + Sync + 'static {}
+impl<T: serde::Serialize + std::fmt::Debug + Send + Sync + 'static> AppIri for T {}
 
 /// Receives one TCP connection's bytes, per direction, in order.
 pub trait StreamAnalyzer: Send {

@@ -21,7 +21,7 @@ impl RawStream {
             return id;
         }
         let meta = ObjectMeta::new("stream", "tcp", cx.flow, dir, cx.cin, cx.now);
-        let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
+        let id = cx.open_object(meta);
         self.objects[dir.index()] = Some(id);
         id
     }
@@ -30,17 +30,17 @@ impl RawStream {
 impl StreamAnalyzer for RawStream {
     fn data(&mut self, dir: Dir, offset: u64, bytes: &[u8], cx: &mut Cx) {
         let id = self.object(dir, cx);
-        cx.files.data(id, offset, bytes, cx.now, cx.sink);
+        cx.object_data(id, offset, bytes);
     }
 
     fn gap(&mut self, dir: Dir, offset: u64, len: u64, cx: &mut Cx) {
         let id = self.object(dir, cx);
-        cx.files.gap(id, offset, len, cx.now, cx.sink);
+        cx.object_gap(id, offset, len);
     }
 
     fn close(&mut self, _how: Close, cx: &mut Cx) {
         for id in self.objects.iter_mut().filter_map(Option::take) {
-            cx.files.end(id, true, cx.now, cx.sink);
+            cx.object_end(id, true);
         }
     }
 }

@@ -18,17 +18,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-/// A format verdict: the format, why we think so, and what the header says.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FormatVerdict {
-    /// e.g. `qcow2`, `vmdk`, `gpt`, `gzip`.
-    pub format: String,
-    /// The evidence, e.g. `magic "QFI\xfb" at offset 0, version 3`.
-    pub reason: String,
-    /// Header facts (version, virtual size, partitions, ...).
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    pub details: serde_json::Value,
-}
+pub use crate::record::FormatVerdict;
 
 /// Bytes kept from the start of each object: enough for GPT entries (LBA 2..33) and the ISO 9660
 /// volume descriptors (from 32 KiB).

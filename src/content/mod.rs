@@ -3,7 +3,11 @@
 //! Analyzers hand object bytes with offsets, holes and an end; this layer hashes them once
 //! (SHA-256 and MD5; the case writer adds SHA-512 on its own thread), keeps the gap list and
 //! forwards the bytes to the outputs as `Object*` records. It holds no object bytes itself, so an
-//! object of any size costs two hash states and a gap list.
+//! object of any size costs its hash states and a gap list.
+//!
+//! Object ids are numbered per LIID. An object whose bytes no output may have (an IRI-only
+//! warrant's: see [`crate::record::gate`]) is handled in metadata-only mode: all three digests are
+//! computed here, and its description reaches the LEA as IRI while its bytes reach no one.
 //!
 //! Bytes are taken in offset order. A hole (an offset past the expected one, or an explicit gap)
 //! counts as zeros in the hash, exactly as outputs store it, so that the recorded SHA-256 is the
@@ -23,12 +27,10 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 use ring::digest;
 
-use crate::record::{ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink};
-use crate::select::{Liid, Provenance};
+use crate::record::{Liid, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 struct OpenObject {
-    liid: Liid,
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
@@ -36,6 +38,9 @@ struct OpenObject {
     /// writer computes on the output thread. Each costs more than the SHA-256: with both here
     /// this thread was the bottleneck of an upload, with both there the output thread was.
     md5: Md5,
+    /// SHA-512 here only for a metadata-only object (an IRI-only warrant's): no output gets its
+    /// bytes to hash.
+    sha512: Option<digest::Context>,
     /// Next offset expected; everything below it is hashed.
     next: u64,
     gaps: Vec<(u64, u64)>,
@@ -43,11 +48,21 @@ struct OpenObject {
     sniff: format::Sniffer,
 }
 
+/// What an analyzer learns of an object it ended (the record itself went to the outputs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub sha256: String,
+    pub md5: String,
+    pub size: u64,
+    pub complete: bool,
+}
+
 /// Hashes and forwards content objects. One per worker.
 #[derive(Default)]
 pub struct FileLayer {
-    open: HashMap<ObjectId, OpenObject>,
-    next_id: ObjectId,
+    open: HashMap<(Liid, ObjectId), OpenObject>,
+    /// The last object id given out, per LIID: each LIID numbers its objects from 1.
+    last_id: HashMap<Liid, ObjectId>,
     /// Objects finished so far.
     pub finished: u64,
 }
@@ -59,26 +74,37 @@ impl FileLayer {
         FileLayer::default()
     }
 
-    /// Starts an object; the id is unique within this layer.
+    /// Starts an object of `liid`; the id is unique within that LIID. `content` says whether
+    /// the object's bytes are delivered: without, it is hashed (all three digests) and sniffed
+    /// here, and only its description goes on (metadata-only mode).
     pub fn open(
         &mut self,
         meta: ObjectMeta,
         liid: &Liid,
         provenance: &Arc<Provenance>,
+        content: bool,
         sink: &mut dyn RecordSink,
     ) -> ObjectId {
-        self.next_id += 1;
-        let id = self.next_id;
+        let id = match self.last_id.get_mut(liid) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.last_id.insert(liid.clone(), 1);
+                1
+            }
+        };
         sink.record(Record::ObjectBegin { liid, id, meta: &meta });
         let last_seen = meta.first_seen;
         self.open.insert(
-            id,
+            (liid.clone(), id),
             OpenObject {
-                liid: liid.clone(),
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
                 md5: Md5::new(),
+                sha512: (!content).then(|| digest::Context::new(&digest::SHA512)),
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
@@ -89,12 +115,20 @@ impl FileLayer {
     }
 
     /// Bytes of object `id` starting at `offset`.
-    pub fn data(&mut self, id: ObjectId, offset: u64, bytes: &[u8], now: Timestamp, sink: &mut dyn RecordSink) {
-        let Some(o) = self.open.get_mut(&id) else { return };
+    pub fn data(
+        &mut self,
+        liid: &Liid,
+        id: ObjectId,
+        offset: u64,
+        bytes: &[u8],
+        now: Timestamp,
+        sink: &mut dyn RecordSink,
+    ) {
+        let Some(o) = self.open.get_mut(&(liid.clone(), id)) else { return };
         o.last_seen = now;
         if offset > o.next {
             let (at, len) = (o.next, offset - o.next);
-            Self::hole(o, at, len, sink, id);
+            Self::hole(o, liid, at, len, sink, id);
         }
         let skip = (o.next - offset).min(bytes.len() as u64) as usize;
         let fresh = &bytes[skip..];
@@ -103,28 +137,31 @@ impl FileLayer {
         }
         Self::hash(o, fresh);
         o.sniff.data(o.next, fresh);
-        sink.record(Record::ObjectData { liid: &o.liid, id, offset: o.next, data: fresh });
+        sink.record(Record::ObjectData { liid, id, offset: o.next, data: fresh });
         o.next += fresh.len() as u64;
     }
 
     /// `len` bytes of object `id` at `offset` are missing.
-    pub fn gap(&mut self, id: ObjectId, offset: u64, len: u64, now: Timestamp, sink: &mut dyn RecordSink) {
-        let Some(o) = self.open.get_mut(&id) else { return };
+    pub fn gap(&mut self, liid: &Liid, id: ObjectId, offset: u64, len: u64, now: Timestamp, sink: &mut dyn RecordSink) {
+        let Some(o) = self.open.get_mut(&(liid.clone(), id)) else { return };
         o.last_seen = now;
         let end = offset.saturating_add(len);
         if end <= o.next {
             return;
         }
         let at = o.next;
-        Self::hole(o, at, end - at, sink, id);
+        Self::hole(o, liid, at, end - at, sink, id);
     }
 
     fn hash(o: &mut OpenObject, bytes: &[u8]) {
         o.sha256.update(bytes);
         o.md5.update(bytes);
+        if let Some(h) = &mut o.sha512 {
+            h.update(bytes);
+        }
     }
 
-    fn hole(o: &mut OpenObject, at: u64, len: u64, sink: &mut dyn RecordSink, id: ObjectId) {
+    fn hole(o: &mut OpenObject, liid: &Liid, at: u64, len: u64, sink: &mut dyn RecordSink, id: ObjectId) {
         match o.gaps.last_mut() {
             Some((s, l)) if *s + *l == at => *l += len,
             _ => o.gaps.push((at, len)),
@@ -136,23 +173,30 @@ impl FileLayer {
             left -= n as u64;
         }
         o.sniff.gap(at, len);
-        sink.record(Record::ObjectGap { liid: &o.liid, id, offset: at, len });
+        sink.record(Record::ObjectGap { liid, id, offset: at, len });
         o.next = at + len;
     }
 
     /// Ends object `id`. `seen_end` says the protocol saw the object's proper end (a FIN, a
     /// complete body); the record is `complete` only if that holds and nothing is missing.
-    pub fn end(&mut self, id: ObjectId, seen_end: bool, now: Timestamp, sink: &mut dyn RecordSink) {
-        let Some(o) = self.open.remove(&id) else { return };
+    pub fn end(
+        &mut self,
+        liid: &Liid,
+        id: ObjectId,
+        seen_end: bool,
+        now: Timestamp,
+        sink: &mut dyn RecordSink,
+    ) -> Option<Ended> {
+        let o = self.open.remove(&(liid.clone(), id))?;
         self.finished += 1;
         let last_seen = if now > o.last_seen { now } else { o.last_seen };
         let rec = ObjectRecord {
-            liid: o.liid,
+            liid: liid.clone(),
             id,
             meta: o.meta,
             sha256: hex::encode(o.sha256.finish().as_ref()),
             md5: Some(hex::encode(o.md5.finalize())),
-            sha512: None,
+            sha512: o.sha512.map(|h| hex::encode(h.finish().as_ref())),
             format: Some(o.sniff.verdict()),
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),
@@ -160,14 +204,21 @@ impl FileLayer {
             last_seen,
             provenance: o.provenance,
         };
+        let ended = Ended {
+            sha256: rec.sha256.clone(),
+            md5: rec.md5.clone().unwrap_or_default(),
+            size: rec.size,
+            complete: rec.complete,
+        };
         sink.record(Record::ObjectEnd(rec, id));
+        Some(ended)
     }
 
     /// The metadata of open object `id`, for facts learnt after it started (an FTP data
     /// connection seen before its command, a mail's headers and the server's verdict). Outputs
     /// get the final metadata with `ObjectEnd`.
-    pub fn meta_mut(&mut self, id: ObjectId) -> Option<&mut ObjectMeta> {
-        self.open.get_mut(&id).map(|o| &mut o.meta)
+    pub fn meta_mut(&mut self, liid: &Liid, id: ObjectId) -> Option<&mut ObjectMeta> {
+        self.open.get_mut(&(liid.clone(), id)).map(|o| &mut o.meta)
     }
 
     /// Objects still open.

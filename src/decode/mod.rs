@@ -29,19 +29,7 @@ pub struct MacPair {
     pub dst: Mac,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TunnelKind {
-    Vxlan,
-    Geneve,
-    Gre,
-    /// GRE carrying Ethernet (transparent Ethernet bridging, protocol 0x6558).
-    GreEthernet,
-    Erspan2,
-    Erspan3,
-    IpInIp,
-    SixInFour,
-}
+pub use crate::record::TunnelKind;
 
 /// One layer of encapsulation that was removed to reach the inner packet.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +68,13 @@ pub struct IpInfo {
     /// IP protocol / IPv6 next header of the transport (after extension headers).
     pub proto: u8,
     pub ttl: u8,
+    /// Bytes of the IP packet on the wire, every header byte included: IPv4 Total Length, IPv6
+    /// 40 + Payload Length (tshark's `ip.len`); for a reassembled datagram, the whole datagram.
+    /// What a snapped capture cut off counts: this is what the target sent.
+    pub len: u32,
+    /// Of those, the transport payload's bytes on the wire (tshark's `tcp.len`; UDP length - 8):
+    /// IP, extension and transport headers taken off.
+    pub payload_len: u32,
 }
 
 /// TCP control bits.

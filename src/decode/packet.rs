@@ -272,7 +272,12 @@ impl<'a> Walk<'a, '_> {
         let h = Ipv4Packet::new_checked(b)?;
         let payload = h.payload()?;
         let (src, dst, p) = (h.src(), h.dst(), h.protocol());
-        self.ip = Some(IpInfo { src, dst, proto: p, ttl: h.ttl() });
+        let len = match u32::from(h.total_len()) {
+            0 => b.len() as u32, // segmentation offload: the length is the capture's
+            n => n,
+        };
+        let payload_len = len.saturating_sub(h.header_len() as u32);
+        self.ip = Some(IpInfo { src, dst, proto: p, ttl: h.ttl(), len, payload_len });
         if h.more_frags() || h.frag_offset() != 0 {
             if h.is_snapped() {
                 // A snapped fragment cannot be reassembled; its addresses still select it.
@@ -283,6 +288,10 @@ impl<'a> Walk<'a, '_> {
                 FragOutcome::Held | FragOutcome::Dropped => Ok(Step::Done(Transport::Fragment, &[])),
                 FragOutcome::Complete(buf) => {
                     let data = self.store(buf)?;
+                    if let Some(ip) = self.ip.as_mut() {
+                        ip.payload_len = data.len() as u32;
+                        ip.len = (h.header_len() + data.len()) as u32;
+                    }
                     self.transport(p, data)
                 }
             };
@@ -303,7 +312,11 @@ impl<'a> Walk<'a, '_> {
         let (src, dst) = (h.src(), h.dst());
         let mut nh = h.next_header();
         let mut rest = h.payload();
-        self.ip = Some(IpInfo { src, dst, proto: nh, ttl: h.hop_limit() });
+        let len = match u32::from(h.payload_len()) {
+            0 => b.len() as u32, // a jumbogram or an offloaded packet: the capture's length
+            n => 40 + n,
+        };
+        self.ip = Some(IpInfo { src, dst, proto: nh, ttl: h.hop_limit(), len, payload_len: len.saturating_sub(40) });
         // Each extension header is at least 8 bytes, so this walk ends with the buffer.
         loop {
             match nh {
@@ -311,11 +324,13 @@ impl<'a> Walk<'a, '_> {
                     let len = ipv6_ext_len(nh, rest)?;
                     nh = rd8(rest, 0);
                     rest = tail("ipv6-ext", rest, len)?;
+                    self.header_bytes(len);
                 }
                 proto::IPV6_FRAG => {
                     let f = Ipv6FragHeader::new_checked(rest)?;
                     nh = f.next_header();
                     rest = f.payload();
+                    self.header_bytes(8);
                     if f.offset() == 0 && !f.more() {
                         continue; // an atomic fragment (RFC 6946) is a whole datagram
                     }
@@ -328,7 +343,13 @@ impl<'a> Walk<'a, '_> {
                     let key = FragKey { src, dst, proto: nh, id: f.ident(), zone: self.overlay.vni() };
                     match self.frag.insert(key, f.offset(), rest, f.more(), self.now)? {
                         FragOutcome::Held | FragOutcome::Dropped => return Ok(Step::Done(Transport::Fragment, &[])),
-                        FragOutcome::Complete(buf) => rest = self.store(buf)?,
+                        FragOutcome::Complete(buf) => {
+                            rest = self.store(buf)?;
+                            if let Some(ip) = self.ip.as_mut() {
+                                ip.len = ip.len.saturating_sub(ip.payload_len) + rest.len() as u32;
+                                ip.payload_len = rest.len() as u32;
+                            }
+                        }
                     }
                 }
                 proto::IPV6_NONXT => {
@@ -344,6 +365,13 @@ impl<'a> Walk<'a, '_> {
             ip.proto = nh;
         }
         self.transport(nh, rest)
+    }
+
+    /// `n` bytes of header (an IPv6 extension header, a transport header) are not payload.
+    fn header_bytes(&mut self, n: usize) {
+        if let Some(ip) = self.ip.as_mut() {
+            ip.payload_len = ip.payload_len.saturating_sub(n as u32);
+        }
     }
 
     /// Records the tunnel whose outer IP is the current one; the inner packet starts afresh.
@@ -383,6 +411,7 @@ impl<'a> Walk<'a, '_> {
                     Ok(t) => t,
                     // Options cut off by the snap length: the fixed header still names the flow.
                     Err(err::tcp::HeaderSliceError::Len(_)) if b.len() >= 20 && rd8(b, 12) >> 4 >= 5 => {
+                        self.header_bytes(usize::from(rd8(b, 12) >> 4) * 4);
                         return Ok(Step::Done(Transport::Tcp(tcp_fixed(b)), &[]));
                     }
                     Err(e) => return Err(tcp_error(e)),
@@ -395,6 +424,7 @@ impl<'a> Walk<'a, '_> {
                     flags: rd8(b, 13) & 0x3f,
                     window: t.window_size(),
                 };
+                self.header_bytes(t.slice().len());
                 Ok(Step::Done(Transport::Tcp(info), tail("tcp", b, t.slice().len())?))
             }
             proto::UDP => {
@@ -427,6 +457,7 @@ impl<'a> Walk<'a, '_> {
                         }
                     }
                 }
+                self.header_bytes(8);
                 Ok(Step::Done(udp, payload))
             }
             proto::ICMP | proto::ICMPV6 => {
@@ -438,6 +469,7 @@ impl<'a> Walk<'a, '_> {
                 } else {
                     Transport::Icmpv6 { icmp_type, code }
                 };
+                self.header_bytes(8);
                 Ok(Step::Done(t, body))
             }
             proto::IPIP => {

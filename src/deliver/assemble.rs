@@ -15,8 +15,7 @@ use md5::{Digest, Md5};
 use ring::digest;
 
 use crate::analyze::http::S3Complete;
-use crate::record::{IriEvent, IriRecord, ObjectRecord};
-use crate::select::Liid;
+use crate::record::{IriRecord, Liid, ObjectRecord};
 use crate::timestamp::Timestamp;
 
 /// A stored part: where its bytes are and its record (the template for the joined object).
@@ -54,7 +53,7 @@ impl S3Uploads {
 
     /// Notes an HTTP IRI; keeps it if it completes a multipart upload.
     pub fn iri(&mut self, r: &IriRecord) {
-        if let IriEvent::Http(h) = &r.event {
+        if let Some(h) = r.event.app::<crate::analyze::http::HttpEvent>() {
             if let Some(c) = &h.s3_complete {
                 self.completed.push((r.liid.clone(), c.clone(), r.ts));
             }
@@ -62,8 +61,13 @@ impl S3Uploads {
     }
 
     /// Joins every completed upload whose parts are all in the case, writing each into
-    /// `scratch(liid)`. Uploads with a part missing are counted in the second value.
-    pub fn join(&mut self, scratch: impl Fn(&Liid) -> PathBuf, next_id: &mut u64) -> io::Result<(Vec<Joined>, u64)> {
+    /// `scratch(liid)`, numbered after `max_id[liid]` (the highest object id of the LIID).
+    /// Uploads with a part missing are counted in the second value.
+    pub fn join(
+        &mut self,
+        scratch: impl Fn(&Liid) -> PathBuf,
+        max_id: &mut HashMap<Liid, u64>,
+    ) -> io::Result<(Vec<Joined>, u64)> {
         let mut out = Vec::new();
         let mut incomplete = 0;
         for (liid, c, ts) in std::mem::take(&mut self.completed) {
@@ -76,8 +80,10 @@ impl S3Uploads {
                 incomplete += 1;
                 continue;
             };
-            *next_id += 1;
-            let path = scratch(&liid).join(format!("s3-{}", next_id));
+            let id = max_id.entry(liid.clone()).or_insert(0);
+            *id += 1;
+            let id = *id;
+            let path = scratch(&liid).join(format!("s3-{id}"));
             let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
             let mut sha256 = digest::Context::new(&digest::SHA256);
             let mut sha512 = digest::Context::new(&digest::SHA512);
@@ -102,7 +108,7 @@ impl S3Uploads {
             w.get_ref().sync_all()?;
             let first = &parts[0].record;
             let mut record = first.clone();
-            record.id = *next_id;
+            record.id = id;
             record.sha256 = hex::encode(sha256.finish().as_ref());
             record.sha512 = Some(hex::encode(sha512.finish().as_ref()));
             record.md5 = Some(hex::encode(md5.finalize()));

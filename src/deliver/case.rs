@@ -22,9 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::capture::LinkType;
-use crate::record::{IriRecord, ObjectId, ObjectRecord, Record, RecordSink};
-use crate::select::Liid;
+use crate::record::{Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 use super::pcap::PcapWriter;
@@ -88,10 +86,11 @@ struct LiidOut {
     name: String,
     dir: PathBuf,
     iri: Out,
-    /// Next IRI sequence number per CIN (0 = association events, which have no CIN).
-    iri_seq: HashMap<u64, u64>,
+    /// Next IRI sequence number per CIN (0: association events and warrant notices, which
+    /// have no CIN).
+    iri_seq: HashMap<Cin, u64>,
     /// CINs whose session ended, oldest first; their counters go after [`ENDED_KEPT`] more.
-    ended: std::collections::VecDeque<u64>,
+    ended: std::collections::VecDeque<Cin>,
     /// LINKTYPE -> (file name, writer).
     cc: HashMap<u32, (String, PcapWriter<Out>)>,
     objects: Out,
@@ -100,7 +99,6 @@ struct LiidOut {
 }
 
 struct PartialObject {
-    liid: Liid,
     path: PathBuf,
     buf: Vec<u8>,
     /// Bytes already in the partial file.
@@ -122,15 +120,15 @@ pub struct CaseTotals {
 pub struct CaseWriter {
     root: PathBuf,
     liids: HashMap<Liid, LiidOut>,
-    partial: HashMap<ObjectId, PartialObject>,
+    partial: HashMap<(Liid, ObjectId), PartialObject>,
     buffered: usize,
     first_error: Option<io::Error>,
     errors: u64,
     written: Written,
     s3: super::assemble::S3Uploads,
     s3_incomplete: u64,
-    /// The highest object id seen, so that joined objects get ids of their own.
-    max_id: u64,
+    /// The highest object id seen per LIID, so that joined objects get ids of their own.
+    max_id: HashMap<Liid, ObjectId>,
 }
 
 impl CaseWriter {
@@ -153,7 +151,7 @@ impl CaseWriter {
             written: Written::new(),
             s3: Default::default(),
             s3_incomplete: 0,
-            max_id: 0,
+            max_id: HashMap::new(),
         })
     }
 
@@ -196,14 +194,14 @@ impl CaseWriter {
     fn write_iri(&mut self, r: &IriRecord) -> io::Result<()> {
         self.s3.iri(r);
         let out = self.liid_out(&r.liid)?;
-        let key = r.cin.unwrap_or(0);
+        let key = r.cin.unwrap_or(Cin::NONE);
         let seq = out.iri_seq.entry(key).or_insert(0);
         let n = *seq;
         *seq += 1;
         // A months-long run must not keep one entry per session it ever saw: an ended session's
         // counter is forgotten once 4096 more have ended (late records of a session, such as an
         // FTP transfer reported after its control connection closed, still number on).
-        if matches!(r.event, crate::record::IriEvent::SessionEnd { .. }) && key != 0 {
+        if matches!(r.event, crate::record::IriEvent::SessionEnd { .. }) && key != Cin::NONE {
             out.ended.push_back(key);
             if out.ended.len() > ENDED_KEPT {
                 if let Some(old) = out.ended.pop_front() {
@@ -235,9 +233,8 @@ impl CaseWriter {
         let path = dir.join(format!("{id}"));
         File::create(&path)?;
         self.partial.insert(
-            id,
+            (liid.clone(), id),
             PartialObject {
-                liid: liid.clone(),
                 path,
                 buf: Vec::new(),
                 on_disk: 0,
@@ -248,8 +245,8 @@ impl CaseWriter {
         Ok(())
     }
 
-    fn object_data(&mut self, id: ObjectId, data: &[u8]) -> io::Result<()> {
-        let Some(p) = self.partial.get_mut(&id) else { return Ok(()) };
+    fn object_data(&mut self, liid: &Liid, id: ObjectId, data: &[u8]) -> io::Result<()> {
+        let Some(p) = self.partial.get_mut(&(liid.clone(), id)) else { return Ok(()) };
         if p.pending_hole > 0 {
             Self::spill(p)?;
         }
@@ -263,8 +260,8 @@ impl CaseWriter {
         Ok(())
     }
 
-    fn object_gap(&mut self, id: ObjectId, len: u64) -> io::Result<()> {
-        let Some(p) = self.partial.get_mut(&id) else { return Ok(()) };
+    fn object_gap(&mut self, liid: &Liid, id: ObjectId, len: u64) -> io::Result<()> {
+        let Some(p) = self.partial.get_mut(&(liid.clone(), id)) else { return Ok(()) };
         let n = p.buf.len();
         Self::spill(p)?;
         self.buffered -= n;
@@ -300,15 +297,16 @@ impl CaseWriter {
     }
 
     fn object_end(&mut self, r: &ObjectRecord, id: ObjectId) -> io::Result<()> {
-        let Some(mut p) = self.partial.remove(&id) else { return Ok(()) };
+        let Some(mut p) = self.partial.remove(&(r.liid.clone(), id)) else { return Ok(()) };
         self.buffered -= p.buf.len();
         Self::spill(&mut p)?;
         debug_assert_eq!(p.on_disk, r.size);
-        self.max_id = self.max_id.max(r.id);
+        let max = self.max_id.entry(r.liid.clone()).or_insert(0);
+        *max = (*max).max(r.id);
         let mut filled = r.clone();
         let sha512 = p.sha512.finish();
         filled.sha512.get_or_insert_with(|| hex::encode(sha512.as_ref()));
-        let dest = self.list_object(&p.liid, &filled, &p.path)?;
+        let dest = self.list_object(&r.liid, &filled, &p.path)?;
         self.s3.object(&filled, &dest);
         Ok(())
     }
@@ -329,6 +327,8 @@ impl CaseWriter {
         out.object_count += 1;
         let mut line = serde_json::to_value(r).map_err(io::Error::other)?;
         if let Some(m) = line.as_object_mut() {
+            m.insert("liid".into(), r.liid.as_str().into());
+            m.insert("provenance".into(), serde_json::to_value(&r.provenance).map_err(io::Error::other)?);
             m.insert("path".into(), format!("objects/{}", r.sha256).into());
         }
         serde_json::to_writer(&mut out.objects, &line).map_err(io::Error::other)?;
@@ -361,7 +361,7 @@ impl CaseWriter {
     /// hashes, for the manifest), or the first write error.
     pub fn finish(mut self) -> io::Result<(HashMap<Liid, CaseTotals>, Written)> {
         // Objects still open here were never ended: keep their bytes rather than lose them.
-        let ids: Vec<ObjectId> = self.partial.keys().copied().collect();
+        let ids: Vec<(Liid, ObjectId)> = self.partial.keys().cloned().collect();
         for id in ids {
             if let Some(mut p) = self.partial.remove(&id) {
                 if let Err(e) = Self::spill(&mut p) {
@@ -412,8 +412,8 @@ impl RecordSink for CaseWriter {
             Record::Iri(r) => self.write_iri(r),
             Record::Cc(c) => self.write_cc(c.liid, c.ts, c.link, c.data, c.orig_len),
             Record::ObjectBegin { liid, id, .. } => self.object_begin(liid, *id),
-            Record::ObjectData { id, data, .. } => self.object_data(*id, data),
-            Record::ObjectGap { id, len, .. } => self.object_gap(*id, *len),
+            Record::ObjectData { liid, id, data, .. } => self.object_data(liid, *id, data),
+            Record::ObjectGap { liid, id, len, .. } => self.object_gap(liid, *id, *len),
             Record::ObjectEnd(r, id) => self.object_end(r, *id),
         };
         if let Err(e) = r {

@@ -9,16 +9,38 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::capture::LinkType;
-use crate::record::{CcRecord, Dir, IriRecord, ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink};
-use crate::select::Liid;
+use crate::record::{CcRecord, Cin, Dir, IriRecord, Liid, ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 enum Owned {
     Iri(Box<IriRecord>),
-    Cc { liid: Liid, cin: u64, ts: Timestamp, link: LinkType, data: Vec<u8>, orig_len: u32, dir: Option<Dir> },
-    Begin { liid: Liid, id: ObjectId, meta: Box<ObjectMeta> },
-    Data { liid: Liid, id: ObjectId, offset: u64, data: Vec<u8> },
-    Gap { liid: Liid, id: ObjectId, offset: u64, len: u64 },
+    Cc {
+        liid: Liid,
+        cin: Cin,
+        ts: Timestamp,
+        link: LinkType,
+        data: Vec<u8>,
+        orig_len: u32,
+        dir: Option<Dir>,
+        target: Option<Dir>,
+    },
+    Begin {
+        liid: Liid,
+        id: ObjectId,
+        meta: Box<ObjectMeta>,
+    },
+    Data {
+        liid: Liid,
+        id: ObjectId,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Gap {
+        liid: Liid,
+        id: ObjectId,
+        offset: u64,
+        len: u64,
+    },
     End(Box<ObjectRecord>, ObjectId),
 }
 
@@ -34,6 +56,7 @@ impl Owned {
                 data: c.data.to_vec(),
                 orig_len: c.orig_len,
                 dir: c.dir,
+                target: c.target,
             },
             Record::ObjectBegin { liid, id, meta } => {
                 Owned::Begin { liid: liid.clone(), id, meta: Box::new(meta.clone()) }
@@ -49,9 +72,16 @@ impl Owned {
     fn replay(&self, sink: &mut dyn RecordSink) {
         let rec = match self {
             Owned::Iri(r) => Record::Iri((**r).clone()),
-            Owned::Cc { liid, cin, ts, link, data, orig_len, dir } => {
-                Record::Cc(CcRecord { liid, cin: *cin, ts: *ts, link: *link, data, orig_len: *orig_len, dir: *dir })
-            }
+            Owned::Cc { liid, cin, ts, link, data, orig_len, dir, target } => Record::Cc(CcRecord {
+                liid,
+                cin: *cin,
+                ts: *ts,
+                link: *link,
+                data,
+                orig_len: *orig_len,
+                dir: *dir,
+                target: *target,
+            }),
             Owned::Begin { liid, id, meta } => Record::ObjectBegin { liid, id: *id, meta },
             Owned::Data { liid, id, offset, data } => Record::ObjectData { liid, id: *id, offset: *offset, data },
             Owned::Gap { liid, id, offset, len } => Record::ObjectGap { liid, id: *id, offset: *offset, len: *len },
@@ -166,22 +196,22 @@ impl<S: RecordSink + Send + 'static> RecordSink for Threaded<S> {
 mod tests {
     use super::*;
     use crate::record::VecSink;
-    use std::sync::Arc;
 
     #[test]
     fn records_arrive_in_order_and_complete() {
         let mut t = Threaded::spawn(VecSink::default());
-        let liid: Liid = Arc::from("L");
+        let liid = Liid::new("L").unwrap();
         for i in 0..1000u32 {
             let data = i.to_be_bytes();
             t.record(Record::Cc(CcRecord {
                 liid: &liid,
-                cin: 1,
+                cin: Cin::FIRST,
                 ts: Timestamp(i as i64),
                 link: LinkType::Raw,
                 data: &data,
                 orig_len: 4,
                 dir: None,
+                target: None,
             }));
         }
         let sink = t.finish().unwrap();

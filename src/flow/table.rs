@@ -5,13 +5,20 @@
 //! intrusive LRU lists (open TCP, open other, closed-and-lingering), most recent first, so a
 //! lookup, a touch, an eviction and each idle expiry are O(1).
 //!
-//! What is counted (`Counters`): every packet handed in while the session is open; bytes are the
-//! transport payload plus the fixed IP header (20 bytes IPv4, 40 IPv6) and the fixed transport
-//! header (TCP 20, UDP 8, ICMP 8). IP and TCP options are not known here and not counted.
+//! What is counted (`Counters`): every packet of the session, per direction, with its IP bytes
+//! on the wire (every header byte) and its transport payload bytes, from the first packet to the
+//! last, including those that come after the close.
 //!
-//! After FIN/RST the flow lingers, closed, for a short while so that the last ACKs and
-//! retransmissions are still delivered as CC under the session's CIN instead of opening a
-//! spurious new session; a SYN (without ACK) on a closed flow starts a new session.
+//! After FIN/RST the analyzer is closed at once, and the flow lingers, closed, for a short while
+//! so that the last ACKs and retransmissions are still delivered as CC under the session's CIN
+//! (with the session's direction) instead of opening a spurious new session; a SYN on a closed
+//! flow starts a new session. The session's end (`SessionEnd`) is reported when the flow leaves
+//! the table, so that its counters hold those late packets too; it is stamped with the time the
+//! session closed (its `last_seen` says when its last packet came).
+//!
+//! Everything a flow emits (its IRI, its CC, what its analyzer and the file layer make of its
+//! bytes) goes through the [`Gate`] of its warrant's scope. Analyzers run whatever the scope: an
+//! IRI-only warrant's FTP transfer or mail is IRI.
 //!
 //! The absolute timeout is enforced exactly when a flow's next packet arrives (that packet opens
 //! the next session); `tick` also ends overdue silent flows, scanning the table at most every
@@ -24,9 +31,12 @@ use std::sync::Arc;
 use crate::analyze::{Cx, Expectations, StreamAnalyzer};
 use crate::capture::Frame;
 use crate::content::FileLayer;
-use crate::decode::{tcp_flags, Decoded, Transport};
-use crate::record::{CcRecord, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Record, RecordSink};
-use crate::select::{Liid, Match, Provenance, Scope};
+use crate::decode::{tcp_flags, Decoded, Overlay, Transport};
+use crate::record::{
+    CcRecord, Cin, Close, Counters, Dir, FlowDescr, Gate, IriEvent, IriRecord, Liid, Provenance, Record, RecordSink,
+    Scope, TunnelDescr,
+};
+use crate::select::Match;
 use crate::timestamp::Timestamp;
 
 use super::tcp::{Assembler, Budget, Event, ReassemblyStats};
@@ -109,9 +119,10 @@ pub struct FlowStats {
     pub evictions: u64,
     /// Closed flows dropped early to make room (no records: their session had already ended).
     pub closed_dropped: u64,
-    /// Packets that arrived for a session already closed by FIN/RST (delivered as CC).
+    /// Packets that arrived for a session already closed by FIN/RST (delivered as CC under its
+    /// CIN, and counted in its counters).
     pub late_packets: u64,
-    /// CC of frames that have no flow (non-IP, IP fragments), delivered with CIN 0.
+    /// Frames that have no flow (non-IP, IP fragments): CC with CIN 0 where CC is in scope.
     pub cc_without_flow: u64,
     /// TCP reassembly: gaps, overlap conflicts, bytes held now and at peak, memory-bound flushes.
     pub tcp: ReassemblyStats,
@@ -142,21 +153,24 @@ struct List {
 
 struct Flow {
     key: FlowKey,
-    cin: u64,
+    cin: Cin,
     scope: Scope,
     provenance: Arc<Provenance>,
     descr: FlowDescr,
+    /// The target's side (see [`FlowDescr::target_side`]).
+    target: Dir,
     orig: (IpAddr, u16),
     first_seen: Timestamp,
     last_seen: Timestamp,
     next_interim: Timestamp,
     counters: Counters,
-    closed: bool,
+    /// Closed (lingering after FIN/RST, its `SessionEnd` not yet reported): why, and when.
+    closed: Option<(Close, Timestamp)>,
     /// FIN seen per direction (used when there is no reassembly).
     fin_seen: [bool; 2],
     /// The peer acknowledged this direction's FIN: nothing before it will be retransmitted.
     fin_acked: [bool; 2],
-    /// TCP reassembly, only when content is delivered (scope with CC).
+    /// TCP reassembly, for every TCP flow: with IRI only, analyzers still need the bytes.
     asm: Option<Box<[Assembler; 2]>>,
     analyzer: Option<Box<dyn StreamAnalyzer>>,
 }
@@ -168,7 +182,7 @@ struct Slot {
     list: usize,
 }
 
-/// Makes the analyzer of a new TCP connection whose content is delivered.
+/// Makes the analyzer of a new TCP connection.
 pub type AnalyzerFactory = Box<dyn Fn(&FlowDescr) -> Box<dyn StreamAnalyzer> + Send>;
 
 /// The flows of one worker.
@@ -179,7 +193,8 @@ pub struct FlowTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     lists: [List; 3],
-    cins: HashMap<Liid, u64>,
+    /// The last CIN given out, per LIID.
+    cins: HashMap<Liid, Cin>,
     budget: Budget,
     stats: FlowStats,
     next_abs_scan: Timestamp,
@@ -207,9 +222,9 @@ impl Flow {
         })
     }
 
-    /// Ends the session: flushes reassembly, closes the analyzer, emits `SessionEnd`.
-    #[allow(clippy::too_many_arguments)]
-    fn end(
+    /// Closes the session: flushes reassembly and closes the analyzer. Its end is reported by
+    /// [`Flow::report_end`] when the flow leaves the table. False if it was closed already.
+    fn close(
         &mut self,
         how: Close,
         now: Timestamp,
@@ -217,40 +232,65 @@ impl Flow {
         expect: &mut Expectations,
         files: &mut FileLayer,
         sink: &mut dyn RecordSink,
-    ) {
-        if self.closed {
-            return;
+    ) -> bool {
+        if self.closed.is_some() {
+            return false;
         }
-        self.closed = true;
-        let Flow { key, cin, provenance, descr, asm, analyzer, .. } = self;
-        let mut gaps: [Vec<(u64, u64)>; 2] = Default::default();
-        {
-            let mut cx =
-                Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, expect, sink: &mut *sink };
-            if let Some(asm) = asm.as_mut() {
-                for dir in [Dir::Orig, Dir::Resp] {
-                    let a = &mut asm[dir.index()];
-                    a.close(budget, &mut |e| feed(analyzer, dir, e, &mut cx));
-                    gaps[dir.index()] = a.gaps().to_vec();
-                }
+        self.closed = Some((how, now));
+        let Flow { key, cin, scope, provenance, descr, asm, analyzer, .. } = self;
+        let mut gate = Gate::new(*scope, sink);
+        let mut cx = Cx {
+            now,
+            liid: &key.liid,
+            cin: *cin,
+            flow: descr,
+            provenance,
+            scope: *scope,
+            files,
+            expect,
+            sink: &mut gate,
+        };
+        if let Some(asm) = asm.as_mut() {
+            for dir in [Dir::Orig, Dir::Resp] {
+                asm[dir.index()].close(budget, &mut |e| feed(analyzer, dir, e, &mut cx));
             }
-            if let Some(mut a) = analyzer.take() {
-                a.close(how, &mut cx);
-            }
         }
-        *asm = None;
-        if self.scope.iri() {
-            let event = IriEvent::SessionEnd {
-                flow: self.descr.clone(),
-                first_seen: self.first_seen,
-                last_seen: self.last_seen,
-                counters: self.counters.clone(),
-                reason: how,
-                gaps,
-            };
-            sink.record(self.iri(now, event));
+        if let Some(mut a) = analyzer.take() {
+            a.close(how, &mut cx);
         }
+        true
     }
+
+    /// Reports the end of the closed session (`SessionEnd`, with its final counters), stamped
+    /// with the time it closed.
+    fn report_end(&mut self, sink: &mut dyn RecordSink) {
+        let Some((reason, at)) = self.closed else { return };
+        let mut gaps: [Vec<(u64, u64)>; 2] = Default::default();
+        if let Some(asm) = self.asm.take() {
+            for dir in [Dir::Orig, Dir::Resp] {
+                gaps[dir.index()] = asm[dir.index()].gaps().to_vec();
+            }
+        }
+        let event = IriEvent::SessionEnd {
+            flow: self.descr.clone(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            counters: self.counters.clone(),
+            reason,
+            gaps,
+        };
+        Gate::new(self.scope, sink).record(self.iri(at, event));
+    }
+}
+
+/// The overlay as records describe it: VLAN ids and the tunnels the flow came through.
+fn overlay_parts(overlay: &Overlay) -> (Vec<u16>, Vec<TunnelDescr>) {
+    let tunnels = overlay
+        .tunnels
+        .iter()
+        .map(|t| TunnelDescr { kind: t.kind, outer_src: t.outer_src, outer_dst: t.outer_dst, vni: t.vni })
+        .collect();
+    (overlay.vlans.to_vec(), tunnels)
 }
 
 impl FlowTable {
@@ -322,38 +362,37 @@ impl FlowTable {
         self.slots.get_mut(i as usize).and_then(|s| s.flow.as_mut())
     }
 
-    /// Removes flow `i` from the table (its session must already be ended).
-    fn remove(&mut self, i: u32) {
+    /// Removes flow `i` from the table, reporting its session's end (it must be closed).
+    fn remove(&mut self, i: u32, sink: &mut dyn RecordSink) {
         self.unlink(i);
-        let Some(flow) = self.slots.get_mut(i as usize).and_then(|s| s.flow.take()) else { return };
+        let Some(mut flow) = self.slots.get_mut(i as usize).and_then(|s| s.flow.take()) else { return };
+        flow.report_end(sink);
         self.index.remove(&flow.key);
         self.free.push(i);
     }
 
+    /// Closes flow `i`'s session with `how` (if still open); true if it was open.
+    fn close(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) -> bool {
+        let FlowTable { slots, budget, stats, expect, .. } = self;
+        let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return false };
+        let closed = flow.close(how, now, budget, expect, files, sink);
+        if closed {
+            stats.ended.count(how);
+            stats.active = stats.active.saturating_sub(1);
+        }
+        closed
+    }
+
     /// Ends flow `i`'s session (if open) with `how`, then removes it.
     fn end_and_remove(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
-        let FlowTable { slots, budget, stats, expect, .. } = self;
-        if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
-            if !flow.closed {
-                flow.end(how, now, budget, expect, files, sink);
-                stats.ended.count(how);
-                stats.active = stats.active.saturating_sub(1);
-            }
-        }
-        self.remove(i);
+        self.close(i, how, now, files, sink);
+        self.remove(i, sink);
         self.sync_stats();
     }
 
     /// Ends flow `i`'s session by FIN or RST and keeps it, closed, for late packets.
     fn end_and_linger(&mut self, i: u32, how: Close, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
-        let FlowTable { slots, budget, stats, expect, .. } = self;
-        if let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) {
-            if !flow.closed {
-                flow.end(how, now, budget, expect, files, sink);
-                stats.ended.count(how);
-                stats.active = stats.active.saturating_sub(1);
-            }
-        }
+        self.close(i, how, now, files, sink);
         self.touch(i, LIST_CLOSED);
         self.sync_stats();
     }
@@ -369,7 +408,7 @@ impl FlowTable {
         while self.index.len() >= max {
             let closed = self.lists[LIST_CLOSED].tail;
             if closed != NIL {
-                self.remove(closed);
+                self.remove(closed, sink);
                 self.stats.closed_dropped += 1;
                 continue;
             }
@@ -389,13 +428,13 @@ impl FlowTable {
         }
     }
 
-    fn next_cin(&mut self, liid: &Liid) -> u64 {
+    fn next_cin(&mut self, liid: &Liid) -> Cin {
         if let Some(c) = self.cins.get_mut(liid) {
-            *c += 1;
+            *c = c.next();
             return *c;
         }
-        self.cins.insert(liid.clone(), 1);
-        1
+        self.cins.insert(liid.clone(), Cin::FIRST);
+        Cin::FIRST
     }
 
     /// Opens a new session for `key` with `orig` as originator.
@@ -413,7 +452,7 @@ impl FlowTable {
         self.make_room(now, files, sink);
         let cin = self.next_cin(&key.liid);
         let resp = if orig == key.lo { key.hi } else { key.lo };
-        let (vlans, tunnels) = FlowDescr::overlay_parts(&d.overlay);
+        let (vlans, tunnels) = overlay_parts(&d.overlay);
         let descr = FlowDescr {
             proto: FlowDescr::proto_name(key.proto),
             orig: SocketAddr::new(orig.0, orig.1),
@@ -422,7 +461,7 @@ impl FlowTable {
             tunnels,
         };
         let tcp = key.proto == 6;
-        let (asm, analyzer) = if tcp && m.scope.cc() {
+        let (asm, analyzer) = if tcp {
             let n = self.cfg.per_direction_buffer;
             let analyzer = match self.expect.claim(&key.liid, &descr, now) {
                 Some(a) => a,
@@ -432,26 +471,27 @@ impl FlowTable {
         } else {
             (None, None)
         };
+        let target = descr.target_side(&m.provenance);
         let flow = Flow {
             key: key.clone(),
             cin,
             scope: m.scope,
             provenance: m.provenance.clone(),
             descr,
+            target,
             orig,
             first_seen: now,
             last_seen: now,
             next_interim: self.cfg.interim_ns.map_or(Timestamp::MAX, |iv| now.add_nanos(iv)),
             counters: Counters::default(),
-            closed: false,
+            closed: None,
             fin_seen: [false; 2],
             fin_acked: [false; 2],
             asm,
             analyzer,
         };
-        if m.scope.iri() {
-            sink.record(flow.iri(now, IriEvent::SessionBegin { flow: flow.descr.clone(), first_seen: now }));
-        }
+        Gate::new(m.scope, sink)
+            .record(flow.iri(now, IriEvent::SessionBegin { flow: flow.descr.clone(), first_seen: now }));
         let slot = Slot { flow: Some(flow), prev: NIL, next: NIL, list: LIST_OTHER };
         let i = match self.free.pop() {
             Some(i) => {
@@ -485,18 +525,16 @@ impl FlowTable {
         let now = frame.ts;
         let interim = self.cfg.interim_ns.unwrap_or(i64::MAX);
         let Some(ip) = d.ip else { return self.cc_without_flow(m, frame, sink) };
-        let (sport, dport, fixed_hdr) = match d.transport {
-            Transport::Tcp(t) => (t.src_port, t.dst_port, 20),
-            Transport::Udp { src_port, dst_port } => (src_port, dst_port, 8),
-            Transport::Icmp { .. } | Transport::Icmpv6 { .. } => (0, 0, 8),
-            Transport::Other => (0, 0, 0),
+        let (sport, dport) = match d.transport {
+            Transport::Tcp(t) => (t.src_port, t.dst_port),
+            Transport::Udp { src_port, dst_port } => (src_port, dst_port),
+            Transport::Icmp { .. } | Transport::Icmpv6 { .. } | Transport::Other => (0, 0),
             Transport::Fragment | Transport::None => return self.cc_without_flow(m, frame, sink),
         };
         let tcp = match d.transport {
             Transport::Tcp(t) => Some(t),
             _ => None,
         };
-        let ip_hdr = if ip.src.is_ipv4() { 20 } else { 40 };
         let src = (ip.src, sport);
         let dst = (ip.dst, dport);
         let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
@@ -510,13 +548,13 @@ impl FlowTable {
         let mut found = self.index.get(&key).copied();
         if let Some(i) = found {
             let (closed, first_seen, orig) = match self.flow_mut(i) {
-                Some(f) => (f.closed, f.first_seen, f.orig),
+                Some(f) => (f.closed.is_some(), f.first_seen, f.orig),
                 None => (false, now, src),
             };
             // A SYN, or a SYN-ACK, on a closed flow is a new handshake on the same 4-tuple
             // (suricata-verify bug-3286: an RST before the SYN-ACK, then the real connection).
             if closed && syn {
-                self.remove(i);
+                self.remove(i, sink);
                 found = None;
             } else if !closed && now.nanos().saturating_sub(first_seen.nanos()) >= self.cfg.absolute_ns {
                 self.end_and_remove(i, Close::AbsoluteTimeout, now, files, sink);
@@ -539,35 +577,34 @@ impl FlowTable {
 
         let Some(flow) = self.flow_mut(i) else { return };
         let dir = if src == flow.orig { Dir::Orig } else { Dir::Resp };
-        if flow.scope.cc() {
-            sink.record(Record::Cc(CcRecord {
-                liid: &flow.key.liid,
-                cin: flow.cin,
-                ts: now,
-                link: frame.link,
-                data: frame.data,
-                orig_len: frame.orig_len,
-                dir: Some(dir),
-            }));
-        }
+        let mut gate = Gate::new(flow.scope, sink);
+        gate.record(Record::Cc(CcRecord {
+            liid: &flow.key.liid,
+            cin: flow.cin,
+            ts: now,
+            link: frame.link,
+            data: frame.data,
+            orig_len: frame.orig_len,
+            dir: Some(dir),
+            target: Some(flow.target),
+        }));
         flow.last_seen = now;
-        if flow.closed {
+        let di = dir.index();
+        flow.counters.packets[di] += 1;
+        flow.counters.bytes[di] += u64::from(ip.len);
+        flow.counters.payload[di] += u64::from(ip.payload_len);
+        if flow.closed.is_some() {
             self.stats.late_packets += 1;
             self.touch(i, LIST_CLOSED);
             return;
         }
-        let di = dir.index();
-        flow.counters.packets[di] += 1;
-        flow.counters.bytes[di] += (d.payload.len() + ip_hdr + fixed_hdr) as u64;
         if now >= flow.next_interim {
             let event = IriEvent::SessionContinue {
                 flow: flow.descr.clone(),
                 first_seen: flow.first_seen,
                 counters: flow.counters.clone(),
             };
-            if flow.scope.iri() {
-                sink.record(flow.iri(now, event));
-            }
+            gate.record(flow.iri(now, event));
             flow.next_interim = now.add_nanos(interim);
         }
         let list = if tcp.is_some() { LIST_TCP } else { LIST_OTHER };
@@ -586,9 +623,19 @@ impl FlowTable {
         }
         let done = match flow.asm.as_mut() {
             Some(asm) => {
-                let Flow { key, cin, provenance, descr, analyzer, fin_acked, .. } = flow;
-                let mut cx =
-                    Cx { now, liid: &key.liid, cin: *cin, flow: descr, provenance, files, expect, sink: &mut *sink };
+                let Flow { key, cin, scope, provenance, descr, analyzer, fin_acked, .. } = flow;
+                let mut gate = Gate::new(*scope, sink);
+                let mut cx = Cx {
+                    now,
+                    liid: &key.liid,
+                    cin: *cin,
+                    flow: descr,
+                    provenance,
+                    scope: *scope,
+                    files,
+                    expect,
+                    sink: &mut gate,
+                };
                 let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut cx);
                 let a = &mut asm[di];
                 if syn {
@@ -616,18 +663,16 @@ impl FlowTable {
     }
 
     fn cc_without_flow(&mut self, m: &Match, frame: &Frame<'_>, sink: &mut dyn RecordSink) {
-        if !m.scope.cc() {
-            return;
-        }
         self.stats.cc_without_flow += 1;
-        sink.record(Record::Cc(CcRecord {
+        Gate::new(m.scope, sink).record(Record::Cc(CcRecord {
             liid: &m.liid,
-            cin: 0,
+            cin: Cin::NONE,
             ts: frame.ts,
             link: frame.link,
             data: frame.data,
             orig_len: frame.orig_len,
             dir: None,
+            target: None,
         }));
     }
 
@@ -644,7 +689,7 @@ impl FlowTable {
                     break;
                 }
                 if l == LIST_CLOSED {
-                    self.remove(i);
+                    self.remove(i, sink);
                 } else {
                     self.end_and_remove(i, Close::IdleTimeout, now, files, sink);
                 }
@@ -658,7 +703,7 @@ impl FlowTable {
                     self.slots
                         .get(i as usize)
                         .and_then(|s| s.flow.as_ref())
-                        .is_some_and(|f| !f.closed && now.nanos().saturating_sub(f.first_seen.nanos()) >= abs)
+                        .is_some_and(|f| f.closed.is_none() && now.nanos().saturating_sub(f.first_seen.nanos()) >= abs)
                 })
                 .collect();
             for i in overdue {

@@ -237,7 +237,7 @@ pub fn compact_journal(path: &Path, until: Timestamp) -> Result<usize, FeedError
 }
 
 /// Events a compacted journal keeps at most, as the pipeline's history
-/// ([`crate::pipeline::MAX_HELD_EVENTS`]): past it, after forgetting, the oldest open access
+/// (the pipeline's `MAX_HELD_EVENTS`): past it, after forgetting, the oldest open access
 /// sessions' starts go too (a flood of starts without stops), down to three quarters of it.
 pub const MAX_JOURNAL_EVENTS: usize = 1 << 18;
 

@@ -10,39 +10,7 @@
 
 use std::sync::Arc;
 
-/// A Lawful Interception IDentifier: 1..25 printable characters, unique per warrant.
-pub type Liid = Arc<str>;
-
-/// What a warrant asks to be delivered.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scope {
-    #[serde(rename = "iri+cc")]
-    IriAndCc,
-    Iri,
-    Cc,
-}
-
-impl Scope {
-    pub fn iri(self) -> bool {
-        matches!(self, Scope::IriAndCc | Scope::Iri)
-    }
-    pub fn cc(self) -> bool {
-        matches!(self, Scope::IriAndCc | Scope::Cc)
-    }
-}
-
-/// Why a selector exists: the warrant's target identifier and the chain of association events
-/// that led from it to this selector, oldest first. Written with every record it produced.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Provenance {
-    /// The packet selector, e.g. `ipv4:10.0.0.5` or `vni:5001/10.0.0.5`.
-    pub selector: String,
-    /// The warrant target it derives from, e.g. `subscriber:joe`.
-    pub target: String,
-    /// Human-readable steps, e.g. `2026-03-01T10:00:00Z instance.start vm-42 (owner ann) from image img-9`.
-    pub chain: Vec<String>,
-}
+pub use crate::record::{Liid, Provenance, Scope};
 
 /// One warrant's claim on a packet.
 #[derive(Clone, Debug)]

@@ -198,7 +198,7 @@ pub enum WarrantError {
     #[error("{file}:{line}: {message}")]
     Syntax { file: String, line: usize, message: String },
     #[error("{file}:{line}: bad LIID {liid:?}: {reason}")]
-    BadLiid { file: String, line: usize, liid: String, reason: &'static str },
+    BadLiid { file: String, line: usize, liid: String, reason: crate::record::LiidError },
     #[error("{file}:{line}: LIID {liid:?} already used at line {first_line}")]
     DuplicateLiid { file: String, line: usize, liid: String, first_line: usize },
     #[error("{file}:{line}: bad {field} time {value:?}: expected RFC 3339 with offset, e.g. 2026-01-01T00:00:00Z")]
@@ -260,19 +260,6 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
 }
 
-fn check_liid(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() || s.len() > 25 {
-        return Err("must be 1 to 25 characters");
-    }
-    if !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        return Err("must be printable ASCII");
-    }
-    if s.starts_with(' ') || s.ends_with(' ') {
-        return Err("must not start or end with a space");
-    }
-    Ok(())
-}
-
 fn parse_time(v: &toml::Value) -> Option<Timestamp> {
     match v {
         toml::Value::String(s) => Timestamp::parse_rfc3339(s),
@@ -310,15 +297,20 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
         let rw = rw.into_inner();
 
         let liid_line = at(rw.liid.span());
-        let liid = rw.liid.into_inner();
-        check_liid(&liid).map_err(|reason| WarrantError::BadLiid {
+        let text_liid = rw.liid.into_inner();
+        let liid = Liid::new(&text_liid).map_err(|reason| WarrantError::BadLiid {
             file: f(),
             line: liid_line,
-            liid: liid.clone(),
+            liid: text_liid.clone(),
             reason,
         })?;
-        if let Some(first) = warrants.iter().find(|w| *w.liid == *liid) {
-            return Err(WarrantError::DuplicateLiid { file: f(), line: liid_line, liid, first_line: first.line });
+        if let Some(first) = warrants.iter().find(|w| w.liid == liid) {
+            return Err(WarrantError::DuplicateLiid {
+                file: f(),
+                line: liid_line,
+                liid: text_liid,
+                first_line: first.line,
+            });
         }
 
         let start = parse_time(rw.start.get_ref()).ok_or_else(|| WarrantError::BadTime {
@@ -379,7 +371,7 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
             None => None,
         };
 
-        warrants.push(Warrant { liid: Liid::from(liid), start, end, scope, targets, lea, line });
+        warrants.push(Warrant { liid, start, end, scope, targets, lea, line });
     }
     Ok(Warrants { warrants, lea: raw.lea.into_iter().map(toml::Value::Table).collect() })
 }

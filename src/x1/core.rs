@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +16,7 @@ use super::message::{
 };
 use super::store::Store;
 use super::{Action, Caller, Reply, Role, X1Error};
+use crate::record::{Liid, LiidError};
 use crate::select::{Scope, TargetId, Warrant, Warrants};
 use crate::timestamp::Timestamp;
 
@@ -127,7 +127,7 @@ impl X1Lea {
 
 /// One mediation of a task, resolved: what becomes a [`Warrant`].
 struct Plan {
-    liid: String,
+    liid: Liid,
     start: Option<Timestamp>,
     end: Option<Timestamp>,
     scope: Scope,
@@ -306,7 +306,7 @@ impl X1Core {
                     continue;
                 }
                 warrants.push(Warrant {
-                    liid: Arc::from(p.liid.as_str()),
+                    liid: p.liid.clone(),
                     start: p.start.unwrap_or(Timestamp(task.activated_at)),
                     end,
                     scope: p.scope,
@@ -727,7 +727,7 @@ impl X1Core {
                 .values()
                 .map(|t| &t.details)
                 .chain(self.state.pending.values().map(|p| &p.details))
-                .find(|t| t.xid != td.xid && t.mediation.iter().flatten().any(|m| m.liid == p.liid));
+                .find(|t| t.xid != td.xid && t.mediation.iter().flatten().any(|m| m.liid == p.liid.as_str()));
             if let Some(t) = other {
                 return Err(X1Fault::new(failure, format!("LIID {} is already used by task {}", p.liid, t.xid)));
             }
@@ -898,9 +898,12 @@ fn plan_in(state: &State, td: &TaskDetails, failure: ErrorCode) -> Result<Vec<Pl
     };
     let mut plans = Vec::with_capacity(ms.len());
     for m in ms {
-        if m.liid.len() > 25 {
-            return Err(X1Fault::new(failure, "LIIDs longer than 25 characters are not supported (TS 102 232-1)"));
-        }
+        let liid = Liid::new(&m.liid).map_err(|e| match e {
+            LiidError::Length => {
+                X1Fault::new(failure, "LIIDs longer than 25 characters are not supported (TS 102 232-1)")
+            }
+            e => X1Fault::new(failure, format!("LIID {:?}: {e}", m.liid)),
+        })?;
         let scope = scope_of({
             let (a, b) = td.delivery.parts();
             let (c, d) = m.delivery.parts();
@@ -962,7 +965,7 @@ fn plan_in(state: &State, td: &TaskDetails, failure: ErrorCode) -> Result<Vec<Pl
                 return Err(X1Fault::new(failure, format!("LIID {}: EndTime is not after StartTime", m.liid)));
             }
         }
-        plans.push(Plan { liid: m.liid.clone(), start, end, scope, did });
+        plans.push(Plan { liid, start, end, scope, did });
     }
     Ok(plans)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tapir::capture::LinkType;
 use tapir::deliver::handover::{parse_leas, Delivery, LeaConfig};
-use tapir::record::{CcRecord, Close, Counters, FlowDescr, IriEvent, IriRecord, Record};
+use tapir::record::{CcRecord, Cin, Close, Counters, FlowDescr, IriEvent, IriRecord, Record};
 use tapir::select::{parse_warrants, Liid, Provenance, Warrant};
 use tapir::timestamp::Timestamp;
 
@@ -117,7 +117,17 @@ pub fn ts(n: u32) -> Timestamp {
 }
 
 pub fn cc<'a>(liid: &'a Liid, cin: u64, n: u32, data: &'a [u8]) -> Record<'a> {
-    Record::Cc(CcRecord { liid, cin, ts: ts(n), link: LinkType::Raw, data, orig_len: data.len() as u32, dir: None })
+    let cin = Cin::new(cin as u32);
+    Record::Cc(CcRecord {
+        liid,
+        cin,
+        ts: ts(n),
+        link: LinkType::Raw,
+        data,
+        orig_len: data.len() as u32,
+        dir: None,
+        target: None,
+    })
 }
 
 fn flow(src: [u8; 4]) -> FlowDescr {
@@ -133,7 +143,7 @@ fn flow(src: [u8; 4]) -> FlowDescr {
 pub fn begin(liid: &Liid, cin: u64, src: [u8; 4]) -> Record<'static> {
     Record::Iri(IriRecord {
         liid: liid.clone(),
-        cin: Some(cin),
+        cin: Some(Cin::new(cin as u32)),
         ts: ts(0),
         event: IriEvent::SessionBegin { flow: flow(src), first_seen: ts(0) },
         provenance: Arc::new(Provenance {
@@ -147,13 +157,17 @@ pub fn begin(liid: &Liid, cin: u64, src: [u8; 4]) -> Record<'static> {
 pub fn end(liid: &Liid, cin: u64, src: [u8; 4], n: u32) -> Record<'static> {
     Record::Iri(IriRecord {
         liid: liid.clone(),
-        cin: Some(cin),
+        cin: Some(Cin::new(cin as u32)),
         ts: ts(n),
         event: IriEvent::SessionEnd {
             flow: flow(src),
             first_seen: ts(0),
             last_seen: ts(n),
-            counters: Counters { packets: [u64::from(n), 0], bytes: [u64::from(n) * 68, 0] },
+            counters: Counters {
+                packets: [u64::from(n), 0],
+                bytes: [u64::from(n) * 68, 0],
+                payload: [u64::from(n) * 40, 0],
+            },
             reason: Close::Shutdown,
             gaps: [vec![], vec![]],
         },

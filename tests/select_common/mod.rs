@@ -19,7 +19,7 @@ pub fn ts(s: &str) -> Timestamp {
 
 pub fn warrant(liid: &str, start: &str, end: &str, targets: &[&str]) -> Warrant {
     Warrant {
-        liid: Liid::from(liid),
+        liid: Liid::new(liid).unwrap(),
         start: ts(start),
         end: ts(end),
         scope: Scope::IriAndCc,
@@ -39,7 +39,7 @@ pub fn plain(src: &str, dst: &str, macs: Option<(Mac, Mac)>) -> Decoded<'static>
     Decoded {
         overlay: Overlay::default(),
         mac: macs.map(|(s, d)| MacPair { src: s, dst: d }),
-        ip: Some(IpInfo { src: ip(src), dst: ip(dst), proto: 17, ttl: 64 }),
+        ip: Some(IpInfo { src: ip(src), dst: ip(dst), proto: 17, ttl: 64, len: 28, payload_len: 0 }),
         transport: Transport::Udp { src_port: 1000, dst_port: 2000 },
         payload: &[],
     }

@@ -112,7 +112,7 @@ pub struct FtpTransfer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_flow: Option<FlowDescr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_cin: Option<u64>,
+    pub data_cin: Option<crate::record::Cin>,
     /// The representation type at the command: `A` (ASCII), `I` (image/binary), `E`, `L`; absent
     /// when the session never sent TYPE (the bytes are then kept as sent).
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]

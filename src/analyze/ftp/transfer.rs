@@ -16,8 +16,7 @@ use serde_json::json;
 use super::{FtpAction, FtpEvent, FtpMode, FtpReply, FtpTransfer, HOLD_BEFORE_COMMAND};
 use crate::analyze::stream::RawStream;
 use crate::analyze::{Cx, StreamAnalyzer};
-use crate::record::{Close, Dir, FlowDescr, IriEvent, IriRecord, ObjectId, ObjectMeta, Record, RecordSink};
-use crate::select::Provenance;
+use crate::record::{Cin, Close, Dir, FlowDescr, ObjectId, ObjectMeta, Provenance};
 use crate::timestamp::Timestamp;
 
 pub type Shared = Arc<Mutex<Transfer>>;
@@ -90,7 +89,7 @@ pub struct Announce {
 
 /// State shared by a control connection and one data connection.
 pub struct Transfer {
-    pub control_cin: u64,
+    pub control_cin: Cin,
     pub control_flow: FlowDescr,
     /// How the data connection was announced; `None` for a transfer command that followed no
     /// announcement (its data connection cannot be found).
@@ -102,13 +101,13 @@ pub struct Transfer {
     pub control_closed: bool,
     pub data: DataSide,
     pub data_flow: Option<FlowDescr>,
-    pub data_cin: Option<u64>,
+    pub data_cin: Option<Cin>,
     pub reverse_bytes: u64,
     pub emitted: bool,
 }
 
 impl Transfer {
-    pub fn new(control_cin: u64, control_flow: FlowDescr, announce: Option<Announce>) -> Transfer {
+    pub fn new(control_cin: Cin, control_flow: FlowDescr, announce: Option<Announce>) -> Transfer {
         Transfer {
             control_cin,
             control_flow,
@@ -240,14 +239,8 @@ impl Transfer {
 }
 
 /// Records an FTP IRI for the control connection `cin`.
-pub fn emit(cx: &mut Cx, cin: u64, ev: FtpEvent) {
-    cx.sink.record(Record::Iri(IriRecord {
-        liid: cx.liid.clone(),
-        cin: Some(cin),
-        ts: cx.now,
-        event: IriEvent::Ftp(ev),
-        provenance: cx.provenance.clone(),
-    }));
+pub fn emit(cx: &mut Cx, cin: Cin, ev: FtpEvent) {
+    cx.emit_app(cin, "ftp", ev);
 }
 
 enum Held {
@@ -260,7 +253,7 @@ enum Held {
 pub struct Writer {
     dir: Dir,
     flow: FlowDescr,
-    cin: u64,
+    cin: Cin,
     provenance: Arc<Provenance>,
     first_seen: Timestamp,
     held: Vec<Held>,
@@ -307,7 +300,7 @@ impl Writer {
         self.ascii = t.order.as_ref().is_some_and(|o| o.type_code == Some('A'));
         self.partial_meta = t.order.is_none();
         let meta = t.meta(self);
-        let id = cx.files.open(meta, cx.liid, &self.provenance, cx.sink);
+        let id = cx.open_object_as(meta, &self.provenance);
         self.id = Some(id);
         for h in std::mem::take(&mut self.held) {
             match h {
@@ -346,7 +339,7 @@ impl Writer {
         let base = self.base.unwrap_or(offset);
         if !self.ascii {
             let at = offset.saturating_sub(base);
-            cx.files.data(id, at, bytes, cx.now, cx.sink);
+            cx.object_data(id, at, bytes);
             self.out = self.out.max(at.saturating_add(bytes.len() as u64));
             return;
         }
@@ -367,14 +360,14 @@ impl Writer {
                 out.push(b);
             }
         }
-        cx.files.data(id, self.out, &out, cx.now, cx.sink);
+        cx.object_data(id, self.out, &out);
         self.out = self.out.saturating_add(out.len() as u64);
         self.scratch = out;
     }
 
     fn flush_cr(&mut self, id: ObjectId, cx: &mut Cx) {
         if std::mem::take(&mut self.pending_cr) {
-            cx.files.data(id, self.out, b"\r", cx.now, cx.sink);
+            cx.object_data(id, self.out, b"\r");
             self.out = self.out.saturating_add(1);
         }
     }
@@ -383,11 +376,11 @@ impl Writer {
         if self.ascii {
             // The converted length of missing bytes is unknown: the hole keeps the wire length.
             self.flush_cr(id, cx);
-            cx.files.gap(id, self.out, len, cx.now, cx.sink);
+            cx.object_gap(id, self.out, len);
             self.out = self.out.saturating_add(len);
         } else {
             let at = offset.saturating_sub(self.base.unwrap_or(offset));
-            cx.files.gap(id, at, len, cx.now, cx.sink);
+            cx.object_gap(id, at, len);
             self.out = self.out.max(at.saturating_add(len));
         }
     }
@@ -399,12 +392,11 @@ impl Writer {
         if self.partial_meta && t.order.is_some() {
             let mut meta = t.meta(&self);
             meta.context["opened_before_command"] = json!(true);
-            if let Some(m) = cx.files.meta_mut(id) {
+            if let Some(m) = cx.object_meta(id) {
                 *m = meta;
             }
         }
-        let mut tap = Tap { inner: &mut *cx.sink, end: None };
-        cx.files.end(id, seen_end, cx.now, &mut tap);
+        let ended = cx.object_end(id, seen_end);
         let mut s = Summary {
             object: Some(id),
             wire_bytes: self.wire,
@@ -412,27 +404,12 @@ impl Writer {
             direction: Some(self.dir),
             ..Summary::default()
         };
-        if let Some((sha256, size, complete)) = tap.end {
-            s.sha256 = Some(sha256);
-            s.size = Some(size);
-            s.complete = complete;
+        if let Some(e) = ended {
+            s.sha256 = Some(e.sha256);
+            s.size = Some(e.size);
+            s.complete = e.complete;
         }
         s
-    }
-}
-
-/// Passes records on, noting the end of an object (the file layer hands its hash only there).
-struct Tap<'a> {
-    inner: &'a mut dyn RecordSink,
-    end: Option<(String, u64, bool)>,
-}
-
-impl RecordSink for Tap<'_> {
-    fn record(&mut self, rec: Record<'_>) {
-        if let Record::ObjectEnd(r, _) = &rec {
-            self.end = Some((r.sha256.clone(), r.size, r.complete));
-        }
-        self.inner.record(rec);
     }
 }
 

@@ -11,7 +11,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::parse::{self, push_once};
 use crate::analyze::Cx;
-use crate::record::{Dir, ObjectId, ObjectMeta, Record, RecordSink};
+use crate::record::{Dir, ObjectId, ObjectMeta};
 
 /// Longest chunk-size line (with extensions) and trailer block accepted.
 const MAX_CHUNK_LINE: usize = 1024;
@@ -51,26 +51,9 @@ pub struct ObjTemplate {
     pub context: serde_json::Value,
 }
 
-/// Forwards records and keeps the hashes of an ending object (the file layer keeps none).
-struct Tap<'a> {
-    inner: &'a mut dyn RecordSink,
-    got: Option<(String, String, u64, bool)>,
-}
-
-impl RecordSink for Tap<'_> {
-    fn record(&mut self, rec: Record<'_>) {
-        if let Record::ObjectEnd(r, _) = &rec {
-            self.got = Some((r.sha256.clone(), r.md5.clone().unwrap_or_default(), r.size, r.complete));
-        }
-        self.inner.record(rec);
-    }
-}
-
 /// Ends object `id` and returns its reference for the IRI.
 pub fn end_object(id: ObjectId, name: Option<String>, seen_end: bool, cx: &mut Cx) -> ObjRef {
-    let mut tap = Tap { inner: &mut *cx.sink, got: None };
-    cx.files.end(id, seen_end, cx.now, &mut tap);
-    let (sha256, md5, size, complete) = tap.got.unwrap_or_default();
+    let crate::content::Ended { sha256, md5, size, complete } = cx.object_end(id, seen_end).unwrap_or_default();
     ObjRef { id, name, sha256, md5, size, complete }
 }
 
@@ -94,7 +77,7 @@ impl Slot {
         meta.name = self.tmpl.name.clone();
         meta.declared_size = self.tmpl.declared_size;
         meta.context = self.tmpl.context.clone();
-        let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
+        let id = cx.open_object(meta);
         self.id = Some(id);
         id
     }
@@ -104,7 +87,7 @@ impl Slot {
             return;
         }
         let id = self.open(cx);
-        cx.files.data(id, self.off, b, cx.now, cx.sink);
+        cx.object_data(id, self.off, b);
         self.off = self.off.saturating_add(b.len() as u64);
     }
 
@@ -113,7 +96,7 @@ impl Slot {
             return;
         }
         let id = self.open(cx);
-        cx.files.gap(id, self.off, len, cx.now, cx.sink);
+        cx.object_gap(id, self.off, len);
         self.off = self.off.saturating_add(len);
     }
 

@@ -40,7 +40,7 @@ use self::body::{Body, Framing, GapOutcome, Inflate, Multipart, ObjRef, ObjTempl
 use self::parse::{push_once, Head, HeadError, Shape};
 use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
-use crate::record::{Close, Dir, IriEvent, IriRecord, ObjectId, ObjectMeta, Record};
+use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 
 /// Largest header block (start line included).
 pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
@@ -235,13 +235,7 @@ impl Http {
         for a in self.loose.drain(..) {
             ev.anomaly(a);
         }
-        cx.sink.record(Record::Iri(IriRecord {
-            liid: cx.liid.clone(),
-            cin: Some(cx.cin),
-            ts: cx.now,
-            event: IriEvent::Http(ev),
-            provenance: cx.provenance.clone(),
-        }));
+        cx.emit_app(cx.cin, "http", ev);
     }
 
     /// Emits finished transactions, oldest first (pipelined responses come in request order).
@@ -294,9 +288,9 @@ impl Http {
             let mut meta = ObjectMeta::new("stream", "http", cx.flow, d, cx.cin, cx.now);
             // Everything of this direction from the degradation point on (buffered headers first).
             meta.context = json!({ "degraded": reason });
-            cx.files.open(meta, cx.liid, cx.provenance, cx.sink)
+            cx.open_object(meta)
         });
-        cx.files.data(id, side.raw_off, b, cx.now, cx.sink);
+        cx.object_data(id, side.raw_off, b);
         side.raw_off = side.raw_off.saturating_add(b.len() as u64);
     }
 
@@ -867,7 +861,7 @@ impl StreamAnalyzer for Http {
             State::Raw => {
                 let s = &mut self.sides[i];
                 if let Some(id) = s.raw {
-                    cx.files.gap(id, s.raw_off, len, cx.now, cx.sink);
+                    cx.object_gap(id, s.raw_off, len);
                     s.raw_off = s.raw_off.saturating_add(len);
                 }
             }
@@ -910,7 +904,7 @@ impl StreamAnalyzer for Http {
         self.flush_all(None, cx);
         for s in &mut self.sides {
             if let Some(id) = s.raw.take() {
-                cx.files.end(id, how == Close::Fin, cx.now, cx.sink);
+                cx.object_end(id, how == Close::Fin);
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::analyze::harness::Harness;
-use crate::record::{Close, Dir, IriEvent, ObjectRecord};
+use crate::record::{Close, Dir, ObjectRecord};
 
 fn sha(b: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
@@ -24,14 +24,7 @@ fn payload(n: usize, seed: u8) -> Vec<u8> {
 }
 
 fn events(h: &Harness) -> Vec<HttpEvent> {
-    h.sink
-        .iri
-        .iter()
-        .filter_map(|r| match &r.event {
-            IriEvent::Http(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect()
+    h.sink.iri.iter().filter_map(|r| r.event.app::<HttpEvent>().cloned()).collect()
 }
 
 fn files(h: &Harness) -> Vec<&ObjectRecord> {

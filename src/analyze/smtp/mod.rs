@@ -28,7 +28,7 @@ use self::parse::{auth_response, parse_command, parse_reply_line, AuthFacts, Com
 use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
 use crate::content::mime::{Encoding, MessageHeaders, MimeHandler, MimeParser, PartInfo};
-use crate::record::{Close, Dir, IriEvent, IriRecord, ObjectId, ObjectMeta, Record};
+use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 
 /// Longest command or reply line kept (RFC 5321 allows 512; extensions make them longer).
 pub const MAX_LINE: usize = 4096;
@@ -331,7 +331,7 @@ struct PartSink<'a, 'c> {
 impl MimeHandler for PartSink<'_, '_> {
     fn message_headers(&mut self, h: &MessageHeaders) {
         self.parts.headers = Some(h.clone());
-        if let Some(meta) = self.parts.parent.and_then(|p| self.cx.files.meta_mut(p)) {
+        if let Some(meta) = self.parts.parent.and_then(|p| self.cx.object_meta(p)) {
             if let (Value::Object(ctx), Value::Object(hv)) = (&mut meta.context, json!(h)) {
                 ctx.extend(hv);
             }
@@ -357,7 +357,7 @@ impl MimeHandler for PartSink<'_, '_> {
             "part": part.index,
             "depth": part.depth,
         });
-        let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
+        let id = cx.open_object(meta);
         self.parts.cur = Some((id, 0));
         self.parts.attachments.push(Attachment {
             object: id,
@@ -370,14 +370,14 @@ impl MimeHandler for PartSink<'_, '_> {
 
     fn part_data(&mut self, data: &[u8]) {
         if let Some((id, off)) = self.parts.cur.as_mut() {
-            self.cx.files.data(*id, *off, data, self.cx.now, self.cx.sink);
+            self.cx.object_data(*id, *off, data);
             *off += data.len() as u64;
         }
     }
 
     fn part_end(&mut self, complete: bool) {
         if let Some((id, size)) = self.parts.cur.take() {
-            self.cx.files.end(id, complete, self.cx.now, self.cx.sink);
+            self.cx.object_end(id, complete);
             if let Some(a) = self.parts.attachments.iter_mut().rev().find(|a| a.object == id) {
                 a.size = size;
             }
@@ -386,13 +386,7 @@ impl MimeHandler for PartSink<'_, '_> {
 }
 
 fn emit(cx: &mut Cx, ev: SmtpEvent) {
-    cx.sink.record(Record::Iri(IriRecord {
-        liid: cx.liid.clone(),
-        cin: Some(cx.cin),
-        ts: cx.now,
-        event: IriEvent::Smtp(ev),
-        provenance: cx.provenance.clone(),
-    }));
+    cx.emit_app(cx.cin, "smtp", ev);
 }
 
 fn reply_json(r: &Option<Reply>) -> Value {
@@ -533,7 +527,7 @@ impl Smtp {
         }
         let mut meta = ObjectMeta::new("mail", "smtp", cx.flow, Dir::Orig, cx.cin, cx.now);
         meta.context = self.envelope_json(t, m.transfer);
-        let id = cx.files.open(meta, cx.liid, cx.provenance, cx.sink);
+        let id = cx.open_object(meta);
         if let Some(m) = self.tx_mut(seq).and_then(|t| t.msg.as_mut()) {
             m.object = Some(id);
             m.parts.parent = Some(id);
@@ -547,7 +541,7 @@ impl Smtp {
         self.open_msg(seq, cx);
         let Some(m) = self.tx_mut(seq).and_then(|t| t.msg.as_mut()) else { return };
         if let Some(id) = m.object {
-            cx.files.data(id, m.size, bytes, cx.now, cx.sink);
+            cx.object_data(id, m.size, bytes);
         }
         m.size += bytes.len() as u64;
         m.mime.feed(bytes, &mut PartSink { cx, parts: &mut m.parts });
@@ -557,7 +551,7 @@ impl Smtp {
         self.open_msg(seq, cx);
         let Some(m) = self.tx_mut(seq).and_then(|t| t.msg.as_mut()) else { return };
         if let Some(id) = m.object {
-            cx.files.gap(id, m.size, len, cx.now, cx.sink);
+            cx.object_gap(id, m.size, len);
         }
         m.size = m.size.saturating_add(len);
         m.gaps = true;
@@ -607,7 +601,7 @@ impl Smtp {
             if let Some(id) = m.object {
                 let transfer = m.transfer;
                 let env = self.envelope_json(&t, transfer);
-                if let Some(meta) = cx.files.meta_mut(id) {
+                if let Some(meta) = cx.object_meta(id) {
                     if let (Value::Object(ctx), Value::Object(e)) = (&mut meta.context, env) {
                         ctx.extend(e);
                         ctx.insert(
@@ -624,7 +618,7 @@ impl Smtp {
                         meta.declared_size = Some(m.declared);
                     }
                 }
-                cx.files.end(id, m.ended, cx.now, cx.sink);
+                cx.object_end(id, m.ended);
             }
             ev.transfer = Some(m.transfer);
             ev.object = m.object;

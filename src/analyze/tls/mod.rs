@@ -30,7 +30,7 @@ pub mod wire;
 
 use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
-use crate::record::{Close, Dir, IriEvent, IriRecord, Record};
+use crate::record::{Close, Dir};
 use cert::CertInfo;
 use wire::{ClientHello, ServerHello};
 
@@ -523,13 +523,7 @@ impl TlsAnalyzer {
             s.stop();
         }
         let ev = std::mem::replace(&mut self.ev, TlsAnalyzer::new().ev);
-        cx.sink.record(Record::Iri(IriRecord {
-            liid: cx.liid.clone(),
-            cin: Some(cx.cin),
-            ts: cx.now,
-            event: IriEvent::Tls(ev),
-            provenance: cx.provenance.clone(),
-        }));
+        cx.emit_app(cx.cin, "tls", ev);
     }
 }
 

@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::analyze::harness::Harness;
-use crate::record::IriEvent;
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
@@ -50,14 +49,7 @@ fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn tls_events(h: &Harness) -> Vec<&TlsEvent> {
-    h.sink
-        .iri
-        .iter()
-        .filter_map(|r| match &r.event {
-            IriEvent::Tls(e) => Some(e),
-            _ => None,
-        })
-        .collect()
+    h.sink.iri.iter().filter_map(|r| r.event.app::<TlsEvent>()).collect()
 }
 
 fn rfc8448_flights() -> (Vec<u8>, Vec<u8>) {
@@ -320,6 +312,7 @@ fn after_starttls_offsets_need_not_start_at_zero() {
             cin: h.cin,
             flow: &h.flow,
             provenance: &h.provenance,
+            scope: h.scope,
             files: &mut h.files,
             expect: &mut h.expect,
             sink: &mut h.sink,

@@ -10,8 +10,7 @@ use super::ber::{put_bool, put_cons, put_prim, put_uint, Tag};
 use super::ps_pdu::{EncodeError, GeneralizedTime, IriType, PayloadDirection};
 use crate::capture::LinkType;
 use crate::decode::tunnel::{self, ethertype, Erspan2, Erspan3, Geneve, Gre, Vxlan};
-use crate::record::{Close, Counters, Dir, FlowDescr, IriEvent, IriRecord};
-use crate::select::Provenance;
+use crate::record::{selector_addr, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Provenance};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum AccessEventType {
@@ -211,31 +210,6 @@ pub struct MappedIri {
     pub contents: IpIriContents,
 }
 
-/// The address a provenance selector names (`ipv4:A`, `ipv6:A`, `vni:V/A`), if any.
-pub fn selector_addr(selector: &str) -> Option<IpAddr> {
-    let rest = selector
-        .strip_prefix("ipv4:")
-        .or_else(|| selector.strip_prefix("ipv6:"))
-        .or_else(|| selector.strip_prefix("vni:").and_then(|s| s.split_once('/').map(|(_, a)| a)))?;
-    rest.parse().ok()
-}
-
-/// Which side of a flow is the target: the side whose address the selector names. A MAC-only
-/// selector cannot tell; the originator is assumed (a VM that opens a flow is the usual case).
-pub fn target_side(flow: &FlowDescr, prov: &Provenance) -> Dir {
-    // A prefix (a static `cidr:` target, or one delegated to an access session): the side in it.
-    if let Some(net) = prov.selector.strip_prefix("cidr:").and_then(|n| n.parse::<ipnet::IpNet>().ok()) {
-        return match (net.contains(&flow.orig.ip()), net.contains(&flow.resp.ip())) {
-            (false, true) => Dir::Resp,
-            _ => Dir::Orig,
-        };
-    }
-    match selector_addr(&prov.selector) {
-        Some(a) if flow.resp.ip() == a && flow.orig.ip() != a => Dir::Resp,
-        _ => Dir::Orig,
-    }
-}
-
 /// fromTarget/toTarget of a packet travelling in `dir` of a flow whose target is `target`.
 pub fn payload_direction(dir: Option<Dir>, target: Option<Dir>) -> PayloadDirection {
     match (dir, target) {
@@ -304,7 +278,7 @@ fn provenance_json(prov: &Provenance, extra: Option<(&str, &serde_json::Value)>)
 }
 
 fn session_iri(rec: &IriRecord, flow: &FlowDescr, counters: Option<&Counters>) -> IpIriContents {
-    let side = target_side(flow, &rec.provenance);
+    let side = flow.target_side(&rec.provenance);
     let addr = match side {
         Dir::Orig => flow.orig.ip(),
         Dir::Resp => flow.resp.ip(),
@@ -399,7 +373,7 @@ pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
             c.raw_aaa_data = Some(provenance_json(&rec.provenance, Some((what, detail))));
             Some(MappedIri { iri_type: IriType::Report, contents: c })
         }
-        IriEvent::Ftp(_) | IriEvent::Http(_) | IriEvent::Smtp(_) | IriEvent::Tls(_) | IriEvent::Warrant { .. } => None,
+        IriEvent::App(_) | IriEvent::Object(_) | IriEvent::Warrant { .. } => None,
     }
 }
 

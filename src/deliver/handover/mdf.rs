@@ -9,14 +9,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
-use crate::deliver::etsi::ipaccess::{payload_direction, target_side};
+use crate::deliver::etsi::ipaccess::payload_direction;
 use crate::deliver::etsi::{
     inner_ip_packet, map_iri, CcContents, CcPayload, DataType, EmailCc, EmailEventType, EmailFormat, EmailIri,
     EmailProtocol, EmailStatus, Encoder, Hi1Notification, IntegrityConfig, IntegrityState, IriType, Payload,
     PayloadDirection, PduHeader, Signer, Tri,
 };
-use crate::record::{Dir, IriEvent, ObjectId, Record};
-use crate::select::Liid;
+use crate::record::{Cin, Dir, IriEvent, Liid, ObjectId, Record};
 use crate::timestamp::Timestamp;
 
 use super::config::LeaConfig;
@@ -74,7 +73,7 @@ struct Stream {
     integrity: Option<IntegrityState>,
 }
 
-type StreamKey = (Liid, Option<u32>, DataType);
+type StreamKey = (Liid, Option<Cin>, DataType);
 
 /// Content bytes per EmailCC PDU: a mail larger than this is segmented. Small enough that a
 /// mail does not hold the HI3 connection much longer than an IPCC packet does.
@@ -90,7 +89,7 @@ const MAX_GAP_FILL: u64 = 64 * 1024 * 1024;
 struct MailOut {
     lea: usize,
     liid: Liid,
-    cin: u32,
+    cin: Cin,
     dir: PayloadDirection,
     /// The firstSegmentFlag went out.
     started: bool,
@@ -110,12 +109,12 @@ pub struct Mdf {
     leas: Vec<Lea>,
     route: HashMap<Liid, usize>,
     streams: HashMap<StreamKey, Stream>,
-    /// Target side of each session, learnt from its iRI-Begin, for the CC direction.
-    sides: HashMap<(Liid, u64), Dir>,
+    /// Target side of each session, learnt from its first CC, for the direction of its EmailCC.
+    sides: HashMap<(Liid, Cin), Dir>,
     /// Endpoints of each session, from its iRI-Begin, for EmailIRI addresses and ports.
-    ends: HashMap<(Liid, u64), Ends>,
-    /// Mails being streamed as EmailCC, by object id.
-    mails: HashMap<ObjectId, MailOut>,
+    ends: HashMap<(Liid, Cin), Ends>,
+    /// Mails being streamed as EmailCC, by LIID and object id.
+    mails: HashMap<(Liid, ObjectId), MailOut>,
     /// Object records carry no time of their own until they end: the last record time seen.
     last_ts: Timestamp,
     /// After a restart: the streams (LIID, CIN, IRI|CC) that already got their cINReset; one per
@@ -123,7 +122,7 @@ pub struct Mdf {
     restarted: bool,
     reset_done: HashSet<StreamKey>,
     /// Sessions ended, oldest first (see [`Mdf::retire`]).
-    ended: VecDeque<(Liid, u32)>,
+    ended: VecDeque<(Liid, Cin)>,
     buf: Vec<u8>,
     aux: Vec<u8>,
 }
@@ -133,11 +132,6 @@ const ENDED_KEPT: usize = 4096;
 
 /// Where PDUs go: `(LEA index, channel, PDU) -> stored, or refused with E`.
 pub type Emit<'a, E> = dyn FnMut(usize, Channel, &[u8]) -> Result<(), E> + 'a;
-
-/// The CIN on the wire: tapir's u64 CIN folded into INTEGER (0..4294967295).
-pub fn wire_cin(cin: u64) -> u32 {
-    (cin & 0xffff_ffff) as u32
-}
 
 impl Mdf {
     /// `route`: LIID -> index into `leas`. `signers[i]` signs LEA i's integrity hashes, if any.
@@ -196,14 +190,9 @@ impl Mdf {
                 let Some(&lea) = self.route.get(&r.liid) else { return Ok(()) };
                 if let IriEvent::SessionBegin { flow, .. } = &r.event {
                     if let Some(cin) = r.cin {
-                        let target = target_side(flow, &r.provenance);
-                        self.sides.insert((r.liid.clone(), cin), target);
+                        let target = flow.target_side(&r.provenance);
                         self.ends.insert((r.liid.clone(), cin), Ends { orig: flow.orig, resp: flow.resp, target });
                     }
-                }
-                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
-                    self.sides.remove(&(r.liid.clone(), cin));
-                    self.ends.remove(&(r.liid.clone(), cin));
                 }
                 if let IriEvent::Warrant { op, .. } = &r.event {
                     if !self.leas[lea].hi1 {
@@ -218,13 +207,13 @@ impl Mdf {
                         enc.hi1(buf, hdr, &Hi1Notification { op, liid: hdr.liid, ts: hdr.ts })
                     });
                 }
-                if let IriEvent::Smtp(ev) = &r.event {
+                if let Some(ev) = r.event.app::<SmtpEvent>() {
                     let ends = r.cin.and_then(|cin| self.ends.get(&(r.liid.clone(), cin))).copied();
                     let Some(iri) = email_iri(ev, ends) else {
                         self.leas[lea].counts.iri_without_ipiri += 1;
                         return Ok(());
                     };
-                    let key = (r.liid.clone(), r.cin.map(wire_cin), DataType::Iri);
+                    let key = (r.liid.clone(), r.cin, DataType::Iri);
                     self.leas[lea].counts.email_iri += 1;
                     return self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| {
                         enc.email_iri(buf, hdr, IriType::Report, &iri)
@@ -234,7 +223,7 @@ impl Mdf {
                     self.leas[lea].counts.iri_without_ipiri += 1;
                     return Ok(());
                 };
-                let cin = r.cin.map(wire_cin);
+                let cin = r.cin;
                 let key = (r.liid.clone(), cin, DataType::Iri);
                 self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))?;
                 if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, cin) {
@@ -249,12 +238,14 @@ impl Mdf {
                     self.leas[lea].counts.cc_not_ip += 1;
                     return Ok(());
                 };
-                let side = self.sides.get(&(c.liid.clone(), c.cin)).copied();
-                let dir = payload_direction(c.dir, side);
+                if let (Some(target), true) = (c.target, c.cin != Cin::NONE) {
+                    self.sides.entry((c.liid.clone(), c.cin)).or_insert(target);
+                }
+                let dir = payload_direction(c.dir, c.target);
                 let snapped = (c.data.len() as u64) < u64::from(c.orig_len);
                 let cut = c.data.len().saturating_sub(packet.len());
                 let original_len = u64::from(c.orig_len).saturating_sub(cut as u64);
-                let key = (c.liid.clone(), Some(wire_cin(c.cin)), DataType::Cc);
+                let key = (c.liid.clone(), Some(c.cin), DataType::Cc);
                 self.data_pdu(lea, key, c.ts, emit, |enc, buf, hdr| {
                     let contents = if snapped {
                         CcContents::IpTruncated { packet, original_len }
@@ -273,11 +264,11 @@ impl Mdf {
                 self.last_ts = self.last_ts.max(meta.first_seen);
                 let side = self.sides.get(&((*liid).clone(), meta.cin)).copied();
                 self.mails.insert(
-                    *id,
+                    ((*liid).clone(), *id),
                     MailOut {
                         lea,
                         liid: (*liid).clone(),
-                        cin: wire_cin(meta.cin),
+                        cin: meta.cin,
                         dir: payload_direction(Some(meta.direction), side),
                         started: false,
                         held: Vec::new(),
@@ -285,9 +276,9 @@ impl Mdf {
                 );
                 Ok(())
             }
-            Record::ObjectData { id, data, .. } => self.mail_data(*id, data, emit),
-            Record::ObjectGap { id, len, .. } => {
-                if !self.mails.contains_key(id) || *len > MAX_GAP_FILL {
+            Record::ObjectData { liid, id, data, .. } => self.mail_data(liid, *id, data, emit),
+            Record::ObjectGap { liid, id, len, .. } => {
+                if !self.mails.contains_key(&((*liid).clone(), *id)) || *len > MAX_GAP_FILL {
                     return Ok(());
                 }
                 // The LEMF concatenates pieces: zeros keep the offsets of what follows.
@@ -295,14 +286,14 @@ impl Mdf {
                 let mut left = *len;
                 while left > 0 {
                     let n = left.min(zeros.len() as u64) as usize;
-                    self.mail_data(*id, zeros.get(..n).unwrap_or(&[]), emit)?;
+                    self.mail_data(liid, *id, zeros.get(..n).unwrap_or(&[]), emit)?;
                     left -= n as u64;
                 }
                 Ok(())
             }
             Record::ObjectEnd(o, id) => {
                 self.last_ts = self.last_ts.max(o.last_seen);
-                let Some(mut m) = self.mails.remove(id) else { return Ok(()) };
+                let Some(mut m) = self.mails.remove(&(o.liid.clone(), *id)) else { return Ok(()) };
                 let ts = self.last_ts;
                 let key = (m.liid.clone(), Some(m.cin), DataType::Cc);
                 self.leas[m.lea].counts.email_cc_objects += 1;
@@ -320,10 +311,11 @@ impl Mdf {
 
     /// Streams one stretch of a mail's bytes as EmailCC pieces of at most
     /// [`EMAIL_SEGMENT_BYTES`], opening the segmented sequence when the mail outgrows one PDU.
-    fn mail_data<E>(&mut self, id: ObjectId, data: &[u8], emit: &mut Emit<'_, E>) -> Result<(), E> {
-        let Some(mut m) = self.mails.remove(&id) else { return Ok(()) };
+    fn mail_data<E>(&mut self, liid: &Liid, id: ObjectId, data: &[u8], emit: &mut Emit<'_, E>) -> Result<(), E> {
+        let key = (liid.clone(), id);
+        let Some(mut m) = self.mails.remove(&key) else { return Ok(()) };
         let r = self.mail_data_inner(&mut m, data, emit);
-        self.mails.insert(id, m);
+        self.mails.insert(key, m);
         r
     }
 
@@ -419,7 +411,7 @@ impl Mdf {
     /// A session ended: its streams' integrity tails are hashed now (not at the end of a run
     /// that may last months), and its stream state is dropped once [`ENDED_KEPT`] later
     /// sessions have ended (so a late record of it still numbers on, not from 0 again).
-    fn retire<E>(&mut self, lea: usize, liid: &Liid, cin: u32, ts: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
+    fn retire<E>(&mut self, lea: usize, liid: &Liid, cin: Cin, ts: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
         self.hash_tails(lea, liid, cin, ts, emit)?;
         self.ended.push_back((liid.clone(), cin));
         while self.ended.len() > ENDED_KEPT {
@@ -439,7 +431,7 @@ impl Mdf {
         &mut self,
         lea: usize,
         liid: &Liid,
-        cin: u32,
+        cin: Cin,
         ts: Timestamp,
         emit: &mut Emit<'_, E>,
     ) -> Result<(), E> {
@@ -456,7 +448,7 @@ impl Mdf {
     /// End of input: hash (and sign) what every stream has not yet covered.
     pub fn flush<E>(&mut self, now: Timestamp, emit: &mut Emit<'_, E>) -> Result<(), E> {
         let mut keys: Vec<StreamKey> = self.streams.keys().cloned().collect();
-        keys.sort_by(|a, b| (a.0.as_ref(), a.1, a.2 as u8).cmp(&(b.0.as_ref(), b.1, b.2 as u8)));
+        keys.sort_by(|a, b| (a.0.as_str(), a.1, a.2 as u8).cmp(&(b.0.as_str(), b.1, b.2 as u8)));
         let mut first_err = None;
         for key in keys {
             let Some(&lea) = self.route.get(&key.0) else { continue };

@@ -1,0 +1,173 @@
+//! The two identifiers every record carries: the LIID of the warrant it belongs to and the CIN of
+//! the communication (session) within it.
+//!
+//! Both are checked once, where they are made, so that no later stage (case writer, PS-PDU
+//! encoder, LEMF) meets one that its format cannot hold: a [`Liid`] fits TS 103 280's
+//! `LIID ::= OCTET STRING (SIZE (1..25))` and is printable, a [`Cin`] fits TS 102 232-1's
+//! `communicationIdentityNumber INTEGER (0..4294967295)`.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Why a string is not a LIID.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiidError {
+    /// Empty, or longer than the 25 octets TS 103 280 allows.
+    #[error("must be 1 to 25 characters")]
+    Length,
+    /// A byte outside printable ASCII (0x20..=0x7e).
+    #[error("must be printable ASCII")]
+    NotPrintable,
+    /// A leading or trailing space, which no operator would see when reading it back.
+    #[error("must not start or end with a space")]
+    Padded,
+}
+
+/// A Lawful Interception IDentifier: 1..25 printable ASCII characters, no leading or trailing
+/// space. Cheap to clone (shared), compared and hashed as its text.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Liid(Arc<str>);
+
+impl Liid {
+    pub fn new(s: &str) -> Result<Liid, LiidError> {
+        if s.is_empty() || s.len() > 25 {
+            return Err(LiidError::Length);
+        }
+        if !s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(LiidError::NotPrintable);
+        }
+        if s.starts_with(' ') || s.ends_with(' ') {
+            return Err(LiidError::Padded);
+        }
+        Ok(Liid(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Liid {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Liid {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Liid {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Liid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Liid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for Liid {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Liid {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl TryFrom<&str> for Liid {
+    type Error = LiidError;
+    fn try_from(s: &str) -> Result<Liid, LiidError> {
+        Liid::new(s)
+    }
+}
+
+impl serde::Serialize for Liid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A Communication Identity Number: one per (LIID, session), numbered from 1 per LIID; 0 stands
+/// for content that belongs to no session (non-IP frames, IP fragments held for reassembly).
+/// A `u32`, as TS 102 232-1 carries it, so that it never has to be folded on the way out.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Cin(u32);
+
+impl Cin {
+    /// Content outside any session.
+    pub const NONE: Cin = Cin(0);
+    /// The first session of a LIID.
+    pub const FIRST: Cin = Cin(1);
+
+    pub const fn new(n: u32) -> Cin {
+        Cin(n)
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The CIN of the LIID's next session: after 2^32 - 1 sessions the numbers start again at
+    /// 1 (0 is never a session's).
+    pub fn next(self) -> Cin {
+        match self.0.checked_add(1) {
+            Some(n) => Cin(n),
+            None => Cin::FIRST,
+        }
+    }
+}
+
+impl fmt::Display for Cin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<Cin> for u64 {
+    fn from(c: Cin) -> u64 {
+        c.0.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liids_outside_ts_103_280_are_refused() {
+        assert_eq!(Liid::new("LIID-JOE-0001").unwrap().as_str(), "LIID-JOE-0001");
+        assert_eq!(Liid::new(""), Err(LiidError::Length));
+        assert_eq!(Liid::new(&"x".repeat(26)), Err(LiidError::Length));
+        assert!(Liid::new(&"x".repeat(25)).is_ok());
+        assert_eq!(Liid::new("a\tb"), Err(LiidError::NotPrintable));
+        assert_eq!(Liid::new("é"), Err(LiidError::NotPrintable));
+        assert_eq!(Liid::new(" a"), Err(LiidError::Padded));
+    }
+
+    #[test]
+    fn cins_wrap_past_zero() {
+        assert_eq!(Cin::NONE.next(), Cin::FIRST);
+        assert_eq!(Cin::new(u32::MAX).next(), Cin::FIRST);
+        assert_eq!(Cin::new(7).next().get(), 8);
+    }
+}
