@@ -134,7 +134,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
     ];
     let mut bytes = Vec::new();
     for (i, r) in recs.iter().enumerate() {
-        let m = map_iri(r).expect("session and association records map to IPIRI");
+        let m = map_iri(r, None).expect("session and association records map to IPIRI");
         let hdr = PduHeader { liid: &r.liid, cin: r.cin.map(u64::from), seq: i as u32, ts: r.ts };
         enc.ipiri(&mut bytes, &hdr, &m).unwrap();
     }

@@ -79,7 +79,7 @@ impl FileLayer {
     /// here, and only its description goes on (metadata-only mode).
     pub fn open(
         &mut self,
-        meta: ObjectMeta,
+        mut meta: ObjectMeta,
         liid: &Liid,
         provenance: &Arc<Provenance>,
         content: bool,
@@ -95,6 +95,7 @@ impl FileLayer {
                 1
             }
         };
+        meta.from_target = Some(meta.flow.target_side(provenance) == meta.direction);
         sink.record(Record::ObjectBegin { liid, id, meta: &meta });
         let last_seen = meta.first_seen;
         self.open.insert(

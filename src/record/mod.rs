@@ -473,6 +473,10 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     pub flow: FlowDescr,
     pub direction: Dir,
+    /// The target sent these bytes (`false`: it received them); set by the file layer from the
+    /// flow and the selector's provenance (see [`FlowDescr::target_side`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_target: Option<bool>,
     pub cin: Cin,
     pub first_seen: Timestamp,
     /// The size the protocol announced (Content-Length, FTP SIZE/150 reply, BDAT chunk sum).
@@ -496,6 +500,7 @@ impl ObjectMeta {
             name: None,
             flow: flow.clone(),
             direction,
+            from_target: None,
             cin,
             first_seen: now,
             declared_size: None,

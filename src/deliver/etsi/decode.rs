@@ -442,10 +442,305 @@ fn ipiri_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (14, false) => Some(("octetsTransmitted", uint(c, "octetsTransmitted"))),
         (15, false) => Some(("rawAAAData", text(c, "rawAAAData"))),
         (16, false) => Some(("expectedEndTime", time(c, "expectedEndTime"))),
+        (18, true) => Some((
+            "pOPIdentifier",
+            one_child(c, "IPIRIIDType").and_then(|v| match ctx(&v) {
+                Some((0, false)) => Ok(json!({ "printableIDType": text(&v, "printableIDType")? })),
+                Some((1, false)) => Ok(json!({ "macAddressType": hexv(&v, "macAddressType")? })),
+                Some((2, true)) => Ok(json!({ "ipAddressType": ip_address(&v)? })),
+                _ => Ok(generic(&v, 7)),
+            }),
+        )),
         (19, true) => Some(("pOPIPAddress", ip_address(c))),
+        (20, true) => Some(("nationalIPIRIParameters", national(c))),
         (21, true) => Some(("additionalIPAddress", ip_address(c))),
+        (22, false) => Some((
+            "authenticationType",
+            enumerated(c, "authenticationType", &["unknown", "static", "radiusAAA", "dhcpAAA", "diameterAAA"]),
+        )),
+        (23, true) => Some((
+            "otherTargetIdentifiers",
+            kids(c).and_then(|v| {
+                v.iter()
+                    .map(|t| match ctx(t) {
+                        Some((0, true)) => ip_address(t).map(|a| json!({ "iPAddress": a })),
+                        _ => Ok(generic(t, 7)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array)
+            }),
+        )),
+        (25, false) => Some(("pOPPortID", text(c, "pOPPortID"))),
         _ => None,
     })
+}
+
+/// NationalIPIRIParameters with tapir's parameters (`schemas/tapir-hi2.asn`, `super::national`).
+fn national(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 7, |c| match ctx(c)? {
+        (1, false) => Some(("countryCode", text(c, "countryCode"))),
+        (2, false) => Some(("vendor", text(c, "vendor"))),
+        (3, false) => Some(("version", uint(c, "version"))),
+        (4, true) => Some(("tapir", tapir_iri(c))),
+        _ => None,
+    })
+}
+
+fn utf8s(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    kids(t).and_then(|v| v.iter().map(|s| text(s, what)).collect::<Result<Vec<_>, _>>().map(Value::Array))
+}
+
+fn gaps(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    kids(t).and_then(|v| {
+        v.iter()
+            .map(|g| {
+                seq(g, 12, |c| match ctx(c)? {
+                    (0, false) => Some(("offset", uint(c, "offset"))),
+                    (1, false) => Some(("length", uint(c, "length"))),
+                    _ => None,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array)
+    })
+}
+
+fn tapir_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 8, |c| match ctx(c)? {
+        (0, false) => Some(("recordType", text(c, "recordType"))),
+        (1, true) => Some((
+            "flow",
+            seq(c, 9, |c| match ctx(c)? {
+                (0, false) => Some(("protocol", uint(c, "protocol"))),
+                (1, false) => Some(("targetPort", uint(c, "targetPort"))),
+                (2, true) => Some(("otherAddress", ip_address(c))),
+                (3, false) => Some(("otherPort", uint(c, "otherPort"))),
+                (4, false) => Some(("targetOriginated", boolean(c, "targetOriginated"))),
+                (5, true) => Some((
+                    "vlans",
+                    kids(c).and_then(|v| {
+                        v.iter().map(|n| uint(n, "vlans")).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                    }),
+                )),
+                (6, true) => Some((
+                    "tunnels",
+                    kids(c).and_then(|v| {
+                        v.iter()
+                            .map(|t| {
+                                seq(t, 11, |c| match ctx(c)? {
+                                    (0, false) => Some(("kind", text(c, "kind"))),
+                                    (1, true) => Some(("outerSource", ip_address(c))),
+                                    (2, true) => Some(("outerDestination", ip_address(c))),
+                                    (3, false) => Some(("vni", uint(c, "vni"))),
+                                    _ => None,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Value::Array)
+                    }),
+                )),
+                _ => None,
+            }),
+        )),
+        (2, true) => Some((
+            "counters",
+            seq(c, 9, |c| match ctx(c)? {
+                (0, false) => Some(("packetsFromTarget", uint(c, "packetsFromTarget"))),
+                (1, false) => Some(("packetsToTarget", uint(c, "packetsToTarget"))),
+                (2, false) => Some(("payloadOctetsFromTarget", uint(c, "payloadOctetsFromTarget"))),
+                (3, false) => Some(("payloadOctetsToTarget", uint(c, "payloadOctetsToTarget"))),
+                (4, true) => Some(("gapsFromTarget", gaps(c))),
+                (5, true) => Some(("gapsToTarget", gaps(c))),
+                _ => None,
+            }),
+        )),
+        (3, true) => Some((
+            "provenance",
+            seq(c, 9, |c| match ctx(c)? {
+                (0, false) => Some(("selector", text(c, "selector"))),
+                (1, false) => Some(("target", text(c, "target"))),
+                (2, true) => Some(("chain", utf8s(c, "chain"))),
+                _ => None,
+            }),
+        )),
+        (4, true) => Some(("event", tapir_event(c))),
+        (5, false) => Some((
+            "caseRecord",
+            prim(c, "caseRecord").map(|b| {
+                serde_json::from_slice(b).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+            }),
+        )),
+        _ => None,
+    })
+}
+
+fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    let c = one_child(t, "TapirEvent")?;
+    let (k, v) = match ctx(&c) {
+        Some((0, true)) => (
+            "ftp",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("action", text(c, "action"))),
+                (1, false) => Some(("user", text(c, "user"))),
+                (2, false) => Some(("command", text(c, "command"))),
+                (3, false) => Some(("path", text(c, "path"))),
+                (4, false) => Some(("renamedTo", text(c, "renamedTo"))),
+                (5, false) => Some(("workingDirectory", text(c, "workingDirectory"))),
+                (6, false) => Some(("replyCode", uint(c, "replyCode"))),
+                (7, false) => Some(("replyText", text(c, "replyText"))),
+                (8, false) => Some(("success", boolean(c, "success"))),
+                (9, true) => Some((
+                    "transfer",
+                    seq(c, 11, |c| match ctx(c)? {
+                        (0, false) => Some(("mode", text(c, "mode"))),
+                        (1, true) => Some(("dataAddress", ip_address(c))),
+                        (2, false) => Some(("dataPort", uint(c, "dataPort"))),
+                        (3, false) => Some(("dataCIN", uint(c, "dataCIN"))),
+                        (4, false) => Some(("size", uint(c, "size"))),
+                        (5, false) => Some(("wireOctets", uint(c, "wireOctets"))),
+                        (6, false) => Some(("sha256", hexv(c, "sha256"))),
+                        (7, false) => Some(("objectID", uint(c, "objectID"))),
+                        (8, false) => Some(("complete", boolean(c, "complete"))),
+                        (9, false) => Some(("restOffset", uint(c, "restOffset"))),
+                        _ => None,
+                    }),
+                )),
+                _ => None,
+            })?,
+        ),
+        Some((1, true)) => (
+            "http",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("method", text(c, "method"))),
+                (1, false) => Some(("uri", text(c, "uri"))),
+                (2, false) => Some(("version", text(c, "version"))),
+                (3, false) => Some(("host", text(c, "host"))),
+                (4, false) => Some(("userAgent", text(c, "userAgent"))),
+                (5, false) => Some(("status", uint(c, "status"))),
+                (6, false) => Some(("requestBodyOctets", uint(c, "requestBodyOctets"))),
+                (7, false) => Some(("responseBodyOctets", uint(c, "responseBodyOctets"))),
+                (8, false) => Some(("requestContentType", text(c, "requestContentType"))),
+                (9, false) => Some(("responseContentType", text(c, "responseContentType"))),
+                (10, true) => Some((
+                    "objects",
+                    kids(c).and_then(|v| {
+                        v.iter()
+                            .map(|r| {
+                                seq(r, 12, |c| match ctx(c)? {
+                                    (0, false) => Some(("objectID", uint(c, "objectID"))),
+                                    (1, false) => Some(("fromClient", boolean(c, "fromClient"))),
+                                    (2, false) => Some(("name", text(c, "name"))),
+                                    (3, false) => Some(("sha256", hexv(c, "sha256"))),
+                                    (4, false) => Some(("size", uint(c, "size"))),
+                                    (5, false) => Some(("complete", boolean(c, "complete"))),
+                                    _ => None,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Value::Array)
+                    }),
+                )),
+                (11, false) => Some(("imageID", text(c, "imageID"))),
+                _ => None,
+            })?,
+        ),
+        Some((2, true)) => (
+            "tls",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("version", text(c, "version"))),
+                (1, false) => Some(("serverName", text(c, "serverName"))),
+                (2, true) => Some(("alpnOffered", utf8s(c, "alpnOffered"))),
+                (3, false) => Some(("alpnSelected", text(c, "alpnSelected"))),
+                (4, false) => Some(("cipherSuite", text(c, "cipherSuite"))),
+                (5, false) => Some(("certificateSubject", text(c, "certificateSubject"))),
+                (6, false) => Some(("certificateIssuer", text(c, "certificateIssuer"))),
+                (7, true) => Some(("certificateNames", utf8s(c, "certificateNames"))),
+                (8, false) => Some(("certificateSHA256", hexv(c, "certificateSHA256"))),
+                (9, false) => Some(("ja4", text(c, "ja4"))),
+                (10, false) => Some(("ja4s", text(c, "ja4s"))),
+                (11, false) => Some(("upgradedFrom", text(c, "upgradedFrom"))),
+                (12, false) => Some(("complete", boolean(c, "complete"))),
+                _ => None,
+            })?,
+        ),
+        Some((3, true)) => (
+            "smtp",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("what", text(c, "what"))),
+                (1, false) => Some(("helo", text(c, "helo"))),
+                (2, false) => Some(("replyCode", uint(c, "replyCode"))),
+                (3, false) => Some(("replyText", text(c, "replyText"))),
+                (4, false) => Some(("success", boolean(c, "success"))),
+                (5, true) => Some((
+                    "anomalies",
+                    kids(c).and_then(|v| {
+                        v.iter()
+                            .map(|a| {
+                                seq(a, 12, |c| match ctx(c)? {
+                                    (0, false) => Some(("name", text(c, "name"))),
+                                    (1, false) => Some(("count", uint(c, "count"))),
+                                    _ => None,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Value::Array)
+                    }),
+                )),
+                _ => None,
+            })?,
+        ),
+        Some((4, true)) => (
+            "object",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("objectID", uint(c, "objectID"))),
+                (1, false) => Some(("kind", text(c, "kind"))),
+                (2, false) => Some(("protocol", text(c, "protocol"))),
+                (3, false) => Some(("name", text(c, "name"))),
+                (4, false) => Some(("fromTarget", boolean(c, "fromTarget"))),
+                (5, false) => Some(("size", uint(c, "size"))),
+                (6, false) => Some(("sha256", hexv(c, "sha256"))),
+                (7, false) => Some(("md5", hexv(c, "md5"))),
+                (8, false) => Some(("sha512", hexv(c, "sha512"))),
+                (9, false) => Some(("format", text(c, "format"))),
+                (10, false) => Some(("formatReason", text(c, "formatReason"))),
+                (11, false) => Some(("complete", boolean(c, "complete"))),
+                (12, true) => Some(("gaps", gaps(c))),
+                (13, false) => Some(("parentID", uint(c, "parentID"))),
+                (14, false) => Some(("declaredSize", uint(c, "declaredSize"))),
+                _ => None,
+            })?,
+        ),
+        Some((5, true)) => (
+            "association",
+            seq(&c, 10, |c| match ctx(c)? {
+                (0, false) => Some(("event", text(c, "event"))),
+                (1, true) => Some((
+                    "identifiers",
+                    kids(c).and_then(|v| {
+                        v.iter()
+                            .map(|i| {
+                                seq(i, 12, |c| match ctx(c)? {
+                                    (0, false) => Some(("name", text(c, "name"))),
+                                    (1, false) => Some(("value", text(c, "value"))),
+                                    _ => None,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Value::Array)
+                    }),
+                )),
+                (2, true) => Some(("selectorsAdded", utf8s(c, "selectorsAdded"))),
+                (3, true) => Some(("selectorsRemoved", utf8s(c, "selectorsRemoved"))),
+                _ => None,
+            })?,
+        ),
+        _ => {
+            let mut m = Map::new();
+            unknown(&mut m, &c, 8);
+            return Ok(Value::Object(m));
+        }
+    };
+    Ok(json!({ k: v }))
 }
 
 fn ip_address(t: &Tlv<'_>) -> Result<Value, DecodeError> {

@@ -7,7 +7,9 @@
 use std::net::IpAddr;
 
 use super::ber::{put_bool, put_cons, put_prim, put_uint, Tag};
+use super::national::FlowSide;
 use super::ps_pdu::{EncodeError, GeneralizedTime, IriType, PayloadDirection};
+use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
 use crate::capture::LinkType;
 use crate::decode::tunnel::{self, ethertype, Erspan2, Erspan3, Geneve, Gre, Vxlan};
 use crate::record::{selector_addr, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Provenance};
@@ -131,6 +133,34 @@ pub struct IpIriContents {
     pub octets_transmitted: Option<u64>,
     /// tapir: JSON of the control-plane event and the selector's provenance.
     pub raw_aaa_data: Option<Vec<u8>>,
+    /// The identifier of the point of presence: tapir sends the RADIUS NAS.
+    pub pop_identifier: Option<PopIdentifier>,
+    pub pop_ip_address: Option<IpAddress>,
+    pub authentication_type: Option<AuthenticationType>,
+    /// The target's second and later addresses (a VM with several).
+    pub other_target_identifiers: Vec<IpAddress>,
+    /// RADIUS NAS-Port-Id, as sent.
+    pub pop_port_id: Option<Vec<u8>>,
+    /// TapirIRI content octets (see [`super::national`]), sent in nationalIPIRIParameters.
+    pub national: Option<Vec<u8>>,
+}
+
+/// IPIRIIDType: how the point of presence is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PopIdentifier {
+    /// `printableIDType [0] UTF8String (SIZE (1..128))`.
+    Printable(String),
+    /// `ipAddressType [2] IPAddress`.
+    Ip(IpAddress),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum AuthenticationType {
+    Unknown = 0,
+    Static = 1,
+    RadiusAaa = 2,
+    DhcpAaa = 3,
+    DiameterAaa = 4,
 }
 
 impl IpIriContents {
@@ -150,11 +180,18 @@ impl IpIriContents {
             octets_received: None,
             octets_transmitted: None,
             raw_aaa_data: None,
+            pop_identifier: None,
+            pop_ip_address: None,
+            authentication_type: None,
+            other_target_identifiers: Vec::new(),
+            pop_port_id: None,
+            national: None,
         }
     }
 
-    /// The content octets of `iPIRIContents` (the caller writes its `[1]`).
-    pub fn encode(&self, o: &mut Vec<u8>) -> Result<(), EncodeError> {
+    /// The content octets of `iPIRIContents` (the caller writes its `[1]`). `country` is the
+    /// LEA's authorizationCountryCode, for the national parameters.
+    pub fn encode(&self, o: &mut Vec<u8>, country: Option<&str>) -> Result<(), EncodeError> {
         let utf8 = |field: &'static str, v: &Option<String>, max: usize| match v {
             Some(s) if s.is_empty() || s.chars().count() > max => Err(EncodeError::Field {
                 field,
@@ -198,6 +235,35 @@ impl IpIriContents {
         }
         if let Some(d) = &self.raw_aaa_data {
             put_prim(o, Tag::ctx(15), d);
+        }
+        match &self.pop_identifier {
+            // IPIRIIDType is a CHOICE: [18] explicit around the alternative.
+            Some(PopIdentifier::Printable(s)) if !s.is_empty() && s.chars().count() <= 128 => {
+                put_cons(o, Tag::ctx_cons(18), s.len() + 2, |o| put_prim(o, Tag::ctx(0), s.as_bytes()))
+            }
+            Some(PopIdentifier::Ip(a)) => put_cons(o, Tag::ctx_cons(18), 24, |o| a.encode(o, Tag::ctx_cons(2))),
+            _ => {}
+        }
+        if let Some(a) = &self.pop_ip_address {
+            a.encode(o, Tag::ctx_cons(19));
+        }
+        if let Some(t) = &self.national {
+            let country = country.unwrap_or(super::national::NO_COUNTRY);
+            put_cons(o, Tag::ctx_cons(20), t.len() + 16, |o| super::national::national_parameters(o, country, t));
+        }
+        if let Some(a) = self.authentication_type {
+            put_uint(o, Tag::ctx(22), a as u64);
+        }
+        if !self.other_target_identifiers.is_empty() {
+            // SEQUENCE OF OtherTargetIdentifiers, each the CHOICE's iPAddress [0].
+            put_cons(o, Tag::ctx_cons(23), 0, |o| {
+                for a in &self.other_target_identifiers {
+                    a.encode(o, Tag::ctx_cons(0));
+                }
+            });
+        }
+        if let Some(p) = &self.pop_port_id {
+            put_prim(o, Tag::ctx(25), p);
         }
         Ok(())
     }
@@ -279,13 +345,7 @@ fn provenance_json(prov: &Provenance, extra: Option<(&str, &serde_json::Value)>)
 
 fn session_iri(rec: &IriRecord, flow: &FlowDescr, counters: Option<&Counters>) -> IpIriContents {
     let side = flow.target_side(&rec.provenance);
-    let addr = match side {
-        Dir::Orig => flow.orig.ip(),
-        Dir::Resp => flow.resp.ip(),
-    };
-    let mut c = IpIriContents::new(AccessEventType::SessionStart, rec.provenance.target.as_bytes(), version_of(addr));
-    c.target_ip_address = Some(IpAddress::host(addr));
-    c.target_network_id = flow.tunnels.iter().rev().find_map(|t| t.vni).map(|v| format!("vni:{v}"));
+    let mut c = flow_iri(rec, AccessEventType::SessionStart, FlowSide { flow, target: side });
     if let Some(k) = counters {
         // Counters are per flow direction; the target transmits in its own direction.
         let t = side.index();
@@ -296,21 +356,121 @@ fn session_iri(rec: &IriRecord, flow: &FlowDescr, counters: Option<&Counters>) -
     c
 }
 
-/// Maps a session or association IRI record to IPIRI. `None` for application events (FTP,
-/// HTTP, SMTP, TLS): those have no IPIRI form (mail goes as EmailIRI, see `email`).
-pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
-    match &rec.event {
+/// IPIRIContents of a record about a flow: the target's address and overlay.
+fn flow_iri(rec: &IriRecord, event: AccessEventType, s: FlowSide<'_>) -> IpIriContents {
+    let addr = super::national::target_addr(s);
+    let mut c = IpIriContents::new(event, rec.provenance.target.as_bytes(), version_of(addr));
+    c.target_ip_address = Some(IpAddress::host(addr));
+    c.target_network_id = s.flow.tunnels.iter().rev().find_map(|t| t.vni).map(|v| format!("vni:{v}"));
+    c
+}
+
+/// The addresses a control-plane event gives the target: `ip`, or the `ips` of an instance's
+/// `ports`, in order.
+fn detail_addresses(detail: &serde_json::Value) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let mut add = |v: &serde_json::Value| {
+        if let Some(a) = v.as_str().and_then(|s| s.parse().ok()) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    };
+    if let Some(ip) = detail.get("ip") {
+        add(ip);
+    }
+    for port in detail.get("ports").and_then(|p| p.as_array()).into_iter().flatten() {
+        for ip in port.get("ips").and_then(|i| i.as_array()).into_iter().flatten() {
+            add(ip);
+        }
+    }
+    out
+}
+
+fn association_iri(rec: &IriRecord, what: &str, detail: &serde_json::Value) -> IpIriContents {
+    let str_of = |k: &str| detail.get(k).and_then(|v| v.as_str());
+    let u64_of = |k: &str| detail.get(k).and_then(|v| v.as_u64());
+    let interim = str_of("acct_status") == Some("interim-update");
+    let event = match what {
+        "instance.start" => AccessEventType::AccessAccept,
+        "instance.stop" => AccessEventType::AccessEnd,
+        "access.start" if interim => AccessEventType::InterimUpdate,
+        "access.start" => AccessEventType::SessionStart,
+        "access.stop" => AccessEventType::SessionEnd,
+        _ => AccessEventType::Unknown,
+    };
+    let mut addrs = detail_addresses(detail);
+    if addrs.is_empty() {
+        addrs.extend(selector_addr(&rec.provenance.selector));
+    }
+    let first = addrs.first().copied();
+    let mut c =
+        IpIriContents::new(event, rec.provenance.target.as_bytes(), first.map(version_of).unwrap_or(IpVersion::V4));
+    let dynamic = |a: IpAddr| IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host(a) };
+    c.target_ip_address = first.map(dynamic);
+    c.other_target_identifiers = addrs.iter().skip(1).map(|a| dynamic(*a)).collect();
+    if addrs.iter().any(|a| a.is_ipv4()) && addrs.iter().any(|a| a.is_ipv6()) {
+        c.ip_version = IpVersion::V4AndV6;
+    }
+    // A session given a prefix: its network address with the prefix length (IPAddress
+    // iPv6PrefixLength / iPv4SubnetMask, TS 102 232-3).
+    if let Some(net) = str_of("prefix").and_then(|s| s.parse::<ipnet::IpNet>().ok()) {
+        c.ip_version = version_of(net.addr());
+        c.target_ip_address = Some(IpAddress {
+            assignment: Some(IpAssignment::Dynamic),
+            prefix_len: Some(net.prefix_len()),
+            ..IpAddress::host(net.addr())
+        });
+    }
+    let vni = detail
+        .get("vni")
+        .and_then(|v| v.as_u64())
+        .or_else(|| detail.get("ports")?.as_array()?.iter().find_map(|p| p.get("vni")?.as_u64()));
+    c.target_network_id = vni.map(|v| format!("vni:{v}"));
+    c.target_cpe_id = str_of("instance").filter(|s| !s.is_empty() && s.chars().count() <= 128).map(str::to_string);
+    // What a RADIUS accounting record adds (see `select::radius`): the NAS, the octets, the port.
+    if str_of("source") == Some("radius") {
+        c.authentication_type = Some(AuthenticationType::RadiusAaa);
+    }
+    if let Some(nas) = str_of("nas_ip").and_then(|s| s.parse::<IpAddr>().ok()) {
+        c.pop_ip_address = Some(IpAddress::host(nas));
+        c.pop_identifier = Some(match str_of("nas_identifier") {
+            Some(id) => PopIdentifier::Printable(id.to_string()),
+            None => PopIdentifier::Ip(IpAddress::host(nas)),
+        });
+    }
+    c.pop_port_id = str_of("nas_port_id").map(|p| p.as_bytes().to_vec());
+    // Acct-Input-Octets count what the NAS received from the user: what the target sent.
+    c.octets_transmitted = u64_of("input_octets");
+    c.octets_received = u64_of("output_octets");
+    match event {
+        AccessEventType::AccessAccept | AccessEventType::SessionStart | AccessEventType::InterimUpdate => {
+            c.start_time = Some(GeneralizedTime::utc(rec.ts))
+        }
+        AccessEventType::AccessEnd | AccessEventType::SessionEnd => c.end_time = Some(GeneralizedTime::utc(rec.ts)),
+        _ => {}
+    }
+    c.raw_aaa_data = Some(provenance_json(&rec.provenance, Some((what, detail))));
+    c
+}
+
+/// Maps an IRI record to IPIRI, tapir's national parameters (TapirIRI) included. `session` is
+/// the flow of the record's CIN, for records that name their session by CIN only (FTP, HTTP,
+/// TLS, SMTP events). `None` for warrant notices (HI1) and SMTP mail transactions and AUTH
+/// (EmailIRI, see `email`): those go in other forms.
+pub fn map_iri(rec: &IriRecord, session: Option<FlowSide<'_>>) -> Option<MappedIri> {
+    let (iri_type, mut c) = match &rec.event {
         IriEvent::SessionBegin { flow, first_seen } => {
             let mut c = session_iri(rec, flow, None);
             c.start_time = Some(GeneralizedTime::utc(*first_seen));
             c.raw_aaa_data = Some(provenance_json(&rec.provenance, None));
-            Some(MappedIri { iri_type: IriType::Begin, contents: c })
+            (IriType::Begin, c)
         }
         IriEvent::SessionContinue { flow, first_seen, counters } => {
             let mut c = session_iri(rec, flow, Some(counters));
             c.access_event_type = AccessEventType::InterimUpdate;
             c.start_time = Some(GeneralizedTime::utc(*first_seen));
-            Some(MappedIri { iri_type: IriType::Continue, contents: c })
+            (IriType::Continue, c)
         }
         IriEvent::SessionEnd { flow, first_seen, last_seen, counters, reason, .. } => {
             let mut c = session_iri(rec, flow, Some(counters));
@@ -322,59 +482,38 @@ pub fn map_iri(rec: &IriRecord) -> Option<MappedIri> {
             c.start_time = Some(GeneralizedTime::utc(*first_seen));
             c.end_time = Some(GeneralizedTime::utc(*last_seen));
             c.end_reason = Some(end_reason(*reason));
-            Some(MappedIri { iri_type: IriType::End, contents: c })
+            (IriType::End, c)
         }
-        IriEvent::Association { what, detail, .. } => {
-            let event = match what.as_str() {
-                "instance.start" => AccessEventType::AccessAccept,
-                "instance.stop" => AccessEventType::AccessEnd,
-                "access.start" => AccessEventType::SessionStart,
-                "access.stop" => AccessEventType::SessionEnd,
-                _ => AccessEventType::Unknown,
+        IriEvent::Association { what, detail, .. } => (IriType::Report, association_iri(rec, what, detail)),
+        IriEvent::Object(o) => {
+            let s = FlowSide { flow: &o.meta.flow, target: o.meta.flow.target_side(&rec.provenance) };
+            (IriType::Report, flow_iri(rec, AccessEventType::Unknown, s))
+        }
+        IriEvent::App(a) => {
+            if let Some(e) = a.get::<SmtpEvent>() {
+                if matches!(e.what, SmtpWhat::Mail | SmtpWhat::Auth) {
+                    return None;
+                }
+            }
+            let c = match session {
+                Some(s) => flow_iri(rec, AccessEventType::Unknown, s),
+                None => {
+                    let addr = selector_addr(&rec.provenance.selector);
+                    let mut c = IpIriContents::new(
+                        AccessEventType::Unknown,
+                        rec.provenance.target.as_bytes(),
+                        addr.map(version_of).unwrap_or(IpVersion::V4),
+                    );
+                    c.target_ip_address = addr.map(IpAddress::host);
+                    c
+                }
             };
-            let addr = detail
-                .get("ip")
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<IpAddr>().ok())
-                .or_else(|| selector_addr(&rec.provenance.selector));
-            let mut c = IpIriContents::new(
-                event,
-                rec.provenance.target.as_bytes(),
-                addr.map(version_of).unwrap_or(IpVersion::V4),
-            );
-            c.target_ip_address =
-                addr.map(|a| IpAddress { assignment: Some(IpAssignment::Dynamic), ..IpAddress::host(a) });
-            // A session given a prefix: its network address with the prefix length (IPAddress
-            // iPv6PrefixLength / iPv4SubnetMask, TS 102 232-3).
-            if let Some(net) =
-                detail.get("prefix").and_then(|v| v.as_str()).and_then(|s| s.parse::<ipnet::IpNet>().ok())
-            {
-                c.ip_version = version_of(net.addr());
-                c.target_ip_address = Some(IpAddress {
-                    assignment: Some(IpAssignment::Dynamic),
-                    prefix_len: Some(net.prefix_len()),
-                    ..IpAddress::host(net.addr())
-                });
-            }
-            c.target_cpe_id = detail
-                .get("instance")
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty() && s.chars().count() <= 128)
-                .map(str::to_string);
-            match event {
-                AccessEventType::AccessAccept | AccessEventType::SessionStart => {
-                    c.start_time = Some(GeneralizedTime::utc(rec.ts))
-                }
-                AccessEventType::AccessEnd | AccessEventType::SessionEnd => {
-                    c.end_time = Some(GeneralizedTime::utc(rec.ts))
-                }
-                _ => {}
-            }
-            c.raw_aaa_data = Some(provenance_json(&rec.provenance, Some((what, detail))));
-            Some(MappedIri { iri_type: IriType::Report, contents: c })
+            (IriType::Report, c)
         }
-        IriEvent::App(_) | IriEvent::Object(_) | IriEvent::Warrant { .. } => None,
-    }
+        IriEvent::Warrant { .. } => return None,
+    };
+    c.national = Some(super::national::tapir_iri(rec, session));
+    Some(MappedIri { iri_type, contents: c })
 }
 
 // ---------------------------------------------------------------------------------------------

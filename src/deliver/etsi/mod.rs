@@ -20,6 +20,7 @@ pub mod email;
 pub mod hi1;
 pub mod integrity;
 pub mod ipaccess;
+pub mod national;
 pub mod ps_pdu;
 
 pub use decode::{decode_stream, DecodeError};

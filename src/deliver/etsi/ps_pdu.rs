@@ -538,7 +538,8 @@ impl Encoder {
                 IriContents::IpIri(c) => {
                     put_cons(o, Tag::ctx_cons(2), 0, |o| {
                         put_prim(o, Tag::ctx(0), &self.ip_iri_obj_id);
-                        put_cons(o, Tag::ctx_cons(1), 0, |o| r = c.encode(o));
+                        let country = self.cfg.authorization_country_code.as_deref();
+                        put_cons(o, Tag::ctx_cons(1), 0, |o| r = c.encode(o, country));
                     });
                 }
                 IriContents::EmailIri(e) => {

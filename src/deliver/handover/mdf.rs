@@ -6,16 +6,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use std::net::SocketAddr;
-
 use crate::analyze::smtp::{SmtpEvent, SmtpWhat};
 use crate::deliver::etsi::ipaccess::payload_direction;
+use crate::deliver::etsi::national::FlowSide;
 use crate::deliver::etsi::{
     inner_ip_packet, map_iri, CcContents, CcPayload, DataType, EmailCc, EmailEventType, EmailFormat, EmailIri,
     EmailProtocol, EmailStatus, Encoder, Hi1Notification, IntegrityConfig, IntegrityState, IriType, Payload,
     PayloadDirection, PduHeader, Signer, Tri,
 };
-use crate::record::{Cin, Dir, IriEvent, Liid, ObjectId, Record};
+use crate::record::{Cin, Dir, FlowDescr, IriEvent, Liid, ObjectId, Record};
 use crate::timestamp::Timestamp;
 
 use super::config::LeaConfig;
@@ -41,9 +40,9 @@ impl Channel {
 pub struct MdfCounts {
     /// PDUs handed to `emit` and accepted.
     pub pdus: u64,
-    /// IRI records with no IPIRI or EmailIRI form (FTP, HTTP, TLS, SMTP STARTTLS and anomaly
-    /// events): kept in the case only.
-    pub iri_without_ipiri: u64,
+    /// IRI records with no HI2 form (none are known: every record maps to IPIRI, EmailIRI or
+    /// HI1; counted should one ever not).
+    pub iri_without_form: u64,
     /// SMTP events sent as EmailIRI.
     pub email_iri: u64,
     /// Warrant activations, modifications and deactivations sent as HI1 notifications.
@@ -96,23 +95,14 @@ struct MailOut {
     held: Vec<u8>,
 }
 
-/// The endpoints of a session, from its iRI-Begin, for EmailIRI.
-#[derive(Copy, Clone)]
-struct Ends {
-    orig: SocketAddr,
-    resp: SocketAddr,
-    target: Dir,
-}
-
 /// Numbers and encodes one warrant set's records for its LEAs.
 pub struct Mdf {
     leas: Vec<Lea>,
     route: HashMap<Liid, usize>,
     streams: HashMap<StreamKey, Stream>,
-    /// Target side of each session, learnt from its first CC, for the direction of its EmailCC.
-    sides: HashMap<(Liid, Cin), Dir>,
-    /// Endpoints of each session, from its iRI-Begin, for EmailIRI addresses and ports.
-    ends: HashMap<(Liid, Cin), Ends>,
+    /// The flow of each session and its target side, from its iRI-Begin until its iRI-End: for
+    /// the records that name their session by CIN only (FTP, HTTP, TLS, SMTP).
+    sessions: HashMap<(Liid, Cin), (FlowDescr, Dir)>,
     /// Mails being streamed as EmailCC, by LIID and object id.
     mails: HashMap<(Liid, ObjectId), MailOut>,
     /// Object records carry no time of their own until they end: the last record time seen.
@@ -166,8 +156,7 @@ impl Mdf {
             leas: out,
             route,
             streams: HashMap::new(),
-            sides: HashMap::new(),
-            ends: HashMap::new(),
+            sessions: HashMap::new(),
             mails: HashMap::new(),
             last_ts: Timestamp::default(),
             restarted,
@@ -188,11 +177,9 @@ impl Mdf {
             Record::Iri(r) => {
                 self.last_ts = self.last_ts.max(r.ts);
                 let Some(&lea) = self.route.get(&r.liid) else { return Ok(()) };
-                if let IriEvent::SessionBegin { flow, .. } = &r.event {
-                    if let Some(cin) = r.cin {
-                        let target = flow.target_side(&r.provenance);
-                        self.ends.insert((r.liid.clone(), cin), Ends { orig: flow.orig, resp: flow.resp, target });
-                    }
+                if let (IriEvent::SessionBegin { flow, .. }, Some(cin)) = (&r.event, r.cin) {
+                    let target = flow.target_side(&r.provenance);
+                    self.sessions.insert((r.liid.clone(), cin), (flow.clone(), target));
                 }
                 if let IriEvent::Warrant { op, .. } = &r.event {
                     if !self.leas[lea].hi1 {
@@ -207,26 +194,24 @@ impl Mdf {
                         enc.hi1(buf, hdr, &Hi1Notification { op, liid: hdr.liid, ts: hdr.ts })
                     });
                 }
-                if let Some(ev) = r.event.app::<SmtpEvent>() {
-                    let ends = r.cin.and_then(|cin| self.ends.get(&(r.liid.clone(), cin))).copied();
-                    let Some(iri) = email_iri(ev, ends) else {
-                        self.leas[lea].counts.iri_without_ipiri += 1;
-                        return Ok(());
-                    };
-                    let key = (r.liid.clone(), r.cin, DataType::Iri);
+                let session = r
+                    .cin
+                    .and_then(|cin| self.sessions.get(&(r.liid.clone(), cin)))
+                    .map(|(f, t)| FlowSide { flow: f, target: *t });
+                let key = (r.liid.clone(), r.cin, DataType::Iri);
+                if let Some(iri) = r.event.app::<SmtpEvent>().and_then(|ev| email_iri(ev, session)) {
                     self.leas[lea].counts.email_iri += 1;
                     return self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| {
                         enc.email_iri(buf, hdr, IriType::Report, &iri)
                     });
                 }
-                let Some(m) = map_iri(r) else {
-                    self.leas[lea].counts.iri_without_ipiri += 1;
+                let Some(m) = map_iri(r, session) else {
+                    self.leas[lea].counts.iri_without_form += 1;
                     return Ok(());
                 };
-                let cin = r.cin;
-                let key = (r.liid.clone(), cin, DataType::Iri);
                 self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))?;
-                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, cin) {
+                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
+                    self.sessions.remove(&(r.liid.clone(), cin));
                     self.retire(lea, &r.liid, cin, r.ts, emit)?;
                 }
                 Ok(())
@@ -238,9 +223,6 @@ impl Mdf {
                     self.leas[lea].counts.cc_not_ip += 1;
                     return Ok(());
                 };
-                if let (Some(target), true) = (c.target, c.cin != Cin::NONE) {
-                    self.sides.entry((c.liid.clone(), c.cin)).or_insert(target);
-                }
                 let dir = payload_direction(c.dir, c.target);
                 let snapped = (c.data.len() as u64) < u64::from(c.orig_len);
                 let cut = c.data.len().saturating_sub(packet.len());
@@ -262,14 +244,17 @@ impl Mdf {
                     return Ok(());
                 }
                 self.last_ts = self.last_ts.max(meta.first_seen);
-                let side = self.sides.get(&((*liid).clone(), meta.cin)).copied();
                 self.mails.insert(
                     ((*liid).clone(), *id),
                     MailOut {
                         lea,
                         liid: (*liid).clone(),
                         cin: meta.cin,
-                        dir: payload_direction(Some(meta.direction), side),
+                        dir: match meta.from_target {
+                            Some(true) => PayloadDirection::FromTarget,
+                            Some(false) => PayloadDirection::ToTarget,
+                            None => PayloadDirection::Indeterminate,
+                        },
                         started: false,
                         held: Vec::new(),
                     },
@@ -464,12 +449,12 @@ impl Mdf {
 
 /// The EmailIRI of an SMTP event: a mail transaction is send(1) when the target is the client
 /// (receive(2) when it is the server), an AUTH is logon(5) or logon-failure(6); other events
-/// (STARTTLS, anomalies) have no EmailIRI form.
-fn email_iri(ev: &SmtpEvent, ends: Option<Ends>) -> Option<EmailIri> {
+/// (STARTTLS, anomalies) have no EmailIRI form (they go as IPIRI with tapir's parameters).
+fn email_iri(ev: &SmtpEvent, session: Option<FlowSide<'_>>) -> Option<EmailIri> {
     let positive = |code: u16| (200..300).contains(&code);
     let mut iri = match ev.what {
         SmtpWhat::Mail => {
-            let target_is_server = ends.is_some_and(|e| e.target == Dir::Resp);
+            let target_is_server = session.is_some_and(|s| s.target == Dir::Resp);
             let event = if target_is_server { EmailEventType::Receive } else { EmailEventType::Send };
             let mut iri = EmailIri::new(event, EmailProtocol::Smtp);
             iri.sender = ev.mail_from.clone();
@@ -502,9 +487,9 @@ fn email_iri(ev: &SmtpEvent, ends: Option<Ends>) -> Option<EmailIri> {
         SmtpWhat::StartTls | SmtpWhat::Anomaly => return None,
     };
     // The SMTP client opens the connection: it is the flow's originator.
-    if let Some(e) = ends {
-        iri.client = Some(e.orig);
-        iri.server = Some(e.resp);
+    if let Some(s) = session {
+        iri.client = Some(s.flow.orig);
+        iri.server = Some(s.flow.resp);
     }
     Some(iri)
 }
