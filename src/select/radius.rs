@@ -31,6 +31,13 @@ pub const ATTR_NAS_IP_ADDRESS: u8 = 4;
 pub const ATTR_FRAMED_IP_ADDRESS: u8 = 8;
 pub const ATTR_ACCT_STATUS_TYPE: u8 = 40;
 pub const ATTR_ACCT_SESSION_ID: u8 = 44;
+pub const ATTR_NAS_IDENTIFIER: u8 = 32;
+pub const ATTR_ACCT_INPUT_OCTETS: u8 = 42;
+pub const ATTR_ACCT_OUTPUT_OCTETS: u8 = 43;
+/// RFC 2869: how many times Acct-Input-Octets wrapped past 2^32.
+pub const ATTR_ACCT_INPUT_GIGAWORDS: u8 = 52;
+pub const ATTR_ACCT_OUTPUT_GIGAWORDS: u8 = 53;
+pub const ATTR_NAS_PORT_ID: u8 = 87;
 pub const ATTR_FRAMED_IPV6_PREFIX: u8 = 97;
 /// RFC 4818: the prefix delegated to the subscriber's router (DHCPv6-PD); same format as 97.
 pub const ATTR_DELEGATED_IPV6_PREFIX: u8 = 123;
@@ -111,6 +118,12 @@ pub struct AccountingRecord {
     pub framed_ipv6_address: Option<Ipv6Addr>,
     pub session_id: Option<Vec<u8>>,
     pub nas_ip: Option<Ipv4Addr>,
+    pub nas_identifier: Option<Vec<u8>>,
+    pub nas_port_id: Option<Vec<u8>>,
+    /// Acct-Input-Octets with Acct-Input-Gigawords: what the NAS received from the user.
+    pub input_octets: Option<u64>,
+    /// Acct-Output-Octets with Acct-Output-Gigawords: what the NAS sent to the user.
+    pub output_octets: Option<u64>,
 }
 
 impl AccountingRecord {
@@ -224,7 +237,12 @@ pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, 
         framed_ipv6_address: None,
         session_id: None,
         nas_ip: None,
+        nas_identifier: None,
+        nas_port_id: None,
+        input_octets: None,
+        output_octets: None,
     };
+    let (mut gigawords_in, mut gigawords_out) = (0u64, 0u64);
     for_each_attribute(pkt, |attr, off, v| {
         match attr {
             ATTR_ACCT_STATUS_TYPE if status.is_none() => {
@@ -243,6 +261,20 @@ pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, 
             ATTR_NAS_IP_ADDRESS if rec.nas_ip.is_none() => {
                 rec.nas_ip = Some(Ipv4Addr::from(fixed::<4>(attr, off, v, "4 (ipv4addr)")?));
             }
+            ATTR_NAS_IDENTIFIER if rec.nas_identifier.is_none() => rec.nas_identifier = Some(v.to_vec()),
+            ATTR_NAS_PORT_ID if rec.nas_port_id.is_none() => rec.nas_port_id = Some(v.to_vec()),
+            ATTR_ACCT_INPUT_OCTETS if rec.input_octets.is_none() => {
+                rec.input_octets = Some(u32::from_be_bytes(fixed::<4>(attr, off, v, "4 (integer)")?).into());
+            }
+            ATTR_ACCT_OUTPUT_OCTETS if rec.output_octets.is_none() => {
+                rec.output_octets = Some(u32::from_be_bytes(fixed::<4>(attr, off, v, "4 (integer)")?).into());
+            }
+            ATTR_ACCT_INPUT_GIGAWORDS => {
+                gigawords_in = u32::from_be_bytes(fixed::<4>(attr, off, v, "4 (integer)")?).into();
+            }
+            ATTR_ACCT_OUTPUT_GIGAWORDS => {
+                gigawords_out = u32::from_be_bytes(fixed::<4>(attr, off, v, "4 (integer)")?).into();
+            }
             ATTR_FRAMED_IPV6_ADDRESS if rec.framed_ipv6_address.is_none() => {
                 rec.framed_ipv6_address = Some(Ipv6Addr::from(fixed::<16>(attr, off, v, "16 (ipv6addr)")?));
             }
@@ -257,6 +289,8 @@ pub fn parse_accounting(udp_payload: &[u8]) -> Result<Option<AccountingRecord>, 
         Ok(())
     })?;
     rec.status = status.ok_or(RadiusError::MissingStatusType { identifier })?;
+    rec.input_octets = rec.input_octets.map(|n| n + (gigawords_in << 32));
+    rec.output_octets = rec.output_octets.map(|n| n + (gigawords_out << 32));
     Ok(Some(rec))
 }
 
@@ -301,8 +335,29 @@ pub fn assoc_events(rec: &AccountingRecord, ts: Timestamp) -> Vec<AssocEvent> {
             field: value,
             "source": "radius",
         });
-        if let (Some(s), Some(o)) = (&session, raw.as_object_mut()) {
-            o.insert("acct_session_id".to_string(), json!(s));
+        if let Some(o) = raw.as_object_mut() {
+            // What the accounting record says beyond who holds the address: carried to the IRI
+            // (the NAS as pOPIdentifier/pOPIPAddress, the octets, the port), never to selection.
+            let status = match rec.status {
+                AcctStatus::Start => "start",
+                AcctStatus::InterimUpdate => "interim-update",
+                _ => "stop",
+            };
+            o.insert("acct_status".to_string(), json!(status));
+            let text = |b: &Option<Vec<u8>>| b.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
+            let extra = [
+                ("acct_session_id", session.clone().map(serde_json::Value::from)),
+                ("nas_ip", rec.nas_ip.map(|a| json!(a.to_string()))),
+                ("nas_identifier", text(&rec.nas_identifier).map(serde_json::Value::from)),
+                ("nas_port_id", text(&rec.nas_port_id).map(serde_json::Value::from)),
+                ("input_octets", rec.input_octets.map(serde_json::Value::from)),
+                ("output_octets", rec.output_octets.map(serde_json::Value::from)),
+            ];
+            for (k, v) in extra {
+                if let Some(v) = v {
+                    o.insert(k.to_string(), v);
+                }
+            }
         }
         // One validation for both paths: what the feed format refuses is not produced here.
         if let Ok(ev) = parse_event(&raw.to_string(), "radius", 0) {

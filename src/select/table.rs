@@ -178,6 +178,13 @@ fn port_sels(ports: &[Port]) -> Vec<Sel> {
     out
 }
 
+/// Whether an access event carries accounting details beyond the address (from RADIUS).
+fn has_accounting(raw: &serde_json::Value) -> bool {
+    ["acct_session_id", "nas_ip", "nas_identifier", "input_octets", "output_octets"]
+        .iter()
+        .any(|k| raw.get(k).is_some())
+}
+
 fn event_detail(ev: &AssocEvent) -> serde_json::Value {
     match &ev.raw {
         serde_json::Value::Object(m) => {
@@ -395,8 +402,18 @@ impl Targeting {
         match &ev.kind {
             AssocEventKind::AccessStart { subscriber, net } => {
                 let key = (subscriber.clone(), *net);
-                if self.sessions.contains_key(&key) {
-                    return Vec::new();
+                if let Some(s) = self.sessions.get(&key) {
+                    // The session is known (an Interim-Update, or RADIUS after the feed): nothing
+                    // changes in selection, but accounting details (NAS, octets, session id) are
+                    // IRI the warrants covering it are owed.
+                    if !has_accounting(&ev.raw) {
+                        return Vec::new();
+                    }
+                    let sel = Sel::access(*net);
+                    for c in s.covers.clone() {
+                        changes.add(self, &c, sel.to_string(), &[], &[]);
+                    }
+                    return changes.out;
                 }
                 let target = format!("subscriber:{subscriber}");
                 let step = format!("{t} access.start subscriber={subscriber} {}", access_field(net));
