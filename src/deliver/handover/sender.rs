@@ -29,6 +29,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes sent before a keep-alive asks for confirmation (bounds what a loss makes us resend).
 const PROBE_EVERY: u64 = 1 << 20;
+/// Least wall-clock time between two keep-alives sent to confirm delivery. Records come in
+/// bursts (a replay's capture-time gaps, a live link's quiet moments): without it, every drained
+/// burst would cost a keep-alive, so their number would follow the traffic, not the clock.
+const PROBE_MIN_GAP: Duration = Duration::from_millis(500);
 /// Bytes per second an LEMF is assumed to read at least, when it owes a keep-alive response.
 const MIN_LEMF_RATE: u64 = 50_000;
 const READ_BATCH: usize = 256 << 10;
@@ -276,6 +280,7 @@ async fn session_inner(
     // (offset confirmed by the answer, deadline)
     let mut probe: Option<(u64, Instant)> = None;
     let mut last_send = Instant::now();
+    let mut last_ka = Instant::now().checked_sub(PROBE_MIN_GAP).unwrap_or_else(Instant::now);
     let mut ka_seq = 0u32;
     let mut out = Vec::new();
     loop {
@@ -295,10 +300,12 @@ async fn session_inner(
             sent = next;
             last_send = Instant::now();
         }
-        let drained = !sent_some || since_probe >= PROBE_EVERY;
         let unconfirmed = sent > sh.spool.lock().map_err(lock_err)?.delivered();
         let idle = last_send.elapsed() >= t.keepalive;
-        if probe.is_none() && ((drained && unconfirmed) || idle) {
+        // Confirmation is asked for after every PROBE_EVERY bytes, and when the spool is drained
+        // at most once per PROBE_MIN_GAP.
+        let drained = !sent_some && last_ka.elapsed() >= PROBE_MIN_GAP;
+        if probe.is_none() && (((drained || since_probe >= PROBE_EVERY) && unconfirmed) || idle) {
             out.clear();
             let hdr = PduHeader { liid: &t.keepalive_liid, cin: None, seq: ka_seq, ts: now_ts() };
             ka_seq = ka_seq.wrapping_add(1);
@@ -311,6 +318,7 @@ async fn session_inner(
             probe = Some((sent, Instant::now() + t.keepalive + allowance));
             since_probe = 0;
             last_send = Instant::now();
+            last_ka = last_send;
         }
         wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
         if sent_some {
@@ -322,6 +330,7 @@ async fn session_inner(
         }
         let wake = match probe {
             Some((_, deadline)) => deadline,
+            None if unconfirmed => (last_ka + PROBE_MIN_GAP).min(last_send + t.keepalive),
             None => last_send + t.keepalive,
         };
         tokio::select! {
