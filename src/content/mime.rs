@@ -64,6 +64,12 @@ impl PartInfo {
     pub fn is_file(&self) -> bool {
         self.filename.is_some() || self.disposition.as_deref() == Some("attachment")
     }
+
+    /// The mail's text as the recipient reads it (a `text/plain` or `text/html` part that is no
+    /// attachment): an object too, decoded like an attachment.
+    pub fn is_text_body(&self) -> bool {
+        !self.is_file() && matches!(self.content_type.as_str(), "text/plain" | "text/html")
+    }
 }
 
 /// The top-level headers an investigator asks for first (unfolded, trimmed, bounded).

@@ -1,5 +1,6 @@
 //! SMTP analyzer (RFC 5321): mail transactions, each message as a `mail` object with its MIME
-//! attachments as `file` objects, and IRI for every message, AUTH and STARTTLS.
+//! attachments as `file` objects and its text (plain and HTML parts, transfer encoding undone)
+//! as `text` objects, and IRI for every message, AUTH and STARTTLS.
 //!
 //! Covers PIPELINING (commands and replies matched in order through a bounded queue), 8BITMIME
 //! (bytes kept as they are), BDAT/CHUNKING (RFC 3030), AUTH (RFC 4954: the user name is kept, the
@@ -120,6 +121,9 @@ pub struct SmtpEvent {
     pub headers: MessageHeaders,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// The text parts (plain, HTML) stored as `text` objects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub texts: Vec<Attachment>,
     /// The server's verdict: on the message, the AUTH or the STARTTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<Reply>,
@@ -261,6 +265,7 @@ struct Parts {
     parent: Option<ObjectId>,
     cur: Option<(ObjectId, u64)>,
     attachments: Vec<Attachment>,
+    texts: Vec<Attachment>,
     headers: Option<MessageHeaders>,
 }
 
@@ -339,11 +344,13 @@ impl MimeHandler for PartSink<'_, '_> {
     }
 
     fn part_begin(&mut self, part: &PartInfo) -> bool {
-        if !part.is_file() {
+        let text = part.is_text_body();
+        if !part.is_file() && !text {
             return false;
         }
         let cx = &mut *self.cx;
-        let mut meta = ObjectMeta::new("file", "smtp", cx.flow, Dir::Orig, cx.cin, cx.now);
+        let kind = if text { "text" } else { "file" };
+        let mut meta = ObjectMeta::new(kind, "smtp", cx.flow, Dir::Orig, cx.cin, cx.now);
         meta.name = part.filename.clone();
         meta.parent = self.parts.parent;
         meta.context = json!({
@@ -359,7 +366,8 @@ impl MimeHandler for PartSink<'_, '_> {
         });
         let id = cx.open_object(meta);
         self.parts.cur = Some((id, 0));
-        self.parts.attachments.push(Attachment {
+        let list = if text { &mut self.parts.texts } else { &mut self.parts.attachments };
+        list.push(Attachment {
             object: id,
             name: part.filename.clone(),
             content_type: part.content_type.clone(),
@@ -378,7 +386,8 @@ impl MimeHandler for PartSink<'_, '_> {
     fn part_end(&mut self, complete: bool) {
         if let Some((id, size)) = self.parts.cur.take() {
             self.cx.object_end(id, complete);
-            if let Some(a) = self.parts.attachments.iter_mut().rev().find(|a| a.object == id) {
+            let all = self.parts.attachments.iter_mut().chain(self.parts.texts.iter_mut());
+            if let Some(a) = all.filter(|a| a.object == id).last() {
                 a.size = size;
             }
         }
@@ -626,6 +635,7 @@ impl Smtp {
             ev.complete = Some(m.ended && !m.gaps);
             ev.headers = m.parts.headers.take().unwrap_or_default();
             ev.attachments = m.parts.attachments;
+            ev.texts = m.parts.texts;
         }
         ev.rcpt_to = t.rcpts;
         if ev.mail_from.is_some() || ev.object.is_some() || !ev.rcpt_to.is_empty() {
