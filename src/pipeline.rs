@@ -147,17 +147,22 @@ impl Pipeline {
             self.now = now;
         }
         let now = self.now;
-        self.lifecycle.advance(now, &mut self.notices);
-        self.emit_notices(sink);
-        while let Some(ev) = self.events.get(self.next_event) {
-            if ev.ts > now {
+        while let Some(ts) = self.events.get(self.next_event).map(|e| e.ts) {
+            if ts > now {
                 break;
             }
+            // A warrant enters force no later than the first record it gets: an association
+            // event older than this frame comes first.
+            self.lifecycle.advance(ts, &mut self.notices);
+            self.emit_notices(sink);
+            let Some(ev) = self.events.get(self.next_event) else { break };
             self.next_event += 1;
             self.summary.association_events += 1;
             let changes = self.targeting.apply(ev);
             self.emit_changes(changes, sink);
         }
+        self.lifecycle.advance(now, &mut self.notices);
+        self.emit_notices(sink);
         if self.next_event >= self.next_forget_at {
             self.forget_settled_events();
         }
@@ -264,7 +269,10 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         let now = self.now;
         self.flows.finish(now, &mut self.files, sink);
-        while let Some(ev) = self.events.get(self.next_event) {
+        while let Some(ts) = self.events.get(self.next_event).map(|e| e.ts) {
+            self.lifecycle.advance(ts, &mut self.notices);
+            self.emit_notices(sink);
+            let Some(ev) = self.events.get(self.next_event) else { break };
             self.next_event += 1;
             self.summary.association_events += 1;
             let changes = self.targeting.apply(ev);
