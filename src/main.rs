@@ -157,7 +157,11 @@ fn main() {
         }),
         Cmd::Keygen { out } => SigningKey::generate_to(&out)
             .map(|public| {
-                println!("wrote {} and {} (public key {public})", out.display(), out.with_extension("pub").display())
+                println!(
+                    "wrote {} and {} (public key {public})",
+                    out.display(),
+                    tapir::deliver::manifest::public_key_path(&out).display()
+                )
             })
             .map_err(Into::into),
         Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
@@ -198,8 +202,12 @@ fn lemf(
     }
     if let Some(p) = verify_key {
         cfg.verify_key = Some(
-            tapir::lemf::VerifyKey::from_pem_file(&p)
-                .ok_or_else(|| anyhow::anyhow!("{}: not an Ed25519 or P-256 PUBLIC KEY PEM", p.display()))?,
+            tapir::lemf::VerifyKey::from_file(&p).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: neither an Ed25519 or P-256 PUBLIC KEY PEM nor an Ed25519 public key in hex (KEY.pub of `tapir keygen KEY`)",
+                    p.display()
+                )
+            })?,
         );
     }
     if let Some(m) = max_pdu {
@@ -303,7 +311,7 @@ fn replay(
     };
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let signed = manifest::write(out, &key, &now, &written)?;
+    let signed = manifest::write_case(out, &key, &now, &written)?;
 
     // The closing summary.
     let s = &pipeline.summary;

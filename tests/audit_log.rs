@@ -108,7 +108,7 @@ fn an_untouched_log_verifies_and_python_agrees() {
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("13 lines, all signed (last signature: line 13)") && out.contains("OK"), "{out}");
     // The key as the `.pub` file `tapir keygen` writes.
-    let pub_file = d.path().join("audit.pub");
+    let pub_file = d.path().join("audit.key.pub");
     assert_eq!(tapir_verify(&p, Some(pub_file.to_str().unwrap())).0, 0);
     // Without a key: verified against the key in the log, and says so.
     let (rc, out) = tapir_verify(&p, None);

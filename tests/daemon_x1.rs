@@ -473,7 +473,7 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
         .args(["audit", "verify"])
         .arg(&audit)
         .arg("--key")
-        .arg(d.join("audit.pub"))
+        .arg(d.join("audit.key.pub"))
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);

@@ -227,7 +227,7 @@ fn verify_names_a_tampered_file_and_checks_the_signer() {
         s(&key),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let public = d.path().join("op.pub");
+    let public = d.path().join("op.key.pub");
     let ok = tapir(&["verify", s(&c), "--public-key", s(&public)]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(stdout(&ok).contains("the key given"));
@@ -235,7 +235,7 @@ fn verify_names_a_tampered_file_and_checks_the_signer() {
     // Another operator's key is refused.
     let other = d.path().join("other.key");
     tapir(&["keygen", s(&other)]);
-    let bad = tapir(&["verify", s(&c), "--public-key", s(&d.path().join("other.pub"))]);
+    let bad = tapir(&["verify", s(&c), "--public-key", s(&d.path().join("other.key.pub"))]);
     assert_eq!(bad.status.code(), Some(1));
 
     // One flipped byte in the CC is named.

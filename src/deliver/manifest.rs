@@ -103,7 +103,9 @@ impl SigningKey {
         SigningKey { pair, ephemeral: true }
     }
 
-    /// Writes a new PKCS#8 key to `path` (mode 0600) and its public key in hex to `path.pub`.
+    /// Writes a new PKCS#8 key to `path` (mode 0600) and its public key in hex to `path` + `.pub`
+    /// (`lea.key` -> `lea.key.pub`), which `tapir verify --public-key`, `tapir audit verify
+    /// --key` and `tapir lemf --verify-key` all read.
     pub fn generate_to(path: &Path) -> Result<String, ManifestError> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("system randomness");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key ring just made");
@@ -114,7 +116,7 @@ impl SigningKey {
         let mut f = opts.open(path).map_err(io_err(path))?;
         io::Write::write_all(&mut f, pkcs8.as_ref()).map_err(io_err(path))?;
         let public = hex::encode(pair.public_key().as_ref());
-        let pub_path = path.with_extension("pub");
+        let pub_path = public_key_path(path);
         fs::write(&pub_path, format!("{public}\n")).map_err(io_err(&pub_path))?;
         Ok(public)
     }
@@ -127,6 +129,13 @@ impl SigningKey {
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
         self.pair.sign(msg).as_ref().to_vec()
     }
+}
+
+/// Where `tapir keygen KEY` puts the public key: `KEY.pub`.
+pub fn public_key_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
 }
 
 fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
@@ -215,6 +224,34 @@ pub fn write(
         serde_json::to_vec_pretty(&sigfile).map_err(|e| ManifestError::BadJson(SIGNATURE.into(), e.to_string()))?;
     fs::write(&sp, sigbytes).map_err(io_err(&sp))?;
     Ok(n)
+}
+
+/// Signs a whole case: each LIID's directory gets a manifest of its own (so that it can be
+/// handed to its LEA alone, and says nothing of any other LIID), then the case root one over
+/// everything, those included. Returns the number of files the root manifest lists.
+pub fn write_case(
+    root: &Path,
+    key: &SigningKey,
+    now: &str,
+    known: &std::collections::BTreeMap<String, (u64, String)>,
+) -> Result<usize, ManifestError> {
+    let mut dirs = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_err(root))? {
+        let entry = entry.map_err(io_err(root))?;
+        if entry.file_type().map_err(io_err(&entry.path()))?.is_dir() {
+            dirs.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    dirs.sort();
+    for dir in dirs {
+        let prefix = format!("{dir}/");
+        let sub: std::collections::BTreeMap<String, (u64, String)> = known
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), v.clone())))
+            .collect();
+        write(&root.join(&dir), key, now, &sub)?;
+    }
+    write(root, key, now, known)
 }
 
 /// What `verify` established.

@@ -51,6 +51,17 @@ impl VerifyKey {
         let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_file(path).ok()?;
         VerifyKey::from_spki_der(spki.as_ref())
     }
+
+    /// From a key file: a PEM `PUBLIC KEY`, or an Ed25519 public key in hex (`KEY.pub` as
+    /// `tapir keygen KEY` writes it).
+    pub fn from_file(path: &std::path::Path) -> Option<VerifyKey> {
+        if let Some(k) = VerifyKey::from_pem_file(path) {
+            return Some(k);
+        }
+        let text = std::fs::read_to_string(path).ok()?;
+        let raw = hex::decode(text.trim()).ok().filter(|k| k.len() == 32)?;
+        Some(VerifyKey::Ed25519(raw))
+    }
 }
 
 impl Channel {
