@@ -5,8 +5,8 @@
 #   bash .ci/install-deps.sh                  # what the tests need (tshark & co.)
 #   bash .ci/install-deps.sh --fixture-tools  # plus what regenerating pcaps/ needs: pyftpdlib;
 #                                             # for pcaps/app (make-app-fixtures.sh): swaks,
-#                                             # postfix, qemu-utils, wget, openssl, aiosmtpd,
-#                                             # pyOpenSSL
+#                                             # postfix, qemu-utils, wget, openssl, OpenSSH,
+#                                             # aiosmtpd, pyOpenSSL
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -75,7 +75,7 @@ if [[ $FIXTURE_TOOLS -eq 1 ]]; then
     # qemu-utils (qemu-img/qemu-io for the qcow2 upload), wget, openssl
     app=()
     for p in swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix \
-             qemu-utils wget openssl; do
+             qemu-utils wget openssl openssh-client openssh-server; do
         installed "$p" || app+=("$p")
     done
     if [[ ${#app[@]} -gt 0 ]]; then

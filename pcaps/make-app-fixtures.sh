@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the protocol-analyzer fixtures in pcaps/app/ with real clients and servers
-# (swaks, postfix, aiosmtpd, curl, wget, pyftpdlib, lftp, openssl, python3 clients) in
+# (swaks, postfix, aiosmtpd, curl, wget, pyftpdlib, lftp, openssl, OpenSSH, python3 clients) in
 # network namespaces named tap-*.
 #
-#   sudo bash pcaps/make-app-fixtures.sh             # all: smtp http ftp tls
+#   sudo bash pcaps/make-app-fixtures.sh             # all: smtp http ftp tls ssh
 #   sudo bash pcaps/make-app-fixtures.sh smtp tls    # only some
 #
 # Same conventions as make-fixtures.sh (helpers in tools/nslib.sh): nothing is added to the root
@@ -16,7 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOOLS=$HERE/tools
 OUT=$HERE/app
-ALL_FIXTURES=(smtp http ftp tls)
+ALL_FIXTURES=(smtp http ftp tls ssh)
 NSP=tap-
 WORK=$(mktemp -d /tmp/tapir-app-fixtures.XXXXXX)
 # postfix's own processes run as user postfix and must reach their queue under $WORK
@@ -26,7 +26,7 @@ source "$TOOLS/nslib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root (network namespaces, tcpdump)"
 for t in ip tcpdump tshark capinfos curl wget lftp swaks postfix openssl qemu-img qemu-io \
-         ethtool ss sha256sum md5sum sha512sum gzip python3; do
+         ethtool ss sha256sum md5sum sha512sum gzip python3 ssh ssh-keygen /usr/sbin/sshd; do
     command -v "$t" >/dev/null || die "missing tool: $t (run .ci/install-deps.sh --fixture-tools)"
 done
 python3 -c 'import aiosmtpd, pyftpdlib, OpenSSL' 2>/dev/null ||
@@ -447,6 +447,43 @@ python3 HTTPS server (CN https.example). Captured on the server's interface."
 }
 
 # ---------------------------------------------------------------------------------------------
+# One OpenSSH login with a command: a protocol tapir has no analyzer for (a raw stream each way),
+# encrypted after the clear-text version banners.
+fx_ssh() {
+    begin ssh
+    lan_up
+    local d=$WORK/ssh
+    mkdir -p "$d"
+    x_root ssh-keygen -q -t ed25519 -N '' -C tapir-fixture-host -f "$d/host"
+    x_root ssh-keygen -q -t ed25519 -N '' -C tapir-fixture-client -f "$d/client"
+    cp "$d/client.pub" "$d/authorized_keys"
+    chmod 600 "$d/authorized_keys"
+    printf '%s\n' "ListenAddress 203.0.113.10" "Port 22" "HostKey $d/host" \
+        "AuthorizedKeysFile $d/authorized_keys" "PermitRootLogin prohibit-password" \
+        "PasswordAuthentication no" "KbdInteractiveAuthentication no" "StrictModes no" \
+        "UsePAM no" "PidFile $d/sshd.pid" >"$d/sshd_config"
+    mkdir -p /run/sshd # the privilege separation directory sshd insists on
+    bgx srv "$WORK/sshd.log" /usr/sbin/sshd -D -e -f "$d/sshd_config"
+    local srv=$LAST_PID
+    wait_port srv 22
+    cap_start srv eth0 "$WORK/ssh.pcap"
+    x tgt ssh -i "$d/client" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o BatchMode=yes -o LogLevel=ERROR root@203.0.113.10 'echo tapir-ssh-fixture; uname -s' \
+        >"$WORK/ssh-out.txt"
+    grep -qx tapir-ssh-fixture "$WORK/ssh-out.txt" || die "ssh: the command's output is missing"
+    cap_stop "$WORK/ssh.pcap"
+    stop_pid "$srv"
+    rec kind=ssh tool="$(ssh -V 2>&1 | sed 's/,.*//')" server=openssh_sshd \
+        command="echo tapir-ssh-fixture; uname -s"
+    count ssh_banners 'ssh.protocol'
+    keep "$WORK/ssh.pcap" ssh.pcap
+    expect ssh "Target 198.51.100.7 logs in to 203.0.113.10:22 with OpenSSH (ed25519 key) and \
+runs one command. Encrypted after the version banners and the key exchange. Captured on the \
+server's interface."
+    ns_cleanup
+}
+
+# ---------------------------------------------------------------------------------------------
 # app/warrants.toml: the LIIDs of pcaps/warrants.toml, windows around these captures' days
 write_warrants() {
     python3 - "$OUT" <<'PY'
@@ -498,6 +535,7 @@ main() {
             http) fx_http ;;
             ftp) fx_ftp ;;
             tls) fx_tls ;;
+            ssh) fx_ssh ;;
             *) die "unknown fixture $f (one of: ${ALL_FIXTURES[*]})" ;;
         esac
     done

@@ -550,6 +550,12 @@ def main(meta_path, pcap, out_path, work=None, here=None, fast=None):
     res["files"] = files
     if tls:
         res["tls_sessions"] = tls
+    if any(r["kind"] == "ssh" for r in recs):
+        # The clear-text version banners, per stream and sender (tshark's SSH dissector).
+        res["ssh_banners"] = [
+            {"tcp_stream": int(st), "src": src, "banner": banner}
+            for st, src, banner in tshark_fields(pcap, "ssh.protocol", ["tcp.stream", "ip.src", "ssh.protocol"])
+        ]
     if any(f["kind"] == "ftp" for f in files):
         res["ftp_commands"] = commands_of(pcap, "ftp")
     if any(f["kind"] == "smtp" for f in files):
