@@ -534,4 +534,34 @@ mod tests {
         assert_eq!(p.summary.radius_events, 1);
         assert!(p.take_radius_events().is_empty());
     }
+
+    #[test]
+    fn a_warrant_is_activated_no_later_than_the_first_record_it_gets() {
+        // joe's access session starts (feed) an hour before his first packet is seen.
+        let w = parse_warrants(
+            "[[warrant]]\nliid = \"L\"\nstart = \"2027-01-01T00:00:00Z\"\nend = \"2027-02-01T00:00:00Z\"\nscope = \"iri\"\ntargets = [\"subscriber:joe\"]\n",
+            "t",
+        )
+        .unwrap();
+        let start = at(-3_600_000).to_rfc3339();
+        let ev = crate::select::parse_event(
+            &format!(r#"{{"time":"{start}","event":"access.start","subscriber":"joe","ip":"10.1.0.1"}}"#),
+            "feed",
+            1,
+        )
+        .unwrap();
+        let mut p = Pipeline::new(w.warrants, vec![ev], DecodeConfig::default(), FlowConfig::default());
+        let mut sink = VecSink::default();
+        feed(&mut p, &mut sink, 0, &udp([10, 1, 0, 1], [10, 2, 0, 1], 4000, 5000, b"x"));
+        let kinds: Vec<(String, Timestamp)> = sink
+            .iri
+            .iter()
+            .map(|r| (serde_json::to_value(r).unwrap()["event"].as_str().unwrap().to_string(), r.ts))
+            .collect();
+        assert_eq!(kinds.first().map(|k| k.0.as_str()), Some("warrant"), "{kinds:?}");
+        assert_eq!(kinds[1], ("association".to_string(), at(-3_600_000)));
+        // Activated when its first record happened, not at the later first packet.
+        assert!(kinds.iter().all(|(_, ts)| *ts >= kinds[0].1), "{kinds:?}");
+        assert_eq!(kinds[0].1, at(-3_600_000));
+    }
 }

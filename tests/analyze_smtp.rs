@@ -25,6 +25,8 @@ struct Obj {
     bytes: Vec<u8>,
     complete: bool,
     ctx: Value,
+    /// The object's whole line in objects.jsonl.
+    line: Value,
 }
 
 struct Run {
@@ -61,7 +63,7 @@ fn replay(capture: &Path) -> Run {
     };
     let objects = read("objects.jsonl")
         .into_iter()
-        .filter(|o| o["kind"] == "mail" || o["kind"] == "file")
+        .filter(|o| o["kind"] == "mail" || o["kind"] == "file" || o["kind"] == "text")
         .map(|o| {
             let bytes = std::fs::read(case.join(o["path"].as_str().unwrap())).unwrap();
             assert_eq!(sha256(&bytes), o["sha256"].as_str().unwrap(), "stored bytes match the recorded hash");
@@ -71,6 +73,7 @@ fn replay(capture: &Path) -> Run {
                 bytes,
                 complete: o["complete"].as_bool().unwrap(),
                 ctx: o["context"].clone(),
+                line: o.clone(),
             }
         })
         .collect();
@@ -278,4 +281,49 @@ fn auth_login_user_is_kept_and_password_masked() {
     assert_eq!(auth[0]["secret"], "***");
     let all = serde_json::to_string(&run.iri).unwrap();
     assert!(!all.contains("VjF2MXRyMG4") && !all.contains("V1v1tr0n"));
+}
+
+/// Python's `email` package on one stored message: the SHA-256 of each text part (plain or HTML,
+/// not an attachment) with its transfer encoding undone, in message order.
+fn python_text_parts(message: &[u8]) -> Vec<String> {
+    const PY: &str = r#"
+import email, email.policy, hashlib, sys
+# message_from_bytes keeps CRLF line ends as sent (message_from_binary_file turns them into LF).
+m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy.default)
+for p in m.walk():
+    if p.is_multipart() or p.get_content_type() not in ('text/plain', 'text/html'):
+        continue
+    if p.get_content_disposition() == 'attachment' or p.get_filename():
+        continue
+    print(hashlib.sha256(p.get_payload(decode=True) or b'').hexdigest())
+"#;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), message).unwrap();
+    let o = Command::new("python3").args(["-c", PY]).arg(f.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_mails_text_is_an_object_decoded_as_python_decodes_it() {
+    let run = replay(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/app/smtp.pcap")));
+    let mails: Vec<&Obj> = run.objects.iter().filter(|o| o.kind == "mail").collect();
+    assert!(mails.len() >= 8);
+    let mut texts = 0;
+    for m in mails {
+        let want = python_text_parts(&m.bytes);
+        let id = &m.line["id"];
+        let got: Vec<&str> = run
+            .objects
+            .iter()
+            .filter(|o| o.kind == "text" && &o.line["parent"] == id)
+            .map(|o| o.sha256.as_str())
+            .collect();
+        assert_eq!(got, want, "text parts of mail {id}");
+        texts += got.len();
+        // The mail's IRI lists them.
+        let iri = run.iri.iter().find(|r| r["event"] == "smtp" && &r["object"] == id).unwrap();
+        assert_eq!(iri["texts"].as_array().map_or(0, Vec::len), got.len(), "{iri}");
+    }
+    assert!(texts >= 8, "{texts} text parts");
 }

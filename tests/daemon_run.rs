@@ -238,3 +238,32 @@ fn sighup_adds_a_warrant_at_the_next_packets_and_sigterm_leaves_a_complete_case(
         assert_eq!(ends, 1, "{liid}");
     }
 }
+
+/// Keep-alives asking for delivery confirmation follow the wall clock (at most one per 500 ms
+/// per channel), not the traffic: a target packet every 100 ms, replayed in real time, used to
+/// cost a keep-alive each.
+#[test]
+fn keep_alives_follow_the_clock_not_the_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("paced.pcap");
+    write_pcap(&pcap, &every_100ms(&[A_SRC], 40)); // T0+0.0 .. T0+3.9
+    let port = common::free_port();
+    let lemf = common::Lemf::start(port, None, &dir.path().join("lemf"));
+    let w = warrant("LIID-A", A_SRC, 60).replace("scope", "lea = \"lemf\"\nscope")
+        + &format!(
+            "[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{port}\"\nhi3 = \"127.0.0.1:{port}\"\noperator_id = \"OPER-O\"\nkeepalive = 10\n"
+        );
+    std::fs::write(dir.path().join("warrants.toml"), w).unwrap();
+    let config = write_config(dir.path(), &[pcap], "realtime", "exit", None);
+    let t = Instant::now();
+    let o = Command::new(TAPIR).args(["run", "--config"]).arg(&config).output().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = lemf.stop();
+    let kas = report["keepalives_answered"].as_u64().unwrap();
+    // Two channels, each at most one per 500 ms and one at the end.
+    let bound = (2.0 * (secs / 0.5 + 2.0)) as u64;
+    assert!(kas >= 1 && kas <= bound && kas < 40, "{kas} keep-alives in {secs:.1} s (bound {bound})");
+    let cc = tshark(&the_case(dir.path(), "case").join("LIID-A/cc.pcap"), None, &["frame.number"]).len();
+    assert_eq!(cc, 40);
+}

@@ -98,6 +98,11 @@ struct TsharkRow {
     v6_addr: String,
     session: String,
     payload: Vec<u8>,
+    nas_ip: String,
+    nas_identifier: String,
+    nas_port_id: String,
+    /// Acct-Input-Octets, Acct-Output-Octets, Acct-Input-Gigawords as tshark prints them.
+    octets: [String; 3],
 }
 
 fn tshark_requests(pcap: &Path, port: Option<u16>) -> Vec<TsharkRow> {
@@ -118,6 +123,12 @@ fn tshark_requests(pcap: &Path, port: Option<u16>) -> Vec<TsharkRow> {
         "radius.Acct_Session_Id",
         "udp.payload",
         "radius.Delegated_IPv6_Prefix",
+        "radius.NAS_IP_Address",
+        "radius.NAS_Identifier",
+        "radius.NAS_Port_Id",
+        "radius.Acct_Input_Octets",
+        "radius.Acct_Output_Octets",
+        "radius.Acct_Input_Gigawords",
     ];
     cmd.args(["-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]);
     for f in fields {
@@ -143,6 +154,10 @@ fn tshark_requests(pcap: &Path, port: Option<u16>) -> Vec<TsharkRow> {
                 session: c[8].clone(),
                 payload: hex::decode(&c[9]).unwrap(),
                 delegated_hex: c[10].clone(),
+                nas_ip: c[11].clone(),
+                nas_identifier: c[12].clone(),
+                nas_port_id: c[13].clone(),
+                octets: [c[14].clone(), c[15].clone(), c[16].clone()],
             }
         })
         .collect()
@@ -182,6 +197,16 @@ fn check_against_tshark(rows: &[TsharkRow]) {
         }
         assert!(verify_request_authenticator(&r.payload, SECRET));
         assert!(!verify_request_authenticator(&r.payload, b"wrong"));
+        // What the IRI carries beyond selection: the NAS, its port, the octets.
+        let text =
+            |v: &Option<Vec<u8>>| v.as_deref().map(|b| String::from_utf8(b.to_vec()).unwrap()).unwrap_or_default();
+        assert_eq!(rec.nas_ip.map(|a| a.to_string()).unwrap_or_default(), r.nas_ip);
+        assert_eq!(text(&rec.nas_identifier), r.nas_identifier);
+        assert_eq!(text(&rec.nas_port_id), r.nas_port_id);
+        let giga: u64 = r.octets[2].parse().unwrap_or(0);
+        let input = r.octets[0].parse::<u64>().ok().map(|n| n + (giga << 32));
+        assert_eq!(rec.input_octets, input);
+        assert_eq!(rec.output_octets, r.octets[1].parse::<u64>().ok());
     }
 }
 
@@ -260,12 +285,7 @@ fn radclient_accounting_matches_tshark() {
 fn fixture_capture_matches_tshark() {
     // Made by radclient_accounting_matches_tshark with TAPIR_REGEN_FIXTURES=1, on an ephemeral
     // port: tshark is told to decode the first packet's destination port as RADIUS.
-    let out = Command::new("tshark")
-        .args(["-r", FIXTURE, "-T", "fields", "-e", "udp.dstport", "-c", "1"])
-        .output()
-        .expect("tshark");
-    let port: u16 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
-    let rows = tshark_requests(Path::new(FIXTURE), Some(port));
+    let rows = tshark_requests(Path::new(FIXTURE), Some(fixture_port()));
     check_against_tshark(&rows);
     check_events(&rows);
 }
@@ -408,4 +428,88 @@ proptest! {
             }
         }
     }
+}
+
+/// An Interim-Update for a session the feed already announced changes nothing in selection, but
+/// its accounting details are IRI: an `access.start` record with the NAS and the octets, and on
+/// HI2 an interimUpdate with pOPIdentifier, pOPIPAddress, pOPPortID, the octets and
+/// authenticationType radiusAAA, as asn1tools reads them (with tapir's additions).
+#[test]
+fn accounting_details_of_a_known_session_reach_the_iri_and_hi2() {
+    use tapir::deliver::etsi::{map_iri, Encoder, EtsiConfig, PduHeader};
+    use tapir::record::{IriEvent, IriRecord};
+    use tapir::select::{parse_warrants, Targeting};
+
+    let w = parse_warrants(
+        "[[warrant]]\nliid = \"L\"\nstart = \"2000-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\nscope = \"iri\"\ntargets = [\"subscriber:joe\"]\n",
+        "w",
+    )
+    .unwrap();
+    let mut t = Targeting::new(w.warrants);
+    let rows = tshark_requests(Path::new(FIXTURE), Some(fixture_port()));
+    let interim = &rows[1];
+    let feed = parse_event(
+        &format!(
+            r#"{{"time":"{}","event":"access.start","subscriber":"joe","ip":"198.51.100.7"}}"#,
+            Timestamp::from_secs(interim.time.secs() - 60).to_rfc3339()
+        ),
+        "feed",
+        1,
+    )
+    .unwrap();
+    assert_eq!(t.apply(&feed).len(), 1, "the feed's start is IRI");
+    let rec = parse_accounting(&interim.payload).unwrap().unwrap();
+    let ev = assoc_events(&rec, interim.time).into_iter().find(|e| e.raw["ip"] == "198.51.100.7").unwrap();
+    let changes = t.apply(&ev);
+    assert_eq!(changes.len(), 1, "the known session's accounting is IRI too");
+    let c = &changes[0];
+    assert!(c.selectors_added.is_empty() && c.selectors_removed.is_empty());
+    assert_eq!(c.detail["acct_status"], "interim-update");
+    assert_eq!(c.detail["nas_ip"], interim.nas_ip);
+    assert_eq!(c.detail["acct_session_id"], interim.session);
+
+    let r = IriRecord {
+        liid: c.liid.clone(),
+        cin: None,
+        ts: c.ts,
+        event: IriEvent::Association {
+            what: c.what.clone(),
+            detail: c.detail.clone(),
+            selectors_added: vec![],
+            selectors_removed: vec![],
+        },
+        provenance: c.provenance.clone(),
+    };
+    let m = map_iri(&r, None).unwrap();
+    let enc = Encoder::new(EtsiConfig::new("OPER-O")).unwrap();
+    let mut pdu = Vec::new();
+    enc.ipiri(&mut pdu, &PduHeader { liid: "L", cin: None, seq: 0, ts: r.ts }, &m).unwrap();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), &pdu).unwrap();
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tapir_asn1.py");
+    let o = Command::new("python3").arg(tool).arg("decode").arg(f.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ip = &v["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"];
+    assert_eq!(ip["accessEventType"], "interimUpdate", "{ip}");
+    assert_eq!(ip["authenticationType"], "radiusAAA");
+    assert_eq!(ip["pOPIdentifier"]["printableIDType"], interim.nas_identifier);
+    assert_eq!(
+        ip["pOPIPAddress"]["iP-value"]["iPBinaryAddress"],
+        hex::encode(interim.nas_ip.parse::<Ipv4Addr>().unwrap().octets())
+    );
+    assert_eq!(ip["pOPPortID"], hex::encode(&interim.nas_port_id));
+    let giga: u64 = interim.octets[2].parse().unwrap();
+    assert_eq!(ip["octetsTransmitted"].as_u64(), Some(interim.octets[0].parse::<u64>().unwrap() + (giga << 32)));
+    assert_eq!(ip["octetsReceived"].as_u64(), interim.octets[1].parse::<u64>().ok());
+    assert_eq!(ip["targetIPAddress"]["iP-value"]["iPBinaryAddress"], "c6336407");
+}
+
+/// The port the fixture's accounting went to (tshark decodes it as RADIUS).
+fn fixture_port() -> u16 {
+    let out = Command::new("tshark")
+        .args(["-r", FIXTURE, "-T", "fields", "-e", "udp.dstport", "-c", "1"])
+        .output()
+        .expect("tshark");
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
 }

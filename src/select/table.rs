@@ -221,7 +221,9 @@ impl Targeting {
                     Arc::new(Provenance {
                         selector: target.to_string(),
                         target: target.to_string(),
-                        chain: vec![format!("warrant {} (line {}) names {target}", warrant.liid, warrant.line)],
+                        // Not the warrants file's line: where a warrant sits in the file depends
+                        // on the other warrants, which nothing an LEA receives may betray.
+                        chain: vec![format!("warrant {} names {target}", warrant.liid)],
                     })
                 };
                 let entry = || Entry { w, source: Source::Static, prov: prov() };

@@ -532,3 +532,56 @@ impl Drop for XsdBatch {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/data/etsi/hi2_lemf.py`: the shared `lemf_check.py` (asn1tools, the plain ETSI
+/// subset), unchanged, with every PDU it receives also decoded by asn1tools against the subset
+/// merged with tapir's additions (`tools/tapir_asn1.py`). It exits after `idle` seconds without
+/// data; [`PyLemf::finish`] waits for that and returns lemf_check's report and the PDUs.
+pub struct PyLemf {
+    child: Child,
+    report: PathBuf,
+}
+
+impl PyLemf {
+    /// Listens on 127.0.0.1 `hi2` and `hi3`; returns once both accept connections.
+    pub fn start(hi2: u16, hi3: u16, report: &Path, idle_secs: u32) -> PyLemf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let child = Command::new("python3")
+            .arg(root.join("tests/data/etsi/hi2_lemf.py"))
+            .arg(root.join("../shared/tools/lemf_check.py"))
+            .args(["--hi2", &hi2.to_string(), "--hi3", &hi3.to_string(), "--idle", &idle_secs.to_string()])
+            .args(["--max", "300", "--report"])
+            .arg(report)
+            .spawn()
+            .expect("python3");
+        wait_listening(hi2);
+        wait_listening(hi3);
+        PyLemf { child, report: report.to_path_buf() }
+    }
+
+    /// Waits for it to exit; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
+    /// `{"channel", "error", "hex"}` for one the merged schema does not decode).
+    pub fn finish(mut self) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "hi2_lemf.py exited {st:?}");
+        let report = serde_json::from_str(&std::fs::read_to_string(&self.report).unwrap()).unwrap();
+        let mut p = self.report.clone().into_os_string();
+        p.push(".pdus.jsonl");
+        let pdus = std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (report, pdus)
+    }
+}
+
+impl Drop for PyLemf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON lines of a file (none if it does not exist).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+        .unwrap_or_default()
+}

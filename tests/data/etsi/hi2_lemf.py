@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Runs shared/tools/lemf_check.py unchanged and, beside it, decodes every PDU it receives with
 asn1tools against the shared subset merged with tapir's additions (tools/tapir_asn1.py). After
-lemf_check's report, writes REPORT.pdus.jsonl: one line per PDU, {"channel", "pdu"} with the
-PDU as tools/tapir_asn1.py prints it, or {"channel", "error", "hex"} for one it cannot decode.
+lemf_check's report, writes REPORT.pdus.jsonl: one line per PDU in the order received on its
+connection, {"channel", "hex", "pdu"} with the PDU as tools/tapir_asn1.py prints it, or
+{"channel", "hex", "error"} for one it cannot decode.
 
 usage: hi2_lemf.py LEMF_CHECK_PY [lemf_check arguments...]   (--report REPORT among them)
 """
@@ -30,9 +31,9 @@ orig_account = lemf.account
 def account(pdu, channel):
     reply = orig_account(pdu, channel)
     try:
-        v = {'channel': channel, 'pdu': tool.norm(FULL.decode('PS-PDU', pdu))}
+        v = {'channel': channel, 'hex': pdu.hex(), 'pdu': tool.norm(FULL.decode('PS-PDU', pdu))}
     except Exception as e:  # noqa: BLE001 - every failure is reported, none is fatal
-        v = {'channel': channel, 'error': str(e), 'hex': pdu.hex()}
+        v = {'channel': channel, 'hex': pdu.hex(), 'error': str(e)}
     with mine:
         lines.append(v)
     return reply
