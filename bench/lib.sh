@@ -1,9 +1,10 @@
 # Shared by the bench scripts (sourced): a warrant file, and one timed run of a tool.
 
-# bench_warrant FILE LIID TARGET: a warrant over all time, IRI and CC, on one target.
+# bench_warrant FILE LIID TARGET [SCOPE]: a warrant over all time on one target, IRI and CC
+# unless SCOPE says otherwise ("iri", "cc").
 bench_warrant() {
-  printf '[[warrant]]\nliid = "%s"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = ["%s"]\n' \
-    "$2" "$3" > "$1"
+  printf '[[warrant]]\nliid = "%s"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "%s"\ntargets = ["%s"]\n' \
+    "$2" "${4:-iri+cc}" "$3" > "$1"
 }
 
 # bench_run NAME COMMAND...: runs the command (output in $work/out.txt) and prints its time,

@@ -19,6 +19,7 @@ cat "$cap" > /dev/null   # page cache: every tool reads the same warm file
 
 bench_warrant "$work/none.toml" BENCH-NONE ipv4:192.0.2.1
 bench_warrant "$work/all.toml" BENCH-ALL cidr:10.0.0.0/8
+bench_warrant "$work/iri.toml" BENCH-IRI cidr:10.0.0.0/8 iri
 
 echo "capture: $packets packets, $bytes bytes ($(nproc) cores)"
 bench_run "tcpdump -r -w /dev/null" tcpdump -r "$cap" -w /dev/null
@@ -28,3 +29,6 @@ rm -rf "$work/tcpflow"
 bench_run "tapir replay (0 targets)" ./target/release/tapir replay -q "$cap" --warrants "$work/none.toml" --out "$work/case-none"
 rm -rf "$work/case-none"
 bench_run "tapir replay (all targeted)" ./target/release/tapir replay -q "$cap" --warrants "$work/all.toml" --out "$work/case-all"
+rm -rf "$work/case-all"
+# IRI only: analyzers and the three digests run, no content is written.
+bench_run "tapir replay (all targeted, IRI only)" ./target/release/tapir replay -q "$cap" --warrants "$work/iri.toml" --out "$work/case-iri"

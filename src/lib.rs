@@ -4,6 +4,10 @@
 //! `capture -> decode -> select -> flow -> analyze -> content -> record -> deliver`.
 //! A module never calls back up this chain. The core (everything but `capture` and `deliver`)
 //! does no I/O and never reads the clock: it is handed bytes and `now`.
+//!
+//! [`record`] is also the ground floor of the imports: the vocabulary every stage shares (LIID,
+//! CIN, provenance, flows, the records and their sinks, the scope gate) imports nothing of tapir
+//! but [`timestamp`], and no module imports itself through others (`tests/layering.rs`).
 #![deny(unsafe_code)]
 
 pub mod analyze;

@@ -1,6 +1,6 @@
 //! HI1 notifications (warrant activated / modified / deactivated) decoded by an independent
 //! decoder: Python asn1tools with the shared LI-PS-PDU subset, extended by our reading of
-//! TS 101 671 HI1-Operation (tests/data/etsi/hi1-additions.asn); and walked as BER by
+//! TS 101 671 HI1-Operation (schemas/tapir-hi2.asn, via tools/tapir_asn1.py); and walked as BER by
 //! `openssl asn1parse`. Needs python3 with asn1tools, and openssl.
 
 use std::process::Command;
@@ -10,23 +10,15 @@ use tapir::deliver::etsi::{decode_stream, Encoder, EtsiConfig, Hi1Notification, 
 use tapir::record::WarrantOp;
 use tapir::timestamp::Timestamp;
 
-const SUBSET: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/LI-PS-PDU-IPAccess-subset.asn");
-const ADDITIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/etsi/hi1-additions.asn");
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tapir_asn1.py");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/etsi/asn1_decode.py");
 
-/// The subset with `hI1-Operation [3]` put back into Payload and the HI1 types added.
+/// The shared subset merged with tapir's additions (`schemas/tapir-hi2.asn`: `hI1-Operation [3]`
+/// put back into Payload, the HI1 types added), by `tools/tapir_asn1.py`.
 fn schema(dir: &std::path::Path) -> std::path::PathBuf {
-    let subset = std::fs::read_to_string(SUBSET).expect("shared subset (CI clones shared/ next to the repo)");
-    let anchor = "    tRIPayload              [2] TRIPayload,\n";
-    assert!(subset.contains(anchor), "the subset's Payload changed");
-    let with = subset.replacen(anchor, &format!("{anchor}    hI1-Operation           [3] HI1-Operation,\n"), 1);
-    let end = with.rfind("END").unwrap();
-    let additions = std::fs::read_to_string(ADDITIONS).unwrap();
-    let additions = additions.rsplit_once("END").unwrap().0;
-    let merged = format!("{}{}\nEND\n", &with[..end], additions);
-    let p = dir.join("hi1.asn");
-    std::fs::write(&p, merged).unwrap();
+    let p = dir.join("merged.asn");
+    let o = Command::new("python3").arg(TOOL).arg("schema").arg(&p).output().expect("python3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     p
 }
 
