@@ -19,13 +19,21 @@ use tapir::timestamp::Timestamp;
 
 const SCHEMA: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi/derived/LI-PS-PDU-IPAccess-subset.asn");
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/etsi/asn1_decode.py");
+/// Decodes with the shared subset alone (`--plain`): what an LEMF without tapir's additions reads.
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tapir_asn1.py");
 
 fn asn1tools(bytes: &[u8]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("pdus.ber");
     std::fs::write(&f, bytes).unwrap();
-    let out = Command::new("python3").arg(SCRIPT).arg(SCHEMA).arg(&f).output().expect("python3");
+    let out = Command::new("python3")
+        .arg(TOOL)
+        .arg("--subset")
+        .arg(SCHEMA)
+        .args(["--plain", "decode"])
+        .arg(&f)
+        .output()
+        .expect("python3");
     assert!(out.status.success(), "asn1tools: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

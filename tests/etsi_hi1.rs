@@ -10,22 +10,14 @@ use tapir::deliver::etsi::{decode_stream, Encoder, EtsiConfig, Hi1Notification, 
 use tapir::record::WarrantOp;
 use tapir::timestamp::Timestamp;
 
+/// Decodes with the shared subset merged with tapir's additions (`schemas/tapir-hi2.asn`:
+/// `hI1-Operation [3]` put back into Payload, the HI1 types added).
 const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/tapir_asn1.py");
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/etsi/asn1_decode.py");
-
-/// The shared subset merged with tapir's additions (`schemas/tapir-hi2.asn`: `hI1-Operation [3]`
-/// put back into Payload, the HI1 types added), by `tools/tapir_asn1.py`.
-fn schema(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = dir.join("merged.asn");
-    let o = Command::new("python3").arg(TOOL).arg("schema").arg(&p).output().expect("python3");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    p
-}
 
 fn asn1tools(dir: &std::path::Path, bytes: &[u8]) -> Vec<Value> {
     let f = dir.join("pdus.ber");
     std::fs::write(&f, bytes).unwrap();
-    let out = Command::new("python3").arg(SCRIPT).arg(schema(dir)).arg(&f).output().expect("python3");
+    let out = Command::new("python3").arg(TOOL).arg("decode").arg(&f).output().expect("python3");
     assert!(out.status.success(), "asn1tools: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -248,6 +248,31 @@ fn every_iri_record_of_the_case_reaches_hi2_as_asn1tools_reads_it() {
     assert_eq!((integrity["hash_failed"].as_u64(), integrity["signature_failed"].as_u64()), (Some(0), Some(0)));
     assert_eq!(integrity["signature_unverified"], 0);
 
+    // tapir's own decoder (`tapir decode`, `tapir lemf`) reads tapir's parameters as asn1tools
+    // does.
+    let mut compared = 0;
+    for p in &hi2 {
+        let asn1 = &p["pdu"]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"];
+        let theirs = &asn1["nationalIPIRIParameters"]["tapir"];
+        if !theirs.is_object() {
+            continue;
+        }
+        let bytes = hex::decode(p["hex"].as_str().unwrap()).unwrap();
+        let ours = tapir::deliver::etsi::decode_stream(&bytes).next().unwrap().unwrap();
+        let ours = &ours["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]
+            ["nationalIPIRIParameters"]["tapir"];
+        assert_eq!(ours["recordType"], theirs["recordType"]);
+        assert_eq!(ours["caseRecord"], theirs["caseRecord"]);
+        for k in ["protocol", "targetPort", "otherPort", "targetOriginated"] {
+            assert_eq!(ours["flow"][k], theirs["flow"][k], "{k}");
+        }
+        assert_eq!(ours["counters"], theirs["counters"]);
+        let names = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        assert_eq!(names(&ours["event"]), names(&theirs["event"]));
+        compared += 1;
+    }
+    assert_eq!(compared, ipiri.len());
+
     // ---- per-flow IRI: the other party, the ports, the protocol, seen from the target ----
     let target = |a: &str| a.starts_with("198.51.100.7:") || a.starts_with("[2001:db8::7]:");
     let mut begins = 0;

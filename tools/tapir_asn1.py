@@ -4,8 +4,10 @@
 (schemas/tapir-hi2.asn: HI1-Operation, EmailIRI/EmailCC, tapir's national IP IRI parameters).
 
 usage:
-  tapir_asn1.py [--subset SUBSET.asn] schema OUT.asn     write the merged module
-  tapir_asn1.py [--subset SUBSET.asn] decode FILE|-      PS-PDUs (concatenated BER) -> JSON lines
+  tapir_asn1.py [--subset SUBSET.asn] schema OUT.asn         write the merged module
+  tapir_asn1.py [--subset SUBSET.asn] [--plain] decode FILE|-  PS-PDUs (concatenated BER) -> JSON lines
+
+--plain decodes with the shared subset alone, as a decoder without tapir's additions would.
 
 JSON: bytes -> hex, CHOICE (name, value) -> {name: value}, times -> ISO 8601, NULL -> null;
 a TapirIRI caseRecord is parsed back into JSON.
@@ -59,11 +61,12 @@ def norm(v):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--subset', default=SUBSET)
+    ap.add_argument('--plain', action='store_true', help='the shared subset alone, without the additions')
     sub = ap.add_subparsers(dest='cmd', required=True)
     sub.add_parser('schema').add_argument('out')
     sub.add_parser('decode').add_argument('file')
     a = ap.parse_args()
-    text = merged(a.subset)
+    text = open(a.subset).read() if a.plain else merged(a.subset)
     if a.cmd == 'schema':
         open(a.out, 'w').write(text)
         return

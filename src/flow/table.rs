@@ -237,7 +237,35 @@ impl Flow {
             return false;
         }
         self.closed = Some((how, now));
-        let Flow { key, cin, scope, provenance, descr, asm, analyzer, .. } = self;
+        self.drive(now, files, expect, sink, |cx, asm, analyzer, _| {
+            if let Some(asm) = asm.as_mut() {
+                for dir in [Dir::Orig, Dir::Resp] {
+                    asm[dir.index()].close(budget, &mut |e| feed(analyzer, dir, e, &mut *cx));
+                }
+            }
+            if let Some(mut a) = analyzer.take() {
+                a.close(how, cx);
+            }
+        });
+        true
+    }
+
+    /// Runs `f` with the analyzers' context of this flow (its scope's gate in front of `sink`),
+    /// its reassembly, its analyzer and which FINs were acknowledged.
+    fn drive<R>(
+        &mut self,
+        now: Timestamp,
+        files: &mut FileLayer,
+        expect: &mut Expectations,
+        sink: &mut dyn RecordSink,
+        f: impl FnOnce(
+            &mut Cx<'_>,
+            &mut Option<Box<[Assembler; 2]>>,
+            &mut Option<Box<dyn StreamAnalyzer>>,
+            &mut [bool; 2],
+        ) -> R,
+    ) -> R {
+        let Flow { key, cin, scope, provenance, descr, asm, analyzer, fin_acked, .. } = self;
         let mut gate = Gate::new(*scope, sink);
         let mut cx = Cx {
             now,
@@ -250,15 +278,7 @@ impl Flow {
             expect,
             sink: &mut gate,
         };
-        if let Some(asm) = asm.as_mut() {
-            for dir in [Dir::Orig, Dir::Resp] {
-                asm[dir.index()].close(budget, &mut |e| feed(analyzer, dir, e, &mut cx));
-            }
-        }
-        if let Some(mut a) = analyzer.take() {
-            a.close(how, &mut cx);
-        }
-        true
+        f(&mut cx, asm, analyzer, fin_acked)
     }
 
     /// Reports the end of the closed session (`SessionEnd`, with its final counters), stamped
@@ -621,22 +641,12 @@ impl FlowTable {
         if fin {
             flow.fin_seen[di] = true;
         }
-        let done = match flow.asm.as_mut() {
-            Some(asm) => {
-                let Flow { key, cin, scope, provenance, descr, analyzer, fin_acked, .. } = flow;
-                let mut gate = Gate::new(*scope, sink);
-                let mut cx = Cx {
-                    now,
-                    liid: &key.liid,
-                    cin: *cin,
-                    flow: descr,
-                    provenance,
-                    scope: *scope,
-                    files,
-                    expect,
-                    sink: &mut gate,
-                };
-                let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut cx);
+        let done = if flow.asm.is_none() {
+            flow.fin_seen[0] && flow.fin_seen[1]
+        } else {
+            flow.drive(now, files, expect, sink, |cx, asm, analyzer, fin_acked| {
+                let Some(asm) = asm.as_mut() else { return false };
+                let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut *cx);
                 let a = &mut asm[di];
                 if syn {
                     a.syn(t.seq);
@@ -652,8 +662,7 @@ impl FlowTable {
                 }
                 let done = |k: usize| asm[k].is_complete() || (asm[k].fin_offset().is_some() && fin_acked[k]);
                 done(0) && done(1)
-            }
-            None => flow.fin_seen[0] && flow.fin_seen[1],
+            })
         };
         if done {
             self.end_and_linger(i, Close::Fin, now, files, sink);

@@ -87,6 +87,11 @@ fn kids<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, DecodeError> {
     Ok(v)
 }
 
+/// A SEQUENCE OF: each element through `f`, as a JSON array.
+fn seq_of<'a>(t: &Tlv<'a>, f: impl Fn(&Tlv<'a>) -> Result<Value, DecodeError>) -> Result<Value, DecodeError> {
+    kids(t)?.iter().map(f).collect::<Result<Vec<_>, _>>().map(Value::Array)
+}
+
 /// The context tag number and constructed bit, `None` for other classes.
 fn ctx(t: &Tlv<'_>) -> Option<(u32, bool)> {
     (t.tag.class == Class::Context).then_some((t.tag.number, t.tag.constructed))
@@ -327,17 +332,12 @@ fn integrity_check(t: &Tlv<'_>) -> Result<Value, DecodeError> {
     seq(t, 3, |c| match ctx(c)? {
         (0, true) => Some((
             "includedSequenceNumbers",
-            kids(c).and_then(|v| {
-                v.iter()
-                    .map(|n| {
-                        if n.tag == Tag::INTEGER {
-                            uint(n, "includedSequenceNumbers")
-                        } else {
-                            Err(schema(n, "includedSequenceNumbers", format!("{} is not INTEGER", n.tag)))
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::Array)
+            seq_of(c, |n| {
+                if n.tag == Tag::INTEGER {
+                    uint(n, "includedSequenceNumbers")
+                } else {
+                    Err(schema(n, "includedSequenceNumbers", format!("{} is not INTEGER", n.tag)))
+                }
             }),
         )),
         (1, false) => Some(("checkType", enumerated(c, "checkType", &["", "hash", "signature"]))),
@@ -460,14 +460,9 @@ fn ipiri_contents(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         )),
         (23, true) => Some((
             "otherTargetIdentifiers",
-            kids(c).and_then(|v| {
-                v.iter()
-                    .map(|t| match ctx(t) {
-                        Some((0, true)) => ip_address(t).map(|a| json!({ "iPAddress": a })),
-                        _ => Ok(generic(t, 7)),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::Array)
+            seq_of(c, |t| match ctx(t) {
+                Some((0, true)) => ip_address(t).map(|a| json!({ "iPAddress": a })),
+                _ => Ok(generic(t, 7)),
             }),
         )),
         (25, false) => Some(("pOPPortID", text(c, "pOPPortID"))),
@@ -487,21 +482,16 @@ fn national(t: &Tlv<'_>) -> Result<Value, DecodeError> {
 }
 
 fn utf8s(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
-    kids(t).and_then(|v| v.iter().map(|s| text(s, what)).collect::<Result<Vec<_>, _>>().map(Value::Array))
+    seq_of(t, |s| text(s, what))
 }
 
 fn gaps(t: &Tlv<'_>) -> Result<Value, DecodeError> {
-    kids(t).and_then(|v| {
-        v.iter()
-            .map(|g| {
-                seq(g, 12, |c| match ctx(c)? {
-                    (0, false) => Some(("offset", uint(c, "offset"))),
-                    (1, false) => Some(("length", uint(c, "length"))),
-                    _ => None,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array)
+    seq_of(t, |g| {
+        seq(g, 12, |c| match ctx(c)? {
+            (0, false) => Some(("offset", uint(c, "offset"))),
+            (1, false) => Some(("length", uint(c, "length"))),
+            _ => None,
+        })
     })
 }
 
@@ -516,27 +506,17 @@ fn tapir_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (2, true) => Some(("otherAddress", ip_address(c))),
                 (3, false) => Some(("otherPort", uint(c, "otherPort"))),
                 (4, false) => Some(("targetOriginated", boolean(c, "targetOriginated"))),
-                (5, true) => Some((
-                    "vlans",
-                    kids(c).and_then(|v| {
-                        v.iter().map(|n| uint(n, "vlans")).collect::<Result<Vec<_>, _>>().map(Value::Array)
-                    }),
-                )),
+                (5, true) => Some(("vlans", seq_of(c, |n| uint(n, "vlans")))),
                 (6, true) => Some((
                     "tunnels",
-                    kids(c).and_then(|v| {
-                        v.iter()
-                            .map(|t| {
-                                seq(t, 11, |c| match ctx(c)? {
-                                    (0, false) => Some(("kind", text(c, "kind"))),
-                                    (1, true) => Some(("outerSource", ip_address(c))),
-                                    (2, true) => Some(("outerDestination", ip_address(c))),
-                                    (3, false) => Some(("vni", uint(c, "vni"))),
-                                    _ => None,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(Value::Array)
+                    seq_of(c, |t| {
+                        seq(t, 11, |c| match ctx(c)? {
+                            (0, false) => Some(("kind", text(c, "kind"))),
+                            (1, true) => Some(("outerSource", ip_address(c))),
+                            (2, true) => Some(("outerDestination", ip_address(c))),
+                            (3, false) => Some(("vni", uint(c, "vni"))),
+                            _ => None,
+                        })
                     }),
                 )),
                 _ => None,
@@ -623,21 +603,16 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (9, false) => Some(("responseContentType", text(c, "responseContentType"))),
                 (10, true) => Some((
                     "objects",
-                    kids(c).and_then(|v| {
-                        v.iter()
-                            .map(|r| {
-                                seq(r, 12, |c| match ctx(c)? {
-                                    (0, false) => Some(("objectID", uint(c, "objectID"))),
-                                    (1, false) => Some(("fromClient", boolean(c, "fromClient"))),
-                                    (2, false) => Some(("name", text(c, "name"))),
-                                    (3, false) => Some(("sha256", hexv(c, "sha256"))),
-                                    (4, false) => Some(("size", uint(c, "size"))),
-                                    (5, false) => Some(("complete", boolean(c, "complete"))),
-                                    _ => None,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(Value::Array)
+                    seq_of(c, |r| {
+                        seq(r, 12, |c| match ctx(c)? {
+                            (0, false) => Some(("objectID", uint(c, "objectID"))),
+                            (1, false) => Some(("fromClient", boolean(c, "fromClient"))),
+                            (2, false) => Some(("name", text(c, "name"))),
+                            (3, false) => Some(("sha256", hexv(c, "sha256"))),
+                            (4, false) => Some(("size", uint(c, "size"))),
+                            (5, false) => Some(("complete", boolean(c, "complete"))),
+                            _ => None,
+                        })
                     }),
                 )),
                 (11, false) => Some(("imageID", text(c, "imageID"))),
@@ -673,17 +648,12 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (4, false) => Some(("success", boolean(c, "success"))),
                 (5, true) => Some((
                     "anomalies",
-                    kids(c).and_then(|v| {
-                        v.iter()
-                            .map(|a| {
-                                seq(a, 12, |c| match ctx(c)? {
-                                    (0, false) => Some(("name", text(c, "name"))),
-                                    (1, false) => Some(("count", uint(c, "count"))),
-                                    _ => None,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(Value::Array)
+                    seq_of(c, |a| {
+                        seq(a, 12, |c| match ctx(c)? {
+                            (0, false) => Some(("name", text(c, "name"))),
+                            (1, false) => Some(("count", uint(c, "count"))),
+                            _ => None,
+                        })
                     }),
                 )),
                 _ => None,
@@ -716,17 +686,12 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (0, false) => Some(("event", text(c, "event"))),
                 (1, true) => Some((
                     "identifiers",
-                    kids(c).and_then(|v| {
-                        v.iter()
-                            .map(|i| {
-                                seq(i, 12, |c| match ctx(c)? {
-                                    (0, false) => Some(("name", text(c, "name"))),
-                                    (1, false) => Some(("value", text(c, "value"))),
-                                    _ => None,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(Value::Array)
+                    seq_of(c, |i| {
+                        seq(i, 12, |c| match ctx(c)? {
+                            (0, false) => Some(("name", text(c, "name"))),
+                            (1, false) => Some(("value", text(c, "value"))),
+                            _ => None,
+                        })
                     }),
                 )),
                 (2, true) => Some(("selectorsAdded", utf8s(c, "selectorsAdded"))),
@@ -849,12 +814,7 @@ fn email_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (7, false) => Some(("client-Octets-Sent", uint(c, "client-Octets-Sent"))),
         (8, false) => Some(("protocol-ID", enumerated(c, "protocol-ID", &["", "smtp", "pop3", "imap"]))),
         (9, false) => Some(("e-mail-Sender", text(c, "e-mail-Sender"))),
-        (10, true) => Some((
-            "e-mail-Recipients",
-            kids(c).and_then(|v| {
-                v.iter().map(|r| text(r, "e-mail-Recipients")).collect::<Result<Vec<_>, _>>().map(Value::Array)
-            }),
-        )),
+        (10, true) => Some(("e-mail-Recipients", seq_of(c, |r| text(r, "e-mail-Recipients")))),
         (11, false) => Some(("status", enumerated(c, "status", &["", "unknown", "failed", "succeeded"]))),
         (12, false) => Some(("total-Recipient-Count", uint(c, "total-Recipient-Count"))),
         (13, false) => Some(("message-ID", text(c, "message-ID"))),
