@@ -387,3 +387,139 @@ fn ipcc_tri_and_integrity_decode_with_asn1tools_and_verify() {
     assert_eq!(ours[5]["payload"], v[5]["payload"]);
     assert_eq!(ours[7]["payload"], v[7]["payload"]);
 }
+
+/// The same bytes decoded against the shared subset merged with tapir's additions
+/// (`schemas/tapir-hi2.asn`): every field of tapir's national parameters.
+fn asn1tools_merged(bytes: &[u8]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pdus.ber");
+    std::fs::write(&f, bytes).unwrap();
+    let out = Command::new("python3").arg(TOOL).arg("decode").arg(&f).output().expect("python3");
+    assert!(out.status.success(), "asn1tools: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Cloud control-plane events and content objects on HI2: TS 102 232-3's fields wherever they
+/// exist (an instance's addresses, VNI and id), tapir's national parameters for the rest (what
+/// an image event names, an object's digests and format).
+#[test]
+fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
+    let enc = encoder();
+    let ts = t(1_772_359_200, 0);
+    let start = iri(
+        None,
+        ts,
+        "subscriber:ann",
+        IriEvent::Association {
+            what: "instance.start".into(),
+            detail: json!({"instance": "vm-42", "owner": "ann", "image": "img-9", "ports": [
+                {"mac": "fa:16:3e:00:00:01", "ips": ["10.0.0.5", "2001:db8::5"], "vni": 5001},
+                {"ips": ["10.0.1.9"], "vni": 5001}]}),
+            selectors_added: vec!["vni:5001/10.0.0.5".into()],
+            selectors_removed: vec![],
+        },
+    );
+    let image = iri(
+        None,
+        ts,
+        "subscriber:joe",
+        IriEvent::Association {
+            what: "image.create".into(),
+            detail: json!({"image": "img-9", "owner": "joe", "name": "debian12-joe.qcow2", "sha256": "ab".repeat(32)}),
+            selectors_added: vec!["image:img-9".into()],
+            selectors_removed: vec![],
+        },
+    );
+    let f = flow("198.51.100.7:40000", "203.0.113.10:60001", None);
+    let mut meta = tapir::record::ObjectMeta::new("file", "ftp", &f, tapir::record::Dir::Orig, Cin::new(2), ts);
+    meta.name = Some("debian12-joe.qcow2".into());
+    let rec = tapir::record::ObjectRecord {
+        liid: Liid::new("LIID-7").unwrap(),
+        id: 3,
+        meta,
+        sha256: "cd".repeat(32),
+        md5: Some("ef".repeat(16)),
+        sha512: None,
+        format: Some(tapir::record::FormatVerdict {
+            format: "qcow2".into(),
+            reason: "magic QFI\\xfb".into(),
+            details: Value::Null,
+        }),
+        size: 1 << 20,
+        gaps: vec![(4096, 1000)],
+        complete: false,
+        last_seen: ts,
+        provenance: Arc::new(Provenance {
+            selector: "ipv4:198.51.100.7".into(),
+            target: "subscriber:joe".into(),
+            chain: vec![],
+        }),
+    };
+    let object = iri(Some(2), ts, "ipv4:198.51.100.7", IriEvent::Object(Box::new(rec)));
+    let mut bytes = Vec::new();
+    for (i, r) in [&start, &image, &object].iter().enumerate() {
+        let m = map_iri(r, None).unwrap();
+        enc.ipiri(&mut bytes, &PduHeader { liid: &r.liid, cin: r.cin.map(u64::from), seq: i as u32, ts }, &m).unwrap();
+    }
+    let v = asn1tools_merged(&bytes);
+    let contents = |i: usize| &v[i]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"];
+
+    let c = contents(0);
+    assert_eq!(c["accessEventType"], "accessAccept");
+    assert_eq!(c["iPVersion"], "iPV4andV6");
+    assert_eq!(c["targetIPAddress"]["iP-value"]["iPBinaryAddress"], "0a000005");
+    let others: Vec<&Value> = c["otherTargetIdentifiers"].as_array().unwrap().iter().collect();
+    assert_eq!(others.len(), 2);
+    assert_eq!(others[0]["iPAddress"]["iP-value"]["iPBinaryAddress"], "20010db8000000000000000000000005");
+    assert_eq!(others[1]["iPAddress"]["iP-value"]["iPBinaryAddress"], "0a000109");
+    assert_eq!(c["targetNetworkID"], "vni:5001");
+    assert_eq!(c["targetCPEID"], "vm-42");
+    let n = &c["nationalIPIRIParameters"];
+    assert_eq!(
+        (n["countryCode"].as_str(), n["vendor"].as_str(), n["version"].as_u64()),
+        (Some("DE"), Some("tapir"), Some(1))
+    );
+    let a = &n["tapir"]["event"]["association"];
+    assert_eq!(a["event"], "instance.start");
+    assert_eq!(a["selectorsAdded"], json!(["vni:5001/10.0.0.5"]));
+    let ids: Vec<(&str, &str)> = a["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    assert!(ids.contains(&("instance", "vm-42")) && ids.contains(&("owner", "ann")), "{ids:?}");
+
+    let c = contents(1);
+    assert_eq!(c["accessEventType"], "unknown");
+    let a = &c["nationalIPIRIParameters"]["tapir"]["event"]["association"];
+    assert_eq!(a["event"], "image.create");
+    let ids: Vec<(&str, &str)> = a["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    assert!(ids.contains(&("name", "debian12-joe.qcow2")) && ids.contains(&("image", "img-9")), "{ids:?}");
+    assert_eq!(c["nationalIPIRIParameters"]["tapir"]["provenance"]["selector"], "subscriber:joe");
+
+    let c = contents(2);
+    assert_eq!(c["targetIPAddress"]["iP-value"]["iPBinaryAddress"], "c6336407");
+    let t = &c["nationalIPIRIParameters"]["tapir"];
+    assert_eq!(t["recordType"], "object");
+    assert_eq!(t["flow"]["otherPort"], 60001);
+    assert_eq!(t["flow"]["targetOriginated"], true);
+    let o = &t["event"]["object"];
+    assert_eq!(
+        (o["objectID"].as_u64(), o["kind"].as_str(), o["protocol"].as_str()),
+        (Some(3), Some("file"), Some("ftp"))
+    );
+    assert_eq!(o["name"], "debian12-joe.qcow2");
+    assert_eq!(o["fromTarget"], true);
+    assert_eq!(o["size"], 1 << 20);
+    assert_eq!(o["sha256"], "cd".repeat(32));
+    assert_eq!(o["md5"], "ef".repeat(16));
+    assert_eq!(o["format"], "qcow2");
+    assert_eq!(o["gaps"], json!([{"offset": 4096, "length": 1000}]));
+    assert_eq!(o["complete"], false);
+}
