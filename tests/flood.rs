@@ -32,7 +32,7 @@ impl RecordSink for Counting {
             Record::ObjectData { data, .. } => self.object_data += data.len() as u64,
             Record::ObjectGap { len, .. } => self.object_gap += len,
             Record::ObjectEnd(..) => self.objects += 1,
-            Record::ObjectBegin { .. } => {}
+            Record::ObjectBegin { .. } | Record::SessionClosed { .. } => {}
         }
     }
 }

@@ -415,6 +415,7 @@ impl RecordSink for CaseWriter {
             Record::ObjectData { liid, id, data, .. } => self.object_data(liid, *id, data),
             Record::ObjectGap { liid, id, len, .. } => self.object_gap(liid, *id, *len),
             Record::ObjectEnd(r, id) => self.object_end(r, *id),
+            Record::SessionClosed { .. } => Ok(()),
         };
         if let Err(e) = r {
             self.fail(e);

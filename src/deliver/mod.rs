@@ -39,6 +39,7 @@ impl RecordSink for Both<'_> {
                 Record::ObjectGap { liid, id: *id, offset: *offset, len: *len }
             }
             Record::ObjectEnd(r, id) => Record::ObjectEnd(r.clone(), *id),
+            Record::SessionClosed { liid, cin, ts } => Record::SessionClosed { liid, cin: *cin, ts: *ts },
         };
         self.first.record(copy);
         second.record(rec);

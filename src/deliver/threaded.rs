@@ -42,6 +42,11 @@ enum Owned {
         len: u64,
     },
     End(Box<ObjectRecord>, ObjectId),
+    Closed {
+        liid: Liid,
+        cin: Cin,
+        ts: Timestamp,
+    },
 }
 
 impl Owned {
@@ -66,6 +71,7 @@ impl Owned {
             }
             Record::ObjectGap { liid, id, offset, len } => Owned::Gap { liid: liid.clone(), id, offset, len },
             Record::ObjectEnd(r, id) => Owned::End(Box::new(r), id),
+            Record::SessionClosed { liid, cin, ts } => Owned::Closed { liid: liid.clone(), cin, ts },
         }
     }
 
@@ -86,6 +92,7 @@ impl Owned {
             Owned::Data { liid, id, offset, data } => Record::ObjectData { liid, id: *id, offset: *offset, data },
             Owned::Gap { liid, id, offset, len } => Record::ObjectGap { liid, id: *id, offset: *offset, len: *len },
             Owned::End(r, id) => Record::ObjectEnd((**r).clone(), *id),
+            Owned::Closed { liid, cin, ts } => Record::SessionClosed { liid, cin: *cin, ts: *ts },
         };
         sink.record(rec);
     }

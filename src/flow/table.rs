@@ -300,6 +300,7 @@ impl Flow {
             gaps,
         };
         Gate::new(self.scope, sink).record(self.iri(at, event));
+        sink.record(Record::SessionClosed { liid: &self.key.liid, cin: self.cin, ts: at });
     }
 }
 

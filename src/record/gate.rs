@@ -12,6 +12,7 @@
 //! | object bytes (`ObjectBegin`/`Data`/`Gap`: `objects/`, EmailCC) | yes | no | yes |
 //! | the finished object's record (`objects.jsonl`) | yes | no | yes, without `name` and `context` |
 //! | the finished object as IRI (`event: object`: digests, size, format, gaps) | yes | yes | no |
+//! | a session's close (`SessionClosed`: outputs release its state) | yes | yes | yes |
 //!
 //! - IRI-only: analyzers still run (the IRI of an FTP transfer or a mail needs them) and the
 //!   file layer still hashes and sniffs, in metadata-only mode; not one byte of content passes.
@@ -44,6 +45,7 @@ impl RecordSink for Gate<'_> {
                     self.inner.record(Record::Iri(r));
                 }
             }
+            Record::SessionClosed { .. } => self.inner.record(rec),
             Record::Cc(_) | Record::ObjectBegin { .. } | Record::ObjectData { .. } | Record::ObjectGap { .. } => {
                 if cc {
                     self.inner.record(rec);

@@ -568,6 +568,14 @@ pub enum Record<'a> {
         len: u64,
     },
     ObjectEnd(ObjectRecord, ObjectId),
+    /// Session `cin` of `liid` is over and nothing more of it will come: outputs release what
+    /// they keep per session (an MDF hashes its streams' integrity tails). Not IRI: it passes
+    /// every scope, and says only what the end of the session's CC says anyway.
+    SessionClosed {
+        liid: &'a Liid,
+        cin: Cin,
+        ts: Timestamp,
+    },
 }
 
 /// A consumer of records (case writer, ETSI delivery, tests).
@@ -616,6 +624,7 @@ impl RecordSink for VecSink {
                 }
             }
             Record::ObjectEnd(r, _) => self.objects.push(r),
+            Record::SessionClosed { .. } => {}
         }
     }
 }

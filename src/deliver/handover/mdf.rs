@@ -209,12 +209,7 @@ impl Mdf {
                     self.leas[lea].counts.iri_without_form += 1;
                     return Ok(());
                 };
-                self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))?;
-                if let (IriEvent::SessionEnd { .. }, Some(cin)) = (&r.event, r.cin) {
-                    self.sessions.remove(&(r.liid.clone(), cin));
-                    self.retire(lea, &r.liid, cin, r.ts, emit)?;
-                }
-                Ok(())
+                self.data_pdu(lea, key, r.ts, emit, |enc, buf, hdr| enc.ipiri(buf, hdr, &m))
             }
             Record::Cc(c) => {
                 self.last_ts = self.last_ts.max(c.ts);
@@ -275,6 +270,14 @@ impl Mdf {
                     left -= n as u64;
                 }
                 Ok(())
+            }
+            Record::SessionClosed { liid, cin, ts } => {
+                self.last_ts = self.last_ts.max(*ts);
+                self.sessions.remove(&((*liid).clone(), *cin));
+                let Some(&lea) = self.route.get(*liid) else { return Ok(()) };
+                // Whatever the scope: a CC-only warrant's streams get their tails hashed and are
+                // forgotten too, though no iRI-End tells of the session's end.
+                self.retire(lea, liid, *cin, *ts, emit)
             }
             Record::ObjectEnd(o, id) => {
                 self.last_ts = self.last_ts.max(o.last_seen);
