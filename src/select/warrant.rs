@@ -256,8 +256,27 @@ struct RawWarrant {
 
 /// 1-based line of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
+    LineIndex::new(text).line(offset)
+}
+
+/// Where each line of a text starts, so that the line of any offset is a binary search: a
+/// warrants file with thousands of warrants, or one with 100 000 targets, asks it once per
+/// value, and scanning from the start each time made parsing quadratic.
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line of a byte offset (the last line for an offset past the end).
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset).max(1)
+    }
 }
 
 fn parse_time(v: &toml::Value) -> Option<Timestamp> {
@@ -289,11 +308,13 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
         WarrantError::Syntax { file: file.to_string(), line, message }
     })?;
     let f = || file.to_string();
-    let at = |span: std::ops::Range<usize>| line_of(text, span.start);
+    let lines = LineIndex::new(text);
+    let at = |span: std::ops::Range<usize>| lines.line(span.start);
     let mut warrants: Vec<Warrant> = Vec::with_capacity(raw.warrant.len());
+    let mut seen_liids: std::collections::HashMap<Liid, usize> = std::collections::HashMap::new();
     for rw in raw.warrant {
         // The span of an array-of-tables element is its `[[warrant]]` header.
-        let line = line_of(text, rw.span().start);
+        let line = at(rw.span());
         let rw = rw.into_inner();
 
         let liid_line = at(rw.liid.span());
@@ -304,14 +325,10 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
             liid: text_liid.clone(),
             reason,
         })?;
-        if let Some(first) = warrants.iter().find(|w| w.liid == liid) {
-            return Err(WarrantError::DuplicateLiid {
-                file: f(),
-                line: liid_line,
-                liid: text_liid,
-                first_line: first.line,
-            });
+        if let Some(&first_line) = seen_liids.get(&liid) {
+            return Err(WarrantError::DuplicateLiid { file: f(), line: liid_line, liid: text_liid, first_line });
         }
+        seen_liids.insert(liid.clone(), line);
 
         let start = parse_time(rw.start.get_ref()).ok_or_else(|| WarrantError::BadTime {
             file: f(),
@@ -345,6 +362,7 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
 
         let targets_line = at(rw.targets.span());
         let mut targets = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for t in rw.targets.into_inner() {
             let tl = at(t.span());
             let id = t.get_ref().parse::<TargetId>().map_err(|reason| WarrantError::BadTarget {
@@ -353,7 +371,7 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
                 value: t.get_ref().clone(),
                 reason,
             })?;
-            if !targets.contains(&id) {
+            if seen.insert(id.clone()) {
                 targets.push(id);
             }
         }
