@@ -161,9 +161,12 @@ fn push_unique(covers: &mut Vec<Cover>, c: Cover) {
 
 fn port_sels(ports: &[Port]) -> Vec<Sel> {
     let mut out = Vec::new();
+    // Hashed: an instance may have tens of thousands of ports, and comparing each selector with
+    // every earlier one made a start quadratic.
+    let mut seen = std::collections::HashSet::new();
     for p in ports {
         let mut add = |s: Sel| {
-            if !out.contains(&s) {
+            if seen.insert(s) {
                 out.push(s);
             }
         };

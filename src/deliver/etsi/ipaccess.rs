@@ -369,9 +369,10 @@ fn flow_iri(rec: &IriRecord, event: AccessEventType, s: FlowSide<'_>) -> IpIriCo
 /// `ports`, in order.
 fn detail_addresses(detail: &serde_json::Value) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut add = |v: &serde_json::Value| {
-        if let Some(a) = v.as_str().and_then(|s| s.parse().ok()) {
-            if !out.contains(&a) {
+        if let Some(a) = v.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+            if seen.insert(a) {
                 out.push(a);
             }
         }
