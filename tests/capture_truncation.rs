@@ -152,3 +152,50 @@ fn gzip_cut_everywhere() {
     }
     assert!(opened > 0, "some cut still holds a capture header");
 }
+
+/// One damaged record header in the middle of a pcap (the captured length 0xFFFFFFFF, as a
+/// corrupted disk block gives) loses that record only: reading resumes at the next record, and
+/// every frame after it is yielded with tshark's bytes. Before, the rest of the file was dropped.
+#[test]
+fn a_bad_pcap_record_header_loses_that_record_only() {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let recs = tshark_records(&path);
+    assert!(recs.len() > 400, "{}", recs.len());
+    let bad = recs.len() / 2;
+    let at = recs[bad].0;
+    // A little-endian file: incl_len is bytes 8..12 of the record header.
+    bytes[at + 8..at + 12].copy_from_slice(&[0xff; 4]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = read_cut(dir.path(), &bytes).unwrap();
+    assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+    assert_eq!(r.damage[0].0 as usize, at);
+    assert!(matches!(r.damage[0].1, DamageKind::CapLenTooLarge { len: u32::MAX, .. }));
+    let want: Vec<&Vec<u8>> = recs.iter().enumerate().filter(|(i, _)| *i != bad).map(|(_, (_, b))| b).collect();
+    assert_eq!(r.frames.len(), want.len());
+    assert!(r.frames.iter().zip(&want).all(|(a, b)| a == *b), "the frames after the damage are tshark's");
+
+    // A damaged length that points past the end is the same: the records after it are read.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let past_the_end = (bytes.len() as u32).to_le_bytes();
+    bytes[at + 8..at + 12].copy_from_slice(&past_the_end);
+    let r = read_cut(dir.path(), &bytes).unwrap();
+    assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+    assert_eq!(r.frames.len(), want.len());
+}
+
+/// Damage to the second-to-last record of a pcap loses that record, not the last one.
+#[test]
+fn a_bad_header_before_the_last_record_keeps_the_last() {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let recs = tshark_records(&path);
+    let bad = recs.len() - 2;
+    let at = recs[bad].0;
+    bytes[at + 8..at + 12].copy_from_slice(&[0xff; 4]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = read_cut(dir.path(), &bytes).unwrap();
+    assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+    assert_eq!(r.frames.len(), recs.len() - 1);
+    assert_eq!(r.frames.last(), Some(&recs.last().unwrap().1));
+}

@@ -14,7 +14,9 @@
 //! is checked before it is added to an offset; damage (a truncated record, a garbage block, a
 //! length field pointing past the end) becomes a [`CaptureDamage`] carrying its byte offset and
 //! kind, and whatever frames can still be read are yielded. pcapng can resynchronise on the next
-//! well-formed block; legacy pcap has no block markers, so a damaged pcap ends at the damage.
+//! well-formed block. Legacy pcap has no block markers: after a record header that cannot be
+//! right, reading resumes at the next offset where two records in a row are plausible (lengths
+//! that fit, a time near the last good one), or where the last record of the file is.
 
 use std::fmt;
 use std::fs::File;
@@ -248,7 +250,7 @@ impl CaptureFile {
                 },
             ),
         };
-        Frames { data, pos, state, done: false, tail: self.gzip_damage.clone() }
+        Frames { data, pos, state, done: false, tail: self.gzip_damage.clone(), last_sec: None }
     }
 
     /// Bytes of the (decompressed) capture, for progress against [`Frames::position`].
@@ -542,6 +544,8 @@ pub struct Frames<'a> {
     done: bool,
     /// Damage to report after the last frame (a broken gzip stream).
     tail: Option<CaptureDamage>,
+    /// Seconds of the last good pcap record, what a resynchronised record's time must be near.
+    last_sec: Option<u32>,
 }
 
 impl<'a> Frames<'a> {
@@ -572,14 +576,17 @@ impl<'a> Frames<'a> {
             return Step::End;
         };
         if incl > MAX_PCAP_CAPLEN {
-            return Step::Fatal(self.damage(pos, DamageKind::CapLenTooLarge { len: incl, max: MAX_PCAP_CAPLEN }));
+            let kind = DamageKind::CapLenTooLarge { len: incl, max: MAX_PCAP_CAPLEN };
+            return self.resync_pcap(pos, kind, endian, frac_ns);
         }
         let end = PCAP_RECORD_HEADER_LEN + incl as usize;
         let Some(bytes) = rest.get(PCAP_RECORD_HEADER_LEN..end) else {
+            // Past the end: a cut capture, unless a damaged length hides records after it.
             let kind = DamageKind::Truncated { needed: end as u64, available: rest.len() as u64 };
-            return Step::Fatal(self.damage(pos, kind));
+            return self.resync_pcap(pos, kind, endian, frac_ns);
         };
         self.pos = pos + end;
+        self.last_sec = Some(sec);
         // sec < 2^32 and frac * 1000 < 2^42: the sum stays far inside i64.
         let ts = Timestamp(i64::from(sec) * 1_000_000_000 + i64::from(frac) * frac_ns);
         Step::Frame(Frame { ts, link, data: bytes, orig_len: orig })
@@ -703,6 +710,49 @@ impl<'a> Frames<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// Reports damage at `at` and continues at the next plausible pcap record, or ends if none.
+    fn resync_pcap(&mut self, at: usize, kind: DamageKind, endian: Endian, frac_ns: i64) -> Step<'a> {
+        let d = CaptureDamage { offset: at as u64, kind };
+        // A record that runs past the end is most often a cut capture, whose last bytes are part
+        // of one packet: searching them is worth it only with a good record's time to hold on to.
+        let search = !matches!(d.kind, DamageKind::Truncated { .. }) || self.last_sec.is_some();
+        let found = (at + 1..self.data.len().saturating_sub(PCAP_RECORD_HEADER_LEN - 1)).find(|&q| {
+            // Two plausible records in a row, or a last one that ends the file exactly near the
+            // last good record's time: one alone is too easily found in packet bytes.
+            search
+                && self.pcap_record_end(q, endian, frac_ns).is_some_and(|end| {
+                    (end == self.data.len() && self.last_sec.is_some())
+                        || self.pcap_record_end(end, endian, frac_ns).is_some()
+                })
+        });
+        match found {
+            Some(next) => {
+                self.pos = next;
+                Step::Damage(d)
+            }
+            None => {
+                self.pos = self.data.len();
+                Step::Fatal(d)
+            }
+        }
+    }
+
+    /// The end of a plausible pcap record at `q`: its lengths fit the file and each other, its
+    /// fraction is below one second, and its time is within a day before and a year after the
+    /// last good record's (any time when there was none).
+    fn pcap_record_end(&self, q: usize, endian: Endian, frac_ns: i64) -> Option<usize> {
+        let h = self.data.get(q..q.checked_add(PCAP_RECORD_HEADER_LEN)?)?;
+        let (sec, frac, incl, orig) = (endian.u32(h, 0)?, endian.u32(h, 4)?, endian.u32(h, 8)?, endian.u32(h, 12)?);
+        let end = q.checked_add(PCAP_RECORD_HEADER_LEN)?.checked_add(incl as usize)?;
+        let frac_ok = i64::from(frac) * frac_ns < 1_000_000_000;
+        let time_ok = self.last_sec.is_none_or(|last| {
+            let (sec, last) = (i64::from(sec), i64::from(last));
+            (last - 86_400..=last + 366 * 86_400).contains(&sec)
+        });
+        (incl > 0 && incl <= MAX_PCAP_CAPLEN && orig >= incl && frac_ok && time_ok && end <= self.data.len())
+            .then_some(end)
     }
 
     /// Reports damage at `at` and continues at the next well-formed block, or ends if none.
