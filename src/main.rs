@@ -438,13 +438,23 @@ fn verify(case: &Path, public_key: Option<&str>) -> Result<()> {
         }
     }
     let v = manifest::verify(case, trusted.as_deref())?;
-    println!(
-        "{}: OK, {} files, signed by {}{}",
+    if !v.signer_trusted {
+        // The manifest carries its signer's key: without a trust anchor, a case re-signed after
+        // a change by anyone with a key of their own verifies too.
+        eprintln!(
+            "tapir: WARNING: signer {} NOT CHECKED: anyone who can write the case can re-sign it; \
+             give --public-key with the operator's key to know who signed it",
+            v.signer
+        );
+    }
+    let line = format!(
+        "{}: OK, {} files, signed by {}{}\n",
         case.display(),
         v.files,
         v.signer,
         if v.signer_trusted { " (the key given)" } else { " (key not checked against a trusted one)" }
     );
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
     Ok(())
 }
 
@@ -474,31 +484,46 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
             return 2;
         }
     };
+    // One write of the whole report: a reader that stops early (`| head`) closes the pipe, and
+    // that must neither panic nor change the verdict (the exit code).
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let name = file.display();
-    match rep.last_signed {
-        Some(s) if s == rep.lines => println!("{name}: {} lines, all signed (last signature: line {s})", rep.lines),
-        Some(s) => println!(
+    let _ = match rep.last_signed {
+        Some(s) if s == rep.lines => {
+            writeln!(out, "{name}: {} lines, all signed (last signature: line {s})", rep.lines)
+        }
+        Some(s) => writeln!(
+            out,
             "{name}: {} lines, last signed line {s}; lines {}-{} are only hash-chained",
             rep.lines,
             s + 1,
             rep.lines
         ),
-        None => println!("{name}: {} lines, no signature line: the lines are only hash-chained", rep.lines),
-    }
+        None => writeln!(out, "{name}: {} lines, no signature line: the lines are only hash-chained", rep.lines),
+    };
     if !rep.keys.is_empty() {
         let trust = if key.is_some() { "the key given" } else { "not checked against a trusted key" };
-        println!("signed by {} ({trust})", rep.keys.join(", "));
+        let _ = writeln!(out, "signed by {} ({trust})", rep.keys.join(", "));
     }
-    if rep.ok() {
-        println!("OK");
-        return 0;
-    }
-    println!("TAMPERED: {} problem(s); the first bad line is line {}", rep.problems.len(), rep.problems[0].line);
-    for p in rep.problems.iter().take(50) {
-        println!("  {p}");
-    }
-    if rep.problems.len() > 50 {
-        println!("  ... and {} more", rep.problems.len() - 50);
-    }
-    1
+    let code = if rep.ok() {
+        let _ = writeln!(out, "OK");
+        0
+    } else {
+        let _ = writeln!(
+            out,
+            "TAMPERED: {} problem(s); the first bad line is line {}",
+            rep.problems.len(),
+            rep.problems[0].line
+        );
+        for p in rep.problems.iter().take(50) {
+            let _ = writeln!(out, "  {p}");
+        }
+        if rep.problems.len() > 50 {
+            let _ = writeln!(out, "  ... and {} more", rep.problems.len() - 50);
+        }
+        1
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    code
 }

@@ -197,3 +197,24 @@ fn another_signer_and_usage_errors() {
     let usage = Command::new(env!("CARGO_BIN_EXE_tapir")).args(["audit", "verify"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// `tapir audit verify LOG | head` must not panic when the reader has gone: the exit code is
+/// still the verdict (0 intact, 1 tampered), not Rust's 101. The reader here (`true`) exits at
+/// once, so every write finds the pipe closed.
+#[test]
+fn a_closed_output_pipe_does_not_change_the_verdict() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, _) = make_log(d.path());
+    let tapir = env!("CARGO_BIN_EXE_tapir");
+    let status = |log: &Path| {
+        let script =
+            format!("sleep 0.2 | true; {tapir} audit verify '{}' | true; echo ${{PIPESTATUS[0]}}", log.display());
+        let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(status(&p), "0");
+    let mut l = lines(&p);
+    l[2] = l[2].replace("request 2", "request X");
+    write(&p, &l);
+    assert_eq!(status(&p), "1");
+}

@@ -249,6 +249,38 @@ fn verify_names_a_tampered_file_and_checks_the_signer() {
     assert!(stderr(&t).contains("LIID-JOE-0001/cc.pcap"), "{}", stderr(&t));
 }
 
+/// What verify must notice beyond changed bytes: a case re-signed by someone else (it verifies,
+/// but says loudly that the signer was not checked), an added empty directory, and a symbolic
+/// link in place of a listed file (which would verify with the bytes it points to).
+#[test]
+fn verify_warns_of_an_unchecked_signer_and_refuses_added_directories_and_links() {
+    let d = tempfile::tempdir().unwrap();
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    let o = tapir(&["replay", s(&pcaps().join("http-put.pcap")), "--warrants", s(&w), "--out", s(&c)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ok = tapir(&["verify", s(&c)]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stderr(&ok).contains("WARNING") && stderr(&ok).contains("NOT CHECKED"), "{}", stderr(&ok));
+
+    std::fs::create_dir(c.join("LIID-JOE-0001/extra")).unwrap();
+    let t = tapir(&["verify", s(&c)]);
+    assert_eq!(t.status.code(), Some(1));
+    assert!(stderr(&t).contains("LIID-JOE-0001/extra/: a directory with no file"), "{}", stderr(&t));
+    std::fs::remove_dir(c.join("LIID-JOE-0001/extra")).unwrap();
+
+    // An object replaced by a link to a copy of itself: same bytes, still refused.
+    let objects = c.join("LIID-JOE-0001/objects");
+    let obj = std::fs::read_dir(&objects).unwrap().next().unwrap().unwrap().path();
+    let copy = d.path().join("copy");
+    std::fs::copy(&obj, &copy).unwrap();
+    std::fs::remove_file(&obj).unwrap();
+    std::os::unix::fs::symlink(&copy, &obj).unwrap();
+    let t = tapir(&["verify", s(&c)]);
+    assert_eq!(t.status.code(), Some(1));
+    assert!(stderr(&t).contains("a symbolic link in the case"), "{}", stderr(&t));
+}
+
 /// `tapir decode` reads PS-PDUs that Python asn1tools encoded (the shared reference vectors) and
 /// prints one JSON line per PDU with the fields the vectors' header states; a cut stream ends
 /// with a one-line error and a non-zero exit after what could be decoded.

@@ -169,3 +169,17 @@ fn big_warrant_files_parse_in_linear_time() {
     let e = parse_warrants(&twice, "w.toml").unwrap_err().to_string();
     assert!(e.contains("w.toml:56002") && e.contains("line 1"), "{e}");
 }
+
+/// A warrants file that is not UTF-8 says where: the line of the first bad byte.
+#[test]
+fn a_non_utf8_warrants_file_names_the_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("w.toml");
+    let mut text =
+        b"[[warrant]]\nliid = \"L\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2027-01-01T00:00:00Z\"\n".to_vec();
+    text.extend_from_slice(b"scope = \"iri\"\ntargets = [\"subscriber:j\xe9\"]\n");
+    std::fs::write(&p, &text).unwrap();
+    let e = load_warrants(&p).unwrap_err();
+    assert_eq!(e.line(), 6);
+    assert!(e.to_string().contains("w.toml:6: not UTF-8"), "{e}");
+}

@@ -384,9 +384,12 @@ impl CaseWriter {
                     cc += w.frames;
                     written.insert(format!("{name}/{file}"), close_out(w.into_inner())?);
                 }
-                let partial = dir.join("objects").join(PARTIAL_DIR);
-                if fs::read_dir(&partial)?.next().is_none() {
-                    fs::remove_dir(&partial)?;
+                // No empty directories in a signed case (verify refuses them: one could be added):
+                // an IRI-only warrant's case has no objects at all.
+                for d in [dir.join("objects").join(PARTIAL_DIR), dir.join("objects")] {
+                    if fs::read_dir(&d)?.next().is_none() {
+                        fs::remove_dir(&d)?;
+                    }
                 }
                 Ok(())
             })();

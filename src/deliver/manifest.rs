@@ -42,6 +42,10 @@ pub enum ManifestError {
     Unlisted { path: String },
     #[error("{path}: a path in the manifest points outside the case")]
     BadPath { path: String },
+    #[error("{path}: a symbolic link in the case (a case holds files and directories only)")]
+    Symlink { path: String },
+    #[error("{path}/: a directory with no file the manifest lists")]
+    UnlistedDir { path: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ManifestError + '_ {
@@ -154,29 +158,37 @@ fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
     Ok((size, hex::encode(ctx.finish().as_ref())))
 }
 
-/// Every regular file below `root`, as `/`-separated relative paths, sorted; the manifest's own
-/// files excluded.
-fn list_files(root: &Path) -> Result<Vec<String>, ManifestError> {
-    let mut out = Vec::new();
+/// Every regular file below `root`, as `/`-separated relative paths, sorted (the manifest's own
+/// files excluded), and every directory below it. A symbolic link is an error: a link in place
+/// of a listed file would verify with the bytes it points to.
+fn list_files(root: &Path) -> Result<(Vec<String>, Vec<String>), ManifestError> {
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
     let mut stack = vec![root.to_path_buf()];
+    let rel_of = |path: &Path| {
+        let rel = path.strip_prefix(root).expect("below root");
+        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    };
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let path = entry.path();
             let ft = entry.file_type().map_err(io_err(&path))?;
-            if ft.is_dir() {
+            if ft.is_symlink() {
+                return Err(ManifestError::Symlink { path: rel_of(&path) });
+            } else if ft.is_dir() {
+                dirs.push(rel_of(&path));
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).expect("below root");
-                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                let rel = rel_of(&path);
                 if rel != MANIFEST && rel != SIGNATURE {
-                    out.push(rel);
+                    files.push(rel);
                 }
             }
         }
     }
-    out.sort();
-    Ok(out)
+    files.sort();
+    dirs.sort();
+    Ok((files, dirs))
 }
 
 /// Writes the signed manifest over every file of the case. `known` holds (size, SHA-256) of files
@@ -193,7 +205,7 @@ pub fn write(
         fs::write(&p, format!("{}\n", key.public_hex())).map_err(io_err(&p))?;
     }
     let mut files = Vec::new();
-    for rel in list_files(root)? {
+    for rel in list_files(root)?.0 {
         let p = root.join(&rel);
         let (size, sha256) = match known.get(&rel) {
             Some((size, sha)) => (*size, sha.clone()),
@@ -302,10 +314,25 @@ pub fn verify(root: &Path, trusted_public_hex: Option<&str>) -> Result<Verified,
         }
     }
     let listed: std::collections::HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-    for rel in list_files(root)? {
+    let (files, dirs) = list_files(root)?;
+    for rel in files {
         if !listed.contains(rel.as_str()) {
             return Err(ManifestError::Unlisted { path: rel });
         }
+    }
+    // A directory holds a listed file somewhere below it, or it was added (or emptied).
+    let mut holding: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for f in &manifest.files {
+        let mut p = f.path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !holding.insert(parent) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    if let Some(d) = dirs.into_iter().find(|d| !holding.contains(d.as_str())) {
+        return Err(ManifestError::UnlistedDir { path: d });
     }
     Ok(Verified {
         files: manifest.files.len(),

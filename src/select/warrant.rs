@@ -213,6 +213,9 @@ pub enum WarrantError {
     NoTargets { file: String, line: usize },
     #[error("{file}:{line}: bad lea name {value:?}")]
     BadLea { file: String, line: usize, value: String },
+    /// The file is not UTF-8 (TOML must be): where the first bad byte is.
+    #[error("{file}:{line}: not UTF-8 (byte {offset} of the file)")]
+    NotUtf8 { file: String, line: usize, offset: usize },
 }
 
 impl WarrantError {
@@ -228,7 +231,8 @@ impl WarrantError {
             | WarrantError::BadScope { line, .. }
             | WarrantError::BadTarget { line, .. }
             | WarrantError::NoTargets { line, .. }
-            | WarrantError::BadLea { line, .. } => *line,
+            | WarrantError::BadLea { line, .. }
+            | WarrantError::NotUtf8 { line, .. } => *line,
         }
     }
 }
@@ -397,7 +401,12 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
 /// Reads and parses a warrants file.
 pub fn load_warrants(path: &Path) -> Result<Warrants, WarrantError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| WarrantError::Io { file: file.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| WarrantError::Io { file: file.clone(), source })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes().get(..offset).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1;
+        WarrantError::NotUtf8 { file: file.clone(), line, offset }
+    })?;
     parse_warrants(&text, &file)
 }
 
