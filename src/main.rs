@@ -277,13 +277,32 @@ fn replay(
         b
     };
     let mut merge = Merge::new(files.iter().map(|f| f.frames()).collect());
+    // SIGINT or SIGTERM: stop reading, and finish and sign what was read, marked incomplete.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    {
+        let stop = stop.clone();
+        tapir::daemon::spawn_signals(move |s| {
+            if s != tapir::daemon::Signal::Hup && stop.swap(s.number(), std::sync::atomic::Ordering::Relaxed) != 0 {
+                // Asked twice: the operator does not want to wait for the case to be finished.
+                eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
+                std::process::exit(128 + s.number());
+            }
+            true
+        })?;
+    }
     let mut last_update = Instant::now();
     let mut frames_at_update = 0u64;
     let mut sink = tapir::deliver::Both {
         first: &mut case,
         second: delivery.as_mut().map(|d| d as &mut dyn tapir::record::RecordSink),
     };
+    let mut interrupted = None;
     while let Some((idx, item)) = merge.next() {
+        let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
+        if sig != 0 {
+            interrupted = Some(sig);
+            break;
+        }
         match item {
             Ok(frame) => pipeline.frame(&frame, &mut sink),
             Err(d) => pipeline.damage(format!("{}: {d}", captures[idx].display())),
@@ -311,7 +330,14 @@ fn replay(
     };
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let signed = manifest::write_case(out, &key, &now, &written)?;
+    let incomplete = interrupted.map(|sig| {
+        format!(
+            "interrupted by signal {sig} after {} packets (capture time {}): the rest of the input was not read",
+            pipeline.summary.frames,
+            pipeline.now().to_rfc3339()
+        )
+    });
+    let signed = manifest::write_case(out, &key, &now, &written, incomplete.as_deref())?;
 
     // The closing summary.
     let s = &pipeline.summary;
@@ -389,6 +415,11 @@ fn replay(
             );
         }
     }
+    if let (Some(sig), Some(why)) = (interrupted, &incomplete) {
+        eprintln!("tapir: case {} is signed and marked incomplete: {why}", out.display());
+        // As a shell reports a process the signal stopped.
+        std::process::exit(128 + sig);
+    }
     Ok(())
 }
 
@@ -447,13 +478,17 @@ fn verify(case: &Path, public_key: Option<&str>) -> Result<()> {
             v.signer
         );
     }
-    let line = format!(
+    let mut line = format!(
         "{}: OK, {} files, signed by {}{}\n",
         case.display(),
         v.files,
         v.signer,
         if v.signer_trusted { " (the key given)" } else { " (key not checked against a trusted one)" }
     );
+    if let Some(why) = &v.incomplete {
+        eprintln!("tapir: WARNING: the case is INCOMPLETE: {why}");
+        line.push_str(&format!("INCOMPLETE: {why}\n"));
+    }
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
     Ok(())
 }

@@ -314,3 +314,64 @@ fn decode_prints_reference_pdus_as_json_lines() {
     assert_eq!(cut.status.code(), Some(1));
     assert_eq!(stdout(&cut).lines().count(), 1);
 }
+
+/// SIGINT (Ctrl-C) or SIGTERM during a replay: reading stops, every flow is ended, the case is
+/// written and signed with its manifests saying it is incomplete and why, and tapir exits with
+/// 128 + the signal. Before, the process died and left an unsigned partial case.
+#[test]
+fn an_interrupted_replay_leaves_a_signed_case_marked_incomplete() {
+    let d = tempfile::tempdir().unwrap();
+    // 1.5 million UDP packets from the target, one a millisecond: long enough to interrupt.
+    let pcap = d.path().join("long.pcap");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&pcap).unwrap());
+        f.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0])
+            .unwrap();
+        let t0 = 1_795_000_000u32; // 2026-11-19
+        for i in 0..1_500_000u32 {
+            let mut p = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 203, 0, 113, 10];
+            p.extend_from_slice(&[0x0f, 0xa0, 0, 53, 0, 12, 0, 0]);
+            p.extend_from_slice(&i.to_be_bytes());
+            let hdr = [t0 + i / 1000, (i % 1000) * 1000, 32, 32];
+            for v in hdr {
+                f.write_all(&v.to_le_bytes()).unwrap();
+            }
+            f.write_all(&p).unwrap();
+        }
+    }
+    let w = warrants(d.path(), JOE);
+    let c = d.path().join("c");
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let case = c.join(sig);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(["replay", s(&pcap), "--warrants", s(&w), "--out", s(&case), "--quiet"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once it is well into the capture (its case directory exists and has had time to fill).
+        let t = std::time::Instant::now();
+        while !case.join("LIID-JOE-0001/cc.pcap").exists() && t.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(child.try_wait().unwrap().is_none(), "the replay ended before it could be interrupted");
+        Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        assert!(stderr(&o).contains("signed and marked incomplete"), "{}", stderr(&o));
+        // The case verifies, and says it is incomplete.
+        let v = tapir(&["verify", s(&case)]);
+        assert!(v.status.success(), "{}", stderr(&v));
+        assert!(stdout(&v).contains("INCOMPLETE: interrupted by signal"), "{}", stdout(&v));
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("LIID-JOE-0001/MANIFEST.json")).unwrap()).unwrap();
+        assert!(m["incomplete"].as_str().unwrap().contains("the rest of the input was not read"), "{m}");
+        // What was read is all there: the frames up to the stop, and the session ended.
+        let frames = tshark_count(&case.join("LIID-JOE-0001/cc.pcap"), "udp");
+        assert!(frames > 0 && frames < 1_500_000, "{frames}");
+        let iri = std::fs::read_to_string(case.join("LIID-JOE-0001/iri.jsonl")).unwrap();
+        assert!(iri.contains("\"reason\":\"shutdown\""), "{iri}");
+    }
+}

@@ -64,7 +64,7 @@ pub mod source;
 pub mod x1;
 
 pub use config::{check, load_config, parse_config, Config, ConfigError};
-pub use run::{run, Control, FileWarrants, Hooks, RunReport, WarrantsProvider};
+pub use run::{run, spawn_signals, Control, FileWarrants, Hooks, RunReport, Signal, WarrantsProvider};
 pub use source::{ReplaySource, Source};
 
 /// Logs to stderr; the level from `TAPIR_LOG` (tracing-subscriber's env-filter syntax, default

@@ -306,9 +306,29 @@ fn new_case_dir(case_dir: &Path) -> Result<PathBuf> {
     bail!("{}: no free case directory name", case_dir.display())
 }
 
-/// SIGHUP/SIGTERM/SIGINT into `tx`, on a thread with a small tokio runtime. Returns once the
-/// handlers are installed (so a signal right after cannot kill us with the default action).
-fn spawn_signals(tx: Sender<Control>) -> Result<()> {
+/// A signal that asks tapir to reload or to stop.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Hup,
+    Term,
+    Int,
+}
+
+impl Signal {
+    /// The signal's number (the exit status of a process it stopped is 128 + it).
+    pub fn number(self) -> i32 {
+        match self {
+            Signal::Hup => 1,
+            Signal::Int => 2,
+            Signal::Term => 15,
+        }
+    }
+}
+
+/// Calls `on` for each SIGHUP, SIGTERM and SIGINT, on a thread with a small tokio runtime, until
+/// it returns false. Returns once the handlers are installed (so a signal right after cannot kill
+/// us with the default action).
+pub fn spawn_signals(on: impl Fn(Signal) -> bool + Send + 'static) -> Result<()> {
     let (ok_tx, ok_rx) = sync_channel::<std::io::Result<()>>(1);
     std::thread::Builder::new().name("tapir-signals".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -333,12 +353,12 @@ fn spawn_signals(tx: Sender<Control>) -> Result<()> {
             };
             let _ = ok_tx.send(Ok(()));
             loop {
-                let c = tokio::select! {
-                    _ = hup.recv() => Control::Reload,
-                    _ = term.recv() => Control::Stop,
-                    _ = int.recv() => Control::Stop,
+                let s = tokio::select! {
+                    _ = hup.recv() => Signal::Hup,
+                    _ = term.recv() => Signal::Term,
+                    _ = int.recv() => Signal::Int,
                 };
-                if tx.send(c).is_err() {
+                if !on(s) {
                     return;
                 }
             }
@@ -501,7 +521,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
     // Threads only from here on: capabilities are per thread, and none may keep them.
     if hooks.signals {
-        spawn_signals(control_tx.clone())?;
+        let tx = control_tx.clone();
+        spawn_signals(move |s| tx.send(if s == Signal::Hup { Control::Reload } else { Control::Stop }).is_ok())?;
     }
 
     let case_root = new_case_dir(&config.paths.case_dir)?;
@@ -702,7 +723,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
     let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let signed = manifest::write_case(&case_root, &key, &now, &written)?;
+    let signed = manifest::write_case(&case_root, &key, &now, &written, None)?;
     let s = &pipeline.summary;
     let report = RunReport {
         case: case_root.clone(),

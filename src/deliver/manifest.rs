@@ -64,6 +64,10 @@ pub struct Manifest {
     pub format: String,
     pub tool: String,
     pub created: String,
+    /// Why the case does not hold everything its input had (a replay interrupted by SIGINT or
+    /// SIGTERM): it is signed all the same, and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
     pub files: Vec<FileEntry>,
 }
 
@@ -200,6 +204,17 @@ pub fn write(
     now: &str,
     known: &std::collections::BTreeMap<String, (u64, String)>,
 ) -> Result<usize, ManifestError> {
+    write_marked(root, key, now, known, None)
+}
+
+/// [`write`], the manifest saying why the case is `incomplete` if it is.
+fn write_marked(
+    root: &Path,
+    key: &SigningKey,
+    now: &str,
+    known: &std::collections::BTreeMap<String, (u64, String)>,
+    incomplete: Option<&str>,
+) -> Result<usize, ManifestError> {
     if key.ephemeral {
         let p = root.join(PUBLIC_KEY);
         fs::write(&p, format!("{}\n", key.public_hex())).map_err(io_err(&p))?;
@@ -218,6 +233,7 @@ pub fn write(
         format: "tapir-case/1".into(),
         tool: format!("tapir {}", env!("CARGO_PKG_VERSION")),
         created: now.into(),
+        incomplete: incomplete.map(str::to_string),
         files,
     };
     let mut bytes =
@@ -240,12 +256,14 @@ pub fn write(
 
 /// Signs a whole case: each LIID's directory gets a manifest of its own (so that it can be
 /// handed to its LEA alone, and says nothing of any other LIID), then the case root one over
-/// everything, those included. Returns the number of files the root manifest lists.
+/// everything, those included. `incomplete` says why the case lacks part of its input, if it
+/// does. Returns the number of files the root manifest lists.
 pub fn write_case(
     root: &Path,
     key: &SigningKey,
     now: &str,
     known: &std::collections::BTreeMap<String, (u64, String)>,
+    incomplete: Option<&str>,
 ) -> Result<usize, ManifestError> {
     let mut dirs = Vec::new();
     for entry in fs::read_dir(root).map_err(io_err(root))? {
@@ -261,9 +279,9 @@ pub fn write_case(
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), v.clone())))
             .collect();
-        write(&root.join(&dir), key, now, &sub)?;
+        write_marked(&root.join(&dir), key, now, &sub, incomplete)?;
     }
-    write(root, key, now, known)
+    write_marked(root, key, now, known, incomplete)
 }
 
 /// What `verify` established.
@@ -273,6 +291,8 @@ pub struct Verified {
     pub signer: String,
     /// True when the signer was checked against a key the caller trusts.
     pub signer_trusted: bool,
+    /// The manifest's own statement that the case is incomplete, and why.
+    pub incomplete: Option<String>,
 }
 
 /// Checks the signature, then every listed file's hash, then that no file is unlisted. Stops at
@@ -338,6 +358,7 @@ pub fn verify(root: &Path, trusted_public_hex: Option<&str>) -> Result<Verified,
         files: manifest.files.len(),
         signer: sigfile.public_key,
         signer_trusted: trusted_public_hex.is_some(),
+        incomplete: manifest.incomplete,
     })
 }
 
