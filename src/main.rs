@@ -305,7 +305,13 @@ fn replay(
         }
         match item {
             Ok(frame) => pipeline.frame(&frame, &mut sink),
-            Err(d) => pipeline.damage(format!("{}: {d}", captures[idx].display())),
+            // The file's name only: the case goes to an LEA, the operator's paths need not.
+            Err(d) => pipeline.damage(format!(
+                "{}: {d}",
+                captures[idx]
+                    .file_name()
+                    .map_or_else(|| captures[idx].display().to_string(), |n| n.to_string_lossy().into_owned())
+            )),
         }
         if pipeline.summary.frames & 0xffff == 0 && !bar.is_hidden() {
             let el = last_update.elapsed().as_secs_f64();
@@ -329,6 +335,8 @@ fn replay(
         _ => None,
     };
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
+    tapir::deliver::case::write_damage(out, &pipeline.summary.capture_damage)
+        .with_context(|| format!("writing damage.jsonl into {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let incomplete = interrupted.map(|sig| {
         format!(
@@ -380,7 +388,7 @@ fn replay(
     } else {
         println!("capture damage: {} region(s)", s.capture_damage.len());
         for d in &s.capture_damage {
-            println!("  {d}");
+            println!("  {}", d.what);
         }
     }
     println!(

@@ -28,6 +28,17 @@ use crate::timestamp::Timestamp;
 /// How often (capture time) flows are checked for timeouts.
 const TICK_NS: i64 = 1_000_000_000;
 
+/// A damaged region of an input: what it was, and the capture time reached when it was met (the
+/// traffic around that time may be missing from every warrant's case).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// Capture time of the last frame before the damage (none before the first frame).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Timestamp>,
+    /// Which input and what, e.g. `ftp.pcap: capture damaged at byte 4096: ...`.
+    pub what: String,
+}
+
 /// Counters for the closing summary.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -39,8 +50,8 @@ pub struct Summary {
     /// Frames matched, per LIID.
     pub matched: BTreeMap<Liid, u64>,
     pub decode_errors: BTreeMap<String, u64>,
-    /// Capture-file damage, one line each (file, offset, what).
-    pub capture_damage: Vec<String>,
+    /// Capture-file damage, one each (file, offset, what), with the capture time reached.
+    pub capture_damage: Vec<Damage>,
     pub association_events: u64,
     /// Association events learnt from RADIUS Accounting-Requests seen on the tap.
     pub radius_events: u64,
@@ -261,7 +272,8 @@ impl Pipeline {
 
     /// A damaged region of a capture file (counted, reported, not fatal).
     pub fn damage(&mut self, what: String) {
-        self.summary.capture_damage.push(what);
+        let after = (self.now != Timestamp::MIN).then_some(self.now);
+        self.summary.capture_damage.push(Damage { after, what });
     }
 
     /// End of input: remaining association events are applied (they are part of the record even

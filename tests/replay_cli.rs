@@ -139,6 +139,24 @@ fn a_truncated_capture_is_processed_up_to_the_damage() {
     let want = tshark_count(&cut, "ip.addr==198.51.100.7 || ipv6.addr==2001:db8::7");
     assert!(want > 0);
     assert_eq!(pcap_times(&c.join("LIID-JOE-0001/cc.pcap")).len(), want);
+    // The LEA is told, in its own directory, signed with the rest: which file, where, and the
+    // capture time reached (the last frame before the cut, as tshark reads it).
+    let damage = std::fs::read_to_string(c.join("LIID-JOE-0001/damage.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = damage.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{damage}");
+    assert!(lines[0]["what"].as_str().unwrap().starts_with("cut.pcap: capture damaged at byte"), "{damage}");
+    assert!(!damage.contains(&d.path().display().to_string()), "the operator's paths stay out: {damage}");
+    let t =
+        Command::new("tshark").arg("-r").arg(&cut).args(["-T", "fields", "-e", "frame.time_epoch"]).output().unwrap();
+    let last = String::from_utf8_lossy(&t.stdout).lines().last().unwrap().trim().to_string();
+    let (secs, frac) = last.split_once('.').unwrap();
+    let last_us = secs.parse::<i64>().unwrap() * 1_000_000 + frac[..6].parse::<i64>().unwrap();
+    let after = lines[0]["after"].as_str().unwrap();
+    let after = chrono::DateTime::parse_from_rfc3339(after).unwrap().timestamp_micros();
+    assert_eq!(after, last_us, "the last frame's time");
+    let m = std::fs::read_to_string(c.join("LIID-JOE-0001/MANIFEST.json")).unwrap();
+    assert!(m.contains("\"damage.jsonl\""), "{m}");
+    assert!(tapir(&["verify", s(&c.join("LIID-JOE-0001"))]).status.success());
 }
 
 #[test]

@@ -722,6 +722,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
     let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
     let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
+    crate::deliver::case::write_damage(&case_root, &pipeline.summary.capture_damage)
+        .with_context(|| format!("writing damage.jsonl into {}", case_root.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let signed = manifest::write_case(&case_root, &key, &now, &written, None)?;
     let s = &pipeline.summary;

@@ -6,6 +6,7 @@
 //! CASE_DIR/<LIID>/cc-linktype-N.pcap frames of a second link type, if any
 //! CASE_DIR/<LIID>/objects.jsonl      one line per content object
 //! CASE_DIR/<LIID>/objects/<sha256>   the object's bytes (holes zero-filled)
+//! CASE_DIR/<LIID>/damage.jsonl       damage in the input, if any (see `write_damage`)
 //! CASE_DIR/MANIFEST.json(.sig)       see `manifest`
 //! ```
 //!
@@ -424,6 +425,31 @@ impl RecordSink for CaseWriter {
             self.fail(e);
         }
     }
+}
+
+/// Writes `damage.jsonl` (one line per damaged region of the input: `after`, the capture time
+/// reached, and `what`) into every LIID directory of the case at `root`: damage in the input may
+/// have hidden any warrant's traffic, and the LEA is told so with the case it receives. Nothing
+/// is written when there was no damage.
+pub fn write_damage<T: serde::Serialize>(root: &Path, damage: &[T]) -> io::Result<()> {
+    if damage.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for d in damage {
+        serde_json::to_writer(&mut lines, d).map_err(io::Error::other)?;
+        lines.push(b'\n');
+    }
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            let p = entry.path().join("damage.jsonl");
+            let mut f = File::create(&p)?;
+            f.write_all(&lines)?;
+            f.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 /// LIIDs are printable ASCII but may hold `/` or `..`: map anything but `[A-Za-z0-9._-]` to `_`
