@@ -244,11 +244,14 @@ fn replay(
                 bail!("--deliver: {} has no [[lea]]", warrants_path.display());
             }
             let d = tapir::deliver::handover::Delivery::start(leas, &warrants, spool)?;
-            Some(Threaded::spawn(d))
+            Some((d.give_up_handle(), Threaded::spawn(d)))
         }
         None => None,
     };
-    let mut delivery = delivery;
+    let (give_up, mut delivery) = match delivery {
+        Some((g, d)) => (Some(g), Some(d)),
+        None => (None, None),
+    };
     let events = match associations {
         Some(p) => load_events(p)?,
         None => Vec::new(),
@@ -282,7 +285,14 @@ fn replay(
     {
         let stop = stop.clone();
         tapir::daemon::spawn_signals(move |s| {
-            if s != tapir::daemon::Signal::Hup && stop.swap(s.number(), std::sync::atomic::Ordering::Relaxed) != 0 {
+            if s == tapir::daemon::Signal::Hup {
+                return true;
+            }
+            // A replay waiting on a full spool stops waiting: what is left is refused, with alarms.
+            if let Some(g) = &give_up {
+                g.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            if stop.swap(s.number(), std::sync::atomic::Ordering::Relaxed) != 0 {
                 // Asked twice: the operator does not want to wait for the case to be finished.
                 eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
                 std::process::exit(128 + s.number());
@@ -327,13 +337,6 @@ fn replay(
     pipeline.finish(&mut sink);
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
-    let delivered = match (delivery, &deliver) {
-        (Some(d), Some((spool, wait))) => {
-            let d = d.finish().map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
-            Some((d.finish(*wait), spool.clone()))
-        }
-        _ => None,
-    };
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
     tapir::deliver::case::write_damage(out, &pipeline.summary.capture_damage)
         .with_context(|| format!("writing damage.jsonl into {}", out.display()))?;
@@ -346,7 +349,17 @@ fn replay(
         )
     });
     let signed = manifest::write_case(out, &key, &now, &written, incomplete.as_deref())?;
-
+    // The case is signed first: however long the LEA takes, the evidence is finished. An
+    // interrupted run does not wait for the LEA: the spool keeps the rest for the next run.
+    let delivered = match (delivery, &deliver) {
+        (Some(d), Some((spool, wait))) => {
+            let d = d.finish().map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
+            let stopped = stop.load(std::sync::atomic::Ordering::Relaxed) != 0;
+            let wait = if stopped { std::time::Duration::ZERO } else { *wait };
+            Some((d.finish(wait), spool.clone()))
+        }
+        _ => None,
+    };
     // The closing summary.
     let s = &pipeline.summary;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -409,22 +422,40 @@ fn replay(
                 l.hi3.spooled,
                 if l.complete { "" } else { " (the rest stays in the spool)" }
             );
+            let waits = l.hi2.full_waits + l.hi3.full_waits;
+            if waits > 0 {
+                println!(
+                    "  the spool was full {waits} time(s): the replay waited {:.1} s for the LEA to confirm",
+                    l.hi2.full_wait_secs + l.hi3.full_wait_secs
+                );
+            }
         }
         for a in &rep.alarms {
-            eprintln!("tapir: ALARM {a}");
+            eprintln!("tapir: {}{a}", if a.starts_with("ALARM") { "" } else { "ALARM " });
         }
-        if rep.alarm_count > 0 {
-            bail!("{} PDUs refused by the spool (see the alarms above)", rep.alarm_count);
-        }
-        if !rep.complete() {
-            bail!(
+        let failed = if rep.alarm_count > 0 {
+            Some(anyhow::anyhow!("{} PDUs refused by the spool (see the alarms above)", rep.alarm_count))
+        } else if !rep.complete() {
+            Some(anyhow::anyhow!(
                 "an LEA stayed unreachable: the undelivered PDUs are safe in {}; the next run delivers them",
                 spool.display()
-            );
+            ))
+        } else {
+            None
+        };
+        match (failed, stop.load(std::sync::atomic::Ordering::Relaxed)) {
+            (Some(e), 0) => return Err(e),
+            (Some(e), _) => eprintln!("tapir: {e:#}"),
+            (None, _) => {}
         }
     }
-    if let (Some(sig), Some(why)) = (interrupted, &incomplete) {
-        eprintln!("tapir: case {} is signed and marked incomplete: {why}", out.display());
+    let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
+    if sig != 0 {
+        match &incomplete {
+            Some(why) => eprintln!("tapir: case {} is signed and marked incomplete: {why}", out.display()),
+            // The signal came after the input was read, while delivering: the case is whole.
+            None => eprintln!("tapir: case {} is signed and complete; delivery was interrupted", out.display()),
+        }
         // As a shell reports a process the signal stopped.
         std::process::exit(128 + sig);
     }

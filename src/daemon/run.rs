@@ -196,6 +196,8 @@ struct Outputs {
     delivery: Option<Running>,
     /// Where the running delivery publishes its state (for the metrics).
     status: DeliveryStatus,
+    /// Shared with every delivery started (see `start_delivery`).
+    give_up: Arc<AtomicBool>,
     /// Per LIID since the last hand-over to X1: IRI bytes (as written to the case), CC bytes,
     /// and the last record's time, for X1 TaskStatus.
     intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
@@ -258,13 +260,19 @@ fn routes(w: &[Warrant]) -> Vec<(String, Option<String>)> {
     r
 }
 
-fn start_delivery(all: &Warrants, file: &str, spool: &Path, status: &DeliveryStatus) -> Result<Option<Running>> {
+fn start_delivery(
+    all: &Warrants,
+    file: &str,
+    spool: &Path,
+    status: &DeliveryStatus,
+    give_up: &Arc<AtomicBool>,
+) -> Result<Option<Running>> {
     let leas = parse_leas(&all.lea, file)?;
     if leas.is_empty() {
         return Ok(None);
     }
     std::fs::create_dir_all(spool).with_context(|| format!("creating spool {}", spool.display()))?;
-    let d = Delivery::start(leas, &all.warrants, spool)?;
+    let d = Delivery::start(leas, &all.warrants, spool)?.with_give_up(give_up.clone());
     let status = status.clone();
     let d = Threaded::spawn_observed(d, feeds::UPDATE_EVERY, move |d: &Delivery| status.publish(d.report()));
     Ok(Some((d, all.lea.clone(), routes(&all.warrants))))
@@ -519,21 +527,32 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     if !config.capture.interfaces.is_empty() {
         drop_privileges(config)?;
     }
+    // Set by a stop signal: a delivery waiting on a full spool gives up (see `Delivery`).
+    let give_up = Arc::new(AtomicBool::new(false));
     // Threads only from here on: capabilities are per thread, and none may keep them.
     if hooks.signals {
         let tx = control_tx.clone();
-        spawn_signals(move |s| tx.send(if s == Signal::Hup { Control::Reload } else { Control::Stop }).is_ok())?;
+        let give_up = give_up.clone();
+        spawn_signals(move |s| {
+            if s == Signal::Hup {
+                return tx.send(Control::Reload).is_ok();
+            }
+            // A pipeline waiting on a full spool must see the stop: delivery stops waiting.
+            give_up.store(true, Ordering::Relaxed);
+            tx.send(Control::Stop).is_ok()
+        })?;
     }
 
     let case_root = new_case_dir(&config.paths.case_dir)?;
     let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
-    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status)?;
+    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;
     let mut out = Outputs {
         case: Threaded::spawn(case),
         delivery,
         status,
+        give_up,
         intercepts: HashMap::new(),
         count_intercepts: x1.is_some(),
     };
@@ -717,15 +736,16 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
     pipeline.finish(&mut out);
     let Outputs { case, delivery, .. } = out;
-    if let Some((d, _, _)) = delivery {
-        finish_delivery(d, wait);
-    }
     let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
     let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
     crate::deliver::case::write_damage(&case_root, &pipeline.summary.capture_damage)
         .with_context(|| format!("writing damage.jsonl into {}", case_root.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let signed = manifest::write_case(&case_root, &key, &now, &written, None)?;
+    // Signed before the wait for the LEA: the evidence does not depend on it.
+    if let Some((d, _, _)) = delivery {
+        finish_delivery(d, wait);
+    }
     let s = &pipeline.summary;
     let report = RunReport {
         case: case_root.clone(),
@@ -776,7 +796,7 @@ fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str
         // comparison are the new warrants' only.
         let mut routed = new.clone();
         routed.warrants.extend(old.iter().filter(|o| !new.warrants.iter().any(|w| w.liid == o.liid)).cloned());
-        match start_delivery(&routed, wfile, spool, &out.status) {
+        match start_delivery(&routed, wfile, spool, &out.status, &out.give_up) {
             Ok(d) => out.delivery = d.map(|(d, leas, _)| (d, leas, routes(&new.warrants))),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }

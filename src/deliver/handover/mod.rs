@@ -11,6 +11,12 @@
 //! So an LEA outage or a crash loses nothing: delivery resumes from the confirmed offset, and
 //! what may arrive twice carries the same sequence number.
 //!
+//! Back-pressure: a full spool is never a reason to drop. [`Delivery::deliver`] waits until the
+//! LEA has confirmed enough to free a segment; the caller's thread waits with it, so a replay
+//! slows to the LEA's pace and a live capture leaves the burst in the kernel ring, which counts
+//! what it cannot hold. Only when told to give up (a stop signal: [`Delivery::give_up_handle`])
+//! does a full spool refuse, and each refusal is an alarm.
+//!
 //! Routing: a warrant goes to the LEA its `lea` names; a warrant without `lea` goes to the only
 //! LEA when exactly one is configured, and is not delivered otherwise.
 
@@ -21,7 +27,7 @@ pub mod spool;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +68,10 @@ pub struct ChannelReport {
     pub last_error: Option<String>,
     /// Torn records truncated from the spool's tail when it was opened.
     pub truncated_records: u64,
+    /// Times a PDU found the spool full and waited for the LEA to confirm (back-pressure).
+    pub full_waits: u64,
+    /// Seconds spent in those waits.
+    pub full_wait_secs: f64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -94,7 +104,14 @@ struct LeaRt {
     hi3: Arc<ChannelShared>,
     spooled: [u64; 2],
     truncated: [u64; 2],
+    full_waits: [u64; 2],
+    full_wait: [Duration; 2],
 }
+
+/// How long stopping waits for the sender thread.
+const SENDER_STOP: Duration = Duration::from_secs(2);
+/// How often a PDU waiting for spool room tries again.
+const FULL_RETRY: Duration = Duration::from_millis(5);
 
 /// The running handover: a [`RecordSink`] on the caller's thread, senders on their own.
 pub struct Delivery {
@@ -102,6 +119,8 @@ pub struct Delivery {
     leas: Vec<LeaRt>,
     stop: tokio::sync::watch::Sender<bool>,
     runtime: Option<std::thread::JoinHandle<()>>,
+    /// Set from outside: stop waiting for spool room (see the module notes).
+    give_up: Arc<AtomicBool>,
     alarms: Vec<String>,
     alarm_count: u64,
     last_ts: Timestamp,
@@ -177,7 +196,15 @@ impl Delivery {
             }
             let hi3 = chans.pop().ok_or_else(|| lea_err(&l.name, "no hi3"))?;
             let hi2 = chans.pop().ok_or_else(|| lea_err(&l.name, "no hi2"))?;
-            rts.push(LeaRt { name: l.name.clone(), hi2, hi3, spooled: [0; 2], truncated });
+            rts.push(LeaRt {
+                name: l.name.clone(),
+                hi2,
+                hi3,
+                spooled: [0; 2],
+                truncated,
+                full_waits: [0; 2],
+                full_wait: [Duration::ZERO; 2],
+            });
         }
         let mdf = Mdf::new(&leas, signers, route, restarted).map_err(|e| lea_err("?", e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DeliveryError::Runtime)?;
@@ -197,6 +224,7 @@ impl Delivery {
             leas: rts,
             stop,
             runtime: Some(runtime),
+            give_up: Arc::new(AtomicBool::new(false)),
             alarms: Vec::new(),
             alarm_count: 0,
             last_ts: Timestamp::from_secs(0),
@@ -207,22 +235,64 @@ impl Delivery {
         self.leas.get(lea).map(|l| if ch == Channel::Hi2 { &l.hi2 } else { &l.hi3 })
     }
 
-    fn emit_into(leas: &mut [LeaRt], lea: usize, ch: Channel, pdu: &[u8]) -> Result<(), SpoolError> {
+    /// A flag that, once set (a stop signal, the daemon stopping), ends every wait for spool
+    /// room: PDUs that find the spool full from then on are refused, each with an alarm.
+    pub fn give_up_handle(&self) -> Arc<AtomicBool> {
+        self.give_up.clone()
+    }
+
+    /// Uses `flag` as the give-up flag (one flag for deliveries restarted on a reload).
+    pub fn with_give_up(mut self, flag: Arc<AtomicBool>) -> Delivery {
+        self.give_up = flag;
+        self
+    }
+
+    /// Appends one PDU; on a full spool waits for the sender to free room, unless `give_up`.
+    fn emit_into(
+        leas: &mut [LeaRt],
+        give_up: &dyn Fn() -> bool,
+        lea: usize,
+        ch: Channel,
+        pdu: &[u8],
+    ) -> Result<(), SpoolError> {
         let Some(l) = leas.get_mut(lea) else { return Ok(()) };
         let (shared, k) = if ch == Channel::Hi2 { (&l.hi2, 0) } else { (&l.hi3, 1) };
-        {
-            let mut sp = shared.spool.lock().map_err(|_| SpoolError::Io {
-                path: PathBuf::from(&l.name),
-                source: std::io::Error::other("spool lock poisoned"),
-            })?;
-            sp.append(pdu)?;
+        let mut waiting: Option<Instant> = None;
+        let r = loop {
+            let r = match shared.spool.lock() {
+                Ok(mut sp) => sp.append(pdu),
+                Err(_) => Err(SpoolError::Io {
+                    path: PathBuf::from(&l.name),
+                    source: std::io::Error::other("spool lock poisoned"),
+                }),
+            };
+            match r {
+                Err(SpoolError::Full { .. }) if !give_up() => {
+                    if waiting.is_none() {
+                        waiting = Some(Instant::now());
+                        l.full_waits[k] += 1;
+                        // The sender asks for confirmation at once instead of after its usual gap.
+                        shared.full.store(true, Ordering::Relaxed);
+                        tracing::warn!(lea = %l.name, channel = ?ch, "spool full: waiting for the LEA to confirm");
+                    }
+                    shared.notify.notify_one();
+                    std::thread::sleep(FULL_RETRY);
+                }
+                r => break r,
+            }
+        };
+        if let Some(t) = waiting {
+            l.full_wait[k] += t.elapsed();
+            shared.full.store(false, Ordering::Relaxed);
         }
+        r?;
         l.spooled[k] += 1;
         shared.notify.notify_one();
         Ok(())
     }
 
-    /// One record. A refused PDU (spool full, I/O error) is returned and kept as an alarm.
+    /// One record. Waits while the spool is full (see the module notes); a refused PDU (spool
+    /// full after `give_up`, I/O error) is returned and kept as an alarm.
     pub fn deliver(&mut self, rec: &Record<'_>) -> Result<(), SpoolError> {
         let ts = match rec {
             Record::Iri(r) => r.ts,
@@ -230,8 +300,9 @@ impl Delivery {
             _ => self.last_ts,
         };
         self.last_ts = self.last_ts.max(ts);
-        let leas = &mut self.leas;
-        let r = self.mdf.record(rec, &mut |lea, ch, pdu| Self::emit_into(leas, lea, ch, pdu));
+        let (leas, flag) = (&mut self.leas, &*self.give_up);
+        let give_up = || flag.load(Ordering::Relaxed);
+        let r = self.mdf.record(rec, &mut |lea, ch, pdu| Self::emit_into(leas, &give_up, lea, ch, pdu));
         if let Err(e) = &r {
             self.alarm(e.to_string());
         }
@@ -263,11 +334,14 @@ impl Delivery {
     }
 
     /// End of input: the pending integrity checks, fsync, then waits until every PDU is
-    /// confirmed or `wait` has passed; what is not delivered stays in the spool.
+    /// confirmed or `wait` has passed, whatever the LEA does (one that accepts and never reads
+    /// included); what is not delivered stays in the spool.
     pub fn finish(mut self, wait: Duration) -> DeliveryReport {
+        let deadline = Instant::now() + wait;
         let now = self.last_ts;
-        let leas = &mut self.leas;
-        if let Err(e) = self.mdf.flush(now, &mut |lea, ch, pdu| Self::emit_into(leas, lea, ch, pdu)) {
+        let (leas, flag) = (&mut self.leas, &*self.give_up);
+        let give_up = || flag.load(Ordering::Relaxed) || Instant::now() >= deadline;
+        if let Err(e) = self.mdf.flush(now, &mut |lea, ch, pdu| Self::emit_into(leas, &give_up, lea, ch, pdu)) {
             self.alarm(e.to_string());
         }
         if let Err(e) = self.sync() {
@@ -277,15 +351,28 @@ impl Delivery {
             l.hi2.notify.notify_one();
             l.hi3.notify.notify_one();
         }
-        let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !self.all_confirmed() {
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.stop_senders();
+        self.report()
+    }
+
+    /// Tells the senders to stop and waits for them a little: a sender stops in the middle of
+    /// a write, but should one not, it is left behind rather than holding the caller.
+    fn stop_senders(&mut self) {
         let _ = self.stop.send(true);
         if let Some(h) = self.runtime.take() {
-            let _ = h.join();
+            let deadline = Instant::now() + SENDER_STOP;
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::error!("a handover sender did not stop within {SENDER_STOP:?}; left behind");
+            }
         }
-        self.report()
     }
 
     fn all_confirmed(&self) -> bool {
@@ -294,7 +381,7 @@ impl Delivery {
 
     /// The state now (also usable while running).
     pub fn report(&self) -> DeliveryReport {
-        let chan = |c: &ChannelShared, spooled: u64, truncated: u64| ChannelReport {
+        let chan = |c: &ChannelShared, spooled: u64, truncated: u64, waits: u64, waited: Duration| ChannelReport {
             spooled,
             sent: c.sent_pdus.load(Ordering::Relaxed),
             still_spooled_bytes: c.spool.lock().map_or(u64::MAX, |s| s.pending_bytes()),
@@ -303,14 +390,16 @@ impl Delivery {
             errors: c.errors.load(Ordering::Relaxed),
             last_error: c.last_error.lock().ok().and_then(|e| e.clone()),
             truncated_records: truncated,
+            full_waits: waits,
+            full_wait_secs: waited.as_secs_f64(),
         };
         let leas = self
             .leas
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let hi2 = chan(&l.hi2, l.spooled[0], l.truncated[0]);
-                let hi3 = chan(&l.hi3, l.spooled[1], l.truncated[1]);
+                let hi2 = chan(&l.hi2, l.spooled[0], l.truncated[0], l.full_waits[0], l.full_wait[0]);
+                let hi3 = chan(&l.hi3, l.spooled[1], l.truncated[1], l.full_waits[1], l.full_wait[1]);
                 let complete = hi2.still_spooled_bytes == 0 && hi3.still_spooled_bytes == 0;
                 LeaReport {
                     name: l.name.clone(),
@@ -340,10 +429,7 @@ impl RecordSink for Delivery {
 impl Drop for Delivery {
     /// Without `finish` (a crash stand-in): stop the senders, sync nothing more.
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(h) = self.runtime.take() {
-            let _ = h.join();
-        }
+        self.stop_senders();
     }
 }
 

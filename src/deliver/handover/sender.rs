@@ -49,6 +49,8 @@ pub struct ChannelShared {
     pub connects: AtomicU64,
     pub errors: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// The spool is full and a PDU waits for room: ask the LEA to confirm now.
+    pub full: AtomicBool,
 }
 
 impl ChannelShared {
@@ -61,6 +63,7 @@ impl ChannelShared {
             connects: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -251,6 +254,24 @@ async fn read_loop(mut rd: impl AsyncRead + Unpin, tx: mpsc::Sender<Event>) {
     }
 }
 
+/// Writes and flushes `b`, unless asked to stop first: `Ok(false)`. An LEA that accepts and
+/// never reads fills the socket buffers, and a write would then wait for ever.
+async fn write_or_stop(
+    wr: &mut (impl AsyncWrite + Unpin),
+    b: &[u8],
+    stop: &mut watch::Receiver<bool>,
+    addr: &str,
+) -> Result<bool, String> {
+    let write = async {
+        wr.write_all(b).await.map_err(|e| format!("{addr}: write: {e}"))?;
+        wr.flush().await.map_err(|e| format!("{addr}: flush: {e}"))
+    };
+    tokio::select! {
+        r = write => r.map(|()| true),
+        _ = stop.wait_for(|s| *s) => Ok(false),
+    }
+}
+
 fn now_ts() -> Timestamp {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp::from_secs_nanos(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos())
@@ -294,7 +315,9 @@ async fn session_inner(
         };
         let sent_some = count > 0;
         if sent_some {
-            wr.write_all(&bytes).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+            if !write_or_stop(wr, &bytes, &mut t.stop, &t.addr).await? {
+                return Ok(());
+            }
             sh.sent_pdus.fetch_add(count as u64, Ordering::Relaxed);
             since_probe += next - sent;
             sent = next;
@@ -304,13 +327,15 @@ async fn session_inner(
         let idle = last_send.elapsed() >= t.keepalive;
         // Confirmation is asked for after every PROBE_EVERY bytes, and when the spool is drained
         // at most once per PROBE_MIN_GAP.
-        let drained = !sent_some && last_ka.elapsed() >= PROBE_MIN_GAP;
+        let drained = !sent_some && (last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
         if probe.is_none() && (((drained || since_probe >= PROBE_EVERY) && unconfirmed) || idle) {
             out.clear();
             let hdr = PduHeader { liid: &t.keepalive_liid, cin: None, seq: ka_seq, ts: now_ts() };
             ka_seq = ka_seq.wrapping_add(1);
             t.encoder.keep_alive(&mut out, &hdr).map_err(|e| e.to_string())?;
-            wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
+            if !write_or_stop(wr, &out, &mut t.stop, &t.addr).await? {
+                return Ok(());
+            }
             // An LEMF answers after it has read everything before the keep-alive: allow for a
             // slow reader behind a backlog (at least MIN_LEMF_RATE), not only the idle timeout.
             let backlog = sent.saturating_sub(sh.spool.lock().map_err(lock_err)?.delivered());
@@ -320,7 +345,6 @@ async fn session_inner(
             last_send = Instant::now();
             last_ka = last_send;
         }
-        wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
         if sent_some {
             // More may be waiting: only look at events without blocking.
             while let Ok(ev) = rx.try_recv() {
@@ -361,8 +385,8 @@ async fn handle(
             let mut out = Vec::new();
             let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
             if t.encoder.keep_alive_response(&mut out, &hdr).is_ok() {
-                wr.write_all(&out).await.map_err(|e| format!("{}: write: {e}", t.addr))?;
-                wr.flush().await.map_err(|e| format!("{}: flush: {e}", t.addr))?;
+                // Stopping is seen by the caller's next wait.
+                write_or_stop(wr, &out, &mut t.stop, &t.addr).await?;
             }
         }
         Event::KeepAliveResponse => {

@@ -17,7 +17,9 @@
 //! loss or a crash; the LEMF recognises them by sequence number. Nothing is lost.
 //!
 //! `max_bytes` bounds the bytes on disk (all segments): beyond it `append` fails with
-//! [`SpoolError::Full`] (an alarm for the caller, never a silent drop).
+//! [`SpoolError::Full`], and the caller waits for the LEA to confirm (back-pressure; see
+//! `Delivery`). Space comes back a segment at a time, so a segment is at most a quarter of
+//! `max_bytes`: a full spool always holds confirmed segments to delete once the LEA catches up.
 //!
 //! On open every segment's records are checked; a tail whose length or CRC does not hold (a
 //! crash in the middle of a write) is truncated and counted. The reader checks every length: a
@@ -110,6 +112,7 @@ impl Spool {
             move |source| SpoolError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let segment_bytes = segment_bytes.min(max_bytes / 4).max(1);
         let offset_path = dir.join(format!("{channel}.delivered"));
         let mut starts = Vec::new();
         let prefix = format!("{channel}.");
