@@ -44,6 +44,82 @@ pub fn pipeline(data: &[u8]) {
     p.finish(&mut sink);
 }
 
+/// Plays `data` as segments of one TCP direction, some failing their checksum, many
+/// overlapping with other bytes, and checks reassembly against a model of the receiver: per
+/// stream offset, the first byte of a segment whose checksum holds is the one it keeps. Panics
+/// on any difference:
+/// - the bytes handed on are the model's, holes (only at the end: no bound is hit) are gaps;
+/// - an accepted segment reports a conflict exactly when its bytes disagree with bytes already
+///   accepted; a refused one exactly when it disagrees with them or carries bytes not yet
+///   accepted (which the receiver never got).
+///
+/// Layout: 4 bytes of ISN, then records `[flags, offset_hi, offset_lo, len]`: flag bit 0 = the
+/// checksum fails, bit 1 = the bytes differ from the stream's (XORed with the flags byte).
+pub fn reassembly_against_receiver(data: &[u8]) {
+    use crate::flow::tcp::{Assembler, Budget, Event};
+    const SPAN: usize = 1024 + 256;
+    let Some((isn, mut rest)) = data.split_first_chunk::<4>() else { return };
+    let isn = u32::from_be_bytes(*isn);
+    let stream = |i: usize| (i.wrapping_mul(131) + 7) as u8;
+    let mut model: Vec<Option<u8>> = vec![None; SPAN];
+    let mut budget = Budget::new(1 << 30);
+    let mut asm = Assembler::new(1 << 30);
+    let mut out: Vec<Option<Option<u8>>> = vec![None; SPAN];
+    let record = |e: Event<'_>, out: &mut Vec<Option<Option<u8>>>| match e {
+        Event::Data { offset, bytes } => {
+            for (k, b) in bytes.iter().enumerate() {
+                let slot = &mut out[offset as usize + k];
+                assert!(slot.is_none(), "offset {} handed on twice", offset as usize + k);
+                *slot = Some(Some(*b));
+            }
+        }
+        Event::Gap { offset, len } => {
+            for k in 0..len as usize {
+                let slot = &mut out[offset as usize + k];
+                assert!(slot.is_none(), "offset {} handed on twice", offset as usize + k);
+                *slot = Some(None);
+            }
+        }
+        Event::Conflict(_) => {}
+    };
+    asm.syn(isn);
+    while let [flags, hi, lo, len, tail @ ..] = rest {
+        rest = tail;
+        // A narrow window, so that segments overlap often.
+        let off = (usize::from(*hi) << 8 | usize::from(*lo)) % 1024;
+        let bytes: Vec<u8> = (off..off + usize::from(*len))
+            .map(|i| if flags & 2 != 0 { stream(i) ^ flags } else { stream(i) })
+            .collect();
+        let refused = flags & 1 != 0;
+        let mut disagree = false;
+        let mut unknown = false;
+        for (k, b) in bytes.iter().enumerate() {
+            match model[off + k] {
+                Some(m) => disagree |= m != *b,
+                None => unknown = true,
+            }
+        }
+        let before = asm.conflicts();
+        let seq = isn.wrapping_add(1).wrapping_add(off as u32);
+        if refused {
+            asm.refused(seq, &bytes, false, &mut budget, &mut |e| record(e, &mut out));
+            assert_eq!(asm.conflicts() > before, disagree || unknown, "refused segment at {off}+{}", bytes.len());
+        } else {
+            asm.segment(seq, &bytes, false, &mut budget, &mut |e| record(e, &mut out));
+            assert_eq!(asm.conflicts() > before, disagree, "accepted segment at {off}+{}", bytes.len());
+            for (k, b) in bytes.iter().enumerate() {
+                model[off + k].get_or_insert(*b);
+            }
+        }
+    }
+    asm.close(&mut budget, &mut |e| record(e, &mut out));
+    let end = model.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+    for i in 0..end {
+        assert_eq!(out[i], Some(model[i]), "offset {i}");
+    }
+    assert!(out[end..].iter().all(Option::is_none), "bytes handed on past the last accepted one");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -53,5 +129,7 @@ mod tests {
         super::pipeline(&real[..real.len() / 2]);
         super::pipeline(b"\xd4\xc3\xb2\xa1garbage");
         super::conversation(Box::new(crate::analyze::stream::RawStream::new()), &[0, 3, b'a', b'b', b'c', 3, 9]);
+        // EVIL (refused) then GOOD at the same place; a valid conflicting overlap; a hole.
+        super::reassembly_against_receiver(&[0xff, 0xff, 0xff, 0xf0, 3, 0, 0, 4, 0, 0, 0, 4, 2, 0, 2, 4, 0, 0, 9, 3]);
     }
 }

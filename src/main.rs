@@ -12,6 +12,7 @@ use tapir::decode::DecodeConfig;
 use tapir::deliver::case::CaseWriter;
 use tapir::deliver::manifest::{self, SigningKey};
 use tapir::deliver::threaded::Threaded;
+use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
 use tapir::pipeline::Pipeline;
 use tapir::select::{load_events, load_warrants};
@@ -55,6 +56,12 @@ enum Cmd {
         /// the spool (and exiting non-zero).
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         deliver_wait: u64,
+        /// `auto`: a TCP segment whose checksum fails where its direction's checksums hold is
+        /// refused, as the receiver refused it (checksum offload is told apart); `off`: every
+        /// segment is taken, for captures edited without fixing their checksums (Suricata's
+        /// `-k none`).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+        checksums: String,
     },
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
@@ -129,9 +136,13 @@ enum AuditCmd {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Replay { captures, warrants, associations, out, signing_key, quiet, deliver, deliver_wait } => {
+        Cmd::Replay { captures, warrants, associations, out, signing_key, quiet, deliver, deliver_wait, checksums } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
-            replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver)
+            let flow = FlowConfig {
+                checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
+                ..FlowConfig::default()
+            };
+            replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver, flow)
         }
         Cmd::Lemf { listen_hi2, listen_hi3, listen, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
             let cfg = match (listen, listen_hi2, listen_hi3) {
@@ -224,6 +235,7 @@ fn lemf(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replay(
     captures: &[PathBuf],
     warrants: &Path,
@@ -232,6 +244,7 @@ fn replay(
     signing_key: Option<&Path>,
     quiet: bool,
     deliver: Option<(PathBuf, std::time::Duration)>,
+    flow: FlowConfig,
 ) -> Result<()> {
     let started = Instant::now();
     let warrants_path = warrants;
@@ -267,7 +280,7 @@ fn replay(
     let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
-    let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), FlowConfig::default());
+    let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), flow);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
@@ -385,6 +398,10 @@ fn replay(
     println!(
         "tcp reassembly: {} gaps ({} bytes), {} overlap conflicts, {} memory-bound flushes, peak buffered {} bytes",
         fs.tcp.gaps, fs.tcp.gap_bytes, fs.tcp.overlap_conflicts, fs.tcp.bound_flushes, fs.tcp.buffered_peak
+    );
+    println!(
+        "tcp evidence: {} segments refused (checksum failed), {} taken unverified (offload, coalesced, snapped), {} retransmitted bytes not compared",
+        fs.checksum_refused, fs.unverified, fs.tcp.uncompared_bytes
     );
     if s.decode_errors.is_empty() {
         println!("decode errors: none");

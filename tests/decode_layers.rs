@@ -68,7 +68,8 @@ fn ethernet_ipv4_tcp_from_etherparse_builder() {
             seq: 1000,
             ack: 77,
             flags: tcp_flags::SYN | tcp_flags::ACK,
-            window: 4096
+            window: 4096,
+            mss: None
         })
     );
     assert_eq!(g.payload, b"hello");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tapir::deliver::etsi::integrity::HashAlgorithmName;
+use tapir::deliver::etsi::national::FlowSide;
 use tapir::deliver::etsi::ps_pdu::TimeStampMode;
 use tapir::deliver::etsi::{
     decode_stream, map_iri, CcContents, CcPayload, DataType, Encoder, EtsiConfig, IntegrityConfig, IntegrityState,
@@ -99,7 +100,12 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
             IriEvent::SessionContinue {
                 flow: f1.clone(),
                 first_seen: t0,
-                counters: Counters { packets: [10, 40], bytes: [1000, 50000], payload: [480, 47920] },
+                counters: Counters {
+                    packets: [10, 40],
+                    bytes: [1000, 50000],
+                    payload: [480, 47920],
+                    ..Counters::default()
+                },
             },
         ),
         // The target is the responder here: its transmitted octets are the responder's bytes.
@@ -111,7 +117,7 @@ fn ipiri_records_decode_field_for_field_with_asn1tools() {
                 flow: f2,
                 first_seen: t0,
                 last_seen: t(1_772_359_300, 0),
-                counters: Counters { packets: [3, 4], bytes: [100, 2000], payload: [0, 1880] },
+                counters: Counters { packets: [3, 4], bytes: [100, 2000], payload: [0, 1880], ..Counters::default() },
                 reason: Close::Fin,
                 gaps: [vec![], vec![]],
             },
@@ -431,6 +437,16 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
         },
     );
     let f = flow("198.51.100.7:40000", "203.0.113.10:60001", None);
+    // A segment with a bad checksum that disagreed with the accepted bytes.
+    let conflict = tapir::record::WireConflict {
+        direction: tapir::record::Dir::Orig,
+        from_target: true,
+        offset: 70_000,
+        len: 4,
+        kind: tapir::record::ConflictKind::BadChecksum,
+        kept_sha256: Some("a1".repeat(32)),
+        other_sha256: "b2".repeat(32),
+    };
     let mut meta = tapir::record::ObjectMeta::new("file", "ftp", &f, tapir::record::Dir::Orig, Cin::new(2), ts);
     meta.name = Some("debian12-joe.qcow2".into());
     let rec = tapir::record::ObjectRecord {
@@ -447,6 +463,7 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
         }),
         size: 1 << 20,
         gaps: vec![(4096, 1000)],
+        wire_conflicts: vec![conflict.clone()],
         complete: false,
         last_seen: ts,
         provenance: Arc::new(Provenance {
@@ -456,9 +473,32 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
         }),
     };
     let object = iri(Some(2), ts, "ipv4:198.51.100.7", IriEvent::Object(Box::new(rec)));
+    let wire = iri(Some(2), ts, "ipv4:198.51.100.7", IriEvent::WireConflict(Box::new(conflict)));
+    // The session's end counts refused, unverified and conflicting segments per direction.
+    let end = iri(
+        Some(2),
+        ts,
+        "ipv4:198.51.100.7",
+        IriEvent::SessionEnd {
+            flow: f.clone(),
+            first_seen: ts,
+            last_seen: ts,
+            counters: Counters {
+                packets: [900, 400],
+                bytes: [1_100_000, 20_000],
+                payload: [1 << 20, 0],
+                checksum_failed: [1, 0],
+                unverified: [0, 3],
+                conflicts: [1, 0],
+            },
+            reason: Close::Fin,
+            gaps: [vec![], vec![]],
+        },
+    );
+    let session = FlowSide { flow: &f, target: tapir::record::Dir::Orig };
     let mut bytes = Vec::new();
-    for (i, r) in [&start, &image, &object].iter().enumerate() {
-        let m = map_iri(r, None).unwrap();
+    for (i, r) in [&start, &image, &object, &wire, &end].iter().enumerate() {
+        let m = map_iri(r, (i == 3).then_some(session)).unwrap();
         enc.ipiri(&mut bytes, &PduHeader { liid: &r.liid, cin: r.cin.map(u64::from), seq: i as u32, ts }, &m).unwrap();
     }
     let v = asn1tools_merged(&bytes);
@@ -522,4 +562,32 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
     assert_eq!(o["format"], "qcow2");
     assert_eq!(o["gaps"], json!([{"offset": 4096, "length": 1000}]));
     assert_eq!(o["complete"], false);
+    let wire = json!({
+        "fromTarget": true, "offset": 70_000, "length": 4, "kind": "bad-checksum",
+        "keptSHA256": "a1".repeat(32), "otherSHA256": "b2".repeat(32)
+    });
+    assert_eq!(o["wireConflicts"], json!([wire]));
+
+    // The conflict as IRI of its own, about the session it happened in.
+    let c = contents(3);
+    assert_eq!(c["accessEventType"], "unknown");
+    let t = &c["nationalIPIRIParameters"]["tapir"];
+    assert_eq!(t["recordType"], "wire-conflict");
+    assert_eq!(t["flow"]["otherPort"], 60001);
+    assert_eq!(t["event"]["wireConflict"], wire);
+
+    let t = &contents(4)["nationalIPIRIParameters"]["tapir"];
+    assert_eq!(t["counters"]["wireFromTarget"], json!({"checksumFailed": 1, "unverified": 0, "conflicts": 1}));
+    assert_eq!(t["counters"]["wireToTarget"], json!({"checksumFailed": 0, "unverified": 3, "conflicts": 0}));
+
+    // tapir's own decoder reads the same.
+    let ours: Vec<Value> = decode_stream(&bytes).map(|r| r.unwrap()).collect();
+    let t = |i: usize| {
+        ours[i]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]["nationalIPIRIParameters"]
+            ["tapir"]
+            .clone()
+    };
+    assert_eq!(t(2)["event"]["object"]["wireConflicts"], json!([wire]));
+    assert_eq!(t(3)["event"]["wireConflict"], wire);
+    assert_eq!(t(4)["counters"]["wireToTarget"]["unverified"], 3);
 }

@@ -101,6 +101,8 @@ fn run(stream: &[u8], isn: u32, segs: &[Seg], per_dir: usize, global: usize) -> 
     let mut emit = |e: Event<'_>| match e {
         Event::Data { offset, bytes } => evs.push(Ev::Data(offset, bytes.to_vec())),
         Event::Gap { offset, len } => evs.push(Ev::Gap(offset, len)),
+        // Every retransmission here carries the same bytes.
+        Event::Conflict(c) => panic!("a conflict where the wire always agreed: {c:?}"),
     };
     asm.syn(isn);
     for s in segs {
@@ -268,4 +270,16 @@ fn global_budget_forces_flush() {
     assert_eq!(budget.stats.bound_flushes, 1);
     let gaps = check_tiling(&stream, &evs);
     assert_eq!(gaps, vec![(0, 10)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Conflicting overlaps, some segments failing their checksum, against a model of what the
+    /// receiver accepts (first valid byte per offset): `tapir::fuzzing::reassembly_against_receiver`
+    /// (also the `reassembly` fuzz target) panics on any difference.
+    #[test]
+    fn conflicting_overlaps_are_resolved_as_the_receiver_resolves_them(data in proptest::collection::vec(any::<u8>(), 4..600)) {
+        tapir::fuzzing::reassembly_against_receiver(&data);
+    }
 }

@@ -95,10 +95,17 @@ impl Detect {
     }
 
     fn replay(&mut self, mut a: Box<dyn StreamAnalyzer>, cx: &mut Cx) {
+        // Each held event is where its object bytes come from (see `FileLayer::stream_position`).
         for h in self.held.drain(..) {
             match h {
-                Held::Data(dir, off, bytes) => a.data(dir, off, &bytes, cx),
-                Held::Gap(dir, off, len) => a.gap(dir, off, len, cx),
+                Held::Data(dir, off, bytes) => {
+                    cx.files.stream_position(cx.cin, dir, off, off + bytes.len() as u64);
+                    a.data(dir, off, &bytes, cx);
+                }
+                Held::Gap(dir, off, len) => {
+                    cx.files.stream_position(cx.cin, dir, off, off.saturating_add(len));
+                    a.gap(dir, off, len, cx);
+                }
             }
         }
         self.first = [Vec::new(), Vec::new()];

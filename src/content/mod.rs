@@ -21,13 +21,13 @@
 pub mod format;
 pub mod mime;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use ring::digest;
 
-use crate::record::{Liid, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink};
+use crate::record::{Cin, Dir, Liid, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink, WireConflict};
 use crate::timestamp::Timestamp;
 
 struct OpenObject {
@@ -46,7 +46,23 @@ struct OpenObject {
     gaps: Vec<(u64, u64)>,
     last_seen: Timestamp,
     sniff: format::Sniffer,
+    /// The stream offsets its bytes came from (see [`FileLayer::stream_position`]).
+    span: Option<(u64, u64)>,
 }
+
+/// Where the bytes being handled come from: a direction of a session, stream offsets.
+#[derive(Copy, Clone, Debug)]
+struct StreamPos {
+    cin: Cin,
+    dir: Dir,
+    from: u64,
+    to: u64,
+}
+
+/// Most wire conflicts kept per session (the flow layer reports at most 64 per direction).
+const MAX_STREAM_CONFLICTS: usize = 128;
+/// Sessions whose conflicts are kept for the objects they carry; the oldest go first.
+const MAX_CONFLICT_STREAMS: usize = 4096;
 
 /// What an analyzer learns of an object it ended (the record itself went to the outputs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,6 +81,11 @@ pub struct FileLayer {
     last_id: HashMap<Liid, ObjectId>,
     /// Objects finished so far.
     pub finished: u64,
+    pos: Option<StreamPos>,
+    /// Wire conflicts per session, for the objects their streams carry; bounded (oldest
+    /// sessions dropped first: the IRI has every conflict anyway).
+    conflicts: HashMap<(Liid, Cin), Vec<WireConflict>>,
+    conflict_order: VecDeque<(Liid, Cin)>,
 }
 
 const ZEROS: [u8; 4096] = [0; 4096];
@@ -110,9 +131,43 @@ impl FileLayer {
                 gaps: Vec::new(),
                 last_seen,
                 sniff: format::Sniffer::new(),
+                span: None,
             },
         );
         id
+    }
+
+    /// The analyzer is about to handle bytes `from..to` of direction `dir` of session `cin`:
+    /// the object bytes it hands on meanwhile come from there. This is how an object learns its
+    /// stream span, to which the wire conflicts it is given at its end are matched.
+    pub fn stream_position(&mut self, cin: Cin, dir: Dir, from: u64, to: u64) {
+        self.pos = Some(StreamPos { cin, dir, from, to });
+    }
+
+    /// The wire disagreed with itself in direction `c.direction` of session `cin` of `liid`:
+    /// kept for the objects that stream carries whose span it touches.
+    pub fn wire_conflict(&mut self, liid: &Liid, cin: Cin, c: &WireConflict) {
+        let key = (liid.clone(), cin);
+        if let Some(v) = self.conflicts.get_mut(&key) {
+            if v.len() < MAX_STREAM_CONFLICTS {
+                v.push(c.clone());
+            }
+            return;
+        }
+        if self.conflict_order.len() >= MAX_CONFLICT_STREAMS {
+            if let Some(old) = self.conflict_order.pop_front() {
+                self.conflicts.remove(&old);
+            }
+        }
+        self.conflict_order.push_back(key.clone());
+        self.conflicts.insert(key, vec![c.clone()]);
+    }
+
+    /// Widens the stream span of `o` by the current position, if its bytes come from there.
+    fn note_span(pos: Option<StreamPos>, o: &mut OpenObject) {
+        if let Some(p) = pos.filter(|p| p.cin == o.meta.cin && p.dir == o.meta.direction) {
+            o.span = Some(o.span.map_or((p.from, p.to), |(a, b)| (a.min(p.from), b.max(p.to))));
+        }
     }
 
     /// Bytes of object `id` starting at `offset`.
@@ -127,6 +182,7 @@ impl FileLayer {
     ) {
         let Some(o) = self.open.get_mut(&(liid.clone(), id)) else { return };
         o.last_seen = now;
+        Self::note_span(self.pos, o);
         if offset > o.next {
             let (at, len) = (o.next, offset - o.next);
             Self::hole(o, liid, at, len, sink, id);
@@ -146,6 +202,7 @@ impl FileLayer {
     pub fn gap(&mut self, liid: &Liid, id: ObjectId, offset: u64, len: u64, now: Timestamp, sink: &mut dyn RecordSink) {
         let Some(o) = self.open.get_mut(&(liid.clone(), id)) else { return };
         o.last_seen = now;
+        Self::note_span(self.pos, o);
         let end = offset.saturating_add(len);
         if end <= o.next {
             return;
@@ -190,6 +247,15 @@ impl FileLayer {
     ) -> Option<Ended> {
         let o = self.open.remove(&(liid.clone(), id))?;
         self.finished += 1;
+        // The conflicts of its stream that touch the stream bytes it came from.
+        let wire_conflicts = match (o.span, self.conflicts.get(&(liid.clone(), o.meta.cin))) {
+            (Some((from, to)), Some(all)) => all
+                .iter()
+                .filter(|c| c.direction == o.meta.direction && c.offset < to && c.offset.saturating_add(c.len) > from)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         let last_seen = if now > o.last_seen { now } else { o.last_seen };
         let rec = ObjectRecord {
             liid: liid.clone(),
@@ -202,6 +268,7 @@ impl FileLayer {
             size: o.next,
             complete: seen_end && o.gaps.is_empty(),
             gaps: o.gaps,
+            wire_conflicts,
             last_seen,
             provenance: o.provenance,
         };

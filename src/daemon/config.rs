@@ -155,6 +155,8 @@ pub struct CaptureConfig {
     pub replay: Vec<PathBuf>,
     pub pace: Pace,
     pub replay_end: ReplayEnd,
+    /// `checksum_validation = "auto"` (the default) or `"off"` (see `flow::evidence`).
+    pub checksum_validation: crate::flow::evidence::ChecksumValidation,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -314,6 +316,8 @@ struct RawCapture {
     pace: Option<Pace>,
     #[serde(default)]
     replay_end: Option<ReplayEnd>,
+    #[serde(default)]
+    checksum_validation: Option<crate::flow::evidence::ChecksumValidation>,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +578,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         user,
         replay,
         pace: c.pace.unwrap_or(Pace::Fast),
+        checksum_validation: c.checksum_validation.unwrap_or_default(),
         replay_end: c.replay_end.unwrap_or(ReplayEnd::Exit),
     };
 

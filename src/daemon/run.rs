@@ -556,8 +556,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         intercepts: HashMap::new(),
         count_intercepts: x1.is_some(),
     };
-    let mut pipeline =
-        Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), config.limits.flow_config());
+    let flow_config =
+        crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
+    let mut pipeline = Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), flow_config);
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;

@@ -7,11 +7,13 @@
 //! before every access; a malformed header is a [`DecodeError`] that names the layer and the
 //! offending value, never a panic.
 
+pub mod checksum;
 pub mod frag;
 pub mod packet;
 pub mod tunnel;
 pub mod wire;
 
+pub use checksum::Checksum;
 pub use frag::DecodeStats;
 pub use packet::Decoder;
 
@@ -96,6 +98,8 @@ pub struct TcpInfo {
     /// See [`tcp_flags`].
     pub flags: u8,
     pub window: u16,
+    /// The Maximum Segment Size option of a SYN: the largest segment the sender will accept.
+    pub mss: Option<u16>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -135,6 +139,20 @@ pub struct Decoded<'a> {
     /// Transport payload (TCP/UDP data, ICMP body, or the IP payload for `Other`). For a
     /// reassembled datagram it borrows the decoder's reassembly buffer.
     pub payload: &'a [u8],
+    /// What the checksums are computed over ([`Decoded::checksum`]).
+    pub wire: Wire<'a>,
+}
+
+/// The bytes a TCP or UDP packet's checksums cover, as captured.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wire<'a> {
+    /// The innermost IPv4 header (empty for IPv6, which has no header checksum).
+    pub ipv4_header: &'a [u8],
+    /// The TCP or UDP segment, header and payload (empty for other transports).
+    pub segment: &'a [u8],
+    /// The segment's length by the IP or UDP header; `None` when the header gave no length (a
+    /// segmentation-offload packet whose IP length is 0), so that the capture's length stood in.
+    pub segment_len: Option<u32>,
 }
 
 /// Which layer a decode failure happened in and why; the summary counts these by [`kind`](DecodeError::kind).

@@ -15,7 +15,9 @@ use etherparse::{err, TcpHeaderSlice};
 use super::frag::{DecodeStats, FragKey, FragOutcome, FragTable};
 use super::tunnel::{self, ethertype as et, Erspan2, Erspan3, Geneve, Gre, Inner, Vxlan};
 use super::wire::{ipv6_ext_len, need, rd16, rd32, rd8, tail, EthernetFrame, Ipv4Packet, Ipv6FragHeader, Ipv6Packet};
-use super::{DecodeConfig, DecodeError, Decoded, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind};
+use super::{
+    DecodeConfig, DecodeError, Decoded, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind, Wire,
+};
 use crate::capture::{Frame, LinkType};
 
 /// How many reassembled datagrams one frame may need at once (an outer fragmented datagram
@@ -86,6 +88,8 @@ impl Decoder {
             mac: None,
             link_mac: None,
             ip: None,
+            wire: Wire::default(),
+            ip_len_known: false,
         };
         let d = frame.data;
         let mut step = match frame.link {
@@ -157,6 +161,7 @@ fn tcp_fixed(b: &[u8]) -> TcpInfo {
         ack: rd32(b, 8..12),
         flags: rd8(b, 13) & 0x3f,
         window: rd16(b, 14..16),
+        mss: None,
     }
 }
 
@@ -188,11 +193,22 @@ struct Walk<'a, 'c> {
     link_mac: Option<MacPair>,
     /// The current (so far innermost) IP header.
     ip: Option<IpInfo>,
+    /// The checksummed bytes of the current IP packet.
+    wire: Wire<'a>,
+    /// The current IP header gave the packet's length (not 0, as segmentation offload leaves it).
+    ip_len_known: bool,
 }
 
 impl<'a> Walk<'a, '_> {
     fn finish(&mut self, transport: Transport, payload: &'a [u8]) -> Decoded<'a> {
-        Decoded { overlay: std::mem::take(&mut self.overlay), mac: self.mac, ip: self.ip, transport, payload }
+        Decoded {
+            overlay: std::mem::take(&mut self.overlay),
+            mac: self.mac,
+            ip: self.ip,
+            transport,
+            payload,
+            wire: self.wire,
+        }
     }
 
     fn ethernet(&mut self, b: &'a [u8]) -> Result<Step<'a>, DecodeError> {
@@ -278,6 +294,8 @@ impl<'a> Walk<'a, '_> {
         };
         let payload_len = len.saturating_sub(h.header_len() as u32);
         self.ip = Some(IpInfo { src, dst, proto: p, ttl: h.ttl(), len, payload_len });
+        self.wire = Wire { ipv4_header: b.get(..h.header_len()).unwrap_or_default(), ..Wire::default() };
+        self.ip_len_known = h.total_len() != 0;
         if h.more_frags() || h.frag_offset() != 0 {
             if h.is_snapped() {
                 // A snapped fragment cannot be reassembled; its addresses still select it.
@@ -292,6 +310,7 @@ impl<'a> Walk<'a, '_> {
                         ip.payload_len = data.len() as u32;
                         ip.len = (h.header_len() + data.len()) as u32;
                     }
+                    self.ip_len_known = true;
                     self.transport(p, data)
                 }
             };
@@ -317,6 +336,8 @@ impl<'a> Walk<'a, '_> {
             n => 40 + n,
         };
         self.ip = Some(IpInfo { src, dst, proto: nh, ttl: h.hop_limit(), len, payload_len: len.saturating_sub(40) });
+        self.wire = Wire::default();
+        self.ip_len_known = h.payload_len() != 0;
         // Each extension header is at least 8 bytes, so this walk ends with the buffer.
         loop {
             match nh {
@@ -349,6 +370,7 @@ impl<'a> Walk<'a, '_> {
                                 ip.len = ip.len.saturating_sub(ip.payload_len) + rest.len() as u32;
                                 ip.payload_len = rest.len() as u32;
                             }
+                            self.ip_len_known = true;
                         }
                     }
                 }
@@ -404,9 +426,16 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
+    /// The transport segment `b` is what the checksum covers; its length is the IP header's.
+    fn segment(&mut self, b: &'a [u8], len: Option<u32>) {
+        self.wire.segment = b;
+        self.wire.segment_len = len.filter(|_| self.ip_len_known);
+    }
+
     fn transport(&mut self, p: u8, b: &'a [u8]) -> Result<Step<'a>, DecodeError> {
         match p {
             proto::TCP => {
+                self.segment(b, self.ip.map(|ip| ip.payload_len));
                 let t = match TcpHeaderSlice::from_slice(b) {
                     Ok(t) => t,
                     // Options cut off by the snap length: the fixed header still names the flow.
@@ -416,13 +445,23 @@ impl<'a> Walk<'a, '_> {
                     }
                     Err(e) => return Err(tcp_error(e)),
                 };
+                let flags = rd8(b, 13) & 0x3f;
+                let mss = if flags & super::tcp_flags::SYN != 0 {
+                    t.options_iterator().find_map(|o| match o {
+                        Ok(etherparse::TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+                        _ => None,
+                    })
+                } else {
+                    None
+                };
                 let info = TcpInfo {
                     src_port: t.source_port(),
                     dst_port: t.destination_port(),
                     seq: t.sequence_number(),
                     ack: t.acknowledgment_number(),
-                    flags: rd8(b, 13) & 0x3f,
+                    flags,
                     window: t.window_size(),
+                    mss,
                 };
                 self.header_bytes(t.slice().len());
                 Ok(Step::Done(Transport::Tcp(info), tail("tcp", b, t.slice().len())?))
@@ -435,6 +474,8 @@ impl<'a> Walk<'a, '_> {
                 let end = if (8..=b.len()).contains(&ulen) { ulen } else { b.len() };
                 let payload = b.get(8..end).unwrap_or(&[]);
                 let udp = Transport::Udp { src_port: sport, dst_port: dport };
+                // The checksum covers the UDP length (what follows it is padding).
+                self.segment(b, (8..=0xffff).contains(&ulen).then_some(ulen as u32));
                 if dport == GRE_IN_UDP_PORT {
                     match self.gre(payload) {
                         Ok(step) => return Ok(step),

@@ -34,11 +34,12 @@ use crate::content::FileLayer;
 use crate::decode::{tcp_flags, Decoded, Overlay, Transport};
 use crate::record::{
     CcRecord, Cin, Close, Counters, Dir, FlowDescr, Gate, IriEvent, IriRecord, Liid, Provenance, Record, RecordSink,
-    Scope, TunnelDescr,
+    Scope, TunnelDescr, WireConflict,
 };
 use crate::select::Match;
 use crate::timestamp::Timestamp;
 
+use super::evidence::{ChecksumValidation, DirTrust, Verdict};
 use super::tcp::{Assembler, Budget, Event, ReassemblyStats};
 
 /// How long a closed (FIN/RST) flow is kept to attribute late packets, capped by `tcp_idle_ns`.
@@ -61,6 +62,8 @@ pub struct FlowConfig {
     pub max_flows: usize,
     /// Emit `SessionContinue` this often during a session, if set.
     pub interim_ns: Option<i64>,
+    /// Whether a TCP segment whose checksum fails is refused (see [`super::evidence`]).
+    pub checksums: ChecksumValidation,
 }
 
 impl Default for FlowConfig {
@@ -73,6 +76,7 @@ impl Default for FlowConfig {
             global_buffer: 256 << 20,
             max_flows: 262_144,
             interim_ns: None,
+            checksums: ChecksumValidation::Auto,
         }
     }
 }
@@ -126,6 +130,10 @@ pub struct FlowStats {
     pub cc_without_flow: u64,
     /// TCP reassembly: gaps, overlap conflicts, bytes held now and at peak, memory-bound flushes.
     pub tcp: ReassemblyStats,
+    /// TCP segments refused: their checksum failed where their direction's checksums hold.
+    pub checksum_refused: u64,
+    /// TCP segments taken although no checksum vouched for them (see `flow::evidence`).
+    pub unverified: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -170,6 +178,8 @@ struct Flow {
     fin_seen: [bool; 2],
     /// The peer acknowledged this direction's FIN: nothing before it will be retransmitted.
     fin_acked: [bool; 2],
+    /// Per direction: do checksums hold, so that a failing one is refused?
+    trust: [DirTrust; 2],
     /// TCP reassembly, for every TCP flow: with IRI only, analyzers still need the bytes.
     asm: Option<Box<[Assembler; 2]>>,
     analyzer: Option<Box<dyn StreamAnalyzer>>,
@@ -202,12 +212,41 @@ pub struct FlowTable {
     expect: Expectations,
 }
 
-/// Hands one reassembly event to the analyzer.
+/// Hands one reassembly event to the analyzer; a conflict goes out as IRI and into the
+/// metadata of the objects its stream carries.
 fn feed(analyzer: &mut Option<Box<dyn StreamAnalyzer>>, dir: Dir, e: Event<'_>, cx: &mut Cx<'_>) {
-    let Some(a) = analyzer.as_mut() else { return };
     match e {
-        Event::Data { offset, bytes } => a.data(dir, offset, bytes, cx),
-        Event::Gap { offset, len } => a.gap(dir, offset, len, cx),
+        Event::Data { offset, bytes } => {
+            if let Some(a) = analyzer.as_mut() {
+                cx.files.stream_position(cx.cin, dir, offset, offset + bytes.len() as u64);
+                a.data(dir, offset, bytes, cx);
+            }
+        }
+        Event::Gap { offset, len } => {
+            if let Some(a) = analyzer.as_mut() {
+                cx.files.stream_position(cx.cin, dir, offset, offset.saturating_add(len));
+                a.gap(dir, offset, len, cx);
+            }
+        }
+        Event::Conflict(c) => {
+            let conflict = WireConflict {
+                direction: dir,
+                from_target: cx.flow.target_side(cx.provenance) == dir,
+                offset: c.offset,
+                len: c.len,
+                kind: c.kind,
+                kept_sha256: c.kept.map(hex::encode),
+                other_sha256: hex::encode(c.other),
+            };
+            cx.files.wire_conflict(cx.liid, cx.cin, &conflict);
+            cx.sink.record(Record::Iri(IriRecord {
+                liid: cx.liid.clone(),
+                cin: Some(cx.cin),
+                ts: cx.now,
+                event: IriEvent::WireConflict(Box::new(conflict)),
+                provenance: cx.provenance.clone(),
+            }));
+        }
     }
 }
 
@@ -289,6 +328,7 @@ impl Flow {
         if let Some(asm) = self.asm.take() {
             for dir in [Dir::Orig, Dir::Resp] {
                 gaps[dir.index()] = asm[dir.index()].gaps().to_vec();
+                self.counters.conflicts[dir.index()] = asm[dir.index()].conflicts();
             }
         }
         let event = IriEvent::SessionEnd {
@@ -508,6 +548,7 @@ impl FlowTable {
             closed: None,
             fin_seen: [false; 2],
             fin_acked: [false; 2],
+            trust: Default::default(),
             asm,
             analyzer,
         };
@@ -632,6 +673,9 @@ impl FlowTable {
         self.touch(i, list);
 
         let Some(t) = tcp else { return };
+        if !self.accepted(i, di, syn, t, d, now, files, sink) {
+            return;
+        }
         if flags & tcp_flags::RST != 0 {
             self.end_and_linger(i, Close::Rst, now, files, sink);
             return;
@@ -658,8 +702,11 @@ impl FlowTable {
                     a.segment(t.seq, d.payload, fin, budget, &mut emit);
                 }
                 let peer = 1 - di;
-                if ack && asm[peer].fin_acked(t.ack) {
-                    fin_acked[peer] = true;
+                if ack {
+                    asm[peer].ack(t.ack, budget);
+                    if asm[peer].fin_acked(t.ack) {
+                        fin_acked[peer] = true;
+                    }
                 }
                 let done = |k: usize| asm[k].is_complete() || (asm[k].fin_offset().is_some() && fin_acked[k]);
                 done(0) && done(1)
@@ -670,6 +717,57 @@ impl FlowTable {
         } else {
             self.sync_stats();
         }
+    }
+
+    /// Whether the receiver accepted this segment of flow `i` (see [`super::evidence`]). A
+    /// refused one is counted, and its bytes compared with the accepted ones, nothing more: its
+    /// flags (a RST, a FIN) and its bytes are as if never sent.
+    #[allow(clippy::too_many_arguments)]
+    fn accepted(
+        &mut self,
+        i: u32,
+        di: usize,
+        syn: bool,
+        t: crate::decode::TcpInfo,
+        d: &Decoded<'_>,
+        now: Timestamp,
+        files: &mut FileLayer,
+        sink: &mut dyn RecordSink,
+    ) -> bool {
+        let FlowTable { slots, budget, expect, cfg, .. } = self;
+        let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return false };
+        let new_attempt = syn && flow.asm.as_ref().and_then(|a| a.get(di)).is_some_and(|a| a.is_new_attempt(t.seq));
+        if let (true, Some(trust)) = (new_attempt, flow.trust.get_mut(di)) {
+            trust.new_attempt();
+        }
+        let verdict = match (cfg.checksums, flow.trust.get_mut(di)) {
+            (ChecksumValidation::Off, _) => Verdict::Accept,
+            (ChecksumValidation::Auto, Some(trust)) => trust.judge(d.checksum(), d.payload.len(), syn),
+            (ChecksumValidation::Auto, None) => Verdict::AcceptUnverified,
+        };
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::AcceptUnverified => {
+                flow.counters.unverified[di] += 1;
+                self.stats.unverified += 1;
+            }
+            Verdict::Refuse => {
+                flow.counters.checksum_failed[di] += 1;
+                self.stats.checksum_refused += 1;
+                let dir = if di == 0 { Dir::Orig } else { Dir::Resp };
+                flow.drive(now, files, expect, sink, |cx, asm, analyzer, _| {
+                    if let Some(a) = asm.as_mut().and_then(|a| a.get_mut(di)) {
+                        a.refused(t.seq, d.payload, syn, budget, &mut |e| feed(analyzer, dir, e, &mut *cx));
+                    }
+                });
+                self.sync_stats();
+                return false;
+            }
+        }
+        if let (true, Some(mss), Some(peer)) = (syn, t.mss, flow.trust.get_mut(1 - di)) {
+            peer.peer_mss(mss);
+        }
+        true
     }
 
     fn cc_without_flow(&mut self, m: &Match, frame: &Frame<'_>, sink: &mut dyn RecordSink) {

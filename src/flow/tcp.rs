@@ -7,9 +7,16 @@
 //! quinn-proto's assembler).
 //!
 //! Policies, Suricata-like:
-//! - Overlaps: the bytes received first win. A later segment whose bytes differ from held bytes
-//!   counts one conflict per held chunk it disagrees with. Bytes already handed on are not kept,
-//!   so a retransmission of those is dropped without comparison.
+//! - Overlaps: the bytes received first win, as every receiver keeps the bytes it queued first.
+//!   A later segment whose bytes differ from held bytes is one [`Conflict`] per held chunk it
+//!   disagrees with.
+//! - Retransmissions: bytes handed on are kept until the peer acknowledges them ([`ack`]
+//!   (Assembler::ack)), so that a retransmission is compared with what was handed on; a
+//!   difference is a [`Conflict`] too. Past the history's bounds a retransmission cannot be
+//!   compared and is counted ([`ReassemblyStats::uncompared_bytes`]).
+//! - A segment the flow layer refused (its checksum failed: the receiver dropped it) never enters
+//!   the stream; [`refused`](Assembler::refused) still compares its bytes with the accepted ones
+//!   and reports a difference, so the LEA learns where the wire disagreed with itself.
 //! - Memory: held bytes are bounded per direction and over all flows ([`Budget`]). When a bound
 //!   would be exceeded, the lowest hole is declared a gap and held data is handed on past it.
 //!   Every such flush is counted.
@@ -25,6 +32,8 @@ use std::collections::BTreeMap;
 
 use smallvec::SmallVec;
 
+pub use crate::record::ConflictKind;
+
 /// The largest TCP window (65535 << 14): no sender may have bytes this far past the receiver's
 /// next expected byte in flight.
 pub const MAX_AHEAD: u64 = 65_535 << 14;
@@ -33,7 +42,10 @@ pub const MAX_AHEAD: u64 = 65_535 << 14;
 /// [`ReassemblyStats`] but not listed.
 pub const MAX_GAPS_LISTED: usize = 1024;
 
-/// What reassembly hands on, in offset order.
+/// Most conflicts reported per direction as [`Event::Conflict`]; the rest are counted.
+pub const MAX_CONFLICTS_LISTED: u64 = 64;
+
+/// What reassembly hands on, data and gaps in offset order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     Data {
@@ -45,6 +57,29 @@ pub enum Event<'a> {
         offset: u64,
         len: u64,
     },
+    /// Two versions of the same bytes differ (reported before the data it concerns is handed on,
+    /// when that is still to come).
+    Conflict(Conflict),
+}
+
+/// Two versions of the bytes at `offset..offset + len` of one direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub offset: u64,
+    pub len: u64,
+    pub kind: ConflictKind,
+    /// SHA-256 of the version handed on (or held to be), `None` when no accepted bytes were
+    /// known for that range yet (a refused segment ahead of the stream).
+    pub kept: Option<[u8; 32]>,
+    /// SHA-256 of the version that went nowhere.
+    pub other: [u8; 32],
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// Counters over every direction that shares one [`Budget`].
@@ -64,12 +99,18 @@ pub struct ReassemblyStats {
     pub bound_flushes: u64,
     /// Segments dropped for lying further than [`MAX_AHEAD`] past the expected offset.
     pub out_of_window: u64,
+    /// Bytes kept to compare retransmissions with (handed on, not yet acknowledged), now.
+    pub history: usize,
+    pub history_peak: usize,
+    /// Retransmitted bytes that could not be compared: their history was already dropped (a
+    /// bound, a gap) or never kept.
+    pub uncompared_bytes: u64,
 }
 
 /// The memory shared by all directions of one flow table.
 #[derive(Clone, Debug)]
 pub struct Budget {
-    /// Most bytes held over all directions.
+    /// Most bytes held over all directions; as much again for the retransmission history.
     pub limit: usize,
     pub stats: ReassemblyStats,
 }
@@ -77,6 +118,11 @@ pub struct Budget {
 impl Budget {
     pub fn new(limit: usize) -> Budget {
         Budget { limit, stats: ReassemblyStats::default() }
+    }
+
+    fn take_history(&mut self, n: usize) {
+        self.stats.history = self.stats.history.saturating_add(n);
+        self.stats.history_peak = self.stats.history_peak.max(self.stats.history);
     }
 
     fn take(&mut self, n: usize) {
@@ -104,10 +150,17 @@ pub struct Assembler {
     fin: Option<u64>,
     closed: bool,
     gaps: Vec<(u64, u64)>,
+    /// Bytes handed on and not yet acknowledged: `hist[hist_head..]` are the bytes at offsets
+    /// `hist_start..next` (contiguous; a gap starts it afresh).
+    hist: Vec<u8>,
+    hist_head: usize,
+    hist_start: u64,
+    /// Conflicts found in this direction (the first [`MAX_CONFLICTS_LISTED`] are reported).
+    conflicts: u64,
 }
 
 impl Assembler {
-    /// A direction that holds at most `limit` bytes ahead of holes.
+    /// A direction that holds at most `limit` bytes ahead of holes, and as many behind them.
     pub fn new(limit: usize) -> Assembler {
         Assembler {
             base: None,
@@ -118,7 +171,125 @@ impl Assembler {
             fin: None,
             closed: false,
             gaps: Vec::new(),
+            hist: Vec::new(),
+            hist_head: 0,
+            hist_start: 0,
+            conflicts: 0,
         }
+    }
+
+    /// Conflicts found in this direction, reported or not.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts
+    }
+
+    /// Bytes kept for comparison now.
+    pub fn history_len(&self) -> usize {
+        self.hist.len() - self.hist_head
+    }
+
+    /// The kept bytes of `[from, to)`, if all of them are kept.
+    fn history(&self, from: u64, to: u64) -> Option<&[u8]> {
+        if from < self.hist_start || to > self.next || from > to {
+            return None;
+        }
+        let a = self.hist_head + usize::try_from(from - self.hist_start).ok()?;
+        let b = self.hist_head + usize::try_from(to - self.hist_start).ok()?;
+        self.hist.get(a..b)
+    }
+
+    /// Drops the kept bytes below offset `to`.
+    fn trim_history(&mut self, to: u64, budget: &mut Budget) {
+        let to = to.min(self.next);
+        if to <= self.hist_start {
+            return;
+        }
+        let n = usize::try_from(to - self.hist_start).unwrap_or(usize::MAX).min(self.history_len());
+        self.hist_head += n;
+        self.hist_start = to;
+        budget.stats.history = budget.stats.history.saturating_sub(n);
+        // Compact once the dead prefix dominates: amortised O(1) per byte.
+        if self.hist_head > self.hist.len() / 2 {
+            self.hist.drain(..self.hist_head);
+            self.hist_head = 0;
+            if self.hist.capacity() > 4 * self.hist.len().max(4096) {
+                self.hist.shrink_to(self.hist.len().max(4096));
+            }
+        }
+    }
+
+    /// The peer acknowledged everything before sequence number `ack`: those bytes are final for
+    /// the receiver, and need not be kept for comparison.
+    pub fn ack(&mut self, ack: u32, budget: &mut Budget) {
+        if let Some(off) = self.offset_of(ack) {
+            if off > self.hist_start as i128 {
+                self.trim_history(off.min(self.next as i128) as u64, budget);
+            }
+        }
+    }
+
+    /// Hands `bytes` at `offset == next` on, keeping them for comparison within the bounds.
+    fn pass_on<F: FnMut(Event<'_>)>(&mut self, offset: u64, bytes: &[u8], budget: &mut Budget, emit: &mut F) {
+        if self.hist_start + self.history_len() as u64 == offset {
+            let room = |a: &Assembler, b: &Budget| {
+                a.limit.saturating_sub(a.history_len()).min(b.limit.saturating_sub(b.stats.history))
+            };
+            if room(self, budget) < bytes.len() {
+                // Oldest first: drop what is needed (all of it if this direction holds too
+                // little to make room; then the history restarts after these bytes).
+                let need = bytes.len() - room(self, budget);
+                let to = self.hist_start + need.min(self.history_len()) as u64;
+                self.trim_history(to, budget);
+            }
+            if room(self, budget) >= bytes.len() {
+                self.hist.extend_from_slice(bytes);
+                budget.take_history(bytes.len());
+            } else {
+                self.restart_history(offset + bytes.len() as u64, budget);
+            }
+        }
+        emit(Event::Data { offset, bytes });
+        self.next = offset + bytes.len() as u64;
+    }
+
+    /// Forgets the kept bytes; the history starts again at `at`.
+    fn restart_history(&mut self, at: u64, budget: &mut Budget) {
+        budget.stats.history = budget.stats.history.saturating_sub(self.history_len());
+        self.hist.clear();
+        self.hist_head = 0;
+        self.hist_start = at;
+        if self.hist.capacity() > 64 << 10 {
+            self.hist.shrink_to(4096);
+        }
+    }
+
+    fn conflict<F: FnMut(Event<'_>)>(
+        &mut self,
+        offset: u64,
+        kind: ConflictKind,
+        kept: Option<&[u8]>,
+        other: &[u8],
+        budget: &mut Budget,
+        emit: &mut F,
+    ) {
+        budget.stats.overlap_conflicts += 1;
+        self.conflicts += 1;
+        if self.conflicts <= MAX_CONFLICTS_LISTED {
+            emit(Event::Conflict(Conflict {
+                offset,
+                len: other.len() as u64,
+                kind,
+                kept: kept.map(sha256),
+                other: sha256(other),
+            }));
+        }
+    }
+
+    /// Whether a SYN with sequence number `seq` would start a new attempt: another ISN, before
+    /// any byte was handed on or held (see [`syn`](Self::syn)).
+    pub fn is_new_attempt(&self, seq: u32) -> bool {
+        let fresh = self.next == 0 && self.buffered() == 0;
+        fresh && self.base.is_some_and(|b| b != seq.wrapping_add(1))
     }
 
     /// A SYN with sequence number `seq` was seen: the stream starts at `seq + 1`. Ignored once
@@ -208,6 +379,7 @@ impl Assembler {
         if lo > start {
             let dup = (lo.min(end) - start) as u64;
             budget.stats.duplicate_bytes += dup;
+            self.compare_passed(start, payload, ConflictKind::Retransmission, budget, emit);
         }
         if stop <= lo {
             return;
@@ -218,11 +390,10 @@ impl Assembler {
             return;
         };
         if lo == self.next && self.chunks.is_empty() {
-            emit(Event::Data { offset: lo, bytes });
-            self.next = stop;
+            self.pass_on(lo, bytes, budget, emit);
             return;
         }
-        let pieces = self.uncovered(lo, bytes, budget);
+        let pieces = self.uncovered(lo, bytes, ConflictKind::Retransmission, budget, emit);
         for (s, e) in pieces {
             if e <= self.next {
                 continue;
@@ -233,11 +404,89 @@ impl Assembler {
         }
     }
 
+    /// Compares the part of `payload` (at stream offset `start`) below `next` with the bytes
+    /// handed on: a difference is a conflict, bytes no longer kept are counted as uncompared.
+    fn compare_passed<F: FnMut(Event<'_>)>(
+        &mut self,
+        start: i128,
+        payload: &[u8],
+        kind: ConflictKind,
+        budget: &mut Budget,
+        emit: &mut F,
+    ) {
+        let end = (start + payload.len() as i128).min(self.next as i128);
+        let from = start.max(0);
+        if end <= from {
+            return;
+        }
+        let (from, end) = (from as u64, end as u64);
+        let kept_from = from.max(self.hist_start);
+        if kept_from > from {
+            budget.stats.uncompared_bytes += kept_from.min(end) - from;
+        }
+        if kept_from >= end {
+            return;
+        }
+        let new = payload.get((kept_from as i128 - start) as usize..(end as i128 - start) as usize);
+        let (Some(new), Some(old)) = (new, self.history(kept_from, end)) else { return };
+        if new != old {
+            let old = old.to_vec();
+            self.conflict(kept_from, kind, Some(&old), new, budget, emit);
+        }
+    }
+
+    /// A segment the flow layer refused (its checksum failed): it never enters the stream, but
+    /// its bytes are compared with the accepted ones, and a difference, or bytes ahead of
+    /// anything accepted, is reported as a [`ConflictKind::BadChecksum`] conflict.
+    pub fn refused<F: FnMut(Event<'_>)>(
+        &mut self,
+        seq: u32,
+        payload: &[u8],
+        syn: bool,
+        budget: &mut Budget,
+        emit: &mut F,
+    ) {
+        if self.closed || payload.is_empty() {
+            return;
+        }
+        let seq = if syn { seq.wrapping_add(1) } else { seq };
+        let Some(start) = self.offset_of(seq) else { return };
+        let end = start + payload.len() as i128;
+        if start > self.next as i128 + MAX_AHEAD as i128 {
+            return;
+        }
+        let before = self.conflicts;
+        self.compare_passed(start, payload, ConflictKind::BadChecksum, budget, emit);
+        let lo = start.max(self.next as i128);
+        if lo >= end {
+            return;
+        }
+        let lo = lo as u64;
+        let Some(bytes) = payload.get((lo as i128 - start) as usize..) else { return };
+        let pieces = self.uncovered(lo, bytes, ConflictKind::BadChecksum, budget, emit);
+        // Bytes ahead of anything accepted: nothing to compare with yet, reported all the same
+        // (unless a held version already disagreed with them).
+        if self.conflicts == before {
+            if let Some(&(s, _)) = pieces.first() {
+                let unknown = bytes.get((s - lo) as usize..).unwrap_or_default();
+                self.conflict(s, ConflictKind::BadChecksum, None, unknown, budget, emit);
+            }
+        }
+    }
+
     /// The parts of `[lo, lo + bytes.len())` not already held, comparing overlaps with the held
-    /// bytes (first received wins).
-    fn uncovered(&self, lo: u64, bytes: &[u8], budget: &mut Budget) -> SmallVec<[(u64, u64); 4]> {
+    /// bytes (first received wins); a difference is a conflict of `kind`.
+    fn uncovered<F: FnMut(Event<'_>)>(
+        &mut self,
+        lo: u64,
+        bytes: &[u8],
+        kind: ConflictKind,
+        budget: &mut Budget,
+        emit: &mut F,
+    ) -> SmallVec<[(u64, u64); 4]> {
         let hi = lo + bytes.len() as u64;
         let mut pieces = SmallVec::new();
+        let mut differ: SmallVec<[(u64, u64, u64); 2]> = SmallVec::new();
         let mut cur = lo;
         let before = self.chunks.range(..lo).next_back().filter(|(s, d)| **s + d.len() as u64 > lo);
         for (&cs, held) in before.into_iter().chain(self.chunks.range(lo..hi)) {
@@ -251,13 +500,19 @@ impl Assembler {
                 let new = bytes.get((os - lo) as usize..(oe - lo) as usize);
                 let old = held.get((os - cs) as usize..(oe - cs) as usize);
                 if new != old {
-                    budget.stats.overlap_conflicts += 1;
+                    differ.push((cs, os, oe));
                 }
             }
             cur = cur.max(ce);
         }
         if cur < hi {
             pieces.push((cur, hi));
+        }
+        for (cs, os, oe) in differ {
+            let old =
+                self.chunks.get(&cs).and_then(|h| h.get((os - cs) as usize..(oe - cs) as usize)).map(<[u8]>::to_vec);
+            let new = bytes.get((os - lo) as usize..(oe - lo) as usize).unwrap_or_default();
+            self.conflict(os, kind, old.as_deref(), new, budget, emit);
         }
         pieces
     }
@@ -267,8 +522,7 @@ impl Assembler {
         let len = piece.len();
         loop {
             if s == self.next {
-                emit(Event::Data { offset: s, bytes: piece });
-                self.next = s + len as u64;
+                self.pass_on(s, piece, budget, emit);
                 self.drain(budget, emit);
                 return;
             }
@@ -308,6 +562,7 @@ impl Assembler {
         }
         emit(Event::Gap { offset, len });
         self.next = to;
+        self.restart_history(to, budget);
     }
 
     /// Hands on held chunks that start at `next`.
@@ -317,10 +572,9 @@ impl Assembler {
                 break;
             }
             let (offset, bytes) = entry.remove_entry();
-            emit(Event::Data { offset, bytes: &bytes });
-            self.next = offset + bytes.len() as u64;
             self.buffered = self.buffered.saturating_sub(bytes.len());
             budget.give(bytes.len());
+            self.pass_on(offset, &bytes, budget, emit);
         }
     }
 
@@ -337,6 +591,8 @@ impl Assembler {
         if let Some(f) = self.fin {
             self.gap_to(f, budget, emit);
         }
+        let end = self.next;
+        self.restart_history(end, budget);
         self.closed = true;
     }
 }
@@ -349,6 +605,7 @@ mod tests {
         asm.segment(seq, p, false, budget, &mut |e| match e {
             Event::Data { offset, bytes } => out.push((offset, Ok(bytes.to_vec()))),
             Event::Gap { offset, len } => out.push((offset, Err(len))),
+            Event::Conflict(_) => {}
         });
     }
 
@@ -386,6 +643,7 @@ mod tests {
         a.close(&mut b, &mut |e| match e {
             Event::Data { offset, bytes } => out2.push((offset, Ok(bytes.to_vec()))),
             Event::Gap { offset, len } => out2.push((offset, Err(len))),
+            Event::Conflict(_) => {}
         });
         assert_eq!(out2, vec![(13, Err(7)), (20, Ok(b"de".to_vec()))]);
         assert_eq!(a.gaps(), &[(0, 10), (13, 7)]);

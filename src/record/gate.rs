@@ -7,10 +7,11 @@
 //! | record | `iri+cc` | `iri` | `cc` |
 //! |---|---|---|---|
 //! | session begin / continue / end, FTP, HTTP, SMTP, TLS, association IRI | yes | yes | no |
+//! | wire conflicts (`event: wire-conflict`: where two versions of a stream's bytes differed) | yes | yes | no |
 //! | warrant notices (HI1 liActivated/liModified/liDeactivated) | yes | yes | yes |
 //! | CC frames (IPCC, `cc.pcap`) | yes | no | yes |
 //! | object bytes (`ObjectBegin`/`Data`/`Gap`: `objects/`, EmailCC) | yes | no | yes |
-//! | the finished object's record (`objects.jsonl`) | yes | no | yes, without `name` and `context` |
+//! | the finished object's record (`objects.jsonl`, its wire conflicts included) | yes | no | yes, without `name` and `context` |
 //! | the finished object as IRI (`event: object`: digests, size, format, gaps) | yes | yes | no |
 //! | a session's close (`SessionClosed`: outputs release its state) | yes | yes | yes |
 //!
@@ -122,6 +123,7 @@ mod tests {
             format: None,
             size: 4,
             gaps: vec![(3, 1)],
+            wire_conflicts: vec![],
             complete: false,
             last_seen: ts,
             provenance: prov.clone(),

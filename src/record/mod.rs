@@ -268,6 +268,55 @@ pub struct Counters {
     pub bytes: [u64; 2],
     /// Transport payload bytes (tshark's `tcp.len`, `udp.length` - 8).
     pub payload: [u64; 2],
+    /// TCP segments refused because their checksum failed in a direction whose checksums hold:
+    /// the receiver dropped them. They are in the CC (they crossed the wire), never in objects.
+    #[serde(skip_serializing_if = "both_zero")]
+    pub checksum_failed: [u64; 2],
+    /// TCP segments taken although no checksum vouched for them: checksum offload on the
+    /// capturing host (no segment of the direction had passed its checksum yet), segments
+    /// coalesced by the capturing host (larger than the peer's MSS), or cut short by the snap
+    /// length.
+    #[serde(skip_serializing_if = "both_zero")]
+    pub unverified: [u64; 2],
+    /// Places where two versions of the same stream bytes differed (each a `wire-conflict`
+    /// record, the first 64 per direction).
+    #[serde(skip_serializing_if = "both_zero")]
+    pub conflicts: [u64; 2],
+}
+
+fn both_zero(v: &[u64; 2]) -> bool {
+    *v == [0, 0]
+}
+
+/// Why one version of conflicting stream bytes is the one passed on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictKind {
+    /// Both versions passed their checksums: the receiver keeps the bytes it received first.
+    Retransmission,
+    /// The other version failed its checksum: the receiver dropped it.
+    BadChecksum,
+}
+
+/// The wire disagreed with itself: two versions of the bytes at `offset..offset + len` of one
+/// direction of a TCP session. The version passed on (to the analyzers and objects) is the one
+/// the receiver accepted; both are in the CC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WireConflict {
+    pub direction: Dir,
+    /// The target sent these bytes.
+    pub from_target: bool,
+    /// Stream offset: 0 is the first byte after the SYN (or the first byte seen mid-stream).
+    pub offset: u64,
+    pub len: u64,
+    /// Why `kept_sha256` is the version passed on.
+    pub kind: ConflictKind,
+    /// SHA-256 of the version passed on; absent when no accepted bytes were known for that range
+    /// yet (a segment that failed its checksum, ahead of the stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_sha256: Option<String>,
+    /// SHA-256 of the version that went nowhere but the CC.
+    pub other_sha256: String,
 }
 
 /// An application-layer IRI event: what an analyzer saw (an FTP transfer, an HTTP request, a
@@ -372,6 +421,8 @@ pub enum IriEvent {
     /// What a content object was (digests, size, format verdict, gaps): IRI about content,
     /// which an IRI-only warrant gets although it never gets the bytes.
     Object(Box<ObjectRecord>),
+    /// Two versions of the same bytes of a TCP session differed on the wire.
+    WireConflict(Box<WireConflict>),
     /// An identity-association change that concerns this warrant (VM start/stop, image created,
     /// shared or deleted, access session start/stop).
     Association {
@@ -534,6 +585,10 @@ pub struct ObjectRecord {
     pub size: u64,
     /// Holes in the object, zero-filled in the stored bytes: `[[offset, len], ...]`.
     pub gaps: Vec<(u64, u64)>,
+    /// Wire conflicts in the stream that carried this object, found while it was open (stream
+    /// offsets, not object offsets: the `wire-conflict` IRI records have the same).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wire_conflicts: Vec<WireConflict>,
     pub complete: bool,
     pub last_seen: Timestamp,
     #[serde(skip)]

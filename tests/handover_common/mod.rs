@@ -167,6 +167,7 @@ pub fn end(liid: &Liid, cin: u64, src: [u8; 4], n: u32) -> Record<'static> {
                 packets: [u64::from(n), 0],
                 bytes: [u64::from(n) * 68, 0],
                 payload: [u64::from(n) * 40, 0],
+                ..Counters::default()
             },
             reason: Close::Shutdown,
             gaps: [vec![], vec![]],

@@ -42,6 +42,7 @@ pub fn plain(src: &str, dst: &str, macs: Option<(Mac, Mac)>) -> Decoded<'static>
         ip: Some(IpInfo { src: ip(src), dst: ip(dst), proto: 17, ttl: 64, len: 28, payload_len: 0 }),
         transport: Transport::Udp { src_port: 1000, dst_port: 2000 },
         payload: &[],
+        wire: Default::default(),
     }
 }
 

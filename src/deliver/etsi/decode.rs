@@ -495,6 +495,28 @@ fn gaps(t: &Tlv<'_>) -> Result<Value, DecodeError> {
     })
 }
 
+fn wire_counts(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 10, |c| match ctx(c)? {
+        (0, false) => Some(("checksumFailed", uint(c, "checksumFailed"))),
+        (1, false) => Some(("unverified", uint(c, "unverified"))),
+        (2, false) => Some(("conflicts", uint(c, "conflicts"))),
+        _ => None,
+    })
+}
+
+/// TapirWireConflict, at `depth`.
+fn wire_conflict(t: &Tlv<'_>, depth: usize) -> Result<Value, DecodeError> {
+    seq(t, depth, |c| match ctx(c)? {
+        (0, false) => Some(("fromTarget", boolean(c, "fromTarget"))),
+        (1, false) => Some(("offset", uint(c, "offset"))),
+        (2, false) => Some(("length", uint(c, "length"))),
+        (3, false) => Some(("kind", text(c, "kind"))),
+        (4, false) => Some(("keptSHA256", hexv(c, "keptSHA256"))),
+        (5, false) => Some(("otherSHA256", hexv(c, "otherSHA256"))),
+        _ => None,
+    })
+}
+
 fn tapir_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
     seq(t, 8, |c| match ctx(c)? {
         (0, false) => Some(("recordType", text(c, "recordType"))),
@@ -531,6 +553,8 @@ fn tapir_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (3, false) => Some(("payloadOctetsToTarget", uint(c, "payloadOctetsToTarget"))),
                 (4, true) => Some(("gapsFromTarget", gaps(c))),
                 (5, true) => Some(("gapsToTarget", gaps(c))),
+                (6, true) => Some(("wireFromTarget", wire_counts(c))),
+                (7, true) => Some(("wireToTarget", wire_counts(c))),
                 _ => None,
             }),
         )),
@@ -677,9 +701,11 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (12, true) => Some(("gaps", gaps(c))),
                 (13, false) => Some(("parentID", uint(c, "parentID"))),
                 (14, false) => Some(("declaredSize", uint(c, "declaredSize"))),
+                (15, true) => Some(("wireConflicts", seq_of(c, |w| wire_conflict(w, 12)))),
                 _ => None,
             })?,
         ),
+        Some((6, true)) => ("wireConflict", wire_conflict(&c, 10)?),
         Some((5, true)) => (
             "association",
             seq(&c, 10, |c| match ctx(c)? {

@@ -490,8 +490,8 @@ pub fn map_iri(rec: &IriRecord, session: Option<FlowSide<'_>>) -> Option<MappedI
             let s = FlowSide { flow: &o.meta.flow, target: o.meta.flow.target_side(&rec.provenance) };
             (IriType::Report, flow_iri(rec, AccessEventType::Unknown, s))
         }
-        IriEvent::App(a) => {
-            if let Some(e) = a.get::<SmtpEvent>() {
+        IriEvent::App(_) | IriEvent::WireConflict(_) => {
+            if let Some(e) = rec.event.app::<SmtpEvent>() {
                 if matches!(e.what, SmtpWhat::Mail | SmtpWhat::Auth) {
                     return None;
                 }

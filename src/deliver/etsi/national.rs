@@ -19,7 +19,7 @@ use crate::analyze::ftp::{FtpEvent, FtpMode};
 use crate::analyze::http::HttpEvent;
 use crate::analyze::smtp::SmtpEvent;
 use crate::analyze::tls::TlsEvent;
-use crate::record::{Counters, Dir, FlowDescr, IriEvent, IriRecord, ObjectRecord, Provenance};
+use crate::record::{Counters, Dir, FlowDescr, IriEvent, IriRecord, ObjectRecord, Provenance, WireConflict};
 
 /// The vendor identification written in every TapirIRI.
 pub const VENDOR: &str = "tapir";
@@ -95,6 +95,7 @@ pub fn record_type(e: &IriEvent) -> &'static str {
         IriEvent::Object(_) => "object",
         IriEvent::Association { .. } => "association",
         IriEvent::Warrant { .. } => "warrant",
+        IriEvent::WireConflict(_) => "wire-conflict",
         IriEvent::App(a) => a.protocol(),
     }
 }
@@ -196,6 +197,27 @@ fn counters_info(o: &mut Vec<u8>, c: &Counters, g: &[Vec<(u64, u64)>], target: D
             gaps(o, n, list);
         }
     }
+    for (n, k) in [(6, t), (7, r)] {
+        let w = [c.checksum_failed[k], c.unverified[k], c.conflicts[k]];
+        if w != [0; 3] {
+            put_cons(o, Tag::ctx_cons(n), 12, |o| {
+                for (i, v) in w.into_iter().enumerate() {
+                    put_uint(o, Tag::ctx(i as u32), v);
+                }
+            });
+        }
+    }
+}
+
+/// TapirWireConflict's content octets.
+fn wire_conflict(o: &mut Vec<u8>, c: &WireConflict) {
+    put_bool(o, Tag::ctx(0), c.from_target);
+    put_uint(o, Tag::ctx(1), c.offset);
+    put_uint(o, Tag::ctx(2), c.len);
+    let kind = serde_json::to_value(c.kind).ok();
+    put_prim(o, Tag::ctx(3), kind.as_ref().and_then(|k| k.as_str()).unwrap_or("").as_bytes());
+    digest(o, 4, c.kept_sha256.as_deref());
+    digest(o, 5, Some(&c.other_sha256));
 }
 
 fn provenance(o: &mut Vec<u8>, p: &Provenance) {
@@ -220,6 +242,7 @@ fn event_choice(o: &mut Vec<u8>, e: &IriEvent, side: Option<FlowSide<'_>>) {
             }
         }
         IriEvent::Object(obj) => put_cons(o, Tag::ctx_cons(4), 256, |o| object(o, obj, side)),
+        IriEvent::WireConflict(c) => put_cons(o, Tag::ctx_cons(6), 96, |o| wire_conflict(o, c)),
         IriEvent::Association { what, detail, selectors_added, selectors_removed } => {
             put_cons(o, Tag::ctx_cons(5), 128, |o| {
                 put_prim(o, Tag::ctx(0), what.as_bytes());
@@ -374,6 +397,13 @@ fn object(o: &mut Vec<u8>, r: &ObjectRecord, side: Option<FlowSide<'_>>) {
     }
     uint(o, 13, r.meta.parent);
     uint(o, 14, r.meta.declared_size);
+    if !r.wire_conflicts.is_empty() {
+        put_cons(o, Tag::ctx_cons(15), 0, |o| {
+            for c in &r.wire_conflicts {
+                put_cons(o, Tag::SEQUENCE, 96, |o| wire_conflict(o, c));
+            }
+        });
+    }
 }
 
 /// The address of the target side of `s`.
