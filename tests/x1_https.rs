@@ -257,6 +257,9 @@ async fn roles_and_refused_certificates() {
     assert!(detail(none).contains("no certificate"), "{none}");
     let rogue = find(&lines, "tls-handshake", |l| hs(l) && l["fingerprint"] == rogue_fp.as_str());
     assert!(detail(rogue).contains("unknownissuer"), "{rogue}");
+    // The rogue certificate claims CN admf-1: said, as unverified, and never as `who`.
+    assert!(rogue["who"].is_null(), "{rogue}");
+    assert!(detail(rogue).contains("not verified: cn \"admf-1\""), "{rogue}");
     let expired = find(&lines, "tls-handshake", |l| hs(l) && l["fingerprint"] == expired_fp.as_str());
     assert!(detail(expired).contains("expired"), "{expired}");
     let v12 = find(&lines, "tls-handshake", |l| hs(l) && detail(l).contains("version"));
@@ -277,6 +280,83 @@ async fn roles_and_refused_certificates() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(report.contains("all signed"), "{report}");
+}
+
+/// `n` TCP connections to `addr` from `source` (a loopback address: all of 127/8 is ours) that
+/// never send a byte, held open until the returned vector is dropped.
+async fn idle_connections(addr: SocketAddr, sources: &[std::net::Ipv4Addr], n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for i in 0..n {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((sources[i % sources.len()], 0))).unwrap();
+        if let Ok(c) = s.connect(addr).await {
+            held.push(c);
+        }
+    }
+    held
+}
+
+/// One address opening 100 idle connections cannot keep the ADMF (another address) out; the
+/// refusals do not write 100 audit lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_lock_the_admf_out() {
+    let s = Server::start().await;
+    let held = idle_connections(s.addr, &["127.0.0.2".parse().unwrap()], 100).await;
+    let t = Instant::now();
+    s.still_serves().await;
+    assert!(t.elapsed() < Duration::from_secs(5), "the ADMF waited {:?}", t.elapsed());
+    drop(held);
+    let (_dir, lines, _) = s.stop().await;
+    let from_attacker: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.2:"))).collect();
+    // 92 refused for the address limit, 8 more when their handshake timed out: one by one up
+    // to the burst, then one summary.
+    assert!(from_attacker.len() <= tapir::x1::https::AUDIT_BURST as usize, "{}", from_attacker.len());
+    let summary = lines.iter().find(|l| l["what"] == "tls-refusals").expect("a summary of the refusals");
+    let d = detail(summary);
+    assert!(d.contains("per-address limit") && d.contains("127.0.0.2 "), "{d}");
+}
+
+/// Idle connections from 60 addresses take every handshake slot; the oldest give theirs up to
+/// newcomers, so the ADMF still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_cannot_hold_the_handshake_slots() {
+    let s = Server::start().await;
+    let sources: Vec<std::net::Ipv4Addr> = (10..70).map(|i| std::net::Ipv4Addr::new(127, 0, 0, i)).collect();
+    let held = idle_connections(s.addr, &sources, 60).await;
+    let t = Instant::now();
+    s.still_serves().await;
+    assert!(t.elapsed() < Duration::from_secs(5), "the ADMF waited {:?}", t.elapsed());
+    drop(held);
+    let (_dir, lines, _) = s.stop().await;
+    let dropped = lines.iter().filter(|l| detail(l).contains("handshake dropped")).count();
+    let summed = lines.iter().filter(|l| l["what"] == "tls-refusals").map(detail).collect::<Vec<_>>().join(" ");
+    assert!(dropped > 0 || summed.contains("handshake dropped for a newer one"), "{summed}");
+}
+
+/// A thousand connections opened and closed at once: a few dozen audit lines, not a thousand,
+/// and the count is all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_is_audited_in_aggregate() {
+    let s = Server::start().await;
+    for _ in 0..1000 {
+        let s2 = tokio::net::TcpSocket::new_v4().unwrap();
+        s2.bind(SocketAddr::from(([127, 0, 0, 3], 0))).unwrap();
+        if let Ok(c) = s2.connect(s.addr).await {
+            drop(c);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.still_serves().await;
+    let (_dir, lines, _) = s.stop().await;
+    assert!(lines.len() < 60, "{} audit lines", lines.len());
+    let one_by_one = lines.iter().filter(|l| l["what"] == "tls-handshake" && l["result"] == "refused").count();
+    let summed: u64 = lines
+        .iter()
+        .filter(|l| l["what"] == "tls-refusals")
+        .filter_map(|l| detail(l).split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    assert_eq!(one_by_one as u64 + summed, 1000, "{lines:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

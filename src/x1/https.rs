@@ -4,8 +4,20 @@
 //! handshake; the certificate's subject CN must then be listed (`[[x1.client]]`) or every request
 //! is answered 403. The XML handler sees only requests from listed clients that passed every
 //! transport check. Every outcome is written to the audit log before the client hears of it:
-//! failed handshakes (with the peer address and, when one was presented, the certificate's CN and
-//! fingerprint), refused requests and the handler's own entries.
+//! failed handshakes (with the peer address and, when one was presented, the certificate's
+//! fingerprint and CN, said to be unverified: `who` names only verified clients), refused
+//! requests and the handler's own entries.
+//!
+//! No unauthenticated client can lock the ADMF out:
+//! - connections past the handshake (mutual TLS done) have their own slots
+//!   (`max_connections`), which a connection still in its handshake never holds;
+//! - handshakes have a short deadline and few slots (`max_handshakes`); when they are all taken,
+//!   the oldest handshake is dropped for the newcomer, so idle connections cannot hold them;
+//! - one address holds at most `max_per_peer` connections, in handshake or past it.
+//!
+//! Transport refusals are audited one by one up to [`AUDIT_BURST`] per [`AUDIT_WINDOW`]; past
+//! that they are counted, and one line per window says how many, why, and from which addresses,
+//! so that a flood of connections cannot flood the audit log.
 //!
 //! HTTP is a deliberately small, strict HTTP/1.1 subset read by [`parse_head`] (a pure function
 //! that never panics on any input): a bounded head, CRLF only, no obs-fold, one Host, one
@@ -16,10 +28,11 @@
 //! Written here rather than with hyper: X1 needs one route and no streaming, and a few hundred
 //! lines we can read whole are easier to bound than a general HTTP stack.
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -84,7 +97,12 @@ pub struct Limits {
     /// Between requests on a kept-alive connection.
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// Connections past the handshake (mutual TLS done): slots only authenticated clients hold.
     pub max_connections: usize,
+    /// Connections still in their TLS handshake; when full, the oldest is dropped for a new one.
+    pub max_handshakes: usize,
+    /// Connections from one IP address, in handshake or past it.
+    pub max_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -92,12 +110,72 @@ impl Default for Limits {
         Limits {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 4 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             max_connections: 64,
+            max_handshakes: 16,
+            max_per_peer: 8,
+        }
+    }
+}
+
+/// Transport refusals audited one by one per window; the rest are summed up.
+pub const AUDIT_BURST: u32 = 20;
+pub const AUDIT_WINDOW: Duration = Duration::from_secs(10);
+
+/// Transport refusals of the current window past [`AUDIT_BURST`]: why, and from where.
+#[derive(Default)]
+struct RefusalTally {
+    window_start: Option<Instant>,
+    written: u32,
+    reasons: BTreeMap<&'static str, u64>,
+    peers: HashMap<IpAddr, u64>,
+}
+
+impl RefusalTally {
+    /// The summary line of what was counted, if anything was; starts a new window.
+    fn summary(&mut self) -> Option<AuditEntry> {
+        self.window_start = None;
+        self.written = 0;
+        let total: u64 = self.reasons.values().sum();
+        let reasons = std::mem::take(&mut self.reasons);
+        let peers = std::mem::take(&mut self.peers);
+        if total == 0 {
+            return None;
+        }
+        let mut top: Vec<(IpAddr, u64)> = peers.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let addresses = top.len();
+        let top: Vec<String> = top.iter().take(8).map(|(ip, n)| format!("{ip} {n}")).collect();
+        let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let mut e = AuditEntry::new("tls-refusals", "refused");
+        e.detail = Some(format!(
+            "{total} more refused connections not audited one by one: {}; from {addresses} address(es), most: {}",
+            why.join(", "),
+            top.join(", ")
+        ));
+        Some(e)
+    }
+}
+
+/// One address's connections; the count goes down when the guard is dropped.
+struct PeerGuard {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock() {
+            if let Some(n) = c.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.remove(&self.ip);
+                }
+            }
         }
     }
 }
@@ -259,9 +337,56 @@ struct Shared {
     audit: Arc<AuditLog>,
     clients: Vec<X1Client>,
     limits: Limits,
+    tally: Mutex<RefusalTally>,
+    /// Slots of connections past the handshake.
+    established: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
+    /// Audits a transport refusal (`why` names its kind in the summaries), one by one up to
+    /// [`AUDIT_BURST`] per window, counted past that.
+    async fn refused(&self, entry: AuditEntry, why: &'static str, peer: IpAddr) {
+        let (write, summary) = {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let summary = match t.window_start {
+                Some(s) if now.duration_since(s) >= AUDIT_WINDOW => t.summary(),
+                _ => None,
+            };
+            t.window_start.get_or_insert(now);
+            if t.written < AUDIT_BURST {
+                t.written += 1;
+                (true, summary)
+            } else {
+                *t.reasons.entry(why).or_default() += 1;
+                *t.peers.entry(peer).or_default() += 1;
+                (false, summary)
+            }
+        };
+        if let Some(s) = summary {
+            self.audit(s).await;
+        }
+        if write {
+            self.audit(entry).await;
+        }
+    }
+
+    /// Writes the summary of the window if it is over (or `now_anyway`, at shutdown).
+    async fn flush_refusals(&self, now_anyway: bool) {
+        let summary = {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            let over = t.window_start.is_some_and(|s| Instant::now().duration_since(s) >= AUDIT_WINDOW);
+            if over || now_anyway {
+                t.summary()
+            } else {
+                None
+            }
+        };
+        if let Some(s) = summary {
+            self.audit(s).await;
+        }
+    }
+
     async fn audit(&self, entry: AuditEntry) -> bool {
         let log = self.audit.clone();
         match tokio::task::spawn_blocking(move || log.append(entry)).await {
@@ -301,7 +426,15 @@ pub async fn serve(
         }
     }
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let shared = Arc::new(Shared { handler, audit, clients: tls.clients, limits: tls.limits });
+    let established = Arc::new(tokio::sync::Semaphore::new(tls.limits.max_connections.max(1)));
+    let shared = Arc::new(Shared {
+        handler,
+        audit,
+        clients: tls.clients,
+        limits: tls.limits,
+        tally: Mutex::new(RefusalTally::default()),
+        established,
+    });
     let mut start = AuditEntry::new("x1-server", "started");
     start.detail = Some(format!("listening on {local}"));
     // Fail closed: no X1 service without a working audit log.
@@ -310,9 +443,13 @@ pub async fn serve(
         Err(crate::audit::AuditError::Io { path: PathBuf::new(), source: std::io::Error::other(e) })
     })?;
 
-    let slots = Arc::new(tokio::sync::Semaphore::new(shared.limits.max_connections.max(1)));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(shared.limits.max_handshakes.max(1)));
+    // The handshakes in progress, oldest first: each can be told to give up its slot.
+    let mut in_handshake: VecDeque<Weak<tokio::sync::Notify>> = VecDeque::new();
+    let per_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(AUDIT_WINDOW);
     tokio::pin!(shutdown);
     loop {
         let (sock, peer) = tokio::select! {
@@ -325,22 +462,64 @@ pub async fn serve(
                     continue;
                 }
             },
+            _ = tick.tick() => {
+                shared.flush_refusals(false).await;
+                continue;
+            }
             _ = &mut shutdown => break,
         };
         while tasks.try_join_next().is_some() {}
         let _ = sock.set_nodelay(true);
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(sock);
+        let refusal = |detail: &str| {
             let mut e = AuditEntry::new("tls-handshake", "refused");
             e.peer = Some(peer.to_string());
-            e.detail = Some("too many connections".into());
-            shared.audit(e).await;
+            e.detail = Some(detail.into());
+            e
+        };
+        // One address holds at most max_per_peer connections.
+        let guard = {
+            let mut counts = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(peer.ip()).or_default();
+            if *n >= shared.limits.max_per_peer.max(1) {
+                None
+            } else {
+                *n += 1;
+                Some(PeerGuard { ip: peer.ip(), counts: per_peer.clone() })
+            }
+        };
+        let Some(guard) = guard else {
+            drop(sock);
+            shared.refused(refusal("too many connections from this address"), "per-address limit", peer.ip()).await;
             continue;
         };
+        // A handshake slot; when all are taken, the oldest handshake gives its up.
+        let permit = match handshakes.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                while let Some(oldest) = in_handshake.pop_front() {
+                    if let Some(n) = oldest.upgrade() {
+                        n.notify_one();
+                        break;
+                    }
+                }
+                tokio::time::timeout(Duration::from_millis(500), handshakes.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        let Some(permit) = permit else {
+            drop(sock);
+            shared.refused(refusal("no handshake slot"), "handshake slots full", peer.ip()).await;
+            continue;
+        };
+        let evict = Arc::new(tokio::sync::Notify::new());
+        in_handshake.retain(|w| w.strong_count() > 0);
+        in_handshake.push_back(Arc::downgrade(&evict));
         let (shared, base, stop) = (shared.clone(), base.clone(), stop_rx.clone());
         tasks.spawn(async move {
-            let _slot = slot;
-            connection(sock, peer, &shared, &base, stop).await;
+            let _guard = guard;
+            connection(sock, peer, &shared, &base, stop, permit, evict).await;
         });
     }
     let _ = stop_tx.send(true);
@@ -348,6 +527,7 @@ pub async fn serve(
     if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
         tasks.abort_all();
     }
+    shared.flush_refusals(true).await;
     let mut stop = AuditEntry::new("x1-server", "stopped");
     stop.detail = Some(format!("was listening on {local}"));
     shared.audit(stop).await;
@@ -360,13 +540,20 @@ async fn connection(
     shared: &Shared,
     base: &TlsBase,
     stop: tokio::sync::watch::Receiver<bool>,
+    handshake_slot: tokio::sync::OwnedSemaphorePermit,
+    evict: Arc<tokio::sync::Notify>,
 ) {
-    let refused = |who: Option<(String, Option<String>)>, detail: String| {
+    // A certificate that failed the handshake is not an identity: its CN goes in the detail,
+    // said to be unverified, and `who` stays empty.
+    let refused = |presented: Option<(String, Option<String>)>, detail: String| {
         let mut e = AuditEntry::new("tls-handshake", "refused");
         e.peer = Some(peer.to_string());
-        if let Some((fp, cn)) = who {
+        let mut detail = detail;
+        if let Some((fp, cn)) = presented {
             e.fingerprint = Some(fp);
-            e.who = cn;
+            if let Some(cn) = cn {
+                detail = format!("{detail}; certificate presented, not verified: CN {cn:?}");
+            }
         }
         e.detail = Some(detail);
         e
@@ -380,17 +567,26 @@ async fn connection(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let presented = || rec.seen.lock().ok().and_then(|s| s.as_ref().map(|c| identify(c)));
-    let stream = match tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(sock)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            shared.audit(refused(presented(), e.to_string())).await;
-            return;
-        }
-        Err(_) => {
-            shared.audit(refused(presented(), "handshake timed out".into())).await;
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, acceptor.accept(sock));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                shared.refused(refused(presented(), e.to_string()), "handshake failed", peer.ip()).await;
+                return;
+            }
+            Err(_) => {
+                shared.refused(refused(presented(), "handshake timed out".into()), "handshake timed out", peer.ip()).await;
+                return;
+            }
+        },
+        _ = evict.notified() => {
+            let e = refused(presented(), "handshake dropped: its slot went to a newer connection".into());
+            shared.refused(e, "handshake dropped for a newer one", peer.ip()).await;
             return;
         }
     };
+    drop(handshake_slot);
     let Some(der) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
         // Unreachable with a mandatory verifier; refuse anyway rather than trust that.
         shared.audit(refused(None, "no client certificate after the handshake".into())).await;
@@ -399,6 +595,14 @@ async fn connection(
     let (fingerprint, cn) = identify(der);
     let role = cn.as_ref().and_then(|cn| shared.clients.iter().find(|c| &c.subject_cn == cn)).map(|c| c.role);
     let who = Who { cn, fingerprint, role, peer: peer.to_string() };
+    // Past the handshake: a slot of its own, out of reach of unauthenticated connections.
+    let Ok(_slot) = shared.established.clone().try_acquire_owned() else {
+        let mut e = AuditEntry::new("tls-handshake", "refused");
+        e.detail =
+            Some(format!("all {} connection slots of authenticated clients are taken", shared.limits.max_connections));
+        shared.audit(who.entry(e)).await;
+        return;
+    };
     Http { s: stream, buf: Vec::new(), shared, who, stop }.run().await;
 }
 
