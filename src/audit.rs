@@ -16,6 +16,22 @@
 //! after the last signature are only hash-chained: whoever can write the file can cut them off
 //! or rewrite them consistently; [`verify`] reports the last signed line for that reason.
 //!
+//! **Sealed head.** Cutting the newest lines at a line boundary leaves a valid chain. So after
+//! every line the log also rewrites `<log>.head` (atomically: a temporary file renamed over it):
+//!
+//! ```text
+//! {"seq":N,"line_sha256":"<hex of line N>","when":"...","key":"<hex>","sig":"<hex>"}
+//! ```
+//!
+//! signed like a signature line when the log has a key. [`verify`] checks that line `N` is in
+//! the log with that hash: a log cut behind its head is reported. (Whoever holds an old head
+//! could cut back to it; `tapir audit verify` prints the head's sequence number and time, to be
+//! compared with what was seen before.)
+//!
+//! **Repair.** A crash in the middle of a write leaves a torn last line; the log then refuses to
+//! open ([`AuditError::TornTail`]) until [`repair`] (`tapir audit repair`) has moved the torn
+//! bytes into a file beside the log and recorded, in the log itself, what was cut.
+//!
 //! The log holds entries only, never request bodies or key material. Field values are capped in
 //! length so one line stays small; serde_json escapes control characters so no value can forge
 //! a line break. Reading a log ([`verify`]) never panics on any file content.
@@ -46,10 +62,12 @@ const MAX_LINE: usize = 64 * 1024;
 pub enum AuditError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: the last line (at byte {offset}) has no newline: a torn write; inspect and repair the log before reopening it")]
+    #[error("{path}: the last line (at byte {offset}) has no newline: a torn write. Repair it with `tapir audit repair {path}` (the torn bytes are kept beside the log and the repair is recorded in it)")]
     TornTail { path: PathBuf, offset: u64 },
-    #[error("{path}: the last line (at byte {offset}) is not an audit line: {detail}")]
+    #[error("{path}: the last line (at byte {offset}) is not an audit line: {detail}. Repair it with `tapir audit repair {path}` (the cut bytes are kept beside the log and the repair is recorded in it)")]
     BadTail { path: PathBuf, offset: u64, detail: String },
+    #[error("{path}: nothing to repair: the last line is a whole audit line")]
+    NothingToRepair { path: PathBuf },
     #[error("{path}: an earlier write failed ({detail}); the log refuses appends until reopened")]
     Broken { path: PathBuf, detail: String },
     #[error("{path}: the log is closed")]
@@ -94,6 +112,23 @@ struct EntryLine<'a> {
     xid: Option<&'a str>,
     liid: Option<&'a str>,
     detail: Option<&'a str>,
+}
+
+/// The sealed head's fields before its signature.
+#[derive(Serialize)]
+struct HeadLine<'a> {
+    seq: u64,
+    line_sha256: &'a str,
+    when: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+}
+
+/// `<log>.head`.
+pub fn head_path(log: &Path) -> PathBuf {
+    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".head");
+    log.with_file_name(name)
 }
 
 #[derive(Serialize)]
@@ -350,8 +385,92 @@ impl AuditLog {
         let seq = inner.next_seq;
         inner.prev = sha256(bytes);
         inner.next_seq = seq.saturating_add(1);
+        self.write_head(inner, seq)?;
         Ok(seq)
     }
+
+    /// Seals line `seq` (see the module notes): `<log>.head`, replaced atomically.
+    fn write_head(&self, inner: &mut Inner, seq: u64) -> Result<(), AuditError> {
+        let hash = hex::encode(inner.prev);
+        let when = now().to_rfc3339();
+        let public = self.key.as_ref().map(|k| k.public_hex());
+        let head = HeadLine { seq, line_sha256: &hash, when: &when, key: public.as_deref() };
+        let mut bytes = serde_json::to_vec(&head).expect("strings and integers serialise");
+        if let Some(key) = &self.key {
+            bytes.pop();
+            let sig = hex::encode(key.sign(&bytes));
+            bytes.extend_from_slice(format!(",\"sig\":\"{sig}\"}}").as_bytes());
+        }
+        bytes.push(b'\n');
+        let path = head_path(&self.path);
+        let tmp = path.with_extension("head.tmp");
+        let r = write_private(&tmp, &bytes).and_then(|()| fs::rename(&tmp, &path));
+        if let Err(source) = r {
+            inner.broken = Some(format!("sealing the head: {source}"));
+            return Err(AuditError::Io { path, source });
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600).
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+/// What [`repair`] did.
+#[derive(Debug)]
+pub struct Repair {
+    /// Byte offset where the log was cut, and how many bytes were cut.
+    pub offset: u64,
+    pub cut: u64,
+    /// Where the cut bytes are kept.
+    pub kept_in: PathBuf,
+    /// The sequence number of the `audit-repair` entry that records it.
+    pub entry_seq: u64,
+}
+
+/// Repairs a log whose last line is torn or not an audit line: moves those bytes into
+/// `<log>.cut-<UTC time>` (mode 0600), truncates the log before them, and appends an
+/// `audit-repair` entry saying what was cut (offset, length, SHA-256), signed with `key` if
+/// given. Refuses a log whose tail is intact ([`AuditError::NothingToRepair`]).
+pub fn repair(path: &Path, key: Option<SigningKey>) -> Result<Repair, AuditError> {
+    let io_err = |source| AuditError::Io { path: path.to_path_buf(), source };
+    let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    let offset = match continuation(&mut file, len, path) {
+        Ok(_) => return Err(AuditError::NothingToRepair { path: path.to_path_buf() }),
+        Err(AuditError::TornTail { offset, .. } | AuditError::BadTail { offset, .. }) => offset,
+        Err(e) => return Err(e),
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+    let mut cut = Vec::new();
+    Read::by_ref(&mut file).take(len - offset).read_to_end(&mut cut).map_err(io_err)?;
+    let stamp = now().to_rfc3339().replace(':', "");
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".cut-{stamp}"));
+    let kept_in = path.with_file_name(name);
+    write_private(&kept_in, &cut).map_err(|source| AuditError::Io { path: kept_in.clone(), source })?;
+    file.set_len(offset).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    drop(file);
+    let log = AuditLog::open(path, key, 0)?;
+    let mut e = AuditEntry::new("audit-repair", "ok");
+    e.detail = Some(format!(
+        "cut {} bytes at byte {offset} (sha256 {}): a torn or damaged last line; kept in {}",
+        cut.len(),
+        hex::encode(sha256(&cut)),
+        kept_in.display()
+    ));
+    let entry_seq = log.append(e)?;
+    log.close()?;
+    Ok(Repair { offset, cut: cut.len() as u64, kept_in, entry_seq })
 }
 
 impl Drop for AuditLog {
@@ -404,6 +523,19 @@ pub enum ProblemKind {
     },
     /// The file does not end with a newline.
     TornLastLine,
+    /// No `<log>.head`: lines cut from the end could not be told.
+    NoHead,
+    /// `<log>.head` unreadable, badly signed, or signed by another key than the lines.
+    BadHead(String),
+    /// The head seals line `seq`, which is not in the log: the log was cut after line `last`.
+    CutBehindHead {
+        sealed: u64,
+        last: u64,
+    },
+    /// The line the head seals is not the line in the log.
+    HeadMismatch {
+        seq: u64,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -427,6 +559,17 @@ impl std::fmt::Display for Problem {
             ProblemKind::BadSignature(e) => write!(f, "line {n}: bad signature: {e}"),
             ProblemKind::WrongKey { found } => write!(f, "line {n}: signed by key {found}, not the key given"),
             ProblemKind::TornLastLine => write!(f, "line {n}: no newline at the end (truncated or torn)"),
+            ProblemKind::NoHead => {
+                write!(f, "line {n}: no sealed head (.head file): whether lines were cut from the end cannot be told")
+            }
+            ProblemKind::BadHead(e) => write!(f, "line {n}: the sealed head: {e}"),
+            ProblemKind::CutBehindHead { sealed, last } => write!(
+                f,
+                "line {n}: CUT: the sealed head names line seq {sealed}, the log ends at seq {last} (lines removed from the end)"
+            ),
+            ProblemKind::HeadMismatch { seq } => {
+                write!(f, "line {n}: the line with seq {seq} is not the one the sealed head names (edited)")
+            }
         }
     }
 }
@@ -442,6 +585,10 @@ pub struct VerifyReport {
     pub keys: Vec<String>,
     /// In line order; empty when the log is intact.
     pub problems: Vec<Problem>,
+    /// The sealed head's line and time, when there is a good head.
+    pub head: Option<(u64, String)>,
+    /// (seq, SHA-256) of each line, for the head check.
+    seqs: Vec<(u64, [u8; 32])>,
 }
 
 impl VerifyReport {
@@ -470,6 +617,9 @@ pub fn verify_bytes(bytes: &[u8], trusted_key: Option<&str>) -> VerifyReport {
         let problem = check_line(line, &prev, expected, trusted.as_deref(), &mut rep, n);
         if torn {
             rep.problems.push(Problem { line: n, kind: ProblemKind::TornLastLine });
+        }
+        if let Ok(seq) | Err((_, Some(seq))) = &problem {
+            rep.seqs.push((*seq, sha256(line)));
         }
         match problem {
             Ok(seq) => expected = seq.saturating_add(1),
@@ -547,10 +697,69 @@ fn check_signature(text: &[u8], obj: &serde_json::Map<String, serde_json::Value>
     Ok(key)
 }
 
-/// Reads and checks the log at `path`; see [`verify_bytes`].
+/// Reads and checks the log at `path` ([`verify_bytes`]) and its sealed head.
 pub fn verify(path: &Path, trusted_key: Option<&str>) -> Result<VerifyReport, AuditError> {
     let bytes = fs::read(path).map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
-    Ok(verify_bytes(&bytes, trusted_key))
+    let mut rep = verify_bytes(&bytes, trusted_key);
+    let head = match fs::read(head_path(path)) {
+        Ok(h) => Some(h),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => return Err(AuditError::Io { path: head_path(path), source }),
+    };
+    check_head(&mut rep, head.as_deref(), trusted_key);
+    rep.problems.sort_by_key(|p| p.line);
+    Ok(rep)
+}
+
+/// Checks the sealed head against the lines of `rep`.
+fn check_head(rep: &mut VerifyReport, head: Option<&[u8]>, trusted: Option<&str>) {
+    let n = rep.lines.max(1);
+    let mut problem = |kind| rep.problems.push(Problem { line: n, kind });
+    let Some(head) = head else {
+        if rep.lines > 0 {
+            problem(ProblemKind::NoHead);
+        }
+        return;
+    };
+    let text = head.strip_suffix(b"\n").unwrap_or(head);
+    let v: serde_json::Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(e) => return problem(ProblemKind::BadHead(format!("bad JSON: {e}"))),
+    };
+    let Some(obj) = v.as_object() else { return problem(ProblemKind::BadHead("not an object".into())) };
+    let (Some(seq), Some(hash), when) = (
+        obj.get("seq").and_then(|s| s.as_u64()),
+        obj.get("line_sha256").and_then(|s| s.as_str()),
+        obj.get("when").and_then(|s| s.as_str()).unwrap_or_default().to_string(),
+    ) else {
+        return problem(ProblemKind::BadHead("no seq or line_sha256".into()));
+    };
+    if obj.contains_key("sig") {
+        match check_signature(text, obj) {
+            Ok(key) => {
+                let expected = trusted.map(|t| t.trim().to_ascii_lowercase()).or_else(|| rep.keys.last().cloned());
+                if expected.is_some_and(|k| k != key) {
+                    return problem(ProblemKind::BadHead(format!("signed by key {key}, not the log's")));
+                }
+            }
+            Err(e) => return problem(ProblemKind::BadHead(e)),
+        }
+    } else if trusted.is_some() {
+        // Anyone who can write the files can write an unsigned head: with a trusted key, the
+        // head must carry its signature.
+        return problem(ProblemKind::BadHead(
+            "not signed by the key given (a writer without the key, or a forged head)".into(),
+        ));
+    }
+    // Without a trusted key, an unsigned head (a writer without a key) protects what a hash
+    // chain protects: nothing past the last signature line, which the report names.
+    let last = rep.seqs.last().map_or(0, |(s, _)| *s);
+    match rep.seqs.iter().find(|(s, _)| *s == seq) {
+        Some((_, h)) if hex::encode(h).eq_ignore_ascii_case(hash) => rep.head = Some((seq, when)),
+        Some(_) => problem(ProblemKind::HeadMismatch { seq }),
+        None if seq > last => problem(ProblemKind::CutBehindHead { sealed: seq, last }),
+        None => problem(ProblemKind::HeadMismatch { seq }),
+    }
 }
 
 #[cfg(test)]

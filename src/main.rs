@@ -131,6 +131,15 @@ enum AuditCmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Repair a log whose last line is torn (a crash in the middle of a write) or damaged: the
+    /// bad bytes are moved into FILE.cut-<time> beside it, and an `audit-repair` entry in the
+    /// log says what was cut. The rest of the log is not touched.
+    Repair {
+        file: PathBuf,
+        /// The log's signing key (from `tapir keygen`), to sign the repair entry.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -176,6 +185,7 @@ fn main() {
             })
             .map_err(Into::into),
         Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
+        Cmd::Audit { cmd: AuditCmd::Repair { file, signing_key } } => audit_repair(&file, signing_key.as_deref()),
     };
     if let Err(e) = r {
         eprintln!("tapir: {}", one_line(&e));
@@ -549,6 +559,21 @@ fn verify(case: &Path, public_key: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// `tapir audit repair`.
+fn audit_repair(file: &Path, signing_key: Option<&Path>) -> Result<()> {
+    let key = signing_key.map(SigningKey::load).transpose()?;
+    let r = tapir::audit::repair(file, key).with_context(|| format!("repairing {}", file.display()))?;
+    println!(
+        "{}: cut {} bytes at byte {}, kept in {}; recorded as entry seq {}",
+        file.display(),
+        r.cut,
+        r.offset,
+        r.kept_in.display(),
+        r.entry_seq
+    );
+    Ok(())
+}
+
 /// `tapir audit verify`: the exit code.
 fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
     let key = match key {
@@ -596,6 +621,9 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
     if !rep.keys.is_empty() {
         let trust = if key.is_some() { "the key given" } else { "not checked against a trusted key" };
         let _ = writeln!(out, "signed by {} ({trust})", rep.keys.join(", "));
+    }
+    if let Some((seq, when)) = &rep.head {
+        let _ = writeln!(out, "sealed head: line seq {seq}, sealed {when}");
     }
     let code = if rep.ok() {
         let _ = writeln!(out, "OK");

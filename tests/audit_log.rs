@@ -115,12 +115,99 @@ fn an_untouched_log_verifies_and_python_agrees() {
     assert_eq!(rc, 0);
     assert!(out.contains("not checked against a trusted key"), "{out}");
 
-    // Reopened without a key, one more line: still intact, but only hash-chained after line 13.
+    assert!(out.contains("sealed head: line seq 13"), "{out}");
+
+    // Reopened without a key, one more line: the chain is intact but only hash-chained after
+    // line 13, and its head is not signed: with the key given, that is a problem (anyone could
+    // have written that head after cutting lines), without it a note.
     AuditLog::open(&p, None, 0).unwrap().append(AuditEntry::new("x1-server", "started")).unwrap();
     assert_eq!(python_first_bad(&p), (0, "ok".into()));
     let (rc, out) = tapir_verify(&p, Some(&public));
-    assert_eq!(rc, 0, "{out}");
+    assert_eq!(rc, 1, "{out}");
     assert!(out.contains("last signed line 13; lines 14-14 are only hash-chained"), "{out}");
+    assert!(out.contains("not signed by the key given"), "{out}");
+    let (rc, out) = tapir_verify(&p, None);
+    assert_eq!(rc, 0, "{out}");
+}
+
+/// Cutting the newest lines at a line boundary leaves a valid chain (Python's independent check
+/// finds nothing): the sealed head tells. Removing the head, or forging an unsigned one, is
+/// caught too.
+#[test]
+fn lines_cut_from_the_end_are_detected_by_the_sealed_head() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, public) = make_log(d.path());
+    let l = lines(&p);
+    write(&p, &l[..11]);
+    assert_eq!(python_first_bad(&p), (0, "ok".into()), "the chain alone cannot tell");
+    let (rc, out) = tapir_verify(&p, Some(&public));
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("CUT: the sealed head names line seq 13, the log ends at seq 11"), "{out}");
+    assert_eq!(tapir_verify(&p, None).0, 1, "without a key too");
+
+    // A head forged for the cut log, unsigned.
+    let head = p.with_file_name("audit.jsonl.head");
+    let sum = Command::new("sh").arg("-c").arg(format!("tail -n 1 '{}' | sha256sum", p.display())).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap().to_string();
+    std::fs::write(&head, format!("{{\"seq\":11,\"line_sha256\":\"{sum}\",\"when\":\"2026-01-01T00:00:00Z\"}}\n"))
+        .unwrap();
+    let (rc, out) = tapir_verify(&p, Some(&public));
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("not signed by the key given"), "{out}");
+
+    // No head at all.
+    std::fs::remove_file(&head).unwrap();
+    let (rc, out) = tapir_verify(&p, Some(&public));
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("no sealed head"), "{out}");
+}
+
+/// A torn last line stops the log from opening, with the repair command in the message;
+/// `tapir audit repair` keeps the torn bytes beside the log, records the repair in it, and the
+/// log verifies and opens again.
+#[test]
+fn a_torn_last_line_is_repaired_with_a_record_of_what_was_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let (p, public) = make_log(d.path());
+    let torn = b"{\"seq\":14,\"prev\":\"00";
+    let mut bytes = std::fs::read(&p).unwrap();
+    let len = bytes.len();
+    bytes.extend_from_slice(torn);
+    std::fs::write(&p, &bytes).unwrap();
+    let e = AuditLog::open(&p, None, 0).unwrap_err().to_string();
+    assert!(e.contains(&format!("tapir audit repair {}", p.display())), "{e}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_tapir"))
+        .args(["audit", "repair"])
+        .arg(&p)
+        .arg("--signing-key")
+        .arg(d.path().join("audit.key"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains(&format!("cut {} bytes at byte {len}", torn.len())), "{out}");
+    // The torn bytes are kept, byte for byte.
+    let kept: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|q| q.file_name().unwrap().to_string_lossy().starts_with("audit.jsonl.cut-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), torn);
+    // The log: the 13 lines untouched, the repair entry (with the cut bytes' sha256), a signature.
+    let l = lines(&p);
+    assert_eq!(l.len(), 15);
+    assert_eq!(l[..13].concat().len(), len);
+    let sum = Command::new("sha256sum").arg(&kept[0]).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap().to_string();
+    assert!(l[13].contains("\"what\":\"audit-repair\"") && l[13].contains(&sum), "{}", l[13]);
+    let (rc, out) = tapir_verify(&p, Some(&public));
+    assert_eq!(rc, 0, "{out}");
+    AuditLog::open(&p, None, 0).unwrap();
+    // An intact log has nothing to repair.
+    let o = Command::new(env!("CARGO_BIN_EXE_tapir")).args(["audit", "repair"]).arg(&p).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("nothing to repair"));
 }
 
 /// Applies `tamper` to a fresh log; tapir must exit 1 and name `line` first with `says`, and

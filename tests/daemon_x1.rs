@@ -788,7 +788,8 @@ fn check_config_opens_what_run_opens_for_x1() {
     std::fs::remove_file(d.join("x1/x1-state.json")).unwrap();
     std::fs::write(d.join("audit.jsonl"), "{\"seq\":1,\"what\":\"start\"").unwrap();
     let (ok, out) = check();
-    assert!(!ok && out.contains("audit.jsonl"), "{out}");
+    // Named, with the command that repairs it.
+    assert!(!ok && out.contains("audit.jsonl") && out.contains("tapir audit repair"), "{out}");
     std::fs::write(d.join("audit.jsonl"), "{\"seq\":41,\"what\":\"start\"}\n").unwrap();
     let (ok, out) = check();
     assert!(ok && out.contains("audit log at entry 42"), "{out}");
