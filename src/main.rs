@@ -62,6 +62,13 @@ enum Cmd {
         /// `-k none`).
         #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
         checksums: String,
+        /// Most bytes a content-coded body (HTTP gzip/deflate) is decoded to; past it the
+        /// decoded object ends incomplete (`decoding-capped`), the bytes as sent stay whole.
+        #[arg(long, default_value_t = tapir::content::ContentLimits::default().max_decoded_bytes, value_name = "BYTES")]
+        max_decoded_bytes: u64,
+        /// Most decoded bytes per byte as sent (past the first MiB).
+        #[arg(long, default_value_t = tapir::content::ContentLimits::default().max_decode_ratio, value_name = "N")]
+        max_decode_ratio: u64,
     },
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
@@ -145,10 +152,23 @@ enum AuditCmd {
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Replay { captures, warrants, associations, out, signing_key, quiet, deliver, deliver_wait, checksums } => {
+        Cmd::Replay {
+            captures,
+            warrants,
+            associations,
+            out,
+            signing_key,
+            quiet,
+            deliver,
+            deliver_wait,
+            checksums,
+            max_decoded_bytes,
+            max_decode_ratio,
+        } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
             let flow = FlowConfig {
                 checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
+                content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio },
                 ..FlowConfig::default()
             };
             replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver, flow)

@@ -121,7 +121,6 @@ const DIVERGENCES: &[Div] = &[
     Div { cap: "suricata-verify/tests/http-evader/http-evader-170/input.pcap", sha: "275a021bbfb6", src: "", why: CE_UNKNOWN, check: Check::Anomaly("unsupported-content-encoding") },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-306/input.pcap", sha: "275a021bbfb6", src: "", why: TE_NBSP, check: Check::Absent },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-323/input.pcap", sha: "275a021bbfb6", src: "", why: CE_UNKNOWN, check: Check::Anomaly("unsupported-content-encoding") },
-    Div { cap: "suricata-verify/tests/http-evader/http-evader-340/input.pcap", sha: "032aee4af7a5", src: "tshark-http", why: TSHARK_EVADER, check: Check::Absent },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-357/input.pcap", sha: "adf57abb3de3", src: "tshark-http", why: TSHARK_EVADER, check: Check::Absent },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-374/input.pcap", sha: "", src: "", why: EVADER, check: Check::Anomaly("bad-status-line") },
     Div { cap: "suricata-verify/tests/http-evader/http-evader-391/input.pcap", sha: "275a021bbfb6", src: "", why: EVADER, check: Check::Anomaly("bad-status-line") },

@@ -73,9 +73,38 @@ pub struct Ended {
     pub complete: bool,
 }
 
+/// Bounds on what decoding content may cost (configured: `[limits]` `max_decoded_bytes`,
+/// `max_decode_ratio`). Analyzers that undo a content coding (HTTP gzip/deflate) stop at them;
+/// the bytes as sent are kept whole beside what was decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentLimits {
+    /// Most bytes one decoded object may grow to.
+    pub max_decoded_bytes: u64,
+    /// Most decoded bytes per encoded byte, past `RATIO_FLOOR` (deflate alone reaches ~1032:1).
+    pub max_decode_ratio: u64,
+}
+
+/// Decoded bytes allowed whatever the ratio (small bodies compress well).
+pub const RATIO_FLOOR: u64 = 1 << 20;
+
+impl Default for ContentLimits {
+    fn default() -> Self {
+        ContentLimits { max_decoded_bytes: 1 << 30, max_decode_ratio: 250 }
+    }
+}
+
+impl ContentLimits {
+    /// Decoded bytes allowed after `encoded` bytes of input.
+    pub fn decoded_allowed(&self, encoded: u64) -> u64 {
+        encoded.saturating_mul(self.max_decode_ratio).saturating_add(RATIO_FLOOR).min(self.max_decoded_bytes)
+    }
+}
+
 /// Hashes and forwards content objects. One per worker.
 #[derive(Default)]
 pub struct FileLayer {
+    /// What decoding may cost (read by the analyzers that decode).
+    pub limits: ContentLimits,
     open: HashMap<(Liid, ObjectId), OpenObject>,
     /// The last object id given out, per LIID: each LIID numbers its objects from 1.
     last_id: HashMap<Liid, ObjectId>,
@@ -93,6 +122,10 @@ const ZEROS: [u8; 4096] = [0; 4096];
 impl FileLayer {
     pub fn new() -> FileLayer {
         FileLayer::default()
+    }
+
+    pub fn with_limits(limits: ContentLimits) -> FileLayer {
+        FileLayer { limits, ..FileLayer::default() }
     }
 
     /// Starts an object of `liid`; the id is unique within that LIID. `content` says whether

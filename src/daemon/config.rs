@@ -232,6 +232,8 @@ pub struct Limits {
     pub queue_batches: usize,
     /// On stop, how long to wait for the LEAs to confirm what is spooled.
     pub deliver_wait_secs: u64,
+    /// What decoding content may cost (HTTP gzip/deflate): bytes, and ratio to the bytes sent.
+    pub content: crate::content::ContentLimits,
 }
 
 impl Default for Limits {
@@ -245,6 +247,7 @@ impl Default for Limits {
             global_buffer: f.global_buffer,
             queue_batches: 64,
             deliver_wait_secs: 5,
+            content: crate::content::ContentLimits::default(),
         }
     }
 }
@@ -258,6 +261,7 @@ impl Limits {
             per_direction_buffer: self.per_direction_buffer,
             global_buffer: self.global_buffer,
             max_flows: self.max_flows,
+            content: self.content,
             ..crate::flow::FlowConfig::default()
         }
     }
@@ -402,6 +406,10 @@ struct RawLimits {
     queue_batches: Option<S<i64>>,
     #[serde(default)]
     deliver_wait_secs: Option<S<i64>>,
+    #[serde(default)]
+    max_decoded_bytes: Option<S<i64>>,
+    #[serde(default)]
+    max_decode_ratio: Option<S<i64>>,
 }
 
 struct Ctx<'a> {
@@ -721,6 +729,12 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         if let Some(v) = &l.deliver_wait_secs {
             limits.deliver_wait_secs = cx.int(v, "deliver_wait_secs", 0, 3600)? as u64;
         }
+        if let Some(v) = &l.max_decoded_bytes {
+            limits.content.max_decoded_bytes = cx.int(v, "max_decoded_bytes", 4096, 1 << 44)? as u64;
+        }
+        if let Some(v) = &l.max_decode_ratio {
+            limits.content.max_decode_ratio = cx.int(v, "max_decode_ratio", 1, 1 << 20)? as u64;
+        }
     }
 
     Ok(Config { file: file.to_path_buf(), capture, paths, associations, metrics, x1, limits })
@@ -816,6 +830,23 @@ listen = "127.0.0.1:9108"
         assert_eq!(line_of_err(&bad_listen).0, 11);
         let zero_workers = GOOD.replace("workers = 2", "workers = 0");
         assert_eq!(line_of_err(&zero_workers).0, 4);
+    }
+
+    #[test]
+    fn evidence_and_decoding_settings() {
+        let c = parse_config(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(c.capture.checksum_validation, crate::flow::evidence::ChecksumValidation::Auto);
+        assert_eq!(c.limits.content, crate::content::ContentLimits::default());
+        let text = format!(
+            "{}\n[limits]\nmax_decoded_bytes = 1048576\nmax_decode_ratio = 50\n",
+            GOOD.replace("workers = 2", "workers = 2\nchecksum_validation = \"off\"")
+        );
+        let c = parse_config(&text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.capture.checksum_validation, crate::flow::evidence::ChecksumValidation::Off);
+        let f = c.limits.flow_config();
+        assert_eq!((f.content.max_decoded_bytes, f.content.max_decode_ratio), (1 << 20, 50));
+        let (_, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 2\nchecksum_validation = \"maybe\""));
+        assert!(msg.contains("maybe"), "{msg}");
     }
 
     #[test]

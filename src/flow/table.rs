@@ -64,6 +64,8 @@ pub struct FlowConfig {
     pub interim_ns: Option<i64>,
     /// Whether a TCP segment whose checksum fails is refused (see [`super::evidence`]).
     pub checksums: ChecksumValidation,
+    /// What decoding content may cost (the analyzers' file layer applies it).
+    pub content: crate::content::ContentLimits,
 }
 
 impl Default for FlowConfig {
@@ -77,6 +79,7 @@ impl Default for FlowConfig {
             max_flows: 262_144,
             interim_ns: None,
             checksums: ChecksumValidation::Auto,
+            content: crate::content::ContentLimits::default(),
         }
     }
 }

@@ -6,6 +6,12 @@
 //! inflater writes through a 32 KiB stack buffer, the multipart splitter keeps at most a
 //! delimiter's length (or a capped preamble / part header) of carry. No-panic contract: wire bytes
 //! are only indexed after a length check.
+//!
+//! A content-coded body is two objects: the bytes as sent (transfer coding undone, content
+//! coding kept: the evidence) and what they decode to, whose `parent` is the first. Decoding
+//! stops at the limits of [`crate::content::ContentLimits`] (size, and ratio to the bytes as
+//! sent): the decoded object then ends incomplete, flagged `decoding-capped`, and the bytes as
+//! sent are still whole.
 
 use flate2::{Decompress, FlushDecompress, Status};
 
@@ -16,10 +22,6 @@ use crate::record::{Dir, ObjectId, ObjectMeta};
 /// Longest chunk-size line (with extensions) and trailer block accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 const MAX_TRAILER: usize = 64 * 1024;
-/// Decoded bytes may exceed encoded bytes by this factor (deflate's own limit is ~1032:1), plus a
-/// floor; more means nested encodings used as a bomb.
-const MAX_RATIO: u64 = 1100;
-const RATIO_FLOOR: u64 = 1 << 20;
 /// Multipart: preamble kept while looking for the first delimiter, part header bytes and lines,
 /// parts per body.
 const MAX_PREAMBLE: usize = 64 * 1024;
@@ -49,6 +51,8 @@ pub struct ObjTemplate {
     pub name: Option<String>,
     pub declared_size: Option<u64>,
     pub context: serde_json::Value,
+    /// The object this one is decoded from.
+    pub parent: Option<ObjectId>,
 }
 
 /// Ends object `id` and returns its reference for the IRI.
@@ -69,7 +73,7 @@ impl Slot {
         Slot { tmpl, id: None, off: 0 }
     }
 
-    fn open(&mut self, cx: &mut Cx) -> ObjectId {
+    pub fn open(&mut self, cx: &mut Cx) -> ObjectId {
         if let Some(id) = self.id {
             return id;
         }
@@ -77,6 +81,7 @@ impl Slot {
         meta.name = self.tmpl.name.clone();
         meta.declared_size = self.tmpl.declared_size;
         meta.context = self.tmpl.context.clone();
+        meta.parent = self.tmpl.parent;
         let id = cx.open_object(meta);
         self.id = Some(id);
         id
@@ -195,7 +200,13 @@ impl Multipart {
         }
         let has_file = filename.as_deref().is_some_and(|f| !f.is_empty());
         let name = if has_file { filename } else { self.base.name.clone() };
-        let mut slot = Slot::new(ObjTemplate { dir: self.base.dir, name, declared_size: None, context: ctx });
+        let mut slot = Slot::new(ObjTemplate {
+            dir: self.base.dir,
+            name,
+            declared_size: None,
+            context: ctx,
+            parent: self.base.parent,
+        });
         if has_file {
             // A named file of zero bytes is still an upload worth an object.
             slot.open(cx);
@@ -617,6 +628,8 @@ pub struct Body {
     pub framing: Framing,
     layers: Vec<Inflate>,
     decode_failed: bool,
+    /// The bytes as sent, when a content coding is undone.
+    wire: Option<Slot>,
     pub out: Out,
     /// Body bytes after transfer decoding (before content decoding).
     pub transfer_len: u64,
@@ -633,9 +646,11 @@ pub struct Body {
 }
 
 impl Body {
-    pub fn new(framing: Framing, layers: Vec<Inflate>, out: Out, capture: bool) -> Body {
+    /// `wire`: the template of the object of the bytes as sent (with content codings).
+    pub fn new(framing: Framing, layers: Vec<Inflate>, out: Out, wire: Option<ObjTemplate>, capture: bool) -> Body {
         Body {
             framing,
+            wire: wire.filter(|_| !layers.is_empty()).map(Slot::new),
             layers,
             decode_failed: false,
             out,
@@ -651,17 +666,44 @@ impl Body {
         }
     }
 
-    /// Transfer-decoded bytes: content-decode them and hand them on.
+    /// The decoded objects' parent: the object of the bytes as sent, opened now.
+    fn wire_parent(&mut self, cx: &mut Cx) -> Option<ObjectId> {
+        let id = self.wire.as_mut().map(|w| w.open(cx));
+        match &mut self.out {
+            Out::Whole(s) => s.tmpl.parent = id,
+            Out::Multipart(m) => m.base.parent = id,
+        }
+        id
+    }
+
+    /// Transfer-decoded bytes: kept as sent when content-coded, content-decoded (within the
+    /// limits) and handed on.
     fn payload(&mut self, b: &[u8], cx: &mut Cx) {
         if b.is_empty() {
             return;
+        }
+        if self.transfer_len == 0 && self.wire.is_some() {
+            self.wire_parent(cx);
+        }
+        if let Some(w) = self.wire.as_mut() {
+            w.data(b, cx);
         }
         self.transfer_len = self.transfer_len.saturating_add(b.len() as u64);
         if self.decode_failed {
             return;
         }
+        let allowed = cx.files.limits.decoded_allowed(self.transfer_len);
+        let mut capped = false;
         let Body { layers, out, capture, decoded_len, .. } = self;
         let mut sink = |d: &[u8]| {
+            let room = usize::try_from(allowed.saturating_sub(*decoded_len)).unwrap_or(usize::MAX);
+            if d.len() > room {
+                capped = true;
+            }
+            let d = &d[..d.len().min(room)];
+            if d.is_empty() {
+                return;
+            }
             *decoded_len = decoded_len.saturating_add(d.len() as u64);
             if let Some(c) = capture.as_mut() {
                 let room = MAX_CAPTURE.saturating_sub(c.len());
@@ -681,16 +723,24 @@ impl Body {
                 push_once(&mut self.anomalies, "content-encoding-not-applied");
                 self.layers.clear();
                 self.decoded_len = b.len() as u64;
-                match &mut self.out {
-                    Out::Whole(s) => s.data(b, cx),
-                    Out::Multipart(m) => m.data(b, cx),
+                // The object of the bytes as sent, which has them already, is the body.
+                match (&mut self.out, self.wire.take()) {
+                    (Out::Whole(s), Some(w)) => *s = w,
+                    (Out::Whole(s), None) => s.data(b, cx),
+                    (Out::Multipart(m), w) => {
+                        if let Some(mut w) = w {
+                            w.finish(true, cx);
+                        }
+                        m.base.parent = None;
+                        m.data(b, cx)
+                    }
                 }
                 return;
             }
             self.decode_failed = true;
         }
-        if !self.layers.is_empty() && self.decoded_len > self.transfer_len.saturating_mul(MAX_RATIO) + RATIO_FLOOR {
-            push_once(&mut self.anomalies, "decompression-ratio-exceeded");
+        if capped {
+            push_once(&mut self.anomalies, "decoding-capped");
             self.decode_failed = true;
         }
         if self.layers.iter().any(|l| l.trailing) {
@@ -700,6 +750,12 @@ impl Body {
 
     fn payload_gap(&mut self, len: u64, cx: &mut Cx) {
         self.gapped = true;
+        if self.transfer_len == 0 && self.wire.is_some() {
+            self.wire_parent(cx);
+        }
+        if let Some(w) = self.wire.as_mut() {
+            w.gap(len, cx);
+        }
         self.transfer_len = self.transfer_len.saturating_add(len);
         if !self.layers.is_empty() {
             // Decoded length of lost compressed bytes is unknowable: stop decoding here.
@@ -864,15 +920,19 @@ impl Body {
             push_once(&mut self.anomalies, "truncated-compressed-stream");
         }
         let ok = complete && decoded_ok && !self.gapped;
+        // The bytes as sent first: they are the decoded objects' parent.
+        let mut objs: Vec<ObjRef> =
+            self.wire.as_mut().and_then(|w| w.finish(complete && !self.gapped, cx)).into_iter().collect();
         match &mut self.out {
-            Out::Whole(s) => s.finish(ok, cx).into_iter().collect(),
+            Out::Whole(s) => objs.extend(s.finish(ok, cx)),
             Out::Multipart(m) => {
                 m.finish(ok, cx);
                 for a in &m.anomalies {
                     push_once(&mut self.anomalies, a);
                 }
-                std::mem::take(&mut m.finished)
+                objs.append(&mut m.finished);
             }
         }
+        objs
     }
 }

@@ -401,7 +401,7 @@ impl Http {
                     Framing::Length(n) => Some(n),
                     _ => None,
                 };
-                let tmpl = ObjTemplate { dir: client, name, declared_size: declared, context };
+                let tmpl = ObjTemplate { dir: client, name, declared_size: declared, context, parent: None };
                 let body = self.make_body(head, f, tmpl, true, s3_complete, &mut tx.ev);
                 self.sides[client.index()].state = State::Body(Box::new(body), seq);
             }
@@ -460,11 +460,22 @@ impl Http {
             .then(|| parse::header_param(ct, "boundary"))
             .flatten()
             .filter(|b| !b.is_empty() && b.len() <= 200);
+        // The bytes as sent, content coding kept: said in its context.
+        let wire = (!layers.is_empty()).then(|| {
+            let mut context = tmpl.context.clone();
+            if let Some(c) = context.as_object_mut() {
+                c.insert("content_encoding".into(), serde_json::json!(codings));
+                c.insert("as_sent".into(), serde_json::json!(true));
+            }
+            ObjTemplate { context, ..tmpl.clone() }
+        });
         let out = match boundary {
             Some(b) => Out::Multipart(Box::new(Multipart::new(&b, ObjTemplate { declared_size: None, ..tmpl }))),
+            // The declared size (Content-Length) is the size as sent.
+            None if wire.is_some() => Out::Whole(Slot::new(ObjTemplate { declared_size: None, ..tmpl })),
             None => Out::Whole(Slot::new(tmpl)),
         };
-        Body::new(framing, layers, out, capture)
+        Body::new(framing, layers, out, wire, capture)
     }
 
     fn on_response(&mut self, head: &Head, cx: &mut Cx) -> Result<(), &'static str> {
@@ -569,7 +580,7 @@ impl Http {
             Framing::Length(n) => Some(n),
             _ => None,
         };
-        let tmpl = ObjTemplate { dir: server, name, declared_size: declared, context };
+        let tmpl = ObjTemplate { dir: server, name, declared_size: declared, context, parent: None };
         let mut ev = std::mem::take(&mut tx.ev);
         let body = self.make_body(head, framing, tmpl, false, false, &mut ev);
         if let Some(tx) = self.txs.get_mut(idx) {

@@ -27,8 +27,15 @@ fn events(h: &Harness) -> Vec<HttpEvent> {
     h.sink.iri.iter().filter_map(|r| r.event.app::<HttpEvent>().cloned()).collect()
 }
 
+/// Files as the receiver reads them: a content-coded body's decoded object, whose parent is the
+/// body as sent, which [`as_sent`] lists.
 fn files(h: &Harness) -> Vec<&ObjectRecord> {
-    h.sink.objects.iter().filter(|o| o.meta.kind == "file").collect()
+    h.sink.objects.iter().filter(|o| o.meta.kind == "file" && o.meta.context["as_sent"] != true).collect()
+}
+
+/// The objects holding content-coded bodies as they were sent.
+fn as_sent(h: &Harness) -> Vec<&ObjectRecord> {
+    h.sink.objects.iter().filter(|o| o.meta.kind == "file" && o.meta.context["as_sent"] == true).collect()
 }
 
 fn new() -> (Harness, Http) {
@@ -288,7 +295,15 @@ fn gzip_response_and_deflate_request_are_decoded() {
         assert_eq!(o.size, text.len() as u64);
         assert!(o.complete);
     }
-    assert_eq!(f[0].meta.declared_size, Some(gz.len() as u64), "declared = Content-Length (wire)");
+    // The bodies as sent are kept too, each the parent of its decoded object.
+    let wire = as_sent(&h);
+    assert_eq!(wire[0].meta.declared_size, Some(gz.len() as u64), "declared = Content-Length (wire)");
+    for (o, w) in f.iter().zip(&wire) {
+        assert_eq!(o.meta.parent, Some(w.id));
+    }
+    let digests = wire.iter().map(|o| o.sha256.to_string()).collect::<Vec<_>>();
+    assert_eq!(digests, vec![sha(&gz), sha(&zlib), sha(&raw)]);
+    assert!(wire.iter().all(|o| o.complete));
     let ev = events(&h);
     assert_eq!(ev[0].response_body_len, gz.len() as u64);
     assert!(ev.iter().all(|e| e.anomalies.is_empty()), "{ev:?}");
@@ -306,6 +321,9 @@ fn truncated_gzip_is_incomplete() {
     let h = run(&[(Dir::Orig, b"GET /a HTTP/1.1\r\n\r\n"), (Dir::Resp, &resp)]);
     let f = files(&h);
     assert!(!f[0].complete);
+    // All the bytes that were sent arrived: the object as sent is complete, and is the cut stream.
+    assert_eq!(as_sent(&h)[0].sha256, sha(cut));
+    assert!(as_sent(&h)[0].complete);
     assert!(events(&h)[0].anomalies.iter().any(|a| a == "truncated-compressed-stream"));
 }
 
