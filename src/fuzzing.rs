@@ -38,8 +38,11 @@ pub fn pipeline(data: &[u8]) {
     .expect("static warrant");
     let mut p = Pipeline::new(w.warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let mut sink = VecSink::default();
-    for f in file.frames().flatten() {
-        p.frame(&f, &mut sink);
+    let mut frames = file.frames();
+    while let Some(f) = frames.next_frame() {
+        if let Ok(f) = f {
+            p.frame(&f, &mut sink);
+        }
     }
     p.finish(&mut sink);
 }

@@ -350,7 +350,7 @@ fn replay(
         second: delivery.as_mut().map(|d| d as &mut dyn tapir::record::RecordSink),
     };
     let mut interrupted = None;
-    while let Some((idx, item)) = merge.next() {
+    while let Some((idx, item)) = merge.next_frame() {
         let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
         if sig != 0 {
             interrupted = Some(sig);

@@ -215,7 +215,7 @@ fn pcap_all_byte_orders_and_resolutions() {
                 ]
             );
             let mut it = f.frames();
-            assert_eq!(it.position(), 24);
+            assert_eq!(it.position(), 0, "nothing read before the first frame is asked for");
             it.by_ref().for_each(drop);
             assert_eq!(it.position(), bytes.len() as u64);
 
@@ -381,7 +381,7 @@ fn gzip_detected_by_magic_not_name() {
         let path = write_tmp(dir.path(), name, &gzip(&plain));
         let f = CaptureFile::open(&path).unwrap();
         assert!(f.is_gzip());
-        assert_eq!(f.size(), plain.len() as u64);
+        assert_eq!(f.size(), gzip(&plain).len() as u64, "the size as stored");
         let plain_f = CaptureFile::from_bytes("plain", plain).unwrap();
         let (a, da) = read_all(&f);
         let (b, db) = read_all(&plain_f);
@@ -413,7 +413,12 @@ fn gzip_cut_short_yields_what_decompressed_then_damage() {
         assert_eq!(fr.2, (i as u32).to_le_bytes().repeat(20));
     }
     let last = damage.last().expect("damage reported");
-    assert!(matches!(last.kind, DamageKind::Gzip { decompressed, .. } if decompressed == f.size()), "{damage:?}");
+    // The break is after the frames read and inside the capture that was compressed.
+    let read = 24 + frames.len() as u64 * (16 + 80);
+    assert!(
+        matches!(last.kind, DamageKind::Gzip { decompressed, .. } if decompressed >= read && decompressed < plain.len() as u64),
+        "{damage:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,6 +607,16 @@ fn merge_passes_damage_on_with_its_source() {
 // Never panics
 
 fn drain(bytes: Vec<u8>) {
+    // Damage offsets are offsets in the capture, decompressed for gzip input: as far as any
+    // decoder gets before the stream breaks.
+    let mut inflated = Vec::new();
+    let capture_len = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut d = flate2::read::MultiGzDecoder::new(bytes.as_slice());
+        let _ = std::io::Read::read_to_end(&mut d, &mut inflated);
+        inflated.len() as u64
+    } else {
+        bytes.len() as u64
+    };
     if let Ok(f) = CaptureFile::from_bytes("fuzz", bytes) {
         let size = f.size();
         let mut it = f.frames();
@@ -609,7 +624,7 @@ fn drain(bytes: Vec<u8>) {
         let mut n = 0usize;
         while let Some(item) = it.next() {
             if let Err(d) = item {
-                assert!(d.offset <= size);
+                assert!(d.offset <= capture_len, "{d} in a capture of {capture_len} bytes");
             }
             assert!(it.position() >= last && it.position() <= size);
             last = it.position();

@@ -54,10 +54,10 @@ fn check(rel: &str) -> usize {
     for (i, fr) in cap.frames().enumerate() {
         let fr = fr.unwrap();
         let Some((src, dst, len)) = want.get(i).cloned().flatten() else {
-            assert_eq!(inner_ip_packet(fr.link, fr.data), None, "{rel} frame {}: no inner IP", i + 1);
+            assert_eq!(inner_ip_packet(fr.link, &fr.data), None, "{rel} frame {}: no inner IP", i + 1);
             continue;
         };
-        let p = inner_ip_packet(fr.link, fr.data).unwrap_or_else(|| panic!("{rel} frame {}: no inner packet", i + 1));
+        let p = inner_ip_packet(fr.link, &fr.data).unwrap_or_else(|| panic!("{rel} frame {}: no inner packet", i + 1));
         assert_eq!(p.len(), len, "{rel} frame {}", i + 1);
         let (s, d): (std::net::IpAddr, std::net::IpAddr) = if p[0] >> 4 == 4 {
             (<[u8; 4]>::try_from(&p[12..16]).unwrap().into(), <[u8; 4]>::try_from(&p[16..20]).unwrap().into())

@@ -91,7 +91,7 @@ fn smtp_capture_delivered_as_email_iri_and_email_cc() {
     let mut p = Pipeline::new(w.warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let files = vec![CaptureFile::open(Path::new(PCAP)).unwrap()];
     for (_, item) in Merge::of(&files) {
-        p.frame(&item.unwrap(), &mut tee);
+        p.frame(&item.unwrap().frame(), &mut tee);
     }
     p.finish(&mut tee);
     let rep = tee.d.finish(Duration::from_secs(60));

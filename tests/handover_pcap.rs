@@ -41,7 +41,7 @@ fn vxlan_fixture_delivered_as_inner_ipcc() {
     let mut p = Pipeline::new(warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let files = vec![CaptureFile::open(Path::new(PCAP)).unwrap()];
     for (_, item) in Merge::of(&files) {
-        p.frame(&item.unwrap(), &mut d);
+        p.frame(&item.unwrap().frame(), &mut d);
     }
     p.finish(&mut d);
     let rep = d.finish(Duration::from_secs(60));

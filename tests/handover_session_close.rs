@@ -75,7 +75,7 @@ fn run(scope: &str) -> (Vec<(Option<u64>, String)>, usize) {
     let mut p = Pipeline::new(w.warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let files = vec![CaptureFile::open(Path::new(PCAP)).unwrap()];
     for (_, item) in Merge::of(&files) {
-        p.frame(&item.unwrap(), &mut sink);
+        p.frame(&item.unwrap().frame(), &mut sink);
     }
     p.finish(&mut sink);
     let before_flush = sink.pdus.len();

@@ -4,6 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(f) = tapir::capture::file::CaptureFile::from_bytes("fuzz", data.to_vec()) {
-        for _ in f.frames() {}
+        let mut frames = f.frames();
+        while frames.next_frame().is_some() {}
     }
 });

@@ -1,9 +1,16 @@
-//! pcap and pcapng files, memory-mapped and read in place.
+//! pcap and pcapng files, read as a stream through a bounded window.
 //!
-//! A [`CaptureFile`] maps the capture (or, for gzip input, its decompressed copy in an anonymous
-//! temporary file) and [`Frames`] walks the mapping, handing out [`Frame`]s that borrow their bytes
-//! from it: no copy and no allocation per packet. [`Merge`] interleaves several captures in
-//! timestamp order.
+//! A [`CaptureFile`] is an opened capture whose format is known; [`Frames`] reads it front to
+//! back through a [`Window`] of at most a few tens of MiB and lends out [`Frame`]s that borrow
+//! their bytes from that window until the next frame is asked for. [`Merge`] interleaves several
+//! captures in timestamp order the same way.
+//!
+//! Why a window and not a memory map: a mapped file that shrinks while it is read (a capture cut
+//! by its writer, a file replaced on a network share) kills the reader with `SIGBUS`, and a
+//! gzip'd capture would first have to be inflated whole somewhere (an 8 MB bomb is gigabytes).
+//! Read through a window, a shrinking file is a truncated capture reported as damage, and gzip
+//! input is inflated as it is read: its magic is checked on the first bytes that come out, and
+//! nothing is ever written to disk. The one copy per frame costs far less than the pipeline.
 //!
 //! The parsers are written here rather than taken from `pcap-parser`: its pcapng blocks collect
 //! their options into a `Vec` (one allocation per packet with options, which dumpcap writes), and
@@ -17,15 +24,22 @@
 //! well-formed block. Legacy pcap has no block markers: after a record header that cannot be
 //! right, reading resumes at the next offset where two records in a row are plausible (lengths
 //! that fit, a time near the last good one), or where the last record of the file is.
+//!
+//! # Bounded memory
+//! Lengths are capped ([`MAX_PCAP_CAPLEN`], [`MAX_BLOCK_LEN`]) before any byte is read for them,
+//! and the window drops everything before the record being parsed (or, while resynchronising,
+//! before the candidate being tried), so it never holds more than about two records plus one read
+//! chunk, whatever the file says.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::iter::FusedIterator;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
-use memmap2::{Advice, Mmap};
 
 use super::{Frame, LinkType};
 use crate::timestamp::Timestamp;
@@ -35,8 +49,17 @@ use crate::timestamp::Timestamp;
 /// garbage length field, and reporting it as such beats treating the rest of the file as one frame.
 pub const MAX_PCAP_CAPLEN: u32 = 16 << 20;
 
+/// Largest pcapng block accepted: a packet of [`MAX_PCAP_CAPLEN`] with room for its options.
+pub const MAX_BLOCK_LEN: u32 = MAX_PCAP_CAPLEN + (1 << 16);
+
 /// Interface descriptions kept per pcapng section; more is a hostile file, not a capture.
 pub const MAX_INTERFACES: usize = 1 << 16;
+
+/// Bytes asked of the input at a time.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Bytes of the start of a capture that tell its format (a pcap header is 24, an SHB's first 12).
+const FORMAT_PREFIX: usize = 64;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const PCAP_HEADER_LEN: usize = 24;
@@ -101,8 +124,8 @@ pub enum DamageKind {
     /// A pcap record claims more captured bytes than any real capture holds.
     #[error("captured length {len} exceeds the {max}-byte limit")]
     CapLenTooLarge { len: u32, max: u32 },
-    /// A pcapng block length is below the minimum, not a multiple of 4, or runs past the end
-    /// while later data still parses.
+    /// A pcapng block length is below the minimum, not a multiple of 4, above
+    /// [`MAX_BLOCK_LEN`], or runs past the end while later data still parses.
     #[error("block length {len} is invalid")]
     BadBlockLength { len: u32 },
     /// A pcapng block's trailing length differs from its leading one.
@@ -126,6 +149,9 @@ pub enum DamageKind {
     /// The gzip stream ended early or is corrupt; the capture is what decompressed before it.
     #[error("gzip stream damaged after {decompressed} decompressed bytes: {reason}")]
     Gzip { decompressed: u64, reason: String },
+    /// Reading the file failed (an I/O error); the capture is what was read before it.
+    #[error("reading failed after {read} bytes: {reason}")]
+    Read { read: u64, reason: String },
 }
 
 /// Which format a capture is in, from its header.
@@ -137,34 +163,28 @@ pub enum CaptureFormat {
     Pcapng { big_endian: bool },
 }
 
-enum Backing {
-    Map(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Map(m) => m,
-            Backing::Owned(v) => v,
-        }
-    }
+/// Where a capture's bytes are.
+#[derive(Clone)]
+enum Source {
+    /// Read with `pread`, so every [`Frames`] has its own offset in the one open file.
+    File(Arc<File>),
+    Memory(Arc<[u8]>),
 }
 
 /// One opened capture file.
 pub struct CaptureFile {
     path: PathBuf,
-    backing: Backing,
+    source: Source,
     format: CaptureFormat,
     gzip: bool,
-    gzip_damage: Option<CaptureDamage>,
+    size: u64,
 }
 
 impl fmt::Debug for CaptureFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CaptureFile")
             .field("path", &self.path)
-            .field("size", &self.size())
+            .field("size", &self.size)
             .field("format", &self.format)
             .field("gzip", &self.gzip)
             .finish()
@@ -172,73 +192,60 @@ impl fmt::Debug for CaptureFile {
 }
 
 impl CaptureFile {
-    /// Opens and maps a pcap or pcapng capture, gzip-compressed or not (told by magic, not name).
+    /// Opens a pcap or pcapng capture, gzip-compressed or not (told by magic, not name), and reads
+    /// its format from the first bytes. Nothing more is read (or inflated) until [`frames`].
+    ///
+    /// [`frames`]: CaptureFile::frames
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
         let io_err = |source| CaptureError::Io { path: path.to_path_buf(), source };
-        let mut file = File::open(path).map_err(io_err)?;
-        let mut magic = [0u8; 2];
-        let got = read_up_to(&mut file, &mut magic).map_err(io_err)?;
-        if got == 2 && magic == GZIP_MAGIC {
-            let compressed = File::open(path).map_err(io_err)?;
-            // Anonymous and already unlinked: the disk holds the decompressed capture, not the
-            // heap, and nothing is left behind if we die.
-            let mut tmp = tempfile::tempfile().map_err(io_err)?;
-            let (len, damage) = inflate(compressed, &mut tmp).map_err(io_err)?;
-            tmp.flush().map_err(io_err)?;
-            let backing = if len == 0 { Backing::Owned(Vec::new()) } else { Backing::Map(map(&tmp).map_err(io_err)?) };
-            return CaptureFile::new(path.to_path_buf(), backing, true, damage);
-        }
-        let len = file.metadata().map_err(io_err)?.len();
-        let backing = if len == 0 { Backing::Owned(Vec::new()) } else { Backing::Map(map(&file).map_err(io_err)?) };
-        CaptureFile::new(path.to_path_buf(), backing, false, None)
+        let file = File::open(path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        CaptureFile::new(path.to_path_buf(), Source::File(Arc::new(file)), size)
     }
 
-    /// A capture held in memory (`name` is used in messages). gzip is detected as in [`open`];
-    /// the decompressed copy is kept in memory, so this is for small captures.
+    /// A capture held in memory (`name` is used in messages). gzip is detected as in [`open`].
     ///
     /// [`open`]: CaptureFile::open
     pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
-        let path = name.into();
-        if bytes.starts_with(&GZIP_MAGIC) {
-            let mut out = Vec::new();
-            let (_, damage) = inflate(bytes.as_slice(), &mut out)
-                .map_err(|source| CaptureError::Io { path: path.clone(), source })?;
-            return CaptureFile::new(path, Backing::Owned(out), true, damage);
-        }
-        CaptureFile::new(path, Backing::Owned(bytes), false, None)
+        let size = bytes.len() as u64;
+        CaptureFile::new(name.into(), Source::Memory(bytes.into()), size)
     }
 
-    fn new(
-        path: PathBuf,
-        backing: Backing,
-        gzip: bool,
-        gzip_error: Option<(u64, io::Error)>,
-    ) -> Result<CaptureFile, CaptureError> {
-        let bytes = backing.bytes();
+    fn new(path: PathBuf, source: Source, size: u64) -> Result<CaptureFile, CaptureError> {
+        let mut magic = [0u8; 2];
+        let got = read_up_to(&mut Input::new(source.clone()), &mut magic)
+            .map_err(|source| CaptureError::Io { path: path.clone(), source })?;
+        let gzip = got == 2 && magic == GZIP_MAGIC;
+        let mut prefix = [0u8; FORMAT_PREFIX];
+        let mut reader = reader(&source, gzip, Arc::default());
+        let (len, gzip_error) = match read_up_to(&mut reader, &mut prefix) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e)),
+        };
+        let bytes = prefix.get(..len).unwrap_or_default();
         let format = match detect(bytes) {
             Ok(f) => f,
             Err(e) => {
                 // A gzip stream that broke before a whole header came out is not a capture with
                 // damage, it is no capture: say why.
-                if let Some((_, source)) = gzip_error {
-                    return Err(CaptureError::Gzip { path, source });
+                if let Some(source) = gzip_error {
+                    return Err(if gzip {
+                        CaptureError::Gzip { path, source }
+                    } else {
+                        CaptureError::Io { path, source }
+                    });
                 }
                 return Err(e.into_error(path, bytes));
             }
         };
-        let gzip_damage = gzip_error.map(|(decompressed, e)| CaptureDamage {
-            offset: decompressed,
-            kind: DamageKind::Gzip { decompressed, reason: e.to_string() },
-        });
-        Ok(CaptureFile { path, backing, format, gzip, gzip_damage })
+        Ok(CaptureFile { path, source, format, gzip, size })
     }
 
-    /// Iterates over the frames from the start of the capture.
-    pub fn frames(&self) -> Frames<'_> {
-        let data = self.backing.bytes();
+    /// Reads the frames from the start of the capture. Each call starts a reader of its own.
+    pub fn frames(&self) -> Frames {
         let (pos, state) = match self.format {
             CaptureFormat::Pcap { big_endian, nanos, link, .. } => (
-                PCAP_HEADER_LEN,
+                PCAP_HEADER_LEN as u64,
                 State::Pcap { endian: Endian::from_big(big_endian), frac_ns: if nanos { 1 } else { 1000 }, link },
             ),
             CaptureFormat::Pcapng { big_endian } => (
@@ -250,12 +257,16 @@ impl CaptureFile {
                 },
             ),
         };
-        Frames { data, pos, state, done: false, tail: self.gzip_damage.clone(), last_sec: None }
+        let consumed = Arc::new(AtomicU64::new(0));
+        let input = reader(&self.source, self.gzip, consumed.clone());
+        let win = Window { input, buf: Vec::new(), base: 0, eof: false, failure: None, gzip: self.gzip };
+        Frames { win, pos, state, done: false, last_sec: None, consumed }
     }
 
-    /// Bytes of the (decompressed) capture, for progress against [`Frames::position`].
+    /// Bytes of the capture as stored (compressed, for gzip input), for progress against
+    /// [`Frames::position`].
     pub fn size(&self) -> u64 {
-        self.backing.bytes().len() as u64
+        self.size
     }
 
     pub fn path(&self) -> &Path {
@@ -272,18 +283,47 @@ impl CaptureFile {
     }
 }
 
-// The one unsafe operation of the module, kept to this item.
-#[allow(unsafe_code)]
-fn map(file: &File) -> io::Result<Mmap> {
-    // SAFETY: the map is read-only and only ever viewed as `&[u8]`; the hazard memmap2 names is the
-    // file being truncated or rewritten while mapped. For gzip input the file is our own unlinked
-    // temporary, which nobody else can reach. For a plain capture, tapir's contract is that offline
-    // captures are finished, read-only inputs (evidence is never rewritten in place); a capture
-    // still being written must be read through a live source instead.
-    let map = unsafe { Mmap::map(file)? };
-    // Only a hint: reading works the same if the kernel ignores it.
-    let _ = map.advise(Advice::Sequential);
-    Ok(map)
+/// The stored bytes of a [`Source`] from offset 0, counting what was read into `consumed`.
+struct Input {
+    source: Source,
+    pos: u64,
+    consumed: Arc<AtomicU64>,
+}
+
+impl Input {
+    fn new(source: Source) -> Input {
+        Input { source, pos: 0, consumed: Arc::default() }
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &self.source {
+            Source::File(f) => f.read_at(buf, self.pos)?,
+            Source::Memory(m) => {
+                let rest = usize::try_from(self.pos).ok().and_then(|p| m.get(p..)).unwrap_or_default();
+                let n = rest.len().min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), rest.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                n
+            }
+        };
+        self.pos = self.pos.saturating_add(n as u64);
+        self.consumed.store(self.pos, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The capture's bytes: the stored ones, or for gzip input what inflating them gives, member
+/// after member, as it is asked for.
+fn reader(source: &Source, gzip: bool, consumed: Arc<AtomicU64>) -> Box<dyn Read + Send> {
+    let input = Input { source: source.clone(), pos: 0, consumed };
+    if gzip {
+        Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, input)))
+    } else {
+        Box::new(input)
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -300,23 +340,75 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Decompresses all gzip members of `src` into `dst`. A broken stream is not an error here: what
-/// came out before the break is returned with the decoder's error, so it can still be read. Only
-/// a failure to write `dst` is an error.
-fn inflate(src: impl Read, dst: &mut impl Write) -> io::Result<(u64, Option<(u64, io::Error)>)> {
-    let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, src));
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        match dec.read(&mut buf) {
-            Ok(0) => return Ok((total, None)),
-            Ok(n) => {
-                dst.write_all(buf.get(..n).unwrap_or_default())?;
-                total = total.saturating_add(n as u64);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Ok((total, Some((total, e)))),
+/// The part of the capture being parsed: `buf` holds the capture's bytes from offset `base`.
+/// Offsets given to it are offsets in the (decompressed) capture.
+struct Window {
+    input: Box<dyn Read + Send>,
+    buf: Vec<u8>,
+    base: u64,
+    eof: bool,
+    /// Why reading stopped before the input's end (a broken gzip stream, an I/O error): reported
+    /// after the last frame.
+    failure: Option<CaptureDamage>,
+    gzip: bool,
+}
+
+impl Window {
+    /// Offset just past the last byte held.
+    fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Makes the capture's bytes before `to` available, as far as the input has them. Bytes before
+    /// `keep` may be dropped: callers never go back before it.
+    fn fill(&mut self, keep: u64, to: u64) {
+        if to <= self.end() || self.eof {
+            return;
         }
+        let drop = usize::try_from(keep.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.buf.len());
+        if drop > 0 {
+            self.buf.drain(..drop);
+            self.base += drop as u64;
+        }
+        while self.end() < to && !self.eof {
+            let want = usize::try_from(to - self.end()).unwrap_or(usize::MAX).max(READ_CHUNK);
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            let got = match self.input.read(self.buf.get_mut(old..).unwrap_or_default()) {
+                Ok(0) => {
+                    self.eof = true;
+                    0
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    self.eof = true;
+                    let at = self.base + old as u64;
+                    let kind = if self.gzip {
+                        DamageKind::Gzip { decompressed: at, reason: e.to_string() }
+                    } else {
+                        DamageKind::Read { read: at, reason: e.to_string() }
+                    };
+                    self.failure = Some(CaptureDamage { offset: at, kind });
+                    0
+                }
+            };
+            self.buf.truncate(old + got);
+        }
+    }
+
+    /// The bytes held from `at` on (empty if `at` is not held).
+    fn from(&self, at: u64) -> &[u8] {
+        at.checked_sub(self.base)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| self.buf.get(o..))
+            .unwrap_or_default()
+    }
+
+    /// Whether the capture ends exactly at `at`.
+    fn ends_at(&mut self, keep: u64, at: u64) -> bool {
+        self.fill(keep, at.saturating_add(1));
+        self.eof && self.end() == at
     }
 }
 
@@ -526,8 +618,18 @@ enum State {
     },
 }
 
-enum Step<'a> {
-    Frame(Frame<'a>),
+/// A frame found in the window: its bytes are `len` bytes at offset `at` of the capture.
+#[derive(Copy, Clone, Debug)]
+struct Found {
+    ts: Timestamp,
+    link: LinkType,
+    at: u64,
+    len: usize,
+    orig_len: u32,
+}
+
+enum Step {
+    Frame(Found),
     /// Damage after which reading goes on.
     Damage(CaptureDamage),
     /// Damage after which nothing more can be read.
@@ -535,34 +637,96 @@ enum Step<'a> {
     End,
 }
 
-/// The frames of one capture, in file order. Yields `Err` for damage; after damage that cannot
-/// be resynchronised it ends.
-pub struct Frames<'a> {
-    data: &'a [u8],
-    pos: usize,
-    state: State,
-    done: bool,
-    /// Damage to report after the last frame (a broken gzip stream).
-    tail: Option<CaptureDamage>,
-    /// Seconds of the last good pcap record, what a resynchronised record's time must be near.
-    last_sec: Option<u32>,
+/// One frame with its own copy of the bytes, for callers that want an [`Iterator`] (tests, tools)
+/// rather than [`Frames::next_frame`]'s borrowed frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedFrame {
+    pub ts: Timestamp,
+    pub link: LinkType,
+    pub data: Vec<u8>,
+    pub orig_len: u32,
 }
 
-impl<'a> Frames<'a> {
-    /// Bytes of the capture consumed so far.
-    pub fn position(&self) -> u64 {
-        self.pos as u64
+impl OwnedFrame {
+    pub fn of(f: &Frame<'_>) -> OwnedFrame {
+        OwnedFrame { ts: f.ts, link: f.link, data: f.data.to_vec(), orig_len: f.orig_len }
     }
 
-    fn damage(&self, offset: usize, kind: DamageKind) -> CaptureDamage {
-        CaptureDamage { offset: offset as u64, kind }
+    pub fn frame(&self) -> Frame<'_> {
+        Frame { ts: self.ts, link: self.link, data: &self.data, orig_len: self.orig_len }
+    }
+}
+
+/// The frames of one capture, in file order. Yields `Err` for damage; after damage that cannot
+/// be resynchronised it ends.
+///
+/// [`next_frame`](Frames::next_frame) lends each frame out of the window (no copy); the
+/// [`Iterator`] gives [`OwnedFrame`]s.
+pub struct Frames {
+    win: Window,
+    /// Offset in the capture of the next record or block.
+    pos: u64,
+    state: State,
+    done: bool,
+    /// Seconds of the last good pcap record, what a resynchronised record's time must be near.
+    last_sec: Option<u32>,
+    /// Stored bytes read so far (compressed ones, for gzip input).
+    consumed: Arc<AtomicU64>,
+}
+
+impl Frames {
+    /// Bytes of the stored capture read so far (compressed ones for gzip input), for progress
+    /// against [`CaptureFile::size`]. Reading runs up to one chunk ahead of the frames handed out.
+    pub fn position(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+
+    /// The next frame, borrowed until the next call, or the next damage.
+    #[inline]
+    pub fn next_frame(&mut self) -> Option<Result<Frame<'_>, CaptureDamage>> {
+        match self.advance()? {
+            Ok(f) => Some(Ok(self.frame(&f))),
+            Err(d) => Some(Err(d)),
+        }
+    }
+
+    fn frame(&self, f: &Found) -> Frame<'_> {
+        let data = self.win.from(f.at).get(..f.len).unwrap_or_default();
+        Frame { ts: f.ts, link: f.link, data, orig_len: f.orig_len }
     }
 
     #[inline]
-    fn next_pcap(&mut self, endian: Endian, frac_ns: i64, link: LinkType) -> Step<'a> {
-        let data = self.data;
+    fn advance(&mut self) -> Option<Result<Found, CaptureDamage>> {
+        if self.done {
+            return self.win.failure.take().map(Err);
+        }
+        let step = match self.state {
+            State::Pcap { endian, frac_ns, link } => self.next_pcap(endian, frac_ns, link),
+            State::Pcapng { .. } => self.next_pcapng(),
+        };
+        match step {
+            Step::Frame(f) => Some(Ok(f)),
+            Step::Damage(d) => Some(Err(d)),
+            Step::Fatal(d) => {
+                self.done = true;
+                Some(Err(d))
+            }
+            Step::End => {
+                self.done = true;
+                self.win.failure.take().map(Err)
+            }
+        }
+    }
+
+    fn damage(&self, offset: u64, kind: DamageKind) -> CaptureDamage {
+        CaptureDamage { offset, kind }
+    }
+
+    #[inline]
+    fn next_pcap(&mut self, endian: Endian, frac_ns: i64, link: LinkType) -> Step {
         let pos = self.pos;
-        let rest = data.get(pos..).unwrap_or_default();
+        self.win.fill(pos, pos + PCAP_RECORD_HEADER_LEN as u64);
+        let rest = self.win.from(pos);
         if rest.is_empty() {
             return Step::End;
         }
@@ -580,30 +744,32 @@ impl<'a> Frames<'a> {
             return self.resync_pcap(pos, kind, endian, frac_ns);
         }
         let end = PCAP_RECORD_HEADER_LEN + incl as usize;
-        let Some(bytes) = rest.get(PCAP_RECORD_HEADER_LEN..end) else {
+        self.win.fill(pos, pos + end as u64);
+        let available = self.win.from(pos).len();
+        if available < end {
             // Past the end: a cut capture, unless a damaged length hides records after it.
-            let kind = DamageKind::Truncated { needed: end as u64, available: rest.len() as u64 };
+            let kind = DamageKind::Truncated { needed: end as u64, available: available as u64 };
             return self.resync_pcap(pos, kind, endian, frac_ns);
-        };
-        self.pos = pos + end;
+        }
+        self.pos = pos + end as u64;
         self.last_sec = Some(sec);
         // sec < 2^32 and frac * 1000 < 2^42: the sum stays far inside i64.
         let ts = Timestamp(i64::from(sec) * 1_000_000_000 + i64::from(frac) * frac_ns);
-        Step::Frame(Frame { ts, link, data: bytes, orig_len: orig })
+        Step::Frame(Found { ts, link, at: pos + PCAP_RECORD_HEADER_LEN as u64, len: incl as usize, orig_len: orig })
     }
 
-    fn next_pcapng(&mut self) -> Step<'a> {
+    fn next_pcapng(&mut self) -> Step {
         loop {
-            let data = self.data;
             let pos = self.pos;
-            let State::Pcapng { endian, ifaces, last_ts } = &mut self.state else { return Step::End };
-            let rest = data.get(pos..).unwrap_or_default();
+            self.win.fill(pos, pos + BLOCK_OVERHEAD as u64);
+            let State::Pcapng { endian, .. } = &mut self.state else { return Step::End };
+            let rest = self.win.from(pos);
             if rest.is_empty() {
                 return Step::End;
             }
             let Some(head) = rest.get(..BLOCK_OVERHEAD) else {
                 let kind = DamageKind::Truncated { needed: BLOCK_OVERHEAD as u64, available: rest.len() as u64 };
-                return Step::Fatal(CaptureDamage { offset: pos as u64, kind });
+                return Step::Fatal(CaptureDamage { offset: pos, kind });
             };
             if head.get(..4) == Some(&SHB_TYPE_BYTES[..]) {
                 match Endian::from_byte_order_magic(head.get(8..12).unwrap_or_default()) {
@@ -614,33 +780,35 @@ impl<'a> Frames<'a> {
             let e = *endian;
             let (Some(btype), Some(blen)) = (e.u32(head, 0), e.u32(head, 4)) else { return Step::End };
             let len = blen as usize;
-            if len < BLOCK_OVERHEAD || len % 4 != 0 {
+            if len < BLOCK_OVERHEAD || len % 4 != 0 || blen > MAX_BLOCK_LEN {
                 return self.resync(pos, DamageKind::BadBlockLength { len: blen });
             }
-            let Some(block) = rest.get(..len) else {
+            self.win.fill(pos, pos + len as u64);
+            let available = self.win.from(pos).len();
+            if available < len {
                 // Either the capture was cut or the length is garbage; if a good block follows,
                 // it was garbage.
-                let kind = DamageKind::Truncated { needed: u64::from(blen), available: rest.len() as u64 };
+                let kind = DamageKind::Truncated { needed: u64::from(blen), available: available as u64 };
                 return match self.find_block(pos) {
                     Some(next) => {
                         self.pos = next;
-                        Step::Damage(CaptureDamage {
-                            offset: pos as u64,
-                            kind: DamageKind::BadBlockLength { len: blen },
-                        })
+                        Step::Damage(CaptureDamage { offset: pos, kind: DamageKind::BadBlockLength { len: blen } })
                     }
-                    None => Step::Fatal(CaptureDamage { offset: pos as u64, kind }),
+                    None => Step::Fatal(CaptureDamage { offset: pos, kind }),
                 };
-            };
+            }
+            let State::Pcapng { ifaces, last_ts, .. } = &mut self.state else { return Step::End };
+            let block = self.win.from(pos).get(..len).unwrap_or_default();
             let trailer = e.u32(block, len - 4).unwrap_or(0);
             if trailer != blen {
                 return self.resync(pos, DamageKind::TrailerMismatch { header: blen, trailer });
             }
             let body = block.get(8..len - 4).unwrap_or_default();
-            self.pos = pos + len;
-            let short = |min: usize| -> Option<Step<'a>> {
+            let body_at = pos + 8;
+            self.pos = pos + len as u64;
+            let short = |min: usize| -> Option<Step> {
                 (body.len() < min).then_some(Step::Damage(CaptureDamage {
-                    offset: pos as u64,
+                    offset: pos,
                     kind: DamageKind::ShortBlock { block_type: btype, len: blen },
                 }))
             };
@@ -654,7 +822,7 @@ impl<'a> Frames<'a> {
                 BLOCK_IDB => {
                     if ifaces.len() >= MAX_INTERFACES {
                         let kind = DamageKind::TooManyInterfaces { max: MAX_INTERFACES };
-                        return Step::Damage(CaptureDamage { offset: pos as u64, kind });
+                        return Step::Damage(CaptureDamage { offset: pos, kind });
                     }
                     match Iface::parse(e, body) {
                         Some(i) => ifaces.push(i),
@@ -677,16 +845,17 @@ impl<'a> Frames<'a> {
                     };
                     let Some(iface) = ifaces.get(id as usize) else {
                         let kind = DamageKind::UnknownInterface { id, known: ifaces.len() };
-                        return Step::Damage(CaptureDamage { offset: pos as u64, kind });
+                        return Step::Damage(CaptureDamage { offset: pos, kind });
                     };
                     let room = body.len().saturating_sub(20);
-                    let Some(bytes) = body.get(20..20usize.saturating_add(cap as usize)) else {
+                    if cap as usize > room {
                         let kind = DamageKind::PacketOverrunsBlock { cap_len: cap, room: room as u32 };
-                        return Step::Damage(CaptureDamage { offset: pos as u64, kind });
-                    };
+                        return Step::Damage(CaptureDamage { offset: pos, kind });
+                    }
                     let ts = iface.timestamp(hi, lo);
                     *last_ts = ts;
-                    return Step::Frame(Frame { ts, link: iface.link, data: bytes, orig_len: orig });
+                    let at = body_at + 20;
+                    return Step::Frame(Found { ts, link: iface.link, at, len: cap as usize, orig_len: orig });
                 }
                 BLOCK_SPB => {
                     if let Some(s) = short(4) {
@@ -695,7 +864,7 @@ impl<'a> Frames<'a> {
                     let orig = e.u32(body, 0).unwrap_or(0);
                     let Some(iface) = ifaces.first() else {
                         let kind = DamageKind::UnknownInterface { id: 0, known: 0 };
-                        return Step::Damage(CaptureDamage { offset: pos as u64, kind });
+                        return Step::Damage(CaptureDamage { offset: pos, kind });
                     };
                     // The captured length is implied: the original length cut to the snap length
                     // (0 = none), and never past the block.
@@ -704,8 +873,8 @@ impl<'a> Frames<'a> {
                     if iface.snaplen != 0 {
                         cap = cap.min(iface.snaplen as usize);
                     }
-                    let bytes = body.get(4..4usize.saturating_add(cap)).unwrap_or_default();
-                    return Step::Frame(Frame { ts: *last_ts, link: iface.link, data: bytes, orig_len: orig });
+                    let found = Found { ts: *last_ts, link: iface.link, at: body_at + 4, len: cap, orig_len: orig };
+                    return Step::Frame(found);
                 }
                 _ => {}
             }
@@ -713,60 +882,69 @@ impl<'a> Frames<'a> {
     }
 
     /// Reports damage at `at` and continues at the next plausible pcap record, or ends if none.
-    fn resync_pcap(&mut self, at: usize, kind: DamageKind, endian: Endian, frac_ns: i64) -> Step<'a> {
-        let d = CaptureDamage { offset: at as u64, kind };
+    fn resync_pcap(&mut self, at: u64, kind: DamageKind, endian: Endian, frac_ns: i64) -> Step {
+        let d = CaptureDamage { offset: at, kind };
         // A record that runs past the end is most often a cut capture, whose last bytes are part
         // of one packet: searching them is worth it only with a good record's time to hold on to.
         let search = !matches!(d.kind, DamageKind::Truncated { .. }) || self.last_sec.is_some();
-        let found = (at + 1..self.data.len().saturating_sub(PCAP_RECORD_HEADER_LEN - 1)).find(|&q| {
+        let mut q = at + 1;
+        let found = loop {
+            if !search {
+                break None;
+            }
+            self.win.fill(q, q + PCAP_RECORD_HEADER_LEN as u64);
+            if self.win.from(q).len() < PCAP_RECORD_HEADER_LEN {
+                break None;
+            }
             // Two plausible records in a row, or a last one that ends the file exactly near the
             // last good record's time: one alone is too easily found in packet bytes.
-            search
-                && self.pcap_record_end(q, endian, frac_ns).is_some_and(|end| {
-                    (end == self.data.len() && self.last_sec.is_some())
-                        || self.pcap_record_end(end, endian, frac_ns).is_some()
-                })
-        });
+            if let Some(end) = self.pcap_record_end(q, q, endian, frac_ns) {
+                if (self.last_sec.is_some() && self.win.ends_at(q, end))
+                    || self.pcap_record_end(q, end, endian, frac_ns).is_some()
+                {
+                    break Some(q);
+                }
+            }
+            q += 1;
+        };
         match found {
             Some(next) => {
                 self.pos = next;
                 Step::Damage(d)
             }
-            None => {
-                self.pos = self.data.len();
-                Step::Fatal(d)
-            }
+            None => Step::Fatal(d),
         }
     }
 
     /// The end of a plausible pcap record at `q`: its lengths fit the file and each other, its
     /// fraction is below one second, and its time is within a day before and a year after the
-    /// last good record's (any time when there was none).
-    fn pcap_record_end(&self, q: usize, endian: Endian, frac_ns: i64) -> Option<usize> {
-        let h = self.data.get(q..q.checked_add(PCAP_RECORD_HEADER_LEN)?)?;
+    /// last good record's (any time when there was none). Bytes before `keep` may be dropped.
+    fn pcap_record_end(&mut self, keep: u64, q: u64, endian: Endian, frac_ns: i64) -> Option<u64> {
+        self.win.fill(keep, q.checked_add(PCAP_RECORD_HEADER_LEN as u64)?);
+        let h = self.win.from(q).get(..PCAP_RECORD_HEADER_LEN)?;
         let (sec, frac, incl, orig) = (endian.u32(h, 0)?, endian.u32(h, 4)?, endian.u32(h, 8)?, endian.u32(h, 12)?);
-        let end = q.checked_add(PCAP_RECORD_HEADER_LEN)?.checked_add(incl as usize)?;
+        let end = q.checked_add(PCAP_RECORD_HEADER_LEN as u64)?.checked_add(u64::from(incl))?;
         let frac_ok = i64::from(frac) * frac_ns < 1_000_000_000;
         let time_ok = self.last_sec.is_none_or(|last| {
             let (sec, last) = (i64::from(sec), i64::from(last));
             (last - 86_400..=last + 366 * 86_400).contains(&sec)
         });
-        (incl > 0 && incl <= MAX_PCAP_CAPLEN && orig >= incl && frac_ok && time_ok && end <= self.data.len())
-            .then_some(end)
+        if !(incl > 0 && incl <= MAX_PCAP_CAPLEN && orig >= incl && frac_ok && time_ok) {
+            return None;
+        }
+        self.win.fill(keep, end);
+        (self.win.end() >= end).then_some(end)
     }
 
     /// Reports damage at `at` and continues at the next well-formed block, or ends if none.
-    fn resync(&mut self, at: usize, kind: DamageKind) -> Step<'a> {
-        let d = CaptureDamage { offset: at as u64, kind };
+    fn resync(&mut self, at: u64, kind: DamageKind) -> Step {
+        let d = CaptureDamage { offset: at, kind };
         match self.find_block(at) {
             Some(next) => {
                 self.pos = next;
                 Step::Damage(d)
             }
-            None => {
-                self.pos = self.data.len();
-                Step::Fatal(d)
-            }
+            None => Step::Fatal(d),
         }
     }
 
@@ -774,102 +952,106 @@ impl<'a> Frames<'a> {
     /// of 4 bytes). Plausible: a known type, a length that fits and matches its trailer, and for
     /// packet blocks a known interface and a captured length inside the block. Scans never
     /// overlap (the next damage is past the block found), so the total work stays linear.
-    fn find_block(&self, at: usize) -> Option<usize> {
+    fn find_block(&mut self, at: u64) -> Option<u64> {
         let State::Pcapng { endian, ifaces, .. } = &self.state else { return None };
         let mut q = at.checked_add(4)?;
-        while q.checked_add(BLOCK_OVERHEAD)? <= self.data.len() {
-            if self.plausible_block(q, *endian, ifaces) {
+        loop {
+            self.win.fill(q, q + BLOCK_OVERHEAD as u64);
+            if self.win.from(q).len() < BLOCK_OVERHEAD {
+                return None;
+            }
+            if plausible_block(&mut self.win, q, *endian, ifaces) {
                 return Some(q);
             }
             q += 4;
         }
-        None
     }
+}
 
-    fn plausible_block(&self, q: usize, section_endian: Endian, ifaces: &[Iface]) -> bool {
-        let Some(rest) = self.data.get(q..) else { return false };
-        let mut e = section_endian;
-        if rest.get(..4) == Some(&SHB_TYPE_BYTES[..]) {
-            match Endian::from_byte_order_magic(rest.get(8..12).unwrap_or_default()) {
-                Ok(se) => e = se,
-                Err(_) => return false,
-            }
+fn plausible_block(win: &mut Window, q: u64, section_endian: Endian, ifaces: &[Iface]) -> bool {
+    let rest = win.from(q);
+    let mut e = section_endian;
+    if rest.get(..4) == Some(&SHB_TYPE_BYTES[..]) {
+        match Endian::from_byte_order_magic(rest.get(8..12).unwrap_or_default()) {
+            Ok(se) => e = se,
+            Err(_) => return false,
         }
-        let (Some(t), Some(l)) = (e.u32(rest, 0), e.u32(rest, 4)) else { return false };
-        let len = l as usize;
-        if len < BLOCK_OVERHEAD || len % 4 != 0 || len > rest.len() || e.u32(rest, len - 4) != Some(l) {
-            return false;
-        }
-        let body = rest.get(8..len - 4).unwrap_or_default();
-        match t {
-            BLOCK_EPB | BLOCK_PB => {
-                let id = if t == BLOCK_EPB { e.u32(body, 0) } else { e.u16(body, 0).map(u32::from) };
-                match (id, e.u32(body, 12)) {
-                    (Some(id), Some(cap)) => {
-                        (id as usize) < ifaces.len() && (cap as usize) <= body.len().saturating_sub(20)
-                    }
-                    _ => false,
+    }
+    let (Some(t), Some(l)) = (e.u32(rest, 0), e.u32(rest, 4)) else { return false };
+    let known = matches!(
+        t,
+        BLOCK_EPB
+            | BLOCK_PB
+            | BLOCK_SPB
+            | BLOCK_IDB
+            | BLOCK_SHB
+            | BLOCK_NRB
+            | BLOCK_ISB
+            | BLOCK_DSB
+            | BLOCK_CUSTOM
+            | BLOCK_CUSTOM_NOCOPY
+    );
+    let len = l as usize;
+    if !known || len < BLOCK_OVERHEAD || len % 4 != 0 || l > MAX_BLOCK_LEN {
+        return false;
+    }
+    win.fill(q, q + len as u64);
+    let rest = win.from(q);
+    if len > rest.len() || e.u32(rest, len - 4) != Some(l) {
+        return false;
+    }
+    let body = rest.get(8..len - 4).unwrap_or_default();
+    match t {
+        BLOCK_EPB | BLOCK_PB => {
+            let id = if t == BLOCK_EPB { e.u32(body, 0) } else { e.u16(body, 0).map(u32::from) };
+            match (id, e.u32(body, 12)) {
+                (Some(id), Some(cap)) => {
+                    (id as usize) < ifaces.len() && (cap as usize) <= body.len().saturating_sub(20)
                 }
+                _ => false,
             }
-            BLOCK_SPB => !ifaces.is_empty() && body.len() >= 4,
-            BLOCK_IDB => body.len() >= 8,
-            BLOCK_SHB => body.len() >= 16,
-            BLOCK_NRB | BLOCK_ISB | BLOCK_DSB | BLOCK_CUSTOM | BLOCK_CUSTOM_NOCOPY => true,
-            _ => false,
         }
+        BLOCK_SPB => !ifaces.is_empty() && body.len() >= 4,
+        BLOCK_IDB => body.len() >= 8,
+        BLOCK_SHB => body.len() >= 16,
+        _ => true,
     }
 }
 
-impl<'a> Iterator for Frames<'a> {
-    type Item = Result<Frame<'a>, CaptureDamage>;
+impl Iterator for Frames {
+    type Item = Result<OwnedFrame, CaptureDamage>;
 
-    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return self.tail.take().map(Err);
-        }
-        let step = match self.state {
-            State::Pcap { endian, frac_ns, link } => self.next_pcap(endian, frac_ns, link),
-            State::Pcapng { .. } => self.next_pcapng(),
-        };
-        match step {
-            Step::Frame(f) => Some(Ok(f)),
-            Step::Damage(d) => Some(Err(d)),
-            Step::Fatal(d) => {
-                self.done = true;
-                Some(Err(d))
-            }
-            Step::End => {
-                self.done = true;
-                self.tail.take().map(Err)
-            }
-        }
+        Some(self.next_frame()?.map(|f| OwnedFrame::of(&f)))
     }
 }
 
-impl FusedIterator for Frames<'_> {}
+impl std::iter::FusedIterator for Frames {}
 
 /// Several captures merged in timestamp order (k-way; equal times keep file order). Items carry
 /// the index of the source they came from. Damage is passed on as soon as it is read.
-pub struct Merge<'a> {
-    sources: Vec<Frames<'a>>,
-    heads: Vec<Option<Frame<'a>>>,
+///
+/// Each source holds its next frame in its own window; the one handed out stays valid until the
+/// next call.
+pub struct Merge {
+    sources: Vec<Frames>,
+    heads: Vec<Option<Found>>,
     /// Sources whose head must be read before the next pick.
     stale: Vec<bool>,
 }
 
-impl<'a> Merge<'a> {
-    pub fn new(sources: Vec<Frames<'a>>) -> Merge<'a> {
+impl Merge {
+    pub fn new(sources: Vec<Frames>) -> Merge {
         let n = sources.len();
         Merge { sources, heads: vec![None; n], stale: vec![true; n] }
     }
 
     /// Merges the frames of `files`; item indices are positions in `files`.
-    pub fn of(files: &'a [CaptureFile]) -> Merge<'a> {
+    pub fn of(files: &[CaptureFile]) -> Merge {
         Merge::new(files.iter().map(CaptureFile::frames).collect())
     }
 
-    /// Bytes consumed so far over all sources (each reads at most one frame ahead).
+    /// Stored bytes read so far over all sources.
     pub fn position(&self) -> u64 {
         self.sources.iter().map(Frames::position).sum()
     }
@@ -878,19 +1060,17 @@ impl<'a> Merge<'a> {
     pub fn sources(&self) -> usize {
         self.sources.len()
     }
-}
 
-impl<'a> Iterator for Merge<'a> {
-    type Item = (usize, Result<Frame<'a>, CaptureDamage>);
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next frame in time order (borrowed until the next call) or damage, with the index of
+    /// its source.
+    pub fn next_frame(&mut self) -> Option<(usize, Result<Frame<'_>, CaptureDamage>)> {
         for (i, ((src, head), stale)) in
             self.sources.iter_mut().zip(self.heads.iter_mut()).zip(self.stale.iter_mut()).enumerate()
         {
             if !*stale {
                 continue;
             }
-            match src.next() {
+            match src.advance() {
                 Some(Ok(f)) => {
                     *head = Some(f);
                     *stale = false;
@@ -917,7 +1097,16 @@ impl<'a> Iterator for Merge<'a> {
         if let Some(s) = self.stale.get_mut(i) {
             *s = true;
         }
-        Some((i, Ok(f)))
+        Some((i, Ok(self.sources.get(i)?.frame(&f))))
+    }
+}
+
+impl Iterator for Merge {
+    type Item = (usize, Result<OwnedFrame, CaptureDamage>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (i, r) = self.next_frame()?;
+        Some((i, r.map(|f| OwnedFrame::of(&f))))
     }
 }
 

@@ -9,13 +9,13 @@ pub mod live;
 #[cfg(feature = "libpcap")]
 pub mod pcap_live;
 
-pub use file::{CaptureDamage, CaptureError, CaptureFile, CaptureFormat, DamageKind, Frames, Merge};
+pub use file::{CaptureDamage, CaptureError, CaptureFile, CaptureFormat, DamageKind, Frames, Merge, OwnedFrame};
 
 use crate::timestamp::Timestamp;
 
 pub use crate::record::LinkType;
 
-/// One captured frame, borrowed from the source (a memory-mapped file or a ring slot).
+/// One captured frame, borrowed from the source (a capture file's read window or a ring slot).
 #[derive(Copy, Clone, Debug)]
 pub struct Frame<'a> {
     pub ts: Timestamp,

@@ -128,7 +128,7 @@ enum Read {
 /// Capture files replayed as a source (tests, demonstrations): `pace = "fast"` hands frames on
 /// as fast as the pipeline takes them; `"realtime"` releases each at its capture time offset
 /// from the first frame, starting when the source is opened. The files are read on a thread of
-/// their own (they are memory-mapped and their frames borrow the mapping).
+/// their own (their frames borrow the reader's window, so they are copied into batches there).
 pub struct ReplaySource {
     rx: Receiver<Read>,
     current: Batch,
@@ -174,9 +174,9 @@ impl ReplaySource {
 }
 
 fn read_files(files: Vec<CaptureFile>, paths: Vec<PathBuf>, tx: SyncSender<Read>) {
-    let merge = Merge::new(files.iter().map(|f| f.frames()).collect());
+    let mut merge = Merge::new(files.iter().map(|f| f.frames()).collect());
     let mut batch = Batch::with_capacity(BATCH_FRAMES);
-    for (idx, item) in merge {
+    while let Some((idx, item)) = merge.next_frame() {
         match item {
             Ok(frame) => batch.push(&frame),
             Err(d) => {
