@@ -15,7 +15,7 @@ use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
 use tapir::pipeline::Pipeline;
-use tapir::select::{load_events, load_warrants};
+use tapir::select::{load_events, load_warrants, EventFile};
 use tapir::timestamp::Timestamp;
 
 #[derive(Parser)]
@@ -295,9 +295,23 @@ fn replay(
         Some((g, d)) => (Some(g), Some(d)),
         None => (None, None),
     };
-    let events = match associations {
-        Some(p) => load_events(p)?,
-        None => Vec::new(),
+    // An associations file in time order (what a control plane's log is) is applied as it is
+    // read; one out of order has to be loaded whole and sorted.
+    let (events, feed) = match associations {
+        Some(p) => {
+            let file = EventFile::open(p)?;
+            if file.in_time_order() {
+                (Vec::new(), Some(file.stream()?))
+            } else {
+                eprintln!(
+                    "tapir: {}: lines not in time order: all {} events are loaded and sorted first",
+                    p.display(),
+                    file.events()
+                );
+                (load_events(p)?, None)
+            }
+        }
+        None => (Vec::new(), None),
     };
     let key = match signing_key {
         Some(p) => SigningKey::load(p)?,
@@ -311,6 +325,11 @@ fn replay(
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
     let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), flow);
+    // A replay never reloads its warrants: applied events need not be held for that.
+    pipeline.keep_applied_events(false);
+    if let Some(feed) = feed {
+        pipeline.set_event_feed(Box::new(feed));
+    }
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()

@@ -22,7 +22,7 @@ use crate::flow::{FlowConfig, FlowTable};
 use crate::record::{Gate, IriEvent, IriRecord, Record, RecordSink};
 use crate::select::association;
 use crate::select::lifecycle::{Lifecycle, Notice};
-use crate::select::{AssocChange, AssocEvent, AssocEventKind, Liid, Match, Provenance, Targeting, Warrant};
+use crate::select::{AssocChange, AssocEvent, AssocEventKind, EventError, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
 
 /// How often (capture time) flows are checked for timeouts.
@@ -77,6 +77,12 @@ pub const MAX_HELD_EVENTS: usize = 1 << 18;
 /// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
 const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
 
+/// Association events read as they fall due, in time order (a replay's associations file).
+pub type EventFeed = Box<dyn Iterator<Item = Result<AssocEvent, EventError>> + Send>;
+
+/// Events taken from the feed at a time: pending events stay few whatever the feed holds.
+const FEED_BATCH: usize = 1024;
+
 /// `ev` into the pending part (from `next`) of `events`, after those with the same or an
 /// earlier time.
 fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
@@ -90,6 +96,10 @@ pub struct Pipeline {
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
+    /// More events, read as they fall due ([`Pipeline::set_event_feed`]).
+    feed: Option<std::iter::Peekable<EventFeed>>,
+    /// Whether applied events are kept for a reload ([`Pipeline::keep_applied_events`]).
+    keep_applied: bool,
     /// The applied part's length at which the next forgetting pass runs.
     next_forget_at: usize,
     held_cap: usize,
@@ -129,6 +139,8 @@ impl Pipeline {
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
+            feed: None,
+            keep_applied: true,
             next_forget_at: FORGET_FROM,
             held_cap: MAX_HELD_EVENTS,
             files: FileLayer::with_limits(flow.content),
@@ -158,25 +170,9 @@ impl Pipeline {
             self.now = now;
         }
         let now = self.now;
-        while let Some(ts) = self.events.get(self.next_event).map(|e| e.ts) {
-            if ts > now {
-                break;
-            }
-            // A warrant enters force no later than the first record it gets: an association
-            // event older than this frame comes first.
-            self.lifecycle.advance(ts, &mut self.notices);
-            self.emit_notices(sink);
-            let Some(ev) = self.events.get(self.next_event) else { break };
-            self.next_event += 1;
-            self.summary.association_events += 1;
-            let changes = self.targeting.apply(ev);
-            self.emit_changes(changes, sink);
-        }
+        self.apply_due(now, sink);
         self.lifecycle.advance(now, &mut self.notices);
         self.emit_notices(sink);
-        if self.next_event >= self.next_forget_at {
-            self.forget_settled_events();
-        }
         while let Some((end, liid)) = self.ends.get(self.next_end) {
             if *end > now {
                 break;
@@ -281,15 +277,75 @@ impl Pipeline {
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         let now = self.now;
         self.flows.finish(now, &mut self.files, sink);
-        while let Some(ts) = self.events.get(self.next_event).map(|e| e.ts) {
-            self.lifecycle.advance(ts, &mut self.notices);
-            self.emit_notices(sink);
-            let Some(ev) = self.events.get(self.next_event) else { break };
-            self.next_event += 1;
-            self.summary.association_events += 1;
-            let changes = self.targeting.apply(ev);
-            self.emit_changes(changes, sink);
+        self.apply_due(Timestamp::MAX, sink);
+    }
+
+    /// Applies the association events due by `until`, pending and from the feed, in time order.
+    fn apply_due(&mut self, until: Timestamp, sink: &mut dyn RecordSink) {
+        loop {
+            self.pull_feed(until);
+            while let Some(ts) = self.events.get(self.next_event).map(|e| e.ts) {
+                if ts > until {
+                    break;
+                }
+                // A warrant enters force no later than the first record it gets: an association
+                // event older than this frame comes first.
+                self.lifecycle.advance(ts, &mut self.notices);
+                self.emit_notices(sink);
+                let Some(ev) = self.events.get(self.next_event) else { break };
+                self.next_event += 1;
+                self.summary.association_events += 1;
+                let changes = self.targeting.apply(ev);
+                self.emit_changes(changes, sink);
+                if self.next_event >= self.next_forget_at {
+                    self.forget_settled_events();
+                }
+            }
+            if !self.feed_due(until) {
+                break;
+            }
         }
+    }
+
+    /// Moves up to [`FEED_BATCH`] feed events due by `until` into the pending events.
+    fn pull_feed(&mut self, until: Timestamp) {
+        let Some(feed) = self.feed.as_mut() else { return };
+        for _ in 0..FEED_BATCH {
+            if matches!(feed.peek(), Some(Ok(ev)) if ev.ts > until) {
+                break;
+            }
+            match feed.next() {
+                Some(Ok(ev)) => insert_event(&mut self.events, self.next_event, ev),
+                Some(Err(e)) => {
+                    let after = (self.now != Timestamp::MIN).then_some(self.now);
+                    self.summary.capture_damage.push(Damage { after, what: format!("associations file: {e}") });
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Whether the feed has an event (or an error) due by `until`.
+    fn feed_due(&mut self, until: Timestamp) -> bool {
+        match self.feed.as_mut().and_then(|f| f.peek()) {
+            Some(Ok(ev)) => ev.ts <= until,
+            Some(Err(_)) => true,
+            None => false,
+        }
+    }
+
+    /// Events to apply as they fall due, read from `feed` only then, so that a long associations
+    /// file costs memory for what is pending, not for its length. The feed must be in time order
+    /// ([`crate::select::EventFile::in_time_order`]); an event older than capture time is applied
+    /// at once, late.
+    pub fn set_event_feed(&mut self, feed: EventFeed) {
+        self.feed = Some(feed.peekable());
+    }
+
+    /// Whether applied events are kept so that [`Pipeline::set_warrants`] can apply them again
+    /// (a daemon's reload; the default). A replay never reloads and need not hold them.
+    pub fn keep_applied_events(&mut self, keep: bool) {
+        self.keep_applied = keep;
     }
 
     /// Capture time so far (the latest `now` seen).
@@ -351,6 +407,12 @@ impl Pipeline {
     /// too, those of subscribers no warrant names first ([`association::over_cap`]); the
     /// selector table keeps every session it holds. Pending events are not touched.
     fn forget_settled_events(&mut self) {
+        if !self.keep_applied {
+            self.events.drain(..self.next_event);
+            self.next_event = 0;
+            self.plan_next_forget();
+            return;
+        }
         let applied = self.events.get(..self.next_event).unwrap_or(&[]);
         let refs: Vec<&AssocEvent> = applied.iter().collect();
         let mut forget = association::forgettable(&refs, Timestamp::MAX);

@@ -336,6 +336,88 @@ pub fn load_events(path: &Path) -> Result<Vec<AssocEvent>, EventError> {
     parse_events(&text, &file)
 }
 
+/// An associations file read as a stream, for a replay: memory follows the events pending,
+/// not the file's length (a million-line file took 2 GB loaded whole).
+///
+/// [`EventFile::open`] reads the whole file once, parsing every line, so that a bad line is
+/// still refused with its `file:line` before anything runs, and finds out whether the lines are
+/// in time order. Only then can they be applied as they are read; a file out of order has to be
+/// loaded and sorted ([`load_events`]). The iterator reads it a second time, line by line.
+pub struct EventFile {
+    path: std::path::PathBuf,
+    events: usize,
+    in_time_order: bool,
+}
+
+impl EventFile {
+    /// Checks every line of `path` (the first bad one is the error) and its order.
+    pub fn open(path: &Path) -> Result<EventFile, EventError> {
+        use std::io::BufRead;
+        let file = path.display().to_string();
+        let io_err = |source| EventError::Io { file: file.clone(), source };
+        let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io_err)?);
+        let (mut events, mut in_time_order, mut last) = (0usize, true, Timestamp::MIN);
+        for (i, l) in reader.lines().enumerate() {
+            let l = l.map_err(io_err)?;
+            if l.trim().is_empty() {
+                continue;
+            }
+            let ev = parse_event(&l, &file, i + 1)?;
+            in_time_order &= ev.ts >= last;
+            last = last.max(ev.ts);
+            events += 1;
+        }
+        Ok(EventFile { path: path.to_path_buf(), events, in_time_order })
+    }
+
+    /// Events in the file.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Whether every line's time is at or after the line before's: the events can be streamed.
+    pub fn in_time_order(&self) -> bool {
+        self.in_time_order
+    }
+
+    /// The events, read again as they are asked for. A line that no longer parses (the file
+    /// changed since [`EventFile::open`]) is an `Err` and reading goes on.
+    pub fn stream(&self) -> Result<EventStream, EventError> {
+        let file = self.path.display().to_string();
+        let f = std::fs::File::open(&self.path).map_err(|source| EventError::Io { file: file.clone(), source })?;
+        Ok(EventStream { lines: std::io::BufRead::lines(std::io::BufReader::new(f)), file, line: 0, done: false })
+    }
+}
+
+/// The events of an [`EventFile`], in file order.
+pub struct EventStream {
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    file: String,
+    line: usize,
+    done: bool,
+}
+
+impl Iterator for EventStream {
+    type Item = Result<AssocEvent, EventError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let l = self.lines.next()?;
+            self.line += 1;
+            match l {
+                Ok(l) if l.trim().is_empty() => continue,
+                Ok(l) => return Some(parse_event(&l, &self.file, self.line)),
+                Err(source) => {
+                    // An unreadable file reads no further.
+                    self.done = true;
+                    return Some(Err(EventError::Io { file: self.file.clone(), source }));
+                }
+            }
+        }
+        None
+    }
+}
+
 /// Which events of a history can be forgotten without changing what applying the rest leaves
 /// behind (`true` = forget). `events` must be in the order they are applied: by time, stable.
 ///

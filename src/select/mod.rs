@@ -27,6 +27,8 @@ pub mod radius;
 pub mod table;
 pub mod warrant;
 
-pub use association::{load_events, parse_event, parse_events, AssocEvent, AssocEventKind, EventError, Port};
+pub use association::{
+    load_events, parse_event, parse_events, AssocEvent, AssocEventKind, EventError, EventFile, EventStream, Port,
+};
 pub use table::{AssocChange, Targeting};
 pub use warrant::{load_warrants, parse_warrants, TargetId, Warrant, WarrantError, Warrants};
