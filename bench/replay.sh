@@ -32,3 +32,9 @@ bench_run "tapir replay (all targeted)" ./target/release/tapir replay -q "$cap" 
 rm -rf "$work/case-all"
 # IRI only: analyzers and the three digests run, no content is written.
 bench_run "tapir replay (all targeted, IRI only)" ./target/release/tapir replay -q "$cap" --warrants "$work/iri.toml" --out "$work/case-iri"
+rm -rf "$work/case-iri"
+# gzip'd capture: inflated as it is read (MB/s over the decompressed bytes).
+gzip -1 -k "$cap"
+bench_run "zcat | tcpdump -r - -w /dev/null" bash -c "zcat '$cap.gz' | tcpdump -r - -w /dev/null"
+bench_run "tapir replay (0 targets, .gz)" ./target/release/tapir replay -q "$cap.gz" --warrants "$work/none.toml" --out "$work/case-gz"
+rm -rf "$work/case-gz"

@@ -8,6 +8,9 @@
 //! [`record`] is also the ground floor of the imports: the vocabulary every stage shares (LIID,
 //! CIN, provenance, flows, the records and their sinks, the scope gate) imports nothing of tapir
 //! but [`timestamp`], and no module imports itself through others (`tests/layering.rs`).
+//!
+//! [`vmi`] stands beside the chain: it inspects finished objects (VM images a target uploaded)
+//! and is given their bytes, never packets.
 #![deny(unsafe_code)]
 
 pub mod analyze;
@@ -26,4 +29,5 @@ pub mod privs;
 pub mod record;
 pub mod select;
 pub mod timestamp;
+pub mod vmi;
 pub mod x1;

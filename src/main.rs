@@ -126,6 +126,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// Virtual machine images: what is inside one.
+    Vmi {
+        #[command(subcommand)]
+        cmd: VmiCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum VmiCmd {
+    /// Read an image (qcow2 or raw; MBR/GPT; ext2/3/4) without mounting it and report its OS,
+    /// hostname, users, SSH keys, crontabs, enabled units, outgoing mail, shell histories, media
+    /// files and the most recently changed files.
+    Inspect {
+        image: PathBuf,
+        /// The whole report as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +224,7 @@ fn main() {
             .map_err(Into::into),
         Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
         Cmd::Audit { cmd: AuditCmd::Repair { file, signing_key } } => audit_repair(&file, signing_key.as_deref()),
+        Cmd::Vmi { cmd: VmiCmd::Inspect { image, json } } => vmi_inspect(&image, json),
     };
     if let Err(e) = r {
         eprintln!("tapir: {}", one_line(&e));
@@ -684,4 +703,91 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     code
+}
+
+fn vmi_inspect(image: &Path, json: bool) -> anyhow::Result<()> {
+    let file = tapir::vmi::disk::FileDisk::open(image).with_context(|| format!("opening {}", image.display()))?;
+    let report = tapir::vmi::inspect(Box::new(file));
+    // One write of the whole report, so that a reader stopping early (`| head`) is no panic.
+    let mut out = String::new();
+    if json {
+        out = serde_json::to_string_pretty(&report)? + "\n";
+    } else {
+        vmi_summary(&mut out, image, &report);
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    Ok(())
+}
+
+fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
+    use std::fmt::Write as _;
+    let c = &report.container;
+    let _ = writeln!(out, "{}: {} image, {} bytes virtual", image.display(), c.format, c.virtual_size);
+    for s in &c.snapshots {
+        let _ = writeln!(out, "  snapshot {} {:?}: {} bytes of VM state", s.id, s.name, s.vm_state_size);
+    }
+    for p in &report.partitions {
+        let _ = writeln!(
+            out,
+            "  partition {} ({}): {} bytes at {}, type {} {}",
+            p.number, p.scheme, p.size, p.start, p.kind, p.name
+        );
+    }
+    for fs in &report.filesystems {
+        let _ = writeln!(
+            out,
+            "filesystem on partition {} ({}, label {:?}, uuid {})",
+            fs.partition, fs.kind, fs.label, fs.uuid
+        );
+        if let Some(e) = &fs.error {
+            let _ = writeln!(out, "  unreadable: {e}");
+        }
+        let Some(l) = &fs.linux else { continue };
+        let _ = writeln!(out, "  os: {}", l.os.pretty_name.as_deref().unwrap_or("?"));
+        let _ = writeln!(out, "  hostname: {}", l.hostname.as_deref().unwrap_or("?"));
+        for u in l.users.iter().filter(|u| u.uid == 0 || u.uid >= 1000 || u.password == "set" || u.password == "empty")
+        {
+            let _ = writeln!(
+                out,
+                "  user {} (uid {}, {}, password {}, groups {})",
+                u.name,
+                u.uid,
+                u.home,
+                u.password,
+                u.groups.join(",")
+            );
+        }
+        for k in &l.ssh_keys {
+            let _ = writeln!(out, "  ssh key for {}: {} {} {}", k.user, k.key_type, k.fingerprint, k.comment);
+        }
+        for c in &l.crontabs {
+            let _ = writeln!(out, "  cron ({}, {}): {}", c.path, c.user, c.line);
+        }
+        for u in &l.enabled_units {
+            let _ = writeln!(out, "  enabled unit: {u}");
+        }
+        for m in &l.mail {
+            let _ = writeln!(
+                out,
+                "  mail {}: from {} to {} subject {:?} sha256 {}",
+                m.path,
+                m.from.as_deref().unwrap_or("?"),
+                m.to.as_deref().unwrap_or("?"),
+                m.subject.as_deref().unwrap_or(""),
+                m.sha256
+            );
+        }
+        for h in &l.histories {
+            let _ = writeln!(out, "  history {} ({} lines)", h.path, h.lines);
+        }
+        for m in &l.media {
+            let _ = writeln!(out, "  media {} ({}, {} bytes) sha256 {}", m.path, m.format, m.size, m.sha256);
+        }
+        for n in &l.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+    }
+    for n in &report.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
 }

@@ -1,0 +1,106 @@
+//! Random access to the bytes of an image, a container's guest view and a partition: the one
+//! interface every reader below the filesystem works on.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+/// Bytes readable at any offset. Reads past [`Disk::size`] are errors, never short reads, so
+/// every layer can trust the lengths it asked for.
+pub trait Disk {
+    /// Bytes addressable.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` from `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A file on disk.
+pub struct FileDisk {
+    file: File,
+    size: u64,
+}
+
+impl FileDisk {
+    pub fn open(path: &std::path::Path) -> io::Result<FileDisk> {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        Ok(FileDisk { file, size })
+    }
+}
+
+impl Disk for FileDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        check(offset, buf.len(), self.size)?;
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+/// Bytes in memory.
+pub struct MemDisk(pub Arc<[u8]>);
+
+impl Disk for MemDisk {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        check(offset, buf.len(), self.size())?;
+        let at = usize::try_from(offset).map_err(|_| past_end(offset, buf.len(), self.size()))?;
+        let src = self.0.get(at..at + buf.len()).ok_or_else(|| past_end(offset, buf.len(), self.size()))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A window of another disk: a partition.
+pub struct Slice<D> {
+    pub inner: D,
+    pub start: u64,
+    pub len: u64,
+}
+
+impl<D: Disk> Disk for Slice<D> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        check(offset, buf.len(), self.len)?;
+        self.inner.read_at(self.start + offset, buf)
+    }
+}
+
+impl<D: Disk + ?Sized> Disk for Box<D> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+/// `offset + len` inside `size`, or the error every reader gives for it.
+pub fn check(offset: u64, len: usize, size: u64) -> io::Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(past_end(offset, len, size)),
+    }
+}
+
+fn past_end(offset: u64, len: usize, size: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, format!("read of {len} bytes at {offset} past the end ({size} bytes)"))
+}
+
+/// Reads `len` bytes at `offset` into a new buffer (`len` is the caller's bound).
+pub fn read_vec(d: &mut dyn Disk, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut v = vec![0u8; len];
+    d.read_at(offset, &mut v)?;
+    Ok(v)
+}

@@ -1,0 +1,547 @@
+//! What a Linux root filesystem says about its VM: OS, hostname, users, keys, scheduled tasks,
+//! services, mail waiting to go out, shell histories, media files and what changed last.
+//!
+//! Works on any [`Tree`] (a read-only filesystem view), so each filesystem reader only has to
+//! list directories and read files. Every read is bounded ([`MAX_FILE`], [`MAX_ENTRIES`],
+//! [`MAX_DEPTH`]); what a bound cut short is said in `notes`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Bytes of one file read at most (configuration, crontabs, mail).
+pub const MAX_FILE: usize = 4 << 20;
+/// Bytes hashed at most for a media file or a mail (the size says if it was cut).
+pub const MAX_HASHED: u64 = 256 << 20;
+/// Directory entries visited at most in one walk of the tree.
+pub const MAX_ENTRIES: usize = 200_000;
+/// Directory depth walked at most (a directory cycle in a corrupt filesystem ends here).
+pub const MAX_DEPTH: usize = 32;
+/// Lines kept from the end of each shell history.
+const HISTORY_TAIL: usize = 50;
+/// Recently changed files listed.
+const RECENT: usize = 25;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// A read-only view of a filesystem, paths absolute with `/`.
+pub trait Tree {
+    /// Up to `max` bytes of the regular file at `path` (`None`: absent or not a regular file).
+    fn read(&self, path: &str, max: usize) -> Option<Vec<u8>>;
+    /// The entries of directory `path` (empty if absent), without `.` and `..`.
+    fn list(&self, path: &str) -> Vec<Entry>;
+    /// Streams the regular file at `path` to `f` in chunks, up to `max` bytes; the bytes read.
+    fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64;
+    /// Where a symbolic link points.
+    fn read_link(&self, path: &str) -> Option<String>;
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Os {
+    pub pretty_name: Option<String>,
+    pub id: Option<String>,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+    /// `set`, `locked` (`!` or `*`), `empty` (no password needed!) or `unknown` (no shadow entry).
+    /// Never the hash.
+    pub password: &'static str,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SshKey {
+    pub user: String,
+    pub path: String,
+    pub key_type: String,
+    pub comment: String,
+    /// As `ssh-keygen -l` prints it: `SHA256:` and the unpadded base64 of the key blob's digest.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CronEntry {
+    pub path: String,
+    pub user: String,
+    /// The line as written.
+    pub line: String,
+    /// `@reboot`, `@daily`... or the five time fields.
+    pub schedule: String,
+    pub command: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Mail {
+    pub path: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub user: String,
+    pub path: String,
+    pub lines: usize,
+    pub last: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Media {
+    pub path: String,
+    pub format: &'static str,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Changed {
+    pub path: String,
+    pub mtime: i64,
+    pub size: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Findings {
+    pub os: Os,
+    pub hostname: Option<String>,
+    pub users: Vec<User>,
+    pub sudoers: Vec<String>,
+    pub ssh_keys: Vec<SshKey>,
+    pub crontabs: Vec<CronEntry>,
+    pub enabled_units: Vec<String>,
+    pub rc_local: Vec<String>,
+    pub mail: Vec<Mail>,
+    pub histories: Vec<History>,
+    pub media: Vec<Media>,
+    pub recently_changed: Vec<Changed>,
+    pub notes: Vec<String>,
+}
+
+fn text(t: &dyn Tree, path: &str) -> Option<String> {
+    t.read(path, MAX_FILE).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, b))
+}
+
+/// Whether `t` looks like a Linux root filesystem.
+pub fn is_linux_root(t: &dyn Tree) -> bool {
+    t.read("/etc/passwd", 1).is_some() || t.read("/etc/os-release", 1).is_some()
+}
+
+/// Everything this module looks for.
+pub fn inspect(t: &dyn Tree) -> Findings {
+    let mut f = Findings { os: os_release(t), ..Findings::default() };
+    f.hostname = text(t, "/etc/hostname").map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+    f.users = users(t);
+    f.sudoers = sudoers(t);
+    f.ssh_keys = ssh_keys(t, &f.users);
+    f.crontabs = crontabs(t);
+    f.enabled_units = enabled_units(t);
+    f.rc_local = text(t, "/etc/rc.local")
+        .map(|s| {
+            s.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).map(str::to_string).collect()
+        })
+        .unwrap_or_default();
+    f.histories = histories(t, &f.users);
+    walk(t, &mut f);
+    f
+}
+
+fn os_release(t: &dyn Tree) -> Os {
+    let Some(s) = text(t, "/etc/os-release").or_else(|| text(t, "/usr/lib/os-release")) else { return Os::default() };
+    let mut os = Os::default();
+    for l in s.lines() {
+        let Some((k, v)) = l.split_once('=') else { continue };
+        let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+        match k.trim() {
+            "PRETTY_NAME" => os.pretty_name = Some(v),
+            "ID" => os.id = Some(v),
+            "VERSION_ID" => os.version_id = Some(v),
+            _ => {}
+        }
+    }
+    os
+}
+
+fn users(t: &dyn Tree) -> Vec<User> {
+    let Some(passwd) = text(t, "/etc/passwd") else { return Vec::new() };
+    let shadow: BTreeMap<String, &'static str> = text(t, "/etc/shadow")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(':');
+            let (name, hash) = (it.next()?, it.next()?);
+            let state = if hash.is_empty() {
+                "empty"
+            } else if hash.starts_with('!') || hash.starts_with('*') {
+                "locked"
+            } else {
+                "set"
+            };
+            Some((name.to_string(), state))
+        })
+        .collect();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in text(t, "/etc/group").unwrap_or_default().lines() {
+        let parts: Vec<&str> = l.split(':').collect();
+        if let (Some(g), Some(members)) = (parts.first(), parts.get(3)) {
+            for m in members.split(',').filter(|m| !m.is_empty()) {
+                groups.entry(m.to_string()).or_default().push(g.to_string());
+            }
+        }
+    }
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let p: Vec<&str> = l.split(':').collect();
+            let name = p.first()?.to_string();
+            if name.is_empty() || name.starts_with('#') {
+                return None;
+            }
+            Some(User {
+                uid: p.get(2)?.parse().ok()?,
+                gid: p.get(3)?.parse().ok()?,
+                home: p.get(5).unwrap_or(&"").to_string(),
+                shell: p.get(6).unwrap_or(&"").to_string(),
+                password: shadow.get(&name).copied().unwrap_or("unknown"),
+                groups: groups.remove(&name).unwrap_or_default(),
+                name,
+            })
+        })
+        .collect()
+}
+
+fn sudoers(t: &dyn Tree) -> Vec<String> {
+    let mut files = vec!["/etc/sudoers".to_string()];
+    files.extend(
+        t.list("/etc/sudoers.d")
+            .into_iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| format!("/etc/sudoers.d/{}", e.name)),
+    );
+    let mut out = Vec::new();
+    for p in files {
+        for l in text(t, &p).unwrap_or_default().lines() {
+            let l = l.trim();
+            if !l.is_empty() && (!l.starts_with('#') || l.starts_with("#include")) && !l.starts_with("Defaults") {
+                out.push(format!("{p}: {l}"));
+            }
+        }
+    }
+    out
+}
+
+fn ssh_keys(t: &dyn Tree, users: &[User]) -> Vec<SshKey> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let mut homes: Vec<(String, String)> = users.iter().map(|u| (u.name.clone(), u.home.clone())).collect();
+    homes.sort();
+    homes.dedup_by(|a, b| a.1 == b.1);
+    for (user, home) in homes {
+        if home.is_empty() || home == "/" || home.starts_with("/nonexistent") {
+            continue;
+        }
+        for file in ["authorized_keys", "authorized_keys2"] {
+            let path = format!("{}/.ssh/{file}", home.trim_end_matches('/'));
+            for l in text(t, &path).unwrap_or_default().lines() {
+                let l = l.trim();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                // [options] type base64 [comment]: the key type is the first field that names one.
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let Some(i) = fields
+                    .iter()
+                    .position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-"))
+                else {
+                    continue;
+                };
+                let Some(blob) =
+                    fields.get(i + 1).and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                else {
+                    continue;
+                };
+                let digest = ring::digest::digest(&ring::digest::SHA256, &blob);
+                out.push(SshKey {
+                    user: user.clone(),
+                    path: path.clone(),
+                    key_type: fields.get(i).unwrap_or(&"").to_string(),
+                    comment: fields.get(i + 2..).map(|c| c.join(" ")).unwrap_or_default(),
+                    fingerprint: format!(
+                        "SHA256:{}",
+                        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref())
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn crontabs(t: &dyn Tree) -> Vec<CronEntry> {
+    // (path, per-user crontab of whom; None: a system crontab with a user field)
+    let mut files: Vec<(String, Option<String>)> = vec![("/etc/crontab".into(), None)];
+    for e in t.list("/etc/cron.d") {
+        if e.kind == Kind::File {
+            files.push((format!("/etc/cron.d/{}", e.name), None));
+        }
+    }
+    // Debian keeps per-user crontabs in crontabs/, the RHEL family directly in cron/.
+    for dir in ["/var/spool/cron/crontabs", "/var/spool/cron"] {
+        for e in t.list(dir) {
+            if e.kind == Kind::File {
+                files.push((format!("{dir}/{}", e.name), Some(e.name.clone())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (path, owner) in files {
+        for l in text(t, &path).unwrap_or_default().lines() {
+            let line = l.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let first = line.split_whitespace().next().unwrap_or("");
+            // An environment assignment (SHELL=/bin/sh, MAILTO="").
+            if !first.starts_with('@') && first.contains('=') {
+                continue;
+            }
+            let (schedule, rest) = if first.starts_with('@') {
+                (first.to_string(), line.get(first.len()..).unwrap_or("").trim_start())
+            } else {
+                let f: Vec<&str> = line.splitn(6, char::is_whitespace).filter(|s| !s.is_empty()).collect();
+                if f.len() < 6 {
+                    continue;
+                }
+                (f.get(..5).unwrap_or_default().join(" "), *f.get(5).unwrap_or(&""))
+            };
+            let (user, command) = match &owner {
+                Some(u) => (u.clone(), rest.to_string()),
+                None => {
+                    let (u, c) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    (u.to_string(), c.trim_start().to_string())
+                }
+            };
+            out.push(CronEntry { path: path.clone(), user, line: line.to_string(), schedule, command });
+        }
+    }
+    out
+}
+
+fn enabled_units(t: &dyn Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in t.list("/etc/systemd/system") {
+        if e.kind == Kind::Dir && (e.name.ends_with(".wants") || e.name.ends_with(".requires")) {
+            for u in t.list(&format!("/etc/systemd/system/{}", e.name)) {
+                out.push(format!("{} ({})", u.name, e.name));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn histories(t: &dyn Tree, users: &[User]) -> Vec<History> {
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for u in users {
+        if u.home.is_empty() || u.home == "/" || seen.contains(&u.home) {
+            continue;
+        }
+        seen.push(u.home.clone());
+        for file in
+            [".bash_history", ".zsh_history", ".sh_history", ".ash_history", ".python_history", ".mysql_history"]
+        {
+            let path = format!("{}/{file}", u.home.trim_end_matches('/'));
+            let Some(s) = text(t, &path) else { continue };
+            let lines: Vec<&str> = s.lines().collect();
+            let last = lines.iter().skip(lines.len().saturating_sub(HISTORY_TAIL)).map(|l| l.to_string()).collect();
+            out.push(History { user: u.name.clone(), path, lines: lines.len(), last });
+        }
+    }
+    out
+}
+
+/// What a file's first bytes say it is, for the media formats the use case moves around.
+pub fn media_format(b: &[u8]) -> Option<&'static str> {
+    let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
+    Some(if at(4, b"ftyp") {
+        if at(8, b"qt  ") {
+            "mov"
+        } else {
+            "mp4"
+        }
+    } else if at(0, b"FLV\x01") {
+        "flv"
+    } else if at(0, &[0x1a, 0x45, 0xdf, 0xa3]) {
+        "matroska"
+    } else if at(0, b"\x89PNG\r\n\x1a\n") {
+        "png"
+    } else if at(0, &[0xff, 0xd8, 0xff]) {
+        "jpeg"
+    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
+        "gif"
+    } else if at(0, b"RIFF") && at(8, b"WAVE") {
+        "wav"
+    } else if at(0, b"RIFF") && at(8, b"AVI ") {
+        "avi"
+    } else if at(0, b"RIFF") && at(8, b"WEBP") {
+        "webp"
+    } else if at(0, b"OggS") {
+        "ogg"
+    } else if at(0, b"ID3") {
+        "mp3"
+    } else if at(0, &[0x47]) && at(188, &[0x47]) && at(376, &[0x47]) {
+        "mpeg-ts"
+    } else {
+        return None;
+    })
+}
+
+/// An RFC 5322 message's headers, unfolded; `None` unless it has at least From and one of To or
+/// Subject in a header block (mail in an outbox, not any text file).
+pub fn mail_headers(b: &[u8]) -> Option<BTreeMap<String, String>> {
+    let head_end = b.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| b.windows(2).position(|w| w == b"\n\n"))?;
+    let head = String::from_utf8_lossy(b.get(..head_end)?);
+    let mut h: BTreeMap<String, String> = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for l in head.lines() {
+        if l.starts_with(' ') || l.starts_with('\t') {
+            if let Some(v) = last.as_ref().and_then(|k| h.get_mut(k)) {
+                v.push(' ');
+                v.push_str(l.trim());
+            }
+            continue;
+        }
+        // An mbox "From " separator line is not a header.
+        if l.starts_with("From ") {
+            continue;
+        }
+        let (k, v) = l.split_once(':')?;
+        if k.is_empty() || k.contains(' ') {
+            return None;
+        }
+        let k = k.to_ascii_lowercase();
+        h.entry(k.clone()).or_insert_with(|| v.trim().to_string());
+        last = Some(k);
+    }
+    (h.contains_key("from") && (h.contains_key("to") || h.contains_key("subject"))).then_some(h)
+}
+
+/// One walk of the whole tree: media files, mail in users' mail directories and in spools, and
+/// the most recently changed files.
+fn walk(t: &dyn Tree, f: &mut Findings) {
+    let mut stack: Vec<(String, usize)> = vec![("/".into(), 0)];
+    let mut visited = 0usize;
+    let mut recent: Vec<Changed> = Vec::new();
+    while let Some((dir, depth)) = stack.pop() {
+        // Pseudo and volatile trees say nothing about the image's owner.
+        if ["/proc", "/sys", "/dev", "/run"].contains(&dir.as_str()) {
+            continue;
+        }
+        for e in t.list(&dir) {
+            visited += 1;
+            if visited > MAX_ENTRIES {
+                f.notes.push(format!("walk stopped after {MAX_ENTRIES} entries"));
+                stack.clear();
+                break;
+            }
+            let path = if dir == "/" { format!("/{}", e.name) } else { format!("{dir}/{}", e.name) };
+            match e.kind {
+                Kind::Dir => {
+                    if depth + 1 >= MAX_DEPTH {
+                        f.notes.push(format!("{path}: deeper than {MAX_DEPTH} levels, not walked"));
+                    } else {
+                        stack.push((path, depth + 1));
+                    }
+                }
+                Kind::File => {
+                    recent.push(Changed { path: path.clone(), mtime: e.mtime, size: e.size });
+                    if recent.len() > 4 * RECENT {
+                        recent.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| a.path.cmp(&b.path)));
+                        recent.truncate(RECENT);
+                    }
+                    file(t, &path, &e, f);
+                }
+                Kind::Symlink | Kind::Other => {}
+            }
+        }
+    }
+    recent.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| a.path.cmp(&b.path)));
+    recent.truncate(RECENT);
+    f.recently_changed = recent;
+    f.media.sort_by(|a, b| a.path.cmp(&b.path));
+    f.mail.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// Where mail waiting to go out (or kept) lives: users' mail directories and the MTA spools.
+fn mail_place(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    p.contains("/mail/")
+        || p.contains("/maildir/")
+        || p.contains("/.mail/")
+        || p.contains("/outbox")
+        || p.starts_with("/var/spool/")
+        || p.ends_with(".eml")
+        || p.ends_with(".mbox")
+}
+
+fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
+    if e.size == 0 {
+        return;
+    }
+    let Some(head) = t.read(path, 4096) else { return };
+    if let Some(format) = media_format(&head) {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let n = t.stream(path, MAX_HASHED, &mut |b| ctx.update(b));
+        if n < e.size {
+            f.notes.push(format!("{path}: {} bytes, hashed the first {n}", e.size));
+        }
+        f.media.push(Media { path: path.to_string(), format, size: e.size, sha256: hex::encode(ctx.finish()) });
+        return;
+    }
+    if mail_place(path) && e.size <= MAX_FILE as u64 {
+        let Some(body) = t.read(path, MAX_FILE) else { return };
+        if let Some(h) = mail_headers(&body) {
+            f.mail.push(Mail {
+                path: path.to_string(),
+                from: h.get("from").cloned(),
+                to: h.get("to").cloned(),
+                subject: h.get("subject").cloned(),
+                message_id: h.get("message-id").cloned(),
+                date: h.get("date").cloned(),
+                size: body.len() as u64,
+                sha256: sha256_hex(&body),
+            });
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Virtual machine image inspection: what is inside an image a target uploads.
+//!
+//! Layers, each reading the one below through [`disk::Disk`] (random access, bounded, checked):
+//! the container ([`qcow2`], or raw bytes), the partition table ([`partition`]), the filesystem
+//! (ext2/3/4 through the `ext4-view` crate, read-only, never mounted), and the findings about a
+//! Linux root ([`linux`]). [`inspect`] runs them all and returns one [`Report`]; nothing is
+//! written anywhere.
+//!
+//! Why `ext4-view`: a maintained, pure-Rust, read-only ext2/3/4 reader that takes any reader
+//! (`Ext4Read`), verifies checksums and returns errors, not panics, on corrupt metadata. The
+//! container and partition readers are written here (see their modules for why).
+
+pub mod disk;
+pub mod linux;
+pub mod partition;
+pub mod qcow2;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use disk::{Disk, Slice};
+use linux::{Entry, Kind, Tree};
+
+/// How the container was read.
+#[derive(Debug, Default, Serialize)]
+pub struct Container {
+    /// `qcow2` or `raw`.
+    pub format: String,
+    pub virtual_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qcow2: Option<qcow2::Header>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<qcow2::Snapshot>,
+}
+
+/// One filesystem found, where, and what it says.
+#[derive(Debug, Serialize)]
+pub struct Filesystem {
+    /// Partition number, or 0 for a filesystem on the whole disk.
+    pub partition: u32,
+    pub offset: u64,
+    /// `ext4` (ext2/3/4 alike).
+    pub kind: String,
+    pub label: String,
+    pub uuid: String,
+    /// Findings when it is a Linux root filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linux: Option<linux::Findings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole inspection of one image.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub container: Container,
+    pub partitions: Vec<partition::Partition>,
+    pub filesystems: Vec<Filesystem>,
+    /// What could not be read, and why (corrupt tables, unsupported features, bounds reached).
+    pub notes: Vec<String>,
+}
+
+/// A disk shared by the filesystem reader (which wants to own a `'static` reader) and the rest.
+#[derive(Clone)]
+struct Shared(Rc<RefCell<Box<dyn Disk>>>);
+
+impl Disk for Shared {
+    fn size(&self) -> u64 {
+        self.0.borrow().size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.borrow_mut().read_at(offset, buf)
+    }
+}
+
+struct Ext4Disk<D>(D);
+
+impl<D: Disk> ext4_view::Ext4Read for Ext4Disk<D> {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.0.read_at(start_byte, dst).map_err(|e| e.into())
+    }
+}
+
+/// An ext4 filesystem as a [`Tree`].
+struct Ext4Tree(ext4_view::Ext4);
+
+impl Tree for Ext4Tree {
+    fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        let mut f = self.0.open(path).ok()?;
+        let len = f.metadata().len().min(max as u64) as usize;
+        let mut out = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_bytes(out.get_mut(got..).unwrap_or_default()) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        out.truncate(got);
+        Some(out)
+    }
+
+    fn list(&self, path: &str) -> Vec<Entry> {
+        let Ok(rd) = self.0.read_dir(path) else { return Vec::new() };
+        rd.filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().as_str().ok()?.to_string();
+                if name == "." || name == ".." {
+                    return None;
+                }
+                let m = e.metadata().ok();
+                let kind = match e.file_type() {
+                    Ok(t) if t.is_regular_file() => Kind::File,
+                    Ok(t) if t.is_dir() => Kind::Dir,
+                    Ok(t) if t.is_symlink() => Kind::Symlink,
+                    _ => Kind::Other,
+                };
+                Some(Entry {
+                    name,
+                    kind,
+                    size: m.as_ref().map_or(0, |m| m.len()),
+                    mtime: m.as_ref().map_or(0, |m| m.modified().seconds()),
+                })
+            })
+            .collect()
+    }
+
+    fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64 {
+        let Ok(mut file) = self.0.open(path) else { return 0 };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while total < max {
+            let want = (max - total).min(buf.len() as u64) as usize;
+            match file.read_bytes(buf.get_mut(..want).unwrap_or_default()) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    f(buf.get(..n).unwrap_or_default());
+                    total += n as u64;
+                }
+            }
+        }
+        total
+    }
+
+    fn read_link(&self, path: &str) -> Option<String> {
+        self.0.read_link(path).ok().and_then(|p| p.to_str().ok().map(str::to_string))
+    }
+}
+
+/// Whether `d` holds an ext2/3/4 superblock at `offset`.
+fn is_ext(d: &mut dyn Disk, offset: u64) -> bool {
+    let mut magic = [0u8; 2];
+    d.read_at(offset + 1024 + 56, &mut magic).is_ok() && magic == [0x53, 0xef]
+}
+
+/// Inspects the image in `file` (any container this module reads).
+pub fn inspect(mut file: Box<dyn Disk>) -> Report {
+    let mut report = Report::default();
+    let mut head = vec![0u8; 512.min(file.size() as usize)];
+    let _ = file.read_at(0, &mut head);
+    let guest: Box<dyn Disk> = if qcow2::is_qcow2(&head) {
+        match qcow2::Qcow2::open(file) {
+            Ok(q) => {
+                report.container = Container {
+                    format: "qcow2".into(),
+                    virtual_size: q.header.virtual_size,
+                    qcow2: Some(q.header.clone()),
+                    snapshots: q.snapshots.clone(),
+                };
+                if let Some(b) = &q.header.backing_file {
+                    report.notes.push(format!("backing file {b:?}: clusters this image does not hold read as zeros"));
+                }
+                Box::new(q)
+            }
+            Err(e) => {
+                report.container.format = "qcow2".into();
+                report.notes.push(e.to_string());
+                return report;
+            }
+        }
+    } else {
+        report.container = Container { format: "raw".into(), virtual_size: file.size(), ..Container::default() };
+        file
+    };
+    let shared = Shared(Rc::new(RefCell::new(guest)));
+    let (parts, notes) = partition::partitions(&mut shared.clone());
+    report.notes.extend(notes);
+    let mut candidates: Vec<(u32, u64, u64)> = parts.iter().map(|p| (p.number, p.start, p.size)).collect();
+    if candidates.is_empty() {
+        candidates.push((0, 0, shared.size()));
+    }
+    report.partitions = parts;
+    for (number, start, len) in candidates {
+        let mut view = Slice { inner: shared.clone(), start, len };
+        if !is_ext(&mut view, 0) {
+            continue;
+        }
+        let mut fs = Filesystem {
+            partition: number,
+            offset: start,
+            kind: "ext4".into(),
+            label: String::new(),
+            uuid: String::new(),
+            linux: None,
+            error: None,
+        };
+        match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
+            Ok(e) => {
+                fs.label = e.label().to_str().unwrap_or_default().to_string();
+                fs.uuid = e.uuid().to_string();
+                let tree = Ext4Tree(e);
+                if linux::is_linux_root(&tree) {
+                    fs.linux = Some(linux::inspect(&tree));
+                }
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
+        report.filesystems.push(fs);
+    }
+    if report.filesystems.is_empty() {
+        report.notes.push("no filesystem this version reads (ext2/3/4) was found".into());
+    }
+    report
+}

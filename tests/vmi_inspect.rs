@@ -1,0 +1,272 @@
+//! `tapir vmi inspect` on images made by the real tools at test time: a root tree written here,
+//! `mkfs.ext4 -d` (populates without mounting) inside a GPT or an MBR extended partition made by
+//! `sfdisk`, converted by `qemu-img` (qcow2 v2 and v3, deflate and zstd compressed clusters,
+//! an internal snapshot). Expected values come from the files written, `sha256sum`,
+//! `ssh-keygen -l`, `sfdisk -J`, `debugfs` and `qemu-img`, never from tapir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(script: &str, dir: &Path) -> String {
+    run(Command::new("bash").arg("-euc").arg(script).current_dir(dir))
+}
+
+fn sha256sum(p: &Path) -> String {
+    run(Command::new("sha256sum").arg(p)).split_whitespace().next().unwrap().to_string()
+}
+
+fn inspect(image: &Path) -> Value {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(image));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The guest's root tree: what the use case hides in a VM.
+struct Root {
+    dir: PathBuf,
+    fingerprint: String,
+    mail_sha256: String,
+    clip_sha256: String,
+}
+
+fn root_tree(base: &Path) -> Root {
+    let dir = base.join("root");
+    sh(
+        r#"
+        mkdir -p root/etc/cron.d root/var/spool/cron/crontabs root/home/joe/.ssh root/home/joe/Mail/outbox \
+                 root/home/joe/Videos root/root root/etc/systemd/system/multi-user.target.wants root/etc/sudoers.d
+        printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n' > root/etc/os-release
+        echo joe-vm > root/etc/hostname
+        printf 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\njoe:x:1000:1000:Joe,,,:/home/joe:/bin/bash\nguest:x:1001:1001::/home/guest:/bin/sh\n' > root/etc/passwd
+        printf 'root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\njoe:$y$j9T$salt$hashhashhash:19000:0:99999:7:::\nguest::19000:0:99999:7:::\n' > root/etc/shadow
+        printf 'root:x:0:\nsudo:x:27:joe\njoe:x:1000:\n' > root/etc/group
+        printf 'joe ALL=(ALL) NOPASSWD: ALL\n' > root/etc/sudoers.d/joe
+        printf 'SHELL=/bin/sh\n17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly\n' > root/etc/crontab
+        printf 'MAILTO=""\n@reboot sleep 3600 && mailclient --flush-outbox\n*/5 * * * * /home/joe/bin/sync.sh\n' > root/var/spool/cron/crontabs/joe
+        ssh-keygen -q -t ed25519 -N "" -C "joe@laptop" -f key
+        cp key.pub root/home/joe/.ssh/authorized_keys
+        printf 'From: joe@example.net\r\nTo: partner@example.org\r\nSubject: the plan\r\nMessage-ID: <1@joe-vm>\r\nDate: Sun, 22 Nov 2026 09:05:00 +0000\r\n\r\nmeet at noon\r\n' > root/home/joe/Mail/outbox/1.eml
+        { printf '\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2'; head -c 300000 /dev/urandom; } > root/home/joe/Videos/clip.mp4
+        printf 'ls\ncat /etc/passwd\nscp vm.qcow2 upload:\n' > root/home/joe/.bash_history
+        ln -s /lib/systemd/system/ssh.service root/etc/systemd/system/multi-user.target.wants/ssh.service
+        "#,
+        base,
+    );
+    let fp = run(Command::new("ssh-keygen").arg("-lf").arg(base.join("key.pub")));
+    Root {
+        fingerprint: fp.split_whitespace().nth(1).unwrap().to_string(),
+        mail_sha256: sha256sum(&dir.join("home/joe/Mail/outbox/1.eml")),
+        clip_sha256: sha256sum(&dir.join("home/joe/Videos/clip.mp4")),
+        dir,
+    }
+}
+
+/// A 64 MiB disk with `table` (sfdisk script) and the root tree as ext4 in partition `index`
+/// (0-based in `sfdisk -J`'s list); returns the partition's number and byte offset.
+fn disk(base: &Path, name: &str, table: &str, index: usize, root: &Root) -> (PathBuf, u64, u64) {
+    let raw = base.join(name);
+    sh(&format!("truncate -s 64M {name} && printf '{table}' | sfdisk -q {name}"), base);
+    let j: Value = serde_json::from_str(&run(Command::new("sfdisk").arg("-J").arg(&raw))).unwrap();
+    let p = &j["partitiontable"]["partitions"][index];
+    let (start, size) = (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+    let number: u64 = p["node"].as_str().unwrap().trim_start_matches(raw.to_str().unwrap()).parse().unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "joeroot", "-E"])
+        .arg(format!("offset={}", start * 512))
+        .arg("-d")
+        .arg(&root.dir)
+        .arg(&raw)
+        .arg(format!("{}k", size / 2)));
+    // The fixture is what we meant: debugfs reads the outbox back.
+    let ls = run(Command::new("debugfs").arg("-R").arg("ls /home/joe/Mail/outbox").arg(format!(
+        "{}?offset={}",
+        raw.display(),
+        start * 512
+    )));
+    assert!(ls.contains("1.eml"), "{ls}");
+    (raw, number, start * 512)
+}
+
+fn check_linux(r: &Value, root: &Root, partition: u64, offset: u64, label: &str) {
+    let fs: Vec<&Value> = r["filesystems"].as_array().unwrap().iter().filter(|f| f["linux"].is_object()).collect();
+    assert_eq!(fs.len(), 1, "{label}: {r:#}");
+    let fs = fs[0];
+    assert_eq!(fs["partition"], partition, "{label}");
+    assert_eq!(fs["offset"], offset, "{label}");
+    assert_eq!(fs["label"], "joeroot", "{label}");
+    let l = &fs["linux"];
+    assert_eq!(l["os"]["pretty_name"], "Debian GNU/Linux 12 (bookworm)", "{label}");
+    assert_eq!(l["os"]["id"], "debian");
+    assert_eq!(l["hostname"], "joe-vm");
+    let user = |n: &str| l["users"].as_array().unwrap().iter().find(|u| u["name"] == n).cloned().unwrap();
+    assert_eq!(user("joe")["password"], "set");
+    assert_eq!(user("joe")["groups"], serde_json::json!(["sudo"]));
+    assert_eq!(user("guest")["password"], "empty");
+    assert_eq!(user("root")["password"], "locked");
+    // Never the hash itself, anywhere in the report.
+    assert!(!r.to_string().contains("hashhashhash"), "{label}: the password hash leaked");
+    assert_eq!(l["sudoers"], serde_json::json!(["/etc/sudoers.d/joe: joe ALL=(ALL) NOPASSWD: ALL"]));
+    let keys = l["ssh_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["fingerprint"], root.fingerprint.as_str(), "{label}: ssh-keygen -l's fingerprint");
+    assert_eq!(keys[0]["comment"], "joe@laptop");
+    assert_eq!(keys[0]["user"], "joe");
+    let cron: Vec<(String, String, String)> = l["crontabs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["user"].as_str().unwrap().into(),
+                c["schedule"].as_str().unwrap().into(),
+                c["command"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cron,
+        vec![
+            ("root".into(), "17 * * * *".into(), "cd / && run-parts --report /etc/cron.hourly".into()),
+            ("joe".into(), "@reboot".into(), "sleep 3600 && mailclient --flush-outbox".into()),
+            ("joe".into(), "*/5 * * * *".into(), "/home/joe/bin/sync.sh".into()),
+        ],
+        "{label}"
+    );
+    assert_eq!(l["enabled_units"], serde_json::json!(["ssh.service (multi-user.target.wants)"]));
+    let mail = l["mail"].as_array().unwrap();
+    assert_eq!(mail.len(), 1, "{label}: {mail:?}");
+    assert_eq!(mail[0]["path"], "/home/joe/Mail/outbox/1.eml");
+    assert_eq!(mail[0]["sha256"], root.mail_sha256.as_str());
+    assert_eq!(mail[0]["subject"], "the plan");
+    assert_eq!(mail[0]["to"], "partner@example.org");
+    assert_eq!(mail[0]["message_id"], "<1@joe-vm>");
+    let media = l["media"].as_array().unwrap();
+    assert_eq!(media.len(), 1);
+    assert_eq!(media[0]["path"], "/home/joe/Videos/clip.mp4");
+    assert_eq!(media[0]["format"], "mp4");
+    assert_eq!(media[0]["sha256"], root.clip_sha256.as_str());
+    let hist = &l["histories"][0];
+    assert_eq!(hist["path"], "/home/joe/.bash_history");
+    assert_eq!(hist["lines"], 3);
+    assert_eq!(hist["last"][2], "scp vm.qcow2 upload:");
+}
+
+#[test]
+fn images_made_by_qemu_img_and_mkfs_are_read_like_debugfs_reads_them() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let root = root_tree(base);
+
+    // GPT: an EFI partition, then the root filesystem.
+    let (raw, number, offset) = disk(base, "gpt.raw", "label: gpt\\n,8M,U\\n,,L\\n", 1, &root);
+    let r = inspect(&raw);
+    assert_eq!(r["container"]["format"], "raw");
+    let parts = r["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0]["kind"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "sfdisk's U type");
+    assert_eq!(parts[1]["kind"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "sfdisk's L type");
+    check_linux(&r, &root, number, offset, "raw gpt");
+
+    // qcow2 v3 with deflate and with zstd compressed clusters, and v2 uncompressed.
+    for (name, opts) in [
+        ("deflate.qcow2", vec!["-c"]),
+        ("zstd.qcow2", vec!["-c", "-o", "compression_type=zstd"]),
+        ("v2.qcow2", vec!["-o", "compat=0.10"]),
+    ] {
+        let img = base.join(name);
+        run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).args(&opts).arg(&raw).arg(&img));
+        let info: Value =
+            serde_json::from_str(&run(Command::new("qemu-img").args(["info", "--output=json"]).arg(&img))).unwrap();
+        let r = inspect(&img);
+        assert_eq!(r["container"]["format"], "qcow2");
+        assert_eq!(r["container"]["virtual_size"], info["virtual-size"], "{name}");
+        let compat = info["format-specific"]["data"]["compat"].as_str().unwrap();
+        assert_eq!(r["container"]["qcow2"]["version"], if compat == "0.10" { 2 } else { 3 }, "{name}");
+        if name == "zstd.qcow2" {
+            assert_eq!(r["container"]["qcow2"]["compression"], "zstd");
+        }
+        check_linux(&r, &root, number, offset, name);
+    }
+
+    // The guest bytes through tapir's qcow2 reader are the raw disk's, byte for byte.
+    use tapir::vmi::disk::{Disk, FileDisk};
+    let mut q = tapir::vmi::qcow2::Qcow2::open(FileDisk::open(&base.join("zstd.qcow2")).unwrap()).unwrap();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < q.size() {
+        let n = buf.len().min((q.size() - at) as usize);
+        q.read_at(at, &mut buf[..n]).unwrap();
+        ctx.update(&buf[..n]);
+        at += n as u64;
+    }
+    assert_eq!(hex::encode(ctx.finish()), sha256sum(&raw), "guest view = the raw disk");
+
+    // An internal snapshot, as `qemu-img snapshot -l` lists it.
+    let img = base.join("deflate.qcow2");
+    run(Command::new("qemu-img").args(["snapshot", "-c", "before-upload"]).arg(&img));
+    let r = inspect(&img);
+    let snaps = r["container"]["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["name"], "before-upload");
+    assert_eq!(snaps[0]["id"], "1");
+    assert_eq!(snaps[0]["vm_state_size"], 0);
+    check_linux(&r, &root, number, offset, "with a snapshot");
+
+    // MBR, the root filesystem in a logical partition of an extended one.
+    let (raw, number, offset) = disk(base, "mbr.raw", "label: dos\\n,8M,c\\n,,E\\n,,L\\n", 2, &root);
+    assert_eq!(number, 5);
+    let r = inspect(&raw);
+    check_linux(&r, &root, number, offset, "mbr logical");
+}
+
+#[test]
+fn hostile_images_get_a_clear_note_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    sh("qemu-img create -q -f qcow2 small.qcow2 16M", base);
+    let good = std::fs::read(base.join("small.qcow2")).unwrap();
+    let write = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = good.clone();
+        f(&mut v);
+        let p = base.join(name);
+        std::fs::write(&p, v).unwrap();
+        p
+    };
+    // A qcow2 claiming 1 EiB.
+    let eib = write("eib.qcow2", &|v| v[24..32].copy_from_slice(&(1u64 << 60).to_be_bytes()));
+    let r = inspect(&eib);
+    assert!(r["notes"][0].as_str().unwrap().contains("above the"), "{r}");
+    // An L1 table past the end of the file.
+    let l1 = write("l1.qcow2", &|v| v[40..48].copy_from_slice(&(1u64 << 40).to_be_bytes()));
+    let r = inspect(&l1);
+    assert!(r["notes"][0].as_str().unwrap().contains("L1 table"), "{r}");
+    // An L1 entry pointing at the header as its L2 table, and the file cut short.
+    let self_ref = write("self.qcow2", &|v| {
+        let l1 = u64::from_be_bytes(v[40..48].try_into().unwrap()) as usize;
+        v[l1..l1 + 8].copy_from_slice(&0u64.to_be_bytes());
+        v[l1..l1 + 8].copy_from_slice(&(0x8000_0000_0000_0000u64 | 0x10000).to_be_bytes());
+    });
+    let r = inspect(&self_ref);
+    assert_eq!(r["filesystems"], serde_json::json!([]));
+    let cut = write("cut.qcow2", &|v| v.truncate(1000));
+    let r = inspect(&cut);
+    assert!(!r["notes"].as_array().unwrap().is_empty(), "{r}");
+    // Not an image at all.
+    std::fs::write(base.join("text"), b"hello").unwrap();
+    let r = inspect(&base.join("text"));
+    assert_eq!(r["container"]["format"], "raw");
+    assert!(r["notes"][0].as_str().unwrap().contains("no filesystem"), "{r}");
+}
