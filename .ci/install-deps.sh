@@ -57,6 +57,24 @@ else
     echo "install-deps: all of ${PACKAGES[*]} already installed"
 fi
 
+# qemu-system-x86_64 saves a VM's RAM into a qcow2 snapshot for tests/vmi_inspect.rs. On
+# bookworm with qemu-utils from bookworm-backports (this image's), bookworm's own qemu-system-x86
+# (7.2) would replace qemu-utils with 7.2: take both from backports, as one version.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+    echo "install-deps: installing qemu-system-x86"
+    target=()
+    if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
+        if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+                $SUDO tee /etc/apt/sources.list.d/backports.sources >/dev/null
+        fi
+        target=(-t bookworm-backports)
+    fi
+    $SUDO apt-get update -q </dev/null
+    $SUDO apt-get install -y -q --no-install-recommends "${target[@]}" qemu-system-x86 qemu-utils </dev/null
+fi
+qemu-img --version >/dev/null && qemu-system-x86_64 --version >/dev/null
+
 # Python decoders the tests use as independent oracles: xmlschema (X1 XML against the ETSI XSDs,
 # shared/tools/x1_validate.py), asn1tools (ETSI BER against the
 # shared ASN.1 subset), cryptography (integrity-check signatures) and pyftpdlib (the FTP server of

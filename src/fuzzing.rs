@@ -136,3 +136,12 @@ mod tests {
         super::reassembly_against_receiver(&[0xff, 0xff, 0xff, 0xf0, 3, 0, 0, 4, 0, 0, 0, 4, 2, 0, 2, 4, 0, 0, 9, 3]);
     }
 }
+
+/// Inspects `data` as a VM image: containers, partitions, filesystems, saved RAM and carving.
+pub fn vmi(data: &[u8]) {
+    let report = crate::vmi::inspect(Box::new(crate::vmi::disk::MemDisk(data.into())));
+    // Every carved artifact lies inside what was read.
+    for a in &report.memory {
+        assert!(a.size as usize == a.bytes.len() && a.size <= crate::vmi::carve::MAX_ARTIFACT as u64);
+    }
+}

@@ -787,6 +787,25 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
             let _ = writeln!(out, "  note: {n}");
         }
     }
+    for r in &report.ram {
+        let blocks: Vec<String> = r
+            .blocks
+            .iter()
+            .map(|b| format!("{} ({} of {} pages saved)", b.name, b.pages_saved, b.size / 4096))
+            .collect();
+        let _ = writeln!(out, "saved RAM in {}: {}", r.snapshot, blocks.join(", "));
+    }
+    for a in &report.memory {
+        let what = match a.kind {
+            "media" => a.format.unwrap_or("media").to_string(),
+            _ => a.detail.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  carved {} at {:#x} in {} ({} bytes, sha256 {}): {what}",
+            a.kind, a.offset, a.source, a.size, a.sha256
+        );
+    }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
     }

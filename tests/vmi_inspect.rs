@@ -270,3 +270,103 @@ fn hostile_images_get_a_clear_note_not_a_panic() {
     assert_eq!(r["container"]["format"], "raw");
     assert!(r["notes"][0].as_str().unwrap().contains("no filesystem"), "{r}");
 }
+
+/// The use case's RAM disk: a message, a crontab line, a PNG and an MP4 put in guest RAM by
+/// QEMU's loader device at 2 MiB, then `savevm` writes the VM state into the qcow2. Carving
+/// finds each at its guest address with `sha256sum`'s digest of the part written.
+#[test]
+fn saved_ram_of_a_snapshot_is_rebuilt_and_carved() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    run(Command::new("python3").arg("-c").arg(
+        r#"
+import struct, zlib, os
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+raw = b''.join(b'\x00' + bytes((x * 7 + y * 3) & 255 for x in range(32)) * 3 for y in range(32))
+png = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 32, 32, 8, 2, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
+mail = b'From: joe@example.net\r\nTo: partner@example.org\r\nSubject: from the ram disk\r\nMessage-ID: <ram-1@joe-vm>\r\n\r\nthe video is attached\r\n'
+cron = b'@reboot sleep 3600 && mailclient --flush-outbox'
+mp4 = struct.pack('>I', 24) + b'ftypisom' + struct.pack('>I', 0x200) + b'isomiso2' + struct.pack('>I', 8 + 3000) + b'mdat' + os.urandom(3000)
+blob = b''
+for name, p in [('mail', mail), ('cron', cron), ('png', png), ('mp4', mp4)]:
+    open(name + '.part', 'wb').write(p)
+    blob += p + b'\0' * (4096 - len(p) % 4096)
+open('ram.bin', 'wb').write(blob)
+"#,
+    ).current_dir(base));
+    sh("qemu-img create -q -f qcow2 vm.qcow2 16M", base);
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-M", "pc", "-nodefaults", "-m", "32M", "-S", "-display", "none", "-monitor", "stdio"])
+        .args(["-device", "loader,file=ram.bin,addr=0x200000,force-raw=on"])
+        .args(["-drive", "file=vm.qcow2,if=none,id=d0,format=qcow2"])
+        .current_dir(base)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = qemu.spawn().expect("qemu-system-x86_64");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"savevm ramsnap\nquit\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let listed = run(Command::new("qemu-img").args(["snapshot", "-l"]).arg(base.join("vm.qcow2")));
+    assert!(listed.contains("ramsnap"), "{listed}");
+
+    let r = inspect(&base.join("vm.qcow2"));
+    let snap = &r["container"]["snapshots"][0];
+    assert_eq!(snap["name"], "ramsnap");
+    assert!(snap["vm_state_size"].as_u64().unwrap() > 0);
+    let pc_ram = r["ram"][0]["blocks"].as_array().unwrap().iter().find(|b| b["name"] == "pc.ram").cloned().unwrap();
+    assert_eq!(pc_ram["size"], 32 << 20, "-m 32M");
+    let carved: Vec<&Value> =
+        r["memory"].as_array().unwrap().iter().filter(|a| a["source"].as_str().unwrap().ends_with("pc.ram")).collect();
+    let find = |kind: &str, offset: u64| {
+        carved
+            .iter()
+            .find(|a| a["kind"] == kind && a["offset"] == offset)
+            .unwrap_or_else(|| panic!("no {kind} at {offset:#x}: {carved:#?}"))
+    };
+    let mail = find("mail", 0x200000);
+    assert_eq!(mail["detail"]["subject"], "from the ram disk");
+    assert_eq!(mail["sha256"].as_str().unwrap(), sha256sum(&base.join("mail.part")));
+    let cron = find("crontab", 0x201000);
+    assert_eq!(cron["detail"]["line"], "@reboot sleep 3600 && mailclient --flush-outbox");
+    assert_eq!(cron["sha256"].as_str().unwrap(), sha256sum(&base.join("cron.part")));
+    let png = find("media", 0x202000);
+    assert_eq!(png["format"], "png");
+    assert_eq!(png["sha256"].as_str().unwrap(), sha256sum(&base.join("png.part")));
+    let mp4 = find("media", 0x203000);
+    assert_eq!(mp4["format"], "mp4");
+    assert_eq!(mp4["sha256"].as_str().unwrap(), sha256sum(&base.join("mp4.part")));
+
+    // The same bytes uploaded as a raw memory dump are carved at their file offsets.
+    let r = inspect(&base.join("ram.bin"));
+    let offsets: Vec<(String, u64)> = r["memory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap().to_string(), a["offset"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![("mail".into(), 0), ("crontab".into(), 0x1000), ("media".into(), 0x2000), ("media".into(), 0x3000)]
+    );
+}
+
+mod mutated {
+    use proptest::prelude::*;
+
+    /// A 64 KiB qcow2 with 512-byte clusters from `qemu-img create` (1.5 kB), every byte fair game.
+    const SMALL: &[u8] = include_bytes!("data/vmi-small.qcow2");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn mutated_images_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..16), cut in any::<usize>()) {
+            let mut v = SMALL.to_vec();
+            for (at, b) in edits {
+                let i = at % v.len();
+                v[i] = b;
+            }
+            v.truncate(cut % (v.len() + 1) + 64);
+            tapir::fuzzing::vmi(&v);
+        }
+    }
+}

@@ -10,10 +10,12 @@
 //! (`Ext4Read`), verifies checksums and returns errors, not panics, on corrupt metadata. The
 //! container and partition readers are written here (see their modules for why).
 
+pub mod carve;
 pub mod disk;
 pub mod linux;
 pub mod partition;
 pub mod qcow2;
+pub mod ram;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -58,8 +60,60 @@ pub struct Report {
     pub container: Container,
     pub partitions: Vec<partition::Partition>,
     pub filesystems: Vec<Filesystem>,
+    /// Saved RAM found: each snapshot's VM state, its RAM blocks and pages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ram: Vec<SavedRam>,
+    /// Artifacts carved from saved RAM or from a memory dump, each with its offset.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<carve::Artifact>,
     /// What could not be read, and why (corrupt tables, unsupported features, bounds reached).
     pub notes: Vec<String>,
+}
+
+/// The RAM of one snapshot's saved VM state.
+#[derive(Debug, Serialize)]
+pub struct SavedRam {
+    pub snapshot: String,
+    pub vm_state_size: u64,
+    pub blocks: Vec<ram::Block>,
+}
+
+/// A snapshot's VM state as a [`Disk`].
+struct VmState<'a, D: Disk> {
+    q: &'a mut qcow2::Qcow2<D>,
+    snapshot: usize,
+    size: u64,
+}
+
+impl<D: Disk> Disk for VmState<'_, D> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.q
+            .read_vm_state(self.snapshot, offset, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// Rebuilds the RAM of every snapshot holding VM state and carves it.
+fn snapshot_memory<D: Disk>(q: &mut qcow2::Qcow2<D>, report: &mut Report) {
+    for (i, s) in q.snapshots.clone().iter().enumerate() {
+        if s.vm_state_size == 0 {
+            continue;
+        }
+        let label = format!("snapshot {} {:?}", s.id, s.name);
+        let mut vs = VmState { q, snapshot: i, size: s.vm_state_size };
+        let saved = ram::parse(&mut vs);
+        report.notes.extend(saved.notes.iter().map(|n| format!("{label}: {n}")));
+        for b in &saved.blocks {
+            let mut bd = ram::BlockDisk { stream: &mut vs, block: b };
+            let runs = bd.runs();
+            carve::carve(&mut bd, &runs, &format!("{label} RAM block {}", b.name), &mut report.memory);
+        }
+        report.ram.push(SavedRam { snapshot: label, vm_state_size: s.vm_state_size, blocks: saved.blocks });
+    }
 }
 
 /// A disk shared by the filesystem reader (which wants to own a `'static` reader) and the rest.
@@ -167,13 +221,14 @@ pub fn inspect(mut file: Box<dyn Disk>) -> Report {
     let _ = file.read_at(0, &mut head);
     let guest: Box<dyn Disk> = if qcow2::is_qcow2(&head) {
         match qcow2::Qcow2::open(file) {
-            Ok(q) => {
+            Ok(mut q) => {
                 report.container = Container {
                     format: "qcow2".into(),
                     virtual_size: q.header.virtual_size,
                     qcow2: Some(q.header.clone()),
                     snapshots: q.snapshots.clone(),
                 };
+                snapshot_memory(&mut q, &mut report);
                 if let Some(b) = &q.header.backing_file {
                     report.notes.push(format!("backing file {b:?}: clusters this image does not hold read as zeros"));
                 }
@@ -223,6 +278,29 @@ pub fn inspect(mut file: Box<dyn Disk>) -> Report {
             Err(e) => fs.error = Some(e.to_string()),
         }
         report.filesystems.push(fs);
+    }
+    if report.filesystems.is_empty() && report.partitions.is_empty() {
+        // Not a disk: a memory dump (or a QEMU migration stream) is carved whole.
+        let mut d = shared.clone();
+        let size = d.size();
+        let mut head = [0u8; 8];
+        let _ = d.read_at(0, &mut head);
+        if ram::is_stream(&head) {
+            let saved = ram::parse(&mut d);
+            report.notes.extend(saved.notes.iter().map(|n| format!("migration stream: {n}")));
+            for b in &saved.blocks {
+                let mut bd = ram::BlockDisk { stream: &mut d, block: b };
+                let runs = bd.runs();
+                carve::carve(&mut bd, &runs, &format!("migration stream RAM block {}", b.name), &mut report.memory);
+            }
+            report.ram.push(SavedRam {
+                snapshot: "migration stream".into(),
+                vm_state_size: size,
+                blocks: saved.blocks,
+            });
+        } else {
+            carve::carve(&mut d, &[(0, size)], "memory dump", &mut report.memory);
+        }
     }
     if report.filesystems.is_empty() {
         report.notes.push("no filesystem this version reads (ext2/3/4) was found".into());
