@@ -123,6 +123,15 @@ pub fn reassembly_against_receiver(data: &[u8]) {
     assert!(out[end..].iter().all(Option::is_none), "bytes handed on past the last accepted one");
 }
 
+/// Inspects `data` as a VM image: containers, partitions, filesystems, saved RAM and carving.
+pub fn vmi(data: &[u8]) {
+    let report = crate::vmi::inspect(Box::new(crate::vmi::disk::MemDisk(data.into())));
+    // Every carved artifact lies inside what was read.
+    for a in &report.memory {
+        assert!(a.size as usize == a.bytes.len() && a.size <= crate::vmi::carve::MAX_ARTIFACT as u64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -134,14 +143,5 @@ mod tests {
         super::conversation(Box::new(crate::analyze::stream::RawStream::new()), &[0, 3, b'a', b'b', b'c', 3, 9]);
         // EVIL (refused) then GOOD at the same place; a valid conflicting overlap; a hole.
         super::reassembly_against_receiver(&[0xff, 0xff, 0xff, 0xf0, 3, 0, 0, 4, 0, 0, 0, 4, 2, 0, 2, 4, 0, 0, 9, 3]);
-    }
-}
-
-/// Inspects `data` as a VM image: containers, partitions, filesystems, saved RAM and carving.
-pub fn vmi(data: &[u8]) {
-    let report = crate::vmi::inspect(Box::new(crate::vmi::disk::MemDisk(data.into())));
-    // Every carved artifact lies inside what was read.
-    for a in &report.memory {
-        assert!(a.size as usize == a.bytes.len() && a.size <= crate::vmi::carve::MAX_ARTIFACT as u64);
     }
 }
