@@ -28,6 +28,23 @@ fn sha256sum(p: &Path) -> String {
     run(Command::new("sha256sum").arg(p)).split_whitespace().next().unwrap().to_string()
 }
 
+/// sha256 of the guest's bytes as tapir's container readers give them.
+fn guest_sha256(image: &Path) -> String {
+    use tapir::vmi::disk::{Disk, FileDisk};
+    let mut report = tapir::vmi::Report::default();
+    let mut g = tapir::vmi::open_container(Box::new(FileDisk::open(image).unwrap()), &mut report).expect("readable");
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < g.size() {
+        let n = buf.len().min((g.size() - at) as usize);
+        g.read_at(at, &mut buf[..n]).unwrap();
+        ctx.update(&buf[..n]);
+        at += n as u64;
+    }
+    hex::encode(ctx.finish())
+}
+
 fn inspect(image: &Path) -> Value {
     let out = run(Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(image));
     serde_json::from_str(&out).unwrap()
@@ -179,40 +196,62 @@ fn images_made_by_qemu_img_and_mkfs_are_read_like_debugfs_reads_them() {
     assert_eq!(parts[1]["kind"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "sfdisk's L type");
     check_linux(&r, &root, number, offset, "raw gpt");
 
-    // qcow2 v3 with deflate and with zstd compressed clusters, and v2 uncompressed.
-    for (name, opts) in [
-        ("deflate.qcow2", vec!["-c"]),
-        ("zstd.qcow2", vec!["-c", "-o", "compression_type=zstd"]),
-        ("v2.qcow2", vec!["-o", "compat=0.10"]),
+    // Every container qemu-img writes: the guest's bytes through tapir's reader are those of
+    // qemu-img's own conversion back to raw, and the findings are the same.
+    for (name, fmt, opts) in [
+        ("deflate.qcow2", "qcow2", vec!["-c"]),
+        ("zstd.qcow2", "qcow2", vec!["-c", "-o", "compression_type=zstd"]),
+        ("v2.qcow2", "qcow2", vec!["-o", "compat=0.10"]),
+        ("sparse.vmdk", "vmdk", vec![]),
+        ("stream.vmdk", "vmdk", vec!["-o", "subformat=streamOptimized"]),
+        ("dynamic.vhd", "vpc", vec![]),
+        ("fixed.vhd", "vpc", vec!["-o", "subformat=fixed"]),
+        ("dynamic.vhdx", "vhdx", vec![]),
+        ("small-blocks.vhdx", "vhdx", vec!["-o", "block_size=1M"]),
+        ("dynamic.vdi", "vdi", vec![]),
+        ("static.vdi", "vdi", vec!["-o", "static=on"]),
     ] {
         let img = base.join(name);
-        run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).args(&opts).arg(&raw).arg(&img));
+        run(Command::new("qemu-img").args(["convert", "-O", fmt]).args(&opts).arg(&raw).arg(&img));
         let info: Value =
             serde_json::from_str(&run(Command::new("qemu-img").args(["info", "--output=json"]).arg(&img))).unwrap();
         let r = inspect(&img);
-        assert_eq!(r["container"]["format"], "qcow2");
-        assert_eq!(r["container"]["virtual_size"], info["virtual-size"], "{name}");
-        let compat = info["format-specific"]["data"]["compat"].as_str().unwrap();
-        assert_eq!(r["container"]["qcow2"]["version"], if compat == "0.10" { 2 } else { 3 }, "{name}");
+        let expect_format = match fmt {
+            "vpc" => "vhd",
+            f => f,
+        };
+        assert_eq!(r["container"]["format"], expect_format, "{name}");
+        // A fixed VHD is its data then a 512-byte footer whose current size the spec says is the
+        // disk's; qemu counts the footer in too (and reads it as the last sector).
+        let size = if name == "fixed.vhd" {
+            std::fs::metadata(&img).unwrap().len() - 512
+        } else {
+            info["virtual-size"].as_u64().unwrap()
+        };
+        assert_eq!(r["container"]["virtual_size"], size, "{name}");
+        if fmt == "qcow2" {
+            let compat = info["format-specific"]["data"]["compat"].as_str().unwrap();
+            assert_eq!(r["container"]["qcow2"]["version"], if compat == "0.10" { 2 } else { 3 }, "{name}");
+        }
         if name == "zstd.qcow2" {
             assert_eq!(r["container"]["qcow2"]["compression"], "zstd");
         }
         check_linux(&r, &root, number, offset, name);
+        let back = base.join(format!("{name}.raw"));
+        run(Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(&img).arg(&back));
+        run(Command::new("truncate").arg("-s").arg(size.to_string()).arg(&back));
+        assert_eq!(guest_sha256(&img), sha256sum(&back), "{name}: guest view = qemu-img's");
+        std::fs::remove_file(&back).unwrap();
     }
 
-    // The guest bytes through tapir's qcow2 reader are the raw disk's, byte for byte.
-    use tapir::vmi::disk::{Disk, FileDisk};
-    let mut q = tapir::vmi::qcow2::Qcow2::open(FileDisk::open(&base.join("zstd.qcow2")).unwrap()).unwrap();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < q.size() {
-        let n = buf.len().min((q.size() - at) as usize);
-        q.read_at(at, &mut buf[..n]).unwrap();
-        ctx.update(&buf[..n]);
-        at += n as u64;
-    }
-    assert_eq!(hex::encode(ctx.finish()), sha256sum(&raw), "guest view = the raw disk");
+    // An OVA: a tar of the descriptor and a streamOptimized disk.
+    std::fs::write(base.join("appliance.ovf"), "<Envelope/>").unwrap();
+    std::fs::copy(base.join("stream.vmdk"), base.join("joe-disk1.vmdk")).unwrap();
+    sh("tar --format=ustar -cf joe.ova appliance.ovf joe-disk1.vmdk", base);
+    let r = inspect(&base.join("joe.ova"));
+    assert_eq!(r["container"]["format"], "ova");
+    assert_eq!(r["container"]["ova_disk"], "joe-disk1.vmdk");
+    check_linux(&r, &root, number, offset, "ova");
 
     // An internal snapshot, as `qemu-img snapshot -l` lists it.
     let img = base.join("deflate.qcow2");

@@ -1,10 +1,12 @@
 //! Virtual machine image inspection: what is inside an image a target uploads.
 //!
 //! Layers, each reading the one below through [`disk::Disk`] (random access, bounded, checked):
-//! the container ([`qcow2`], or raw bytes), the partition table ([`partition`]), the filesystem
+//! the container ([`qcow2`], [`vmdk`] also inside an OVA, [`vhd`] (VHD and VDI), [`vhdx`], or raw
+//! bytes; told by content, never by name), the partition table ([`partition`]), the filesystem
 //! (ext2/3/4 through the `ext4-view` crate, read-only, never mounted), and the findings about a
-//! Linux root ([`linux`]). [`inspect`] runs them all and returns one [`Report`]; nothing is
-//! written anywhere.
+//! Linux root ([`linux`]). Saved RAM (a qcow2 snapshot's VM state, a QEMU migration stream or a
+//! raw memory dump) is rebuilt ([`ram`]) and carved ([`carve`]). [`inspect`] runs them all and
+//! returns one [`Report`]; nothing is written anywhere.
 //!
 //! Why `ext4-view`: a maintained, pure-Rust, read-only ext2/3/4 reader that takes any reader
 //! (`Ext4Read`), verifies checksums and returns errors, not panics, on corrupt metadata. The
@@ -16,6 +18,9 @@ pub mod linux;
 pub mod partition;
 pub mod qcow2;
 pub mod ram;
+pub mod vhd;
+pub mod vhdx;
+pub mod vmdk;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,11 +33,21 @@ use linux::{Entry, Kind, Tree};
 /// How the container was read.
 #[derive(Debug, Default, Serialize)]
 pub struct Container {
-    /// `qcow2` or `raw`.
+    /// `qcow2`, `vmdk`, `vhd`, `vhdx`, `vdi` or `raw`; `ova` when an OVA's disk was read.
     pub format: String,
     pub virtual_size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qcow2: Option<qcow2::Header>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmdk: Option<vmdk::Header>,
+    /// VHD and VDI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<vhd::Header>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhdx: Option<vhdx::Header>,
+    /// For an OVA: the disk's name in the archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ova_disk: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<qcow2::Snapshot>,
 }
@@ -214,36 +229,132 @@ fn is_ext(d: &mut dyn Disk, offset: u64) -> bool {
     d.read_at(offset + 1024 + 56, &mut magic).is_ok() && magic == [0x53, 0xef]
 }
 
-/// Inspects the image in `file` (any container this module reads).
-pub fn inspect(mut file: Box<dyn Disk>) -> Report {
-    let mut report = Report::default();
-    let mut head = vec![0u8; 512.min(file.size() as usize)];
+/// The first `.vmdk` of a tar archive (an OVA): its name, offset and length.
+fn ova_disk(d: &mut dyn Disk) -> Option<(String, u64, u64)> {
+    let mut at = 0u64;
+    for _ in 0..1024 {
+        let h = disk::read_vec(d, at, 512).ok()?;
+        if h.get(257..262) != Some(b"ustar") {
+            return None;
+        }
+        let name = String::from_utf8_lossy(h.get(..100)?).trim_end_matches('\0').to_string();
+        let size_field = std::str::from_utf8(h.get(124..136)?).ok()?.trim_matches(|c: char| c == '\0' || c == ' ');
+        let size = u64::from_str_radix(size_field, 8).ok()?;
+        if name.to_ascii_lowercase().ends_with(".vmdk") {
+            return Some((name, at + 512, size));
+        }
+        at = at.checked_add(512)?.checked_add(size.div_ceil(512) * 512)?;
+    }
+    None
+}
+
+/// The guest's view of the image in `file`: the container told by content, never by name.
+/// `None` when the container cannot be read (the reason is in the notes).
+pub fn open_container(mut file: Box<dyn Disk>, report: &mut Report) -> Option<Box<dyn Disk>> {
+    let size = file.size();
+    let mut head = vec![0u8; 512.min(size as usize)];
     let _ = file.read_at(0, &mut head);
-    let guest: Box<dyn Disk> = if qcow2::is_qcow2(&head) {
-        match qcow2::Qcow2::open(file) {
+    let mut tail = vec![0u8; 512.min(size as usize)];
+    let _ = file.read_at(size - tail.len() as u64, &mut tail);
+    let fail = |report: &mut Report, format: &str, e: String| {
+        report.container.format = format.into();
+        report.notes.push(format!("{format}: {e}"));
+        None
+    };
+    if qcow2::is_qcow2(&head) {
+        return match qcow2::Qcow2::open(file) {
             Ok(mut q) => {
                 report.container = Container {
                     format: "qcow2".into(),
                     virtual_size: q.header.virtual_size,
                     qcow2: Some(q.header.clone()),
                     snapshots: q.snapshots.clone(),
+                    ..Container::default()
                 };
-                snapshot_memory(&mut q, &mut report);
+                snapshot_memory(&mut q, report);
                 if let Some(b) = &q.header.backing_file {
                     report.notes.push(format!("backing file {b:?}: clusters this image does not hold read as zeros"));
                 }
-                Box::new(q)
+                Some(Box::new(q))
             }
-            Err(e) => {
-                report.container.format = "qcow2".into();
-                report.notes.push(e.to_string());
-                return report;
+            Err(e) => fail(report, "qcow2", e.to_string()),
+        };
+    }
+    let ova = if head.get(257..262) == Some(b"ustar") { ova_disk(&mut file) } else { None };
+    if let Some((name, start, len)) = ova {
+        let slice: Box<dyn Disk> = Box::new(Slice { inner: file, start, len });
+        return match vmdk::Vmdk::open(slice) {
+            Ok(v) => {
+                report.container = Container {
+                    format: "ova".into(),
+                    virtual_size: v.size(),
+                    vmdk: Some(v.header.clone()),
+                    ova_disk: Some(name),
+                    ..Container::default()
+                };
+                Some(Box::new(v))
             }
-        }
-    } else {
-        report.container = Container { format: "raw".into(), virtual_size: file.size(), ..Container::default() };
-        file
-    };
+            Err(e) => fail(report, "ova", format!("{name}: {e}")),
+        };
+    }
+    if vmdk::is_vmdk(&head) {
+        return match vmdk::Vmdk::open(file) {
+            Ok(v) => {
+                report.container = Container {
+                    format: "vmdk".into(),
+                    virtual_size: v.size(),
+                    vmdk: Some(v.header.clone()),
+                    ..Container::default()
+                };
+                Some(Box::new(v))
+            }
+            Err(e) => fail(report, "vmdk", e.to_string()),
+        };
+    }
+    if vhdx::is_vhdx(&head) {
+        return match vhdx::Vhdx::open(file) {
+            Ok(v) => {
+                if v.header.log_pending {
+                    report
+                        .notes
+                        .push("vhdx: the log holds writes not applied (not closed cleanly): they are not read".into());
+                }
+                report.container = Container {
+                    format: "vhdx".into(),
+                    virtual_size: v.size(),
+                    vhdx: Some(v.header.clone()),
+                    ..Container::default()
+                };
+                Some(Box::new(v))
+            }
+            Err(e) => fail(report, "vhdx", e.to_string()),
+        };
+    }
+    let vdi = vhd::is_vdi(&head);
+    if vdi || vhd::is_vhd_footer(&tail) || vhd::is_vhd_footer(&head) {
+        let format = if vdi { "vdi" } else { "vhd" };
+        let opened = if vdi { vhd::Blocked::open_vdi(file) } else { vhd::Blocked::open_vhd(file) };
+        return match opened {
+            Ok(b) => {
+                report.container = Container {
+                    format: format.into(),
+                    virtual_size: b.size(),
+                    blocks: Some(b.header.clone()),
+                    ..Container::default()
+                };
+                Some(Box::new(b))
+            }
+            Err(e) => fail(report, format, e.to_string()),
+        };
+    }
+    report.container = Container { format: "raw".into(), virtual_size: size, ..Container::default() };
+    Some(file)
+}
+
+/// Inspects the image in `file` (any container this module reads).
+pub fn inspect(file: Box<dyn Disk>) -> Report {
+    let mut report = Report::default();
+    let Some(guest) = open_container(file, &mut report) else { return report };
     let shared = Shared(Rc::new(RefCell::new(guest)));
     let (parts, notes) = partition::partitions(&mut shared.clone());
     report.notes.extend(notes);
