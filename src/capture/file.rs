@@ -1,7 +1,7 @@
 //! pcap and pcapng files, read as a stream through a bounded window.
 //!
 //! A [`CaptureFile`] is an opened capture whose format is known; [`Frames`] reads it front to
-//! back through a [`Window`] of at most a few tens of MiB and lends out [`Frame`]s that borrow
+//! back through a window of at most a few tens of MiB and lends out [`Frame`]s that borrow
 //! their bytes from that window until the next frame is asked for. [`Merge`] interleaves several
 //! captures in timestamp order the same way.
 //!

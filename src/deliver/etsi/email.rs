@@ -165,7 +165,7 @@ pub enum Segment<'a> {
 
 /// Splits application content (a mail, a file) into PDUs of at most `max` content bytes.
 /// Content that fits in one PDU is one `Piece` with no flags; larger content is bracketed by
-/// firstSegmentFlag and lastSegmentFlag TRI PDUs (TS 102 232-1 TRIPayload [5]/[6]), all on the
+/// firstSegmentFlag and lastSegmentFlag TRI PDUs (TS 102 232-1 TRIPayload \[5\]/\[6\]), all on the
 /// same (LIID, CIN) so that the LEMF reassembles by sequence number.
 pub fn segments(content: &[u8], max: usize) -> impl Iterator<Item = Segment<'_>> {
     let max = max.max(1);
