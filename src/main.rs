@@ -707,7 +707,17 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
 
 fn vmi_inspect(image: &Path, json: bool) -> anyhow::Result<()> {
     let file = tapir::vmi::disk::FileDisk::open(image).with_context(|| format!("opening {}", image.display()))?;
-    let report = tapir::vmi::inspect(Box::new(file));
+    // A backing image is looked for by its file name in the image's own directory, never
+    // anywhere else the image's header might point (a path it names is not followed).
+    let dir = image.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |name: &str| -> Option<(String, Box<dyn tapir::vmi::disk::Disk>)> {
+        let file_name = Path::new(name).file_name()?;
+        let path = dir.join(file_name).canonicalize().ok()?;
+        let disk = tapir::vmi::disk::FileDisk::open(&path).ok()?;
+        Some((path.display().to_string(), Box::new(disk)))
+    };
+    let identity = image.canonicalize().map(|p| p.display().to_string()).unwrap_or_default();
+    let report = tapir::vmi::inspect_with(Box::new(file), &identity, &resolve);
     // One write of the whole report, so that a reader stopping early (`| head`) is no panic.
     let mut out = String::new();
     if json {
@@ -723,6 +733,9 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
     use std::fmt::Write as _;
     let c = &report.container;
     let _ = writeln!(out, "{}: {} image, {} bytes virtual", image.display(), c.format, c.virtual_size);
+    for b in &c.backing_chain {
+        let _ = writeln!(out, "  backing image: {b}");
+    }
     for s in &c.snapshots {
         let _ = writeln!(out, "  snapshot {} {:?}: {} bytes of VM state", s.id, s.name, s.vm_state_size);
     }

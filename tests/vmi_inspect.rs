@@ -409,3 +409,29 @@ mod mutated {
         }
     }
 }
+
+/// A qcow2 overlay reads through its backing image, found by name next to it; one alone says
+/// so; a chain that loops is cut with a note.
+#[test]
+fn backing_images_are_followed_and_loops_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let root = root_tree(base);
+    let (raw, number, offset) = disk(base, "gpt.raw", "label: gpt\\n,8M,U\\n,,L\\n", 1, &root);
+    run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&raw).arg(base.join("base.qcow2")));
+    sh("qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2", base);
+    let r = inspect(&base.join("top.qcow2"));
+    assert_eq!(r["container"]["backing_chain"], serde_json::json!(["mid.qcow2", "base.qcow2"]));
+    check_linux(&r, &root, number, offset, "overlay");
+
+    std::fs::create_dir(base.join("alone")).unwrap();
+    std::fs::copy(base.join("top.qcow2"), base.join("alone/top.qcow2")).unwrap();
+    let r = inspect(&base.join("alone/top.qcow2"));
+    assert!(r["notes"][0].as_str().unwrap().contains("\"mid.qcow2\" not found"), "{r}");
+    assert_eq!(r["filesystems"], serde_json::json!([]));
+
+    sh("qemu-img create -q -f qcow2 a.qcow2 16M && qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2 && qemu-img rebase -u -b b.qcow2 -F qcow2 a.qcow2", base);
+    let r = inspect(&base.join("a.qcow2"));
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("loops back to \\\"a.qcow2\\\""), "{notes}");
+}

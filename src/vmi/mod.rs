@@ -45,6 +45,9 @@ pub struct Container {
     pub blocks: Option<vhd::Header>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vhdx: Option<vhdx::Header>,
+    /// The backing images read under this one, nearest first (name as the image gives it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backing_chain: Vec<String>,
     /// For an OVA: the disk's name in the archive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ova_disk: Option<String>,
@@ -248,9 +251,60 @@ fn ova_disk(d: &mut dyn Disk) -> Option<(String, u64, u64)> {
     None
 }
 
+/// Finds a backing image by the name an image gives: its identity (to tell loops) and bytes.
+pub type BackingResolver<'a> = &'a dyn Fn(&str) -> Option<(String, Box<dyn Disk>)>;
+
+/// Backing images followed at most under one image.
+pub const MAX_BACKING_DEPTH: usize = 16;
+
+/// No backing image is ever found.
+pub fn no_backing(_: &str) -> Option<(String, Box<dyn Disk>)> {
+    None
+}
+
 /// The guest's view of the image in `file`: the container told by content, never by name.
 /// `None` when the container cannot be read (the reason is in the notes).
-pub fn open_container(mut file: Box<dyn Disk>, report: &mut Report) -> Option<Box<dyn Disk>> {
+pub fn open_container(file: Box<dyn Disk>, report: &mut Report) -> Option<Box<dyn Disk>> {
+    open_chain(file, report, &no_backing, &mut Vec::new())
+}
+
+/// Follows the backing chain of a qcow2 image through `resolve`, refusing loops and chains
+/// deeper than [`MAX_BACKING_DEPTH`].
+fn attach_backing<D: Disk>(
+    q: &mut qcow2::Qcow2<D>,
+    report: &mut Report,
+    resolve: BackingResolver<'_>,
+    seen: &mut Vec<String>,
+) {
+    let Some(name) = q.header.backing_file.clone() else { return };
+    if seen.len() > MAX_BACKING_DEPTH {
+        report.notes.push(format!("backing chain deeper than {MAX_BACKING_DEPTH} images at {name:?}: not followed"));
+        return;
+    }
+    let Some((id, disk)) = resolve(&name) else {
+        report.notes.push(format!("backing file {name:?} not found: clusters this image does not hold read as zeros"));
+        return;
+    };
+    if seen.contains(&id) {
+        report.notes.push(format!("backing chain loops back to {name:?}: not followed"));
+        return;
+    }
+    seen.push(id);
+    let mut sub = Report::default();
+    if let Some(g) = open_chain(disk, &mut sub, resolve, seen) {
+        report.container.backing_chain.push(name);
+        report.container.backing_chain.extend(sub.container.backing_chain);
+        q.set_backing(g);
+    }
+    report.notes.extend(sub.notes);
+}
+
+fn open_chain(
+    mut file: Box<dyn Disk>,
+    report: &mut Report,
+    resolve: BackingResolver<'_>,
+    seen: &mut Vec<String>,
+) -> Option<Box<dyn Disk>> {
     let size = file.size();
     let mut head = vec![0u8; 512.min(size as usize)];
     let _ = file.read_at(0, &mut head);
@@ -272,9 +326,7 @@ pub fn open_container(mut file: Box<dyn Disk>, report: &mut Report) -> Option<Bo
                     ..Container::default()
                 };
                 snapshot_memory(&mut q, report);
-                if let Some(b) = &q.header.backing_file {
-                    report.notes.push(format!("backing file {b:?}: clusters this image does not hold read as zeros"));
-                }
+                attach_backing(&mut q, report, resolve, seen);
                 Some(Box::new(q))
             }
             Err(e) => fail(report, "qcow2", e.to_string()),
@@ -353,8 +405,14 @@ pub fn open_container(mut file: Box<dyn Disk>, report: &mut Report) -> Option<Bo
 
 /// Inspects the image in `file` (any container this module reads).
 pub fn inspect(file: Box<dyn Disk>) -> Report {
+    inspect_with(file, "", &no_backing)
+}
+
+/// [`inspect`], with backing images found through `resolve`; `identity` is the image's own, in
+/// the resolver's terms, so that a chain looping back to it is told.
+pub fn inspect_with(file: Box<dyn Disk>, identity: &str, resolve: BackingResolver<'_>) -> Report {
     let mut report = Report::default();
-    let Some(guest) = open_container(file, &mut report) else { return report };
+    let Some(guest) = open_chain(file, &mut report, resolve, &mut vec![identity.to_string()]) else { return report };
     let shared = Shared(Rc::new(RefCell::new(guest)));
     let (parts, notes) = partition::partitions(&mut shared.clone());
     report.notes.extend(notes);

@@ -109,8 +109,11 @@ pub struct Qcow2<D: Disk> {
     l2_cache: Vec<(u64, Vec<u64>)>,
     /// The last decompressed cluster: (its L2 entry, its bytes).
     inflated: Option<(u64, Vec<u8>)>,
-    /// Reads that fell on unallocated clusters of an image with a backing file (zeros given).
+    /// Reads that fell on unallocated clusters of an image whose backing file is missing
+    /// (zeros given).
     pub backing_reads: u64,
+    /// The backing image's guest view, when it was found ([`Qcow2::set_backing`]).
+    backing: Option<Box<dyn Disk>>,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -202,6 +205,7 @@ impl<D: Disk> Qcow2<D> {
             l2_cache: Vec::new(),
             inflated: None,
             backing_reads: 0,
+            backing: None,
         };
         q.l1 = q.read_table(q.header.l1_offset, needed_l1, "L1 table")?;
         let (bf_off, bf_len) = (be64(&h, 8), be32(&h, 16));
@@ -331,8 +335,18 @@ impl<D: Disk> Qcow2<D> {
                 dst.copy_from_slice(data.get(in_cluster as usize..in_cluster as usize + n).unwrap_or_default());
             } else {
                 let host = l2e & OFFSET_MASK;
-                if (self.header.version >= 3 && l2e & L2_ZERO != 0) || host == 0 {
-                    if host == 0 && l2e & L2_ZERO == 0 && self.header.backing_file.is_some() {
+                let zero = self.header.version >= 3 && l2e & L2_ZERO != 0;
+                if host == 0 && !zero && t == Table::Active && self.backing.is_some() {
+                    // Not in this image: what the backing image holds there (zeros past its end).
+                    dst.fill(0);
+                    if let Some(b) = self.backing.as_mut() {
+                        let avail = b.size().saturating_sub(offset).min(n as u64) as usize;
+                        if avail > 0 {
+                            b.read_at(offset, dst.get_mut(..avail).unwrap_or_default())?;
+                        }
+                    }
+                } else if zero || host == 0 {
+                    if host == 0 && !zero && self.header.backing_file.is_some() {
                         self.backing_reads += 1;
                     }
                     dst.fill(0);
@@ -379,6 +393,11 @@ impl<D: Disk> Qcow2<D> {
             self.inflated = Some((l2e, out));
         }
         Ok(self.inflated.as_ref().map(|(_, d)| d.as_slice()).unwrap_or_default())
+    }
+
+    /// Reads of clusters this image does not hold go to `backing` (the backing file's guest view).
+    pub fn set_backing(&mut self, backing: Box<dyn Disk>) {
+        self.backing = Some(backing);
     }
 
     /// Where a snapshot's VM state starts in its guest address space: the first L1 entry past
