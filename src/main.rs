@@ -143,6 +143,9 @@ enum VmiCmd {
         /// The whole report as JSON instead of a summary.
         #[arg(long)]
         json: bool,
+        /// A VM started from this image at this time (RFC 3339): when its crontabs run.
+        #[arg(long, value_name = "TIME")]
+        started_at: Option<String>,
     },
 }
 
@@ -224,7 +227,9 @@ fn main() {
             .map_err(Into::into),
         Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
         Cmd::Audit { cmd: AuditCmd::Repair { file, signing_key } } => audit_repair(&file, signing_key.as_deref()),
-        Cmd::Vmi { cmd: VmiCmd::Inspect { image, json } } => vmi_inspect(&image, json),
+        Cmd::Vmi { cmd: VmiCmd::Inspect { image, json, started_at } } => {
+            vmi_inspect(&image, json, started_at.as_deref())
+        }
     };
     if let Err(e) = r {
         eprintln!("tapir: {}", one_line(&e));
@@ -705,7 +710,11 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
     code
 }
 
-fn vmi_inspect(image: &Path, json: bool) -> anyhow::Result<()> {
+fn vmi_inspect(image: &Path, json: bool, started_at: Option<&str>) -> anyhow::Result<()> {
+    let started = started_at
+        .map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)))
+        .transpose()
+        .with_context(|| format!("--started-at {}: not an RFC 3339 time", started_at.unwrap_or_default()))?;
     let file = tapir::vmi::disk::FileDisk::open(image).with_context(|| format!("opening {}", image.display()))?;
     // A backing image is looked for by its file name in the image's own directory, never
     // anywhere else the image's header might point (a path it names is not followed).
@@ -717,7 +726,14 @@ fn vmi_inspect(image: &Path, json: bool) -> anyhow::Result<()> {
         Some((path.display().to_string(), Box::new(disk)))
     };
     let identity = image.canonicalize().map(|p| p.display().to_string()).unwrap_or_default();
-    let report = tapir::vmi::inspect_with(Box::new(file), &identity, &resolve);
+    let mut report = tapir::vmi::inspect_with(Box::new(file), &identity, &resolve);
+    if let Some(t) = started {
+        for fs in &mut report.filesystems {
+            if let Some(l) = fs.linux.as_mut() {
+                tapir::vmi::linux::plan(l, t);
+            }
+        }
+    }
     // One write of the whole report, so that a reader stopping early (`| head`) is no panic.
     let mut out = String::new();
     if json {
@@ -773,8 +789,14 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
         for k in &l.ssh_keys {
             let _ = writeln!(out, "  ssh key for {}: {} {} {}", k.user, k.key_type, k.fingerprint, k.comment);
         }
+        if let Some(z) = &l.timezone {
+            let _ = writeln!(out, "  time zone: {z}");
+        }
         for c in &l.crontabs {
             let _ = writeln!(out, "  cron ({}, {}): {}", c.path, c.user, c.line);
+            if !c.next_runs.is_empty() {
+                let _ = writeln!(out, "    runs (UTC): {}", c.next_runs.join(", "));
+            }
         }
         for u in &l.enabled_units {
             let _ = writeln!(out, "  enabled unit: {u}");

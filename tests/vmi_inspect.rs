@@ -66,6 +66,7 @@ fn root_tree(base: &Path) -> Root {
                  root/home/joe/Videos root/root root/etc/systemd/system/multi-user.target.wants root/etc/sudoers.d
         printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n' > root/etc/os-release
         echo joe-vm > root/etc/hostname
+        echo Europe/Berlin > root/etc/timezone
         printf 'root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\njoe:x:1000:1000:Joe,,,:/home/joe:/bin/bash\nguest:x:1001:1001::/home/guest:/bin/sh\n' > root/etc/passwd
         printf 'root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\njoe:$y$j9T$salt$hashhashhash:19000:0:99999:7:::\nguest::19000:0:99999:7:::\n' > root/etc/shadow
         printf 'root:x:0:\nsudo:x:27:joe\njoe:x:1000:\n' > root/etc/group
@@ -127,6 +128,7 @@ fn check_linux(r: &Value, root: &Root, partition: u64, offset: u64, label: &str)
     assert_eq!(l["os"]["pretty_name"], "Debian GNU/Linux 12 (bookworm)", "{label}");
     assert_eq!(l["os"]["id"], "debian");
     assert_eq!(l["hostname"], "joe-vm");
+    assert_eq!(l["timezone"], "Europe/Berlin");
     let user = |n: &str| l["users"].as_array().unwrap().iter().find(|u| u["name"] == n).cloned().unwrap();
     assert_eq!(user("joe")["password"], "set");
     assert_eq!(user("joe")["groups"], serde_json::json!(["sudo"]));
@@ -195,6 +197,23 @@ fn images_made_by_qemu_img_and_mkfs_are_read_like_debugfs_reads_them() {
     assert_eq!(parts[0]["kind"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "sfdisk's U type");
     assert_eq!(parts[1]["kind"], "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "sfdisk's L type");
     check_linux(&r, &root, number, offset, "raw gpt");
+
+    // A VM started from it at 08:05:30: the @reboot line's sleep 3600 puts its mail at 09:05:30,
+    // */5 fires at 08:10, 08:15, 08:20, and 17 past the hour at 08:17, 09:17, 10:17.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir"))
+        .args(["vmi", "inspect", "--json", "--started-at", "2026-11-22T08:05:30Z"])
+        .arg(&raw));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let cron = &r["filesystems"][0]["linux"]["crontabs"];
+    assert_eq!(
+        cron[0]["next_runs"],
+        serde_json::json!(["2026-11-22T08:17:00Z", "2026-11-22T09:17:00Z", "2026-11-22T10:17:00Z"])
+    );
+    assert_eq!(cron[1]["next_runs"], serde_json::json!(["2026-11-22T09:05:30Z"]));
+    assert_eq!(
+        cron[2]["next_runs"],
+        serde_json::json!(["2026-11-22T08:10:00Z", "2026-11-22T08:15:00Z", "2026-11-22T08:20:00Z"])
+    );
 
     // Every container qemu-img writes: the guest's bytes through tapir's reader are those of
     // qemu-img's own conversion back to raw, and the findings are the same.

@@ -90,6 +90,9 @@ pub struct CronEntry {
     /// `@reboot`, `@daily`... or the five time fields.
     pub schedule: String,
     pub command: String,
+    /// For a VM started at a given time ([`plan`]): when this entry runs next, in UTC.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next_runs: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +134,9 @@ pub struct Changed {
 pub struct Findings {
     pub os: Os,
     pub hostname: Option<String>,
+    /// The zone the VM's clock (and cron) runs in: `/etc/timezone`, or where `/etc/localtime`
+    /// points.
+    pub timezone: Option<String>,
     pub users: Vec<User>,
     pub sudoers: Vec<String>,
     pub ssh_keys: Vec<SshKey>,
@@ -161,6 +167,10 @@ pub fn is_linux_root(t: &dyn Tree) -> bool {
 pub fn inspect(t: &dyn Tree) -> Findings {
     let mut f = Findings { os: os_release(t), ..Findings::default() };
     f.hostname = text(t, "/etc/hostname").map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+    f.timezone = text(t, "/etc/timezone")
+        .map(|z| z.trim().to_string())
+        .filter(|z| !z.is_empty())
+        .or_else(|| t.read_link("/etc/localtime").and_then(|l| l.split("zoneinfo/").nth(1).map(str::to_string)));
     f.users = users(t);
     f.sudoers = sudoers(t);
     f.ssh_keys = ssh_keys(t, &f.users);
@@ -351,7 +361,14 @@ fn crontabs(t: &dyn Tree) -> Vec<CronEntry> {
                     (u.to_string(), c.trim_start().to_string())
                 }
             };
-            out.push(CronEntry { path: path.clone(), user, line: line.to_string(), schedule, command });
+            out.push(CronEntry {
+                path: path.clone(),
+                user,
+                line: line.to_string(),
+                schedule,
+                command,
+                next_runs: Vec::new(),
+            });
         }
     }
     out
@@ -542,6 +559,20 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
                 size: body.len() as u64,
                 sha256: sha256_hex(&body),
             });
+        }
+    }
+}
+
+/// Fills in when each crontab entry runs for a VM started at `started` (three runs each; one
+/// for `@reboot`, delayed by a leading `sleep`). Times are UTC: cron uses the VM's zone
+/// ([`Findings::timezone`]), the same as UTC only when that zone is.
+pub fn plan(f: &mut Findings, started: chrono::DateTime<chrono::Utc>) {
+    for c in &mut f.crontabs {
+        if let Some(s) = super::cron::parse(&c.schedule, &c.command) {
+            c.next_runs = super::cron::next_runs(&s, started, 3)
+                .iter()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .collect();
         }
     }
 }

@@ -13,6 +13,7 @@
 //! container and partition readers are written here (see their modules for why).
 
 pub mod carve;
+pub mod cron;
 pub mod disk;
 pub mod linux;
 pub mod partition;
