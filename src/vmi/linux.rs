@@ -146,6 +146,9 @@ pub struct Findings {
     pub mail: Vec<Mail>,
     pub histories: Vec<History>,
     pub media: Vec<Media>,
+    /// Media files under the system's own trees (`/usr`, `/lib`, `/boot`, `/etc`...: packaged
+    /// icons and documentation), counted, not listed.
+    pub system_media_files: u64,
     pub recently_changed: Vec<Changed>,
     pub notes: Vec<String>,
 }
@@ -538,6 +541,12 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
     }
     let Some(head) = t.read(path, 4096) else { return };
     if let Some(format) = media_format(&head) {
+        const SYSTEM: [&str; 9] =
+            ["/usr/", "/lib/", "/lib64/", "/lib32/", "/boot/", "/etc/", "/bin/", "/sbin/", "/var/lib/"];
+        if SYSTEM.iter().any(|s| path.starts_with(s)) {
+            f.system_media_files += 1;
+            return;
+        }
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let n = t.stream(path, MAX_HASHED, &mut |b| ctx.update(b));
         if n < e.size {

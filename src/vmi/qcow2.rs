@@ -29,6 +29,8 @@ pub const MAX_VIRTUAL_SIZE: u64 = 1 << 56;
 pub const MAX_L1_ENTRIES: u64 = 1 << 25;
 /// Bytes of L2 tables cached.
 pub const L2_CACHE_BYTES: usize = 16 << 20;
+/// Bytes of inflated compressed clusters cached.
+pub const INFLATED_CACHE_BYTES: usize = 8 << 20;
 /// Internal snapshots listed at most (QEMU's own limit).
 pub const MAX_SNAPSHOTS: u32 = 65_536;
 
@@ -108,7 +110,9 @@ pub struct Qcow2<D: Disk> {
     snapshot_l1: Vec<Option<Vec<u64>>>,
     l2_cache: Vec<(u64, Vec<u64>)>,
     /// The last decompressed cluster: (its L2 entry, its bytes).
-    inflated: Option<(u64, Vec<u8>)>,
+    /// Recently inflated clusters (L2 entry, bytes), newest last, at most [`INFLATED_CACHE_BYTES`]:
+    /// filesystem metadata is read again and again from the same few clusters.
+    inflated: Vec<(u64, Vec<u8>)>,
     /// Reads that fell on unallocated clusters of an image whose backing file is missing
     /// (zeros given).
     pub backing_reads: u64,
@@ -203,7 +207,7 @@ impl<D: Disk> Qcow2<D> {
             l1: Vec::new(),
             snapshot_l1: Vec::new(),
             l2_cache: Vec::new(),
-            inflated: None,
+            inflated: Vec::new(),
             backing_reads: 0,
             backing: None,
         };
@@ -364,7 +368,11 @@ impl<D: Disk> Qcow2<D> {
 
     /// The cluster a compressed L2 entry describes, inflated (cached: reads are sequential).
     fn inflate(&mut self, l2e: u64) -> Result<&[u8], Qcow2Error> {
-        if self.inflated.as_ref().is_none_or(|(e, _)| *e != l2e) {
+        if let Some(i) = self.inflated.iter().position(|(e, _)| *e == l2e) {
+            // Newest last: a hit moves to the end, so eviction takes the least recently used.
+            let hit = self.inflated.remove(i);
+            self.inflated.push(hit);
+        } else {
             let cluster = self.cluster_size();
             let x = 62 - (self.header.cluster_bits - 8);
             let host = l2e & ((1u64 << x) - 1);
@@ -390,9 +398,12 @@ impl<D: Disk> Qcow2<D> {
                 }
                 Err(e) => return Err(Qcow2Error::Corrupt(format!("compressed cluster at {host}: {e}"))),
             }
-            self.inflated = Some((l2e, out));
+            if (self.inflated.len() + 1) * cluster as usize > INFLATED_CACHE_BYTES && !self.inflated.is_empty() {
+                self.inflated.remove(0);
+            }
+            self.inflated.push((l2e, out));
         }
-        Ok(self.inflated.as_ref().map(|(_, d)| d.as_slice()).unwrap_or_default())
+        Ok(self.inflated.last().map(|(_, d)| d.as_slice()).unwrap_or_default())
     }
 
     /// Reads of clusters this image does not hold go to `backing` (the backing file's guest view).
