@@ -55,6 +55,7 @@ struct Root {
     dir: PathBuf,
     fingerprint: String,
     mail_sha256: String,
+    unsent_sha256: [String; 2],
     clip_sha256: String,
 }
 
@@ -78,6 +79,12 @@ fn root_tree(base: &Path) -> Root {
         printf 'From: joe@example.net\r\nTo: partner@example.org\r\nSubject: the plan\r\nMessage-ID: <1@joe-vm>\r\nDate: Sun, 22 Nov 2026 09:05:00 +0000\r\n\r\nmeet at noon\r\n' > root/home/joe/Mail/outbox/1.eml
         { printf '\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2'; head -c 300000 /dev/urandom; } > root/home/joe/Videos/clip.mp4
         printf 'ls\ncat /etc/passwd\nscp vm.qcow2 upload:\n' > root/home/joe/.bash_history
+        # A mail client's outbox: an mbox of two messages.
+        tb="root/home/joe/.thunderbird/k3x9.default-esr/Mail/Local Folders"
+        mkdir -p "$tb"
+        printf 'From: joe@example.net\nTo: a@example.org\nSubject: first\nMessage-ID: <u1@joe-vm>\n\nhello\n' > unsent1.eml
+        printf 'From: joe@example.net\nTo: b@example.org\nSubject: second\nMessage-ID: <u2@joe-vm>\n\n>From the start\n' > unsent2.eml
+        { printf 'From - Sun Nov 22 09:00:00 2026\n'; cat unsent1.eml; printf '\n'; printf 'From - Sun Nov 22 09:01:00 2026\n'; cat unsent2.eml; printf '\n'; } > "$tb/Unsent Messages"
         ln -s /lib/systemd/system/ssh.service root/etc/systemd/system/multi-user.target.wants/ssh.service
         "#,
         base,
@@ -86,6 +93,7 @@ fn root_tree(base: &Path) -> Root {
     Root {
         fingerprint: fp.split_whitespace().nth(1).unwrap().to_string(),
         mail_sha256: sha256sum(&dir.join("home/joe/Mail/outbox/1.eml")),
+        unsent_sha256: [sha256sum(&base.join("unsent1.eml")), sha256sum(&base.join("unsent2.eml"))],
         clip_sha256: sha256sum(&dir.join("home/joe/Videos/clip.mp4")),
         dir,
     }
@@ -165,12 +173,19 @@ fn check_linux(r: &Value, root: &Root, partition: u64, offset: u64, label: &str)
     );
     assert_eq!(l["enabled_units"], serde_json::json!(["ssh.service (multi-user.target.wants)"]));
     let mail = l["mail"].as_array().unwrap();
-    assert_eq!(mail.len(), 1, "{label}: {mail:?}");
-    assert_eq!(mail[0]["path"], "/home/joe/Mail/outbox/1.eml");
-    assert_eq!(mail[0]["sha256"], root.mail_sha256.as_str());
-    assert_eq!(mail[0]["subject"], "the plan");
-    assert_eq!(mail[0]["to"], "partner@example.org");
-    assert_eq!(mail[0]["message_id"], "<1@joe-vm>");
+    assert_eq!(mail.len(), 3, "{label}: {mail:?}");
+    let unsent = "/home/joe/.thunderbird/k3x9.default-esr/Mail/Local Folders/Unsent Messages";
+    assert_eq!(mail[0]["path"], format!("{unsent}#1"));
+    assert_eq!(mail[0]["subject"], "first");
+    assert_eq!(mail[0]["sha256"], root.unsent_sha256[0].as_str());
+    assert_eq!(mail[1]["path"], format!("{unsent}#2"));
+    assert_eq!(mail[1]["to"], "b@example.org");
+    assert_eq!(mail[1]["sha256"], root.unsent_sha256[1].as_str());
+    assert_eq!(mail[2]["path"], "/home/joe/Mail/outbox/1.eml");
+    assert_eq!(mail[2]["sha256"], root.mail_sha256.as_str());
+    assert_eq!(mail[2]["subject"], "the plan");
+    assert_eq!(mail[2]["to"], "partner@example.org");
+    assert_eq!(mail[2]["message_id"], "<1@joe-vm>");
     let media = l["media"].as_array().unwrap();
     assert_eq!(media.len(), 1);
     assert_eq!(media[0]["path"], "/home/joe/Videos/clip.mp4");

@@ -557,19 +557,47 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
     }
     if mail_place(path) && e.size <= MAX_FILE as u64 {
         let Some(body) = t.read(path, MAX_FILE) else { return };
-        if let Some(h) = mail_headers(&body) {
+        let messages = if body.starts_with(b"From ") { mbox_messages(&body) } else { vec![body.as_slice()] };
+        let several = messages.len() > 1;
+        for (i, m) in messages.into_iter().enumerate() {
+            let Some(h) = mail_headers(m) else { continue };
             f.mail.push(Mail {
-                path: path.to_string(),
+                // A message of an mbox (a client's "Unsent Messages") is named by its place.
+                path: if several { format!("{path}#{}", i + 1) } else { path.to_string() },
                 from: h.get("from").cloned(),
                 to: h.get("to").cloned(),
                 subject: h.get("subject").cloned(),
                 message_id: h.get("message-id").cloned(),
                 date: h.get("date").cloned(),
-                size: body.len() as u64,
-                sha256: sha256_hex(&body),
+                size: m.len() as u64,
+                sha256: sha256_hex(m),
             });
         }
     }
+}
+
+/// The messages of an mbox: what lies between its `From ` separator lines, less the blank line
+/// that ends each message.
+pub fn mbox_messages(b: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    while at < b.len() {
+        let line_end = b.get(at..).and_then(|r| r.iter().position(|c| *c == b'\n')).map_or(b.len(), |p| at + p + 1);
+        if b.get(at..).is_some_and(|r| r.starts_with(b"From ")) && (at == 0 || b.get(at - 1) == Some(&b'\n')) {
+            starts.push((at, line_end));
+        }
+        at = line_end;
+    }
+    let mut out = Vec::new();
+    for (i, &(_, body)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(b.len(), |(s, _)| *s);
+        let mut m = b.get(body..end).unwrap_or_default();
+        if starts.get(i + 1).is_some() || m.ends_with(b"\n\n") {
+            m = m.strip_suffix(b"\n").unwrap_or(m);
+        }
+        out.push(m);
+    }
+    out
 }
 
 /// Fills in when each crontab entry runs for a VM started at `started` (three runs each; one
