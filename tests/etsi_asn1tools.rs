@@ -522,24 +522,14 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
     let a = &n["tapir"]["event"]["association"];
     assert_eq!(a["event"], "instance.start");
     assert_eq!(a["selectorsAdded"], json!(["vni:5001/10.0.0.5"]));
-    let ids: Vec<(&str, &str)> = a["identifiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap(), i["value"].as_str().unwrap()))
-        .collect();
+    let ids = identifiers(a);
     assert!(ids.contains(&("instance", "vm-42")) && ids.contains(&("owner", "ann")), "{ids:?}");
 
     let c = contents(1);
     assert_eq!(c["accessEventType"], "unknown");
     let a = &c["nationalIPIRIParameters"]["tapir"]["event"]["association"];
     assert_eq!(a["event"], "image.create");
-    let ids: Vec<(&str, &str)> = a["identifiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap(), i["value"].as_str().unwrap()))
-        .collect();
+    let ids = identifiers(a);
     assert!(ids.contains(&("name", "debian12-joe.qcow2")) && ids.contains(&("image", "img-9")), "{ids:?}");
     assert_eq!(c["nationalIPIRIParameters"]["tapir"]["provenance"]["selector"], "subscriber:joe");
 
@@ -590,4 +580,14 @@ fn cloud_events_and_objects_use_the_standard_fields_and_tapirs_parameters() {
     assert_eq!(t(2)["event"]["object"]["wireConflicts"], json!([wire]));
     assert_eq!(t(3)["event"]["wireConflict"], wire);
     assert_eq!(t(4)["counters"]["wireToTarget"]["unverified"], 3);
+}
+
+/// An association event's identifiers as (name, value) pairs.
+fn identifiers(a: &serde_json::Value) -> Vec<(&str, &str)> {
+    a["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect()
 }

@@ -104,3 +104,45 @@ pub fn read_vec(d: &mut dyn Disk, offset: u64, len: usize) -> io::Result<Vec<u8>
     d.read_at(offset, &mut v)?;
     Ok(v)
 }
+
+/// Fixed-width fields of on-disk structures: 0 when `at` is past the buffer (callers check
+/// lengths first; a zero is what a short, hostile header reads as, never a panic).
+pub mod field {
+    macro_rules! reader {
+        ($name:ident, $t:ty, $from:ident) => {
+            pub fn $name(b: &[u8], at: usize) -> $t {
+                b.get(at..at + std::mem::size_of::<$t>()).and_then(|s| s.try_into().ok()).map_or(0, <$t>::$from)
+            }
+        };
+    }
+    reader!(be16, u16, from_be_bytes);
+    reader!(be32, u32, from_be_bytes);
+    reader!(be64, u64, from_be_bytes);
+    reader!(le16, u16, from_le_bytes);
+    reader!(le32, u32, from_le_bytes);
+    reader!(le64, u64, from_le_bytes);
+}
+
+/// Reads `buf` at guest `offset` of an image made of fixed-size blocks, `table[i]` giving block
+/// i's byte offset in `file` (`None`: never written, zeros): VHD, VHDX and VDI alike.
+pub fn read_blocks(
+    file: &mut dyn Disk,
+    table: &[Option<u64>],
+    block: u64,
+    mut offset: u64,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let (b, within) = (offset / block, offset % block);
+        let n = ((block - within) as usize).min(buf.len() - done);
+        let dst = buf.get_mut(done..done + n).unwrap_or_default();
+        match table.get(b as usize).copied().flatten() {
+            Some(at) => file.read_at(at + within, dst)?,
+            None => dst.fill(0),
+        }
+        done += n;
+        offset += n as u64;
+    }
+    Ok(())
+}

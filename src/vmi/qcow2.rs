@@ -20,6 +20,7 @@
 
 use std::io::{self, Read};
 
+use super::disk::field::{be16, be32, be64};
 use super::disk::{check, read_vec, Disk};
 
 /// Largest virtual size accepted: 64 PiB, well past any real disk (qemu's limit is 2^61 bytes
@@ -118,18 +119,6 @@ pub struct Qcow2<D: Disk> {
     pub backing_reads: u64,
     /// The backing image's guest view, when it was found ([`Qcow2::set_backing`]).
     backing: Option<Box<dyn Disk>>,
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_be_bytes)
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_be_bytes)
 }
 
 /// Whether `b` starts like a qcow2 image.

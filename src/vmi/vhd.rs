@@ -12,7 +12,8 @@
 //! entries are block numbers in the data area, `0xFFFFFFFF` (never written) and `0xFFFFFFFE`
 //! (zeroed) read as zeros.
 
-use super::disk::{check, read_vec, Disk};
+use super::disk::field::{be32, be64, le32, le64};
+use super::disk::{check, read_blocks, read_vec, Disk};
 
 const SECTOR: u64 = 512;
 const UNALLOCATED: u32 = 0xffff_ffff;
@@ -23,19 +24,6 @@ const MAX_BLOCKS: u64 = 1 << 24;
 /// Largest block accepted (VHD uses 2 MiB, VDI 1 MiB).
 const MAX_BLOCK: u64 = 64 << 20;
 const MAX_SIZE: u64 = 1 << 56;
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_be_bytes)
-}
-fn be64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
 
 fn bad(m: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, m)
@@ -161,24 +149,11 @@ impl<D: Disk> Disk for Blocked<D> {
         self.header.virtual_size
     }
 
-    fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         check(offset, buf.len(), self.header.virtual_size)?;
         if self.header.block_size == 0 {
             return self.file.read_at(self.fixed_at + offset, buf);
         }
-        let bs = self.header.block_size;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let (b, within) = (offset / bs, offset % bs);
-            let n = ((bs - within) as usize).min(buf.len() - done);
-            let dst = buf.get_mut(done..done + n).unwrap_or_default();
-            match self.table.get(b as usize).copied().flatten() {
-                Some(at) => self.file.read_at(at + within, dst)?,
-                None => dst.fill(0),
-            }
-            done += n;
-            offset += n as u64;
-        }
-        Ok(())
+        read_blocks(&mut self.file, &self.table, self.header.block_size, offset, buf)
     }
 }

@@ -8,7 +8,8 @@
 //! not yet applied: they are not replayed here, and the report says so. Differencing disks
 //! (`HasParent`) need their parent and are refused.
 
-use super::disk::{check, read_vec, Disk};
+use super::disk::field::{le16, le32, le64};
+use super::disk::{check, read_blocks, read_vec, Disk};
 
 const KIB64: u64 = 64 << 10;
 /// Block states whose data is in the file.
@@ -21,16 +22,6 @@ const METADATA_GUID: &str = "8B7CA206-4790-4B9A-B8FE-575F050F886E";
 const FILE_PARAMETERS: &str = "CAA16737-FA36-4D43-B3B6-33F0AA44E76B";
 const VIRTUAL_DISK_SIZE: &str = "2FA54224-CD1B-4876-B211-5DBED83BF4B8";
 const LOGICAL_SECTOR_SIZE: &str = "8141BF1D-A96F-4709-BA47-F233A8FAAB5F";
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
 
 /// A GUID as stored (first three fields little-endian), printed the usual way.
 fn guid(b: &[u8]) -> String {
@@ -154,21 +145,8 @@ impl<D: Disk> Disk for Vhdx<D> {
         self.header.virtual_size
     }
 
-    fn read_at(&mut self, mut offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         check(offset, buf.len(), self.header.virtual_size)?;
-        let bs = self.header.block_size;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let (b, within) = (offset / bs, offset % bs);
-            let n = ((bs - within) as usize).min(buf.len() - done);
-            let dst = buf.get_mut(done..done + n).unwrap_or_default();
-            match self.blocks.get(b as usize).copied().flatten() {
-                Some(at) => self.file.read_at(at + within, dst)?,
-                None => dst.fill(0),
-            }
-            done += n;
-            offset += n as u64;
-        }
-        Ok(())
+        read_blocks(&mut self.file, &self.blocks, self.header.block_size, offset, buf)
     }
 }

@@ -10,6 +10,7 @@
 
 use std::io::Read;
 
+use super::disk::field::{le32, le64};
 use super::disk::{read_vec, Disk};
 
 const MAGIC: &[u8; 4] = b"KDMV";
@@ -41,14 +42,6 @@ pub struct Vmdk<D: Disk> {
     gt_entries: u64,
     gt_cache: Option<(u32, Vec<u32>)>,
     grain_cache: Option<(u64, Vec<u8>)>,
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 pub fn is_vmdk(b: &[u8]) -> bool {
