@@ -146,6 +146,9 @@ enum VmiCmd {
         /// A VM started from this image at this time (RFC 3339): when its crontabs run.
         #[arg(long, value_name = "TIME")]
         started_at: Option<String>,
+        /// Seconds the filesystem walk may take; past them it stops with a note.
+        #[arg(long, default_value_t = tapir::vmi::DEFAULT_TIME_LIMIT.as_secs(), value_name = "SECS")]
+        time_limit: u64,
     },
 }
 
@@ -227,8 +230,8 @@ fn main() {
             .map_err(Into::into),
         Cmd::Audit { cmd: AuditCmd::Verify { file, key } } => std::process::exit(audit_verify(&file, key.as_deref())),
         Cmd::Audit { cmd: AuditCmd::Repair { file, signing_key } } => audit_repair(&file, signing_key.as_deref()),
-        Cmd::Vmi { cmd: VmiCmd::Inspect { image, json, started_at } } => {
-            vmi_inspect(&image, json, started_at.as_deref())
+        Cmd::Vmi { cmd: VmiCmd::Inspect { image, json, started_at, time_limit } } => {
+            vmi_inspect(&image, json, started_at.as_deref(), std::time::Duration::from_secs(time_limit))
         }
     };
     if let Err(e) = r {
@@ -710,7 +713,12 @@ fn audit_verify(file: &Path, key: Option<&str>) -> i32 {
     code
 }
 
-fn vmi_inspect(image: &Path, json: bool, started_at: Option<&str>) -> anyhow::Result<()> {
+fn vmi_inspect(
+    image: &Path,
+    json: bool,
+    started_at: Option<&str>,
+    time_limit: std::time::Duration,
+) -> anyhow::Result<()> {
     let started = started_at
         .map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)))
         .transpose()
@@ -726,7 +734,7 @@ fn vmi_inspect(image: &Path, json: bool, started_at: Option<&str>) -> anyhow::Re
         Some((path.display().to_string(), Box::new(disk)))
     };
     let identity = image.canonicalize().map(|p| p.display().to_string()).unwrap_or_default();
-    let mut report = tapir::vmi::inspect_with(Box::new(file), &identity, &resolve);
+    let mut report = tapir::vmi::inspect_with(Box::new(file), &identity, &resolve, time_limit);
     if let Some(t) = started {
         for fs in &mut report.filesystems {
             if let Some(l) = fs.linux.as_mut() {

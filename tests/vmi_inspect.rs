@@ -469,3 +469,56 @@ fn backing_images_are_followed_and_loops_refused() {
     let notes = r["notes"].to_string();
     assert!(notes.contains("loops back to \\\"a.qcow2\\\""), "{notes}");
 }
+
+/// A zstd bomb in a compressed cluster (256 MiB of zeros in a few kB) inflates to one cluster
+/// and no more; a time limit of 0 stops the walk at once, with a note.
+#[test]
+fn a_zstd_bomb_cluster_and_the_time_limit_are_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    sh(
+        r#"
+        yes 'hello from the guest' | head -c 1M > text.raw
+        qemu-img convert -q -c -O qcow2 -o compression_type=zstd text.raw bomb.qcow2
+        head -c 256M /dev/zero | zstd -q -3 -c > bomb.zst
+        python3 - <<'PY'
+import struct
+f = open('bomb.qcow2', 'r+b'); img = bytearray(f.read())
+bits = struct.unpack('>I', img[20:24])[0]
+l1 = struct.unpack('>Q', img[40:48])[0]
+l2 = struct.unpack('>Q', img[l1:l1 + 8])[0] & 0x00fffffffffffe00
+e = struct.unpack('>Q', img[l2:l2 + 8])[0]
+assert e & (1 << 62), 'cluster 0 is compressed'
+bomb = open('bomb.zst', 'rb').read()
+host = (len(img) + 511) // 512 * 512
+img += b'\0' * (host - len(img)) + bomb
+x = 62 - (bits - 8)
+sectors = (len(bomb) + 511) // 512 - 1
+img[l2:l2 + 8] = struct.pack('>Q', (1 << 62) | (sectors << x) | host)
+f.seek(0); f.write(img); f.close()
+PY
+        "#,
+        base,
+    );
+    let r = inspect(&base.join("bomb.qcow2"));
+    assert_eq!(r["container"]["format"], "qcow2", "{r}");
+    assert_eq!(r["container"]["qcow2"]["compression"], "zstd");
+    let rss = {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage writes a `rusage` into the valid, aligned pointer it is given.
+        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) }, 0);
+        // SAFETY: filled in by the successful call above (and zeroed before).
+        unsafe { u.assume_init() }.ru_maxrss / 1024
+    };
+    assert!(rss < 200, "peak RSS {rss} MiB");
+
+    let root = root_tree(base);
+    let (raw, _, _) = disk(base, "gpt.raw", "label: gpt\\n,8M,U\\n,,L\\n", 1, &root);
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir"))
+        .args(["vmi", "inspect", "--json", "--time-limit", "0"])
+        .arg(&raw));
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let l = &r["filesystems"][0]["linux"];
+    assert_eq!(l["hostname"], "joe-vm", "what is read before the walk is whole");
+    assert!(l["notes"][0].as_str().unwrap().starts_with("time limit reached"), "{l}");
+}

@@ -167,7 +167,7 @@ pub fn is_linux_root(t: &dyn Tree) -> bool {
 }
 
 /// Everything this module looks for.
-pub fn inspect(t: &dyn Tree) -> Findings {
+pub fn inspect(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
     let mut f = Findings { os: os_release(t), ..Findings::default() };
     f.hostname = text(t, "/etc/hostname").map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
     f.timezone = text(t, "/etc/timezone")
@@ -185,7 +185,7 @@ pub fn inspect(t: &dyn Tree) -> Findings {
         })
         .unwrap_or_default();
     f.histories = histories(t, &f.users);
-    walk(t, &mut f);
+    walk(t, &mut f, deadline);
     f
 }
 
@@ -479,7 +479,7 @@ pub fn mail_headers(b: &[u8]) -> Option<BTreeMap<String, String>> {
 
 /// One walk of the whole tree: media files, mail in users' mail directories and in spools, and
 /// the most recently changed files.
-fn walk(t: &dyn Tree, f: &mut Findings) {
+fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
     let mut stack: Vec<(String, usize)> = vec![("/".into(), 0)];
     let mut visited = 0usize;
     let mut recent: Vec<Changed> = Vec::new();
@@ -492,6 +492,13 @@ fn walk(t: &dyn Tree, f: &mut Findings) {
             visited += 1;
             if visited > MAX_ENTRIES {
                 f.notes.push(format!("walk stopped after {MAX_ENTRIES} entries"));
+                stack.clear();
+                break;
+            }
+            // The clock is read every 256 entries: cheap, and a hostile tree cannot hold the
+            // inspection past its time.
+            if (visited == 1 || visited % 256 == 0) && std::time::Instant::now() >= deadline {
+                f.notes.push(format!("time limit reached after {visited} entries: the walk stopped (media, mail and recent files are partial)"));
                 stack.clear();
                 break;
             }

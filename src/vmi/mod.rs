@@ -406,12 +406,22 @@ fn open_chain(
 
 /// Inspects the image in `file` (any container this module reads).
 pub fn inspect(file: Box<dyn Disk>) -> Report {
-    inspect_with(file, "", &no_backing)
+    inspect_with(file, "", &no_backing, DEFAULT_TIME_LIMIT)
 }
 
+/// How long one inspection may walk filesystems, by default.
+pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// [`inspect`], with backing images found through `resolve`; `identity` is the image's own, in
-/// the resolver's terms, so that a chain looping back to it is told.
-pub fn inspect_with(file: Box<dyn Disk>, identity: &str, resolve: BackingResolver<'_>) -> Report {
+/// the resolver's terms, so that a chain looping back to it is told. Filesystem walks stop at
+/// `time_limit` (with a note): an image too large or too hostile costs that much at most.
+pub fn inspect_with(
+    file: Box<dyn Disk>,
+    identity: &str,
+    resolve: BackingResolver<'_>,
+    time_limit: std::time::Duration,
+) -> Report {
+    let deadline = std::time::Instant::now() + time_limit;
     let mut report = Report::default();
     let Some(guest) = open_chain(file, &mut report, resolve, &mut vec![identity.to_string()]) else { return report };
     let shared = Shared(Rc::new(RefCell::new(guest)));
@@ -442,7 +452,7 @@ pub fn inspect_with(file: Box<dyn Disk>, identity: &str, resolve: BackingResolve
                 fs.uuid = e.uuid().to_string();
                 let tree = Ext4Tree(e);
                 if linux::is_linux_root(&tree) {
-                    fs.linux = Some(linux::inspect(&tree));
+                    fs.linux = Some(linux::inspect(&tree, deadline));
                 }
             }
             Err(e) => fs.error = Some(e.to_string()),
