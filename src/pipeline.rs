@@ -91,8 +91,62 @@ fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
     events.insert(at, ev);
 }
 
+/// Objects remembered for linking an `image.create` to the upload it equals, at most.
+const UPLOADS_REMEMBERED: usize = 1 << 16;
+
+/// Complete objects a target sent, by (LIID, SHA-256): what an `image.create` naming that
+/// SHA-256 is linked to. Per LIID, so that a link never points into another warrant's case.
+#[derive(Default)]
+struct Uploads {
+    by_digest: std::collections::HashMap<(Liid, String), serde_json::Value>,
+    order: std::collections::VecDeque<(Liid, String)>,
+}
+
+impl Uploads {
+    fn observe<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> ObserveUploads<'a> {
+        ObserveUploads { inner, uploads: self }
+    }
+}
+
+/// Passes records on, remembering the complete objects targets sent.
+struct ObserveUploads<'a> {
+    inner: &'a mut dyn RecordSink,
+    uploads: &'a mut Uploads,
+}
+
+impl RecordSink for ObserveUploads<'_> {
+    fn record(&mut self, rec: Record<'_>) {
+        if let Record::ObjectEnd(o, _) = &rec {
+            if o.complete && o.meta.from_target == Some(true) {
+                let key = (o.liid.clone(), o.sha256.to_ascii_lowercase());
+                let seen = serde_json::json!({
+                    "object": o.id,
+                    "cin": o.meta.cin,
+                    "name": o.meta.name,
+                    "protocol": o.meta.protocol,
+                    "flow": format!("{} {} -> {}", o.meta.flow.proto, o.meta.flow.orig, o.meta.flow.resp),
+                    "first_seen": o.meta.first_seen,
+                    "last_seen": o.last_seen,
+                    "size": o.size,
+                });
+                let u = &mut *self.uploads;
+                if u.by_digest.insert(key.clone(), seen).is_none() {
+                    u.order.push_back(key);
+                    if u.order.len() > UPLOADS_REMEMBERED {
+                        if let Some(old) = u.order.pop_front() {
+                            u.by_digest.remove(&old);
+                        }
+                    }
+                }
+            }
+        }
+        self.inner.record(rec);
+    }
+}
+
 pub struct Pipeline {
     decoder: Decoder,
+    uploads: Uploads,
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
@@ -136,6 +190,7 @@ impl Pipeline {
         let lifecycle = Lifecycle::new(&warrants);
         Pipeline {
             decoder: Decoder::new(decode),
+            uploads: Uploads::default(),
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
@@ -177,7 +232,7 @@ impl Pipeline {
             if *end > now {
                 break;
             }
-            self.flows.end_liid(liid, *end, &mut self.files, sink);
+            self.flows.end_liid(liid, *end, &mut self.files, &mut self.uploads.observe(sink));
             self.next_end += 1;
         }
         let due = match self.last_tick {
@@ -186,7 +241,7 @@ impl Pipeline {
         };
         if due {
             self.last_tick = Some(now);
-            self.flows.tick(now, &mut self.files, sink);
+            self.flows.tick(now, &mut self.files, &mut self.uploads.observe(sink));
         }
     }
 
@@ -209,13 +264,23 @@ impl Pipeline {
             if c.ts < w.start || c.ts >= w.end {
                 continue;
             }
+            let mut detail = c.detail;
+            // An image registered with the digest of an upload this LIID intercepted: say which.
+            if c.what == "image.create" {
+                let digest = detail.get("sha256").and_then(|v| v.as_str()).map(str::to_ascii_lowercase);
+                if let Some(up) = digest.and_then(|d| self.uploads.by_digest.get(&(c.liid.clone(), d))) {
+                    if let serde_json::Value::Object(m) = &mut detail {
+                        m.insert("equals_intercepted_upload".into(), up.clone());
+                    }
+                }
+            }
             Gate::new(w.scope, sink).record(Record::Iri(IriRecord {
                 liid: c.liid,
                 cin: None,
                 ts: c.ts,
                 event: IriEvent::Association {
                     what: c.what,
-                    detail: c.detail,
+                    detail,
                     selectors_added: c.selectors_added,
                     selectors_removed: c.selectors_removed,
                 },
@@ -262,7 +327,7 @@ impl Pipeline {
                     self.summary.matched.insert(m.liid.clone(), 1);
                 }
             }
-            self.flows.packet(m, frame, &d, &mut self.files, sink);
+            self.flows.packet(m, frame, &d, &mut self.files, &mut self.uploads.observe(sink));
         }
     }
 
@@ -276,7 +341,7 @@ impl Pipeline {
     /// after the last packet) and every flow is ended at the last capture time.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         let now = self.now;
-        self.flows.finish(now, &mut self.files, sink);
+        self.flows.finish(now, &mut self.files, &mut self.uploads.observe(sink));
         self.apply_due(Timestamp::MAX, sink);
     }
 
@@ -383,7 +448,7 @@ impl Pipeline {
             .map(|old| old.liid.clone())
             .collect();
         for liid in &gone {
-            self.flows.end_liid(liid, now, &mut self.files, sink);
+            self.flows.end_liid(liid, now, &mut self.files, &mut self.uploads.observe(sink));
         }
         // HI1: new warrants in force are activated, changed ones modified, vanished ones
         // deactivated, now.
