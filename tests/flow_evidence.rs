@@ -169,26 +169,10 @@ fn replay(segs: &[Seg], checksums: &str) -> Case {
 }
 
 fn replay_file(dir: tempfile::TempDir, pcap: &Path, checksums: &str) -> Case {
-    let w = dir.path().join("w.toml");
-    std::fs::write(
-        &w,
-        "[[warrant]]\nliid = \"LIID-EV\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\nscope = \"iri+cc\"\ntargets = [\"ipv4:10.0.0.5\", \"ipv4:127.0.0.1\"]\n",
-    )
-    .unwrap();
     let root = dir.path().join("case");
-    let o = Command::new(common::TAPIR)
-        .arg("replay")
-        .arg(pcap)
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--out")
-        .arg(&root)
-        .args(["-q", "--checksums", checksums])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    common::verify_case(&root);
-    Case { _dir: dir, root, stdout: String::from_utf8_lossy(&o.stdout).into_owned() }
+    let targets = ["ipv4:10.0.0.5", "ipv4:127.0.0.1"];
+    let stdout = common::replay_one_warrant(dir.path(), "LIID-EV", &targets, pcap, &root, &["--checksums", checksums]);
+    Case { _dir: dir, root, stdout }
 }
 
 fn sha256(b: &[u8]) -> String {

@@ -60,26 +60,8 @@ fn capture_post(dir: &Path, body: &Path) -> std::path::PathBuf {
 }
 
 fn replay(dir: &Path, pcap: &Path, args: &[&str]) -> (Vec<Value>, Vec<Value>, std::path::PathBuf) {
-    let w = dir.join("w.toml");
-    std::fs::write(
-        &w,
-        "[[warrant]]\nliid = \"L\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\nscope = \"iri+cc\"\ntargets = [\"ipv4:127.0.0.1\"]\n",
-    )
-    .unwrap();
     let out = dir.join(format!("case{}", args.len()));
-    let o = Command::new(common::TAPIR)
-        .arg("replay")
-        .arg(pcap)
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--out")
-        .arg(&out)
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    common::verify_case(&out);
+    common::replay_one_warrant(dir, "L", &["ipv4:127.0.0.1"], pcap, &out, args);
     let root = out.join("L");
     (common::json_lines(&root.join("objects.jsonl")), common::json_lines(&root.join("iri.jsonl")), root)
 }

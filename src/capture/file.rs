@@ -212,15 +212,18 @@ impl CaptureFile {
     }
 
     fn new(path: PathBuf, source: Source, size: u64) -> Result<CaptureFile, CaptureError> {
-        let mut magic = [0u8; 2];
-        let got = read_up_to(&mut Input::new(source.clone()), &mut magic)
-            .map_err(|source| CaptureError::Io { path: path.clone(), source })?;
-        let gzip = got == 2 && magic == GZIP_MAGIC;
+        // The stored bytes' prefix tells gzip; only then is a second one, inflated, read.
         let mut prefix = [0u8; FORMAT_PREFIX];
-        let mut reader = reader(&source, gzip, Arc::default());
-        let (len, gzip_error) = match read_up_to(&mut reader, &mut prefix) {
-            Ok(n) => (n, None),
-            Err(e) => (0, Some(e)),
+        let stored = read_up_to(&mut reader(&source, false, Arc::default()), &mut prefix)
+            .map_err(|source| CaptureError::Io { path: path.clone(), source })?;
+        let gzip = prefix.get(..stored).is_some_and(|p| p.starts_with(&GZIP_MAGIC));
+        let (len, gzip_error) = if gzip {
+            match read_up_to(&mut reader(&source, true, Arc::default()), &mut prefix) {
+                Ok(n) => (n, None),
+                Err(e) => (0, Some(e)),
+            }
+        } else {
+            (stored, None)
         };
         let bytes = prefix.get(..len).unwrap_or_default();
         let format = match detect(bytes) {
@@ -288,12 +291,6 @@ struct Input {
     source: Source,
     pos: u64,
     consumed: Arc<AtomicU64>,
-}
-
-impl Input {
-    fn new(source: Source) -> Input {
-        Input { source, pos: 0, consumed: Arc::default() }
-    }
 }
 
 impl Read for Input {

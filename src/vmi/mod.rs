@@ -123,16 +123,21 @@ fn snapshot_memory<D: Disk>(q: &mut qcow2::Qcow2<D>, report: &mut Report) {
             continue;
         }
         let label = format!("snapshot {} {:?}", s.id, s.name);
-        let mut vs = VmState { q, snapshot: i, size: s.vm_state_size };
-        let saved = ram::parse(&mut vs);
-        report.notes.extend(saved.notes.iter().map(|n| format!("{label}: {n}")));
-        for b in &saved.blocks {
-            let mut bd = ram::BlockDisk { stream: &mut vs, block: b };
-            let runs = bd.runs();
-            carve::carve(&mut bd, &runs, &format!("{label} RAM block {}", b.name), &mut report.memory);
-        }
-        report.ram.push(SavedRam { snapshot: label, vm_state_size: s.vm_state_size, blocks: saved.blocks });
+        saved_ram(&mut VmState { q, snapshot: i, size: s.vm_state_size }, label, report);
     }
+}
+
+/// Rebuilds the guest RAM a migration stream holds (a snapshot's VM state, or a stream uploaded
+/// as such), carves each of its blocks, and records it all under `label`.
+fn saved_ram(stream: &mut dyn Disk, label: String, report: &mut Report) {
+    let saved = ram::parse(stream);
+    report.notes.extend(saved.notes.iter().map(|n| format!("{label}: {n}")));
+    for b in &saved.blocks {
+        let mut bd = ram::BlockDisk { stream: &mut *stream, block: b };
+        let runs = bd.runs();
+        carve::carve(&mut bd, &runs, &format!("{label} RAM block {}", b.name), &mut report.memory);
+    }
+    report.ram.push(SavedRam { snapshot: label, vm_state_size: stream.size(), blocks: saved.blocks });
 }
 
 /// A disk shared by the filesystem reader (which wants to own a `'static` reader) and the rest.
@@ -466,18 +471,7 @@ pub fn inspect_with(
         let mut head = [0u8; 8];
         let _ = d.read_at(0, &mut head);
         if ram::is_stream(&head) {
-            let saved = ram::parse(&mut d);
-            report.notes.extend(saved.notes.iter().map(|n| format!("migration stream: {n}")));
-            for b in &saved.blocks {
-                let mut bd = ram::BlockDisk { stream: &mut d, block: b };
-                let runs = bd.runs();
-                carve::carve(&mut bd, &runs, &format!("migration stream RAM block {}", b.name), &mut report.memory);
-            }
-            report.ram.push(SavedRam {
-                snapshot: "migration stream".into(),
-                vm_state_size: size,
-                blocks: saved.blocks,
-            });
+            saved_ram(&mut d, "migration stream".into(), &mut report);
         } else {
             carve::carve(&mut d, &[(0, size)], "memory dump", &mut report.memory);
         }

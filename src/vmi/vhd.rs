@@ -46,8 +46,6 @@ pub struct Blocked<D: Disk> {
     pub header: Header,
     /// For dynamic images: each block's byte offset in the file (`None`: zeros).
     table: Vec<Option<u64>>,
-    /// For fixed images: where the data starts.
-    fixed_at: u64,
 }
 
 pub fn is_vhd_footer(b: &[u8]) -> bool {
@@ -81,7 +79,6 @@ impl<D: Disk> Blocked<D> {
                 file,
                 header: Header { format: "vhd", kind: "fixed", virtual_size, block_size: 0 },
                 table: Vec::new(),
-                fixed_at: 0,
             }),
             3 => {
                 let dyn_at = be64(&footer, 16);
@@ -107,7 +104,6 @@ impl<D: Disk> Blocked<D> {
                     file,
                     header: Header { format: "vhd", kind: "dynamic", virtual_size, block_size: block },
                     table,
-                    fixed_at: 0,
                 })
             }
             4 => Err(bad("VHD differencing disk: its parent is needed".into())),
@@ -135,12 +131,7 @@ impl<D: Disk> Blocked<D> {
             .map(|b| (b != UNALLOCATED && b != VDI_ZERO).then(|| data_at + u64::from(b) * (block + extra) + extra))
             .collect();
         let kind = if kind == 2 { "fixed" } else { "dynamic" };
-        Ok(Blocked {
-            file,
-            header: Header { format: "vdi", kind, virtual_size, block_size: block },
-            table,
-            fixed_at: 0,
-        })
+        Ok(Blocked { file, header: Header { format: "vdi", kind, virtual_size, block_size: block }, table })
     }
 }
 
@@ -152,7 +143,8 @@ impl<D: Disk> Disk for Blocked<D> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         check(offset, buf.len(), self.header.virtual_size)?;
         if self.header.block_size == 0 {
-            return self.file.read_at(self.fixed_at + offset, buf);
+            // A fixed VHD: the data from byte 0, then the footer.
+            return self.file.read_at(offset, buf);
         }
         read_blocks(&mut self.file, &self.table, self.header.block_size, offset, buf)
     }

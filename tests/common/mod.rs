@@ -105,6 +105,35 @@ pub fn verify_case(case: &Path) {
     assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
+/// `tapir replay PCAP` into `out` under one iri+cc warrant `liid` on `targets` (in force
+/// 2020-2100), with `args` added; asserts it succeeded and that the case verifies. Returns the
+/// closing summary (stdout).
+pub fn replay_one_warrant(dir: &Path, liid: &str, targets: &[&str], pcap: &Path, out: &Path, args: &[&str]) -> String {
+    let w = dir.join("w.toml");
+    let targets = targets.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    std::fs::write(
+        &w,
+        format!(
+            "[[warrant]]\nliid = \"{liid}\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\nscope = \"iri+cc\"\ntargets = [{targets}]\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .arg(pcap)
+        .arg("--warrants")
+        .arg(&w)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    verify_case(out);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Sends signal `sig` (e.g. "TERM") to a child with kill(1).
 pub fn signal(child: &Child, sig: &str) {
     let st = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
