@@ -16,7 +16,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOOLS=$HERE/tools
 OUT=$HERE/app
-ALL_FIXTURES=(smtp http ftp tls ssh)
+ALL_FIXTURES=(smtp http ftp tls ssh vmi)
 NSP=tap-
 WORK=$(mktemp -d /tmp/tapir-app-fixtures.XXXXXX)
 # postfix's own processes run as user postfix and must reach their queue under $WORK
@@ -485,6 +485,105 @@ server's interface."
 
 # ---------------------------------------------------------------------------------------------
 # app/warrants.toml: the LIIDs of pcaps/warrants.toml, windows around these captures' days
+# A png of W x H pixels, one colour, by python's zlib: a media file found by content.
+png() {
+    python3 - "$1" <<'PY'
+import struct, sys, zlib
+w, h = 64, 48
+raw = b"".join(b"\0" + bytes([200, 30, 30]) * w for _ in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
+}
+
+# The second use case in small: joe builds a VM image whose outbox holds a message and whose
+# crontab flushes it an hour after boot, uploads it over FTP, and later the message goes out
+# over SMTP. What is inside the image is read back with debugfs (never tapir) for the expect file.
+fx_vmi() {
+    begin vmi
+    lan_up
+    local p=$WORK/files r=$WORK/vmi-root
+    mkdir -p "$r/etc" "$r/home/joe/Mail/outbox" "$r/home/joe/.ssh" "$r/home/joe/Videos" \
+        "$r/var/spool/cron/crontabs" "$r/root"
+    printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n' >"$r/etc/os-release"
+    echo joe-vm >"$r/etc/hostname"
+    printf 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000:Joe:/home/joe:/bin/bash\n' >"$r/etc/passwd"
+    # a made-up hash: only whether one is set is ever reported
+    printf 'root:*:19000:0:99999:7:::\njoe:$6$salt$notarealhash:19000:0:99999:7:::\n' >"$r/etc/shadow"
+    printf 'root:x:0:\nsudo:x:27:joe\njoe:x:1000:\n' >"$r/etc/group"
+    printf '@reboot sleep 3600 && mailclient --flush-outbox\n' >"$r/var/spool/cron/crontabs/joe"
+    x_root python3 "$TOOLS/app_clients.py" eml-simple "$r/home/joe/Mail/outbox/1.eml" outbox.1@joe-vm.example.org "sent an hour after boot"
+    ssh-keygen -q -t ed25519 -N '' -C joe@laptop -f "$WORK/joe-key"
+    cp "$WORK/joe-key.pub" "$r/home/joe/.ssh/authorized_keys"
+    png "$r/home/joe/Videos/frame.png"
+    log "a Debian-like root in \$WORK/vmi-root: os-release, hostname, passwd/shadow/group, joe's crontab, outbox/1.eml, authorized_keys, Videos/frame.png"
+    x_root mkfs.ext4 -q -F -L joe-root -d "$r" "$WORK/joe-vm.raw" 16M
+    x_root qemu-img convert -c -f raw -O qcow2 "$WORK/joe-vm.raw" "$p/joe-vm.qcow2"
+    cp "$r/home/joe/Mail/outbox/1.eml" "$p/outbox-1.eml"
+    swaks_data "$p/outbox-1.eml"
+    # what the image holds, read back by debugfs from the raw disk the qcow2 was made of
+    local dbg
+    dbg() { debugfs -R "cat $1" "$WORK/joe-vm.raw" 2>/dev/null; }
+    [[ $(dbg /home/joe/Mail/outbox/1.eml | sha256sum) == $(sha256sum <"$p/outbox-1.eml") ]] || die "debugfs: outbox differs"
+    qemu-img compare -q "$WORK/joe-vm.raw" "$p/joe-vm.qcow2" || die "qemu-img compare"
+
+    local root=$WORK/ftp-root
+    mkdir -p "$root" "$WORK/smtp-store"
+    chmod 755 "$root"
+    selfsigned ftp "/CN=ftp.example" "DNS:ftp.example" 0x5e03
+    selfsigned mx "/CN=mx.example.net" "DNS:mx.example.net" 0x5e04
+    bgx srv "$WORK/ftp-srv.log" python3 "$TOOLS/ftp_app_server.py" --bind 203.0.113.10 \
+        --dir "$root" --cert "$WORK/tls/ftp.crt" --key "$WORK/tls/ftp.key"
+    local ftp=$LAST_PID
+    bgx srv "$WORK/aiosmtpd.log" python3 "$TOOLS/smtp_app_server.py" --bind 203.0.113.10 \
+        --port 25 --dir "$WORK/smtp-store" --cert "$WORK/tls/mx.crt" --key "$WORK/tls/mx.key" \
+        --password secret
+    local smtp=$LAST_PID
+    wait_port srv 21
+    wait_port srv 25
+    cap_start srv eth0 "$WORK/vmi.pcap"
+    x tgt lftp -c "set ftp:ssl-allow false; set net:max-retries 2; set net:timeout 10; open -u joe,secret ftp://203.0.113.10; put $p/joe-vm.qcow2"
+    rec kind=ftp direction=upload command=STOR name=joe-vm.qcow2 path="$p/joe-vm.qcow2" \
+        server_path="$root/joe-vm.qcow2" tool=lftp note="lftp put of a compressed qcow2 (mkfs.ext4 -d, qemu-img convert -c)"
+    sleep 2
+    x tgt swaks --server 203.0.113.10:25 --ehlo joe-vm.example.org -f joe@example.org --timeout 20 \
+        -t bob@example.net --data "@$p/outbox-1.eml.swaks" >"$WORK/swaks-vmi.log"
+    rec kind=smtp path="$p/outbox-1.eml" name=outbox-1.eml command=DATA mail_from=joe@example.org \
+        rcpt_to='["bob@example.net"]' tool=swaks server=aiosmtpd \
+        note="the message in the image's /home/joe/Mail/outbox/1.eml, sent after the upload"
+    cap_stop "$WORK/vmi.pcap"
+    stop_pid "$ftp"
+    stop_pid "$smtp"
+    same_file "$p/joe-vm.qcow2" "$root/joe-vm.qcow2"
+    same_file "$p/outbox-1.eml" "$WORK/smtp-store/001.eml"
+    count ftp_commands 'ftp.request.command'
+    count smtp_commands 'smtp.req'
+    keep "$WORK/vmi.pcap" vmi.pcap
+    local fp
+    fp=$(ssh-keygen -l -f "$WORK/joe-key.pub" | awk '{print $2}')
+    expect vmi "Target 198.51.100.7 uploads joe-vm.qcow2 (a 16 MiB ext4 disk, compressed qcow2) \
+with lftp to pyftpdlib at 203.0.113.10:21, then sends the message of the image's outbox with \
+swaks to aiosmtpd at 203.0.113.10:25. Captured on the server's interface." \
+        "$(python3 - "$p" "$fp" "$r" <<'PY'
+import hashlib, json, sys
+p, fp, r = sys.argv[1:4]
+sha = lambda f: hashlib.sha256(open(f, "rb").read()).hexdigest()
+print(json.dumps({"vmi": {
+    "image": "joe-vm.qcow2", "image_sha256": sha(p + "/joe-vm.qcow2"),
+    "os_pretty_name": "Debian GNU/Linux 12 (bookworm)", "hostname": "joe-vm",
+    "users": ["root", "joe"], "crontab_line": "@reboot sleep 3600 && mailclient --flush-outbox",
+    "crontab_sha256": sha(r + "/var/spool/cron/crontabs/joe"),
+    "outbox": {"path": "/home/joe/Mail/outbox/1.eml", "sha256": sha(p + "/outbox-1.eml")},
+    "authorized_keys_sha256": sha(r + "/home/joe/.ssh/authorized_keys"), "ssh_fingerprint": fp,
+    "media": {"path": "/home/joe/Videos/frame.png", "sha256": sha(r + "/home/joe/Videos/frame.png")},
+    "read_back_with": "debugfs -R 'cat PATH' on the raw disk; qemu-img compare raw vs qcow2",
+}}))
+PY
+)"
+    ns_cleanup
+}
+
 write_warrants() {
     python3 - "$OUT" <<'PY'
 import datetime as dt, glob, json, os, sys
@@ -536,6 +635,7 @@ main() {
             ftp) fx_ftp ;;
             tls) fx_tls ;;
             ssh) fx_ssh ;;
+            vmi) fx_vmi ;;
             *) die "unknown fixture $f (one of: ${ALL_FIXTURES[*]})" ;;
         esac
     done

@@ -69,6 +69,16 @@ enum Cmd {
         /// Most decoded bytes per byte as sent (past the first MiB).
         #[arg(long, default_value_t = tapir::content::ContentLimits::default().max_decode_ratio, value_name = "N")]
         max_decode_ratio: u64,
+        /// Do not look inside the VM images and memory dumps targets upload (by default each is
+        /// inspected on a thread of its own: findings, artifacts and a report join the case).
+        #[arg(long)]
+        no_inspect: bool,
+        /// How long one image's inspection may walk its filesystems.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        inspect_time_limit: u64,
+        /// Images larger than this are reported, not inspected.
+        #[arg(long, default_value_t = 64 << 30, value_name = "BYTES")]
+        inspect_max_bytes: u64,
     },
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
@@ -188,14 +198,33 @@ fn main() {
             checksums,
             max_decoded_bytes,
             max_decode_ratio,
+            no_inspect,
+            inspect_time_limit,
+            inspect_max_bytes,
         } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
+            let inspect = (!no_inspect).then(|| {
+                let mut c = tapir::vmi::intake::IntakeConfig::new(out.join(".vmi-work"));
+                c.time_limit = std::time::Duration::from_secs(inspect_time_limit);
+                c.max_image_bytes = inspect_max_bytes;
+                c
+            });
             let flow = FlowConfig {
                 checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
                 content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio },
                 ..FlowConfig::default()
             };
-            replay(&captures, &warrants, associations.as_deref(), &out, signing_key.as_deref(), quiet, deliver, flow)
+            replay(
+                &captures,
+                &warrants,
+                associations.as_deref(),
+                &out,
+                signing_key.as_deref(),
+                quiet,
+                deliver,
+                flow,
+                inspect,
+            )
         }
         Cmd::Lemf { listen_hi2, listen_hi3, listen, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
             let cfg = match (listen, listen_hi2, listen_hi3) {
@@ -302,6 +331,7 @@ fn replay(
     quiet: bool,
     deliver: Option<(PathBuf, std::time::Duration)>,
     flow: FlowConfig,
+    inspect: Option<tapir::vmi::intake::IntakeConfig>,
 ) -> Result<()> {
     let started = Instant::now();
     let warrants_path = warrants;
@@ -351,6 +381,14 @@ fn replay(
     let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
+    // Images are copied under the case while they pass, and the copies removed once inspected.
+    let mut intake = match inspect {
+        Some(c) => Some(
+            tapir::vmi::intake::Intake::start(c)
+                .with_context(|| format!("starting image inspection in {}", out.display()))?,
+        ),
+        None => None,
+    };
     let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), flow);
     // A replay never reloads its warrants: applied events need not be held for that.
     pipeline.keep_applied_events(false);
@@ -403,7 +441,15 @@ fn replay(
             break;
         }
         match item {
-            Ok(frame) => pipeline.frame(&frame, &mut sink),
+            Ok(frame) => match intake.as_mut() {
+                Some(i) => {
+                    for done in i.wait_due(frame.ts) {
+                        pipeline.inspected(done, &mut sink);
+                    }
+                    pipeline.frame(&frame, &mut i.tap(&mut sink))
+                }
+                None => pipeline.frame(&frame, &mut sink),
+            },
             // The file's name only: the case goes to an LEA, the operator's paths need not.
             Err(d) => pipeline.damage(format!(
                 "{}: {d}",
@@ -411,6 +457,11 @@ fn replay(
                     .file_name()
                     .map_or_else(|| captures[idx].display().to_string(), |n| n.to_string_lossy().into_owned())
             )),
+        }
+        if pipeline.summary.frames & 0x3ff == 0 {
+            for done in intake.as_mut().map(|i| i.poll()).unwrap_or_default() {
+                pipeline.inspected(done, &mut sink);
+            }
         }
         if pipeline.summary.frames & 0xffff == 0 && !bar.is_hidden() {
             let el = last_update.elapsed().as_secs_f64();
@@ -423,7 +474,16 @@ fn replay(
             }
         }
     }
-    pipeline.finish(&mut sink);
+    let mut inspected = None;
+    match intake.take() {
+        Some(mut i) => {
+            pipeline.finish(&mut i.tap(&mut sink));
+            // The images still waiting are inspected before the case is closed: an interrupted
+            // run too (SIGTERM twice exits at once).
+            inspected = Some(i.finish(&mut |done| pipeline.inspected(done, &mut sink)));
+        }
+        None => pipeline.finish(&mut sink),
+    }
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
@@ -463,6 +523,12 @@ fn replay(
             t.iri,
             t.cc,
             t.objects
+        );
+    }
+    if let Some(st) = &inspected {
+        println!(
+            "images: {} inspected, {} refused (too large, unreadable or queue full); spool peak {} bytes",
+            st.inspected, st.refused, st.spool_peak
         );
     }
     let fs = pipeline.flows().stats();

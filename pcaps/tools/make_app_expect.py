@@ -510,7 +510,7 @@ def main(meta_path, pcap, out_path, work=None, here=None, fast=None):
         SUBS.append((here, "pcaps"))
     meta = json.load(open(meta_path))
     res = {"fixture": os.path.basename(pcap)}
-    for k in ("description", "commands"):
+    for k in ("description", "commands", "vmi"):
         if k in meta:
             res[k] = meta[k]
     res["fixture_sha256"] = me.run(["sha256sum", pcap]).decode().split()[0]

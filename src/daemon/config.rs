@@ -234,6 +234,11 @@ pub struct Limits {
     pub deliver_wait_secs: u64,
     /// What decoding content may cost (HTTP gzip/deflate): bytes, and ratio to the bytes sent.
     pub content: crate::content::ContentLimits,
+    /// How long one uploaded image's inspection may walk its filesystems; 0: images are not
+    /// inspected.
+    pub inspect_time_limit_secs: u64,
+    /// Images larger than this are reported, not inspected.
+    pub inspect_max_image_bytes: u64,
 }
 
 impl Default for Limits {
@@ -248,6 +253,8 @@ impl Default for Limits {
             queue_batches: 64,
             deliver_wait_secs: 5,
             content: crate::content::ContentLimits::default(),
+            inspect_time_limit_secs: crate::vmi::DEFAULT_TIME_LIMIT.as_secs(),
+            inspect_max_image_bytes: 64 << 30,
         }
     }
 }
@@ -410,6 +417,10 @@ struct RawLimits {
     max_decoded_bytes: Option<S<i64>>,
     #[serde(default)]
     max_decode_ratio: Option<S<i64>>,
+    #[serde(default)]
+    inspect_time_limit_secs: Option<S<i64>>,
+    #[serde(default)]
+    inspect_max_image_bytes: Option<S<i64>>,
 }
 
 struct Ctx<'a> {
@@ -734,6 +745,12 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         }
         if let Some(v) = &l.max_decode_ratio {
             limits.content.max_decode_ratio = cx.int(v, "max_decode_ratio", 1, 1 << 20)? as u64;
+        }
+        if let Some(v) = &l.inspect_time_limit_secs {
+            limits.inspect_time_limit_secs = cx.int(v, "inspect_time_limit_secs", 0, 86400)? as u64;
+        }
+        if let Some(v) = &l.inspect_max_image_bytes {
+            limits.inspect_max_image_bytes = cx.int(v, "inspect_max_image_bytes", 1 << 20, 1 << 50)? as u64;
         }
     }
 

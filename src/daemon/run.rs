@@ -202,10 +202,16 @@ struct Outputs {
     /// and the last record's time, for X1 TaskStatus.
     intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
     count_intercepts: bool,
+    /// Copies the images targets upload for inspection (none when `inspect_time_limit_secs`
+    /// is 0).
+    intake: Option<crate::vmi::intake::Intake>,
 }
 
 impl RecordSink for Outputs {
     fn record(&mut self, rec: Record<'_>) {
+        if let Some(i) = &mut self.intake {
+            i.observe(&rec);
+        }
         if self.count_intercepts {
             let seen = match &rec {
                 Record::Iri(r) if !matches!(r.event, crate::record::IriEvent::Warrant { .. }) => {
@@ -555,7 +561,19 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         give_up,
         intercepts: HashMap::new(),
         count_intercepts: x1.is_some(),
+        intake: None,
     };
+    if config.limits.inspect_time_limit_secs > 0 {
+        // Images are copied under the case while they pass, and the copies removed once
+        // inspected, on a thread of its own: capture never waits for an inspection.
+        let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
+        c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
+        c.max_image_bytes = config.limits.inspect_max_image_bytes;
+        out.intake = Some(
+            crate::vmi::intake::Intake::start(c)
+                .with_context(|| format!("starting image inspection in {}", case_root.display()))?,
+        );
+    }
     let flow_config =
         crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
     let mut pipeline = Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), flow_config);
@@ -643,6 +661,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             }
         }
         feeds.poll(&mut pipeline, out.delivery.is_some());
+        for done in out.intake.as_mut().map(|i| i.poll()).unwrap_or_default() {
+            pipeline.inspected(done, &mut out);
+        }
         // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
         // is near real time even for a target that sends little.
         if last_flush.elapsed() >= Duration::from_millis(100) {
@@ -736,6 +757,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     feeds.finish(&mut pipeline);
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
     pipeline.finish(&mut out);
+    // Images still waiting are inspected before the case is signed.
+    if let Some(intake) = out.intake.take() {
+        let stats = intake.finish(&mut |done| pipeline.inspected(done, &mut out));
+        tracing::info!(inspected = stats.inspected, refused = stats.refused, "image inspection");
+    }
     let Outputs { case, delivery, .. } = out;
     let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
     let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;

@@ -492,6 +492,12 @@ impl FlowTable {
         }
     }
 
+    /// A CIN of `liid` for a communication that is no flow (an image's inspection): numbered
+    /// with the LIID's sessions, so that it is never one of theirs.
+    pub fn new_cin(&mut self, liid: &Liid) -> Cin {
+        self.next_cin(liid)
+    }
+
     fn next_cin(&mut self, liid: &Liid) -> Cin {
         if let Some(c) = self.cins.get_mut(liid) {
             *c = c.next();

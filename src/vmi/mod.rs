@@ -15,6 +15,7 @@
 pub mod carve;
 pub mod cron;
 pub mod disk;
+pub mod intake;
 pub mod linux;
 pub mod partition;
 pub mod qcow2;
@@ -417,6 +418,80 @@ pub fn inspect(file: Box<dyn Disk>) -> Report {
 /// How long one inspection may walk filesystems, by default.
 pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Where an extracted artifact was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "found", rename_all = "kebab-case")]
+pub enum Place {
+    /// A file of the filesystem on partition `partition` (0: the whole disk); one message of an
+    /// mbox is `path#n`.
+    Filesystem { partition: u32, path: String },
+    /// Saved RAM or a memory dump: which, and the offset there.
+    Memory { source: String, offset: u64 },
+}
+
+impl Place {
+    /// How an analyst reads it: the path, or `source @ offset`.
+    pub fn describe(&self) -> String {
+        match self {
+            Place::Filesystem { partition: 0, path } => path.clone(),
+            Place::Filesystem { partition, path } => format!("{path} (partition {partition})"),
+            Place::Memory { source, offset } => format!("{source} @ {offset:#x}"),
+        }
+    }
+}
+
+/// Hands its argument an artifact's bytes in order, in chunks; returns how many.
+pub type ArtifactBytes<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8])) -> u64;
+
+/// Receives the bytes of what an inspection finds (messages, crontabs, key files, media), so
+/// that each can become an object of its own.
+pub trait Extract {
+    /// An artifact of `kind` (`mail`, `crontab`, `ssh-keys`, `media`) found at `place`. `bytes`
+    /// hands its argument the artifact's bytes in order, in chunks, and returns how many.
+    fn artifact(&mut self, kind: &'static str, place: Place, bytes: ArtifactBytes<'_>);
+}
+
+/// The files behind a Linux root's findings, each handed to `ex` once.
+fn extract_files(t: &dyn Tree, partition: u32, f: &linux::Findings, ex: &mut dyn Extract) {
+    let place = |path: &str| Place::Filesystem { partition, path: path.to_string() };
+    for m in &f.mail {
+        // `path#n`: the n-th message of the mbox at `path`.
+        let (path, nth) = match m.path.rsplit_once('#').map(|(p, n)| (p, n.parse::<usize>())) {
+            Some((p, Ok(n))) => (p, Some(n)),
+            _ => (m.path.as_str(), None),
+        };
+        let Some(body) = t.read(path, linux::MAX_FILE) else { continue };
+        let msg = match nth {
+            Some(n) => linux::mbox_messages(&body).get(n.wrapping_sub(1)).copied(),
+            None => Some(body.as_slice()),
+        };
+        if let Some(msg) = msg {
+            ex.artifact("mail", place(&m.path), &mut |out| {
+                out(msg);
+                msg.len() as u64
+            });
+        }
+    }
+    let mut files: Vec<(&'static str, &str)> = f.crontabs.iter().map(|c| ("crontab", c.path.as_str())).collect();
+    files.extend(f.ssh_keys.iter().map(|k| ("ssh-keys", k.path.as_str())));
+    files.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    for (kind, path) in files {
+        if !seen.insert(path) {
+            continue;
+        }
+        if let Some(b) = t.read(path, linux::MAX_FILE) {
+            ex.artifact(kind, place(path), &mut |out| {
+                out(&b);
+                b.len() as u64
+            });
+        }
+    }
+    for m in &f.media {
+        ex.artifact("media", place(&m.path), &mut |out| t.stream(&m.path, linux::MAX_HASHED, out));
+    }
+}
+
 /// [`inspect`], with backing images found through `resolve`; `identity` is the image's own, in
 /// the resolver's terms, so that a chain looping back to it is told. Filesystem walks stop at
 /// `time_limit` (with a note): an image too large or too hostile costs that much at most.
@@ -425,6 +500,17 @@ pub fn inspect_with(
     identity: &str,
     resolve: BackingResolver<'_>,
     time_limit: std::time::Duration,
+) -> Report {
+    inspect_extracting(file, identity, resolve, time_limit, None)
+}
+
+/// [`inspect_with`], handing every artifact found to `extract` as well.
+pub fn inspect_extracting(
+    file: Box<dyn Disk>,
+    identity: &str,
+    resolve: BackingResolver<'_>,
+    time_limit: std::time::Duration,
+    mut extract: Option<&mut dyn Extract>,
 ) -> Report {
     let deadline = std::time::Instant::now() + time_limit;
     let mut report = Report::default();
@@ -457,7 +543,11 @@ pub fn inspect_with(
                 fs.uuid = e.uuid().to_string();
                 let tree = Ext4Tree(e);
                 if linux::is_linux_root(&tree) {
-                    fs.linux = Some(linux::inspect(&tree, deadline));
+                    let found = linux::inspect(&tree, deadline);
+                    if let Some(ex) = extract.as_deref_mut() {
+                        extract_files(&tree, number, &found, ex);
+                    }
+                    fs.linux = Some(found);
                 }
             }
             Err(e) => fs.error = Some(e.to_string()),
@@ -478,6 +568,15 @@ pub fn inspect_with(
     }
     if report.filesystems.is_empty() {
         report.notes.push("no filesystem this version reads (ext2/3/4) was found".into());
+    }
+    if let Some(ex) = extract {
+        for a in &report.memory {
+            let place = Place::Memory { source: a.source.clone(), offset: a.offset };
+            ex.artifact(a.kind, place, &mut |out| {
+                out(&a.bytes);
+                a.bytes.len() as u64
+            });
+        }
     }
     report
 }

@@ -20,6 +20,7 @@ use crate::analyze::http::HttpEvent;
 use crate::analyze::smtp::SmtpEvent;
 use crate::analyze::tls::TlsEvent;
 use crate::record::{Counters, Dir, FlowDescr, IriEvent, IriRecord, ObjectRecord, Provenance, WireConflict};
+use crate::vmi::intake::VmiEvent;
 
 /// The vendor identification written in every TapirIRI.
 pub const VENDOR: &str = "tapir";
@@ -239,6 +240,8 @@ fn event_choice(o: &mut Vec<u8>, e: &IriEvent, side: Option<FlowSide<'_>>) {
                 put_cons(o, Tag::ctx_cons(2), 128, |o| tls(o, t));
             } else if let Some(s) = a.get::<SmtpEvent>() {
                 put_cons(o, Tag::ctx_cons(3), 64, |o| smtp(o, s));
+            } else if let Some(v) = a.get::<VmiEvent>() {
+                put_cons(o, Tag::ctx_cons(7), 512, |o| vmi(o, v));
             }
         }
         IriEvent::Object(obj) => put_cons(o, Tag::ctx_cons(4), 256, |o| object(o, obj, side)),
@@ -404,6 +407,92 @@ fn object(o: &mut Vec<u8>, r: &ObjectRecord, side: Option<FlowSide<'_>>) {
             }
         });
     }
+    // The cross-link to an inspected image's artifact, as the case says it.
+    utf8(o, 16, r.meta.context.get("equals_artifact").and_then(|l| l.get("says")).and_then(|s| s.as_str()));
+}
+
+/// TapirVmi: the summary of one image inspection.
+fn vmi(o: &mut Vec<u8>, v: &VmiEvent) {
+    put_uint(o, Tag::ctx(0), v.image_object);
+    digest(o, 1, Some(&v.image_sha256));
+    put_prim(o, Tag::ctx(2), v.outcome.as_bytes());
+    utf8(o, 3, v.container.as_deref());
+    utf8(o, 4, v.os.as_deref());
+    utf8(o, 5, v.hostname.as_deref());
+    if !v.users.is_empty() {
+        put_cons(o, Tag::ctx_cons(6), 0, |o| {
+            for u in &v.users {
+                put_cons(o, Tag::SEQUENCE, 32, |o| {
+                    put_prim(o, Tag::ctx(0), u.name.as_bytes());
+                    put_uint(o, Tag::ctx(1), u.uid.into());
+                    put_prim(o, Tag::ctx(2), u.password.as_bytes());
+                    if !u.groups.is_empty() {
+                        strings(o, 3, u.groups.iter().map(String::as_str));
+                    }
+                });
+            }
+        });
+    }
+    if !v.crontabs.is_empty() {
+        put_cons(o, Tag::ctx_cons(7), 0, |o| {
+            for c in &v.crontabs {
+                put_cons(o, Tag::SEQUENCE, 64, |o| {
+                    put_prim(o, Tag::ctx(0), c.place.as_bytes());
+                    utf8(o, 1, c.user.as_deref());
+                    put_prim(o, Tag::ctx(2), c.line.as_bytes());
+                });
+            }
+        });
+    }
+    if !v.ssh_keys.is_empty() {
+        put_cons(o, Tag::ctx_cons(8), 0, |o| {
+            for k in &v.ssh_keys {
+                put_cons(o, Tag::SEQUENCE, 96, |o| {
+                    put_prim(o, Tag::ctx(0), k.user.as_bytes());
+                    put_prim(o, Tag::ctx(1), k.key_type.as_bytes());
+                    put_prim(o, Tag::ctx(2), k.comment.as_bytes());
+                    put_prim(o, Tag::ctx(3), k.fingerprint.as_bytes());
+                });
+            }
+        });
+    }
+    if !v.artifacts.is_empty() {
+        put_cons(o, Tag::ctx_cons(9), 0, |o| {
+            for a in &v.artifacts {
+                put_cons(o, Tag::SEQUENCE, 128, |o| {
+                    put_prim(o, Tag::ctx(0), a.kind.as_bytes());
+                    put_prim(o, Tag::ctx(1), a.place.as_bytes());
+                    put_bool(o, Tag::ctx(2), a.from_memory);
+                    put_uint(o, Tag::ctx(3), a.size);
+                    digest(o, 4, Some(&a.sha256));
+                    uint(o, 5, a.object);
+                    utf8(o, 6, a.format.as_deref());
+                    utf8(o, 7, a.from.as_deref());
+                    utf8(o, 8, a.to.as_deref());
+                    utf8(o, 9, a.subject.as_deref());
+                    utf8(o, 10, a.message_id.as_deref());
+                    utf8(o, 11, a.date.as_deref());
+                    let seen = a.equals_object.as_ref().map(|s| {
+                        format!(
+                            "equals object {} ({}, {}) seen at {}",
+                            s["object"],
+                            s["protocol"].as_str().unwrap_or("?"),
+                            s["flow"].as_str().unwrap_or("?"),
+                            s["first_seen"].as_str().unwrap_or("?")
+                        )
+                    });
+                    utf8(o, 12, seen.as_deref());
+                });
+            }
+        });
+    }
+    uint(o, 10, v.report_object);
+    digest(o, 11, v.report_sha256.as_deref());
+    if !v.notes.is_empty() {
+        strings(o, 12, v.notes.iter().map(String::as_str));
+    }
+    utf8(o, 13, v.image_name.as_deref());
+    utf8(o, 14, v.timezone.as_deref());
 }
 
 /// The address of the target side of `s`.

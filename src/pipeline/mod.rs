@@ -9,7 +9,10 @@
 //! flows ended at its end time, and idle flows expire. Each warrant's entering into and leaving
 //! force is itself an IRI record (`IriEvent::Warrant`), which delivery sends as HI1.
 
+mod links;
+
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -19,11 +22,13 @@ use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
-use crate::record::{Gate, IriEvent, IriRecord, Record, RecordSink};
+use crate::record::{AppEvent, Gate, IriEvent, IriRecord, ObjectMeta, Record, RecordSink};
 use crate::select::association;
 use crate::select::lifecycle::{Lifecycle, Notice};
 use crate::select::{AssocChange, AssocEvent, AssocEventKind, EventError, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
+use crate::vmi::intake::Inspection;
+use links::{ImageCrontabs, Links, PendingStart};
 
 /// How often (capture time) flows are checked for timeouts.
 const TICK_NS: i64 = 1_000_000_000;
@@ -91,62 +96,9 @@ fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
     events.insert(at, ev);
 }
 
-/// Objects remembered for linking an `image.create` to the upload it equals, at most.
-const UPLOADS_REMEMBERED: usize = 1 << 16;
-
-/// Complete objects a target sent, by (LIID, SHA-256): what an `image.create` naming that
-/// SHA-256 is linked to. Per LIID, so that a link never points into another warrant's case.
-#[derive(Default)]
-struct Uploads {
-    by_digest: std::collections::HashMap<(Liid, String), serde_json::Value>,
-    order: std::collections::VecDeque<(Liid, String)>,
-}
-
-impl Uploads {
-    fn observe<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> ObserveUploads<'a> {
-        ObserveUploads { inner, uploads: self }
-    }
-}
-
-/// Passes records on, remembering the complete objects targets sent.
-struct ObserveUploads<'a> {
-    inner: &'a mut dyn RecordSink,
-    uploads: &'a mut Uploads,
-}
-
-impl RecordSink for ObserveUploads<'_> {
-    fn record(&mut self, rec: Record<'_>) {
-        if let Record::ObjectEnd(o, _) = &rec {
-            if o.complete && o.meta.from_target == Some(true) {
-                let key = (o.liid.clone(), o.sha256.to_ascii_lowercase());
-                let seen = serde_json::json!({
-                    "object": o.id,
-                    "cin": o.meta.cin,
-                    "name": o.meta.name,
-                    "protocol": o.meta.protocol,
-                    "flow": format!("{} {} -> {}", o.meta.flow.proto, o.meta.flow.orig, o.meta.flow.resp),
-                    "first_seen": o.meta.first_seen,
-                    "last_seen": o.last_seen,
-                    "size": o.size,
-                });
-                let u = &mut *self.uploads;
-                if u.by_digest.insert(key.clone(), seen).is_none() {
-                    u.order.push_back(key);
-                    if u.order.len() > UPLOADS_REMEMBERED {
-                        if let Some(old) = u.order.pop_front() {
-                            u.by_digest.remove(&old);
-                        }
-                    }
-                }
-            }
-        }
-        self.inner.record(rec);
-    }
-}
-
 pub struct Pipeline {
     decoder: Decoder,
-    uploads: Uploads,
+    links: Links,
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
@@ -190,7 +142,7 @@ impl Pipeline {
         let lifecycle = Lifecycle::new(&warrants);
         Pipeline {
             decoder: Decoder::new(decode),
-            uploads: Uploads::default(),
+            links: Links::default(),
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
@@ -232,7 +184,7 @@ impl Pipeline {
             if *end > now {
                 break;
             }
-            self.flows.end_liid(liid, *end, &mut self.files, &mut self.uploads.observe(sink));
+            self.flows.end_liid(liid, *end, &mut self.files, &mut self.links.observe(sink));
             self.next_end += 1;
         }
         let due = match self.last_tick {
@@ -241,7 +193,7 @@ impl Pipeline {
         };
         if due {
             self.last_tick = Some(now);
-            self.flows.tick(now, &mut self.files, &mut self.uploads.observe(sink));
+            self.flows.tick(now, &mut self.files, &mut self.links.observe(sink));
         }
     }
 
@@ -265,17 +217,40 @@ impl Pipeline {
                 continue;
             }
             let mut detail = c.detail;
-            // An image registered with the digest of an upload this LIID intercepted: say which.
-            if c.what == "image.create" {
-                let digest = detail.get("sha256").and_then(|v| v.as_str()).map(str::to_ascii_lowercase);
-                if let Some(up) = digest.and_then(|d| self.uploads.by_digest.get(&(c.liid.clone(), d))) {
-                    if let serde_json::Value::Object(m) = &mut detail {
-                        m.insert("equals_intercepted_upload".into(), up.clone());
+            let scope = w.scope;
+            let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let mut plan = None;
+            match c.what.as_str() {
+                "image.create" => {
+                    // An image registered with the digest of an upload this LIID intercepted:
+                    // say which.
+                    if let (Some(image), Some(sha)) = (text("image"), text("sha256")) {
+                        self.links.image_created(&image, &sha);
+                    }
+                    if let Some(up) = text("sha256").and_then(|d| self.links.upload(&c.liid, &d)).cloned() {
+                        if let serde_json::Value::Object(m) = &mut detail {
+                            m.insert("equals_intercepted_upload".into(), up);
+                        }
                     }
                 }
+                "instance.start" => {
+                    if let (Some(image), Some(instance)) = (text("image"), text("instance")) {
+                        match self.links.crontabs_of(&c.liid, &image) {
+                            Some(crons) => plan = Some(links::crontab_plan(&crons, &instance, &image, c.ts)),
+                            None => self.links.start_pending(PendingStart {
+                                liid: c.liid.clone(),
+                                ts: c.ts,
+                                instance,
+                                image,
+                                provenance: c.provenance.clone(),
+                            }),
+                        }
+                    }
+                }
+                _ => {}
             }
             Gate::new(w.scope, sink).record(Record::Iri(IriRecord {
-                liid: c.liid,
+                liid: c.liid.clone(),
                 cin: None,
                 ts: c.ts,
                 event: IriEvent::Association {
@@ -284,9 +259,113 @@ impl Pipeline {
                     selectors_added: c.selectors_added,
                     selectors_removed: c.selectors_removed,
                 },
-                provenance: c.provenance,
+                provenance: c.provenance.clone(),
             }));
+            if let Some(detail) = plan {
+                Gate::new(scope, sink).record(crontab_plan_record(c.liid, c.ts, detail, c.provenance));
+            }
         }
+    }
+
+    /// A finished image inspection ([`crate::vmi::intake`]) becomes the LIID's records, in a
+    /// CIN of its own: the report and every artifact as objects (`parent` = the image), the
+    /// summary as a `vmi` IRI, and the crontab plan of VMs already started from the image.
+    /// Each passes the warrant's scope gate; a warrant withdrawn since gets nothing. The
+    /// records carry the image's capture time: they are about what was intercepted then.
+    pub fn inspected(&mut self, mut i: Inspection, sink: &mut dyn RecordSink) {
+        let liid = i.image.liid.clone();
+        let Some(scope) = self.targeting.warrants().iter().find(|w| w.liid == liid).map(|w| w.scope) else { return };
+        let ts = i.image.last_seen;
+        let cin = self.flows.new_cin(&liid);
+        let prov = i.image.provenance.clone();
+        let image_ref = serde_json::json!({
+            "object": i.image.id,
+            "sha256": i.image.sha256,
+            "name": i.image.meta.name,
+        });
+        let meta = |kind: &str, name: String, context: serde_json::Value| {
+            let mut m = ObjectMeta::new(kind, "vmi", &i.image.meta.flow, i.image.meta.direction, cin, ts);
+            m.name = Some(name);
+            m.parent = Some(i.image.id);
+            m.context = context;
+            m
+        };
+        let mut gate = Gate::new(scope, sink);
+        if !i.report.is_empty() {
+            let m = meta("report", "vmi-report.json".into(), serde_json::json!({ "image": image_ref }));
+            let id = self.files.open(m, &liid, &prov, scope.cc(), &mut gate);
+            self.files.data(&liid, id, 0, &i.report, ts, &mut gate);
+            if let Some(e) = self.files.end(&liid, id, true, ts, &mut gate) {
+                i.event.report_object = Some(id);
+                i.event.report_sha256 = Some(e.sha256);
+            }
+        }
+        let uploaded_by = i.image.meta.context.get("user").and_then(|u| u.as_str()).map(str::to_string);
+        let mut buf = vec![0u8; 1 << 20];
+        for (a, found) in i.artifacts.iter_mut().zip(i.event.artifacts.iter_mut()) {
+            // A message found in the image is a mail like any other (EmailCC on HI3).
+            let kind = if a.kind == "mail" { "mail" } else { "artifact" };
+            let context = serde_json::json!({ "artifact": a.kind, "place": a.place, "image": image_ref });
+            let id = self.files.open(meta(kind, a.place.describe(), context), &liid, &prov, scope.cc(), &mut gate);
+            let mut at = 0u64;
+            let mut whole = true;
+            loop {
+                match a.bytes.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        self.files.data(&liid, id, at, buf.get(..n).unwrap_or_default(), ts, &mut gate);
+                        at += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        whole = false;
+                        break;
+                    }
+                }
+            }
+            self.files.end(&liid, id, whole && at == a.size, ts, &mut gate);
+            found.object = Some(id);
+            // The traffic came first (the inspection ended after the object was seen): the
+            // link is told from this side.
+            if let Some(seen) = self.links.upload(&liid, &a.sha256).filter(|s| s["object"] != i.image.id) {
+                found.equals_object = Some(seen.clone());
+            }
+            self.links.artifact(
+                &liid,
+                &a.sha256,
+                serde_json::json!({
+                    "artifact_object": id,
+                    "kind": a.kind,
+                    "place": a.place.describe(),
+                    "image_object": i.image.id,
+                    "image_sha256": i.image.sha256,
+                    "image_name": i.image.meta.name,
+                    "uploaded_by": uploaded_by,
+                    "uploaded_at": i.image.meta.first_seen,
+                    "upload_flow": format!("{} {} -> {}", i.image.meta.flow.proto, i.image.meta.flow.orig, i.image.meta.flow.resp),
+                }),
+            );
+        }
+        drop(buf);
+        let crons = ImageCrontabs {
+            image_object: i.image.id,
+            timezone: i.event.timezone.clone(),
+            crontabs: i.event.crontabs.clone(),
+        };
+        gate.record(Record::Iri(IriRecord {
+            liid: liid.clone(),
+            cin: Some(cin),
+            ts,
+            event: IriEvent::App(AppEvent::new("vmi", i.event)),
+            provenance: prov.clone(),
+        }));
+        gate.record(Record::SessionClosed { liid: &liid, cin, ts });
+        // VMs started from this image before its inspection ended get their plan now.
+        for s in self.links.take_starts(&liid, &i.image.sha256) {
+            let detail = links::crontab_plan(&crons, &s.instance, &s.image, s.ts);
+            gate.record(crontab_plan_record(s.liid, s.ts, detail, s.provenance));
+        }
+        self.links.image_inspected(&liid, &i.image.sha256, crons);
     }
 
     /// One captured frame.
@@ -327,7 +406,7 @@ impl Pipeline {
                     self.summary.matched.insert(m.liid.clone(), 1);
                 }
             }
-            self.flows.packet(m, frame, &d, &mut self.files, &mut self.uploads.observe(sink));
+            self.flows.packet(m, frame, &d, &mut self.files, &mut self.links.observe(sink));
         }
     }
 
@@ -341,7 +420,7 @@ impl Pipeline {
     /// after the last packet) and every flow is ended at the last capture time.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         let now = self.now;
-        self.flows.finish(now, &mut self.files, &mut self.uploads.observe(sink));
+        self.flows.finish(now, &mut self.files, &mut self.links.observe(sink));
         self.apply_due(Timestamp::MAX, sink);
     }
 
@@ -448,7 +527,7 @@ impl Pipeline {
             .map(|old| old.liid.clone())
             .collect();
         for liid in &gone {
-            self.flows.end_liid(liid, now, &mut self.files, &mut self.uploads.observe(sink));
+            self.flows.end_liid(liid, now, &mut self.files, &mut self.links.observe(sink));
         }
         // HI1: new warrants in force are activated, changed ones modified, vanished ones
         // deactivated, now.
@@ -551,6 +630,27 @@ impl Pipeline {
     pub fn objects_finished(&self) -> u64 {
         self.files.finished
     }
+}
+
+/// The IRI of what a VM's crontabs will do (see [`links::crontab_plan`]).
+fn crontab_plan_record(
+    liid: Liid,
+    ts: Timestamp,
+    detail: serde_json::Value,
+    provenance: Arc<Provenance>,
+) -> Record<'static> {
+    Record::Iri(IriRecord {
+        liid,
+        cin: None,
+        ts,
+        event: IriEvent::Association {
+            what: "instance.crontab-plan".into(),
+            detail,
+            selectors_added: Vec::new(),
+            selectors_removed: Vec::new(),
+        },
+        provenance,
+    })
 }
 
 /// A UDP payload to or from a RADIUS accounting port: an Accounting-Request becomes association

@@ -1,0 +1,232 @@
+//! Cross-links: what ties one record to another that no single flow sees.
+//!
+//! - An `image.create` whose SHA-256 equals an upload a target made is linked to that upload.
+//! - An object seen in the traffic whose SHA-256 equals an artifact of an inspected image (the
+//!   mail a VM sends an hour after its image was uploaded is the message in its outbox) says so
+//!   in its IRI: `context.equals_artifact`.
+//! - A VM started from an inspected image gets an IRI of what its crontabs will do and when
+//!   (`instance.crontab-plan`), at its start, or when the inspection ends if that is later.
+//!
+//! Everything here is per LIID: a link never points into another warrant's case. Every table
+//! is bounded; the oldest entries go first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::record::{IriEvent, Liid, Provenance, Record, RecordSink};
+use crate::timestamp::Timestamp;
+use crate::vmi::intake::VmiCron;
+
+/// Entries kept at most in each table.
+const REMEMBERED: usize = 1 << 16;
+
+/// A map that forgets its oldest keys past [`REMEMBERED`].
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Bounded { map: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> Bounded<K, V> {
+    fn insert(&mut self, k: K, v: V) {
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+            if self.order.len() > REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+}
+
+/// The crontabs of an inspected image, for planning the VMs started from it.
+#[derive(Clone, Debug)]
+pub struct ImageCrontabs {
+    pub image_object: u64,
+    pub timezone: Option<String>,
+    pub crontabs: Vec<VmiCron>,
+}
+
+/// A VM start not planned yet: its image's inspection had not ended.
+#[derive(Clone, Debug)]
+pub struct PendingStart {
+    pub liid: Liid,
+    pub ts: Timestamp,
+    pub instance: String,
+    pub image: String,
+    pub provenance: Arc<Provenance>,
+}
+
+/// What the cross-links remember.
+#[derive(Default)]
+pub struct Links {
+    /// Complete objects targets sent, by (LIID, SHA-256).
+    uploads: Bounded<(Liid, String), Value>,
+    /// Artifacts of inspected images, by (LIID, SHA-256).
+    artifacts: Bounded<(Liid, String), Value>,
+    /// Crontabs of inspected images, by (LIID, image SHA-256).
+    crontabs: Bounded<(Liid, String), Arc<ImageCrontabs>>,
+    /// Cloud image ids to the SHA-256 their `image.create` gave, and back.
+    image_sha: Bounded<String, String>,
+    image_id: Bounded<String, String>,
+    /// VM starts waiting for their image's inspection, oldest first.
+    starts: VecDeque<PendingStart>,
+}
+
+impl Links {
+    pub fn observe<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> ObserveLinks<'a> {
+        ObserveLinks { inner, links: self }
+    }
+
+    /// The upload of `liid` whose SHA-256 is `sha256`, if one was seen.
+    pub fn upload(&self, liid: &Liid, sha256: &str) -> Option<&Value> {
+        self.uploads.get(&(liid.clone(), sha256.to_ascii_lowercase()))
+    }
+
+    /// An `image.create` gave image `image` the digest `sha256`.
+    pub fn image_created(&mut self, image: &str, sha256: &str) {
+        let sha = sha256.to_ascii_lowercase();
+        self.image_sha.insert(image.to_string(), sha.clone());
+        self.image_id.insert(sha, image.to_string());
+    }
+
+    /// An artifact of an inspected image: what an equal object later in the traffic names.
+    pub fn artifact(&mut self, liid: &Liid, sha256: &str, link: Value) {
+        self.artifacts.insert((liid.clone(), sha256.to_ascii_lowercase()), link);
+    }
+
+    /// The crontabs an inspection found in the image `image_sha256` of `liid`.
+    pub fn image_inspected(&mut self, liid: &Liid, image_sha256: &str, c: ImageCrontabs) {
+        self.crontabs.insert((liid.clone(), image_sha256.to_ascii_lowercase()), Arc::new(c));
+    }
+
+    /// The crontabs of cloud image `image` for `liid`, if it was inspected.
+    pub fn crontabs_of(&self, liid: &Liid, image: &str) -> Option<Arc<ImageCrontabs>> {
+        let sha = self.image_sha.get(&image.to_string())?;
+        self.crontabs.get(&(liid.clone(), sha.clone())).cloned()
+    }
+
+    /// A VM started from an image not (yet) inspected: kept for when it is.
+    pub fn start_pending(&mut self, s: PendingStart) {
+        if self.starts.len() >= REMEMBERED {
+            self.starts.pop_front();
+        }
+        self.starts.push_back(s);
+    }
+
+    /// The pending starts of `liid` from the image whose SHA-256 is `image_sha256`, taken.
+    pub fn take_starts(&mut self, liid: &Liid, image_sha256: &str) -> Vec<PendingStart> {
+        let sha = image_sha256.to_ascii_lowercase();
+        let image_sha = &self.image_sha;
+        let (hit, keep): (Vec<_>, Vec<_>) =
+            self.starts.drain(..).partition(|s| &s.liid == liid && image_sha.get(&s.image).is_some_and(|h| *h == sha));
+        self.starts = keep.into();
+        hit
+    }
+
+    /// The cloud image id an `image.create` gave the digest `sha256`, if any.
+    pub fn image_id_of(&self, sha256: &str) -> Option<&String> {
+        self.image_id.get(&sha256.to_ascii_lowercase())
+    }
+}
+
+/// What a VM started at `started` from an image with `c`'s crontabs will run, and when: the
+/// detail of an `instance.crontab-plan` IRI.
+pub fn crontab_plan(c: &ImageCrontabs, instance: &str, image: &str, started: Timestamp) -> Value {
+    let Some(start) = chrono::DateTime::from_timestamp(started.secs(), 0) else { return Value::Null };
+    let mut runs = Vec::new();
+    let mut expect = Vec::new();
+    for e in &c.crontabs {
+        let (Some(schedule), Some(command)) = (&e.schedule, &e.command) else { continue };
+        let Some(s) = crate::vmi::cron::parse(schedule, command) else { continue };
+        let next: Vec<String> = crate::vmi::cron::next_runs(&s, start, 3)
+            .iter()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect();
+        if let Some(first) = next.first() {
+            expect.push(format!("{first}: {} (user {}, {})", e.line, e.user.as_deref().unwrap_or("?"), e.place));
+        }
+        runs.push(json!({ "place": e.place, "user": e.user, "line": e.line, "next_runs": next }));
+    }
+    let mut d = json!({
+        "instance": instance,
+        "image": image,
+        "image_object": c.image_object,
+        "started": started,
+        "runs": runs,
+        "expect": expect,
+    });
+    if let Some(tz) = c.timezone.as_deref().filter(|z| !matches!(*z, "UTC" | "Etc/UTC" | "Universal" | "Zulu")) {
+        d["clock"] = json!(format!("times assume the VM clock in UTC; the image's zone is {tz}"));
+    }
+    d
+}
+
+/// Passes records on, remembering the complete objects targets sent and marking the IRI of an
+/// object equal to an artifact.
+pub struct ObserveLinks<'a> {
+    inner: &'a mut dyn RecordSink,
+    links: &'a mut Links,
+}
+
+impl RecordSink for ObserveLinks<'_> {
+    fn record(&mut self, mut rec: Record<'_>) {
+        match &mut rec {
+            Record::ObjectEnd(o, _) if o.complete && o.meta.from_target == Some(true) => {
+                let key = (o.liid.clone(), o.sha256.to_ascii_lowercase());
+                let seen = json!({
+                    "object": o.id,
+                    "cin": o.meta.cin,
+                    "name": o.meta.name,
+                    "protocol": o.meta.protocol,
+                    "flow": format!("{} {} -> {}", o.meta.flow.proto, o.meta.flow.orig, o.meta.flow.resp),
+                    "first_seen": o.meta.first_seen,
+                    "last_seen": o.last_seen,
+                    "size": o.size,
+                    "user": o.meta.context.get("user"),
+                });
+                self.links.uploads.insert(key, seen);
+            }
+            Record::Iri(r) => {
+                if let IriEvent::Object(o) = &mut r.event {
+                    let key = (r.liid.clone(), o.sha256.to_ascii_lowercase());
+                    if let Some(link) = self.links.artifacts.get(&key) {
+                        let mut link = link.clone();
+                        // Named now: the image.create may have come after the inspection.
+                        let image_id = link["image_sha256"].as_str().and_then(|s| self.links.image_id_of(s)).cloned();
+                        if let Some(id) = &image_id {
+                            link["image_id"] = json!(id);
+                        }
+                        link["says"] = json!(format!(
+                            "equals {} in image {}, uploaded{} at {}",
+                            link["place"].as_str().unwrap_or("?"),
+                            image_id.as_deref().or(link["image_name"].as_str()).unwrap_or("?"),
+                            link["uploaded_by"].as_str().map(|u| format!(" by {u}")).unwrap_or_default(),
+                            link["uploaded_at"].as_str().unwrap_or("?"),
+                        ));
+                        match &mut o.meta.context {
+                            Value::Object(m) => {
+                                m.insert("equals_artifact".into(), link);
+                            }
+                            other => *other = json!({ "equals_artifact": link }),
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.inner.record(rec);
+    }
+}

@@ -1,0 +1,936 @@
+//! Inspection of the images targets upload, inside `replay` and `run`, off the packet path.
+//!
+//! The [`Intake`] watches the records on their way to the outputs (after the scope gate, so it
+//! only ever sees the bytes of warrants that may have content). An object whose first bytes say
+//! "disk image" (or "memory dump") is copied to a spool file as its bytes pass; when it ends, a
+//! job goes to the inspection thread. The packet path never waits: a full queue keeps jobs
+//! waiting (a bounded number; past it an image is refused and reported so), and the copy costs
+//! a write per object byte of images only.
+//!
+//! The inspection thread runs [`super::inspect_extracting`] (bounded in time by
+//! [`IntakeConfig::time_limit`], in memory by the readers' own caches), writes each artifact it
+//! finds to a spool file and hands back an [`Inspection`]: the summary ([`VmiEvent`], the IRI),
+//! the whole report (JSON) and the artifacts, each readable once. The pipeline turns it into
+//! objects and records (`Pipeline::inspected`); the spool files are removed
+//! as they are read.
+//!
+//! Why a copy and not the case's own file: the case writer is an output, further down the
+//! pipeline; an analyzer reading back what an output wrote would make data flow upwards. The
+//! copy is made sparse (all-zero blocks are skipped), so a raw image costs what it holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{linux, Place};
+use crate::record::{Liid, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::timestamp::Timestamp;
+
+/// Bytes of an object looked at before deciding whether it is an image.
+const HEAD: usize = 64 * 1024;
+
+/// Capture time after an image's end from which a replay waits for its inspection
+/// ([`Intake::wait_due`]).
+pub const REPLAY_GRACE_NS: i64 = 1_000_000_000;
+
+/// Where and how much.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    /// Spool files live here (created if absent; removed by [`Intake::finish`] when empty).
+    pub work_dir: PathBuf,
+    /// Images larger than this are not copied nor inspected; reported as too large.
+    pub max_image_bytes: u64,
+    /// How long one inspection may walk filesystems.
+    pub time_limit: Duration,
+    /// Jobs handed to the inspection thread at most at a time, and jobs kept waiting beyond
+    /// those at most (each a file name and a record: a few hundred bytes).
+    pub queue: usize,
+    pub waiting: usize,
+    /// Artifacts extracted per image at most, and their bytes at most.
+    pub max_artifacts: usize,
+    pub max_artifact_bytes: u64,
+}
+
+impl IntakeConfig {
+    pub fn new(work_dir: PathBuf) -> IntakeConfig {
+        IntakeConfig {
+            work_dir,
+            max_image_bytes: 64 << 30,
+            time_limit: super::DEFAULT_TIME_LIMIT,
+            queue: 2,
+            waiting: 256,
+            max_artifacts: 10_000,
+            max_artifact_bytes: 4 << 30,
+        }
+    }
+}
+
+/// What the run's summary says of the intake.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IntakeStats {
+    /// Images copied and queued.
+    pub queued: u64,
+    pub inspected: u64,
+    /// Images not inspected: larger than the bound, queue full, or unreadable spool.
+    pub refused: u64,
+    /// Most bytes held in spool files at once.
+    pub spool_peak: u64,
+}
+
+enum Tracked {
+    /// Deciding: the first bytes so far.
+    Head(Vec<u8>),
+    /// An image: its bytes go to `path`; `next` is the offset written up to.
+    Spool { file: BufWriter<File>, path: PathBuf, next: u64 },
+    /// Too large: no bytes kept.
+    TooLarge,
+    /// Its copy failed (the work directory's disk is full?): no bytes kept.
+    Failed(String),
+}
+
+/// An image to inspect: its record and its copy.
+struct Job {
+    image: Box<ObjectRecord>,
+    spool: PathBuf,
+    queued_at: Instant,
+}
+
+/// Why an image was not inspected.
+enum Refusal {
+    /// Larger than [`IntakeConfig::max_image_bytes`] (its copy stopped there).
+    TooLarge,
+    /// Writing its copy failed.
+    Copy(String),
+}
+
+impl Refusal {
+    fn describe(&self, max: u64) -> String {
+        match self {
+            Refusal::TooLarge => format!("larger than {max} bytes: not inspected"),
+            Refusal::Copy(e) => format!("could not be copied for inspection: {e}"),
+        }
+    }
+}
+
+/// The inspection of an image that was not inspected: the summary says why.
+fn refusal(image: Box<ObjectRecord>, outcome: &'static str, why: String) -> Inspection {
+    let mut event = VmiEvent::new(&image, outcome);
+    event.notes.push(why);
+    Inspection { image, event, report: Vec::new(), artifacts: Vec::new() }
+}
+
+/// One artifact, readable once (its spool file goes when the reader is dropped).
+pub struct Artifact {
+    /// `mail`, `crontab`, `ssh-keys`, `media`.
+    pub kind: &'static str,
+    pub place: Place,
+    pub size: u64,
+    pub sha256: String,
+    pub bytes: Box<dyn Read + Send>,
+}
+
+impl std::fmt::Debug for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("kind", &self.kind)
+            .field("place", &self.place)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// A finished inspection, for the pipeline to deliver.
+#[derive(Debug)]
+pub struct Inspection {
+    pub image: Box<ObjectRecord>,
+    pub event: VmiEvent,
+    /// The whole report, JSON (the `report` object).
+    pub report: Vec<u8>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A user account, as the summary gives it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmiUser {
+    pub name: String,
+    pub uid: u32,
+    /// `set`, `locked`, `empty` or `unknown`; never the hash.
+    pub password: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A crontab line, and where it was found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmiCron {
+    /// The path, or `source @ offset` for a line carved from memory.
+    pub place: String,
+    pub user: Option<String>,
+    pub line: String,
+    /// `@reboot`, `@daily`..., or the five time fields (absent for a carved line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// An authorized SSH key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmiKey {
+    pub user: String,
+    pub key_type: String,
+    pub comment: String,
+    pub fingerprint: String,
+}
+
+/// An artifact, as the summary gives it: what, where, its digest and the object it became.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmiFound {
+    pub kind: &'static str,
+    pub place: String,
+    pub from_memory: bool,
+    pub size: u64,
+    pub sha256: String,
+    /// The artifact's object id in the case (set when delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectId>,
+    /// An object the target sent before the inspection ended with the same SHA-256 (set when
+    /// delivered): the link from this side, when the traffic came first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equals_object: Option<serde_json::Value>,
+    /// Media: `mp4`, `png`...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Mail: From, To, Subject, Message-ID, Date as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// The IRI of one image inspection (`event: vmi`): what an analyst needs first, with the
+/// report object for the rest.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VmiEvent {
+    /// The image's object id and digest.
+    pub image_object: ObjectId,
+    pub image_sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// `inspected`, `too-large`, `queue-full`, `unreadable` or `failed`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_size: Option<u64>,
+    /// `partition N: ext4 "label"`, one each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<String>,
+    /// Internal snapshots (`id "name"`, with `+ RAM` when it saved the VM's state).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<VmiUser>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sudoers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ssh_keys: Vec<VmiKey>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crontabs: Vec<VmiCron>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enabled_units: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rc_local: Vec<String>,
+    /// Every artifact extracted (mail, crontabs, key files, media), each an object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<VmiFound>,
+    /// The report object (set when delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_object: Option<ObjectId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_sha256: Option<String>,
+    /// What could not be read, bounds reached, why not inspected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Time from the image's end to the end of its inspection.
+    pub seconds: f64,
+}
+
+impl VmiEvent {
+    fn new(image: &ObjectRecord, outcome: &'static str) -> VmiEvent {
+        VmiEvent {
+            image_object: image.id,
+            image_sha256: image.sha256.clone(),
+            image_name: image.meta.name.clone(),
+            outcome,
+            container: None,
+            virtual_size: None,
+            filesystems: Vec::new(),
+            snapshots: Vec::new(),
+            os: None,
+            hostname: None,
+            timezone: None,
+            users: Vec::new(),
+            sudoers: Vec::new(),
+            ssh_keys: Vec::new(),
+            crontabs: Vec::new(),
+            enabled_units: Vec::new(),
+            rc_local: Vec::new(),
+            artifacts: Vec::new(),
+            report_object: None,
+            report_sha256: None,
+            notes: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+}
+
+/// What the first bytes of an object say it is, if it is something to inspect: a disk image
+/// container, a partitioned or formatted raw disk, an OVA, a QEMU migration stream or an ELF
+/// core (a memory dump).
+pub fn looks_inspectable(head: &[u8]) -> Option<&'static str> {
+    let at = |o: usize, m: &[u8]| head.get(o..o + m.len()) == Some(m);
+    Some(if at(0, b"QFI\xfb") {
+        "qcow2"
+    } else if at(0, b"KDMV") || at(0, b"# Disk DescriptorFile") {
+        "vmdk"
+    } else if at(0, b"vhdxfile") {
+        "vhdx"
+    } else if at(0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
+        "vdi"
+    } else if at(0, b"conectix") {
+        "vhd"
+    } else if at(512, b"EFI PART") {
+        "gpt"
+    } else if at(512, b"LABELONE") {
+        "lvm2"
+    } else if at(1080, &[0x53, 0xef]) {
+        "ext"
+    } else if super::ram::is_stream(head) {
+        "qemu-migration-stream"
+    } else if at(0, b"\x7fELF") && head.get(16) == Some(&4) {
+        "elf-core"
+    } else if at(257, b"ustar") && ova_like(head) {
+        "ova"
+    } else if at(510, &[0x55, 0xaa]) && mbr_like(head) {
+        "mbr"
+    } else {
+        return None;
+    })
+}
+
+/// A tar whose first member is an OVF descriptor or a disk.
+fn ova_like(head: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(head.get(..100).unwrap_or_default()).to_ascii_lowercase();
+    let name = name.trim_end_matches('\0');
+    name.ends_with(".ovf") || name.ends_with(".vmdk") || name.ends_with(".mf")
+}
+
+/// A boot sector with at least one partition entry that is sane (status 0 or 0x80, a type, a
+/// start and a length): FAT and NTFS boot sectors end in 55 AA too, without partitions.
+fn mbr_like(head: &[u8]) -> bool {
+    (0..4).any(|i| {
+        let e = head.get(446 + 16 * i..462 + 16 * i).unwrap_or_default();
+        let (Some(&status), Some(&kind)) = (e.first(), e.get(4)) else { return false };
+        let le = |o: usize| e.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        (status == 0 || status == 0x80) && kind != 0 && le(8) != 0 && le(12) != 0
+    })
+}
+
+/// Watches records for images, copies them, and runs their inspection on its own thread.
+pub struct Intake {
+    cfg: IntakeConfig,
+    tracked: HashMap<(Liid, ObjectId), Tracked>,
+    jobs: Option<SyncSender<Job>>,
+    waiting: VecDeque<Job>,
+    /// Refusals, reported at the next poll.
+    ready: Vec<Inspection>,
+    /// The capture time each job handed on (waiting or sent) ended at, in order: results come
+    /// back in this order.
+    outstanding: VecDeque<Timestamp>,
+    results: Receiver<Inspection>,
+    worker: Option<JoinHandle<()>>,
+    next_file: u64,
+    /// Bytes in spool files now (image copies being written or waiting).
+    spooled: u64,
+    pub stats: IntakeStats,
+}
+
+impl Intake {
+    /// Starts the inspection thread. The work directory is made now: failing that is the
+    /// operator's to fix before any traffic is read.
+    pub fn start(cfg: IntakeConfig) -> io::Result<Intake> {
+        std::fs::create_dir_all(&cfg.work_dir)?;
+        let (jobs, job_rx) = sync_channel::<Job>(cfg.queue.max(1));
+        let (res_tx, results) = sync_channel::<Inspection>(1);
+        let worker_cfg = cfg.clone();
+        let worker = std::thread::Builder::new()
+            .name("tapir-vmi".into())
+            .spawn(move || inspector(worker_cfg, job_rx, res_tx))?;
+        Ok(Intake {
+            cfg,
+            tracked: HashMap::new(),
+            jobs: Some(jobs),
+            waiting: VecDeque::new(),
+            ready: Vec::new(),
+            outstanding: VecDeque::new(),
+            results,
+            worker: Some(worker),
+            next_file: 0,
+            spooled: 0,
+            stats: IntakeStats::default(),
+        })
+    }
+
+    /// A sink that shows every record to the intake, then passes it to `inner`.
+    pub fn tap<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> Tap<'a> {
+        Tap { intake: self, inner }
+    }
+
+    /// Shows a record to the intake (what [`Intake::tap`] does for every record it passes).
+    pub fn observe(&mut self, rec: &Record<'_>) {
+        match rec {
+            // What an inspection produced is not inspected again.
+            Record::ObjectBegin { liid, id, meta } if meta.protocol != "vmi" => {
+                self.tracked.insert(((*liid).clone(), *id), Tracked::Head(Vec::new()));
+            }
+            Record::ObjectData { liid, id, offset, data } => self.bytes(liid, *id, *offset, Some(data), 0),
+            Record::ObjectGap { liid, id, offset, len } => self.bytes(liid, *id, *offset, None, *len),
+            Record::ObjectEnd(o, id) => {
+                let Some(t) = self.tracked.remove(&(o.liid.clone(), *id)) else { return };
+                self.ended(t, o);
+            }
+            _ => {}
+        }
+    }
+
+    fn bytes(&mut self, liid: &Liid, id: ObjectId, offset: u64, data: Option<&[u8]>, gap: u64) {
+        let key = (liid.clone(), id);
+        let Some(t) = self.tracked.get_mut(&key) else { return };
+        let len = data.map_or(gap, |d| d.len() as u64);
+        match t {
+            Tracked::Head(head) => {
+                match data {
+                    Some(d) => head.extend_from_slice(d),
+                    None => head.resize(head.len() + gap.min(HEAD as u64) as usize, 0),
+                }
+                if head.len() >= HEAD {
+                    let head = std::mem::take(head);
+                    self.decide(key, head);
+                }
+            }
+            Tracked::Spool { file, path, next } => {
+                let end = offset.saturating_add(len);
+                if end > self.cfg.max_image_bytes {
+                    let _ = std::fs::remove_file(&*path);
+                    self.spooled = self.spooled.saturating_sub(*next);
+                    *t = Tracked::TooLarge;
+                    return;
+                }
+                if let Some(Err(e)) = data.map(|d| sparse_write(file, *next, offset, d)) {
+                    let _ = std::fs::remove_file(&*path);
+                    self.spooled = self.spooled.saturating_sub(*next);
+                    *t = Tracked::Failed(e.to_string());
+                    return;
+                }
+                if end > *next {
+                    self.spooled += end - *next;
+                    self.stats.spool_peak = self.stats.spool_peak.max(self.spooled);
+                    *next = end;
+                }
+            }
+            Tracked::TooLarge | Tracked::Failed(_) => {}
+        }
+    }
+
+    /// The head is in: an image starts its copy, anything else is forgotten.
+    fn decide(&mut self, key: (Liid, ObjectId), head: Vec<u8>) {
+        if looks_inspectable(&head).is_none() {
+            self.tracked.remove(&key);
+            return;
+        }
+        self.next_file += 1;
+        let path = self.cfg.work_dir.join(format!("image-{}", self.next_file));
+        let t = match File::create(&path) {
+            Ok(f) => {
+                let mut file = BufWriter::with_capacity(1 << 20, f);
+                match sparse_write(&mut file, 0, 0, &head) {
+                    Ok(()) => {
+                        self.spooled += head.len() as u64;
+                        self.stats.spool_peak = self.stats.spool_peak.max(self.spooled);
+                        Tracked::Spool { file, path, next: head.len() as u64 }
+                    }
+                    Err(e) => Tracked::Failed(e.to_string()),
+                }
+            }
+            Err(e) => Tracked::Failed(e.to_string()),
+        };
+        self.tracked.insert(key, t);
+    }
+
+    fn ended(&mut self, t: Tracked, o: &ObjectRecord) {
+        let max = self.cfg.max_image_bytes;
+        let (spool, refused) = match t {
+            Tracked::Head(head) => {
+                // Shorter than the head: decided now, and small enough to copy at once.
+                if looks_inspectable(&head).is_none() {
+                    return;
+                }
+                self.next_file += 1;
+                let path = self.cfg.work_dir.join(format!("image-{}", self.next_file));
+                match std::fs::write(&path, &head) {
+                    Ok(()) => (Some(path), None),
+                    Err(e) => (None, Some(Refusal::Copy(e.to_string()))),
+                }
+            }
+            Tracked::Spool { file, path, next } => {
+                let closed = file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.set_len(o.size.max(next)));
+                match closed {
+                    Ok(()) => (Some(path), None),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        self.spooled = self.spooled.saturating_sub(next);
+                        (None, Some(Refusal::Copy(e.to_string())))
+                    }
+                }
+            }
+            Tracked::TooLarge => (None, Some(Refusal::TooLarge)),
+            Tracked::Failed(e) => (None, Some(Refusal::Copy(e))),
+        };
+        let image = Box::new(o.clone());
+        if let Some(why) = refused {
+            self.stats.refused += 1;
+            let outcome = if matches!(why, Refusal::TooLarge) { "too-large" } else { "unreadable" };
+            self.ready.push(refusal(image, outcome, why.describe(max)));
+            return;
+        }
+        if self.waiting.len() >= self.cfg.waiting {
+            // The queue is full and so is the waiting list: this one is reported, not inspected.
+            if let Some(p) = spool {
+                let _ = std::fs::remove_file(p);
+            }
+            self.stats.refused += 1;
+            let why = format!("{} images already waiting for inspection: not inspected", self.waiting.len());
+            self.ready.push(refusal(image, "queue-full", why));
+            return;
+        }
+        let Some(spool) = spool else { return };
+        self.stats.queued += 1;
+        self.outstanding.push_back(image.last_seen);
+        self.waiting.push_back(Job { image, spool, queued_at: Instant::now() });
+        self.push_waiting();
+    }
+
+    /// Hands waiting jobs to the thread as far as its queue takes them.
+    fn push_waiting(&mut self) {
+        let Some(tx) = &self.jobs else { return };
+        while let Some(job) = self.waiting.pop_front() {
+            match tx.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                    self.waiting.push_front(job);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Inspections finished since the last call (never waits).
+    pub fn poll(&mut self) -> Vec<Inspection> {
+        self.push_waiting();
+        let mut out = std::mem::take(&mut self.ready);
+        while let Ok(i) = self.results.try_recv() {
+            out.push(self.done(i));
+        }
+        out
+    }
+
+    /// A replay's barrier: the inspections of images that ended more than [`REPLAY_GRACE_NS`]
+    /// of capture time before `now` are waited for, so that what follows them in the capture
+    /// (the mail the VM sends later) meets their findings whatever the speed of the replay.
+    /// Live capture never calls this.
+    pub fn wait_due(&mut self, now: Timestamp) -> Vec<Inspection> {
+        let mut out = Vec::new();
+        while self.outstanding.front().is_some_and(|t| t.nanos().saturating_add(REPLAY_GRACE_NS) <= now.nanos()) {
+            // The job may still be waiting for room in the queue: hand it on, blocking.
+            if let (Some(tx), Some(job)) = (&self.jobs, self.waiting.pop_front()) {
+                if let Err(e) = tx.send(job) {
+                    self.waiting.push_front(e.0);
+                    break;
+                }
+                continue;
+            }
+            match self.results.recv() {
+                Ok(i) => out.push(self.done(i)),
+                Err(_) => {
+                    self.outstanding.clear();
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn done(&mut self, i: Inspection) -> Inspection {
+        self.outstanding.pop_front();
+        if i.event.outcome == "inspected" {
+            self.stats.inspected += 1;
+        }
+        self.spooled = self.spooled.saturating_sub(i.image.size);
+        i
+    }
+
+    /// Images still open (being copied), waiting or being inspected.
+    pub fn pending(&self) -> usize {
+        self.tracked.values().filter(|t| !matches!(t, Tracked::Head(_))).count() + self.waiting.len()
+    }
+
+    /// End of input: every waiting image is inspected; `each` gets the inspections as they
+    /// finish. The work directory is removed if nothing else is in it.
+    pub fn finish(mut self, each: &mut dyn FnMut(Inspection)) -> IntakeStats {
+        // Objects still open at the end were ended by the pipeline before this; any left are
+        // not images any more.
+        for (_, t) in self.tracked.drain() {
+            if let Tracked::Spool { path, .. } = t {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if let Some(tx) = self.jobs.take() {
+            let mut waiting = std::mem::take(&mut self.waiting);
+            // Send in a loop while draining results, so that neither side waits on the other.
+            while let Some(job) = waiting.pop_front() {
+                let mut job = Some(job);
+                while let Some(j) = job.take() {
+                    match tx.try_send(j) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(j)) => {
+                            job = Some(j);
+                            if let Ok(i) = self.results.recv_timeout(Duration::from_millis(20)) {
+                                let i = self.done(i);
+                                each(i);
+                            }
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
+            }
+        }
+        for i in std::mem::take(&mut self.ready) {
+            each(i);
+        }
+        while let Ok(i) = self.results.recv() {
+            let i = self.done(i);
+            each(i);
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        let _ = std::fs::remove_dir(&self.cfg.work_dir);
+        self.stats.clone()
+    }
+}
+
+/// Writes `data` at `offset` of a file written up to `next`, skipping whole zero blocks (they
+/// are read back as zeros: the file is extended at the end).
+fn sparse_write(file: &mut BufWriter<File>, next: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+    if offset != next {
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    let mut pos = offset;
+    let mut skipped = false;
+    for block in data.chunks(4096) {
+        if block.len() == 4096 && block.iter().all(|b| *b == 0) {
+            pos += 4096;
+            skipped = true;
+            continue;
+        }
+        if skipped {
+            file.seek(SeekFrom::Start(pos))?;
+            skipped = false;
+        }
+        file.write_all(block)?;
+        pos += block.len() as u64;
+    }
+    if skipped {
+        file.seek(SeekFrom::Start(pos))?;
+    }
+    Ok(())
+}
+
+/// Passes records on, showing each to the intake first.
+pub struct Tap<'a> {
+    intake: &'a mut Intake,
+    inner: &'a mut dyn RecordSink,
+}
+
+impl RecordSink for Tap<'_> {
+    fn record(&mut self, rec: Record<'_>) {
+        self.intake.observe(&rec);
+        self.inner.record(rec);
+    }
+}
+
+/// Reads a spool file once; removes it when dropped.
+struct SpoolReader {
+    file: File,
+    path: PathBuf,
+}
+
+impl Read for SpoolReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Drop for SpoolReader {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes what an inspection finds to spool files, hashing as it goes.
+struct Extractor<'a> {
+    dir: &'a Path,
+    prefix: String,
+    n: usize,
+    bytes: u64,
+    cfg: &'a IntakeConfig,
+    out: Vec<(Artifact, VmiFound)>,
+    notes: Vec<String>,
+}
+
+impl super::Extract for Extractor<'_> {
+    fn artifact(&mut self, kind: &'static str, place: Place, bytes: super::ArtifactBytes<'_>) {
+        if self.out.len() >= self.cfg.max_artifacts || self.bytes >= self.cfg.max_artifact_bytes {
+            self.notes.push(format!("{} ({kind}): not extracted, bound on artifacts reached", place.describe()));
+            return;
+        }
+        self.n += 1;
+        let path = self.dir.join(format!("{}-{}", self.prefix, self.n));
+        // Read back by the pipeline through the same handle: opened for both.
+        let opened = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path);
+        let Ok(f) = opened else {
+            self.notes.push(format!("{} ({kind}): could not be extracted", place.describe()));
+            return;
+        };
+        let mut w = BufWriter::with_capacity(1 << 16, f);
+        let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut head: Vec<u8> = Vec::new();
+        let mut failed = false;
+        let room = self.cfg.max_artifact_bytes.saturating_sub(self.bytes);
+        let mut taken = 0u64;
+        bytes(&mut |chunk| {
+            let chunk = chunk.get(..(room.saturating_sub(taken)).min(chunk.len() as u64) as usize).unwrap_or_default();
+            taken += chunk.len() as u64;
+            sha.update(chunk);
+            if head.len() < HEAD {
+                head.extend_from_slice(chunk.get(..(HEAD - head.len()).min(chunk.len())).unwrap_or_default());
+            }
+            failed |= w.write_all(chunk).is_err();
+        });
+        let file = w.into_inner().ok();
+        let (Some(mut file), false) = (file, failed) else {
+            let _ = std::fs::remove_file(&path);
+            self.notes.push(format!("{} ({kind}): could not be extracted", place.describe()));
+            return;
+        };
+        if file.seek(SeekFrom::Start(0)).is_err() {
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        self.bytes += taken;
+        let sha256 = hex::encode(sha.finish());
+        let mut found = VmiFound {
+            kind,
+            place: place.describe(),
+            from_memory: matches!(place, Place::Memory { .. }),
+            size: taken,
+            sha256: sha256.clone(),
+            object: None,
+            equals_object: None,
+            format: None,
+            from: None,
+            to: None,
+            subject: None,
+            message_id: None,
+            date: None,
+        };
+        match kind {
+            "mail" => {
+                if let Some(h) = linux::mail_headers(&head) {
+                    found.from = h.get("from").cloned();
+                    found.to = h.get("to").cloned();
+                    found.subject = h.get("subject").cloned();
+                    found.message_id = h.get("message-id").cloned();
+                    found.date = h.get("date").cloned();
+                }
+            }
+            "media" => found.format = linux::media_format(&head).map(str::to_string),
+            _ => {}
+        }
+        let artifact = Artifact { kind, place, size: taken, sha256, bytes: Box::new(SpoolReader { file, path }) };
+        self.out.push((artifact, found));
+    }
+}
+
+/// The inspection thread: one job at a time, until the intake hangs up.
+fn inspector(cfg: IntakeConfig, jobs: Receiver<Job>, results: SyncSender<Inspection>) {
+    let mut n = 0u64;
+    for job in jobs {
+        n += 1;
+        let insp = inspect_job(&cfg, job, n);
+        if results.send(insp).is_err() {
+            return;
+        }
+    }
+}
+
+fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
+    let Job { image, spool, queued_at } = job;
+    let mut event = VmiEvent::new(&image, "inspected");
+    let disk = match super::disk::FileDisk::open(&spool) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(&spool);
+            event.outcome = "unreadable";
+            event.notes.push(format!("the copy could not be read: {e}"));
+            return Inspection { image, event, report: Vec::new(), artifacts: Vec::new() };
+        }
+    };
+    let mut ex = Extractor {
+        dir: &cfg.work_dir,
+        prefix: format!("artifact-{n}"),
+        n: 0,
+        bytes: 0,
+        cfg,
+        out: Vec::new(),
+        notes: Vec::new(),
+    };
+    // A reader bug must cost this image's inspection, not the run: the panic is caught and
+    // reported as the outcome.
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        super::inspect_extracting(Box::new(disk), "", &super::no_backing, cfg.time_limit, Some(&mut ex))
+    }));
+    let _ = std::fs::remove_file(&spool);
+    let report = match report {
+        Ok(r) => r,
+        Err(_) => {
+            event.outcome = "failed";
+            event.notes.push("the inspection failed (a reader error); the image is in the case unread".into());
+            return Inspection { image, event, report: Vec::new(), artifacts: Vec::new() };
+        }
+    };
+    summarise(&report, &mut event);
+    event.notes.extend(ex.notes);
+    let (artifacts, found): (Vec<Artifact>, Vec<VmiFound>) = ex.out.into_iter().unzip();
+    event.artifacts = found;
+    event.seconds = queued_at.elapsed().as_secs_f64();
+    let doc = serde_json::json!({
+        "image": { "object": image.id, "sha256": image.sha256, "name": image.meta.name, "size": image.size },
+        "inspection": report,
+    });
+    let report = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    Inspection { image, event, report, artifacts }
+}
+
+/// The summary's fields from the report.
+fn summarise(r: &super::Report, e: &mut VmiEvent) {
+    e.container = Some(r.container.format.clone());
+    e.virtual_size = Some(r.container.virtual_size);
+    e.snapshots = r
+        .container
+        .snapshots
+        .iter()
+        .map(|s| format!("{} {:?}{}", s.id, s.name, if s.vm_state_size > 0 { " + RAM" } else { "" }))
+        .collect();
+    for fs in &r.filesystems {
+        let label = if fs.label.is_empty() { String::new() } else { format!(" {:?}", fs.label) };
+        let place = if fs.partition == 0 { "whole disk".to_string() } else { format!("partition {}", fs.partition) };
+        e.filesystems.push(format!("{place}: {}{label}", fs.kind));
+        let Some(l) = &fs.linux else { continue };
+        e.os = e.os.take().or_else(|| l.os.pretty_name.clone());
+        e.hostname = e.hostname.take().or_else(|| l.hostname.clone());
+        e.timezone = e.timezone.take().or_else(|| l.timezone.clone());
+        e.users.extend(l.users.iter().map(|u| VmiUser {
+            name: u.name.clone(),
+            uid: u.uid,
+            password: u.password,
+            groups: u.groups.clone(),
+        }));
+        e.sudoers.extend(l.sudoers.iter().cloned());
+        e.ssh_keys.extend(l.ssh_keys.iter().map(|k| VmiKey {
+            user: k.user.clone(),
+            key_type: k.key_type.clone(),
+            comment: k.comment.clone(),
+            fingerprint: k.fingerprint.clone(),
+        }));
+        e.crontabs.extend(l.crontabs.iter().map(|c| VmiCron {
+            place: c.path.clone(),
+            user: Some(c.user.clone()),
+            line: c.line.clone(),
+            schedule: Some(c.schedule.clone()),
+            command: Some(c.command.clone()),
+        }));
+        e.enabled_units.extend(l.enabled_units.iter().cloned());
+        e.rc_local.extend(l.rc_local.iter().cloned());
+        e.notes.extend(l.notes.iter().cloned());
+    }
+    for a in r.memory.iter().filter(|a| a.kind == "crontab") {
+        if let Some(line) = a.detail.get("line").and_then(|l| l.as_str()) {
+            e.crontabs.push(VmiCron {
+                place: format!("{} @ {:#x}", a.source, a.offset),
+                user: None,
+                line: line.to_string(),
+                schedule: None,
+                command: None,
+            });
+        }
+    }
+    e.notes.extend(r.notes.iter().cloned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_images_and_memory_are_inspectable() {
+        assert_eq!(looks_inspectable(b"QFI\xfb\0\0\0\x03"), Some("qcow2"));
+        assert_eq!(looks_inspectable(b"KDMV"), Some("vmdk"));
+        assert_eq!(looks_inspectable(b"hello world"), None);
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[16] = 4;
+        assert_eq!(looks_inspectable(&elf), Some("elf-core"));
+        elf[16] = 2; // an executable
+        assert_eq!(looks_inspectable(&elf), None);
+        // A FAT boot sector ends in 55 AA but has no partition entries.
+        let mut fat = vec![0u8; 512];
+        fat[510] = 0x55;
+        fat[511] = 0xaa;
+        assert_eq!(looks_inspectable(&fat), None);
+        fat[446] = 0x80;
+        fat[450] = 0x83;
+        fat[454] = 1;
+        fat[458] = 100;
+        assert_eq!(looks_inspectable(&fat), Some("mbr"));
+    }
+}
