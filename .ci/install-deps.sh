@@ -33,11 +33,12 @@ fi
 # brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs;
 # libpcap-dev (headers and libpcap.so) builds the optional `libpcap` feature
 # (tests/capture_libpcap.rs); e2fsprogs (mkfs.ext4 -d, debugfs) and openssh-client (ssh-keygen)
-# make and check the VM images of tests/vmi_inspect.rs.
+# make and check the VM images of tests/vmi_inspect.rs; dosfstools and mtools (mkfs.vfat, mcopy,
+# mdir, mtype), ntfs-3g (mkntfs, ntfscp, ntfsls, ntfscat) those of tests/vmi_filesystems.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
-          e2fsprogs openssh-client)
+          e2fsprogs openssh-client dosfstools mtools ntfs-3g)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

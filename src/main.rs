@@ -845,9 +845,11 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
         if let Some(e) = &fs.error {
             let _ = writeln!(out, "  unreadable: {e}");
         }
-        let Some(l) = &fs.linux else { continue };
-        let _ = writeln!(out, "  os: {}", l.os.pretty_name.as_deref().unwrap_or("?"));
-        let _ = writeln!(out, "  hostname: {}", l.hostname.as_deref().unwrap_or("?"));
+        let Some(l) = fs.linux.as_ref().or(fs.data.as_ref()) else { continue };
+        if fs.linux.is_some() {
+            let _ = writeln!(out, "  os: {}", l.os.pretty_name.as_deref().unwrap_or("?"));
+            let _ = writeln!(out, "  hostname: {}", l.hostname.as_deref().unwrap_or("?"));
+        }
         for u in l.users.iter().filter(|u| u.uid == 0 || u.uid >= 1000 || u.password == "set" || u.password == "empty")
         {
             let _ = writeln!(

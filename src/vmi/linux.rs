@@ -189,6 +189,14 @@ pub fn inspect(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
     f
 }
 
+/// What any filesystem that is no Linux root holds: one walk for media, mail and the most
+/// recently changed files.
+pub fn inspect_data(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
+    let mut f = Findings::default();
+    walk(t, &mut f, deadline);
+    f
+}
+
 fn os_release(t: &dyn Tree) -> Os {
     let Some(s) = text(t, "/etc/os-release").or_else(|| text(t, "/usr/lib/os-release")) else { return Os::default() };
     let mut os = Os::default();

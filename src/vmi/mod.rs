@@ -15,8 +15,10 @@
 pub mod carve;
 pub mod cron;
 pub mod disk;
+pub mod fat;
 pub mod intake;
 pub mod linux;
+pub mod ntfs;
 pub mod partition;
 pub mod qcow2;
 pub mod ram;
@@ -70,6 +72,10 @@ pub struct Filesystem {
     /// Findings when it is a Linux root filesystem.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linux: Option<linux::Findings>,
+    /// Findings of any other filesystem (an EFI partition, a data disk): mail, media and the
+    /// most recently changed files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<linux::Findings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -451,7 +457,35 @@ pub trait Extract {
     fn artifact(&mut self, kind: &'static str, place: Place, bytes: ArtifactBytes<'_>);
 }
 
-/// The files behind a Linux root's findings, each handed to `ex` once.
+/// What a filesystem holds: everything for a Linux root, mail, media and recent files for any
+/// other; its artifacts handed to `ex`.
+fn examine(t: &dyn Tree, fs: &mut Filesystem, deadline: std::time::Instant, ex: Option<&mut (dyn Extract + '_)>) {
+    // A reader that panics on a structure it did not expect costs this filesystem, not the
+    // image: the others are still read.
+    let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let root = linux::is_linux_root(t);
+        (root, if root { linux::inspect(t, deadline) } else { linux::inspect_data(t, deadline) })
+    }));
+    let Ok((root, found)) = walked else {
+        fs.error = Some("the reader failed on a corrupt structure of this filesystem".into());
+        return;
+    };
+    if let Some(ex) = ex {
+        let partition = fs.partition;
+        let extracted =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract_files(t, partition, &found, ex)));
+        if extracted.is_err() {
+            fs.error = Some("the reader failed on a corrupt structure while extracting artifacts".into());
+        }
+    }
+    if root {
+        fs.linux = Some(found);
+    } else {
+        fs.data = Some(found);
+    }
+}
+
+/// The files behind a filesystem's findings, each handed to `ex` once.
 fn extract_files(t: &dyn Tree, partition: u32, f: &linux::Findings, ex: &mut dyn Extract) {
     let place = |path: &str| Place::Filesystem { partition, path: path.to_string() };
     for m in &f.mail {
@@ -525,32 +559,50 @@ pub fn inspect_extracting(
     report.partitions = parts;
     for (number, start, len) in candidates {
         let mut view = Slice { inner: shared.clone(), start, len };
-        if !is_ext(&mut view, 0) {
-            continue;
-        }
         let mut fs = Filesystem {
             partition: number,
             offset: start,
-            kind: "ext4".into(),
+            kind: String::new(),
             label: String::new(),
             uuid: String::new(),
             linux: None,
+            data: None,
             error: None,
         };
-        match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
-            Ok(e) => {
-                fs.label = e.label().to_str().unwrap_or_default().to_string();
-                fs.uuid = e.uuid().to_string();
-                let tree = Ext4Tree(e);
-                if linux::is_linux_root(&tree) {
-                    let found = linux::inspect(&tree, deadline);
-                    if let Some(ex) = extract.as_deref_mut() {
-                        extract_files(&tree, number, &found, ex);
-                    }
-                    fs.linux = Some(found);
+        let ex = extract.as_deref_mut();
+        if is_ext(&mut view, 0) {
+            fs.kind = "ext4".into();
+            match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
+                Ok(e) => {
+                    fs.label = e.label().to_str().unwrap_or_default().to_string();
+                    fs.uuid = e.uuid().to_string();
+                    examine(&Ext4Tree(e), &mut fs, deadline, ex);
                 }
+                Err(e) => fs.error = Some(e.to_string()),
             }
-            Err(e) => fs.error = Some(e.to_string()),
+        } else if fat::is_fat(&mut view) {
+            fs.kind = "fat".into();
+            match fat::FatTree::open(view) {
+                Ok(t) => {
+                    fs.kind = t.kind().into();
+                    fs.label = t.label();
+                    fs.uuid = format!("{:08X}", t.0.volume_id());
+                    examine(&t, &mut fs, deadline, ex);
+                }
+                Err(e) => fs.error = Some(e.to_string()),
+            }
+        } else if ntfs::is_ntfs(&mut view) {
+            fs.kind = "ntfs".into();
+            match ntfs::NtfsTree::open(view) {
+                Ok(t) => {
+                    fs.label = t.label();
+                    fs.uuid = t.serial();
+                    examine(&t, &mut fs, deadline, ex);
+                }
+                Err(e) => fs.error = Some(e.to_string()),
+            }
+        } else {
+            continue;
         }
         report.filesystems.push(fs);
     }
@@ -567,7 +619,7 @@ pub fn inspect_extracting(
         }
     }
     if report.filesystems.is_empty() {
-        report.notes.push("no filesystem this version reads (ext2/3/4) was found".into());
+        report.notes.push("no filesystem this version reads (ext2/3/4, FAT, NTFS) was found".into());
     }
     if let Some(ex) = extract {
         for a in &report.memory {

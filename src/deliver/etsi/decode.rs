@@ -702,10 +702,12 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                 (13, false) => Some(("parentID", uint(c, "parentID"))),
                 (14, false) => Some(("declaredSize", uint(c, "declaredSize"))),
                 (15, true) => Some(("wireConflicts", seq_of(c, |w| wire_conflict(w, 12)))),
+                (16, false) => Some(("equalsArtifact", text(c, "equalsArtifact"))),
                 _ => None,
             })?,
         ),
         Some((6, true)) => ("wireConflict", wire_conflict(&c, 10)?),
+        Some((7, true)) => ("vmi", tapir_vmi(&c)?),
         Some((5, true)) => (
             "association",
             seq(&c, 10, |c| match ctx(c)? {
@@ -732,6 +734,80 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         }
     };
     Ok(json!({ k: v }))
+}
+
+/// TapirVmi: one image inspection's summary.
+fn tapir_vmi(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 10, |c| match ctx(c)? {
+        (0, false) => Some(("imageObjectID", uint(c, "imageObjectID"))),
+        (1, false) => Some(("imageSHA256", hexv(c, "imageSHA256"))),
+        (2, false) => Some(("outcome", text(c, "outcome"))),
+        (3, false) => Some(("container", text(c, "container"))),
+        (4, false) => Some(("os", text(c, "os"))),
+        (5, false) => Some(("hostname", text(c, "hostname"))),
+        (6, true) => Some((
+            "users",
+            seq_of(c, |u| {
+                seq(u, 12, |c| match ctx(c)? {
+                    (0, false) => Some(("name", text(c, "name"))),
+                    (1, false) => Some(("uid", uint(c, "uid"))),
+                    (2, false) => Some(("password", text(c, "password"))),
+                    (3, true) => Some(("groups", utf8s(c, "groups"))),
+                    _ => None,
+                })
+            }),
+        )),
+        (7, true) => Some((
+            "crontabs",
+            seq_of(c, |u| {
+                seq(u, 12, |c| match ctx(c)? {
+                    (0, false) => Some(("place", text(c, "place"))),
+                    (1, false) => Some(("user", text(c, "user"))),
+                    (2, false) => Some(("line", text(c, "line"))),
+                    _ => None,
+                })
+            }),
+        )),
+        (8, true) => Some((
+            "sshKeys",
+            seq_of(c, |u| {
+                seq(u, 12, |c| match ctx(c)? {
+                    (0, false) => Some(("user", text(c, "user"))),
+                    (1, false) => Some(("keyType", text(c, "keyType"))),
+                    (2, false) => Some(("comment", text(c, "comment"))),
+                    (3, false) => Some(("fingerprint", text(c, "fingerprint"))),
+                    _ => None,
+                })
+            }),
+        )),
+        (9, true) => Some((
+            "artifacts",
+            seq_of(c, |u| {
+                seq(u, 12, |c| match ctx(c)? {
+                    (0, false) => Some(("kind", text(c, "kind"))),
+                    (1, false) => Some(("place", text(c, "place"))),
+                    (2, false) => Some(("fromMemory", boolean(c, "fromMemory"))),
+                    (3, false) => Some(("size", uint(c, "size"))),
+                    (4, false) => Some(("sha256", hexv(c, "sha256"))),
+                    (5, false) => Some(("objectID", uint(c, "objectID"))),
+                    (6, false) => Some(("format", text(c, "format"))),
+                    (7, false) => Some(("mailFrom", text(c, "mailFrom"))),
+                    (8, false) => Some(("mailTo", text(c, "mailTo"))),
+                    (9, false) => Some(("subject", text(c, "subject"))),
+                    (10, false) => Some(("messageID", text(c, "messageID"))),
+                    (11, false) => Some(("date", text(c, "date"))),
+                    (12, false) => Some(("equalsObject", text(c, "equalsObject"))),
+                    _ => None,
+                })
+            }),
+        )),
+        (10, false) => Some(("reportObjectID", uint(c, "reportObjectID"))),
+        (11, false) => Some(("reportSHA256", hexv(c, "reportSHA256"))),
+        (12, true) => Some(("notes", utf8s(c, "notes"))),
+        (13, false) => Some(("imageName", text(c, "imageName"))),
+        (14, false) => Some(("timezone", text(c, "timezone"))),
+        _ => None,
+    })
 }
 
 fn ip_address(t: &Tlv<'_>) -> Result<Value, DecodeError> {

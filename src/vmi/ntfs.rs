@@ -1,0 +1,137 @@
+//! NTFS (Windows images) through the `ntfs` crate.
+//!
+//! Why `ntfs`: Colin Finck's read-only, pure-Rust NTFS reader (from the ReactOS project), over
+//! any `Read + Seek`, returning errors for corrupt structures. It is used only through
+//! [`super::linux::Tree`], whose callers bound every read; DOS 8.3 aliases are skipped so that
+//! each file is listed once, and the NTFS metafiles (`$MFT`, `$LogFile`...) are not files an
+//! investigator looks for.
+
+use std::cell::RefCell;
+
+use ntfs::indexes::NtfsFileNameIndex;
+use ntfs::structured_values::NtfsFileNamespace;
+use ntfs::{Ntfs, NtfsFile, NtfsReadSeek};
+
+use super::disk::Disk;
+use super::fat::ReadOnlyIo;
+use super::linux::{Entry, Kind, Tree};
+
+/// Entries listed at most per directory.
+const MAX_DIR_ENTRIES: usize = 65_536;
+/// Seconds between 1601-01-01 (NTFS time) and 1970-01-01.
+const NT_EPOCH_OFFSET: i64 = 11_644_473_600;
+
+/// Whether `d` starts with an NTFS boot sector (OEM id `NTFS    `).
+pub fn is_ntfs(d: &mut dyn Disk) -> bool {
+    let mut b = [0u8; 11];
+    d.read_at(0, &mut b).is_ok() && b[3..11] == *b"NTFS    "
+}
+
+/// An NTFS filesystem as a [`Tree`].
+pub struct NtfsTree<D: Disk> {
+    ntfs: Ntfs,
+    io: RefCell<ReadOnlyIo<D>>,
+}
+
+impl<D: Disk> NtfsTree<D> {
+    pub fn open(disk: D) -> Result<NtfsTree<D>, ntfs::NtfsError> {
+        let mut io = ReadOnlyIo::new(disk);
+        let mut ntfs = Ntfs::new(&mut io)?;
+        // Names are compared case-insensitively through the volume's own upcase table.
+        ntfs.read_upcase_table(&mut io)?;
+        Ok(NtfsTree { ntfs, io: RefCell::new(io) })
+    }
+
+    pub fn label(&self) -> String {
+        let mut io = self.io.borrow_mut();
+        match self.ntfs.volume_name(&mut *io) {
+            Some(Ok(n)) => n.name().to_string_lossy(),
+            _ => String::new(),
+        }
+    }
+
+    pub fn serial(&self) -> String {
+        format!("{:016X}", self.ntfs.serial_number())
+    }
+
+    /// The file or directory at `path` (`/`-separated, from the root).
+    fn find(&self, path: &str, io: &mut ReadOnlyIo<D>) -> Option<NtfsFile<'_>> {
+        let mut cur = self.ntfs.root_directory(io).ok()?;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            let index = cur.directory_index(io).ok()?;
+            let mut finder = index.finder();
+            let entry = NtfsFileNameIndex::find(&mut finder, &self.ntfs, io, comp)?.ok()?;
+            cur = entry.to_file(&self.ntfs, io).ok()?;
+        }
+        Some(cur)
+    }
+
+    /// Streams the unnamed data stream of `path`, up to `max` bytes.
+    fn each_chunk(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> Option<u64> {
+        let mut io = self.io.borrow_mut();
+        let io = &mut *io;
+        let file = self.find(path, io)?;
+        if file.is_directory() {
+            return None;
+        }
+        let item = file.data(io, "")?.ok()?;
+        let attr = item.to_attribute().ok()?;
+        let mut value = attr.value(io).ok()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        while total < max {
+            let want = (max - total).min(buf.len() as u64) as usize;
+            match value.read(io, buf.get_mut(..want).unwrap_or_default()) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    f(buf.get(..n).unwrap_or_default());
+                    total += n as u64;
+                }
+            }
+        }
+        Some(total)
+    }
+}
+
+impl<D: Disk> Tree for NtfsTree<D> {
+    fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.each_chunk(path, max as u64, &mut |b| out.extend_from_slice(b))?;
+        Some(out)
+    }
+
+    fn list(&self, path: &str) -> Vec<Entry> {
+        let mut io = self.io.borrow_mut();
+        let io = &mut *io;
+        let Some(dir) = self.find(path, io) else { return Vec::new() };
+        let Ok(index) = dir.directory_index(io) else { return Vec::new() };
+        let mut entries = index.entries();
+        let mut out = Vec::new();
+        let root = path.trim_matches('/').is_empty();
+        while let Some(Ok(e)) = entries.next(io) {
+            if out.len() >= MAX_DIR_ENTRIES {
+                break;
+            }
+            let Some(Ok(name)) = e.key() else { continue };
+            if name.namespace() == NtfsFileNamespace::Dos {
+                continue;
+            }
+            let n = name.name().to_string_lossy();
+            if n == "." || (root && n.starts_with('$')) {
+                continue;
+            }
+            let kind = if name.is_directory() { Kind::Dir } else { Kind::File };
+            let mtime = (name.modification_time().nt_timestamp() / 10_000_000) as i64 - NT_EPOCH_OFFSET;
+            out.push(Entry { name: n, kind, size: name.data_size(), mtime });
+        }
+        out
+    }
+
+    fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64 {
+        self.each_chunk(path, max, f).unwrap_or(0)
+    }
+
+    fn read_link(&self, _path: &str) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,172 @@
+//! The filesystems beyond ext4 that `tapir vmi inspect` reads, on disks made by the real tools
+//! at test time: an EFI system partition (`mkfs.vfat`, populated with `mcopy`) beside an ext4
+//! root in a GPT (`sgdisk`), converted to qcow2 by `qemu-img`. Expected values come from
+//! `mdir`/`mtype` (mtools), `sha256sum` and `debugfs`, never from tapir.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(script: &str, dir: &Path) -> String {
+    run(Command::new("bash").arg("-euc").arg(script).current_dir(dir))
+}
+
+fn inspect(image: &Path) -> Value {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(image));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn an_efi_partition_beside_the_root_is_read_like_mtools_reads_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // GPT: 1 = EFI system (FAT32, 40 MiB), 2 = Linux root (ext4).
+    sh(
+        r#"
+        truncate -s 96M disk.raw
+        sgdisk -o -n 1:2048:+40M -t 1:ef00 -c 1:EFI -n 2:0:0 -t 2:8300 -c 2:root disk.raw >/dev/null
+        mkdir -p efi/EFI/debian efi/EFI/BOOT efi/photos efi/Mail/outbox root/etc
+        head -c 70000 /dev/urandom > efi/EFI/debian/grubx64.efi
+        cp efi/EFI/debian/grubx64.efi efi/EFI/BOOT/BOOTX64.EFI
+        { printf '\x89PNG\r\n\x1a\n'; head -c 5000 /dev/urandom; } > "efi/photos/Holiday picture.png"
+        printf 'From: joe@example.net\r\nTo: partner@example.org\r\nSubject: on the EFI partition\r\nMessage-ID: <2@joe-vm>\r\n\r\nhidden\r\n' > efi/Mail/outbox/2.eml
+        printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n' > root/etc/os-release
+        echo joe-vm > root/etc/hostname
+        printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+        "#,
+        base,
+    );
+    let sg = run(Command::new("sgdisk").arg("-i").arg("1").arg(base.join("disk.raw")));
+    let first = |s: &str, key: &str| -> u64 {
+        s.lines().find(|l| l.starts_with(key)).unwrap().split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let (efi_start, efi_end) = (first(&sg, "First sector:"), first(&sg, "Last sector:"));
+    let sg2 = run(Command::new("sgdisk").arg("-i").arg("2").arg(base.join("disk.raw")));
+    let (root_start, root_end) = (first(&sg2, "First sector:"), first(&sg2, "Last sector:"));
+    let off = efi_start * 512;
+    sh(
+        &format!(
+            r#"
+            mkfs.vfat -F 32 -n JOEEFI --offset {efi_start} disk.raw $(( ({efi_end} - {efi_start} + 1) / 2 )) >/dev/null
+            export MTOOLS_SKIP_CHECK=1
+            mcopy -s -i disk.raw@@{off} efi/EFI efi/photos efi/Mail ::/
+            mkfs.ext4 -q -F -L joeroot -E offset={root_off} -d root disk.raw $(( ({root_end} - {root_start} + 1) / 2 ))k
+            qemu-img convert -f raw -O qcow2 -c disk.raw disk.qcow2
+            "#,
+            root_off = root_start * 512
+        ),
+        base,
+    );
+    // What mtools reads back from the FAT: the listing and each file's bytes.
+    let mt =
+        |args: &[&str]| run(Command::new(args[0]).args(&args[1..]).env("MTOOLS_SKIP_CHECK", "1").current_dir(base));
+    let img = format!("disk.raw@@{off}");
+    let listing = mt(&["mdir", "-i", &img, "-/", "-b", "::/"]);
+    assert!(listing.contains("::/photos/Holiday picture.png"), "{listing}");
+    let sha_of = |path: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("mtype -i '{img}' '{path}' | sha256sum"))
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .current_dir(base)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    let png_sha = sha_of("::/photos/Holiday picture.png");
+    let mail_sha = sha_of("::/Mail/outbox/2.eml");
+    assert_eq!(
+        mail_sha,
+        run(Command::new("sha256sum").arg(base.join("efi/Mail/outbox/2.eml"))).split_whitespace().next().unwrap()
+    );
+
+    let r = inspect(&base.join("disk.qcow2"));
+    let fss = r["filesystems"].as_array().unwrap();
+    let fat = fss.iter().find(|f| f["kind"] == "fat32").unwrap_or_else(|| panic!("no FAT32: {r:#}"));
+    assert_eq!((fat["partition"].as_u64(), fat["offset"].as_u64()), (Some(1), Some(off)));
+    assert_eq!(fat["label"], "JOEEFI");
+    let data = &fat["data"];
+    let media = data["media"].as_array().unwrap();
+    assert_eq!(media.len(), 1, "{data:#}");
+    assert_eq!(
+        (media[0]["path"].as_str(), media[0]["sha256"].as_str()),
+        (Some("/photos/Holiday picture.png"), Some(png_sha.as_str()))
+    );
+    let mail = data["mail"].as_array().unwrap();
+    assert_eq!(
+        (mail[0]["path"].as_str(), mail[0]["sha256"].as_str()),
+        (Some("/Mail/outbox/2.eml"), Some(mail_sha.as_str()))
+    );
+    assert_eq!(mail[0]["subject"], "on the EFI partition");
+    let recent: Vec<&str> =
+        data["recently_changed"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in ["/EFI/debian/grubx64.efi", "/EFI/BOOT/BOOTX64.EFI"] {
+        assert!(recent.contains(&p), "{p} not in {recent:?}");
+    }
+    // The root beside it is read as before.
+    let root = fss.iter().find(|f| f["kind"] == "ext4").unwrap();
+    assert_eq!((root["partition"].as_u64(), root["linux"]["hostname"].as_str()), (Some(2), Some("joe-vm")));
+}
+
+#[test]
+fn an_ntfs_disk_is_read_like_ntfs_3g_reads_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // A whole-disk NTFS volume (a Windows data disk), files put in with ntfscp (no mount).
+    sh(
+        r#"
+        truncate -s 32M ntfs.raw
+        mkntfs -q -F -f -L WINDATA ntfs.raw
+        { printf '\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2'; head -c 200000 /dev/urandom; } > clip.mp4
+        printf 'From: joe@example.net\r\nTo: partner@example.org\r\nSubject: from the Windows disk\r\nMessage-ID: <3@joe-win>\r\n\r\nhidden\r\n' > outbox-3.eml
+        head -c 3000 /dev/urandom > notes.bin
+        ntfscp -q ntfs.raw clip.mp4 "Holiday clip.mp4"
+        ntfscp -q ntfs.raw outbox-3.eml outbox-3.eml
+        ntfscp -q ntfs.raw notes.bin notes.bin
+        qemu-img convert -f raw -O vhdx ntfs.raw ntfs.vhdx
+        "#,
+        base,
+    );
+    let listing = run(Command::new("ntfsls").arg(base.join("ntfs.raw")));
+    assert!(listing.lines().any(|l| l == "Holiday clip.mp4"), "{listing}");
+    let cat_sha = |name: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("ntfscat ntfs.raw '{name}' | sha256sum"))
+            .current_dir(base)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    let r = inspect(&base.join("ntfs.vhdx"));
+    assert_eq!(r["container"]["format"], "vhdx");
+    let fs =
+        r["filesystems"].as_array().unwrap().iter().find(|f| f["kind"] == "ntfs").unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!((fs["partition"].as_u64(), fs["label"].as_str()), (Some(0), Some("WINDATA")));
+    let data = &fs["data"];
+    let media = data["media"].as_array().unwrap();
+    assert_eq!(media.len(), 1, "{data:#}");
+    assert_eq!(media[0]["path"], "/Holiday clip.mp4");
+    assert_eq!(media[0]["sha256"].as_str().unwrap(), cat_sha("Holiday clip.mp4"));
+    let mail = data["mail"].as_array().unwrap();
+    assert_eq!(mail[0]["sha256"].as_str().unwrap(), cat_sha("outbox-3.eml"));
+    assert_eq!(mail[0]["subject"], "from the Windows disk");
+    let recent: Vec<&str> =
+        data["recently_changed"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in ["/notes.bin", "/outbox-3.eml", "/Holiday clip.mp4"] {
+        assert!(recent.contains(&p), "{p} not in {recent:?}");
+    }
+    assert!(recent.iter().all(|p| !p.starts_with("/$")), "metafiles are not listed: {recent:?}");
+}
