@@ -170,3 +170,67 @@ fn an_ntfs_disk_is_read_like_ntfs_3g_reads_it() {
     }
     assert!(recent.iter().all(|p| !p.starts_with("/$")), "metafiles are not listed: {recent:?}");
 }
+
+#[test]
+fn an_lvm_logical_volume_in_two_segments_is_read_like_lvm_maps_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // A GPT whose partition 1 is an LVM2 PV (made on a loop device over that partition's
+    // bytes; activation off: no device-mapper needed). root gets two segments with `other`
+    // between them; the ext4 made by mkfs.ext4 -d is written into root's extents where `lvs`
+    // says they are.
+    let cfg = "global { activation = 0 }";
+    let out = sh(
+        &format!(
+            r#"
+            export LVM_SUPPRESS_FD_WARNINGS=1
+            truncate -s 80M disk.raw
+            sgdisk -o -n 1:2048:0 -t 1:8e00 disk.raw >/dev/null
+            start=$(sgdisk -i 1 disk.raw | awk '/First sector/ {{print $3}}')
+            last=$(sgdisk -i 1 disk.raw | awk '/Last sector/ {{print $3}}')
+            L=$(losetup -f --show -o $((start * 512)) --sizelimit $(( (last - start + 1) * 512 )) disk.raw)
+            trap 'vgremove --config "{cfg}" -f -q vgj >/dev/null 2>&1 || true; losetup -d $L' EXIT
+            vgname=vgj
+            pvcreate -q -f $L >/dev/null
+            vgcreate --config "{cfg}" -q -s 1M vgj $L >/dev/null
+            lvcreate --config "{cfg}" -q -an -Zn -L 8M -n root vgj >/dev/null 2>&1
+            lvcreate --config "{cfg}" -q -an -Zn -L 4M -n other vgj >/dev/null 2>&1
+            lvextend --config "{cfg}" -q -L +8M vgj/root >/dev/null 2>&1
+            pe_start=$(pvs --config "{cfg}" --noheadings --units b --nosuffix -o pe_start $L | tr -d ' ')
+            mkdir -p root/etc
+            echo lvm-vm > root/etc/hostname
+            printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+            mkfs.ext4 -q -F -L lvroot -d root fs.img 16M
+            # each segment of root: LV extent start, count, PV extent start (1 MiB extents)
+            lvs --config "{cfg}" --noheadings --segments -o lv_name,seg_start_pe,seg_size_pe,seg_pe_ranges vgj 2>/dev/null |
+            while read -r lv seg_start seg_size range; do
+                [ "$lv" = root ] || continue
+                pe=${{range#*:}}; pe=${{pe%-*}}
+                dd if=fs.img of=disk.raw bs=1M skip=$seg_start count=$seg_size conv=notrunc status=none \
+                   oflag=seek_bytes seek=$(( start * 512 + pe_start + pe * 1048576 ))
+                echo "segment $seg_start $seg_size $pe"
+            done
+            qemu-img convert -f raw -O qcow2 disk.raw disk.qcow2
+            debugfs -R 'cat /etc/hostname' fs.img 2>/dev/null
+            "#
+        ),
+        base,
+    );
+    let segs: Vec<&str> = out.lines().filter(|l| l.starts_with("segment")).collect();
+    assert_eq!(segs, ["segment 0 8 0", "segment 8 8 12"], "{out}");
+    assert!(out.contains("lvm-vm"), "{out}");
+    let r = inspect(&base.join("disk.qcow2"));
+    let vg = &r["volume_groups"][0];
+    assert_eq!(vg["name"], "vgj", "{r:#}");
+    let names: Vec<&str> =
+        vg["logical_volumes"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["vgj/root", "vgj/other"]);
+    let fs = r["filesystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["volume"] == "vgj/root")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!((fs["kind"].as_str(), fs["label"].as_str()), (Some("ext4"), Some("lvroot")));
+    assert_eq!(fs["linux"]["hostname"], "lvm-vm");
+}

@@ -18,6 +18,7 @@ pub mod disk;
 pub mod fat;
 pub mod intake;
 pub mod linux;
+pub mod lvm;
 pub mod ntfs;
 pub mod partition;
 pub mod qcow2;
@@ -65,6 +66,10 @@ pub struct Filesystem {
     /// Partition number, or 0 for a filesystem on the whole disk.
     pub partition: u32,
     pub offset: u64,
+    /// The LVM logical volume (`vg/lv`) it is on, if it is on one (`offset` is then the
+    /// physical volume's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
     /// `ext4` (ext2/3/4 alike).
     pub kind: String,
     pub label: String,
@@ -86,6 +91,9 @@ pub struct Report {
     pub container: Container,
     pub partitions: Vec<partition::Partition>,
     pub filesystems: Vec<Filesystem>,
+    /// LVM2 volume groups found on physical volumes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_groups: Vec<lvm::VolumeGroup>,
     /// Saved RAM found: each snapshot's VM state, its RAM blocks and pages.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ram: Vec<SavedRam>,
@@ -457,6 +465,62 @@ pub trait Extract {
     fn artifact(&mut self, kind: &'static str, place: Place, bytes: ArtifactBytes<'_>);
 }
 
+/// The filesystem on `view` (partition `number` at `offset`), if this module reads its kind.
+fn filesystem_on<D: Disk + 'static>(
+    mut view: D,
+    number: u32,
+    offset: u64,
+    deadline: std::time::Instant,
+    ex: Option<&mut (dyn Extract + '_)>,
+) -> Option<Filesystem> {
+    let mut fs = Filesystem {
+        partition: number,
+        offset,
+        volume: None,
+        kind: String::new(),
+        label: String::new(),
+        uuid: String::new(),
+        linux: None,
+        data: None,
+        error: None,
+    };
+    if is_ext(&mut view, 0) {
+        fs.kind = "ext4".into();
+        match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
+            Ok(e) => {
+                fs.label = e.label().to_str().unwrap_or_default().to_string();
+                fs.uuid = e.uuid().to_string();
+                examine(&Ext4Tree(e), &mut fs, deadline, ex);
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
+    } else if fat::is_fat(&mut view) {
+        fs.kind = "fat".into();
+        match fat::FatTree::open(view) {
+            Ok(t) => {
+                fs.kind = t.kind().into();
+                fs.label = t.label();
+                fs.uuid = format!("{:08X}", t.0.volume_id());
+                examine(&t, &mut fs, deadline, ex);
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
+    } else if ntfs::is_ntfs(&mut view) {
+        fs.kind = "ntfs".into();
+        match ntfs::NtfsTree::open(view) {
+            Ok(t) => {
+                fs.label = t.label();
+                fs.uuid = t.serial();
+                examine(&t, &mut fs, deadline, ex);
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
+    } else {
+        return None;
+    }
+    Some(fs)
+}
+
 /// What a filesystem holds: everything for a Linux root, mail, media and recent files for any
 /// other; its artifacts handed to `ex`.
 fn examine(t: &dyn Tree, fs: &mut Filesystem, deadline: std::time::Instant, ex: Option<&mut (dyn Extract + '_)>) {
@@ -559,52 +623,28 @@ pub fn inspect_extracting(
     report.partitions = parts;
     for (number, start, len) in candidates {
         let mut view = Slice { inner: shared.clone(), start, len };
-        let mut fs = Filesystem {
-            partition: number,
-            offset: start,
-            kind: String::new(),
-            label: String::new(),
-            uuid: String::new(),
-            linux: None,
-            data: None,
-            error: None,
-        };
-        let ex = extract.as_deref_mut();
-        if is_ext(&mut view, 0) {
-            fs.kind = "ext4".into();
-            match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
-                Ok(e) => {
-                    fs.label = e.label().to_str().unwrap_or_default().to_string();
-                    fs.uuid = e.uuid().to_string();
-                    examine(&Ext4Tree(e), &mut fs, deadline, ex);
+        if lvm::label_sector(&mut view).is_some() {
+            // An LVM2 physical volume: each logical volume is looked into like a partition.
+            match lvm::read(&mut view) {
+                Ok(vg) => {
+                    report.notes.extend(vg.notes.iter().map(|n| format!("LVM {}: {n}", vg.name)));
+                    for lv in vg.logical_volumes.iter().filter(|lv| !lv.segments.is_empty()) {
+                        let pv = Slice { inner: shared.clone(), start, len };
+                        let vol = lvm::Volume { pv, lv: lv.clone() };
+                        if let Some(mut fs) = filesystem_on(vol, number, start, deadline, extract.as_deref_mut()) {
+                            fs.volume = Some(lv.name.clone());
+                            report.filesystems.push(fs);
+                        }
+                    }
+                    report.volume_groups.push(vg);
                 }
-                Err(e) => fs.error = Some(e.to_string()),
+                Err(e) => report.notes.push(format!("partition {number}: LVM2 label, unreadable metadata: {e}")),
             }
-        } else if fat::is_fat(&mut view) {
-            fs.kind = "fat".into();
-            match fat::FatTree::open(view) {
-                Ok(t) => {
-                    fs.kind = t.kind().into();
-                    fs.label = t.label();
-                    fs.uuid = format!("{:08X}", t.0.volume_id());
-                    examine(&t, &mut fs, deadline, ex);
-                }
-                Err(e) => fs.error = Some(e.to_string()),
-            }
-        } else if ntfs::is_ntfs(&mut view) {
-            fs.kind = "ntfs".into();
-            match ntfs::NtfsTree::open(view) {
-                Ok(t) => {
-                    fs.label = t.label();
-                    fs.uuid = t.serial();
-                    examine(&t, &mut fs, deadline, ex);
-                }
-                Err(e) => fs.error = Some(e.to_string()),
-            }
-        } else {
             continue;
         }
-        report.filesystems.push(fs);
+        if let Some(fs) = filesystem_on(view, number, start, deadline, extract.as_deref_mut()) {
+            report.filesystems.push(fs);
+        }
     }
     if report.filesystems.is_empty() && report.partitions.is_empty() {
         // Not a disk: a memory dump (or a QEMU migration stream) is carved whole.
