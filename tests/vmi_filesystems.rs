@@ -234,3 +234,62 @@ fn an_lvm_logical_volume_in_two_segments_is_read_like_lvm_maps_it() {
     assert_eq!((fs["kind"].as_str(), fs["label"].as_str()), (Some("ext4"), Some("lvroot")));
     assert_eq!(fs["linux"]["hostname"], "lvm-vm");
 }
+
+#[test]
+fn mail_waiting_in_a_postfix_queue_is_read_like_postcat_reads_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // Postfix's own sendmail/postdrop queue the message (no master runs: it stays in
+    // maildrop, as in a VM shut down before pickup); the queue is copied into the root tree.
+    let out = sh(
+        r#"
+        mkdir -p pf/conf pf/queue pf/data root/etc root/var/spool
+        chmod 755 . pf
+        {
+            echo "compatibility_level = 3.6"
+            echo "queue_directory = $PWD/pf/queue"
+            echo "data_directory = $PWD/pf/data"
+            echo "mail_owner = postfix"
+            echo "setgid_group = postdrop"
+            echo "myhostname = joe-vm.example.org"
+            echo "inet_interfaces = loopback-only"
+            echo "alias_maps ="
+            echo "alias_database ="
+            echo "maillog_file = $PWD/pf/maillog"
+            echo "maillog_file_prefixes = $PWD/pf"
+        } > pf/conf/main.cf
+        cp /etc/postfix/master.cf pf/conf/
+        postfix -c "$PWD/pf/conf" check >/dev/null 2>&1
+        printf 'From: joe@example.org\nTo: partner@example.net\nSubject: queued while offline\nMessage-ID: <q1@joe-vm>\n\nthe plan\n.a dot line\n' > msg.txt
+        sendmail -C "$PWD/pf/conf" -f joe@example.org partner@example.net other@example.net < msg.txt 2>/dev/null
+        q=$(find pf/queue/maildrop -type f)
+        id=$(basename "$q")
+        echo "id $id"
+        echo "sha $(postcat -c "$PWD/pf/conf" -bh "$q" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+        postcat -c "$PWD/pf/conf" -e "$q" 2>/dev/null | grep -E '^(sender|recipient):'
+        cp -a pf/queue root/var/spool/postfix
+        printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+        echo joe-vm > root/etc/hostname
+        mkfs.ext4 -q -F -d root disk.raw 16M
+        "#,
+        base,
+    );
+    let field = |k: &str| {
+        out.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k}: {out}")).trim().to_string()
+    };
+    let (id, sha) = (field("id "), field("sha "));
+    let recipients: Vec<String> =
+        out.lines().filter_map(|l| l.strip_prefix("recipient: ")).map(str::to_string).collect();
+    assert_eq!(recipients.len(), 2, "{out}");
+    let r = inspect(&base.join("disk.raw"));
+    let l = &r["filesystems"][0]["linux"];
+    let m = l["mail"].as_array().unwrap().iter().find(|m| m["queue"].is_object()).unwrap_or_else(|| panic!("{l:#}"));
+    assert_eq!(m["path"].as_str().unwrap(), format!("/var/spool/postfix/maildrop/{id}"));
+    assert_eq!(m["sha256"].as_str().unwrap(), sha, "the message as postcat -bh prints it");
+    assert_eq!(m["subject"], "queued while offline");
+    assert_eq!(m["queue"]["mta"], "postfix");
+    assert_eq!(m["queue"]["sender"].as_str().unwrap(), field("sender: "));
+    let got: Vec<String> =
+        m["queue"]["recipients"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
+    assert_eq!(got, recipients);
+}

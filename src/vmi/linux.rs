@@ -105,6 +105,20 @@ pub struct Mail {
     pub date: Option<String>,
     pub size: u64,
     pub sha256: String,
+    /// For a message in an MTA's queue: its envelope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueInfo>,
+}
+
+/// The envelope of a message waiting in an MTA's queue.
+#[derive(Debug, Serialize)]
+pub struct QueueInfo {
+    /// `postfix`.
+    pub mta: &'static str,
+    pub sender: Option<String>,
+    pub recipients: Vec<String>,
+    /// When it was queued, seconds since the epoch.
+    pub arrived: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -570,6 +584,22 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
         f.media.push(Media { path: path.to_string(), format, size: e.size, sha256: hex::encode(ctx.finish()) });
         return;
     }
+    if super::mailq::is_postfix_queue(path) && e.size <= MAX_FILE as u64 {
+        let Some(q) = t.read(path, MAX_FILE).and_then(|b| super::mailq::postfix(&b, MAX_FILE)) else { return };
+        let Some(h) = mail_headers(&q.message) else { return };
+        f.mail.push(Mail {
+            path: path.to_string(),
+            from: h.get("from").cloned(),
+            to: h.get("to").cloned(),
+            subject: h.get("subject").cloned(),
+            message_id: h.get("message-id").cloned(),
+            date: h.get("date").cloned(),
+            size: q.message.len() as u64,
+            sha256: sha256_hex(&q.message),
+            queue: Some(QueueInfo { mta: "postfix", sender: q.sender, recipients: q.recipients, arrived: q.arrived }),
+        });
+        return;
+    }
     if mail_place(path) && e.size <= MAX_FILE as u64 {
         let Some(body) = t.read(path, MAX_FILE) else { return };
         let messages = if body.starts_with(b"From ") { mbox_messages(&body) } else { vec![body.as_slice()] };
@@ -586,6 +616,7 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
                 date: h.get("date").cloned(),
                 size: m.len() as u64,
                 sha256: sha256_hex(m),
+                queue: None,
             });
         }
     }

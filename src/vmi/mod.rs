@@ -19,6 +19,7 @@ pub mod fat;
 pub mod intake;
 pub mod linux;
 pub mod lvm;
+pub mod mailq;
 pub mod ntfs;
 pub mod partition;
 pub mod qcow2;
@@ -558,7 +559,14 @@ fn extract_files(t: &dyn Tree, partition: u32, f: &linux::Findings, ex: &mut dyn
             Some((p, Ok(n))) => (p, Some(n)),
             _ => (m.path.as_str(), None),
         };
-        let Some(body) = t.read(path, linux::MAX_FILE) else { continue };
+        let Some(mut body) = t.read(path, linux::MAX_FILE) else { continue };
+        // A Postfix queue file: the message it holds, as postcat prints it.
+        if mailq::is_postfix_queue(path) {
+            match mailq::postfix(&body, linux::MAX_FILE) {
+                Some(q) => body = q.message,
+                None => continue,
+            }
+        }
         let msg = match nth {
             Some(n) => linux::mbox_messages(&body).get(n.wrapping_sub(1)).copied(),
             None => Some(body.as_slice()),
