@@ -132,6 +132,31 @@ pub fn vmi(data: &[u8]) {
     }
 }
 
+/// One filesystem reader on `data` as a whole volume (`fat`, `ntfs`, `ext4`: the walk and the
+/// extraction of artifacts), or the LVM2 metadata reader, or the Postfix queue file reader.
+pub fn vmi_reader(kind: &str, data: &[u8]) {
+    use crate::vmi::disk::MemDisk;
+    match kind {
+        "lvm" => {
+            if let Ok(vg) = crate::vmi::lvm::read(&mut MemDisk(data.into())) {
+                for lv in &vg.logical_volumes {
+                    for (_, pv, len) in &lv.segments {
+                        assert!(pv.saturating_add(*len) <= data.len() as u64, "a segment past the device");
+                    }
+                }
+            }
+        }
+        "mailq" => {
+            if let Some(q) = crate::vmi::mailq::postfix(data, 1 << 20) {
+                assert!(q.message.len() < 1 << 20);
+            }
+        }
+        _ => {
+            let _ = crate::vmi::inspect_volume(Box::new(MemDisk(data.into())), std::time::Duration::from_secs(5));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

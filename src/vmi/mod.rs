@@ -522,6 +522,18 @@ fn filesystem_on<D: Disk + 'static>(
     Some(fs)
 }
 
+/// The filesystem on a whole volume (no container, no partition table), with its findings and
+/// every artifact read: what the fuzz targets of the filesystem readers drive.
+pub fn inspect_volume(volume: Box<dyn Disk>, time_limit: std::time::Duration) -> Option<Filesystem> {
+    struct Drain;
+    impl Extract for Drain {
+        fn artifact(&mut self, _: &'static str, _: Place, bytes: ArtifactBytes<'_>) {
+            bytes(&mut |_| {});
+        }
+    }
+    filesystem_on(volume, 0, 0, std::time::Instant::now() + time_limit, Some(&mut Drain))
+}
+
 /// What a filesystem holds: everything for a Linux root, mail, media and recent files for any
 /// other; its artifacts handed to `ex`.
 fn examine(t: &dyn Tree, fs: &mut Filesystem, deadline: std::time::Instant, ex: Option<&mut (dyn Extract + '_)>) {
