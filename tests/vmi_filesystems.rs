@@ -3,30 +3,11 @@
 //! root in a GPT (`sgdisk`), converted to qcow2 by `qemu-img`. Expected values come from
 //! `mdir`/`mtype` (mtools), `sha256sum` and `debugfs`, never from tapir.
 
-use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use vmi_common::{inspect, piped_sha256, run, sh};
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh(script: &str, dir: &Path) -> String {
-    run(Command::new("bash").arg("-euc").arg(script).current_dir(dir))
-}
-
-fn inspect(image: &Path) -> Value {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(image));
-    serde_json::from_str(&out).unwrap()
-}
+mod vmi_common;
 
 #[test]
 fn an_efi_partition_beside_the_root_is_read_like_mtools_reads_it() {
@@ -75,16 +56,7 @@ fn an_efi_partition_beside_the_root_is_read_like_mtools_reads_it() {
     let img = format!("disk.raw@@{off}");
     let listing = mt(&["mdir", "-i", &img, "-/", "-b", "::/"]);
     assert!(listing.contains("::/photos/Holiday picture.png"), "{listing}");
-    let sha_of = |path: &str| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!("mtype -i '{img}' '{path}' | sha256sum"))
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .current_dir(base)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
-    };
+    let sha_of = |path: &str| piped_sha256(&format!("MTOOLS_SKIP_CHECK=1 mtype -i '{img}' '{path}'"), base);
     let png_sha = sha_of("::/photos/Holiday picture.png");
     let mail_sha = sha_of("::/Mail/outbox/2.eml");
     assert_eq!(
@@ -141,15 +113,7 @@ fn an_ntfs_disk_is_read_like_ntfs_3g_reads_it() {
     );
     let listing = run(Command::new("ntfsls").arg(base.join("ntfs.raw")));
     assert!(listing.lines().any(|l| l == "Holiday clip.mp4"), "{listing}");
-    let cat_sha = |name: &str| {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!("ntfscat ntfs.raw '{name}' | sha256sum"))
-            .current_dir(base)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
-    };
+    let cat_sha = |name: &str| piped_sha256(&format!("ntfscat ntfs.raw '{name}'"), base);
     let r = inspect(&base.join("ntfs.vhdx"));
     assert_eq!(r["container"]["format"], "vhdx");
     let fs =

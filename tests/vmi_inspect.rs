@@ -8,25 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use vmi_common::{inspect, run, sh, sha256sum};
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh(script: &str, dir: &Path) -> String {
-    run(Command::new("bash").arg("-euc").arg(script).current_dir(dir))
-}
-
-fn sha256sum(p: &Path) -> String {
-    run(Command::new("sha256sum").arg(p)).split_whitespace().next().unwrap().to_string()
-}
+mod vmi_common;
 
 /// sha256 of the guest's bytes as tapir's container readers give them.
 fn guest_sha256(image: &Path) -> String {
@@ -43,11 +27,6 @@ fn guest_sha256(image: &Path) -> String {
         at += n as u64;
     }
     hex::encode(ctx.finish())
-}
-
-fn inspect(image: &Path) -> Value {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(image));
-    serde_json::from_str(&out).unwrap()
 }
 
 /// The guest's root tree: what the use case hides in a VM.

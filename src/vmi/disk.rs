@@ -58,6 +58,69 @@ impl Disk for MemDisk {
     }
 }
 
+/// A read cache over another disk: 64 KiB chunks, the oldest dropped past `capacity` bytes.
+/// Filesystem readers read the same metadata blocks again and again (inode tables, directory
+/// blocks); under a compressed qcow2 each miss is a cluster to inflate.
+pub struct Cached<D> {
+    inner: D,
+    chunks: std::collections::HashMap<u64, Vec<u8>>,
+    order: std::collections::VecDeque<u64>,
+    capacity: usize,
+}
+
+const CHUNK: u64 = 64 * 1024;
+
+impl<D: Disk> Cached<D> {
+    pub fn new(inner: D, capacity: usize) -> Cached<D> {
+        Cached { inner, chunks: Default::default(), order: Default::default(), capacity: capacity.max(CHUNK as usize) }
+    }
+
+    fn chunk(&mut self, index: u64) -> io::Result<&Vec<u8>> {
+        if !self.chunks.contains_key(&index) {
+            let start = index * CHUNK;
+            let len = CHUNK.min(self.inner.size().saturating_sub(start)) as usize;
+            let mut b = vec![0u8; len];
+            self.inner.read_at(start, &mut b)?;
+            while self.order.len() * CHUNK as usize >= self.capacity {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.chunks.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(index);
+            self.chunks.insert(index, b);
+        }
+        self.chunks.get(&index).ok_or_else(|| io::Error::other("cache"))
+    }
+}
+
+impl<D: Disk> Disk for Cached<D> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        check(offset, buf.len(), self.inner.size())?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let within = (at % CHUNK) as usize;
+            let chunk = self.chunk(at / CHUNK)?;
+            let n = chunk.len().saturating_sub(within).min(buf.len() - done);
+            if n == 0 {
+                return Err(past_end(offset, buf.len(), self.inner.size()));
+            }
+            buf.get_mut(done..done + n)
+                .unwrap_or_default()
+                .copy_from_slice(chunk.get(within..within + n).unwrap_or_default());
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 /// A window of another disk: a partition.
 pub struct Slice<D> {
     pub inner: D,

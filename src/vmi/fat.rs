@@ -9,7 +9,7 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::disk::Disk;
-use super::linux::{Entry, Kind, Tree};
+use super::linux::{pump, Entry, Kind, Tree};
 
 /// Entries listed at most per directory (a cluster chain that loops lists forever otherwise).
 const MAX_DIR_ENTRIES: usize = 65_536;
@@ -119,16 +119,9 @@ fn epoch(t: fatfs::DateTime) -> i64 {
 
 impl<D: Disk> Tree for FatTree<D> {
     fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
-        let mut f = self.file(path)?;
+        let mut file = self.file(path)?;
         let mut out = Vec::new();
-        let mut buf = [0u8; 64 * 1024];
-        while out.len() < max {
-            let want = (max - out.len()).min(buf.len());
-            match f.read(buf.get_mut(..want).unwrap_or_default()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or_default()),
-            }
-        }
+        pump(max as u64, &mut |b| file.read(b).ok(), &mut |b| out.extend_from_slice(b));
         Some(out)
     }
 
@@ -150,19 +143,7 @@ impl<D: Disk> Tree for FatTree<D> {
 
     fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64 {
         let Some(mut file) = self.file(path) else { return 0 };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        while total < max {
-            let want = (max - total).min(buf.len() as u64) as usize;
-            match file.read(buf.get_mut(..want).unwrap_or_default()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    f(buf.get(..n).unwrap_or_default());
-                    total += n as u64;
-                }
-            }
-        }
-        total
+        pump(max, &mut |b| file.read(b).ok(), f)
     }
 
     fn read_link(&self, _path: &str) -> Option<String> {

@@ -810,9 +810,7 @@ fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
         Ok(d) => d,
         Err(e) => {
             let _ = std::fs::remove_file(&spool);
-            event.outcome = "unreadable";
-            event.notes.push(format!("the copy could not be read: {e}"));
-            return Inspection { image, event, report: Vec::new(), artifacts: Vec::new() };
+            return refusal(image, "unreadable", format!("the copy could not be read: {e}"));
         }
     };
     let mut ex = Extractor {
@@ -833,9 +831,8 @@ fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
     let report = match report {
         Ok(r) => r,
         Err(_) => {
-            event.outcome = "failed";
-            event.notes.push("the inspection failed (a reader error); the image is in the case unread".into());
-            return Inspection { image, event, report: Vec::new(), artifacts: Vec::new() };
+            let why = "the inspection failed (a reader error); the image is in the case unread".to_string();
+            return refusal(image, "failed", why);
         }
     };
     summarise(&report, &mut event);

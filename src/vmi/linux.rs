@@ -17,6 +17,8 @@ pub const MAX_HASHED: u64 = 256 << 20;
 pub const MAX_ENTRIES: usize = 200_000;
 /// Directory depth walked at most (a directory cycle in a corrupt filesystem ends here).
 pub const MAX_DEPTH: usize = 32;
+/// Files under the system's trees are looked into for media from this size on.
+pub const SYSTEM_MEDIA_MIN: u64 = 256 << 10;
 /// Lines kept from the end of each shell history.
 const HISTORY_TAIL: usize = 50;
 /// Recently changed files listed.
@@ -49,6 +51,25 @@ pub trait Tree {
     fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64;
     /// Where a symbolic link points.
     fn read_link(&self, path: &str) -> Option<String>;
+}
+
+/// Reads a file through `read` (a reader's own `read`, `None` at its end or on an error) in
+/// chunks of up to 1 MiB handed to `f`, up to `max` bytes; the bytes read. Every [`Tree`]'s
+/// `read` and `stream` go through it.
+pub fn pump(max: u64, read: &mut dyn FnMut(&mut [u8]) -> Option<usize>, f: &mut dyn FnMut(&[u8])) -> u64 {
+    let mut buf = vec![0u8; (1 << 20).min(max.max(1) as usize)];
+    let mut total = 0u64;
+    while total < max {
+        let want = (max - total).min(buf.len() as u64) as usize;
+        match read(buf.get_mut(..want).unwrap_or_default()) {
+            None | Some(0) => break,
+            Some(n) => {
+                f(buf.get(..n).unwrap_or_default());
+                total += n as u64;
+            }
+        }
+    }
+    total
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -160,9 +181,9 @@ pub struct Findings {
     pub mail: Vec<Mail>,
     pub histories: Vec<History>,
     pub media: Vec<Media>,
-    /// Media files under the system's own trees (`/usr`, `/lib`, `/boot`, `/etc`...: packaged
-    /// icons and documentation), counted, not listed.
-    pub system_media_files: u64,
+    /// Files under the system's own trees (`/usr`, `/lib`, `/boot`, `/etc`...) smaller than
+    /// [`SYSTEM_MEDIA_MIN`]: packaged icons and documentation, counted, not opened.
+    pub system_files_skipped: u64,
     pub recently_changed: Vec<Changed>,
     pub notes: Vec<String>,
 }
@@ -568,14 +589,17 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
     if e.size == 0 {
         return;
     }
+    // The system's own trees hold tens of thousands of packaged files (icons, documentation):
+    // only those large enough to be a video or a photo worth hiding there are opened.
+    const SYSTEM: [&str; 9] =
+        ["/usr/", "/lib/", "/lib64/", "/lib32/", "/boot/", "/etc/", "/bin/", "/sbin/", "/var/lib/"];
+    let system = SYSTEM.iter().any(|s| path.starts_with(s));
+    if system && e.size < SYSTEM_MEDIA_MIN {
+        f.system_files_skipped += 1;
+        return;
+    }
     let Some(head) = t.read(path, 4096) else { return };
     if let Some(format) = media_format(&head) {
-        const SYSTEM: [&str; 9] =
-            ["/usr/", "/lib/", "/lib64/", "/lib32/", "/boot/", "/etc/", "/bin/", "/sbin/", "/var/lib/"];
-        if SYSTEM.iter().any(|s| path.starts_with(s)) {
-            f.system_media_files += 1;
-            return;
-        }
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let n = t.stream(path, MAX_HASHED, &mut |b| ctx.update(b));
         if n < e.size {

@@ -188,16 +188,8 @@ struct Ext4Tree(ext4_view::Ext4);
 impl Tree for Ext4Tree {
     fn read(&self, path: &str, max: usize) -> Option<Vec<u8>> {
         let mut f = self.0.open(path).ok()?;
-        let len = f.metadata().len().min(max as u64) as usize;
-        let mut out = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match f.read_bytes(out.get_mut(got..).unwrap_or_default()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        out.truncate(got);
+        let mut out = Vec::new();
+        linux::pump(max as u64, &mut |b| f.read_bytes(b).ok(), &mut |b| out.extend_from_slice(b));
         Some(out)
     }
 
@@ -228,19 +220,7 @@ impl Tree for Ext4Tree {
 
     fn stream(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> u64 {
         let Ok(mut file) = self.0.open(path) else { return 0 };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        while total < max {
-            let want = (max - total).min(buf.len() as u64) as usize;
-            match file.read_bytes(buf.get_mut(..want).unwrap_or_default()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    f(buf.get(..n).unwrap_or_default());
-                    total += n as u64;
-                }
-            }
-        }
-        total
+        linux::pump(max, &mut |b| file.read_bytes(b).ok(), f)
     }
 
     fn read_link(&self, path: &str) -> Option<String> {
@@ -429,6 +409,9 @@ fn open_chain(
 pub fn inspect(file: Box<dyn Disk>) -> Report {
     inspect_with(file, "", &no_backing, DEFAULT_TIME_LIMIT)
 }
+
+/// Bytes of the guest disk cached for the filesystem readers.
+pub const GUEST_CACHE: usize = 32 << 20;
 
 /// How long one inspection may walk filesystems, by default.
 pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -633,6 +616,8 @@ pub fn inspect_extracting(
     let deadline = std::time::Instant::now() + time_limit;
     let mut report = Report::default();
     let Some(guest) = open_chain(file, &mut report, resolve, &mut vec![identity.to_string()]) else { return report };
+    // Bytes read by the partition and filesystem readers go through one cache (bounded).
+    let guest: Box<dyn Disk> = Box::new(disk::Cached::new(guest, GUEST_CACHE));
     let shared = Shared(Rc::new(RefCell::new(guest)));
     let (parts, notes) = partition::partitions(&mut shared.clone());
     report.notes.extend(notes);

@@ -14,7 +14,7 @@ use ntfs::{Ntfs, NtfsFile, NtfsReadSeek};
 
 use super::disk::Disk;
 use super::fat::ReadOnlyIo;
-use super::linux::{Entry, Kind, Tree};
+use super::linux::{pump, Entry, Kind, Tree};
 
 /// Entries listed at most per directory.
 const MAX_DIR_ENTRIES: usize = 65_536;
@@ -77,19 +77,7 @@ impl<D: Disk> NtfsTree<D> {
         let item = file.data(io, "")?.ok()?;
         let attr = item.to_attribute().ok()?;
         let mut value = attr.value(io).ok()?;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0u64;
-        while total < max {
-            let want = (max - total).min(buf.len() as u64) as usize;
-            match value.read(io, buf.get_mut(..want).unwrap_or_default()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    f(buf.get(..n).unwrap_or_default());
-                    total += n as u64;
-                }
-            }
-        }
-        Some(total)
+        Some(pump(max, &mut |b| value.read(io, b).ok(), f))
     }
 }
 
