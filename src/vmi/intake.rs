@@ -522,21 +522,23 @@ impl Intake {
             self.ready.push(refusal(image, outcome, why.describe(max)));
             return;
         }
-        if self.waiting.len() >= self.cfg.waiting {
-            // The queue is full and so is the waiting list: this one is reported, not inspected.
-            if let Some(p) = spool {
-                let _ = std::fs::remove_file(p);
-            }
-            self.stats.refused += 1;
-            let why = format!("{} images already waiting for inspection: not inspected", self.waiting.len());
-            self.ready.push(refusal(image, "queue-full", why));
-            return;
-        }
         let Some(spool) = spool else { return };
         self.stats.queued += 1;
         self.outstanding.push_back(image.last_seen);
         self.waiting.push_back(Job { image, spool, queued_at: Instant::now() });
         self.push_waiting();
+        if self.waiting.len() > self.cfg.waiting {
+            // The thread's queue is full and so is the waiting list: this one is reported,
+            // not inspected.
+            if let Some(job) = self.waiting.pop_back() {
+                let _ = std::fs::remove_file(&job.spool);
+                self.outstanding.pop_back();
+                self.stats.queued -= 1;
+                self.stats.refused += 1;
+                let why = format!("{} images already waiting for inspection: not inspected", self.cfg.waiting);
+                self.ready.push(refusal(job.image, "queue-full", why));
+            }
+        }
     }
 
     /// Hands waiting jobs to the thread as far as its queue takes them.
@@ -907,6 +909,72 @@ fn summarise(r: &super::Report, e: &mut VmiEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Cin, Dir, FlowDescr, ObjectMeta, Provenance};
+
+    /// An object of `bytes` through the intake, as the file layer hands it on.
+    fn object(intake: &mut Intake, id: ObjectId, bytes: &[u8]) {
+        let liid = Liid::new("L").unwrap();
+        let a: std::net::SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let flow = FlowDescr { proto: "tcp".into(), orig: a, resp: a, vlans: vec![], tunnels: vec![] };
+        let ts = Timestamp::from_secs(1);
+        let meta = ObjectMeta::new("file", "ftp", &flow, Dir::Orig, Cin::FIRST, ts);
+        intake.observe(&Record::ObjectBegin { liid: &liid, id, meta: &meta });
+        intake.observe(&Record::ObjectData { liid: &liid, id, offset: 0, data: bytes });
+        let rec = ObjectRecord {
+            liid: liid.clone(),
+            id,
+            meta,
+            sha256: String::new(),
+            md5: None,
+            sha512: None,
+            format: None,
+            size: bytes.len() as u64,
+            gaps: vec![],
+            wire_conflicts: vec![],
+            complete: true,
+            last_seen: ts,
+            provenance: std::sync::Arc::new(Provenance {
+                selector: String::new(),
+                target: String::new(),
+                chain: vec![],
+            }),
+        };
+        intake.observe(&Record::ObjectEnd(rec, id));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_images_and_never_waits() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = IntakeConfig::new(d.path().join("work"));
+        (cfg.queue, cfg.waiting) = (1, 0);
+        let mut intake = Intake::start(cfg).unwrap();
+        // A qcow2 header and nothing else: quick to inspect, unreadable past its header. Never
+        // polled, the thread stops after two (one result held, one waiting to be held), one
+        // more fits its queue: the rest are refused at once.
+        let mut img = b"QFI\xfb\0\0\0\x03".to_vec();
+        img.resize(4096, 0);
+        let started = Instant::now();
+        for id in 1..=8 {
+            object(&mut intake, id, &img);
+            // Time for the thread to take the first three (it inspects one in microseconds).
+            if id <= 3 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        // Text is never an image: not copied, not inspected.
+        object(&mut intake, 9, &[b'x'; 100_000]);
+        assert!(started.elapsed() < Duration::from_secs(5), "the intake waited");
+        let stats = intake.stats.clone();
+        assert_eq!((stats.queued, stats.refused), (3, 5), "{stats:?}");
+        let mut outcomes = Vec::new();
+        let end = intake.finish(&mut |i| outcomes.push((i.image.id, i.event.outcome)));
+        outcomes.sort();
+        let refused: Vec<ObjectId> = outcomes.iter().filter(|o| o.1 == "queue-full").map(|o| o.0).collect();
+        assert_eq!(refused, [4, 5, 6, 7, 8]);
+        assert_eq!(outcomes.len(), 8, "{outcomes:?}");
+        assert_eq!(end.inspected, 3);
+        assert!(!d.path().join("work").exists(), "every copy removed, and the work directory");
+    }
 
     #[test]
     fn only_images_and_memory_are_inspectable() {
