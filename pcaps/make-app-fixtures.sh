@@ -520,6 +520,9 @@ fx_vmi() {
     log "a Debian-like root in \$WORK/vmi-root: os-release, hostname, passwd/shadow/group, joe's crontab, outbox/1.eml, authorized_keys, Videos/frame.png"
     x_root mkfs.ext4 -q -F -L joe-root -d "$r" "$WORK/joe-vm.raw" 16M
     x_root qemu-img convert -c -f raw -O qcow2 "$WORK/joe-vm.raw" "$p/joe-vm.qcow2"
+    # an overlay on it, naming it as its backing file (uploaded after it)
+    (cd "$p" && x_root qemu-img create -q -f qcow2 -b joe-vm.qcow2 -F qcow2 joe-vm-overlay.qcow2)
+    qemu-img info "$p/joe-vm-overlay.qcow2" | grep -q '^backing file: joe-vm.qcow2\b' || die "overlay backing"
     cp "$r/home/joe/Mail/outbox/1.eml" "$p/outbox-1.eml"
     swaks_data "$p/outbox-1.eml"
     # what the image holds, read back by debugfs from the raw disk the qcow2 was made of
@@ -527,6 +530,7 @@ fx_vmi() {
     dbg() { debugfs -R "cat $1" "$WORK/joe-vm.raw" 2>/dev/null; }
     [[ $(dbg /home/joe/Mail/outbox/1.eml | sha256sum) == $(sha256sum <"$p/outbox-1.eml") ]] || die "debugfs: outbox differs"
     qemu-img compare -q "$WORK/joe-vm.raw" "$p/joe-vm.qcow2" || die "qemu-img compare"
+    (cd "$p" && qemu-img compare -q "$WORK/joe-vm.raw" joe-vm-overlay.qcow2) || die "qemu-img compare overlay"
 
     local root=$WORK/ftp-root
     mkdir -p "$root" "$WORK/smtp-store"
@@ -546,6 +550,9 @@ fx_vmi() {
     x tgt lftp -c "set ftp:ssl-allow false; set net:max-retries 2; set net:timeout 10; open -u joe,secret ftp://203.0.113.10; put $p/joe-vm.qcow2"
     rec kind=ftp direction=upload command=STOR name=joe-vm.qcow2 path="$p/joe-vm.qcow2" \
         server_path="$root/joe-vm.qcow2" tool=lftp note="lftp put of a compressed qcow2 (mkfs.ext4 -d, qemu-img convert -c)"
+    x tgt lftp -c "set ftp:ssl-allow false; set net:max-retries 2; set net:timeout 10; open -u joe,secret ftp://203.0.113.10; put $p/joe-vm-overlay.qcow2"
+    rec kind=ftp direction=upload command=STOR name=joe-vm-overlay.qcow2 path="$p/joe-vm-overlay.qcow2" \
+        server_path="$root/joe-vm-overlay.qcow2" tool=lftp note="lftp put of a qcow2 overlay whose backing file is joe-vm.qcow2"
     sleep 2
     x tgt swaks --server 203.0.113.10:25 --ehlo joe-vm.example.org -f joe@example.org --timeout 20 \
         -t bob@example.net --data "@$p/outbox-1.eml.swaks" >"$WORK/swaks-vmi.log"
@@ -556,6 +563,7 @@ fx_vmi() {
     stop_pid "$ftp"
     stop_pid "$smtp"
     same_file "$p/joe-vm.qcow2" "$root/joe-vm.qcow2"
+    same_file "$p/joe-vm-overlay.qcow2" "$root/joe-vm-overlay.qcow2"
     same_file "$p/outbox-1.eml" "$WORK/smtp-store/001.eml"
     count ftp_commands 'ftp.request.command'
     count smtp_commands 'smtp.req'
@@ -571,13 +579,14 @@ p, fp, r = sys.argv[1:4]
 sha = lambda f: hashlib.sha256(open(f, "rb").read()).hexdigest()
 print(json.dumps({"vmi": {
     "image": "joe-vm.qcow2", "image_sha256": sha(p + "/joe-vm.qcow2"),
+    "overlay": {"name": "joe-vm-overlay.qcow2", "sha256": sha(p + "/joe-vm-overlay.qcow2"), "backing_file": "joe-vm.qcow2"},
     "os_pretty_name": "Debian GNU/Linux 12 (bookworm)", "hostname": "joe-vm",
     "users": ["root", "joe"], "crontab_line": "@reboot sleep 3600 && mailclient --flush-outbox",
     "crontab_sha256": sha(r + "/var/spool/cron/crontabs/joe"),
     "outbox": {"path": "/home/joe/Mail/outbox/1.eml", "sha256": sha(p + "/outbox-1.eml")},
     "authorized_keys_sha256": sha(r + "/home/joe/.ssh/authorized_keys"), "ssh_fingerprint": fp,
     "media": {"path": "/home/joe/Videos/frame.png", "sha256": sha(r + "/home/joe/Videos/frame.png")},
-    "read_back_with": "debugfs -R 'cat PATH' on the raw disk; qemu-img compare raw vs qcow2",
+    "read_back_with": "debugfs -R 'cat PATH' on the raw disk; qemu-img compare raw vs qcow2 and vs the overlay; qemu-img info for the backing file",
 }}))
 PY
 )"

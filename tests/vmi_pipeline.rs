@@ -75,7 +75,7 @@ fn replay(dir: &Path, warrants: &str, events: &Path, deliver: bool) -> PathBuf {
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("images: 1 inspected, 0 refused") || !warrants.contains("iri+cc"), "{out}");
+    assert!(out.contains("images: 2 inspected, 0 refused") || !warrants.contains("iri+cc"), "{out}");
     verify_case(&case);
     assert!(!case.join(".vmi-work").exists(), "the spool is removed before the case is signed");
     case
@@ -103,8 +103,8 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
     let image = objects.iter().find(|o| o["sha256"] == truth["image_sha256"]).expect("the image is an object");
     assert_eq!(image["name"], "joe-vm.qcow2");
     let vmi: Vec<&Value> = iri.iter().filter(|r| r["event"] == "vmi").collect();
-    assert_eq!(vmi.len(), 1, "one inspection");
-    let v = vmi[0];
+    assert_eq!(vmi.len(), 2, "the image and its overlay");
+    let v = vmi.iter().find(|v| v["image_sha256"] == truth["image_sha256"]).unwrap();
     assert_eq!(v["outcome"], "inspected");
     assert_eq!(v["image_object"], image["id"]);
     assert_eq!(v["container"], "qcow2");
@@ -143,6 +143,15 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
     }
     let mail_art = arts.iter().find(|a| a["kind"] == "mail").unwrap();
     assert_eq!(mail_art["message_id"], "<outbox.1@joe-vm.example.org>");
+    // The overlay uploaded after it names it as its backing file: it is read through it (alone
+    // it holds no filesystem at all), and finds the same.
+    let ov = vmi.iter().find(|v| v["image_sha256"] == truth["overlay"]["sha256"]).expect("the overlay is inspected");
+    assert_eq!(ov["image_name"], truth["overlay"]["name"]);
+    assert_eq!(ov["backing_chain"][0], truth["overlay"]["backing_file"], "{ov}");
+    assert_eq!(
+        (ov["hostname"].clone(), ov["os"].clone()),
+        (truth["hostname"].clone(), truth["os_pretty_name"].clone())
+    );
 
     // ---- cross-links ----
     // The message sent over SMTP two seconds after the upload is the outbox message.
@@ -257,9 +266,9 @@ fn the_daemon_inspects_too_and_a_zero_time_limit_turns_it_off() {
         let objects = json_lines(&case.join("LIID-V/objects.jsonl"));
         let outbox = objects.iter().filter(|o| o["sha256"] == e["vmi"]["outbox"]["sha256"]).count();
         if name == "on" {
-            assert_eq!(vmi.len(), 1, "{iri:?}");
+            assert_eq!(vmi.len(), 2, "{iri:?}");
             assert_eq!(vmi[0]["hostname"], e["vmi"]["hostname"]);
-            assert_eq!(outbox, 2, "the outbox message and the mail sent");
+            assert_eq!(outbox, 3, "the outbox message (in the image and its overlay) and the mail sent");
         } else {
             assert!(vmi.is_empty());
             assert_eq!(outbox, 1, "the mail sent only");
@@ -275,6 +284,13 @@ fn an_image_over_the_bound_is_reported_not_inspected() {
     let w = d.path().join("w.toml");
     std::fs::write(&w, warrant("LIID-V", "iri+cc", None)).unwrap();
     let case = d.path().join("case");
+    // A bound between the overlay's size and the image's (sizes from the fixture's record).
+    let size = |name: &str| {
+        e["files"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["size"].as_u64().unwrap()
+    };
+    let (big, small) = (size("joe-vm.qcow2"), size("joe-vm-overlay.qcow2"));
+    assert!(small < big);
+    let bound = (small + big) / 2;
     let o = Command::new(TAPIR)
         .arg("replay")
         .arg(root().join("pcaps/app/vmi.pcap"))
@@ -282,20 +298,28 @@ fn an_image_over_the_bound_is_reported_not_inspected() {
         .arg(&w)
         .arg("--out")
         .arg(&case)
-        .args(["-q", "--inspect-max-bytes", "100000"])
+        .args(["-q", "--inspect-max-bytes", &bound.to_string()])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("images: 0 inspected, 1 refused"));
+    // The image is over the bound; its overlay is not, and is read without its base, which was
+    // not kept: what it holds not, it says.
+    assert!(String::from_utf8_lossy(&o.stdout).contains("images: 1 inspected, 1 refused"));
     verify_case(&case);
     let iri = json_lines(&case.join("LIID-V/iri.jsonl"));
-    let v = iri.iter().find(|r| r["event"] == "vmi").expect("the refusal is IRI");
+    let v = iri
+        .iter()
+        .find(|r| r["event"] == "vmi" && r["image_sha256"] == e["vmi"]["image_sha256"])
+        .expect("the refusal is IRI");
     assert_eq!(v["outcome"], "too-large");
     assert_eq!(v["image_sha256"], e["vmi"]["image_sha256"]);
-    assert!(v["notes"][0].as_str().unwrap().contains("larger than 100000 bytes"), "{v}");
+    assert!(v["notes"][0].as_str().unwrap().contains(&format!("larger than {bound} bytes")), "{v}");
     assert!(v.get("artifacts").is_none() && v.get("report_object").is_none());
     // The image itself is in the case whole, as any object.
     let objects = json_lines(&case.join("LIID-V/objects.jsonl"));
     assert!(objects.iter().any(|o| o["sha256"] == e["vmi"]["image_sha256"] && o["complete"] == true));
     assert!(!case.join(".vmi-work").exists());
+    let ov = iri.iter().find(|r| r["event"] == "vmi" && r["image_name"] == "joe-vm-overlay.qcow2").unwrap();
+    let notes: Vec<&str> = ov["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert!(notes.iter().any(|n| n.starts_with("backing file \"joe-vm.qcow2\" not found")), "{ov}");
 }

@@ -102,9 +102,13 @@ impl Links {
         self.image_id.insert(sha, image.to_string());
     }
 
-    /// An artifact of an inspected image: what an equal object later in the traffic names.
+    /// An artifact of an inspected image: what an equal object later in the traffic names. The
+    /// first image it was found in is kept (an overlay finds its base's files again).
     pub fn artifact(&mut self, liid: &Liid, sha256: &str, link: Value) {
-        self.artifacts.insert((liid.clone(), sha256.to_ascii_lowercase()), link);
+        let key = (liid.clone(), sha256.to_ascii_lowercase());
+        if self.artifacts.get(&key).is_none() {
+            self.artifacts.insert(key, link);
+        }
     }
 
     /// The crontabs an inspection found in the image `image_sha256` of `liid`.

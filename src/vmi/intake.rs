@@ -55,6 +55,9 @@ pub struct IntakeConfig {
     /// Artifacts extracted per image at most, and their bytes at most.
     pub max_artifacts: usize,
     pub max_artifact_bytes: u64,
+    /// Copies of inspected images kept for the run, at most, so that an overlay uploaded later
+    /// is read with its backing image (matched by file name within the LIID).
+    pub keep_bytes: u64,
 }
 
 impl IntakeConfig {
@@ -67,6 +70,7 @@ impl IntakeConfig {
             waiting: 256,
             max_artifacts: 10_000,
             max_artifact_bytes: 4 << 30,
+            keep_bytes: 16 << 30,
         }
     }
 }
@@ -98,6 +102,9 @@ enum Tracked {
 struct Job {
     image: Box<ObjectRecord>,
     spool: PathBuf,
+    /// Images of the same LIID inspected before and kept: (file name, copy), where a backing
+    /// file this image names is looked for.
+    backings: Vec<(String, PathBuf)>,
     queued_at: Instant,
 }
 
@@ -122,7 +129,7 @@ impl Refusal {
 fn refusal(image: Box<ObjectRecord>, outcome: &'static str, why: String) -> Inspection {
     let mut event = VmiEvent::new(&image, outcome);
     event.notes.push(why);
-    Inspection { image, event, report: Vec::new(), artifacts: Vec::new() }
+    Inspection { image, event, report: Vec::new(), artifacts: Vec::new(), spool: None }
 }
 
 /// One artifact, readable once (its spool file goes when the reader is dropped).
@@ -153,6 +160,8 @@ pub struct Inspection {
     /// The whole report, JSON (the `report` object).
     pub report: Vec<u8>,
     pub artifacts: Vec<Artifact>,
+    /// The image's copy, for the intake to keep (a later overlay's backing) or remove.
+    spool: Option<PathBuf>,
 }
 
 /// A user account, as the summary gives it.
@@ -235,6 +244,10 @@ pub struct VmiEvent {
     pub container: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_size: Option<u64>,
+    /// The backing images read under this one (an overlay's base, uploaded before it), by the
+    /// name the image gives, nearest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backing_chain: Vec<String>,
     /// `partition N: ext4 "label"`, one each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filesystems: Vec<String>,
@@ -283,6 +296,7 @@ impl VmiEvent {
             outcome,
             container: None,
             virtual_size: None,
+            backing_chain: Vec::new(),
             filesystems: Vec::new(),
             snapshots: Vec::new(),
             os: None,
@@ -371,6 +385,10 @@ pub struct Intake {
     next_file: u64,
     /// Bytes in spool files now (image copies being written or waiting).
     spooled: u64,
+    /// Copies kept after their inspection, per LIID, for overlays uploaded later: (file name,
+    /// copy, bytes); at most [`IntakeConfig::keep_bytes`] in all.
+    kept: HashMap<Liid, Vec<(String, PathBuf, u64)>>,
+    kept_bytes: u64,
     pub stats: IntakeStats,
 }
 
@@ -396,6 +414,8 @@ impl Intake {
             worker: Some(worker),
             next_file: 0,
             spooled: 0,
+            kept: HashMap::new(),
+            kept_bytes: 0,
             stats: IntakeStats::default(),
         })
     }
@@ -525,13 +545,25 @@ impl Intake {
         let Some(spool) = spool else { return };
         self.stats.queued += 1;
         self.outstanding.push_back(image.last_seen);
-        self.waiting.push_back(Job { image, spool, queued_at: Instant::now() });
+        let backings = self.kept.get(&image.liid).map(|v| v.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect());
+        // Kept from now on (within the bound): an overlay that ends before this one's
+        // inspection does is inspected after it, on the same thread, and finds it.
+        let name = image.meta.name.as_deref().and_then(|n| n.rsplit('/').next()).map(str::to_string);
+        let size = std::fs::metadata(&spool).map_or(image.size, |m| m.len());
+        if let Some(n) = name.filter(|_| self.kept_bytes + size <= self.cfg.keep_bytes) {
+            self.kept_bytes += size;
+            self.kept.entry(image.liid.clone()).or_default().push((n, spool.clone(), size));
+        }
+        self.waiting.push_back(Job { image, spool, backings: backings.unwrap_or_default(), queued_at: Instant::now() });
         self.push_waiting();
         if self.waiting.len() > self.cfg.waiting {
             // The thread's queue is full and so is the waiting list: this one is reported,
             // not inspected.
             if let Some(job) = self.waiting.pop_back() {
                 let _ = std::fs::remove_file(&job.spool);
+                if let Some(v) = self.kept.get_mut(&job.image.liid) {
+                    v.retain(|(_, p, _)| *p != job.spool);
+                }
                 self.outstanding.pop_back();
                 self.stats.queued -= 1;
                 self.stats.refused += 1;
@@ -591,8 +623,15 @@ impl Intake {
         out
     }
 
-    fn done(&mut self, i: Inspection) -> Inspection {
+    fn done(&mut self, mut i: Inspection) -> Inspection {
         self.outstanding.pop_front();
+        // A copy is removed once read, unless kept for the overlays that may follow.
+        if let Some(spool) = i.spool.take() {
+            let kept = self.kept.get(&i.image.liid).is_some_and(|v| v.iter().any(|(_, p, _)| *p == spool));
+            if !kept {
+                let _ = std::fs::remove_file(spool);
+            }
+        }
         if i.event.outcome == "inspected" {
             self.stats.inspected += 1;
         }
@@ -644,6 +683,9 @@ impl Intake {
         }
         if let Some(w) = self.worker.take() {
             let _ = w.join();
+        }
+        for (_, path, _) in self.kept.drain().flat_map(|(_, v)| v) {
+            let _ = std::fs::remove_file(path);
         }
         let _ = std::fs::remove_dir(&self.cfg.work_dir);
         self.stats.clone()
@@ -806,7 +848,7 @@ fn inspector(cfg: IntakeConfig, jobs: Receiver<Job>, results: SyncSender<Inspect
 }
 
 fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
-    let Job { image, spool, queued_at } = job;
+    let Job { image, spool, backings, queued_at } = job;
     let mut event = VmiEvent::new(&image, "inspected");
     let disk = match super::disk::FileDisk::open(&spool) {
         Ok(d) => d,
@@ -826,13 +868,22 @@ fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
     };
     // A reader bug must cost this image's inspection, not the run: the panic is caught and
     // reported as the outcome.
+    // A backing file is looked for among the LIID's earlier images, by its file name: the
+    // path an image names is never opened.
+    let resolve = |name: &str| -> Option<(String, Box<dyn super::disk::Disk>)> {
+        let file = Path::new(name).file_name()?.to_str()?;
+        let (_, path) = backings.iter().rev().find(|(n, _)| n == file)?;
+        let disk = super::disk::FileDisk::open(path).ok()?;
+        Some((path.display().to_string(), Box::new(disk)))
+    };
+    let identity = spool.display().to_string();
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::inspect_extracting(Box::new(disk), "", &super::no_backing, cfg.time_limit, Some(&mut ex))
+        super::inspect_extracting(Box::new(disk), &identity, &resolve, cfg.time_limit, Some(&mut ex))
     }));
-    let _ = std::fs::remove_file(&spool);
     let report = match report {
         Ok(r) => r,
         Err(_) => {
+            let _ = std::fs::remove_file(&spool);
             let why = "the inspection failed (a reader error); the image is in the case unread".to_string();
             return refusal(image, "failed", why);
         }
@@ -847,13 +898,14 @@ fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
         "inspection": report,
     });
     let report = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    Inspection { image, event, report, artifacts }
+    Inspection { image, event, report, artifacts, spool: Some(spool) }
 }
 
 /// The summary's fields from the report.
 fn summarise(r: &super::Report, e: &mut VmiEvent) {
     e.container = Some(r.container.format.clone());
     e.virtual_size = Some(r.container.virtual_size);
+    e.backing_chain = r.container.backing_chain.clone();
     e.snapshots = r
         .container
         .snapshots
