@@ -207,6 +207,8 @@ fn main() {
                 let mut c = tapir::vmi::intake::IntakeConfig::new(out.join(".vmi-work"));
                 c.time_limit = std::time::Duration::from_secs(inspect_time_limit);
                 c.max_image_bytes = inspect_max_bytes;
+                // A replay waits rather than refuse: its case must not depend on the machine.
+                c.wait_when_full = true;
                 c
             });
             let flow = FlowConfig {
@@ -458,11 +460,6 @@ fn replay(
                     .map_or_else(|| captures[idx].display().to_string(), |n| n.to_string_lossy().into_owned())
             )),
         }
-        if pipeline.summary.frames & 0x3ff == 0 {
-            for done in intake.as_mut().map(|i| i.poll()).unwrap_or_default() {
-                pipeline.inspected(done, &mut sink);
-            }
-        }
         if pipeline.summary.frames & 0xffff == 0 && !bar.is_hidden() {
             let el = last_update.elapsed().as_secs_f64();
             if el > 0.2 {
@@ -527,8 +524,8 @@ fn replay(
     }
     if let Some(st) = &inspected {
         println!(
-            "images: {} inspected, {} refused (too large, unreadable or queue full); spool peak {} bytes",
-            st.inspected, st.refused, st.spool_peak
+            "images: {} inspected, {} refused (too large, unreadable or queue full); spool peak {} bytes; slowest {:.2} s from an image's end to its findings",
+            st.inspected, st.refused, st.spool_peak, st.slowest_seconds
         );
     }
     let fs = pipeline.flows().stats();
@@ -839,8 +836,12 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
     for fs in &report.filesystems {
         let _ = writeln!(
             out,
-            "filesystem on partition {} ({}, label {:?}, uuid {})",
-            fs.partition, fs.kind, fs.label, fs.uuid
+            "filesystem on partition {}{} ({}, label {:?}, uuid {})",
+            fs.partition,
+            fs.volume.as_deref().map(|v| format!(", LVM volume {v}")).unwrap_or_default(),
+            fs.kind,
+            fs.label,
+            fs.uuid
         );
         if let Some(e) = &fs.error {
             let _ = writeln!(out, "  unreadable: {e}");

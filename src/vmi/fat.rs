@@ -14,15 +14,24 @@ use super::linux::{pump, Entry, Kind, Tree};
 /// Entries listed at most per directory (a cluster chain that loops lists forever otherwise).
 const MAX_DIR_ENTRIES: usize = 65_536;
 
-/// A [`Disk`] as the stream `fatfs` reads: a position, and writes that fail.
+/// A [`Disk`] as the stream `fatfs` and `ntfs` read: a position, and writes that fail.
 pub struct ReadOnlyIo<D: Disk> {
     disk: D,
     pos: u64,
+    /// Reads past the end, or that fail, give zeros instead of an error or a short read.
+    padded: bool,
 }
 
 impl<D: Disk> ReadOnlyIo<D> {
     pub fn new(disk: D) -> ReadOnlyIo<D> {
-        ReadOnlyIo { disk, pos: 0 }
+        ReadOnlyIo { disk, pos: 0, padded: false }
+    }
+
+    /// For a reader that cannot take an I/O error (the `ntfs` crate turns one met inside a
+    /// structure into a panic): what cannot be read reads as zeros, which its checks refuse
+    /// as a corrupt structure, with an error.
+    pub fn padded(disk: D) -> ReadOnlyIo<D> {
+        ReadOnlyIo { disk, pos: 0, padded: true }
     }
 }
 
@@ -30,6 +39,15 @@ impl<D: Disk> Read for ReadOnlyIo<D> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.disk.size().saturating_sub(self.pos);
         let n = (buf.len() as u64).min(left) as usize;
+        if self.padded {
+            let (inside, past) = buf.split_at_mut(n);
+            if self.disk.read_at(self.pos, inside).is_err() {
+                inside.fill(0);
+            }
+            past.fill(0);
+            self.pos = self.pos.saturating_add(buf.len() as u64);
+            return Ok(buf.len());
+        }
         if n == 0 {
             return Ok(0);
         }
@@ -46,7 +64,11 @@ impl<D: Disk> Seek for ReadOnlyIo<D> {
             SeekFrom::End(d) => self.disk.size().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = base.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
+        self.pos = match (base, self.padded) {
+            (Some(p), _) => p,
+            (None, true) => u64::MAX,
+            (None, false) => return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek out of range")),
+        };
         Ok(self.pos)
     }
 }

@@ -52,6 +52,9 @@ pub struct IntakeConfig {
     /// those at most (each a file name and a record: a few hundred bytes).
     pub queue: usize,
     pub waiting: usize,
+    /// A replay's choice: when the queue and the waiting list are full, wait for room instead
+    /// of refusing the image (what a replay finds must not depend on the speed of the machine).
+    pub wait_when_full: bool,
     /// Artifacts extracted per image at most, and their bytes at most.
     pub max_artifacts: usize,
     pub max_artifact_bytes: u64,
@@ -68,6 +71,7 @@ impl IntakeConfig {
             time_limit: super::DEFAULT_TIME_LIMIT,
             queue: 2,
             waiting: 256,
+            wait_when_full: false,
             max_artifacts: 10_000,
             max_artifact_bytes: 4 << 30,
             keep_bytes: 16 << 30,
@@ -85,6 +89,8 @@ pub struct IntakeStats {
     pub refused: u64,
     /// Most bytes held in spool files at once.
     pub spool_peak: u64,
+    /// The longest time from an image's end to the end of its inspection, in seconds.
+    pub slowest_seconds: f64,
 }
 
 enum Tracked {
@@ -283,7 +289,9 @@ pub struct VmiEvent {
     /// What could not be read, bounds reached, why not inspected.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Time from the image's end to the end of its inspection.
+    /// Time from the image's end to the end of its inspection: for the run's summary, not the
+    /// evidence (a record must not depend on the machine's speed).
+    #[serde(skip)]
     pub seconds: f64,
 }
 
@@ -377,6 +385,8 @@ pub struct Intake {
     waiting: VecDeque<Job>,
     /// Refusals, reported at the next poll.
     ready: Vec<Inspection>,
+    /// Results taken while waiting to hand the thread a job, in order.
+    early: VecDeque<Inspection>,
     /// The capture time each job handed on (waiting or sent) ended at, in order: results come
     /// back in this order.
     outstanding: VecDeque<Timestamp>,
@@ -409,6 +419,7 @@ impl Intake {
             jobs: Some(jobs),
             waiting: VecDeque::new(),
             ready: Vec::new(),
+            early: VecDeque::new(),
             outstanding: VecDeque::new(),
             results,
             worker: Some(worker),
@@ -556,6 +567,11 @@ impl Intake {
         }
         self.waiting.push_back(Job { image, spool, backings: backings.unwrap_or_default(), queued_at: Instant::now() });
         self.push_waiting();
+        while self.cfg.wait_when_full && self.waiting.len() > self.cfg.waiting {
+            if let Some(job) = self.waiting.pop_front() {
+                self.send_draining(job);
+            }
+        }
         if self.waiting.len() > self.cfg.waiting {
             // The thread's queue is full and so is the waiting list: this one is reported,
             // not inspected.
@@ -591,6 +607,9 @@ impl Intake {
     pub fn poll(&mut self) -> Vec<Inspection> {
         self.push_waiting();
         let mut out = std::mem::take(&mut self.ready);
+        while let Some(i) = self.early.pop_front() {
+            out.push(self.done(i));
+        }
         while let Ok(i) = self.results.try_recv() {
             out.push(self.done(i));
         }
@@ -603,24 +622,60 @@ impl Intake {
     /// Live capture never calls this.
     pub fn wait_due(&mut self, now: Timestamp) -> Vec<Inspection> {
         let mut out = Vec::new();
-        while self.outstanding.front().is_some_and(|t| t.nanos().saturating_add(REPLAY_GRACE_NS) <= now.nanos()) {
-            // The job may still be waiting for room in the queue: hand it on, blocking.
-            if let (Some(tx), Some(job)) = (&self.jobs, self.waiting.pop_front()) {
-                if let Err(e) = tx.send(job) {
-                    self.waiting.push_front(e.0);
-                    break;
-                }
+        while let Some(i) = self.next_in_order(now.nanos()) {
+            out.push(i);
+        }
+        out
+    }
+
+    /// The next inspection (or refusal) in the order the images ended, if its image ended at
+    /// least [`REPLAY_GRACE_NS`] before `until` (ns); waits for its inspection. The same order
+    /// and the same points in the capture whatever the speed of the run: what a replay
+    /// delivers does not depend on timing.
+    fn next_in_order(&mut self, until: i64) -> Option<Inspection> {
+        let due = |t: Timestamp| t.nanos().saturating_add(REPLAY_GRACE_NS) <= until;
+        let ready = self.ready.first().map(|i| i.image.last_seen);
+        let job = self.outstanding.front().copied();
+        if let Some(r) = ready.filter(|r| job.is_none_or(|j| *r <= j)) {
+            return due(r).then(|| self.ready.remove(0));
+        }
+        if !due(job?) {
+            return None;
+        }
+        loop {
+            if let Some(i) = self.early.pop_front() {
+                return Some(self.done(i));
+            }
+            if let Some(job) = self.waiting.pop_front() {
+                self.send_draining(job);
                 continue;
             }
             match self.results.recv() {
-                Ok(i) => out.push(self.done(i)),
+                Ok(i) => return Some(self.done(i)),
                 Err(_) => {
                     self.outstanding.clear();
-                    break;
+                    return None;
                 }
             }
         }
-        out
+    }
+
+    /// Hands `job` to the thread, waiting for room; results that arrive meanwhile are kept in
+    /// order (the thread may be waiting for one of them to be taken).
+    fn send_draining(&mut self, mut job: Job) {
+        let Some(tx) = self.jobs.clone() else { return };
+        loop {
+            match tx.try_send(job) {
+                Ok(()) => return,
+                Err(TrySendError::Full(j)) => {
+                    job = j;
+                    if let Ok(i) = self.results.recv_timeout(Duration::from_millis(10)) {
+                        self.early.push_back(i);
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
     }
 
     fn done(&mut self, mut i: Inspection) -> Inspection {
@@ -635,6 +690,7 @@ impl Intake {
         if i.event.outcome == "inspected" {
             self.stats.inspected += 1;
         }
+        self.stats.slowest_seconds = self.stats.slowest_seconds.max(i.event.seconds);
         self.spooled = self.spooled.saturating_sub(i.image.size);
         i
     }
@@ -654,33 +710,10 @@ impl Intake {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if let Some(tx) = self.jobs.take() {
-            let mut waiting = std::mem::take(&mut self.waiting);
-            // Send in a loop while draining results, so that neither side waits on the other.
-            while let Some(job) = waiting.pop_front() {
-                let mut job = Some(job);
-                while let Some(j) = job.take() {
-                    match tx.try_send(j) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(j)) => {
-                            job = Some(j);
-                            if let Ok(i) = self.results.recv_timeout(Duration::from_millis(20)) {
-                                let i = self.done(i);
-                                each(i);
-                            }
-                        }
-                        Err(TrySendError::Disconnected(_)) => break,
-                    }
-                }
-            }
-        }
-        for i in std::mem::take(&mut self.ready) {
+        while let Some(i) = self.next_in_order(i64::MAX) {
             each(i);
         }
-        while let Ok(i) = self.results.recv() {
-            let i = self.done(i);
-            each(i);
-        }
+        self.jobs = None;
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }

@@ -449,8 +449,34 @@ pub trait Extract {
     fn artifact(&mut self, kind: &'static str, place: Place, bytes: ArtifactBytes<'_>);
 }
 
-/// The filesystem on `view` (partition `number` at `offset`), if this module reads its kind.
+/// The filesystem on `view` (partition `number` at `offset`), if this module reads its kind. A
+/// reader that panics (on a structure its authors did not expect) costs this filesystem only:
+/// it is reported unreadable, and the rest of the image is read.
 fn filesystem_on<D: Disk + 'static>(
+    view: D,
+    number: u32,
+    offset: u64,
+    deadline: std::time::Instant,
+    ex: Option<&mut (dyn Extract + '_)>,
+) -> Option<Filesystem> {
+    let read =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_filesystem(view, number, offset, deadline, ex)));
+    read.unwrap_or_else(|_| {
+        Some(Filesystem {
+            partition: number,
+            offset,
+            volume: None,
+            kind: "unknown".into(),
+            label: String::new(),
+            uuid: String::new(),
+            linux: None,
+            data: None,
+            error: Some("the reader failed on a corrupt structure of this filesystem".into()),
+        })
+    })
+}
+
+fn read_filesystem<D: Disk + 'static>(
     mut view: D,
     number: u32,
     offset: u64,

@@ -35,7 +35,7 @@ pub struct NtfsTree<D: Disk> {
 
 impl<D: Disk> NtfsTree<D> {
     pub fn open(disk: D) -> Result<NtfsTree<D>, ntfs::NtfsError> {
-        let mut io = ReadOnlyIo::new(disk);
+        let mut io = ReadOnlyIo::padded(disk);
         let mut ntfs = Ntfs::new(&mut io)?;
         // Names are compared case-insensitively through the volume's own upcase table.
         ntfs.read_upcase_table(&mut io)?;
