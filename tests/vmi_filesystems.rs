@@ -257,3 +257,19 @@ fn mail_waiting_in_a_postfix_queue_is_read_like_postcat_reads_it() {
         m["queue"]["recipients"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
     assert_eq!(got, recipients);
 }
+
+#[test]
+fn ntfs_volumes_the_fuzzer_broke_the_reader_with_are_reported_not_fatal() {
+    // Found by fuzz/fuzz_targets/vmi_ntfs.rs: a volume shorter than its boot sector (the crate
+    // turned the short read into a panic) and a corrupt index entry (the crate slices out of
+    // range). Each is a filesystem reported unreadable, and the inspection goes on.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for (file, why) in [("vmi-ntfs-short-volume.bin", "signature"), ("vmi-ntfs-bad-index.bin", "")] {
+        let r = inspect(&dir.join(file));
+        let fs = &r["filesystems"][0];
+        assert_eq!(fs["partition"], 0, "{file}: {r:#}");
+        assert_eq!(fs["kind"], "ntfs", "{file}: {fs:#}");
+        let err = fs["error"].as_str().unwrap_or("");
+        assert!(!err.is_empty() && err.contains(why), "{file}: {fs:#}");
+    }
+}
