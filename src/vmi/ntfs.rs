@@ -16,8 +16,11 @@ use super::disk::Disk;
 use super::fat::ReadOnlyIo;
 use super::linux::{pump, Entry, Kind, Tree};
 
-/// Entries listed at most per directory.
-const MAX_DIR_ENTRIES: usize = 65_536;
+/// Index entries read at most per directory listing, kept or skipped: a corrupt index whose
+/// subnodes point back up is walked by the crate without end, each step holding an index
+/// record (4 KiB) on its stack (fuzz: 23 GB in a minute), so the steps are what is bounded
+/// (128 MiB at most).
+const MAX_DIR_ENTRIES: usize = 32_768;
 /// Seconds between 1601-01-01 (NTFS time) and 1970-01-01.
 const NT_EPOCH_OFFSET: i64 = 11_644_473_600;
 
@@ -96,10 +99,8 @@ impl<D: Disk> Tree for NtfsTree<D> {
         let mut entries = index.entries();
         let mut out = Vec::new();
         let root = path.trim_matches('/').is_empty();
-        while let Some(Ok(e)) = entries.next(io) {
-            if out.len() >= MAX_DIR_ENTRIES {
-                break;
-            }
+        for _ in 0..MAX_DIR_ENTRIES {
+            let Some(Ok(e)) = entries.next(io) else { break };
             let Some(Ok(name)) = e.key() else { continue };
             if name.namespace() == NtfsFileNamespace::Dos {
                 continue;
