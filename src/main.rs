@@ -850,6 +850,8 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
         if fs.linux.is_some() {
             let _ = writeln!(out, "  os: {}", l.os.pretty_name.as_deref().unwrap_or("?"));
             let _ = writeln!(out, "  hostname: {}", l.hostname.as_deref().unwrap_or("?"));
+        } else if let Some(os) = &l.os.pretty_name {
+            let _ = writeln!(out, "  os: {os}");
         }
         for u in l.users.iter().filter(|u| u.uid == 0 || u.uid >= 1000 || u.password == "set" || u.password == "empty")
         {
@@ -883,9 +885,9 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
                 out,
                 "  mail {}: from {} to {} subject {:?} sha256 {}",
                 m.path,
-                m.from.as_deref().unwrap_or("?"),
-                m.to.as_deref().unwrap_or("?"),
-                m.subject.as_deref().unwrap_or(""),
+                m.headers.from.as_deref().unwrap_or("?"),
+                m.headers.to.as_deref().unwrap_or("?"),
+                m.headers.subject.as_deref().unwrap_or(""),
                 m.sha256
             );
         }

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use vmi_common::{inspect, piped_sha256, run, sh};
+use vmi_common::{inspect, piped_sha256, run, sh, sha256sum};
 
 mod vmi_common;
 
@@ -283,4 +283,188 @@ fn ntfs_volumes_the_fuzzer_broke_the_reader_with_are_reported_not_fatal() {
     )));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["filesystems"][0]["kind"], "ntfs");
+}
+
+#[test]
+fn an_xfs_root_in_a_gpt_is_read_like_xfs_db_reads_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // A RHEL-family root: XFS made by `mkfs.xfs -p protofile` (no mount) over four AGs, so
+    // that mkfs spreads the directories over them and files lie past AG 0, in a GPT
+    // partition, converted to a compressed qcow2. The outbox holds 1200 messages: a directory
+    // in node form (data, leaf and free-index blocks), beside short-form and block ones.
+    let out = sh(
+        r#"
+        mkdir src
+        printf 'NAME="Rocky Linux"\nID="rocky"\nVERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n' > src/os-release
+        echo rhel-joe > src/hostname
+        printf 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000:Joe:/home/joe:/bin/bash\n' > src/passwd
+        printf 'root:!!:19000::::::\njoe:$6$salt$hash:19000:0:99999:7:::\n' > src/shadow
+        echo '@reboot sleep 3600 && /home/joe/bin/flush-outbox' > src/cron-joe
+        { printf '\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom'; head -c 3000000 /dev/urandom; } > src/clip.mp4
+        {
+            echo dummy; echo 0 0; echo 'd--755 0 0'
+            echo 'etc d--755 0 0'
+            for f in os-release hostname passwd; do echo "  $f ---644 0 0 $PWD/src/$f"; done
+            echo "  shadow ---000 0 0 $PWD/src/shadow"
+            echo '$'
+            echo 'var d--755 0 0'; echo ' spool d--755 0 0'; echo '  cron d--700 0 0'
+            echo "   joe ---600 1000 1000 $PWD/src/cron-joe"
+            echo '  $'; echo ' $'; echo '$'
+            echo 'home d--755 0 0'; echo ' joe d--700 1000 1000'
+            echo '  Videos d--755 1000 1000'
+            echo "   clip.mp4 ---644 1000 1000 $PWD/src/clip.mp4"
+            echo '  $'
+            echo '  Mail d--700 1000 1000'; echo '   outbox d--700 1000 1000'
+            for i in $(seq -w 1 1200); do
+                printf 'From: joe@example.org\nTo: partner@example.net\nSubject: part %s\nMessage-ID: <%s@rhel-joe>\n\nbody %s\n' $i $i $i > src/m$i
+                echo "    message-from-joe-to-partner-$i.eml ---600 1000 1000 $PWD/src/m$i"
+            done
+            echo '   $'; echo '  $'; echo ' $'; echo '$'; echo '$'
+        } > proto
+        truncate -s 300M xfs.raw
+        mkfs.xfs -q -d agcount=4 -L RHELROOT -p proto xfs.raw
+        truncate -s 302M disk.raw
+        sgdisk -o -n 1:2048:0 -t 1:8300 disk.raw >/dev/null
+        dd if=xfs.raw of=disk.raw bs=1M seek=1 conv=notrunc status=none
+        qemu-img convert -c -f raw -O qcow2 disk.raw disk.qcow2
+        echo "uuid $(xfs_db -r -c 'sb 0' -c 'p uuid' xfs.raw)"
+        echo "clip $(xfs_db -r -c 'path /home/joe/Videos/clip.mp4' -c bmap xfs.raw)"
+        echo "outbox $(xfs_db -r -c 'path /home/joe/Mail/outbox' -c bmap xfs.raw | tr '\n' ' ')"
+        xfs_db -r -c 'ls /home/joe/Mail/outbox' xfs.raw | awk '$3 == "regular" {print "entry " $(NF-1)}'
+        "#,
+        base,
+    );
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k}: {out}"));
+    // What the image holds, as xfs_db sees it: the clip's extent in an AG past the first
+    // (`(agno/agbno)`), the outbox with a free-index block (64 GiB in: block 16777216).
+    let clip_ag: u32 = field("clip ").split('(').nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
+    assert!(clip_ag > 0, "{out}");
+    assert!(field("outbox ").contains("data offset 16777216"), "not in node form: {out}");
+    let listed: std::collections::BTreeSet<String> =
+        out.lines().filter_map(|l| l.strip_prefix("entry ")).map(|n| format!("/home/joe/Mail/outbox/{n}")).collect();
+    assert_eq!(listed.len(), 1200, "{out}");
+
+    let r = inspect(&base.join("disk.qcow2"));
+    let fs =
+        r["filesystems"].as_array().unwrap().iter().find(|f| f["kind"] == "xfs").unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!((fs["partition"].as_u64(), fs["label"].as_str()), (Some(1), Some("RHELROOT")));
+    assert_eq!(fs["uuid"].as_str().unwrap(), field("uuid uuid = "));
+    let l = &fs["linux"];
+    assert_eq!(l["os"]["pretty_name"], "Rocky Linux 9.4 (Blue Onyx)");
+    assert_eq!(l["hostname"], "rhel-joe");
+    let users: Vec<(&str, &str)> = l["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["password"].as_str().unwrap()))
+        .collect();
+    assert_eq!(users, [("root", "locked"), ("joe", "set")]);
+    assert_eq!(l["crontabs"][0]["path"], "/var/spool/cron/joe");
+    assert_eq!(l["crontabs"][0]["line"], "@reboot sleep 3600 && /home/joe/bin/flush-outbox");
+    let media = l["media"].as_array().unwrap();
+    assert_eq!(media.len(), 1, "{l:#}");
+    assert_eq!(media[0]["path"], "/home/joe/Videos/clip.mp4");
+    assert_eq!(media[0]["sha256"].as_str().unwrap(), sha256sum(&base.join("src/clip.mp4")));
+    // Every message of the node-form directory, each with the bytes mkfs was given.
+    let mail = l["mail"].as_array().unwrap();
+    let found: std::collections::BTreeSet<String> =
+        mail.iter().map(|m| m["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(found, listed);
+    let sums = sh("sha256sum src/m* | awk '{print $1}'", base);
+    let expected: std::collections::BTreeSet<&str> = sums.lines().collect();
+    let got: std::collections::BTreeSet<&str> = mail.iter().map(|m| m["sha256"].as_str().unwrap()).collect();
+    assert_eq!(got, expected);
+    let m7 = mail.iter().find(|m| m["path"] == "/home/joe/Mail/outbox/message-from-joe-to-partner-0007.eml").unwrap();
+    assert_eq!(m7["sha256"].as_str().unwrap(), sha256sum(&base.join("src/m0007")));
+    assert_eq!(m7["subject"], "part 0007");
+}
+
+#[test]
+fn mail_waiting_in_an_exim_queue_is_read_as_exim_delivers_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // Real spool files Exim 4.96 wrote (tests/data/exim/README.md: deleted headers, folded
+    // ones, a BDAT wire-format body, four recipients), in a Debian root made by mkfs.ext4 -d.
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/exim");
+    sh(
+        &format!(
+            r#"
+            mkdir -p root/etc root/var/spool/exim4/input root/var/spool/exim4/msglog
+            cp {data}/*-H {data}/*-D root/var/spool/exim4/input/
+            printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+            mkfs.ext4 -q -F -d root disk.raw 16M
+            "#
+        ),
+        base,
+    );
+    let r = inspect(&base.join("disk.raw"));
+    let l = &r["filesystems"][0]["linux"];
+    let queued: Vec<&serde_json::Value> =
+        l["mail"].as_array().unwrap().iter().filter(|m| m["queue"]["mta"] == "exim").collect();
+    assert_eq!(queued.len(), 4, "{l:#}");
+    // `exim -bp`: size, id, <sender>, then the recipients indented.
+    let bp = std::fs::read_to_string(format!("{data}/queue.bp.txt")).unwrap();
+    for m in queued {
+        let path = m["path"].as_str().unwrap();
+        let id = path.strip_prefix("/var/spool/exim4/input/").and_then(|p| p.strip_suffix("-H")).unwrap();
+        let delivered = std::path::PathBuf::from(format!("{data}/{id}.delivered.eml"));
+        assert_eq!(m["sha256"].as_str().unwrap(), sha256sum(&delivered), "{id}: the message as Exim delivered it");
+        let entry: Vec<&str> = bp.split("\n\n").find(|e| e.contains(id)).unwrap().lines().collect();
+        let sender = entry[0].split_whitespace().last().unwrap().trim_matches(|c| c == '<' || c == '>');
+        assert_eq!(m["queue"]["sender"].as_str().unwrap_or(""), sender, "{id}");
+        let recipients: Vec<&str> = entry[1..].iter().map(|r| r.trim()).filter(|r| !r.is_empty()).collect();
+        let got: Vec<&str> = m["queue"]["recipients"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert_eq!(got, recipients, "{id}");
+    }
+}
+
+#[test]
+fn a_windows_system_volume_is_named_by_its_software_hive() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // A SOFTWARE hive written by Samba's regf code (tests/data/registry/README.md's script),
+    // put where Windows keeps it on an NTFS volume (mkntfs; ntfs-3g makes the directories),
+    // in a VHD as Hyper-V and Azure ship Windows disks.
+    let readme = include_str!("data/registry/README.md");
+    let script = readme.split("```python\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    std::fs::write(base.join("make-hive.py"), script).unwrap();
+    sh(
+        r#"
+        python3 make-hive.py SOFTWARE 'Microsoft\Windows NT\CurrentVersion' \
+            'ProductName=sz:Windows 10 Pro' 'DisplayVersion=sz:22H2' 'CurrentBuild=sz:19045' \
+            'EditionID=sz:Professional' 'CurrentMajorVersionNumber=dword:10' \
+            'CurrentMinorVersionNumber=dword:0' 'InstallDate=dword:1671541443'
+        truncate -s 48M win.raw
+        mkntfs -q -F -f -L Windows win.raw 2>/dev/null
+        mkdir mnt
+        ntfs-3g win.raw mnt
+        trap 'umount mnt 2>/dev/null || true' EXIT
+        mkdir -p mnt/Windows/System32/config mnt/Users/joe/Videos
+        cp SOFTWARE mnt/Windows/System32/config/SOFTWARE
+        { printf '\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2'; head -c 100000 /dev/urandom; } > mnt/Users/joe/Videos/clip.mp4
+        umount mnt
+        qemu-img convert -f raw -O vpc -o subformat=fixed win.raw win.vhd
+        "#,
+        base,
+    );
+    let hive = base.join("SOFTWARE");
+    let hivexget = |name: &str| {
+        run(Command::new("hivexget").arg(&hive).arg(r"Microsoft\Windows NT\CurrentVersion").arg(name))
+            .trim_end()
+            .to_string()
+    };
+    let r = inspect(&base.join("win.vhd"));
+    let fs =
+        r["filesystems"].as_array().unwrap().iter().find(|f| f["kind"] == "ntfs").unwrap_or_else(|| panic!("{r:#}"));
+    let w = &fs["data"]["windows"];
+    assert_eq!(w["product_name"].as_str().unwrap(), hivexget("ProductName"));
+    assert_eq!(w["display_version"].as_str().unwrap(), hivexget("DisplayVersion"));
+    assert_eq!(w["current_build"].as_str().unwrap(), hivexget("CurrentBuild"));
+    assert_eq!(w["edition_id"].as_str().unwrap(), hivexget("EditionID"));
+    assert_eq!(w["major"].to_string(), hivexget("CurrentMajorVersionNumber"));
+    assert_eq!(w["install_date"].to_string(), hivexget("InstallDate"));
+    assert_eq!(fs["data"]["os"]["pretty_name"], "Windows 10 Pro 22H2 (build 19045)");
+    assert_eq!(fs["data"]["os"]["id"], "windows");
+    assert_eq!(fs["data"]["media"][0]["path"], "/Users/joe/Videos/clip.mp4");
 }

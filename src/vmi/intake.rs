@@ -222,17 +222,9 @@ pub struct VmiFound {
     /// Media: `mp4`, `png`...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// Mail: From, To, Subject, Message-ID, Date as written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub date: Option<String>,
+    /// Mail: its headers.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<linux::MailHeaders>,
 }
 
 /// The IRI of one image inspection (`event: vmi`): what an analyst needs first, with the
@@ -844,22 +836,10 @@ impl super::Extract for Extractor<'_> {
             object: None,
             equals_object: None,
             format: None,
-            from: None,
-            to: None,
-            subject: None,
-            message_id: None,
-            date: None,
+            mail: None,
         };
         match kind {
-            "mail" => {
-                if let Some(h) = linux::mail_headers(&head) {
-                    found.from = h.get("from").cloned();
-                    found.to = h.get("to").cloned();
-                    found.subject = h.get("subject").cloned();
-                    found.message_id = h.get("message-id").cloned();
-                    found.date = h.get("date").cloned();
-                }
-            }
+            "mail" => found.mail = linux::MailHeaders::of(&head),
             "media" => found.format = linux::media_format(&head).map(str::to_string),
             _ => {}
         }
@@ -949,6 +929,10 @@ fn summarise(r: &super::Report, e: &mut VmiEvent) {
         let label = if fs.label.is_empty() { String::new() } else { format!(" {:?}", fs.label) };
         let place = if fs.partition == 0 { "whole disk".to_string() } else { format!("partition {}", fs.partition) };
         e.filesystems.push(format!("{place}: {}{label}", fs.kind));
+        // A Windows system volume is named by its registry.
+        if let Some(d) = &fs.data {
+            e.os = e.os.take().or_else(|| d.os.pretty_name.clone());
+        }
         let Some(l) = &fs.linux else { continue };
         e.os = e.os.take().or_else(|| l.os.pretty_name.clone());
         e.hostname = e.hostname.take().or_else(|| l.hostname.clone());

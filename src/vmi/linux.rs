@@ -119,11 +119,8 @@ pub struct CronEntry {
 #[derive(Debug, Serialize)]
 pub struct Mail {
     pub path: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub subject: Option<String>,
-    pub message_id: Option<String>,
-    pub date: Option<String>,
+    #[serde(flatten)]
+    pub headers: MailHeaders,
     pub size: u64,
     pub sha256: String,
     /// For a message in an MTA's queue: its envelope.
@@ -134,7 +131,7 @@ pub struct Mail {
 /// The envelope of a message waiting in an MTA's queue.
 #[derive(Debug, Serialize)]
 pub struct QueueInfo {
-    /// `postfix`.
+    /// `postfix` or `exim`.
     pub mta: &'static str,
     pub sender: Option<String>,
     pub recipients: Vec<String>,
@@ -168,6 +165,9 @@ pub struct Changed {
 #[derive(Debug, Default, Serialize)]
 pub struct Findings {
     pub os: Os,
+    /// A Windows system volume: the version its SOFTWARE hive records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<super::registry::WindowsVersion>,
     pub hostname: Option<String>,
     /// The zone the VM's clock (and cron) runs in: `/etc/timezone`, or where `/etc/localtime`
     /// points.
@@ -228,8 +228,32 @@ pub fn inspect(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
 /// recently changed files.
 pub fn inspect_data(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
     let mut f = Findings::default();
+    windows(t, &mut f);
     walk(t, &mut f, deadline);
     f
+}
+
+/// Where a Windows system volume keeps its SOFTWARE hive; hives are tens of MB, read up to
+/// this many bytes (what is past it is left unread; the key sits near the start in practice).
+const SOFTWARE_HIVE: &str = "/Windows/System32/config/SOFTWARE";
+const MAX_HIVE: usize = 256 << 20;
+
+/// A Windows system volume: its version from the SOFTWARE hive, as the OS of the findings.
+fn windows(t: &dyn Tree, f: &mut Findings) {
+    let Some(hive) = t.read(SOFTWARE_HIVE, MAX_HIVE) else { return };
+    let Some(v) = super::registry::windows_version(&hive) else {
+        f.notes.push(format!("{SOFTWARE_HIVE}: no Windows version in it"));
+        return;
+    };
+    let mut pretty = v.product_name.clone().unwrap_or_else(|| "Windows".into());
+    if let Some(d) = &v.display_version {
+        pretty = format!("{pretty} {d}");
+    }
+    if let Some(b) = &v.current_build {
+        pretty = format!("{pretty} (build {b})");
+    }
+    f.os = Os { pretty_name: Some(pretty), id: Some("windows".into()), version_id: v.current_build.clone() };
+    f.windows = Some(v);
 }
 
 fn os_release(t: &dyn Tree) -> Os {
@@ -520,6 +544,51 @@ pub fn mail_headers(b: &[u8]) -> Option<BTreeMap<String, String>> {
     (h.contains_key("from") && (h.contains_key("to") || h.contains_key("subject"))).then_some(h)
 }
 
+/// What an analyst reads of a message first: From, To, Subject, Message-ID and Date as written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MailHeaders {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+}
+
+impl MailHeaders {
+    /// The headers of `message`, if it is one ([`mail_headers`]).
+    pub fn of(message: &[u8]) -> Option<MailHeaders> {
+        let h = mail_headers(message)?;
+        let get = |k: &str| h.get(k).cloned();
+        Some(MailHeaders {
+            from: get("from"),
+            to: get("to"),
+            subject: get("subject"),
+            message_id: get("message-id"),
+            date: get("date"),
+        })
+    }
+}
+
+/// A message waiting in an MTA's queue at `path`, as the MTA would deliver it: a Postfix queue
+/// file, or an Exim `-H` file with its `-D` beside it. `None` for any other path.
+pub fn queued_message(t: &dyn Tree, path: &str) -> Option<(&'static str, super::mailq::Queued)> {
+    if super::mailq::is_postfix_queue(path) {
+        let q = super::mailq::postfix(&t.read(path, MAX_FILE)?, MAX_FILE)?;
+        return Some(("postfix", q));
+    }
+    if super::exim::is_exim_header_file(path) {
+        let header = t.read(path, MAX_FILE)?;
+        let data = t.read(&super::exim::data_file_path(path), MAX_FILE);
+        return Some(("exim", super::exim::exim(&header, data.as_deref(), MAX_FILE)?));
+    }
+    None
+}
+
+/// Whether `path` is where an MTA queues mail ([`queued_message`] reads it).
+pub fn is_queue_file(path: &str) -> bool {
+    super::mailq::is_postfix_queue(path) || super::exim::is_exim_header_file(path)
+}
+
 /// One walk of the whole tree: media files, mail in users' mail directories and in spools, and
 /// the most recently changed files.
 fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
@@ -608,19 +677,15 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
         f.media.push(Media { path: path.to_string(), format, size: e.size, sha256: hex::encode(ctx.finish()) });
         return;
     }
-    if super::mailq::is_postfix_queue(path) && e.size <= MAX_FILE as u64 {
-        let Some(q) = t.read(path, MAX_FILE).and_then(|b| super::mailq::postfix(&b, MAX_FILE)) else { return };
-        let Some(h) = mail_headers(&q.message) else { return };
+    if is_queue_file(path) && e.size <= MAX_FILE as u64 {
+        let Some((mta, q)) = queued_message(t, path) else { return };
+        let Some(headers) = MailHeaders::of(&q.message) else { return };
         f.mail.push(Mail {
             path: path.to_string(),
-            from: h.get("from").cloned(),
-            to: h.get("to").cloned(),
-            subject: h.get("subject").cloned(),
-            message_id: h.get("message-id").cloned(),
-            date: h.get("date").cloned(),
+            headers,
             size: q.message.len() as u64,
             sha256: sha256_hex(&q.message),
-            queue: Some(QueueInfo { mta: "postfix", sender: q.sender, recipients: q.recipients, arrived: q.arrived }),
+            queue: Some(QueueInfo { mta, sender: q.sender, recipients: q.recipients, arrived: q.arrived }),
         });
         return;
     }
@@ -629,15 +694,11 @@ fn file(t: &dyn Tree, path: &str, e: &Entry, f: &mut Findings) {
         let messages = if body.starts_with(b"From ") { mbox_messages(&body) } else { vec![body.as_slice()] };
         let several = messages.len() > 1;
         for (i, m) in messages.into_iter().enumerate() {
-            let Some(h) = mail_headers(m) else { continue };
+            let Some(headers) = MailHeaders::of(m) else { continue };
             f.mail.push(Mail {
                 // A message of an mbox (a client's "Unsent Messages") is named by its place.
                 path: if several { format!("{path}#{}", i + 1) } else { path.to_string() },
-                from: h.get("from").cloned(),
-                to: h.get("to").cloned(),
-                subject: h.get("subject").cloned(),
-                message_id: h.get("message-id").cloned(),
-                date: h.get("date").cloned(),
+                headers,
                 size: m.len() as u64,
                 sha256: sha256_hex(m),
                 queue: None,

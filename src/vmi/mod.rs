@@ -15,6 +15,7 @@
 pub mod carve;
 pub mod cron;
 pub mod disk;
+pub mod exim;
 pub mod fat;
 pub mod intake;
 pub mod linux;
@@ -24,9 +25,11 @@ pub mod ntfs;
 pub mod partition;
 pub mod qcow2;
 pub mod ram;
+pub mod registry;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+pub mod xfs;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -525,6 +528,16 @@ fn read_filesystem<D: Disk + 'static>(
             }
             Err(e) => fs.error = Some(e.to_string()),
         }
+    } else if xfs::is_xfs(&mut view) {
+        fs.kind = "xfs".into();
+        match xfs::XfsTree::open(view) {
+            Ok(t) => {
+                fs.label = t.label();
+                fs.uuid = t.uuid();
+                examine(&t, &mut fs, deadline, ex);
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
     } else {
         return None;
     }
@@ -580,14 +593,13 @@ fn extract_files(t: &dyn Tree, partition: u32, f: &linux::Findings, ex: &mut dyn
             Some((p, Ok(n))) => (p, Some(n)),
             _ => (m.path.as_str(), None),
         };
-        let Some(mut body) = t.read(path, linux::MAX_FILE) else { continue };
-        // A Postfix queue file: the message it holds, as postcat prints it.
-        if mailq::is_postfix_queue(path) {
-            match mailq::postfix(&body, linux::MAX_FILE) {
-                Some(q) => body = q.message,
-                None => continue,
-            }
-        }
+        // A queue file: the message it holds, as the MTA would deliver it.
+        let body = if linux::is_queue_file(path) {
+            linux::queued_message(t, path).map(|(_, q)| q.message)
+        } else {
+            t.read(path, linux::MAX_FILE)
+        };
+        let Some(body) = body else { continue };
         let msg = match nth {
             Some(n) => linux::mbox_messages(&body).get(n.wrapping_sub(1)).copied(),
             None => Some(body.as_slice()),
@@ -690,7 +702,7 @@ pub fn inspect_extracting(
         }
     }
     if report.filesystems.is_empty() {
-        report.notes.push("no filesystem this version reads (ext2/3/4, FAT, NTFS) was found".into());
+        report.notes.push("no filesystem this version reads (ext2/3/4, XFS, FAT, NTFS) was found".into());
     }
     if let Some(ex) = extract {
         for a in &report.memory {

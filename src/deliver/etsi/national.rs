@@ -467,11 +467,12 @@ fn vmi(o: &mut Vec<u8>, v: &VmiEvent) {
                     digest(o, 4, Some(&a.sha256));
                     uint(o, 5, a.object);
                     utf8(o, 6, a.format.as_deref());
-                    utf8(o, 7, a.from.as_deref());
-                    utf8(o, 8, a.to.as_deref());
-                    utf8(o, 9, a.subject.as_deref());
-                    utf8(o, 10, a.message_id.as_deref());
-                    utf8(o, 11, a.date.as_deref());
+                    let mail = a.mail.clone().unwrap_or_default();
+                    utf8(o, 7, mail.from.as_deref());
+                    utf8(o, 8, mail.to.as_deref());
+                    utf8(o, 9, mail.subject.as_deref());
+                    utf8(o, 10, mail.message_id.as_deref());
+                    utf8(o, 11, mail.date.as_deref());
                     let seen = a.equals_object.as_ref().map(|s| {
                         format!(
                             "equals object {} ({}, {}) seen at {}",
