@@ -135,7 +135,7 @@ pub fn vmi(data: &[u8]) {
 /// One filesystem reader on `data` as a whole volume (`fat`, `ntfs`, `ext4`: the walk and the
 /// extraction of artifacts), or the LVM2 metadata reader, or the Postfix queue file reader.
 pub fn vmi_reader(kind: &str, data: &[u8]) {
-    use crate::vmi::disk::MemDisk;
+    use crate::vmi::disk::{Disk, MemDisk};
     match kind {
         "lvm" => {
             if let Ok(vg) = crate::vmi::lvm::read(&mut MemDisk(data.into())) {
@@ -151,9 +151,73 @@ pub fn vmi_reader(kind: &str, data: &[u8]) {
                 assert!(q.message.len() < 1 << 20);
             }
         }
+        "exim" => {
+            // The header file, then (after the first NUL) the data file.
+            let (h, d) = match data.iter().position(|b| *b == 0) {
+                Some(at) => (&data[..at], Some(&data[at + 1..])),
+                None => (data, None),
+            };
+            if let Some(q) = crate::vmi::exim::exim(h, d, 1 << 20) {
+                assert!(q.message.len() <= 1 << 20);
+            }
+        }
+        "registry" => {
+            let _ = crate::vmi::registry::windows_version(data);
+        }
+        // A container over the bytes: its guest view read at spread offsets, each read either
+        // filled or refused.
+        "qcow2" | "vmdk" | "vhd" | "vdi" | "vhdx" => {
+            use crate::vmi::{qcow2::Qcow2, vhd::Blocked, vhdx::Vhdx, vmdk::Vmdk};
+            // A VHDX's structures sit at fixed offsets in its first 4 MiB, its data blocks past
+            // them: the bytes are its start, zeros up to 16 MiB.
+            let size = if kind == "vhdx" { (data.len() as u64).max(16 << 20) } else { data.len() as u64 };
+            let file = Padded(data.into(), size);
+            let guest: Option<Box<dyn Disk>> = match kind {
+                "qcow2" => Qcow2::open(file).ok().map(|d| Box::new(d) as Box<dyn Disk>),
+                "vmdk" => Vmdk::open(file).ok().map(|d| Box::new(d) as Box<dyn Disk>),
+                "vhd" => Blocked::open_vhd(file).ok().map(|d| Box::new(d) as Box<dyn Disk>),
+                "vdi" => Blocked::open_vdi(file).ok().map(|d| Box::new(d) as Box<dyn Disk>),
+                _ => Vhdx::open(file).ok().map(|d| Box::new(d) as Box<dyn Disk>),
+            };
+            if let Some(mut g) = guest {
+                let size = g.size();
+                let mut buf = vec![0u8; 65536];
+                for i in 0..8u64 {
+                    let _ = g.read_at(size / 8 * i, &mut buf);
+                }
+                let _ = crate::vmi::partition::partitions(g.as_mut());
+            }
+        }
+        // A filesystem whose first bytes are `data` and the rest zeros, up to 64 MiB: mkfs
+        // tools lay out the structures a walk reads near the start, and a volume that small
+        // keeps its AGs or groups inside what the fuzzer varies.
+        "xfs" => {
+            let size = (data.len() as u64).max(64 << 20);
+            let _ = crate::vmi::inspect_volume(Box::new(Padded(data.into(), size)), std::time::Duration::from_secs(5));
+        }
         _ => {
             let _ = crate::vmi::inspect_volume(Box::new(MemDisk(data.into())), std::time::Duration::from_secs(5));
         }
+    }
+}
+
+/// Bytes followed by zeros up to a size.
+struct Padded(Vec<u8>, u64);
+
+impl crate::vmi::disk::Disk for Padded {
+    fn size(&self) -> u64 {
+        self.1
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        crate::vmi::disk::check(offset, buf.len(), self.1)?;
+        buf.fill(0);
+        let have = self.0.len() as u64;
+        if offset < have {
+            let n = ((have - offset) as usize).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[offset as usize..offset as usize + n]);
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +229,9 @@ mod tests {
         super::pipeline(&real);
         super::pipeline(&real[..real.len() / 2]);
         super::pipeline(b"\xd4\xc3\xb2\xa1garbage");
+        for kind in ["xfs", "exim", "registry", "qcow2", "vmdk", "vhd", "vdi", "vhdx", "lvm", "mailq", "ntfs"] {
+            super::vmi_reader(kind, b"XFSBQFI\xfbKDMVconectixvhdxfile<<< Oracle VM VirtualBox Disk Image >>>\n\0regf");
+        }
         super::conversation(Box::new(crate::analyze::stream::RawStream::new()), &[0, 3, b'a', b'b', b'c', 3, 9]);
         // EVIL (refused) then GOOD at the same place; a valid conflicting overlap; a hole.
         super::reassembly_against_receiver(&[0xff, 0xff, 0xff, 0xf0, 3, 0, 0, 4, 0, 0, 0, 4, 2, 0, 2, 4, 0, 0, 9, 3]);
