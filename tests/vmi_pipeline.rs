@@ -323,3 +323,73 @@ fn an_image_over_the_bound_is_reported_not_inspected() {
     let notes: Vec<&str> = ov["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
     assert!(notes.iter().any(|n| n.starts_with("backing file \"joe-vm.qcow2\" not found")), "{ov}");
 }
+
+#[test]
+fn mail_sent_before_the_upload_is_named_by_the_image_artifact() {
+    // The same capture with the SMTP session moved (editcap -t) to ten seconds before the
+    // first FTP packet: the traffic comes first, so the link is made from the image's side
+    // (the artifact says which object it equals).
+    let e = expect();
+    let truth = &e["vmi"];
+    let d = tempfile::tempdir().unwrap();
+    let src = root().join("pcaps/app/vmi.pcap");
+    let sh = |script: &str| {
+        let o = Command::new("bash").arg("-euc").arg(script).current_dir(d.path()).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    sh(&format!(
+        "tshark -r {src} -Y 'tcp.port == 25' -w smtp.pcap
+         tshark -r {src} -Y 'not tcp.port == 25' -w rest.pcap
+         editcap -t -12.3 smtp.pcap smtp-early.pcap
+         mergecap -w mail-first.pcap smtp-early.pcap rest.pcap",
+        src = src.display()
+    ));
+    let first_proto = Command::new("tshark")
+        .arg("-r")
+        .arg(d.path().join("mail-first.pcap"))
+        .args(["-c", "1", "-T", "fields", "-e", "tcp.dstport"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&first_proto.stdout).trim(), "25", "the mail comes first");
+    let w = d.path().join("w.toml");
+    std::fs::write(&w, warrant("LIID-V", "iri+cc", None)).unwrap();
+    let case = d.path().join("case");
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .arg(d.path().join("mail-first.pcap"))
+        .arg("--warrants")
+        .arg(&w)
+        .arg("--out")
+        .arg(&case)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    verify_case(&case);
+    let iri = json_lines(&case.join("LIID-V/iri.jsonl"));
+    let sent = iri
+        .iter()
+        .find(|r| r["event"] == "object" && r["protocol"] == "smtp" && r["kind"] == "mail")
+        .expect("the mail sent is an object");
+    assert_eq!(sent["sha256"], truth["outbox"]["sha256"]);
+    assert!(sent["context"].get("equals_artifact").is_none(), "no image was inspected yet when it was sent");
+    let v = iri
+        .iter()
+        .find(|r| r["event"] == "vmi" && r["image_sha256"] == truth["image_sha256"])
+        .expect("the image is inspected");
+    let outbox = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["place"].as_str().unwrap().ends_with(truth["outbox"]["path"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(outbox["sha256"], truth["outbox"]["sha256"]);
+    let seen = &outbox["equals_object"];
+    let objects = json_lines(&case.join("LIID-V/objects.jsonl"));
+    let mail_object = objects
+        .iter()
+        .find(|o| o["sha256"] == truth["outbox"]["sha256"] && o["protocol"] == "smtp")
+        .expect("the mail sent is in objects.jsonl");
+    assert_eq!(seen["object"], mail_object["id"], "{outbox:#}");
+    assert_eq!(seen["protocol"], "smtp", "{outbox:#}");
+}

@@ -12,7 +12,6 @@
 mod links;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -267,6 +266,31 @@ impl Pipeline {
         }
     }
 
+    /// Copies an artifact's bytes (read from the inspection's spool) into object `id`: the
+    /// bytes copied, and whether the read ended cleanly.
+    fn copy_artifact(
+        &mut self,
+        liid: &Liid,
+        id: crate::record::ObjectId,
+        bytes: &mut (dyn std::io::Read + Send),
+        ts: Timestamp,
+        gate: &mut Gate<'_>,
+    ) -> (u64, bool) {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        loop {
+            match bytes.read(&mut buf) {
+                Ok(0) => return (at, true),
+                Ok(n) => {
+                    self.files.data(liid, id, at, buf.get(..n).unwrap_or_default(), ts, gate);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return (at, false),
+            }
+        }
+    }
+
     /// A finished image inspection ([`crate::vmi::intake`]) becomes the LIID's records, in a
     /// CIN of its own: the report and every artifact as objects (`parent` = the image), the
     /// summary as a `vmi` IRI, and the crontab plan of VMs already started from the image.
@@ -301,28 +325,12 @@ impl Pipeline {
             }
         }
         let uploaded_by = i.image.meta.context.get("user").and_then(|u| u.as_str()).map(str::to_string);
-        let mut buf = vec![0u8; 1 << 20];
         for (a, found) in i.artifacts.iter_mut().zip(i.event.artifacts.iter_mut()) {
             // A message found in the image is a mail like any other (EmailCC on HI3).
             let kind = if a.kind == "mail" { "mail" } else { "artifact" };
             let context = serde_json::json!({ "artifact": a.kind, "place": a.place, "image": image_ref });
             let id = self.files.open(meta(kind, a.place.describe(), context), &liid, &prov, scope.cc(), &mut gate);
-            let mut at = 0u64;
-            let mut whole = true;
-            loop {
-                match a.bytes.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        self.files.data(&liid, id, at, buf.get(..n).unwrap_or_default(), ts, &mut gate);
-                        at += n as u64;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        whole = false;
-                        break;
-                    }
-                }
-            }
+            let (at, whole) = self.copy_artifact(&liid, id, a.bytes.as_mut(), ts, &mut gate);
             self.files.end(&liid, id, whole && at == a.size, ts, &mut gate);
             found.object = Some(id);
             // The traffic came first (the inspection ended after the object was seen): the
@@ -346,7 +354,6 @@ impl Pipeline {
                 }),
             );
         }
-        drop(buf);
         let crons = ImageCrontabs {
             image_object: i.image.id,
             timezone: i.event.timezone.clone(),

@@ -59,7 +59,7 @@ pub struct IntakeConfig {
     pub max_artifacts: usize,
     pub max_artifact_bytes: u64,
     /// Copies of inspected images kept for the run, at most, so that an overlay uploaded later
-    /// is read with its backing image (matched by file name within the LIID).
+    /// is read with its backing image (matched by file name or digest within the LIID).
     pub keep_bytes: u64,
 }
 
@@ -108,9 +108,9 @@ enum Tracked {
 struct Job {
     image: Box<ObjectRecord>,
     spool: PathBuf,
-    /// Images of the same LIID inspected before and kept: (file name, copy), where a backing
-    /// file this image names is looked for.
-    backings: Vec<(String, PathBuf)>,
+    /// Images of the same LIID inspected before and kept, where a backing file this image
+    /// names is looked for.
+    backings: Vec<Kept>,
     queued_at: Instant,
 }
 
@@ -387,9 +387,9 @@ pub struct Intake {
     next_file: u64,
     /// Bytes in spool files now (image copies being written or waiting).
     spooled: u64,
-    /// Copies kept after their inspection, per LIID, for overlays uploaded later: (file name,
-    /// copy, bytes); at most [`IntakeConfig::keep_bytes`] in all.
-    kept: HashMap<Liid, Vec<(String, PathBuf, u64)>>,
+    /// Copies kept after their inspection, per LIID, for overlays uploaded later; at most
+    /// [`IntakeConfig::keep_bytes`] in all.
+    kept: HashMap<Liid, Vec<Kept>>,
     kept_bytes: u64,
     pub stats: IntakeStats,
 }
@@ -548,16 +548,20 @@ impl Intake {
         let Some(spool) = spool else { return };
         self.stats.queued += 1;
         self.outstanding.push_back(image.last_seen);
-        let backings = self.kept.get(&image.liid).map(|v| v.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect());
+        let backings = self.kept.get(&image.liid).cloned().unwrap_or_default();
         // Kept from now on (within the bound): an overlay that ends before this one's
         // inspection does is inspected after it, on the same thread, and finds it.
-        let name = image.meta.name.as_deref().and_then(|n| n.rsplit('/').next()).map(str::to_string);
         let size = std::fs::metadata(&spool).map_or(image.size, |m| m.len());
-        if let Some(n) = name.filter(|_| self.kept_bytes + size <= self.cfg.keep_bytes) {
+        if self.kept_bytes + size <= self.cfg.keep_bytes {
             self.kept_bytes += size;
-            self.kept.entry(image.liid.clone()).or_default().push((n, spool.clone(), size));
+            let kept = Kept {
+                name: image.meta.name.as_deref().and_then(|n| n.rsplit('/').next()).map(str::to_string),
+                digests: [Some(&image.sha256), image.md5.as_ref()].into_iter().flatten().cloned().collect(),
+                path: spool.clone(),
+            };
+            self.kept.entry(image.liid.clone()).or_default().push(kept);
         }
-        self.waiting.push_back(Job { image, spool, backings: backings.unwrap_or_default(), queued_at: Instant::now() });
+        self.waiting.push_back(Job { image, spool, backings, queued_at: Instant::now() });
         self.push_waiting();
         while self.cfg.wait_when_full && self.waiting.len() > self.cfg.waiting {
             if let Some(job) = self.waiting.pop_front() {
@@ -570,7 +574,7 @@ impl Intake {
             if let Some(job) = self.waiting.pop_back() {
                 let _ = std::fs::remove_file(&job.spool);
                 if let Some(v) = self.kept.get_mut(&job.image.liid) {
-                    v.retain(|(_, p, _)| *p != job.spool);
+                    v.retain(|k| k.path != job.spool);
                 }
                 self.outstanding.pop_back();
                 self.stats.queued -= 1;
@@ -674,7 +678,7 @@ impl Intake {
         self.outstanding.pop_front();
         // A copy is removed once read, unless kept for the overlays that may follow.
         if let Some(spool) = i.spool.take() {
-            let kept = self.kept.get(&i.image.liid).is_some_and(|v| v.iter().any(|(_, p, _)| *p == spool));
+            let kept = self.kept.get(&i.image.liid).is_some_and(|v| v.iter().any(|k| k.path == spool));
             if !kept {
                 let _ = std::fs::remove_file(spool);
             }
@@ -685,11 +689,6 @@ impl Intake {
         self.stats.slowest_seconds = self.stats.slowest_seconds.max(i.event.seconds);
         self.spooled = self.spooled.saturating_sub(i.image.size);
         i
-    }
-
-    /// Images still open (being copied), waiting or being inspected.
-    pub fn pending(&self) -> usize {
-        self.tracked.values().filter(|t| !matches!(t, Tracked::Head(_))).count() + self.waiting.len()
     }
 
     /// End of input: every waiting image is inspected; `each` gets the inspections as they
@@ -709,8 +708,8 @@ impl Intake {
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
-        for (_, path, _) in self.kept.drain().flat_map(|(_, v)| v) {
-            let _ = std::fs::remove_file(path);
+        for k in self.kept.drain().flat_map(|(_, v)| v) {
+            let _ = std::fs::remove_file(k.path);
         }
         let _ = std::fs::remove_dir(&self.cfg.work_dir);
         self.stats.clone()
@@ -848,6 +847,30 @@ impl super::Extract for Extractor<'_> {
     }
 }
 
+/// An image copy kept for the overlays uploaded after it.
+#[derive(Clone, Debug)]
+struct Kept {
+    /// The file name it was uploaded under, if the protocol gave one.
+    name: Option<String>,
+    /// Its SHA-256 and MD5, lower-case hex.
+    digests: Vec<String>,
+    path: PathBuf,
+}
+
+/// The kept image an overlay's backing file name means: the latest uploaded under that file
+/// name, else one whose SHA-256 or MD5 the name holds (content-addressed stores name a base
+/// image by its digest: `sha256:HEX`, `.../blobs/sha256/HEX`, `HEX.qcow2`).
+fn backing_for<'k>(kept: &'k [Kept], name: &str) -> Option<&'k Kept> {
+    let file = Path::new(name).file_name()?.to_str()?;
+    if let Some(k) = kept.iter().rev().find(|k| k.name.as_deref() == Some(file)) {
+        return Some(k);
+    }
+    let lower = name.to_ascii_lowercase();
+    let hex_runs: Vec<&str> =
+        lower.split(|c: char| !c.is_ascii_hexdigit()).filter(|r| r.len() == 64 || r.len() == 32).collect();
+    kept.iter().rev().find(|k| k.digests.iter().any(|d| hex_runs.contains(&d.as_str())))
+}
+
 /// The inspection thread: one job at a time, until the intake hangs up.
 fn inspector(cfg: IntakeConfig, jobs: Receiver<Job>, results: SyncSender<Inspection>) {
     let mut n = 0u64;
@@ -881,13 +904,12 @@ fn inspect_job(cfg: &IntakeConfig, job: Job, n: u64) -> Inspection {
     };
     // A reader bug must cost this image's inspection, not the run: the panic is caught and
     // reported as the outcome.
-    // A backing file is looked for among the LIID's earlier images, by its file name: the
-    // path an image names is never opened.
+    // A backing file is looked for among the LIID's earlier images: the path an image names
+    // is never opened.
     let resolve = |name: &str| -> Option<(String, Box<dyn super::disk::Disk>)> {
-        let file = Path::new(name).file_name()?.to_str()?;
-        let (_, path) = backings.iter().rev().find(|(n, _)| n == file)?;
-        let disk = super::disk::FileDisk::open(path).ok()?;
-        Some((path.display().to_string(), Box::new(disk)))
+        let k = backing_for(&backings, name)?;
+        let disk = super::disk::FileDisk::open(&k.path).ok()?;
+        Some((k.path.display().to_string(), Box::new(disk)))
     };
     let identity = spool.display().to_string();
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -982,18 +1004,24 @@ mod tests {
 
     /// An object of `bytes` through the intake, as the file layer hands it on.
     fn object(intake: &mut Intake, id: ObjectId, bytes: &[u8]) {
+        named_object(intake, id, None, String::new(), bytes)
+    }
+
+    /// The same, uploaded under `name`, with its SHA-256.
+    fn named_object(intake: &mut Intake, id: ObjectId, name: Option<&str>, sha256: String, bytes: &[u8]) {
         let liid = Liid::new("L").unwrap();
         let a: std::net::SocketAddr = "10.0.0.1:1".parse().unwrap();
         let flow = FlowDescr { proto: "tcp".into(), orig: a, resp: a, vlans: vec![], tunnels: vec![] };
         let ts = Timestamp::from_secs(1);
-        let meta = ObjectMeta::new("file", "ftp", &flow, Dir::Orig, Cin::FIRST, ts);
+        let mut meta = ObjectMeta::new("file", "ftp", &flow, Dir::Orig, Cin::FIRST, ts);
+        meta.name = name.map(str::to_string);
         intake.observe(&Record::ObjectBegin { liid: &liid, id, meta: &meta });
         intake.observe(&Record::ObjectData { liid: &liid, id, offset: 0, data: bytes });
         let rec = ObjectRecord {
             liid: liid.clone(),
             id,
             meta,
-            sha256: String::new(),
+            sha256,
             md5: None,
             sha512: None,
             format: None,
@@ -1043,6 +1071,44 @@ mod tests {
         assert_eq!(outcomes.len(), 8, "{outcomes:?}");
         assert_eq!(end.inspected, 3);
         assert!(!d.path().join("work").exists(), "every copy removed, and the work directory");
+    }
+
+    #[test]
+    fn an_overlay_finds_its_base_by_the_digest_its_backing_name_holds() {
+        let d = tempfile::tempdir().unwrap();
+        // A base image with a message in its outbox, uploaded under a name of its own; an
+        // overlay (qemu-img create -u: the base is not opened) naming it as a content-addressed
+        // store does, by its SHA-256 as sha256sum gives it; another naming a digest never seen.
+        let script = r#"
+            mkdir -p root/etc root/home/joe/Mail/outbox
+            printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+            printf 'From: joe@example.org\nTo: p@example.net\nSubject: in the base\n\nx\n' > root/home/joe/Mail/outbox/1.eml
+            mkfs.ext4 -q -F -d root base.raw 8M >/dev/null
+            qemu-img convert -f raw -O qcow2 base.raw base.qcow2
+            sha=$(sha256sum base.qcow2 | cut -d' ' -f1)
+            echo "$sha"
+            qemu-img create -q -f qcow2 -F qcow2 -u -b "/var/lib/store/blobs/sha256/$sha" overlay.qcow2 8M
+            qemu-img create -q -f qcow2 -F qcow2 -u -b "sha256:$(echo other | sha256sum | cut -d' ' -f1)" stray.qcow2 8M
+        "#;
+        let out = std::process::Command::new("bash").arg("-euc").arg(script).current_dir(d.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let sha = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let read = |f: &str| std::fs::read(d.path().join(f)).unwrap();
+        let mut cfg = IntakeConfig::new(d.path().join("work"));
+        cfg.wait_when_full = true;
+        let mut intake = Intake::start(cfg).unwrap();
+        named_object(&mut intake, 1, Some("golden-2026-12.img"), sha.clone(), &read("base.qcow2"));
+        named_object(&mut intake, 2, Some("overlay.qcow2"), "0".repeat(64), &read("overlay.qcow2"));
+        named_object(&mut intake, 3, Some("stray.qcow2"), "1".repeat(64), &read("stray.qcow2"));
+        let mut done = Vec::new();
+        intake.finish(&mut |i| done.push(i));
+        done.sort_by_key(|i| i.image.id);
+        let mail = |i: &Inspection| i.event.artifacts.iter().filter(|a| a.kind == "mail").count();
+        assert_eq!(done[1].event.backing_chain, [format!("/var/lib/store/blobs/sha256/{sha}")]);
+        assert_eq!(mail(&done[1]), 1, "the base's message, read through the overlay: {:?}", done[1].event);
+        assert!(done[2].event.backing_chain.is_empty());
+        assert!(done[2].event.notes.iter().any(|n| n.contains("not found")), "{:?}", done[2].event.notes);
+        assert_eq!(mail(&done[2]), 0);
     }
 
     #[test]
