@@ -35,13 +35,14 @@ fi
 # (tests/capture_libpcap.rs); e2fsprogs (mkfs.ext4 -d, debugfs) and openssh-client (ssh-keygen)
 # make and check the VM images of tests/vmi_inspect.rs; dosfstools and mtools (mkfs.vfat, mcopy,
 # mdir, mtype), ntfs-3g (mkntfs, ntfscp, ntfsls, ntfscat), lvm2 (pvcreate, vgcreate, lvcreate on a
-# loop device, activation off) and xfsprogs (mkfs.xfs -p, xfs_db) those of tests/vmi_filesystems.rs.
+# loop device, activation off), xfsprogs (mkfs.xfs -p, xfs_db) and btrfs-progs (mkfs.btrfs -r,
+# btrfs subvolume, dump-tree) those of tests/vmi_filesystems.rs.
 # src/vmi/registry.rs's tests write a registry hive with samba-libs' regf code and read it back
 # with hivexget (libhivex-bin): tests/data/registry/README.md.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
-          e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs samba-libs libhivex-bin)
+          e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -191,7 +191,7 @@ pub fn vmi_reader(kind: &str, data: &[u8]) {
         // A filesystem whose first bytes are `data` and the rest zeros, up to 64 MiB: mkfs
         // tools lay out the structures a walk reads near the start, and a volume that small
         // keeps its AGs or groups inside what the fuzzer varies.
-        "xfs" => {
+        "xfs" | "btrfs" => {
             let size = (data.len() as u64).max(64 << 20);
             let _ = crate::vmi::inspect_volume(Box::new(Padded(data.into(), size)), std::time::Duration::from_secs(5));
         }
@@ -229,7 +229,8 @@ mod tests {
         super::pipeline(&real);
         super::pipeline(&real[..real.len() / 2]);
         super::pipeline(b"\xd4\xc3\xb2\xa1garbage");
-        for kind in ["xfs", "exim", "registry", "qcow2", "vmdk", "vhd", "vdi", "vhdx", "lvm", "mailq", "ntfs"] {
+        for kind in ["xfs", "btrfs", "exim", "registry", "qcow2", "vmdk", "vhd", "vdi", "vhdx", "lvm", "mailq", "ntfs"]
+        {
             super::vmi_reader(kind, b"XFSBQFI\xfbKDMVconectixvhdxfile<<< Oracle VM VirtualBox Disk Image >>>\n\0regf");
         }
         super::conversation(Box::new(crate::analyze::stream::RawStream::new()), &[0, 3, b'a', b'b', b'c', 3, 9]);

@@ -468,3 +468,53 @@ fn a_windows_system_volume_is_named_by_its_software_hive() {
     assert_eq!(fs["data"]["os"]["id"], "windows");
     assert_eq!(fs["data"]["media"][0]["path"], "/Users/joe/Videos/clip.mp4");
 }
+
+#[test]
+fn a_btrfs_root_with_a_compressed_subvolume_is_read_like_the_kernel_wrote_it() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    // A Fedora-style root made by mkfs.btrfs --rootdir (no mount), then, as a running system
+    // would, a subvolume written by the kernel with zstd compression forced (a loop mount
+    // here, to make the image only): tapir reads what the kernel compressed.
+    let out = sh(
+        r#"
+        mkdir -p root/etc root/var/spool/cron
+        printf 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\nPRETTY_NAME="Fedora Linux 41 (Server Edition)"\n' > root/etc/os-release
+        echo fedora-joe > root/etc/hostname
+        printf 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000::/home/joe:/bin/bash\n' > root/etc/passwd
+        echo '@reboot sleep 600 && /home/joe/flush' > root/var/spool/cron/joe
+        { printf 'From: joe@example.org\nTo: x@example.net\nSubject: long and compressible\nMessage-ID: <z@fedora-joe>\n\n'; yes 'the same line again and again, as zstd likes it' | head -n 20000; } > big.eml
+        { printf '\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom'; head -c 1500000 /dev/urandom; } > clip.mp4
+        truncate -s 200M bt.raw
+        mkfs.btrfs -q -L FEDROOT -r root bt.raw
+        mkdir mnt
+        mount -o loop,compress-force=zstd bt.raw mnt
+        trap 'umount mnt 2>/dev/null || true' EXIT
+        btrfs -q subvolume create mnt/home
+        mkdir -p mnt/home/joe/Mail/outbox mnt/home/joe/Videos
+        cp big.eml mnt/home/joe/Mail/outbox/big.eml
+        cp clip.mp4 mnt/home/joe/Videos/clip.mp4
+        umount mnt
+        echo "zstd extents: $(btrfs inspect-internal dump-tree -t 256 bt.raw | grep -c 'compression 3 (zstd)')"
+        echo "uuid $(btrfs inspect-internal dump-super bt.raw | awk '$1 == "fsid" {print $2}')"
+        "#,
+        base,
+    );
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k}: {out}"));
+    assert!(field("zstd extents: ").parse::<u32>().unwrap() > 0, "the kernel compressed nothing: {out}");
+    let r = inspect(&base.join("bt.raw"));
+    let fs = &r["filesystems"][0];
+    assert_eq!((fs["kind"].as_str(), fs["label"].as_str()), (Some("btrfs"), Some("FEDROOT")), "{r:#}");
+    assert_eq!(fs["uuid"].as_str().unwrap(), field("uuid "));
+    let l = &fs["linux"];
+    assert_eq!(l["os"]["pretty_name"], "Fedora Linux 41 (Server Edition)");
+    assert_eq!(l["hostname"], "fedora-joe");
+    assert_eq!(l["crontabs"][0]["line"], "@reboot sleep 600 && /home/joe/flush");
+    let mail = &l["mail"][0];
+    assert_eq!(mail["path"], "/home/joe/Mail/outbox/big.eml", "{l:#}");
+    assert_eq!(mail["sha256"].as_str().unwrap(), sha256sum(&base.join("big.eml")));
+    assert_eq!(mail["size"].as_u64().unwrap(), std::fs::metadata(base.join("big.eml")).unwrap().len());
+    let media = &l["media"][0];
+    assert_eq!(media["path"], "/home/joe/Videos/clip.mp4");
+    assert_eq!(media["sha256"].as_str().unwrap(), sha256sum(&base.join("clip.mp4")));
+}

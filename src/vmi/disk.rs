@@ -168,6 +168,15 @@ pub fn read_vec(d: &mut dyn Disk, offset: u64, len: usize) -> io::Result<Vec<u8>
     Ok(v)
 }
 
+/// A 16-byte UUID as `8-4-4-4-12` hex (empty if `b` is not 16 bytes).
+pub fn uuid_text(b: &[u8]) -> String {
+    let h = hex::encode(b);
+    if h.len() != 32 {
+        return String::new();
+    }
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
 /// Fixed-width fields of on-disk structures: 0 when `at` is past the buffer (callers check
 /// lengths first; a zero is what a short, hostile header reads as, never a panic).
 pub mod field {

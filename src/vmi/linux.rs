@@ -37,8 +37,8 @@ pub struct Entry {
     pub name: String,
     pub kind: Kind,
     pub size: u64,
-    /// Seconds since the epoch.
-    pub mtime: i64,
+    /// Seconds since the epoch (`None`: the reader does not know it).
+    pub mtime: Option<i64>,
 }
 
 /// A read-only view of a filesystem, paths absolute with `/`.
@@ -624,7 +624,9 @@ fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
                     }
                 }
                 Kind::File => {
-                    recent.push(Changed { path: path.clone(), mtime: e.mtime, size: e.size });
+                    if let Some(mtime) = e.mtime {
+                        recent.push(Changed { path: path.clone(), mtime, size: e.size });
+                    }
                     if recent.len() > 4 * RECENT {
                         recent.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| a.path.cmp(&b.path)));
                         recent.truncate(RECENT);

@@ -12,6 +12,7 @@
 //! (`Ext4Read`), verifies checksums and returns errors, not panics, on corrupt metadata. The
 //! container and partition readers are written here (see their modules for why).
 
+pub mod btrfs;
 pub mod carve;
 pub mod cron;
 pub mod disk;
@@ -215,7 +216,7 @@ impl Tree for Ext4Tree {
                     name,
                     kind,
                     size: m.as_ref().map_or(0, |m| m.len()),
-                    mtime: m.as_ref().map_or(0, |m| m.modified().seconds()),
+                    mtime: m.as_ref().map(|m| m.modified().seconds()),
                 })
             })
             .collect()
@@ -528,6 +529,16 @@ fn read_filesystem<D: Disk + 'static>(
             }
             Err(e) => fs.error = Some(e.to_string()),
         }
+    } else if btrfs::is_btrfs(&mut view) {
+        fs.kind = "btrfs".into();
+        match btrfs::BtrfsTree::open(view) {
+            Ok(t) => {
+                fs.label = t.label();
+                fs.uuid = t.uuid();
+                examine(&t, &mut fs, deadline, ex);
+            }
+            Err(e) => fs.error = Some(e.to_string()),
+        }
     } else if xfs::is_xfs(&mut view) {
         fs.kind = "xfs".into();
         match xfs::XfsTree::open(view) {
@@ -702,7 +713,7 @@ pub fn inspect_extracting(
         }
     }
     if report.filesystems.is_empty() {
-        report.notes.push("no filesystem this version reads (ext2/3/4, XFS, FAT, NTFS) was found".into());
+        report.notes.push("no filesystem this version reads (ext2/3/4, XFS, btrfs, FAT, NTFS) was found".into());
     }
     if let Some(ex) = extract {
         for a in &report.memory {

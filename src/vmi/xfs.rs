@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use xfs_core::{read_block_dir, read_data_dir_block, read_extents, read_shortform_dir};
 use xfs_core::{BmbtRec, DirEntry, Inode, InodeFormat, Superblock};
 
-use super::disk::{field, Disk};
+use super::disk::{field, uuid_text, Disk};
 use super::linux::{pump, Entry, Kind, Tree};
 
 /// B+tree blocks read at most per file, extents kept at most per file.
@@ -342,8 +342,8 @@ impl<D: Disk> Tree for XfsTree<D> {
             // Size, time and kind come from the entry's inode; one that cannot be read is
             // listed as what its directory says it is.
             let (kind, size, mtime) = match self.inode(e.inode) {
-                Ok(i) => (kind_of(i.mode), i.size, i.mtime.secs),
-                Err(_) => (Kind::Other, 0, 0),
+                Ok(i) => (kind_of(i.mode), i.size, Some(i.mtime.secs)),
+                Err(_) => (Kind::Other, 0, None),
             };
             if paths.len() < MAX_PATHS {
                 paths.insert(format!("{}/{name}", path.trim_end_matches('/')), e.inode);
@@ -393,12 +393,4 @@ fn kind_of(mode: u16) -> Kind {
         0o120000 => Kind::Symlink,
         _ => Kind::Other,
     }
-}
-
-fn uuid_text(b: &[u8]) -> String {
-    let h = hex::encode(b);
-    if h.len() != 32 {
-        return String::new();
-    }
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
