@@ -501,3 +501,35 @@ PY
     assert_eq!(l["hostname"], "joe-vm", "what is read before the walk is whole");
     assert!(l["notes"][0].as_str().unwrap().starts_with("time limit reached"), "{l}");
 }
+
+/// An ext4 whose directories are hard-linked below themselves (debugfs `link`, which no kernel
+/// allows): the walk reads each once, says where the cycle is, and finds the message once.
+#[test]
+fn an_ext4_directory_cycle_is_walked_once_and_named() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path();
+    let out = sh(
+        r#"
+        mkdir -p root/etc root/home/joe/Mail/outbox
+        printf 'root:x:0:0:root:/root:/bin/bash\n' > root/etc/passwd
+        printf 'From: joe@example.org\nTo: p@example.net\nSubject: once\n\nx\n' > root/home/joe/Mail/outbox/1.eml
+        mkfs.ext4 -q -F -d root d.raw 16M >/dev/null
+        debugfs -w -R 'link /home/joe /home/joe/again' d.raw 2>/dev/null
+        debugfs -w -R 'link /home /home/joe/up' d.raw 2>/dev/null
+        debugfs -R 'ls -l /home/joe' d.raw 2>/dev/null | awk '{print "entry " $NF " " $1}'
+        "#,
+        base,
+    );
+    // debugfs: `again` is /home/joe's own inode (the `.` entry), `up` is /home's (`..`).
+    let inode = |name: &str| out.lines().find_map(|l| l.strip_prefix(&format!("entry {name} "))).unwrap().to_string();
+    assert_eq!(inode("again"), inode("."), "{out}");
+    assert_eq!(inode("up"), inode(".."), "{out}");
+    let started = std::time::Instant::now();
+    let r = inspect(&base.join("d.raw"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let l = &r["filesystems"][0]["linux"];
+    assert_eq!(l["mail"].as_array().unwrap().len(), 1, "{l:#}");
+    let notes = l["notes"].to_string();
+    assert!(notes.contains("/home/joe/again: lists what /home/joe lists (a directory cycle)"), "{notes}");
+    assert!(notes.contains("/home/joe/up: lists what /home lists (a directory cycle)"), "{notes}");
+}

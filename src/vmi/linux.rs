@@ -591,16 +591,49 @@ pub fn is_queue_file(path: &str) -> bool {
 
 /// One walk of the whole tree: media files, mail in users' mail directories and in spools, and
 /// the most recently changed files.
+/// A directory being walked, for the ones below it: what it lists (a digest) and where.
+struct Ancestor {
+    listing: u64,
+    path: String,
+    parent: Option<std::rc::Rc<Ancestor>>,
+}
+
+/// A digest of a directory's entries (names, kinds, sizes, times).
+fn listing_digest(entries: &[Entry]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for e in entries {
+        (&e.name, e.kind as u8, e.size, e.mtime).hash(&mut h);
+    }
+    h.finish()
+}
+
 fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
-    let mut stack: Vec<(String, usize)> = vec![("/".into(), 0)];
+    let mut stack: Vec<(String, usize, Option<std::rc::Rc<Ancestor>>)> = vec![("/".into(), 0, None)];
     let mut visited = 0usize;
     let mut recent: Vec<Changed> = Vec::new();
-    while let Some((dir, depth)) = stack.pop() {
+    while let Some((dir, depth, parent)) = stack.pop() {
         // Pseudo and volatile trees say nothing about the image's owner.
         if ["/proc", "/sys", "/dev", "/run"].contains(&dir.as_str()) {
             continue;
         }
-        for e in t.list(&dir) {
+        let entries = t.list(&dir);
+        // A directory linked below itself (a hard link to a directory: no tool makes one, a
+        // hostile image can) lists what its ancestor lists, entry for entry: walked once.
+        let listing = listing_digest(&entries);
+        let mut up = parent.as_deref();
+        while let Some(a) = up {
+            if a.listing == listing && !entries.is_empty() {
+                break;
+            }
+            up = a.parent.as_deref();
+        }
+        if let Some(a) = up {
+            f.notes.push(format!("{dir}: lists what {} lists (a directory cycle): not walked again", a.path));
+            continue;
+        }
+        let here = std::rc::Rc::new(Ancestor { listing, path: dir.clone(), parent });
+        for e in entries {
             visited += 1;
             if visited > MAX_ENTRIES {
                 f.notes.push(format!("walk stopped after {MAX_ENTRIES} entries"));
@@ -620,7 +653,7 @@ fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
                     if depth + 1 >= MAX_DEPTH {
                         f.notes.push(format!("{path}: deeper than {MAX_DEPTH} levels, not walked"));
                     } else {
-                        stack.push((path, depth + 1));
+                        stack.push((path, depth + 1, Some(here.clone())));
                     }
                 }
                 Kind::File => {
