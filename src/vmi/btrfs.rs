@@ -14,8 +14,9 @@
 //! crate with a typed error, reported as the filesystem's error.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
-use lambutter::{Btrfs, Path};
+use lambutter::{Btrfs, Inode, Path};
 
 use super::disk::{uuid_text, Disk};
 use super::linux::{pump, Entry, Kind, Tree};
@@ -25,6 +26,8 @@ const SUPERBLOCK: u64 = 0x10000;
 const MAGIC: &[u8; 8] = b"_BHRfS_M";
 /// Entries of one directory listed at most (the crate lists a directory whole).
 const MAX_DIR_ENTRIES: usize = 1 << 17;
+/// Regular files whose inode is remembered at most (what the walk lists).
+const MAX_FILES: usize = 200_000;
 
 /// Whether `d` holds a btrfs primary superblock.
 pub fn is_btrfs(d: &mut dyn Disk) -> bool {
@@ -46,6 +49,10 @@ impl<D: Disk> lambutter::BlockRead for Device<D> {
 /// A btrfs filesystem (its default subvolume, as mounted) as a [`Tree`].
 pub struct BtrfsTree<D: Disk> {
     fs: RefCell<Btrfs<Device<D>>>,
+    /// The regular files listed, by path: the crate finds a path from the root, one B-tree
+    /// search (its nodes' CRC32C checked each time) a component, so the walk's reads go
+    /// straight to the inode the listing gave.
+    files: RefCell<HashMap<String, Inode>>,
     label: String,
     uuid: String,
 }
@@ -63,7 +70,7 @@ impl<D: Disk> BtrfsTree<D> {
         };
         let size = disk.size();
         let fs = Btrfs::open(Device(disk), size)?;
-        Ok(BtrfsTree { fs: RefCell::new(fs), label, uuid })
+        Ok(BtrfsTree { fs: RefCell::new(fs), files: RefCell::new(HashMap::new()), label, uuid })
     }
 
     pub fn label(&self) -> String {
@@ -77,10 +84,14 @@ impl<D: Disk> BtrfsTree<D> {
     /// Streams the regular file at `path`, up to `max` bytes.
     fn each_chunk(&self, path: &str, max: u64, f: &mut dyn FnMut(&[u8])) -> Option<u64> {
         let mut fs = self.fs.borrow_mut();
-        let inode = fs.resolve(Path::new(path.as_bytes())?).ok()?;
-        if !fs.metadata(&inode).ok()?.is_file() {
-            return None;
-        }
+        let known = self.files.borrow().get(path).copied();
+        let inode = match known {
+            Some(i) => i,
+            None => {
+                let i = fs.resolve(Path::new(path.as_bytes())?).ok()?;
+                fs.metadata(&i).ok()?.is_file().then_some(i)?
+            }
+        };
         let mut at = 0u64;
         Some(pump(
             max,
@@ -105,6 +116,7 @@ impl<D: Disk> Tree for BtrfsTree<D> {
         let mut fs = self.fs.borrow_mut();
         let Some(p) = Path::new(path.as_bytes()) else { return Vec::new() };
         let Ok(entries) = fs.read_dir(p) else { return Vec::new() };
+        let mut files = self.files.borrow_mut();
         entries
             .into_iter()
             .filter(|e| e.name != b"." && e.name != b"..")
@@ -112,12 +124,21 @@ impl<D: Disk> Tree for BtrfsTree<D> {
             .map(|e| {
                 let (kind, size) = match fs.metadata(&e.inode) {
                     Ok(m) if m.is_dir() => (Kind::Dir, m.size),
-                    Ok(m) if m.is_file() => (Kind::File, m.size),
+                    Ok(m) if m.is_file() => {
+                        if files.len() < MAX_FILES {
+                            files.insert(
+                                format!("{}/{}", path.trim_end_matches('/'), String::from_utf8_lossy(&e.name)),
+                                e.inode,
+                            );
+                        }
+                        (Kind::File, m.size)
+                    }
                     Ok(m) if m.is_symlink() => (Kind::Symlink, m.size),
                     Ok(m) => (Kind::Other, m.size),
                     Err(_) => (Kind::Other, 0),
                 };
-                Entry { name: String::from_utf8_lossy(&e.name).into_owned(), kind, size, mtime: None }
+                // Inode numbers repeat across subvolumes: no id.
+                Entry { name: String::from_utf8_lossy(&e.name).into_owned(), kind, size, mtime: None, id: None }
             })
             .collect()
     }

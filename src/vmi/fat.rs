@@ -158,7 +158,7 @@ impl<D: Disk> Tree for FatTree<D> {
                     return None;
                 }
                 let kind = if e.is_dir() { Kind::Dir } else { Kind::File };
-                Some(Entry { name, kind, size: e.len(), mtime: Some(epoch(e.modified())) })
+                Some(Entry { name, kind, size: e.len(), mtime: Some(epoch(e.modified())), id: None })
             })
             .collect()
     }

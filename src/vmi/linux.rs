@@ -39,6 +39,10 @@ pub struct Entry {
     pub size: u64,
     /// Seconds since the epoch (`None`: the reader does not know it).
     pub mtime: Option<i64>,
+    /// What identifies the file within the filesystem, where the reader tells: its inode or
+    /// MFT record number, or (ext4, whose reader gives no numbers) a digest of its metadata to
+    /// the nanosecond. Two directories with one id are one: a cycle when below itself.
+    pub id: Option<u64>,
 }
 
 /// A read-only view of a filesystem, paths absolute with `/`.
@@ -591,9 +595,11 @@ pub fn is_queue_file(path: &str) -> bool {
 
 /// One walk of the whole tree: media files, mail in users' mail directories and in spools, and
 /// the most recently changed files.
-/// A directory being walked, for the ones below it: what it lists (a digest) and where.
+/// A directory being walked, for the ones below it: what identifies it, what it lists (a
+/// digest, once listed) and where it is.
 struct Ancestor {
-    listing: u64,
+    id: Option<u64>,
+    listing: std::cell::Cell<u64>,
     path: String,
     parent: Option<std::rc::Rc<Ancestor>>,
 }
@@ -603,36 +609,38 @@ fn listing_digest(entries: &[Entry]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for e in entries {
-        (&e.name, e.kind as u8, e.size, e.mtime).hash(&mut h);
+        (&e.name, e.kind as u8, e.size, e.mtime, e.id).hash(&mut h);
     }
     h.finish()
 }
 
 fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
-    let mut stack: Vec<(String, usize, Option<std::rc::Rc<Ancestor>>)> = vec![("/".into(), 0, None)];
+    let root = std::rc::Rc::new(Ancestor { id: None, listing: Default::default(), path: "/".into(), parent: None });
+    let mut stack: Vec<std::rc::Rc<Ancestor>> = vec![root];
     let mut visited = 0usize;
     let mut recent: Vec<Changed> = Vec::new();
-    while let Some((dir, depth, parent)) = stack.pop() {
+    while let Some(here) = stack.pop() {
+        let dir = here.path.as_str();
+        let depth = std::iter::successors(here.parent.as_deref(), |a| a.parent.as_deref()).count();
         // Pseudo and volatile trees say nothing about the image's owner.
-        if ["/proc", "/sys", "/dev", "/run"].contains(&dir.as_str()) {
+        if ["/proc", "/sys", "/dev", "/run"].contains(&dir) {
             continue;
         }
-        let entries = t.list(&dir);
-        // A directory linked below itself (a hard link to a directory: no tool makes one, a
-        // hostile image can) lists what its ancestor lists, entry for entry: walked once.
+        let entries = t.list(dir);
+        // A directory linked below itself (a hard link to a directory: no kernel makes one, a
+        // hostile image can) is walked once: it is an ancestor again, the same inode listing
+        // the same entries. (ext4's ids are metadata digests, which two directories made in
+        // one second on a small volume can share: both must match.)
         let listing = listing_digest(&entries);
-        let mut up = parent.as_deref();
-        while let Some(a) = up {
-            if a.listing == listing && !entries.is_empty() {
-                break;
-            }
+        here.listing.set(listing);
+        let mut up = here.parent.as_deref();
+        while let Some(a) = up.filter(|a| here.id.is_none() || a.id != here.id || a.listing.get() != listing) {
             up = a.parent.as_deref();
         }
         if let Some(a) = up {
-            f.notes.push(format!("{dir}: lists what {} lists (a directory cycle): not walked again", a.path));
+            f.notes.push(format!("{dir}: the directory {} again (a directory cycle): not walked", a.path));
             continue;
         }
-        let here = std::rc::Rc::new(Ancestor { listing, path: dir.clone(), parent });
         for e in entries {
             visited += 1;
             if visited > MAX_ENTRIES {
@@ -653,7 +661,8 @@ fn walk(t: &dyn Tree, f: &mut Findings, deadline: std::time::Instant) {
                     if depth + 1 >= MAX_DEPTH {
                         f.notes.push(format!("{path}: deeper than {MAX_DEPTH} levels, not walked"));
                     } else {
-                        stack.push((path, depth + 1, Some(here.clone())));
+                        let listing = Default::default();
+                        stack.push(std::rc::Rc::new(Ancestor { id: e.id, listing, path, parent: Some(here.clone()) }));
                     }
                 }
                 Kind::File => {

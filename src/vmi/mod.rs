@@ -217,6 +217,7 @@ impl Tree for Ext4Tree {
                     kind,
                     size: m.as_ref().map_or(0, |m| m.len()),
                     mtime: m.as_ref().map(|m| m.modified().seconds()),
+                    id: m.as_ref().map(inode_digest),
                 })
             })
             .collect()
@@ -230,6 +231,17 @@ impl Tree for Ext4Tree {
     fn read_link(&self, path: &str) -> Option<String> {
         self.0.read_link(path).ok().and_then(|p| p.to_str().ok().map(str::to_string))
     }
+}
+
+/// An ext4 inode's identity as far as its metadata tells (the crate gives no inode numbers):
+/// two distinct directories share mode, owner, size and three times to the nanosecond only by
+/// being one.
+fn inode_digest(m: &ext4_view::Metadata) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let t = |t: ext4_view::Timestamp| (t.seconds(), t.nanoseconds());
+    (m.mode(), m.uid(), m.gid(), m.len(), t(m.accessed()), t(m.modified()), m.created().map(t)).hash(&mut h);
+    h.finish()
 }
 
 /// Whether `d` holds an ext2/3/4 superblock at `offset`.

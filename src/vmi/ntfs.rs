@@ -90,7 +90,13 @@ impl<D: Disk> NtfsTree<D> {
             let kind = if name.is_directory() { Kind::Dir } else { Kind::File };
             let mtime = (name.modification_time().nt_timestamp() / 10_000_000) as i64 - NT_EPOCH_OFFSET;
             out.push(Listed {
-                entry: Entry { name: n, kind, size: name.data_size(), mtime: Some(mtime) },
+                entry: Entry {
+                    name: n,
+                    kind,
+                    size: name.data_size(),
+                    mtime: Some(mtime),
+                    id: Some(e.file_reference().file_record_number()),
+                },
                 reference: e.file_reference(),
             });
         }

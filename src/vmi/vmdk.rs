@@ -75,7 +75,11 @@ impl<D: Disk> Vmdk<D> {
         if capacity.saturating_mul(SECTOR) > MAX_CAPACITY {
             return Err(bad(format!("capacity of {capacity} sectors, above the limit")));
         }
-        if grain_size == 0 || !grain_size.is_power_of_two() || grain_size * SECTOR > MAX_GRAIN {
+        // Checked: a grain of 2^55 sectors would wrap to 0 bytes (fuzz: a division by zero).
+        if grain_size == 0
+            || !grain_size.is_power_of_two()
+            || grain_size.checked_mul(SECTOR).is_none_or(|g| g > MAX_GRAIN)
+        {
             return Err(bad(format!("grain of {grain_size} sectors")));
         }
         if gt_entries == 0 || gt_entries > 1 << 16 {
@@ -84,7 +88,8 @@ impl<D: Disk> Vmdk<D> {
         let flags = le32(&h, 8);
         let (desc_off, desc_len) = (le64(&h, 28), le64(&h, 36));
         let descriptor = if desc_off > 0 && desc_len > 0 && desc_len <= 2048 {
-            let d = read_vec(&mut file, desc_off * SECTOR, (desc_len * SECTOR) as usize).unwrap_or_default();
+            let d =
+                read_vec(&mut file, desc_off.saturating_mul(SECTOR), (desc_len * SECTOR) as usize).unwrap_or_default();
             String::from_utf8_lossy(&d).trim_end_matches('\0').to_string()
         } else {
             String::new()
@@ -175,7 +180,11 @@ impl<D: Disk> Disk for Vmdk<D> {
                 dst.fill(0);
             } else {
                 let data = self.grain(g, sector)?;
-                dst.copy_from_slice(data.get(within as usize..within as usize + n).unwrap_or_default());
+                // A grain that inflates short reads as zeros past its end.
+                let have = data.get(within as usize..).unwrap_or_default();
+                let k = have.len().min(n);
+                dst[..k].copy_from_slice(&have[..k]);
+                dst[k..].fill(0);
             }
             done += n;
             offset += n as u64;

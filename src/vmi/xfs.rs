@@ -348,7 +348,7 @@ impl<D: Disk> Tree for XfsTree<D> {
             if paths.len() < MAX_PATHS {
                 paths.insert(format!("{}/{name}", path.trim_end_matches('/')), e.inode);
             }
-            out.push(Entry { name, kind, size, mtime });
+            out.push(Entry { name, kind, size, mtime, id: Some(e.inode) });
         }
         out
     }
