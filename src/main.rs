@@ -880,6 +880,16 @@ fn vmi_summary(out: &mut String, image: &Path, report: &tapir::vmi::Report) {
         for u in &l.enabled_units {
             let _ = writeln!(out, "  enabled unit: {u}");
         }
+        for tm in &l.timers {
+            let _ = writeln!(
+                out,
+                "  timer {} ({}): {} -> {}",
+                tm.name,
+                tm.schedule.join(", "),
+                tm.unit,
+                tm.exec_start.join("; ")
+            );
+        }
         for m in &l.mail {
             let _ = writeln!(
                 out,

@@ -301,12 +301,20 @@ fn an_xfs_root_in_a_gpt_is_read_like_xfs_db_reads_it() {
         printf 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000:Joe:/home/joe:/bin/bash\n' > src/passwd
         printf 'root:!!:19000::::::\njoe:$6$salt$hash:19000:0:99999:7:::\n' > src/shadow
         echo '@reboot sleep 3600 && /home/joe/bin/flush-outbox' > src/cron-joe
+        printf '[Unit]\nDescription=flush\n\n[Timer]\nOnBootSec=1h\nOnCalendar=*-*-* 03:00:00\n\n[Install]\nWantedBy=timers.target\n' > src/flush.timer
+        printf '[Service]\nType=oneshot\nExecStart=/home/joe/bin/flush-outbox --quiet\n' > src/flush.service
         { printf '\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom'; head -c 3000000 /dev/urandom; } > src/clip.mp4
         {
             echo dummy; echo 0 0; echo 'd--755 0 0'
             echo 'etc d--755 0 0'
             for f in os-release hostname passwd; do echo "  $f ---644 0 0 $PWD/src/$f"; done
             echo "  shadow ---000 0 0 $PWD/src/shadow"
+            echo '  systemd d--755 0 0'; echo '   system d--755 0 0'
+            echo "    flush.timer ---644 0 0 $PWD/src/flush.timer"
+            echo "    flush.service ---644 0 0 $PWD/src/flush.service"
+            echo '    timers.target.wants d--755 0 0'
+            echo '     flush.timer l--777 0 0 /etc/systemd/system/flush.timer'
+            echo '    $'; echo '   $'; echo '  $'
             echo '$'
             echo 'var d--755 0 0'; echo ' spool d--755 0 0'; echo '  cron d--700 0 0'
             echo "   joe ---600 1000 1000 $PWD/src/cron-joe"
@@ -361,6 +369,13 @@ fn an_xfs_root_in_a_gpt_is_read_like_xfs_db_reads_it() {
         .collect();
     assert_eq!(users, [("root", "locked"), ("joe", "set")]);
     assert_eq!(l["crontabs"][0]["path"], "/var/spool/cron/joe");
+    // The enabled timer, with its schedule and what it runs, as the unit files say.
+    let timer = &l["timers"][0];
+    assert_eq!(timer["name"], "flush.timer", "{l:#}");
+    assert_eq!(timer["path"], "/etc/systemd/system/flush.timer");
+    assert_eq!(timer["schedule"], serde_json::json!(["OnBootSec=1h", "OnCalendar=*-*-* 03:00:00"]));
+    assert_eq!(timer["unit"], "flush.service");
+    assert_eq!(timer["exec_start"], serde_json::json!(["/home/joe/bin/flush-outbox --quiet"]));
     assert_eq!(l["crontabs"][0]["line"], "@reboot sleep 3600 && /home/joe/bin/flush-outbox");
     let media = l["media"].as_array().unwrap();
     assert_eq!(media.len(), 1, "{l:#}");

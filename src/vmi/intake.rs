@@ -980,6 +980,14 @@ fn summarise(r: &super::Report, e: &mut VmiEvent) {
             command: Some(c.command.clone()),
         }));
         e.enabled_units.extend(l.enabled_units.iter().cloned());
+        // A systemd timer is a crontab by another name: listed with them.
+        e.crontabs.extend(l.timers.iter().map(|tm| VmiCron {
+            place: tm.path.clone(),
+            user: None,
+            line: format!("{}: {} -> {}", tm.name, tm.schedule.join(" "), tm.exec_start.join("; ")),
+            schedule: Some(tm.schedule.join(" ")),
+            command: tm.exec_start.first().cloned(),
+        }));
         e.rc_local.extend(l.rc_local.iter().cloned());
         e.notes.extend(l.notes.iter().cloned());
     }

@@ -181,6 +181,8 @@ pub struct Findings {
     pub ssh_keys: Vec<SshKey>,
     pub crontabs: Vec<CronEntry>,
     pub enabled_units: Vec<String>,
+    /// The enabled systemd timers: cron's successor, what the VM will run and when.
+    pub timers: Vec<Timer>,
     pub rc_local: Vec<String>,
     pub mail: Vec<Mail>,
     pub histories: Vec<History>,
@@ -218,6 +220,7 @@ pub fn inspect(t: &dyn Tree, deadline: std::time::Instant) -> Findings {
     f.ssh_keys = ssh_keys(t, &f.users);
     f.crontabs = crontabs(t);
     f.enabled_units = enabled_units(t);
+    f.timers = timers(t, &f.enabled_units);
     f.rc_local = text(t, "/etc/rc.local")
         .map(|s| {
             s.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).map(str::to_string).collect()
@@ -458,6 +461,71 @@ fn enabled_units(t: &dyn Tree) -> Vec<String> {
         }
     }
     out.sort();
+    out
+}
+
+/// An enabled systemd timer and what it starts.
+#[derive(Debug, Serialize)]
+pub struct Timer {
+    pub name: String,
+    /// Where its unit file was read.
+    pub path: String,
+    /// Its `OnCalendar=`, `OnBootSec=`, `OnStartupSec=`, `OnActiveSec=`, `OnUnitActiveSec=`
+    /// and `OnUnitInactiveSec=` settings, as written.
+    pub schedule: Vec<String>,
+    /// The unit it starts (`Unit=`, else the timer's own name as a service).
+    pub unit: String,
+    /// That service's `ExecStart=` lines, if its unit file is in the image.
+    pub exec_start: Vec<String>,
+}
+
+/// Where systemd looks for unit files, the administrator's first.
+const UNIT_DIRS: [&str; 3] = ["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
+/// The `Key=value` settings of `section` in the unit file `name`, and where it was read.
+fn unit_settings(t: &dyn Tree, name: &str, section: &str) -> Option<(String, Vec<(String, String)>)> {
+    let (path, text) = UNIT_DIRS.iter().find_map(|d| {
+        let p = format!("{d}/{name}");
+        text(t, &p).map(|s| (p, s))
+    })?;
+    let mut current = String::new();
+    let mut out = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if l.starts_with('[') {
+            current = l.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if current == section && !l.starts_with('#') && !l.starts_with(';') {
+            if let Some((k, v)) = l.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    Some((path, out))
+}
+
+/// The timers among the enabled units (`NAME.timer (timers.target.wants)`), read from their
+/// unit files.
+fn timers(t: &dyn Tree, enabled: &[String]) -> Vec<Timer> {
+    const WHEN: [&str; 6] =
+        ["OnCalendar", "OnBootSec", "OnStartupSec", "OnActiveSec", "OnUnitActiveSec", "OnUnitInactiveSec"];
+    let mut names: Vec<&str> =
+        enabled.iter().filter_map(|u| u.split(' ').next()).filter(|n| n.ends_with(".timer")).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let Some((path, settings)) = unit_settings(t, name, "Timer") else { continue };
+        let schedule =
+            settings.iter().filter(|(k, _)| WHEN.contains(&k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
+        let unit = settings
+            .iter()
+            .find(|(k, _)| k == "Unit")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| name.trim_end_matches(".timer").to_string() + ".service");
+        let exec_start = unit_settings(t, &unit, "Service")
+            .map(|(_, s)| s.into_iter().filter(|(k, _)| k == "ExecStart").map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        out.push(Timer { name: name.to_string(), path, schedule, unit, exec_start });
+    }
     out
 }
 
