@@ -512,14 +512,9 @@ fn read_filesystem<D: Disk + 'static>(
     };
     if is_ext(&mut view, 0) {
         fs.kind = "ext4".into();
-        match ext4_view::Ext4::load(Box::new(Ext4Disk(view))) {
-            Ok(e) => {
-                fs.label = e.label().to_str().unwrap_or_default().to_string();
-                fs.uuid = e.uuid().to_string();
-                examine(&Ext4Tree(e), &mut fs, deadline, ex);
-            }
-            Err(e) => fs.error = Some(e.to_string()),
-        }
+        let opened = ext4_view::Ext4::load(Box::new(Ext4Disk(view))).map(Ext4Tree);
+        let names = |t: &Ext4Tree| (t.0.label().to_str().unwrap_or_default().to_string(), t.0.uuid().to_string());
+        examine_opened(opened, names, &mut fs, deadline, ex);
     } else if fat::is_fat(&mut view) {
         fs.kind = "fat".into();
         match fat::FatTree::open(view) {
@@ -533,38 +528,35 @@ fn read_filesystem<D: Disk + 'static>(
         }
     } else if ntfs::is_ntfs(&mut view) {
         fs.kind = "ntfs".into();
-        match ntfs::NtfsTree::open(view) {
-            Ok(t) => {
-                fs.label = t.label();
-                fs.uuid = t.serial();
-                examine(&t, &mut fs, deadline, ex);
-            }
-            Err(e) => fs.error = Some(e.to_string()),
-        }
+        examine_opened(ntfs::NtfsTree::open(view), |t| (t.label(), t.serial()), &mut fs, deadline, ex);
     } else if btrfs::is_btrfs(&mut view) {
         fs.kind = "btrfs".into();
-        match btrfs::BtrfsTree::open(view) {
-            Ok(t) => {
-                fs.label = t.label();
-                fs.uuid = t.uuid();
-                examine(&t, &mut fs, deadline, ex);
-            }
-            Err(e) => fs.error = Some(e.to_string()),
-        }
+        examine_opened(btrfs::BtrfsTree::open(view), |t| (t.label(), t.uuid()), &mut fs, deadline, ex);
     } else if xfs::is_xfs(&mut view) {
         fs.kind = "xfs".into();
-        match xfs::XfsTree::open(view) {
-            Ok(t) => {
-                fs.label = t.label();
-                fs.uuid = t.uuid();
-                examine(&t, &mut fs, deadline, ex);
-            }
-            Err(e) => fs.error = Some(e.to_string()),
-        }
+        examine_opened(xfs::XfsTree::open(view), |t| (t.label(), t.uuid()), &mut fs, deadline, ex);
     } else {
         return None;
     }
     Some(fs)
+}
+
+/// Examines a filesystem its reader opened, named by `names` (label, id), or records why the
+/// reader could not open it.
+fn examine_opened<T: Tree, E: std::fmt::Display>(
+    opened: Result<T, E>,
+    names: impl Fn(&T) -> (String, String),
+    fs: &mut Filesystem,
+    deadline: std::time::Instant,
+    ex: Option<&mut (dyn Extract + '_)>,
+) {
+    match opened {
+        Ok(t) => {
+            (fs.label, fs.uuid) = names(&t);
+            examine(&t, fs, deadline, ex);
+        }
+        Err(e) => fs.error = Some(e.to_string()),
+    }
 }
 
 /// The filesystem on a whole volume (no container, no partition table), with its findings and
