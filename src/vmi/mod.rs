@@ -2,9 +2,10 @@
 //!
 //! Layers, each reading the one below through [`disk::Disk`] (random access, bounded, checked):
 //! the container ([`qcow2`], [`vmdk`] also inside an OVA, [`vhd`] (VHD and VDI), [`vhdx`], or raw
-//! bytes; told by content, never by name), the partition table ([`partition`]), the filesystem
-//! (ext2/3/4 through the `ext4-view` crate, read-only, never mounted), and the findings about a
-//! Linux root ([`linux`]). Saved RAM (a qcow2 snapshot's VM state, a QEMU migration stream or a
+//! bytes; told by content, never by name), the partition table ([`partition`]) and LVM2
+//! ([`lvm`]), the filesystem (ext2/3/4 through the `ext4-view` crate, [`xfs`], [`btrfs`], [`fat`],
+//! [`ntfs`]; read-only, never mounted), and the findings about a Linux root ([`linux`]: also the
+//! MTA queues of [`mailq`] and [`exim`]) or a Windows volume ([`registry`]). Saved RAM (a qcow2 snapshot's VM state, a QEMU migration stream or a
 //! raw memory dump) is rebuilt ([`ram`]) and carved ([`carve`]). [`inspect`] runs them all and
 //! returns one [`Report`]; nothing is written anywhere.
 //!
