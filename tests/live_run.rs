@@ -72,6 +72,13 @@ fn live(workers: u32) {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
+    // The reference must have seen everything: a drop in tcpdump is no fault of tapir's.
+    let tcpdump = std::fs::read_to_string(work.join("tcpdump.log")).unwrap_or_default();
+    let dropped = tcpdump
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert_eq!(dropped, Some(0), "tcpdump, the reference, dropped packets: {tcpdump}");
     let live_objects = objects(&live_case);
     let replay_objects = objects(&replay_case);
     assert_eq!(live_objects, replay_objects, "live and replayed cases hold different objects\n{log}");
