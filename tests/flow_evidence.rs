@@ -325,6 +325,42 @@ fn offloaded_checksums_are_told_from_forged_ones() {
     assert_eq!(end["counters"]["checksum_failed"], serde_json::json!([0, 1]));
 }
 
+/// What a veth capture of a 3 MB FTP upload showed (`tests/live_run.rs`, once in CI): the
+/// sender offloads its checksums, SYN included, but computed one data segment in the middle in
+/// software. That valid segment must not turn the direction into a verified one whose later,
+/// offloaded segments are refused: the file was cut there.
+#[test]
+fn one_software_checksum_in_an_offloaded_direction_refuses_nothing_after_it() {
+    let mut segs = conversation(
+        1460,
+        vec![
+            seg(true, C1, S2, PSH | ACK, b"part one;"),
+            seg(true, C1 + 9, S2, PSH | ACK, b"part two;"),
+            seg(true, C1 + 18, S2, PSH | ACK, b"part three"),
+            seg(false, S2, C1 + 28, ACK, b""),
+        ],
+        28,
+    );
+    // Every client segment fails its checksum but the second data segment.
+    for s in segs.iter_mut().filter(|s| s.from_client) {
+        s.bad = s.payload != b"part two;";
+    }
+    let d = tempfile::tempdir().unwrap();
+    write_pcap(&d.path().join("x.pcap"), &segs);
+    let statuses = tshark_checksums(&d.path().join("x.pcap"));
+    let client = segs.iter().filter(|s| s.from_client).count();
+    assert_eq!(statuses.iter().filter(|s| *s == "0").count(), client - 1, "tshark: {statuses:?}");
+
+    let case = replay(&segs, "auto");
+    let (obj, bytes) = case.client_stream();
+    assert_eq!(bytes, b"part one;part two;part three");
+    assert_eq!(obj["sha256"], sha256(b"part one;part two;part three"));
+    assert!(case.conflicts().is_empty(), "{:?}", case.conflicts());
+    let end = case.session_end();
+    assert!(end["counters"].get("checksum_failed").is_none(), "nothing refused: {end}");
+    assert_eq!(end["counters"]["unverified"][0], 5, "{end}");
+}
+
 /// A capture on a receiving host with GRO: segments merged by the kernel are larger than the
 /// MSS the receiver announced, under the first segment's checksum. They are taken, unverified;
 /// a failing segment of ordinary size is still refused.

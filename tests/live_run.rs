@@ -23,6 +23,21 @@ fn objects(case: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// One line per object: digest, kind, protocol, name, size, completeness and gaps.
+fn object_table(case: &Path) -> String {
+    let text = std::fs::read_to_string(case.join("LIID-LIVE/objects.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            format!(
+                "{} {} {} {} size={} complete={} gaps={}",
+                v["sha256"], v["kind"], v["protocol"], v["name"], v["size"], v["complete"], v["gaps"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn frames(pcap: &Path, filter: &str) -> usize {
     let o = Command::new("tshark")
         .arg("-r")
@@ -81,9 +96,20 @@ fn live(workers: u32) {
     assert_eq!(dropped, Some(0), "tcpdump, the reference, dropped packets: {tcpdump}");
     let live_objects = objects(&live_case);
     let replay_objects = objects(&replay_case);
-    assert_eq!(live_objects, replay_objects, "live and replayed cases hold different objects\n{log}");
-    for s in &sent {
-        assert!(live_objects.contains(s), "sent file {s} not rebuilt live: {live_objects:?}");
+    if live_objects != replay_objects || !sent.is_subset(&live_objects) {
+        // Seen once in CI, never here in 40 runs: keep what explains it.
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live_run-failed");
+        let _ = Command::new("rm").arg("-rf").arg(&keep).status();
+        let _ = Command::new("cp").arg("-a").arg(work).arg(&keep).status();
+        panic!(
+            "live and replayed cases differ, or miss a sent file (work kept in {})\nsent:\n{}\nlive objects:\n{}\nreplayed objects:\n{}\nmetrics:\n{}\nlink:\n{}\n{log}",
+            keep.display(),
+            std::fs::read_to_string(work.join("sent.sha256")).unwrap_or_default(),
+            object_table(&live_case),
+            object_table(&replay_case),
+            std::fs::read_to_string(work.join("metrics.txt")).unwrap_or_default(),
+            std::fs::read_to_string(work.join("link.txt")).unwrap_or_default(),
+        );
     }
     let target = frames(&work.join("cap.pcap"), "ip.addr==198.51.100.7");
     assert!(target > 3000, "{target}");

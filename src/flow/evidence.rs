@@ -17,6 +17,12 @@
 //!   TIME-WAIT ACKs an offloading host computes in software: they do not verify.) A SYN that starts a new attempt
 //!   (another ISN, before any data) starts the direction afresh (suricata-verify bug-7657-01:
 //!   spoofed SYNs with valid checksums, then the real client's, offloaded).
+//! - A direction that has already taken a failing data or SYN segment (offload shown) is never
+//!   verified afterwards. An offloading Linux sender still computes a checksum in software now
+//!   and then (a retransmission, a segment after a full window): on a veth capture of a 3 MB
+//!   FTP upload, one data segment in the middle passed, and refusing every offloaded segment
+//!   after it cut the file at 1.3 MB. On a wire, where checksums hold, the SYN verifies the
+//!   direction before any data, so this changes nothing there.
 //! - In a verified direction a failing segment is refused (counted, compared with the accepted
 //!   bytes by the reassembler), unless it is larger than a segment can be on the wire: more
 //!   payload than the MSS the peer announced (or, without a handshake, than the largest verified
@@ -63,6 +69,8 @@ pub enum Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct DirTrust {
     verified: bool,
+    /// A data or SYN segment of this direction failed before it verified: offload.
+    offloaded: bool,
     /// The MSS the peer announced: no segment of this direction is larger on the wire.
     mss: Option<u16>,
     /// The largest payload of a segment of this direction that passed its checksum.
@@ -81,6 +89,7 @@ impl DirTrust {
     /// offloaded) says nothing about this one.
     pub fn new_attempt(&mut self) {
         self.verified = false;
+        self.offloaded = false;
         self.largest_verified = 0;
     }
 
@@ -93,14 +102,19 @@ impl DirTrust {
                 // Only what the connection's own path sends verifies: a host whose NIC fills
                 // in checksums still computes them itself for the resets and TIME-WAIT ACKs
                 // it answers for a connection (Linux `ip_send_unicast_reply`).
-                if payload_len > 0 || syn {
+                if (payload_len > 0 || syn) && !self.offloaded {
                     self.verified = true;
                 }
                 self.largest_verified = self.largest_verified.max(payload_len);
                 Verdict::Accept
             }
             Checksum::Unchecked => Verdict::AcceptUnverified,
-            Checksum::Bad if !self.verified => Verdict::AcceptUnverified,
+            Checksum::Bad if !self.verified => {
+                if payload_len > 0 || syn {
+                    self.offloaded = true;
+                }
+                Verdict::AcceptUnverified
+            }
             Checksum::Bad => {
                 let most = self.mss.map_or(self.largest_verified.max(DEFAULT_MSS), u32::from);
                 if payload_len > most {
@@ -126,6 +140,17 @@ mod tests {
         // A valid pure ACK (a software-made reply) does not verify.
         assert_eq!(t.judge(Checksum::Good, 0, false), Verdict::Accept);
         assert_eq!(t.judge(Checksum::Bad, 1000, false), Verdict::AcceptUnverified);
+        // Offloaded, then one data segment checksummed in software (seen on a veth capture):
+        // the direction stays offloaded, what follows is still taken.
+        let mut t = DirTrust::default();
+        assert_eq!(t.judge(Checksum::Bad, 0, true), Verdict::AcceptUnverified);
+        assert_eq!(t.judge(Checksum::Bad, 1448, false), Verdict::AcceptUnverified);
+        assert_eq!(t.judge(Checksum::Good, 1448, false), Verdict::Accept);
+        assert_eq!(t.judge(Checksum::Bad, 1448, false), Verdict::AcceptUnverified);
+        // A new attempt (another ISN) starts afresh: its valid SYN verifies.
+        t.new_attempt();
+        assert_eq!(t.judge(Checksum::Good, 0, true), Verdict::Accept);
+        assert_eq!(t.judge(Checksum::Bad, 4, false), Verdict::Refuse);
         // Verified: a failing segment is refused, unless larger than the wire allows (GRO).
         let mut t = DirTrust::default();
         t.peer_mss(1448);

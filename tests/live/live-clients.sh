@@ -97,6 +97,9 @@ C swaks -S --server 198.51.100.10 --port 2525 --from vm@example.net --to lea@exa
 (cd "$WORK" && sha256sum ftp-up.bin http-up.bin mail-att.bin) >"$WORK/sent.sha256"
 sleep 1
 S curl -sS "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt" || true
+# What the link itself saw (drops before any tap, offloads in force), for a failure to explain.
+{ S ip -s link show "$VS"; C ip -s link show "$VC"; S ethtool -k "$VS" 2>&1 | grep -E 'offload|segmentation'; } \
+    >"$WORK/link.txt" 2>&1 || true
 kill -INT "$TCPD"; wait "$TCPD" || true
 kill -TERM "$TAP"; wait "$TAP"
 echo "live run done"
