@@ -38,11 +38,14 @@ fi
 # loop device, activation off), xfsprogs (mkfs.xfs -p, xfs_db) and btrfs-progs (mkfs.btrfs -r,
 # btrfs subvolume, dump-tree) those of tests/vmi_filesystems.rs.
 # src/vmi/registry.rs's tests write a registry hive with samba-libs' regf code and read it back
-# with hivexget (libhivex-bin): tests/data/registry/README.md.
+# with hivexget (libhivex-bin): tests/data/registry/README.md. ffmpeg (with libx264 and its
+# RTMP client and listener) makes the media sessions of tests/analyze_rtmp.rs and is their oracle
+# (framemd5, ffprobe -count_frames).
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
-          e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin)
+          e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin
+          ffmpeg)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

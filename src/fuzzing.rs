@@ -27,6 +27,29 @@ pub fn conversation(mut a: Box<dyn StreamAnalyzer>, mut data: &[u8]) {
     h.close(a.as_mut(), Close::Fin);
 }
 
+/// The RTMP analyzer on a conversation whose handshake is already done: both directions start
+/// with 3073 bytes of handshake, so `data` (played as [`conversation`] does) is chunk stream
+/// from its first byte, where the fuzzer's mutations matter.
+pub fn rtmp(data: &[u8]) {
+    let mut a = crate::analyze::rtmp::analyzer();
+    let mut h = Harness::new("192.0.2.1:40000", "192.0.2.2:1935");
+    let handshake = vec![3u8; crate::analyze::rtmp::HANDSHAKE as usize];
+    h.send(a.as_mut(), Dir::Orig, &handshake);
+    h.send(a.as_mut(), Dir::Resp, &handshake);
+    let mut data = data;
+    while let [ctl, len, rest @ ..] = data {
+        let dir = if ctl & 1 == 0 { Dir::Orig } else { Dir::Resp };
+        let n = (*len as usize).min(rest.len());
+        if ctl & 2 != 0 && ctl & 4 != 0 {
+            h.gap(a.as_mut(), dir, *len as u64);
+        } else {
+            h.send(a.as_mut(), dir, &rest[..n]);
+        }
+        data = &rest[n..];
+    }
+    h.close(a.as_mut(), Close::Fin);
+}
+
 /// Runs `data` as a capture file through the pipeline with a warrant on every IPv4 and IPv6
 /// address.
 pub fn pipeline(data: &[u8]) {

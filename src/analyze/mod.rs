@@ -9,6 +9,7 @@ pub mod detect;
 pub mod ftp;
 pub mod harness;
 pub mod http;
+pub mod rtmp;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

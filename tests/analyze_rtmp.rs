@@ -1,0 +1,257 @@
+//! RTMP sessions between real FFmpeg processes (tests/media/rtmp-session.sh: two network
+//! namespaces, a veth pair, tcpdump on the server's end), replayed through `tapir replay`.
+//!
+//! The oracle is the source clip, never tapir: FFmpeg makes a 6-second H.264 + AAC clip (150
+//! video frames); the FLV tapir writes must hold, per stream, exactly the source's packets
+//! (`ffmpeg -c copy -f framemd5`: one MD5 per packet), and `ffprobe -count_frames` must decode
+//! as many frames from it as from the source. The stream key must appear nowhere in IRI or
+//! object metadata, only as its SHA-256 (sha256sum's). Needs root, ffmpeg, tcpdump, editcap.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const KEY: &str = "sk_live_9f8e7d6c5b4a";
+const LIID: &str = "LIID-RTMP";
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A 6 s, 25 fps, 320x240 H.264 clip with AAC audio, made by FFmpeg.
+fn make_clip(work: &Path) {
+    let src = work.join("src.mp4");
+    run(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            "-y",
+            src.to_str().unwrap(),
+        ],
+    );
+}
+
+/// One RTMP session of `mode` captured into WORK/cap.pcap.
+fn session(mode: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    make_clip(d.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtmp-session.sh");
+    let o = Command::new("bash").arg(script).arg(d.path()).arg(mode).arg(KEY).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    d
+}
+
+/// Per-packet MD5s of stream `which` (`v` or `a`) of a media file, as FFmpeg reads it.
+fn packet_md5s(file: &Path, which: &str) -> Vec<String> {
+    let out = run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            file.to_str().unwrap(),
+            "-map",
+            &format!("0:{which}"),
+            "-c",
+            "copy",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+    );
+    // stream, dts, pts, duration, size, hash[, side data]
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+/// `ffprobe -count_frames`: (codec, frames decoded) per stream, video first.
+fn probe_frames(file: &Path) -> Vec<(String, u64)> {
+    let out = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            file.to_str().unwrap(),
+        ],
+    );
+    let mut v: Vec<(String, String, u64)> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].to_string(), f[0].to_string(), f[2].parse().unwrap())
+        })
+        .collect();
+    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.into_iter().map(|(_, c, n)| (c, n)).collect()
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Case {
+    fn iri(&self) -> Vec<Value> {
+        common::json_lines(&self.root.join(LIID).join("iri.jsonl"))
+    }
+    fn rtmp(&self, what: &str) -> Vec<Value> {
+        self.iri().into_iter().filter(|r| r["event"] == "rtmp" && r["what"] == what).collect()
+    }
+    fn objects(&self) -> Vec<Value> {
+        common::json_lines(&self.root.join(LIID).join("objects.jsonl"))
+    }
+    fn object_path(&self, o: &Value) -> PathBuf {
+        self.root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
+    }
+}
+
+fn replay(pcap: &Path) -> Case {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], pcap, &root, &[]);
+    Case { _dir: d, root }
+}
+
+fn sha256_of(s: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(format!("printf %s '{s}' | sha256sum")).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// The FLV object of the case, and the stream-end IRI that describes it.
+fn the_stream(case: &Case) -> (Value, Value) {
+    let flv: Vec<Value> = case.objects().into_iter().filter(|o| o["protocol"] == "rtmp").collect();
+    assert_eq!(flv.len(), 1, "{flv:?}");
+    let ends = case.rtmp("stream-end");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    (flv[0].clone(), ends[0].clone())
+}
+
+fn same_media_as_the_source(work: &Path, case: &Case, mode: &str, direction: &str) {
+    let (obj, end) = the_stream(case);
+    let src = work.join("src.mp4");
+    let flv = case.object_path(&obj);
+    assert_eq!((obj["kind"].as_str(), obj["direction"].as_str()), (Some("stream"), Some(direction)));
+    // Every packet of both streams, in order, byte for byte.
+    for s in ["v", "a"] {
+        let want = packet_md5s(&src, s);
+        assert!(want.len() > 100, "{s}: {}", want.len());
+        let got = packet_md5s(&flv, s);
+        let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!((got.len(), first_difference), (want.len(), None), "stream {s} of tapir's FLV");
+    }
+    let frames = probe_frames(&flv);
+    assert_eq!(frames, probe_frames(&work.join("recv.flv")), "as many frames as the receiver got");
+    assert_eq!(frames[0], ("h264".to_string(), 150));
+    // What IRI says, against what the sender's tools say.
+    let m = &end["media"];
+    assert_eq!(m["complete"], true, "{end}");
+    assert_eq!(m["object"], obj["id"]);
+    assert_eq!(m["sha256"], obj["sha256"]);
+    assert_eq!(m["video"]["codec"], "h264");
+    assert_eq!((m["video"]["width"].as_u64(), m["video"]["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(m["video"]["frames"], 150);
+    assert_eq!(m["video"]["keyframes"], 6, "-g 25 over 150 frames");
+    assert_eq!(m["audio"]["codec"], "aac");
+    assert_eq!(m["audio"]["sample_rate"], 44100);
+    assert_eq!(m["audio"]["frames"].as_u64(), Some(packet_md5s(&src, "a").len() as u64));
+    let duration = m["duration_ms"].as_u64().unwrap();
+    assert!((5900..=6000).contains(&duration), "{duration}");
+    assert_eq!(end["mode"], mode);
+
+    // Who, to where: the application and URL; the key only as its digest.
+    let connect = case.rtmp("connect");
+    assert_eq!(connect.len(), 1);
+    assert_eq!(connect[0]["app"], "live");
+    assert_eq!(connect[0]["tc_url"], "rtmp://198.51.100.10:1935/live");
+    let begin = case.rtmp("stream-begin");
+    assert_eq!(begin.len(), 1);
+    assert_eq!(begin[0]["mode"], mode);
+    assert_eq!(begin[0]["stream_name"], "***");
+    assert_eq!(begin[0]["stream_name_sha256"], sha256_of(KEY));
+    assert_eq!(end["message_stream"], begin[0]["message_stream"], "the end names the stream the begin named");
+    for f in ["iri.jsonl", "objects.jsonl"] {
+        let text = std::fs::read_to_string(case.root.join(LIID).join(f)).unwrap();
+        assert!(!text.contains(KEY), "the stream key is in {f}");
+    }
+}
+
+#[test]
+fn a_published_stream_becomes_an_flv_with_every_packet_of_the_source() {
+    let w = session("publish");
+    let case = replay(&w.path().join("cap.pcap"));
+    same_media_as_the_source(w.path(), &case, "publish", "orig");
+    let status: Vec<String> =
+        case.rtmp("status").iter().filter_map(|s| s["status"].as_str().map(String::from)).collect();
+    assert_eq!(status, ["NetConnection.Connect.Success", "NetStream.Publish.Start"]);
+    assert_eq!(case.rtmp("stream-begin")[0]["publish_type"], "live");
+
+    // A hole in the client's bytes: the stream ends there, incomplete, holding exactly the
+    // source's packets up to it (a prefix, nothing spliced); the rest is kept raw.
+    let pcap = w.path().join("cap.pcap");
+    let data = common::tshark(&pcap, Some("ip.src == 198.51.100.7 && tcp.len > 1000"), &["frame.number"]);
+    assert!(data.len() > 50, "{}", data.len());
+    let cut = &data[data.len() / 2];
+    let holed = w.path().join("holed.pcap");
+    run("editcap", &[pcap.to_str().unwrap(), holed.to_str().unwrap(), "-d", cut]);
+    let case = replay(&holed);
+    let (obj, end) = the_stream(&case);
+    assert_eq!(end["media"]["complete"], false, "{end}");
+    let flv = case.object_path(&obj);
+    for s in ["v", "a"] {
+        let want = packet_md5s(&w.path().join("src.mp4"), s);
+        let got = packet_md5s(&flv, s);
+        assert!(!got.is_empty() && got.len() < want.len(), "{s}: {} of {}", got.len(), want.len());
+        assert!(got[..] == want[..got.len()], "stream {s} is the source's prefix");
+    }
+    let errors = case.rtmp("error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0]["error"].as_str().unwrap().contains("missing"), "{errors:?}");
+    let raw: Vec<Value> =
+        case.objects().into_iter().filter(|o| o["protocol"] == "tcp" && o["direction"] == "orig").collect();
+    assert_eq!(raw.len(), 1, "the client's bytes after the hole are kept raw");
+    assert_eq!(raw[0]["gaps"].as_array().map(Vec::len), Some(1), "{}", raw[0]);
+}
+
+#[test]
+fn a_played_stream_is_written_from_the_server_side() {
+    let w = session("play");
+    let case = replay(&w.path().join("cap.pcap"));
+    same_media_as_the_source(w.path(), &case, "play", "resp");
+}
