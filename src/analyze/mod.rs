@@ -9,10 +9,12 @@ pub mod detect;
 pub mod ftp;
 pub mod harness;
 pub mod http;
+pub mod mpegts;
 pub mod rtmp;
 pub mod smtp;
 pub mod stream;
 pub mod tls;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -89,7 +91,8 @@ impl Cx<'_> {
 pub trait AppIri: serde::Serialize + std::fmt::Debug + Send + Sync + 'static {}
 impl<T: serde::Serialize + std::fmt::Debug + Send + Sync + 'static> AppIri for T {}
 
-/// Receives one TCP connection's bytes, per direction, in order.
+/// Receives one TCP connection's bytes, per direction, in order; or one UDP flow's datagrams,
+/// one per `data` call (the offset counts the payload bytes before it), never a `gap`.
 pub trait StreamAnalyzer: Send {
     /// `bytes` start at stream `offset` (0 = first byte after the SYN, or the first byte seen
     /// for a flow caught mid-stream). Offsets of successive calls in one direction are contiguous

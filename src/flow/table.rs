@@ -186,6 +186,9 @@ struct Flow {
     /// TCP reassembly, for every TCP flow: with IRI only, analyzers still need the bytes.
     asm: Option<Box<[Assembler; 2]>>,
     analyzer: Option<Box<dyn StreamAnalyzer>>,
+    /// UDP: payload bytes handed to the analyzer so far per direction (each `data` call is one
+    /// datagram, at this offset).
+    datagram_offset: [u64; 2],
 }
 
 struct Slot {
@@ -531,13 +534,15 @@ impl FlowTable {
             tunnels,
         };
         let tcp = key.proto == 6;
-        let (asm, analyzer) = if tcp {
-            let n = self.cfg.per_direction_buffer;
+        let udp = key.proto == 17;
+        let (asm, analyzer) = if tcp || udp {
             let analyzer = match self.expect.claim(&key.liid, &descr, now) {
                 Some(a) => a,
                 None => (self.analyzers)(&descr),
             };
-            (Some(Box::new([Assembler::new(n), Assembler::new(n)])), Some(analyzer))
+            let n = self.cfg.per_direction_buffer;
+            let asm = tcp.then(|| Box::new([Assembler::new(n), Assembler::new(n)]));
+            (asm, Some(analyzer))
         } else {
             (None, None)
         };
@@ -560,6 +565,7 @@ impl FlowTable {
             trust: Default::default(),
             asm,
             analyzer,
+            datagram_offset: [0; 2],
         };
         Gate::new(m.scope, sink)
             .record(flow.iri(now, IriEvent::SessionBegin { flow: flow.descr.clone(), first_seen: now }));
@@ -681,7 +687,12 @@ impl FlowTable {
         let list = if tcp.is_some() { LIST_TCP } else { LIST_OTHER };
         self.touch(i, list);
 
-        let Some(t) = tcp else { return };
+        let Some(t) = tcp else {
+            if matches!(d.transport, Transport::Udp { .. }) && !d.payload.is_empty() {
+                self.datagram(i, dir, d.payload, now, files, sink);
+            }
+            return;
+        };
         if !self.accepted(i, di, syn, t, d, now, files, sink) {
             return;
         }
@@ -726,6 +737,28 @@ impl FlowTable {
         } else {
             self.sync_stats();
         }
+    }
+
+    /// One UDP datagram of flow `i` to its analyzer, whole: datagram protocols (RTP, MPEG-TS
+    /// over UDP) are framed by the datagram.
+    fn datagram(
+        &mut self,
+        i: u32,
+        dir: Dir,
+        payload: &[u8],
+        now: Timestamp,
+        files: &mut FileLayer,
+        sink: &mut dyn RecordSink,
+    ) {
+        let FlowTable { slots, expect, .. } = self;
+        let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return };
+        let offset = flow.datagram_offset[dir.index()];
+        flow.datagram_offset[dir.index()] = offset.saturating_add(payload.len() as u64);
+        flow.drive(now, files, expect, sink, |cx, _, analyzer, _| {
+            if let Some(a) = analyzer.as_mut() {
+                a.data(dir, offset, payload, cx);
+            }
+        });
     }
 
     /// Whether the receiver accepted this segment of flow `i` (see [`super::evidence`]). A

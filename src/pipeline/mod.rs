@@ -150,7 +150,13 @@ impl Pipeline {
             next_forget_at: FORGET_FROM,
             held_cap: MAX_HELD_EVENTS,
             files: FileLayer::with_limits(flow.content),
-            flows: FlowTable::new(flow, Box::new(|_| Box::new(Detect::new()))),
+            flows: FlowTable::new(
+                flow,
+                Box::new(|d| match d.proto.as_str() {
+                    "udp" => crate::analyze::udp::analyzer(),
+                    _ => Box::new(Detect::new()),
+                }),
+            ),
             ends,
             next_end: 0,
             lifecycle,
