@@ -23,6 +23,7 @@ pub mod deliver;
 pub mod flow;
 pub mod fuzzing;
 pub mod lemf;
+pub mod media;
 pub mod metrics;
 pub mod pipeline;
 pub mod privs;
