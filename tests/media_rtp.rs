@@ -360,6 +360,9 @@ proptest! {
         }
         let _ = sdp::parse(&text);
         let _ = h264::sprop_parameter_sets(&text);
+        // The fuzz target's entry point, so that it is built and run with the tests.
+        let flat: Vec<u8> = packets.iter().flat_map(|p| std::iter::once(p.len() as u8).chain(p.iter().copied())).collect();
+        tapir::media::fuzz::media_rtp(&flat);
     }
 
     #[test]

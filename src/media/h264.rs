@@ -93,7 +93,7 @@ impl AccessUnit {
             }
         }
         let mut out = Vec::new();
-        let mut put = |nal: &[u8], out: &mut Vec<u8>| {
+        let put = |nal: &[u8], out: &mut Vec<u8>| {
             if out.is_empty() || matches!(nal_type(nal), Some(NAL_SPS | NAL_PPS)) {
                 out.push(0);
             }
