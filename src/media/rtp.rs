@@ -439,6 +439,9 @@ impl Source {
             if seq as u32 == self.bad_seq {
                 self.init_seq(seq);
                 self.restarts += 1;
+                // A restarted sender's timestamps have nothing to do with the old ones: a
+                // transit difference across the restart would be a spike, not jitter.
+                self.last_arrival = None;
                 self.received += 1;
                 self.mark_seen(seq as u64);
                 self.first_ts = rtp_ts;
@@ -528,8 +531,8 @@ impl SsrcTable {
     }
 
     /// Accounts one packet that arrived at `arrival`, with `clock_rate` the RTP clock of its
-    /// payload type (from the SDP's rtpmap, or the static assignment). `None` when the table is
-    /// full and this SSRC is new.
+    /// payload type (from the SDP's rtpmap, or the static assignment; the one given with an
+    /// SSRC's first packet is kept for it). `None` when the table is full and this SSRC is new.
     pub fn receive(&mut self, packet: &Packet<'_>, arrival: Timestamp, clock_rate: u32) -> Option<Received> {
         let ssrc = packet.ssrc();
         let source = match self.sources.iter().position(|s| s.ssrc == ssrc) {
@@ -672,11 +675,12 @@ mod tests {
     fn a1_jump_needs_two_packets_to_restart() {
         let mut s = Source::new(1, 100, 8000);
         s.receive(100, 0, at(0));
-        s.receive(101, 0, at(0));
-        assert_eq!(s.receive(30000, 0, at(0)), Received::Jump);
-        assert_eq!(s.receive(30001, 0, at(0)), Received::InOrder { extended_seq: 30001 });
+        s.receive(101, 160, at(20));
+        assert_eq!(s.receive(30000, 999_999, at(40)), Received::Jump);
+        assert_eq!(s.receive(30001, 1_000_159, at(60)), Received::InOrder { extended_seq: 30001 });
         let st = s.stats();
         assert_eq!((st.packets, st.first_seq, st.restarts), (1, 30001, 1));
+        assert_eq!(st.jitter_ms, 0.0, "the restart's timestamp jump is not jitter");
     }
 
     #[test]
