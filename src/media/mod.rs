@@ -1,7 +1,13 @@
-//! Media: container writers and codec facts that turn stream payloads (RTMP messages, RTP
-//! packets) into files a player opens, and say what is in them.
+//! Media: depacketisers, container writers and codec facts that turn stream payloads (RTMP
+//! messages, RTP packets) into files a player opens, and say what is in them.
 //!
-//! Nothing here knows connections or records: analyzers hand it payloads and write what it
-//! returns through the file layer.
+//! Everything here is sans-I/O: it is handed bytes (and, for statistics, the packet's arrival
+//! time) and hands back structures and bytes; no socket, file or clock is touched. Analyzers
+//! write what it returns through the file layer.
 
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod h264;
+pub mod rtp;
+pub mod sdp;
