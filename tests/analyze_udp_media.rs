@@ -225,3 +225,262 @@ fn mpeg_ts_over_udp_is_written_as_the_muxer_wrote_it_and_loss_shows() {
     assert!(m["continuity_errors"].as_u64().unwrap() >= 7, "{m}");
     assert_eq!(m["continuity_errors"].as_u64(), Some(continuity_breaks(&bytes)));
 }
+
+/// RTP sequence numbers of the capture's RTP packets to `port`, as tshark decodes them.
+fn tshark_rtp_seqs(pcap: &Path, port: u16) -> Vec<u32> {
+    let out = run(
+        "tshark",
+        &[
+            "-r",
+            pcap.to_str().unwrap(),
+            "-d",
+            &format!("udp.port=={port},rtp"),
+            "-Y",
+            "rtp",
+            "-T",
+            "fields",
+            "-e",
+            "rtp.seq",
+        ],
+    );
+    String::from_utf8(out).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+/// tshark's RTP stream analysis of `port`: (packets, lost, max jitter ms).
+fn tshark_rtp_stream(pcap: &Path, port: u16) -> (u64, u64, f64) {
+    let out = run(
+        "tshark",
+        &["-r", pcap.to_str().unwrap(), "-d", &format!("udp.port=={port},rtp"), "-q", "-z", "rtp,streams"],
+    );
+    let text = String::from_utf8(out).unwrap();
+    let row = text.lines().find(|l| l.contains("198.51.100.7")).unwrap_or_else(|| panic!("{text}"));
+    // ... SSRC Payload Pkts Lost (pct) MinDelta MeanDelta MaxDelta MinJitter MeanJitter MaxJitter [X]
+    let f: Vec<&str> = row.split_whitespace().collect();
+    let payload = f.iter().position(|x| x.starts_with("0x")).unwrap() + 1;
+    let pkts = f[payload + 1].parse().unwrap();
+    let lost = f[payload + 2].parse().unwrap();
+    let max_jitter = f[payload + 9].parse().unwrap();
+    (pkts, lost, max_jitter)
+}
+
+#[test]
+fn g711_over_rtp_becomes_a_wav_whose_lost_packets_are_silence() {
+    // 20 ms packets (160 samples); the sender's link drops every 50th from the 8th: 2%.
+    let d = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/udp-session.sh");
+    let tone = [
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "4",
+        "-af",
+        "asetnsamples=n=160",
+        "-c:a",
+        "pcm_mulaw",
+    ];
+    let o = Command::new("bash")
+        .env("NFT_DROP", "udp dport 5004 numgen inc mod 50 == 7")
+        .arg(script)
+        .arg(d.path())
+        .args(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(tone)
+        .args(["-f", "rtp", "rtp://198.51.100.10:5004"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pcap = d.path().join("cap.pcap");
+    // The source: the same tone through the same encoder, as raw u-law.
+    let ulaw = d.path().join("src.ul");
+    let mut args = vec!["-v", "error"];
+    args.extend(tone);
+    args.extend(["-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
+    run("ffmpeg", &args);
+    let source = std::fs::read(&ulaw).unwrap();
+    assert_eq!(source.len(), 32000);
+
+    let seqs = tshark_rtp_seqs(&pcap, 5004);
+    let first = seqs[0];
+    let present: Vec<usize> = seqs.iter().map(|s| (s.wrapping_sub(first) & 0xffff) as usize).collect();
+    let missing: Vec<usize> = (0..200).filter(|i| !present.contains(i)).collect();
+    assert_eq!(missing, [7, 57, 107, 157], "the packets nftables dropped, by tshark");
+
+    let case = replay(&pcap);
+    let (obj, wav) = case.object("rtp");
+    assert_eq!(obj["name"].as_str().map(|n| n.ends_with(".wav")), Some(true));
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    let data = &bytes[46..];
+    assert_eq!(data.len(), source.len(), "timing kept: silence stands in for what was lost");
+    for (i, (got, want)) in data.chunks(160).zip(source.chunks(160)).enumerate() {
+        if missing.contains(&i) {
+            assert!(got.iter().all(|&b| b == 0xff), "packet {i} lost: u-law silence");
+        } else {
+            assert_eq!(got, want, "packet {i}");
+        }
+    }
+    let probe = String::from_utf8(run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate:format=duration",
+            "-of",
+            "csv=p=0",
+            wav.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(probe.split_whitespace().collect::<Vec<_>>(), ["pcm_mulaw,8000", "4.000000"]);
+
+    let ev = case.iri("rtp");
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(
+        (e["payload_type"].as_u64(), e["codec"].as_str(), e["clock_rate"].as_u64()),
+        (Some(0), Some("pcm_mulaw"), Some(8000))
+    );
+    let silence: Vec<(u64, u64)> = serde_json::from_value(e["media"]["silence"].clone()).unwrap();
+    assert_eq!(silence, missing.iter().map(|&i| (i as u64 * 160, 160)).collect::<Vec<_>>());
+    // Loss and jitter as tshark's RTP analysis has them.
+    let (_, lost, max_jitter) = tshark_rtp_stream(&pcap, 5004);
+    assert_eq!(e["stats"]["lost"].as_u64(), Some(lost));
+    assert_eq!(lost, 4);
+    let ours = e["stats"]["max_jitter_ms"].as_f64().unwrap();
+    assert!((ours - max_jitter).abs() < 0.01, "max jitter: tapir {ours}, tshark {max_jitter}");
+}
+
+#[test]
+fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
+    // Video as RFC 6184 H.264 (parameter sets in band before each key frame), audio as MPEG-TS
+    // over RTP (RFC 2250), from one FFmpeg.
+    let w = session(&[
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        "src.mp4",
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-bsf:v",
+        "h264_mp4toannexb,dump_extra=freq=keyframe",
+        "-f",
+        "rtp",
+        "rtp://198.51.100.10:5006",
+        "-map",
+        "0:a",
+        "-c",
+        "copy",
+        "-f",
+        "rtp_mpegts",
+        "rtp://198.51.100.10:5002",
+    ]);
+    let src = w.path().join("src.mp4");
+    let case = replay(&w.path().join("cap.pcap"));
+    let objects: Vec<Value> = common::json_lines(&case.root.join(LIID).join("objects.jsonl"))
+        .into_iter()
+        .filter(|o| o["protocol"] == "rtp")
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let path = |name_end: &str| {
+        let o = objects.iter().find(|o| o["name"].as_str().unwrap().ends_with(name_end)).unwrap();
+        case.root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
+    };
+    // Decoded frame by decoded frame, the source's pictures (framemd5 of decoded video).
+    let decoded = |f: &Path| -> Vec<String> {
+        let out = run("ffmpeg", &["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(',').nth(5))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let h264 = path(".h264");
+    let want = decoded(&src);
+    assert_eq!(want.len(), 150);
+    assert!(decoded(&h264) == want, "tapir's H.264 decodes to the source's 150 pictures");
+    // The audio: every AAC packet of the source, from the transport stream.
+    let ts = path("-mpegts.ts");
+    let packets = |f: &Path| -> Vec<String> {
+        let out = run(
+            "ffmpeg",
+            &["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "framemd5", "-"],
+        );
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(',').nth(5))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    // The TS muxer frames AAC as ADTS: the reference is FFmpeg's own TS of the source's audio.
+    let reference = w.path().join("audio.ts");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            src.to_str().unwrap(),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            "-y",
+            reference.to_str().unwrap(),
+        ],
+    );
+    let want = packets(&reference);
+    let got = packets(&ts);
+    // FFmpeg's rtp_mpegts does not send all its TS muxer holds at the end: the
+    // file is what the wire carried (tshark's RTP payloads), and that is the source's packets
+    // up to there.
+    let wire = String::from_utf8(run(
+        "tshark",
+        &[
+            "-r",
+            w.path().join("cap.pcap").to_str().unwrap(),
+            "-d",
+            "udp.port==5002,rtp",
+            "-Y",
+            "udp.dstport==5002 && rtp",
+            "-T",
+            "fields",
+            "-e",
+            "rtp.payload",
+        ],
+    ))
+    .unwrap();
+    let wire: Vec<u8> = wire.lines().flat_map(|l| hex::decode(l.replace(':', "")).unwrap()).collect();
+    assert!(std::fs::read(&ts).unwrap() == wire, "the RTP payloads tshark reads, in order");
+    // (The last one is cut where the sender stopped.)
+    let whole = got.len() - 1;
+    assert!(whole > 240 && got[..whole] == want[..whole], "{} of the source's {} AAC packets", got.len(), want.len());
+
+    let ev = case.iri("rtp");
+    let video = ev.iter().find(|e| e["codec"] == "h264").unwrap();
+    let m = &video["media"];
+    assert_eq!((m["width"].as_u64(), m["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(
+        (m["frames"].as_u64(), m["keyframes"].as_u64(), m["lost_frames"].as_u64()),
+        (Some(150), Some(6), Some(0))
+    );
+    assert_eq!(m["frame_rate"].as_f64(), Some(25.0));
+    assert_eq!(video["clock_rate_assumed"], true, "dynamic payload type, no SDP");
+    assert_eq!(video["stats"]["lost"], 0);
+    let audio = ev.iter().find(|e| e["codec"] == "mpegts").unwrap();
+    assert_eq!(audio["media"]["mpegts"]["streams"][0]["codec"], "aac");
+    assert_eq!(audio["media"]["mpegts"]["continuity_errors"], 0);
+}

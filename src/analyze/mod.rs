@@ -11,6 +11,7 @@ pub mod harness;
 pub mod http;
 pub mod mpegts;
 pub mod rtmp;
+pub mod rtp;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

@@ -6,7 +6,9 @@
 //! nothing recognises keeps only its CC and session IRI, as before.
 
 use super::mpegts::{self, MpegTsUdp};
+use super::rtp::Rtp;
 use super::{Cx, StreamAnalyzer};
+use crate::media::rtp::SsrcTracker;
 use crate::record::{Close, Dir};
 
 /// Datagrams looked at before giving up on a flow.
@@ -17,11 +19,18 @@ pub fn analyzer() -> Box<dyn StreamAnalyzer> {
     Box::new(UdpDetect::default())
 }
 
-#[derive(Default)]
 pub struct UdpDetect {
     held: Vec<(Dir, u64, Vec<u8>)>,
+    /// RTP is confirmed by a run of packets of one SSRC with advancing sequence numbers.
+    rtp: SsrcTracker,
     chosen: Option<Box<dyn StreamAnalyzer>>,
     given_up: bool,
+}
+
+impl Default for UdpDetect {
+    fn default() -> Self {
+        UdpDetect { held: Vec::new(), rtp: SsrcTracker::new(3), chosen: None, given_up: false }
+    }
 }
 
 impl UdpDetect {
@@ -31,6 +40,9 @@ impl UdpDetect {
         let ts = self.held.iter().filter(|(_, _, d)| mpegts::is_ts(d)).count();
         if mpegts::is_ts(first) && (first.len() >= 2 * mpegts::PACKET || ts >= 2) {
             return Some(Box::<MpegTsUdp>::default());
+        }
+        if self.rtp.confirmed_ssrc().is_some() {
+            return Some(Box::<Rtp>::default());
         }
         None
     }
@@ -44,6 +56,7 @@ impl StreamAnalyzer for UdpDetect {
         if self.given_up {
             return;
         }
+        self.rtp.observe(bytes);
         self.held.push((dir, offset, bytes.to_vec()));
         if let Some(mut a) = self.decide() {
             for (d, o, b) in self.held.drain(..) {

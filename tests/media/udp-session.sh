@@ -29,10 +29,11 @@ ip netns exec "${NSP}s" ip addr add 198.51.100.10/24 dev "$VS"
 for ns in c s; do ip netns exec "${NSP}$ns" ip link set lo up; done
 ip netns exec "${NSP}c" ip link set "$VC" up; ip netns exec "${NSP}s" ip link set "$VS" up
 if [[ -n ${NFT_DROP:-} ]]; then
-    # Loss on the sender's way out: the capture on the receiver never sees these.
-    ip netns exec "${NSP}c" nft add table inet loss
-    ip netns exec "${NSP}c" nft add chain inet loss out '{ type filter hook output priority 0; }'
-    ip netns exec "${NSP}c" nft add rule inet loss out "$NFT_DROP" drop
+    # Loss on the sender's link (netdev egress: a drop there is silent to a UDP sender, where
+    # the output hook would fail its send with EPERM): the capture never sees these packets.
+    ip netns exec "${NSP}c" nft add table netdev loss
+    ip netns exec "${NSP}c" nft add chain netdev loss out "{ type filter hook egress device $VC priority 0; }"
+    ip netns exec "${NSP}c" nft add rule netdev loss out "$NFT_DROP" drop
 fi
 for port in 5000 5001 5002 5003 5004 5005 5006 5007; do
     ip netns exec "${NSP}s" socat -u "UDP-RECV:$port,bind=198.51.100.10" /dev/null & PIDS+=($!)

@@ -1,0 +1,435 @@
+//! RTP (RFC 3550) without signalling: a UDP flow the [`udp`](super::udp) detector confirmed as
+//! RTP (one SSRC, advancing sequence numbers). Per SSRC, receive statistics (RFC 3550 A.1, A.3,
+//! A.8: packets, expected, lost, reordered, duplicates, jitter) and, where the payload tells its
+//! codec, a file a player opens:
+//! - payload type 33 (MPEG-TS, RFC 2250): the transport stream, as [`mpegts`](super::mpegts)
+//!   writes it;
+//! - payload types 0 and 8 (G.711 u-law, A-law): a WAV file; a lost packet becomes silence of
+//!   its duration (by RTP timestamps), so the recording keeps its timing and IRI lists the gap;
+//! - a dynamic payload type whose payloads are H.264 NAL units (RFC 6184): an Annex B
+//!   elementary stream of the access units that arrived whole; a damaged access unit is left
+//!   out and counted, never spliced (see [`crate::media::h264`]).
+//!
+//! Without SDP a dynamic payload type's clock rate is not known: 90 kHz (every video payload
+//! format's) is assumed for jitter, and IRI says so. Packets that arrive late are counted and
+//! left out of the files (there is no jitter buffer yet).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::mpegts::{TsFacts, TsWriter};
+use super::{Cx, StreamAnalyzer};
+use crate::media::h264::{self, Depacketizer, Event};
+use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
+use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+
+/// SSRCs followed per direction (a flood of fake ones is counted, not kept).
+const MAX_SSRCS: usize = 16;
+/// Silence inserted for one gap at most (G.711): 10 s.
+const MAX_SILENCE_SAMPLES: u64 = 80_000;
+/// Gaps listed per stream in IRI (all are counted).
+const MAX_LISTED_GAPS: usize = 64;
+
+/// Whether a payload looks like an RFC 6184 H.264 payload: forbidden bit clear, a NAL unit type
+/// a packetization mode 0/1 sender uses.
+fn looks_h264(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|b| b & 0x80 == 0 && matches!(b & 0x1f, 1..=23 | 24 | 28))
+}
+
+/// What an RTP event is about.
+#[derive(Clone, Debug, Serialize)]
+pub struct RtpEvent {
+    pub what: &'static str,
+    pub direction: Dir,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    /// FFmpeg's codec name, when the payload says it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<&'static str>,
+    pub clock_rate: u32,
+    /// The clock rate is a guess (dynamic payload type, no SDP).
+    pub clock_rate_assumed: bool,
+    pub stats: Stats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<RtpMedia>,
+    /// Packets of SSRCs past the bound, not followed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused_ssrc_packets: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The file one SSRC became.
+#[derive(Clone, Debug, Serialize)]
+pub struct RtpMedia {
+    pub object: ObjectId,
+    pub container: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Video: access units written, key frames among them, and those lost (left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyframes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_frames: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<f64>,
+    /// Audio: samples written (silence included), and the gaps filled with silence as
+    /// (sample offset in the file, samples).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub silence: Vec<(u64, u64)>,
+    /// Packets that came after later ones and were left out of the file.
+    pub late_packets: u64,
+    pub duration_ms: u64,
+    /// The transport stream's own view (payload type 33).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mpegts: Option<TsFacts>,
+}
+
+/// What one SSRC's payloads are written as.
+enum Writer {
+    Ts(TsWriter),
+    G711 {
+        id: ObjectId,
+        written: u64,
+        law: u8,
+        next_ts: Option<u32>,
+        samples: u64,
+        silence: Vec<(u64, u64)>,
+    },
+    H264 {
+        id: ObjectId,
+        written: u64,
+        depack: Box<Depacketizer>,
+        frames: u64,
+        keyframes: u64,
+        lost: u64,
+    },
+    /// Statistics only.
+    None,
+}
+
+struct Ssrc {
+    payload_type: u8,
+    codec: Option<&'static str>,
+    clock_rate: u32,
+    assumed: bool,
+    writer: Writer,
+    late: u64,
+    /// RTP timestamp of the first packet, and the furthest any later one went past it (with
+    /// B-frames timestamps go back and forth), for duration and frame rate.
+    first_ts: Option<u32>,
+    span: u32,
+}
+
+#[derive(Default)]
+struct Side {
+    table: Option<SsrcTable>,
+    ssrcs: BTreeMap<u32, Ssrc>,
+    refused: u64,
+}
+
+/// The RTP analyzer of one UDP flow.
+#[derive(Default)]
+pub struct Rtp {
+    sides: [Side; 2],
+}
+
+impl Rtp {
+    fn open(dir: Dir, packet: &Packet<'_>, cx: &mut Cx) -> Ssrc {
+        let pt = packet.payload_type();
+        let (codec, clock_rate, assumed) = match pt {
+            0 => (Some("pcm_mulaw"), 8000, false),
+            8 => (Some("pcm_alaw"), 8000, false),
+            33 => (Some("mpegts"), 90_000, false),
+            96..=127 if looks_h264(packet.payload()) => (Some("h264"), 90_000, true),
+            _ => (None, 90_000, true),
+        };
+        let mut object = |name: String, container: &str| {
+            let mut meta = ObjectMeta::new("stream", "rtp", cx.flow, dir, cx.cin, cx.now);
+            meta.name = Some(name);
+            meta.context = serde_json::json!({
+                "container": container,
+                "ssrc": packet.ssrc(),
+                "payload_type": pt,
+                "codec": codec,
+            });
+            cx.open_object(meta)
+        };
+        let ssrc = packet.ssrc();
+        let writer = match pt {
+            33 => Writer::Ts(TsWriter::open("rtp", dir, cx)),
+            0 | 8 => {
+                let id = object(format!("rtp-{ssrc:08x}.wav"), "wav");
+                let header = wav_header(if pt == 0 { 7 } else { 6 });
+                cx.object_data(id, 0, &header);
+                Writer::G711 {
+                    id,
+                    written: header.len() as u64,
+                    law: pt,
+                    next_ts: None,
+                    samples: 0,
+                    silence: Vec::new(),
+                }
+            }
+            _ if codec == Some("h264") => {
+                let id = object(format!("rtp-{ssrc:08x}.h264"), "h264");
+                Writer::H264 { id, written: 0, depack: Box::default(), frames: 0, keyframes: 0, lost: 0 }
+            }
+            _ => Writer::None,
+        };
+        Ssrc { payload_type: pt, codec, clock_rate, assumed, writer, late: 0, first_ts: None, span: 0 }
+    }
+
+    fn packet(&mut self, dir: Dir, datagram: &[u8], cx: &mut Cx) {
+        if rtp::is_rtcp(datagram) {
+            return;
+        }
+        let Ok(p) = Packet::new_checked(datagram) else { return };
+        let side = &mut self.sides[dir.index()];
+        if !side.ssrcs.contains_key(&p.ssrc()) {
+            if side.ssrcs.len() >= MAX_SSRCS {
+                side.refused += 1;
+                return;
+            }
+            let s = Self::open(dir, &p, cx);
+            side.ssrcs.insert(p.ssrc(), s);
+        }
+        let Some(s) = side.ssrcs.get_mut(&p.ssrc()) else { return };
+        let table = side.table.get_or_insert_with(|| SsrcTable::new(MAX_SSRCS));
+        let Some(r) = table.receive(&p, cx.now, s.clock_rate) else { return };
+        let ext = match r {
+            Received::Probation { extended_seq } | Received::InOrder { extended_seq } => extended_seq,
+            Received::Reordered { .. } | Received::Duplicate { .. } | Received::Jump => {
+                s.late += 1;
+                return;
+            }
+        };
+        let first = *s.first_ts.get_or_insert(p.timestamp());
+        let ahead = p.timestamp().wrapping_sub(first);
+        if (ahead as i32) > 0 {
+            s.span = s.span.max(ahead);
+        }
+        match &mut s.writer {
+            Writer::Ts(w) => w.packets(p.payload(), cx),
+            Writer::G711 { id, written, law, next_ts, samples, silence } => {
+                // A timestamp ahead of the one expected: samples never received.
+                if let Some(want) = *next_ts {
+                    let missing = u64::from(p.timestamp().wrapping_sub(want));
+                    if missing > 0 && missing <= MAX_SILENCE_SAMPLES {
+                        let quiet = if *law == 0 { 0xff } else { 0xd5 };
+                        let fill = vec![quiet; missing as usize];
+                        cx.object_data(*id, *written, &fill);
+                        if silence.len() < MAX_LISTED_GAPS {
+                            silence.push((*samples, missing));
+                        }
+                        *written += missing;
+                        *samples += missing;
+                    }
+                }
+                let payload = p.payload();
+                cx.object_data(*id, *written, payload);
+                *written += payload.len() as u64;
+                *samples += payload.len() as u64;
+                *next_ts = Some(p.timestamp().wrapping_add(payload.len() as u32));
+            }
+            Writer::H264 { id, written, depack, frames, keyframes, lost } => {
+                depack.push(ext, p.timestamp(), p.marker(), p.payload());
+                drain_h264(*id, written, depack, frames, keyframes, lost, cx);
+            }
+            Writer::None => {}
+        }
+    }
+
+    fn end(&mut self, cx: &mut Cx) {
+        for dir in [Dir::Orig, Dir::Resp] {
+            let side = &mut self.sides[dir.index()];
+            let refused = side.refused;
+            for (ssrc, mut s) in std::mem::take(&mut side.ssrcs) {
+                let Some(stats) = side.table.as_ref().and_then(|t| t.get(ssrc)).map(|src| src.stats()) else {
+                    continue;
+                };
+                let duration_ms = |s: &Ssrc| u64::from(s.span) * 1000 / u64::from(s.clock_rate);
+                let media = match std::mem::replace(&mut s.writer, Writer::None) {
+                    Writer::Ts(w) => {
+                        let f = w.end(cx);
+                        let mut m = media(f.object, "mpegts", &s, duration_ms(&s));
+                        m.sha256 = f.sha256.clone();
+                        m.size = f.size;
+                        m.mpegts = Some(f);
+                        Some(m)
+                    }
+                    Writer::G711 { id, samples, silence, .. } => {
+                        let ended = cx.object_end(id, true);
+                        let mut m = media(id, "wav", &s, samples * 1000 / 8000);
+                        m.samples = Some(samples);
+                        m.silence = silence;
+                        if let Some(e) = ended {
+                            m.sha256 = Some(e.sha256);
+                            m.size = Some(e.size);
+                        }
+                        Some(m)
+                    }
+                    Writer::H264 { id, mut written, mut depack, mut frames, mut keyframes, mut lost } => {
+                        depack.finish();
+                        drain_h264(id, &mut written, &mut depack, &mut frames, &mut keyframes, &mut lost, cx);
+                        let ended = cx.object_end(id, true);
+                        let mut m = media(id, "h264", &s, duration_ms(&s));
+                        m.frames = Some(frames);
+                        m.keyframes = Some(keyframes);
+                        m.lost_frames = Some(lost);
+                        if let Some(sps) = depack.sps().and_then(|b| h264::parse_sps(b).ok()) {
+                            m.width = Some(sps.width);
+                            m.height = Some(sps.height);
+                        }
+                        if frames + lost > 1 && s.span > 0 {
+                            let rate = (frames + lost - 1) as f64 * f64::from(s.clock_rate) / f64::from(s.span);
+                            m.frame_rate = Some((rate * 1000.0).round() / 1000.0);
+                        }
+                        if let Some(e) = ended {
+                            m.sha256 = Some(e.sha256);
+                            m.size = Some(e.size);
+                        }
+                        Some(m)
+                    }
+                    Writer::None => None,
+                };
+                cx.emit_app(
+                    cx.cin,
+                    "rtp",
+                    RtpEvent {
+                        what: "stream-end",
+                        direction: dir,
+                        ssrc,
+                        payload_type: s.payload_type,
+                        codec: s.codec,
+                        clock_rate: s.clock_rate,
+                        clock_rate_assumed: s.assumed,
+                        stats,
+                        media,
+                        refused_ssrc_packets: refused,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn media(object: ObjectId, container: &'static str, s: &Ssrc, duration_ms: u64) -> RtpMedia {
+    RtpMedia {
+        object,
+        container,
+        sha256: None,
+        size: None,
+        frames: None,
+        keyframes: None,
+        lost_frames: None,
+        width: None,
+        height: None,
+        frame_rate: None,
+        samples: None,
+        silence: Vec::new(),
+        late_packets: s.late,
+        duration_ms,
+        mpegts: None,
+    }
+}
+
+/// Writes the access units the depacketiser finished; counts the lost ones.
+fn drain_h264(
+    id: ObjectId,
+    written: &mut u64,
+    depack: &mut Depacketizer,
+    frames: &mut u64,
+    keyframes: &mut u64,
+    lost: &mut u64,
+    cx: &mut Cx,
+) {
+    while let Some(e) = depack.pop() {
+        match e {
+            Event::AccessUnit(au) => {
+                let bytes = au.annex_b(depack.sps(), depack.pps());
+                cx.object_data(id, *written, &bytes);
+                *written += bytes.len() as u64;
+                *frames += 1;
+                *keyframes += u64::from(au.keyframe);
+            }
+            Event::Lost { .. } => *lost += 1,
+            Event::Gap { .. } => {}
+        }
+    }
+}
+
+/// A WAV header for 8 kHz mono G.711 (`format` 7 u-law, 6 A-law) whose sizes say "unknown"
+/// (all ones): the file is written as the packets come, its length known only at the end.
+fn wav_header(format: u16) -> Vec<u8> {
+    let mut h = Vec::with_capacity(46);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&u32::MAX.to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&18u32.to_le_bytes());
+    h.extend_from_slice(&format.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes()); // channels
+    h.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
+    h.extend_from_slice(&8000u32.to_le_bytes()); // bytes per second
+    h.extend_from_slice(&1u16.to_le_bytes()); // block align
+    h.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    h.extend_from_slice(&0u16.to_le_bytes()); // cbSize
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&u32::MAX.to_le_bytes());
+    h
+}
+
+impl StreamAnalyzer for Rtp {
+    fn data(&mut self, dir: Dir, _offset: u64, bytes: &[u8], cx: &mut Cx) {
+        self.packet(dir, bytes, cx);
+    }
+
+    fn gap(&mut self, _dir: Dir, _offset: u64, _len: u64, _cx: &mut Cx) {}
+
+    fn close(&mut self, _how: Close, cx: &mut Cx) {
+        self.end(cx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::harness::Harness;
+
+    fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn a_flood_of_fake_ssrcs_opens_at_most_the_bound_of_files() {
+        let mut h = Harness::new("192.0.2.1:4000", "192.0.2.2:5004");
+        let mut a = Rtp::default();
+        for i in 0..10_000u32 {
+            h.send(&mut a, Dir::Orig, &packet(0, i as u16, i * 160, 0x1000 + i, &[0xff; 160]));
+        }
+        h.close(&mut a, Close::Fin);
+        assert_eq!(h.sink.objects.len(), MAX_SSRCS, "one WAV per SSRC followed, no more");
+        let events: Vec<_> = h.sink.iri.iter().filter(|r| matches!(r.event, crate::record::IriEvent::App(_))).collect();
+        assert_eq!(events.len(), MAX_SSRCS);
+        let json = serde_json::to_value(events[0]).unwrap();
+        assert_eq!(json["refused_ssrc_packets"], 10_000 - MAX_SSRCS as u64, "{json}");
+    }
+}
