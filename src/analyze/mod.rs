@@ -12,6 +12,7 @@ pub mod http;
 pub mod mpegts;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtsp;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

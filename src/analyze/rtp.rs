@@ -20,8 +20,10 @@ use serde::Serialize;
 
 use super::mpegts::{TsFacts, TsWriter};
 use super::{Cx, StreamAnalyzer};
+use crate::media::flv;
 use crate::media::h264::{self, Depacketizer, Event};
 use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
+use crate::media::sdp::PayloadFormat;
 use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 
 /// SSRCs followed per direction (a flood of fake ones is counted, not kept).
@@ -117,6 +119,16 @@ enum Writer {
         keyframes: u64,
         lost: u64,
     },
+    /// RFC 3640 AAC-hbr: each access unit becomes one ADTS frame.
+    Aac {
+        id: ObjectId,
+        written: u64,
+        fixed: [u8; 4],
+        size_len: u32,
+        index_len: u32,
+        frames: u64,
+        malformed: u64,
+    },
     /// Statistics only.
     None,
 }
@@ -141,20 +153,47 @@ struct Side {
     refused: u64,
 }
 
-/// The RTP analyzer of one UDP flow.
+/// The RTP analyzer of one UDP flow (or of the RTP interleaved in an RTSP connection).
 #[derive(Default)]
 pub struct Rtp {
     sides: [Side; 2],
+    /// What signalling (SDP) said about the payload types.
+    formats: Vec<PayloadFormat>,
+}
+
+/// A payload type's codec, from SDP's encoding name (RFC 4855: case-insensitive).
+fn sdp_codec(f: &PayloadFormat) -> Option<&'static str> {
+    let name = f.encoding_name.as_deref()?.to_ascii_uppercase();
+    Some(match name.as_str() {
+        "H264" => "h264",
+        "H265" => "hevc",
+        "MPEG4-GENERIC" if f.fmtp_param("mode").is_some_and(|m| m.eq_ignore_ascii_case("AAC-hbr")) => "aac",
+        "MPEG4-GENERIC" | "MP4A-LATM" => "aac_unsupported",
+        "PCMU" => "pcm_mulaw",
+        "PCMA" => "pcm_alaw",
+        "MP2T" => "mpegts",
+        "OPUS" => "opus",
+        _ => return None,
+    })
 }
 
 impl Rtp {
-    fn open(dir: Dir, packet: &Packet<'_>, cx: &mut Cx) -> Ssrc {
+    /// An RTP analyzer told, by SDP, what the payload types carry.
+    pub fn with_formats(formats: Vec<PayloadFormat>) -> Rtp {
+        Rtp { sides: Default::default(), formats }
+    }
+
+    fn open(&self, dir: Dir, packet: &Packet<'_>, cx: &mut Cx) -> Ssrc {
         let pt = packet.payload_type();
-        let (codec, clock_rate, assumed) = match pt {
-            0 => (Some("pcm_mulaw"), 8000, false),
-            8 => (Some("pcm_alaw"), 8000, false),
-            33 => (Some("mpegts"), 90_000, false),
-            96..=127 if looks_h264(packet.payload()) => (Some("h264"), 90_000, true),
+        let described = self.formats.iter().find(|f| f.payload_type == pt);
+        let (codec, clock_rate, assumed) = match (pt, described) {
+            (_, Some(f)) if f.clock_rate.is_some_and(|r| r > 0) => {
+                (sdp_codec(f), f.clock_rate.unwrap_or(90_000), false)
+            }
+            (0, _) => (Some("pcm_mulaw"), 8000, false),
+            (8, _) => (Some("pcm_alaw"), 8000, false),
+            (33, _) => (Some("mpegts"), 90_000, false),
+            (96..=127, _) if looks_h264(packet.payload()) => (Some("h264"), 90_000, true),
             _ => (None, 90_000, true),
         };
         let mut object = |name: String, container: &str| {
@@ -169,24 +208,38 @@ impl Rtp {
             cx.open_object(meta)
         };
         let ssrc = packet.ssrc();
-        let writer = match pt {
-            33 => Writer::Ts(TsWriter::open("rtp", dir, cx)),
-            0 | 8 => {
+        let writer = match codec {
+            Some("mpegts") => Writer::Ts(TsWriter::open("rtp", dir, cx)),
+            Some("pcm_mulaw" | "pcm_alaw") => {
                 let id = object(format!("rtp-{ssrc:08x}.wav"), "wav");
-                let header = wav_header(if pt == 0 { 7 } else { 6 });
+                let law = if codec == Some("pcm_mulaw") { 0 } else { 8 };
+                let header = wav_header(if law == 0 { 7 } else { 6 });
                 cx.object_data(id, 0, &header);
-                Writer::G711 {
-                    id,
-                    written: header.len() as u64,
-                    law: pt,
-                    next_ts: None,
-                    samples: 0,
-                    silence: Vec::new(),
-                }
+                Writer::G711 { id, written: header.len() as u64, law, next_ts: None, samples: 0, silence: Vec::new() }
             }
-            _ if codec == Some("h264") => {
+            Some("h264") => {
                 let id = object(format!("rtp-{ssrc:08x}.h264"), "h264");
-                Writer::H264 { id, written: 0, depack: Box::default(), frames: 0, keyframes: 0, lost: 0 }
+                let mut depack = Box::<Depacketizer>::default();
+                // Parameter sets often travel only in SDP (FFmpeg senders): seed them.
+                if let Some(sprop) = described.and_then(|f| f.fmtp_param("sprop-parameter-sets")) {
+                    let _ = depack.seed_sprop_parameter_sets(sprop);
+                }
+                Writer::H264 { id, written: 0, depack, frames: 0, keyframes: 0, lost: 0 }
+            }
+            Some("aac") => {
+                let config = described
+                    .and_then(|f| f.fmtp_param("config"))
+                    .and_then(|c| hex::decode(c).ok())
+                    .and_then(|c| flv::aac_config(&c));
+                let size_len = described.and_then(|f| f.fmtp_param("sizelength")).and_then(|v| v.parse().ok());
+                let index_len = described.and_then(|f| f.fmtp_param("indexlength")).and_then(|v| v.parse().ok());
+                match (config.and_then(|c| adts_fixed(&c)), size_len, index_len) {
+                    (Some(fixed), Some(size_len), Some(index_len)) => {
+                        let id = object(format!("rtp-{ssrc:08x}.aac"), "adts");
+                        Writer::Aac { id, written: 0, fixed, size_len, index_len, frames: 0, malformed: 0 }
+                    }
+                    _ => Writer::None,
+                }
             }
             _ => Writer::None,
         };
@@ -204,9 +257,10 @@ impl Rtp {
                 side.refused += 1;
                 return;
             }
-            let s = Self::open(dir, &p, cx);
-            side.ssrcs.insert(p.ssrc(), s);
+            let s = self.open(dir, &p, cx);
+            self.sides[dir.index()].ssrcs.insert(p.ssrc(), s);
         }
+        let side = &mut self.sides[dir.index()];
         let Some(s) = side.ssrcs.get_mut(&p.ssrc()) else { return };
         let table = side.table.get_or_insert_with(|| SsrcTable::new(MAX_SSRCS));
         let Some(r) = table.receive(&p, cx.now, s.clock_rate) else { return };
@@ -248,6 +302,19 @@ impl Rtp {
             Writer::H264 { id, written, depack, frames, keyframes, lost } => {
                 depack.push(ext, p.timestamp(), p.marker(), p.payload());
                 drain_h264(*id, written, depack, frames, keyframes, lost, cx);
+            }
+            Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed } => {
+                match aac_units(p.payload(), *size_len, *index_len) {
+                    Some(units) => {
+                        for au in units {
+                            let frame = adts_frame(fixed, au);
+                            cx.object_data(*id, *written, &frame);
+                            *written += frame.len() as u64;
+                            *frames += 1;
+                        }
+                    }
+                    None => *malformed += 1,
+                }
             }
             Writer::None => {}
         }
@@ -298,6 +365,17 @@ impl Rtp {
                             let rate = (frames + lost - 1) as f64 * f64::from(s.clock_rate) / f64::from(s.span);
                             m.frame_rate = Some((rate * 1000.0).round() / 1000.0);
                         }
+                        if let Some(e) = ended {
+                            m.sha256 = Some(e.sha256);
+                            m.size = Some(e.size);
+                        }
+                        Some(m)
+                    }
+                    Writer::Aac { id, frames, malformed, .. } => {
+                        let ended = cx.object_end(id, true);
+                        let mut m = media(id, "adts", &s, duration_ms(&s));
+                        m.frames = Some(frames);
+                        m.lost_frames = Some(malformed);
                         if let Some(e) = ended {
                             m.sha256 = Some(e.sha256);
                             m.size = Some(e.size);
@@ -370,6 +448,59 @@ fn drain_h264(
             Event::Gap { .. } => {}
         }
     }
+}
+
+/// The first four bytes of an ADTS header that every frame of a stream shares (ISO 14496-3
+/// 1.A.2.2): MPEG-4, no CRC, profile, sampling frequency index and channel configuration.
+fn adts_fixed(c: &flv::AacConfig) -> Option<[u8; 4]> {
+    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    let index = RATES.iter().position(|&r| r == c.sample_rate)? as u8;
+    let profile = c.object_type.checked_sub(1).filter(|p| *p < 4)?;
+    let ch = c.channels & 7;
+    Some([0xff, 0xf1, profile << 6 | index << 2 | ch >> 2, (ch & 3) << 6])
+}
+
+/// One ADTS frame: the fixed header, the frame length, buffer fullness "variable", one block.
+fn adts_frame(fixed: &[u8; 4], au: &[u8]) -> Vec<u8> {
+    let len = (au.len() + 7).min(0x1fff) as u16;
+    let mut f = Vec::with_capacity(7 + au.len());
+    f.extend_from_slice(&fixed[..3]);
+    f.push(fixed[3] | (len >> 11) as u8);
+    f.push((len >> 3) as u8);
+    f.push(((len & 7) as u8) << 5 | 0x1f);
+    f.push(0xfc);
+    f.extend_from_slice(au);
+    f
+}
+
+/// The access units of an RFC 3640 payload: AU-headers-length (bits), AU headers of
+/// `size_len` + `index_len` bits, then the units. `None` if the sizes do not add up (a unit
+/// fragmented across packets is among these: not written, counted).
+fn aac_units(payload: &[u8], size_len: u32, index_len: u32) -> Option<Vec<&[u8]>> {
+    let header_bits = u32::from(u16::from_be_bytes([*payload.first()?, *payload.get(1)?]));
+    let per = size_len + index_len;
+    if per == 0 || per > 32 || header_bits % per != 0 {
+        return None;
+    }
+    let header_bytes = header_bits.div_ceil(8) as usize;
+    let headers = payload.get(2..2 + header_bytes)?;
+    let mut data = payload.get(2 + header_bytes..)?;
+    let mut units = Vec::new();
+    for i in 0..header_bits / per {
+        let mut v = 0u32;
+        for b in i * per..i * per + size_len {
+            let bit = (headers[(b / 8) as usize] >> (7 - b % 8)) & 1;
+            v = v << 1 | u32::from(bit);
+        }
+        let n = v as usize;
+        if n > data.len() {
+            return None;
+        }
+        let (au, rest) = data.split_at(n);
+        units.push(au);
+        data = rest;
+    }
+    Some(units)
 }
 
 /// A WAV header for 8 kHz mono G.711 (`format` 7 u-law, 6 A-law) whose sizes say "unknown"

@@ -530,7 +530,7 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// A URL or application name with its credentials masked: user info, and token-like query
 /// values (as HTTP targets are).
-fn mask_url(u: &str) -> String {
+pub(crate) fn mask_url(u: &str) -> String {
     let (scheme, rest) = match u.find("://") {
         Some(i) => (&u[..i + 3], &u[i + 3..]),
         None => ("", u),

@@ -1,0 +1,171 @@
+//! RTSP RECORD sessions between real FFmpeg processes (tests/media/rtsp-session.sh: two network
+//! namespaces, a veth pair, tcpdump on the server's end), with the RTP over UDP on the ports
+//! SETUP negotiated, and interleaved in the RTSP connection. The H.264 parameter sets travel
+//! only in the SDP (sprop-parameter-sets), as FFmpeg sends them.
+//!
+//! Oracles: FFmpeg on the source clip (decoded pictures' framemd5; its own ADTS framing of the
+//! AAC), tshark's RTSP dissection. Needs root, ffmpeg, tcpdump, tshark.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const LIID: &str = "LIID-RTSP";
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A 6 s, 25 fps, 320x240 H.264 clip with AAC audio, made by FFmpeg.
+fn make_clip(work: &Path) {
+    let src = work.join("src.mp4");
+    run(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            "-y",
+            src.to_str().unwrap(),
+        ],
+    );
+}
+
+/// The fifth field (the MD5) of each framemd5 line of `args`' output.
+fn md5s(args: &[&str]) -> Vec<String> {
+    run("ffmpeg", args)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+fn record(transport: &str) {
+    let w = tempfile::tempdir().unwrap();
+    make_clip(w.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
+    let o = Command::new("bash").arg(script).arg(w.path()).arg(transport).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let pcap = w.path().join("cap.pcap");
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+
+    // Signalling: every request tshark sees, answered 200, in order.
+    let requests: Vec<String> =
+        run("tshark", &["-r", pcap.to_str().unwrap(), "-Y", "rtsp.request", "-T", "fields", "-e", "rtsp.method"])
+            .lines()
+            .map(String::from)
+            .collect();
+    let rtsp: Vec<&Value> = iri.iter().filter(|r| r["event"] == "rtsp").collect();
+    let methods: Vec<&str> = rtsp.iter().filter_map(|r| r["method"].as_str()).collect();
+    assert_eq!(methods, requests.iter().map(String::as_str).collect::<Vec<_>>());
+    let statuses: Vec<u64> =
+        run("tshark", &["-r", pcap.to_str().unwrap(), "-Y", "rtsp.response", "-T", "fields", "-e", "rtsp.status"])
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+    assert_eq!(rtsp.iter().map(|r| r["status"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), statuses);
+    assert!(statuses[..statuses.len() - 1].iter().all(|&s| s == 200), "{statuses:?}");
+    let announce = rtsp.iter().find(|r| r["method"] == "ANNOUNCE").unwrap();
+    assert_eq!(announce["url"], "rtsp://198.51.100.10:8554/cam/live");
+    let media: Vec<(String, String)> = announce["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["media"].as_str().unwrap().to_string(), m["encoding"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(media, [("video".into(), "H264".into()), ("audio".into(), "MPEG4-GENERIC".into())]);
+    let setups: Vec<&&Value> = rtsp.iter().filter(|r| r["method"] == "SETUP").collect();
+    assert_eq!(setups.len(), 2);
+    let want = if transport == "tcp" { "interleaved=" } else { "server_port=" };
+    assert!(setups.iter().all(|s| s["transport"].as_str().unwrap().contains(want)), "{setups:?}");
+
+    // The media: H.264 whose parameter sets came from the SDP decodes to the source's pictures.
+    let path = |ext: &str| -> PathBuf {
+        let o = objects
+            .iter()
+            .find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(ext)))
+            .unwrap_or_else(|| panic!("no {ext}: {objects:?}"));
+        assert_eq!((o["kind"].as_str(), o["protocol"].as_str()), (Some("stream"), Some("rtp")));
+        root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
+    };
+    let src = w.path().join("src.mp4");
+    let pictures = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
+    let want = pictures(&src);
+    assert_eq!(want.len(), 150);
+    assert!(pictures(&path(".h264")) == want, "the source's 150 pictures");
+    // AAC as ADTS frames: FFmpeg's own ADTS framing of the source's packets.
+    let adts = w.path().join("ref.aac");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            src.to_str().unwrap(),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "adts",
+            "-y",
+            adts.to_str().unwrap(),
+        ],
+    );
+    let frames = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
+    let want = frames(&adts);
+    let got = frames(&path(".aac"));
+    assert!(got.len() > 250 && got[..] == want[..got.len()], "{} of {} AAC frames", got.len(), want.len());
+
+    let rtp: Vec<&Value> = iri.iter().filter(|r| r["event"] == "rtp").collect();
+    let video = rtp.iter().find(|r| r["codec"] == "h264").unwrap();
+    assert_eq!(video["clock_rate_assumed"], false, "the SDP said 90000");
+    let m = &video["media"];
+    assert_eq!((m["width"].as_u64(), m["height"].as_u64(), m["frames"].as_u64()), (Some(320), Some(240), Some(150)));
+    let audio = rtp.iter().find(|r| r["codec"] == "aac").unwrap();
+    assert_eq!(audio["clock_rate"], 44100);
+    assert_eq!(audio["media"]["frames"].as_u64(), Some(got.len() as u64));
+    assert_eq!(audio["stats"]["lost"], 0);
+}
+
+#[test]
+fn rtsp_record_with_rtp_over_udp_is_followed_to_its_negotiated_ports() {
+    record("udp");
+}
+
+#[test]
+fn rtsp_record_with_rtp_interleaved_in_the_connection() {
+    record("tcp");
+}
