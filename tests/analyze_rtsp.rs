@@ -124,7 +124,30 @@ fn record(transport: &str) {
     let pictures = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
     let want = pictures(&src);
     assert_eq!(want.len(), 150);
-    assert!(pictures(&path(".h264")) == want, "the source's 150 pictures");
+    let mkv = path(".mkv");
+    assert!(pictures(&mkv) == want, "the source's 150 pictures");
+    // At the source's times (RTP timestamps kept), and as the source's packets.
+    let times = |f: &Path| {
+        run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+                f.to_str().unwrap(),
+            ],
+        )
+    };
+    assert_eq!(times(&mkv), times(&src));
+    let packets = |f: &Path| {
+        md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
+    };
+    assert!(packets(&mkv) == packets(&src), "the source's H.264 packets");
     // AAC as ADTS frames: FFmpeg's own ADTS framing of the source's packets.
     let adts = w.path().join("ref.aac");
     run(
@@ -168,4 +191,90 @@ fn rtsp_record_with_rtp_over_udp_is_followed_to_its_negotiated_ports() {
 #[test]
 fn rtsp_record_with_rtp_interleaved_in_the_connection() {
     record("tcp");
+}
+
+#[test]
+fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
+    // The client's link drops every 12th video RTP packet from the 6th (the listener gives the
+    // first stream server ports 5000-5001).
+    let w = tempfile::tempdir().unwrap();
+    make_clip(w.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
+    let o = Command::new("bash")
+        .env("NFT_DROP", "udp dport 5000 numgen inc mod 12 == 5")
+        .arg(script)
+        .arg(w.path())
+        .arg("udp")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pcap = w.path().join("cap.pcap");
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
+    let mkv = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
+    let src = w.path().join("src.mp4");
+    // (packet MD5, presentation time) of each H.264 packet.
+    let packets = |f: &Path| -> Vec<(String, String)> {
+        let out = run(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+                f.to_str().unwrap(),
+            ],
+        );
+        let times: Vec<String> = out.lines().map(String::from).collect();
+        let sums =
+            md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"]);
+        sums.into_iter().zip(times).collect()
+    };
+    let want = packets(&src);
+    let got = packets(&mkv);
+    assert!(got.len() < want.len(), "{} of {}", got.len(), want.len());
+    // Every frame written is the source's frame at the source's time, in order: a subsequence.
+    let mut it = want.iter();
+    for g in &got {
+        assert!(it.any(|w| w == g), "frame {g:?} is not the source's, or out of order");
+    }
+    // IRI: the frames written; those known damaged plus the packets lost between frames
+    // account for every frame left out; the packets lost are those tshark sees missing.
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let video = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "h264").unwrap();
+    let m = &video["media"];
+    assert_eq!(m["frames"].as_u64(), Some(got.len() as u64));
+    let left_out = (want.len() - got.len()) as u64;
+    let damaged = m["lost_frames"].as_u64().unwrap();
+    let between = m["lost_packets_between_frames"].as_u64().unwrap();
+    assert!(damaged <= left_out && left_out <= damaged + between, "{left_out} left out: {video}");
+    let seqs: Vec<u32> = run(
+        "tshark",
+        &[
+            "-r",
+            pcap.to_str().unwrap(),
+            "-d",
+            "udp.port==5000,rtp",
+            "-Y",
+            "udp.dstport==5000 && rtp",
+            "-T",
+            "fields",
+            "-e",
+            "rtp.seq",
+        ],
+    )
+    .lines()
+    .map(|l| l.parse().unwrap())
+    .collect();
+    let span = seqs.last().unwrap().wrapping_sub(seqs[0]) as u64 + 1;
+    let missing = span - seqs.len() as u64;
+    assert!(missing >= 10, "{missing}");
+    assert_eq!(video["stats"]["lost"].as_u64(), Some(missing));
 }

@@ -404,7 +404,7 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
             .map(|s| s.trim().to_string())
             .collect()
     };
-    let h264 = path(".h264");
+    let h264 = path(".mkv");
     let want = decoded(&src);
     assert_eq!(want.len(), 150);
     assert!(decoded(&h264) == want, "tapir's H.264 decodes to the source's 150 pictures");

@@ -20,10 +20,10 @@ use serde::Serialize;
 
 use super::mpegts::{TsFacts, TsWriter};
 use super::{Cx, StreamAnalyzer};
-use crate::media::flv;
 use crate::media::h264::{self, Depacketizer, Event};
 use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
 use crate::media::sdp::PayloadFormat;
+use crate::media::{flv, mkv};
 use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 
 /// SSRCs followed per direction (a flood of fake ones is counted, not kept).
@@ -55,6 +55,9 @@ pub struct RtpEvent {
     pub stats: Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<RtpMedia>,
+    /// Why there is no file, when a codec was known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Packets of SSRCs past the bound, not followed.
     #[serde(skip_serializing_if = "is_zero")]
     pub refused_ssrc_packets: u64,
@@ -73,13 +76,17 @@ pub struct RtpMedia {
     pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Video: access units written, key frames among them, and those lost (left out).
+    /// Video: access units written, key frames among them, and those known damaged (left out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyframes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_frames: Option<u64>,
+    /// Video: packets lost between frames (each whole frames, how many RTP cannot tell: a frame
+    /// may be one packet or many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_packets_between_frames: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,14 +118,7 @@ enum Writer {
         samples: u64,
         silence: Vec<(u64, u64)>,
     },
-    H264 {
-        id: ObjectId,
-        written: u64,
-        depack: Box<Depacketizer>,
-        frames: u64,
-        keyframes: u64,
-        lost: u64,
-    },
+    H264(Box<H264Writer>),
     /// RFC 3640 AAC-hbr: each access unit becomes one ADTS frame.
     Aac {
         id: ObjectId,
@@ -218,13 +218,17 @@ impl Rtp {
                 Writer::G711 { id, written: header.len() as u64, law, next_ts: None, samples: 0, silence: Vec::new() }
             }
             Some("h264") => {
-                let id = object(format!("rtp-{ssrc:08x}.h264"), "h264");
-                let mut depack = Box::<Depacketizer>::default();
+                let mut meta = ObjectMeta::new("stream", "rtp", cx.flow, dir, cx.cin, cx.now);
+                meta.name = Some(format!("rtp-{ssrc:08x}.mkv"));
+                meta.context = serde_json::json!({
+                    "container": "matroska", "ssrc": ssrc, "payload_type": pt, "codec": codec,
+                });
+                let mut w = H264Writer::new(meta, clock_rate);
                 // Parameter sets often travel only in SDP (FFmpeg senders): seed them.
                 if let Some(sprop) = described.and_then(|f| f.fmtp_param("sprop-parameter-sets")) {
-                    let _ = depack.seed_sprop_parameter_sets(sprop);
+                    let _ = w.depack.seed_sprop_parameter_sets(sprop);
                 }
-                Writer::H264 { id, written: 0, depack, frames: 0, keyframes: 0, lost: 0 }
+                Writer::H264(Box::new(w))
             }
             Some("aac") => {
                 let config = described
@@ -299,9 +303,9 @@ impl Rtp {
                 *samples += payload.len() as u64;
                 *next_ts = Some(p.timestamp().wrapping_add(payload.len() as u32));
             }
-            Writer::H264 { id, written, depack, frames, keyframes, lost } => {
-                depack.push(ext, p.timestamp(), p.marker(), p.payload());
-                drain_h264(*id, written, depack, frames, keyframes, lost, cx);
+            Writer::H264(w) => {
+                w.depack.push(ext, p.timestamp(), p.marker(), p.payload());
+                w.drain(cx);
             }
             Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed } => {
                 match aac_units(p.payload(), *size_len, *index_len) {
@@ -329,6 +333,7 @@ impl Rtp {
                     continue;
                 };
                 let duration_ms = |s: &Ssrc| u64::from(s.span) * 1000 / u64::from(s.clock_rate);
+                let mut note = None;
                 let media = match std::mem::replace(&mut s.writer, Writer::None) {
                     Writer::Ts(w) => {
                         let f = w.end(cx);
@@ -349,27 +354,41 @@ impl Rtp {
                         }
                         Some(m)
                     }
-                    Writer::H264 { id, mut written, mut depack, mut frames, mut keyframes, mut lost } => {
-                        depack.finish();
-                        drain_h264(id, &mut written, &mut depack, &mut frames, &mut keyframes, &mut lost, cx);
-                        let ended = cx.object_end(id, true);
-                        let mut m = media(id, "h264", &s, duration_ms(&s));
-                        m.frames = Some(frames);
-                        m.keyframes = Some(keyframes);
-                        m.lost_frames = Some(lost);
-                        if let Some(sps) = depack.sps().and_then(|b| h264::parse_sps(b).ok()) {
-                            m.width = Some(sps.width);
-                            m.height = Some(sps.height);
+                    Writer::H264(mut w) => {
+                        w.depack.finish();
+                        w.drain(cx);
+                        let (frames, lost) = (w.frames, w.lost + w.before_parameter_sets);
+                        match w.id {
+                            // Nothing decodable came (no parameter sets): no file.
+                            None => {
+                                note = Some(format!(
+                                    "no H.264 parameter sets (in SDP or in band): {} access units cannot be decoded, none written",
+                                    w.before_parameter_sets
+                                ));
+                                None
+                            }
+                            Some(id) => {
+                                let ended = cx.object_end(id, true);
+                                let mut m = media(id, "matroska", &s, duration_ms(&s));
+                                m.frames = Some(frames);
+                                m.keyframes = Some(w.keyframes);
+                                m.lost_frames = Some(lost);
+                                m.lost_packets_between_frames = Some(w.depack.counters().gap_packets);
+                                if let Some(sps) = w.depack.sps().and_then(|b| h264::parse_sps(b).ok()) {
+                                    m.width = Some(sps.width);
+                                    m.height = Some(sps.height);
+                                }
+                                if frames + lost > 1 && s.span > 0 {
+                                    let rate = (frames + lost - 1) as f64 * f64::from(s.clock_rate) / f64::from(s.span);
+                                    m.frame_rate = Some((rate * 1000.0).round() / 1000.0);
+                                }
+                                if let Some(e) = ended {
+                                    m.sha256 = Some(e.sha256);
+                                    m.size = Some(e.size);
+                                }
+                                Some(m)
+                            }
                         }
-                        if frames + lost > 1 && s.span > 0 {
-                            let rate = (frames + lost - 1) as f64 * f64::from(s.clock_rate) / f64::from(s.span);
-                            m.frame_rate = Some((rate * 1000.0).round() / 1000.0);
-                        }
-                        if let Some(e) = ended {
-                            m.sha256 = Some(e.sha256);
-                            m.size = Some(e.size);
-                        }
-                        Some(m)
                     }
                     Writer::Aac { id, frames, malformed, .. } => {
                         let ended = cx.object_end(id, true);
@@ -397,6 +416,7 @@ impl Rtp {
                         clock_rate_assumed: s.assumed,
                         stats,
                         media,
+                        note,
                         refused_ssrc_packets: refused,
                     },
                 );
@@ -414,6 +434,7 @@ fn media(object: ObjectId, container: &'static str, s: &Ssrc, duration_ms: u64) 
         frames: None,
         keyframes: None,
         lost_frames: None,
+        lost_packets_between_frames: None,
         width: None,
         height: None,
         frame_rate: None,
@@ -425,27 +446,87 @@ fn media(object: ObjectId, container: &'static str, s: &Ssrc, duration_ms: u64) 
     }
 }
 
-/// Writes the access units the depacketiser finished; counts the lost ones.
-fn drain_h264(
-    id: ObjectId,
-    written: &mut u64,
-    depack: &mut Depacketizer,
-    frames: &mut u64,
-    keyframes: &mut u64,
-    lost: &mut u64,
-    cx: &mut Cx,
-) {
-    while let Some(e) = depack.pop() {
-        match e {
-            Event::AccessUnit(au) => {
-                let bytes = au.annex_b(depack.sps(), depack.pps());
-                cx.object_data(id, *written, &bytes);
-                *written += bytes.len() as u64;
-                *frames += 1;
-                *keyframes += u64::from(au.keyframe);
-            }
-            Event::Lost { .. } => *lost += 1,
-            Event::Gap { .. } => {}
+/// H.264 access units into Matroska, at their RTP presentation times. The file opens once the
+/// parameter sets are known (from SDP, or in band): its header carries them (avcC). Access
+/// units before that cannot be decoded by anyone; they are counted, not written.
+pub struct H264Writer {
+    meta: ObjectMeta,
+    clock_rate: u32,
+    depack: Depacketizer,
+    id: Option<ObjectId>,
+    written: u64,
+    clusters: mkv::Clusters,
+    first_ts: Option<u32>,
+    frames: u64,
+    keyframes: u64,
+    lost: u64,
+    before_parameter_sets: u64,
+}
+
+impl H264Writer {
+    fn new(meta: ObjectMeta, clock_rate: u32) -> H264Writer {
+        H264Writer {
+            meta,
+            clock_rate: clock_rate.max(1),
+            depack: Depacketizer::new(),
+            id: None,
+            written: 0,
+            clusters: mkv::Clusters::default(),
+            first_ts: None,
+            frames: 0,
+            keyframes: 0,
+            lost: 0,
+            before_parameter_sets: 0,
+        }
+    }
+
+    fn write(&mut self, id: ObjectId, bytes: &[u8], cx: &mut Cx) {
+        cx.object_data(id, self.written, bytes);
+        self.written += bytes.len() as u64;
+    }
+
+    /// Writes the access units the depacketiser finished; counts the lost ones.
+    fn drain(&mut self, cx: &mut Cx) {
+        while let Some(e) = self.depack.pop() {
+            let au = match e {
+                Event::AccessUnit(au) => au,
+                Event::Lost { .. } => {
+                    self.lost += 1;
+                    continue;
+                }
+                Event::Gap { .. } => continue,
+            };
+            let id = match self.id {
+                Some(id) => id,
+                None => {
+                    let (Some(sps), Some(pps)) = (self.depack.sps(), self.depack.pps()) else {
+                        self.before_parameter_sets += 1;
+                        continue;
+                    };
+                    let Ok(avcc) = h264::avc_decoder_configuration_record(sps, pps) else {
+                        self.before_parameter_sets += 1;
+                        continue;
+                    };
+                    let size = h264::parse_sps(sps).ok().map(|s| (s.width, s.height));
+                    let track = mkv::Track {
+                        codec_id: "V_MPEG4/ISO/AVC",
+                        codec_private: Some(avcc),
+                        video: Some(size.unwrap_or((0, 0))),
+                        audio: None,
+                    };
+                    let id = cx.open_object(self.meta.clone());
+                    self.id = Some(id);
+                    self.write(id, &mkv::header(&track), cx);
+                    id
+                }
+            };
+            let first = *self.first_ts.get_or_insert(au.rtp_ts);
+            let ticks = i64::from(au.rtp_ts.wrapping_sub(first) as i32);
+            let ms = ticks * 1000 / i64::from(self.clock_rate);
+            let block = self.clusters.block(ms, au.keyframe, &au.avcc_sample());
+            self.write(id, &block, cx);
+            self.frames += 1;
+            self.keyframes += u64::from(au.keyframe);
         }
     }
 }

@@ -9,5 +9,6 @@ pub mod flv;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod h264;
+pub mod mkv;
 pub mod rtp;
 pub mod sdp;

@@ -6,6 +6,7 @@
 #   The client (198.51.100.7) announces and records WORK/src.mp4 (-c copy) to an FFmpeg RTSP
 #   listener (198.51.100.10:8554, path /cam/live), which decodes nothing (-f null). TRANSPORT: udp
 #   (RTP on negotiated ports) or tcp (RTP interleaved in the RTSP connection).
+#   optional env NFT_DROP: an nftables expression whose packets the client's link drops.
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log, WORK/receiver.log   (root)
 set -euo pipefail
 WORK=$1 TRANSPORT=$2
@@ -31,6 +32,12 @@ ip netns exec "${NSP}c" ip link set "$VC" up; ip netns exec "${NSP}s" ip link se
 ip netns exec "${NSP}c" ethtool -K "$VC" tso off gso off gro off >/dev/null 2>&1 || true
 ip netns exec "${NSP}s" ethtool -K "$VS" tso off gso off gro off >/dev/null 2>&1 || true
 
+if [[ -n ${NFT_DROP:-} ]]; then
+    # Loss on the client's link (netdev egress, silent to the sender): never captured.
+    ip netns exec "${NSP}c" nft add table netdev loss
+    ip netns exec "${NSP}c" nft add chain netdev loss out "{ type filter hook egress device $VC priority 0; }"
+    ip netns exec "${NSP}c" nft add rule netdev loss out "$NFT_DROP" drop
+fi
 ip netns exec "${NSP}s" tcpdump -i "$VS" --immediate-mode -B 16384 -w "$WORK/cap.pcap" -U ip \
     >"$WORK/tcpdump.log" 2>&1 & TCPD=$!; PIDS+=($TCPD)
 for _ in $(seq 100); do grep -qs "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done
