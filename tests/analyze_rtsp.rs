@@ -278,3 +278,66 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
     assert!(missing >= 10, "{missing}");
     assert_eq!(video["stats"]["lost"].as_u64(), Some(missing));
 }
+
+#[test]
+fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
+    // The client encodes the audio to Opus on the way (libopus, 48 kb/s); FFmpeg's own encoding
+    // of the same source with the same options is the reference (libopus is deterministic).
+    let w = tempfile::tempdir().unwrap();
+    make_clip(w.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
+    let o = Command::new("bash")
+        .env("CODEC_ARGS", "-c:v copy -c:a libopus -b:a 48k")
+        .arg(script)
+        .arg(w.path())
+        .arg("udp")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &w.path().join("cap.pcap"), &root, &[]);
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mka"))).unwrap();
+    let mka = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
+    let reference = w.path().join("ref.mka");
+    let src = w.path().join("src.mp4");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            src.to_str().unwrap(),
+            "-vn",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "48k",
+            "-f",
+            "matroska",
+            "-y",
+            reference.to_str().unwrap(),
+        ],
+    );
+    let packets = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
+    let want = packets(&reference);
+    assert!(want.len() > 290, "{}", want.len());
+    assert!(packets(&mka) == want, "the encoder's Opus packets");
+    let probe = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels",
+            "-of",
+            "csv=p=0",
+            mka.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(probe.trim(), "opus,48000,2");
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let opus = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "opus").unwrap();
+    assert_eq!((opus["clock_rate"].as_u64(), opus["media"]["frames"].as_u64()), (Some(48000), Some(want.len() as u64)));
+}

@@ -119,6 +119,14 @@ enum Writer {
         silence: Vec<(u64, u64)>,
     },
     H264(Box<H264Writer>),
+    /// RFC 7587 Opus: each payload is one Opus packet, a Matroska block at its RTP time.
+    Opus {
+        id: ObjectId,
+        written: u64,
+        clusters: mkv::Clusters,
+        first_ts: Option<u32>,
+        frames: u64,
+    },
     /// RFC 3640 AAC-hbr: each access unit becomes one ADTS frame.
     Aac {
         id: ObjectId,
@@ -230,6 +238,30 @@ impl Rtp {
                 }
                 Writer::H264(Box::new(w))
             }
+            Some("opus") => {
+                let channels = described.and_then(|f| f.channels).unwrap_or(2).clamp(1, 2) as u8;
+                let mut meta = ObjectMeta::new("stream", "rtp", cx.flow, dir, cx.cin, cx.now);
+                meta.name = Some(format!("rtp-{ssrc:08x}.mka"));
+                meta.context = serde_json::json!({
+                    "container": "matroska", "ssrc": ssrc, "payload_type": pt, "codec": codec,
+                });
+                let track = mkv::Track {
+                    codec_id: "A_OPUS",
+                    codec_private: Some(opus_head(channels)),
+                    video: None,
+                    audio: Some((48_000.0, channels)),
+                };
+                let id = cx.open_object(meta);
+                let header = mkv::header(&track);
+                cx.object_data(id, 0, &header);
+                Writer::Opus {
+                    id,
+                    written: header.len() as u64,
+                    clusters: mkv::Clusters::default(),
+                    first_ts: None,
+                    frames: 0,
+                }
+            }
             Some("aac") => {
                 let config = described
                     .and_then(|f| f.fmtp_param("config"))
@@ -306,6 +338,15 @@ impl Rtp {
             Writer::H264(w) => {
                 w.depack.push(ext, p.timestamp(), p.marker(), p.payload());
                 w.drain(cx);
+            }
+            Writer::Opus { id, written, clusters, first_ts, frames } => {
+                let first = *first_ts.get_or_insert(p.timestamp());
+                // Opus's RTP clock is always 48 kHz (RFC 7587 4.1).
+                let ms = i64::from(p.timestamp().wrapping_sub(first) as i32) / 48;
+                let block = clusters.block(ms, true, p.payload());
+                cx.object_data(*id, *written, &block);
+                *written += block.len() as u64;
+                *frames += 1;
             }
             Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed } => {
                 match aac_units(p.payload(), *size_len, *index_len) {
@@ -389,6 +430,16 @@ impl Rtp {
                                 Some(m)
                             }
                         }
+                    }
+                    Writer::Opus { id, frames, .. } => {
+                        let ended = cx.object_end(id, true);
+                        let mut m = media(id, "matroska", &s, duration_ms(&s));
+                        m.frames = Some(frames);
+                        if let Some(e) = ended {
+                            m.sha256 = Some(e.sha256);
+                            m.size = Some(e.size);
+                        }
+                        Some(m)
                     }
                     Writer::Aac { id, frames, malformed, .. } => {
                         let ended = cx.object_end(id, true);
@@ -529,6 +580,20 @@ impl H264Writer {
             self.keyframes += u64::from(au.keyframe);
         }
     }
+}
+
+/// The OpusHead a Matroska Opus track carries (RFC 7845 5.1): version 1, the channels, a
+/// pre-skip of 312 samples (what libopus encoders use; RTP does not carry it), 48 kHz input,
+/// no gain, mapping family 0.
+fn opus_head(channels: u8) -> Vec<u8> {
+    let mut h = b"OpusHead".to_vec();
+    h.push(1);
+    h.push(channels);
+    h.extend_from_slice(&312u16.to_le_bytes());
+    h.extend_from_slice(&48_000u32.to_le_bytes());
+    h.extend_from_slice(&0i16.to_le_bytes());
+    h.push(0);
+    h
 }
 
 /// The first four bytes of an ADTS header that every frame of a stream shares (ISO 14496-3

@@ -6,6 +6,7 @@
 #   The client (198.51.100.7) announces and records WORK/src.mp4 (-c copy) to an FFmpeg RTSP
 #   listener (198.51.100.10:8554, path /cam/live), which decodes nothing (-f null). TRANSPORT: udp
 #   (RTP on negotiated ports) or tcp (RTP interleaved in the RTSP connection).
+#   optional env CODEC_ARGS: the client's codec options instead of "-c copy".
 #   optional env NFT_DROP: an nftables expression whose packets the client's link drops.
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log, WORK/receiver.log   (root)
 set -euo pipefail
@@ -50,7 +51,8 @@ for _ in $(seq 100); do
     ip netns exec "${NSP}s" ss -ltn | grep -q ':8554 ' && break
     sleep 0.05
 done
-ip netns exec "${NSP}c" "${FF[@]}" -re -i "$WORK/src.mp4" -c copy -f rtsp -rtsp_transport "$TRANSPORT" "$URL" \
+# shellcheck disable=SC2086 # CODEC_ARGS is a list of options
+ip netns exec "${NSP}c" "${FF[@]}" -re -i "$WORK/src.mp4" ${CODEC_ARGS:--c copy} -f rtsp -rtsp_transport "$TRANSPORT" "$URL" \
     >"$WORK/sender.log" 2>&1
 wait "$RECV" || true
 sleep 0.3
