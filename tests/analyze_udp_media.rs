@@ -484,3 +484,90 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
     assert_eq!(audio["media"]["mpegts"]["streams"][0]["codec"], "aac");
     assert_eq!(audio["media"]["mpegts"]["continuity_errors"], 0);
 }
+
+/// Rewrites a classic pcap with frames `i` and `i + 1` swapped for every `i` in `at`
+/// (python3 here, not tapir's reader).
+fn swap_frames(pcap: &Path, out: &Path, at: &[usize]) {
+    let script = r#"
+import struct, sys
+src, dst, at = sys.argv[1], sys.argv[2], [int(x) for x in sys.argv[3].split(',')]
+data = open(src, 'rb').read()
+endian = '<' if data[:4] in (b'\xd4\xc3\xb2\xa1', b'\x4d\x3c\xb2\xa1') else '>'
+recs, off = [], 24
+while off + 16 <= len(data):
+    n = struct.unpack(endian + 'I', data[off + 8:off + 12])[0]
+    recs.append(data[off:off + 16 + n]); off += 16 + n
+for i in at:
+    a, b = recs[i], recs[i + 1]
+    # the records keep their places in time: swap the packets, not the timestamps
+    recs[i], recs[i + 1] = a[:8] + b[8:], b[:8] + a[8:]
+open(dst, 'wb').write(data[:24] + b''.join(recs))
+"#;
+    let at: Vec<String> = at.iter().map(|i| i.to_string()).collect();
+    let o = Command::new("python3")
+        .args(["-c", script, pcap.to_str().unwrap(), out.to_str().unwrap(), &at.join(",")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn reordered_rtp_is_put_back_in_sequence() {
+    let d = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/udp-session.sh");
+    let tone = [
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "4",
+        "-af",
+        "asetnsamples=n=160",
+        "-c:a",
+        "pcm_mulaw",
+    ];
+    let o = Command::new("bash")
+        .arg(script)
+        .arg(d.path())
+        .args(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(tone)
+        .args(["-f", "rtp", "rtp://198.51.100.10:5004"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ulaw = d.path().join("src.ul");
+    let mut args = vec!["-v", "error"];
+    args.extend(tone);
+    args.extend(["-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
+    run("ffmpeg", &args);
+    let source = std::fs::read(&ulaw).unwrap();
+
+    // Swap 7 pairs of adjacent RTP packets, and move one packet two places later.
+    let pcap = d.path().join("cap.pcap");
+    let rtp_frames: Vec<usize> = String::from_utf8(run(
+        "tshark",
+        &["-r", pcap.to_str().unwrap(), "-Y", "udp.dstport == 5004", "-T", "fields", "-e", "frame.number"],
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| l.parse::<usize>().unwrap() - 1)
+    .collect();
+    let mut at: Vec<usize> = (0..7).map(|k| rtp_frames[20 + 25 * k]).collect();
+    at.extend([rtp_frames[190], rtp_frames[191], rtp_frames[192]]);
+    let reordered = d.path().join("reordered.pcap");
+    swap_frames(&pcap, &reordered, &at);
+    let seqs = tshark_rtp_seqs(&reordered, 5004);
+    let backwards = seqs.windows(2).filter(|w| (w[1].wrapping_sub(w[0]) & 0xffff) > 0x8000).count();
+    assert_eq!(backwards, 8, "tshark sees the sequence go back 8 times");
+
+    let case = replay(&reordered);
+    let (_, wav) = case.object("rtp");
+    let bytes = std::fs::read(&wav).unwrap();
+    assert!(bytes[46..] == source[..], "every sample in its place: nothing late, nothing silent");
+    let e = &case.iri("rtp")[0];
+    assert_eq!(e["stats"]["reordered"], 8, "{e}");
+    assert_eq!(e["stats"]["lost"], 0);
+    assert_eq!(e["media"]["late_packets"], 0);
+    assert!(e["media"].get("silence").is_none(), "{e}");
+}

@@ -11,8 +11,9 @@
 //!   out and counted, never spliced (see [`crate::media::h264`]).
 //!
 //! Without SDP a dynamic payload type's clock rate is not known: 90 kHz (every video payload
-//! format's) is assumed for jitter, and IRI says so. Packets that arrive late are counted and
-//! left out of the files (there is no jitter buffer yet).
+//! format's) is assumed for jitter, and IRI says so. Packets that arrive out of order are put
+//! back in sequence within a window of [`REORDER_WINDOW`] packets; one later than that (or a
+//! copy) is counted as late and left out of the file.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,8 @@ use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 const MAX_SSRCS: usize = 16;
 /// Silence inserted for one gap at most (G.711): 10 s.
 const MAX_SILENCE_SAMPLES: u64 = 80_000;
+/// Packets held per SSRC waiting for an earlier one (reordering); past it, the hole is loss.
+const REORDER_WINDOW: usize = 32;
 /// Gaps listed per stream in IRI (all are counted).
 const MAX_LISTED_GAPS: usize = 64;
 
@@ -152,6 +155,9 @@ struct Ssrc {
     /// B-frames timestamps go back and forth), for duration and frame rate.
     first_ts: Option<u32>,
     span: u32,
+    /// The next sequence number to write, and packets that came ahead of it (a reorder window).
+    next_seq: Option<u64>,
+    reorder: BTreeMap<u64, (u32, bool, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -279,7 +285,18 @@ impl Rtp {
             }
             _ => Writer::None,
         };
-        Ssrc { payload_type: pt, codec, clock_rate, assumed, writer, late: 0, first_ts: None, span: 0 }
+        Ssrc {
+            payload_type: pt,
+            codec,
+            clock_rate,
+            assumed,
+            writer,
+            late: 0,
+            first_ts: None,
+            span: 0,
+            next_seq: None,
+            reorder: BTreeMap::new(),
+        }
     }
 
     fn packet(&mut self, dir: Dir, datagram: &[u8], cx: &mut Cx) {
@@ -301,23 +318,60 @@ impl Rtp {
         let table = side.table.get_or_insert_with(|| SsrcTable::new(MAX_SSRCS));
         let Some(r) = table.receive(&p, cx.now, s.clock_rate) else { return };
         let ext = match r {
-            Received::Probation { extended_seq } | Received::InOrder { extended_seq } => extended_seq,
-            Received::Reordered { .. } | Received::Duplicate { .. } | Received::Jump => {
+            Received::Probation { extended_seq }
+            | Received::InOrder { extended_seq }
+            | Received::Reordered { extended_seq } => extended_seq,
+            Received::Duplicate { .. } | Received::Jump => {
                 s.late += 1;
                 return;
             }
         };
-        let first = *s.first_ts.get_or_insert(p.timestamp());
-        let ahead = p.timestamp().wrapping_sub(first);
+        let next = *s.next_seq.get_or_insert(ext);
+        if ext < next || s.reorder.contains_key(&ext) {
+            // Behind what was already written (later than the window waits), or a copy.
+            s.late += 1;
+            return;
+        }
+        if ext == next && s.reorder.is_empty() {
+            s.next_seq = Some(ext + 1);
+            return s.deliver(ext, p.timestamp(), p.marker(), p.payload(), cx);
+        }
+        s.reorder.insert(ext, (p.timestamp(), p.marker(), p.payload().to_vec()));
+        s.release(false, cx);
+    }
+}
+
+impl Ssrc {
+    /// Hands buffered packets on in sequence order: those that follow on from the last one, and,
+    /// once the window is full (or at the end), the oldest past a hole: the hole is loss.
+    fn release(&mut self, all: bool, cx: &mut Cx) {
+        loop {
+            let Some((&first, _)) = self.reorder.first_key_value() else { return };
+            let next = self.next_seq.unwrap_or(first);
+            let waited_enough = all || self.reorder.len() > REORDER_WINDOW;
+            if first != next && !waited_enough {
+                return;
+            }
+            let Some((ext, (ts, marker, payload))) = self.reorder.pop_first() else { return };
+            self.next_seq = Some(ext + 1);
+            self.deliver(ext, ts, marker, &payload, cx);
+        }
+    }
+
+    /// One packet, in sequence order, to the file being written.
+    fn deliver(&mut self, ext: u64, ts: u32, marker: bool, payload: &[u8], cx: &mut Cx) {
+        let s = self;
+        let first = *s.first_ts.get_or_insert(ts);
+        let ahead = ts.wrapping_sub(first);
         if (ahead as i32) > 0 {
             s.span = s.span.max(ahead);
         }
         match &mut s.writer {
-            Writer::Ts(w) => w.packets(p.payload(), cx),
+            Writer::Ts(w) => w.packets(payload, cx),
             Writer::G711 { id, written, law, next_ts, samples, silence } => {
                 // A timestamp ahead of the one expected: samples never received.
                 if let Some(want) = *next_ts {
-                    let missing = u64::from(p.timestamp().wrapping_sub(want));
+                    let missing = u64::from(ts.wrapping_sub(want));
                     if missing > 0 && missing <= MAX_SILENCE_SAMPLES {
                         let quiet = if *law == 0 { 0xff } else { 0xd5 };
                         let fill = vec![quiet; missing as usize];
@@ -329,27 +383,26 @@ impl Rtp {
                         *samples += missing;
                     }
                 }
-                let payload = p.payload();
                 cx.object_data(*id, *written, payload);
                 *written += payload.len() as u64;
                 *samples += payload.len() as u64;
-                *next_ts = Some(p.timestamp().wrapping_add(payload.len() as u32));
+                *next_ts = Some(ts.wrapping_add(payload.len() as u32));
             }
             Writer::H264(w) => {
-                w.depack.push(ext, p.timestamp(), p.marker(), p.payload());
+                w.depack.push(ext, ts, marker, payload);
                 w.drain(cx);
             }
             Writer::Opus { id, written, clusters, first_ts, frames } => {
-                let first = *first_ts.get_or_insert(p.timestamp());
+                let first = *first_ts.get_or_insert(ts);
                 // Opus's RTP clock is always 48 kHz (RFC 7587 4.1).
-                let ms = i64::from(p.timestamp().wrapping_sub(first) as i32) / 48;
-                let block = clusters.block(ms, true, p.payload());
+                let ms = i64::from(ts.wrapping_sub(first) as i32) / 48;
+                let block = clusters.block(ms, true, payload);
                 cx.object_data(*id, *written, &block);
                 *written += block.len() as u64;
                 *frames += 1;
             }
             Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed } => {
-                match aac_units(p.payload(), *size_len, *index_len) {
+                match aac_units(payload, *size_len, *index_len) {
                     Some(units) => {
                         for au in units {
                             let frame = adts_frame(fixed, au);
@@ -364,12 +417,15 @@ impl Rtp {
             Writer::None => {}
         }
     }
+}
 
+impl Rtp {
     fn end(&mut self, cx: &mut Cx) {
         for dir in [Dir::Orig, Dir::Resp] {
             let side = &mut self.sides[dir.index()];
             let refused = side.refused;
             for (ssrc, mut s) in std::mem::take(&mut side.ssrcs) {
+                s.release(true, cx);
                 let Some(stats) = side.table.as_ref().and_then(|t| t.get(ssrc)).map(|src| src.stats()) else {
                     continue;
                 };
