@@ -50,6 +50,37 @@ pub fn rtmp(data: &[u8]) {
     h.close(a.as_mut(), Close::Fin);
 }
 
+/// A UDP flow's analyzer (detection, RTP, MPEG-TS) on datagrams: each chunk is a control byte
+/// (low bit: direction; bit 1: a 90 kHz tick passes first) and a length byte, then the
+/// datagram. Half the inputs start with three valid RTP headers so that the RTP path is reached.
+pub fn datagrams(data: &[u8]) {
+    let mut a = crate::analyze::udp::analyzer();
+    let mut h = Harness::new("192.0.2.1:40000", "192.0.2.2:5004");
+    let mut data = data;
+    if let Some((&pt, rest)) = data.split_first() {
+        if pt & 0x80 != 0 {
+            for seq in 0..3u16 {
+                let mut p = vec![0x80, pt & 0x7f];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+                p.extend_from_slice(&[1, 2, 3, 4, 0x65, 0x88]);
+                h.send(a.as_mut(), Dir::Orig, &p);
+            }
+        }
+        data = rest;
+    }
+    while let [ctl, len, rest @ ..] = data {
+        let dir = if ctl & 1 == 0 { Dir::Orig } else { Dir::Resp };
+        let n = (*len as usize).min(rest.len());
+        if ctl & 2 != 0 {
+            h.now = h.now.add_nanos(11_111);
+        }
+        h.send(a.as_mut(), dir, &rest[..n]);
+        data = &rest[n..];
+    }
+    h.close(a.as_mut(), Close::Fin);
+}
+
 /// Runs `data` as a capture file through the pipeline with a warrant on every IPv4 and IPv6
 /// address.
 pub fn pipeline(data: &[u8]) {
