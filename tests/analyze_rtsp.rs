@@ -341,3 +341,62 @@ fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
     let opus = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "opus").unwrap();
     assert_eq!((opus["clock_rate"].as_u64(), opus["media"]["frames"].as_u64()), (Some(48000), Some(want.len() as u64)));
 }
+
+#[test]
+fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
+    // The clip re-encoded to H.265 (libx265), sent as is: the VPS/SPS/PPS only in the SDP
+    // (sprop-vps, sprop-sps, sprop-pps).
+    let w = tempfile::tempdir().unwrap();
+    make_clip(w.path());
+    let h264 = w.path().join("h264.mp4");
+    std::fs::rename(w.path().join("src.mp4"), &h264).unwrap();
+    let src = w.path().join("src.mp4");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            h264.to_str().unwrap(),
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error",
+            "-g",
+            "25",
+            "-c:a",
+            "copy",
+            "-y",
+            src.to_str().unwrap(),
+        ],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
+    let o = Command::new("bash").arg(script).arg(w.path()).arg("udp").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &w.path().join("cap.pcap"), &root, &[]);
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
+    let mkv = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
+    let packets = |f: &Path| {
+        md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
+    };
+    let pictures = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
+    let want = packets(&src);
+    assert_eq!(want.len(), 150);
+    assert!(packets(&mkv) == want, "the source's H.265 packets");
+    assert!(pictures(&mkv) == pictures(&src), "the source's pictures");
+    let probe = run(
+        "ffprobe",
+        &["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", mkv.to_str().unwrap()],
+    );
+    assert_eq!(probe.trim(), "hevc,320,240");
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let v = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "hevc").unwrap();
+    let m = &v["media"];
+    assert_eq!(
+        (m["width"].as_u64(), m["height"].as_u64(), m["frames"].as_u64(), m["keyframes"].as_u64()),
+        (Some(320), Some(240), Some(150), Some(6))
+    );
+}

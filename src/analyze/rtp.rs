@@ -231,16 +231,21 @@ impl Rtp {
                 cx.object_data(id, 0, &header);
                 Writer::G711 { id, written: header.len() as u64, law, next_ts: None, samples: 0, silence: Vec::new() }
             }
-            Some("h264") => {
+            Some(video @ ("h264" | "hevc")) => {
+                let hevc = video == "hevc";
                 let mut meta = ObjectMeta::new("stream", "rtp", cx.flow, dir, cx.cin, cx.now);
                 meta.name = Some(format!("rtp-{ssrc:08x}.mkv"));
                 meta.context = serde_json::json!({
                     "container": "matroska", "ssrc": ssrc, "payload_type": pt, "codec": codec,
                 });
-                let mut w = H264Writer::new(meta, clock_rate);
+                let mut w = H264Writer::new(meta, clock_rate, hevc);
                 // Parameter sets often travel only in SDP (FFmpeg senders): seed them.
-                if let Some(sprop) = described.and_then(|f| f.fmtp_param("sprop-parameter-sets")) {
-                    let _ = w.depack.seed_sprop_parameter_sets(sprop);
+                let keys: &[&str] =
+                    if hevc { &["sprop-vps", "sprop-sps", "sprop-pps"] } else { &["sprop-parameter-sets"] };
+                for k in keys {
+                    if let Some(sprop) = described.and_then(|f| f.fmtp_param(k)) {
+                        let _ = w.depack.seed_parameter_sets(sprop);
+                    }
                 }
                 Writer::H264(Box::new(w))
             }
@@ -459,7 +464,8 @@ impl Rtp {
                             // Nothing decodable came (no parameter sets): no file.
                             None => {
                                 note = Some(format!(
-                                    "no H.264 parameter sets (in SDP or in band): {} access units cannot be decoded, none written",
+                                    "no {} parameter sets (in SDP or in band): {} access units cannot be decoded, none written",
+                                    if w.hevc { "H.265" } else { "H.264" },
                                     w.before_parameter_sets
                                 ));
                                 None
@@ -471,9 +477,9 @@ impl Rtp {
                                 m.keyframes = Some(w.keyframes);
                                 m.lost_frames = Some(lost);
                                 m.lost_packets_between_frames = Some(w.depack.counters().gap_packets);
-                                if let Some(sps) = w.depack.sps().and_then(|b| h264::parse_sps(b).ok()) {
-                                    m.width = Some(sps.width);
-                                    m.height = Some(sps.height);
+                                if let Some((width, height)) = w.size() {
+                                    m.width = Some(width);
+                                    m.height = Some(height);
                                 }
                                 if frames + lost > 1 && s.span > 0 {
                                     let rate = (frames + lost - 1) as f64 * f64::from(s.clock_rate) / f64::from(s.span);
@@ -553,10 +559,11 @@ fn media(object: ObjectId, container: &'static str, s: &Ssrc, duration_ms: u64) 
     }
 }
 
-/// H.264 access units into Matroska, at their RTP presentation times. The file opens once the
+/// H.264 (or H.265) access units into Matroska, at their RTP presentation times. The file opens once the
 /// parameter sets are known (from SDP, or in band): its header carries them (avcC). Access
 /// units before that cannot be decoded by anyone; they are counted, not written.
 pub struct H264Writer {
+    hevc: bool,
     meta: ObjectMeta,
     clock_rate: u32,
     depack: Depacketizer,
@@ -571,11 +578,12 @@ pub struct H264Writer {
 }
 
 impl H264Writer {
-    fn new(meta: ObjectMeta, clock_rate: u32) -> H264Writer {
+    fn new(meta: ObjectMeta, clock_rate: u32, hevc: bool) -> H264Writer {
         H264Writer {
+            hevc,
             meta,
             clock_rate: clock_rate.max(1),
-            depack: Depacketizer::new(),
+            depack: if hevc { Depacketizer::hevc() } else { Depacketizer::new() },
             id: None,
             written: 0,
             clusters: mkv::Clusters::default(),
@@ -584,6 +592,30 @@ impl H264Writer {
             keyframes: 0,
             lost: 0,
             before_parameter_sets: 0,
+        }
+    }
+
+    /// The Matroska track, once the parameter sets it needs are known.
+    fn track(&self) -> Option<mkv::Track> {
+        let (sps, pps) = (self.depack.sps()?, self.depack.pps()?);
+        let (codec_id, private, size) = if self.hevc {
+            let vps = self.depack.vps()?;
+            let record = h264::hevc_decoder_configuration_record(vps, sps, pps).ok()?;
+            ("V_MPEGH/ISO/HEVC", record, h264::parse_hevc_sps(sps).ok().map(|s| (s.width, s.height)))
+        } else {
+            let record = h264::avc_decoder_configuration_record(sps, pps).ok()?;
+            ("V_MPEG4/ISO/AVC", record, h264::parse_sps(sps).ok().map(|s| (s.width, s.height)))
+        };
+        Some(mkv::Track { codec_id, codec_private: Some(private), video: Some(size.unwrap_or((0, 0))), audio: None })
+    }
+
+    /// The picture size the SPS gives.
+    fn size(&self) -> Option<(u32, u32)> {
+        let sps = self.depack.sps()?;
+        if self.hevc {
+            h264::parse_hevc_sps(sps).ok().map(|s| (s.width, s.height))
+        } else {
+            h264::parse_sps(sps).ok().map(|s| (s.width, s.height))
         }
     }
 
@@ -606,20 +638,9 @@ impl H264Writer {
             let id = match self.id {
                 Some(id) => id,
                 None => {
-                    let (Some(sps), Some(pps)) = (self.depack.sps(), self.depack.pps()) else {
+                    let Some(track) = self.track() else {
                         self.before_parameter_sets += 1;
                         continue;
-                    };
-                    let Ok(avcc) = h264::avc_decoder_configuration_record(sps, pps) else {
-                        self.before_parameter_sets += 1;
-                        continue;
-                    };
-                    let size = h264::parse_sps(sps).ok().map(|s| (s.width, s.height));
-                    let track = mkv::Track {
-                        codec_id: "V_MPEG4/ISO/AVC",
-                        codec_private: Some(avcc),
-                        video: Some(size.unwrap_or((0, 0))),
-                        audio: None,
                     };
                     let id = cx.open_object(self.meta.clone());
                     self.id = Some(id);

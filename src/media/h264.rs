@@ -1,5 +1,6 @@
-//! H.264 over RTP (RFC 6184, packetization-mode 0 and 1): access units out of RTP payloads,
-//! and what a container needs from the parameter sets.
+//! H.264 over RTP (RFC 6184, packetization-mode 0 and 1) and H.265 over RTP (RFC 7798,
+//! [`Depacketizer::hevc`]): access units out of RTP payloads, and what a container needs from
+//! the parameter sets.
 //!
 //! [`Depacketizer`] takes packets in arrival order as (extended sequence number, RTP timestamp,
 //! marker, payload) and reassembles single NAL unit packets, STAP-A and FU-A into
@@ -175,6 +176,9 @@ struct Pending {
 /// RFC 6184 depacketiser (non-interleaved: packetization-mode 0 and 1).
 #[derive(Debug, Default)]
 pub struct Depacketizer {
+    /// H.265 (RFC 7798) instead of H.264: two-byte NAL headers, AP and FU packets, VPS.
+    hevc: bool,
+    vps: Option<Vec<u8>>,
     pending: Option<Pending>,
     /// Extended sequence number of the last packet handled.
     last_seq: Option<u64>,
@@ -191,6 +195,48 @@ impl Depacketizer {
         Depacketizer::default()
     }
 
+    /// An RFC 7798 (H.265) depacketiser: the same access-unit and loss rules, H.265's packets.
+    pub fn hevc() -> Depacketizer {
+        Depacketizer { hevc: true, ..Depacketizer::default() }
+    }
+
+    /// Seeds parameter sets given as base64 NAL units (H.265's `sprop-vps`, `sprop-sps`,
+    /// `sprop-pps`: each a comma-separated list).
+    pub fn seed_parameter_sets(&mut self, value: &str) -> Result<(), Error> {
+        self.seed_sprop_parameter_sets(value)
+    }
+
+    /// The last VPS seen (H.265).
+    pub fn vps(&self) -> Option<&[u8]> {
+        self.vps.as_deref()
+    }
+
+    /// The NAL unit type, by the codec's header layout.
+    fn kind(&self, nal: &[u8]) -> Option<u8> {
+        if self.hevc {
+            nal.first().map(|b| (b >> 1) & 0x3f)
+        } else {
+            nal_type(nal)
+        }
+    }
+
+    fn is_parameter_set(&self, nal: &[u8]) -> bool {
+        match self.kind(nal) {
+            Some(t) if self.hevc => (32..=34).contains(&t),
+            Some(t) => t == NAL_SPS || t == NAL_PPS,
+            None => false,
+        }
+    }
+
+    /// H.264 IDR, H.265 IRAP (BLA, IDR, CRA: types 16 to 21).
+    fn is_key(&self, nal: &[u8]) -> bool {
+        match self.kind(nal) {
+            Some(t) if self.hevc => (16..=21).contains(&t),
+            Some(t) => t == NAL_IDR,
+            None => false,
+        }
+    }
+
     /// Seeds SPS and PPS from an SDP `sprop-parameter-sets` value; parameter sets seen in band
     /// later replace them.
     pub fn seed_sprop_parameter_sets(&mut self, value: &str) -> Result<(), Error> {
@@ -201,9 +247,10 @@ impl Depacketizer {
     }
 
     fn note_parameter_set(&mut self, nal: &[u8]) {
-        match nal_type(nal) {
-            Some(NAL_SPS) => self.sps = Some(nal.to_vec()),
-            Some(NAL_PPS) => self.pps = Some(nal.to_vec()),
+        match (self.hevc, self.kind(nal)) {
+            (false, Some(NAL_SPS)) | (true, Some(33)) => self.sps = Some(nal.to_vec()),
+            (false, Some(NAL_PPS)) | (true, Some(34)) => self.pps = Some(nal.to_vec()),
+            (true, Some(32)) => self.vps = Some(nal.to_vec()),
             _ => {}
         }
     }
@@ -303,11 +350,11 @@ impl Depacketizer {
             return;
         }
         for nal in &p.nals {
-            if matches!(nal_type(nal), Some(NAL_SPS | NAL_PPS)) {
+            if self.is_parameter_set(nal) {
                 self.note_parameter_set(nal);
             }
         }
-        let keyframe = p.nals.iter().any(|n| nal_type(n) == Some(NAL_IDR));
+        let keyframe = p.nals.iter().any(|n| self.is_key(n));
         self.counters.access_units += 1;
         self.events.push_back(Event::AccessUnit(AccessUnit {
             rtp_ts: p.rtp_ts,
@@ -318,6 +365,9 @@ impl Depacketizer {
     }
 
     fn handle_payload(&mut self, payload: &[u8]) {
+        if self.hevc {
+            return self.handle_hevc_payload(payload);
+        }
         let Some(&indicator) = payload.first() else {
             self.counters.ignored_packets += 1;
             return;
@@ -335,6 +385,49 @@ impl Depacketizer {
         if let Err(reason) = result {
             self.damage(reason);
         }
+    }
+
+    /// RFC 7798 4.4: single NAL unit packets (types 0-47), aggregation packets (48: a 2-byte
+    /// header, then 16-bit sizes and NAL units, as STAP-A) and fragmentation units (49).
+    fn handle_hevc_payload(&mut self, payload: &[u8]) {
+        let [b0, b1, rest @ ..] = payload else {
+            self.counters.ignored_packets += 1;
+            return;
+        };
+        let result = match (b0 >> 1) & 0x3f {
+            0..=47 => self.add_nal(payload),
+            48 => self.stap_a(rest),
+            49 => self.fu_hevc([*b0, *b1], rest),
+            _ => Err(LossReason::Unsupported),
+        };
+        if let Err(reason) = result {
+            self.damage(reason);
+        }
+    }
+
+    fn fu_hevc(&mut self, header: [u8; 2], rest: &[u8]) -> Result<(), LossReason> {
+        let Some((&fu, data)) = rest.split_first() else { return Err(LossReason::Malformed) };
+        let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
+        let p = self.pending.as_mut().ok_or(LossReason::BrokenFragment)?;
+        if start {
+            if p.fragment.is_some() {
+                p.fragment = None;
+                return Err(LossReason::BrokenFragment);
+            }
+            // The NAL header: F and layer id from the payload header, the type from the FU header.
+            p.fragment = Some(vec![(header[0] & 0x81) | (fu & 0x3f) << 1, header[1]]);
+        }
+        let Some(fragment) = p.fragment.as_mut() else { return Err(LossReason::BrokenFragment) };
+        if p.bytes + fragment.len() + data.len() > MAX_ACCESS_UNIT_BYTES {
+            p.fragment = None;
+            return Err(LossReason::TooLarge);
+        }
+        fragment.extend_from_slice(data);
+        if end {
+            let nal = p.fragment.take().unwrap_or_default();
+            return self.add_nal(&nal);
+        }
+        Ok(())
     }
 
     fn stap_a(&mut self, mut rest: &[u8]) -> Result<(), LossReason> {
@@ -745,5 +838,140 @@ mod tests {
             let _ = parse_sps(&vec![0x67; len]);
             let _ = parse_sps(&vec![0x67, 100, 0, 10, 0, 0, 0, 0, 0, 0][..len.min(10)]);
         }
+    }
+}
+
+/// What an H.265 SPS says (H.265 7.3.2.2): the profile_tier_level bytes an `hvcC` repeats, the
+/// chroma format and bit depths, and the displayed size. Only SPSs of a single sub-layer
+/// (`sps_max_sub_layers_minus1` = 0, what encoders write for ordinary streams) are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HevcSps {
+    /// general_profile_space, tier, profile_idc; compatibility flags; constraint flags; level.
+    pub profile_tier_level: [u8; 12],
+    pub chroma_format_idc: u8,
+    pub bit_depth_luma: u8,
+    pub bit_depth_chroma: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Reads an H.265 SPS NAL unit (its 2-byte header included).
+pub fn parse_hevc_sps(nal: &[u8]) -> Result<HevcSps, Error> {
+    let rbsp = unescape(nal.get(2..).ok_or(Error::SpsTruncated)?);
+    let mut r = BitReader::new(&rbsp);
+    r.bits(4)?; // sps_video_parameter_set_id
+    if r.bits(3)? != 0 {
+        return Err(Error::SpsRange("sps_max_sub_layers_minus1"));
+    }
+    r.flag()?; // sps_temporal_id_nesting_flag
+    let mut ptl = [0u8; 12];
+    for b in ptl.iter_mut() {
+        *b = r.bits(8)? as u8;
+    }
+    r.ue("sps_seq_parameter_set_id")?;
+    let chroma = r.ue("chroma_format_idc")?;
+    if chroma > 3 {
+        return Err(Error::SpsRange("chroma_format_idc"));
+    }
+    if chroma == 3 {
+        r.flag()?; // separate_colour_plane_flag
+    }
+    let mut width = r.ue("pic_width_in_luma_samples")?;
+    let mut height = r.ue("pic_height_in_luma_samples")?;
+    if r.flag()? {
+        // conformance_window: offsets in chroma samples.
+        let (sx, sy) = match chroma {
+            1 => (2, 2),
+            2 => (2, 1),
+            _ => (1, 1),
+        };
+        let (l, rt, t, b) = (r.ue("conf_win")?, r.ue("conf_win")?, r.ue("conf_win")?, r.ue("conf_win")?);
+        width = width.checked_sub((l + rt).saturating_mul(sx)).ok_or(Error::SpsRange("conf_win"))?;
+        height = height.checked_sub((t + b).saturating_mul(sy)).ok_or(Error::SpsRange("conf_win"))?;
+    }
+    let luma = r.ue("bit_depth_luma_minus8")?;
+    let chroma_depth = r.ue("bit_depth_chroma_minus8")?;
+    if luma > 8 || chroma_depth > 8 {
+        return Err(Error::SpsRange("bit_depth"));
+    }
+    Ok(HevcSps {
+        profile_tier_level: ptl,
+        chroma_format_idc: chroma as u8,
+        bit_depth_luma: 8 + luma as u8,
+        bit_depth_chroma: 8 + chroma_depth as u8,
+        width,
+        height,
+    })
+}
+
+/// The ISO 14496-15 `hvcC` (8.3.3.1) for one VPS, SPS and PPS, with 4-byte NAL lengths.
+pub fn hevc_decoder_configuration_record(vps: &[u8], sps: &[u8], pps: &[u8]) -> Result<Vec<u8>, Error> {
+    let s = parse_hevc_sps(sps)?;
+    let mut c = vec![1];
+    c.extend_from_slice(&s.profile_tier_level[..11]); // space/tier/idc, 32 + 48 flag bits
+    c.push(s.profile_tier_level[11]); // general_level_idc
+    c.extend_from_slice(&[0xf0, 0x00]); // min_spatial_segmentation_idc 0
+    c.push(0xfc); // parallelismType unknown
+    c.push(0xfc | s.chroma_format_idc);
+    c.push(0xf8 | (s.bit_depth_luma - 8));
+    c.push(0xf8 | (s.bit_depth_chroma - 8));
+    c.extend_from_slice(&[0, 0]); // avgFrameRate unknown
+                                  // constantFrameRate 0, numTemporalLayers 1, temporalIdNested 1, lengthSizeMinusOne 3.
+    c.push(0b0000_1111);
+    c.push(3);
+    for (t, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        let len = u16::try_from(nal.len()).map_err(|_| Error::TooLong(nal.len()))?;
+        c.push(0x80 | t); // array_completeness
+        c.extend_from_slice(&1u16.to_be_bytes());
+        c.extend_from_slice(&len.to_be_bytes());
+        c.extend_from_slice(nal);
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod hevc_tests {
+    use super::*;
+
+    /// The parameter sets FFmpeg's RTSP client put in its SDP for a libx265 320x240 stream.
+    const VPS: &str = "QAEMAf//AWAAAAMAkAAAAwAAAwA8lZgJ";
+    const SPS: &str = "QgEBAWAAAAMAkAAAAwAAAwA8oAoIDxZZWaSTK8BacIAAAAMAgAAADIQ=";
+    const PPS: &str = "RAHBcrRiQA==";
+
+    fn b64(s: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    #[test]
+    fn an_sps_gives_its_size_and_the_hvcc_its_profile() {
+        let sps = parse_hevc_sps(&b64(SPS)).unwrap();
+        assert_eq!((sps.width, sps.height, sps.chroma_format_idc, sps.bit_depth_luma), (320, 240, 1, 8));
+        // Main profile (1), level 2 (60 = 30 * 2).
+        assert_eq!((sps.profile_tier_level[0] & 0x1f, sps.profile_tier_level[11]), (1, 60));
+        let c = hevc_decoder_configuration_record(&b64(VPS), &b64(SPS), &b64(PPS)).unwrap();
+        assert_eq!((c[0], c[1] & 0x1f, c[12], c[21] & 3, c[22]), (1, 1, 60, 3, 3));
+    }
+
+    #[test]
+    fn aggregation_and_fragmentation_units_give_whole_nal_units() {
+        let mut d = Depacketizer::hevc();
+        // An AP with two NAL units (types 32 and 33), then an FU carrying an IDR (19) in 3 parts.
+        let mut ap = vec![48 << 1, 1];
+        for nal in [vec![32 << 1, 1, 0xaa], vec![33 << 1, 1, 0xbb, 0xcc]] {
+            ap.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            ap.extend(nal);
+        }
+        d.push(1, 100, false, &ap);
+        d.push(2, 100, false, &[49 << 1, 1, 0x80 | 19, 1, 2]);
+        d.push(3, 100, false, &[49 << 1, 1, 19, 3]);
+        d.push(4, 100, true, &[49 << 1, 1, 0x40 | 19, 4]);
+        let Some(Event::AccessUnit(au)) = d.pop() else { panic!("an access unit") };
+        assert_eq!(au.nals, vec![vec![64, 1, 0xaa], vec![66, 1, 0xbb, 0xcc], vec![19 << 1, 1, 1, 2, 3, 4]]);
+        assert!(au.keyframe);
+        assert_eq!(d.vps(), Some(&[64u8, 1, 0xaa][..]));
+        // A lost middle fragment drops the access unit.
+        d.push(5, 200, false, &[49 << 1, 1, 0x80 | 1, 1]);
+        d.push(7, 200, true, &[49 << 1, 1, 0x40 | 1, 3]);
+        assert!(matches!(d.pop(), Some(Event::Lost { rtp_ts: 200, .. })));
     }
 }
