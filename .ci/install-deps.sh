@@ -40,12 +40,12 @@ fi
 # src/vmi/registry.rs's tests write a registry hive with samba-libs' regf code and read it back
 # with hivexget (libhivex-bin): tests/data/registry/README.md. ffmpeg (with libx264 and its
 # RTMP client and listener) makes the media sessions of tests/analyze_rtmp.rs and is their oracle
-# (framemd5, ffprobe -count_frames).
+# (framemd5, ffprobe -count_frames); sip-tester (SIPp) places the SIP call of tests/analyze_sip.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
           e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin
-          ffmpeg)
+          ffmpeg sip-tester)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

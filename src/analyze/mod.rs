@@ -13,6 +13,7 @@ pub mod mpegts;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
+pub mod sip;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

@@ -3,10 +3,12 @@
 //!
 //! The flow layer hands a UDP flow's analyzer one datagram per `data` call. Until a protocol is
 //! recognised the datagrams are held (a few, bounded), then handed over in order; a flow that
-//! nothing recognises keeps only its CC and session IRI, as before.
+//! nothing recognises keeps only its CC and session IRI, as before. Recognised: MPEG-TS, SIP
+//! (whose SDP announces the RTP flows, claimed before detection), RTP.
 
 use super::mpegts::{self, MpegTsUdp};
 use super::rtp::Rtp;
+use super::sip::{self, Sip};
 use super::{Cx, StreamAnalyzer};
 use crate::media::rtp::SsrcTracker;
 use crate::record::{Close, Dir};
@@ -40,6 +42,9 @@ impl UdpDetect {
         let ts = self.held.iter().filter(|(_, _, d)| mpegts::is_ts(d)).count();
         if mpegts::is_ts(first) && (first.len() >= 2 * mpegts::PACKET || ts >= 2) {
             return Some(Box::<MpegTsUdp>::default());
+        }
+        if sip::looks_sip(first) {
+            return Some(Box::<Sip>::default());
         }
         if self.rtp.confirmed_ssrc().is_some() {
             return Some(Box::<Rtp>::default());

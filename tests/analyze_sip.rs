@@ -1,0 +1,96 @@
+//! A SIP call between real SIPp user agents (tests/media/sip-call.sh: two network namespaces,
+//! a veth pair, tcpdump on the callee's end), the caller streaming a tone as G.711 RTP to the
+//! port the callee's SDP answer named. Replayed through `tapir replay`.
+//!
+//! Oracles: tshark's SIP dissection (methods, statuses, Call-ID) and its RTP payloads; FFmpeg's
+//! u-law encoding of the tone. Needs root, sipp (sip-tester), ffmpeg, tcpdump, tshark.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const LIID: &str = "LIID-SIP";
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
+    let w = tempfile::tempdir().unwrap();
+    let tone = w.path().join("tone.wav");
+    let tone_s = tone.to_str().unwrap();
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=8000",
+            "-t",
+            "3",
+            "-c:a",
+            "pcm_mulaw",
+            "-y",
+            tone_s,
+        ],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/sip-call.sh");
+    let o = Command::new("bash").arg(script).arg(w.path()).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let pcap = w.path().join("cap.pcap");
+    let p = pcap.to_str().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+
+    // Signalling: tshark's messages, in order.
+    let want: Vec<String> = run(
+        "tshark",
+        &["-r", p, "-Y", "sip", "-T", "fields", "-e", "sip.Method", "-e", "sip.Status-Code", "-e", "sip.Call-ID"],
+    )
+    .lines()
+    .map(|l| l.split('\t').filter(|f| !f.is_empty()).collect::<Vec<_>>().join(" "))
+    .collect();
+    let sip: Vec<&Value> = iri.iter().filter(|r| r["event"] == "sip").collect();
+    let got: Vec<String> = sip
+        .iter()
+        .map(|r| {
+            let what = r["method"].as_str().map(String::from).unwrap_or_else(|| r["status"].to_string());
+            format!("{what} {}", r["call_id"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(want.iter().any(|m| m.starts_with("INVITE")) && want.iter().any(|m| m.starts_with("BYE")), "{want:?}");
+    let invite = sip.iter().find(|r| r["method"] == "INVITE").unwrap();
+    assert_eq!(invite["media"][0], "audio 198.51.100.7:7000 PCMU/8000");
+    let answer = sip.iter().find(|r| r["status"] == 200 && r["media"].is_array()).unwrap();
+    assert_eq!(answer["media"][0], "audio 198.51.100.10:6000 PCMU/8000");
+
+    // Media: the flow the SDP announced, its RTP payloads (tshark's) as the WAV's samples.
+    let payloads: Vec<u8> =
+        run("tshark", &["-r", p, "-d", "udp.port==6000,rtp", "-Y", "rtp", "-T", "fields", "-e", "rtp.payload"])
+            .lines()
+            .flat_map(|l| hex::decode(l.replace(':', "")).unwrap())
+            .collect();
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(objects[0]["protocol"], "rtp");
+    let wav = std::fs::read(root.join(LIID).join("objects").join(objects[0]["sha256"].as_str().unwrap())).unwrap();
+    assert!(wav[46..] == payloads[..], "the RTP payloads, in order");
+    // And what was sent is the tone (SIPp streams the WAV file's bytes after a 44-byte header).
+    let ulaw = w.path().join("tone.ul");
+    run("ffmpeg", &["-v", "error", "-i", tone_s, "-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
+    let tone = std::fs::read(&ulaw).unwrap();
+    assert!(wav[46..].windows(tone.len()).any(|win| win == &tone[..]), "the tone is in the recording");
+    let rtp = iri.iter().find(|r| r["event"] == "rtp").unwrap();
+    assert_eq!((rtp["codec"].as_str(), rtp["clock_rate_assumed"].as_bool()), (Some("pcm_mulaw"), Some(false)));
+    assert_eq!(rtp["stats"]["lost"], 0);
+}
