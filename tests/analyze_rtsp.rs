@@ -172,7 +172,7 @@ fn record(transport: &str) {
     let got = frames(&path(".aac"));
     assert!(got.len() > 250 && got[..] == want[..got.len()], "{} of {} AAC frames", got.len(), want.len());
 
-    let rtp: Vec<&Value> = iri.iter().filter(|r| r["event"] == "rtp").collect();
+    let rtp: Vec<&Value> = iri.iter().filter(|r| r["event"] == "rtp" && r["what"] == "stream-end").collect();
     let video = rtp.iter().find(|r| r["codec"] == "h264").unwrap();
     assert_eq!(video["clock_rate_assumed"], false, "the SDP said 90000");
     let m = &video["media"];
@@ -248,7 +248,7 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
     // IRI: the frames written; those known damaged plus the packets lost between frames
     // account for every frame left out; the packets lost are those tshark sees missing.
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
-    let video = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "h264").unwrap();
+    let video = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "h264").unwrap();
     let m = &video["media"];
     assert_eq!(m["frames"].as_u64(), Some(got.len() as u64));
     let left_out = (want.len() - got.len()) as u64;
@@ -338,7 +338,7 @@ fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
     );
     assert_eq!(probe.trim(), "opus,48000,2");
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
-    let opus = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "opus").unwrap();
+    let opus = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "opus").unwrap();
     assert_eq!((opus["clock_rate"].as_u64(), opus["media"]["frames"].as_u64()), (Some(48000), Some(want.len() as u64)));
 }
 
@@ -393,7 +393,7 @@ fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
     );
     assert_eq!(probe.trim(), "hevc,320,240");
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
-    let v = iri.iter().find(|r| r["event"] == "rtp" && r["codec"] == "hevc").unwrap();
+    let v = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "hevc").unwrap();
     let m = &v["media"];
     assert_eq!(
         (m["width"].as_u64(), m["height"].as_u64(), m["frames"].as_u64(), m["keyframes"].as_u64()),

@@ -90,7 +90,7 @@ fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
     run("ffmpeg", &["-v", "error", "-i", tone_s, "-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
     let tone = std::fs::read(&ulaw).unwrap();
     assert!(wav[46..].windows(tone.len()).any(|win| win == &tone[..]), "the tone is in the recording");
-    let rtp = iri.iter().find(|r| r["event"] == "rtp").unwrap();
+    let rtp = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end").unwrap();
     assert_eq!((rtp["codec"].as_str(), rtp["clock_rate_assumed"].as_bool()), (Some("pcm_mulaw"), Some(false)));
     assert_eq!(rtp["stats"]["lost"], 0);
 }

@@ -73,10 +73,11 @@ struct Case {
 }
 
 impl Case {
+    /// The stream-end records of `event` (each stream also has a stream-begin).
     fn iri(&self, event: &str) -> Vec<Value> {
         common::json_lines(&self.root.join(LIID).join("iri.jsonl"))
             .into_iter()
-            .filter(|r| r["event"] == event)
+            .filter(|r| r["event"] == event && r["what"] == "stream-end")
             .collect()
     }
     fn object(&self, protocol: &str) -> (Value, PathBuf) {
@@ -338,6 +339,14 @@ fn g711_over_rtp_becomes_a_wav_whose_lost_packets_are_silence() {
     let ev = case.iri("rtp");
     assert_eq!(ev.len(), 1, "{ev:?}");
     let e = &ev[0];
+    // Said when the stream started too, long before its end.
+    let begins: Vec<Value> = common::json_lines(&case.root.join(LIID).join("iri.jsonl"))
+        .into_iter()
+        .filter(|r| r["event"] == "rtp" && r["what"] == "stream-begin")
+        .collect();
+    assert_eq!(begins.len(), 1);
+    assert_eq!((begins[0]["ssrc"].clone(), begins[0]["codec"].as_str()), (e["ssrc"].clone(), Some("pcm_mulaw")));
+    assert!(begins[0]["ts"].as_str() < e["ts"].as_str(), "{} then {}", begins[0]["ts"], e["ts"]);
     assert_eq!(
         (e["payload_type"].as_u64(), e["codec"].as_str(), e["clock_rate"].as_u64()),
         (Some(0), Some("pcm_mulaw"), Some(8000))

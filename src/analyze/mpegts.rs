@@ -219,8 +219,14 @@ pub struct MpegTsUdp {
 
 impl StreamAnalyzer for MpegTsUdp {
     fn data(&mut self, dir: Dir, _offset: u64, bytes: &[u8], cx: &mut Cx) {
-        let w = self.writers[dir.index()].get_or_insert_with(|| TsWriter::open("udp", dir, cx));
-        w.packets(bytes, cx);
+        if self.writers[dir.index()].is_none() {
+            let w = TsWriter::open("udp", dir, cx);
+            cx.emit_app(cx.cin, "mpegts", TsEvent { what: "stream-begin", media: w.facts.clone() });
+            self.writers[dir.index()] = Some(w);
+        }
+        if let Some(w) = self.writers[dir.index()].as_mut() {
+            w.packets(bytes, cx);
+        }
     }
 
     fn gap(&mut self, _dir: Dir, _offset: u64, _len: u64, _cx: &mut Cx) {}

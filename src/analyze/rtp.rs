@@ -55,7 +55,9 @@ pub struct RtpEvent {
     pub clock_rate: u32,
     /// The clock rate is a guess (dynamic payload type, no SDP).
     pub clock_rate_assumed: bool,
-    pub stats: Stats,
+    /// At the stream's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<RtpMedia>,
     /// Why there is no file, when a codec was known.
@@ -316,6 +318,24 @@ impl Rtp {
                 return;
             }
             let s = self.open(dir, &p, cx);
+            // Said at once: a call or a stream can last hours before its end is reported.
+            cx.emit_app(
+                cx.cin,
+                "rtp",
+                RtpEvent {
+                    what: "stream-begin",
+                    direction: dir,
+                    ssrc: p.ssrc(),
+                    payload_type: s.payload_type,
+                    codec: s.codec,
+                    clock_rate: s.clock_rate,
+                    clock_rate_assumed: s.assumed,
+                    stats: None,
+                    media: None,
+                    note: None,
+                    refused_ssrc_packets: 0,
+                },
+            );
             self.sides[dir.index()].ssrcs.insert(p.ssrc(), s);
         }
         let side = &mut self.sides[dir.index()];
@@ -527,7 +547,7 @@ impl Rtp {
                         codec: s.codec,
                         clock_rate: s.clock_rate,
                         clock_rate_assumed: s.assumed,
-                        stats,
+                        stats: Some(stats),
                         media,
                         note,
                         refused_ssrc_packets: refused,
@@ -781,9 +801,16 @@ mod tests {
         }
         h.close(&mut a, Close::Fin);
         assert_eq!(h.sink.objects.len(), MAX_SSRCS, "one WAV per SSRC followed, no more");
-        let events: Vec<_> = h.sink.iri.iter().filter(|r| matches!(r.event, crate::record::IriEvent::App(_))).collect();
-        assert_eq!(events.len(), MAX_SSRCS);
-        let json = serde_json::to_value(events[0]).unwrap();
-        assert_eq!(json["refused_ssrc_packets"], 10_000 - MAX_SSRCS as u64, "{json}");
+        let events: Vec<serde_json::Value> = h
+            .sink
+            .iri
+            .iter()
+            .filter(|r| matches!(r.event, crate::record::IriEvent::App(_)))
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        let count = |what: &str| events.iter().filter(|e| e["what"] == what).count();
+        assert_eq!((count("stream-begin"), count("stream-end")), (MAX_SSRCS, MAX_SSRCS));
+        let end = events.iter().find(|e| e["what"] == "stream-end").unwrap();
+        assert_eq!(end["refused_ssrc_packets"], 10_000 - MAX_SSRCS as u64, "{end}");
     }
 }
