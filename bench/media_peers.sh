@@ -56,7 +56,7 @@ for s in rtmp rtsp; do
     peer "tshark -z rtp,streams" 'grep -c 198.51.100.7 | sed "s/$/ RTP streams/"' tshark -r "$cap" -q -z rtp,streams
     # The parameter sets GStreamer must be told: from the ANNOUNCE in the capture.
     sprop=$(grep -aoE 'sprop-parameter-sets=[A-Za-z0-9+/=,]+' "$cap" | head -1 | cut -d= -f2-)
-    peer "gst pcapparse→mkv" 'true' gst-launch-1.0 -q filesrc location="$cap" ! pcapparse dst-port=5000 ! \
+    peer "gst pcapparse→mkv" 'true' gst-launch-1.0 -q -e filesrc location="$cap" ! pcapparse dst-port=5000 ! \
       "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,sprop-parameter-sets=(string)\"$sprop\"" ! \
       rtph264depay ! h264parse ! matroskamux ! filesink location="$WORK/gst.mkv"
     echo "    gst file: $(ffprobe -v error -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$WORK/gst.mkv" 2>&1 | head -1) frames"
