@@ -12,88 +12,18 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::media::{make_clip, packet_md5s, replay_sender, run, session as session_script};
 use serde_json::Value;
 
 const KEY: &str = "sk_live_9f8e7d6c5b4a";
 const LIID: &str = "LIID-RTMP";
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A 6 s, 25 fps, 320x240 H.264 clip with AAC audio, made by FFmpeg.
-fn make_clip(work: &Path) {
-    let src = work.join("src.mp4");
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-            "-y",
-            src.to_str().unwrap(),
-        ],
-    );
-}
-
 /// One RTMP session of `mode` captured into WORK/cap.pcap.
 fn session(mode: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     make_clip(d.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtmp-session.sh");
-    let o = Command::new("bash").arg(script).arg(d.path()).arg(mode).arg(KEY).output().unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    session_script("rtmp-session.sh", &[d.path().to_str().unwrap(), mode, KEY], &[]);
     d
-}
-
-/// Per-packet MD5s of stream `which` (`v` or `a`) of a media file, as FFmpeg reads it.
-fn packet_md5s(file: &Path, which: &str) -> Vec<String> {
-    let out = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-i",
-            file.to_str().unwrap(),
-            "-map",
-            &format!("0:{which}"),
-            "-c",
-            "copy",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-    );
-    // stream, dts, pts, duration, size, hash[, side data]
-    out.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(',').nth(5))
-        .map(|s| s.trim().to_string())
-        .collect()
 }
 
 /// `ffprobe -count_frames`: (codec, frames decoded) per stream, video first.
@@ -143,9 +73,7 @@ impl Case {
 }
 
 fn replay(pcap: &Path) -> Case {
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], pcap, &root, &[]);
+    let (d, root) = replay_sender(pcap, LIID);
     Case { _dir: d, root }
 }
 

@@ -9,77 +9,65 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::media::{make_clip, md5s, packet_md5s, picture_md5s, replay_sender, run};
 use serde_json::Value;
 
 const LIID: &str = "LIID-RTSP";
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// An RTSP RECORD of WORK/src.mp4 (tests/media/rtsp-session.sh over `transport`, with `env`),
+/// replayed under one warrant on the client.
+struct Recorded {
+    work: tempfile::TempDir,
+    _case: tempfile::TempDir,
+    root: PathBuf,
 }
 
-/// A 6 s, 25 fps, 320x240 H.264 clip with AAC audio, made by FFmpeg.
-fn make_clip(work: &Path) {
-    let src = work.join("src.mp4");
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-            "-y",
-            src.to_str().unwrap(),
-        ],
-    );
+fn recorded(work: tempfile::TempDir, transport: &str, env: &[(&str, &str)]) -> Recorded {
+    common::media::session("rtsp-session.sh", &[work.path().to_str().unwrap(), transport], env);
+    let (case, root) = replay_sender(&work.path().join("cap.pcap"), LIID);
+    Recorded { work, _case: case, root }
 }
 
-/// The fifth field (the MD5) of each framemd5 line of `args`' output.
-fn md5s(args: &[&str]) -> Vec<String> {
-    run("ffmpeg", args)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(',').nth(5))
-        .map(|s| s.trim().to_string())
-        .collect()
+impl Recorded {
+    fn pcap(&self) -> PathBuf {
+        self.work.path().join("cap.pcap")
+    }
+    fn src(&self) -> PathBuf {
+        self.work.path().join("src.mp4")
+    }
+    fn iri(&self) -> Vec<Value> {
+        common::json_lines(&self.root.join(LIID).join("iri.jsonl"))
+    }
+    fn objects(&self) -> Vec<Value> {
+        common::json_lines(&self.root.join(LIID).join("objects.jsonl"))
+    }
+    /// The file of the stream object whose name ends in `ext`.
+    fn file(&self, ext: &str) -> PathBuf {
+        let objects = self.objects();
+        let o = objects
+            .iter()
+            .find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(ext)))
+            .unwrap_or_else(|| panic!("no {ext}: {objects:?}"));
+        assert_eq!((o["kind"].as_str(), o["protocol"].as_str()), (Some("stream"), Some("rtp")));
+        self.root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
+    }
+}
+
+/// A work directory holding the test clip.
+fn with_clip() -> tempfile::TempDir {
+    let w = tempfile::tempdir().unwrap();
+    make_clip(w.path());
+    w
 }
 
 fn record(transport: &str) {
-    let w = tempfile::tempdir().unwrap();
-    make_clip(w.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
-    let o = Command::new("bash").arg(script).arg(w.path()).arg(transport).output().unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let pcap = w.path().join("cap.pcap");
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
-    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
-    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+    let r = recorded(with_clip(), transport, &[]);
+    let pcap = r.pcap();
+    let root = &r.root;
+    let w = &r.work;
+    let iri = r.iri();
+    let objects = r.objects();
 
     // Signalling: every request tshark sees, answered 200, in order.
     let requests: Vec<String> =
@@ -121,7 +109,7 @@ fn record(transport: &str) {
         root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
     };
     let src = w.path().join("src.mp4");
-    let pictures = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
+    let pictures = |f: &Path| picture_md5s(f);
     let want = pictures(&src);
     assert_eq!(want.len(), 150);
     let mkv = path(".mkv");
@@ -144,9 +132,7 @@ fn record(transport: &str) {
         )
     };
     assert_eq!(times(&mkv), times(&src));
-    let packets = |f: &Path| {
-        md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
-    };
+    let packets = |f: &Path| packet_md5s(f, "v");
     assert!(packets(&mkv) == packets(&src), "the source's H.264 packets");
     // AAC as ADTS frames: FFmpeg's own ADTS framing of the source's packets.
     let adts = w.path().join("ref.aac");
@@ -197,25 +183,10 @@ fn rtsp_record_with_rtp_interleaved_in_the_connection() {
 fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
     // The client's link drops every 12th video RTP packet from the 6th (the listener gives the
     // first stream server ports 5000-5001).
-    let w = tempfile::tempdir().unwrap();
-    make_clip(w.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
-    let o = Command::new("bash")
-        .env("NFT_DROP", "udp dport 5000 numgen inc mod 12 == 5")
-        .arg(script)
-        .arg(w.path())
-        .arg("udp")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let pcap = w.path().join("cap.pcap");
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
-    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
-    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
-    let mkv = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
-    let src = w.path().join("src.mp4");
+    let r = recorded(with_clip(), "udp", &[("NFT_DROP", "udp dport 5000 numgen inc mod 12 == 5")]);
+    let pcap = r.pcap();
+    let mkv = r.file(".mkv");
+    let src = r.src();
     // (packet MD5, presentation time) of each H.264 packet.
     let packets = |f: &Path| -> Vec<(String, String)> {
         let out = run(
@@ -233,8 +204,7 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
             ],
         );
         let times: Vec<String> = out.lines().map(String::from).collect();
-        let sums =
-            md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"]);
+        let sums = packet_md5s(f, "v");
         sums.into_iter().zip(times).collect()
     };
     let want = packets(&src);
@@ -247,7 +217,7 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
     }
     // IRI: the frames written; those known damaged plus the packets lost between frames
     // account for every frame left out; the packets lost are those tshark sees missing.
-    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let iri = r.iri();
     let video = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "h264").unwrap();
     let m = &video["media"];
     assert_eq!(m["frames"].as_u64(), Some(got.len() as u64));
@@ -283,23 +253,9 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
 fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
     // The client encodes the audio to Opus on the way (libopus, 48 kb/s); FFmpeg's own encoding
     // of the same source with the same options is the reference (libopus is deterministic).
-    let w = tempfile::tempdir().unwrap();
-    make_clip(w.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
-    let o = Command::new("bash")
-        .env("CODEC_ARGS", "-c:v copy -c:a libopus -b:a 48k")
-        .arg(script)
-        .arg(w.path())
-        .arg("udp")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &w.path().join("cap.pcap"), &root, &[]);
-    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
-    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mka"))).unwrap();
-    let mka = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
+    let r = recorded(with_clip(), "udp", &[("CODEC_ARGS", "-c:v copy -c:a libopus -b:a 48k")]);
+    let w = &r.work;
+    let mka = r.file(".mka");
     let reference = w.path().join("ref.mka");
     let src = w.path().join("src.mp4");
     run(
@@ -337,7 +293,7 @@ fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
         ],
     );
     assert_eq!(probe.trim(), "opus,48000,2");
-    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let iri = r.iri();
     let opus = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "opus").unwrap();
     assert_eq!((opus["clock_rate"].as_u64(), opus["media"]["frames"].as_u64()), (Some(48000), Some(want.len() as u64)));
 }
@@ -346,8 +302,7 @@ fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
 fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
     // The clip re-encoded to H.265 (libx265), sent as is: the VPS/SPS/PPS only in the SDP
     // (sprop-vps, sprop-sps, sprop-pps).
-    let w = tempfile::tempdir().unwrap();
-    make_clip(w.path());
+    let w = with_clip();
     let h264 = w.path().join("h264.mp4");
     std::fs::rename(w.path().join("src.mp4"), &h264).unwrap();
     let src = w.path().join("src.mp4");
@@ -370,19 +325,10 @@ fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
             src.to_str().unwrap(),
         ],
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/rtsp-session.sh");
-    let o = Command::new("bash").arg(script).arg(w.path()).arg("udp").output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &w.path().join("cap.pcap"), &root, &[]);
-    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
-    let o = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
-    let mkv = root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap());
-    let packets = |f: &Path| {
-        md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
-    };
-    let pictures = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
+    let r = recorded(w, "udp", &[]);
+    let mkv = r.file(".mkv");
+    let packets = |f: &Path| packet_md5s(f, "v");
+    let pictures = |f: &Path| picture_md5s(f);
     let want = packets(&src);
     assert_eq!(want.len(), 150);
     assert!(packets(&mkv) == want, "the source's H.265 packets");
@@ -392,7 +338,7 @@ fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
         &["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", mkv.to_str().unwrap()],
     );
     assert_eq!(probe.trim(), "hevc,320,240");
-    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let iri = r.iri();
     let v = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "hevc").unwrap();
     let m = &v["media"];
     assert_eq!(

@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::media::{replay_sender, run};
 use serde_json::Value;
 
 const LIID: &str = "LIID-SIP";
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
@@ -41,14 +34,10 @@ fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
             tone_s,
         ],
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/sip-call.sh");
-    let o = Command::new("bash").arg(script).arg(w.path()).output().unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], &[]);
     let pcap = w.path().join("cap.pcap");
     let p = pcap.to_str().unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], &pcap, &root, &[]);
+    let (_case, root) = replay_sender(&pcap, LIID);
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
 
     // Signalling: tshark's messages, in order.

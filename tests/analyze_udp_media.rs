@@ -10,61 +10,52 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::media::{make_clip, packet_md5s, picture_md5s, replay_sender, run};
 use serde_json::Value;
 
 const LIID: &str = "LIID-MEDIA";
-
-fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
-}
-
-/// A 6 s, 25 fps, 320x240 H.264 clip with AAC audio, made by FFmpeg.
-fn make_clip(work: &Path) {
-    let src = work.join("src.mp4");
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            "6",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-            "-y",
-            src.to_str().unwrap(),
-        ],
-    );
-}
 
 /// Runs `sender` (an FFmpeg command line, in WORK) through tests/media/udp-session.sh.
 fn session(sender: &[&str]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     make_clip(d.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/udp-session.sh");
-    let o = Command::new("bash").arg(script).arg(d.path()).args(sender).output().unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let mut args = vec![d.path().to_str().unwrap()];
+    args.extend(sender);
+    common::media::session("udp-session.sh", &args, &[]);
     d
+}
+
+/// A 4 s 440 Hz tone sent by FFmpeg as G.711 u-law RTP in 160-sample packets to port 5004
+/// (`drop`: an nftables expression the sender's link drops), and FFmpeg's own u-law encoding
+/// of the same tone (WORK/src.ul), the oracle.
+fn g711_session(drop: Option<&str>) -> (tempfile::TempDir, Vec<u8>) {
+    let d = tempfile::tempdir().unwrap();
+    let work = d.path().to_str().unwrap();
+    let tone = [
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "4",
+        "-af",
+        "asetnsamples=n=160",
+        "-c:a",
+        "pcm_mulaw",
+    ];
+    let mut args = vec![work, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"];
+    args.extend(tone);
+    args.extend(["-f", "rtp", "rtp://198.51.100.10:5004"]);
+    let env: Vec<(&str, &str)> = drop.map(|e| ("NFT_DROP", e)).into_iter().collect();
+    common::media::session("udp-session.sh", &args, &env);
+    let ulaw = d.path().join("src.ul");
+    let mut args = vec!["-v", "error"];
+    args.extend(tone);
+    args.extend(["-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
+    run("ffmpeg", &args);
+    let source = std::fs::read(&ulaw).unwrap();
+    assert_eq!(source.len(), 32000);
+    (d, source)
 }
 
 struct Case {
@@ -92,9 +83,7 @@ impl Case {
 }
 
 fn replay(pcap: &Path) -> Case {
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("case");
-    common::replay_one_warrant(d.path(), LIID, &["ipv4:198.51.100.7"], pcap, &root, &[]);
+    let (d, root) = replay_sender(pcap, LIID);
     Case { _dir: d, root }
 }
 
@@ -115,7 +104,7 @@ fn probe_frames(file: &Path) -> Vec<String> {
     );
     // A transport stream's streams are listed again under its program: once each.
     let mut v: Vec<String> = Vec::new();
-    for l in String::from_utf8_lossy(&out).lines().map(|l| l.trim_end_matches(',')).filter(|l| !l.is_empty()) {
+    for l in out.lines().map(|l| l.trim_end_matches(',')).filter(|l| !l.is_empty()) {
         if !v.iter().any(|x| x == l) {
             v.push(l.to_string());
         }
@@ -189,11 +178,10 @@ fn mpeg_ts_over_udp_is_written_as_the_muxer_wrote_it_and_loss_shows() {
     assert_eq!(m["continuity_errors"], 0);
     assert_eq!(m["packets"].as_u64(), Some(std::fs::metadata(&reference).unwrap().len() / 188));
     // The PIDs and codecs ffprobe reads from the same stream.
-    let streams = String::from_utf8(run(
+    let streams = run(
         "ffprobe",
         &["-v", "error", "-show_entries", "stream=id,codec_name", "-of", "csv=p=0", reference.to_str().unwrap()],
-    ))
-    .unwrap();
+    );
     let mut want: Vec<String> = Vec::new();
     for l in streams.lines().filter(|l| !l.is_empty()) {
         if !want.iter().any(|x| x == l) {
@@ -214,9 +202,7 @@ fn mpeg_ts_over_udp_is_written_as_the_muxer_wrote_it_and_loss_shows() {
     // payloads of the frames left), and its continuity breaks are what IRI counts.
     let holed = w.path().join("holed.pcap");
     run("editcap", &[pcap.to_str().unwrap(), holed.to_str().unwrap(), "-d", "5", "15", "25", "35", "45", "55", "65"]);
-    let payloads =
-        String::from_utf8(run("tshark", &["-r", holed.to_str().unwrap(), "-T", "fields", "-e", "udp.payload"]))
-            .unwrap();
+    let payloads = run("tshark", &["-r", holed.to_str().unwrap(), "-T", "fields", "-e", "udp.payload"]);
     let seen: Vec<u8> = payloads.lines().flat_map(|l| hex::decode(l.replace(':', "")).unwrap()).collect();
     let case = replay(&holed);
     let (_, ts) = case.object("udp");
@@ -244,7 +230,7 @@ fn tshark_rtp_seqs(pcap: &Path, port: u16) -> Vec<u32> {
             "rtp.seq",
         ],
     );
-    String::from_utf8(out).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect()
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
 }
 
 /// tshark's RTP stream analysis of `port`: (packets, lost, max jitter ms).
@@ -253,8 +239,7 @@ fn tshark_rtp_stream(pcap: &Path, port: u16) -> (u64, u64, f64) {
         "tshark",
         &["-r", pcap.to_str().unwrap(), "-d", &format!("udp.port=={port},rtp"), "-q", "-z", "rtp,streams"],
     );
-    let text = String::from_utf8(out).unwrap();
-    let row = text.lines().find(|l| l.contains("198.51.100.7")).unwrap_or_else(|| panic!("{text}"));
+    let row = out.lines().find(|l| l.contains("198.51.100.7")).unwrap_or_else(|| panic!("{out}"));
     // ... SSRC Payload Pkts Lost (pct) MinDelta MeanDelta MaxDelta MinJitter MeanJitter MaxJitter [X]
     let f: Vec<&str> = row.split_whitespace().collect();
     let payload = f.iter().position(|x| x.starts_with("0x")).unwrap() + 1;
@@ -267,39 +252,8 @@ fn tshark_rtp_stream(pcap: &Path, port: u16) -> (u64, u64, f64) {
 #[test]
 fn g711_over_rtp_becomes_a_wav_whose_lost_packets_are_silence() {
     // 20 ms packets (160 samples); the sender's link drops every 50th from the 8th: 2%.
-    let d = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/udp-session.sh");
-    let tone = [
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=8000",
-        "-t",
-        "4",
-        "-af",
-        "asetnsamples=n=160",
-        "-c:a",
-        "pcm_mulaw",
-    ];
-    let o = Command::new("bash")
-        .env("NFT_DROP", "udp dport 5004 numgen inc mod 50 == 7")
-        .arg(script)
-        .arg(d.path())
-        .args(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(tone)
-        .args(["-f", "rtp", "rtp://198.51.100.10:5004"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (d, source) = g711_session(Some("udp dport 5004 numgen inc mod 50 == 7"));
     let pcap = d.path().join("cap.pcap");
-    // The source: the same tone through the same encoder, as raw u-law.
-    let ulaw = d.path().join("src.ul");
-    let mut args = vec!["-v", "error"];
-    args.extend(tone);
-    args.extend(["-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
-    run("ffmpeg", &args);
-    let source = std::fs::read(&ulaw).unwrap();
-    assert_eq!(source.len(), 32000);
 
     let seqs = tshark_rtp_seqs(&pcap, 5004);
     let first = seqs[0];
@@ -321,7 +275,7 @@ fn g711_over_rtp_becomes_a_wav_whose_lost_packets_are_silence() {
             assert_eq!(got, want, "packet {i}");
         }
     }
-    let probe = String::from_utf8(run(
+    let probe = run(
         "ffprobe",
         &[
             "-v",
@@ -332,8 +286,7 @@ fn g711_over_rtp_becomes_a_wav_whose_lost_packets_are_silence() {
             "csv=p=0",
             wav.to_str().unwrap(),
         ],
-    ))
-    .unwrap();
+    );
     assert_eq!(probe.split_whitespace().collect::<Vec<_>>(), ["pcm_mulaw,8000", "4.000000"]);
 
     let ev = case.iri("rtp");
@@ -403,35 +356,14 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
         case.root.join(LIID).join("objects").join(o["sha256"].as_str().unwrap())
     };
     // Decoded frame by decoded frame, the source's pictures (framemd5 of decoded video).
-    let decoded = |f: &Path| -> Vec<String> {
-        let out = run("ffmpeg", &["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"]);
-        String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(',').nth(5))
-            .map(|s| s.trim().to_string())
-            .collect()
-    };
+    let decoded = |f: &Path| picture_md5s(f);
     let h264 = path(".mkv");
     let want = decoded(&src);
     assert_eq!(want.len(), 150);
     assert!(decoded(&h264) == want, "tapir's H.264 decodes to the source's 150 pictures");
     // The audio: every AAC packet of the source, from the transport stream.
     let ts = path("-mpegts.ts");
-    let packets = |f: &Path| -> Vec<String> {
-        let out = run(
-            "ffmpeg",
-            &["-v", "error", "-i", f.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "framemd5", "-"],
-        );
-        String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(',').nth(5))
-            .map(|s| s.trim().to_string())
-            .collect()
-    };
+    let packets = |f: &Path| packet_md5s(f, "a");
     // The TS muxer frames AAC as ADTS: the reference is FFmpeg's own TS of the source's audio.
     let reference = w.path().join("audio.ts");
     run(
@@ -456,7 +388,7 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
     // FFmpeg's rtp_mpegts does not send all its TS muxer holds at the end: the
     // file is what the wire carried (tshark's RTP payloads), and that is the source's packets
     // up to there.
-    let wire = String::from_utf8(run(
+    let wire = run(
         "tshark",
         &[
             "-r",
@@ -470,8 +402,7 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
             "-e",
             "rtp.payload",
         ],
-    ))
-    .unwrap();
+    );
     let wire: Vec<u8> = wire.lines().flat_map(|l| hex::decode(l.replace(':', "")).unwrap()).collect();
     assert!(std::fs::read(&ts).unwrap() == wire, "the RTP payloads tshark reads, in order");
     // (The last one is cut where the sender stopped.)
@@ -522,43 +453,14 @@ open(dst, 'wb').write(data[:24] + b''.join(recs))
 
 #[test]
 fn reordered_rtp_is_put_back_in_sequence() {
-    let d = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/udp-session.sh");
-    let tone = [
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=8000",
-        "-t",
-        "4",
-        "-af",
-        "asetnsamples=n=160",
-        "-c:a",
-        "pcm_mulaw",
-    ];
-    let o = Command::new("bash")
-        .arg(script)
-        .arg(d.path())
-        .args(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-        .args(tone)
-        .args(["-f", "rtp", "rtp://198.51.100.10:5004"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ulaw = d.path().join("src.ul");
-    let mut args = vec!["-v", "error"];
-    args.extend(tone);
-    args.extend(["-f", "mulaw", "-y", ulaw.to_str().unwrap()]);
-    run("ffmpeg", &args);
-    let source = std::fs::read(&ulaw).unwrap();
+    let (d, source) = g711_session(None);
 
     // Swap 7 pairs of adjacent RTP packets, and move one packet two places later.
     let pcap = d.path().join("cap.pcap");
-    let rtp_frames: Vec<usize> = String::from_utf8(run(
+    let rtp_frames: Vec<usize> = run(
         "tshark",
         &["-r", pcap.to_str().unwrap(), "-Y", "udp.dstport == 5004", "-T", "fields", "-e", "frame.number"],
-    ))
-    .unwrap()
+    )
     .lines()
     .map(|l| l.parse::<usize>().unwrap() - 1)
     .collect();

@@ -407,27 +407,9 @@ impl Depacketizer {
 
     fn fu_hevc(&mut self, header: [u8; 2], rest: &[u8]) -> Result<(), LossReason> {
         let Some((&fu, data)) = rest.split_first() else { return Err(LossReason::Malformed) };
-        let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
-        let p = self.pending.as_mut().ok_or(LossReason::BrokenFragment)?;
-        if start {
-            if p.fragment.is_some() {
-                p.fragment = None;
-                return Err(LossReason::BrokenFragment);
-            }
-            // The NAL header: F and layer id from the payload header, the type from the FU header.
-            p.fragment = Some(vec![(header[0] & 0x81) | (fu & 0x3f) << 1, header[1]]);
-        }
-        let Some(fragment) = p.fragment.as_mut() else { return Err(LossReason::BrokenFragment) };
-        if p.bytes + fragment.len() + data.len() > MAX_ACCESS_UNIT_BYTES {
-            p.fragment = None;
-            return Err(LossReason::TooLarge);
-        }
-        fragment.extend_from_slice(data);
-        if end {
-            let nal = p.fragment.take().unwrap_or_default();
-            return self.add_nal(&nal);
-        }
-        Ok(())
+        // The NAL header: F and layer id from the payload header, the type from the FU header.
+        let nal_header = [(header[0] & 0x81) | (fu & 0x3f) << 1, header[1]];
+        self.fragment(fu & 0x80 != 0, fu & 0x40 != 0, &nal_header, data)
     }
 
     fn stap_a(&mut self, mut rest: &[u8]) -> Result<(), LossReason> {
@@ -445,15 +427,19 @@ impl Depacketizer {
 
     fn fu_a(&mut self, indicator: u8, rest: &[u8]) -> Result<(), LossReason> {
         let Some((&header, data)) = rest.split_first() else { return Err(LossReason::Malformed) };
-        let (start, end) = (header & 0x80 != 0, header & 0x40 != 0);
+        // The NAL header is rebuilt from the indicator's F and NRI and the FU header's type.
+        self.fragment(header & 0x80 != 0, header & 0x40 != 0, &[(indicator & 0xe0) | (header & 0x1f)], data)
+    }
+
+    /// One fragment of a NAL unit (FU-A, or H.265's FU): `nal_header` starts it when `start`.
+    fn fragment(&mut self, start: bool, end: bool, nal_header: &[u8], data: &[u8]) -> Result<(), LossReason> {
         let p = self.pending.as_mut().ok_or(LossReason::BrokenFragment)?;
         if start {
             if p.fragment.is_some() {
                 p.fragment = None;
                 return Err(LossReason::BrokenFragment);
             }
-            // The NAL header is rebuilt from the indicator's F and NRI and the FU header's type.
-            p.fragment = Some(vec![(indicator & 0xe0) | (header & 0x1f)]);
+            p.fragment = Some(nal_header.to_vec());
         }
         let Some(fragment) = p.fragment.as_mut() else { return Err(LossReason::BrokenFragment) };
         if p.bytes + fragment.len() + data.len() > MAX_ACCESS_UNIT_BYTES {

@@ -5,6 +5,8 @@
 // Every test binary that says `mod common;` compiles its own copy and uses only a subset.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -11,34 +11,8 @@
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log, WORK/receiver.log   (root)
 set -euo pipefail
 WORK=$1 TRANSPORT=$2
-NSP="trt$$-"
-VC="ttc$$" VS="tts$$"
-PIDS=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for ns in "${NSP}c" "${NSP}s"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-}
-trap cleanup EXIT
-ip netns add "${NSP}c"; ip netns add "${NSP}s"
-ip link add "$VC" type veth peer name "$VS"
-ip link set "$VC" netns "${NSP}c"; ip link set "$VS" netns "${NSP}s"
-ip netns exec "${NSP}c" ip addr add 198.51.100.7/24 dev "$VC"
-ip netns exec "${NSP}s" ip addr add 198.51.100.10/24 dev "$VS"
-for ns in c s; do ip netns exec "${NSP}$ns" ip link set lo up; done
-ip netns exec "${NSP}c" ip link set "$VC" up; ip netns exec "${NSP}s" ip link set "$VS" up
-ip netns exec "${NSP}c" ethtool -K "$VC" tso off gso off gro off >/dev/null 2>&1 || true
-ip netns exec "${NSP}s" ethtool -K "$VS" tso off gso off gro off >/dev/null 2>&1 || true
+source "$(dirname "$0")/netns.sh" rt
 
-if [[ -n ${NFT_DROP:-} ]]; then
-    # Loss on the client's link (netdev egress, silent to the sender): never captured.
-    ip netns exec "${NSP}c" nft add table netdev loss
-    ip netns exec "${NSP}c" nft add chain netdev loss out "{ type filter hook egress device $VC priority 0; }"
-    ip netns exec "${NSP}c" nft add rule netdev loss out "$NFT_DROP" drop
-fi
 ip netns exec "${NSP}s" tcpdump -i "$VS" --immediate-mode -B 16384 -w "$WORK/cap.pcap" -U ip \
     >"$WORK/tcpdump.log" 2>&1 & TCPD=$!; PIDS+=($TCPD)
 for _ in $(seq 100); do grep -qs "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done

@@ -8,23 +8,7 @@
 # writes WORK/cap.pcap, WORK/uac.xml, WORK/uas.log, WORK/uac.log, WORK/tcpdump.log
 set -euo pipefail
 WORK=$1
-NSP="tsi$$-"
-VC="tic$$" VS="tis$$"
-cleanup() {
-    set +e
-    for ns in "${NSP}c" "${NSP}s"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-}
-trap cleanup EXIT
-ip netns add "${NSP}c"; ip netns add "${NSP}s"
-ip link add "$VC" type veth peer name "$VS"
-ip link set "$VC" netns "${NSP}c"; ip link set "$VS" netns "${NSP}s"
-ip netns exec "${NSP}c" ip addr add 198.51.100.7/24 dev "$VC"
-ip netns exec "${NSP}s" ip addr add 198.51.100.10/24 dev "$VS"
-for ns in c s; do ip netns exec "${NSP}$ns" ip link set lo up; done
-ip netns exec "${NSP}c" ip link set "$VC" up; ip netns exec "${NSP}s" ip link set "$VS" up
+source "$(dirname "$0")/netns.sh" si
 
 # (sipp -sd exits with 99 after dumping the scenario.)
 { sipp -sd uac || [[ $? -eq 99 ]]; } | python3 -c '

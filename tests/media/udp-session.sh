@@ -5,36 +5,11 @@
 #
 # usage: udp-session.sh WORK CMD...    CMD runs in the sender's namespace (198.51.100.7), cwd WORK
 #   optional env NFT_DROP: an nftables expression (e.g. "udp dport 5004 numgen inc mod 50 == 7")
-#   whose packets the sender's output hook drops: lost before the capture point, as on a link.
+#   whose packets the sender's link drops (netns.sh): lost before the capture point.
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log   (root)
 set -euo pipefail
 WORK=$1; shift
-NSP="tud$$-"
-VC="tuc$$" VS="tus$$"
-PIDS=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for ns in "${NSP}c" "${NSP}s"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-}
-trap cleanup EXIT
-ip netns add "${NSP}c"; ip netns add "${NSP}s"
-ip link add "$VC" type veth peer name "$VS"
-ip link set "$VC" netns "${NSP}c"; ip link set "$VS" netns "${NSP}s"
-ip netns exec "${NSP}c" ip addr add 198.51.100.7/24 dev "$VC"
-ip netns exec "${NSP}s" ip addr add 198.51.100.10/24 dev "$VS"
-for ns in c s; do ip netns exec "${NSP}$ns" ip link set lo up; done
-ip netns exec "${NSP}c" ip link set "$VC" up; ip netns exec "${NSP}s" ip link set "$VS" up
-if [[ -n ${NFT_DROP:-} ]]; then
-    # Loss on the sender's link (netdev egress: a drop there is silent to a UDP sender, where
-    # the output hook would fail its send with EPERM): the capture never sees these packets.
-    ip netns exec "${NSP}c" nft add table netdev loss
-    ip netns exec "${NSP}c" nft add chain netdev loss out "{ type filter hook egress device $VC priority 0; }"
-    ip netns exec "${NSP}c" nft add rule netdev loss out "$NFT_DROP" drop
-fi
+source "$(dirname "$0")/netns.sh" ud
 for port in 5000 5001 5002 5003 5004 5005 5006 5007; do
     ip netns exec "${NSP}s" socat -u "UDP-RECV:$port,bind=198.51.100.10" /dev/null & PIDS+=($!)
 done

@@ -1,0 +1,103 @@
+//! Helpers of the media tests: FFmpeg's clip, FFmpeg's per-packet and per-picture MD5s, the
+//! session scripts of tests/media/, and a replay under one warrant on the sender (198.51.100.7).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `cmd`; panics with its stderr if it fails; returns its stdout.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Makes WORK/src.mp4: 6 s, 25 fps, 320x240 H.264 (libx264, a key frame every 25) with AAC.
+pub fn make_clip(work: &Path) {
+    let src = work.join("src.mp4");
+    run(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            "-y",
+            src.to_str().unwrap(),
+        ],
+    );
+}
+
+/// The MD5 column of FFmpeg's framemd5 for `args` (`-i FILE ... -f framemd5 -`): fields are
+/// stream, dts, pts, duration, size, hash, then any side data.
+pub fn md5s(args: &[&str]) -> Vec<String> {
+    run("ffmpeg", args)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+/// Per-packet MD5s (`-c copy`) of stream `which` (`v`, `a`) of `file`.
+pub fn packet_md5s(file: &Path, which: &str) -> Vec<String> {
+    md5s(&[
+        "-v",
+        "error",
+        "-i",
+        file.to_str().unwrap(),
+        "-map",
+        &format!("0:{which}"),
+        "-c",
+        "copy",
+        "-f",
+        "framemd5",
+        "-",
+    ])
+}
+
+/// Per-picture MD5s of `file`'s video, decoded.
+pub fn picture_md5s(file: &Path) -> Vec<String> {
+    md5s(&["-v", "error", "-i", file.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"])
+}
+
+/// Runs tests/media/`script` with `args` (and `env`), as root; panics with its output if it fails.
+pub fn session(script: &str, args: &[&str], env: &[(&str, &str)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media").join(script);
+    let o = Command::new("bash").arg(path).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `pcap` replayed under one iri+cc warrant `liid` on the sender; the case root (kept while
+/// the returned directory lives).
+pub fn replay_sender(pcap: &Path, liid: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("case");
+    super::replay_one_warrant(d.path(), liid, &["ipv4:198.51.100.7"], pcap, &root, &[]);
+    (d, root)
+}
