@@ -21,3 +21,21 @@ bench_run() {
   awk -v n="$name" -v t0="$t0" -v t1="$t1" -v p="$packets" -v b="$bytes" -v r="$(cat "$work/rss")" \
     'BEGIN { s = t1 - t0; printf "%-34s %8.2f s %12.0f packets/s %9.1f MB/s %9.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, r / 1024 }'
 }
+
+# bench_peer NAME SUMMARY COMMAND...: runs the command (10 minutes at most, output in
+# $WORK/out.txt) and prints its time, peak RSS and the first words of what SUMMARY (a shell
+# command reading that output) says; a failure is printed, not fatal.
+bench_peer() {
+  local name=$1 summary=$2; shift 2
+  sync
+  local t0 t1 rc=0
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$WORK/rss" timeout 600 "$@" > "$WORK/out.txt" 2> "$WORK/err.txt" || rc=$?
+  t1=$(date +%s.%N)
+  local said
+  said=$(bash -c "$summary" < "$WORK/out.txt" 2>&1 | head -c 200 | tr '\n' ' ') || true
+  [[ -s $WORK/out.txt ]] || said="(no output) $(tail -c 160 "$WORK/err.txt" | tr '\n' ' ')"
+  [[ $rc -eq 0 ]] || said="exit $rc: $(head -c 120 "$WORK/err.txt" | tr '\n' ' ') $said"
+  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v r="$(tail -1 "$WORK/rss")" -v s="$said" \
+    'BEGIN { printf "  %-26s %8.2f s %8.1f MB  %s\n", n, t1 - t0, r / 1024, s }'
+}

@@ -19,19 +19,7 @@ trap '[[ -n ${KEEP:-} ]] || rm -rf "$WORK" "$SHM"' EXIT
 cargo build --release --quiet --bin tapir
 TAPIR=$(pwd)/target/release/tapir
 
-peer() {
-  local name=$1 summary=$2; shift 2
-  sync
-  local t0 t1 rc=0
-  t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$WORK/rss" timeout 600 "$@" > "$WORK/out.txt" 2> "$WORK/err.txt" || rc=$?
-  t1=$(date +%s.%N)
-  local said
-  said=$(bash -c "$summary" < "$WORK/out.txt" 2>&1 | head -c 160 | tr '\n' ' ') || true
-  [[ $rc -eq 0 ]] || said="exit $rc: $(head -c 120 "$WORK/err.txt" | tr '\n' ' ') $said"
-  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v r="$(tail -1 "$WORK/rss")" -v s="$said" \
-    'BEGIN { printf "  %-26s %7.2f s %8.1f MB  %s\n", n, t1 - t0, r / 1024, s }'
-}
+source bench/lib.sh
 
 echo "clip: ${SECS} s 1280x720 25 fps H.264 (libx264 veryfast, ~3 Mb/s) + AAC"
 for s in rtmp rtsp; do mkdir -p "$WORK/$s"; done
@@ -50,19 +38,19 @@ for s in rtmp rtsp; do
   echo
   echo "$s: $(capinfos -c -s "$cap" | tail -2 | tr -s ' ' | tr '\n' ' ')"
   rm -rf "$WORK/case-$s" "$SHM/case-$s"
-  peer "tapir replay (disk)" "$TAPIR_SUM" "$TAPIR" replay "$cap" --warrants "$WORK/w.toml" --out "$WORK/case-$s"
-  peer "tapir replay (tmpfs)" "$TAPIR_SUM" "$TAPIR" replay "$SHM/$s.pcap" --warrants "$WORK/w.toml" --out "$SHM/case-$s"
+  bench_peer "tapir replay (disk)" "$TAPIR_SUM" "$TAPIR" replay "$cap" --warrants "$WORK/w.toml" --out "$WORK/case-$s"
+  bench_peer "tapir replay (tmpfs)" "$TAPIR_SUM" "$TAPIR" replay "$SHM/$s.pcap" --warrants "$WORK/w.toml" --out "$SHM/case-$s"
   if [[ $s == rtsp ]]; then
-    peer "tshark -z rtp,streams" 'grep -c 198.51.100.7 | sed "s/$/ RTP streams/"' tshark -r "$cap" -q -z rtp,streams
+    bench_peer "tshark -z rtp,streams" 'grep -c 198.51.100.7 | sed "s/$/ RTP streams/"' tshark -r "$cap" -q -z rtp,streams
     # The parameter sets GStreamer must be told: from the ANNOUNCE in the capture.
     sprop=$(grep -aoE 'sprop-parameter-sets=[A-Za-z0-9+/=,]+' "$cap" | head -1 | cut -d= -f2-)
-    peer "gst pcapparse→mkv" 'true' gst-launch-1.0 -q -e filesrc location="$cap" ! pcapparse dst-port=5000 ! \
+    bench_peer "gst pcapparse→mkv" 'true' gst-launch-1.0 -q -e filesrc location="$cap" ! pcapparse dst-port=5000 ! \
       "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,sprop-parameter-sets=(string)\"$sprop\"" ! \
       rtph264depay ! h264parse ! matroskamux ! filesink location="$WORK/gst.mkv"
     echo "    gst file: $(ffprobe -v error -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$WORK/gst.mkv" 2>&1 | head -1) frames"
   else
-    peer "tshark -z conv,tcp" 'grep -c "<->" | sed "s/$/ conversations/"' tshark -r "$cap" -q -z conv,tcp
-    peer "tcpflow" 'true' tcpflow -r "$cap" -o "$WORK/tcpflow-$s"
+    bench_peer "tshark -z conv,tcp" 'grep -c "<->" | sed "s/$/ conversations/"' tshark -r "$cap" -q -z conv,tcp
+    bench_peer "tcpflow" 'true' tcpflow -r "$cap" -o "$WORK/tcpflow-$s"
     client=$(ls -S "$WORK"/tcpflow-"$s"/*01935 | head -1)
     echo "    tcpflow: $(ls "$WORK/tcpflow-$s" | grep -vc report) stream files; ffprobe on the client's: $(ffprobe -v error "$client" 2>&1 | sed 's/.*: //' | head -1)"
   fi

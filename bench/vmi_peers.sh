@@ -21,22 +21,7 @@ trap 'umount "$WORK/mnt" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$WOR
 cargo build --release --quiet --bin tapir
 TAPIR=$(pwd)/target/release/tapir
 
-# One timed run: NAME, then the command; prints time, peak RSS and the first line of what
-# the summary command (SUMMARY, run on the output) says.
-peer() {
-  local name=$1 summary=$2; shift 2
-  sync
-  local t0 t1 rc=0
-  t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$WORK/rss" timeout 600 "$@" > "$WORK/out.txt" 2> "$WORK/err.txt" || rc=$?
-  t1=$(date +%s.%N)
-  local said
-  said=$(bash -c "$summary" < "$WORK/out.txt" 2>&1 | head -c 200 | tr '\n' ' ') || true
-  [[ -s $WORK/out.txt ]] || said="(no output) $(tail -c 160 "$WORK/err.txt" | tr '\n' ' ')"
-  [[ $rc -eq 0 ]] || said="exit $rc: $(head -c 120 "$WORK/err.txt" | tr '\n' ' ') $said"
-  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v r="$(tail -1 "$WORK/rss")" -v s="$said" \
-    'BEGIN { printf "  %-22s %8.2f s %8.1f MB  %s\n", n, t1 - t0, r / 1024, s }'
-}
+source bench/lib.sh
 
 TAPIR_SUM='python3 -c "import json,sys; r=json.load(sys.stdin); fs=r[\"filesystems\"]
 for f in fs:
@@ -50,13 +35,13 @@ FLS_SUM='wc -l | sed "s/$/ entries/"'
 all() {
   local img=$1 raw=${2:-}
   echo "$(basename "$img") ($(stat -c %s "$img") bytes)"
-  peer "tapir vmi inspect" "$TAPIR_SUM" "$TAPIR" vmi inspect --json "$img"
+  bench_peer "tapir vmi inspect" "$TAPIR_SUM" "$TAPIR" vmi inspect --json "$img"
   if command -v target-query >/dev/null; then
-    peer "dissect hostname,os" "$DISSECT_SUM" target-query -f hostname,os "$img"
-    peer "dissect users,cronjobs" "$DISSECT_RECORDS" target-query -s -f users,cronjobs "$img"
+    bench_peer "dissect hostname,os" "$DISSECT_SUM" target-query -f hostname,os "$img"
+    bench_peer "dissect users,cronjobs" "$DISSECT_RECORDS" target-query -s -f users,cronjobs "$img"
   fi
   if [[ -n $raw ]]; then
-    peer "fls -r (raw)" "$FLS_SUM" fls -r "$raw"
+    bench_peer "fls -r (raw)" "$FLS_SUM" fls -r "$raw"
   fi
 }
 
@@ -163,10 +148,10 @@ PY
 )
 for img in eib.qcow2 l1-past-end.qcow2 l1-self.qcow2 a.qcow2 bomb.qcow2; do
   echo "$img"
-  peer "tapir vmi inspect" "$TAPIR_SUM" "$TAPIR" vmi inspect --json "$h/$img"
-  peer "qemu-img check" "head -3" qemu-img check "$h/$img"
+  bench_peer "tapir vmi inspect" "$TAPIR_SUM" "$TAPIR" vmi inspect --json "$h/$img"
+  bench_peer "qemu-img check" "head -3" qemu-img check "$h/$img"
   if command -v target-query >/dev/null; then
-    peer "dissect hostname,os" "$DISSECT_SUM" target-query -f hostname,os "$h/$img"
+    bench_peer "dissect hostname,os" "$DISSECT_SUM" target-query -f hostname,os "$h/$img"
   fi
 done
 all "$h/cycle.raw" "$h/cycle.raw"

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::media::{make_clip, md5s, packet_md5s, picture_md5s, replay_sender, run};
+use common::media::{make_clip, md5s, packet_md5s, picture_md5s, replay_sender, run, video_packet_times};
 use serde_json::Value;
 
 const LIID: &str = "LIID-RTSP";
@@ -115,22 +115,7 @@ fn record(transport: &str) {
     let mkv = path(".mkv");
     assert!(pictures(&mkv) == want, "the source's 150 pictures");
     // At the source's times (RTP timestamps kept), and as the source's packets.
-    let times = |f: &Path| {
-        run(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "v",
-                "-show_entries",
-                "packet=pts_time",
-                "-of",
-                "csv=p=0",
-                f.to_str().unwrap(),
-            ],
-        )
-    };
+    let times = |f: &Path| video_packet_times(f);
     assert_eq!(times(&mkv), times(&src));
     let packets = |f: &Path| packet_md5s(f, "v");
     assert!(packets(&mkv) == packets(&src), "the source's H.264 packets");
@@ -189,21 +174,7 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
     let src = r.src();
     // (packet MD5, presentation time) of each H.264 packet.
     let packets = |f: &Path| -> Vec<(String, String)> {
-        let out = run(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "v",
-                "-show_entries",
-                "packet=pts_time",
-                "-of",
-                "csv=p=0",
-                f.to_str().unwrap(),
-            ],
-        );
-        let times: Vec<String> = out.lines().map(String::from).collect();
+        let times = video_packet_times(f);
         let sums = packet_md5s(f, "v");
         sums.into_iter().zip(times).collect()
     };

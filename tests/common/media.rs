@@ -81,6 +81,25 @@ pub fn picture_md5s(file: &Path) -> Vec<String> {
     md5s(&["-v", "error", "-i", file.to_str().unwrap(), "-map", "0:v", "-f", "framemd5", "-"])
 }
 
+/// The presentation time (ffprobe's `pts_time`, seconds) of each video packet of `file`.
+pub fn video_packet_times(file: &Path) -> Vec<String> {
+    let out = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            file.to_str().unwrap(),
+        ],
+    );
+    out.lines().map(String::from).collect()
+}
+
 /// Runs tests/media/`script` with `args` (and `env`), as root; panics with its output if it fails.
 pub fn session(script: &str, args: &[&str], env: &[(&str, &str)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media").join(script);
