@@ -1,14 +1,17 @@
-//! RTP (RFC 3550) without signalling: a UDP flow the [`udp`](super::udp) detector confirmed as
-//! RTP (one SSRC, advancing sequence numbers). Per SSRC, receive statistics (RFC 3550 A.1, A.3,
-//! A.8: packets, expected, lost, reordered, duplicates, jitter) and, where the payload tells its
-//! codec, a file a player opens:
-//! - payload type 33 (MPEG-TS, RFC 2250): the transport stream, as [`mpegts`](super::mpegts)
-//!   writes it;
-//! - payload types 0 and 8 (G.711 u-law, A-law): a WAV file; a lost packet becomes silence of
+//! RTP (RFC 3550): a UDP flow the [`udp`](super::udp) detector confirmed as RTP (one SSRC,
+//! advancing sequence numbers), or one RTSP or SIP announced with its SDP's payload formats
+//! ([`Rtp::with_formats`]). Per SSRC: a `stream-begin` IRI at its first packet, receive
+//! statistics (RFC 3550 A.1, A.3, A.8: packets, expected, lost, reordered, duplicates, jitter)
+//! in its `stream-end`, and, where the codec is known, a file a player opens:
+//! - H.264 (RFC 6184) and H.265 (RFC 7798): Matroska, one block per access unit at its RTP
+//!   time, parameter sets from SDP or in band; a damaged access unit is left out and counted,
+//!   never spliced (see [`crate::media::h264`]). Without SDP, H.264 is recognised by its NAL
+//!   unit headers;
+//! - Opus: Matroska audio; AAC (RFC 3640 AAC-hbr): ADTS frames;
+//! - G.711 u-law and A-law (payload types 0 and 8): a WAV file; a lost packet becomes silence of
 //!   its duration (by RTP timestamps), so the recording keeps its timing and IRI lists the gap;
-//! - a dynamic payload type whose payloads are H.264 NAL units (RFC 6184): an Annex B
-//!   elementary stream of the access units that arrived whole; a damaged access unit is left
-//!   out and counted, never spliced (see [`crate::media::h264`]).
+//! - MPEG-TS (payload type 33, RFC 2250): the transport stream, as [`mpegts`](super::mpegts)
+//!   writes it.
 //!
 //! Without SDP a dynamic payload type's clock rate is not known: 90 kHz (every video payload
 //! format's) is assumed for jitter, and IRI says so. Packets that arrive out of order are put
