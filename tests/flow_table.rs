@@ -31,8 +31,16 @@ fn m(liid: &str, scope: Scope) -> Match {
     }
 }
 
+/// A flow table whose TCP connections become raw stream objects; UDP flows get the pipeline's
+/// datagram analyzer (which leaves datagrams that are no media protocol to the CC).
 fn table(cfg: FlowConfig) -> FlowTable {
-    FlowTable::new(cfg, Box::new(|_| Box::new(RawStream::new())))
+    FlowTable::new(
+        cfg,
+        Box::new(|d| match d.proto.as_str() {
+            "udp" => tapir::analyze::udp::analyzer(),
+            _ => Box::new(RawStream::new()),
+        }),
+    )
 }
 
 /// A raw IPv4/TCP packet. `flags` from `tcp_flags`; ACK uses `ack`.
