@@ -11,8 +11,8 @@ use crate::timestamp::Timestamp;
 /// `data` is a series of records `[len, ...len bytes]`. Each record is: an RTP packet for the
 /// header view, the tracker, a small SSRC table and the depacketiser it feeds; and, read as
 /// `[seq_hi, seq_lo, flags, payload...]`, a payload pushed straight into a second depacketiser
-/// (so that payload bugs are reached without valid RTP headers); and an SPS. The whole input
-/// is also an SDP and a `sprop-parameter-sets` value.
+/// (so that payload bugs are reached without valid RTP headers), and into an H.265 one; and an
+/// SPS of either codec. The whole input is also an SDP and a `sprop-parameter-sets` value.
 pub fn media_rtp(data: &[u8]) {
     let _ = sdp::parse_bytes(data);
     let text = String::from_utf8_lossy(data);
@@ -24,6 +24,9 @@ pub fn media_rtp(data: &[u8]) {
     let mut from_rtp = Depacketizer::new();
     let mut direct = Depacketizer::new();
     let _ = direct.seed_sprop_parameter_sets(&text);
+    // The same payloads as H.265 (RFC 7798: other NAL header, AP and FU).
+    let mut hevc = Depacketizer::hevc();
+    let _ = hevc.seed_parameter_sets(&text);
     let mut seq = 0u64;
     let mut rest = data;
     let mut i = 0i64;
@@ -53,13 +56,18 @@ pub fn media_rtp(data: &[u8]) {
                 _ => seq,
             };
             direct.push(seq, u32::from(*hi) << 8 | u32::from(flags >> 4), flags & 4 != 0, payload);
+            hevc.push(seq, u32::from(*hi) << 8 | u32::from(flags >> 4), flags & 4 != 0, payload);
         }
         if let Ok(sps) = h264::parse_sps(record) {
             assert!(sps.width > 0 && sps.height > 0);
         }
         let _ = h264::avc_decoder_configuration_record(record, record);
+        if let Ok(sps) = h264::parse_hevc_sps(record) {
+            assert!(sps.bit_depth_luma >= 8 && sps.bit_depth_chroma >= 8);
+        }
+        let _ = h264::hevc_decoder_configuration_record(record, record, record);
     }
-    for d in [&mut from_rtp, &mut direct] {
+    for d in [&mut from_rtp, &mut direct, &mut hevc] {
         d.finish();
         while let Some(e) = d.pop() {
             if let Event::AccessUnit(a) = e {
