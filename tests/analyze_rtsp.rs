@@ -10,7 +10,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::media::{make_clip, md5s, packet_md5s, picture_md5s, replay_sender, run, video_packet_times};
+use common::media::{
+    make_clip, md5s, packet_md5s, picture_md5s, replay_sender, run, video_fingerprint, video_packet_times,
+};
 use serde_json::Value;
 
 const LIID: &str = "LIID-RTSP";
@@ -114,6 +116,15 @@ fn record(transport: &str) {
     assert_eq!(want.len(), 150);
     let mkv = path(".mkv");
     assert!(pictures(&mkv) == want, "the source's 150 pictures");
+    // Its pictures fingerprinted as FFmpeg's own Annex B of the source gives them, so that a
+    // clip found in an image is known again in the stream (`context.video`); named by content.
+    let mkv_object = objects.iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
+    let (sha, frames) = video_fingerprint(&src, "h264");
+    assert_eq!(
+        (mkv_object["context"]["video"]["sha256"].as_str(), mkv_object["context"]["video"]["frames"].as_u64()),
+        (Some(sha.as_str()), Some(frames))
+    );
+    assert_eq!(mkv_object["format"]["format"], "matroska");
     // At the source's times (RTP timestamps kept), and as the source's packets.
     let times = |f: &Path| video_packet_times(f);
     assert_eq!(times(&mkv), times(&src));
@@ -309,6 +320,16 @@ fn h265_over_rtsp_becomes_matroska_with_the_sources_packets() {
         &["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", mkv.to_str().unwrap()],
     );
     assert_eq!(probe.trim(), "hevc,320,240");
+    let o = r.objects().into_iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mkv"))).unwrap();
+    let (sha, frames) = video_fingerprint(&src, "hevc");
+    assert_eq!(
+        (
+            o["context"]["video"]["codec"].as_str(),
+            o["context"]["video"]["sha256"].as_str(),
+            o["context"]["video"]["frames"].as_u64()
+        ),
+        (Some("hevc"), Some(sha.as_str()), Some(frames))
+    );
     let iri = r.iri();
     let v = iri.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-end" && r["codec"] == "hevc").unwrap();
     let m = &v["media"];

@@ -77,6 +77,16 @@ impl Cx<'_> {
         self.files.meta_mut(self.liid, id)
     }
 
+    /// Adds `key` to object `id`'s context (what its IRI says of it), before it ends.
+    pub fn object_context(&mut self, id: ObjectId, key: &str, value: serde_json::Value) {
+        if let Some(m) = self.object_meta(id) {
+            if !m.context.is_object() {
+                m.context = serde_json::json!({});
+            }
+            m.context[key] = value;
+        }
+    }
+
     /// Emits an application event as IRI of session `cin` (this flow's, or the control
     /// connection's for an FTP transfer).
     pub fn emit_app(&mut self, cin: Cin, protocol: &'static str, event: impl AppIri) {

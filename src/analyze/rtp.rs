@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::mpegts::{TsFacts, TsWriter};
 use super::{Cx, StreamAnalyzer};
+use crate::media::fingerprint::{VideoCodec, VideoPrint};
 use crate::media::h264::{self, Depacketizer, Event};
 use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
 use crate::media::sdp::PayloadFormat;
@@ -494,6 +495,9 @@ impl Rtp {
                                 None
                             }
                             Some(id) => {
+                                if let Some(video) = std::mem::take(&mut w.print).finish() {
+                                    cx.object_context(id, "video", serde_json::json!(video));
+                                }
                                 let ended = cx.object_end(id, true);
                                 let mut m = media(id, "matroska", &s, duration_ms(&s));
                                 m.frames = Some(frames);
@@ -598,6 +602,8 @@ pub struct H264Writer {
     keyframes: u64,
     lost: u64,
     before_parameter_sets: u64,
+    /// The pictures written, for the clip they may be (`context.video`).
+    print: VideoPrint,
 }
 
 impl H264Writer {
@@ -615,6 +621,7 @@ impl H264Writer {
             keyframes: 0,
             lost: 0,
             before_parameter_sets: 0,
+            print: VideoPrint::default(),
         }
     }
 
@@ -676,6 +683,8 @@ impl H264Writer {
             let ms = ticks * 1000 / i64::from(self.clock_rate);
             let block = self.clusters.block(ms, au.keyframe, &au.avcc_sample());
             self.write(id, &block, cx);
+            let codec = if self.hevc { VideoCodec::Hevc } else { VideoCodec::H264 };
+            self.print.access_unit(codec, au.nals.iter().map(Vec::as_slice));
             self.frames += 1;
             self.keyframes += u64::from(au.keyframe);
         }

@@ -820,8 +820,8 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
     if s.size == 0 {
         return FormatVerdict { format: "empty".into(), reason: "no bytes".into(), details: Value::Null };
     }
-    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 14] =
-        [qcow, vmdk_sparse, vmdk_text, vhdx, vdi, vhd, iso9660, gpt, mbr, gzip, xz, zstd, bzip2, zip_or_tar];
+    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 15] =
+        [qcow, vmdk_sparse, vmdk_text, vhdx, vdi, vhd, iso9660, gpt, mbr, gzip, xz, zstd, bzip2, zip_or_tar, media];
     let mut v = detectors.iter().find_map(|d| d(s)).unwrap_or_else(|| FormatVerdict {
         format: "data".into(),
         reason: format!("no known signature in the first {} or the last {} bytes", s.prefix.len(), s.tail.len()),
@@ -838,6 +838,53 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
         v.reason.push_str("; bytes missing in the last 512 (read as zeros)");
     }
     v
+}
+
+// --- media containers (what the stream analyzers write, and clips uploaded) ------------------
+
+/// FLV, Matroska/WebM, ISO BMFF (MP4, MOV), WAV, MPEG-TS and AAC in ADTS: the last detector, as
+/// a transport stream's and ADTS's evidence (sync bytes) is the weakest.
+fn media(s: &Sample<'_>) -> Option<FormatVerdict> {
+    let p = s.prefix;
+    if has(p, 0, b"FLV\x01") && be32(p, 5) == Some(9) {
+        let flags = u8_at(p, 4)?;
+        let d = json!({ "audio": flags & 4 != 0, "video": flags & 1 != 0 });
+        return verdict("flv", "FLV version 1 header at 0".into(), d);
+    }
+    if has(p, 0, &[0x1a, 0x45, 0xdf, 0xa3]) {
+        // The EBML header's DocType (element 0x4282) says Matroska or WebM.
+        let doctype = p.get(..64.min(p.len())).and_then(|h| {
+            let at = h.windows(2).position(|w| w == [0x42, 0x82])?;
+            let len = usize::from(u8_at(h, at + 2)? & 0x7f);
+            get(h, at + 3, len).map(text)
+        });
+        let format = if doctype.as_deref() == Some("webm") { "webm" } else { "matroska" };
+        return verdict(format, format!("EBML header at 0, DocType {doctype:?}"), json!({ "doctype": doctype }));
+    }
+    if has(p, 4, b"ftyp") {
+        let brand = get(p, 8, 4).map(text).unwrap_or_default();
+        let format = if brand == "qt  " { "mov" } else { "mp4" };
+        return verdict(format, format!("ftyp box at 0, major brand {brand:?}"), json!({ "major_brand": brand }));
+    }
+    if has(p, 0, b"RIFF") && has(p, 8, b"WAVE") {
+        return verdict(
+            "wav",
+            "RIFF WAVE header at 0".into(),
+            json!({ "format_tag": le16(p, 20), "channels": le16(p, 22), "sample_rate": le32(p, 24) }),
+        );
+    }
+    if (0..4).all(|k| u8_at(p, k * 188) == Some(0x47)) {
+        return verdict("mpeg-ts", "sync byte 0x47 at 0, 188, 376 and 564".into(), Value::Null);
+    }
+    // ADTS: a 12-bit sync word, layer 0; the next frame's sync where the first frame's length says.
+    let adts = |at: usize| be16(p, at).is_some_and(|w| w & 0xfff6 == 0xfff0);
+    if adts(0) {
+        let len = usize::from(u8_at(p, 3)? & 3) << 11 | usize::from(u8_at(p, 4)?) << 3 | usize::from(u8_at(p, 5)? >> 5);
+        if len >= 7 && adts(len) {
+            return verdict("aac-adts", format!("ADTS frames at 0 and {len}"), Value::Null);
+        }
+    }
+    None
 }
 
 // --- qcow / qcow2 -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! time) and hands back structures and bytes; no socket, file or clock is touched. Analyzers
 //! write what it returns through the file layer.
 
+pub mod fingerprint;
 pub mod flv;
 #[doc(hidden)]
 pub mod fuzz;

@@ -4,6 +4,9 @@
 //! - An object seen in the traffic whose SHA-256 equals an artifact of an inspected image (the
 //!   mail a VM sends an hour after its image was uploaded is the message in its outbox) says so
 //!   in its IRI: `context.equals_artifact`.
+//! - A stream whose pictures are a clip found in an image (`ffmpeg -i clip.mp4 -c copy -f flv
+//!   rtmp://...` re-wraps them: no byte digest can meet) says so too: the stream object's
+//!   `context.video` fingerprint ([`crate::media::fingerprint`]) equals the clip's.
 //! - A VM started from an inspected image gets an IRI of what its crontabs will do and when
 //!   (`instance.crontab-plan`), at its start, or when the inspection ends if that is later.
 //!
@@ -15,6 +18,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::media::fingerprint::Fingerprint;
 use crate::record::{IriEvent, Liid, Provenance, Record, RecordSink};
 use crate::timestamp::Timestamp;
 use crate::vmi::intake::VmiCron;
@@ -146,6 +150,36 @@ impl Links {
     }
 }
 
+/// The key under which a video fingerprint is remembered beside byte digests (never a hex
+/// SHA-256 alone, so the two never meet).
+pub fn video_key(f: &Fingerprint) -> String {
+    format!("video:{}", f.key())
+}
+
+/// The video fingerprint a stream object's context carries.
+fn video_of(context: &Value) -> Option<String> {
+    let f: Fingerprint = serde_json::from_value(context.get("video")?.clone()).ok()?;
+    Some(video_key(&f))
+}
+
+/// What an analyst reads of a link to an artifact.
+fn says(link: &Value, image: Option<&str>) -> String {
+    let what = match link.get("video") {
+        Some(v) => format!(
+            "its video equals the video of {} ({} pictures)",
+            link["place"].as_str().unwrap_or("?"),
+            v["frames"].as_u64().unwrap_or(0)
+        ),
+        None => format!("equals {}", link["place"].as_str().unwrap_or("?")),
+    };
+    format!(
+        "{what} in image {}, uploaded{} at {}",
+        image.or(link["image_name"].as_str()).unwrap_or("?"),
+        link["uploaded_by"].as_str().map(|u| format!(" by {u}")).unwrap_or_default(),
+        link["uploaded_at"].as_str().unwrap_or("?"),
+    )
+}
+
 /// What a VM started at `started` from an image with `c`'s crontabs will run, and when: the
 /// detail of an `instance.crontab-plan` IRI.
 pub fn crontab_plan(c: &ImageCrontabs, instance: &str, image: &str, started: Timestamp) -> Value {
@@ -201,25 +235,24 @@ impl RecordSink for ObserveLinks<'_> {
                     "size": o.size,
                     "user": o.meta.context.get("user"),
                 });
+                if let Some(video) = video_of(&o.meta.context) {
+                    self.links.uploads.insert((o.liid.clone(), video), seen.clone());
+                }
                 self.links.uploads.insert(key, seen);
             }
             Record::Iri(r) => {
                 if let IriEvent::Object(o) = &mut r.event {
                     let key = (r.liid.clone(), o.sha256.to_ascii_lowercase());
-                    if let Some(link) = self.links.artifacts.get(&key) {
+                    let by_video =
+                        || video_of(&o.meta.context).and_then(|v| self.links.artifacts.get(&(r.liid.clone(), v)));
+                    if let Some(link) = self.links.artifacts.get(&key).or_else(by_video) {
                         let mut link = link.clone();
                         // Named now: the image.create may have come after the inspection.
                         let image_id = link["image_sha256"].as_str().and_then(|s| self.links.image_id_of(s)).cloned();
                         if let Some(id) = &image_id {
                             link["image_id"] = json!(id);
                         }
-                        link["says"] = json!(format!(
-                            "equals {} in image {}, uploaded{} at {}",
-                            link["place"].as_str().unwrap_or("?"),
-                            image_id.as_deref().or(link["image_name"].as_str()).unwrap_or("?"),
-                            link["uploaded_by"].as_str().map(|u| format!(" by {u}")).unwrap_or_default(),
-                            link["uploaded_at"].as_str().unwrap_or("?"),
-                        ));
+                        link["says"] = json!(says(&link, image_id.as_deref()));
                         match &mut o.meta.context {
                             Value::Object(m) => {
                                 m.insert("equals_artifact".into(), link);

@@ -339,26 +339,34 @@ impl Pipeline {
             let (at, whole) = self.copy_artifact(&liid, id, a.bytes.as_mut(), ts, &mut gate);
             self.files.end(&liid, id, whole && at == a.size, ts, &mut gate);
             found.object = Some(id);
+            // A clip's pictures are what a stream of it sends, re-wrapped (`links::video_key`).
+            let video = found.video.as_ref().map(links::video_key);
             // The traffic came first (the inspection ended after the object was seen): the
             // link is told from this side.
-            if let Some(seen) = self.links.upload(&liid, &a.sha256).filter(|s| s["object"] != i.image.id) {
+            let seen = [Some(&a.sha256), video.as_ref()]
+                .into_iter()
+                .flatten()
+                .find_map(|k| self.links.upload(&liid, k).filter(|s| s["object"] != i.image.id));
+            if let Some(seen) = seen {
                 found.equals_object = Some(seen.clone());
             }
-            self.links.artifact(
-                &liid,
-                &a.sha256,
-                serde_json::json!({
-                    "artifact_object": id,
-                    "kind": a.kind,
-                    "place": a.place.describe(),
-                    "image_object": i.image.id,
-                    "image_sha256": i.image.sha256,
-                    "image_name": i.image.meta.name,
-                    "uploaded_by": uploaded_by,
-                    "uploaded_at": i.image.meta.first_seen,
-                    "upload_flow": format!("{} {} -> {}", i.image.meta.flow.proto, i.image.meta.flow.orig, i.image.meta.flow.resp),
-                }),
-            );
+            let link = serde_json::json!({
+                "artifact_object": id,
+                "kind": a.kind,
+                "place": a.place.describe(),
+                "image_object": i.image.id,
+                "image_sha256": i.image.sha256,
+                "image_name": i.image.meta.name,
+                "uploaded_by": uploaded_by,
+                "uploaded_at": i.image.meta.first_seen,
+                "upload_flow": format!("{} {} -> {}", i.image.meta.flow.proto, i.image.meta.flow.orig, i.image.meta.flow.resp),
+            });
+            if let (Some(key), Some(v)) = (&video, &found.video) {
+                let mut link = link.clone();
+                link["video"] = serde_json::json!(v);
+                self.links.artifact(&liid, key, link);
+            }
+            self.links.artifact(&liid, &a.sha256, link);
         }
         let crons = ImageCrontabs {
             image_object: i.image.id,

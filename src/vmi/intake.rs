@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -222,6 +222,9 @@ pub struct VmiFound {
     /// Media: `mp4`, `png`...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Media: an MP4 or FLV's H.264/H.265 pictures, for the stream that sends them re-wrapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::media::fingerprint::Fingerprint>,
     /// Mail: its headers.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub mail: Option<linux::MailHeaders>,
@@ -835,11 +838,23 @@ impl super::Extract for Extractor<'_> {
             object: None,
             equals_object: None,
             format: None,
+            video: None,
             mail: None,
         };
         match kind {
             "mail" => found.mail = linux::MailHeaders::of(&head),
-            "media" => found.format = linux::media_format(&head).map(str::to_string),
+            "media" => {
+                found.format = linux::media_format(&head).map(str::to_string);
+                found.video = match found.format.as_deref() {
+                    Some("mp4" | "mov") => crate::media::fingerprint::of_mp4(&mut file, taken),
+                    Some("flv") => crate::media::fingerprint::of_flv(&mut BufReader::new(&mut file)),
+                    _ => None,
+                };
+                if file.seek(SeekFrom::Start(0)).is_err() {
+                    let _ = std::fs::remove_file(&path);
+                    return;
+                }
+            }
             _ => {}
         }
         let artifact = Artifact { kind, place, size: taken, sha256, bytes: Box::new(SpoolReader { file, path }) };

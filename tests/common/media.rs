@@ -120,3 +120,52 @@ pub fn replay_sender(pcap: &Path, liid: &str) -> (tempfile::TempDir, PathBuf) {
     super::replay_one_warrant(d.path(), liid, &["ipv4:198.51.100.7"], pcap, &root, &[]);
     (d, root)
 }
+
+/// FFmpeg's own view of `file`'s video as a fingerprint: its Annex B stream (`-c copy` through
+/// `h264_mp4toannexb`/`hevc_mp4toannexb`) split at start codes, the slice NAL units (H.264
+/// types 1-5, H.265 types 0-31) hashed each behind its 4-byte big-endian length; the pictures
+/// are ffprobe's video packet count. `codec`: `h264` or `hevc`.
+pub fn video_fingerprint(file: &Path, codec: &str) -> (String, u64) {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", file.to_str().unwrap(), "-map", "0:v", "-c", "copy", "-bsf:v"])
+        .arg(format!("{codec}_mp4toannexb"))
+        .args(["-f", codec, "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&o.stderr));
+    let b = o.stdout;
+    // Start code positions (00 00 01); a NAL unit runs to the next one, less trailing zeros.
+    let starts: Vec<usize> =
+        (0..b.len().saturating_sub(2)).filter(|&i| b[i..i + 3] == [0, 0, 1]).map(|i| i + 3).collect();
+    let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+    for (k, &at) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(b.len(), |&n| n - 3);
+        let mut nal = &b[at..end];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        let Some(&h) = nal.first() else { continue };
+        let vcl = if codec == "h264" { (1..=5).contains(&(h & 0x1f)) } else { (h >> 1) & 0x3f < 32 };
+        if vcl {
+            sha.update(&(nal.len() as u32).to_be_bytes());
+            sha.update(nal);
+        }
+    }
+    let frames = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+            file.to_str().unwrap(),
+        ],
+    );
+    let hex: String = sha.finish().as_ref().iter().map(|x| format!("{x:02x}")).collect();
+    (hex, frames.trim().parse().unwrap())
+}

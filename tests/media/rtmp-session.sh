@@ -7,6 +7,8 @@
 #                 (198.51.100.10:1935, app "live", stream KEY), which writes WORK/recv.flv.
 #   MODE play:    an FFmpeg listener serves WORK/src.mp4 as stream KEY; the client plays it
 #                 into WORK/recv.flv.
+#   optional env UPLOAD: a file the client first uploads over FTP (curl to pyftpdlib on
+#                 198.51.100.10:2121), 1.5 s before the stream starts.
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log, WORK/receiver.log   (root)
 set -euo pipefail
 WORK=$1 MODE=$2 KEY=$3
@@ -16,6 +18,18 @@ ip netns exec "${NSP}s" tcpdump -i "$VS" --immediate-mode -B 16384 -w "$WORK/cap
     >"$WORK/tcpdump.log" 2>&1 & TCPD=$!; PIDS+=($TCPD)
 for _ in $(seq 100); do grep -qs "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done
 grep -qs "listening on" "$WORK/tcpdump.log"
+if [[ -n ${UPLOAD:-} ]]; then
+    mkdir -p "$WORK/ftp"
+    ip netns exec "${NSP}s" python3 -m pyftpdlib -i 198.51.100.10 -p 2121 -w -d "$WORK/ftp" \
+        >"$WORK/ftpd.log" 2>&1 & FTPD=$!; PIDS+=($FTPD)
+    for _ in $(seq 100); do
+        ip netns exec "${NSP}s" ss -ltn | grep -q ':2121 ' && break
+        sleep 0.05
+    done
+    ip netns exec "${NSP}c" curl -sS -T "$UPLOAD" "ftp://198.51.100.10:2121/" >"$WORK/upload.log" 2>&1
+    cmp "$UPLOAD" "$WORK/ftp/$(basename "$UPLOAD")"
+    sleep 1.5
+fi
 URL="rtmp://198.51.100.10:1935/live/$KEY"
 wait_listen() {
     for _ in $(seq 100); do

@@ -31,6 +31,7 @@ use self::amf0::Amf;
 use self::chunk::{ChunkReader, Limits, Message};
 use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
+use crate::media::fingerprint::VideoPrint;
 use crate::media::flv;
 use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 
@@ -208,6 +209,8 @@ struct Out {
     named: Option<Named>,
     /// The message stream `named` came from (not always the media's own).
     named_stream: Option<u32>,
+    /// The pictures sent, for the clip they may be (`context.video`).
+    print: VideoPrint,
 }
 
 /// One direction's chunk stream, or its raw remainder once it cannot be followed.
@@ -355,6 +358,7 @@ impl Rtmp {
         let Some(out) = self.out(dir, m.stream_id, cx) else { return };
         let f = &mut out.facts;
         if m.type_id == VIDEO {
+            out.print.flv_video(&m.payload);
             if let Some(t) = flv::video_tag(&m.payload) {
                 let v = f.video.get_or_insert_with(VideoFacts::default);
                 v.codec = t.codec;
@@ -437,7 +441,7 @@ impl Rtmp {
                 size: None,
                 metadata,
             };
-            self.outs.insert(key, Out { id, written: 13, facts, named, named_stream });
+            self.outs.insert(key, Out { id, written: 13, facts, named, named_stream, print: VideoPrint::default() });
         }
         self.outs.get_mut(&key)
     }
@@ -457,6 +461,9 @@ impl Rtmp {
             .find(|((d, s), o)| *d == dir.index() && (*s == stream || o.named_stream == Some(stream)))
             .map(|(k, _)| *k);
         let Some(mut out) = key.and_then(|k| self.outs.remove(&k)) else { return };
+        if let Some(video) = std::mem::take(&mut out.print).finish() {
+            cx.object_context(out.id, "video", serde_json::json!(video));
+        }
         let ended = cx.object_end(out.id, true);
         let f = &mut out.facts;
         if let (Some(a), Some(b)) = (f.first_ms, f.last_ms) {

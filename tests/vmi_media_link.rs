@@ -1,0 +1,108 @@
+//! The video a VM streams is the clip in the image its owner uploaded (the seed's steps h.i and
+//! d.xi together): joe uploads a qcow2 over FTP (curl to pyftpdlib) whose `/home/joe/Videos`
+//! holds a clip and a second, unrelated one; 1.5 s later the same machine publishes the clip
+//! over RTMP with `ffmpeg -c copy` (tests/media/rtmp-session.sh with UPLOAD). The FLV tapir
+//! rebuilds and the MP4 in the image differ byte for byte; their pictures do not.
+//!
+//! The oracle is FFmpeg: the fingerprints expected are computed by the test from FFmpeg's own
+//! Annex B output of each source file (`common::media::video_fingerprint`), the pictures' equality
+//! from `ffmpeg -c copy -f framemd5`. Needs root, ffmpeg, tcpdump, curl, pyftpdlib, mkfs.ext4,
+//! qemu-img.
+
+mod common;
+
+use std::path::Path;
+
+use common::media::{make_clip, packet_md5s, replay_sender, run, session, video_fingerprint};
+use serde_json::Value;
+
+const LIID: &str = "LIID-CLIP";
+
+fn sha256sum(p: &Path) -> String {
+    run("sha256sum", &[p.to_str().unwrap()]).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path();
+    make_clip(w);
+    let src = w.join("src.mp4");
+    // The image: a Debian-like root with the clip and an unrelated FLV clip beside it.
+    let tree = w.join("tree");
+    let videos = tree.join("home/joe/Videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "media-vm\n").unwrap();
+    std::fs::write(tree.join("etc/os-release"), "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n").unwrap();
+    std::fs::copy(&src, videos.join("lesson.mp4")).unwrap();
+    let other = videos.join("other.flv");
+    let q = ["-hide_banner", "-nostdin", "-loglevel", "error"];
+    let lavfi = "testsrc2=size=160x120:rate=10";
+    let other_args = ["-f", "lavfi", "-i", lavfi, "-t", "2", "-c:v", "libx264", "-g", "10", "-f", "flv", "-y"];
+    run("ffmpeg", &[&q[..], &other_args[..], &[other.to_str().unwrap()]].concat());
+    let raw = w.join("joe-vm.raw");
+    run("mkfs.ext4", &["-q", "-F", "-d", tree.to_str().unwrap(), raw.to_str().unwrap(), "32M"]);
+    let image = w.join("joe-vm.qcow2");
+    run("qemu-img", &["convert", "-c", "-O", "qcow2", raw.to_str().unwrap(), image.to_str().unwrap()]);
+
+    session("rtmp-session.sh", &[w.to_str().unwrap(), "publish", "lesson-key"], &[("UPLOAD", image.to_str().unwrap())]);
+    let (_case, root) = replay_sender(&w.join("cap.pcap"), LIID);
+    let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
+    let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
+
+    let (clip_sha, clip_frames) = video_fingerprint(&src, "h264");
+    let (other_sha, other_frames) = video_fingerprint(&other, "h264");
+    assert_eq!((clip_frames, other_frames), (150, 20));
+
+    // The inspection names both clips with the fingerprints FFmpeg's bytes give.
+    let vmi = iri.iter().find(|r| r["event"] == "vmi").expect("the upload is inspected");
+    assert_eq!(vmi["image_sha256"], sha256sum(&image));
+    let artifact = |name: &str| -> Value {
+        vmi["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["place"].as_str().is_some_and(|p| p.ends_with(name)))
+            .unwrap_or_else(|| panic!("no {name}: {vmi}"))
+            .clone()
+    };
+    let lesson = artifact("/home/joe/Videos/lesson.mp4");
+    assert_eq!((lesson["kind"].as_str(), lesson["format"].as_str()), (Some("media"), Some("mp4")));
+    assert_eq!(lesson["sha256"], sha256sum(&src));
+    assert_eq!(
+        (lesson["video"]["codec"].as_str(), lesson["video"]["sha256"].as_str(), lesson["video"]["frames"].as_u64()),
+        (Some("h264"), Some(clip_sha.as_str()), Some(150))
+    );
+    let other_art = artifact("/home/joe/Videos/other.flv");
+    assert_eq!(other_art["format"], "flv");
+    assert_eq!(
+        (other_art["video"]["sha256"].as_str(), other_art["video"]["frames"].as_u64()),
+        (Some(other_sha.as_str()), Some(20))
+    );
+
+    // The stream: its FLV holds the clip's pictures (FFmpeg's packet MD5s), not its bytes.
+    let stream = objects.iter().find(|o| o["protocol"] == "rtmp").expect("the RTMP stream is an object");
+    let flv = root.join(LIID).join("objects").join(stream["sha256"].as_str().unwrap());
+    assert!(packet_md5s(&flv, "v") == packet_md5s(&src, "v"), "the clip's 150 pictures, as sent");
+    assert_ne!(stream["sha256"], lesson["sha256"], "no byte digest can link them");
+    assert_eq!(stream["format"]["format"], "flv");
+
+    // Its IRI says which clip of which image it is; the other clip is named nowhere.
+    let said = iri
+        .iter()
+        .find(|r| r["event"] == "object" && r["sha256"] == stream["sha256"])
+        .unwrap_or_else(|| panic!("no object IRI for {stream}"));
+    assert_eq!(said["context"]["video"]["sha256"], clip_sha.as_str());
+    let link = &said["context"]["equals_artifact"];
+    assert_eq!(link["image_object"], vmi["image_object"], "{said}");
+    assert_eq!(link["artifact_object"], lesson["object"]);
+    let says = link["says"].as_str().unwrap();
+    assert!(
+        says.starts_with("its video equals the video of /home/joe/Videos/lesson.mp4 (150 pictures) in image joe-vm.qcow2, uploaded by "),
+        "{says}"
+    );
+    let all = serde_json::to_string(&iri).unwrap();
+    assert!(!all.contains("equals the video of /home/joe/Videos/other.flv"));
+    common::verify_case(&root.join(LIID));
+}
