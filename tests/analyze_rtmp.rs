@@ -84,7 +84,11 @@ fn sha256_of(s: &str) -> String {
 
 /// The FLV object of the case, and the stream-end IRI that describes it.
 fn the_stream(case: &Case) -> (Value, Value) {
-    let flv: Vec<Value> = case.objects().into_iter().filter(|o| o["protocol"] == "rtmp").collect();
+    let flv: Vec<Value> = case
+        .objects()
+        .into_iter()
+        .filter(|o| o["protocol"] == "rtmp" && o["name"].as_str().is_some_and(|n| n.ends_with(".flv")))
+        .collect();
     assert_eq!(flv.len(), 1, "{flv:?}");
     let ends = case.rtmp("stream-end");
     assert_eq!(ends.len(), 1, "{ends:?}");
@@ -107,6 +111,19 @@ fn same_media_as_the_source(work: &Path, case: &Case, mode: &str, direction: &st
     let frames = probe_frames(&flv);
     assert_eq!(frames, probe_frames(&work.join("recv.flv")), "as many frames as the receiver got");
     assert_eq!(frames[0], ("h264".to_string(), 150));
+    // The MP4 copy (H.264 and AAC allow one): the source's packets, at the times the wire gave
+    // them (those of FFmpeg's receiver's file: the source's edit list does not cross RTMP).
+    let mp4 =
+        case.objects().into_iter().find(|o| o["name"].as_str().is_some_and(|n| n.ends_with(".mp4"))).expect("an MP4");
+    assert_eq!((mp4["kind"].as_str(), mp4["format"]["format"].as_str()), (Some("stream"), Some("mp4")));
+    let mp4_path = case.object_path(&mp4);
+    for s in ["v", "a"] {
+        assert!(packet_md5s(&mp4_path, s) == packet_md5s(&src, s), "stream {s} of tapir's MP4");
+    }
+    assert_eq!(common::media::video_packet_times(&mp4_path), common::media::video_packet_times(&work.join("recv.flv")));
+    assert_eq!(probe_frames(&mp4_path), frames, "ffprobe decodes as many frames from the MP4");
+    assert_eq!(end["media"]["mp4"]["object"], mp4["id"]);
+    assert_eq!(end["media"]["mp4"]["tracks"], serde_json::json!(["h264", "aac"]));
     // What IRI says, against what the sender's tools say.
     let m = &end["media"];
     assert_eq!(m["complete"], true, "{end}");

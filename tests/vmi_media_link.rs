@@ -82,7 +82,10 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     );
 
     // The stream: its FLV holds the clip's pictures (FFmpeg's packet MD5s), not its bytes.
-    let stream = objects.iter().find(|o| o["protocol"] == "rtmp").expect("the RTMP stream is an object");
+    let stream = objects
+        .iter()
+        .find(|o| o["protocol"] == "rtmp" && o["name"].as_str().is_some_and(|n| n.ends_with(".flv")))
+        .expect("the RTMP stream is an object");
     let flv = root.join(LIID).join("objects").join(stream["sha256"].as_str().unwrap());
     assert!(packet_md5s(&flv, "v") == packet_md5s(&src, "v"), "the clip's 150 pictures, as sent");
     assert_ne!(stream["sha256"], lesson["sha256"], "no byte digest can link them");

@@ -114,38 +114,14 @@ impl VideoPrint {
     /// Enhanced RTMP's `avc1`/`hvc1`): a decoder configuration gives the NAL length size, coded
     /// frames are access units; anything else is not video this reads.
     pub fn flv_video(&mut self, body: &[u8]) {
-        let Some(&b0) = body.first() else { return };
-        let (codec, packet_type, config, frames) = if b0 & 0x80 != 0 {
-            let codec = match body.get(1..5) {
-                Some(b"avc1") => VideoCodec::H264,
-                Some(b"hvc1") => VideoCodec::Hevc,
-                _ => return,
-            };
-            // 0 sequence start; 1 coded frames (3-byte composition time); 3 coded frames.
-            let packet_type = b0 & 0x0f;
-            (codec, packet_type, body.get(5..), body.get(if packet_type == 1 { 8 } else { 5 }..))
+        let Some(p) = super::flv::video_packet(body) else { return };
+        let codec = if p.hevc { VideoCodec::Hevc } else { VideoCodec::H264 };
+        if p.config {
+            if let Some(n) = length_size(codec, p.data) {
+                self.length_size = n;
+            }
         } else {
-            let codec = match b0 & 0x0f {
-                7 => VideoCodec::H264,
-                12 => VideoCodec::Hevc,
-                _ => return,
-            };
-            let Some(&packet_type) = body.get(1) else { return };
-            // Legacy: packet type 0 configuration, 1 NAL units, after a 3-byte composition time.
-            (codec, if packet_type == 1 { 3 } else { packet_type }, body.get(5..), body.get(5..))
-        };
-        match packet_type {
-            0 => {
-                if let Some(n) = config.and_then(|c| length_size(codec, c)) {
-                    self.length_size = n;
-                }
-            }
-            1 | 3 if (b0 >> 4) & 0x07 != 5 => {
-                if let Some(data) = frames {
-                    self.sample(codec, data, self.length_size);
-                }
-            }
-            _ => {}
+            self.sample(codec, p.data, self.length_size);
         }
     }
 

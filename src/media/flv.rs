@@ -89,6 +89,58 @@ pub fn video_tag(body: &[u8]) -> Option<VideoTag> {
     Some(VideoTag { codec, keyframe: frame_type == 1, config, frame })
 }
 
+/// An AVC or HEVC video tag body split into what it carries: the decoder configuration record
+/// (`avcC`/`hvcC`), or a coded frame as length-prefixed NAL units with its composition offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPacket<'a> {
+    pub hevc: bool,
+    pub keyframe: bool,
+    /// The body is the decoder configuration record.
+    pub config: bool,
+    /// Composition time offset, ms (legacy AVC packets and Enhanced RTMP's CodedFrames).
+    pub cts_offset: i32,
+    pub data: &'a [u8],
+}
+
+/// Splits a video tag body of H.264 or H.265 (legacy codec ids 7 and 12, Enhanced RTMP `avc1`
+/// and `hvc1`); `None` for other codecs, end-of-sequence and command frames.
+pub fn video_packet(body: &[u8]) -> Option<VideoPacket<'_>> {
+    let b0 = *body.first()?;
+    let cts = |at: usize| -> Option<i32> {
+        let b = body.get(at..at + 3)?;
+        // 24-bit signed.
+        Some(i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8)
+    };
+    let (hevc, keyframe, packet_type, cts_offset, data_at) = if b0 & 0x80 != 0 {
+        let hevc = match body.get(1..5)? {
+            b"avc1" => false,
+            b"hvc1" => true,
+            _ => return None,
+        };
+        let frame_type = (b0 >> 4) & 0x07;
+        // 0 sequence start; 1 coded frames with a composition time; 3 coded frames without.
+        match b0 & 0x0f {
+            0 => (hevc, false, 0, 0, 5),
+            1 if frame_type != 5 => (hevc, frame_type == 1, 1, cts(5)?, 8),
+            3 if frame_type != 5 => (hevc, frame_type == 1, 1, 0, 5),
+            _ => return None,
+        }
+    } else {
+        let hevc = match b0 & 0x0f {
+            7 => false,
+            12 => true,
+            _ => return None,
+        };
+        let frame_type = b0 >> 4;
+        match *body.get(1)? {
+            0 => (hevc, false, 0, 0, 5),
+            1 if frame_type != 5 => (hevc, frame_type == 1, 1, cts(2)?, 5),
+            _ => return None,
+        }
+    };
+    Some(VideoPacket { hevc, keyframe, config: packet_type == 0, cts_offset, data: body.get(data_at..)? })
+}
+
 /// What an audio tag's first bytes say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioTag {

@@ -11,5 +11,6 @@ pub mod flv;
 pub mod fuzz;
 pub mod h264;
 pub mod mkv;
+pub mod mp4;
 pub mod rtp;
 pub mod sdp;

@@ -21,6 +21,7 @@
 
 pub mod amf0;
 pub mod chunk;
+pub mod mp4;
 
 use std::collections::BTreeMap;
 
@@ -165,6 +166,9 @@ pub struct MediaFacts {
     /// `onMetaData` as the sender described the stream.
     #[serde(skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
+    /// The MP4 copy, where the codecs allow one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mp4: Option<mp4::Mp4Facts>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -211,6 +215,9 @@ struct Out {
     named_stream: Option<u32>,
     /// The pictures sent, for the clip they may be (`context.video`).
     print: VideoPrint,
+    /// The FLV object's metadata, for its MP4 copy.
+    meta: ObjectMeta,
+    mp4: mp4::Mp4Copy,
 }
 
 /// One direction's chunk stream, or its raw remainder once it cannot be followed.
@@ -390,6 +397,9 @@ impl Rtmp {
         f.first_ms.get_or_insert(m.timestamp);
         f.last_ms = Some(m.timestamp);
         Self::write(out, m.type_id, m.timestamp, &m.payload, cx);
+        let num = |k: &str| out.facts.metadata.get(k).and_then(Value::as_f64).map_or(0, |x| x as u32);
+        let size = (num("width"), num("height"));
+        out.mp4.message(m.type_id, m.timestamp, &m.payload, &out.meta, size, cx);
     }
 
     /// The FLV being written for (`dir`, `stream`), opened at its first tag.
@@ -423,7 +433,7 @@ impl Rtmp {
                 "stream_name_sha256": named.as_ref().map(|n| n.name_sha256.clone()),
                 "message_stream": stream,
             });
-            let id = cx.open_object(meta);
+            let id = cx.open_object(meta.clone());
             let metadata = self.metadata.get(&key).cloned().unwrap_or(Value::Null);
             let (audio, video) = flags(&metadata);
             cx.object_data(id, 0, &flv::header(audio, video));
@@ -440,8 +450,10 @@ impl Rtmp {
                 sha256: None,
                 size: None,
                 metadata,
+                mp4: None,
             };
-            self.outs.insert(key, Out { id, written: 13, facts, named, named_stream, print: VideoPrint::default() });
+            let (print, mp4) = (VideoPrint::default(), mp4::Mp4Copy::default());
+            self.outs.insert(key, Out { id, written: 13, facts, named, named_stream, print, meta, mp4 });
         }
         self.outs.get_mut(&key)
     }
@@ -461,10 +473,12 @@ impl Rtmp {
             .find(|((d, s), o)| *d == dir.index() && (*s == stream || o.named_stream == Some(stream)))
             .map(|(k, _)| *k);
         let Some(mut out) = key.and_then(|k| self.outs.remove(&k)) else { return };
-        if let Some(video) = std::mem::take(&mut out.print).finish() {
-            cx.object_context(out.id, "video", serde_json::json!(video));
+        let video = std::mem::take(&mut out.print).finish().map(|v| serde_json::json!(v));
+        if let Some(v) = &video {
+            cx.object_context(out.id, "video", v.clone());
         }
         let ended = cx.object_end(out.id, true);
+        out.facts.mp4 = out.mp4.end(video.as_ref(), out.facts.complete, cx);
         let f = &mut out.facts;
         if let (Some(a), Some(b)) = (f.first_ms, f.last_ms) {
             f.duration_ms = u64::from(b.wrapping_sub(a));
