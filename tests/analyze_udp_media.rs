@@ -425,6 +425,59 @@ fn h264_and_mpeg_ts_over_rtp_become_files_with_the_sources_frames() {
     assert_eq!(audio["media"]["mpegts"]["continuity_errors"], 0);
 }
 
+#[test]
+fn rtp_announced_by_an_sdp_posted_over_http_decodes_with_its_parameter_sets() {
+    // The sender POSTs its SDP (FFmpeg's own, made beforehand for the same stream: sprop-
+    // parameter-sets, the only place the SPS/PPS are, as the MP4 holds them out of band), then
+    // streams the clip's H.264 as RTP with -c copy. Without the SDP nothing can decode it:
+    // the same capture without its HTTP gives no file, and IRI says why.
+    let d = tempfile::tempdir().unwrap();
+    make_clip(d.path());
+    // FFmpeg writes the SDP of the stream while it sends one frame of it over loopback; the
+    // address in it is then the receiver's.
+    let w = d.path();
+    let local = w.join("local.sdp");
+    let src = w.join("src.mp4");
+    let q =
+        ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", src.to_str().unwrap(), "-map", "0:v", "-c", "copy"];
+    let out = ["-frames:v", "1", "-f", "rtp", "-sdp_file", local.to_str().unwrap(), "rtp://127.0.0.1:5004"];
+    run("ffmpeg", &[&q[..], &out[..]].concat());
+    let sdp = std::fs::read_to_string(&local).unwrap().replace("127.0.0.1", "198.51.100.10");
+    std::fs::write(w.join("stream.sdp"), &sdp).unwrap();
+    let sender = "curl -sS -o answer.sdp -H 'Content-Type: application/sdp' --data-binary @stream.sdp \
+                  http://198.51.100.10:8080/whip && sleep 0.5 && \
+                  ffmpeg -hide_banner -nostdin -loglevel error -i src.mp4 -map 0:v -c copy -f rtp \
+                  rtp://198.51.100.10:5004";
+    common::media::session("udp-session.sh", &[w.to_str().unwrap(), "sh", "-c", sender], &[("SDP_SERVER", "1")]);
+    assert!(sdp.contains("sprop-parameter-sets="), "{sdp}");
+    assert_eq!(std::fs::read_to_string(w.join("answer.sdp")).unwrap(), sdp, "the server's answer");
+    let case = replay(&w.join("cap.pcap"));
+    let http: Vec<Value> = common::json_lines(&case.root.join(LIID).join("iri.jsonl"))
+        .into_iter()
+        .filter(|r| r["event"] == "http")
+        .collect();
+    assert_eq!(http.len(), 1, "{http:?}");
+    assert_eq!(http[0]["sdp_media"], serde_json::json!(["video 198.51.100.10:5004 H264/90000"]));
+    let (o, mkv) = case.object("rtp");
+    assert_eq!(o["format"]["format"], "matroska");
+    assert!(picture_md5s(&mkv) == picture_md5s(&src), "the source's 150 pictures");
+    let ev = case.iri("rtp");
+    let video = ev.iter().find(|e| e["what"] == "stream-end").unwrap();
+    assert_eq!(
+        (video["codec"].as_str(), video["clock_rate_assumed"].as_bool()),
+        (Some("h264"), Some(false)),
+        "{video}"
+    );
+
+    let udp_only = w.join("udp-only.pcap");
+    run("tshark", &["-r", w.join("cap.pcap").to_str().unwrap(), "-Y", "udp", "-w", udp_only.to_str().unwrap()]);
+    let case = replay(&udp_only);
+    let ev = case.iri("rtp");
+    assert!(ev[0]["note"].as_str().is_some_and(|n| n.starts_with("no H.264 parameter sets")), "{ev:?}");
+    let objects = common::json_lines(&case.root.join(LIID).join("objects.jsonl"));
+    assert!(objects.iter().all(|o| o["protocol"] != "rtp"), "{objects:?}");
+}
+
 /// Rewrites a classic pcap with frames `i` and `i + 1` swapped for every `i` in `at`
 /// (python3 here, not tapir's reader).
 fn swap_frames(pcap: &Path, out: &Path, at: &[usize]) {

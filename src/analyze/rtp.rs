@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::mpegts::{TsFacts, TsWriter};
-use super::{Cx, StreamAnalyzer};
+use super::{Cx, ExpectKey, Expectations, StreamAnalyzer};
 use crate::media::fingerprint::{VideoCodec, VideoPrint};
 use crate::media::h264::{self, Depacketizer, Event};
 use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
@@ -563,6 +563,37 @@ impl Rtp {
             }
         }
     }
+}
+
+/// RTP an SDP offer or answer announces (SIP bodies, SDP over HTTP): each RTP `m=` line's port
+/// at its address (media-level `c=`, else session-level) is where the media goes; a UDP flow
+/// there is expected, with the payload formats the SDP names (an H.264 file needs the
+/// `sprop-parameter-sets` an SDP often alone carries). Returns the media as IRI lists them
+/// (`video 198.51.100.10:5004 H264/90000`), at most 16.
+pub fn expect_sdp_media(s: &crate::media::sdp::Session, lifetime_ns: i64, cx: &mut Cx) -> Vec<String> {
+    let mut listed = Vec::new();
+    for m in s.media.iter().filter(|m| m.is_rtp() && m.port != 0) {
+        let conn = m.connection.as_ref().or(s.connection.as_ref());
+        let Some(addr) = conn.and_then(|c| c.address.split('/').next()?.parse::<std::net::IpAddr>().ok()) else {
+            continue;
+        };
+        let codecs: Vec<String> = m
+            .payload_formats
+            .iter()
+            .map(|f| match (&f.encoding_name, f.clock_rate) {
+                (Some(n), Some(r)) => format!("{n}/{r}"),
+                _ => f.payload_type.to_string(),
+            })
+            .collect();
+        if listed.len() < 16 {
+            listed.push(format!("{} {} {}", m.media, std::net::SocketAddr::new(addr, m.port), codecs.join(",")));
+        }
+        let key = ExpectKey { liid: cx.liid.clone(), zone: Expectations::zone_of(cx.flow), addr, port: m.port };
+        let formats = m.payload_formats.clone();
+        let expires = cx.now.add_nanos(lifetime_ns);
+        cx.expect.expect(key, expires, Box::new(move |_| Box::new(Rtp::with_formats(formats))));
+    }
+    listed
 }
 
 fn media(object: ObjectId, container: &'static str, s: &Ssrc, duration_ms: u64) -> RtpMedia {

@@ -2,13 +2,12 @@
 //! one message; its IRI says method or status, Call-ID, From, To, CSeq and User-Agent (never an
 //! Authorization or Proxy-Authorization header). An SDP body (the offer in an INVITE, the
 //! answer in a 18x/200, or in an ACK) announces RTP: each `m=` line's address and port becomes
-//! an expected UDP connection (as RTSP's SETUP makes them) analysed by [`Rtp`] told that
+//! an expected UDP connection (as RTSP's SETUP makes them) analysed by [`super::rtp::Rtp`] told that
 //! media's payload formats, so the call's audio becomes a WAV (G.711) or Matroska (Opus) file.
 
 use serde::Serialize;
 
-use super::rtp::Rtp;
-use super::{Cx, ExpectKey, Expectations, StreamAnalyzer};
+use super::{Cx, StreamAnalyzer};
 use crate::media::sdp;
 use crate::record::{Close, Dir};
 
@@ -114,7 +113,7 @@ impl Sip {
         let is_sdp = header("Content-Type").is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
         if is_sdp {
             if let Ok(s) = sdp::parse_bytes(body) {
-                self.expect_media(&s, &mut e, cx);
+                e.media = super::rtp::expect_sdp_media(&s, EXPECT_NS, cx);
             }
         }
         if self.events >= MAX_EVENTS {
@@ -123,32 +122,6 @@ impl Sip {
         }
         self.events += 1;
         cx.emit_app(cx.cin, "sip", e);
-    }
-
-    /// Each RTP `m=` line: the port at its address (media-level `c=`, else session-level) is
-    /// where the other party sends; expect a UDP connection there.
-    fn expect_media(&mut self, s: &sdp::Session, e: &mut SipEvent, cx: &mut Cx) {
-        for m in s.media.iter().filter(|m| m.is_rtp() && m.port != 0) {
-            let conn = m.connection.as_ref().or(s.connection.as_ref());
-            let Some(addr) = conn.and_then(|c| c.address.split('/').next()?.parse::<std::net::IpAddr>().ok()) else {
-                continue;
-            };
-            let codecs: Vec<String> = m
-                .payload_formats
-                .iter()
-                .map(|f| match (&f.encoding_name, f.clock_rate) {
-                    (Some(n), Some(r)) => format!("{n}/{r}"),
-                    _ => f.payload_type.to_string(),
-                })
-                .collect();
-            if e.media.len() < 16 {
-                e.media.push(format!("{} {} {}", m.media, std::net::SocketAddr::new(addr, m.port), codecs.join(",")));
-            }
-            let key = ExpectKey { liid: cx.liid.clone(), zone: Expectations::zone_of(cx.flow), addr, port: m.port };
-            let formats = m.payload_formats.clone();
-            let expires = cx.now.add_nanos(EXPECT_NS);
-            cx.expect.expect(key, expires, Box::new(move |_| Box::new(Rtp::with_formats(formats))));
-        }
     }
 }
 

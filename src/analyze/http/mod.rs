@@ -20,6 +20,10 @@
 //!   lists the parts in the order the client gave (part number, ETag = MD5 of the part for
 //!   unencrypted uploads, and sha256/size of the parts seen on this connection).
 //!
+//! - **SDP.** A body of type `application/sdp` (a WHIP-style offer and its answer, a camera's
+//!   `stream.sdp`) announces RTP: its media are listed in the IRI (`sdp_media`) and expected as
+//!   UDP flows with their payload formats, as SIP's and RTSP's are ([`super::rtp`]).
+//!
 //! Bounds (Suricata-like): header block 64 KiB, 100 headers, 64 pending requests. Past one of
 //! them an anomaly is recorded and the analyzer degrades: the rest of each direction becomes a
 //! raw `stream` object. After a gap, the message in progress is marked (object gap, incomplete)
@@ -123,8 +127,23 @@ pub struct HttpEvent {
     pub s3: Option<S3Facts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_complete: Option<S3Complete>,
+    /// The RTP media an SDP body announced (`video 198.51.100.10:5004 H264/90000`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sdp_media: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
+}
+
+/// How long the RTP an SDP body announces is expected.
+const SDP_EXPECT_NS: i64 = 300_000_000_000;
+
+fn is_sdp_type(content_type: &str) -> bool {
+    content_type.trim_start().to_ascii_lowercase().starts_with("application/sdp")
+}
+
+/// A message whose body is an SDP: kept (up to [`body::MAX_CAPTURE`]) to be read at its end.
+fn is_sdp(head: &Head) -> bool {
+    head.get("content-type").is_some_and(is_sdp_type)
 }
 
 impl HttpEvent {
@@ -402,7 +421,7 @@ impl Http {
                     _ => None,
                 };
                 let tmpl = ObjTemplate { dir: client, name, declared_size: declared, context, parent: None };
-                let body = self.make_body(head, f, tmpl, true, s3_complete, &mut tx.ev);
+                let body = self.make_body(head, f, tmpl, true, s3_complete || is_sdp(head), &mut tx.ev);
                 self.sides[client.index()].state = State::Body(Box::new(body), seq);
             }
         }
@@ -582,7 +601,7 @@ impl Http {
         };
         let tmpl = ObjTemplate { dir: server, name, declared_size: declared, context, parent: None };
         let mut ev = std::mem::take(&mut tx.ev);
-        let body = self.make_body(head, framing, tmpl, false, false, &mut ev);
+        let body = self.make_body(head, framing, tmpl, false, is_sdp(head), &mut ev);
         if let Some(tx) = self.txs.get_mut(idx) {
             tx.ev = ev;
         }
@@ -600,6 +619,20 @@ impl Http {
         if !complete {
             push_once(&mut body.anomalies, "body-incomplete");
         }
+        // An SDP announces RTP: expect it.
+        let sdp_media = body
+            .capture
+            .as_deref()
+            .filter(|_| complete && !body.gapped)
+            .filter(|_| {
+                self.txs.iter().find(|t| t.seq == seq).is_some_and(|t| {
+                    let ct = if client { &t.ev.request_content_type } else { &t.ev.response_content_type };
+                    ct.as_deref().is_some_and(is_sdp_type)
+                })
+            })
+            .and_then(|b| crate::media::sdp::parse_bytes(b).ok())
+            .map(|s| super::rtp::expect_sdp_media(&s, SDP_EXPECT_NS, cx))
+            .unwrap_or_default();
         // S3: remember parts, list them at CompleteMultipartUpload.
         let mut complete_listing = None;
         if let Some(t) = self.txs.iter().find(|t| t.seq == seq) {
@@ -632,6 +665,11 @@ impl Http {
         if let Some(t) = self.tx_mut(seq) {
             for a in &body.anomalies {
                 t.ev.anomaly(a);
+            }
+            for m in sdp_media {
+                if t.ev.sdp_media.len() < 16 && !t.ev.sdp_media.contains(&m) {
+                    t.ev.sdp_media.push(m);
+                }
             }
             if client {
                 t.ev.request_body_len = body.transfer_len;
