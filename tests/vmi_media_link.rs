@@ -13,10 +13,11 @@ mod common;
 
 use std::path::Path;
 
-use common::media::{make_clip, packet_md5s, replay_sender, run, session, video_fingerprint};
+use common::media::{make_clip, packet_md5s, run, session, video_fingerprint};
 use serde_json::Value;
 
 const LIID: &str = "LIID-CLIP";
+const KEY: &str = "lesson-key-5d1f";
 
 fn sha256sum(p: &Path) -> String {
     run("sha256sum", &[p.to_str().unwrap()]).split_whitespace().next().unwrap().to_string()
@@ -46,8 +47,31 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     let image = w.join("joe-vm.qcow2");
     run("qemu-img", &["convert", "-c", "-O", "qcow2", raw.to_str().unwrap(), image.to_str().unwrap()]);
 
-    session("rtmp-session.sh", &[w.to_str().unwrap(), "publish", "lesson-key"], &[("UPLOAD", image.to_str().unwrap())]);
-    let (_case, root) = replay_sender(&w.join("cap.pcap"), LIID);
+    session("rtmp-session.sh", &[w.to_str().unwrap(), "publish", KEY], &[("UPLOAD", image.to_str().unwrap())]);
+    // Replayed as the LEA gets it: delivered to the shared lemf_check.py (asn1tools), each PDU
+    // also decoded against the schema merged with tapir's additions.
+    let (hi2, hi3) = (common::free_port(), common::free_port());
+    let py = common::PyLemf::start(hi2, hi3, &w.join("report.json"), 3);
+    let lea = format!(
+        "[[lea]]\nname = \"py\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER-O\"\n\
+         network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 2\n\n[[warrant]]\nliid = \"{LIID}\"\n\
+         start = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\nscope = \"iri+cc\"\n\
+         targets = [\"ipv4:198.51.100.7\"]\nlea = \"py\"\n"
+    );
+    std::fs::write(w.join("w.toml"), lea).unwrap();
+    let root = w.join("case");
+    let spool = w.join("spool");
+    let args = ["replay", "-q", "--deliver", spool.to_str().unwrap(), "--deliver-wait", "30", "--out"];
+    let o = std::process::Command::new(common::TAPIR)
+        .args(args)
+        .arg(&root)
+        .arg("--warrants")
+        .arg(w.join("w.toml"))
+        .arg(w.join("cap.pcap"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (report, pdus) = py.finish();
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
     let objects = common::json_lines(&root.join(LIID).join("objects.jsonl"));
 
@@ -107,5 +131,44 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     );
     let all = serde_json::to_string(&iri).unwrap();
     assert!(!all.contains("equals the video of /home/joe/Videos/other.flv"));
-    common::verify_case(&root.join(LIID));
+    common::verify_case(&root);
+
+    // What the LEA reads: the stream on HI2 (TapirMedia) with its file's digest, the link on
+    // the stream's TapirObject; the key nowhere, only its digest.
+    assert_eq!(report["undecodable"], 0, "{report}");
+    assert!(pdus.iter().all(|p| p.get("error").is_none()), "PDUs the merged schema does not decode");
+    let tapir: Vec<&Value> = pdus
+        .iter()
+        .filter(|p| p["channel"] == "hi2")
+        .filter_map(|p| {
+            p["pdu"]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]
+                .get("nationalIPIRIParameters")
+        })
+        .map(|n| &n["tapir"])
+        .collect();
+    let end = tapir
+        .iter()
+        .find_map(|t| t["event"].get("media").filter(|m| m["what"] == "stream-end"))
+        .expect("TapirMedia stream-end on HI2");
+    assert_eq!((end["protocol"].as_str(), end["mode"].as_str()), (Some("rtmp"), Some("publish")));
+    assert_eq!(end["url"], "rtmp://198.51.100.10:1935/live");
+    assert_eq!(end["streamNameSHA256"], run_sha256(KEY));
+    assert_eq!(end["codecs"], serde_json::json!(["h264", "aac"]));
+    assert_eq!(
+        (end["frames"].as_u64(), end["width"].as_u64(), end["height"].as_u64()),
+        (Some(150), Some(320), Some(240))
+    );
+    assert_eq!(end["objectSHA256"], stream["sha256"]);
+    let linked = tapir
+        .iter()
+        .filter_map(|t| t["event"].get("object"))
+        .find(|o| o["sha256"] == stream["sha256"])
+        .expect("the stream's TapirObject");
+    assert_eq!(linked["equalsArtifact"], link["says"]);
+    assert!(!serde_json::to_string(&pdus).unwrap().contains(KEY), "the stream key reached the LEA");
+}
+
+fn run_sha256(s: &str) -> String {
+    let o = std::process::Command::new("sh").arg("-c").arg(format!("printf %s '{s}' | sha256sum")).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
 }

@@ -640,6 +640,7 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
                     }),
                 )),
                 (11, false) => Some(("imageID", text(c, "imageID"))),
+                (12, true) => Some(("sdpMedia", utf8s(c, "sdpMedia"))),
                 _ => None,
             })?,
         ),
@@ -708,6 +709,7 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         ),
         Some((6, true)) => ("wireConflict", wire_conflict(&c, 10)?),
         Some((7, true)) => ("vmi", tapir_vmi(&c)?),
+        Some((8, true)) => ("media", tapir_media(&c)?),
         Some((5, true)) => (
             "association",
             seq(&c, 10, |c| match ctx(c)? {
@@ -734,6 +736,46 @@ fn tapir_event(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         }
     };
     Ok(json!({ k: v }))
+}
+
+fn int(t: &Tlv<'_>, what: &'static str) -> Result<Value, DecodeError> {
+    let v = prim(t, what)?;
+    ber::read_int(v).map(Value::from).ok_or_else(|| schema(t, what, format!("bad INTEGER {}", hex::encode(v))))
+}
+
+/// TapirMedia: an RTMP, RTSP, RTP or SIP event.
+fn tapir_media(t: &Tlv<'_>) -> Result<Value, DecodeError> {
+    seq(t, 10, |c| match ctx(c)? {
+        (0, false) => Some(("protocol", text(c, "protocol"))),
+        (1, false) => Some(("what", text(c, "what"))),
+        (2, false) => Some(("url", text(c, "url"))),
+        (3, false) => Some(("application", text(c, "application"))),
+        (4, false) => Some(("mode", text(c, "mode"))),
+        (5, false) => Some(("streamNameSHA256", hexv(c, "streamNameSHA256"))),
+        (6, false) => Some(("method", text(c, "method"))),
+        (7, false) => Some(("status", text(c, "status"))),
+        (8, false) => Some(("callID", text(c, "callID"))),
+        (9, false) => Some(("from", text(c, "from"))),
+        (10, false) => Some(("to", text(c, "to"))),
+        (11, true) => Some(("sdpMedia", utf8s(c, "sdpMedia"))),
+        (12, false) => Some(("ssrc", int(c, "ssrc"))),
+        (13, true) => Some(("codecs", utf8s(c, "codecs"))),
+        (14, false) => Some(("width", uint(c, "width"))),
+        (15, false) => Some(("height", uint(c, "height"))),
+        (16, false) => Some(("frameRateMilli", uint(c, "frameRateMilli"))),
+        (17, false) => Some(("durationMs", uint(c, "durationMs"))),
+        (18, false) => Some(("frames", uint(c, "frames"))),
+        (19, false) => Some(("lostFrames", uint(c, "lostFrames"))),
+        (20, false) => Some(("packets", uint(c, "packets"))),
+        (21, false) => Some(("lostPackets", int(c, "lostPackets"))),
+        (22, false) => Some(("jitterMicros", uint(c, "jitterMicros"))),
+        (23, false) => Some(("objectID", uint(c, "objectID"))),
+        (24, false) => Some(("objectSHA256", hexv(c, "objectSHA256"))),
+        (25, false) => Some(("complete", boolean(c, "complete"))),
+        (26, false) => Some(("note", text(c, "note"))),
+        (27, false) => Some(("mp4ObjectID", uint(c, "mp4ObjectID"))),
+        _ => None,
+    })
 }
 
 /// TapirVmi: one image inspection's summary.
@@ -922,4 +964,89 @@ fn email_iri(t: &Tlv<'_>) -> Result<Value, DecodeError> {
         (13, false) => Some(("message-ID", text(c, "message-ID"))),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::analyze::rtp::RtpEvent;
+    use crate::analyze::sip::SipEvent;
+    use crate::media::rtp::Stats;
+    use crate::record::{AppEvent, Dir, IriEvent, IriRecord, Liid, Provenance};
+    use crate::timestamp::Timestamp;
+
+    /// TapirIRI as the encoder writes it for `event`, read back by this decoder.
+    fn round_trip(
+        protocol: &'static str,
+        event: impl serde::Serialize + std::fmt::Debug + Send + Sync + 'static,
+    ) -> Value {
+        let rec = IriRecord {
+            liid: Liid::new("L1").unwrap(),
+            cin: Some(crate::record::Cin::FIRST),
+            ts: Timestamp::from_secs_nanos(1_772_359_200, 0),
+            event: IriEvent::App(AppEvent::new(protocol, event)),
+            provenance: Arc::new(Provenance {
+                selector: "ipv4:198.51.100.7".into(),
+                target: "t".into(),
+                chain: vec![],
+            }),
+        };
+        let mut wrapped = Vec::new();
+        ber::put_prim(&mut wrapped, ber::Tag::SEQUENCE, &crate::deliver::etsi::national::tapir_iri(&rec, None));
+        let t = ber::Reader::new(&wrapped, 0).next_tlv().unwrap().unwrap();
+        tapir_iri(&t).unwrap()["event"]["media"].clone()
+    }
+
+    #[test]
+    fn tapir_media_round_trips_signed_and_text_fields() {
+        let stats = Stats {
+            ssrc: 0xdead_beef,
+            packets: 998,
+            expected: 1000,
+            lost: -2,
+            reordered: 0,
+            duplicates: 4,
+            jitter_ms: 1.5,
+            max_jitter_ms: 2.0,
+            first_seq: 1,
+            last_seq: 1000,
+            first_ts: 0,
+            last_ts: 90_000,
+            restarts: 0,
+        };
+        let e = RtpEvent {
+            what: "stream-end",
+            direction: Dir::Orig,
+            ssrc: 0xdead_beef,
+            payload_type: 0,
+            codec: Some("pcm_mulaw"),
+            clock_rate: 8000,
+            clock_rate_assumed: false,
+            stats: Some(stats),
+            media: None,
+            note: Some("n".into()),
+            refused_ssrc_packets: 0,
+        };
+        let m = round_trip("rtp", e);
+        assert_eq!(m["protocol"], "rtp");
+        assert_eq!(m["ssrc"], 0xdead_beef_u32);
+        assert_eq!(m["lostPackets"], -2);
+        assert_eq!(m["jitterMicros"], 1500);
+        assert_eq!(m["codecs"], serde_json::json!(["pcm_mulaw"]));
+        let s = SipEvent {
+            kind: "request",
+            method: Some("INVITE".into()),
+            call_id: Some("c@h".into()),
+            media: vec!["audio 198.51.100.7:6000 PCMU/8000".into()],
+            ..Default::default()
+        };
+        let m = round_trip("sip", s);
+        assert_eq!(
+            (m["what"].as_str(), m["method"].as_str(), m["callID"].as_str()),
+            (Some("request"), Some("INVITE"), Some("c@h"))
+        );
+        assert_eq!(m["sdpMedia"][0], "audio 198.51.100.7:6000 PCMU/8000");
+    }
 }

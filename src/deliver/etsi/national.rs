@@ -17,6 +17,11 @@ use super::ber::{put_bool, put_cons, put_prim, put_uint, Tag};
 use super::ipaccess::IpAddress;
 use crate::analyze::ftp::{FtpEvent, FtpMode};
 use crate::analyze::http::HttpEvent;
+use crate::analyze::mpegts::TsEvent;
+use crate::analyze::rtmp::RtmpEvent;
+use crate::analyze::rtp::RtpEvent;
+use crate::analyze::rtsp::RtspEvent;
+use crate::analyze::sip::SipEvent;
 use crate::analyze::smtp::SmtpEvent;
 use crate::analyze::tls::TlsEvent;
 use crate::record::{Counters, Dir, FlowDescr, IriEvent, IriRecord, ObjectRecord, Provenance, WireConflict};
@@ -242,6 +247,16 @@ fn event_choice(o: &mut Vec<u8>, e: &IriEvent, side: Option<FlowSide<'_>>) {
                 put_cons(o, Tag::ctx_cons(3), 64, |o| smtp(o, s));
             } else if let Some(v) = a.get::<VmiEvent>() {
                 put_cons(o, Tag::ctx_cons(7), 512, |o| vmi(o, v));
+            } else if let Some(m) = a.get::<RtmpEvent>() {
+                put_cons(o, Tag::ctx_cons(8), 128, |o| media::rtmp(o, m));
+            } else if let Some(m) = a.get::<RtpEvent>() {
+                put_cons(o, Tag::ctx_cons(8), 128, |o| media::rtp(o, m));
+            } else if let Some(m) = a.get::<RtspEvent>() {
+                put_cons(o, Tag::ctx_cons(8), 128, |o| media::rtsp(o, m));
+            } else if let Some(m) = a.get::<SipEvent>() {
+                put_cons(o, Tag::ctx_cons(8), 128, |o| media::sip(o, m));
+            } else if let Some(m) = a.get::<TsEvent>() {
+                put_cons(o, Tag::ctx_cons(8), 128, |o| media::mpegts(o, m));
             }
         }
         IriEvent::Object(obj) => put_cons(o, Tag::ctx_cons(4), 256, |o| object(o, obj, side)),
@@ -339,6 +354,138 @@ fn http(o: &mut Vec<u8>, h: &HttpEvent) {
         });
     }
     utf8(o, 11, h.image_id.as_deref());
+    if !h.sdp_media.is_empty() {
+        strings(o, 12, h.sdp_media.iter().map(String::as_str));
+    }
+}
+
+/// TapirMedia: one layout for the four media protocols' events.
+mod media {
+    use super::{boolean, digest, strings, uint, utf8};
+    use crate::analyze::mpegts::TsEvent;
+    use crate::analyze::rtmp::RtmpEvent;
+    use crate::analyze::rtp::RtpEvent;
+    use crate::analyze::rtsp::RtspEvent;
+    use crate::analyze::sip::SipEvent;
+    use crate::deliver::etsi::ber::{put_prim, Tag};
+
+    /// A signed INTEGER, in the fewest octets.
+    fn int(o: &mut Vec<u8>, n: u32, v: Option<i64>) {
+        let Some(v) = v else { return };
+        let b = v.to_be_bytes();
+        let mut i = 0;
+        while i < 7 && ((b[i] == 0 && b[i + 1] & 0x80 == 0) || (b[i] == 0xff && b[i + 1] & 0x80 != 0)) {
+            i += 1;
+        }
+        put_prim(o, Tag::ctx(n), &b[i..]);
+    }
+
+    fn head(o: &mut Vec<u8>, protocol: &str, what: &str) {
+        put_prim(o, Tag::ctx(0), protocol.as_bytes());
+        put_prim(o, Tag::ctx(1), what.as_bytes());
+    }
+
+    pub fn rtmp(o: &mut Vec<u8>, e: &RtmpEvent) {
+        let what = serde_json::to_value(e.what).ok();
+        head(o, "rtmp", what.as_ref().and_then(|w| w.as_str()).unwrap_or(""));
+        utf8(o, 2, e.tc_url.as_deref());
+        utf8(o, 3, e.app.as_deref());
+        utf8(o, 4, e.mode);
+        digest(o, 5, e.stream_name_sha256.as_deref());
+        utf8(o, 7, e.status.as_deref());
+        let Some(m) = &e.media else {
+            utf8(o, 26, e.error.as_deref());
+            return;
+        };
+        let codecs: Vec<&str> = m.video.iter().map(|v| v.codec).chain(m.audio.iter().map(|a| a.codec)).collect();
+        if !codecs.is_empty() {
+            strings(o, 13, codecs);
+        }
+        if let Some(v) = &m.video {
+            uint(o, 14, v.width.map(u64::from));
+            uint(o, 15, v.height.map(u64::from));
+            uint(o, 16, v.frame_rate.map(|r| (r * 1000.0).round() as u64));
+        }
+        uint(o, 17, Some(m.duration_ms));
+        uint(o, 18, m.video.as_ref().map(|v| v.frames));
+        uint(o, 23, Some(m.object));
+        digest(o, 24, m.sha256.as_deref());
+        boolean(o, 25, Some(m.complete));
+        let note = e.error.clone().or_else(|| m.mp4.as_ref().and_then(|x| x.note.clone()));
+        utf8(o, 26, note.as_deref());
+        uint(o, 27, m.mp4.as_ref().and_then(|x| x.object));
+    }
+
+    pub fn rtp(o: &mut Vec<u8>, e: &RtpEvent) {
+        head(o, "rtp", e.what);
+        int(o, 12, Some(i64::from(e.ssrc)));
+        if let Some(c) = e.codec {
+            strings(o, 13, [c]);
+        }
+        // Context tags in the order the SEQUENCE defines them.
+        let m = e.media.as_ref();
+        uint(o, 14, m.and_then(|m| m.width).map(u64::from));
+        uint(o, 15, m.and_then(|m| m.height).map(u64::from));
+        uint(o, 16, m.and_then(|m| m.frame_rate).map(|r| (r * 1000.0).round() as u64));
+        uint(o, 17, m.map(|m| m.duration_ms));
+        uint(o, 18, m.and_then(|m| m.frames));
+        uint(o, 19, m.and_then(|m| m.lost_frames));
+        if let Some(s) = &e.stats {
+            uint(o, 20, Some(s.packets));
+            int(o, 21, Some(s.lost));
+            uint(o, 22, Some((s.jitter_ms * 1000.0).round() as u64));
+        }
+        uint(o, 23, m.map(|m| m.object));
+        digest(o, 24, m.and_then(|m| m.sha256.as_deref()));
+        utf8(o, 26, e.note.as_deref());
+    }
+
+    pub fn rtsp(o: &mut Vec<u8>, e: &RtspEvent) {
+        head(o, "rtsp", "request");
+        utf8(o, 2, Some(&e.url));
+        utf8(o, 6, Some(&e.method));
+        utf8(o, 7, e.status.map(|s| s.to_string()).as_deref());
+        if !e.media.is_empty() {
+            let listed: Vec<String> = e
+                .media
+                .iter()
+                .map(|m| match (&m.encoding, m.clock_rate) {
+                    (Some(n), Some(r)) => format!("{} {n}/{r}", m.media),
+                    _ => format!("{} {}", m.media, m.payload_type),
+                })
+                .collect();
+            strings(o, 11, listed.iter().map(String::as_str));
+        }
+    }
+
+    pub fn mpegts(o: &mut Vec<u8>, e: &TsEvent) {
+        head(o, "mpegts", e.what);
+        let m = &e.media;
+        if !m.streams.is_empty() {
+            strings(o, 13, m.streams.iter().map(|s| s.codec));
+        }
+        uint(o, 17, Some(m.duration_ms));
+        uint(o, 20, Some(m.packets));
+        uint(o, 23, Some(m.object));
+        digest(o, 24, m.sha256.as_deref());
+        let errors = (m.continuity_errors, m.malformed);
+        let note =
+            (errors != (0, 0)).then(|| format!("{} continuity errors, {} malformed packets", errors.0, errors.1));
+        utf8(o, 26, note.as_deref());
+    }
+
+    pub fn sip(o: &mut Vec<u8>, e: &SipEvent) {
+        head(o, "sip", e.kind);
+        utf8(o, 2, e.request_uri.as_deref());
+        utf8(o, 6, e.method.as_deref());
+        utf8(o, 7, e.status.map(|s| s.to_string()).as_deref());
+        utf8(o, 8, e.call_id.as_deref());
+        utf8(o, 9, e.from.as_deref());
+        utf8(o, 10, e.to.as_deref());
+        if !e.media.is_empty() {
+            strings(o, 11, e.media.iter().map(String::as_str));
+        }
+    }
 }
 
 fn tls(o: &mut Vec<u8>, t: &TlsEvent) {
