@@ -232,6 +232,31 @@ fn frames_whose_packets_were_lost_are_left_out_not_spliced() {
 }
 
 #[test]
+fn aac_in_latm_over_rtsp_becomes_adts_with_the_sources_frames() {
+    // `-rtpflags latm`: the AAC goes as MP4A-LATM (RFC 6416), its config only in the SDP.
+    let r = recorded(with_clip(), "udp", &[("CODEC_ARGS", "-c copy -rtpflags latm")]);
+    let iri = r.iri();
+    let announce = iri.iter().find(|e| e["event"] == "rtsp" && e["method"] == "ANNOUNCE").unwrap();
+    assert!(announce["media"].as_array().unwrap().iter().any(|m| m["encoding"] == "MP4A-LATM"), "{announce}");
+    let adts = r.file(".aac");
+    let src = r.src();
+    let reference = r.work.path().join("ref.aac");
+    let args = ["-v", "error", "-i", src.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "adts", "-y"];
+    run("ffmpeg", &[&args[..], &[reference.to_str().unwrap()]].concat());
+    let frames = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
+    let want = frames(&reference);
+    let got = frames(&adts);
+    // Every AAC frame of the source, in order (the sender may stop before its last ones).
+    assert!(got.len() > 250 && got[..] == want[..got.len()], "{} of {} AAC frames", got.len(), want.len());
+    let end =
+        iri.iter().find(|e| e["event"] == "rtp" && e["what"] == "stream-end" && e["codec"] == "aac_latm").unwrap();
+    assert_eq!(
+        (end["media"]["frames"].as_u64(), end["media"]["lost_frames"].as_u64()),
+        (Some(got.len() as u64), Some(0))
+    );
+}
+
+#[test]
 fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
     // The client encodes the audio to Opus on the way (libopus, 48 kb/s); FFmpeg's own encoding
     // of the same source with the same options is the reference (libopus is deterministic).

@@ -145,6 +145,8 @@ enum Writer {
         index_len: u32,
         frames: u64,
         malformed: u64,
+        /// MP4A-LATM (RFC 6416) instead of RFC 3640's AU headers.
+        latm: Option<Latm>,
     },
     /// Statistics only.
     None,
@@ -188,6 +190,7 @@ fn sdp_codec(f: &PayloadFormat) -> Option<&'static str> {
         "H264" => "h264",
         "H265" => "hevc",
         "MPEG4-GENERIC" if f.fmtp_param("mode").is_some_and(|m| m.eq_ignore_ascii_case("AAC-hbr")) => "aac",
+        "MP4A-LATM" if f.fmtp_param("cpresent") == Some("0") => "aac_latm",
         "MPEG4-GENERIC" | "MP4A-LATM" => "aac_unsupported",
         "PCMU" => "pcm_mulaw",
         "PCMA" => "pcm_alaw",
@@ -289,9 +292,21 @@ impl Rtp {
                 match (config.and_then(|c| adts_fixed(&c)), size_len, index_len) {
                     (Some(fixed), Some(size_len), Some(index_len)) => {
                         let id = object(format!("rtp-{ssrc:08x}.aac"), "adts");
-                        Writer::Aac { id, written: 0, fixed, size_len, index_len, frames: 0, malformed: 0 }
+                        Writer::Aac { id, written: 0, fixed, size_len, index_len, frames: 0, malformed: 0, latm: None }
                     }
                     _ => Writer::None,
+                }
+            }
+            Some("aac_latm") => {
+                // The StreamMuxConfig is out of band (cpresent=0): its AudioSpecificConfig.
+                let config = described.and_then(|f| f.fmtp_param("config")).and_then(latm_config);
+                match config.as_ref().and_then(adts_fixed) {
+                    Some(fixed) => {
+                        let id = object(format!("rtp-{ssrc:08x}.aac"), "adts");
+                        let latm = Some(Latm::default());
+                        Writer::Aac { id, written: 0, fixed, size_len: 0, index_len: 0, frames: 0, malformed: 0, latm }
+                    }
+                    None => Writer::None,
                 }
             }
             _ => Writer::None,
@@ -430,7 +445,15 @@ impl Ssrc {
                 *written += block.len() as u64;
                 *frames += 1;
             }
-            Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed } => {
+            Writer::Aac { id, written, fixed, frames, malformed, latm: Some(l), .. } => {
+                for frame in l.push(ext, marker, payload, malformed) {
+                    let frame = adts_frame(fixed, &frame);
+                    cx.object_data(*id, *written, &frame);
+                    *written += frame.len() as u64;
+                    *frames += 1;
+                }
+            }
+            Writer::Aac { id, written, fixed, size_len, index_len, frames, malformed, latm: None } => {
                 match aac_units(payload, *size_len, *index_len) {
                     Some(units) => {
                         for au in units {
@@ -759,6 +782,81 @@ fn adts_frame(fixed: &[u8; 4], au: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The AudioSpecificConfig's first fields from an MP4A-LATM `config` (a StreamMuxConfig in
+/// hex, ISO 14496-3 1.7.3): only audioMuxVersion 0 with one program and one layer, where the
+/// AudioSpecificConfig starts at bit 15.
+fn latm_config(hex_config: &str) -> Option<flv::AacConfig> {
+    let b = hex::decode(hex_config).ok()?;
+    let bit = |i: usize| b.get(i / 8).map(|x| x >> (7 - i % 8) & 1);
+    // audioMuxVersion (1), allStreamsSameTimeFraming (1), numSubFrames (6), numProgram (4),
+    // numLayer (3): version, program and layer must be 0.
+    if bit(0)? != 0 || (8..15).any(|i| bit(i) != Some(0)) {
+        return None;
+    }
+    // The rest, shifted to start at bit 15.
+    let asc: Vec<u8> = (0..b.len().saturating_sub(2))
+        .map(|k| (0..8).fold(0u8, |acc, j| acc << 1 | bit(15 + 8 * k + j).unwrap_or(0)))
+        .collect();
+    flv::aac_config(&asc)
+}
+
+/// MP4A-LATM payloads being put together: an AudioMuxElement may span packets (the marker bit
+/// ends it); each holds PayloadLengthInfo (bytes of 255 summed, then the last) and that many
+/// bytes of one AAC frame, possibly more than one element per packet.
+#[derive(Default)]
+struct Latm {
+    pending: Vec<u8>,
+    last_ext: Option<u64>,
+}
+
+/// The longest AudioMuxElement put together (an AAC frame is at most 6144 bits per channel).
+const MAX_LATM_ELEMENT: usize = 64 * 1024;
+
+impl Latm {
+    /// The AAC frames the packet `ext` completes; a loss inside an element drops it, counted.
+    fn push(&mut self, ext: u64, marker: bool, payload: &[u8], malformed: &mut u64) -> Vec<Vec<u8>> {
+        if !self.pending.is_empty() && self.last_ext.is_some_and(|l| l + 1 != ext) {
+            self.pending.clear();
+            *malformed += 1;
+        }
+        self.last_ext = Some(ext);
+        if self.pending.len() + payload.len() > MAX_LATM_ELEMENT {
+            self.pending.clear();
+            *malformed += 1;
+            return Vec::new();
+        }
+        self.pending.extend_from_slice(payload);
+        if !marker {
+            return Vec::new();
+        }
+        let data = std::mem::take(&mut self.pending);
+        let mut frames = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let mut len = 0usize;
+            let mut used = 0;
+            while let Some(&b) = rest.get(used) {
+                used += 1;
+                len += usize::from(b);
+                if b != 255 {
+                    break;
+                }
+            }
+            match rest.get(used..used + len) {
+                Some(frame) if used > 0 && len > 0 => {
+                    frames.push(frame.to_vec());
+                    rest = &rest[used + len..];
+                }
+                _ => {
+                    *malformed += 1;
+                    break;
+                }
+            }
+        }
+        frames
+    }
+}
+
 /// The access units of an RFC 3640 payload: AU-headers-length (bits), AU headers of
 /// `size_len` + `index_len` bits, then the units. `None` if the sizes do not add up (a unit
 /// fragmented across packets is among these: not written, counted).
@@ -825,6 +923,30 @@ impl StreamAnalyzer for Rtp {
 mod tests {
     use super::*;
     use crate::analyze::harness::Harness;
+
+    #[test]
+    fn latm_config_and_elements_across_packets() {
+        // FFmpeg's config for 44.1 kHz mono AAC-LC.
+        let c = latm_config("400024103fc0").unwrap();
+        assert_eq!((c.object_type, c.sample_rate, c.channels), (2, 44100, 1));
+        assert!(latm_config("c00024103fc0").is_none(), "audioMuxVersion 1");
+        let mut l = Latm::default();
+        let mut bad = 0;
+        // A 300-byte frame (length 255 + 45) over two packets, then two small ones in one.
+        let mut first = vec![255, 45];
+        first.extend(std::iter::repeat_n(7u8, 200));
+        assert!(l.push(1, false, &first, &mut bad).is_empty());
+        let done = l.push(2, true, &[7; 100], &mut bad);
+        assert_eq!((done.len(), done[0].len(), bad), (1, 300, 0));
+        assert_eq!(l.push(3, true, &[2, 1, 1, 1, 9], &mut bad), vec![vec![1, 1], vec![9]]);
+        // A lost packet inside an element: the element is dropped, counted.
+        assert!(l.push(4, false, &first, &mut bad).is_empty());
+        assert_eq!(l.push(6, true, &[3, 1, 2, 3], &mut bad), vec![vec![1, 2, 3]]);
+        assert_eq!(bad, 1);
+        // A length past the element.
+        assert!(l.push(7, true, &[9, 1], &mut bad).is_empty());
+        assert_eq!(bad, 2);
+    }
 
     fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x80, pt];
