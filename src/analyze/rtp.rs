@@ -332,6 +332,11 @@ impl Rtp {
         let Ok(p) = Packet::new_checked(datagram) else { return };
         let side = &mut self.sides[dir.index()];
         if !side.ssrcs.contains_key(&p.ssrc()) {
+            // A header without payload opens nothing: FFmpeg's RTSP client sends such packets
+            // from its ports to the server's to open NAT bindings (RFC 6263 keepalives too).
+            if p.payload().is_empty() {
+                return;
+            }
             if side.ssrcs.len() >= MAX_SSRCS {
                 side.refused += 1;
                 return;
