@@ -137,15 +137,7 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     // the stream's TapirObject; the key nowhere, only its digest.
     assert_eq!(report["undecodable"], 0, "{report}");
     assert!(pdus.iter().all(|p| p.get("error").is_none()), "PDUs the merged schema does not decode");
-    let tapir: Vec<&Value> = pdus
-        .iter()
-        .filter(|p| p["channel"] == "hi2")
-        .filter_map(|p| {
-            p["pdu"]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]
-                .get("nationalIPIRIParameters")
-        })
-        .map(|n| &n["tapir"])
-        .collect();
+    let tapir = common::hi2_tapir(&pdus);
     let end = tapir
         .iter()
         .find_map(|t| t["event"].get("media").filter(|m| m["what"] == "stream-end"))

@@ -180,15 +180,7 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
     // ---- HI2 and HI3, as asn1tools reads them ----
     assert!(pdus.iter().all(|p| p.get("error").is_none()), "PDUs the merged schema does not decode");
     assert_eq!(report["undecodable"], 0, "{report}");
-    let tapir_iri: Vec<&Value> = pdus
-        .iter()
-        .filter(|p| p["channel"] == "hi2")
-        .filter_map(|p| {
-            p["pdu"]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]
-                .get("nationalIPIRIParameters")
-        })
-        .map(|n| &n["tapir"])
-        .collect();
+    let tapir_iri = hi2_tapir(&pdus);
     let tv = tapir_iri.iter().find_map(|t| t["event"].get("vmi")).expect("TapirVmi on HI2");
     assert_eq!(tv["hostname"], truth["hostname"]);
     assert_eq!(tv["os"], truth["os_pretty_name"]);

@@ -610,6 +610,19 @@ impl Drop for PyLemf {
     }
 }
 
+/// TapirIRI (`nationalIPIRIParameters.tapir`) of every HI2 PDU that carries one, from the
+/// PDUs [`PyLemf::finish`] returns, as asn1tools decoded them.
+pub fn hi2_tapir(pdus: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    pdus.iter()
+        .filter(|p| p["channel"] == "hi2")
+        .filter_map(|p| {
+            p["pdu"]["payload"]["iRIPayloadSequence"][0]["iRIContents"]["iPIRI"]["iPIRIContents"]
+                .get("nationalIPIRIParameters")
+        })
+        .map(|n| &n["tapir"])
+        .collect()
+}
+
 /// The JSON lines of a file (none if it does not exist).
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
