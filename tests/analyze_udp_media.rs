@@ -171,6 +171,12 @@ fn mpeg_ts_over_udp_is_written_as_the_muxer_wrote_it_and_loss_shows() {
     let (obj, ts) = case.object("udp");
     assert_eq!(std::fs::read(&ts).unwrap(), std::fs::read(&reference).unwrap(), "FFmpeg's own TS, byte for byte");
     assert_eq!(probe_frames(&ts), ["h264,150", "aac,260"]);
+    // Its pictures are the clip's (a clip found in an image is known again in this stream).
+    let (sha, frames) = common::media::video_fingerprint(&w.path().join("src.mp4"), "h264");
+    assert_eq!(
+        (obj["context"]["video"]["sha256"].as_str(), obj["context"]["video"]["frames"].as_u64()),
+        (Some(sha.as_str()), Some(frames))
+    );
     let ends = case.iri("mpegts");
     assert_eq!(ends.len(), 1);
     let m = &ends[0]["media"];
@@ -205,9 +211,10 @@ fn mpeg_ts_over_udp_is_written_as_the_muxer_wrote_it_and_loss_shows() {
     let payloads = run("tshark", &["-r", holed.to_str().unwrap(), "-T", "fields", "-e", "udp.payload"]);
     let seen: Vec<u8> = payloads.lines().flat_map(|l| hex::decode(l.replace(':', "")).unwrap()).collect();
     let case = replay(&holed);
-    let (_, ts) = case.object("udp");
+    let (obj, ts) = case.object("udp");
     let bytes = std::fs::read(&ts).unwrap();
     assert!(bytes == seen, "the datagrams the tap saw, in order");
+    assert!(obj["context"].get("video").is_none(), "pictures were lost: no fingerprint claims them");
     let m = &case.iri("mpegts")[0]["media"];
     assert!(m["continuity_errors"].as_u64().unwrap() >= 7, "{m}");
     assert_eq!(m["continuity_errors"].as_u64(), Some(continuity_breaks(&bytes)));

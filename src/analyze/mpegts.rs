@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Cx, StreamAnalyzer};
+use crate::media::fingerprint::{VideoCodec, VideoPrint};
 use crate::record::{Close, Dir, ObjectId, ObjectMeta};
 use crate::timestamp::Timestamp;
 
@@ -86,6 +87,51 @@ pub struct TsWriter {
     pmt_pids: Vec<u16>,
     /// Last continuity counter per PID.
     continuity: BTreeMap<u16, u8>,
+    /// The pictures of the first H.264/H.265 stream, for the clip they may be (`context.video`).
+    video: VideoPes,
+}
+
+/// The PES packets of the video stream put together, each an access unit for the fingerprint.
+#[derive(Default)]
+struct VideoPes {
+    /// The PID and codec the PMT gave.
+    stream: Option<(u16, VideoCodec)>,
+    pes: Vec<u8>,
+    print: VideoPrint,
+    /// A continuity error or an oversized PES on the video PID: its pictures are not all known.
+    damaged: bool,
+}
+
+/// The largest video PES put together (a 4K key frame fits).
+const MAX_PES: usize = 8 << 20;
+
+impl VideoPes {
+    fn payload(&mut self, unit_start: bool, payload: &[u8]) {
+        if unit_start {
+            self.flush();
+        } else if self.pes.is_empty() {
+            return;
+        }
+        if self.pes.len() + payload.len() > MAX_PES {
+            self.damaged = true;
+            self.pes.clear();
+            return;
+        }
+        self.pes.extend_from_slice(payload);
+    }
+
+    /// The PES put together so far is one access unit: its data after the PES header.
+    fn flush(&mut self) {
+        let pes = std::mem::take(&mut self.pes);
+        let Some((_, codec)) = self.stream else { return };
+        if pes.get(..3) != Some(&[0, 0, 1]) {
+            return;
+        }
+        let header = 9 + pes.get(8).map_or(0, |n| usize::from(*n));
+        if let Some(data) = pes.get(header..) {
+            self.print.annex_b(codec, data);
+        }
+    }
 }
 
 impl TsWriter {
@@ -115,6 +161,7 @@ impl TsWriter {
             },
             pmt_pids: Vec::new(),
             continuity: BTreeMap::new(),
+            video: VideoPes::default(),
         }
     }
 
@@ -142,18 +189,30 @@ impl TsWriter {
         // Continuity: +1 per packet with payload; a repeat (duplicate) is allowed once.
         if pid != 0x1fff && has_payload {
             match self.continuity.get(&pid) {
-                Some(&last) if cc != (last + 1) & 0x0f && cc != last => self.facts.continuity_errors += 1,
+                Some(&last) if cc != (last + 1) & 0x0f && cc != last => {
+                    self.facts.continuity_errors += 1;
+                    if self.video.stream.is_some_and(|(v, _)| v == pid) {
+                        self.video.damaged = true;
+                    }
+                }
                 _ => {}
             }
             if self.continuity.len() < MAX_PIDS || self.continuity.contains_key(&pid) {
                 self.continuity.insert(pid, cc);
             }
         }
-        if !unit_start || !has_payload {
+        if !has_payload {
             return;
         }
         let start = if adaptation == 3 { 5 + usize::from(p[4]) } else { 4 };
         let Some(payload) = p.get(start..) else { return };
+        if self.video.stream.is_some_and(|(v, _)| v == pid) {
+            self.video.payload(unit_start, payload);
+            return;
+        }
+        if !unit_start {
+            return;
+        }
         // PSI: a pointer field, then the section.
         let Some(section) = payload.get(1 + usize::from(*payload.first().unwrap_or(&0))..) else { return };
         if pid == 0 {
@@ -193,6 +252,14 @@ impl TsWriter {
             let pid = u16::from(p0 & 0x1f) << 8 | u16::from(*p1);
             if !self.facts.streams.iter().any(|s| s.pid == pid) && self.facts.streams.len() < MAX_PIDS {
                 self.facts.streams.push(TsStream { pid, stream_type: *stream_type, codec: codec(*stream_type) });
+                let video = match stream_type {
+                    0x1b => Some(VideoCodec::H264),
+                    0x24 => Some(VideoCodec::Hevc),
+                    _ => None,
+                };
+                if self.video.stream.is_none() && !self.pmt_pids.contains(&pid) && pid != 0 {
+                    self.video.stream = video.map(|c| (pid, c));
+                }
             }
             let es_info = usize::from(u16::from(l0 & 0x0f) << 8 | u16::from(*l1));
             rest = more.get(es_info..).unwrap_or(&[]);
@@ -201,6 +268,11 @@ impl TsWriter {
 
     /// Ends the object and says what it held.
     pub fn end(mut self, cx: &mut Cx) -> TsFacts {
+        self.video.flush();
+        let video = std::mem::take(&mut self.video);
+        if let Some(v) = video.print.finish().filter(|_| !video.damaged) {
+            cx.object_context(self.id, "video", serde_json::json!(v));
+        }
         if let Some(e) = cx.object_end(self.id, true) {
             self.facts.sha256 = Some(e.sha256);
             self.facts.size = Some(e.size);

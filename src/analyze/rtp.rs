@@ -118,7 +118,7 @@ pub struct RtpMedia {
 
 /// What one SSRC's payloads are written as.
 enum Writer {
-    Ts(TsWriter),
+    Ts(Box<TsWriter>),
     G711 {
         id: ObjectId,
         written: u64,
@@ -232,7 +232,7 @@ impl Rtp {
         };
         let ssrc = packet.ssrc();
         let writer = match codec {
-            Some("mpegts") => Writer::Ts(TsWriter::open("rtp", dir, cx)),
+            Some("mpegts") => Writer::Ts(Box::new(TsWriter::open("rtp", dir, cx))),
             Some("pcm_mulaw" | "pcm_alaw") => {
                 let id = object(format!("rtp-{ssrc:08x}.wav"), "wav");
                 let law = if codec == Some("pcm_mulaw") { 0 } else { 8 };

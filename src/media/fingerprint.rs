@@ -11,8 +11,9 @@
 //! Equal fingerprints mean every picture of one is in the other, in the same order: a picture
 //! lost in transit changes it. H.264 and H.265 only (the codecs tapir depacketises).
 //!
-//! [`VideoPrint`] is fed access units; [`of_mp4`] and [`of_flv`] read a file's first video
-//! track, bounded (a box tree or tag past its bound ends the reading with `None`).
+//! [`VideoPrint`] is fed access units (as NAL units, length-prefixed samples, Annex B or FLV
+//! tag bodies); [`of_mp4`] and [`of_flv`] read a file's first video track, bounded (a box tree
+//! or tag past its bound ends the reading with `None`).
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -108,6 +109,30 @@ impl VideoPrint {
             rest = &rest[length_size + len..];
         }
         self.access_unit(codec, nals);
+    }
+
+    /// One access unit in Annex B (start codes: an MPEG-TS PES payload). Trailing zero bytes
+    /// before a start code belong to no NAL unit.
+    pub fn annex_b(&mut self, codec: VideoCodec, data: &[u8]) {
+        let mut starts = Vec::new();
+        let mut i = 0;
+        while i + 3 <= data.len() {
+            if data[i..i + 3] == [0, 0, 1] {
+                starts.push(i + 3);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        let nals = starts.iter().enumerate().map(|(k, &at)| {
+            let end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
+            let mut nal = data.get(at..end.max(at)).unwrap_or_default();
+            while let [rest @ .., 0] = nal {
+                nal = rest;
+            }
+            nal
+        });
+        self.access_unit(codec, nals.collect::<Vec<_>>());
     }
 
     /// The body of an FLV video tag or RTMP video message (legacy AVC/HEVC packets and
@@ -350,6 +375,15 @@ mod tests {
         let mut b = VideoPrint::default();
         b.access_unit(VideoCodec::H264, [&[0x09, 0xf0][..], &[0x65, 4]]);
         b.access_unit(VideoCodec::H264, [&[0x41, 5][..]]);
+        assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn annex_b_is_the_same_access_unit_as_lengths() {
+        let mut a = VideoPrint::default();
+        a.annex_b(VideoCodec::H264, &[0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x65, 4, 0, 0, 0, 0, 1, 0x41, 0, 5]);
+        let mut b = VideoPrint::default();
+        b.sample(VideoCodec::H264, &[0, 0, 0, 2, 0x65, 4, 0, 0, 0, 3, 0x41, 0, 5], 4);
         assert_eq!(a.finish(), b.finish());
     }
 
