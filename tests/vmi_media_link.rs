@@ -1,8 +1,9 @@
 //! The video a VM streams is the clip in the image its owner uploaded (the seed's steps h.i and
 //! d.xi together): joe uploads a qcow2 over FTP (curl to pyftpdlib) whose `/home/joe/Videos`
-//! holds a clip and a second, unrelated one; 1.5 s later the same machine publishes the clip
-//! over RTMP with `ffmpeg -c copy` (tests/media/rtmp-session.sh with UPLOAD). The FLV tapir
-//! rebuilds and the MP4 in the image differ byte for byte; their pictures do not.
+//! holds a clip and two unrelated ones (FLV, and H.265 in Matroska); 1.5 s later the same
+//! machine publishes the clip over RTMP with `ffmpeg -c copy` (tests/media/rtmp-session.sh with
+//! UPLOAD). The FLV tapir rebuilds and the MP4 in the image differ byte for byte; their
+//! pictures do not.
 //!
 //! The oracle is FFmpeg: the fingerprints expected are computed by the test from FFmpeg's own
 //! Annex B output of each source file (`common::media::video_fingerprint`), the pictures' equality
@@ -42,6 +43,11 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     let lavfi = "testsrc2=size=160x120:rate=10";
     let other_args = ["-f", "lavfi", "-i", lavfi, "-t", "2", "-c:v", "libx264", "-g", "10", "-f", "flv", "-y"];
     run("ffmpeg", &[&q[..], &other_args[..], &[other.to_str().unwrap()]].concat());
+    let third = videos.join("third.mkv");
+    let third_args =
+        ["-f", "lavfi", "-i", "testsrc=size=176x144:rate=15", "-t", "1", "-c:v", "libx265", "-x265-params"];
+    let third_more = ["log-level=error", "-f", "matroska", "-y", third.to_str().unwrap()];
+    run("ffmpeg", &[&q[..], &third_args[..], &third_more[..]].concat());
     let raw = w.join("joe-vm.raw");
     run("mkfs.ext4", &["-q", "-F", "-d", tree.to_str().unwrap(), raw.to_str().unwrap(), "32M"]);
     let image = w.join("joe-vm.qcow2");
@@ -77,7 +83,8 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
 
     let (clip_sha, clip_frames) = video_fingerprint(&src, "h264");
     let (other_sha, other_frames) = video_fingerprint(&other, "h264");
-    assert_eq!((clip_frames, other_frames), (150, 20));
+    let (third_sha, third_frames) = video_fingerprint(&third, "hevc");
+    assert_eq!((clip_frames, other_frames, third_frames), (150, 20, 15));
 
     // The inspection names both clips with the fingerprints FFmpeg's bytes give.
     let vmi = iri.iter().find(|r| r["event"] == "vmi").expect("the upload is inspected");
@@ -97,6 +104,11 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     assert_eq!(
         (lesson["video"]["codec"].as_str(), lesson["video"]["sha256"].as_str(), lesson["video"]["frames"].as_u64()),
         (Some("h264"), Some(clip_sha.as_str()), Some(150))
+    );
+    let third_art = artifact("/home/joe/Videos/third.mkv");
+    assert_eq!(
+        (third_art["format"].as_str(), third_art["video"]["codec"].as_str(), third_art["video"]["sha256"].as_str()),
+        (Some("matroska"), Some("hevc"), Some(third_sha.as_str()))
     );
     let other_art = artifact("/home/joe/Videos/other.flv");
     assert_eq!(other_art["format"], "flv");

@@ -12,8 +12,8 @@
 //! lost in transit changes it. H.264 and H.265 only (the codecs tapir depacketises).
 //!
 //! [`VideoPrint`] is fed access units (as NAL units, length-prefixed samples, Annex B or FLV
-//! tag bodies); [`of_mp4`] and [`of_flv`] read a file's first video track, bounded (a box tree
-//! or tag past its bound ends the reading with `None`).
+//! tag bodies); [`of_mp4`], [`of_flv`] and [`of_matroska`] read a file's first video track,
+//! bounded (a box tree, tag or element past its bound ends the reading with `None`).
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -357,6 +357,110 @@ pub fn of_flv<R: Read>(r: &mut R) -> Option<Fingerprint> {
         if r.read_exact(&mut previous).is_err() {
             break;
         }
+    }
+    print.finish()
+}
+
+/// Matroska/WebM element IDs read here (RFC 9559).
+mod ebml {
+    pub const SEGMENT: u64 = 0x1853_8067;
+    pub const TRACKS: u64 = 0x1654_AE6B;
+    pub const TRACK_ENTRY: u64 = 0xAE;
+    pub const TRACK_NUMBER: u64 = 0xD7;
+    pub const CODEC_ID: u64 = 0x86;
+    pub const CODEC_PRIVATE: u64 = 0x63A2;
+    pub const CLUSTER: u64 = 0x1F43_B675;
+    pub const SIMPLE_BLOCK: u64 = 0xA3;
+    pub const BLOCK_GROUP: u64 = 0xA0;
+    pub const BLOCK: u64 = 0xA1;
+}
+
+/// An EBML variable-size integer at the reader: (value, its length). `marker`: keep the length
+/// marker (element IDs) or not (sizes). An all-ones size is "unknown" (`u64::MAX`).
+fn read_vint<R: Read>(r: &mut R, marker: bool) -> Option<(u64, u64)> {
+    let mut first = [0u8];
+    r.read_exact(&mut first).ok()?;
+    let len = first[0].leading_zeros() + 1;
+    if len > 8 {
+        return None;
+    }
+    let mut v = u64::from(first[0]);
+    if !marker {
+        v &= (1u64 << (8 - len)) - 1;
+    }
+    let mut all_ones = v == (1u64 << (8 - len)) - 1;
+    for _ in 1..len {
+        let mut b = [0u8];
+        r.read_exact(&mut b).ok()?;
+        all_ones &= b[0] == 0xff;
+        v = v << 8 | u64::from(b[0]);
+    }
+    Some((if !marker && all_ones { u64::MAX } else { v }, u64::from(len)))
+}
+
+/// The fingerprint of a Matroska file's first H.264/H.265 video track (`V_MPEG4/ISO/AVC`,
+/// `V_MPEGH/ISO/HEVC`), from its SimpleBlocks and Blocks, read front to back. Laced blocks (an
+/// audio device) are not read as video.
+pub fn of_matroska<R: Read + Seek>(r: &mut R, len: u64) -> Option<Fingerprint> {
+    use ebml::*;
+    let mut at = 0u64;
+    let mut track: Option<(u64, VideoCodec, usize)> = None;
+    let mut print = VideoPrint::default();
+    let mut read = 0u64;
+    // Descend into the Segment, Tracks, TrackEntry, Cluster and BlockGroup; step over the rest.
+    let mut entry: (Option<u64>, Option<VideoCodec>, Option<Vec<u8>>) = (None, None, None);
+    while at < len {
+        r.seek(SeekFrom::Start(at)).ok()?;
+        let Some((id, id_len)) = read_vint(r, true) else { break };
+        let (size, size_len) = read_vint(r, false)?;
+        let body = at + id_len + size_len;
+        let end = if size == u64::MAX { len } else { body.checked_add(size)?.min(len) };
+        match id {
+            SEGMENT | TRACKS | CLUSTER | BLOCK_GROUP => {
+                at = body;
+                continue;
+            }
+            TRACK_ENTRY => {
+                entry = (None, None, None);
+                at = body;
+                continue;
+            }
+            TRACK_NUMBER | CODEC_ID | CODEC_PRIVATE if size <= 1 << 20 => {
+                let mut v = vec![0; size as usize];
+                r.read_exact(&mut v).ok()?;
+                match id {
+                    TRACK_NUMBER => entry.0 = Some(v.iter().fold(0u64, |n, b| n << 8 | u64::from(*b))),
+                    CODEC_ID => {
+                        entry.1 = match v.as_slice() {
+                            b"V_MPEG4/ISO/AVC" => Some(VideoCodec::H264),
+                            b"V_MPEGH/ISO/HEVC" => Some(VideoCodec::Hevc),
+                            _ => None,
+                        }
+                    }
+                    _ => entry.2 = Some(v),
+                }
+                if let (None, (Some(n), Some(c), Some(p))) = (&track, &entry) {
+                    track = length_size(*c, p).map(|l| (*n, *c, l));
+                }
+            }
+            SIMPLE_BLOCK | BLOCK if size <= MAX_SAMPLE => {
+                read += size;
+                if read > len {
+                    return None;
+                }
+                let mut b = vec![0; size as usize];
+                r.read_exact(&mut b).ok()?;
+                let mut c = std::io::Cursor::new(&b[..]);
+                let (number, n_len) = read_vint(&mut c, false)?;
+                // Track number, a 16-bit timestamp, flags (lacing in bits 1-2).
+                let flags = *b.get(n_len as usize + 2)?;
+                if let Some((_, codec, ls)) = track.filter(|t| t.0 == number && flags & 0x06 == 0) {
+                    print.sample(codec, b.get(n_len as usize + 3..)?, ls);
+                }
+            }
+            _ => {}
+        }
+        at = end;
     }
     print.finish()
 }

@@ -12,13 +12,16 @@ use crate::timestamp::Timestamp;
 /// header view, the tracker, a small SSRC table and the depacketiser it feeds; and, read as
 /// `[seq_hi, seq_lo, flags, payload...]`, a payload pushed straight into a second depacketiser
 /// (so that payload bugs are reached without valid RTP headers), and into an H.265 one; and an
-/// SPS of either codec. The whole input is also an SDP, a `sprop-parameter-sets` value, an MP4
-/// and an FLV file to fingerprint.
+/// SPS of either codec. The whole input is also an SDP, a `sprop-parameter-sets` value, and an
+/// MP4, FLV and Matroska file to fingerprint.
 pub fn media_rtp(data: &[u8]) {
     if let Some(f) = super::fingerprint::of_mp4(&mut std::io::Cursor::new(data), data.len() as u64) {
         assert!(f.frames as usize <= data.len());
     }
     if let Some(f) = super::fingerprint::of_flv(&mut std::io::Cursor::new(data)) {
+        assert!(f.frames as usize <= data.len());
+    }
+    if let Some(f) = super::fingerprint::of_matroska(&mut std::io::Cursor::new(data), data.len() as u64) {
         assert!(f.frames as usize <= data.len());
     }
     let _ = sdp::parse_bytes(data);

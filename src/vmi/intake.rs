@@ -222,7 +222,8 @@ pub struct VmiFound {
     /// Media: `mp4`, `png`...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// Media: an MP4 or FLV's H.264/H.265 pictures, for the stream that sends them re-wrapped.
+    /// Media: an MP4, FLV or Matroska file's H.264/H.265 pictures, for the stream that sends
+    /// them re-wrapped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<crate::media::fingerprint::Fingerprint>,
     /// Mail: its headers.
@@ -848,6 +849,7 @@ impl super::Extract for Extractor<'_> {
                 found.video = match found.format.as_deref() {
                     Some("mp4" | "mov") => crate::media::fingerprint::of_mp4(&mut file, taken),
                     Some("flv") => crate::media::fingerprint::of_flv(&mut BufReader::new(&mut file)),
+                    Some("matroska") => crate::media::fingerprint::of_matroska(&mut BufReader::new(&mut file), taken),
                     _ => None,
                 };
                 if file.seek(SeekFrom::Start(0)).is_err() {
