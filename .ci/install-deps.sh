@@ -49,7 +49,7 @@ PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-p
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
           e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin
           ffmpeg sip-tester python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-          gstreamer1.0-plugins-bad)
+          gstreamer1.0-plugins-bad postfix)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -63,6 +63,9 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     # tshark's package asks whether non-root users may capture: answer no, never prompt
     echo "wireshark-common wireshark-common/install-setuid boolean false" |
         $SUDO debconf-set-selections
+    # postfix (its sendmail/postdrop/postcat make and read the queue file of
+    # tests/vmi_filesystems.rs, from a config directory of the test's own): no system setup.
+    echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
     $SUDO apt-get update -q </dev/null
     $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 else
