@@ -56,6 +56,20 @@ impl Recorded {
     }
 }
 
+/// The MD5 of each packet of `file` as FFmpeg reads it (`-c copy -f framemd5`).
+fn frame_md5s(file: &Path) -> Vec<String> {
+    md5s(&["-v", "error", "-i", file.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"])
+}
+
+/// FFmpeg's own ADTS framing of `src`'s AAC (written into `work`), frame by frame: what AAC
+/// rebuilt as ADTS must hold.
+fn source_adts_md5s(work: &Path, src: &Path) -> Vec<String> {
+    let reference = work.join("ref.aac");
+    let args = ["-v", "error", "-i", src.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "adts", "-y"];
+    run("ffmpeg", &[&args[..], &[reference.to_str().unwrap()]].concat());
+    frame_md5s(&reference)
+}
+
 /// A work directory holding the test clip.
 fn with_clip() -> tempfile::TempDir {
     let w = tempfile::tempdir().unwrap();
@@ -131,27 +145,8 @@ fn record(transport: &str) {
     let packets = |f: &Path| packet_md5s(f, "v");
     assert!(packets(&mkv) == packets(&src), "the source's H.264 packets");
     // AAC as ADTS frames: FFmpeg's own ADTS framing of the source's packets.
-    let adts = w.path().join("ref.aac");
-    run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-i",
-            src.to_str().unwrap(),
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "adts",
-            "-y",
-            adts.to_str().unwrap(),
-        ],
-    );
-    let frames = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
-    let want = frames(&adts);
-    let got = frames(&path(".aac"));
+    let want = source_adts_md5s(w.path(), &src);
+    let got = frame_md5s(&path(".aac"));
     assert!(got.len() > 250 && got[..] == want[..got.len()], "{} of {} AAC frames", got.len(), want.len());
 
     let rtp: Vec<&Value> = iri.iter().filter(|r| r["event"] == "rtp" && r["what"] == "stream-end").collect();
@@ -261,11 +256,7 @@ fn rtsp_play_from_gstreamers_server_gives_the_served_media() {
     let pictures = picture_md5s(&src);
     assert_eq!(pictures.len(), 150);
     assert!(picture_md5s(&r.file(".mkv")) == pictures, "the served clip's 150 pictures");
-    let reference = r.work.path().join("ref.aac");
-    let args = ["-v", "error", "-i", src.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "adts", "-y"];
-    run("ffmpeg", &[&args[..], &[reference.to_str().unwrap()]].concat());
-    let frames = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
-    let (want, got) = (frames(&reference), frames(&r.file(".aac")));
+    let (want, got) = (source_adts_md5s(r.work.path(), &src), frame_md5s(&r.file(".aac")));
     // GStreamer's demuxer applies the MP4's edit list: the encoder's priming frame is not sent.
     assert!(
         got.len() > 250 && got[..] == want[1..=got.len()],
@@ -284,12 +275,8 @@ fn aac_in_latm_over_rtsp_becomes_adts_with_the_sources_frames() {
     assert!(announce["media"].as_array().unwrap().iter().any(|m| m["encoding"] == "MP4A-LATM"), "{announce}");
     let adts = r.file(".aac");
     let src = r.src();
-    let reference = r.work.path().join("ref.aac");
-    let args = ["-v", "error", "-i", src.to_str().unwrap(), "-map", "0:a", "-c", "copy", "-f", "adts", "-y"];
-    run("ffmpeg", &[&args[..], &[reference.to_str().unwrap()]].concat());
-    let frames = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
-    let want = frames(&reference);
-    let got = frames(&adts);
+    let want = source_adts_md5s(r.work.path(), &src);
+    let got = frame_md5s(&adts);
     // Every AAC frame of the source, in order (the sender may stop before its last ones).
     assert!(got.len() > 250 && got[..] == want[..got.len()], "{} of {} AAC frames", got.len(), want.len());
     let end =
@@ -327,10 +314,9 @@ fn opus_over_rtsp_becomes_matroska_with_the_encoders_packets() {
             reference.to_str().unwrap(),
         ],
     );
-    let packets = |f: &Path| md5s(&["-v", "error", "-i", f.to_str().unwrap(), "-c", "copy", "-f", "framemd5", "-"]);
-    let want = packets(&reference);
+    let want = frame_md5s(&reference);
     assert!(want.len() > 290, "{}", want.len());
-    assert!(packets(&mka) == want, "the encoder's Opus packets");
+    assert!(frame_md5s(&mka) == want, "the encoder's Opus packets");
     let probe = run(
         "ffprobe",
         &[

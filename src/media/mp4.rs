@@ -48,8 +48,6 @@ pub struct Fmp4 {
     tracks: Vec<Track>,
     sequence: u32,
     waiting_bytes: usize,
-    /// Finishing: no sample is kept back.
-    all: bool,
 }
 
 impl Fmp4 {
@@ -59,7 +57,7 @@ impl Fmp4 {
             .into_iter()
             .map(|kind| Track { kind, first_dts: None, waiting: Vec::new(), last_duration: 0 })
             .collect();
-        Fmp4 { tracks, sequence: 0, waiting_bytes: 0, all: false }
+        Fmp4 { tracks, sequence: 0, waiting_bytes: 0 }
     }
 
     /// `ftyp` and `moov`.
@@ -89,9 +87,9 @@ impl Fmp4 {
         // A key frame starts a fragment: everything of its track before it goes out first (its
         // time ends the last one's duration), and of the other tracks all but their last.
         let out = if is_video && keyframe {
-            self.fragment(Some((track, dts)))
+            self.fragment(Some((track, dts)), false)
         } else if self.waiting_bytes > MAX_WAITING {
-            self.fragment(None)
+            self.fragment(None, false)
         } else {
             Vec::new()
         };
@@ -105,23 +103,20 @@ impl Fmp4 {
 
     /// The last fragment: everything still waiting.
     pub fn finish(&mut self) -> Vec<u8> {
-        self.all = true;
-        let out = self.fragment(None);
-        self.all = false;
-        out
+        self.fragment(None, true)
     }
 
     /// A `moof` + `mdat` of the waiting samples. Each track keeps its last one back (its
-    /// duration is not known yet), unless finishing, or unless `next` gives the time of the
-    /// track's next sample.
-    fn fragment(&mut self, next: Option<(usize, i64)>) -> Vec<u8> {
+    /// duration is not known yet), unless `all` (the end), or unless `next` gives the time of
+    /// the track's next sample.
+    fn fragment(&mut self, next: Option<(usize, i64)>, all: bool) -> Vec<u8> {
         // Per track: its ID, the decoding time of its first sample, and (duration, size, flags,
         // composition offset) per sample.
         let mut trafs: Vec<(u32, i64, Vec<TrunEntry>)> = Vec::new();
         let mut data = Vec::new();
         for (i, t) in self.tracks.iter_mut().enumerate() {
             let known = next.filter(|(track, _)| *track == i).map(|(_, dts)| dts);
-            let keep = usize::from(!self.all && known.is_none() && !t.waiting.is_empty());
+            let keep = usize::from(!all && known.is_none() && !t.waiting.is_empty());
             let n = t.waiting.len() - keep;
             if n == 0 {
                 continue;

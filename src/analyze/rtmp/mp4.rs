@@ -65,7 +65,8 @@ impl Mp4Copy {
                 }
                 Some(p) => Some((true, p.keyframe, p.cts_offset, p.data)),
                 None => {
-                    self.other(flv::video_tag(body).map(|t| t.codec), flv::video_tag(body).is_some_and(|t| t.frame));
+                    let t = flv::video_tag(body);
+                    self.other(t.as_ref().map(|t| t.codec), t.is_some_and(|t| t.frame));
                     None
                 }
             },
