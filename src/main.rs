@@ -384,19 +384,21 @@ fn replay(
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
     // Images are copied under the case while they pass, and the copies removed once inspected.
-    let mut intake = match inspect {
+    let intake = match inspect {
         Some(c) => Some(
             tapir::vmi::intake::Intake::start(c)
                 .with_context(|| format!("starting image inspection in {}", out.display()))?,
         ),
         None => None,
     };
-    let mut pipeline = Pipeline::new(warrants, events, DecodeConfig::default(), flow);
+    let content_limits = flow.content;
+    let mut pipeline = Pipeline::new(warrants.clone(), events, DecodeConfig::default(), flow);
     // A replay never reloads its warrants: applied events need not be held for that.
     pipeline.keep_applied_events(false);
     if let Some(feed) = feed {
         pipeline.set_event_feed(Box::new(feed));
     }
+    let mut recorder = tapir::pipeline::Recorder::new(&warrants, pipeline.numbers(), content_limits, intake);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
@@ -443,15 +445,10 @@ fn replay(
             break;
         }
         match item {
-            Ok(frame) => match intake.as_mut() {
-                Some(i) => {
-                    for done in i.wait_due(frame.ts) {
-                        pipeline.inspected(done, &mut sink);
-                    }
-                    pipeline.frame(&frame, &mut i.tap(&mut sink))
-                }
-                None => pipeline.frame(&frame, &mut sink),
-            },
+            Ok(frame) => {
+                recorder.due(frame.ts, &mut sink);
+                pipeline.frame(&frame, &mut recorder.sink(&mut sink));
+            }
             // The file's name only: the case goes to an LEA, the operator's paths need not.
             Err(d) => pipeline.damage(format!(
                 "{}: {d}",
@@ -471,16 +468,10 @@ fn replay(
             }
         }
     }
-    let mut inspected = None;
-    match intake.take() {
-        Some(mut i) => {
-            pipeline.finish(&mut i.tap(&mut sink));
-            // The images still waiting are inspected before the case is closed: an interrupted
-            // run too (SIGTERM twice exits at once).
-            inspected = Some(i.finish(&mut |done| pipeline.inspected(done, &mut sink)));
-        }
-        None => pipeline.finish(&mut sink),
-    }
+    pipeline.finish(&mut recorder.sink(&mut sink));
+    // The images still waiting are inspected before the case is closed: an interrupted run too
+    // (SIGTERM twice exits at once).
+    let inspected = recorder.finish(&mut sink);
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 use ring::digest;
 
-use crate::record::{Cin, Dir, Liid, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink, WireConflict};
+use crate::record::{
+    Cin, Dir, Liid, Numbers, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink, WireConflict,
+};
 use crate::timestamp::Timestamp;
 
 struct OpenObject {
@@ -106,8 +108,9 @@ pub struct FileLayer {
     /// What decoding may cost (read by the analyzers that decode).
     pub limits: ContentLimits,
     open: HashMap<(Liid, ObjectId), OpenObject>,
-    /// The last object id given out, per LIID: each LIID numbers its objects from 1.
-    last_id: HashMap<Liid, ObjectId>,
+    /// Where object ids come from: each LIID numbers its objects from 1 (per worker slot:
+    /// [`FileLayer::set_numbers`]).
+    numbers: Numbers,
     /// Objects finished so far.
     pub finished: u64,
     pos: Option<StreamPos>,
@@ -128,6 +131,11 @@ impl FileLayer {
         FileLayer { limits, ..FileLayer::default() }
     }
 
+    /// Numbers the objects from `numbers` (a worker's slot: [`Numbers::slot`]).
+    pub fn set_numbers(&mut self, numbers: Numbers) {
+        self.numbers = numbers;
+    }
+
     /// Starts an object of `liid`; the id is unique within that LIID. `content` says whether
     /// the object's bytes are delivered: without, it is hashed (all three digests) and sniffed
     /// here, and only its description goes on (metadata-only mode).
@@ -139,16 +147,7 @@ impl FileLayer {
         content: bool,
         sink: &mut dyn RecordSink,
     ) -> ObjectId {
-        let id = match self.last_id.get_mut(liid) {
-            Some(n) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                self.last_id.insert(liid.clone(), 1);
-                1
-            }
-        };
+        let id = self.numbers.object(liid);
         meta.from_target = Some(meta.flow.target_side(provenance) == meta.direction);
         sink.record(Record::ObjectBegin { liid, id, meta: &meta });
         let last_seen = meta.first_seen;

@@ -20,7 +20,7 @@ use crate::deliver::case::CaseWriter;
 use crate::deliver::handover::{parse_leas, Delivery};
 use crate::deliver::manifest::{self, SigningKey};
 use crate::deliver::threaded::Threaded;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Recorder};
 use crate::record::{Record, RecordSink};
 use crate::select::{load_events, load_warrants, AssocEvent, Liid, Warrant, Warrants};
 use crate::timestamp::Timestamp;
@@ -202,16 +202,10 @@ struct Outputs {
     /// and the last record's time, for X1 TaskStatus.
     intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
     count_intercepts: bool,
-    /// Copies the images targets upload for inspection (none when `inspect_time_limit_secs`
-    /// is 0).
-    intake: Option<crate::vmi::intake::Intake>,
 }
 
 impl RecordSink for Outputs {
     fn record(&mut self, rec: Record<'_>) {
-        if let Some(i) = &mut self.intake {
-            i.observe(&rec);
-        }
         if self.count_intercepts {
             let seen = match &rec {
                 Record::Iri(r) if !matches!(r.event, crate::record::IriEvent::Warrant { .. }) => {
@@ -561,22 +555,26 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         give_up,
         intercepts: HashMap::new(),
         count_intercepts: x1.is_some(),
-        intake: None,
     };
-    if config.limits.inspect_time_limit_secs > 0 {
-        // Images are copied under the case while they pass, and the copies removed once
-        // inspected, on a thread of its own: capture never waits for an inspection.
+    // Images targets upload are copied under the case while they pass, and the copies removed
+    // once inspected, on a thread of its own: capture never waits for an inspection (none when
+    // `inspect_time_limit_secs` is 0).
+    let intake = if config.limits.inspect_time_limit_secs > 0 {
         let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
         c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
         c.max_image_bytes = config.limits.inspect_max_image_bytes;
-        out.intake = Some(
+        Some(
             crate::vmi::intake::Intake::start(c)
                 .with_context(|| format!("starting image inspection in {}", case_root.display()))?,
-        );
-    }
+        )
+    } else {
+        None
+    };
     let flow_config =
         crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
+    let content_limits = flow_config.content;
     let mut pipeline = Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), flow_config);
+    let mut recorder = Recorder::new(&all.warrants, pipeline.numbers(), content_limits, intake);
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
@@ -623,13 +621,13 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Input::Frames(b)) => {
                 for f in b.frames() {
-                    pipeline.frame(&f, &mut out);
+                    pipeline.frame(&f, &mut recorder.sink(&mut out));
                 }
                 if let Some(back) = recycle_tx.get(b.origin()) {
                     let _ = back.try_send(b);
                 }
             }
-            Ok(Input::Clock(t)) => pipeline.advance(t, &mut out),
+            Ok(Input::Clock(t)) => pipeline.advance(t, &mut recorder.sink(&mut out)),
             Ok(Input::Damage(d)) => {
                 tracing::warn!(damage = %d, "capture damage");
                 pipeline.damage(d);
@@ -661,9 +659,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             }
         }
         feeds.poll(&mut pipeline, out.delivery.is_some());
-        for done in out.intake.as_mut().map(|i| i.poll()).unwrap_or_default() {
-            pipeline.inspected(done, &mut out);
-        }
+        recorder.poll(&mut out);
         // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
         // is near real time even for a target that sends little.
         if last_flush.elapsed() >= Duration::from_millis(100) {
@@ -708,7 +704,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                     };
                     match loaded {
                         Ok(new) => {
-                            reload(&mut pipeline, &mut out, new, &wfile, &config.paths.spool_dir, wait);
+                            reload(&mut pipeline, &mut recorder, &mut out, new, &wfile, &config.paths.spool_dir, wait);
                             reloads += 1;
                         }
                         // A bad file leaves the warrants in force as they were.
@@ -737,10 +733,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 match i {
                     Input::Frames(b) => {
                         for f in b.frames() {
-                            pipeline.frame(&f, &mut out);
+                            pipeline.frame(&f, &mut recorder.sink(&mut out));
                         }
                     }
-                    Input::Clock(t) => pipeline.advance(t, &mut out),
+                    Input::Clock(t) => pipeline.advance(t, &mut recorder.sink(&mut out)),
                     Input::Damage(d) => pipeline.damage(d),
                     Input::Ended => {}
                 }
@@ -756,10 +752,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 
     feeds.finish(&mut pipeline);
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
-    pipeline.finish(&mut out);
+    pipeline.finish(&mut recorder.sink(&mut out));
     // Images still waiting are inspected before the case is signed.
-    if let Some(intake) = out.intake.take() {
-        let stats = intake.finish(&mut |done| pipeline.inspected(done, &mut out));
+    if let Some(stats) = recorder.finish(&mut out) {
         tracing::info!(inspected = stats.inspected, refused = stats.refused, "image inspection");
     }
     let Outputs { case, delivery, .. } = out;
@@ -795,7 +790,15 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 
 /// New warrants into the running pipeline; delivery is restarted when its routing changed (the
 /// spool carries what is not yet confirmed over to the new one).
-fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str, spool: &Path, wait: Duration) {
+fn reload(
+    pipeline: &mut Pipeline,
+    recorder: &mut Recorder,
+    out: &mut Outputs,
+    new: Warrants,
+    wfile: &str,
+    spool: &Path,
+    wait: Duration,
+) {
     let old = pipeline.warrants();
     let added: Vec<&str> =
         new.warrants.iter().filter(|w| !old.iter().any(|o| o.liid == w.liid)).map(|w| w.liid.as_ref()).collect();
@@ -828,5 +831,6 @@ fn reload(pipeline: &mut Pipeline, out: &mut Outputs, new: Warrants, wfile: &str
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }
-    pipeline.set_warrants(new.warrants.clone(), out);
+    pipeline.set_warrants(new.warrants.clone(), &mut recorder.sink(out));
+    recorder.set_warrants(&new.warrants);
 }

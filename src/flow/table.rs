@@ -33,8 +33,8 @@ use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{tcp_flags, Decoded, Overlay, Transport};
 use crate::record::{
-    CcRecord, Cin, Close, Counters, Dir, FlowDescr, Gate, IriEvent, IriRecord, Liid, Provenance, Record, RecordSink,
-    Scope, TunnelDescr, WireConflict,
+    CcRecord, Cin, Close, Counters, Dir, FlowDescr, Gate, IriEvent, IriRecord, Liid, Numbers, Provenance, Record,
+    RecordSink, Scope, TunnelDescr, WireConflict,
 };
 use crate::select::Match;
 use crate::timestamp::Timestamp;
@@ -209,8 +209,8 @@ pub struct FlowTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     lists: [List; 3],
-    /// The last CIN given out, per LIID.
-    cins: HashMap<Liid, Cin>,
+    /// Where the CINs come from ([`FlowTable::set_numbers`]).
+    numbers: Numbers,
     budget: Budget,
     stats: FlowStats,
     next_abs_scan: Timestamp,
@@ -370,7 +370,7 @@ impl FlowTable {
             slots: Vec::new(),
             free: Vec::new(),
             lists: [List { head: NIL, tail: NIL }; 3],
-            cins: HashMap::new(),
+            numbers: Numbers::default(),
             budget,
             stats: FlowStats::default(),
             next_abs_scan: Timestamp::MIN,
@@ -502,12 +502,12 @@ impl FlowTable {
     }
 
     fn next_cin(&mut self, liid: &Liid) -> Cin {
-        if let Some(c) = self.cins.get_mut(liid) {
-            *c = c.next();
-            return *c;
-        }
-        self.cins.insert(liid.clone(), Cin::FIRST);
-        Cin::FIRST
+        self.numbers.cin(liid)
+    }
+
+    /// Numbers the sessions from `numbers` (a worker's slot: [`Numbers::slot`]).
+    pub fn set_numbers(&mut self, numbers: Numbers) {
+        self.numbers = numbers;
     }
 
     /// Opens a new session for `key` with `orig` as originator.

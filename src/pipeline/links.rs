@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::media::fingerprint::Fingerprint;
-use crate::record::{IriEvent, Liid, Provenance, Record, RecordSink};
+use crate::record::{IriEvent, IriRecord, Liid, Provenance, Record};
 use crate::timestamp::Timestamp;
 use crate::vmi::intake::VmiCron;
 
@@ -90,10 +90,6 @@ pub struct Links {
 }
 
 impl Links {
-    pub fn observe<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> ObserveLinks<'a> {
-        ObserveLinks { inner, links: self }
-    }
-
     /// The upload of `liid` whose SHA-256 is `sha256`, if one was seen.
     pub fn upload(&self, liid: &Liid, sha256: &str) -> Option<&Value> {
         self.uploads.get(&(liid.clone(), sha256.to_ascii_lowercase()))
@@ -212,16 +208,14 @@ pub fn crontab_plan(c: &ImageCrontabs, instance: &str, image: &str, started: Tim
     d
 }
 
-/// Passes records on, remembering the complete objects targets sent and marking the IRI of an
-/// object equal to an artifact.
-pub struct ObserveLinks<'a> {
-    inner: &'a mut dyn RecordSink,
-    links: &'a mut Links,
-}
-
-impl RecordSink for ObserveLinks<'_> {
-    fn record(&mut self, mut rec: Record<'_>) {
-        match &mut rec {
+impl Links {
+    /// Looks at a record on its way to the outputs: remembers the complete objects targets
+    /// sent, marks the IRI of an object equal to an artifact, names the upload an
+    /// `image.create` registered, and plans (or holds) the crontabs of a VM started. The record
+    /// is changed in place; what must follow it (a crontab plan) is returned. Everything seen
+    /// here has passed its warrant's scope gate, so what follows an IRI may be IRI too.
+    pub fn pass(&mut self, rec: &mut Record<'_>) -> Option<Record<'static>> {
+        match rec {
             Record::ObjectEnd(o, _) if o.complete && o.meta.from_target == Some(true) => {
                 let key = (o.liid.clone(), o.sha256.to_ascii_lowercase());
                 let seen = json!({
@@ -236,19 +230,19 @@ impl RecordSink for ObserveLinks<'_> {
                     "user": o.meta.context.get("user"),
                 });
                 if let Some(video) = video_of(&o.meta.context) {
-                    self.links.uploads.insert((o.liid.clone(), video), seen.clone());
+                    self.uploads.insert((o.liid.clone(), video), seen.clone());
                 }
-                self.links.uploads.insert(key, seen);
+                self.uploads.insert(key, seen);
+                None
             }
-            Record::Iri(r) => {
-                if let IriEvent::Object(o) = &mut r.event {
+            Record::Iri(r) => match &mut r.event {
+                IriEvent::Object(o) => {
                     let key = (r.liid.clone(), o.sha256.to_ascii_lowercase());
-                    let by_video =
-                        || video_of(&o.meta.context).and_then(|v| self.links.artifacts.get(&(r.liid.clone(), v)));
-                    if let Some(link) = self.links.artifacts.get(&key).or_else(by_video) {
+                    let by_video = || video_of(&o.meta.context).and_then(|v| self.artifacts.get(&(r.liid.clone(), v)));
+                    if let Some(link) = self.artifacts.get(&key).or_else(by_video) {
                         let mut link = link.clone();
                         // Named now: the image.create may have come after the inspection.
-                        let image_id = link["image_sha256"].as_str().and_then(|s| self.links.image_id_of(s)).cloned();
+                        let image_id = link["image_sha256"].as_str().and_then(|s| self.image_id_of(s)).cloned();
                         if let Some(id) = &image_id {
                             link["image_id"] = json!(id);
                         }
@@ -260,10 +254,66 @@ impl RecordSink for ObserveLinks<'_> {
                             other => *other = json!({ "equals_artifact": link }),
                         }
                     }
+                    None
                 }
-            }
-            _ => {}
+                IriEvent::Association { what, detail, .. } => {
+                    let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                    match what.as_str() {
+                        "image.create" => {
+                            // An image registered with the digest of an upload this LIID
+                            // intercepted: say which.
+                            if let (Some(image), Some(sha)) = (text("image"), text("sha256")) {
+                                self.image_created(&image, &sha);
+                            }
+                            let up = text("sha256").and_then(|d| self.upload(&r.liid, &d)).cloned();
+                            if let (Some(up), Value::Object(m)) = (up, detail) {
+                                m.insert("equals_intercepted_upload".into(), up);
+                            }
+                            None
+                        }
+                        "instance.start" => {
+                            let (Some(image), Some(instance)) = (text("image"), text("instance")) else { return None };
+                            match self.crontabs_of(&r.liid, &image) {
+                                Some(crons) => Some(crontab_plan_record(
+                                    r.liid.clone(),
+                                    r.ts,
+                                    crontab_plan(&crons, &instance, &image, r.ts),
+                                    r.provenance.clone(),
+                                )),
+                                None => {
+                                    self.start_pending(PendingStart {
+                                        liid: r.liid.clone(),
+                                        ts: r.ts,
+                                        instance,
+                                        image,
+                                        provenance: r.provenance.clone(),
+                                    });
+                                    None
+                                }
+                            }
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
         }
-        self.inner.record(rec);
     }
+}
+
+/// The IRI of what a VM's crontabs will do (see [`crontab_plan`]).
+pub fn crontab_plan_record(liid: Liid, ts: Timestamp, detail: Value, provenance: Arc<Provenance>) -> Record<'static> {
+    Record::Iri(IriRecord {
+        liid,
+        cin: None,
+        ts,
+        event: IriEvent::Association {
+            what: "instance.crontab-plan".into(),
+            detail,
+            selectors_added: Vec::new(),
+            selectors_removed: Vec::new(),
+        },
+        provenance,
+    })
 }

@@ -10,6 +10,10 @@
 //! force is itself an IRI record (`IriEvent::Warrant`), which delivery sends as HI1.
 
 mod links;
+mod recorder;
+pub mod shard;
+
+pub use recorder::Recorder;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,13 +25,11 @@ use crate::capture::Frame;
 use crate::content::FileLayer;
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::{FlowConfig, FlowTable};
-use crate::record::{AppEvent, Gate, IriEvent, IriRecord, ObjectMeta, Record, RecordSink};
+use crate::record::{Gate, IriEvent, IriRecord, Numbers, Record, RecordSink};
 use crate::select::association;
 use crate::select::lifecycle::{Lifecycle, Notice};
 use crate::select::{AssocChange, AssocEvent, AssocEventKind, EventError, Liid, Match, Provenance, Targeting, Warrant};
 use crate::timestamp::Timestamp;
-use crate::vmi::intake::Inspection;
-use links::{ImageCrontabs, Links, PendingStart};
 
 /// How often (capture time) flows are checked for timeouts.
 const TICK_NS: i64 = 1_000_000_000;
@@ -97,7 +99,6 @@ fn insert_event(events: &mut Vec<AssocEvent>, next: usize, ev: AssocEvent) {
 
 pub struct Pipeline {
     decoder: Decoder,
-    links: Links,
     targeting: Targeting,
     events: Vec<AssocEvent>,
     next_event: usize,
@@ -110,6 +111,8 @@ pub struct Pipeline {
     held_cap: usize,
     flows: FlowTable,
     files: FileLayer,
+    /// Where sessions and objects are numbered (shared by `flows` and `files`).
+    numbers: Numbers,
     /// (end, LIID) of every warrant, by end time; `next_end` is the first not yet passed.
     ends: Vec<(Timestamp, Liid)>,
     next_end: usize,
@@ -124,6 +127,9 @@ pub struct Pipeline {
     /// [`Pipeline::keep_radius_events`] asked for them).
     radius_out: Vec<AssocEvent>,
     keep_radius: bool,
+    /// Whether this pipeline emits what every worker knows alike: warrant notices and
+    /// association IRI (one worker of a sharded run does: [`Pipeline::set_shard`]).
+    emits_shared: bool,
     pub summary: Summary,
 }
 
@@ -139,9 +145,19 @@ impl Pipeline {
         let mut ends: Vec<(Timestamp, Liid)> = warrants.iter().map(|w| (w.end, w.liid.clone())).collect();
         ends.sort();
         let lifecycle = Lifecycle::new(&warrants);
+        let mut files = FileLayer::with_limits(flow.content);
+        let numbers = Numbers::default();
+        files.set_numbers(numbers.clone());
+        let mut flows = FlowTable::new(
+            flow,
+            Box::new(|d| match d.proto.as_str() {
+                "udp" => crate::analyze::udp::analyzer(),
+                _ => Box::new(Detect::new()),
+            }),
+        );
+        flows.set_numbers(numbers.clone());
         Pipeline {
             decoder: Decoder::new(decode),
-            links: Links::default(),
             targeting: Targeting::new(warrants),
             events,
             next_event: 0,
@@ -149,14 +165,9 @@ impl Pipeline {
             keep_applied: true,
             next_forget_at: FORGET_FROM,
             held_cap: MAX_HELD_EVENTS,
-            files: FileLayer::with_limits(flow.content),
-            flows: FlowTable::new(
-                flow,
-                Box::new(|d| match d.proto.as_str() {
-                    "udp" => crate::analyze::udp::analyzer(),
-                    _ => Box::new(Detect::new()),
-                }),
-            ),
+            files,
+            flows,
+            numbers,
             ends,
             next_end: 0,
             lifecycle,
@@ -171,6 +182,7 @@ impl Pipeline {
             matches: SmallVec::new(),
             radius_out: Vec::new(),
             keep_radius: false,
+            emits_shared: true,
             summary: Summary::default(),
         }
     }
@@ -189,7 +201,7 @@ impl Pipeline {
             if *end > now {
                 break;
             }
-            self.flows.end_liid(liid, *end, &mut self.files, &mut self.links.observe(sink));
+            self.flows.end_liid(liid, *end, &mut self.files, sink);
             self.next_end += 1;
         }
         let due = match self.last_tick {
@@ -198,11 +210,15 @@ impl Pipeline {
         };
         if due {
             self.last_tick = Some(now);
-            self.flows.tick(now, &mut self.files, &mut self.links.observe(sink));
+            self.flows.tick(now, &mut self.files, sink);
         }
     }
 
     fn emit_notices(&mut self, sink: &mut dyn RecordSink) {
+        if !self.emits_shared {
+            self.notices.clear();
+            return;
+        }
         for n in self.notices.drain(..) {
             sink.record(Record::Iri(IriRecord {
                 liid: n.liid,
@@ -215,178 +231,30 @@ impl Pipeline {
     }
 
     /// Association changes become IRI for the warrants they concern, inside their windows.
+    /// What they link to (the upload an `image.create` names, the crontab plan of a VM
+    /// started) is added by the record stage ([`Recorder`]), which sees every worker's records.
     fn emit_changes(&mut self, changes: Vec<AssocChange>, sink: &mut dyn RecordSink) {
+        if !self.emits_shared {
+            return;
+        }
         for c in changes {
             let Some(w) = self.targeting.warrants().iter().find(|w| w.liid == c.liid) else { continue };
             if c.ts < w.start || c.ts >= w.end {
                 continue;
             }
-            let mut detail = c.detail;
-            let scope = w.scope;
-            let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let mut plan = None;
-            match c.what.as_str() {
-                "image.create" => {
-                    // An image registered with the digest of an upload this LIID intercepted:
-                    // say which.
-                    if let (Some(image), Some(sha)) = (text("image"), text("sha256")) {
-                        self.links.image_created(&image, &sha);
-                    }
-                    if let Some(up) = text("sha256").and_then(|d| self.links.upload(&c.liid, &d)).cloned() {
-                        if let serde_json::Value::Object(m) = &mut detail {
-                            m.insert("equals_intercepted_upload".into(), up);
-                        }
-                    }
-                }
-                "instance.start" => {
-                    if let (Some(image), Some(instance)) = (text("image"), text("instance")) {
-                        match self.links.crontabs_of(&c.liid, &image) {
-                            Some(crons) => plan = Some(links::crontab_plan(&crons, &instance, &image, c.ts)),
-                            None => self.links.start_pending(PendingStart {
-                                liid: c.liid.clone(),
-                                ts: c.ts,
-                                instance,
-                                image,
-                                provenance: c.provenance.clone(),
-                            }),
-                        }
-                    }
-                }
-                _ => {}
-            }
             Gate::new(w.scope, sink).record(Record::Iri(IriRecord {
-                liid: c.liid.clone(),
+                liid: c.liid,
                 cin: None,
                 ts: c.ts,
                 event: IriEvent::Association {
                     what: c.what,
-                    detail,
+                    detail: c.detail,
                     selectors_added: c.selectors_added,
                     selectors_removed: c.selectors_removed,
                 },
-                provenance: c.provenance.clone(),
+                provenance: c.provenance,
             }));
-            if let Some(detail) = plan {
-                Gate::new(scope, sink).record(crontab_plan_record(c.liid, c.ts, detail, c.provenance));
-            }
         }
-    }
-
-    /// Copies an artifact's bytes (read from the inspection's spool) into object `id`: the
-    /// bytes copied, and whether the read ended cleanly.
-    fn copy_artifact(
-        &mut self,
-        liid: &Liid,
-        id: crate::record::ObjectId,
-        bytes: &mut (dyn std::io::Read + Send),
-        ts: Timestamp,
-        gate: &mut Gate<'_>,
-    ) -> (u64, bool) {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0u64;
-        loop {
-            match bytes.read(&mut buf) {
-                Ok(0) => return (at, true),
-                Ok(n) => {
-                    self.files.data(liid, id, at, buf.get(..n).unwrap_or_default(), ts, gate);
-                    at += n as u64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return (at, false),
-            }
-        }
-    }
-
-    /// A finished image inspection ([`crate::vmi::intake`]) becomes the LIID's records, in a
-    /// CIN of its own: the report and every artifact as objects (`parent` = the image), the
-    /// summary as a `vmi` IRI, and the crontab plan of VMs already started from the image.
-    /// Each passes the warrant's scope gate; a warrant withdrawn since gets nothing. The
-    /// records carry the image's capture time: they are about what was intercepted then.
-    pub fn inspected(&mut self, mut i: Inspection, sink: &mut dyn RecordSink) {
-        let liid = i.image.liid.clone();
-        let Some(scope) = self.targeting.warrants().iter().find(|w| w.liid == liid).map(|w| w.scope) else { return };
-        let ts = i.image.last_seen;
-        let cin = self.flows.new_cin(&liid);
-        let prov = i.image.provenance.clone();
-        let image_ref = serde_json::json!({
-            "object": i.image.id,
-            "sha256": i.image.sha256,
-            "name": i.image.meta.name,
-        });
-        let meta = |kind: &str, name: String, context: serde_json::Value| {
-            let mut m = ObjectMeta::new(kind, "vmi", &i.image.meta.flow, i.image.meta.direction, cin, ts);
-            m.name = Some(name);
-            m.parent = Some(i.image.id);
-            m.context = context;
-            m
-        };
-        let mut gate = Gate::new(scope, sink);
-        if !i.report.is_empty() {
-            let m = meta("report", "vmi-report.json".into(), serde_json::json!({ "image": image_ref }));
-            let id = self.files.open(m, &liid, &prov, scope.cc(), &mut gate);
-            self.files.data(&liid, id, 0, &i.report, ts, &mut gate);
-            if let Some(e) = self.files.end(&liid, id, true, ts, &mut gate) {
-                i.event.report_object = Some(id);
-                i.event.report_sha256 = Some(e.sha256);
-            }
-        }
-        let uploaded_by = i.image.meta.context.get("user").and_then(|u| u.as_str()).map(str::to_string);
-        for (a, found) in i.artifacts.iter_mut().zip(i.event.artifacts.iter_mut()) {
-            // A message found in the image is a mail like any other (EmailCC on HI3).
-            let kind = if a.kind == "mail" { "mail" } else { "artifact" };
-            let context = serde_json::json!({ "artifact": a.kind, "place": a.place, "image": image_ref });
-            let id = self.files.open(meta(kind, a.place.describe(), context), &liid, &prov, scope.cc(), &mut gate);
-            let (at, whole) = self.copy_artifact(&liid, id, a.bytes.as_mut(), ts, &mut gate);
-            self.files.end(&liid, id, whole && at == a.size, ts, &mut gate);
-            found.object = Some(id);
-            // A clip's pictures are what a stream of it sends, re-wrapped (`links::video_key`).
-            let video = found.video.as_ref().map(links::video_key);
-            // The traffic came first (the inspection ended after the object was seen): the
-            // link is told from this side.
-            let seen = [Some(&a.sha256), video.as_ref()]
-                .into_iter()
-                .flatten()
-                .find_map(|k| self.links.upload(&liid, k).filter(|s| s["object"] != i.image.id));
-            if let Some(seen) = seen {
-                found.equals_object = Some(seen.clone());
-            }
-            let link = serde_json::json!({
-                "artifact_object": id,
-                "kind": a.kind,
-                "place": a.place.describe(),
-                "image_object": i.image.id,
-                "image_sha256": i.image.sha256,
-                "image_name": i.image.meta.name,
-                "uploaded_by": uploaded_by,
-                "uploaded_at": i.image.meta.first_seen,
-                "upload_flow": format!("{} {} -> {}", i.image.meta.flow.proto, i.image.meta.flow.orig, i.image.meta.flow.resp),
-            });
-            if let (Some(key), Some(v)) = (&video, &found.video) {
-                let mut link = link.clone();
-                link["video"] = serde_json::json!(v);
-                self.links.artifact(&liid, key, link);
-            }
-            self.links.artifact(&liid, &a.sha256, link);
-        }
-        let crons = ImageCrontabs {
-            image_object: i.image.id,
-            timezone: i.event.timezone.clone(),
-            crontabs: i.event.crontabs.clone(),
-        };
-        gate.record(Record::Iri(IriRecord {
-            liid: liid.clone(),
-            cin: Some(cin),
-            ts,
-            event: IriEvent::App(AppEvent::new("vmi", i.event)),
-            provenance: prov.clone(),
-        }));
-        gate.record(Record::SessionClosed { liid: &liid, cin, ts });
-        // VMs started from this image before its inspection ended get their plan now.
-        for s in self.links.take_starts(&liid, &i.image.sha256) {
-            let detail = links::crontab_plan(&crons, &s.instance, &s.image, s.ts);
-            gate.record(crontab_plan_record(s.liid, s.ts, detail, s.provenance));
-        }
-        self.links.image_inspected(&liid, &i.image.sha256, crons);
     }
 
     /// One captured frame.
@@ -427,7 +295,39 @@ impl Pipeline {
                     self.summary.matched.insert(m.liid.clone(), 1);
                 }
             }
-            self.flows.packet(m, frame, &d, &mut self.files, &mut self.links.observe(sink));
+            self.flows.packet(m, frame, &d, &mut self.files, sink);
+        }
+    }
+
+    /// Makes this pipeline worker `index` of a sharded run ([`shard`]): its sessions and
+    /// objects are numbered from `numbers` (the worker's slot), and only worker 0 emits what
+    /// every worker knows alike (warrant notices, association IRI); the others apply the same
+    /// association events to their own selector tables, silently.
+    pub fn set_shard(&mut self, index: usize, numbers: Numbers) {
+        self.emits_shared = index == 0;
+        self.flows.set_numbers(numbers.clone());
+        self.files.set_numbers(numbers.clone());
+        self.numbers = numbers;
+    }
+
+    /// Where this pipeline numbers sessions and objects: what the [`Recorder`] of a one-worker
+    /// run shares, so that an inspection's CIN is the next of the LIID's.
+    pub fn numbers(&self) -> Numbers {
+        self.numbers.clone()
+    }
+
+    /// A RADIUS accounting frame another worker selects and analyzes: only the association
+    /// events it teaches are taken, so that every worker's selector table moves at the same
+    /// packet time. Nothing is counted but those events.
+    pub fn learn_radius(&mut self, frame: &Frame<'_>, sink: &mut dyn RecordSink) {
+        self.advance(frame.ts, sink);
+        let Ok(d) = self.decoder.decode(frame) else { return };
+        if let Transport::Udp { src_port, dst_port } = d.transport {
+            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
+                let mut scratch = Summary::default();
+                radius(d.payload, frame.ts, &mut self.events, self.next_event, &mut scratch, None);
+                self.summary.radius_events += scratch.radius_events;
+            }
         }
     }
 
@@ -441,7 +341,7 @@ impl Pipeline {
     /// after the last packet) and every flow is ended at the last capture time.
     pub fn finish(&mut self, sink: &mut dyn RecordSink) {
         let now = self.now;
-        self.flows.finish(now, &mut self.files, &mut self.links.observe(sink));
+        self.flows.finish(now, &mut self.files, sink);
         self.apply_due(Timestamp::MAX, sink);
     }
 
@@ -548,7 +448,7 @@ impl Pipeline {
             .map(|old| old.liid.clone())
             .collect();
         for liid in &gone {
-            self.flows.end_liid(liid, now, &mut self.files, &mut self.links.observe(sink));
+            self.flows.end_liid(liid, now, &mut self.files, sink);
         }
         // HI1: new warrants in force are activated, changed ones modified, vanished ones
         // deactivated, now.
@@ -651,27 +551,6 @@ impl Pipeline {
     pub fn objects_finished(&self) -> u64 {
         self.files.finished
     }
-}
-
-/// The IRI of what a VM's crontabs will do (see [`links::crontab_plan`]).
-fn crontab_plan_record(
-    liid: Liid,
-    ts: Timestamp,
-    detail: serde_json::Value,
-    provenance: Arc<Provenance>,
-) -> Record<'static> {
-    Record::Iri(IriRecord {
-        liid,
-        cin: None,
-        ts,
-        event: IriEvent::Association {
-            what: "instance.crontab-plan".into(),
-            detail,
-            selectors_added: Vec::new(),
-            selectors_removed: Vec::new(),
-        },
-        provenance,
-    })
 }
 
 /// A UDP payload to or from a RADIUS accounting port: an Accounting-Request becomes association

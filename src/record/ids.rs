@@ -171,3 +171,102 @@ mod tests {
         assert_eq!(Cin::new(7).next().get(), 8);
     }
 }
+
+/// Hands out the CINs and object ids of each LIID: from 1, one after the other, for a single
+/// pipeline. A run with several workers gives each a slot of its own (`slot(i, n)`: `i + 1`,
+/// `i + 1 + n`, ...), so that numbers never collide and do not depend on which thread ran
+/// first: the same capture makes the same case. Clones share their counters (the record stage
+/// of a one-worker run numbers an image's inspection with that worker's sessions).
+#[derive(Clone, Debug)]
+pub struct Numbers(Arc<std::sync::Mutex<Numbering>>);
+
+#[derive(Debug)]
+struct Numbering {
+    first: u32,
+    stride: u32,
+    cins: std::collections::HashMap<Liid, u32>,
+    objects: std::collections::HashMap<Liid, u64>,
+}
+
+impl Default for Numbers {
+    fn default() -> Numbers {
+        Numbers::slot(0, 1)
+    }
+}
+
+impl Numbers {
+    /// Slot `index` of `count` (both at least 1; `index < count`).
+    pub fn slot(index: u32, count: u32) -> Numbers {
+        let stride = count.max(1);
+        Numbers(Arc::new(std::sync::Mutex::new(Numbering {
+            first: index.min(stride - 1) + 1,
+            stride,
+            cins: Default::default(),
+            objects: Default::default(),
+        })))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Numbering) -> T) -> T {
+        // A panic elsewhere while holding the lock leaves the counters as they were: go on.
+        let mut n = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut n)
+    }
+
+    /// The CIN of `liid`'s next session. Past 2^32 - 1 the numbers start again at the slot's
+    /// first (0 is never a session's).
+    pub fn cin(&self, liid: &Liid) -> Cin {
+        self.with(|n| {
+            let (first, stride) = (n.first, n.stride);
+            let c = match n.cins.get_mut(liid) {
+                Some(c) => {
+                    *c = c.checked_add(stride).unwrap_or(first);
+                    *c
+                }
+                None => {
+                    n.cins.insert(liid.clone(), first);
+                    first
+                }
+            };
+            Cin(c)
+        })
+    }
+
+    /// The id of `liid`'s next object.
+    pub fn object(&self, liid: &Liid) -> u64 {
+        self.with(|n| {
+            let (first, stride) = (u64::from(n.first), u64::from(n.stride));
+            match n.objects.get_mut(liid) {
+                Some(o) => {
+                    *o = o.saturating_add(stride);
+                    *o
+                }
+                None => {
+                    n.objects.insert(liid.clone(), first);
+                    first
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod numbers_tests {
+    use super::*;
+
+    #[test]
+    fn slots_never_meet_and_one_slot_counts_from_one() {
+        let l = Liid::new("L").unwrap();
+        let one = Numbers::default();
+        assert_eq!([one.cin(&l), one.cin(&l)], [Cin(1), Cin(2)]);
+        assert_eq!([one.object(&l), one.object(&l)], [1, 2]);
+        let (a, b, c) = (Numbers::slot(0, 3), Numbers::slot(1, 3), Numbers::slot(2, 3));
+        let mut all: Vec<u32> = (0..4).flat_map(|_| [a.cin(&l).0, b.cin(&l).0, c.cin(&l).0]).collect();
+        all.sort();
+        assert_eq!(all, (1..=12).collect::<Vec<_>>());
+        let shared = a.clone();
+        assert_eq!(shared.cin(&l), Cin(13));
+        let m = Numbers::slot(1, 2);
+        m.with(|n| n.cins.insert(l.clone(), u32::MAX - 1));
+        assert_eq!(m.cin(&l), Cin(2), "wraps to the slot's first");
+    }
+}

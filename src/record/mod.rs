@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use gate::Gate;
-pub use ids::{Cin, Liid, LiidError};
+pub use ids::{Cin, Liid, LiidError, Numbers};
 
 use crate::timestamp::Timestamp;
 
