@@ -14,7 +14,10 @@ use tapir::deliver::manifest::{self, SigningKey};
 use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
-use tapir::pipeline::Pipeline;
+use tapir::flow::FlowStats;
+use tapir::pipeline::shard::Sharded;
+use tapir::pipeline::{Pipeline, Recorder, Summary};
+use tapir::record::RecordSink;
 use tapir::select::{load_events, load_warrants, EventFile};
 use tapir::timestamp::Timestamp;
 
@@ -79,6 +82,11 @@ enum Cmd {
         /// Images larger than this are reported, not inspected.
         #[arg(long, default_value_t = 64 << 30, value_name = "BYTES")]
         inspect_max_bytes: u64,
+        /// Pipeline workers, each over a share of the flows (by inner address pair); the case
+        /// is the same whatever the number, but its CINs and object ids are numbered per
+        /// worker. 0: one per core.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        workers: usize,
     },
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
@@ -201,6 +209,7 @@ fn main() {
             no_inspect,
             inspect_time_limit,
             inspect_max_bytes,
+            workers,
         } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
             let inspect = (!no_inspect).then(|| {
@@ -226,6 +235,7 @@ fn main() {
                 deliver,
                 flow,
                 inspect,
+                workers,
             )
         }
         Cmd::Lemf { listen_hi2, listen_hi3, listen, out, tls_ca, tls_cert, tls_key, verify_key, max_pdu } => {
@@ -323,6 +333,61 @@ fn lemf(
     Ok(())
 }
 
+/// What a replay runs the frames through: one pipeline, or several workers
+/// ([`tapir::pipeline::shard`]); the record stage after either.
+enum Engine {
+    One(Box<Pipeline>),
+    Sharded(Box<Sharded>),
+}
+
+impl Engine {
+    fn frame(&mut self, f: &tapir::capture::Frame<'_>, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
+        match self {
+            Engine::One(p) => {
+                recorder.due(f.ts, sink);
+                p.frame(f, &mut recorder.sink(sink));
+            }
+            Engine::Sharded(s) => s.frame(f, recorder, sink),
+        }
+    }
+
+    fn damage(&mut self, what: String) {
+        match self {
+            Engine::One(p) => p.damage(what),
+            Engine::Sharded(s) => s.damage(what),
+        }
+    }
+
+    fn frames(&self) -> u64 {
+        match self {
+            Engine::One(p) => p.summary.frames,
+            Engine::Sharded(s) => s.frames(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        match self {
+            Engine::One(p) => p.now(),
+            Engine::Sharded(s) => s.now(),
+        }
+    }
+
+    /// End of input: every flow ended; the counters.
+    fn finish(self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> (Summary, FlowStats) {
+        match self {
+            Engine::One(mut p) => {
+                p.finish(&mut recorder.sink(sink));
+                let flows = p.flows().stats().clone();
+                (p.summary, flows)
+            }
+            Engine::Sharded(s) => {
+                let f = (*s).finish(recorder, sink);
+                (f.summary, f.flows)
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn replay(
     captures: &[PathBuf],
@@ -334,7 +399,12 @@ fn replay(
     deliver: Option<(PathBuf, std::time::Duration)>,
     flow: FlowConfig,
     inspect: Option<tapir::vmi::intake::IntakeConfig>,
+    workers: usize,
 ) -> Result<()> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let started = Instant::now();
     let warrants_path = warrants;
     let all = load_warrants(warrants)?;
@@ -355,12 +425,13 @@ fn replay(
         None => (None, None),
     };
     // An associations file in time order (what a control plane's log is) is applied as it is
-    // read; one out of order has to be loaded whole and sorted.
+    // read (by each worker, from its own reader); one out of order has to be loaded whole and
+    // sorted.
     let (events, feed) = match associations {
         Some(p) => {
             let file = EventFile::open(p)?;
             if file.in_time_order() {
-                (Vec::new(), Some(file.stream()?))
+                (Vec::new(), Some(file))
             } else {
                 eprintln!(
                     "tapir: {}: lines not in time order: all {} events are loaded and sorted first",
@@ -392,13 +463,24 @@ fn replay(
         None => None,
     };
     let content_limits = flow.content;
-    let mut pipeline = Pipeline::new(warrants.clone(), events, DecodeConfig::default(), flow);
-    // A replay never reloads its warrants: applied events need not be held for that.
-    pipeline.keep_applied_events(false);
-    if let Some(feed) = feed {
-        pipeline.set_event_feed(Box::new(feed));
-    }
-    let mut recorder = tapir::pipeline::Recorder::new(&warrants, pipeline.numbers(), content_limits, intake);
+    let make = |_: usize| -> Result<Pipeline> {
+        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.clone());
+        // A replay never reloads its warrants: applied events need not be held for that.
+        p.keep_applied_events(false);
+        if let Some(f) = &feed {
+            p.set_event_feed(Box::new(f.stream()?));
+        }
+        Ok(p)
+    };
+    let (mut engine, numbers) = if workers > 1 {
+        let pipelines = (0..workers).map(make).collect::<Result<Vec<_>>>()?;
+        (Engine::Sharded(Box::new(Sharded::start(pipelines)?)), tapir::pipeline::shard::recorder_numbers(workers))
+    } else {
+        let p = make(0)?;
+        let numbers = p.numbers();
+        (Engine::One(Box::new(p)), numbers)
+    };
+    let mut recorder = Recorder::new(&warrants, numbers, content_limits, intake);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
@@ -445,44 +527,43 @@ fn replay(
             break;
         }
         match item {
-            Ok(frame) => {
-                recorder.due(frame.ts, &mut sink);
-                pipeline.frame(&frame, &mut recorder.sink(&mut sink));
-            }
+            Ok(frame) => engine.frame(&frame, &mut recorder, &mut sink),
             // The file's name only: the case goes to an LEA, the operator's paths need not.
-            Err(d) => pipeline.damage(format!(
+            Err(d) => engine.damage(format!(
                 "{}: {d}",
                 captures[idx]
                     .file_name()
                     .map_or_else(|| captures[idx].display().to_string(), |n| n.to_string_lossy().into_owned())
             )),
         }
-        if pipeline.summary.frames & 0xffff == 0 && !bar.is_hidden() {
+        let frames = engine.frames();
+        if frames & 0xffff == 0 && !bar.is_hidden() {
             let el = last_update.elapsed().as_secs_f64();
             if el > 0.2 {
-                let rate = (pipeline.summary.frames - frames_at_update) as f64 / el;
+                let rate = (frames - frames_at_update) as f64 / el;
                 bar.set_message(format!("{:.0} packets/s", rate));
                 bar.set_position(merge.position());
                 last_update = Instant::now();
-                frames_at_update = pipeline.summary.frames;
+                frames_at_update = frames;
             }
         }
     }
-    pipeline.finish(&mut recorder.sink(&mut sink));
+    let last_ts = engine.now();
+    let (summary, flows) = engine.finish(&mut recorder, &mut sink);
     // The images still waiting are inspected before the case is closed: an interrupted run too
     // (SIGTERM twice exits at once).
     let inspected = recorder.finish(&mut sink);
     bar.finish_and_clear();
     let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
     let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
-    tapir::deliver::case::write_damage(out, &pipeline.summary.capture_damage)
+    tapir::deliver::case::write_damage(out, &summary.capture_damage)
         .with_context(|| format!("writing damage.jsonl into {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let incomplete = interrupted.map(|sig| {
         format!(
             "interrupted by signal {sig} after {} packets (capture time {}): the rest of the input was not read",
-            pipeline.summary.frames,
-            pipeline.now().to_rfc3339()
+            summary.frames,
+            last_ts.to_rfc3339()
         )
     });
     let signed = manifest::write_case(out, &key, &now, &written, incomplete.as_deref())?;
@@ -498,7 +579,7 @@ fn replay(
         _ => None,
     };
     // The closing summary.
-    let s = &pipeline.summary;
+    let s = &summary;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!("replayed {} capture file(s): {} packets, {} bytes", captures.len(), s.frames, s.bytes);
     println!("elapsed {:.3} s: {:.0} packets/s, {:.1} MB/s", secs, s.frames as f64 / secs, s.bytes as f64 / secs / 1e6);
@@ -519,7 +600,7 @@ fn replay(
             st.inspected, st.refused, st.spool_peak, st.slowest_seconds
         );
     }
-    let fs = pipeline.flows().stats();
+    let fs = &flows;
     let e = &fs.ended;
     println!(
         "flows: {} sessions (ended: {} fin, {} rst, {} idle, {} absolute, {} window end, {} evicted, {} at end of input)",

@@ -139,6 +139,41 @@ pub struct FlowStats {
     pub unverified: u64,
 }
 
+impl FlowStats {
+    /// Adds another worker's counters (peaks add up too: the most the workers could have
+    /// held together).
+    pub fn add(&mut self, o: &FlowStats) {
+        self.created += o.created;
+        self.active += o.active;
+        let (e, f) = (&mut self.ended, &o.ended);
+        e.fin += f.fin;
+        e.rst += f.rst;
+        e.idle_timeout += f.idle_timeout;
+        e.absolute_timeout += f.absolute_timeout;
+        e.window_end += f.window_end;
+        e.evicted += f.evicted;
+        e.shutdown += f.shutdown;
+        self.evictions += o.evictions;
+        self.closed_dropped += o.closed_dropped;
+        self.late_packets += o.late_packets;
+        self.cc_without_flow += o.cc_without_flow;
+        let (t, u) = (&mut self.tcp, &o.tcp);
+        t.buffered += u.buffered;
+        t.buffered_peak += u.buffered_peak;
+        t.gaps += u.gaps;
+        t.gap_bytes += u.gap_bytes;
+        t.overlap_conflicts += u.overlap_conflicts;
+        t.duplicate_bytes += u.duplicate_bytes;
+        t.bound_flushes += u.bound_flushes;
+        t.out_of_window += u.out_of_window;
+        t.history += u.history;
+        t.history_peak += u.history_peak;
+        t.uncompared_bytes += u.uncompared_bytes;
+        self.checksum_refused += o.checksum_refused;
+        self.unverified += o.unverified;
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
     liid: Liid,

@@ -17,6 +17,7 @@
 
 pub mod gate;
 mod ids;
+mod owned;
 
 use std::any::Any;
 use std::fmt;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 pub use gate::Gate;
 pub use ids::{Cin, Liid, LiidError, Numbers};
+pub use owned::Owned;
 
 use crate::timestamp::Timestamp;
 

@@ -1,0 +1,247 @@
+//! `replay --workers N`: several pipelines, each over a share of the flows, make the case one
+//! pipeline makes.
+//!
+//! The input is six fixtures replayed together (FTP, HTTP and SMTP of real clients, the VM-image
+//! use case with its association events, a lossy capture and VXLAN overlay traffic): about 5800
+//! frames, several epochs of the dispatch, two warrants that share the overlay target. Truth
+//! that is not tapir's: the CC frames each warrant gets are the frames tshark selects from the
+//! inputs with the fixtures' own display filters (`*.expect.json` `selections`), and the objects
+//! are compared by `sha256sum` with the files the fixtures' clients sent. Against one worker:
+//! the same IRI records (less the numbers each worker hands out: CINs, object ids, sequence
+//! numbers), the same objects, the same cross-links. And a sharded case does not depend on
+//! thread timing: two runs write the same bytes.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const FIXTURES: [&str; 6] = ["app/ftp", "app/http", "app/smtp", "app/vmi", "lossy", "vxlan"];
+
+fn pcaps() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pcaps")
+}
+
+fn expect(f: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(pcaps().join(format!("{f}.expect.json"))).unwrap()).unwrap()
+}
+
+const WARRANTS: &str = "[[warrant]]\nliid = \"LIID-A\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+scope = \"iri+cc\"\ntargets = [\"subscriber:joe\", \"ipv4:198.51.100.7\", \"ipv6:2001:db8::7\", \"vni:5001/10.0.0.5\"]\n\n\
+[[warrant]]\nliid = \"LIID-B\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+scope = \"iri+cc\"\ntargets = [\"vni:5001/10.0.0.5\"]\n";
+
+/// The VM-image fixture's control plane: its image registered 60 s after its first packet with
+/// the upload's digest, a VM started from it at 100 s.
+fn events(dir: &Path) -> PathBuf {
+    let e = expect("app/vmi");
+    let t0 =
+        chrono::DateTime::parse_from_rfc3339(e["capinfos"]["first_packet_time"].as_str().unwrap()).unwrap().timestamp();
+    let at = |s: i64| chrono::DateTime::from_timestamp(t0 + s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let p = dir.join("events.jsonl");
+    std::fs::write(
+        &p,
+        format!(
+            "{{\"time\":\"{}\",\"event\":\"image.create\",\"image\":\"img-joe-1\",\"owner\":\"joe\",\"name\":\"joe-vm.qcow2\",\"sha256\":\"{}\"}}\n\
+             {{\"time\":\"{}\",\"event\":\"instance.start\",\"instance\":\"vm-77\",\"owner\":\"ann\",\"image\":\"img-joe-1\",\"ports\":[{{\"mac\":\"fa:16:3e:00:00:77\",\"ips\":[\"10.0.0.77\"]}}]}}\n",
+            at(60),
+            e["vmi"]["image_sha256"].as_str().unwrap(),
+            at(100)
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn replay(dir: &Path, name: &str, workers: usize) -> PathBuf {
+    let w = dir.join("w.toml");
+    std::fs::write(&w, WARRANTS).unwrap();
+    let case = dir.join(name);
+    let mut cmd = Command::new(TAPIR);
+    cmd.arg("replay");
+    for f in FIXTURES {
+        cmd.arg(pcaps().join(format!("{f}.pcap")));
+    }
+    cmd.arg("--warrants").arg(&w).arg("--associations").arg(events(dir)).arg("--out").arg(&case);
+    cmd.args(["-q", "--workers", &workers.to_string()]);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    verify_case(&case);
+    case
+}
+
+/// The numbers a run hands out per worker, taken out of a record: what is left must be equal
+/// whatever the number of workers.
+fn unnumbered(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| {
+                !["seq", "id", "object", "parent"].contains(&k.as_str())
+                    && !k.ends_with("cin")
+                    && !k.ends_with("_object")
+            });
+            // An inspection's report names the image by its number: its digests and size are
+            // of numbered bytes (the report itself is compared unnumbered, in `objects`).
+            if m.get("kind").is_some_and(|k| k == "report") {
+                m.retain(|k, _| !["sha256", "md5", "sha512", "size", "format"].contains(&k.as_str()));
+            }
+            m.remove("report_sha256");
+            m.values_mut().for_each(unnumbered);
+        }
+        Value::Array(a) => a.iter_mut().for_each(unnumbered),
+        _ => {}
+    }
+}
+
+fn iri(case: &Path, liid: &str) -> Vec<Value> {
+    std::fs::read_to_string(case.join(liid).join("iri.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The IRI of a LIID, unnumbered, as a sorted list.
+fn iri_unnumbered(case: &Path, liid: &str) -> Vec<String> {
+    let mut out: Vec<String> = iri(case, liid)
+        .into_iter()
+        .map(|mut r| {
+            unnumbered(&mut r);
+            r.to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// sha256sum of every object file of a LIID (sorted, with repeats). An inspection's report
+/// names the image by its object id, a per-worker number: it is compared as JSON, unnumbered.
+fn objects(case: &Path, liid: &str) -> Vec<String> {
+    let dir = case.join(liid).join("objects");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            match serde_json::from_slice::<Value>(&std::fs::read(&p).unwrap()) {
+                Ok(mut v) if v.get("image").is_some() && v.get("inspection").is_some() => {
+                    unnumbered(&mut v);
+                    format!("report {v}")
+                }
+                _ => sha256sum(&p),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn sha256sum(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// What tshark says each warrant must get: frames (time, length) from every input, selected
+/// with that fixture's own filter for the warrant, sorted.
+fn selected_by_tshark() -> BTreeMap<&'static str, Vec<String>> {
+    let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for f in FIXTURES {
+        let e = expect(f);
+        for (liid, fixture_liid) in [("LIID-A", "LIID-JOE-0001"), ("LIID-B", "LIID-VM-0002")] {
+            let sel = e["selections"].as_array().unwrap().iter().find(|s| s["liid"] == fixture_liid).unwrap();
+            // The VM warrant's filter is its own target; the subscriber's warrant here also
+            // names the VM (as the fixtures' own JOE filter does where the overlay is in them).
+            let filter = match liid {
+                "LIID-A" => format!("({}) || (vxlan.vni==5001 && ip.addr==10.0.0.5)", sel["filter"].as_str().unwrap()),
+                _ => sel["filter"].as_str().unwrap().to_string(),
+            };
+            let rows = tshark(&pcaps().join(format!("{f}.pcap")), Some(&filter), &["frame.time_epoch", "frame.len"]);
+            out.entry(liid).or_default().extend(rows);
+        }
+    }
+    out.values_mut().for_each(|v| v.sort());
+    out
+}
+
+fn cc_frames(case: &Path, liid: &str) -> Vec<String> {
+    let mut rows = tshark(&case.join(liid).join("cc.pcap"), None, &["frame.time_epoch", "frame.len"]);
+    rows.sort();
+    rows
+}
+
+#[test]
+fn two_and_three_workers_make_the_case_one_worker_makes() {
+    let d = tempfile::tempdir().unwrap();
+    let one = replay(d.path(), "one", 1);
+    let two = replay(d.path(), "two", 2);
+    let three = replay(d.path(), "three", 3);
+    let truth = selected_by_tshark();
+    assert!(
+        truth["LIID-A"].len() > 5000 && truth["LIID-B"].len() > 200,
+        "{:?}",
+        truth.values().map(Vec::len).collect::<Vec<_>>()
+    );
+
+    // The files the fixtures' clients sent, as sha256sum wrote them down.
+    let sent: BTreeSet<String> = FIXTURES
+        .iter()
+        .flat_map(|f| {
+            expect(f)["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["sha256"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let found = |case: &Path| -> BTreeSet<String> {
+        objects(case, "LIID-A").into_iter().filter(|s| sent.contains(s)).collect()
+    };
+    let found_one = found(&one);
+    assert!(found_one.len() >= 35, "one worker rebuilds the fixtures' uploads: {} of {}", found_one.len(), sent.len());
+
+    for case in [&one, &two, &three] {
+        for liid in ["LIID-A", "LIID-B"] {
+            assert_eq!(cc_frames(case, liid), truth[liid], "{}: {liid}'s CC is what tshark selects", case.display());
+        }
+        assert_eq!(found(case), found_one, "{}: the same uploads rebuilt", case.display());
+        for liid in ["LIID-A", "LIID-B"] {
+            assert_eq!(objects(case, liid), objects(&one, liid), "{}: {liid}'s objects", case.display());
+            assert_eq!(iri_unnumbered(case, liid), iri_unnumbered(&one, liid), "{}: {liid}'s IRI", case.display());
+        }
+        // Numbers stay unique within a LIID however many workers hand them out.
+        for liid in ["LIID-A", "LIID-B"] {
+            let recs = iri(case, liid);
+            let begins: Vec<u64> =
+                recs.iter().filter(|r| r["event"] == "session-begin").map(|r| r["cin"].as_u64().unwrap()).collect();
+            let distinct: BTreeSet<u64> = begins.iter().copied().collect();
+            assert_eq!(begins.len(), distinct.len(), "{}: {liid}: a CIN per session", case.display());
+            let ids: Vec<u64> =
+                recs.iter().filter(|r| r["event"] == "object").map(|r| r["id"].as_u64().unwrap()).collect();
+            let distinct: BTreeSet<u64> = ids.iter().copied().collect();
+            assert_eq!(ids.len(), distinct.len(), "{}: {liid}: an id per object", case.display());
+            assert!(!ids.is_empty() && !begins.is_empty());
+        }
+        // The cross-links meet records of other workers: the upload the image.create registered,
+        // the VM's crontab plan, the mail equal to the outbox message.
+        let a = std::fs::read_to_string(case.join("LIID-A/iri.jsonl")).unwrap();
+        for link in ["equals_intercepted_upload", "instance.crontab-plan", "equals_artifact"] {
+            assert!(a.contains(link), "{}: {link}", case.display());
+        }
+    }
+
+    // The same input and the same number of workers: the same bytes, whatever the threads did.
+    let again = replay(d.path(), "two-again", 2);
+    for liid in ["LIID-A", "LIID-B"] {
+        for f in ["iri.jsonl", "cc.pcap", "objects.jsonl"] {
+            assert_eq!(
+                std::fs::read(two.join(liid).join(f)).unwrap(),
+                std::fs::read(again.join(liid).join(f)).unwrap(),
+                "{liid}/{f}"
+            );
+        }
+    }
+}
