@@ -2,6 +2,7 @@
 # Replay throughput: tapir next to tcpdump and tcpflow on the same generated capture, same run.
 #   bash bench/replay.sh [MEGABYTES]      (default 1024)
 #   BENCH_DIR=/dev/shm bash bench/replay.sh   capture and outputs on tmpfs (the disk out of it)
+#   WORKERS="2 3" bash bench/replay.sh        the sharded runs' worker counts (default 2)
 # Prints packets/s, MB/s and peak RSS for each. Needs tcpdump, tcpflow and GNU time
 # (.ci/install-deps.sh installs them).
 set -euo pipefail
@@ -30,6 +31,13 @@ bench_run "tapir replay (0 targets)" ./target/release/tapir replay -q "$cap" --w
 rm -rf "$work/case-none"
 bench_run "tapir replay (all targeted)" ./target/release/tapir replay -q "$cap" --warrants "$work/all.toml" --out "$work/case-all"
 rm -rf "$work/case-all"
+# Sharded: N pipelines over a share of the flows each (replay --workers).
+for n in ${WORKERS:-2}; do
+  bench_run "tapir replay (0 targets, $n workers)" ./target/release/tapir replay -q "$cap" --warrants "$work/none.toml" --out "$work/case-none" --workers "$n"
+  rm -rf "$work/case-none"
+  bench_run "tapir replay (all targeted, $n workers)" ./target/release/tapir replay -q "$cap" --warrants "$work/all.toml" --out "$work/case-all" --workers "$n"
+  rm -rf "$work/case-all"
+done
 # IRI only: analyzers and the three digests run, no content is written.
 bench_run "tapir replay (all targeted, IRI only)" ./target/release/tapir replay -q "$cap" --warrants "$work/iri.toml" --out "$work/case-iri"
 rm -rf "$work/case-iri"

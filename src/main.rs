@@ -14,10 +14,7 @@ use tapir::deliver::manifest::{self, SigningKey};
 use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
-use tapir::flow::FlowStats;
-use tapir::pipeline::shard::Sharded;
-use tapir::pipeline::{Pipeline, Recorder, Summary};
-use tapir::record::RecordSink;
+use tapir::pipeline::{Engine, Pipeline, Recorder, Totals};
 use tapir::select::{load_events, load_warrants, EventFile};
 use tapir::timestamp::Timestamp;
 
@@ -333,61 +330,6 @@ fn lemf(
     Ok(())
 }
 
-/// What a replay runs the frames through: one pipeline, or several workers
-/// ([`tapir::pipeline::shard`]); the record stage after either.
-enum Engine {
-    One(Box<Pipeline>),
-    Sharded(Box<Sharded>),
-}
-
-impl Engine {
-    fn frame(&mut self, f: &tapir::capture::Frame<'_>, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
-        match self {
-            Engine::One(p) => {
-                recorder.due(f.ts, sink);
-                p.frame(f, &mut recorder.sink(sink));
-            }
-            Engine::Sharded(s) => s.frame(f, recorder, sink),
-        }
-    }
-
-    fn damage(&mut self, what: String) {
-        match self {
-            Engine::One(p) => p.damage(what),
-            Engine::Sharded(s) => s.damage(what),
-        }
-    }
-
-    fn frames(&self) -> u64 {
-        match self {
-            Engine::One(p) => p.summary.frames,
-            Engine::Sharded(s) => s.frames(),
-        }
-    }
-
-    fn now(&self) -> Timestamp {
-        match self {
-            Engine::One(p) => p.now(),
-            Engine::Sharded(s) => s.now(),
-        }
-    }
-
-    /// End of input: every flow ended; the counters.
-    fn finish(self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> (Summary, FlowStats) {
-        match self {
-            Engine::One(mut p) => {
-                p.finish(&mut recorder.sink(sink));
-                let flows = p.flows().stats().clone();
-                (p.summary, flows)
-            }
-            Engine::Sharded(s) => {
-                let f = (*s).finish(recorder, sink);
-                (f.summary, f.flows)
-            }
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn replay(
     captures: &[PathBuf],
@@ -472,14 +414,7 @@ fn replay(
         }
         Ok(p)
     };
-    let (mut engine, numbers) = if workers > 1 {
-        let pipelines = (0..workers).map(make).collect::<Result<Vec<_>>>()?;
-        (Engine::Sharded(Box::new(Sharded::start(pipelines)?)), tapir::pipeline::shard::recorder_numbers(workers))
-    } else {
-        let p = make(0)?;
-        let numbers = p.numbers();
-        (Engine::One(Box::new(p)), numbers)
-    };
+    let (mut engine, numbers) = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
     let mut recorder = Recorder::new(&warrants, numbers, content_limits, intake);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
@@ -549,7 +484,7 @@ fn replay(
         }
     }
     let last_ts = engine.now();
-    let (summary, flows) = engine.finish(&mut recorder, &mut sink);
+    let Totals { summary, flows, .. } = engine.finish(&mut recorder, &mut sink);
     // The images still waiting are inspected before the case is closed: an interrupted run too
     // (SIGTERM twice exits at once).
     let inspected = recorder.finish(&mut sink);

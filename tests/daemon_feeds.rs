@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    epoch_us, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit, write_pcap,
-    Daemon, Lemf, T0, TAPIR,
+    epoch_us, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit, with_pipelines,
+    write_pcap, Daemon, Lemf, T0, TAPIR,
 };
 
 const JOE: [u8; 4] = [10, 1, 0, 1];
@@ -136,6 +136,16 @@ fn assert_from(times: &[i64], at_s: f64, last_us: i64, what: &str) {
 
 #[test]
 fn events_sent_on_the_unix_feed_start_interception_at_once() {
+    feed_starts_interception(1);
+}
+
+/// The same with two pipeline workers: each applies the feed's events before the same frame.
+#[test]
+fn events_sent_on_the_unix_feed_start_interception_at_once_in_every_worker() {
+    feed_starts_interception(2);
+}
+
+fn feed_starts_interception(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("live.pcap");
     write_pcap(&pcap, &every_100ms(&[JOE, VM, OTHER], 0, 50)); // T0+0.0 .. T0+4.9, real time
@@ -148,6 +158,7 @@ fn events_sent_on_the_unix_feed_start_interception_at_once() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&pcap), pace: "realtime", end: "exit", case_dir: "case", extra: &extra },
     );
+    with_pipelines(&config, pipelines);
     let (mut d, ready) = Daemon::start(&mut run_command(&config));
     std::thread::sleep(Duration::from_millis(1500));
     let sent_at = ready.elapsed().as_secs_f64();
@@ -240,6 +251,17 @@ fn radius_capture(path: &Path) {
 
 #[test]
 fn radius_accounting_on_the_tap_starts_and_stops_interception() {
+    radius_starts_and_stops(1);
+}
+
+/// The same with three pipeline workers: every worker learns the accounting (one analyzes
+/// it), and the journal holds each event once.
+#[test]
+fn radius_accounting_on_the_tap_reaches_every_pipeline_worker() {
+    radius_starts_and_stops(3);
+}
+
+fn radius_starts_and_stops(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("radius.pcap");
     radius_capture(&pcap);
@@ -248,6 +270,7 @@ fn radius_accounting_on_the_tap_starts_and_stops_interception() {
         dir.path(),
         &Cfg { replay: std::slice::from_ref(&pcap), pace: "fast", end: "exit", case_dir: "case", extra: "" },
     );
+    with_pipelines(&config, pipelines);
     let o = Command::new(TAPIR).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let case = the_case(dir.path(), "case");

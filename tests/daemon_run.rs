@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, write_pcap, Daemon, T0, TAPIR,
+    epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, with_pipelines, write_pcap,
+    Daemon, T0, TAPIR,
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -95,6 +96,16 @@ fn object_hashes(case: &Path, liid: &str) -> BTreeSet<String> {
 
 #[test]
 fn run_on_a_replay_source_writes_the_same_case_as_replay() {
+    run_equals_replay(1);
+}
+
+/// The same with two pipeline workers in the daemon (and one in the replay).
+#[test]
+fn run_with_two_pipelines_writes_the_same_case_as_replay() {
+    run_equals_replay(2);
+}
+
+fn run_equals_replay(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcaps = ["vxlan.pcap", "http-put.pcap", "ftp-upload.pcap"].map(|p| Path::new(ROOT).join("pcaps").join(p));
     let warrants = Path::new(ROOT).join("pcaps/warrants.toml");
@@ -117,6 +128,7 @@ fn run_on_a_replay_source_writes_the_same_case_as_replay() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let config = write_config(dir.path(), &pcaps, "fast", "exit", Some(&events));
+    with_pipelines(&config, pipelines);
     let o = Command::new(TAPIR).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let case = the_case(dir.path(), "case");
@@ -164,6 +176,16 @@ fn a_warrant_stops_at_its_end_without_reload() {
 
 #[test]
 fn on_a_quiet_link_the_source_clock_ends_the_window() {
+    quiet_link_clock(1);
+}
+
+/// The same with two pipeline workers: the clock reaches every worker.
+#[test]
+fn on_a_quiet_link_the_source_clock_ends_the_window_in_every_worker() {
+    quiet_link_clock(2);
+}
+
+fn quiet_link_clock(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("quiet.pcap");
     // A talks until T0+1.5, then the link is quiet until a stranger's packet at T0+20.
@@ -172,6 +194,7 @@ fn on_a_quiet_link_the_source_clock_ends_the_window() {
     write_pcap(&pcap, &frames);
     std::fs::write(dir.path().join("warrants.toml"), warrant("LIID-A", A_SRC, 3)).unwrap();
     let config = write_config(dir.path(), &[pcap], "realtime", "wait", None);
+    with_pipelines(&config, pipelines);
     let (mut d, _) = start_run(&config, 0);
     std::thread::sleep(Duration::from_millis(4500));
     d.stop();
@@ -187,12 +210,23 @@ fn on_a_quiet_link_the_source_clock_ends_the_window() {
 
 #[test]
 fn sighup_adds_a_warrant_at_the_next_packets_and_sigterm_leaves_a_complete_case() {
+    sighup_and_sigterm(1);
+}
+
+/// The same with two pipeline workers: the reload reaches every worker at the same packet.
+#[test]
+fn sighup_reaches_every_pipeline_worker() {
+    sighup_and_sigterm(2);
+}
+
+fn sighup_and_sigterm(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("ab.pcap");
     write_pcap(&pcap, &every_100ms(&[A_SRC, B_SRC], 80)); // T0+0.0 .. T0+7.9, real time
     let wpath = dir.path().join("warrants.toml");
     std::fs::write(&wpath, warrant("LIID-A", A_SRC, 86_400)).unwrap();
     let config = write_config(dir.path(), &[pcap], "realtime", "exit", None);
+    with_pipelines(&config, pipelines);
     let (mut d, ready) = start_run(&config, 400_000);
     let mut seen = Vec::new();
     assert!(d.notify.wait_for("WATCHDOG=1", &mut seen, Duration::from_secs(5)), "{seen:?}");

@@ -147,6 +147,9 @@ pub struct CaptureConfig {
     pub backend: Backend,
     /// Capture threads (live: one ring each, in one fanout group per interface).
     pub workers: usize,
+    /// Pipeline workers, each over a share of the flows by inner address pair
+    /// ([`crate::pipeline::shard`]); 1: one pipeline.
+    pub pipelines: usize,
     pub ring: RingSettings,
     pub promiscuous: bool,
     /// Account to drop to after the rings are open, when started as root outside systemd.
@@ -313,6 +316,8 @@ struct RawCapture {
     interfaces: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     workers: Option<S<i64>>,
+    #[serde(default)]
+    pipelines: Option<S<i64>>,
     #[serde(default)]
     backend: Option<S<String>>,
     #[serde(default)]
@@ -510,6 +515,10 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         Some(w) => usize_of(cx.int(w, "workers", 1, 64)?),
         None => 1,
     };
+    let pipelines = match &c.pipelines {
+        Some(w) => usize_of(cx.int(w, "pipelines", 1, 256)?),
+        None => 1,
+    };
     let backend = match &c.backend {
         None => Backend::AfPacket,
         Some(b) => {
@@ -592,6 +601,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         interfaces,
         backend,
         workers,
+        pipelines,
         ring,
         promiscuous: c.promiscuous,
         user,

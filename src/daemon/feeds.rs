@@ -27,7 +27,7 @@ use super::config::{Config, ListenAddr};
 use super::source::{wall_clock, Source};
 use crate::deliver::handover::DeliveryReport;
 use crate::metrics::{Counter, Gauge, Metrics, TapirMetrics};
-use crate::pipeline::Pipeline;
+use crate::pipeline::Engine;
 use crate::select::feed::{compact_journal, load_journal, serve_feed_on, FeedAddr, FeedListener, Journal};
 use crate::select::{AssocEvent, Liid};
 
@@ -110,8 +110,8 @@ impl Updater {
         }
     }
 
-    fn update(&mut self, p: &Pipeline, delivery: Option<&DeliveryReport>, drops: &KernelDrops) {
-        let s = &p.summary;
+    fn update(&mut self, p: &Engine, delivery: Option<&DeliveryReport>, drops: &KernelDrops) {
+        let s = &p.summary();
         self.m.packets.raise_to(s.frames);
         self.m.bytes.raise_to(s.bytes);
         for (liid, n) in &s.matched {
@@ -143,7 +143,7 @@ impl Updater {
                 c.raise_to(*n);
             }
         }
-        let fs = p.flows().stats();
+        let fs = p.flow_stats();
         self.m.flows.set(i64::try_from(fs.active).unwrap_or(i64::MAX));
         self.m.reassembly_bytes.set(i64::try_from(fs.tcp.buffered).unwrap_or(i64::MAX));
         self.m.objects.raise_to(p.objects_finished());
@@ -235,7 +235,7 @@ impl Feeds {
     /// Replays the journal into `pipeline`, opens it for appending, binds the metrics endpoint
     /// and the feed (per `config`) and starts serving them. Errors here stop the daemon before
     /// `READY=1`.
-    pub fn start(config: &Config, pipeline: &mut Pipeline, delivery: DeliveryStatus) -> Result<Feeds> {
+    pub fn start(config: &Config, pipeline: &mut Engine, delivery: DeliveryStatus) -> Result<Feeds> {
         let journal_path = match &config.associations.journal {
             Some(p) => p.clone(),
             None => config.paths.spool_dir.join(JOURNAL_NAME),
@@ -391,13 +391,13 @@ impl Feeds {
     /// From the pipeline loop, each turn: feed events into the pipeline, RADIUS-learnt events to
     /// the journal, and (at most every [`UPDATE_EVERY`]) the metrics. `delivering`: whether a
     /// delivery runs now (its last report is stale otherwise).
-    pub fn poll(&mut self, pipeline: &mut Pipeline, delivering: bool) {
+    pub fn poll(&mut self, pipeline: &mut Engine, delivering: bool) {
         if let Some(rx) = &mut self.assoc_rx {
             while let Ok(ev) = rx.try_recv() {
                 pipeline.push_event(ev);
             }
         }
-        let dropped = pipeline.summary.association_events_dropped;
+        let dropped = pipeline.association_events_dropped();
         if dropped > self.dropped_seen {
             tracing::warn!(
                 dropped = dropped - self.dropped_seen,
@@ -447,7 +447,7 @@ impl Feeds {
 
     /// After the last frame: the last events journalled, the metrics brought up to date, the
     /// listeners closed (the feed's socket file removed) and the threads joined.
-    pub fn finish(mut self, pipeline: &mut Pipeline) {
+    pub fn finish(mut self, pipeline: &mut Engine) {
         self.stopping();
         if let Some(u) = &mut self.updater {
             u.last = None;

@@ -20,7 +20,7 @@ use crate::deliver::case::CaseWriter;
 use crate::deliver::handover::{parse_leas, Delivery};
 use crate::deliver::manifest::{self, SigningKey};
 use crate::deliver::threaded::Threaded;
-use crate::pipeline::{Pipeline, Recorder};
+use crate::pipeline::{Engine, Pipeline, Recorder, Totals};
 use crate::record::{Record, RecordSink};
 use crate::select::{load_events, load_warrants, AssocEvent, Liid, Warrant, Warrants};
 use crate::timestamp::Timestamp;
@@ -573,11 +573,15 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let flow_config =
         crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
     let content_limits = flow_config.content;
-    let mut pipeline = Pipeline::new(all.warrants.clone(), events, DecodeConfig::default(), flow_config);
-    let mut recorder = Recorder::new(&all.warrants, pipeline.numbers(), content_limits, intake);
+    // One pipeline, or several workers over a share of the flows each (`[capture] pipelines`).
+    let pipelines = (0..config.capture.pipelines)
+        .map(|_| Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), flow_config.clone()))
+        .collect();
+    let (mut engine, numbers) = Engine::start(pipelines).context("starting the pipeline workers")?;
+    let mut recorder = Recorder::new(&all.warrants, numbers, content_limits, intake);
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
-    let mut feeds = Feeds::start(config, &mut pipeline, out.status.clone())?;
+    let mut feeds = Feeds::start(config, &mut engine, out.status.clone())?;
     let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
     let mut last_x1_stats = Instant::now();
     let mut last_flush = Instant::now();
@@ -621,16 +625,16 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Input::Frames(b)) => {
                 for f in b.frames() {
-                    pipeline.frame(&f, &mut recorder.sink(&mut out));
+                    engine.frame(&f, &mut recorder, &mut out);
                 }
                 if let Some(back) = recycle_tx.get(b.origin()) {
                     let _ = back.try_send(b);
                 }
             }
-            Ok(Input::Clock(t)) => pipeline.advance(t, &mut recorder.sink(&mut out)),
+            Ok(Input::Clock(t)) => engine.advance(t, &mut recorder, &mut out),
             Ok(Input::Damage(d)) => {
                 tracing::warn!(damage = %d, "capture damage");
-                pipeline.damage(d);
+                engine.damage(d);
             }
             Ok(Input::Ended) => {
                 ended += 1;
@@ -655,15 +659,16 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
         if let Some(assoc) = &hooks.assoc_rx {
             while let Ok(ev) = assoc.try_recv() {
-                pipeline.push_event(ev);
+                engine.push_event(ev);
             }
         }
-        feeds.poll(&mut pipeline, out.delivery.is_some());
+        feeds.poll(&mut engine, out.delivery.is_some());
         recorder.poll(&mut out);
         // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
         // is near real time even for a target that sends little.
         if last_flush.elapsed() >= Duration::from_millis(100) {
             last_flush = Instant::now();
+            engine.flush(&mut recorder, &mut out);
             out.case.flush();
             if let Some((d, _, _)) = &mut out.delivery {
                 d.flush();
@@ -704,7 +709,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                     };
                     match loaded {
                         Ok(new) => {
-                            reload(&mut pipeline, &mut recorder, &mut out, new, &wfile, &config.paths.spool_dir, wait);
+                            reload(&mut engine, &mut recorder, &mut out, new, &wfile, &config.paths.spool_dir, wait);
                             reloads += 1;
                         }
                         // A bad file leaves the warrants in force as they were.
@@ -713,7 +718,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                             "reload refused; warrants unchanged (tapir check-config says why)"
                         ),
                     }
-                    say(&format!("READY=1\nSTATUS=running, {} warrant(s)", pipeline.warrants().len()));
+                    say(&format!("READY=1\nSTATUS=running, {} warrant(s)", engine.warrants().len()));
                 }
             }
         }
@@ -733,11 +738,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 match i {
                     Input::Frames(b) => {
                         for f in b.frames() {
-                            pipeline.frame(&f, &mut recorder.sink(&mut out));
+                            engine.frame(&f, &mut recorder, &mut out);
                         }
                     }
-                    Input::Clock(t) => pipeline.advance(t, &mut recorder.sink(&mut out)),
-                    Input::Damage(d) => pipeline.damage(d),
+                    Input::Clock(t) => engine.advance(t, &mut recorder, &mut out),
+                    Input::Damage(d) => engine.damage(d),
                     Input::Ended => {}
                 }
             }
@@ -750,9 +755,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
     }
 
-    feeds.finish(&mut pipeline);
+    // Every worker's records and RADIUS-learnt events in before the feeds' last look.
+    engine.flush(&mut recorder, &mut out);
+    feeds.finish(&mut engine);
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
-    pipeline.finish(&mut recorder.sink(&mut out));
+    let Totals { summary, .. } = engine.finish(&mut recorder, &mut out);
     // Images still waiting are inspected before the case is signed.
     if let Some(stats) = recorder.finish(&mut out) {
         tracing::info!(inspected = stats.inspected, refused = stats.refused, "image inspection");
@@ -760,7 +767,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let Outputs { case, delivery, .. } = out;
     let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
     let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
-    crate::deliver::case::write_damage(&case_root, &pipeline.summary.capture_damage)
+    crate::deliver::case::write_damage(&case_root, &summary.capture_damage)
         .with_context(|| format!("writing damage.jsonl into {}", case_root.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let signed = manifest::write_case(&case_root, &key, &now, &written, None)?;
@@ -768,7 +775,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     if let Some((d, _, _)) = delivery {
         finish_delivery(d, wait);
     }
-    let s = &pipeline.summary;
+    let s = &summary;
     let report = RunReport {
         case: case_root.clone(),
         frames: s.frames,
@@ -791,7 +798,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 /// New warrants into the running pipeline; delivery is restarted when its routing changed (the
 /// spool carries what is not yet confirmed over to the new one).
 fn reload(
-    pipeline: &mut Pipeline,
+    engine: &mut Engine,
     recorder: &mut Recorder,
     out: &mut Outputs,
     new: Warrants,
@@ -799,7 +806,7 @@ fn reload(
     spool: &Path,
     wait: Duration,
 ) {
-    let old = pipeline.warrants();
+    let old = engine.warrants().to_vec();
     let added: Vec<&str> =
         new.warrants.iter().filter(|w| !old.iter().any(|o| o.liid == w.liid)).map(|w| w.liid.as_ref()).collect();
     let removed: Vec<&str> =
@@ -831,6 +838,5 @@ fn reload(
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }
-    pipeline.set_warrants(new.warrants.clone(), &mut recorder.sink(out));
-    recorder.set_warrants(&new.warrants);
+    engine.set_warrants(new.warrants.clone(), recorder, out);
 }

@@ -9,10 +9,12 @@
 //! flows ended at its end time, and idle flows expire. Each warrant's entering into and leaving
 //! force is itself an IRI record (`IriEvent::Warrant`), which delivery sends as HI1.
 
+mod engine;
 mod links;
 mod recorder;
 pub mod shard;
 
+pub use engine::{Engine, Totals};
 pub use recorder::Recorder;
 
 use std::collections::BTreeMap;
@@ -325,7 +327,8 @@ impl Pipeline {
         if let Transport::Udp { src_port, dst_port } = d.transport {
             if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
                 let mut scratch = Summary::default();
-                radius(d.payload, frame.ts, &mut self.events, self.next_event, &mut scratch, None);
+                let keep = self.keep_radius.then_some(&mut self.radius_out);
+                radius(d.payload, frame.ts, &mut self.events, self.next_event, &mut scratch, keep);
                 self.summary.radius_events += scratch.radius_events;
             }
         }

@@ -41,6 +41,7 @@ use crate::capture::{Frame, LinkType};
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::FlowStats;
 use crate::record::{Numbers, Owned, Record, RecordSink};
+use crate::select::{AssocEvent, Warrant};
 use crate::timestamp::Timestamp;
 
 /// Frames handed out per epoch (all workers together).
@@ -73,13 +74,32 @@ impl Batch {
 }
 
 enum ToWorker {
-    Epoch { batch: Batch, until: Timestamp },
+    Epoch {
+        batch: Batch,
+        until: Timestamp,
+    },
+    /// Association events from a live feed, applied in time order with the others.
+    Events(Vec<AssocEvent>),
+    /// A daemon's reload, between two epochs.
+    Warrants(Vec<Warrant>),
+    /// Keep the events learnt from RADIUS for the journal (worker 0 only: every worker learns
+    /// the same ones).
+    KeepRadius(bool),
     Finish,
 }
 
+/// A worker's counters after an epoch, for a daemon's metrics and summary.
+#[derive(Clone, Default)]
+struct Progress {
+    summary: Summary,
+    flows: FlowStats,
+    objects: u64,
+    held: usize,
+}
+
 enum FromWorker {
-    Records(Vec<Owned>),
-    Done { records: Vec<Owned>, summary: Box<Summary>, flows: Box<FlowStats> },
+    Epoch { records: Vec<Owned>, progress: Box<Progress>, radius: Vec<AssocEvent> },
+    Done { records: Vec<Owned>, progress: Box<Progress> },
 }
 
 /// Keeps a worker's records as owned copies, for the record stage.
@@ -90,6 +110,15 @@ impl RecordSink for Collect {
     fn record(&mut self, rec: Record<'_>) {
         self.0.push(Owned::of(rec));
     }
+}
+
+fn progress(p: &Pipeline) -> Box<Progress> {
+    Box::new(Progress {
+        summary: p.summary.clone(),
+        flows: p.flows().stats().clone(),
+        objects: p.objects_finished(),
+        held: p.association_events_held(),
+    })
 }
 
 fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
@@ -109,16 +138,20 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
                     }
                 }
                 p.advance(until, &mut out);
-                if tx.send(FromWorker::Records(std::mem::take(&mut out.0))).is_err() {
+                let records = std::mem::take(&mut out.0);
+                let radius = p.take_radius_events();
+                if tx.send(FromWorker::Epoch { records, progress: progress(&p), radius }).is_err() {
                     return;
                 }
             }
+            ToWorker::Events(evs) => evs.into_iter().for_each(|ev| p.push_event(ev)),
+            ToWorker::Warrants(w) => p.set_warrants(w, &mut out),
+            ToWorker::KeepRadius(keep) => p.keep_radius_events(keep),
             ToWorker::Finish => break,
         }
     }
     p.finish(&mut out);
-    let flows = Box::new(p.flows().stats().clone());
-    let _ = tx.send(FromWorker::Done { records: out.0, summary: Box::new(p.summary), flows });
+    let _ = tx.send(FromWorker::Done { records: out.0, progress: progress(&p) });
 }
 
 struct Worker {
@@ -134,6 +167,8 @@ pub struct Finished {
     pub summary: Summary,
     /// The workers' flow counters added up.
     pub flows: FlowStats,
+    /// Objects the workers finished.
+    pub objects: u64,
 }
 
 /// N workers and the dispatch in front of them (see the module documentation). The record
@@ -149,6 +184,13 @@ pub struct Sharded {
     last_ts: Timestamp,
     frames: u64,
     damage: Vec<Damage>,
+    /// Each worker's counters after the last epoch merged.
+    progress: Vec<Progress>,
+    /// Live-feed events not handed to the workers yet.
+    events: Vec<AssocEvent>,
+    /// RADIUS-learnt events (from worker 0) not taken yet.
+    radius: Vec<AssocEvent>,
+    warrants: Vec<Warrant>,
 }
 
 /// The slot of the record stage of a run with `workers` workers.
@@ -162,6 +204,7 @@ impl Sharded {
     /// record stage must number from [`recorder_numbers`].
     pub fn start(pipelines: Vec<Pipeline>) -> std::io::Result<Sharded> {
         let n = pipelines.len();
+        let warrants = pipelines.first().map(|p| p.warrants().to_vec()).unwrap_or_default();
         let mut workers = Vec::with_capacity(n);
         for (i, mut p) in pipelines.into_iter().enumerate() {
             p.set_shard(i, Numbers::slot(i as u32, n as u32 + 1));
@@ -181,6 +224,10 @@ impl Sharded {
             last_ts: Timestamp::MIN,
             frames: 0,
             damage: Vec::new(),
+            progress: vec![Progress::default(); n],
+            events: Vec::new(),
+            radius: Vec::new(),
+            warrants,
         })
     }
 
@@ -207,6 +254,7 @@ impl Sharded {
     /// One captured frame, handed to its worker; the record stage takes the records of the
     /// epochs the workers have finished, through `recorder` into `sink`.
     pub fn frame(&mut self, f: &Frame<'_>, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
+        self.send_events();
         let (home, radius) = self.route(f);
         for (i, b) in self.batches.iter_mut().enumerate() {
             if i == home {
@@ -228,6 +276,108 @@ impl Sharded {
         }
     }
 
+    /// Capture time moves to `now` without a frame (a quiet live link): the epoch ends there,
+    /// so every worker's timers run, and what the workers made so far is recorded.
+    pub fn advance(&mut self, now: Timestamp, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
+        self.send_events();
+        if now > self.last_ts {
+            self.last_ts = now;
+        }
+        self.end_epoch();
+        self.flush(recorder, sink);
+    }
+
+    /// Ends the epoch being filled and records everything the workers were handed (a live
+    /// daemon's timer: a quiet target's records do not wait for a full epoch).
+    pub fn flush(&mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
+        self.send_events();
+        if self.in_epoch > 0 {
+            self.end_epoch();
+        }
+        while self.merged < self.sent {
+            self.merge_one(recorder, sink);
+        }
+    }
+
+    /// An association event from a live feed: every worker applies it, in time order.
+    pub fn push_event(&mut self, ev: AssocEvent) {
+        self.events.push(ev);
+    }
+
+    /// Hands the pending feed events to every worker, between two epochs (every worker then
+    /// applies them before the same frame).
+    fn send_events(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        if self.in_epoch > 0 {
+            self.end_epoch();
+        }
+        let evs = std::mem::take(&mut self.events);
+        for w in &self.workers {
+            let _ = w.tx.send(ToWorker::Events(evs.clone()));
+        }
+    }
+
+    /// Replaces the warrants without losing flows (a daemon's reload), in every worker at the
+    /// same point of the capture; what that emits is recorded with the next epoch.
+    pub fn set_warrants(&mut self, warrants: Vec<Warrant>) {
+        self.send_events();
+        if self.in_epoch > 0 {
+            self.end_epoch();
+        }
+        for w in &self.workers {
+            let _ = w.tx.send(ToWorker::Warrants(warrants.clone()));
+        }
+        self.warrants = warrants;
+    }
+
+    /// The warrants in force.
+    pub fn warrants(&self) -> &[Warrant] {
+        &self.warrants
+    }
+
+    /// Keep RADIUS-learnt events for [`Sharded::take_radius_events`] (worker 0 keeps them).
+    pub fn keep_radius_events(&mut self, keep: bool) {
+        if let Some(w) = self.workers.first() {
+            let _ = w.tx.send(ToWorker::KeepRadius(keep));
+        }
+    }
+
+    /// The events learnt from RADIUS accounting in the epochs merged since the last call.
+    pub fn take_radius_events(&mut self) -> Vec<AssocEvent> {
+        std::mem::take(&mut self.radius)
+    }
+
+    /// The workers' counters as of the last epoch merged, added up.
+    pub fn summary(&self) -> Summary {
+        let mut s = add_up(self.progress.iter().map(|p| p.summary.clone()).collect());
+        s.capture_damage.extend(self.damage.iter().cloned());
+        s
+    }
+
+    /// The workers' flow counters as of the last epoch merged, added up.
+    pub fn flow_stats(&self) -> FlowStats {
+        let mut f = FlowStats::default();
+        self.progress.iter().for_each(|p| f.add(&p.flows));
+        f
+    }
+
+    /// Objects the workers finished, as of the last epoch merged.
+    pub fn objects_finished(&self) -> u64 {
+        self.progress.iter().map(|p| p.objects).sum()
+    }
+
+    /// Starts of open access sessions worker 0 dropped over the cap (each drops the same).
+    pub fn association_events_dropped(&self) -> u64 {
+        self.progress.first().map_or(0, |p| p.summary.association_events_dropped)
+    }
+
+    /// Association events held by worker 0 (each worker holds the same).
+    pub fn association_events_held(&self) -> usize {
+        self.progress.first().map_or(0, |p| p.held)
+    }
+
     /// A damaged region of a capture file.
     pub fn damage(&mut self, what: String) {
         let after = (self.last_ts != Timestamp::MIN).then_some(self.last_ts);
@@ -247,9 +397,15 @@ impl Sharded {
     /// The oldest epoch not merged yet: each worker's records, merged by capture time.
     fn merge_one(&mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
         let mut parts = Vec::with_capacity(self.workers.len());
-        for w in &self.workers {
+        for (i, w) in self.workers.iter().enumerate() {
             match w.rx.recv() {
-                Ok(FromWorker::Records(r)) => parts.push(r),
+                Ok(FromWorker::Epoch { records, progress, radius }) => {
+                    parts.push(records);
+                    if let Some(p) = self.progress.get_mut(i) {
+                        *p = *progress;
+                    }
+                    self.radius.extend(radius);
+                }
                 _ => parts.push(Vec::new()),
             }
         }
@@ -260,22 +416,19 @@ impl Sharded {
     /// End of input: the last epoch, every flow ended, the remaining records merged. The
     /// workers' counters are added up, with the dispatch's damage.
     pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Finished {
-        if self.in_epoch > 0 {
-            self.end_epoch();
-        }
-        while self.merged < self.sent {
-            self.merge_one(recorder, sink);
-        }
+        self.flush(recorder, sink);
         let mut parts = Vec::new();
         let mut summaries = Vec::new();
         let mut flows = FlowStats::default();
+        let mut objects = 0;
         for w in &mut self.workers {
             let _ = w.tx.send(ToWorker::Finish);
             match w.rx.recv() {
-                Ok(FromWorker::Done { records, summary, flows: f }) => {
+                Ok(FromWorker::Done { records, progress }) => {
                     parts.push(records);
-                    summaries.push(*summary);
-                    flows.add(&f);
+                    flows.add(&progress.flows);
+                    objects += progress.objects;
+                    summaries.push(progress.summary);
                 }
                 _ => {
                     parts.push(Vec::new());
@@ -291,7 +444,7 @@ impl Sharded {
         merge(parts, recorder, sink);
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
-        Finished { summary, flows }
+        Finished { summary, flows, objects }
     }
 }
 

@@ -629,3 +629,9 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
         .unwrap_or_default()
 }
+
+/// `[capture] pipelines = n` in a `tapir run` config: its frames go to `n` pipeline workers.
+pub fn with_pipelines(config: &Path, n: u32) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replacen("[capture]\n", &format!("[capture]\npipelines = {n}\n"), 1)).unwrap();
+}

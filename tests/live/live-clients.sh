@@ -5,12 +5,13 @@
 # server's veth end while tcpdump captures the same interface; the test then replays tcpdump's
 # capture with `tapir replay` and compares.
 #
-# usage: live-clients.sh WORK TAPIR WORKERS    (root; writes everything under WORK)
+# usage: live-clients.sh WORK TAPIR WORKERS [PIPELINES]   (root; writes everything under WORK)
+#   WORKERS capture threads (rings in one fanout group), PIPELINES pipeline workers
 #   WORK/cap.pcap       tcpdump's capture          WORK/case/<start>/  tapir run's case
 #   WORK/sent.sha256    sha256sum of the files the clients sent
 #   WORK/run.log        tapir run's stderr         WORK/metrics.txt     /metrics before stop
 set -euo pipefail
-WORK=$1 TAPIR=$2 WORKERS=${3:-1}
+WORK=$1 TAPIR=$2 WORKERS=${3:-1} PIPELINES=${4:-1}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 NSP="tl$$-"
 VC="tlc$$" VS="tls$$"
@@ -63,6 +64,7 @@ cat >"$WORK/tapir.toml" <<T
 [capture]
 interfaces = ["$VS"]
 workers = $WORKERS
+pipelines = $PIPELINES
 promiscuous = true
 # Started as root: once its rings are open tapir becomes nobody, with no capability left.
 user = "nobody"
