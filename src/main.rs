@@ -393,7 +393,11 @@ fn replay(
     let total: u64 = files.iter().map(|f| f.size()).sum();
     let liids: Vec<_> = warrants.iter().map(|w| w.liid.clone()).collect();
 
-    let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
+    let mut case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
+    if workers > 1 {
+        // The workers hash SHA-512 in parallel, not the one case-writer thread.
+        case = case.sha512_from_records();
+    }
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
     // Images are copied under the case while they pass, and the copies removed once inspected.
@@ -416,6 +420,7 @@ fn replay(
     };
     let (mut engine, numbers) = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
     let mut recorder = Recorder::new(&warrants, numbers, content_limits, intake);
+    recorder.hash_sha512(workers > 1);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()

@@ -111,6 +111,9 @@ pub struct FileLayer {
     /// Where object ids come from: each LIID numbers its objects from 1 (per worker slot:
     /// [`FileLayer::set_numbers`]).
     numbers: Numbers,
+    /// SHA-512 of every object, not only of those whose bytes are not delivered
+    /// ([`FileLayer::hash_sha512`]).
+    sha512_always: bool,
     /// Objects finished so far.
     pub finished: u64,
     pos: Option<StreamPos>,
@@ -136,6 +139,13 @@ impl FileLayer {
         self.numbers = numbers;
     }
 
+    /// SHA-512 here too for objects whose bytes are delivered. One pipeline leaves it to the
+    /// case writer's thread (off the packet path); several workers do it themselves, in
+    /// parallel, rather than all in the one output thread.
+    pub fn hash_sha512(&mut self, always: bool) {
+        self.sha512_always = always;
+    }
+
     /// Starts an object of `liid`; the id is unique within that LIID. `content` says whether
     /// the object's bytes are delivered: without, it is hashed (all three digests) and sniffed
     /// here, and only its description goes on (metadata-only mode).
@@ -158,7 +168,7 @@ impl FileLayer {
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
                 md5: Md5::new(),
-                sha512: (!content).then(|| digest::Context::new(&digest::SHA512)),
+                sha512: (!content || self.sha512_always).then(|| digest::Context::new(&digest::SHA512)),
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,

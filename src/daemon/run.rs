@@ -544,7 +544,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
 
     let case_root = new_case_dir(&config.paths.case_dir)?;
-    let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
+    let mut case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
+    if config.capture.pipelines > 1 {
+        // The pipeline workers hash SHA-512 in parallel, not the one case-writer thread.
+        case = case.sha512_from_records();
+    }
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
     let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;
@@ -579,6 +583,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         .collect();
     let (mut engine, numbers) = Engine::start(pipelines).context("starting the pipeline workers")?;
     let mut recorder = Recorder::new(&all.warrants, numbers, content_limits, intake);
+    recorder.hash_sha512(config.capture.pipelines > 1);
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut engine, out.status.clone())?;

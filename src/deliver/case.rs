@@ -106,8 +106,9 @@ struct PartialObject {
     on_disk: u64,
     /// Gap bytes not yet materialised (written as a hole when the next data or the end comes).
     pending_hole: u64,
-    /// The digest the file layer leaves to the output thread, off the packet path.
-    sha512: ring::digest::Context,
+    /// The digest the file layer leaves to the output thread, off the packet path (none when
+    /// the records bring it: [`CaseWriter::sha512_from_records`]).
+    sha512: Option<ring::digest::Context>,
 }
 
 /// Totals of what a case holds, per LIID, for the run summary.
@@ -130,6 +131,8 @@ pub struct CaseWriter {
     s3_incomplete: u64,
     /// The highest object id seen per LIID, so that joined objects get ids of their own.
     max_id: HashMap<Liid, ObjectId>,
+    /// Whether objects' SHA-512 comes with their records (pipeline workers hashed it).
+    sha512_given: bool,
 }
 
 impl CaseWriter {
@@ -153,7 +156,15 @@ impl CaseWriter {
             s3: Default::default(),
             s3_incomplete: 0,
             max_id: HashMap::new(),
+            sha512_given: false,
         })
+    }
+
+    /// Objects' SHA-512 comes with their `ObjectEnd` records (the pipeline workers of a
+    /// sharded run hash it, in parallel): the writer does not hash their bytes again.
+    pub fn sha512_from_records(mut self) -> CaseWriter {
+        self.sha512_given = true;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -240,7 +251,7 @@ impl CaseWriter {
                 buf: Vec::new(),
                 on_disk: 0,
                 pending_hole: 0,
-                sha512: ring::digest::Context::new(&ring::digest::SHA512),
+                sha512: (!self.sha512_given).then(|| ring::digest::Context::new(&ring::digest::SHA512)),
             },
         );
         Ok(())
@@ -251,7 +262,9 @@ impl CaseWriter {
         if p.pending_hole > 0 {
             Self::spill(p)?;
         }
-        p.sha512.update(data);
+        if let Some(h) = &mut p.sha512 {
+            h.update(data);
+        }
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
         if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {
@@ -268,12 +281,14 @@ impl CaseWriter {
         self.buffered -= n;
         p.pending_hole += len;
         // Holes are zeros in the stored bytes, and so in their hashes.
-        let zeros = [0u8; 4096];
-        let mut left = len;
-        while left > 0 {
-            let k = left.min(zeros.len() as u64) as usize;
-            p.sha512.update(&zeros[..k]);
-            left -= k as u64;
+        if let Some(h) = &mut p.sha512 {
+            let zeros = [0u8; 4096];
+            let mut left = len;
+            while left > 0 {
+                let k = left.min(zeros.len() as u64) as usize;
+                h.update(&zeros[..k]);
+                left -= k as u64;
+            }
         }
         Ok(())
     }
@@ -305,8 +320,10 @@ impl CaseWriter {
         let max = self.max_id.entry(r.liid.clone()).or_insert(0);
         *max = (*max).max(r.id);
         let mut filled = r.clone();
-        let sha512 = p.sha512.finish();
-        filled.sha512.get_or_insert_with(|| hex::encode(sha512.as_ref()));
+        if let Some(h) = p.sha512.take() {
+            let sha512 = h.finish();
+            filled.sha512.get_or_insert_with(|| hex::encode(sha512.as_ref()));
+        }
         let dest = self.list_object(&r.liid, &filled, &p.path)?;
         self.s3.object(&filled, &dest);
         Ok(())

@@ -28,7 +28,7 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
             .name("tapir-output".into())
             .spawn(move || {
                 for batch in rx {
-                    for r in &batch {
+                    for r in batch {
                         r.replay(&mut sink);
                     }
                 }
@@ -57,7 +57,7 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
                 loop {
                     match rx.recv_timeout(every) {
                         Ok(batch) => {
-                            for r in &batch {
+                            for r in batch {
                                 r.replay(&mut sink);
                             }
                         }

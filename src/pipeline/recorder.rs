@@ -41,6 +41,12 @@ impl Recorder {
         r
     }
 
+    /// SHA-512 of every object the inspections make (a sharded run, whose case writer takes
+    /// SHA-512 from the records: [`crate::content::FileLayer::hash_sha512`]).
+    pub fn hash_sha512(&mut self, always: bool) {
+        self.files.hash_sha512(always);
+    }
+
     /// The warrants in force changed (a daemon's reload): a warrant withdrawn gets no more
     /// inspections.
     pub fn set_warrants(&mut self, warrants: &[Warrant]) {

@@ -69,24 +69,33 @@ impl Owned {
         }
     }
 
-    pub fn replay(&self, sink: &mut dyn RecordSink) {
+    /// Hands the record to `sink`, giving up what it owns (no copy of IRI and object records).
+    pub fn replay(self, sink: &mut dyn RecordSink) {
         let rec = match self {
-            Owned::Iri(r) => Record::Iri((**r).clone()),
-            Owned::Cc { liid, cin, ts, link, data, orig_len, dir, target } => Record::Cc(CcRecord {
-                liid,
-                cin: *cin,
-                ts: *ts,
-                link: *link,
-                data,
-                orig_len: *orig_len,
-                dir: *dir,
-                target: *target,
-            }),
-            Owned::Begin { liid, id, meta } => Record::ObjectBegin { liid, id: *id, meta },
-            Owned::Data { liid, id, offset, data } => Record::ObjectData { liid, id: *id, offset: *offset, data },
-            Owned::Gap { liid, id, offset, len } => Record::ObjectGap { liid, id: *id, offset: *offset, len: *len },
-            Owned::End(r, id) => Record::ObjectEnd((**r).clone(), *id),
-            Owned::Closed { liid, cin, ts } => Record::SessionClosed { liid, cin: *cin, ts: *ts },
+            Owned::Iri(r) => Record::Iri(*r),
+            Owned::Cc { liid, cin, ts, link, data, orig_len, dir, target } => {
+                return sink.record(Record::Cc(CcRecord {
+                    liid: &liid,
+                    cin,
+                    ts,
+                    link,
+                    data: &data,
+                    orig_len,
+                    dir,
+                    target,
+                }))
+            }
+            Owned::Begin { liid, id, meta } => {
+                return sink.record(Record::ObjectBegin { liid: &liid, id, meta: &meta })
+            }
+            Owned::Data { liid, id, offset, data } => {
+                return sink.record(Record::ObjectData { liid: &liid, id, offset, data: &data })
+            }
+            Owned::Gap { liid, id, offset, len } => {
+                return sink.record(Record::ObjectGap { liid: &liid, id, offset, len })
+            }
+            Owned::End(r, id) => Record::ObjectEnd(*r, id),
+            Owned::Closed { liid, cin, ts } => return sink.record(Record::SessionClosed { liid: &liid, cin, ts }),
         };
         sink.record(rec);
     }
