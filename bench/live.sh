@@ -6,10 +6,12 @@
 #   sudo bash bench/live.sh [MEGABYTES] [RATES]    defaults: 100, "200 500 1000 2000 top"
 #   PROFILE=dev sudo -E bash bench/live.sh         build without --release (quicker to build)
 #   BENCH_DIR=/dev/shm sudo -E bash bench/live.sh  capture and cases on tmpfs (the disk out of it)
-#   TOOLS="run-1w run-2w run0-1w run0-2w tcpdump" sudo -E bash bench/live.sh
-#       the whole daemon (`tapir run`; run-*: every packet targeted, run0-*: none) next to
-#       tcpdump; its drops are the kernel's (a pipeline that falls behind leaves the backlog in
-#       the ring, so the ring's drops are the only ones)
+#   TOOLS="run-1w run-2w run-1w2p run0-1w run0-1w2p tcpdump" sudo -E bash bench/live.sh
+#       the whole daemon (`tapir run`; run-*: every packet targeted, run0-*: none; Nw: N capture
+#       rings in a fanout group, Mp: M pipeline workers) next to tcpdump; its drops are the
+#       kernel's (a pipeline that falls behind leaves the backlog in the ring, so the ring's
+#       drops are the only ones)
+#   SNAP=64 sudo -E bash bench/live.sh 100 top     every frame cut to 64 bytes (editcap -s)
 #
 # RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
 # (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
@@ -34,6 +36,9 @@ trap cleanup EXIT
 cargo build --quiet --profile "$PROFILE" --example live_rate --example gen_capture --bin tapir
 dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")/examples
 "$dir/gen_capture" "$work/bench.pcap" "$MB"
+if [[ -n ${SNAP:-} ]]; then
+    editcap -s "$SNAP" "$work/bench.pcap" "$work/snap.pcap" && mv "$work/snap.pcap" "$work/bench.pcap"
+fi
 packets=$(capinfos -c -M "$work/bench.pcap" | awk '/Number of packets/ {print $NF}')
 
 ip netns add "$NS"
@@ -82,8 +87,9 @@ for rate in $RATES; do
                 targets='"cidr:0.0.0.0/0", "cidr:::/0"'
                 [[ $tool == run0-* ]] && targets='"ipv4:192.0.2.254"'
                 printf '[[warrant]]\nliid = "ALL"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = [%s]\n' "$targets" >"$work/w.toml"
-                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
-                    "${tool: -2:1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
+                [[ $tool =~ -([0-9]+)w(([0-9]+)p)?$ ]] || { echo "live.sh: bad tool $tool" >&2; exit 1; }
+                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\npipelines = %s\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
+                    "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
                 ip netns exec "$NS" "$dir/../tapir" run --config "$work/run.toml" 2>"$work/tool.err" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" "tapir running" ;;

@@ -84,6 +84,10 @@ enum Cmd {
         /// worker. 0: one per core.
         #[arg(long, default_value_t = 1, value_name = "N")]
         workers: usize,
+        /// Most flows held at once (all workers together); the least recently used is ended
+        /// (`evicted`, counted) past it.
+        #[arg(long, default_value_t = FlowConfig::default().max_flows, value_name = "N")]
+        max_flows: usize,
     },
     /// Reference LEMF: receive HI2/HI3, answer keep-alives, check sequences and integrity, and
     /// write what arrives as a case directory plus report.json. Stops on SIGINT/SIGTERM.
@@ -207,6 +211,7 @@ fn main() {
             inspect_time_limit,
             inspect_max_bytes,
             workers,
+            max_flows,
         } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
             let inspect = (!no_inspect).then(|| {
@@ -220,6 +225,7 @@ fn main() {
             let flow = FlowConfig {
                 checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
                 content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio },
+                max_flows,
                 ..FlowConfig::default()
             };
             replay(
@@ -410,7 +416,7 @@ fn replay(
     };
     let content_limits = flow.content;
     let make = |_: usize| -> Result<Pipeline> {
-        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.clone());
+        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.share(workers));
         // A replay never reloads its warrants: applied events need not be held for that.
         p.keep_applied_events(false);
         if let Some(f) = &feed {

@@ -35,28 +35,6 @@ scope = \"iri+cc\"\ntargets = [\"subscriber:joe\", \"ipv4:198.51.100.7\", \"ipv6
 [[warrant]]\nliid = \"LIID-B\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
 scope = \"iri+cc\"\ntargets = [\"vni:5001/10.0.0.5\"]\n";
 
-/// The VM-image fixture's control plane: its image registered 60 s after its first packet with
-/// the upload's digest, a VM started from it at 100 s.
-fn events(dir: &Path) -> PathBuf {
-    let e = expect("app/vmi");
-    let t0 =
-        chrono::DateTime::parse_from_rfc3339(e["capinfos"]["first_packet_time"].as_str().unwrap()).unwrap().timestamp();
-    let at = |s: i64| chrono::DateTime::from_timestamp(t0 + s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let p = dir.join("events.jsonl");
-    std::fs::write(
-        &p,
-        format!(
-            "{{\"time\":\"{}\",\"event\":\"image.create\",\"image\":\"img-joe-1\",\"owner\":\"joe\",\"name\":\"joe-vm.qcow2\",\"sha256\":\"{}\"}}\n\
-             {{\"time\":\"{}\",\"event\":\"instance.start\",\"instance\":\"vm-77\",\"owner\":\"ann\",\"image\":\"img-joe-1\",\"ports\":[{{\"mac\":\"fa:16:3e:00:00:77\",\"ips\":[\"10.0.0.77\"]}}]}}\n",
-            at(60),
-            e["vmi"]["image_sha256"].as_str().unwrap(),
-            at(100)
-        ),
-    )
-    .unwrap();
-    p
-}
-
 fn replay(dir: &Path, name: &str, workers: usize) -> PathBuf {
     let w = dir.join("w.toml");
     std::fs::write(&w, WARRANTS).unwrap();
@@ -66,7 +44,12 @@ fn replay(dir: &Path, name: &str, workers: usize) -> PathBuf {
     for f in FIXTURES {
         cmd.arg(pcaps().join(format!("{f}.pcap")));
     }
-    cmd.arg("--warrants").arg(&w).arg("--associations").arg(events(dir)).arg("--out").arg(&case);
+    cmd.arg("--warrants")
+        .arg(&w)
+        .arg("--associations")
+        .arg(vmi_fixture_events(dir, &expect("app/vmi")).0)
+        .arg("--out")
+        .arg(&case);
     cmd.args(["-q", "--workers", &workers.to_string()]);
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));

@@ -33,27 +33,6 @@ fn sha256_file(p: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
 }
 
-/// The association events: the image registered with the upload's digest after it, and a VM
-/// started from it 100 s after the capture's first packet.
-fn events(dir: &Path, e: &Value) -> (PathBuf, i64) {
-    let first = e["capinfos"]["first_packet_time"].as_str().unwrap();
-    let t0 = chrono::DateTime::parse_from_rfc3339(first).unwrap().timestamp();
-    let at = |s: i64| chrono::DateTime::from_timestamp(t0 + s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let p = dir.join("events.jsonl");
-    std::fs::write(
-        &p,
-        format!(
-            "{{\"time\":\"{}\",\"event\":\"image.create\",\"image\":\"img-joe-1\",\"owner\":\"joe\",\"name\":\"joe-vm.qcow2\",\"sha256\":\"{}\"}}\n\
-             {{\"time\":\"{}\",\"event\":\"instance.start\",\"instance\":\"vm-77\",\"owner\":\"ann\",\"image\":\"img-joe-1\",\"ports\":[{{\"mac\":\"fa:16:3e:00:00:77\",\"ips\":[\"10.0.0.77\"]}}]}}\n",
-            at(60),
-            e["vmi"]["image_sha256"].as_str().unwrap(),
-            at(100)
-        ),
-    )
-    .unwrap();
-    (p, t0 + 100)
-}
-
 fn warrant(liid: &str, scope: &str, lea: Option<&str>) -> String {
     format!(
         "[[warrant]]\nliid = \"{liid}\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
@@ -86,7 +65,7 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
     let e = expect();
     let truth = &e["vmi"];
     let d = tempfile::tempdir().unwrap();
-    let (events, vm_start) = events(d.path(), &e);
+    let (events, vm_start) = vmi_fixture_events(d.path(), &e);
     let (py_hi2, py_hi3) = (free_port(), free_port());
     let py = PyLemf::start(py_hi2, py_hi3, &d.path().join("report.json"), 3);
     let lea = format!(
@@ -215,7 +194,7 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
 fn scope_decides_who_gets_an_inspection() {
     let e = expect();
     let d = tempfile::tempdir().unwrap();
-    let (events, _) = events(d.path(), &e);
+    let (events, _) = vmi_fixture_events(d.path(), &e);
     let case = replay(d.path(), &(warrant("LIID-IRI", "iri", None) + &warrant("LIID-CC", "cc", None)), &events, false);
     // IRI only: the image's bytes never reach an output, so nothing is inspected; its
     // description as IRI, as for any object.

@@ -579,7 +579,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let content_limits = flow_config.content;
     // One pipeline, or several workers over a share of the flows each (`[capture] pipelines`).
     let pipelines = (0..config.capture.pipelines)
-        .map(|_| Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), flow_config.clone()))
+        .map(|_| {
+            let share = flow_config.share(config.capture.pipelines);
+            Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share)
+        })
         .collect();
     let (mut engine, numbers) = Engine::start(pipelines).context("starting the pipeline workers")?;
     let mut recorder = Recorder::new(&all.warrants, numbers, content_limits, intake);

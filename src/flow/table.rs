@@ -84,6 +84,19 @@ impl Default for FlowConfig {
     }
 }
 
+impl FlowConfig {
+    /// The share of one of `workers` pipeline workers: the box-wide bounds (flows held, bytes
+    /// held ahead of holes) divided among them, so that N workers together hold what one would.
+    pub fn share(&self, workers: usize) -> FlowConfig {
+        let n = workers.max(1);
+        FlowConfig {
+            global_buffer: (self.global_buffer / n).max(self.per_direction_buffer),
+            max_flows: (self.max_flows / n).max(1),
+            ..self.clone()
+        }
+    }
+}
+
 /// Sessions ended, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EndedCounts {

@@ -635,3 +635,25 @@ pub fn with_pipelines(config: &Path, n: u32) {
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, text.replacen("[capture]\n", &format!("[capture]\npipelines = {n}\n"), 1)).unwrap();
 }
+
+/// The control plane of the VM-image fixture (`pcaps/app/vmi.pcap`, whose expect file is `e`):
+/// the image registered with the upload's digest 60 s after the capture's first packet, and a
+/// VM started from it at 100 s. The events file, and the VM's start (epoch seconds).
+pub fn vmi_fixture_events(dir: &Path, e: &serde_json::Value) -> (PathBuf, i64) {
+    let first = e["capinfos"]["first_packet_time"].as_str().unwrap();
+    let t0 = chrono::DateTime::parse_from_rfc3339(first).unwrap().timestamp();
+    let at = |s: i64| chrono::DateTime::from_timestamp(t0 + s, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let p = dir.join("events.jsonl");
+    std::fs::write(
+        &p,
+        format!(
+            "{{\"time\":\"{}\",\"event\":\"image.create\",\"image\":\"img-joe-1\",\"owner\":\"joe\",\"name\":\"joe-vm.qcow2\",\"sha256\":\"{}\"}}\n\
+             {{\"time\":\"{}\",\"event\":\"instance.start\",\"instance\":\"vm-77\",\"owner\":\"ann\",\"image\":\"img-joe-1\",\"ports\":[{{\"mac\":\"fa:16:3e:00:00:77\",\"ips\":[\"10.0.0.77\"]}}]}}\n",
+            at(60),
+            e["vmi"]["image_sha256"].as_str().unwrap(),
+            at(100)
+        ),
+    )
+    .unwrap();
+    (p, t0 + 100)
+}
