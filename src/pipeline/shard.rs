@@ -98,8 +98,18 @@ struct Progress {
 }
 
 enum FromWorker {
-    Epoch { records: Vec<Owned>, progress: Box<Progress>, radius: Vec<AssocEvent> },
-    Done { records: Vec<Owned>, progress: Box<Progress> },
+    /// The epoch's records, and its frame batch back (emptied) for the next epoch: the
+    /// buffers go round instead of being allocated (and faulted in) afresh.
+    Epoch {
+        records: Vec<Owned>,
+        progress: Box<Progress>,
+        radius: Vec<AssocEvent>,
+        batch: Batch,
+    },
+    Done {
+        records: Vec<Owned>,
+        progress: Box<Progress>,
+    },
 }
 
 /// Keeps a worker's records as owned copies, for the record stage.
@@ -125,7 +135,7 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
     let mut out = Collect::default();
     for msg in rx {
         match msg {
-            ToWorker::Epoch { batch, until } => {
+            ToWorker::Epoch { mut batch, until } => {
                 let mut start = 0;
                 for s in &batch.frames {
                     let data = batch.bytes.get(start..s.end).unwrap_or_default();
@@ -140,7 +150,9 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
                 p.advance(until, &mut out);
                 let records = std::mem::take(&mut out.0);
                 let radius = p.take_radius_events();
-                if tx.send(FromWorker::Epoch { records, progress: progress(&p), radius }).is_err() {
+                batch.bytes.clear();
+                batch.frames.clear();
+                if tx.send(FromWorker::Epoch { records, progress: progress(&p), radius, batch }).is_err() {
                     return;
                 }
             }
@@ -191,6 +203,8 @@ pub struct Sharded {
     /// RADIUS-learnt events (from worker 0) not taken yet.
     radius: Vec<AssocEvent>,
     warrants: Vec<Warrant>,
+    /// Emptied frame batches back from each worker, for its next epochs.
+    spare: Vec<Vec<Batch>>,
 }
 
 /// The slot of the record stage of a run with `workers` workers.
@@ -228,6 +242,7 @@ impl Sharded {
             events: Vec::new(),
             radius: Vec::new(),
             warrants,
+            spare: (0..n).map(|_| Vec::new()).collect(),
         })
     }
 
@@ -385,8 +400,8 @@ impl Sharded {
     }
 
     fn end_epoch(&mut self) {
-        for (w, b) in self.workers.iter().zip(self.batches.iter_mut()) {
-            let batch = std::mem::take(b);
+        for ((w, b), spare) in self.workers.iter().zip(self.batches.iter_mut()).zip(self.spare.iter_mut()) {
+            let batch = std::mem::replace(b, spare.pop().unwrap_or_default());
             // A worker gone (it panicked) is reported when it is joined.
             let _ = w.tx.send(ToWorker::Epoch { batch, until: self.last_ts });
         }
@@ -399,8 +414,11 @@ impl Sharded {
         let mut parts = Vec::with_capacity(self.workers.len());
         for (i, w) in self.workers.iter().enumerate() {
             match w.rx.recv() {
-                Ok(FromWorker::Epoch { records, progress, radius }) => {
+                Ok(FromWorker::Epoch { records, progress, radius, batch }) => {
                     parts.push(records);
+                    if let Some(s) = self.spare.get_mut(i) {
+                        s.push(batch);
+                    }
                     if let Some(p) = self.progress.get_mut(i) {
                         *p = *progress;
                     }
