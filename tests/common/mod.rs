@@ -309,6 +309,33 @@ pub fn sh(dir: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `cmd` like `Command::output` and also returns its peak RSS in KiB (with the descendants it
+/// waited for), as GNU time measures it (`%M`, from wait4 of its one child). Not
+/// getrusage(RUSAGE_CHILDREN) here: that is the largest child this process ever waited for (other
+/// tests' children too: every file's tests share the process), and a child's figure starts at
+/// this process's own peak RSS, which it inherits at its exec (through posix_spawn's vfork too).
+/// time is a small process in between. Keeps `cmd`'s program, arguments, environment changes and
+/// directory (not an `env_clear`, which no caller uses).
+pub fn output_and_peak_rss_kib(cmd: &Command) -> (std::process::Output, i64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = Command::new("time");
+    timed.args(["-f", "%M", "-o"]).arg(report.path()).arg("--").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        timed.current_dir(d);
+    }
+    let out = timed.output().unwrap_or_else(|e| panic!("GNU time: {e}"));
+    // A "Command exited with non-zero status" line comes first when the command failed.
+    let report = std::fs::read_to_string(report.path()).unwrap();
+    let kib = report.lines().last().and_then(|l| l.trim().parse().ok());
+    (out, kib.unwrap_or_else(|| panic!("GNU time's report: {report:?}")))
+}
+
 /// openssl's options for a new EC P-256 key without a passphrase.
 const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
 
