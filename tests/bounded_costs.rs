@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 /// The IRI records of a replay of http-put.pcap with `events`, and the replay's peak RSS in MiB.
 fn replay(dir: &Path, targets: &str, events: &Path) -> (Vec<serde_json::Value>, i64) {

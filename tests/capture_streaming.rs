@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use tapir::capture::file::{CaptureError, CaptureFile, DamageKind};
 
-mod common;
+use crate::common;
 
 const PCAP_HEADER: usize = 24;
 const RECORD_HEADER: usize = 16;

@@ -10,8 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 use vmi_common::{inspect, run, sh, sha256sum};
 
-mod common;
-mod vmi_common;
+use crate::{common, vmi_common};
 
 /// sha256 of the guest's bytes as tapir's container readers give them.
 fn guest_sha256(image: &Path) -> String {
