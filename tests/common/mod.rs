@@ -2,8 +2,8 @@
 //! synthetic captures (Ethernet/IPv4/UDP frames in a classic pcap), `tapir run` as a daemon
 //! with its sd_notify socket, the reference LEMF (`tapir lemf`) as a child process, loopback
 //! ports, openssl certificates and TLS clients, shell commands and tshark read-backs.
-// Every test binary that says `mod common;` compiles its own copy and uses only a subset.
-#![allow(dead_code)]
+// Declared once in tests/it.rs, where every helper is used (so dead code warns); capture_libpcap
+// declares it too and allows the subset it does not use.
 
 pub mod media;
 

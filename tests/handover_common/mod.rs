@@ -1,6 +1,5 @@
 //! Helpers shared by the handover tests: records, warrants, and the independent LEMF
 //! (`shared/tools/lemf_check.py`, asn1tools) run as a subprocess on loopback ports.
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
