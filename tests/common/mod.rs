@@ -593,8 +593,10 @@ impl Drop for XsdBatch {
 
 /// `tests/data/etsi/hi2_lemf.py`: the shared `lemf_check.py` (asn1tools, the plain ETSI
 /// subset), unchanged, with every PDU it receives also decoded by asn1tools against the subset
-/// merged with tapir's additions (`tools/tapir_asn1.py`). It exits after `idle` seconds without
-/// data; [`PyLemf::finish`] waits for that and returns lemf_check's report and the PDUs.
+/// merged with tapir's additions (`tools/tapir_asn1.py`). It exits `idle` seconds after the last
+/// data, counted only once [`PyLemf::finish`] tells it the sender is done (a pause while tapir
+/// still works, on a busy machine, does not end it early); `finish` waits for that and returns
+/// lemf_check's report and the PDUs.
 pub struct PyLemf {
     child: Child,
     report: PathBuf,
@@ -617,9 +619,11 @@ impl PyLemf {
         PyLemf { child, report: report.to_path_buf() }
     }
 
-    /// Waits for it to exit; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
+    /// Once the sender is done (tapir exited): waits for it to exit, `idle` seconds after the
+    /// last data; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
     /// `{"channel", "error", "hex"}` for one the merged schema does not decode).
     pub fn finish(mut self) -> (serde_json::Value, Vec<serde_json::Value>) {
+        signal(&self.child, "USR1");
         let st = self.child.wait().unwrap();
         assert!(st.success(), "hi2_lemf.py exited {st:?}");
         let report = serde_json::from_str(&std::fs::read_to_string(&self.report).unwrap()).unwrap();
