@@ -28,7 +28,8 @@ fi
 # The content-format tests make disk images and archives with the real tools and compare
 # tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
-# with openssl; GNU time measures peak memory in bench/replay.sh; the RADIUS tests send accounting
+# with openssl; GNU time measures peak memory in bench/replay.sh and for the tests' memory bounds
+# (tests/common: output_and_peak_rss_kib); the RADIUS tests send accounting
 # with radclient (freeradius-utils); the feed tests talk to the feed socket with socat; systemd
 # brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs;
 # libpcap-dev (headers and libpcap.so) builds the optional `libpcap` feature

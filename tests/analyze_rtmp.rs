@@ -7,7 +7,7 @@
 //! as many frames from it as from the source. The stream key must appear nowhere in IRI or
 //! object metadata, only as its SHA-256 (sha256sum's). Needs root, ffmpeg, tcpdump, editcap.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

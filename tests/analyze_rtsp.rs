@@ -6,7 +6,7 @@
 //! Oracles: FFmpeg on the source clip (decoded pictures' framemd5; its own ADTS framing of the
 //! AAC), tshark's RTSP dissection. Needs root, ffmpeg, tcpdump, tshark.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 //! Oracles: tshark's SIP dissection (methods, statuses, Call-ID) and its RTP payloads; FFmpeg's
 //! u-law encoding of the tone. Needs root, sipp (sip-tester), ffmpeg, tcpdump, tshark.
 
-mod common;
+use crate::common;
 
 use common::media::{replay_sender, run};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! must be byte for byte what `ffmpeg -c copy -f mpegts` writes), ffprobe's frame counts and
 //! stream list, tshark's UDP payloads. Needs root, ffmpeg, tcpdump, socat, tshark, editcap.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,17 +5,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-/// Peak RSS in MiB of the largest child this process has waited for.
-fn children_max_rss_mib() -> i64 {
-    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a `rusage` into the valid, aligned pointer it is given.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) };
-    assert_eq!(rc, 0);
-    // SAFETY: getrusage returned 0, so the struct was filled in (and was zeroed before).
-    unsafe { u.assume_init() }.ru_maxrss / 1024
-}
+use crate::common;
 
-fn replay(dir: &Path, targets: &str, events: &Path) -> Vec<serde_json::Value> {
+/// The IRI records of a replay of http-put.pcap with `events`, and the replay's peak RSS in MiB.
+fn replay(dir: &Path, targets: &str, events: &Path) -> (Vec<serde_json::Value>, i64) {
     let warrants = dir.join("w.toml");
     std::fs::write(
         &warrants,
@@ -25,19 +18,19 @@ fn replay(dir: &Path, targets: &str, events: &Path) -> Vec<serde_json::Value> {
     )
     .unwrap();
     let case = dir.join("case");
-    let out = Command::new(env!("CARGO_BIN_EXE_tapir"))
-        .args(["replay", "--quiet", "--warrants"])
-        .arg(&warrants)
-        .arg("--associations")
-        .arg(events)
-        .arg("--out")
-        .arg(&case)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap"))
-        .output()
-        .unwrap();
+    let (out, rss_kib) = common::output_and_peak_rss_kib(
+        Command::new(env!("CARGO_BIN_EXE_tapir"))
+            .args(["replay", "--quiet", "--warrants"])
+            .arg(&warrants)
+            .arg("--associations")
+            .arg(events)
+            .arg("--out")
+            .arg(&case)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap")),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let iri = std::fs::read_to_string(case.join("L/iri.jsonl")).unwrap();
-    iri.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    (iri.lines().map(|l| serde_json::from_str(l).unwrap()).collect(), rss_kib / 1024)
 }
 
 fn time(s: u32) -> String {
@@ -62,7 +55,7 @@ fn a_long_derivation_chain_is_shared_not_copied() {
     }
     f.into_inner().unwrap().sync_all().unwrap();
 
-    let iri = replay(dir.path(), "\"subscriber:joe\"", &events);
+    let (iri, rss) = replay(dir.path(), "\"subscriber:joe\"", &events);
     let assoc: Vec<_> = iri.iter().filter(|r| r["event"] == "association").collect();
     assert_eq!(assoc.len(), n as usize, "one record per image.create");
     let chain = |r: &serde_json::Value| -> Vec<String> {
@@ -86,7 +79,6 @@ fn a_long_derivation_chain_is_shared_not_copied() {
     // Linear: 3000 records of about 3 kB at most (copied, the chain made it 243 MB for 2000).
     let size = std::fs::metadata(dir.path().join("case/L/iri.jsonl")).unwrap().len();
     assert!(size < u64::from(n) * 3000, "{size} bytes");
-    let rss = children_max_rss_mib();
     assert!(rss < 200, "peak RSS {rss} MiB");
 }
 
@@ -109,7 +101,7 @@ fn an_associations_file_in_time_order_is_applied_as_it_is_read() {
     }
     f.into_inner().unwrap().sync_all().unwrap();
 
-    let iri = replay(dir.path(), "\"subscriber:u7\"", &events);
+    let (iri, rss) = replay(dir.path(), "\"subscriber:u7\"", &events);
     let assoc: Vec<_> = iri.iter().filter(|r| r["event"] == "association").collect();
     // u7 owns every thousandth VM: a start and a stop each, in file order.
     assert_eq!(assoc.len(), 2 * (vms / 1000) as usize);
@@ -120,6 +112,5 @@ fn an_associations_file_in_time_order_is_applied_as_it_is_read() {
         assert_eq!(pair[0]["provenance"]["selector"], vm.as_str());
     }
     // 200k lines (28 MB) held whole took about 400 MB; streamed, a few MiB.
-    let rss = children_max_rss_mib();
     assert!(rss < 200, "peak RSS {rss} MiB");
 }

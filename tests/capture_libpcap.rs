@@ -6,6 +6,8 @@
 //! as tshark counts for the target in the fixture. Needs iproute2, ethtool, tcpreplay, tshark, python3.
 #![cfg(feature = "libpcap")]
 
+// The helpers of tests/it.rs; this binary uses a few.
+#[allow(dead_code)]
 mod common;
 
 use std::fs::File;

@@ -7,7 +7,7 @@
 //! Also the privilege drop (`tapir::privs`), in a re-executed copy of this test binary so that the
 //! uid/capability change cannot leak into the other tests.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -533,7 +533,8 @@ fn run_child(mode: &str) -> BTreeMap<String, String> {
     require_root();
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "privs_child", "--ignored", "--nocapture", "--test-threads=1"])
+        // The test's full name in the `it` binary: its module, then the function.
+        .args(["--exact", "capture_live::privs_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, mode)
         .output()
         .unwrap();

@@ -1,4 +1,4 @@
-//! Reading speed from the page cache: `cargo test --release --test capture_speed -- --ignored
+//! Reading speed from the page cache: `cargo test --release --test it capture_speed:: -- --ignored
 //! --nocapture`. Ignored by default: it writes ~200 MB per format and means nothing in debug.
 
 use std::io::Write;

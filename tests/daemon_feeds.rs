@@ -7,7 +7,7 @@
 //! read back with tshark, RADIUS packets are checked to decode as such by tshark, the metrics are
 //! parsed with Python's prometheus_client and compared with tshark's counts of the capture.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! at the reload time, a new warrant on a subscriber finds that subscriber's current access
 //! session from events applied before it existed, and a live event is applied in time order.
 
-mod common;
+use crate::common;
 
 use tapir::capture::{Frame, LinkType};
 use tapir::decode::DecodeConfig;

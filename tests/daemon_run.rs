@@ -4,7 +4,7 @@
 //! sd_notify READY=1 / WATCHDOG=1 arrive. Packet counts and times are read back with tshark and
 //! sha256sum, expected values are counted by hand from the synthetic captures made here.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;

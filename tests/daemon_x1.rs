@@ -7,7 +7,7 @@
 //! packet times from tshark, X1 documents are checked against the schemas of the shared `x1_validate.py`, error codes
 //! from TS 103 221-1 clause 6.7.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

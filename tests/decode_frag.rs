@@ -2,7 +2,7 @@
 //! timeout, memory and count bounds, overlay zones, hostile offsets) and real fragmented
 //! captures whose reassembled payload must equal tshark's.
 
-mod decode_util;
+use crate::decode_util;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Random bytes and mutated real frames never panic the decoder, for any link type; and a
 //! quick timing of the hot path (ignored: run with `--release -- --ignored --nocapture`).
 
-mod decode_util;
+use crate::decode_util;
 
 use std::sync::OnceLock;
 
@@ -97,7 +97,7 @@ proptest! {
 }
 
 /// ns/packet for a plain Ethernet/IPv4/TCP frame (the hot path). Timing only; not run by
-/// default: `cargo test --release --test decode_fuzz -- --ignored --nocapture`.
+/// default: `cargo test --release --test it decode_fuzz:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn hot_path_timing() {

@@ -1,7 +1,7 @@
 //! Hand-built packets for each layer, link type and tunnel; expectations written from the RFCs'
 //! field layouts, not from this decoder.
 
-mod decode_util;
+use crate::decode_util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,7 +1,7 @@
 //! Real captures: for every frame, the innermost IP addresses and ports this decoder finds must
 //! equal what tshark (an independent dissector) reports, reassembly included.
 
-mod decode_util;
+use crate::decode_util;
 
 use decode_util::{observed, read_capture, shared_pcap, tshark_expect, Expect};
 use tapir::decode::{DecodeConfig, DecodeError, Decoder};

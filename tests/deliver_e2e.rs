@@ -3,7 +3,7 @@
 //! order (tshark reads both pcaps), one IPIRI begin and end per session, no sequence gap, no
 //! integrity failure; and the run returns once everything is delivered.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! Encoding throughput of 1.4 KB IPCC PDUs (target: > 1 M PDUs/s in release). Ignored by
-//! default: `cargo test --release --test etsi_perf -- --ignored --nocapture`.
+//! default: `cargo test --release --test it etsi_perf:: -- --ignored --nocapture`.
 
 use std::time::Instant;
 

@@ -7,7 +7,7 @@
 //! says a line first (so that the generic stream analyzer takes the connection at once), then
 //! the client sends its bytes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

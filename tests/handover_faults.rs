@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-mod handover_common;
+use crate::handover_common;
 use handover_common::{free_port, wait_listening};
 
 fn bin() -> &'static str {

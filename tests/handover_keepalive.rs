@@ -2,8 +2,7 @@
 //! a keep-alive from the LEA is answered with the same header; an LEA that never answers our
 //! keep-alive is reconnected to.
 
-mod common;
-mod handover_common;
+use crate::handover_common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

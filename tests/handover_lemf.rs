@@ -3,8 +3,8 @@
 //! (LIID, CIN, IRI|CC), integrity checks, an LEMF outage, a sender crash, and mutual TLS.
 //! Needs python3 with asn1tools, and openssl for the TLS test.
 
-mod common;
-mod handover_common;
+use crate::common;
+use crate::handover_common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

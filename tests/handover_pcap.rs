@@ -3,8 +3,7 @@
 //! LEMF decodes is one tshark counts for that VNI and address, sequence numbers are gap-free per
 //! (LIID, CIN), and there is one CC stream per TCP session tshark sees.
 
-mod common;
-mod handover_common;
+use crate::handover_common;
 
 use std::path::Path;
 use std::process::Command;

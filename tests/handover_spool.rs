@@ -2,8 +2,7 @@
 //! by this code); a full spool pushes back until the LEA confirms, and refuses (with an alarm)
 //! only when told to give up; the wait at the end is bounded whatever the LEA does.
 
-mod common;
-mod handover_common;
+use crate::handover_common;
 
 use std::process::Command;
 use std::sync::atomic::Ordering;

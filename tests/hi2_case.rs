@@ -14,7 +14,7 @@
 //!
 //! Needs python3 with asn1tools and cryptography, and tshark.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! and decodes it only up to the limits (`--max-decoded-bytes`, `--max-decode-ratio`), flagging
 //! the cap; the decoded bytes it keeps are the first bytes of what `gunzip` makes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -7,7 +7,7 @@
 //! except what carries the wall clock: the manifest's creation time (and so its signature) and
 //! the keep-alives. Object ids, CINs, sequence numbers, integrity hashes and signatures included.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

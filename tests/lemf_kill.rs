@@ -39,7 +39,8 @@ impl Drop for Killed {
 fn spawn(out: &Path) -> (Killed, SocketAddr) {
     let mut c = Killed(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "lemf_child", "--ignored", "--nocapture", "--test-threads=1"])
+            // The test's full name in the `it` binary: its module, then the function.
+            .args(["--exact", "lemf_kill::lemf_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, out)
             .stdout(Stdio::piped())
             .spawn()
@@ -50,7 +51,7 @@ fn spawn(out: &Path) -> (Killed, SocketAddr) {
     loop {
         line.clear();
         assert!(r.read_line(&mut line).unwrap() > 0, "child exited");
-        // libtest prints "test lemf_child ... " before the child's own output on the same line.
+        // libtest prints "test lemf_kill::lemf_child ... " before the child's own output on the same line.
         if let Some(p) = line.split("PORTS ").nth(1) {
             let hi3 = p.split_whitespace().nth(1).unwrap().parse().unwrap();
             return (c, hi3);

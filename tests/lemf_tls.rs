@@ -1,6 +1,6 @@
 //! Mutual TLS 1.3 on the LEMF's listeners: certificates made with openssl at test time.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

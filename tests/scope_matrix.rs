@@ -12,7 +12,7 @@
 //! Expected frame counts come from tshark on the fixtures, digests from the fixtures' expect files
 //! (sha256sum of the files the clients sent).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

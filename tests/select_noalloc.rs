@@ -2,6 +2,8 @@
 //! global allocator proves it (this file holds a single test, so no other thread allocates
 //! while it counts).
 
+// The helpers of tests/it.rs; this binary uses a few.
+#[allow(dead_code)]
 mod select_common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -2,7 +2,7 @@
 //! once every VM has stopped and every access session has closed only the warrants' static
 //! selectors remain. Random text never panics the parsers.
 
-mod select_common;
+use crate::select_common;
 
 use proptest::prelude::*;
 use select_common::*;

@@ -1,7 +1,7 @@
 //! The association model and packet selection, end to end at model level: the seed case (image
 //! built by the target, run by someone else), windows, underlay vs overlay, several LIIDs.
 
-mod select_common;
+use crate::select_common;
 
 use std::path::Path;
 

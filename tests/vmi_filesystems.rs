@@ -7,7 +7,7 @@ use std::process::Command;
 
 use vmi_common::{inspect, piped_sha256, run, sh, sha256sum};
 
-mod vmi_common;
+use crate::vmi_common;
 
 #[test]
 fn an_efi_partition_beside_the_root_is_read_like_mtools_reads_it() {

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 use vmi_common::{inspect, run, sh, sha256sum};
 
-mod vmi_common;
+use crate::{common, vmi_common};
 
 /// sha256 of the guest's bytes as tapir's container readers give them.
 fn guest_sha256(image: &Path) -> String {
@@ -484,16 +484,15 @@ PY
         "#,
         base,
     );
-    let r = inspect(&base.join("bomb.qcow2"));
+    // `inspect`, with the peak RSS of that one `tapir vmi inspect`.
+    let (out, rss_kib) = common::output_and_peak_rss_kib(
+        Command::new(env!("CARGO_BIN_EXE_tapir")).args(["vmi", "inspect", "--json"]).arg(base.join("bomb.qcow2")),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["container"]["format"], "qcow2", "{r}");
     assert_eq!(r["container"]["qcow2"]["compression"], "zstd");
-    let rss = {
-        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: getrusage writes a `rusage` into the valid, aligned pointer it is given.
-        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, u.as_mut_ptr()) }, 0);
-        // SAFETY: filled in by the successful call above (and zeroed before).
-        unsafe { u.assume_init() }.ru_maxrss / 1024
-    };
+    let rss = rss_kib / 1024;
     assert!(rss < 200, "peak RSS {rss} MiB");
 
     let root = root_tree(base);

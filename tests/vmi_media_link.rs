@@ -10,7 +10,7 @@
 //! from `ffmpeg -c copy -f framemd5`. Needs root, ffmpeg, tcpdump, curl, pyftpdlib, mkfs.ext4,
 //! qemu-img.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

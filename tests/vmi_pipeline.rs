@@ -12,7 +12,7 @@
 //! (TapirVmi, TapirObject.equalsArtifact), the outbox message as EmailCC on HI3, and the scope:
 //! an IRI-only warrant gets no inspection at all, a CC-only one the objects and no IRI.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use tapir::select::{Scope, TargetId};
 use tapir::timestamp::Timestamp;

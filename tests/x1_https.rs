@@ -3,7 +3,7 @@
 //! malformed heads). Certificates are made with openssl at test time; fingerprints are checked
 //! against `openssl x509 -outform DER | sha256sum`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 //! synthetic captures (Ethernet/IPv4/UDP frames in a classic pcap), `tapir run` as a daemon
 //! with its sd_notify socket, the reference LEMF (`tapir lemf`) as a child process, loopback
 //! ports, openssl certificates and TLS clients, shell commands and tshark read-backs.
-// Every test binary that says `mod common;` compiles its own copy and uses only a subset.
-#![allow(dead_code)]
+// Declared once in tests/it.rs, where every helper is used (so dead code warns); capture_libpcap
+// declares it too and allows the subset it does not use.
 
 pub mod media;
 
@@ -309,6 +309,33 @@ pub fn sh(dir: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `cmd` like `Command::output` and also returns its peak RSS in KiB (with the descendants it
+/// waited for), as GNU time measures it (`%M`, from wait4 of its one child). Not
+/// getrusage(RUSAGE_CHILDREN) here: that is the largest child this process ever waited for (other
+/// tests' children too: every file's tests share the process), and a child's figure starts at
+/// this process's own peak RSS, which it inherits at its exec (through posix_spawn's vfork too).
+/// time is a small process in between. Keeps `cmd`'s program, arguments, environment changes and
+/// directory (not an `env_clear`, which no caller uses).
+pub fn output_and_peak_rss_kib(cmd: &Command) -> (std::process::Output, i64) {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut timed = Command::new("time");
+    timed.args(["-f", "%M", "-o"]).arg(report.path()).arg("--").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        timed.current_dir(d);
+    }
+    let out = timed.output().unwrap_or_else(|e| panic!("GNU time: {e}"));
+    // A "Command exited with non-zero status" line comes first when the command failed.
+    let report = std::fs::read_to_string(report.path()).unwrap();
+    let kib = report.lines().last().and_then(|l| l.trim().parse().ok());
+    (out, kib.unwrap_or_else(|| panic!("GNU time's report: {report:?}")))
+}
+
 /// openssl's options for a new EC P-256 key without a passphrase.
 const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
 
@@ -566,8 +593,10 @@ impl Drop for XsdBatch {
 
 /// `tests/data/etsi/hi2_lemf.py`: the shared `lemf_check.py` (asn1tools, the plain ETSI
 /// subset), unchanged, with every PDU it receives also decoded by asn1tools against the subset
-/// merged with tapir's additions (`tools/tapir_asn1.py`). It exits after `idle` seconds without
-/// data; [`PyLemf::finish`] waits for that and returns lemf_check's report and the PDUs.
+/// merged with tapir's additions (`tools/tapir_asn1.py`). It exits `idle` seconds after the last
+/// data, counted only once [`PyLemf::finish`] tells it the sender is done (a pause while tapir
+/// still works, on a busy machine, does not end it early); `finish` waits for that and returns
+/// lemf_check's report and the PDUs.
 pub struct PyLemf {
     child: Child,
     report: PathBuf,
@@ -590,9 +619,11 @@ impl PyLemf {
         PyLemf { child, report: report.to_path_buf() }
     }
 
-    /// Waits for it to exit; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
+    /// Once the sender is done (tapir exited): waits for it to exit, `idle` seconds after the
+    /// last data; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
     /// `{"channel", "error", "hex"}` for one the merged schema does not decode).
     pub fn finish(mut self) -> (serde_json::Value, Vec<serde_json::Value>) {
+        signal(&self.child, "USR1");
         let st = self.child.wait().unwrap();
         assert!(st.success(), "hi2_lemf.py exited {st:?}");
         let report = serde_json::from_str(&std::fs::read_to_string(&self.report).unwrap()).unwrap();

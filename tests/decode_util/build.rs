@@ -1,5 +1,4 @@
 //! Hand-built headers (RFC layouts written out byte by byte) for the decode tests.
-#![allow(dead_code)]
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];

@@ -1,6 +1,5 @@
 //! Shared helpers of the decode tests: a minimal pcap/pcapng reader (independent of
 //! `src/capture/file.rs`) and tshark's view of each frame as the expected value.
-#![allow(dead_code)]
 
 pub mod build;
 

@@ -1,6 +1,5 @@
 //! Helpers shared by the handover tests: records, warrants, and the independent LEMF
 //! (`shared/tools/lemf_check.py`, asn1tools) run as a subprocess on loopback ports.
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,8 +15,7 @@ use tapir::timestamp::Timestamp;
 pub const LEMF_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/lemf_check.py");
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/handover");
 
-// The port helpers every network test uses (a file using this module declares `mod common;`,
-// whose `sh` runs shell commands too).
+// The port helpers every network test uses (`common`'s, which also has `sh` for shell commands).
 pub use crate::common::{free_port, wait_listening};
 
 /// One run of the independent LEMF.

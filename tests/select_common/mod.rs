@@ -1,6 +1,5 @@
 //! Hand-built decoded packets and warrants for the select tests (the real decoder is written
 //! in parallel; selection only reads these fields).
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 

@@ -1,7 +1,5 @@
 //! Helpers of the image tests (`vmi_inspect`, `vmi_filesystems`): run the tools that make and
 //! read back images, and `tapir vmi inspect --json`.
-// Each test binary that says `mod vmi_common;` compiles its own copy and uses only a subset.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;
