@@ -91,6 +91,7 @@ mod public_truth;
 mod replay_app;
 mod replay_cli;
 mod replay_fixtures;
+mod replay_workers;
 mod scope_matrix;
 mod select_events;
 mod select_feed;

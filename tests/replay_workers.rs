@@ -11,7 +11,7 @@
 //! numbers), the same objects, the same cross-links. And a sharded case does not depend on
 //! thread timing: two runs write the same bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
