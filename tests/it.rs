@@ -106,3 +106,23 @@ mod vmi_media_link;
 mod vmi_pipeline;
 mod x1_core;
 mod x1_https;
+
+/// Every tests/*.rs is a module here or a `[[test]]` target of its own in Cargo.toml: with
+/// `autotests = false`, a file declared in neither would be compiled and run nowhere, silently.
+#[test]
+fn every_test_file_is_built() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let it = std::fs::read_to_string(root.join("tests/it.rs")).unwrap();
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut nowhere = Vec::new();
+    for e in std::fs::read_dir(root.join("tests")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let Some(module) = name.strip_suffix(".rs") else { continue };
+        let declared = module == "it" || it.lines().any(|l| l == format!("mod {module};"));
+        if !declared && !cargo.lines().any(|l| l == format!("path = \"tests/{name}\"")) {
+            nowhere.push(name);
+        }
+    }
+    nowhere.sort();
+    assert!(nowhere.is_empty(), "not in tests/it.rs (`mod NAME;`) nor a [[test]] of Cargo.toml: {nowhere:?}");
+}
