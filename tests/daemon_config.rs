@@ -109,7 +109,8 @@ fn the_shipped_example_parses() {
     let text = std::fs::read_to_string(&p).unwrap();
     let c = tapir::daemon::parse_config(&text, &p).unwrap();
     assert_eq!(c.capture.interfaces, vec!["eth1".to_string()]);
-    assert_eq!(c.capture.workers, 2);
+    assert_eq!(c.capture.workers, 1);
+    assert_eq!(c.capture.pipelines, 2);
     assert_eq!(c.paths.warrants, Path::new("/etc/tapir/warrants.toml"));
     assert_eq!(c.metrics, Some("127.0.0.1:9108".parse().unwrap()));
 }

@@ -1,8 +1,9 @@
 //! A record that owns its bytes: what crosses a thread (an output on its own thread, the
 //! workers of a sharded run handing their records to the record stage).
 
-use crate::capture::LinkType;
-use crate::record::{CcRecord, Cin, Dir, IriRecord, Liid, ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink};
+use crate::record::{
+    CcRecord, Cin, Dir, IriRecord, Liid, LinkType, ObjectId, ObjectMeta, ObjectRecord, Record, RecordSink,
+};
 use crate::timestamp::Timestamp;
 
 /// An owned copy of a [`Record`].
