@@ -14,7 +14,7 @@ use tapir::deliver::manifest::{self, SigningKey};
 use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
-use tapir::pipeline::{Engine, Pipeline, Recorder, Totals};
+use tapir::pipeline::{Engine, Pipeline, Totals};
 use tapir::select::{load_events, load_warrants, EventFile};
 use tapir::timestamp::Timestamp;
 
@@ -399,9 +399,19 @@ fn replay(
     let total: u64 = files.iter().map(|f| f.size()).sum();
     let liids: Vec<_> = warrants.iter().map(|w| w.liid.clone()).collect();
 
+    let content_limits = flow.content;
+    let make = |_: usize| -> Result<Pipeline> {
+        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.share(workers));
+        // A replay never reloads its warrants: applied events need not be held for that.
+        p.keep_applied_events(false);
+        if let Some(f) = &feed {
+            p.set_event_feed(Box::new(f.stream()?));
+        }
+        Ok(p)
+    };
+    let mut engine = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
     let mut case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
-    if workers > 1 {
-        // The workers hash SHA-512 in parallel, not the one case-writer thread.
+    if engine.workers_hash_sha512() {
         case = case.sha512_from_records();
     }
     // The case is written on its own thread, overlapping I/O with the pipeline.
@@ -414,19 +424,7 @@ fn replay(
         ),
         None => None,
     };
-    let content_limits = flow.content;
-    let make = |_: usize| -> Result<Pipeline> {
-        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.share(workers));
-        // A replay never reloads its warrants: applied events need not be held for that.
-        p.keep_applied_events(false);
-        if let Some(f) = &feed {
-            p.set_event_feed(Box::new(f.stream()?));
-        }
-        Ok(p)
-    };
-    let (mut engine, numbers) = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
-    let mut recorder = Recorder::new(&warrants, numbers, content_limits, intake);
-    recorder.hash_sha512(workers > 1);
+    let mut recorder = engine.recorder(&warrants, content_limits, intake);
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()

@@ -544,9 +544,19 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
 
     let case_root = new_case_dir(&config.paths.case_dir)?;
+    let flow_config =
+        crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
+    let content_limits = flow_config.content;
+    // One pipeline, or several workers over a share of the flows each (`[capture] pipelines`).
+    let pipelines = (0..config.capture.pipelines)
+        .map(|_| {
+            let share = flow_config.share(config.capture.pipelines);
+            Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share)
+        })
+        .collect();
+    let mut engine = Engine::start(pipelines).context("starting the pipeline workers")?;
     let mut case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
-    if config.capture.pipelines > 1 {
-        // The pipeline workers hash SHA-512 in parallel, not the one case-writer thread.
+    if engine.workers_hash_sha512() {
         case = case.sha512_from_records();
     }
     let wfile = provider.describe();
@@ -574,19 +584,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     } else {
         None
     };
-    let flow_config =
-        crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
-    let content_limits = flow_config.content;
-    // One pipeline, or several workers over a share of the flows each (`[capture] pipelines`).
-    let pipelines = (0..config.capture.pipelines)
-        .map(|_| {
-            let share = flow_config.share(config.capture.pipelines);
-            Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share)
-        })
-        .collect();
-    let (mut engine, numbers) = Engine::start(pipelines).context("starting the pipeline workers")?;
-    let mut recorder = Recorder::new(&all.warrants, numbers, content_limits, intake);
-    recorder.hash_sha512(config.capture.pipelines > 1);
+    let mut recorder = engine.recorder(&all.warrants, content_limits, intake);
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
     let mut feeds = Feeds::start(config, &mut engine, out.status.clone())?;

@@ -5,10 +5,12 @@
 use super::shard::{self, Sharded};
 use super::{Pipeline, Recorder, Summary};
 use crate::capture::Frame;
+use crate::content::ContentLimits;
 use crate::flow::FlowStats;
-use crate::record::{Numbers, RecordSink};
+use crate::record::RecordSink;
 use crate::select::{AssocEvent, Warrant};
 use crate::timestamp::Timestamp;
+use crate::vmi::intake::Intake;
 
 /// One pipeline, or several workers (see the module documentation).
 pub enum Engine {
@@ -24,16 +26,33 @@ pub struct Totals {
 }
 
 impl Engine {
-    /// One worker for each of `pipelines` (one: the plain pipeline), and the numbers its
-    /// record stage takes inspections' CINs and object ids from.
-    pub fn start(mut pipelines: Vec<Pipeline>) -> std::io::Result<(Engine, Numbers)> {
+    /// One worker for each of `pipelines` (one: the plain pipeline).
+    pub fn start(mut pipelines: Vec<Pipeline>) -> std::io::Result<Engine> {
         if pipelines.len() > 1 {
-            let n = pipelines.len();
-            return Ok((Engine::Sharded(Box::new(Sharded::start(pipelines)?)), shard::recorder_numbers(n)));
+            return Ok(Engine::Sharded(Box::new(Sharded::start(pipelines)?)));
         }
         let p = pipelines.pop().ok_or_else(|| std::io::Error::other("no pipeline"))?;
-        let numbers = p.numbers();
-        Ok((Engine::One(Box::new(p)), numbers))
+        Ok(Engine::One(Box::new(p)))
+    }
+
+    /// The record stage after this engine: inspections numbered with the one pipeline's
+    /// sessions, or from a slot of their own after several workers, which also hash SHA-512
+    /// as the workers do ([`Engine::workers_hash_sha512`]).
+    pub fn recorder(&self, warrants: &[Warrant], limits: ContentLimits, intake: Option<Intake>) -> Recorder {
+        let numbers = match self {
+            Engine::One(p) => p.numbers(),
+            Engine::Sharded(s) => shard::recorder_numbers(s.workers()),
+        };
+        let mut r = Recorder::new(warrants, numbers, limits, intake);
+        r.hash_sha512(self.workers_hash_sha512());
+        r
+    }
+
+    /// Whether the workers hash every object's SHA-512 themselves (several workers do, in
+    /// parallel): the case writer then takes it from the records
+    /// ([`crate::deliver::case::CaseWriter::sha512_from_records`]).
+    pub fn workers_hash_sha512(&self) -> bool {
+        matches!(self, Engine::Sharded(_))
     }
 
     /// One captured frame.
@@ -178,10 +197,7 @@ impl Engine {
                 let objects = p.objects_finished();
                 Totals { summary: p.summary, flows, objects }
             }
-            Engine::Sharded(s) => {
-                let f = (*s).finish(recorder, sink);
-                Totals { summary: f.summary, flows: f.flows, objects: f.objects }
-            }
+            Engine::Sharded(s) => (*s).finish(recorder, sink),
         }
     }
 }

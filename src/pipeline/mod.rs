@@ -85,6 +85,12 @@ pub const MAX_HELD_EVENTS: usize = 1 << 18;
 /// UDP ports of RADIUS accounting: 1813 (RFC 2866) and the historical 1646.
 const RADIUS_ACCT_PORTS: [u16; 2] = [1813, 1646];
 
+/// Whether a transport is UDP to or from a RADIUS accounting port.
+fn is_radius(t: &Transport) -> bool {
+    matches!(t, Transport::Udp { src_port, dst_port }
+        if RADIUS_ACCT_PORTS.contains(src_port) || RADIUS_ACCT_PORTS.contains(dst_port))
+}
+
 /// Association events read as they fall due, in time order (a replay's associations file).
 pub type EventFeed = Box<dyn Iterator<Item = Result<AssocEvent, EventError>> + Send>;
 
@@ -271,17 +277,15 @@ impl Pipeline {
                 return;
             }
         };
-        if let Transport::Udp { src_port, dst_port } = d.transport {
-            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
-                radius(
-                    d.payload,
-                    frame.ts,
-                    &mut self.events,
-                    self.next_event,
-                    &mut self.summary,
-                    self.keep_radius.then_some(&mut self.radius_out),
-                );
-            }
+        if is_radius(&d.transport) {
+            radius(
+                d.payload,
+                frame.ts,
+                &mut self.events,
+                self.next_event,
+                &mut self.summary,
+                self.keep_radius.then_some(&mut self.radius_out),
+            );
         }
         self.matches.clear();
         self.targeting.select(&d, frame.ts, &mut self.matches);
@@ -327,13 +331,11 @@ impl Pipeline {
     pub fn learn_radius(&mut self, frame: &Frame<'_>, sink: &mut dyn RecordSink) {
         self.advance(frame.ts, sink);
         let Ok(d) = self.decoder.decode(frame) else { return };
-        if let Transport::Udp { src_port, dst_port } = d.transport {
-            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port) {
-                let mut scratch = Summary::default();
-                let keep = self.keep_radius.then_some(&mut self.radius_out);
-                radius(d.payload, frame.ts, &mut self.events, self.next_event, &mut scratch, keep);
-                self.summary.radius_events += scratch.radius_events;
-            }
+        if is_radius(&d.transport) {
+            let mut scratch = Summary::default();
+            let keep = self.keep_radius.then_some(&mut self.radius_out);
+            radius(d.payload, frame.ts, &mut self.events, self.next_event, &mut scratch, keep);
+            self.summary.radius_events += scratch.radius_events;
         }
     }
 

@@ -86,11 +86,6 @@ impl Recorder {
         Some(intake.finish(&mut |done| self.inspected(done, inner)))
     }
 
-    /// Whether images are inspected.
-    pub fn inspects(&self) -> bool {
-        self.intake.is_some()
-    }
-
     /// Objects the inspections made, finished so far.
     pub fn objects_finished(&self) -> u64 {
         self.files.finished

@@ -36,9 +36,9 @@ use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::{Damage, Pipeline, Recorder, Summary, RADIUS_ACCT_PORTS};
+use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
-use crate::decode::{DecodeConfig, Decoder, Transport};
+use crate::decode::{DecodeConfig, Decoder};
 use crate::flow::FlowStats;
 use crate::record::{Numbers, Owned, Record, RecordSink};
 use crate::select::{AssocEvent, Warrant};
@@ -172,17 +172,6 @@ struct Worker {
     handle: Option<JoinHandle<()>>,
 }
 
-/// What a sharded run ends with.
-pub struct Finished {
-    /// The workers' counters added up (association counters are worker 0's: every worker
-    /// applies the same events).
-    pub summary: Summary,
-    /// The workers' flow counters added up.
-    pub flows: FlowStats,
-    /// Objects the workers finished.
-    pub objects: u64,
-}
-
 /// N workers and the dispatch in front of them (see the module documentation). The record
 /// stage runs on the caller's thread, in [`Sharded::frame`] and [`Sharded::finish`].
 pub struct Sharded {
@@ -246,6 +235,11 @@ impl Sharded {
         })
     }
 
+    /// How many workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Frames handed out so far.
     pub fn frames(&self) -> u64 {
         self.frames
@@ -260,8 +254,7 @@ impl Sharded {
     fn route(&mut self, f: &Frame<'_>) -> (usize, bool) {
         let n = self.workers.len();
         let Ok(d) = self.dispatch.decode(f) else { return (0, false) };
-        let radius = matches!(d.transport, Transport::Udp { src_port, dst_port }
-            if RADIUS_ACCT_PORTS.contains(&src_port) || RADIUS_ACCT_PORTS.contains(&dst_port));
+        let radius = is_radius(&d.transport);
         let Some(ip) = &d.ip else { return (0, radius) };
         (pair_hash(ip.src, ip.dst) as usize % n, radius)
     }
@@ -433,7 +426,9 @@ impl Sharded {
 
     /// End of input: the last epoch, every flow ended, the remaining records merged. The
     /// workers' counters are added up, with the dispatch's damage.
-    pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Finished {
+    /// The totals add up the workers' counters; association counters are worker 0's (every
+    /// worker applies the same events).
+    pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Totals {
         self.flush(recorder, sink);
         let mut parts = Vec::new();
         let mut summaries = Vec::new();
@@ -462,7 +457,7 @@ impl Sharded {
         merge(parts, recorder, sink);
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
-        Finished { summary, flows, objects }
+        Totals { summary, flows, objects }
     }
 }
 
