@@ -29,7 +29,8 @@ fi
 # tapir's verdicts with their own output: qemu-utils, fdisk (sfdisk), gdisk (sgdisk),
 # genisoimage (and isoinfo), xz-utils, zstd, bzip2, zip, unzip; the ETSI tests check signatures
 # with openssl; GNU time measures peak memory in bench/replay.sh and for the tests' memory bounds
-# (tests/common: output_and_peak_rss_kib); the RADIUS tests send accounting
+# (tests/common: output_and_peak_rss_kib); file (libmagic) tells the tests which stored objects
+# are disk images (tests/common: disk_image); the RADIUS tests send accounting
 # with radclient (freeradius-utils); the feed tests talk to the feed socket with socat; systemd
 # brings systemd-analyze, systemd-sysusers and systemd-tmpfiles for tests/daemon_systemd.rs;
 # libpcap-dev (headers and libpcap.so) builds the optional `libpcap` feature
@@ -46,7 +47,7 @@ fi
 # demuxer, parsers and payloaders of plugins-good/-bad) serves the RTSP PLAY session of
 # tests/analyze_rtsp.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
-          curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
+          file curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
           e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin
           ffmpeg sip-tester python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good

@@ -69,6 +69,10 @@ enum Cmd {
         /// Most decoded bytes per byte as sent (past the first MiB).
         #[arg(long, default_value_t = tapir::content::ContentLimits::default().max_decode_ratio, value_name = "N")]
         max_decode_ratio: u64,
+        /// MD5 and SHA-512 of every object; by default only disk images get them (and S3
+        /// objects their MD5, their ETag), SHA-256 every object.
+        #[arg(long)]
+        every_digest: bool,
         /// Do not look inside the VM images and memory dumps targets upload (by default each is
         /// inspected on a thread of its own: findings, artifacts and a report join the case).
         #[arg(long)]
@@ -207,6 +211,7 @@ fn main() {
             checksums,
             max_decoded_bytes,
             max_decode_ratio,
+            every_digest,
             no_inspect,
             inspect_time_limit,
             inspect_max_bytes,
@@ -224,7 +229,7 @@ fn main() {
             });
             let flow = FlowConfig {
                 checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
-                content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio },
+                content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio, every_digest },
                 max_flows,
                 ..FlowConfig::default()
             };
@@ -410,10 +415,7 @@ fn replay(
         Ok(p)
     };
     let mut engine = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
-    let mut case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
-    if engine.workers_hash_sha512() {
-        case = case.sha512_from_records();
-    }
+    let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
     // The case is written on its own thread, overlapping I/O with the pipeline.
     let mut case = Threaded::spawn(case);
     // Images are copied under the case while they pass, and the copies removed once inspected.

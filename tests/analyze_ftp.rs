@@ -5,6 +5,7 @@
 //! - public captures in `../shared/pcaps/` with peer-tool truth (`truth/**.json`: tshark
 //!   `--export-objects ftp-data`, Suricata 7 `fileinfo` with `app_proto: ftp-data`).
 
+use crate::common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,7 +89,8 @@ fn ftp_upload_fixture_every_file_and_transfer_iri() {
             .unwrap_or_else(|| panic!("{name}: no ftp file object with sha256sum's {sha}"));
         assert_eq!(o["name"], name);
         assert_eq!(o["size"], f["size"]);
-        assert_eq!((o["md5"].as_str(), o["sha512"].as_str()), (f["md5"].as_str(), f["sha512"].as_str()));
+        let image = common::disk_image(Some(name), &case.liid_dir.join(o["path"].as_str().unwrap()));
+        common::assert_image_digests(o, f, if image { common::Digests::Image } else { common::Digests::Sha256 }, name);
         assert_eq!(o["complete"], true);
         assert_eq!(sha256(&case.stored(o)), sha);
         // The data connection: the expect file names the file's sender (client) and receiver;

@@ -50,6 +50,17 @@ impl Rng {
 
 /// Feeds `bytes` through a FileLayer in random chunks; `hole` = (offset, len) never delivered.
 fn feed_with(bytes: &[u8], seed: u64, hole: Option<(usize, usize)>) -> ObjectRecord {
+    feed_object(bytes, seed, hole, FileLayer::new(), |_| {})
+}
+
+/// [`feed_with`] through `files`, the object's metadata set by `meta` first.
+fn feed_object(
+    bytes: &[u8],
+    seed: u64,
+    hole: Option<(usize, usize)>,
+    mut files: FileLayer,
+    meta: impl FnOnce(&mut ObjectMeta),
+) -> ObjectRecord {
     let liid = Liid::new("LIID-1").unwrap();
     let prov = Arc::new(Provenance { selector: "ipv4:10.0.0.1".into(), target: "t".into(), chain: vec![] });
     let flow = FlowDescr {
@@ -60,10 +71,10 @@ fn feed_with(bytes: &[u8], seed: u64, hole: Option<(usize, usize)>) -> ObjectRec
         tunnels: vec![],
     };
     let now = Timestamp::from_secs(1_700_000_000);
-    let mut files = FileLayer::new();
     let mut sink = EndSink::default();
-    let id =
-        files.open(ObjectMeta::new("file", "http", &flow, Dir::Resp, Cin::FIRST, now), &liid, &prov, true, &mut sink);
+    let mut m = ObjectMeta::new("file", "http", &flow, Dir::Resp, Cin::FIRST, now);
+    meta(&mut m);
+    let id = files.open(m, &liid, &prov, &mut sink);
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut off = 0usize;
     while off < bytes.len() {
@@ -581,4 +592,78 @@ fn unknown_and_empty() {
         assert!(v.reason.starts_with("no known signature"));
     }
     assert_eq!(verdict_of(&dir.join("e.bin")).format, "empty");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digests where they serve
+
+/// `sha256sum`, `md5sum` or `sha512sum` of `file`.
+fn sum(dir: &Path, tool: &str, file: &str) -> String {
+    run(dir, tool, &[file]).split_whitespace().next().unwrap().to_string()
+}
+
+/// Disk images (told by their head, whatever their name) get MD5 and SHA-512 beside SHA-256,
+/// as image services record them; anything else gets SHA-256 only, unless its name says image,
+/// it is an image-service upload, or its head had a hole. An S3 object keeps its MD5 (its
+/// ETag). `every_digest` gives all three to all. Expected digests from coreutils.
+#[test]
+fn md5_and_sha512_for_disk_images_sha256_for_everything() {
+    let (_t, dir) = tmp();
+    sh(
+        &dir,
+        "qemu-img create -q -f qcow2 x.qcow2 64M
+         qemu-img create -q -f vmdk x.vmdk 32M
+         qemu-img create -q -f vpc x.vhd 16M
+         qemu-img create -q -f vdi x.vdi 16M
+         truncate -s 8M m.raw; printf 'label: dos\\n2048,,83\\n' | sfdisk -q m.raw
+         mkdir src; echo hello > src/a.txt; genisoimage -quiet -o x.iso src
+         seq 1 40000 > numbers.txt; gzip -k -9 numbers.txt; tar cf n.tar numbers.txt
+         yes tapir-bytes | head -c 200000 > r.bin",
+    );
+    let check = |file: &str, image: bool, files: FileLayer, meta: &dyn Fn(&mut ObjectMeta), why: &str| {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let r = feed_object(&bytes, 7, None, files, meta);
+        assert_eq!(r.sha256, sum(&dir, "sha256sum", file), "{file} ({why})");
+        let (md5, sha512) = (sum(&dir, "md5sum", file), sum(&dir, "sha512sum", file));
+        if image {
+            assert_eq!((r.md5.as_deref(), r.sha512.as_deref()), (Some(&*md5), Some(&*sha512)), "{file} ({why})");
+        } else {
+            assert_eq!((r.md5.as_deref(), r.sha512.as_deref()), (None, None), "{file} ({why})");
+        }
+    };
+    let plain = |_: &mut ObjectMeta| {};
+    for f in ["x.qcow2", "x.vmdk", "x.vhd", "x.vdi", "m.raw", "x.iso"] {
+        check(f, true, FileLayer::new(), &plain, "its head says disk image");
+    }
+    for f in ["numbers.txt", "numbers.txt.gz", "n.tar", "r.bin"] {
+        check(f, false, FileLayer::new(), &plain, "not an image");
+    }
+    // Named as an image (even compressed), or uploaded to an image service: the name or the
+    // request says image where the bytes cannot.
+    let named = |n: &'static str| move |m: &mut ObjectMeta| m.name = Some(n.into());
+    check("numbers.txt.gz", true, FileLayer::new(), &named("/v1/cirros-0.6.img.gz"), "named .img.gz");
+    check("r.bin", true, FileLayer::new(), &named("disk.VMDK"), "named .VMDK");
+    check("r.bin", false, FileLayer::new(), &named("img"), "a bare name is no extension");
+    check("r.bin", false, FileLayer::new(), &named("notes.gz"), "compressed, not an image");
+    let glance = |m: &mut ObjectMeta| m.context = serde_json::json!({ "image_id": "6d1e7d8b" });
+    check("r.bin", true, FileLayer::new(), &glance, "a Glance upload");
+    // The configured choice: all three for every object.
+    let every = tapir::content::ContentLimits { every_digest: true, ..Default::default() };
+    check("r.bin", true, FileLayer::with_limits(every), &plain, "every_digest");
+
+    // An S3 part keeps its MD5 (its ETag), not its SHA-512.
+    let bytes = std::fs::read(dir.join("r.bin")).unwrap();
+    let s3 = |m: &mut ObjectMeta| m.context = serde_json::json!({ "s3": { "bucket": "b", "part_number": 2 } });
+    let r = feed_object(&bytes, 7, None, FileLayer::new(), s3);
+    assert_eq!((r.md5, r.sha512), (Some(sum(&dir, "md5sum", "r.bin")), None));
+
+    // A hole in the head: nothing tells what the object is, so all three stay (over the bytes
+    // as stored: the hole as zeros).
+    let r = feed_object(&bytes, 7, Some((100, 1000)), FileLayer::new(), plain);
+    let mut stored = bytes.clone();
+    stored[100..1100].fill(0);
+    std::fs::write(dir.join("stored.bin"), &stored).unwrap();
+    assert_eq!(r.sha256, sum(&dir, "sha256sum", "stored.bin"));
+    assert_eq!(r.md5, Some(sum(&dir, "md5sum", "stored.bin")));
+    assert_eq!(r.sha512, Some(sum(&dir, "sha512sum", "stored.bin")));
 }

@@ -4,6 +4,7 @@
 //! of the files sent, attachments from Python's email package), nothing of what went inside TLS
 //! is, and TLS metadata agrees with what the fixture script configured and openssl printed.
 
+use crate::common;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -66,8 +67,7 @@ fn smtp_mails_and_attachments() {
             continue;
         }
         let mail = find(&c, "mail", sha).unwrap_or_else(|| panic!("mail {name} ({sha}) not rebuilt"));
-        assert_eq!(mail["md5"], f["md5"], "{name}");
-        assert_eq!(mail["sha512"], f["sha512"], "{name}");
+        common::assert_image_digests(mail, f, common::Digests::Sha256, name);
         assert_eq!(mail["complete"], true, "{name}");
         for a in f["attachments"].as_array().into_iter().flatten() {
             // The same attachment travels in two mails: look for it under this mail.
@@ -114,14 +114,14 @@ fn http_uploads_downloads_and_image_service() {
             // the completion lists, into the object the client completed.
             let o = find(&c, "file", sha).unwrap_or_else(|| panic!("assembled {name} ({sha}) not in the case"));
             assert_eq!(o["name"], name);
-            assert_eq!(o["md5"], f["md5"]);
+            // An S3 object, no image: its MD5 (sha512sum's is not in the expect file).
+            assert_eq!((o["md5"].as_str(), o["sha512"].as_str()), (f["md5"].as_str(), None));
             assert_eq!(o["context"]["assembled_from"].as_array().map(Vec::len), Some(2), "{o}");
             continue;
         }
         let o = find(&c, "file", sha).unwrap_or_else(|| panic!("{name} ({sha}) not rebuilt"));
         assert_eq!(o["complete"], true, "{name}");
-        assert_eq!(o["md5"], f["md5"], "{name}");
-        assert_eq!(o["sha512"], f["sha512"], "{name}");
+        common::assert_image_digests(o, f, common::Digests::of_expected(f), name);
         if name == "joe-vm.qcow2" {
             assert_eq!(o["format"]["format"], "qcow2", "{o}");
             assert!(o["context"]["image_id"].is_string(), "image id named: {o}");

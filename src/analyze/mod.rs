@@ -51,13 +51,13 @@ impl Cx<'_> {
     /// Starts a content object of this flow's LIID (see [`FileLayer::open`]).
     pub fn open_object(&mut self, meta: ObjectMeta) -> ObjectId {
         let prov = self.provenance;
-        self.files.open(meta, self.liid, prov, self.scope.cc(), self.sink)
+        self.files.open(meta, self.liid, prov, self.sink)
     }
 
     /// Starts an object whose selector is not this flow's (an FTP transfer opened by its control
     /// connection).
     pub fn open_object_as(&mut self, meta: ObjectMeta, provenance: &Arc<Provenance>) -> ObjectId {
-        self.files.open(meta, self.liid, provenance, self.scope.cc(), self.sink)
+        self.files.open(meta, self.liid, provenance, self.sink)
     }
 
     pub fn object_data(&mut self, id: ObjectId, offset: u64, bytes: &[u8]) {

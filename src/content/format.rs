@@ -1776,3 +1776,66 @@ fn tar(s: &Sample<'_>) -> Option<FormatVerdict> {
     }
     verdict("tar", reason, details)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Disk images: what the inspection reads, and what gets an image service's digests.
+
+/// What the first bytes of an object say it is, if it is something to inspect: a disk image
+/// container, a partitioned or formatted raw disk, an OVA, a QEMU migration stream or an ELF
+/// core (a memory dump). The image inspection (vmi's intake) copies what this names;
+/// [`PREFIX_LEN`] bytes are enough to tell.
+pub fn inspectable(head: &[u8]) -> Option<&'static str> {
+    let at = |o: usize, m: &[u8]| head.get(o..o + m.len()) == Some(m);
+    Some(if at(0, b"QFI\xfb") {
+        "qcow2"
+    } else if at(0, b"KDMV") || at(0, b"# Disk DescriptorFile") {
+        "vmdk"
+    } else if at(0, b"vhdxfile") {
+        "vhdx"
+    } else if at(0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
+        "vdi"
+    } else if at(0, b"conectix") {
+        "vhd"
+    } else if at(512, b"EFI PART") {
+        "gpt"
+    } else if at(512, b"LABELONE") {
+        "lvm2"
+    } else if at(1080, &[0x53, 0xef]) {
+        "ext"
+    } else if at(0, b"QEVM") {
+        "qemu-migration-stream"
+    } else if at(0, b"\x7fELF") && head.get(16) == Some(&4) {
+        "elf-core"
+    } else if at(257, b"ustar") && ova_like(head) {
+        "ova"
+    } else if at(510, &[0x55, 0xaa]) && mbr_like(head) {
+        "mbr"
+    } else {
+        return None;
+    })
+}
+
+/// A tar whose first member is an OVF descriptor or a disk.
+fn ova_like(head: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(head.get(..100).unwrap_or_default()).to_ascii_lowercase();
+    let name = name.trim_end_matches('\0');
+    name.ends_with(".ovf") || name.ends_with(".vmdk") || name.ends_with(".mf")
+}
+
+/// A boot sector with at least one partition entry that is sane (status 0 or 0x80, a type, a
+/// start and a length): FAT and NTFS boot sectors end in 55 AA too, without partitions.
+fn mbr_like(head: &[u8]) -> bool {
+    (0..4).any(|i| {
+        let e = head.get(446 + 16 * i..462 + 16 * i).unwrap_or_default();
+        let (Some(&status), Some(&kind)) = (e.first(), e.get(4)) else { return false };
+        let le = |o: usize| e.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        (status == 0 || status == 0x80) && kind != 0 && le(8) != 0 && le(12) != 0
+    })
+}
+
+/// Whether the head of an object says "disk image": one [`inspectable`] names (memory dumps
+/// and ELF cores aside), or an ISO 9660 volume.
+pub fn disk_image(head: &[u8]) -> bool {
+    matches!(inspectable(head), Some(k) if k != "qemu-migration-stream" && k != "elf-core")
+        || has(head, 32769, b"CD001")
+}

@@ -1,13 +1,29 @@
 //! One file layer for every protocol (Zeek's file-analysis model).
 //!
-//! Analyzers hand object bytes with offsets, holes and an end; this layer hashes them once
-//! (SHA-256 and MD5; the case writer adds SHA-512 on its own thread), keeps the gap list and
-//! forwards the bytes to the outputs as `Object*` records. It holds no object bytes itself, so an
-//! object of any size costs its hash states and a gap list.
+//! Analyzers hand object bytes with offsets, holes and an end; this layer hashes them once,
+//! keeps the gap list and forwards the bytes to the outputs as `Object*` records. It holds no
+//! object bytes itself, so an object of any size costs its hash states and a gap list.
+//!
+//! # Digests
+//! Every object gets its SHA-256: it names the object everywhere (the case's file, the
+//! manifests, the cross-links, the LEA's IRI). MD5 and SHA-512 are kept where they serve, as
+//! they cost three times what SHA-256 does here (SHA-256 has this CPU's SHA instructions, the
+//! other two do not):
+//! - a disk image's: they are what image services record (Glance's `checksum` and
+//!   `os_hash_value`), so an analyst can match the upload to the cloud's image. An object is
+//!   taken for an image by its first 64 KiB ([`format::disk_image`], the test the image
+//!   inspection uses), by its name (`.qcow2`, `.vmdk`, `.iso`... compressed or not) or by being
+//!   an image-service upload (`context.image_id`);
+//! - an S3 object's MD5: it is its ETag, and a multipart upload's parts are checked by it.
+//!
+//! Until the first 64 KiB have passed, all three run; then the two the object does not need
+//! stop. A head with holes cannot tell, so such an object keeps all three.
+//! [`ContentLimits::every_digest`] (`[limits] every_digest`, `replay --every-digest`: a case
+//! that wants all three of everything) keeps them for every object.
 //!
 //! Object ids are numbered per LIID. An object whose bytes no output may have (an IRI-only
-//! warrant's: see [`crate::record::gate`]) is handled in metadata-only mode: all three digests are
-//! computed here, and its description reaches the LEA as IRI while its bytes reach no one.
+//! warrant's: see [`crate::record::gate`]) is handled in metadata-only mode: it is hashed
+//! here as any other, and its description reaches the LEA as IRI while its bytes reach no one.
 //!
 //! Bytes are taken in offset order. A hole (an offset past the expected one, or an explicit gap)
 //! counts as zeros in the hash, exactly as outputs store it, so that the recorded SHA-256 is the
@@ -36,13 +52,11 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
-    /// MD5 here because analyzers need it (an S3 part's ETag is its MD5); SHA-512 the case
-    /// writer computes on the output thread. Each costs more than the SHA-256: with both here
-    /// this thread was the bottleneck of an upload, with both there the output thread was.
-    md5: Md5,
-    /// SHA-512 here only for a metadata-only object (an IRI-only warrant's): no output gets its
-    /// bytes to hash.
+    /// MD5 and SHA-512 while the object may need them (see the module's notes on digests).
+    md5: Option<Md5>,
     sha512: Option<digest::Context>,
+    /// Whether the object's digests are decided (its head has passed, or it ended).
+    decided: bool,
     /// Next offset expected; everything below it is hashed.
     next: u64,
     gaps: Vec<(u64, u64)>,
@@ -84,6 +98,9 @@ pub struct ContentLimits {
     pub max_decoded_bytes: u64,
     /// Most decoded bytes per encoded byte, past `RATIO_FLOOR` (deflate alone reaches ~1032:1).
     pub max_decode_ratio: u64,
+    /// MD5 and SHA-512 of every object, not only where they serve (see the module's notes on
+    /// digests): the hashing then costs about three times as much.
+    pub every_digest: bool,
 }
 
 /// Decoded bytes allowed whatever the ratio (small bodies compress well).
@@ -91,7 +108,7 @@ pub const RATIO_FLOOR: u64 = 1 << 20;
 
 impl Default for ContentLimits {
     fn default() -> Self {
-        ContentLimits { max_decoded_bytes: 1 << 30, max_decode_ratio: 250 }
+        ContentLimits { max_decoded_bytes: 1 << 30, max_decode_ratio: 250, every_digest: false }
     }
 }
 
@@ -111,9 +128,6 @@ pub struct FileLayer {
     /// Where object ids come from: each LIID numbers its objects from 1 (per worker slot:
     /// [`FileLayer::set_numbers`]).
     numbers: Numbers,
-    /// SHA-512 of every object, not only of those whose bytes are not delivered
-    /// ([`FileLayer::hash_sha512`]).
-    sha512_always: bool,
     /// Objects finished so far.
     pub finished: u64,
     pos: Option<StreamPos>,
@@ -124,6 +138,26 @@ pub struct FileLayer {
 }
 
 const ZEROS: [u8; 4096] = [0; 4096];
+
+/// File-name endings of disk images, as image services and hypervisors name them.
+const IMAGE_EXTENSIONS: &[&str] =
+    &["qcow2", "qcow", "img", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso", "ova", "ami", "aki", "ari"];
+/// Endings of a compression around one.
+const COMPRESSION_EXTENSIONS: &[&str] = &["gz", "xz", "zst", "bz2", "zip"];
+
+/// Whether `name` (a path or a URL's last segment) names a disk image, compressed or not.
+fn image_name(name: &str) -> bool {
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name).to_ascii_lowercase();
+    let mut parts = name.rsplit('.');
+    let (Some(mut ext), Some(_)) = (parts.next(), parts.clone().next()) else { return false };
+    if COMPRESSION_EXTENSIONS.contains(&ext) {
+        match parts.next() {
+            Some(inner) if parts.next().is_some() => ext = inner,
+            _ => return false,
+        }
+    }
+    IMAGE_EXTENSIONS.contains(&ext)
+}
 
 impl FileLayer {
     pub fn new() -> FileLayer {
@@ -139,22 +173,14 @@ impl FileLayer {
         self.numbers = numbers;
     }
 
-    /// SHA-512 here too for objects whose bytes are delivered. One pipeline leaves it to the
-    /// case writer's thread (off the packet path); several workers do it themselves, in
-    /// parallel, rather than all in the one output thread.
-    pub fn hash_sha512(&mut self, always: bool) {
-        self.sha512_always = always;
-    }
-
-    /// Starts an object of `liid`; the id is unique within that LIID. `content` says whether
-    /// the object's bytes are delivered: without, it is hashed (all three digests) and sniffed
-    /// here, and only its description goes on (metadata-only mode).
+    /// Starts an object of `liid`; the id is unique within that LIID. Whether its bytes go on
+    /// is the scope gate's to say (`sink`): an object without is hashed and sniffed all the same,
+    /// and only its description goes on (metadata-only mode).
     pub fn open(
         &mut self,
         mut meta: ObjectMeta,
         liid: &Liid,
         provenance: &Arc<Provenance>,
-        content: bool,
         sink: &mut dyn RecordSink,
     ) -> ObjectId {
         let id = self.numbers.object(liid);
@@ -167,8 +193,9 @@ impl FileLayer {
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
-                md5: Md5::new(),
-                sha512: (!content || self.sha512_always).then(|| digest::Context::new(&digest::SHA512)),
+                md5: Some(Md5::new()),
+                sha512: Some(digest::Context::new(&digest::SHA512)),
+                decided: self.limits.every_digest,
                 next: 0,
                 gaps: Vec::new(),
                 last_seen,
@@ -238,6 +265,9 @@ impl FileLayer {
         o.sniff.data(o.next, fresh);
         sink.record(Record::ObjectData { liid, id, offset: o.next, data: fresh });
         o.next += fresh.len() as u64;
+        if o.next >= format::PREFIX_LEN as u64 {
+            Self::decide(o);
+        }
     }
 
     /// `len` bytes of object `id` at `offset` are missing.
@@ -255,9 +285,31 @@ impl FileLayer {
 
     fn hash(o: &mut OpenObject, bytes: &[u8]) {
         o.sha256.update(bytes);
-        o.md5.update(bytes);
+        if let Some(h) = &mut o.md5 {
+            h.update(bytes);
+        }
         if let Some(h) = &mut o.sha512 {
             h.update(bytes);
+        }
+    }
+
+    /// Drops the digests `o` does not need, once its head has passed (or it ended shorter).
+    fn decide(o: &mut OpenObject) {
+        if o.decided {
+            return;
+        }
+        o.decided = true;
+        let sample = o.sniff.sample();
+        let context = |k: &str| o.meta.context.get(k).is_some_and(|v| !v.is_null());
+        let image = sample.prefix_missing > 0
+            || format::disk_image(sample.prefix)
+            || o.meta.name.as_deref().is_some_and(image_name)
+            || context("image_id");
+        if !image {
+            o.sha512 = None;
+            if !context("s3") {
+                o.md5 = None;
+            }
         }
     }
 
@@ -275,6 +327,9 @@ impl FileLayer {
         o.sniff.gap(at, len);
         sink.record(Record::ObjectGap { liid, id, offset: at, len });
         o.next = at + len;
+        if o.next >= format::PREFIX_LEN as u64 {
+            Self::decide(o);
+        }
     }
 
     /// Ends object `id`. `seen_end` says the protocol saw the object's proper end (a FIN, a
@@ -287,7 +342,8 @@ impl FileLayer {
         now: Timestamp,
         sink: &mut dyn RecordSink,
     ) -> Option<Ended> {
-        let o = self.open.remove(&(liid.clone(), id))?;
+        let mut o = self.open.remove(&(liid.clone(), id))?;
+        Self::decide(&mut o);
         self.finished += 1;
         // The conflicts of its stream that touch the stream bytes it came from.
         let wire_conflicts = match (o.span, self.conflicts.get(&(liid.clone(), o.meta.cin))) {
@@ -304,7 +360,7 @@ impl FileLayer {
             id,
             meta: o.meta,
             sha256: hex::encode(o.sha256.finish().as_ref()),
-            md5: Some(hex::encode(o.md5.finalize())),
+            md5: o.md5.map(|h| hex::encode(h.finalize())),
             sha512: o.sha512.map(|h| hex::encode(h.finish().as_ref())),
             format: Some(o.sniff.verdict()),
             size: o.next,

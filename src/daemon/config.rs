@@ -423,6 +423,8 @@ struct RawLimits {
     #[serde(default)]
     max_decode_ratio: Option<S<i64>>,
     #[serde(default)]
+    every_digest: Option<bool>,
+    #[serde(default)]
     inspect_time_limit_secs: Option<S<i64>>,
     #[serde(default)]
     inspect_max_image_bytes: Option<S<i64>>,
@@ -756,6 +758,9 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         if let Some(v) = &l.max_decode_ratio {
             limits.content.max_decode_ratio = cx.int(v, "max_decode_ratio", 1, 1 << 20)? as u64;
         }
+        if let Some(v) = l.every_digest {
+            limits.content.every_digest = v;
+        }
         if let Some(v) = &l.inspect_time_limit_secs {
             limits.inspect_time_limit_secs = cx.int(v, "inspect_time_limit_secs", 0, 86400)? as u64;
         }
@@ -865,13 +870,14 @@ listen = "127.0.0.1:9108"
         assert_eq!(c.capture.checksum_validation, crate::flow::evidence::ChecksumValidation::Auto);
         assert_eq!(c.limits.content, crate::content::ContentLimits::default());
         let text = format!(
-            "{}\n[limits]\nmax_decoded_bytes = 1048576\nmax_decode_ratio = 50\n",
+            "{}\n[limits]\nmax_decoded_bytes = 1048576\nmax_decode_ratio = 50\nevery_digest = true\n",
             GOOD.replace("workers = 2", "workers = 2\nchecksum_validation = \"off\"")
         );
         let c = parse_config(&text, Path::new("t.toml")).unwrap();
         assert_eq!(c.capture.checksum_validation, crate::flow::evidence::ChecksumValidation::Off);
         let f = c.limits.flow_config();
         assert_eq!((f.content.max_decoded_bytes, f.content.max_decode_ratio), (1 << 20, 50));
+        assert!(f.content.every_digest && !crate::content::ContentLimits::default().every_digest);
         let (_, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 2\nchecksum_validation = \"maybe\""));
         assert!(msg.contains("maybe"), "{msg}");
     }

@@ -555,10 +555,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         })
         .collect();
     let mut engine = Engine::start(pipelines).context("starting the pipeline workers")?;
-    let mut case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
-    if engine.workers_hash_sha512() {
-        case = case.sha512_from_records();
-    }
+    let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
     let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;

@@ -110,7 +110,9 @@ impl S3Uploads {
             let mut record = first.clone();
             record.id = id;
             record.sha256 = hex::encode(sha256.finish().as_ref());
-            record.sha512 = Some(hex::encode(sha512.finish().as_ref()));
+            // The whole is an S3 object (its MD5 kept, as its parts'), and a disk image if its
+            // first part, whose head is the whole's, was taken for one (its SHA-512 kept).
+            record.sha512 = first.sha512.is_some().then(|| hex::encode(sha512.finish().as_ref()));
             record.md5 = Some(hex::encode(md5.finalize()));
             record.size = size;
             record.gaps = Vec::new();

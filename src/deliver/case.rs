@@ -106,9 +106,6 @@ struct PartialObject {
     on_disk: u64,
     /// Gap bytes not yet materialised (written as a hole when the next data or the end comes).
     pending_hole: u64,
-    /// The digest the file layer leaves to the output thread, off the packet path (none when
-    /// the records bring it: [`CaseWriter::sha512_from_records`]).
-    sha512: Option<ring::digest::Context>,
 }
 
 /// Totals of what a case holds, per LIID, for the run summary.
@@ -131,8 +128,6 @@ pub struct CaseWriter {
     s3_incomplete: u64,
     /// The highest object id seen per LIID, so that joined objects get ids of their own.
     max_id: HashMap<Liid, ObjectId>,
-    /// Whether objects' SHA-512 comes with their records (pipeline workers hashed it).
-    sha512_given: bool,
 }
 
 impl CaseWriter {
@@ -156,15 +151,7 @@ impl CaseWriter {
             s3: Default::default(),
             s3_incomplete: 0,
             max_id: HashMap::new(),
-            sha512_given: false,
         })
-    }
-
-    /// Objects' SHA-512 comes with their `ObjectEnd` records (the pipeline workers of a
-    /// sharded run hash it, in parallel): the writer does not hash their bytes again.
-    pub fn sha512_from_records(mut self) -> CaseWriter {
-        self.sha512_given = true;
-        self
     }
 
     pub fn root(&self) -> &Path {
@@ -244,16 +231,7 @@ impl CaseWriter {
         let dir = self.liid_out(liid)?.dir.join("objects").join(PARTIAL_DIR);
         let path = dir.join(format!("{id}"));
         File::create(&path)?;
-        self.partial.insert(
-            (liid.clone(), id),
-            PartialObject {
-                path,
-                buf: Vec::new(),
-                on_disk: 0,
-                pending_hole: 0,
-                sha512: (!self.sha512_given).then(|| ring::digest::Context::new(&ring::digest::SHA512)),
-            },
-        );
+        self.partial.insert((liid.clone(), id), PartialObject { path, buf: Vec::new(), on_disk: 0, pending_hole: 0 });
         Ok(())
     }
 
@@ -261,9 +239,6 @@ impl CaseWriter {
         let Some(p) = self.partial.get_mut(&(liid.clone(), id)) else { return Ok(()) };
         if p.pending_hole > 0 {
             Self::spill(p)?;
-        }
-        if let Some(h) = &mut p.sha512 {
-            h.update(data);
         }
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
@@ -280,16 +255,6 @@ impl CaseWriter {
         Self::spill(p)?;
         self.buffered -= n;
         p.pending_hole += len;
-        // Holes are zeros in the stored bytes, and so in their hashes.
-        if let Some(h) = &mut p.sha512 {
-            let zeros = [0u8; 4096];
-            let mut left = len;
-            while left > 0 {
-                let k = left.min(zeros.len() as u64) as usize;
-                h.update(&zeros[..k]);
-                left -= k as u64;
-            }
-        }
         Ok(())
     }
 
@@ -319,13 +284,8 @@ impl CaseWriter {
         debug_assert_eq!(p.on_disk, r.size);
         let max = self.max_id.entry(r.liid.clone()).or_insert(0);
         *max = (*max).max(r.id);
-        let mut filled = r.clone();
-        if let Some(h) = p.sha512.take() {
-            let sha512 = h.finish();
-            filled.sha512.get_or_insert_with(|| hex::encode(sha512.as_ref()));
-        }
-        let dest = self.list_object(&r.liid, &filled, &p.path)?;
-        self.s3.object(&filled, &dest);
+        let dest = self.list_object(&r.liid, r, &p.path)?;
+        self.s3.object(r, &dest);
         Ok(())
     }
 

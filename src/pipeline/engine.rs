@@ -36,23 +36,13 @@ impl Engine {
     }
 
     /// The record stage after this engine: inspections numbered with the one pipeline's
-    /// sessions, or from a slot of their own after several workers, which also hash SHA-512
-    /// as the workers do ([`Engine::workers_hash_sha512`]).
+    /// sessions, or from a slot of their own after several workers.
     pub fn recorder(&self, warrants: &[Warrant], limits: ContentLimits, intake: Option<Intake>) -> Recorder {
         let numbers = match self {
             Engine::One(p) => p.numbers(),
             Engine::Sharded(s) => shard::recorder_numbers(s.workers()),
         };
-        let mut r = Recorder::new(warrants, numbers, limits, intake);
-        r.hash_sha512(self.workers_hash_sha512());
-        r
-    }
-
-    /// Whether the workers hash every object's SHA-512 themselves (several workers do, in
-    /// parallel): the case writer then takes it from the records
-    /// ([`crate::deliver::case::CaseWriter::sha512_from_records`]).
-    pub fn workers_hash_sha512(&self) -> bool {
-        matches!(self, Engine::Sharded(_))
+        Recorder::new(warrants, numbers, limits, intake)
     }
 
     /// One captured frame.

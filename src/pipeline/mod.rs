@@ -308,14 +308,11 @@ impl Pipeline {
     /// Makes this pipeline worker `index` of a sharded run ([`shard`]): its sessions and
     /// objects are numbered from `numbers` (the worker's slot), and only worker 0 emits what
     /// every worker knows alike (warrant notices, association IRI); the others apply the same
-    /// association events to their own selector tables, silently. Every object's SHA-512 is
-    /// taken here ([`FileLayer::hash_sha512`]): the case writer needs not
-    /// ([`crate::deliver::case::CaseWriter::sha512_from_records`]).
+    /// association events to their own selector tables, silently.
     pub fn set_shard(&mut self, index: usize, numbers: Numbers) {
         self.emits_shared = index == 0;
         self.flows.set_numbers(numbers.clone());
         self.files.set_numbers(numbers.clone());
-        self.files.hash_sha512(true);
         self.numbers = numbers;
     }
 

@@ -41,12 +41,6 @@ impl Recorder {
         r
     }
 
-    /// SHA-512 of every object the inspections make (a sharded run, whose case writer takes
-    /// SHA-512 from the records: [`crate::content::FileLayer::hash_sha512`]).
-    pub fn hash_sha512(&mut self, always: bool) {
-        self.files.hash_sha512(always);
-    }
-
     /// The warrants in force changed (a daemon's reload): a warrant withdrawn gets no more
     /// inspections.
     pub fn set_warrants(&mut self, warrants: &[Warrant]) {
@@ -142,7 +136,7 @@ impl Recorder {
         let mut gate = Gate::new(scope, sink);
         if !i.report.is_empty() {
             let m = meta("report", "vmi-report.json".into(), serde_json::json!({ "image": image_ref }));
-            let id = self.files.open(m, &liid, &prov, scope.cc(), &mut gate);
+            let id = self.files.open(m, &liid, &prov, &mut gate);
             self.files.data(&liid, id, 0, &i.report, ts, &mut gate);
             if let Some(e) = self.files.end(&liid, id, true, ts, &mut gate) {
                 i.event.report_object = Some(id);
@@ -154,7 +148,7 @@ impl Recorder {
             // A message found in the image is a mail like any other (EmailCC on HI3).
             let kind = if a.kind == "mail" { "mail" } else { "artifact" };
             let context = serde_json::json!({ "artifact": a.kind, "place": a.place, "image": image_ref });
-            let id = self.files.open(meta(kind, a.place.describe(), context), &liid, &prov, scope.cc(), &mut gate);
+            let id = self.files.open(meta(kind, a.place.describe(), context), &liid, &prov, &mut gate);
             let (at, whole) = self.copy_artifact(&liid, id, a.bytes.as_mut(), ts, &mut gate);
             self.files.end(&liid, id, whole && at == a.size, ts, &mut gate);
             found.object = Some(id);

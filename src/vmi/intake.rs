@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{linux, Place};
+use crate::content::format::inspectable;
 use crate::record::{Liid, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
@@ -321,58 +322,6 @@ impl VmiEvent {
     }
 }
 
-/// What the first bytes of an object say it is, if it is something to inspect: a disk image
-/// container, a partitioned or formatted raw disk, an OVA, a QEMU migration stream or an ELF
-/// core (a memory dump).
-pub fn looks_inspectable(head: &[u8]) -> Option<&'static str> {
-    let at = |o: usize, m: &[u8]| head.get(o..o + m.len()) == Some(m);
-    Some(if at(0, b"QFI\xfb") {
-        "qcow2"
-    } else if at(0, b"KDMV") || at(0, b"# Disk DescriptorFile") {
-        "vmdk"
-    } else if at(0, b"vhdxfile") {
-        "vhdx"
-    } else if at(0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
-        "vdi"
-    } else if at(0, b"conectix") {
-        "vhd"
-    } else if at(512, b"EFI PART") {
-        "gpt"
-    } else if at(512, b"LABELONE") {
-        "lvm2"
-    } else if at(1080, &[0x53, 0xef]) {
-        "ext"
-    } else if super::ram::is_stream(head) {
-        "qemu-migration-stream"
-    } else if at(0, b"\x7fELF") && head.get(16) == Some(&4) {
-        "elf-core"
-    } else if at(257, b"ustar") && ova_like(head) {
-        "ova"
-    } else if at(510, &[0x55, 0xaa]) && mbr_like(head) {
-        "mbr"
-    } else {
-        return None;
-    })
-}
-
-/// A tar whose first member is an OVF descriptor or a disk.
-fn ova_like(head: &[u8]) -> bool {
-    let name = String::from_utf8_lossy(head.get(..100).unwrap_or_default()).to_ascii_lowercase();
-    let name = name.trim_end_matches('\0');
-    name.ends_with(".ovf") || name.ends_with(".vmdk") || name.ends_with(".mf")
-}
-
-/// A boot sector with at least one partition entry that is sane (status 0 or 0x80, a type, a
-/// start and a length): FAT and NTFS boot sectors end in 55 AA too, without partitions.
-fn mbr_like(head: &[u8]) -> bool {
-    (0..4).any(|i| {
-        let e = head.get(446 + 16 * i..462 + 16 * i).unwrap_or_default();
-        let (Some(&status), Some(&kind)) = (e.first(), e.get(4)) else { return false };
-        let le = |o: usize| e.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        (status == 0 || status == 0x80) && kind != 0 && le(8) != 0 && le(12) != 0
-    })
-}
-
 /// Watches records for images, copies them, and runs their inspection on its own thread.
 pub struct Intake {
     cfg: IntakeConfig,
@@ -490,7 +439,7 @@ impl Intake {
 
     /// The head is in: an image starts its copy, anything else is forgotten.
     fn decide(&mut self, key: (Liid, ObjectId), head: Vec<u8>) {
-        if looks_inspectable(&head).is_none() {
+        if inspectable(&head).is_none() {
             self.tracked.remove(&key);
             return;
         }
@@ -518,7 +467,7 @@ impl Intake {
         let (spool, refused) = match t {
             Tracked::Head(head) => {
                 // Shorter than the head: decided now, and small enough to copy at once.
-                if looks_inspectable(&head).is_none() {
+                if inspectable(&head).is_none() {
                     return;
                 }
                 self.next_file += 1;
@@ -1138,24 +1087,24 @@ mod tests {
 
     #[test]
     fn only_images_and_memory_are_inspectable() {
-        assert_eq!(looks_inspectable(b"QFI\xfb\0\0\0\x03"), Some("qcow2"));
-        assert_eq!(looks_inspectable(b"KDMV"), Some("vmdk"));
-        assert_eq!(looks_inspectable(b"hello world"), None);
+        assert_eq!(inspectable(b"QFI\xfb\0\0\0\x03"), Some("qcow2"));
+        assert_eq!(inspectable(b"KDMV"), Some("vmdk"));
+        assert_eq!(inspectable(b"hello world"), None);
         let mut elf = vec![0u8; 64];
         elf[..4].copy_from_slice(b"\x7fELF");
         elf[16] = 4;
-        assert_eq!(looks_inspectable(&elf), Some("elf-core"));
+        assert_eq!(inspectable(&elf), Some("elf-core"));
         elf[16] = 2; // an executable
-        assert_eq!(looks_inspectable(&elf), None);
+        assert_eq!(inspectable(&elf), None);
         // A FAT boot sector ends in 55 AA but has no partition entries.
         let mut fat = vec![0u8; 512];
         fat[510] = 0x55;
         fat[511] = 0xaa;
-        assert_eq!(looks_inspectable(&fat), None);
+        assert_eq!(inspectable(&fat), None);
         fat[446] = 0x80;
         fat[450] = 0x83;
         fat[454] = 1;
         fat[458] = 100;
-        assert_eq!(looks_inspectable(&fat), Some("mbr"));
+        assert_eq!(inspectable(&fat), Some("mbr"));
     }
 }

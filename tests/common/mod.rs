@@ -688,3 +688,75 @@ pub fn vmi_fixture_events(dir: &Path, e: &serde_json::Value) -> (PathBuf, i64) {
     .unwrap();
     (p, t0 + 100)
 }
+
+/// Whether tapir must give an object MD5 and SHA-512 beside its SHA-256: it does for disk
+/// images, which `file`(1) (libmagic, not tapir) recognises in the stored bytes at `stored`, or
+/// which the object's name (`name`, the client's) says are one.
+pub fn disk_image(name: Option<&str>, stored: &Path) -> bool {
+    const MAGIC: &[&str] = &[
+        "QEMU QCOW",
+        "VMware4 disk image",
+        "VirtualBox Disk Image",
+        "Microsoft Disk Image",
+        "DOS/MBR boot sector",
+        "ISO 9660",
+        "ext2 filesystem",
+        "ext3 filesystem",
+        "ext4 filesystem",
+        "LVM2",
+    ];
+    let out = Command::new("file").arg("-b").arg(stored).output().expect("file(1) (Debian: file)");
+    let says = String::from_utf8_lossy(&out.stdout);
+    name.is_some_and(image_named) || MAGIC.iter().any(|m| says.contains(m))
+}
+
+/// Whether a file name ends as a disk image's (`joe-disk.img`, `vm.QCOW2`).
+pub fn image_named(name: &str) -> bool {
+    const EXTENSIONS: &[&str] = &["qcow2", "qcow", "img", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso", "ova"];
+    name.rsplit('.')
+        .next()
+        .filter(|e| *e != name)
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The digests an object gets beside its SHA-256, which names every object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digests {
+    /// A disk image: MD5 and SHA-512 too, as image services record them.
+    Image,
+    /// An S3 object (or part): its MD5 too, its ETag.
+    S3,
+    /// Anything else.
+    Sha256,
+}
+
+impl Digests {
+    /// What an expect file's entry `f` (or a name) should get: an image by its name, an S3
+    /// object or part by its request (`uploadId` or `partNumber` in its URI).
+    pub fn of_expected(f: &serde_json::Value) -> Digests {
+        let uri = f["uri"].as_str().unwrap_or("");
+        if f["name"].as_str().is_some_and(image_named) {
+            Digests::Image
+        } else if uri.contains("uploadId=") || uri.contains("partNumber=") {
+            Digests::S3
+        } else {
+            Digests::Sha256
+        }
+    }
+}
+
+/// Checks object `o`'s MD5 and SHA-512 (an `objects.jsonl` line or an object IRI) against those
+/// of `want` (an expect file's entry, from md5sum and sha512sum): the ones `kind` gets equal,
+/// the others absent.
+pub fn assert_image_digests(o: &serde_json::Value, want: &serde_json::Value, kind: Digests, what: &str) {
+    let got = (o["md5"].as_str(), o["sha512"].as_str());
+    let md5 = want["md5"].as_str().expect("the expected MD5");
+    match kind {
+        Digests::Image => {
+            let sha512 = want["sha512"].as_str().expect("the expected SHA-512");
+            assert_eq!(got, (Some(md5), Some(sha512)), "{what}: a disk image's MD5 and SHA-512");
+        }
+        Digests::S3 => assert_eq!(got, (Some(md5), None), "{what}: an S3 object's MD5 (its ETag) only"),
+        Digests::Sha256 => assert_eq!(got, (None, None), "{what}: not a disk image, SHA-256 only"),
+    }
+}
