@@ -16,8 +16,10 @@
 //!   an image-service upload (`context.image_id`);
 //! - an S3 object's MD5: it is its ETag, and a multipart upload's parts are checked by it.
 //!
-//! Until the first 64 KiB have passed, all three run; then the two the object does not need
-//! stop. A head with holes cannot tell, so such an object keeps all three.
+//! The head is what the format sniffer keeps anyway: once it has passed, the digests the object
+//! needs start on it and catch up, so that nothing is hashed twice and an object that needs
+//! only SHA-256 costs only that. A head with holes cannot tell, so such an object keeps all
+//! three.
 //! [`ContentLimits::every_digest`] (`[limits] every_digest`, `replay --every-digest`: a case
 //! that wants all three of everything) keeps them for every object.
 //!
@@ -52,7 +54,8 @@ struct OpenObject {
     meta: ObjectMeta,
     provenance: Arc<Provenance>,
     sha256: digest::Context,
-    /// MD5 and SHA-512 while the object may need them (see the module's notes on digests).
+    /// MD5 and SHA-512 once the object is known to need them (see the module's notes on
+    /// digests).
     md5: Option<Md5>,
     sha512: Option<digest::Context>,
     /// Whether the object's digests are decided (its head has passed, or it ended).
@@ -139,6 +142,39 @@ pub struct FileLayer {
 
 const ZEROS: [u8; 4096] = [0; 4096];
 
+/// The head by which an object's digests are decided: what the sniffer keeps of it.
+const HEAD: u64 = format::PREFIX_LEN as u64;
+
+/// What came past the head in the call that decided an object's digests.
+enum Past<'a> {
+    Bytes(&'a [u8]),
+    /// A hole: zeros.
+    Zeros(u64),
+}
+
+impl Past<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Past::Bytes(b) => b.len() as u64,
+            Past::Zeros(n) => *n,
+        }
+    }
+
+    fn feed(&self, mut f: impl FnMut(&[u8])) {
+        match self {
+            Past::Bytes(b) => f(b),
+            Past::Zeros(n) => {
+                let mut left = *n;
+                while left > 0 {
+                    let k = left.min(ZEROS.len() as u64) as usize;
+                    f(&ZEROS[..k]);
+                    left -= k as u64;
+                }
+            }
+        }
+    }
+}
+
 /// File-name endings of disk images, as image services and hypervisors name them.
 const IMAGE_EXTENSIONS: &[&str] =
     &["qcow2", "qcow", "img", "raw", "vmdk", "vhd", "vhdx", "vdi", "iso", "ova", "ami", "aki", "ari"];
@@ -193,8 +229,8 @@ impl FileLayer {
                 meta,
                 provenance: provenance.clone(),
                 sha256: digest::Context::new(&digest::SHA256),
-                md5: Some(Md5::new()),
-                sha512: Some(digest::Context::new(&digest::SHA512)),
+                md5: self.limits.every_digest.then(Md5::new),
+                sha512: self.limits.every_digest.then(|| digest::Context::new(&digest::SHA512)),
                 decided: self.limits.every_digest,
                 next: 0,
                 gaps: Vec::new(),
@@ -262,11 +298,14 @@ impl FileLayer {
             return;
         }
         Self::hash(o, fresh);
-        o.sniff.data(o.next, fresh);
-        sink.record(Record::ObjectData { liid, id, offset: o.next, data: fresh });
+        let start = o.next;
+        o.sniff.data(start, fresh);
+        sink.record(Record::ObjectData { liid, id, offset: start, data: fresh });
         o.next += fresh.len() as u64;
-        if o.next >= format::PREFIX_LEN as u64 {
-            Self::decide(o);
+        if !o.decided && o.next >= HEAD {
+            // Undecided means the head had not passed before this chunk: start < HEAD.
+            let past_head = fresh.get((HEAD - start) as usize..).unwrap_or_default();
+            Self::decide(o, Past::Bytes(past_head));
         }
     }
 
@@ -293,23 +332,32 @@ impl FileLayer {
         }
     }
 
-    /// Drops the digests `o` does not need, once its head has passed (or it ended shorter).
-    fn decide(o: &mut OpenObject) {
+    /// Starts the digests `o` needs beside its SHA-256, once its head has passed (or it ended
+    /// shorter): they catch up on the head the sniffer kept (holes as zeros, as hashed and
+    /// stored), then on what `past` the head the bytes that decided it brought.
+    fn decide(o: &mut OpenObject, past: Past<'_>) {
         if o.decided {
             return;
         }
         o.decided = true;
         let sample = o.sniff.sample();
+        debug_assert_eq!(sample.prefix.len() as u64 + past.len(), o.next);
         let context = |k: &str| o.meta.context.get(k).is_some_and(|v| !v.is_null());
         let image = sample.prefix_missing > 0
             || format::disk_image(sample.prefix)
             || o.meta.name.as_deref().is_some_and(image_name)
             || context("image_id");
-        if !image {
-            o.sha512 = None;
-            if !context("s3") {
-                o.md5 = None;
-            }
+        if image {
+            let mut h = digest::Context::new(&digest::SHA512);
+            h.update(sample.prefix);
+            past.feed(|b| h.update(b));
+            o.sha512 = Some(h);
+        }
+        if image || context("s3") {
+            let mut h = Md5::new();
+            h.update(sample.prefix);
+            past.feed(|b| h.update(b));
+            o.md5 = Some(h);
         }
     }
 
@@ -327,8 +375,8 @@ impl FileLayer {
         o.sniff.gap(at, len);
         sink.record(Record::ObjectGap { liid, id, offset: at, len });
         o.next = at + len;
-        if o.next >= format::PREFIX_LEN as u64 {
-            Self::decide(o);
+        if !o.decided && o.next >= HEAD {
+            Self::decide(o, Past::Zeros(o.next - HEAD.max(at)));
         }
     }
 
@@ -343,7 +391,7 @@ impl FileLayer {
         sink: &mut dyn RecordSink,
     ) -> Option<Ended> {
         let mut o = self.open.remove(&(liid.clone(), id))?;
-        Self::decide(&mut o);
+        Self::decide(&mut o, Past::Bytes(&[]));
         self.finished += 1;
         // The conflicts of its stream that touch the stream bytes it came from.
         let wire_conflicts = match (o.span, self.conflicts.get(&(liid.clone(), o.meta.cin))) {

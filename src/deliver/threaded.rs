@@ -2,40 +2,64 @@
 //! decoding, reassembly and object hashing on the pipeline thread.
 //!
 //! Records borrow from the capture; crossing a thread needs owned copies, so records are copied
-//! into batches and sent over a bounded channel: when the output falls behind, the pipeline
-//! waits (back-pressure), nothing is dropped.
+//! into batches ([`Records`]: one buffer for a batch's bytes) and sent over a bounded channel:
+//! when the output falls behind, the pipeline waits (back-pressure), nothing is dropped. Emptied
+//! batches come back over a second channel and are filled again, so that the copy costs no
+//! allocation in the steady state.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use crate::record::{Owned, Record, RecordSink};
+use crate::record::{Record, RecordSink, Records};
 
-/// Records per batch, and batches in flight: about 256 x 1.5 KB x 64 = 24 MB at most queued.
+/// Records per batch, bytes per batch (past which it goes before it is full), and batches in
+/// flight: at most about 64 x 1 MiB queued.
 const BATCH: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
 const IN_FLIGHT: usize = 64;
 
 /// A [`RecordSink`] that hands records to `S` on a thread of its own.
 pub struct Threaded<S: RecordSink + Send + 'static> {
-    batch: Vec<Owned>,
-    tx: Option<SyncSender<Vec<Owned>>>,
+    batch: Records,
+    tx: Option<SyncSender<Records>>,
+    /// Emptied batches back from the output thread.
+    spare: Receiver<Records>,
     worker: Option<JoinHandle<S>>,
 }
 
+/// The output thread's end: batches in, emptied batches back.
+struct Ends {
+    rx: Receiver<Records>,
+    back: SyncSender<Records>,
+}
+
+impl Ends {
+    fn take(&self, mut batch: Records, sink: &mut dyn RecordSink) {
+        batch.replay(sink);
+        // The pipeline may have gone (finish): the batch is then dropped.
+        let _ = self.back.try_send(batch);
+    }
+}
+
 impl<S: RecordSink + Send + 'static> Threaded<S> {
+    fn channels() -> (SyncSender<Records>, Receiver<Records>, Ends) {
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let (back, spare) = sync_channel(IN_FLIGHT);
+        (tx, spare, Ends { rx, back })
+    }
+
     pub fn spawn(mut sink: S) -> Threaded<S> {
-        let (tx, rx): (SyncSender<Vec<Owned>>, Receiver<Vec<Owned>>) = sync_channel(IN_FLIGHT);
+        let (tx, spare, ends) = Self::channels();
         let worker = std::thread::Builder::new()
             .name("tapir-output".into())
             .spawn(move || {
-                for batch in rx {
-                    for r in batch {
-                        r.replay(&mut sink);
-                    }
+                while let Ok(batch) = ends.rx.recv() {
+                    ends.take(batch, &mut sink);
                 }
                 sink
             })
             .expect("spawning the output thread");
-        Threaded { batch: Vec::with_capacity(BATCH), tx: Some(tx), worker: Some(worker) }
+        Threaded { batch: Records::default(), tx: Some(tx), spare, worker: Some(worker) }
     }
 
     /// As [`Threaded::spawn`], and `observe` is called with the output on its own thread about
@@ -48,19 +72,15 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
     ) -> Threaded<S> {
         use std::sync::mpsc::RecvTimeoutError;
         use std::time::Instant;
-        let (tx, rx): (SyncSender<Vec<Owned>>, Receiver<Vec<Owned>>) = sync_channel(IN_FLIGHT);
+        let (tx, spare, ends) = Self::channels();
         let worker = std::thread::Builder::new()
             .name("tapir-output".into())
             .spawn(move || {
                 observe(&sink);
                 let mut last = Instant::now();
                 loop {
-                    match rx.recv_timeout(every) {
-                        Ok(batch) => {
-                            for r in batch {
-                                r.replay(&mut sink);
-                            }
-                        }
+                    match ends.rx.recv_timeout(every) {
+                        Ok(batch) => ends.take(batch, &mut sink),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -73,14 +93,15 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
                 sink
             })
             .expect("spawning the output thread");
-        Threaded { batch: Vec::with_capacity(BATCH), tx: Some(tx), worker: Some(worker) }
+        Threaded { batch: Records::default(), tx: Some(tx), spare, worker: Some(worker) }
     }
 
     fn send(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let next = self.spare.try_recv().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, next);
         if let Some(tx) = &self.tx {
             // The receiver only goes away if the output thread panicked; `finish` reports that.
             let _ = tx.send(batch);
@@ -104,8 +125,8 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
 
 impl<S: RecordSink + Send + 'static> RecordSink for Threaded<S> {
     fn record(&mut self, rec: Record<'_>) {
-        self.batch.push(Owned::of(rec));
-        if self.batch.len() >= BATCH {
+        self.batch.record(rec);
+        if self.batch.len() >= BATCH || self.batch.byte_len() >= BATCH_BYTES {
             self.send();
         }
     }

@@ -40,7 +40,7 @@ use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
 use crate::decode::{DecodeConfig, Decoder};
 use crate::flow::FlowStats;
-use crate::record::{Numbers, Owned, Record, RecordSink};
+use crate::record::{Numbers, RecordSink, Records};
 use crate::select::{AssocEvent, Warrant};
 use crate::timestamp::Timestamp;
 
@@ -74,8 +74,11 @@ impl Batch {
 }
 
 enum ToWorker {
+    /// The epoch's frames, and an emptied record batch (one the record stage merged) for the
+    /// worker to fill next.
     Epoch {
         batch: Batch,
+        records: Records,
         until: Timestamp,
     },
     /// Association events from a live feed, applied in time order with the others.
@@ -101,25 +104,15 @@ enum FromWorker {
     /// The epoch's records, and its frame batch back (emptied) for the next epoch: the
     /// buffers go round instead of being allocated (and faulted in) afresh.
     Epoch {
-        records: Vec<Owned>,
+        records: Records,
         progress: Box<Progress>,
         radius: Vec<AssocEvent>,
         batch: Batch,
     },
     Done {
-        records: Vec<Owned>,
+        records: Records,
         progress: Box<Progress>,
     },
-}
-
-/// Keeps a worker's records as owned copies, for the record stage.
-#[derive(Default)]
-struct Collect(Vec<Owned>);
-
-impl RecordSink for Collect {
-    fn record(&mut self, rec: Record<'_>) {
-        self.0.push(Owned::of(rec));
-    }
 }
 
 fn progress(p: &Pipeline) -> Box<Progress> {
@@ -132,10 +125,11 @@ fn progress(p: &Pipeline) -> Box<Progress> {
 }
 
 fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
-    let mut out = Collect::default();
+    // What reloads and events between epochs emit goes with the next epoch's records.
+    let mut out = Records::default();
     for msg in rx {
         match msg {
-            ToWorker::Epoch { mut batch, until } => {
+            ToWorker::Epoch { mut batch, records, until } => {
                 let mut start = 0;
                 for s in &batch.frames {
                     let data = batch.bytes.get(start..s.end).unwrap_or_default();
@@ -148,7 +142,7 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
                     }
                 }
                 p.advance(until, &mut out);
-                let records = std::mem::take(&mut out.0);
+                let records = std::mem::replace(&mut out, records);
                 let radius = p.take_radius_events();
                 batch.bytes.clear();
                 batch.frames.clear();
@@ -163,7 +157,7 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
         }
     }
     p.finish(&mut out);
-    let _ = tx.send(FromWorker::Done { records: out.0, progress: progress(&p) });
+    let _ = tx.send(FromWorker::Done { records: out, progress: progress(&p) });
 }
 
 struct Worker {
@@ -194,6 +188,8 @@ pub struct Sharded {
     warrants: Vec<Warrant>,
     /// Emptied frame batches back from each worker, for its next epochs.
     spare: Vec<Vec<Batch>>,
+    /// Each worker's record batches, emptied by the merge, for it to fill again.
+    spare_records: Vec<Vec<Records>>,
 }
 
 /// The slot of the record stage of a run with `workers` workers.
@@ -232,6 +228,7 @@ impl Sharded {
             radius: Vec::new(),
             warrants,
             spare: (0..n).map(|_| Vec::new()).collect(),
+            spare_records: (0..n).map(|_| Vec::new()).collect(),
         })
     }
 
@@ -393,10 +390,11 @@ impl Sharded {
     }
 
     fn end_epoch(&mut self) {
-        for ((w, b), spare) in self.workers.iter().zip(self.batches.iter_mut()).zip(self.spare.iter_mut()) {
-            let batch = std::mem::replace(b, spare.pop().unwrap_or_default());
+        for (i, (w, b)) in self.workers.iter().zip(self.batches.iter_mut()).enumerate() {
+            let batch = std::mem::replace(b, self.spare.get_mut(i).and_then(Vec::pop).unwrap_or_default());
+            let records = self.spare_records.get_mut(i).and_then(Vec::pop).unwrap_or_default();
             // A worker gone (it panicked) is reported when it is joined.
-            let _ = w.tx.send(ToWorker::Epoch { batch, until: self.last_ts });
+            let _ = w.tx.send(ToWorker::Epoch { batch, records, until: self.last_ts });
         }
         self.in_epoch = 0;
         self.sent += 1;
@@ -417,11 +415,15 @@ impl Sharded {
                     }
                     self.radius.extend(radius);
                 }
-                _ => parts.push(Vec::new()),
+                _ => parts.push(Records::default()),
             }
         }
         self.merged += 1;
-        merge(parts, recorder, sink);
+        merge(&mut parts, recorder, sink);
+        for (spare, mut r) in self.spare_records.iter_mut().zip(parts) {
+            r.clear();
+            spare.push(r);
+        }
     }
 
     /// End of input: the last epoch, every flow ended, the remaining records merged. The
@@ -444,7 +446,7 @@ impl Sharded {
                     summaries.push(progress.summary);
                 }
                 _ => {
-                    parts.push(Vec::new());
+                    parts.push(Records::default());
                     summaries.push(Summary::default());
                 }
             }
@@ -454,7 +456,7 @@ impl Sharded {
                 }
             }
         }
-        merge(parts, recorder, sink);
+        merge(&mut parts, recorder, sink);
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
         Totals { summary, flows, objects }
@@ -462,24 +464,25 @@ impl Sharded {
 }
 
 /// The workers' records of one epoch, merged by capture time into the record stage.
-fn merge(parts: Vec<Vec<Owned>>, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
-    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter().peekable()).collect();
+fn merge(parts: &mut [Records], recorder: &mut Recorder, sink: &mut dyn RecordSink) {
+    let mut cursors: Vec<_> = parts.iter_mut().map(Records::cursor).collect();
     // A record without a time (object bytes) goes with the one before it.
-    let mut clock: Vec<Timestamp> = vec![Timestamp::MIN; iters.len()];
+    let mut clock: Vec<Timestamp> = vec![Timestamp::MIN; cursors.len()];
     loop {
         let mut best: Option<(Timestamp, usize)> = None;
-        for (i, it) in iters.iter_mut().enumerate() {
-            let Some(rec) = it.peek() else { continue };
-            let ts = rec.ts().unwrap_or(clock[i]);
+        for (i, c) in cursors.iter_mut().enumerate() {
+            let Some(ts) = c.peek() else { continue };
+            let ts = ts.unwrap_or(clock[i]);
             if best.is_none_or(|(b, _)| ts < b) {
                 best = Some((ts, i));
             }
         }
         let Some((ts, i)) = best else { return };
-        let Some(rec) = iters[i].next() else { return };
         clock[i] = ts;
         recorder.due(ts, sink);
-        rec.replay(&mut recorder.sink(sink));
+        if !cursors[i].replay_next(&mut recorder.sink(sink)) {
+            return;
+        }
     }
 }
 
