@@ -36,7 +36,7 @@ fn m(liid: &str, scope: Scope) -> Match {
 fn table(cfg: FlowConfig) -> FlowTable {
     FlowTable::new(
         cfg,
-        Box::new(|d| match d.proto.as_str() {
+        Box::new(|d| match &*d.proto {
             "udp" => tapir::analyze::udp::analyzer(),
             _ => Box::new(RawStream::new()),
         }),

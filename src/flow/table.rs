@@ -24,7 +24,7 @@
 //! the next session); `tick` also ends overdue silent flows, scanning the table at most every
 //! `absolute_ns / 16` of `now`.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -232,11 +232,105 @@ struct Flow {
     /// Per direction: do checksums hold, so that a failing one is refused?
     trust: [DirTrust; 2],
     /// TCP reassembly, for every TCP flow: with IRI only, analyzers still need the bytes.
-    asm: Option<Box<[Assembler; 2]>>,
+    asm: Reassembly,
+    /// The flow's analyzer; a TCP flow's is made with its assemblers ([`Reassembly`]).
     analyzer: Option<Box<dyn StreamAnalyzer>>,
     /// UDP: payload bytes handed to the analyzer so far per direction (each `data` call is one
     /// datagram, at this offset).
     datagram_offset: [u64; 2],
+}
+
+/// A flow's TCP reassembly.
+enum Reassembly {
+    /// Not TCP.
+    None,
+    /// TCP, and nothing but SYNs without payload seen so far: the sequence number of each
+    /// direction's latest SYN. The assemblers and the analyzer (about 400 bytes on the heap)
+    /// wait for a segment that needs them, so that a flood of SYNs costs a table slot per flow.
+    Syn([Option<u32>; 2]),
+    On(Box<[Assembler; 2]>),
+}
+
+impl Reassembly {
+    /// The assemblers, made now if only SYNs were seen (each anchored on its SYN, as if it had
+    /// been given it); `None` if not TCP.
+    fn on(&mut self, limit: usize) -> Option<&mut [Assembler; 2]> {
+        if let Reassembly::Syn(syns) = *self {
+            let mut asm = Box::new([Assembler::new(limit), Assembler::new(limit)]);
+            for (a, syn) in asm.iter_mut().zip(syns) {
+                if let Some(seq) = syn {
+                    a.syn(seq);
+                }
+            }
+            *self = Reassembly::On(asm);
+        }
+        match self {
+            Reassembly::On(asm) => Some(asm),
+            _ => None,
+        }
+    }
+
+    /// The assemblers, if made.
+    fn made(&mut self) -> Option<&mut [Assembler; 2]> {
+        match self {
+            Reassembly::On(asm) => Some(asm),
+            _ => None,
+        }
+    }
+
+    /// Whether a SYN of direction `di` with sequence number `seq` starts a new attempt (see
+    /// [`Assembler::is_new_attempt`]).
+    fn is_new_attempt(&self, di: usize, seq: u32) -> bool {
+        match self {
+            Reassembly::None => false,
+            // Nothing was handed on: another ISN is a new attempt.
+            Reassembly::Syn(syns) => syns.get(di).copied().flatten().is_some_and(|s| s != seq),
+            Reassembly::On(asm) => asm.get(di).is_some_and(|a| a.is_new_attempt(seq)),
+        }
+    }
+}
+
+/// The flow table's index: slot numbers, found by the key their flow holds. A `HashMap` keyed
+/// by `FlowKey` would keep a second copy of every key (about 80 bytes a flow with its bucket);
+/// this keeps 4 bytes and a control byte. Keys come from the wire, so the hash stays keyed
+/// (`RandomState`): a flood of crafted addresses cannot make every key collide.
+#[derive(Default)]
+struct FlowIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+fn key_of(slots: &[Slot], i: u32) -> Option<&FlowKey> {
+    slots.get(i as usize).and_then(|s| s.flow.as_ref()).map(|f| &f.key)
+}
+
+impl FlowIndex {
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn get(&self, key: &FlowKey, slots: &[Slot]) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        self.table.find(h, |&i| key_of(slots, i) == Some(key)).copied()
+    }
+
+    /// Indexes slot `i`, which holds the flow of `key` already.
+    fn insert(&mut self, key: &FlowKey, i: u32, slots: &[Slot]) {
+        let FlowIndex { table, hasher } = self;
+        let rehash = |&j: &u32| key_of(slots, j).map_or(0, |k| hasher.hash_one(k));
+        table.insert_unique(hasher.hash_one(key), i, rehash);
+    }
+
+    /// Forgets slot `i`, whose flow had `key` (the slot may be empty by now).
+    fn remove(&mut self, key: &FlowKey, i: u32) {
+        if let Ok(e) = self.table.find_entry(self.hasher.hash_one(key), |&j| j == i) {
+            e.remove();
+        }
+    }
 }
 
 struct Slot {
@@ -253,7 +347,7 @@ pub type AnalyzerFactory = Box<dyn Fn(&FlowDescr) -> Box<dyn StreamAnalyzer> + S
 pub struct FlowTable {
     cfg: FlowConfig,
     analyzers: AnalyzerFactory,
-    index: HashMap<FlowKey, u32>,
+    index: FlowIndex,
     slots: Vec<Slot>,
     free: Vec<u32>,
     lists: [List; 3],
@@ -331,7 +425,7 @@ impl Flow {
         }
         self.closed = Some((how, now));
         self.drive(now, files, expect, sink, |cx, asm, analyzer, _| {
-            if let Some(asm) = asm.as_mut() {
+            if let Some(asm) = asm.made() {
                 for dir in [Dir::Orig, Dir::Resp] {
                     asm[dir.index()].close(budget, &mut |e| feed(analyzer, dir, e, &mut *cx));
                 }
@@ -351,12 +445,7 @@ impl Flow {
         files: &mut FileLayer,
         expect: &mut Expectations,
         sink: &mut dyn RecordSink,
-        f: impl FnOnce(
-            &mut Cx<'_>,
-            &mut Option<Box<[Assembler; 2]>>,
-            &mut Option<Box<dyn StreamAnalyzer>>,
-            &mut [bool; 2],
-        ) -> R,
+        f: impl FnOnce(&mut Cx<'_>, &mut Reassembly, &mut Option<Box<dyn StreamAnalyzer>>, &mut [bool; 2]) -> R,
     ) -> R {
         let Flow { key, cin, scope, provenance, descr, asm, analyzer, fin_acked, .. } = self;
         let mut gate = Gate::new(*scope, sink);
@@ -379,7 +468,7 @@ impl Flow {
     fn report_end(&mut self, sink: &mut dyn RecordSink) {
         let Some((reason, at)) = self.closed else { return };
         let mut gaps: [Vec<(u64, u64)>; 2] = Default::default();
-        if let Some(asm) = self.asm.take() {
+        if let Reassembly::On(asm) = std::mem::replace(&mut self.asm, Reassembly::None) {
             for dir in [Dir::Orig, Dir::Resp] {
                 gaps[dir.index()] = asm[dir.index()].gaps().to_vec();
                 self.counters.conflicts[dir.index()] = asm[dir.index()].conflicts();
@@ -414,7 +503,7 @@ impl FlowTable {
         FlowTable {
             cfg,
             analyzers,
-            index: HashMap::new(),
+            index: FlowIndex::default(),
             slots: Vec::new(),
             free: Vec::new(),
             lists: [List { head: NIL, tail: NIL }; 3],
@@ -482,7 +571,7 @@ impl FlowTable {
         self.unlink(i);
         let Some(mut flow) = self.slots.get_mut(i as usize).and_then(|s| s.flow.take()) else { return };
         flow.report_end(sink);
-        self.index.remove(&flow.key);
+        self.index.remove(&flow.key, i);
         self.free.push(i);
     }
 
@@ -510,6 +599,21 @@ impl FlowTable {
         self.close(i, how, now, files, sink);
         self.touch(i, LIST_CLOSED);
         self.sync_stats();
+    }
+
+    /// Makes flow `i`'s assemblers and analyzer if only SYNs came so far (see [`Reassembly`]).
+    /// An open TCP flow without an analyzer is one whose analyzer was not made yet (a refused
+    /// segment can make the assemblers alone).
+    fn make_reassembly(&mut self, i: u32) {
+        let FlowTable { slots, analyzers, cfg, .. } = self;
+        let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return };
+        if matches!(flow.asm, Reassembly::None) || flow.closed.is_some() {
+            return;
+        }
+        flow.asm.on(cfg.per_direction_buffer);
+        if flow.analyzer.is_none() {
+            flow.analyzer = Some(analyzers(&flow.descr));
+        }
     }
 
     fn sync_stats(&mut self) {
@@ -583,17 +687,15 @@ impl FlowTable {
         };
         let tcp = key.proto == 6;
         let udp = key.proto == 17;
-        let (asm, analyzer) = if tcp || udp {
-            let analyzer = match self.expect.claim(&key.liid, &descr, now) {
-                Some(a) => a,
-                None => (self.analyzers)(&descr),
-            };
-            let n = self.cfg.per_direction_buffer;
-            let asm = tcp.then(|| Box::new([Assembler::new(n), Assembler::new(n)]));
-            (asm, Some(analyzer))
-        } else {
-            (None, None)
+        // A connection an analyzer announced is claimed now; a TCP flow's own analyzer is made
+        // with its assemblers, at its first segment past the SYNs.
+        let claimed = if tcp || udp { self.expect.claim(&key.liid, &descr, now) } else { None };
+        let analyzer = match claimed {
+            Some(a) => Some(a),
+            None if udp => Some((self.analyzers)(&descr)),
+            None => None,
         };
+        let asm = if tcp { Reassembly::Syn([None; 2]) } else { Reassembly::None };
         let target = descr.target_side(&m.provenance);
         let flow = Flow {
             key: key.clone(),
@@ -631,7 +733,7 @@ impl FlowTable {
             }
         };
         self.link_front(i, if tcp { LIST_TCP } else { LIST_OTHER });
-        self.index.insert(key, i);
+        self.index.insert(&key, i, &self.slots);
         self.stats.created += 1;
         self.stats.active += 1;
         i
@@ -670,7 +772,7 @@ impl FlowTable {
 
         // Find the session, ending it first if it is over.
         let mut orig_hint = None;
-        let mut found = self.index.get(&key).copied();
+        let mut found = self.index.get(&key, &self.slots);
         if let Some(i) = found {
             let (closed, first_seen, orig) = match self.flow_mut(i) {
                 Some(f) => (f.closed.is_some(), f.first_seen, f.orig),
@@ -749,16 +851,28 @@ impl FlowTable {
             return;
         }
         let fin = flags & tcp_flags::FIN != 0;
+        if !syn || !d.payload.is_empty() || fin {
+            self.make_reassembly(i);
+        }
         let FlowTable { slots, budget, expect, .. } = self;
         let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return };
         if fin {
             flow.fin_seen[di] = true;
         }
-        let done = if flow.asm.is_none() {
+        if let Reassembly::Syn(syns) = &mut flow.asm {
+            // A bare SYN (or SYN-ACK): its sequence number is all there is to keep. The latest
+            // anchors the stream, as the assembler would (a new attempt replaces the old).
+            if let Some(s) = syns.get_mut(di) {
+                *s = Some(t.seq);
+            }
+            self.sync_stats();
+            return;
+        }
+        let done = if matches!(flow.asm, Reassembly::None) {
             flow.fin_seen[0] && flow.fin_seen[1]
         } else {
             flow.drive(now, files, expect, sink, |cx, asm, analyzer, fin_acked| {
-                let Some(asm) = asm.as_mut() else { return false };
+                let Some(asm) = asm.made() else { return false };
                 let mut emit = |e: Event<'_>| feed(analyzer, dir, e, &mut *cx);
                 let a = &mut asm[di];
                 if syn {
@@ -826,7 +940,7 @@ impl FlowTable {
     ) -> bool {
         let FlowTable { slots, budget, expect, cfg, .. } = self;
         let Some(flow) = slots.get_mut(i as usize).and_then(|s| s.flow.as_mut()) else { return false };
-        let new_attempt = syn && flow.asm.as_ref().and_then(|a| a.get(di)).is_some_and(|a| a.is_new_attempt(t.seq));
+        let new_attempt = syn && flow.asm.is_new_attempt(di, t.seq);
         if let (true, Some(trust)) = (new_attempt, flow.trust.get_mut(di)) {
             trust.new_attempt();
         }
@@ -845,8 +959,9 @@ impl FlowTable {
                 flow.counters.checksum_failed[di] += 1;
                 self.stats.checksum_refused += 1;
                 let dir = if di == 0 { Dir::Orig } else { Dir::Resp };
+                let limit = cfg.per_direction_buffer;
                 flow.drive(now, files, expect, sink, |cx, asm, analyzer, _| {
-                    if let Some(a) = asm.as_mut().and_then(|a| a.get_mut(di)) {
+                    if let Some(a) = asm.on(limit).and_then(|a| a.get_mut(di)) {
                         a.refused(t.seq, d.payload, syn, budget, &mut |e| feed(analyzer, dir, e, &mut *cx));
                     }
                 });

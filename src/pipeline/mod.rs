@@ -158,7 +158,7 @@ impl Pipeline {
         files.set_numbers(numbers.clone());
         let mut flows = FlowTable::new(
             flow,
-            Box::new(|d| match d.proto.as_str() {
+            Box::new(|d| match &*d.proto {
                 "udp" => crate::analyze::udp::analyzer(),
                 _ => Box::new(Detect::new()),
             }),

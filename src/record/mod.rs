@@ -184,7 +184,9 @@ pub struct TunnelDescr {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct FlowDescr {
     /// `tcp`, `udp`, `icmp`, `icmpv6` or the IP protocol number.
-    pub proto: String,
+    /// (A name spelled out once, not a string per flow: a million flows held are a million
+    /// descriptions.)
+    pub proto: std::borrow::Cow<'static, str>,
     pub orig: SocketAddr,
     pub resp: SocketAddr,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -194,13 +196,13 @@ pub struct FlowDescr {
 }
 
 impl FlowDescr {
-    pub fn proto_name(proto: u8) -> String {
+    pub fn proto_name(proto: u8) -> std::borrow::Cow<'static, str> {
         match proto {
             1 => "icmp".into(),
             6 => "tcp".into(),
             17 => "udp".into(),
             58 => "icmpv6".into(),
-            n => n.to_string(),
+            n => n.to_string().into(),
         }
     }
 
