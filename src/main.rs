@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 
 use tapir::capture::file::{CaptureFile, Merge};
 use tapir::decode::DecodeConfig;
-use tapir::deliver::case::CaseWriter;
 use tapir::deliver::manifest::{self, SigningKey};
+use tapir::deliver::outputs::Outputs;
 use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
@@ -373,7 +373,7 @@ fn replay(
         }
         None => None,
     };
-    let (give_up, mut delivery) = match delivery {
+    let (give_up, delivery) = match delivery {
         Some((g, d)) => (Some(g), Some(d)),
         None => (None, None),
     };
@@ -415,9 +415,10 @@ fn replay(
         Ok(p)
     };
     let mut engine = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
-    let case = CaseWriter::create(out).with_context(|| format!("creating case directory {}", out.display()))?;
-    // The case is written on its own thread, overlapping I/O with the pipeline.
-    let mut case = Threaded::spawn(case);
+    // The case, and delivery if asked for, each on a thread of its own, overlapping I/O with the
+    // pipeline: the outputs `tapir run` writes through too.
+    let mut outputs = Outputs::create(out)?;
+    outputs.deliver_to(delivery);
     // Images are copied under the case while they pass, and the copies removed once inspected.
     let intake = match inspect {
         Some(c) => Some(
@@ -461,10 +462,7 @@ fn replay(
     }
     let mut last_update = Instant::now();
     let mut frames_at_update = 0u64;
-    let mut sink = tapir::deliver::Both {
-        first: &mut case,
-        second: delivery.as_mut().map(|d| d as &mut dyn tapir::record::RecordSink),
-    };
+    let sink = &mut outputs;
     let mut interrupted = None;
     while let Some((idx, item)) = merge.next_frame() {
         let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
@@ -473,7 +471,7 @@ fn replay(
             break;
         }
         match item {
-            Ok(frame) => engine.frame(&frame, &mut recorder, &mut sink),
+            Ok(frame) => engine.frame(&frame, &mut recorder, sink),
             // The file's name only: the case goes to an LEA, the operator's paths need not.
             Err(d) => engine.damage(format!(
                 "{}: {d}",
@@ -495,15 +493,11 @@ fn replay(
         }
     }
     let last_ts = engine.now();
-    let Totals { summary, flows, .. } = engine.finish(&mut recorder, &mut sink);
+    let Totals { summary, flows, .. } = engine.finish(&mut recorder, sink);
     // The images still waiting are inspected before the case is closed: an interrupted run too
     // (SIGTERM twice exits at once).
-    let inspected = recorder.finish(&mut sink);
+    let inspected = recorder.finish(sink);
     bar.finish_and_clear();
-    let case = case.finish().map_err(|_| anyhow::anyhow!("the case writer thread panicked"))?;
-    let (totals, written) = case.finish().with_context(|| format!("writing case {}", out.display()))?;
-    tapir::deliver::case::write_damage(out, &summary.capture_damage)
-        .with_context(|| format!("writing damage.jsonl into {}", out.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let incomplete = interrupted.map(|sig| {
         format!(
@@ -512,10 +506,11 @@ fn replay(
             last_ts.to_rfc3339()
         )
     });
-    let signed = manifest::write_case(out, &key, &now, &written, incomplete.as_deref())?;
+    let closed = outputs.close(&summary.capture_damage, &key, &now, incomplete.as_deref())?;
+    let (totals, signed) = (closed.totals, closed.signed);
     // The case is signed first: however long the LEA takes, the evidence is finished. An
     // interrupted run does not wait for the LEA: the spool keeps the rest for the next run.
-    let delivered = match (delivery, &deliver) {
+    let delivered = match (closed.delivery, &deliver) {
         (Some(d), Some((spool, wait))) => {
             let d = d.finish().map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
             let stopped = stop.load(std::sync::atomic::Ordering::Relaxed) != 0;

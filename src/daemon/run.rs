@@ -16,9 +16,8 @@ use super::notify::{self, Notifier};
 use super::source::{Batch, LiveSource, ReplaySource, Source, BATCH_FRAMES};
 use crate::capture::live::RingConfig;
 use crate::decode::DecodeConfig;
-use crate::deliver::case::CaseWriter;
 use crate::deliver::handover::{parse_leas, Delivery};
-use crate::deliver::manifest::{self, SigningKey};
+use crate::deliver::manifest::SigningKey;
 use crate::deliver::threaded::Threaded;
 use crate::pipeline::{Engine, Pipeline, Recorder, Totals};
 use crate::record::{Record, RecordSink};
@@ -187,13 +186,19 @@ enum Input {
     Ended,
 }
 
-/// A running delivery, with the `[[lea]]` tables and routes it was started with.
-type Running = (Threaded<Delivery>, Vec<toml::Value>, Vec<(String, Option<String>)>);
+/// (LIID, LEA) of each warrant: what delivery routing depends on.
+type Routes = Vec<(String, Option<String>)>;
 
-/// The case writer and, when the warrants name LEAs, the ETSI delivery.
+/// A running delivery, with the `[[lea]]` tables and routes it was started with.
+type Running = (Threaded<Delivery>, Vec<toml::Value>, Routes);
+
+/// The run's outputs (the case and, when the warrants name LEAs, the ETSI delivery: the type
+/// `tapir replay` writes through too), with what the daemon keeps beside them.
 struct Outputs {
-    case: Threaded<CaseWriter>,
-    delivery: Option<Running>,
+    out: crate::deliver::outputs::Outputs,
+    /// The `[[lea]]` tables and routes the running delivery was started with (a reload
+    /// restarts it when they change).
+    delivery: Option<(Vec<toml::Value>, Routes)>,
     /// Where the running delivery publishes its state (for the metrics).
     status: DeliveryStatus,
     /// Shared with every delivery started (see `start_delivery`).
@@ -230,12 +235,21 @@ impl RecordSink for Outputs {
                 e.2 = e.2.max(ts);
             }
         }
-        match &mut self.delivery {
-            Some((d, _, _)) => {
-                let mut both = crate::deliver::Both { first: &mut self.case, second: Some(d) };
-                both.record(rec);
-            }
-            None => self.case.record(rec),
+        self.out.record(rec);
+    }
+}
+
+impl Outputs {
+    /// Delivers through `running` from now on; the delivery it replaces is finished, waiting
+    /// at most `wait` for its LEAs.
+    fn deliver_to(&mut self, running: Option<Running>, wait: Duration) {
+        let (d, kept) = match running {
+            Some((d, leas, routes)) => (Some(d), Some((leas, routes))),
+            None => (None, None),
+        };
+        self.delivery = kept;
+        if let Some(old) = self.out.deliver_to(d) {
+            finish_delivery(old, wait);
         }
     }
 }
@@ -254,7 +268,7 @@ impl std::io::Write for ByteCount {
 }
 
 /// (LIID, LEA) of each warrant: what delivery routing depends on.
-fn routes(w: &[Warrant]) -> Vec<(String, Option<String>)> {
+fn routes(w: &[Warrant]) -> Routes {
     let mut r: Vec<_> = w.iter().map(|w| (w.liid.to_string(), w.lea.clone())).collect();
     r.sort();
     r
@@ -555,18 +569,18 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         })
         .collect();
     let mut engine = Engine::start(pipelines).context("starting the pipeline workers")?;
-    let case = CaseWriter::create(&case_root).with_context(|| format!("creating case {}", case_root.display()))?;
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
     let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;
     let mut out = Outputs {
-        case: Threaded::spawn(case),
-        delivery,
+        out: crate::deliver::outputs::Outputs::create(&case_root)?,
+        delivery: None,
         status,
         give_up,
         intercepts: HashMap::new(),
         count_intercepts: x1.is_some(),
     };
+    out.deliver_to(delivery, Duration::ZERO);
     // Images targets upload are copied under the case while they pass, and the copies removed
     // once inspected, on a thread of its own: capture never waits for an inspection (none when
     // `inspect_time_limit_secs` is 0).
@@ -672,10 +686,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         if last_flush.elapsed() >= Duration::from_millis(100) {
             last_flush = Instant::now();
             engine.flush(&mut recorder, &mut out);
-            out.case.flush();
-            if let Some((d, _, _)) = &mut out.delivery {
-                d.flush();
-            }
+            out.out.flush();
         }
         if let Some(x) = &x1_running {
             if last_x1_stats.elapsed() >= Duration::from_secs(1) {
@@ -767,15 +778,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     if let Some(stats) = recorder.finish(&mut out) {
         tracing::info!(inspected = stats.inspected, refused = stats.refused, "image inspection");
     }
-    let Outputs { case, delivery, .. } = out;
-    let case = case.finish().map_err(|_| anyhow!("the case writer thread panicked"))?;
-    let (_totals, written) = case.finish().with_context(|| format!("writing case {}", case_root.display()))?;
-    crate::deliver::case::write_damage(&case_root, &summary.capture_damage)
-        .with_context(|| format!("writing damage.jsonl into {}", case_root.display()))?;
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let signed = manifest::write_case(&case_root, &key, &now, &written, None)?;
+    let closed = out.out.close(&summary.capture_damage, &key, &now, None)?;
+    let signed = closed.signed;
     // Signed before the wait for the LEA: the evidence does not depend on it.
-    if let Some((d, _, _)) = delivery {
+    if let Some(d) = closed.delivery {
         finish_delivery(d, wait);
     }
     let s = &summary;
@@ -823,13 +830,11 @@ fn reload(
     };
     tracing::info!(added = %added.join(","), removed = %removed.join(","), total = new.warrants.len(), "warrants reloaded");
     let delivery_changed = match &out.delivery {
-        Some((_, old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
+        Some((old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
         None => !leas.is_empty(),
     };
     if delivery_changed {
-        if let Some((d, _, _)) = out.delivery.take() {
-            finish_delivery(d, wait.min(Duration::from_secs(1)));
-        }
+        out.deliver_to(None, wait.min(Duration::from_secs(1)));
         // Restarted before the pipeline takes the new warrants, and routing the old ones too:
         // `set_warrants` emits the added warrants' HI1 activations and the removed ones' flow
         // ends and deactivations, and each must reach its LEA. The routes kept for the next
@@ -837,7 +842,7 @@ fn reload(
         let mut routed = new.clone();
         routed.warrants.extend(old.iter().filter(|o| !new.warrants.iter().any(|w| w.liid == o.liid)).cloned());
         match start_delivery(&routed, wfile, spool, &out.status, &out.give_up) {
-            Ok(d) => out.delivery = d.map(|(d, leas, _)| (d, leas, routes(&new.warrants))),
+            Ok(d) => out.deliver_to(d.map(|(d, leas, _)| (d, leas, routes(&new.warrants))), Duration::ZERO),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }

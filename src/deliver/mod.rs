@@ -12,6 +12,7 @@ pub mod case;
 pub mod etsi;
 pub mod handover;
 pub mod manifest;
+pub mod outputs;
 pub mod pcap;
 pub mod threaded;
 
