@@ -40,7 +40,7 @@ use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
 use crate::decode::{DecodeConfig, Decoder};
 use crate::flow::FlowStats;
-use crate::record::{Numbers, RecordSink, Records};
+use crate::record::{Numbers, Record, RecordSink, Records};
 use crate::select::{AssocEvent, Warrant};
 use crate::timestamp::Timestamp;
 
@@ -109,6 +109,9 @@ enum FromWorker {
         radius: Vec<AssocEvent>,
         batch: Batch,
     },
+    /// Part of what the end of input made (every flow ended): sent as it fills, so that a
+    /// million flows ending at once are never held all together.
+    Ending(Records),
     Done {
         records: Records,
         progress: Box<Progress>,
@@ -156,8 +159,28 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
             ToWorker::Finish => break,
         }
     }
-    p.finish(&mut out);
-    let _ = tx.send(FromWorker::Done { records: out, progress: progress(&p) });
+    let mut ending = Ending { out, tx: &tx };
+    p.finish(&mut ending);
+    let _ = tx.send(FromWorker::Done { records: ending.out, progress: progress(&p) });
+}
+
+/// Records per part of what a worker's end of input makes.
+const ENDING_PART: usize = 4096;
+
+/// A worker's sink at the end of input: sends its records on in parts of [`ENDING_PART`].
+struct Ending<'a> {
+    out: Records,
+    tx: &'a SyncSender<FromWorker>,
+}
+
+impl RecordSink for Ending<'_> {
+    fn record(&mut self, rec: Record<'_>) {
+        self.out.record(rec);
+        if self.out.len() >= ENDING_PART {
+            // The record stage gone (it panicked): the rest is dropped with it.
+            let _ = self.tx.send(FromWorker::Ending(std::mem::take(&mut self.out)));
+        }
+    }
 }
 
 struct Worker {
@@ -419,7 +442,7 @@ impl Sharded {
             }
         }
         self.merged += 1;
-        merge(&mut parts, recorder, sink);
+        merge(&mut parts, |_, _| false, recorder, sink);
         for (spare, mut r) in self.spare_records.iter_mut().zip(parts) {
             r.clear();
             spare.push(r);
@@ -432,23 +455,44 @@ impl Sharded {
     /// worker applies the same events).
     pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Totals {
         self.flush(recorder, sink);
-        let mut parts = Vec::new();
+        for w in &self.workers {
+            let _ = w.tx.send(ToWorker::Finish);
+        }
+        // Each worker's ending comes in parts, merged as they come: a part is asked for when
+        // the worker's last one is used up, until its `Done`.
+        let n = self.workers.len();
+        let mut parts: Vec<Records> = (0..n).map(|_| Records::default()).collect();
+        let mut done = vec![false; n];
+        let mut progresses: Vec<Option<Box<Progress>>> = (0..n).map(|_| None).collect();
+        let workers = &self.workers;
+        let refill = |i: usize, part: &mut Records| -> bool {
+            if done[i] {
+                return false;
+            }
+            match workers.get(i).map(|w| w.rx.recv()) {
+                Some(Ok(FromWorker::Ending(r))) => *part = r,
+                Some(Ok(FromWorker::Done { records, progress })) => {
+                    *part = records;
+                    progresses[i] = Some(progress);
+                    done[i] = true;
+                }
+                // An epoch's or a gone worker's: nothing more comes from it.
+                _ => done[i] = true,
+            }
+            true
+        };
+        merge(&mut parts, refill, recorder, sink);
         let mut summaries = Vec::new();
         let mut flows = FlowStats::default();
         let mut objects = 0;
-        for w in &mut self.workers {
-            let _ = w.tx.send(ToWorker::Finish);
-            match w.rx.recv() {
-                Ok(FromWorker::Done { records, progress }) => {
-                    parts.push(records);
-                    flows.add(&progress.flows);
-                    objects += progress.objects;
-                    summaries.push(progress.summary);
+        for (w, p) in self.workers.iter_mut().zip(progresses) {
+            match p {
+                Some(p) => {
+                    flows.add(&p.flows);
+                    objects += p.objects;
+                    summaries.push(p.summary);
                 }
-                _ => {
-                    parts.push(Records::default());
-                    summaries.push(Summary::default());
-                }
+                None => summaries.push(Summary::default()),
             }
             if let Some(h) = w.handle.take() {
                 if h.join().is_err() {
@@ -456,22 +500,38 @@ impl Sharded {
                 }
             }
         }
-        merge(&mut parts, recorder, sink);
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
         Totals { summary, flows, objects }
     }
 }
 
-/// The workers' records of one epoch, merged by capture time into the record stage.
-fn merge(parts: &mut [Records], recorder: &mut Recorder, sink: &mut dyn RecordSink) {
-    let mut cursors: Vec<_> = parts.iter_mut().map(Records::cursor).collect();
+/// The workers' records, merged by capture time into the record stage: an epoch's, or the
+/// end of input's in parts (`refill(i, part)` puts worker `i`'s next part in `part` when its
+/// last is used up, and says false when none comes any more).
+fn merge(
+    parts: &mut [Records],
+    mut refill: impl FnMut(usize, &mut Records) -> bool,
+    recorder: &mut Recorder,
+    sink: &mut dyn RecordSink,
+) {
     // A record without a time (object bytes) goes with the one before it.
-    let mut clock: Vec<Timestamp> = vec![Timestamp::MIN; cursors.len()];
+    let mut clock: Vec<Timestamp> = vec![Timestamp::MIN; parts.len()];
     loop {
         let mut best: Option<(Timestamp, usize)> = None;
-        for (i, c) in cursors.iter_mut().enumerate() {
-            let Some(ts) = c.peek() else { continue };
+        for (i, part) in parts.iter_mut().enumerate() {
+            let ts = loop {
+                match part.peek() {
+                    Some(ts) => break Some(ts),
+                    None => {
+                        part.clear();
+                        if !refill(i, part) {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some(ts) = ts else { continue };
             let ts = ts.unwrap_or(clock[i]);
             if best.is_none_or(|(b, _)| ts < b) {
                 best = Some((ts, i));
@@ -480,7 +540,7 @@ fn merge(parts: &mut [Records], recorder: &mut Recorder, sink: &mut dyn RecordSi
         let Some((ts, i)) = best else { return };
         clock[i] = ts;
         recorder.due(ts, sink);
-        if !cursors[i].replay_next(&mut recorder.sink(sink)) {
+        if !parts[i].replay_first(&mut recorder.sink(sink)) {
             return;
         }
     }

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use gate::Gate;
 pub use ids::{Cin, Liid, LiidError, Numbers};
-pub use owned::{Cursor, Records};
+pub use owned::Records;
 
 use crate::timestamp::Timestamp;
 

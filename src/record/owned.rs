@@ -7,6 +7,7 @@
 //! target cost two allocations on the pipeline thread and two frees on the output thread, and
 //! the two threads contended for the allocator's lock (a tenth of the run's time).
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use crate::record::{
@@ -136,7 +137,7 @@ impl Owned {
 /// A batch of owned records, in order, their bytes in one buffer.
 #[derive(Default)]
 pub struct Records {
-    list: Vec<Owned>,
+    list: VecDeque<Owned>,
     bytes: Vec<u8>,
 }
 
@@ -163,10 +164,22 @@ impl Records {
         self.bytes.clear();
     }
 
-    /// The records one at a time, each with the capture time it is about (see [`Cursor`]).
-    /// They leave the batch as they are taken; [`Records::clear`] then drops their bytes.
-    pub fn cursor(&mut self) -> Cursor<'_> {
-        Cursor { list: self.list.drain(..).peekable(), bytes: &self.bytes }
+    /// Whether a record is left, and the capture time of the first where it carries one
+    /// (object bytes and gaps do not: they belong to the time of the records around them).
+    pub fn peek(&self) -> Option<Option<Timestamp>> {
+        self.list.front().map(Owned::ts)
+    }
+
+    /// Hands the first record to `sink`; false when none was left. Its bytes stay in the
+    /// buffer until [`Records::clear`] (or [`Records::replay`]).
+    pub fn replay_first(&mut self, sink: &mut dyn RecordSink) -> bool {
+        match self.list.pop_front() {
+            Some(r) => {
+                r.replay(&self.bytes, sink);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Empties the batch, keeping its buffers.
@@ -179,31 +192,6 @@ impl Records {
 impl RecordSink for Records {
     fn record(&mut self, rec: Record<'_>) {
         let o = Owned::of(rec, &mut self.bytes);
-        self.list.push(o);
-    }
-}
-
-/// The records of a batch one at a time, for a merge by capture time.
-pub struct Cursor<'a> {
-    list: std::iter::Peekable<std::vec::Drain<'a, Owned>>,
-    bytes: &'a [u8],
-}
-
-impl Cursor<'_> {
-    /// Whether a record is left, and the capture time of the next where it carries one (object
-    /// bytes and gaps do not: they belong to the time of the records around them).
-    pub fn peek(&mut self) -> Option<Option<Timestamp>> {
-        self.list.peek().map(Owned::ts)
-    }
-
-    /// Hands the next record to `sink`; false when none was left.
-    pub fn replay_next(&mut self, sink: &mut dyn RecordSink) -> bool {
-        match self.list.next() {
-            Some(r) => {
-                r.replay(self.bytes, sink);
-                true
-            }
-            None => false,
-        }
+        self.list.push_back(o);
     }
 }
