@@ -6,6 +6,8 @@
 //! - [`pcap`]: a minimal pcap writer for CC.
 //! - [`etsi`]: TS 102 232 PS-PDU encoding (HI2/HI3) and its JSON decoder.
 //! - [`handover`]: the MDF: PS-PDUs per LEA through a durable spool to HI2/HI3 (TCP/TLS).
+//! - [`outputs`]: the case and delivery together, as `tapir replay` and `tapir run` write
+//!   through them; [`threaded`]: an output on a thread of its own.
 
 pub mod assemble;
 pub mod case;

@@ -576,9 +576,8 @@ pub struct ObjectRecord {
     #[serde(flatten)]
     pub meta: ObjectMeta,
     pub sha256: String,
-    /// MD5 and SHA-512 as well, because cloud image services record those for images. The file
-    /// layer computes the MD5 and leaves the SHA-512 `None`: the case writer computes it on its
-    /// own thread, so that the two costly digests run on two threads.
+    /// MD5 and SHA-512 where they serve: a disk image's both (cloud image services record
+    /// those), an S3 object's MD5 (its ETag); see the file layer's notes on digests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
