@@ -145,7 +145,8 @@ const ZEROS: [u8; 4096] = [0; 4096];
 /// The head by which an object's digests are decided: what the sniffer keeps of it.
 const HEAD: u64 = format::PREFIX_LEN as u64;
 
-/// What came past the head in the call that decided an object's digests.
+/// What came past the head in the call that decided an object's digests (and how a hole's
+/// zeros are hashed).
 enum Past<'a> {
     Bytes(&'a [u8]),
     /// A hole: zeros.
@@ -366,12 +367,7 @@ impl FileLayer {
             Some((s, l)) if *s + *l == at => *l += len,
             _ => o.gaps.push((at, len)),
         }
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(ZEROS.len() as u64) as usize;
-            Self::hash(o, &ZEROS[..n]);
-            left -= n as u64;
-        }
+        Past::Zeros(len).feed(|b| Self::hash(o, b));
         o.sniff.gap(at, len);
         sink.record(Record::ObjectGap { liid, id, offset: at, len });
         o.next = at + len;

@@ -449,10 +449,9 @@ impl Sharded {
         }
     }
 
-    /// End of input: the last epoch, every flow ended, the remaining records merged. The
-    /// workers' counters are added up, with the dispatch's damage.
-    /// The totals add up the workers' counters; association counters are worker 0's (every
-    /// worker applies the same events).
+    /// End of input: the last epoch, every flow ended, the remaining records merged. The totals
+    /// add up the workers' counters, with the dispatch's damage; association counters are
+    /// worker 0's (every worker applies the same events).
     pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Totals {
         self.flush(recorder, sink);
         for w in &self.workers {

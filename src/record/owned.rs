@@ -158,9 +158,7 @@ impl Records {
 
     /// Hands every record to `sink`, in order, and leaves the batch empty with its buffers.
     pub fn replay(&mut self, sink: &mut dyn RecordSink) {
-        for r in self.list.drain(..) {
-            r.replay(&self.bytes, sink);
-        }
+        while self.replay_first(sink) {}
         self.bytes.clear();
     }
 
