@@ -7,16 +7,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use tapir::capture::file::{CaptureFile, Merge};
-use tapir::decode::DecodeConfig;
+use tapir::daemon::config::{AssociationsConfig, CaptureConfig, Limits, Pace, PathsConfig, ReplayEnd};
+use tapir::daemon::run::ReplayRun;
+use tapir::daemon::{Config, RunReport};
 use tapir::deliver::manifest::{self, SigningKey};
-use tapir::deliver::outputs::Outputs;
-use tapir::deliver::threaded::Threaded;
 use tapir::flow::evidence::ChecksumValidation;
 use tapir::flow::FlowConfig;
-use tapir::pipeline::{Engine, Pipeline, Totals};
-use tapir::select::{load_events, load_warrants, EventFile};
-use tapir::timestamp::Timestamp;
 
 #[derive(Parser)]
 #[command(name = "tapir", version, about = "Lawful interception: select a warrant's traffic, rebuild it, deliver it")]
@@ -219,20 +215,15 @@ fn main() {
             max_flows,
         } => {
             let deliver = deliver.map(|d| (d, std::time::Duration::from_secs(deliver_wait)));
-            let inspect = (!no_inspect).then(|| {
-                let mut c = tapir::vmi::intake::IntakeConfig::new(out.join(".vmi-work"));
-                c.time_limit = std::time::Duration::from_secs(inspect_time_limit);
-                c.max_image_bytes = inspect_max_bytes;
-                // A replay waits rather than refuse: its case must not depend on the machine.
-                c.wait_when_full = true;
-                c
-            });
-            let flow = FlowConfig {
-                checksums: if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto },
-                content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio, every_digest },
+            let limits = Limits {
                 max_flows,
-                ..FlowConfig::default()
+                content: tapir::content::ContentLimits { max_decoded_bytes, max_decode_ratio, every_digest },
+                // 0: no inspection.
+                inspect_time_limit_secs: if no_inspect { 0 } else { inspect_time_limit.max(1) },
+                inspect_max_image_bytes: inspect_max_bytes,
+                ..Limits::default()
             };
+            let checksums = if checksums == "off" { ChecksumValidation::Off } else { ChecksumValidation::Auto };
             replay(
                 &captures,
                 &warrants,
@@ -241,8 +232,8 @@ fn main() {
                 signing_key.as_deref(),
                 quiet,
                 deliver,
-                flow,
-                inspect,
+                limits,
+                checksums,
                 workers,
             )
         }
@@ -341,6 +332,8 @@ fn lemf(
     Ok(())
 }
 
+/// `tapir replay`: the daemon's loop over capture files that end (`tapir run` with a replay
+/// source), with the case where the operator asked and a summary on standard output.
 #[allow(clippy::too_many_arguments)]
 fn replay(
     captures: &[PathBuf],
@@ -350,8 +343,8 @@ fn replay(
     signing_key: Option<&Path>,
     quiet: bool,
     deliver: Option<(PathBuf, std::time::Duration)>,
-    flow: FlowConfig,
-    inspect: Option<tapir::vmi::intake::IntakeConfig>,
+    limits: Limits,
+    checksums: ChecksumValidation,
     workers: usize,
 ) -> Result<()> {
     let workers = match workers {
@@ -359,76 +352,33 @@ fn replay(
         n => n,
     };
     let started = Instant::now();
-    let warrants_path = warrants;
-    let all = load_warrants(warrants)?;
-    let warrants = all.warrants;
-    let delivery = match &deliver {
-        Some((spool, _)) => {
-            let leas = tapir::deliver::handover::parse_leas(&all.lea, &warrants_path.display().to_string())?;
-            if leas.is_empty() {
-                bail!("--deliver: {} has no [[lea]]", warrants_path.display());
-            }
-            let d = tapir::deliver::handover::Delivery::start(leas, &warrants, spool)?;
-            Some((d.give_up_handle(), Threaded::spawn(d)))
-        }
-        None => None,
+    let config = Config {
+        file: warrants.to_path_buf(),
+        capture: CaptureConfig {
+            interfaces: Vec::new(),
+            backend: Default::default(),
+            workers: 1,
+            pipelines: workers,
+            ring: Default::default(),
+            promiscuous: false,
+            user: None,
+            replay: captures.to_vec(),
+            pace: Pace::Fast,
+            replay_end: ReplayEnd::Exit,
+            checksum_validation: checksums,
+        },
+        paths: PathsConfig {
+            warrants: warrants.to_path_buf(),
+            case_dir: out.to_path_buf(),
+            spool_dir: deliver.as_ref().map_or_else(|| out.to_path_buf(), |(spool, _)| spool.clone()),
+            signing_key: signing_key.map(Path::to_path_buf),
+        },
+        associations: AssociationsConfig { events: associations.map(Path::to_path_buf), ..Default::default() },
+        metrics: None,
+        x1: None,
+        limits: Limits { deliver_wait_secs: deliver.as_ref().map_or(0, |(_, w)| w.as_secs()), ..limits },
     };
-    let (give_up, delivery) = match delivery {
-        Some((g, d)) => (Some(g), Some(d)),
-        None => (None, None),
-    };
-    // An associations file in time order (what a control plane's log is) is applied as it is
-    // read (by each worker, from its own reader); one out of order has to be loaded whole and
-    // sorted.
-    let (events, feed) = match associations {
-        Some(p) => {
-            let file = EventFile::open(p)?;
-            if file.in_time_order() {
-                (Vec::new(), Some(file))
-            } else {
-                eprintln!(
-                    "tapir: {}: lines not in time order: all {} events are loaded and sorted first",
-                    p.display(),
-                    file.events()
-                );
-                (load_events(p)?, None)
-            }
-        }
-        None => (Vec::new(), None),
-    };
-    let key = match signing_key {
-        Some(p) => SigningKey::load(p)?,
-        None => SigningKey::ephemeral(),
-    };
-    let files = captures.iter().map(|p| CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
-    let total: u64 = files.iter().map(|f| f.size()).sum();
-    let liids: Vec<_> = warrants.iter().map(|w| w.liid.clone()).collect();
-
-    let content_limits = flow.content;
-    let make = |_: usize| -> Result<Pipeline> {
-        let mut p = Pipeline::new(warrants.clone(), events.clone(), DecodeConfig::default(), flow.share(workers));
-        // A replay never reloads its warrants: applied events need not be held for that.
-        p.keep_applied_events(false);
-        if let Some(f) = &feed {
-            p.set_event_feed(Box::new(f.stream()?));
-        }
-        Ok(p)
-    };
-    let mut engine = Engine::start((0..workers).map(make).collect::<Result<Vec<_>>>()?)?;
-    // The case, and delivery if asked for, each on a thread of its own, overlapping I/O with the
-    // pipeline: the outputs `tapir run` writes through too.
-    let mut outputs = Outputs::create(out)?;
-    outputs.deliver_to(delivery);
-    // Images are copied under the case while they pass, and the copies removed once inspected.
-    let intake = match inspect {
-        Some(c) => Some(
-            tapir::vmi::intake::Intake::start(c)
-                .with_context(|| format!("starting image inspection in {}", out.display()))?,
-        ),
-        None => None,
-    };
-    let mut recorder = engine.recorder(&warrants, content_limits, intake);
-
+    let total: u64 = captures.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -439,148 +389,25 @@ fn replay(
         );
         b
     };
-    let mut merge = Merge::new(files.iter().map(|f| f.frames()).collect());
-    // SIGINT or SIGTERM: stop reading, and finish and sign what was read, marked incomplete.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
-    {
-        let stop = stop.clone();
-        tapir::daemon::spawn_signals(move |s| {
-            if s == tapir::daemon::Signal::Hup {
-                return true;
-            }
-            // A replay waiting on a full spool stops waiting: what is left is refused, with alarms.
-            if let Some(g) = &give_up {
-                g.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            if stop.swap(s.number(), std::sync::atomic::Ordering::Relaxed) != 0 {
-                // Asked twice: the operator does not want to wait for the case to be finished.
-                eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
-                std::process::exit(128 + s.number());
-            }
-            true
-        })?;
-    }
-    let mut last_update = Instant::now();
-    let mut frames_at_update = 0u64;
-    let sink = &mut outputs;
-    let mut interrupted = None;
-    while let Some((idx, item)) = merge.next_frame() {
-        let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
-        if sig != 0 {
-            interrupted = Some(sig);
-            break;
-        }
-        match item {
-            Ok(frame) => engine.frame(&frame, &mut recorder, sink),
-            // The file's name only: the case goes to an LEA, the operator's paths need not.
-            Err(d) => engine.damage(format!(
-                "{}: {d}",
-                captures[idx]
-                    .file_name()
-                    .map_or_else(|| captures[idx].display().to_string(), |n| n.to_string_lossy().into_owned())
-            )),
-        }
-        let frames = engine.frames();
-        if frames & 0xffff == 0 && !bar.is_hidden() {
-            let el = last_update.elapsed().as_secs_f64();
-            if el > 0.2 {
-                let rate = (frames - frames_at_update) as f64 / el;
-                bar.set_message(format!("{:.0} packets/s", rate));
-                bar.set_position(merge.position());
-                last_update = Instant::now();
-                frames_at_update = frames;
-            }
-        }
-    }
-    let last_ts = engine.now();
-    let Totals { summary, flows, .. } = engine.finish(&mut recorder, sink);
-    // The images still waiting are inspected before the case is closed: an interrupted run too
-    // (SIGTERM twice exits at once).
-    let inspected = recorder.finish(sink);
-    bar.finish_and_clear();
-    let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let incomplete = interrupted.map(|sig| {
-        format!(
-            "interrupted by signal {sig} after {} packets (capture time {}): the rest of the input was not read",
-            summary.frames,
-            last_ts.to_rfc3339()
-        )
+    let progress = (!bar.is_hidden()).then(|| {
+        let bar = bar.clone();
+        let mut last = (Instant::now(), 0u64);
+        Box::new(move |frames: u64, position: u64, _total: u64| {
+            let el = last.0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.0} packets/s", (frames - last.1.min(frames)) as f64 / el));
+            bar.set_position(position);
+            last = (Instant::now(), frames);
+        }) as tapir::daemon::run::Progress
     });
-    let closed = outputs.close(&summary.capture_damage, &key, &now, incomplete.as_deref())?;
-    let (totals, signed) = (closed.totals, closed.signed);
-    // The case is signed first: however long the LEA takes, the evidence is finished. An
-    // interrupted run does not wait for the LEA: the spool keeps the rest for the next run.
-    let delivered = match (closed.delivery, &deliver) {
-        (Some(d), Some((spool, wait))) => {
-            let d = d.finish().map_err(|_| anyhow::anyhow!("the delivery thread panicked"))?;
-            let stopped = stop.load(std::sync::atomic::Ordering::Relaxed) != 0;
-            let wait = if stopped { std::time::Duration::ZERO } else { *wait };
-            Some((d.finish(wait), spool.clone()))
-        }
-        _ => None,
+    let hooks = tapir::daemon::Hooks {
+        replay: Some(ReplayRun { case: out.to_path_buf(), deliver: deliver.is_some(), progress }),
+        ..Default::default()
     };
-    // The closing summary.
-    let s = &summary;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    println!("replayed {} capture file(s): {} packets, {} bytes", captures.len(), s.frames, s.bytes);
-    println!("elapsed {:.3} s: {:.0} packets/s, {:.1} MB/s", secs, s.frames as f64 / secs, s.bytes as f64 / secs / 1e6);
-    println!("matched {} packets", s.matched_frames);
-    for liid in &liids {
-        let t = totals.get(liid).cloned().unwrap_or_default();
-        println!(
-            "  {liid}: {} packets, {} IRI records, {} CC frames, {} objects",
-            s.matched.get(liid).copied().unwrap_or(0),
-            t.iri,
-            t.cc,
-            t.objects
-        );
-    }
-    if let Some(st) = &inspected {
-        println!(
-            "images: {} inspected, {} refused (too large, unreadable or queue full); spool peak {} bytes; slowest {:.2} s from an image's end to its findings",
-            st.inspected, st.refused, st.spool_peak, st.slowest_seconds
-        );
-    }
-    let fs = &flows;
-    let e = &fs.ended;
-    println!(
-        "flows: {} sessions (ended: {} fin, {} rst, {} idle, {} absolute, {} window end, {} evicted, {} at end of input)",
-        fs.created, e.fin, e.rst, e.idle_timeout, e.absolute_timeout, e.window_end, e.evicted, e.shutdown
-    );
-    println!(
-        "tcp reassembly: {} gaps ({} bytes), {} overlap conflicts, {} memory-bound flushes, peak buffered {} bytes",
-        fs.tcp.gaps, fs.tcp.gap_bytes, fs.tcp.overlap_conflicts, fs.tcp.bound_flushes, fs.tcp.buffered_peak
-    );
-    println!(
-        "tcp evidence: {} segments refused (checksum failed), {} taken unverified (offload, coalesced, snapped), {} retransmitted bytes not compared",
-        fs.checksum_refused, fs.unverified, fs.tcp.uncompared_bytes
-    );
-    if s.decode_errors.is_empty() {
-        println!("decode errors: none");
-    } else {
-        let parts: Vec<String> = s.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("decode errors: {}", parts.join(", "));
-    }
-    println!(
-        "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten, {} dropped over the cap)",
-        s.association_events, s.radius_events, s.association_events_forgotten, s.association_events_dropped
-    );
-    if s.capture_damage.is_empty() {
-        println!("capture damage: none");
-    } else {
-        println!("capture damage: {} region(s)", s.capture_damage.len());
-        for d in &s.capture_damage {
-            println!("  {}", d.what);
-        }
-    }
-    println!(
-        "case {}: {} files signed ({}key {})",
-        out.display(),
-        signed,
-        if key.ephemeral { "ephemeral " } else { "" },
-        key.public_hex()
-    );
-    if let Some((rep, spool)) = delivered {
+    let report = tapir::daemon::run(&config, hooks)?;
+    bar.finish_and_clear();
+    print_summary(captures.len(), &report, started.elapsed().as_secs_f64());
+
+    if let (Some(rep), Some((spool, _))) = (&report.delivery, &deliver) {
         for l in &rep.leas {
             println!(
                 "LEA {}: HI2 {} of {} PDUs sent, HI3 {} of {} sent{}",
@@ -612,15 +439,14 @@ fn replay(
         } else {
             None
         };
-        match (failed, stop.load(std::sync::atomic::Ordering::Relaxed)) {
-            (Some(e), 0) => return Err(e),
-            (Some(e), _) => eprintln!("tapir: {e:#}"),
+        match (failed, report.signal) {
+            (Some(e), None) => return Err(e),
+            (Some(e), Some(_)) => eprintln!("tapir: {e:#}"),
             (None, _) => {}
         }
     }
-    let sig = stop.load(std::sync::atomic::Ordering::Relaxed);
-    if sig != 0 {
-        match &incomplete {
+    if let Some(sig) = report.signal {
+        match &report.incomplete {
             Some(why) => eprintln!("tapir: case {} is signed and marked incomplete: {why}", out.display()),
             // The signal came after the input was read, while delivering: the case is whole.
             None => eprintln!("tapir: case {} is signed and complete; delivery was interrupted", out.display()),
@@ -629,6 +455,70 @@ fn replay(
         std::process::exit(128 + sig);
     }
     Ok(())
+}
+
+/// The closing summary of a replay: what was read, matched, rebuilt, signed.
+fn print_summary(files: usize, report: &RunReport, secs: f64) {
+    let s = &report.totals.summary;
+    let secs = secs.max(1e-9);
+    println!("replayed {files} capture file(s): {} packets, {} bytes", s.frames, s.bytes);
+    println!("elapsed {:.3} s: {:.0} packets/s, {:.1} MB/s", secs, s.frames as f64 / secs, s.bytes as f64 / secs / 1e6);
+    println!("matched {} packets", s.matched_frames);
+    for liid in &report.liids {
+        let t = report.cases.get(liid).cloned().unwrap_or_default();
+        println!(
+            "  {liid}: {} packets, {} IRI records, {} CC frames, {} objects",
+            s.matched.get(liid).copied().unwrap_or(0),
+            t.iri,
+            t.cc,
+            t.objects
+        );
+    }
+    if let Some(st) = &report.inspected {
+        println!(
+            "images: {} inspected, {} refused (too large, unreadable or queue full); spool peak {} bytes; slowest {:.2} s from an image's end to its findings",
+            st.inspected, st.refused, st.spool_peak, st.slowest_seconds
+        );
+    }
+    let fs = &report.totals.flows;
+    let e = &fs.ended;
+    println!(
+        "flows: {} sessions (ended: {} fin, {} rst, {} idle, {} absolute, {} window end, {} evicted, {} at end of input)",
+        fs.created, e.fin, e.rst, e.idle_timeout, e.absolute_timeout, e.window_end, e.evicted, e.shutdown
+    );
+    println!(
+        "tcp reassembly: {} gaps ({} bytes), {} overlap conflicts, {} memory-bound flushes, peak buffered {} bytes",
+        fs.tcp.gaps, fs.tcp.gap_bytes, fs.tcp.overlap_conflicts, fs.tcp.bound_flushes, fs.tcp.buffered_peak
+    );
+    println!(
+        "tcp evidence: {} segments refused (checksum failed), {} taken unverified (offload, coalesced, snapped), {} retransmitted bytes not compared",
+        fs.checksum_refused, fs.unverified, fs.tcp.uncompared_bytes
+    );
+    if s.decode_errors.is_empty() {
+        println!("decode errors: none");
+    } else {
+        let parts: Vec<String> = s.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("decode errors: {}", parts.join(", "));
+    }
+    println!(
+        "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten, {} dropped over the cap)",
+        s.association_events, s.radius_events, s.association_events_forgotten, s.association_events_dropped
+    );
+    if s.capture_damage.is_empty() {
+        println!("capture damage: none");
+    } else {
+        println!("capture damage: {} region(s)", s.capture_damage.len());
+        for d in &s.capture_damage {
+            println!("  {}", d.what);
+        }
+    }
+    let (public, ephemeral) = &report.signer;
+    println!(
+        "case {}: {} files signed ({}key {public})",
+        report.case.display(),
+        report.files_signed,
+        if *ephemeral { "ephemeral " } else { "" },
+    );
 }
 
 fn decode(input: &Path) -> Result<()> {

@@ -232,6 +232,25 @@ fn read_token(path: &std::path::Path) -> Result<String> {
 }
 
 impl Feeds {
+    /// None of them: no journal, no listener (`tapir replay`, whose case must depend on its
+    /// input alone).
+    pub fn none(delivery: DeliveryStatus) -> Feeds {
+        Feeds {
+            registry: None,
+            updater: None,
+            assoc_rx: None,
+            journal_tx: None,
+            journal_thread: None,
+            shutdown: None,
+            runtime: None,
+            journal_path: PathBuf::new(),
+            dropped_seen: 0,
+            delivery,
+            kernel: KernelDrops::default(),
+            metrics_addr: None,
+        }
+    }
+
     /// Replays the journal into `pipeline`, opens it for appending, binds the metrics endpoint
     /// and the feed (per `config`) and starts serving them. Errors here stop the daemon before
     /// `READY=1`.

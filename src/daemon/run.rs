@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,13 +15,14 @@ use super::feeds::{self, DeliveryStatus, DropsSlot, Feeds};
 use super::notify::{self, Notifier};
 use super::source::{Batch, LiveSource, ReplaySource, Source, BATCH_FRAMES};
 use crate::capture::live::RingConfig;
+use crate::capture::{CaptureFile, Merge};
 use crate::decode::DecodeConfig;
-use crate::deliver::handover::{parse_leas, Delivery};
+use crate::deliver::handover::{parse_leas, Delivery, DeliveryReport};
 use crate::deliver::manifest::SigningKey;
 use crate::deliver::threaded::Threaded;
 use crate::pipeline::{Engine, Pipeline, Recorder, Totals};
 use crate::record::{Record, RecordSink};
-use crate::select::{load_events, load_warrants, AssocEvent, Liid, Warrant, Warrants};
+use crate::select::{load_events, load_warrants, AssocEvent, EventFile, Liid, Warrant, Warrants};
 use crate::timestamp::Timestamp;
 
 /// How much longer than the ring's block timeout a live source must be quiet after a stop
@@ -96,13 +97,31 @@ pub struct Hooks {
     pub control: (Sender<Control>, Receiver<Control>),
     /// Install SIGHUP/SIGTERM/SIGINT handlers that feed `control` (off in in-process tests).
     pub signals: bool,
+    /// `tapir replay`: this loop over capture files that end (see [`ReplayRun`]).
+    pub replay: Option<ReplayRun>,
 }
 
 impl Default for Hooks {
     fn default() -> Self {
-        Hooks { sources: None, warrants: None, assoc_rx: None, control: channel(), signals: true }
+        Hooks { sources: None, warrants: None, assoc_rx: None, control: channel(), signals: true, replay: None }
     }
 }
+
+/// How `tapir replay` differs from the daemon it runs: the same loop, outputs and stop, over
+/// the files of `[capture] replay` read to their end, and nothing carried from one run to the
+/// next (no association journal, no reload), so that the same input makes the same case.
+pub struct ReplayRun {
+    /// The case directory itself (the daemon makes a fresh one under `[paths] case_dir`).
+    pub case: PathBuf,
+    /// Deliver to the warrants' LEAs, spooled in `[paths] spool_dir`; off: the case only.
+    pub deliver: bool,
+    /// Called about every 0.2 s while the files are read, with (packets read, bytes read,
+    /// bytes in all files): a progress bar.
+    pub progress: Option<Progress>,
+}
+
+/// See [`ReplayRun::progress`].
+pub type Progress = Box<dyn FnMut(u64, u64, u64) + Send>;
 
 /// One [`LiveSource`] per worker: every worker opens a ring on every interface, and the rings of
 /// one interface share a fanout group (PACKET_FANOUT_HASH), so both directions of a flow reach
@@ -168,8 +187,7 @@ fn drop_privileges(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// What a run did, for the closing log line and for tests.
-#[derive(Debug, Clone)]
+/// What a run did, for the closing log line, `tapir replay`'s summary and tests.
 pub struct RunReport {
     pub case: PathBuf,
     pub frames: u64,
@@ -177,6 +195,22 @@ pub struct RunReport {
     pub dropped: u64,
     pub reloads: u64,
     pub files_signed: usize,
+    /// The pipeline's counters at the end.
+    pub totals: Totals,
+    /// The LIIDs of the warrants in force at the end, in the order they were given.
+    pub liids: Vec<Liid>,
+    /// What each LIID's case holds.
+    pub cases: HashMap<Liid, crate::deliver::case::CaseTotals>,
+    /// Image inspection, when it ran.
+    pub inspected: Option<crate::vmi::intake::IntakeStats>,
+    /// Delivery as it stood when the run stopped waiting for the LEAs.
+    pub delivery: Option<crate::deliver::handover::DeliveryReport>,
+    /// Why the case is marked incomplete: a replay stopped before the end of its files.
+    pub incomplete: Option<String>,
+    /// The signal that stopped the run, if one did.
+    pub signal: Option<i32>,
+    /// The manifest signer's public key (hex), and whether the key was made for this run only.
+    pub signer: (String, bool),
 }
 
 enum Input {
@@ -249,7 +283,7 @@ impl Outputs {
         };
         self.delivery = kept;
         if let Some(old) = self.out.deliver_to(d) {
-            finish_delivery(old, wait);
+            let _ = finish_delivery(old, wait);
         }
     }
 }
@@ -292,7 +326,8 @@ fn start_delivery(
     Ok(Some((d, all.lea.clone(), routes(&all.warrants))))
 }
 
-fn finish_delivery(d: Threaded<Delivery>, wait: Duration) {
+/// Finishes `d`, waiting at most `wait` for its LEAs; `None` if its thread panicked.
+fn finish_delivery(d: Threaded<Delivery>, wait: Duration) -> Option<DeliveryReport> {
     match d.finish() {
         Ok(d) => {
             let rep = d.finish(wait);
@@ -306,8 +341,12 @@ fn finish_delivery(d: Threaded<Delivery>, wait: Duration) {
                     "delivery stopped"
                 );
             }
+            Some(rep)
         }
-        Err(_) => tracing::error!("the delivery thread panicked"),
+        Err(_) => {
+            tracing::error!("the delivery thread panicked");
+            None
+        }
     }
 }
 
@@ -499,9 +538,79 @@ fn liids(w: &[Warrant]) -> String {
     w.iter().map(|w| w.liid.as_ref()).collect::<Vec<_>>().join(",")
 }
 
+/// Capture files read on the pipeline thread itself (a fast replay): each frame goes to the
+/// pipeline where it lies in the file's window, with no copy and no thread in between.
+struct FileInput {
+    merge: Merge,
+    /// File names for damage lines: the case goes to an LEA, the operator's paths need not.
+    names: Vec<String>,
+    total: u64,
+    done: bool,
+    last_progress: Instant,
+}
+
+/// Frames taken from a [`FileInput`] between two looks at the loop's orders and timers.
+const FILE_FRAMES: usize = 1024;
+
+impl FileInput {
+    fn open(paths: &[PathBuf]) -> Result<FileInput> {
+        let files = paths.iter().map(|p| CaptureFile::open(p)).collect::<Result<Vec<_>, _>>()?;
+        let names = paths
+            .iter()
+            .map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
+            .collect();
+        Ok(FileInput {
+            total: files.iter().map(|f| f.size()).sum(),
+            merge: Merge::new(files.iter().map(|f| f.frames()).collect()),
+            names,
+            done: false,
+            last_progress: Instant::now(),
+        })
+    }
+
+    /// Up to [`FILE_FRAMES`] frames into the pipeline; [`Input::Ended`] after the last.
+    fn read(&mut self, engine: &mut Engine, recorder: &mut Recorder, out: &mut Outputs) -> Option<Input> {
+        for _ in 0..FILE_FRAMES {
+            match self.merge.next_frame() {
+                Some((_, Ok(frame))) => engine.frame(&frame, recorder, out),
+                Some((idx, Err(d))) => {
+                    let d = format!("{}: {d}", self.names.get(idx).map_or("", String::as_str));
+                    tracing::warn!(damage = %d, "capture damage");
+                    engine.damage(d);
+                }
+                None => {
+                    self.done = true;
+                    return Some(Input::Ended);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The associations file: applied as it is read (by each worker, from its own reader) when it
+/// is in time order, as a control plane's log is; one out of order is loaded whole and sorted.
+fn open_events(path: Option<&Path>) -> Result<(Vec<AssocEvent>, Option<EventFile>)> {
+    let Some(p) = path else { return Ok((Vec::new(), None)) };
+    let file = EventFile::open(p)?;
+    if file.in_time_order() {
+        return Ok((Vec::new(), Some(file)));
+    }
+    eprintln!(
+        "tapir: {}: lines not in time order: all {} events are loaded and sorted first",
+        p.display(),
+        file.events()
+    );
+    Ok((load_events(p)?, None))
+}
+
 /// Runs the daemon until a stop order (or the end of a replay with `replay_end = "exit"`).
+/// `tapir replay` is this loop too, with [`Hooks::replay`].
 pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
-    let notifier = Notifier::from_env();
+    let mut replay = hooks.replay.take();
+    let replaying = replay.is_some();
+    // `tapir replay` is a command, not a service: it says nothing to systemd.
+    let notifier = if replaying { None } else { Notifier::from_env() };
     let say = |s: &str| {
         if let Some(n) = &notifier {
             if let Err(e) = n.notify(s) {
@@ -518,24 +627,35 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         .take()
         .or_else(|| x1.as_ref().map(|x| x.provider()))
         .unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
-    let all = provider.load().map_err(|e| anyhow!("loading warrants: {}", redacted(&e, &provider.describe())))?;
-    let events = match &config.associations.events {
-        Some(p) => load_events(p)?,
-        None => Vec::new(),
+    let all = match provider.load() {
+        Ok(w) => w,
+        // The operator's own command: the whole message, where a log gets it redacted.
+        Err(e) if replaying => return Err(e),
+        Err(e) => bail!("loading warrants: {}", redacted(&e, &provider.describe())),
     };
+    let (events, event_file) = open_events(config.associations.events.as_deref())?;
     let key = match &config.paths.signing_key {
         Some(p) => SigningKey::load(p)?,
         None => SigningKey::ephemeral(),
     };
+    // A fast replay's files are read on this thread; a paced one, and live rings, on capture
+    // threads of their own.
+    let mut files = None;
+    // Capture files end; a case cut short of their end is marked incomplete.
+    let finite = hooks.sources.is_none() && !config.capture.replay.is_empty();
     let sources = match hooks.sources.take() {
         Some(s) => s,
+        None if !config.capture.replay.is_empty() && config.capture.pace == Pace::Fast => {
+            files = Some(FileInput::open(&config.capture.replay)?);
+            Vec::new()
+        }
         None if !config.capture.replay.is_empty() => {
             let src = ReplaySource::open(&config.capture.replay, config.capture.pace == Pace::Realtime)?;
             vec![Box::new(src) as Box<dyn Source>]
         }
         None => live_sources(config)?,
     };
-    if sources.is_empty() {
+    if sources.is_empty() && files.is_none() {
         bail!("no capture source");
     }
     if !config.capture.interfaces.is_empty() {
@@ -543,21 +663,32 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
     // Set by a stop signal: a delivery waiting on a full spool gives up (see `Delivery`).
     let give_up = Arc::new(AtomicBool::new(false));
+    // The first stop signal's number.
+    let signalled = Arc::new(AtomicI32::new(0));
     // Threads only from here on: capabilities are per thread, and none may keep them.
     if hooks.signals {
         let tx = control_tx.clone();
-        let give_up = give_up.clone();
+        let (give_up, signalled) = (give_up.clone(), signalled.clone());
         spawn_signals(move |s| {
             if s == Signal::Hup {
-                return tx.send(Control::Reload).is_ok();
+                // A replay's warrants are those it started with.
+                return replaying || tx.send(Control::Reload).is_ok();
             }
             // A pipeline waiting on a full spool must see the stop: delivery stops waiting.
             give_up.store(true, Ordering::Relaxed);
+            if signalled.swap(s.number(), Ordering::Relaxed) != 0 {
+                // Asked twice: the operator does not want to wait for the case to be finished.
+                eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
+                std::process::exit(128 + s.number());
+            }
             tx.send(Control::Stop).is_ok()
         })?;
     }
 
-    let case_root = new_case_dir(&config.paths.case_dir)?;
+    let case_root = match &replay {
+        Some(r) => r.case.clone(),
+        None => new_case_dir(&config.paths.case_dir)?,
+    };
     let flow_config =
         crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
     let content_limits = flow_config.content;
@@ -565,13 +696,26 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let pipelines = (0..config.capture.pipelines)
         .map(|_| {
             let share = flow_config.share(config.capture.pipelines);
-            Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share)
+            let mut p = Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share);
+            // Applied events are kept for a reload to apply again; a replay never reloads.
+            p.keep_applied_events(!replaying);
+            if let Some(f) = &event_file {
+                p.set_event_feed(Box::new(f.stream()?));
+            }
+            Ok(p)
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let mut engine = Engine::start(pipelines).context("starting the pipeline workers")?;
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
-    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;
+    let delivery = match &replay {
+        Some(r) if !r.deliver => None,
+        Some(_) => match start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)? {
+            Some(d) => Some(d),
+            None => bail!("--deliver: {wfile} has no [[lea]]"),
+        },
+        None => start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?,
+    };
     let mut out = Outputs {
         out: crate::deliver::outputs::Outputs::create(&case_root)?,
         delivery: None,
@@ -588,6 +732,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
         c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
         c.max_image_bytes = config.limits.inspect_max_image_bytes;
+        // A fast replay waits rather than refuse: its case must not depend on the machine.
+        c.wait_when_full = files.is_some();
         Some(
             crate::vmi::intake::Intake::start(c)
                 .with_context(|| format!("starting image inspection in {}", case_root.display()))?,
@@ -597,8 +743,13 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     };
     let mut recorder = engine.recorder(&all.warrants, content_limits, intake);
 
-    // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1.
-    let mut feeds = Feeds::start(config, &mut engine, out.status.clone())?;
+    // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1. A
+    // replay keeps no association journal: nothing of one run may leak into the next.
+    let mut feeds = if replaying {
+        Feeds::none(out.status.clone())
+    } else {
+        Feeds::start(config, &mut engine, out.status.clone())?
+    };
     let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
     let mut last_x1_stats = Instant::now();
     let mut last_flush = Instant::now();
@@ -607,7 +758,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     // One recycle queue per capture thread: a batch goes back to the thread that filled it.
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
-    let n_sources = sources.len();
+    let n_sources = sources.len() + usize::from(files.is_some());
     // Quiet for longer than the ring's block timeout: the kernel has handed over its last block.
     let stop_quiet = Duration::from_millis(u64::from(config.capture.ring.block_timeout_ms)) + STOP_QUIET_MARGIN;
     let mut captures = Vec::new();
@@ -639,7 +790,20 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let mut stopping = false;
     let wait = Duration::from_secs(config.limits.deliver_wait_secs);
     loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
+        let next = match files.as_mut().filter(|f| !f.done) {
+            Some(f) => {
+                let next = f.read(&mut engine, &mut recorder, &mut out);
+                if let Some(p) = replay.as_mut().and_then(|r| r.progress.as_mut()) {
+                    if f.last_progress.elapsed() >= Duration::from_millis(200) {
+                        f.last_progress = Instant::now();
+                        p(engine.frames(), f.merge.position(), f.total);
+                    }
+                }
+                next.ok_or(RecvTimeoutError::Timeout)
+            }
+            None => rx.recv_timeout(Duration::from_millis(50)),
+        };
+        match next {
             Ok(Input::Frames(b)) => {
                 for f in b.frames() {
                     engine.frame(&f, &mut recorder, &mut out);
@@ -680,10 +844,15 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             }
         }
         feeds.poll(&mut engine, out.delivery.is_some());
-        recorder.poll(&mut out);
+        // Files read as fast as they go follow packet time alone: neither the workers' epochs
+        // nor the inspections' findings may land where the wall clock put them, or the same
+        // capture would make another case on another run (both are taken at the end).
+        if files.is_none() {
+            recorder.poll(&mut out);
+        }
         // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
         // is near real time even for a target that sends little.
-        if last_flush.elapsed() >= Duration::from_millis(100) {
+        if files.is_none() && last_flush.elapsed() >= Duration::from_millis(100) {
             last_flush = Instant::now();
             engine.flush(&mut recorder, &mut out);
             out.out.flush();
@@ -768,24 +937,43 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             tracing::error!("a capture thread panicked");
         }
     }
+    // Files not read to their end: the case says what it lacks.
+    let sig = signalled.load(Ordering::Relaxed);
+    let last_ts = engine.now();
+    let incomplete = (finite && ended < n_sources).then(|| {
+        let by = if sig != 0 { format!("interrupted by signal {sig}") } else { "stopped".to_string() };
+        format!(
+            "{by} after {} packets (capture time {}): the rest of the input was not read",
+            engine.frames(),
+            last_ts.to_rfc3339()
+        )
+    });
 
     // Every worker's records and RADIUS-learnt events in before the feeds' last look.
     engine.flush(&mut recorder, &mut out);
     feeds.finish(&mut engine);
+    let in_force = engine.warrants().iter().map(|w| w.liid.clone()).collect();
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
-    let Totals { summary, .. } = engine.finish(&mut recorder, &mut out);
+    let totals = engine.finish(&mut recorder, &mut out);
     // Images still waiting are inspected before the case is signed.
-    if let Some(stats) = recorder.finish(&mut out) {
+    let inspected = recorder.finish(&mut out);
+    if let Some(stats) = &inspected {
         tracing::info!(inspected = stats.inspected, refused = stats.refused, "image inspection");
     }
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
-    let closed = out.out.close(&summary.capture_damage, &key, &now, None)?;
+    let closed = out.out.close(&totals.summary.capture_damage, &key, &now, incomplete.as_deref())?;
     let signed = closed.signed;
-    // Signed before the wait for the LEA: the evidence does not depend on it.
-    if let Some(d) = closed.delivery {
-        finish_delivery(d, wait);
+    // Signed before the wait for the LEA: the evidence does not depend on it. A replay that was
+    // interrupted does not wait: the spool keeps the rest for its next run.
+    let wait = if replaying && sig != 0 { Duration::ZERO } else { wait };
+    let delivery = match closed.delivery {
+        Some(d) => Some(finish_delivery(d, wait).ok_or_else(|| anyhow!("the delivery thread panicked"))?),
+        None => None,
+    };
+    let s = &totals.summary;
+    for (liid, n) in &s.matched {
+        tracing::info!(liid = %liid, packets = n, "matched");
     }
-    let s = &summary;
     let report = RunReport {
         case: case_root.clone(),
         frames: s.frames,
@@ -793,10 +981,15 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         dropped: dropped.load(Ordering::Relaxed),
         reloads,
         files_signed: signed,
+        liids: in_force,
+        cases: closed.totals,
+        inspected,
+        delivery,
+        incomplete,
+        signal: (sig != 0).then_some(sig),
+        signer: (key.public_hex(), key.ephemeral),
+        totals,
     };
-    for (liid, n) in &s.matched {
-        tracing::info!(liid = %liid, packets = n, "matched");
-    }
     tracing::info!(
         frames = report.frames, matched = report.matched_frames, dropped = report.dropped,
         reloads, case = %case_root.display(), files_signed = signed, signer = %key.public_hex(),
