@@ -524,20 +524,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let backend = match &c.backend {
         None => Backend::AfPacket,
         Some(b) => {
-            let backend = match b.get_ref().as_str() {
-                "af-packet" => Backend::AfPacket,
-                "libpcap" if cfg!(feature = "libpcap") => Backend::Libpcap,
-                "libpcap" => {
-                    return Err(cx.err(
-                        b.span(),
-                        "backend = \"libpcap\": this tapir was built without libpcap support; rebuild it with \
-                         `cargo build --release --features libpcap` (and the system's libpcap, e.g. libpcap-dev)",
-                    ))
-                }
-                other => {
-                    return Err(cx.err(b.span(), format!("backend = {other:?}: expected \"af-packet\" or \"libpcap\"")))
-                }
-            };
+            let backend = backend_named(b.get_ref(), cfg!(feature = "libpcap")).map_err(|m| cx.err(b.span(), m))?;
             if !replay.is_empty() {
                 return Err(cx.err(b.span(), "`backend` only goes with `interfaces`"));
             }
@@ -815,6 +802,19 @@ pub fn check(path: &Path) -> Result<Checked, ConfigError> {
     Ok(Checked { config, warrants, leas: n })
 }
 
+/// The capture backend `name` names, in a build with (`libpcap_built`) or without the
+/// `libpcap` feature.
+fn backend_named(name: &str, libpcap_built: bool) -> Result<Backend, String> {
+    match name {
+        "af-packet" => Ok(Backend::AfPacket),
+        "libpcap" if libpcap_built => Ok(Backend::Libpcap),
+        "libpcap" => Err("backend = \"libpcap\": this tapir was built without libpcap support; rebuild it with \
+                          `cargo build --release --features libpcap` (and the system's libpcap, e.g. libpcap-dev)"
+            .to_string()),
+        other => Err(format!("backend = {other:?}: expected \"af-packet\" or \"libpcap\"")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,13 +893,23 @@ listen = "127.0.0.1:9108"
         assert!(msg.contains("\"dpdk\"") && msg.contains("af-packet"), "{msg}");
     }
 
-    // A build with the feature accepts it: tests/capture_libpcap.rs checks that side.
-    #[cfg(not(feature = "libpcap"))]
+    // Both builds' answers, whichever this one is (CI tests with the feature on); the line
+    // comes from this build's own parse. tests/capture_libpcap.rs runs the libpcap backend.
     #[test]
     fn libpcap_backend_in_a_build_without_the_feature_says_to_rebuild() {
-        let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 1\nbackend = \"libpcap\""));
-        assert_eq!(line, 5, "{msg}");
+        let msg = backend_named("libpcap", false).unwrap_err();
         assert!(msg.contains("--features libpcap"), "{msg}");
+        assert_eq!(backend_named("libpcap", true), Ok(Backend::Libpcap));
+        assert_eq!(backend_named("af-packet", false), Ok(Backend::AfPacket));
+        let conf = GOOD.replace("workers = 2", "workers = 1\nbackend = \"libpcap\"");
+        let parsed = parse_config(&conf, Path::new("t.toml"));
+        if cfg!(feature = "libpcap") {
+            assert_eq!(parsed.map(|c| c.capture.backend).ok(), Some(Backend::Libpcap));
+        } else {
+            let e = parsed.unwrap_err();
+            assert_eq!(e.line(), 5, "{e}");
+            assert!(e.to_string().contains("--features libpcap"), "{e}");
+        }
     }
 
     #[test]
