@@ -7,17 +7,14 @@
 //!  ...                        ┘  (+ source clocks)  thread   └─> delivery (spool, senders)
 //!  signal thread (SIGHUP/TERM/INT) ─> control channel ─────────^   assoc_rx (feed) ─^
 //! ```
-//! **Workers.** `[capture] workers = N` runs N capture threads (live: one AF_PACKET ring each in
-//! one fanout group). They feed **one** pipeline thread through a bounded queue of frame
-//! batches, rather than N pipelines. The reason: an FTP control session announces its data
-//! connection (PASV/EPSV/PORT) in the flow table, and the data connection has another 5-tuple,
-//! so a symmetric 5-tuple fanout can land it on another worker whose flow table never saw the
-//! announcement; the file would be lost. Per-worker pipelines need a shared expectation table
-//! (and shared association state, applied in time order on every worker); until the pipeline is
-//! the bottleneck, one pipeline thread is the simpler correct design. Capture threads copy
-//! frames out of the ring into reused batches (no allocation per packet in the steady state).
-//! When the queue is full a capture thread waits, so a live burst waits in the kernel's ring
-//! (far larger than the queue), and what the ring cannot hold the kernel counts as drops.
+//! **Capture and pipeline threads.** `[capture] workers = N` runs N capture threads (live: one
+//! AF_PACKET ring each, in one fanout group per interface), which copy frames out of the ring
+//! into reused batches (no allocation per packet in the steady state) and feed the pipeline
+//! thread through a bounded queue. When the queue is full a capture thread waits, so a live
+//! burst waits in the kernel's ring (far larger than the queue), and what the ring cannot hold
+//! the kernel counts as drops. The pipeline thread runs an `Engine`: one pipeline, or
+//! `[capture] pipelines = M` workers over a share of the flows each (by inner address pair, so
+//! an FTP session's control and data connections meet; see `pipeline::shard`).
 //!
 //! **Time.** The pipeline's clock is packet time. A source also reports its own present time
 //! when quiet (`Source::clock`: the wall clock live, the paced position for a real-time replay),
@@ -36,10 +33,17 @@
 //! `--out`, so a restart never writes into a signed case.
 //!
 //! **Replay source** (tests, demonstrations): `[capture] replay = ["a.pcap", ...]` reads capture
-//! files instead of interfaces; `pace = "fast"` (default: as fast as the pipeline goes) or
-//! `"realtime"` (frames released at their capture-time offsets from the start);
-//! `replay_end = "exit"` (default: stop as on SIGTERM after the last frame) or `"wait"`
-//! (keep running, reloads included, until SIGTERM).
+//! files instead of interfaces; `pace = "fast"` (default: as fast as the pipeline goes, read on
+//! the pipeline thread without a copy, and the case taken in packet time alone, so the same
+//! files make the same case) or `"realtime"` (frames released at their capture-time offsets
+//! from the start, from a capture thread); `replay_end = "exit"` (default: stop as on SIGTERM
+//! after the last frame) or `"wait"` (keep running, reloads included, until SIGTERM). A stop
+//! before the files' end marks the case incomplete.
+//!
+//! **`tapir replay`** is this loop with [`run::Hooks::replay`]: a fast replay source that exits
+//! at its end, the case in `--out` itself, delivery only with `--deliver`, no association
+//! journal, no listener, no reload; its summary is printed from the [`RunReport`]. A second
+//! stop signal exits at once (the case left unsigned), here as in the daemon.
 //!
 //! **systemd.** `Type=notify`: `READY=1` once warrants are loaded, the case is open and capture
 //! has started (`RELOADING=1`/`READY=1` around a reload, `STOPPING=1`), `WATCHDOG=1` at half of

@@ -1,9 +1,9 @@
 //! The replay pipeline: one frame at a time through decode -> select -> flow, records out.
 //!
 //! [`Pipeline`] is sans-I/O: it is handed frames (with their capture time, which is `now`) and a
-//! [`RecordSink`], and never touches files or the clock. `tapir replay` wires it to capture
-//! files, `tapir run` to capture rings, both through an [`Engine`] (one pipeline, or sharded
-//! workers) into the same outputs (`crate::deliver::outputs`).
+//! [`RecordSink`], and never touches files or the clock. The daemon loop (`crate::daemon::run`,
+//! which `tapir replay` runs too) hands it capture files or rings, through an [`Engine`] (one
+//! pipeline, or sharded workers), into the outputs (`crate::deliver::outputs`).
 //!
 //! Time-driven work happens as capture time passes: identity-association events whose time has
 //! come are applied before the frame that follows them, a warrant whose window has closed has its
