@@ -1,8 +1,8 @@
 //! The replay pipeline: one frame at a time through decode -> select -> flow, records out.
 //!
 //! [`Pipeline`] is sans-I/O: it is handed frames (with their capture time, which is `now`) and a
-//! [`RecordSink`], and never touches files or the clock. The daemon loop (`crate::daemon::run`,
-//! which `tapir replay` runs too) hands it capture files or rings, through an [`Engine`] (one
+//! [`RecordSink`], and never touches files or the clock. The daemon's loop (`tapir run`, which
+//! `tapir replay` runs too) hands it capture files or rings, through an [`Engine`] (one
 //! pipeline, or sharded workers), into the outputs (`crate::deliver::outputs`).
 //!
 //! Time-driven work happens as capture time passes: identity-association events whose time has
