@@ -12,6 +12,10 @@
 #       kernel's (a pipeline that falls behind leaves the backlog in the ring, so the ring's
 #       drops are the only ones)
 #   SNAP=64 sudo -E bash bench/live.sh 100 top     every frame cut to 64 bytes (editcap -s)
+#   TOOLS="tapir-2w tapir-2w-hash" ...              the rings' fanout: by inner address pair (the
+#       classic BPF program, the default) or by the kernel's flow hash (-hash)
+#   VXLAN=1 sudo -E bash bench/live.sh             the capture wrapped in VXLAN (tcprewrite can't:
+#       bench/vxlan_wrap.py), so the inner-pair program walks the overlay
 #
 # RATES are tcpreplay --mbps values, "top" = --topspeed. Runs as root in its own network namespace
 # (tpafp-bench-PID, removed on exit). Suricata's AF_PACKET mode would be the other natural peer but
@@ -36,6 +40,9 @@ trap cleanup EXIT
 cargo build --quiet --profile "$PROFILE" --example live_rate --example gen_capture --bin tapir
 dir=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")/examples
 "$dir/gen_capture" "$work/bench.pcap" "$MB"
+if [[ -n ${VXLAN:-} ]]; then
+    python3 bench/vxlan_wrap.py "$work/bench.pcap" "$work/vx.pcap" && mv "$work/vx.pcap" "$work/bench.pcap"
+fi
 if [[ -n ${SNAP:-} ]]; then
     editcap -s "$SNAP" "$work/bench.pcap" "$work/snap.pcap" && mv "$work/snap.pcap" "$work/bench.pcap"
 fi
@@ -73,7 +80,9 @@ for rate in $RATES; do
                 ring=(1024 64)
                 [[ $tool == *-4M ]] && ring=(256 16)
                 # Not through in_ns: $! must be the tool's own pid (ip netns exec execs it).
-                ip netns exec "$NS" "$dir/live_rate" cap0 "${tool:6:1}" 800 "${ring[@]}" 2>"$work/tool.err" >"$work/tool.out" &
+                fanout=inner-pair
+                [[ $tool == *-hash ]] && fanout=flow-hash
+                FANOUT=$fanout ip netns exec "$NS" "$dir/live_rate" cap0 "${tool:6:1}" 800 "${ring[@]}" 2>"$work/tool.err" >"$work/tool.out" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" ready ;;
             run-*|run0-*)

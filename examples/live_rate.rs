@@ -1,7 +1,8 @@
 //! Capture-rate probe for `bench/live.sh`: N workers (one fanout group) read an interface's
 //! TPACKET_V3 rings, count frames and bytes, and report the kernel's drop counters.
 //!
-//! `live_rate IFACE WORKERS [IDLE_MS] [BLOCK_KIB] [BLOCKS]`
+//! `live_rate IFACE WORKERS [IDLE_MS] [BLOCK_KIB] [BLOCKS]`; `FANOUT=flow-hash` in the
+//! environment for the kernel's flow hash instead of the inner-pair program.
 //!
 //! Prints `ready` on stderr once every ring is open, then stops once frames have been seen and
 //! none arrived for IDLE_MS (default 1000), printing one line:
@@ -10,6 +11,7 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use tapir::capture::fanout::Fanout;
 use tapir::capture::live::{LiveCapture, RingConfig};
 
 /// One worker's counts: frames, bytes, kernel packets, drops, freezes, seconds first..last frame.
@@ -29,6 +31,10 @@ fn main() {
         block_size: num(4, 1024) << 10,
         block_count: num(5, 64),
         fanout_group: (workers > 1).then_some(std::process::id() as u16),
+        fanout: match std::env::var("FANOUT").as_deref() {
+            Ok("flow-hash") => Fanout::FlowHash,
+            _ => Fanout::InnerPair,
+        },
         ..RingConfig::default()
     };
     let caps: Vec<LiveCapture> = (0..workers)

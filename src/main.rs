@@ -360,6 +360,7 @@ fn replay(
             workers: 1,
             pipelines: workers,
             ring: Default::default(),
+            fanout: Default::default(),
             promiscuous: false,
             user: None,
             replay: captures.to_vec(),

@@ -1,11 +1,12 @@
 //! Live capture from tap ports: AF_PACKET sockets with a TPACKET_V3 memory-mapped RX ring.
 //!
 //! One [`LiveCapture`] is one worker's set of rings, one per interface. Several workers capture the
-//! same interfaces by joining one `PACKET_FANOUT` group per interface (`PACKET_FANOUT_HASH`: the
-//! kernel's flow hash is symmetric, so both directions of a TCP/UDP flow reach the same worker;
-//! `PACKET_FANOUT_FLAG_DEFRAG`: IPv4 fragments are reassembled by the kernel before hashing so every
-//! fragment of a datagram reaches the worker that sees its flow; the ring then holds the reassembled
-//! datagram, not the fragments).
+//! same interfaces by joining one `PACKET_FANOUT` group per interface, which shares the frames
+//! out by their innermost address pair (through VXLAN) or by the kernel's flow hash
+//! ([`super::fanout`] says how, and why the first is the default);
+//! `PACKET_FANOUT_FLAG_DEFRAG`: IPv4 fragments are reassembled by the kernel before that choice
+//! so every fragment of a datagram reaches the worker that sees its flow; the ring then holds the
+//! reassembled datagram, not the fragments.
 //!
 //! The ring is the kernel's TPACKET_V3 layout: `block_count` blocks of `block_size` bytes. The
 //! kernel fills a block with variable-length frames and hands it to user space (block status
@@ -30,6 +31,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use super::fanout::Fanout;
 use super::{Frame, LinkType};
 use crate::timestamp::Timestamp;
 
@@ -52,6 +54,8 @@ pub struct RingConfig {
     /// because a fanout group belongs to one device. All workers must pass the same id and the same
     /// interface list. `None`: no fanout (a single worker sees everything).
     pub fanout_group: Option<u16>,
+    /// How a fanout group shares the frames out.
+    pub fanout: Fanout,
 }
 
 impl Default for RingConfig {
@@ -64,6 +68,7 @@ impl Default for RingConfig {
             block_timeout_ms: 10,
             promiscuous: true,
             fanout_group: None,
+            fanout: Fanout::InnerPair,
         }
     }
 }
@@ -406,7 +411,11 @@ impl Ring {
 
         // Joined after bind: the kernel only adds running (bound) sockets to a group.
         if let Some(group) = fanout_group {
-            let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+            let how = match cfg.fanout {
+                Fanout::FlowHash => libc::PACKET_FANOUT_HASH,
+                Fanout::InnerPair => libc::PACKET_FANOUT_CBPF,
+            };
+            let mode = how | libc::PACKET_FANOUT_FLAG_DEFRAG;
             let arg = (u32::from(group) | (mode << 16)) as libc::c_int;
             setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(|e| {
                 if e == libc::EINVAL || e == libc::EALREADY {
@@ -421,6 +430,13 @@ impl Ring {
                     perm_or_os("setsockopt(PACKET_FANOUT)", e)
                 }
             })?;
+            if cfg.fanout == Fanout::InnerPair {
+                // The group's program; every member sets the same one.
+                let mut program = super::fanout::program();
+                let fprog = libc::sock_fprog { len: program.len() as libc::c_ushort, filter: program.as_mut_ptr() };
+                setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)
+                    .map_err(|e| perm_or_os("setsockopt(PACKET_FANOUT_DATA, inner-pair program)", e))?;
+            }
         }
 
         let block_size = cfg.block_size as usize;

@@ -4,6 +4,7 @@
 //! or sockets. Offline sources live in [`file`]; live ones in `live` (AF_PACKET) and, with the
 //! cargo feature `libpcap`, `pcap_live`.
 
+pub mod fanout;
 pub mod file;
 pub mod live;
 #[cfg(feature = "libpcap")]

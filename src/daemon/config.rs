@@ -151,6 +151,9 @@ pub struct CaptureConfig {
     /// ([`crate::pipeline::shard`]); 1: one pipeline.
     pub pipelines: usize,
     pub ring: RingSettings,
+    /// How the capture workers' rings share an interface (`fanout = "inner-pair"`, the
+    /// default, or `"flow-hash"`; see [`crate::capture::fanout`]).
+    pub fanout: crate::capture::fanout::Fanout,
     pub promiscuous: bool,
     /// Account to drop to after the rings are open, when started as root outside systemd.
     pub user: Option<String>,
@@ -322,6 +325,8 @@ struct RawCapture {
     backend: Option<S<String>>,
     #[serde(default)]
     ring: Option<S<RingSettings>>,
+    #[serde(default)]
+    fanout: Option<S<String>>,
     #[serde(default)]
     promiscuous: bool,
     #[serde(default)]
@@ -586,12 +591,21 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     if replay.is_empty() && (c.pace.is_some() || c.replay_end.is_some()) {
         return Err(cx.err(cap_span, "`pace` and `replay_end` only go with `replay`"));
     }
+    use crate::capture::fanout::Fanout;
+    let fanout = match c.fanout.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+        None | Some(("inner-pair", _)) => Fanout::InnerPair,
+        Some(("flow-hash", _)) => Fanout::FlowHash,
+        Some((other, span)) => {
+            return Err(cx.err(span, format!("fanout = {other:?}: expected \"inner-pair\" or \"flow-hash\"")))
+        }
+    };
     let capture = CaptureConfig {
         interfaces,
         backend,
         workers,
         pipelines,
         ring,
+        fanout,
         promiscuous: c.promiscuous,
         user,
         replay,
@@ -891,6 +905,19 @@ listen = "127.0.0.1:9108"
         let (line, msg) = line_of_err(&GOOD.replace("workers = 2", "workers = 2\nbackend = \"dpdk\""));
         assert_eq!(line, 5, "{msg}");
         assert!(msg.contains("\"dpdk\"") && msg.contains("af-packet"), "{msg}");
+    }
+
+    #[test]
+    fn fanout_by_inner_pair_unless_told_otherwise() {
+        use crate::capture::fanout::Fanout;
+        let parse = |t: &str| parse_config(t, Path::new("t.toml")).map(|c| c.capture.fanout);
+        assert_eq!(parse(GOOD).unwrap(), Fanout::InnerPair);
+        let with = |v: &str| GOOD.replace("workers = 2", &format!("workers = 2\nfanout = {v}"));
+        assert_eq!(parse(&with("\"flow-hash\"")).unwrap(), Fanout::FlowHash);
+        assert_eq!(parse(&with("\"inner-pair\"")).unwrap(), Fanout::InnerPair);
+        let (line, msg) = line_of_err(&with("\"ebpf\""));
+        assert_eq!(line, 5, "{msg}");
+        assert!(msg.contains("\"ebpf\"") && msg.contains("inner-pair"), "{msg}");
     }
 
     // Both builds' answers, whichever this one is (CI tests with the feature on); the line

@@ -163,6 +163,7 @@ pub fn live_sources(config: &Config) -> Result<Vec<Box<dyn Source>>> {
         block_timeout_ms: r.block_timeout_ms,
         promiscuous: config.capture.promiscuous,
         fanout_group: (workers > 1).then_some(group),
+        fanout: config.capture.fanout,
     };
     let mut out: Vec<Box<dyn Source>> = Vec::with_capacity(workers);
     for w in 0..workers {
