@@ -96,9 +96,11 @@ for rate in $RATES; do
                 targets='"cidr:0.0.0.0/0", "cidr:::/0"'
                 [[ $tool == run0-* ]] && targets='"ipv4:192.0.2.254"'
                 printf '[[warrant]]\nliid = "ALL"\nstart = "2000-01-01T00:00:00Z"\nend = "2100-01-01T00:00:00Z"\nscope = "iri+cc"\ntargets = [%s]\n' "$targets" >"$work/w.toml"
-                [[ $tool =~ -([0-9]+)w(([0-9]+)p)?$ ]] || { echo "live.sh: bad tool $tool" >&2; exit 1; }
-                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\npipelines = %s\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
-                    "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
+                [[ $tool =~ -([0-9]+)w(([0-9]+)p)?(-hash)?$ ]] || { echo "live.sh: bad tool $tool" >&2; exit 1; }
+                fanout=inner-pair
+                [[ -n ${BASH_REMATCH[4]} ]] && fanout=flow-hash
+                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\npipelines = %s\nfanout = "%s"\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
+                    "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$fanout" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
                 ip netns exec "$NS" "$dir/../tapir" run --config "$work/run.toml" 2>"$work/tool.err" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" "tapir running" ;;
