@@ -10,12 +10,15 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
+// tokio's clock, not the system's: the keep-alive schedule runs on the runtime's time, which
+// a test can pause and advance (virtual time), as it does below.
+use tokio::time::Instant;
 
 use super::config::TlsFiles;
 use super::spool::Spool;
@@ -363,7 +366,7 @@ async fn session_inner(
                 Some(ev) => handle(t, wr, ev, &mut probe, &mut sent).await?,
                 None => return Err(format!("{}: reader ended", t.addr)),
             },
-            _ = tokio::time::sleep_until(wake.into()) => {
+            _ = tokio::time::sleep_until(wake) => {
                 if probe.is_some_and(|(_, d)| Instant::now() >= d) {
                     return Err(format!("{}: no keep-alive response within {:?}", t.addr, t.keepalive));
                 }
@@ -405,6 +408,8 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::etsi::EtsiConfig;
+    use std::path::Path;
 
     #[test]
     fn tlv_framing_is_checked() {
@@ -415,5 +420,86 @@ mod tests {
         assert!(tlv_len(&[0x30, 0x80]).is_err());
         assert!(tlv_len(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert_eq!(tlv_len(&[]).unwrap(), None);
+    }
+
+    fn task(dir: &Path, keepalive: Duration, stop: watch::Receiver<bool>) -> ChannelTask {
+        ChannelTask {
+            shared: Arc::new(ChannelShared::new(Spool::open(dir, "hi2", 1 << 20).unwrap())),
+            addr: "lemf".into(),
+            tls: None,
+            encoder: Encoder::new(EtsiConfig::new("OPER-O")).unwrap(),
+            keepalive_liid: "LIID-1".into(),
+            keepalive,
+            stop,
+        }
+    }
+
+    /// A stand-in LEMF on the far end of an in-memory pipe: records when (on the runtime's
+    /// clock, from `start`) each keep-alive arrives, and answers them if `answer`.
+    async fn lemf(mut io: tokio::io::DuplexStream, start: Instant, answer: bool) -> Vec<Duration> {
+        let encoder = Encoder::new(EtsiConfig::new("LEMF")).unwrap();
+        let (mut buf, mut seen, mut chunk) = (Vec::new(), Vec::new(), [0u8; 4096]);
+        loop {
+            while let Ok(Some(n)) = tlv_len(&buf) {
+                let pdu: Vec<u8> = buf.drain(..n).collect();
+                if let Some(Event::KeepAlive(liid, cin, seq)) = classify(&pdu) {
+                    seen.push(start.elapsed());
+                    if answer {
+                        let mut out = Vec::new();
+                        let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
+                        encoder.keep_alive_response(&mut out, &hdr).unwrap();
+                        if io.write_all(&out).await.is_err() {
+                            return seen;
+                        }
+                    }
+                }
+            }
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return seen,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Seconds to a tenth: timers land on the wheel's millisecond ticks.
+    fn secs(d: Duration) -> f64 {
+        (d.as_secs_f64() * 10.0).round() / 10.0
+    }
+
+    // The keep-alive timers on a paused (virtual) clock: the runtime jumps to each timer when
+    // every task is waiting, so minutes of schedule take no wall time and land exactly.
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_keep_alive_ends_the_session_one_timeout_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut t = task(dir.path(), Duration::from_secs(10), stop);
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let start = Instant::now();
+        let far = tokio::spawn(lemf(theirs, start, false));
+        let r = session(&mut t, Box::new(ours)).await;
+        assert_eq!(secs(start.elapsed()), 20.0, "{r:?}");
+        assert!(r.as_ref().is_err_and(|e| e.contains("no keep-alive response within 10s")), "{r:?}");
+        // One keep-alive, after 10 s idle; the session gave up 10 s later.
+        assert_eq!(far.await.unwrap().into_iter().map(secs).collect::<Vec<_>>(), [10.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_keep_alives_follow_the_idle_timeout_for_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let mut t = task(dir.path(), Duration::from_secs(30), stop);
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let start = Instant::now();
+        let far = tokio::spawn(lemf(theirs, start, true));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3600) + Duration::from_millis(500)).await;
+            let _ = stop_tx.send(true);
+        });
+        let r = session(&mut t, Box::new(ours)).await;
+        assert_eq!(r, Ok(()));
+        drop(t);
+        let seen: Vec<f64> = far.await.unwrap().into_iter().map(secs).collect();
+        let want: Vec<f64> = (1..=120).map(|i| f64::from(i) * 30.0).collect();
+        assert_eq!(seen, want);
     }
 }
