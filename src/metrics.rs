@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// The only label names a metric may carry (see the module documentation).
 pub const ALLOWED_LABELS: &[&str] = &["liid", "interface", "kind", "lea", "channel"];
@@ -429,7 +429,9 @@ fn parse_request_head(head: &[u8]) -> Result<(bool, &str), u16> {
     Ok((head_only, path))
 }
 
-async fn handle(mut stream: TcpStream, metrics: Metrics) {
+/// One connection: a request head within [`REQUEST_TIMEOUT`] per read, one answer, closed.
+/// Generic over the stream so that a test can drive it on a paused (virtual) clock.
+async fn handle(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, metrics: Metrics) {
     let mut buf = vec![0u8; MAX_REQUEST_HEAD];
     let mut len = 0;
     let complete = loop {
@@ -511,6 +513,34 @@ mod tests {
             m.counter("d_total", "", &[("liid", "a"), ("liid", "b")]),
             Err(MetricsError::DuplicateLabel { .. })
         ));
+    }
+
+    // A client that sends half a request and then nothing is dropped one REQUEST_TIMEOUT after
+    // its last byte; one that completes its request is answered. On tokio's paused clock: the
+    // runtime jumps to the timeout when every task waits, so this takes no wall time.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_client_is_dropped_after_the_request_timeout() {
+        let metrics = Metrics::new();
+        metrics.set_healthy(true);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let start = tokio::time::Instant::now();
+        let served = tokio::spawn(handle(server, metrics.clone()));
+        client.write_all(b"GET /metr").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client.write_all(b"ics HTTP/1.1\r\n").await.unwrap();
+        let mut b = [0u8; 16];
+        // Closed: the read ends (0 bytes) one timeout after the last byte, at 3 + 5 s.
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
+        assert_eq!(start.elapsed().as_secs(), 3 + REQUEST_TIMEOUT.as_secs());
+        served.await.unwrap();
+
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let served = tokio::spawn(handle(server, metrics));
+        client.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&answer));
+        served.await.unwrap();
     }
 
     #[test]

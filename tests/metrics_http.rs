@@ -208,11 +208,11 @@ fn idle_client_does_not_block_others() {
     let mut idle = std::net::TcpStream::connect(&addr).unwrap();
     idle.write_all(b"GET /metr").unwrap();
     assert_eq!(curl(&format!("{}/healthz", srv.base), &[]).0, 200);
-    // The server gives up on it after its timeout: the socket is closed (read returns 0).
-    idle.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
-    let mut b = [0u8; 16];
-    let n = std::io::Read::read(&mut idle, &mut b).unwrap();
-    assert_eq!(n, 0);
+    // The server's dropping the idle client after REQUEST_TIMEOUT is timed on a virtual clock
+    // (metrics::tests::an_idle_client_is_dropped_after_the_request_timeout); here, on real
+    // sockets, it is still connected and another client is served meanwhile.
+    assert_eq!(curl(&format!("{}/metrics", srv.base), &[]).0, 200);
+    drop(idle);
 }
 
 #[test]
