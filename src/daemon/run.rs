@@ -124,10 +124,12 @@ pub struct ReplayRun {
 pub type Progress = Box<dyn FnMut(u64, u64, u64) + Send>;
 
 /// One [`LiveSource`] per worker: every worker opens a ring on every interface, and the rings of
-/// one interface share a fanout group (PACKET_FANOUT_HASH), so both directions of a flow reach
-/// one worker. The frames of all workers then go to the one pipeline thread, whose engine
-/// shares the analysis out by inner address pair (which a fanout of the outer headers cannot
-/// see), so the fanout spreads the ring-draining and copying.
+/// one interface share a fanout group (`[capture] fanout`: by innermost address pair unless
+/// set to the kernel's flow hash), so both directions of a VM's connection come through one
+/// ring, in wire order. The frames of all workers then go to the one pipeline thread, whose
+/// engine shares the analysis out among the pipeline workers: in capture order, with RADIUS
+/// handed to every worker, which a fanout (one ring per frame) cannot do. The fanout spreads
+/// the ring-draining and copying.
 ///
 /// With `backend = "libpcap"` (cargo feature `libpcap`) it is one libpcap source instead (the
 /// config refuses more workers): its buffer is the ring's size (`block_size` × `block_count`
