@@ -379,11 +379,11 @@ fn replay(
         x1: None,
         limits: Limits { deliver_wait_secs: deliver.as_ref().map_or(0, |(_, w)| w.as_secs()), ..limits },
     };
-    let total: u64 = captures.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
-        let b = indicatif::ProgressBar::new(total);
+        // Its length comes with the first report: the loop opens the files.
+        let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
                 .expect("static template"),
@@ -393,7 +393,8 @@ fn replay(
     let progress = (!bar.is_hidden()).then(|| {
         let bar = bar.clone();
         let mut last = (Instant::now(), 0u64);
-        Box::new(move |frames: u64, position: u64, _total: u64| {
+        Box::new(move |frames: u64, position: u64, total: u64| {
+            bar.set_length(total);
             let el = last.0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{:.0} packets/s", (frames - last.1.min(frames)) as f64 / el));
             bar.set_position(position);

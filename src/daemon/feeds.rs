@@ -317,20 +317,12 @@ impl Feeds {
         let registry = config.metrics.map(|_| Metrics::new());
         let updater = registry.clone().map(|r| Updater::new(TapirMetrics::new(r)));
 
-        let mut feeds = Feeds {
-            registry: registry.clone(),
-            updater,
-            assoc_rx: None,
-            journal_tx: Some(jtx),
-            journal_thread: Some(journal_thread),
-            shutdown: None,
-            runtime: None,
-            journal_path,
-            dropped_seen: 0,
-            delivery,
-            kernel: KernelDrops::default(),
-            metrics_addr: None,
-        };
+        let mut feeds = Feeds::none(delivery);
+        feeds.registry = registry.clone();
+        feeds.updater = updater;
+        feeds.journal_tx = Some(jtx);
+        feeds.journal_thread = Some(journal_thread);
+        feeds.journal_path = journal_path;
         if feed_addr.is_none() && config.metrics.is_none() {
             return Ok(feeds);
         }

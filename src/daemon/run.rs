@@ -194,8 +194,7 @@ fn drop_privileges(config: &Config) -> Result<()> {
 /// What a run did, for the closing log line, `tapir replay`'s summary and tests.
 pub struct RunReport {
     pub case: PathBuf,
-    pub frames: u64,
-    pub matched_frames: u64,
+    /// Frames the kernel dropped before capture (live sources).
     pub dropped: u64,
     pub reloads: u64,
     pub files_signed: usize,
@@ -978,10 +977,13 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     for (liid, n) in &s.matched {
         tracing::info!(liid = %liid, packets = n, "matched");
     }
-    let report = RunReport {
-        case: case_root.clone(),
-        frames: s.frames,
-        matched_frames: s.matched_frames,
+    tracing::info!(
+        frames = s.frames, matched = s.matched_frames, dropped = dropped.load(Ordering::Relaxed),
+        reloads, case = %case_root.display(), files_signed = signed, signer = %key.public_hex(),
+        "tapir stopped"
+    );
+    Ok(RunReport {
+        case: case_root,
         dropped: dropped.load(Ordering::Relaxed),
         reloads,
         files_signed: signed,
@@ -993,13 +995,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         signal: (sig != 0).then_some(sig),
         signer: (key.public_hex(), key.ephemeral),
         totals,
-    };
-    tracing::info!(
-        frames = report.frames, matched = report.matched_frames, dropped = report.dropped,
-        reloads, case = %case_root.display(), files_signed = signed, signer = %key.public_hex(),
-        "tapir stopped"
-    );
-    Ok(report)
+    })
 }
 
 /// New warrants into the running pipeline; delivery is restarted when its routing changed (the
