@@ -187,8 +187,10 @@ impl Delivery {
                     shared: shared.clone(),
                     addr: addr.clone(),
                     tls: tls.clone(),
-                    encoder: encoder.clone(),
-                    keepalive_liid: first_liid[i].clone().unwrap_or_else(|| l.name.chars().take(25).collect()),
+                    link: Arc::new(sender::EtsiLink {
+                        encoder: encoder.clone(),
+                        keepalive_liid: first_liid[i].clone().unwrap_or_else(|| l.name.chars().take(25).collect()),
+                    }),
                     keepalive: Duration::from_secs(l.keepalive_secs),
                     stop: stop_rx.clone(),
                 });

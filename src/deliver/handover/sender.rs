@@ -1,4 +1,6 @@
 //! The I/O side: one tokio task per (LEA, channel) streams its spool over TCP or mutual TLS.
+//! The same task streams a POI's X2/X3 to its MDF: what differs (framing, keep-alives and their
+//! answers) is a [`Link`]; [`EtsiLink`] is HI2/HI3's.
 //!
 //! Reconnects with exponential backoff (100 ms doubling, capped at 5 s). Keep-alive TRI PDUs
 //! serve two purposes: the idle keep-alive of TS 102 232-1 clause 6.3 (no answer within the
@@ -25,6 +27,7 @@ use super::spool::Spool;
 use crate::deliver::etsi::ber::Reader;
 use crate::deliver::etsi::decode::decode_pdu;
 use crate::deliver::etsi::{Encoder, PduHeader};
+use crate::deliver::x2x3::pdu as x2x3;
 use crate::timestamp::Timestamp;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -83,9 +86,8 @@ pub struct ChannelTask {
     pub shared: Arc<ChannelShared>,
     pub addr: String,
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub encoder: Encoder,
-    /// LIID the keep-alives carry (the LEA's first warrant).
-    pub keepalive_liid: String,
+    /// The protocol on the connection: its framing and keep-alives.
+    pub link: Arc<dyn Link>,
     pub keepalive: Duration,
     pub stop: watch::Receiver<bool>,
 }
@@ -162,11 +164,94 @@ pub async fn run(mut t: ChannelTask) {
     }
 }
 
-enum Event {
-    /// A keep-alive from the LEA: (LIID, CIN, seq) of its header.
-    KeepAlive(String, Option<u64>, u32),
+/// What the far end sent that the sender acts on.
+pub enum Event {
+    /// A keep-alive: these octets answer it.
+    KeepAlive(Vec<u8>),
+    /// The answer to our keep-alive: everything sent before it was taken.
     KeepAliveResponse,
     Closed(String),
+}
+
+/// The protocol a channel speaks: how incoming octets are framed, which of them are keep-alives
+/// and their answers, and how ours are written. Incoming octets are untrusted.
+pub trait Link: Send + Sync {
+    /// The length of the whole PDU at the start of `b`; `Ok(None)` if more octets are needed; an
+    /// error when framing is lost (the connection is closed).
+    fn frame_len(&self, b: &[u8]) -> Result<Option<usize>, String>;
+    /// What a framed incoming PDU means to the sender, if anything.
+    fn classify(&self, pdu: &[u8]) -> Option<Event>;
+    /// Appends keep-alive number `n`.
+    fn keep_alive(&self, n: u32, out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// HI2/HI3 (TS 102 232-1): BER TLVs; keep-alives are TRI PDUs with the LEA's first LIID.
+pub struct EtsiLink {
+    pub encoder: Encoder,
+    /// LIID the keep-alives carry (the LEA's first warrant).
+    pub keepalive_liid: String,
+}
+
+impl Link for EtsiLink {
+    fn frame_len(&self, b: &[u8]) -> Result<Option<usize>, String> {
+        tlv_len(b)
+    }
+
+    fn classify(&self, pdu: &[u8]) -> Option<Event> {
+        let t = Reader::new(pdu, 0).next_tlv()?.ok()?;
+        let v = decode_pdu(&t).ok()?;
+        let tri = v.pointer("/payload/tRIPayload")?;
+        if tri.get("keep-aliveResponse").is_some() {
+            return Some(Event::KeepAliveResponse);
+        }
+        tri.get("keep-alive")?;
+        let h = v.get("pSHeader")?;
+        let liid = h.get("lawfulInterceptionIdentifier")?.as_str()?.to_string();
+        let cin = h.pointer("/communicationIdentifier/communicationIdentityNumber").and_then(|c| c.as_u64());
+        let seq = u32::try_from(h.get("sequenceNumber")?.as_u64()?).ok()?;
+        let mut out = Vec::new();
+        let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
+        self.encoder.keep_alive_response(&mut out, &hdr).ok()?;
+        Some(Event::KeepAlive(out))
+    }
+
+    fn keep_alive(&self, n: u32, out: &mut Vec<u8>) -> Result<(), String> {
+        let hdr = PduHeader { liid: &self.keepalive_liid, cin: None, seq: n, ts: now_ts() };
+        self.encoder.keep_alive(out, &hdr).map_err(|e| e.to_string())
+    }
+}
+
+/// X2/X3 (TS 103 221-2) from a POI to its MDF. The MDF answers a keepalive with a keepalive
+/// acknowledgement once it has taken every PDU sent before it: that answer is what confirms
+/// the POI's spool (see the `x2x3` module documentation).
+pub struct X2x3Link {
+    pub max_pdu: usize,
+}
+
+impl Link for X2x3Link {
+    fn frame_len(&self, b: &[u8]) -> Result<Option<usize>, String> {
+        x2x3::frame_len(b, self.max_pdu).map_err(|e| e.to_string())
+    }
+
+    fn classify(&self, pdu: &[u8]) -> Option<Event> {
+        let (v, _) = x2x3::PduView::parse(pdu).ok()?;
+        match v.header.pdu_type {
+            x2x3::PduType::KeepaliveAck => Some(Event::KeepAliveResponse),
+            x2x3::PduType::Keepalive => {
+                let mut out = bytes::BytesMut::new();
+                x2x3::encode(&x2x3::Header::keepalive(true, v.header.correlation_id), &[], &[], &mut out).ok()?;
+                Some(Event::KeepAlive(out.to_vec()))
+            }
+            _ => None,
+        }
+    }
+
+    fn keep_alive(&self, n: u32, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut b = bytes::BytesMut::new();
+        x2x3::encode(&x2x3::Header::keepalive(false, n.into()), &[], &[], &mut b).map_err(|e| e.to_string())?;
+        out.extend_from_slice(&b);
+        Ok(())
+    }
 }
 
 /// Length of the complete BER TLV at the start of `b`, `Ok(None)` if more bytes are needed.
@@ -206,22 +291,7 @@ fn tlv_len(b: &[u8]) -> Result<Option<usize>, String> {
     Ok((b.len() >= i + len).then_some(i + len))
 }
 
-fn classify(pdu: &[u8]) -> Option<Event> {
-    let t = Reader::new(pdu, 0).next_tlv()?.ok()?;
-    let v = decode_pdu(&t).ok()?;
-    let tri = v.pointer("/payload/tRIPayload")?;
-    if tri.get("keep-aliveResponse").is_some() {
-        return Some(Event::KeepAliveResponse);
-    }
-    tri.get("keep-alive")?;
-    let h = v.get("pSHeader")?;
-    let liid = h.get("lawfulInterceptionIdentifier")?.as_str()?.to_string();
-    let cin = h.pointer("/communicationIdentifier/communicationIdentityNumber").and_then(|c| c.as_u64());
-    let seq = u32::try_from(h.get("sequenceNumber")?.as_u64()?).ok()?;
-    Some(Event::KeepAlive(liid, cin, seq))
-}
-
-async fn read_loop(mut rd: impl AsyncRead + Unpin, tx: mpsc::Sender<Event>) {
+async fn read_loop(mut rd: impl AsyncRead + Unpin, link: Arc<dyn Link>, tx: mpsc::Sender<Event>) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 << 10];
     loop {
@@ -238,10 +308,10 @@ async fn read_loop(mut rd: impl AsyncRead + Unpin, tx: mpsc::Sender<Event>) {
         };
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         loop {
-            match tlv_len(&buf) {
+            match link.frame_len(&buf) {
                 Ok(Some(len)) => {
                     let pdu: Vec<u8> = buf.drain(..len).collect();
-                    if let Some(ev) = classify(&pdu) {
+                    if let Some(ev) = link.classify(&pdu) {
                         if tx.send(ev).await.is_err() {
                             return;
                         }
@@ -285,7 +355,7 @@ fn now_ts() -> Timestamp {
 async fn session(t: &mut ChannelTask, io: Box<dyn Io>) -> Result<(), String> {
     let (rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel(16);
-    let reader = tokio::spawn(read_loop(rd, tx));
+    let reader = tokio::spawn(read_loop(rd, t.link.clone(), tx));
     let r = session_inner(t, &mut wr, &mut rx).await;
     reader.abort();
     r
@@ -333,9 +403,8 @@ async fn session_inner(
         let drained = !sent_some && (last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
         if probe.is_none() && (((drained || since_probe >= PROBE_EVERY) && unconfirmed) || idle) {
             out.clear();
-            let hdr = PduHeader { liid: &t.keepalive_liid, cin: None, seq: ka_seq, ts: now_ts() };
+            t.link.keep_alive(ka_seq, &mut out)?;
             ka_seq = ka_seq.wrapping_add(1);
-            t.encoder.keep_alive(&mut out, &hdr).map_err(|e| e.to_string())?;
             if !write_or_stop(wr, &out, &mut t.stop, &t.addr).await? {
                 return Ok(());
             }
@@ -384,13 +453,9 @@ async fn handle(
     sent: &mut u64,
 ) -> Result<(), String> {
     match ev {
-        Event::KeepAlive(liid, cin, seq) => {
-            let mut out = Vec::new();
-            let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
-            if t.encoder.keep_alive_response(&mut out, &hdr).is_ok() {
-                // Stopping is seen by the caller's next wait.
-                write_or_stop(wr, &out, &mut t.stop, &t.addr).await?;
-            }
+        Event::KeepAlive(answer) => {
+            // Stopping is seen by the caller's next wait.
+            write_or_stop(wr, &answer, &mut t.stop, &t.addr).await?;
         }
         Event::KeepAliveResponse => {
             if let Some((off, _)) = probe.take() {
@@ -427,8 +492,10 @@ mod tests {
             shared: Arc::new(ChannelShared::new(Spool::open(dir, "hi2", 1 << 20).unwrap())),
             addr: "lemf".into(),
             tls: None,
-            encoder: Encoder::new(EtsiConfig::new("OPER-O")).unwrap(),
-            keepalive_liid: "LIID-1".into(),
+            link: Arc::new(EtsiLink {
+                encoder: Encoder::new(EtsiConfig::new("OPER-O")).unwrap(),
+                keepalive_liid: "LIID-1".into(),
+            }),
             keepalive,
             stop,
         }
@@ -437,20 +504,15 @@ mod tests {
     /// A stand-in LEMF on the far end of an in-memory pipe: records when (on the runtime's
     /// clock, from `start`) each keep-alive arrives, and answers them if `answer`.
     async fn lemf(mut io: tokio::io::DuplexStream, start: Instant, answer: bool) -> Vec<Duration> {
-        let encoder = Encoder::new(EtsiConfig::new("LEMF")).unwrap();
+        let link = EtsiLink { encoder: Encoder::new(EtsiConfig::new("LEMF")).unwrap(), keepalive_liid: String::new() };
         let (mut buf, mut seen, mut chunk) = (Vec::new(), Vec::new(), [0u8; 4096]);
         loop {
             while let Ok(Some(n)) = tlv_len(&buf) {
                 let pdu: Vec<u8> = buf.drain(..n).collect();
-                if let Some(Event::KeepAlive(liid, cin, seq)) = classify(&pdu) {
+                if let Some(Event::KeepAlive(out)) = link.classify(&pdu) {
                     seen.push(start.elapsed());
-                    if answer {
-                        let mut out = Vec::new();
-                        let hdr = PduHeader { liid: &liid, cin, seq, ts: now_ts() };
-                        encoder.keep_alive_response(&mut out, &hdr).unwrap();
-                        if io.write_all(&out).await.is_err() {
-                            return seen;
-                        }
+                    if answer && io.write_all(&out).await.is_err() {
+                        return seen;
                     }
                 }
             }

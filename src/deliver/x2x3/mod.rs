@@ -1,0 +1,6 @@
+//! X2/X3 (ETSI TS 103 221-2): what a point of interception (POI) sends its mediation and
+//! delivery function (MDF): xIRI on X2, xCC on X3, over TCP with mutual TLS.
+//!
+//! - [`pdu`]: the PDU (header, conditional attributes, payload) and its stream codec.
+
+pub mod pdu;
