@@ -20,6 +20,7 @@
 //! Routing: a warrant goes to the LEA its `lea` names; a warrant without `lea` goes to the only
 //! LEA when exactly one is configured, and is not delivered otherwise.
 
+pub mod channels;
 pub mod config;
 pub mod mdf;
 pub mod sender;
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use channels::{ChannelSpec, Channels};
 pub use config::{parse_leas, IntegrityFiles, LeaConfig, LeaError, TlsFiles};
 pub use mdf::{Channel, Mdf, MdfCounts};
 pub use sender::ChannelShared;
@@ -98,27 +100,12 @@ impl DeliveryReport {
     }
 }
 
-struct LeaRt {
-    name: String,
-    hi2: Arc<ChannelShared>,
-    hi3: Arc<ChannelShared>,
-    spooled: [u64; 2],
-    truncated: [u64; 2],
-    full_waits: [u64; 2],
-    full_wait: [Duration; 2],
-}
-
-/// How long stopping waits for the sender thread.
-const SENDER_STOP: Duration = Duration::from_secs(2);
-/// How often a PDU waiting for spool room tries again.
-const FULL_RETRY: Duration = Duration::from_millis(5);
-
 /// The running handover: a [`RecordSink`] on the caller's thread, senders on their own.
 pub struct Delivery {
     mdf: Mdf,
-    leas: Vec<LeaRt>,
-    stop: tokio::sync::watch::Sender<bool>,
-    runtime: Option<std::thread::JoinHandle<()>>,
+    /// The LEAs' names; LEA `i`'s HI2 is channel `2i`, its HI3 `2i + 1`.
+    leas: Vec<String>,
+    channels: Channels,
     /// Set from outside: stop waiting for spool room (see the module notes).
     give_up: Arc<AtomicBool>,
     alarms: Vec<String>,
@@ -161,9 +148,7 @@ impl Delivery {
             }
         }
         let mut signers = Vec::new();
-        let mut rts = Vec::new();
-        let mut tasks = Vec::new();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut specs = Vec::new();
         let mut restarted = false;
         for (i, l) in leas.iter().enumerate() {
             signers.push(match l.integrity.as_ref().and_then(|ic| ic.key.as_ref().filter(|_| ic.sign_every > 0)) {
@@ -175,57 +160,30 @@ impl Delivery {
                 None => None,
             };
             let encoder = Encoder::new(l.etsi.clone()).map_err(|e| lea_err(&l.name, e.to_string()))?;
+            let link: Arc<dyn sender::Link> = Arc::new(sender::EtsiLink {
+                encoder,
+                keepalive_liid: first_liid[i].clone().unwrap_or_else(|| l.name.chars().take(25).collect()),
+            });
             let dir: PathBuf = spool_dir.join(dir_name(&l.name));
-            let mut chans = Vec::new();
-            let mut truncated = [0; 2];
-            for (k, (ch, addr)) in [("hi2", &l.hi2), ("hi3", &l.hi3)].into_iter().enumerate() {
-                let sp = Spool::open_with_segment_size(&dir, ch, l.max_spool_bytes, l.spool_segment_bytes)?;
-                restarted |= sp.existed;
-                truncated[k] = sp.truncated_records;
-                let shared = Arc::new(ChannelShared::new(sp));
-                tasks.push(sender::ChannelTask {
-                    shared: shared.clone(),
+            for (ch, addr) in [("hi2", &l.hi2), ("hi3", &l.hi3)] {
+                let spool = Spool::open_with_segment_size(&dir, ch, l.max_spool_bytes, l.spool_segment_bytes)?;
+                restarted |= spool.existed;
+                specs.push(ChannelSpec {
+                    label: format!("{}/{ch}", l.name),
+                    spool,
                     addr: addr.clone(),
                     tls: tls.clone(),
-                    link: Arc::new(sender::EtsiLink {
-                        encoder: encoder.clone(),
-                        keepalive_liid: first_liid[i].clone().unwrap_or_else(|| l.name.chars().take(25).collect()),
-                    }),
+                    link: link.clone(),
                     keepalive: Duration::from_secs(l.keepalive_secs),
-                    stop: stop_rx.clone(),
                 });
-                chans.push(shared);
             }
-            let hi3 = chans.pop().ok_or_else(|| lea_err(&l.name, "no hi3"))?;
-            let hi2 = chans.pop().ok_or_else(|| lea_err(&l.name, "no hi2"))?;
-            rts.push(LeaRt {
-                name: l.name.clone(),
-                hi2,
-                hi3,
-                spooled: [0; 2],
-                truncated,
-                full_waits: [0; 2],
-                full_wait: [Duration::ZERO; 2],
-            });
         }
         let mdf = Mdf::new(&leas, signers, route, restarted).map_err(|e| lea_err("?", e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(DeliveryError::Runtime)?;
-        let runtime = std::thread::Builder::new()
-            .name("tapir-handover".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let handles: Vec<_> = tasks.into_iter().map(|t| tokio::spawn(sender::run(t))).collect();
-                    for h in handles {
-                        let _ = h.await;
-                    }
-                })
-            })
-            .map_err(DeliveryError::Runtime)?;
+        let channels = Channels::start(specs, "tapir-handover").map_err(DeliveryError::Runtime)?;
         Ok(Delivery {
             mdf,
-            leas: rts,
-            stop,
-            runtime: Some(runtime),
+            leas: leas.iter().map(|l| l.name.clone()).collect(),
+            channels,
             give_up: Arc::new(AtomicBool::new(false)),
             alarms: Vec::new(),
             alarm_count: 0,
@@ -233,8 +191,8 @@ impl Delivery {
         })
     }
 
-    fn channel(&self, lea: usize, ch: Channel) -> Option<&Arc<ChannelShared>> {
-        self.leas.get(lea).map(|l| if ch == Channel::Hi2 { &l.hi2 } else { &l.hi3 })
+    fn index(lea: usize, ch: Channel) -> usize {
+        2 * lea + usize::from(ch == Channel::Hi3)
     }
 
     /// A flag that, once set (a stop signal, the daemon stopping), ends every wait for spool
@@ -249,50 +207,6 @@ impl Delivery {
         self
     }
 
-    /// Appends one PDU; on a full spool waits for the sender to free room, unless `give_up`.
-    fn emit_into(
-        leas: &mut [LeaRt],
-        give_up: &dyn Fn() -> bool,
-        lea: usize,
-        ch: Channel,
-        pdu: &[u8],
-    ) -> Result<(), SpoolError> {
-        let Some(l) = leas.get_mut(lea) else { return Ok(()) };
-        let (shared, k) = if ch == Channel::Hi2 { (&l.hi2, 0) } else { (&l.hi3, 1) };
-        let mut waiting: Option<Instant> = None;
-        let r = loop {
-            let r = match shared.spool.lock() {
-                Ok(mut sp) => sp.append(pdu),
-                Err(_) => Err(SpoolError::Io {
-                    path: PathBuf::from(&l.name),
-                    source: std::io::Error::other("spool lock poisoned"),
-                }),
-            };
-            match r {
-                Err(SpoolError::Full { .. }) if !give_up() => {
-                    if waiting.is_none() {
-                        waiting = Some(Instant::now());
-                        l.full_waits[k] += 1;
-                        // The sender asks for confirmation at once instead of after its usual gap.
-                        shared.full.store(true, Ordering::Relaxed);
-                        tracing::warn!(lea = %l.name, channel = ?ch, "spool full: waiting for the LEA to confirm");
-                    }
-                    shared.notify.notify_one();
-                    std::thread::sleep(FULL_RETRY);
-                }
-                r => break r,
-            }
-        };
-        if let Some(t) = waiting {
-            l.full_wait[k] += t.elapsed();
-            shared.full.store(false, Ordering::Relaxed);
-        }
-        r?;
-        l.spooled[k] += 1;
-        shared.notify.notify_one();
-        Ok(())
-    }
-
     /// One record. Waits while the spool is full (see the module notes); a refused PDU (spool
     /// full after `give_up`, I/O error) is returned and kept as an alarm.
     pub fn deliver(&mut self, rec: &Record<'_>) -> Result<(), SpoolError> {
@@ -302,9 +216,9 @@ impl Delivery {
             _ => self.last_ts,
         };
         self.last_ts = self.last_ts.max(ts);
-        let (leas, flag) = (&mut self.leas, &*self.give_up);
+        let (channels, flag) = (&mut self.channels, &*self.give_up);
         let give_up = || flag.load(Ordering::Relaxed);
-        let r = self.mdf.record(rec, &mut |lea, ch, pdu| Self::emit_into(leas, &give_up, lea, ch, pdu));
+        let r = self.mdf.record(rec, &mut |lea, ch, pdu| channels.append(Self::index(lea, ch), pdu, &give_up));
         if let Err(e) = &r {
             self.alarm(e.to_string());
         }
@@ -325,14 +239,7 @@ impl Delivery {
 
     /// Makes everything spooled so far durable.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
-        for l in &self.leas {
-            for c in [&l.hi2, &l.hi3] {
-                if let Ok(mut sp) = c.spool.lock() {
-                    sp.sync()?;
-                }
-            }
-        }
-        Ok(())
+        self.channels.sync()
     }
 
     /// End of input: the pending integrity checks, fsync, then waits until every PDU is
@@ -341,70 +248,31 @@ impl Delivery {
     pub fn finish(mut self, wait: Duration) -> DeliveryReport {
         let deadline = Instant::now() + wait;
         let now = self.last_ts;
-        let (leas, flag) = (&mut self.leas, &*self.give_up);
+        let (channels, flag) = (&mut self.channels, &*self.give_up);
         let give_up = || flag.load(Ordering::Relaxed) || Instant::now() >= deadline;
-        if let Err(e) = self.mdf.flush(now, &mut |lea, ch, pdu| Self::emit_into(leas, &give_up, lea, ch, pdu)) {
+        if let Err(e) = self.mdf.flush(now, &mut |lea, ch, pdu| channels.append(Self::index(lea, ch), pdu, &give_up)) {
             self.alarm(e.to_string());
         }
         if let Err(e) = self.sync() {
             self.alarm(e.to_string());
         }
-        for l in &self.leas {
-            l.hi2.notify.notify_one();
-            l.hi3.notify.notify_one();
-        }
-        while Instant::now() < deadline && !self.all_confirmed() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop_senders();
+        self.channels.wait_confirmed(deadline);
+        self.channels.stop();
         self.report()
-    }
-
-    /// Tells the senders to stop and waits for them a little: a sender stops in the middle of
-    /// a write, but should one not, it is left behind rather than holding the caller.
-    fn stop_senders(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(h) = self.runtime.take() {
-            let deadline = Instant::now() + SENDER_STOP;
-            while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                tracing::error!("a handover sender did not stop within {SENDER_STOP:?}; left behind");
-            }
-        }
-    }
-
-    fn all_confirmed(&self) -> bool {
-        self.leas.iter().all(|l| [&l.hi2, &l.hi3].iter().all(|c| c.spool.lock().is_ok_and(|s| s.pending_bytes() == 0)))
     }
 
     /// The state now (also usable while running).
     pub fn report(&self) -> DeliveryReport {
-        let chan = |c: &ChannelShared, spooled: u64, truncated: u64, waits: u64, waited: Duration| ChannelReport {
-            spooled,
-            sent: c.sent_pdus.load(Ordering::Relaxed),
-            still_spooled_bytes: c.spool.lock().map_or(u64::MAX, |s| s.pending_bytes()),
-            connected: c.connected.load(Ordering::Relaxed),
-            connects: c.connects.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            last_error: c.last_error.lock().ok().and_then(|e| e.clone()),
-            truncated_records: truncated,
-            full_waits: waits,
-            full_wait_secs: waited.as_secs_f64(),
-        };
         let leas = self
             .leas
             .iter()
             .enumerate()
-            .map(|(i, l)| {
-                let hi2 = chan(&l.hi2, l.spooled[0], l.truncated[0], l.full_waits[0], l.full_wait[0]);
-                let hi3 = chan(&l.hi3, l.spooled[1], l.truncated[1], l.full_waits[1], l.full_wait[1]);
+            .map(|(i, name)| {
+                let hi2 = self.channels.report(Self::index(i, Channel::Hi2));
+                let hi3 = self.channels.report(Self::index(i, Channel::Hi3));
                 let complete = hi2.still_spooled_bytes == 0 && hi3.still_spooled_bytes == 0;
                 LeaReport {
-                    name: l.name.clone(),
+                    name: name.clone(),
                     hi2,
                     hi3,
                     counts: self.mdf.counts(i).cloned().unwrap_or_default(),
@@ -417,7 +285,7 @@ impl Delivery {
 
     /// Whether (LEA index, channel) currently has a connection (for tests and status).
     pub fn connected(&self, lea: usize, ch: Channel) -> bool {
-        self.channel(lea, ch).is_some_and(|c| c.connected.load(Ordering::Relaxed))
+        self.channels.shared(Self::index(lea, ch)).is_some_and(|c| c.connected.load(Ordering::Relaxed))
     }
 }
 
@@ -425,13 +293,6 @@ impl RecordSink for Delivery {
     fn record(&mut self, rec: Record<'_>) {
         // Refusals are kept as alarms (`alarms()`, the report); the pipeline goes on.
         let _ = self.deliver(&rec);
-    }
-}
-
-impl Drop for Delivery {
-    /// Without `finish` (a crash stand-in): stop the senders, sync nothing more.
-    fn drop(&mut self) {
-        self.stop_senders();
     }
 }
 
