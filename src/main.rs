@@ -355,18 +355,12 @@ fn replay(
     let config = Config {
         file: warrants.to_path_buf(),
         capture: CaptureConfig {
-            interfaces: Vec::new(),
-            backend: Default::default(),
-            workers: 1,
             pipelines: workers,
-            ring: Default::default(),
-            fanout: Default::default(),
-            promiscuous: false,
-            user: None,
             replay: captures.to_vec(),
             pace: Pace::Fast,
             replay_end: ReplayEnd::Exit,
             checksum_validation: checksums,
+            ..CaptureConfig::none()
         },
         paths: PathsConfig {
             warrants: warrants.to_path_buf(),
@@ -378,6 +372,7 @@ fn replay(
         metrics: None,
         x1: None,
         limits: Limits { deliver_wait_secs: deliver.as_ref().map_or(0, |(_, w)| w.as_secs()), ..limits },
+        role: Default::default(),
     };
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()

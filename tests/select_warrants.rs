@@ -110,6 +110,8 @@ fn errors_name_the_line_to_fix() {
         (format!("{HEAD}lea = 3\n"), 7, "lea"),
         // top-level lea that is not an array of tables
         (format!("lea = \"x\"\n{HEAD}"), 1, "lea"),
+        // an XID that is not a UUID
+        (format!("{HEAD}xid = \"2b36a78b-b628-416d-bd22\"\n"), 7, "bad xid"),
     ];
     for (text, line, needle) in cases {
         let e = err(&text);
@@ -118,6 +120,17 @@ fn errors_name_the_line_to_fix() {
         assert!(msg.starts_with(&format!("w.toml:{line}:")), "message {msg:?} lacks file:line");
         assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
     }
+}
+
+#[test]
+fn a_warrant_carries_its_xid_or_one_derived_from_its_liid() {
+    let given = parse_warrants(&format!("{HEAD}xid = \"2B36A78B-b628-416d-bd22-404e68a0cd36\"\n"), "w.toml").unwrap();
+    assert_eq!(given.warrants[0].xid.to_string(), "2b36a78b-b628-416d-bd22-404e68a0cd36");
+    // Without one, the same LIID gives the same XID in any file (a POI's and its MDF's).
+    let a = parse_warrants(HEAD, "a.toml").unwrap().warrants[0].xid;
+    let b = parse_warrants(&format!("# another file\n{HEAD}"), "b.toml").unwrap().warrants[0].xid;
+    assert_eq!(a, b);
+    assert_ne!(a, given.warrants[0].xid);
 }
 
 #[test]

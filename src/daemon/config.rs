@@ -140,6 +140,26 @@ pub enum Backend {
     Libpcap,
 }
 
+impl CaptureConfig {
+    /// An MDF's: no interface, no file.
+    pub fn none() -> CaptureConfig {
+        CaptureConfig {
+            interfaces: Vec::new(),
+            backend: Backend::AfPacket,
+            workers: 1,
+            pipelines: 1,
+            ring: RingSettings::default(),
+            fanout: crate::capture::fanout::Fanout::InnerPair,
+            promiscuous: false,
+            user: None,
+            replay: Vec::new(),
+            pace: Pace::Fast,
+            replay_end: ReplayEnd::Exit,
+            checksum_validation: Default::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureConfig {
     /// Live tap ports (AF_PACKET or libpcap). Empty when the source is `replay`.
@@ -291,6 +311,46 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub x1: Option<X1Config>,
     pub limits: Limits,
+    /// What this node is in a distributed deployment (`[node]`).
+    pub role: Role,
+}
+
+/// A node's part in the standard split (TS 103 221-2): points of interception send X2/X3 to a
+/// mediation and delivery function.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Role {
+    /// Capture to delivery on one host (no `[node]`).
+    #[default]
+    AllInOne,
+    /// Capture, select, flow and analyze; every record goes to the MDF over X2/X3. No case, no HI.
+    Poi(PoiConfig),
+    /// No capture: records come from POIs over X2/X3; CINs, the record stage, the case, HI2/HI3.
+    Mdf(MdfConfig),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoiConfig {
+    /// `host:port` of the MDF's X2/X3 listener.
+    pub mdf: String,
+    /// This POI's name: the Interception Point ID attribute of its PDUs.
+    pub name: String,
+    /// 1..=65535, unique among the MDF's POIs: the range of this POI's object ids.
+    pub object_range: u16,
+    /// Mutual TLS 1.3 (`tls_ca` the MDF's CA, `tls_cert`/`tls_key` this POI's); none: plain TCP.
+    pub tls: Option<crate::deliver::handover::TlsFiles>,
+    pub keepalive_secs: u64,
+    pub max_spool_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MdfConfig {
+    pub listen: SocketAddr,
+    /// Mutual TLS 1.3 (`tls_ca` the POIs' CA, `tls_cert`/`tls_key` this MDF's); none: plain TCP.
+    pub tls: Option<crate::deliver::handover::TlsFiles>,
+    /// Largest PDU taken; a larger one closes the connection.
+    pub max_pdu: usize,
+    /// Open sessions and objects kept across all POIs.
+    pub max_sessions: usize,
 }
 
 // ---- the file as written ----
@@ -300,7 +360,10 @@ type S<T> = Spanned<T>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    capture: S<RawCapture>,
+    #[serde(default)]
+    capture: Option<S<RawCapture>>,
+    #[serde(default)]
+    node: Option<S<RawNode>>,
     paths: S<RawPaths>,
     #[serde(default)]
     associations: Option<RawAssociations>,
@@ -310,6 +373,34 @@ struct RawConfig {
     x1: Option<S<RawX1>>,
     #[serde(default)]
     limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    role: S<String>,
+    #[serde(default)]
+    mdf: Option<S<String>>,
+    #[serde(default)]
+    name: Option<S<String>>,
+    #[serde(default)]
+    object_range: Option<S<i64>>,
+    #[serde(default)]
+    listen: Option<S<String>>,
+    #[serde(default)]
+    tls_ca: Option<S<String>>,
+    #[serde(default)]
+    tls_cert: Option<S<String>>,
+    #[serde(default)]
+    tls_key: Option<S<String>>,
+    #[serde(default)]
+    keepalive_secs: Option<S<i64>>,
+    #[serde(default)]
+    max_spool_bytes: Option<S<i64>>,
+    #[serde(default)]
+    max_pdu: Option<S<i64>>,
+    #[serde(default)]
+    max_sessions: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -472,24 +563,10 @@ fn usize_of(n: i64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Parses and checks a configuration. `file` names it in messages and anchors relative paths.
-pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let file_s = file.display().to_string();
-    let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let cx = Ctx { text, file: &file_s, base };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| cx.line(s));
-        let mut message = e.message().trim_end().to_string();
-        if let Some(src) = text.lines().nth(line.saturating_sub(1)).map(str::trim).filter(|l| !l.is_empty()) {
-            let src: String = src.chars().take(80).collect();
-            message.push_str(&format!(" (in `{src}`)"));
-        }
-        ConfigError::At { file: file_s.clone(), line, message }
-    })?;
-
-    // [capture]
-    let cap_span = raw.capture.span();
-    let c = raw.capture.into_inner();
+/// `[capture]`.
+fn parse_capture(cx: &Ctx<'_>, raw: S<RawCapture>) -> Result<CaptureConfig, ConfigError> {
+    let cap_span = raw.span();
+    let c = raw.into_inner();
     let mut interfaces = Vec::new();
     if let Some(list) = &c.interfaces {
         for i in list.get_ref() {
@@ -612,6 +689,121 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         pace: c.pace.unwrap_or(Pace::Fast),
         checksum_validation: c.checksum_validation.unwrap_or_default(),
         replay_end: c.replay_end.unwrap_or(ReplayEnd::Exit),
+    };
+    Ok(capture)
+}
+
+/// `[node]`.
+fn parse_node(cx: &Ctx<'_>, raw: &S<RawNode>) -> Result<Role, ConfigError> {
+    let n = raw.get_ref();
+    let tls = match (&n.tls_ca, &n.tls_cert, &n.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            Some(crate::deliver::handover::TlsFiles { ca: cx.path(ca)?, cert: cx.path(cert)?, key: cx.path(key)? })
+        }
+        (None, None, None) => None,
+        _ => return Err(cx.err(raw.span(), "[node]: tls_ca, tls_cert and tls_key go together")),
+    };
+    // Keys that belong to the other role are refused: a POI key on an MDF is a mistake to show.
+    fn only<T>(cx: &Ctx<'_>, key: &Option<S<T>>, name: &str, role: &str) -> Result<(), ConfigError> {
+        match key {
+            Some(k) => Err(cx.err(k.span(), format!("[node] {name} is for role = \"{role}\""))),
+            None => Ok(()),
+        }
+    }
+    match n.role.get_ref().as_str() {
+        "poi" => {
+            only(cx, &n.listen, "listen", "mdf")?;
+            only(cx, &n.max_pdu, "max_pdu", "mdf")?;
+            only(cx, &n.max_sessions, "max_sessions", "mdf")?;
+            let mdf =
+                n.mdf.as_ref().ok_or_else(|| cx.err(raw.span(), "[node] role = \"poi\" needs mdf = \"HOST:PORT\""))?;
+            if mdf.get_ref().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                return Err(cx.err(mdf.span(), format!("mdf = {:?}: expected HOST:PORT", mdf.get_ref())));
+            }
+            let name = n.name.as_ref().ok_or_else(|| cx.err(raw.span(), "[node] role = \"poi\" needs a name"))?;
+            if name.get_ref().is_empty() || name.get_ref().len() > 255 || name.get_ref().chars().any(char::is_control) {
+                return Err(cx.err(name.span(), "[node] name: 1 to 255 characters, no control characters"));
+            }
+            let range = n.object_range.as_ref().ok_or_else(|| {
+                cx.err(raw.span(), "[node] role = \"poi\" needs object_range (1..=65535, one per POI)")
+            })?;
+            Ok(Role::Poi(PoiConfig {
+                mdf: mdf.get_ref().clone(),
+                name: name.get_ref().clone(),
+                object_range: cx.int(range, "object_range", 1, 65535)? as u16,
+                tls,
+                keepalive_secs: match &n.keepalive_secs {
+                    Some(v) => cx.int(v, "keepalive_secs", 1, 3600)? as u64,
+                    None => 10,
+                },
+                max_spool_bytes: match &n.max_spool_bytes {
+                    Some(v) => cx.int(v, "max_spool_bytes", 1 << 20, 1 << 50)? as u64,
+                    None => 1 << 30,
+                },
+            }))
+        }
+        "mdf" => {
+            only(cx, &n.mdf, "mdf", "poi")?;
+            only(cx, &n.name, "name", "poi")?;
+            only(cx, &n.object_range, "object_range", "poi")?;
+            only(cx, &n.keepalive_secs, "keepalive_secs", "poi")?;
+            only(cx, &n.max_spool_bytes, "max_spool_bytes", "poi")?;
+            let l = n
+                .listen
+                .as_ref()
+                .ok_or_else(|| cx.err(raw.span(), "[node] role = \"mdf\" needs listen = \"IP:PORT\""))?;
+            let listen = l
+                .get_ref()
+                .parse::<SocketAddr>()
+                .map_err(|_| cx.err(l.span(), format!("{:?}: expected IP:PORT", l.get_ref())))?;
+            Ok(Role::Mdf(MdfConfig {
+                listen,
+                tls,
+                max_pdu: match &n.max_pdu {
+                    Some(v) => usize_of(cx.int(v, "max_pdu", 4096, 1 << 30)?),
+                    None => crate::deliver::x2x3::pdu::DEFAULT_MAX_PDU,
+                },
+                max_sessions: match &n.max_sessions {
+                    Some(v) => usize_of(cx.int(v, "max_sessions", 16, 1 << 28)?),
+                    None => 1 << 20,
+                },
+            }))
+        }
+        other => {
+            Err(cx.err(n.role.span(), format!("role = {other:?}: expected \"poi\" or \"mdf\" (no [node]: all-in-one)")))
+        }
+    }
+}
+
+/// Parses and checks a configuration. `file` names it in messages and anchors relative paths.
+pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let file_s = file.display().to_string();
+    let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let cx = Ctx { text, file: &file_s, base };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| cx.line(s));
+        let mut message = e.message().trim_end().to_string();
+        if let Some(src) = text.lines().nth(line.saturating_sub(1)).map(str::trim).filter(|l| !l.is_empty()) {
+            let src: String = src.chars().take(80).collect();
+            message.push_str(&format!(" (in `{src}`)"));
+        }
+        ConfigError::At { file: file_s.clone(), line, message }
+    })?;
+
+    // [node], then [capture]: an MDF captures nothing.
+    let role = match &raw.node {
+        Some(n) => parse_node(&cx, n)?,
+        None => Role::AllInOne,
+    };
+    let capture = match (raw.capture, &role) {
+        (Some(c), Role::Mdf(_)) => {
+            return Err(cx.err(c.span(), "an MDF (role = \"mdf\") captures nothing: no [capture]"))
+        }
+        (Some(c), _) => parse_capture(&cx, c)?,
+        (None, Role::Mdf(_)) => CaptureConfig::none(),
+        (None, _) => {
+            return Err(ConfigError::At { file: file_s.clone(), line: 1, message: "missing [capture]".into() })
+        }
     };
 
     // [paths]
@@ -770,7 +962,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
         }
     }
 
-    Ok(Config { file: file.to_path_buf(), capture, paths, associations, metrics, x1, limits })
+    Ok(Config { file: file.to_path_buf(), capture, paths, associations, metrics, x1, limits, role })
 }
 
 /// Reads and parses a configuration file.

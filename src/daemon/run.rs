@@ -57,6 +57,7 @@ fn redacted(e: &anyhow::Error, source: &str) -> String {
                 W::BadTarget { .. } => "bad target",
                 W::NoTargets { .. } => "warrant has no targets",
                 W::BadLea { .. } => "bad lea name",
+                W::BadXid { .. } => "bad xid",
                 W::NotUtf8 { .. } => "not UTF-8",
             };
             format!("{source}:{}: {what}", w.line())

@@ -186,6 +186,8 @@ struct Numbering {
     stride: u32,
     cins: std::collections::HashMap<Liid, u32>,
     objects: std::collections::HashMap<Liid, u64>,
+    /// Added to every object id: a POI's range (see [`Numbers::set_object_range`]).
+    object_base: u64,
 }
 
 impl Default for Numbers {
@@ -203,6 +205,7 @@ impl Numbers {
             stride,
             cins: Default::default(),
             objects: Default::default(),
+            object_base: 0,
         })))
     }
 
@@ -235,7 +238,7 @@ impl Numbers {
     pub fn object(&self, liid: &Liid) -> u64 {
         self.with(|n| {
             let (first, stride) = (u64::from(n.first), u64::from(n.stride));
-            match n.objects.get_mut(liid) {
+            let o = match n.objects.get_mut(liid) {
                 Some(o) => {
                     *o = o.saturating_add(stride);
                     *o
@@ -244,8 +247,16 @@ impl Numbers {
                     n.objects.insert(liid.clone(), first);
                     first
                 }
-            }
+            };
+            n.object_base | o
         })
+    }
+
+    /// Numbers objects in range `range` (1..=65535; 0 is the all-in-one's): the range in the
+    /// top 16 bits of every id. Each POI of an MDF has a range of its own, so that object ids
+    /// (which records refer to each other by) never collide at the MDF and need no renumbering.
+    pub fn set_object_range(&self, range: u16) {
+        self.with(|n| n.object_base = u64::from(range) << 48)
     }
 }
 
@@ -265,6 +276,9 @@ mod numbers_tests {
         assert_eq!(all, (1..=12).collect::<Vec<_>>());
         let shared = a.clone();
         assert_eq!(shared.cin(&l), Cin(13));
+        let poi = Numbers::slot(1, 2);
+        poi.set_object_range(3);
+        assert_eq!([poi.object(&l), poi.object(&l)], [(3 << 48) | 2, (3 << 48) | 4]);
         let m = Numbers::slot(1, 2);
         m.with(|n| n.cins.insert(l.clone(), u32::MAX - 1));
         assert_eq!(m.cin(&l), Cin(2), "wraps to the slot's first");

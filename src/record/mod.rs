@@ -18,6 +18,7 @@
 pub mod gate;
 mod ids;
 mod owned;
+mod xid;
 
 use std::any::Any;
 use std::fmt;
@@ -29,6 +30,7 @@ use serde::Serialize;
 pub use gate::Gate;
 pub use ids::{Cin, Liid, LiidError, Numbers};
 pub use owned::Records;
+pub use xid::Xid;
 
 use crate::timestamp::Timestamp;
 

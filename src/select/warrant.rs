@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::{Liid, Scope};
 use crate::decode::Mac;
+use crate::record::Xid;
 use crate::timestamp::Timestamp;
 
 /// A target identifier as written in a warrant (`kind:value`).
@@ -168,6 +169,9 @@ pub struct Warrant {
     pub targets: Vec<TargetId>,
     /// Name of the `[[lea]]` this warrant delivers to, if not the default.
     pub lea: Option<String>,
+    /// The X1 task's XID, which X2/X3 PDUs carry instead of the LIID: given (`xid`, or the X1
+    /// task's), else derived from the LIID ([`Xid::derived`]).
+    pub xid: Xid,
     /// Line of the warrant's table in its file, for messages.
     pub line: usize,
 }
@@ -213,6 +217,8 @@ pub enum WarrantError {
     NoTargets { file: String, line: usize },
     #[error("{file}:{line}: bad lea name {value:?}")]
     BadLea { file: String, line: usize, value: String },
+    #[error("{file}:{line}: bad xid {value:?}: expected a UUID such as 2b36a78b-b628-416d-bd22-404e68a0cd36")]
+    BadXid { file: String, line: usize, value: String },
     /// The file is not UTF-8 (TOML must be): where the first bad byte is.
     #[error("{file}:{line}: not UTF-8 (byte {offset} of the file)")]
     NotUtf8 { file: String, line: usize, offset: usize },
@@ -232,6 +238,7 @@ impl WarrantError {
             | WarrantError::BadTarget { line, .. }
             | WarrantError::NoTargets { line, .. }
             | WarrantError::BadLea { line, .. }
+            | WarrantError::BadXid { line, .. }
             | WarrantError::NotUtf8 { line, .. } => *line,
         }
     }
@@ -256,6 +263,8 @@ struct RawWarrant {
     targets: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     lea: Option<Spanned<String>>,
+    #[serde(default)]
+    xid: Option<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -393,7 +402,15 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
             None => None,
         };
 
-        warrants.push(Warrant { liid, start, end, scope, targets, lea, line });
+        let xid = match rw.xid {
+            Some(x) => Xid::parse(x.get_ref()).ok_or_else(|| WarrantError::BadXid {
+                file: f(),
+                line: at(x.span()),
+                value: x.into_inner(),
+            })?,
+            None => Xid::derived(&liid),
+        };
+        warrants.push(Warrant { liid, start, end, scope, targets, lea, xid, line });
     }
     Ok(Warrants { warrants, lea: raw.lea.into_iter().map(toml::Value::Table).collect() })
 }

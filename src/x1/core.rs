@@ -312,6 +312,9 @@ impl X1Core {
                     scope: p.scope,
                     targets: targets.clone(),
                     lea: Some(p.did),
+                    // Checked as a UUID when the task was made (TS 103 280 pattern).
+                    xid: crate::record::Xid::parse(&task.details.xid)
+                        .unwrap_or_else(|| crate::record::Xid::derived(&p.liid)),
                     line: 0,
                 });
             }

@@ -24,6 +24,7 @@ pub fn warrant(liid: &str, start: &str, end: &str, targets: &[&str]) -> Warrant 
         scope: Scope::IriAndCc,
         targets: targets.iter().map(|t| t.parse::<TargetId>().unwrap()).collect(),
         lea: None,
+        xid: tapir::record::Xid::derived(&Liid::new(liid).unwrap()),
         line: 1,
     }
 }

@@ -17,11 +17,11 @@
 //! [`encode`] writes a PDU into a [`BytesMut`]. [`X2x3Codec`] frames a byte stream into PDUs
 //! for tokio-util.
 
-use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::{Buf, BufMut, BytesMut};
 
+pub use crate::record::Xid;
 use crate::timestamp::Timestamp;
 
 /// The version this implementation writes and accepts (TS 103 221-2 V1.6.1 and later).
@@ -163,40 +163,6 @@ impl PayloadDirection {
             5 => PayloadDirection::NotApplicable,
             c => PayloadDirection::Other(c),
         }
-    }
-}
-
-/// The XID of the X1 task a PDU belongs to: a UUID, written in X1 as 36 lower-case characters.
-#[derive(Copy, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Xid(pub [u8; 16]);
-
-impl Xid {
-    /// Keepalives carry the all-zero XID.
-    pub const NIL: Xid = Xid([0; 16]);
-
-    /// Parses the 8-4-4-4-12 hexadecimal form (either case).
-    pub fn parse(s: &str) -> Option<Xid> {
-        let b = s.as_bytes();
-        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-            return None;
-        }
-        let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(&hex, &mut out).ok()?;
-        Some(Xid(out))
-    }
-}
-
-impl fmt::Display for Xid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = hex::encode(self.0);
-        write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-    }
-}
-
-impl fmt::Debug for Xid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
     }
 }
 
@@ -745,20 +711,6 @@ mod tests {
         let mut cut = x3(b"abc");
         cut.truncate(30);
         assert!(matches!(codec.decode_eof(&mut cut), Err(CodecError::Pdu(PduError::Truncated { .. }))));
-    }
-
-    #[test]
-    fn xids_read_and_print_as_uuids() {
-        let x = Xid::parse("2B36A78B-B628-416D-BD22-404E68A0CD36").unwrap();
-        assert_eq!(x.to_string(), "2b36a78b-b628-416d-bd22-404e68a0cd36");
-        for bad in [
-            "",
-            "2b36a78b-b628-416d-bd22-404e68a0cd3",
-            "2b36a78bxb628-416d-bd22-404e68a0cd36",
-            "zb36a78b-b628-416d-bd22-404e68a0cd36",
-        ] {
-            assert_eq!(Xid::parse(bad), None, "{bad}");
-        }
     }
 
     proptest::proptest! {
