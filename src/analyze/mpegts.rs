@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cx, StreamAnalyzer};
 use crate::media::fingerprint::{VideoCodec, VideoPrint};
-use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+use crate::record::{de, Close, Dir, ObjectId, ObjectMeta};
 use crate::timestamp::Timestamp;
 
 /// The TS packet size and sync byte.
@@ -42,20 +42,23 @@ fn codec(stream_type: u8) -> &'static str {
 }
 
 /// One elementary stream of the transport stream.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TsStream {
     pub pid: u16,
     pub stream_type: u8,
-    pub codec: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub codec: de::StaticStr,
 }
 
 /// What the transport stream held, for IRI.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TsFacts {
     pub object: ObjectId,
-    pub container: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub container: de::StaticStr,
     /// `udp` or `rtp`.
-    pub transport: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub transport: de::StaticStr,
     pub direction: Dir,
     pub streams: Vec<TsStream>,
     pub packets: u64,
@@ -73,9 +76,10 @@ pub struct TsFacts {
 }
 
 /// The IRI of a media stream carried in datagrams.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TsEvent {
-    pub what: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub what: de::StaticStr,
     pub media: TsFacts,
 }
 

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::mpegts::{TsFacts, TsWriter};
 use super::{Cx, ExpectKey, Expectations, StreamAnalyzer};
@@ -29,7 +29,7 @@ use crate::media::h264::{self, Depacketizer, Event};
 use crate::media::rtp::{self, Packet, Received, SsrcTable, Stats};
 use crate::media::sdp::PayloadFormat;
 use crate::media::{flv, mkv};
-use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+use crate::record::{de, Close, Dir, ObjectId, ObjectMeta};
 
 /// SSRCs followed per direction (a flood of fake ones is counted, not kept).
 const MAX_SSRCS: usize = 16;
@@ -47,15 +47,16 @@ fn looks_h264(payload: &[u8]) -> bool {
 }
 
 /// What an RTP event is about.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RtpEvent {
-    pub what: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub what: de::StaticStr,
     pub direction: Dir,
     pub ssrc: u32,
     pub payload_type: u8,
     /// FFmpeg's codec name, when the payload says it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub codec: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::option_static_str")]
+    pub codec: Option<de::StaticStr>,
     pub clock_rate: u32,
     /// The clock rate is a guess (dynamic payload type, no SDP).
     pub clock_rate_assumed: bool,
@@ -68,7 +69,7 @@ pub struct RtpEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Packets of SSRCs past the bound, not followed.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub refused_ssrc_packets: u64,
 }
 
@@ -77,10 +78,11 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The file one SSRC became.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RtpMedia {
     pub object: ObjectId,
-    pub container: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub container: de::StaticStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,7 +108,7 @@ pub struct RtpMedia {
     /// (sample offset in the file, samples).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silence: Vec<(u64, u64)>,
     /// Packets that came after later ones and were left out of the file.
     pub late_packets: u64,

@@ -11,7 +11,7 @@
 //! transport), and the SDP's session name and media. The RTP itself reports per SSRC, as
 //! [`Rtp`] does.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::detect::Verdict;
 use super::rtmp::mask_url;
@@ -83,7 +83,7 @@ pub fn analyzer() -> Box<dyn StreamAnalyzer> {
 }
 
 /// What RTSP adds to the IRI: one request and its answer.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RtspEvent {
     pub method: String,
     /// Credentials masked.
@@ -100,12 +100,12 @@ pub struct RtspEvent {
     /// DESCRIBE/ANNOUNCE: the SDP's session name and its media.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdp_session: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<SdpMedia>,
 }
 
 /// One `m=` line of the session's SDP.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SdpMedia {
     pub media: String,
     pub payload_type: u8,

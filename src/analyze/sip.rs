@@ -5,11 +5,11 @@
 //! an expected UDP connection (as RTSP's SETUP makes them) analysed by [`super::rtp::Rtp`] told that
 //! media's payload formats, so the call's audio becomes a WAV (G.711) or Matroska (Opus) file.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cx, StreamAnalyzer};
 use crate::media::sdp;
-use crate::record::{Close, Dir};
+use crate::record::{de, Close, Dir};
 
 /// How long an announced media port waits for its first packet.
 const EXPECT_NS: i64 = 300_000_000_000;
@@ -47,10 +47,11 @@ pub fn looks_sip(datagram: &[u8]) -> bool {
 }
 
 /// One SIP message, for IRI.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SipEvent {
     /// `request` or `response`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub kind: de::StaticStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,7 +69,7 @@ pub struct SipEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// The SDP's media: `audio 198.51.100.7:6000 PCMU/8000`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<String>,
     /// At the flow's end (`kind` `summary`): messages past the report bound, counted only.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -73,7 +73,7 @@ impl PartInfo {
 }
 
 /// The top-level headers an investigator asks for first (unfolded, trimmed, bounded).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MessageHeaders {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,

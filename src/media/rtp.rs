@@ -14,7 +14,7 @@
 //! A.3 (expected and lost) and A.8 (interarrival jitter). The table is bounded: a flood of forged
 //! SSRCs is refused and counted, it does not grow memory.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::timestamp::Timestamp;
@@ -268,7 +268,7 @@ impl Received {
 }
 
 /// Receive statistics of one SSRC, as RFC 3550 Appendix A computes them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub ssrc: u32,
     /// Packets received since the source became valid (A.1's `received`: probation packets but

@@ -109,7 +109,7 @@ impl serde::Serialize for Liid {
 /// A Communication Identity Number: one per (LIID, session), numbered from 1 per LIID; 0 stands
 /// for content that belongs to no session (non-IP frames, IP fragments held for reassembly).
 /// A `u32`, as TS 102 232-1 carries it, so that it never has to be folded on the way out.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Cin(u32);
 

@@ -15,6 +15,7 @@
 //! Between the producers and any output stands the [`Gate`] of the warrant's scope (see
 //! [`gate`]): the one place where IRI-only, CC-only and IRI+CC are enforced.
 
+pub mod de;
 pub mod gate;
 mod ids;
 mod owned;
@@ -25,7 +26,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use gate::Gate;
 pub use ids::{Cin, Liid, LiidError, Numbers};
@@ -120,7 +121,7 @@ impl LinkType {
 }
 
 /// An encapsulation a target's packets came through.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TunnelKind {
     Vxlan,
@@ -148,7 +149,7 @@ pub struct FormatVerdict {
 
 /// Direction within a flow, relative to the side that opened it (the SYN sender, or the sender of
 /// the first packet seen for a flow caught mid-stream).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Dir {
     /// From the originator to the responder.
@@ -173,7 +174,7 @@ impl Dir {
 }
 
 /// One removed encapsulation, as written in records.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TunnelDescr {
     pub kind: TunnelKind,
     pub outer_src: IpAddr,
@@ -183,7 +184,7 @@ pub struct TunnelDescr {
 }
 
 /// A flow as an analyst reads it: inner 5-tuple plus the overlay it travelled in.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FlowDescr {
     /// `tcp`, `udp`, `icmp`, `icmpv6` or the IP protocol number.
     /// (A name spelled out once, not a string per flow: a million flows held are a million
@@ -191,9 +192,9 @@ pub struct FlowDescr {
     pub proto: std::borrow::Cow<'static, str>,
     pub orig: SocketAddr,
     pub resp: SocketAddr,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vlans: Vec<u16>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tunnels: Vec<TunnelDescr>,
 }
 

@@ -26,11 +26,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{linux, Place};
 use crate::content::format::inspectable;
-use crate::record::{Liid, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::record::{de, Liid, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 /// Bytes of an object looked at before deciding whether it is an image.
@@ -172,18 +172,19 @@ pub struct Inspection {
 }
 
 /// A user account, as the summary gives it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VmiUser {
     pub name: String,
     pub uid: u32,
     /// `set`, `locked`, `empty` or `unknown`; never the hash.
-    pub password: &'static str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "de::static_str")]
+    pub password: de::StaticStr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
 }
 
 /// A crontab line, and where it was found.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VmiCron {
     /// The path, or `source @ offset` for a line carved from memory.
     pub place: String,
@@ -197,7 +198,7 @@ pub struct VmiCron {
 }
 
 /// An authorized SSH key.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VmiKey {
     pub user: String,
     pub key_type: String,
@@ -206,9 +207,10 @@ pub struct VmiKey {
 }
 
 /// An artifact, as the summary gives it: what, where, its digest and the object it became.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VmiFound {
-    pub kind: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub kind: de::StaticStr,
     pub place: String,
     pub from_memory: bool,
     pub size: u64,
@@ -218,7 +220,7 @@ pub struct VmiFound {
     pub object: Option<ObjectId>,
     /// An object the target sent before the inspection ended with the same SHA-256 (set when
     /// delivered): the link from this side, when the traffic came first.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::present")]
     pub equals_object: Option<serde_json::Value>,
     /// Media: `mp4`, `png`...
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,13 +230,40 @@ pub struct VmiFound {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub video: Option<crate::media::fingerprint::Fingerprint>,
     /// Mail: its headers.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten, skip_serializing_if = "Option::is_none", deserialize_with = "mail_headers")]
     pub mail: Option<linux::MailHeaders>,
+}
+
+/// [`VmiFound::mail`] read back. Flattened, `None` writes no key and `Some` writes all five
+/// (`null` for a header the message lacks): any of them present is `Some`, even all `null`.
+fn mail_headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<linux::MailHeaders>, D::Error> {
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default, deserialize_with = "de::present")]
+        from: Option<Option<String>>,
+        #[serde(default, deserialize_with = "de::present")]
+        to: Option<Option<String>>,
+        #[serde(default, deserialize_with = "de::present")]
+        subject: Option<Option<String>>,
+        #[serde(default, deserialize_with = "de::present")]
+        message_id: Option<Option<String>>,
+        #[serde(default, deserialize_with = "de::present")]
+        date: Option<Option<String>>,
+    }
+    let k = Keys::deserialize(d)?;
+    let any = [&k.from, &k.to, &k.subject, &k.message_id, &k.date].iter().any(|v| v.is_some());
+    Ok(any.then(|| linux::MailHeaders {
+        from: k.from.flatten(),
+        to: k.to.flatten(),
+        subject: k.subject.flatten(),
+        message_id: k.message_id.flatten(),
+        date: k.date.flatten(),
+    }))
 }
 
 /// The IRI of one image inspection (`event: vmi`): what an analyst needs first, with the
 /// report object for the rest.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VmiEvent {
     /// The image's object id and digest.
     pub image_object: ObjectId,
@@ -242,20 +271,21 @@ pub struct VmiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
     /// `inspected`, `too-large`, `queue-full`, `unreadable` or `failed`.
-    pub outcome: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub outcome: de::StaticStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_size: Option<u64>,
     /// The backing images read under this one (an overlay's base, uploaded before it), by the
     /// name the image gives, nearest first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backing_chain: Vec<String>,
     /// `partition N: ext4 "label"`, one each.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filesystems: Vec<String>,
     /// Internal snapshots (`id "name"`, with `+ RAM` when it saved the VM's state).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
@@ -263,20 +293,20 @@ pub struct VmiEvent {
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<VmiUser>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sudoers: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_keys: Vec<VmiKey>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crontabs: Vec<VmiCron>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enabled_units: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rc_local: Vec<String>,
     /// Every artifact extracted (mail, crontabs, key files, media), each an object.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<VmiFound>,
     /// The report object (set when delivered).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -284,10 +314,11 @@ pub struct VmiEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_sha256: Option<String>,
     /// What could not be read, bounds reached, why not inspected.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Time from the image's end to the end of its inspection: for the run's summary, not the
-    /// evidence (a record must not depend on the machine's speed).
+    /// evidence (a record must not depend on the machine's speed). Not written: 0 in an event
+    /// read back from its JSON.
     #[serde(skip)]
     pub seconds: f64,
 }

@@ -617,7 +617,7 @@ pub fn mail_headers(b: &[u8]) -> Option<BTreeMap<String, String>> {
 }
 
 /// What an analyst reads of a message first: From, To, Subject, Message-ID and Date as written.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct MailHeaders {
     pub from: Option<String>,
     pub to: Option<String>,

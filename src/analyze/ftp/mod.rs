@@ -39,7 +39,7 @@ pub mod transfer;
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::detect::Verdict;
 use super::StreamAnalyzer;
@@ -59,7 +59,7 @@ pub const HOLD_BEFORE_COMMAND: usize = 64 * 1024;
 pub const MAX_REPLY_TEXT: usize = 1024;
 
 /// What happened, as an FTP IRI.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FtpAction {
     /// USER/PASS answered: `success` says whether the server let the user in.
@@ -81,14 +81,14 @@ pub enum FtpAction {
 }
 
 /// A reply: its code and text (multi-line replies joined by `\n`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FtpReply {
     pub code: u16,
     pub text: String,
 }
 
 /// How the data connection was set up.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FtpMode {
     /// PASV/EPSV: the client connects to the server.
@@ -98,7 +98,7 @@ pub enum FtpMode {
 }
 
 /// The facts of one transfer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FtpTransfer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<FtpMode>,
@@ -145,7 +145,7 @@ pub struct FtpTransfer {
 }
 
 /// Anomalies counted on a control connection.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FtpAnomalies {
     /// Lines longer than [`MAX_LINE`], skipped.
     pub long_lines: u64,
@@ -170,7 +170,7 @@ impl FtpAnomalies {
 }
 
 /// What FTP adds to the IRI: a login, a transfer, a change to the server's files, AUTH TLS.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FtpEvent {
     pub action: FtpAction,
     /// The user name (USER); a password is never recorded.
@@ -196,7 +196,7 @@ pub struct FtpEvent {
     pub success: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Box<FtpTransfer>>,
-    #[serde(skip_serializing_if = "FtpAnomalies::is_empty")]
+    #[serde(default, skip_serializing_if = "FtpAnomalies::is_empty")]
     pub anomalies: FtpAnomalies,
 }
 

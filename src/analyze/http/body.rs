@@ -32,12 +32,14 @@ const MAX_PARTS: usize = 10_000;
 pub const MAX_CAPTURE: usize = 64 * 1024;
 
 /// A finished object as the IRI names it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjRef {
     pub id: ObjectId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub sha256: String,
+    /// For the analyzer's own use (an S3 part's MD5 in `s3_complete`), not written: empty in an
+    /// event read back from its JSON.
     #[serde(skip)]
     pub md5: String,
     pub size: u64,

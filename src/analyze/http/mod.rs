@@ -58,7 +58,7 @@ const MAX_S3_PARTS: usize = 10_000;
 const MAX_ANOMALIES: usize = 32;
 
 /// S3 facts of a request.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct S3Facts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
@@ -71,7 +71,7 @@ pub struct S3Facts {
 }
 
 /// One part of a completed S3 multipart upload, in the order the client listed it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct S3Part {
     pub part_number: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,14 +88,14 @@ pub struct S3Part {
 }
 
 /// A CompleteMultipartUpload: the parts that make the object.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct S3Complete {
     pub upload_id: String,
     pub parts: Vec<S3Part>,
 }
 
 /// What HTTP adds to the IRI: one request and its response.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HttpEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -117,9 +117,9 @@ pub struct HttpEvent {
     pub request_content_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_content_type: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_objects: Vec<ObjRef>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_objects: Vec<ObjRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
@@ -128,9 +128,9 @@ pub struct HttpEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_complete: Option<S3Complete>,
     /// The RTP media an SDP body announced (`video 198.51.100.10:5004 H264/90000`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sdp_media: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
 }
 

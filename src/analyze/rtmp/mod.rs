@@ -25,7 +25,7 @@ pub mod mp4;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::amf0::Amf;
@@ -34,7 +34,7 @@ use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
 use crate::media::fingerprint::VideoPrint;
 use crate::media::flv;
-use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+use crate::record::{de, Close, Dir, ObjectId, ObjectMeta};
 
 /// C0+C1+C2 (and S0+S1+S2): what precedes each direction's chunk stream.
 pub const HANDSHAKE: u64 = 1 + 1536 + 1536;
@@ -65,7 +65,7 @@ pub fn analyzer() -> Box<dyn StreamAnalyzer> {
 }
 
 /// What an RTMP event is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RtmpWhat {
     /// The client's `connect`: application and URL.
@@ -81,7 +81,7 @@ pub enum RtmpWhat {
 }
 
 /// What RTMP adds to the IRI.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RtmpEvent {
     pub what: RtmpWhat,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,11 +94,11 @@ pub struct RtmpEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_url: Option<String>,
     /// `publish` (the client sends) or `play` (the server sends).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::option_static_str")]
+    pub mode: Option<de::StaticStr>,
     /// `***`: the stream name is the stream key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream_name: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::option_static_str")]
+    pub stream_name: Option<de::StaticStr>,
     /// SHA-256 of the stream name, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_name_sha256: Option<String>,
@@ -140,11 +140,12 @@ impl RtmpEvent {
 }
 
 /// What one stream's media held.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MediaFacts {
     /// The `stream` object (FLV).
     pub object: ObjectId,
-    pub container: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub container: de::StaticStr,
     /// The direction that carried it.
     pub direction: Dir,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,16 +165,17 @@ pub struct MediaFacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// `onMetaData` as the sender described the stream.
-    #[serde(skip_serializing_if = "Value::is_null")]
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
     /// The MP4 copy, where the codecs allow one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mp4: Option<mp4::Mp4Facts>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VideoFacts {
-    pub codec: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub codec: de::StaticStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,9 +190,10 @@ pub struct VideoFacts {
     pub keyframes: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AudioFacts {
-    pub codec: &'static str,
+    #[serde(deserialize_with = "de::static_str")]
+    pub codec: de::StaticStr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,16 +6,16 @@
 //! (sequence headers) before any frame, so by then the tracks are known. A track whose
 //! configuration never came is left out, not guessed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AUDIO, VIDEO};
 use crate::analyze::Cx;
 use crate::media::mp4::{Fmp4, TrackKind};
 use crate::media::{flv, h264};
-use crate::record::{ObjectId, ObjectMeta};
+use crate::record::{de, ObjectId, ObjectMeta};
 
 /// What IRI says of the MP4 copy.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Mp4Facts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectId>,
@@ -24,7 +24,7 @@ pub struct Mp4Facts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// `h264`, `hevc`, `aac`: the tracks written.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::vec_static_str")]
     pub tracks: Vec<&'static str>,
     /// Why there is no MP4, or what it lacks.
     #[serde(skip_serializing_if = "Option::is_none")]

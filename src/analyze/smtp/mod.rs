@@ -22,14 +22,14 @@ pub mod parse;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use self::parse::{auth_response, parse_command, parse_reply_line, AuthFacts, Command};
 use super::detect::Verdict;
 use super::{Cx, StreamAnalyzer};
 use crate::content::mime::{Encoding, MessageHeaders, MimeHandler, MimeParser, PartInfo};
-use crate::record::{Close, Dir, ObjectId, ObjectMeta};
+use crate::record::{de, Close, Dir, ObjectId, ObjectMeta};
 
 /// Longest command or reply line kept (RFC 5321 allows 512; extensions make them longer).
 pub const MAX_LINE: usize = 4096;
@@ -45,7 +45,7 @@ const MAX_REPLY_TEXT: usize = 1024;
 const MAX_EXTENSIONS: usize = 64;
 
 /// A server reply: code and text (multi-line replies joined by `\n`, bounded).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub code: u16,
     pub text: String,
@@ -58,7 +58,7 @@ impl Reply {
 }
 
 /// A recipient and the server's answer to its RCPT TO.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     pub addr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,7 @@ pub struct Recipient {
 }
 
 /// A MIME part stored as its own object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub object: ObjectId,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ pub struct Attachment {
 }
 
 /// What the event is about.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SmtpWhat {
     /// A mail transaction: envelope, message, verdict.
@@ -91,7 +91,7 @@ pub enum SmtpWhat {
 }
 
 /// What SMTP adds to the IRI.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SmtpEvent {
     pub what: SmtpWhat,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,14 +101,14 @@ pub struct SmtpEvent {
     pub mail_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail_from_reply: Option<Reply>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rcpt_to: Vec<Recipient>,
     /// Recipients beyond [`MAX_RCPTS`].
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub rcpt_dropped: u64,
     /// `data` or `bdat`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub transfer: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::option_static_str")]
+    pub transfer: Option<de::StaticStr>,
     /// The `mail` object holding the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectId>,
@@ -119,10 +119,10 @@ pub struct SmtpEvent {
     pub complete: Option<bool>,
     #[serde(flatten)]
     pub headers: MessageHeaders,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
     /// The text parts (plain, HTML) stored as `text` objects.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub texts: Vec<Attachment>,
     /// The server's verdict: on the message, the AUTH or the STARTTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,11 +132,11 @@ pub struct SmtpEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// `***` when a secret was sent (it is never recorded).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::option_static_str")]
+    pub secret: Option<de::StaticStr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub anomalies: BTreeMap<String, u64>,
 }
 

@@ -8,13 +8,13 @@ use ring::digest::{digest, SHA256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// One certificate as written in the IRI.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CertInfo {
     /// RFC 4514-style distinguished name, e.g. `CN=example.com, O=Example`.
     pub subject: String,
     pub issuer: String,
     /// Subject alternative names, prefixed by kind: `DNS:`, `IP:`, `email:`, `URI:`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sans: Vec<String>,
     /// Serial number, hex bytes separated by `:` as encoded (OpenSSL's style).
     pub serial: String,

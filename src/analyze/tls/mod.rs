@@ -41,7 +41,7 @@ pub const MAX_HANDSHAKE: usize = 64 * 1024;
 const MAX_ANOMALIES: usize = 8;
 
 /// Whether the server certificate could be read.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CertStatus {
     /// Not yet known (never in an emitted event unless the handshake was cut short).
     #[serde(rename = "not seen")]
@@ -64,7 +64,7 @@ pub enum CertStatus {
 }
 
 /// What TLS adds to the IRI: one per session.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TlsEvent {
     /// Negotiated version (ServerHello, supported_versions first), e.g. `TLS 1.3`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,7 @@ pub struct TlsEvent {
     pub client_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpn_offered: Vec<String>,
     /// The server's choice, from a TLS 1.0–1.2 ServerHello (TLS 1.3 sends it encrypted, in
     /// EncryptedExtensions: absent then).
@@ -104,7 +104,7 @@ pub struct TlsEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4s: Option<String>,
     /// The server answered with a HelloRetryRequest first.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hello_retry: bool,
     /// A clear-text alert seen during the handshake, e.g. `fatal 40 from server`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,10 +115,10 @@ pub struct TlsEvent {
     /// The handshake metadata was complete (false: emitted at close or after a gap with what
     /// was seen).
     pub complete: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
     /// Anomalies beyond the ones listed.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub anomalies_dropped: u32,
 }
 

@@ -2,5 +2,7 @@
 //! delivery function (MDF): xIRI on X2, xCC on X3, over TCP with mutual TLS.
 //!
 //! - [`pdu`]: the PDU (header, conditional attributes, payload) and its stream codec.
+//! - [`events`]: application events rebuilt, typed, from the JSON X2 carries them in.
 
+pub mod events;
 pub mod pdu;
