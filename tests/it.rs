@@ -107,6 +107,7 @@ mod vmi_pipeline;
 mod x1_core;
 mod x1_https;
 mod x2_events;
+mod x2x3_records;
 
 /// Every tests/*.rs is a module here or a `[[test]]` target of its own in Cargo.toml: with
 /// `autotests = false`, a file declared in neither would be compiled and run nowhere, silently.

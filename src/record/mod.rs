@@ -36,7 +36,7 @@ pub use xid::Xid;
 use crate::timestamp::Timestamp;
 
 /// What a warrant asks to be delivered.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     #[serde(rename = "iri+cc")]
@@ -56,7 +56,7 @@ impl Scope {
 
 /// Why a selector exists: the warrant's target identifier and the chain of association events
 /// that led from it to this selector, oldest first. Written with every record it produced.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Provenance {
     /// The packet selector, e.g. `ipv4:10.0.0.5` or `vni:5001/10.0.0.5`.
     pub selector: String,
@@ -136,14 +136,14 @@ pub enum TunnelKind {
 }
 
 /// A format verdict on an object's bytes: the format, why we think so, and what the header says.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FormatVerdict {
     /// e.g. `qcow2`, `vmdk`, `gpt`, `gzip`.
     pub format: String,
     /// The evidence, e.g. `magic "QFI\xfb" at offset 0, version 3`.
     pub reason: String,
     /// Header facts (version, virtual size, partitions, ...).
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
 }
 
@@ -245,7 +245,7 @@ pub fn selector_addr(selector: &str) -> Option<IpAddr> {
 }
 
 /// Why a flow's session ended.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Close {
     /// Both sides sent FIN.
@@ -266,7 +266,7 @@ pub enum Close {
 /// Packet and byte counters for one session, per direction (`[orig, resp]`), counted from the
 /// session's first packet to its last, including packets that come after its close (the last
 /// ACK of a FIN handshake).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub packets: [u64; 2],
     /// IP bytes: every header byte (IP with its options or extension headers, the transport
@@ -277,17 +277,17 @@ pub struct Counters {
     pub payload: [u64; 2],
     /// TCP segments refused because their checksum failed in a direction whose checksums hold:
     /// the receiver dropped them. They are in the CC (they crossed the wire), never in objects.
-    #[serde(skip_serializing_if = "both_zero")]
+    #[serde(default, skip_serializing_if = "both_zero")]
     pub checksum_failed: [u64; 2],
     /// TCP segments taken although no checksum vouched for them: checksum offload on the
     /// capturing host (no segment of the direction had passed its checksum yet), segments
     /// coalesced by the capturing host (larger than the peer's MSS), or cut short by the snap
     /// length.
-    #[serde(skip_serializing_if = "both_zero")]
+    #[serde(default, skip_serializing_if = "both_zero")]
     pub unverified: [u64; 2],
     /// Places where two versions of the same stream bytes differed (each a `wire-conflict`
     /// record, the first 64 per direction).
-    #[serde(skip_serializing_if = "both_zero")]
+    #[serde(default, skip_serializing_if = "both_zero")]
     pub conflicts: [u64; 2],
 }
 
@@ -296,7 +296,7 @@ fn both_zero(v: &[u64; 2]) -> bool {
 }
 
 /// Why one version of conflicting stream bytes is the one passed on.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConflictKind {
     /// Both versions passed their checksums: the receiver keeps the bytes it received first.
@@ -308,7 +308,7 @@ pub enum ConflictKind {
 /// The wire disagreed with itself: two versions of the bytes at `offset..offset + len` of one
 /// direction of a TCP session. The version passed on (to the analyzers and objects) is the one
 /// the receiver accepted; both are in the CC.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireConflict {
     pub direction: Dir,
     /// The target sent these bytes.
@@ -470,7 +470,7 @@ impl IriEvent {
 }
 
 /// What happened to a warrant (HI1 liActivated / liModified / liDeactivated).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarrantOp {
     Activated,
@@ -520,7 +520,7 @@ impl CcRecord<'_> {
 pub type ObjectId = u64;
 
 /// Metadata known when an object starts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     /// `stream` (a reassembled TCP direction), `file`, `mail`.
     pub kind: String,
@@ -545,7 +545,7 @@ pub struct ObjectMeta {
     pub parent: Option<ObjectId>,
     /// Protocol facts worth keeping with the object (method and URI, FTP command and user, mail
     /// envelope, image id...).
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub context: serde_json::Value,
 }
 

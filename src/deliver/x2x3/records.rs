@@ -1,0 +1,747 @@
+//! Records to X2/X3 PDUs on a POI, and back to records on the MDF: both sans-I/O.
+//!
+//! | record | PDU | payload format | payload |
+//! |---|---|---|---|
+//! | CC frame with an IP packet inside | X3 | IPv4 / IPv6 packet (5, 6) | the innermost IP packet, as HI3 IPCC carries it |
+//! | CC frame without IP (ARP...) on Ethernet | X3 | Ethernet frame (7) | the frame |
+//! | object begins, bytes, gap, ends; a session's close | X3 | proprietary (4) | a tapir part ([`Part`]) |
+//! | IRI (session, application, association, warrant, object IRI) | X2 | proprietary (4) | a tapir part: the record as JSON |
+//!
+//! Why a proprietary payload for X2: the MDF must rebuild the record whole, as the all-in-one
+//! case writer and HI2 encoder see it (provenance, the application event's own fields, object
+//! digests), and TS 102 232-1 or TS 33.128 payloads would either lose what tapir's national
+//! HI2 parameters carry or fix the LEA's module version on the POI. The JSON is the case's
+//! own (`iri.jsonl`), without the LIID and the CIN, which the XID and correlation ID carry.
+//!
+//! Every PDU has the XID of the record's warrant, the correlation ID (the POI's CIN of the
+//! session; zero outside a session), a sequence number (the PDU's place in the POI's stream to
+//! this MDF, which is how the MDF recognises a resend) and the record's timestamp.
+//!
+//! Object ids cross unchanged: a POI numbers its objects in a range of its own (its node
+//! number in the top 16 bits, see `Numbers::node`), so that the ids objects refer to each
+//! other by (a mail's attachments, an FTP event's upload) stay true at the MDF. CINs do not:
+//! the MDF numbers each (POI, XID, correlation ID) in its own sequence per LIID.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::events::app_event_from_json;
+use super::pdu::{encode, Attribute, Header, PayloadDirection, PayloadFormat, PduError, PduType, PduView, Xid};
+use crate::deliver::etsi::inner_ip_packet;
+use crate::record::{
+    Cin, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Liid, LinkType, ObjectId, ObjectMeta, ObjectRecord,
+    Provenance, Record, RecordSink, Scope, WarrantOp, WireConflict,
+};
+use crate::timestamp::Timestamp;
+
+/// Object bytes per PDU: a large upload crosses in pieces a receiver can bound.
+pub const OBJECT_CHUNK: usize = 64 << 10;
+
+/// The first octets of every tapir proprietary payload, then the part's kind.
+const MAGIC: &[u8; 3] = b"TPR";
+
+/// What a proprietary payload holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Part {
+    /// An IRI record as JSON.
+    Iri = 1,
+    /// An object begins: id (8 octets), then its metadata as JSON.
+    ObjectBegin = 2,
+    /// Object bytes: id, offset (8 octets each), then the bytes.
+    ObjectData = 3,
+    /// Bytes never seen: id, offset, length (8 octets each).
+    ObjectGap = 4,
+    /// An object ends: id (8 octets), then its record as JSON.
+    ObjectEnd = 5,
+    /// The session of the correlation ID is over.
+    SessionClosed = 6,
+}
+
+impl Part {
+    fn from_code(c: u8) -> Option<Part> {
+        Some(match c {
+            1 => Part::Iri,
+            2 => Part::ObjectBegin,
+            3 => Part::ObjectData,
+            4 => Part::ObjectGap,
+            5 => Part::ObjectEnd,
+            6 => Part::SessionClosed,
+            _ => return None,
+        })
+    }
+}
+
+/// What a POI's encoder could not send, and what it sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoiCounts {
+    pub x2: u64,
+    pub x3: u64,
+    /// Records of a LIID without an XID here (a warrant withdrawn while its records drained).
+    pub no_xid: u64,
+    /// CC frames with neither an IP packet nor an Ethernet frame to send.
+    pub cc_not_sendable: u64,
+    /// Records that would not encode (a JSON or size error).
+    pub encode_errors: u64,
+}
+
+/// A POI's side: records in, PDUs appended to a buffer (the caller's spool).
+pub struct PoiEncoder {
+    xids: HashMap<Liid, Xid>,
+    /// The Interception Point ID attribute, when configured.
+    ipid: Option<Vec<u8>>,
+    next_seq: u32,
+    pub counts: PoiCounts,
+    scratch: Vec<u8>,
+}
+
+impl PoiEncoder {
+    /// `next_seq` is the sequence number of the next PDU (0 on a fresh spool; on a restart,
+    /// where the spool's stream left off).
+    pub fn new(xids: HashMap<Liid, Xid>, ipid: Option<&str>, next_seq: u32) -> PoiEncoder {
+        PoiEncoder {
+            xids,
+            ipid: ipid.map(|s| s.as_bytes().to_vec()),
+            next_seq,
+            counts: PoiCounts::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The warrants changed: records of a LIID no longer here are counted, not sent.
+    pub fn set_xids(&mut self, xids: HashMap<Liid, Xid>) {
+        self.xids = xids;
+    }
+
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Appends the PDUs for `rec` to `out`; returns how many.
+    pub fn encode(&mut self, rec: &Record<'_>, out: &mut BytesMut) -> usize {
+        let liid = match rec {
+            Record::Iri(r) => &r.liid,
+            Record::Cc(c) => c.liid,
+            Record::ObjectBegin { liid, .. }
+            | Record::ObjectData { liid, .. }
+            | Record::ObjectGap { liid, .. }
+            | Record::SessionClosed { liid, .. } => liid,
+            Record::ObjectEnd(o, _) => &o.liid,
+        };
+        let Some(&xid) = self.xids.get(liid) else {
+            self.counts.no_xid += 1;
+            return 0;
+        };
+        match rec {
+            Record::Cc(c) => {
+                let dir = match c.from_target() {
+                    Some(true) => PayloadDirection::FromTarget,
+                    Some(false) => PayloadDirection::ToTarget,
+                    None => PayloadDirection::Unknown,
+                };
+                let (format, payload) = match inner_ip_packet(c.link, c.data) {
+                    Some(p) if p.first().is_some_and(|b| b >> 4 == 4) => (PayloadFormat::Ipv4, p),
+                    Some(p) if p.first().is_some_and(|b| b >> 4 == 6) => (PayloadFormat::Ipv6, p),
+                    _ if c.link == LinkType::Ethernet => (PayloadFormat::Ethernet, c.data),
+                    _ => {
+                        self.counts.cc_not_sendable += 1;
+                        return 0;
+                    }
+                };
+                self.put(PduType::X3, format, dir, xid, c.cin.get().into(), c.ts, payload, out)
+            }
+            Record::Iri(r) => {
+                let dir = iri_direction(r);
+                let body = match iri_json(r) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        self.counts.encode_errors += 1;
+                        return 0;
+                    }
+                };
+                let cid = r.cin.map_or(0, |c| c.get().into());
+                self.part(PduType::X2, Part::Iri, dir, xid, cid, r.ts, &[], &body, out)
+            }
+            Record::ObjectBegin { id, meta, .. } => {
+                let Ok(body) = serde_json::to_vec(meta) else {
+                    self.counts.encode_errors += 1;
+                    return 0;
+                };
+                let dir = object_direction(meta.from_target);
+                self.part(
+                    PduType::X3,
+                    Part::ObjectBegin,
+                    dir,
+                    xid,
+                    meta.cin.get().into(),
+                    meta.first_seen,
+                    &id.to_be_bytes(),
+                    &body,
+                    out,
+                )
+            }
+            Record::ObjectData { id, offset, data, .. } => {
+                let mut n = 0;
+                for (i, chunk) in data.chunks(OBJECT_CHUNK).enumerate() {
+                    let mut head = [0u8; 16];
+                    head[..8].copy_from_slice(&id.to_be_bytes());
+                    head[8..].copy_from_slice(&(offset + (i * OBJECT_CHUNK) as u64).to_be_bytes());
+                    // The session is the object's: the MDF knows it from the object's begin.
+                    n += self.part(
+                        PduType::X3,
+                        Part::ObjectData,
+                        PayloadDirection::Unknown,
+                        xid,
+                        0,
+                        Timestamp(0),
+                        &head,
+                        chunk,
+                        out,
+                    );
+                }
+                n
+            }
+            Record::ObjectGap { id, offset, len, .. } => {
+                let mut head = [0u8; 24];
+                head[..8].copy_from_slice(&id.to_be_bytes());
+                head[8..16].copy_from_slice(&offset.to_be_bytes());
+                head[16..].copy_from_slice(&len.to_be_bytes());
+                self.part(
+                    PduType::X3,
+                    Part::ObjectGap,
+                    PayloadDirection::Unknown,
+                    xid,
+                    0,
+                    Timestamp(0),
+                    &head,
+                    &[],
+                    out,
+                )
+            }
+            Record::ObjectEnd(o, id) => {
+                let Ok(body) = serde_json::to_vec(&ObjectWire::from(o)) else {
+                    self.counts.encode_errors += 1;
+                    return 0;
+                };
+                let dir = object_direction(o.meta.from_target);
+                self.part(
+                    PduType::X3,
+                    Part::ObjectEnd,
+                    dir,
+                    xid,
+                    o.meta.cin.get().into(),
+                    o.last_seen,
+                    &id.to_be_bytes(),
+                    &body,
+                    out,
+                )
+            }
+            Record::SessionClosed { cin, ts, .. } => self.part(
+                PduType::X3,
+                Part::SessionClosed,
+                PayloadDirection::NotApplicable,
+                xid,
+                cin.get().into(),
+                *ts,
+                &[],
+                &[],
+                out,
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn part(
+        &mut self,
+        kind: PduType,
+        part: Part,
+        dir: PayloadDirection,
+        xid: Xid,
+        cid: u64,
+        ts: Timestamp,
+        head: &[u8],
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> usize {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(MAGIC);
+        scratch.push(part as u8);
+        scratch.extend_from_slice(head);
+        scratch.extend_from_slice(body);
+        let n = self.put(kind, PayloadFormat::Proprietary, dir, xid, cid, ts, &scratch, out);
+        self.scratch = scratch;
+        n
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &mut self,
+        kind: PduType,
+        format: PayloadFormat,
+        direction: PayloadDirection,
+        xid: Xid,
+        correlation_id: u64,
+        ts: Timestamp,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> usize {
+        let header = Header { pdu_type: kind, format, direction, xid, correlation_id };
+        let seq = Attribute::SequenceNumber(self.next_seq);
+        let ipid = self.ipid.as_deref().map(Attribute::InterceptionPointId);
+        let mut attrs = [seq, Attribute::timestamp(ts), Attribute::IpProtocol(0)];
+        let n = match ipid {
+            Some(a) => {
+                attrs[2] = a;
+                3
+            }
+            None => 2,
+        };
+        match encode(&header, &attrs[..n], payload, out) {
+            Ok(()) => {
+                self.next_seq = self.next_seq.wrapping_add(1);
+                match kind {
+                    PduType::X2 => self.counts.x2 += 1,
+                    _ => self.counts.x3 += 1,
+                }
+                1
+            }
+            Err(_) => {
+                self.counts.encode_errors += 1;
+                0
+            }
+        }
+    }
+}
+
+fn object_direction(from_target: Option<bool>) -> PayloadDirection {
+    match from_target {
+        Some(true) => PayloadDirection::FromTarget,
+        Some(false) => PayloadDirection::ToTarget,
+        None => PayloadDirection::Unknown,
+    }
+}
+
+fn iri_direction(r: &IriRecord) -> PayloadDirection {
+    match &r.event {
+        IriEvent::Association { .. } | IriEvent::Warrant { .. } => PayloadDirection::NotApplicable,
+        IriEvent::Object(o) => object_direction(o.meta.from_target),
+        IriEvent::WireConflict(w) => object_direction(Some(w.from_target)),
+        _ => PayloadDirection::Both,
+    }
+}
+
+/// The X2 JSON of an IRI record: its timestamp, provenance and event.
+fn iri_json(r: &IriRecord) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        ts: Timestamp,
+        provenance: &'a Provenance,
+        iri: &'a IriEvent,
+    }
+    serde_json::to_vec(&Wire { ts: r.ts, provenance: &r.provenance, iri: &r.event })
+}
+
+/// A finished object as it crosses: its record without the LIID and provenance (which the
+/// XID and the object's begin say).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ObjectWire {
+    #[serde(default)]
+    id: ObjectId,
+    /// In an object's end; an `object` IRI record has it beside the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provenance: Option<Provenance>,
+    #[serde(flatten)]
+    meta: ObjectMeta,
+    sha256: String,
+    #[serde(default)]
+    md5: Option<String>,
+    #[serde(default)]
+    sha512: Option<String>,
+    #[serde(default)]
+    format: Option<crate::record::FormatVerdict>,
+    size: u64,
+    gaps: Vec<(u64, u64)>,
+    #[serde(default)]
+    wire_conflicts: Vec<WireConflict>,
+    complete: bool,
+    last_seen: Timestamp,
+}
+
+impl From<&ObjectRecord> for ObjectWire {
+    fn from(o: &ObjectRecord) -> ObjectWire {
+        ObjectWire {
+            id: o.id,
+            provenance: Some((*o.provenance).clone()),
+            meta: o.meta.clone(),
+            sha256: o.sha256.clone(),
+            md5: o.md5.clone(),
+            sha512: o.sha512.clone(),
+            format: o.format.clone(),
+            size: o.size,
+            gaps: o.gaps.clone(),
+            wire_conflicts: o.wire_conflicts.clone(),
+            complete: o.complete,
+            last_seen: o.last_seen,
+        }
+    }
+}
+
+impl ObjectWire {
+    fn into_record(self, liid: Liid, provenance: Arc<Provenance>) -> ObjectRecord {
+        ObjectRecord {
+            liid,
+            id: self.id,
+            meta: self.meta,
+            sha256: self.sha256,
+            md5: self.md5,
+            sha512: self.sha512,
+            format: self.format,
+            size: self.size,
+            gaps: self.gaps,
+            wire_conflicts: self.wire_conflicts,
+            complete: self.complete,
+            last_seen: self.last_seen,
+            provenance,
+        }
+    }
+}
+
+/// The built-in IRI events, read back from the JSON they serialise to.
+// Read once per record and turned into an IriEvent at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(serde::Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+enum BuiltinIri {
+    SessionBegin {
+        flow: FlowDescr,
+        first_seen: Timestamp,
+    },
+    SessionContinue {
+        flow: FlowDescr,
+        first_seen: Timestamp,
+        counters: Counters,
+    },
+    SessionEnd {
+        flow: FlowDescr,
+        first_seen: Timestamp,
+        last_seen: Timestamp,
+        counters: Counters,
+        reason: Close,
+        gaps: [Vec<(u64, u64)>; 2],
+    },
+    Object(ObjectWire),
+    WireConflict(WireConflict),
+    Association {
+        what: String,
+        detail: serde_json::Value,
+        #[serde(default)]
+        selectors_added: Vec<String>,
+        #[serde(default)]
+        selectors_removed: Vec<String>,
+    },
+    Warrant {
+        op: WarrantOp,
+        start: Timestamp,
+        end: Timestamp,
+    },
+}
+
+const BUILTIN: &[&str] =
+    &["session-begin", "session-continue", "session-end", "object", "wire-conflict", "association", "warrant"];
+
+/// Why the MDF did not take a PDU. Each is counted; the connection goes on (framing is intact).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Pdu(#[from] PduError),
+    /// No task with this XID here.
+    #[error("unknown XID {0}")]
+    UnknownXid(Xid),
+    /// The task's scope does not allow what the PDU carries (IRI for a CC-only warrant, CC for
+    /// an IRI-only one).
+    #[error("XID {xid}: {what} outside the warrant's scope")]
+    OutOfScope { xid: Xid, what: &'static str },
+    /// A payload format this MDF does not take on this PDU type.
+    #[error("{kind:?} with payload format {format}")]
+    Format { kind: PduType, format: u16 },
+    /// A proprietary payload that is not one of tapir's parts, or one cut short.
+    #[error("proprietary payload: {0}")]
+    Part(&'static str),
+    /// A part's JSON does not fit its type.
+    #[error("{what}: {source}")]
+    Json { what: &'static str, source: serde_json::Error },
+    #[error(transparent)]
+    Event(#[from] super::events::EventError),
+    /// Object bytes or an end for an object whose begin did not come.
+    #[error("object {0} was not begun")]
+    UnknownObject(ObjectId),
+    /// More objects open at once than the bound on open sessions.
+    #[error("more than {0} objects open")]
+    TooManyObjects(usize),
+    /// A keepalive reached the record layer (the connection answers those).
+    #[error("keepalive")]
+    Keepalive,
+}
+
+/// One task as the MDF knows it.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub liid: Liid,
+    pub scope: Scope,
+}
+
+/// Per session and object state for one POI stream, bounded.
+struct Open {
+    cin: Cin,
+}
+
+/// The MDF's side: PDUs from POIs in, records out; CINs numbered here.
+pub struct MdfIntake {
+    tasks: HashMap<Xid, Task>,
+    /// (POI, XID, correlation ID) -> the MDF's CIN.
+    sessions: HashMap<(Arc<str>, Xid, u64), Open>,
+    /// Objects begun and not ended, by LIID and id (ids are unique per POI range).
+    objects: std::collections::HashSet<(Liid, ObjectId)>,
+    next_cin: HashMap<Liid, Cin>,
+    max_sessions: usize,
+    pub counts: IntakeCounts,
+}
+
+/// What the MDF took, refused and forgot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IntakeCounts {
+    pub x2: u64,
+    pub x3: u64,
+    pub refused: u64,
+    /// Sessions forgotten to stay within the bound (their next PDU opens a new CIN).
+    pub sessions_evicted: u64,
+}
+
+impl MdfIntake {
+    /// Keeps at most `max_sessions` open sessions across all POIs.
+    pub fn new(tasks: HashMap<Xid, Task>, max_sessions: usize) -> MdfIntake {
+        MdfIntake {
+            tasks,
+            sessions: HashMap::new(),
+            objects: Default::default(),
+            next_cin: HashMap::new(),
+            max_sessions: max_sessions.max(1),
+            counts: IntakeCounts::default(),
+        }
+    }
+
+    pub fn set_tasks(&mut self, tasks: HashMap<Xid, Task>) {
+        self.tasks = tasks;
+    }
+
+    fn cin(&mut self, poi: &Arc<str>, xid: Xid, cid: u64, liid: &Liid) -> Cin {
+        if cid == 0 {
+            return Cin::NONE;
+        }
+        let key = (poi.clone(), xid, cid);
+        if let Some(o) = self.sessions.get(&key) {
+            return o.cin;
+        }
+        if self.sessions.len() >= self.max_sessions {
+            // Forget one: its session continues under a new CIN, counted.
+            if let Some(k) = self.sessions.keys().next().cloned() {
+                self.sessions.remove(&k);
+                self.counts.sessions_evicted += 1;
+            }
+        }
+        let next = self.next_cin.entry(liid.clone()).or_insert(Cin::NONE);
+        *next = next.next();
+        let cin = *next;
+        self.sessions.insert(key, Open { cin });
+        cin
+    }
+
+    /// Takes one whole PDU (as [`super::pdu::X2x3Codec`] frames it) from `poi` (the
+    /// authenticated name of the connection), handing its record to `sink`.
+    pub fn pdu(&mut self, poi: &Arc<str>, frame: &[u8], sink: &mut dyn RecordSink) -> Result<(), IntakeError> {
+        let r = self.take(poi, frame, sink);
+        if r.is_err() {
+            self.counts.refused += 1;
+        }
+        r
+    }
+
+    fn take(&mut self, poi: &Arc<str>, frame: &[u8], sink: &mut dyn RecordSink) -> Result<(), IntakeError> {
+        let (v, _) = PduView::parse(frame)?;
+        let h = v.header;
+        if matches!(h.pdu_type, PduType::Keepalive | PduType::KeepaliveAck) {
+            return Err(IntakeError::Keepalive);
+        }
+        let task = self.tasks.get(&h.xid).cloned().ok_or(IntakeError::UnknownXid(h.xid))?;
+        let ts = v.timestamp().unwrap_or_default();
+        let liid = task.liid;
+        match (h.pdu_type, h.format) {
+            (PduType::X3, PayloadFormat::Ipv4 | PayloadFormat::Ipv6 | PayloadFormat::Ethernet) => {
+                if !task.scope.cc() {
+                    return Err(IntakeError::OutOfScope { xid: h.xid, what: "CC" });
+                }
+                let cin = self.cin(poi, h.xid, h.correlation_id, &liid);
+                // Direction relative to the target, as CcRecord says it: the target is the
+                // originator, the packet goes its way or the other.
+                let dir = match h.direction {
+                    PayloadDirection::FromTarget => Some(Dir::Orig),
+                    PayloadDirection::ToTarget => Some(Dir::Resp),
+                    _ => None,
+                };
+                let link = if h.format == PayloadFormat::Ethernet { LinkType::Ethernet } else { LinkType::Raw };
+                sink.record(Record::Cc(crate::record::CcRecord {
+                    liid: &liid,
+                    cin,
+                    ts,
+                    link,
+                    data: v.payload,
+                    orig_len: v.payload.len() as u32,
+                    dir,
+                    target: dir.map(|_| Dir::Orig),
+                }));
+                self.counts.x3 += 1;
+                Ok(())
+            }
+            (kind, PayloadFormat::Proprietary) => {
+                let p = v.payload;
+                if p.len() < 4 || &p[..3] != MAGIC {
+                    return Err(IntakeError::Part("not a tapir part"));
+                }
+                let part = Part::from_code(p[3]).ok_or(IntakeError::Part("unknown part"))?;
+                let body = &p[4..];
+                match (kind, part) {
+                    (PduType::X2, Part::Iri) => self.iri(poi, h.xid, h.correlation_id, &liid, task.scope, body, sink),
+                    // A session's close passes every scope (see `record::gate`).
+                    (PduType::X3, p) if p != Part::SessionClosed && !task.scope.cc() => {
+                        Err(IntakeError::OutOfScope { xid: h.xid, what: "CC" })
+                    }
+                    (PduType::X3, Part::ObjectBegin) => {
+                        let (id, json) = split_u64(body)?;
+                        let mut meta: ObjectMeta = from_json(json, "object begin")?;
+                        if self.objects.len() >= self.max_sessions {
+                            return Err(IntakeError::TooManyObjects(self.max_sessions));
+                        }
+                        meta.cin = self.cin(poi, h.xid, h.correlation_id, &liid);
+                        self.objects.insert((liid.clone(), id));
+                        sink.record(Record::ObjectBegin { liid: &liid, id, meta: &meta });
+                        self.counts.x3 += 1;
+                        Ok(())
+                    }
+                    (PduType::X3, Part::ObjectData) => {
+                        let (id, rest) = split_u64(body)?;
+                        let (offset, data) = split_u64(rest)?;
+                        if !self.objects.contains(&(liid.clone(), id)) {
+                            return Err(IntakeError::UnknownObject(id));
+                        }
+                        sink.record(Record::ObjectData { liid: &liid, id, offset, data });
+                        self.counts.x3 += 1;
+                        Ok(())
+                    }
+                    (PduType::X3, Part::ObjectGap) => {
+                        let (id, rest) = split_u64(body)?;
+                        let (offset, rest) = split_u64(rest)?;
+                        let (len, _) = split_u64(rest)?;
+                        if !self.objects.contains(&(liid.clone(), id)) {
+                            return Err(IntakeError::UnknownObject(id));
+                        }
+                        sink.record(Record::ObjectGap { liid: &liid, id, offset, len });
+                        self.counts.x3 += 1;
+                        Ok(())
+                    }
+                    (PduType::X3, Part::ObjectEnd) => {
+                        let (id, json) = split_u64(body)?;
+                        let mut wire: ObjectWire = from_json(json, "object end")?;
+                        if !self.objects.remove(&(liid.clone(), id)) || wire.id != id {
+                            return Err(IntakeError::UnknownObject(id));
+                        }
+                        let provenance =
+                            Arc::new(wire.provenance.take().ok_or(IntakeError::Part("object end without provenance"))?);
+                        let mut rec = wire.into_record(liid.clone(), provenance);
+                        rec.meta.cin = self.cin(poi, h.xid, h.correlation_id, &liid);
+                        sink.record(Record::ObjectEnd(rec, id));
+                        self.counts.x3 += 1;
+                        Ok(())
+                    }
+                    (PduType::X3, Part::SessionClosed) => {
+                        let key = (poi.clone(), h.xid, h.correlation_id);
+                        if let Some(o) = self.sessions.remove(&key) {
+                            sink.record(Record::SessionClosed { liid: &liid, cin: o.cin, ts });
+                        }
+                        self.counts.x3 += 1;
+                        Ok(())
+                    }
+                    _ => Err(IntakeError::Format { kind, format: h.format.code() }),
+                }
+            }
+            (kind, f) => Err(IntakeError::Format { kind, format: f.code() }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn iri(
+        &mut self,
+        poi: &Arc<str>,
+        xid: Xid,
+        cid: u64,
+        liid: &Liid,
+        scope: Scope,
+        body: &[u8],
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), IntakeError> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            ts: Timestamp,
+            provenance: Provenance,
+            iri: serde_json::Map<String, serde_json::Value>,
+        }
+        let w: Wire = from_json(body, "IRI")?;
+        let name = w.iri.get("event").and_then(|e| e.as_str()).unwrap_or("").to_string();
+        let provenance = Arc::new(w.provenance);
+        let event = if BUILTIN.contains(&name.as_str()) {
+            let b: BuiltinIri = serde_json::from_value(serde_json::Value::Object(w.iri))
+                .map_err(|source| IntakeError::Json { what: "IRI event", source })?;
+            match b {
+                BuiltinIri::SessionBegin { flow, first_seen } => IriEvent::SessionBegin { flow, first_seen },
+                BuiltinIri::SessionContinue { flow, first_seen, counters } => {
+                    IriEvent::SessionContinue { flow, first_seen, counters }
+                }
+                BuiltinIri::SessionEnd { flow, first_seen, last_seen, counters, reason, gaps } => {
+                    IriEvent::SessionEnd { flow, first_seen, last_seen, counters, reason, gaps }
+                }
+                BuiltinIri::Object(o) => {
+                    let mut rec = o.into_record(liid.clone(), provenance.clone());
+                    rec.meta.cin = self.cin(poi, xid, cid, liid);
+                    IriEvent::Object(Box::new(rec))
+                }
+                BuiltinIri::WireConflict(w) => IriEvent::WireConflict(Box::new(w)),
+                BuiltinIri::Association { what, detail, selectors_added, selectors_removed } => {
+                    IriEvent::Association { what, detail, selectors_added, selectors_removed }
+                }
+                BuiltinIri::Warrant { op, start, end } => IriEvent::Warrant { op, start, end },
+            }
+        } else {
+            let mut fields = w.iri;
+            fields.remove("event");
+            IriEvent::App(app_event_from_json(&name, serde_json::Value::Object(fields))?)
+        };
+        if !scope.iri() && !matches!(event, IriEvent::Warrant { .. }) {
+            return Err(IntakeError::OutOfScope { xid, what: "IRI" });
+        }
+        let cin = (cid != 0).then(|| self.cin(poi, xid, cid, liid));
+        sink.record(Record::Iri(IriRecord { liid: liid.clone(), cin, ts: w.ts, event, provenance }));
+        self.counts.x2 += 1;
+        Ok(())
+    }
+}
+
+fn split_u64(b: &[u8]) -> Result<(u64, &[u8]), IntakeError> {
+    let (head, rest) = b.split_at_checked(8).ok_or(IntakeError::Part("cut short"))?;
+    Ok((u64::from_be_bytes(head.try_into().map_err(|_| IntakeError::Part("cut short"))?), rest))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(b: &[u8], what: &'static str) -> Result<T, IntakeError> {
+    serde_json::from_slice(b).map_err(|source| IntakeError::Json { what, source })
+}
