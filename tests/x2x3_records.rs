@@ -14,7 +14,7 @@ use tapir::capture::CaptureFile;
 use tapir::decode::DecodeConfig;
 use tapir::deliver::etsi::inner_ip_packet;
 use tapir::deliver::x2x3::pdu::{X2x3Codec, Xid};
-use tapir::deliver::x2x3::records::{MdfIntake, PoiEncoder, Task};
+use tapir::deliver::x2x3::records::{set_position, MdfIntake, PoiEncoder, Task};
 use tapir::flow::FlowConfig;
 use tapir::pipeline::{Engine, Pipeline};
 use tapir::record::{Liid, Record, RecordSink, Scope};
@@ -121,11 +121,19 @@ fn both_sides(capture: &Path, scope: &str) -> (Vec<Value>, Vec<Value>, u64) {
         made: Vec<Value>,
         enc: PoiEncoder,
         wire: BytesMut,
+        /// Where the next PDU starts in the stream (as a spool's offsets would say).
+        pos: u64,
     }
     impl RecordSink for Poi {
         fn record(&mut self, rec: Record<'_>) {
             self.made.push(canonical(&rec));
-            self.enc.encode(&rec, &mut self.wire);
+            let mut pdus = BytesMut::new();
+            self.enc.encode(&rec, &mut pdus);
+            while let Some(mut pdu) = X2x3Codec::default().decode(&mut pdus).unwrap() {
+                set_position(&mut pdu, self.pos);
+                self.pos += pdu.len() as u64;
+                self.wire.extend_from_slice(&pdu);
+            }
         }
     }
     #[derive(Default)]
@@ -141,7 +149,7 @@ fn both_sides(capture: &Path, scope: &str) -> (Vec<Value>, Vec<Value>, u64) {
     let mut engine = Engine::start(vec![p]).unwrap();
     let mut recorder = engine.recorder(&w.warrants, FlowConfig::default().content, None);
     let xids: HashMap<Liid, Xid> = [(Liid::new(LIID).unwrap(), xid)].into();
-    let mut poi = Poi { made: Vec::new(), enc: PoiEncoder::new(xids, Some("poi-test"), 0), wire: BytesMut::new() };
+    let mut poi = Poi { made: Vec::new(), enc: PoiEncoder::new(xids, Some("poi-test")), wire: BytesMut::new(), pos: 1 };
     let file = CaptureFile::open(capture).unwrap();
     let mut frames = file.frames();
     while let Some(f) = frames.next_frame() {
@@ -157,13 +165,24 @@ fn both_sides(capture: &Path, scope: &str) -> (Vec<Value>, Vec<Value>, u64) {
     let name: Arc<str> = Arc::from("poi-test");
     let mut codec = X2x3Codec::default();
     let mut refused = 0;
+    let mut again = poi.wire.clone();
+    let mut pdus = 0;
     while let Some(frame) = codec.decode(&mut poi.wire).unwrap() {
+        pdus += 1;
         if let Err(e) = intake.pdu(&name, &frame, &mut mdf) {
             eprintln!("{}: refused: {e}", capture.display());
             refused += 1;
         }
     }
     assert!(poi.wire.is_empty(), "PDUs left unframed");
+    // The whole stream sent again (a POI that lost its connection before any confirmation):
+    // every PDU is recognised by its position and dropped.
+    let before = mdf.0.len();
+    while let Some(frame) = codec.decode(&mut again).unwrap() {
+        intake.pdu(&name, &frame, &mut mdf).unwrap();
+    }
+    assert_eq!(mdf.0.len(), before, "a resent PDU was taken twice");
+    assert_eq!(intake.counts.resent, pdus);
     assert_eq!(poi.enc.counts.no_xid + poi.enc.counts.encode_errors, 0, "{:?}", poi.enc.counts);
     (join_data(poi.made), join_data(mdf.0), refused)
 }
@@ -225,7 +244,7 @@ fn an_iri_only_warrant_sends_no_content_and_the_mdf_would_refuse_it() {
     // What an IRI-only task's PDUs may not carry, the MDF refuses even if a POI sends it.
     let w = parse_warrants(&warrant("iri+cc"), "w.toml").unwrap();
     let xid = w.warrants[0].xid;
-    let mut enc = PoiEncoder::new([(Liid::new(LIID).unwrap(), xid)].into(), None, 0);
+    let mut enc = PoiEncoder::new([(Liid::new(LIID).unwrap(), xid)].into(), None);
     let capture = captures().into_iter().find(|c| c.to_string_lossy().contains("ftp")).unwrap();
     let mut wire = BytesMut::new();
     let file = CaptureFile::open(&capture).unwrap();

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod outputs;
 pub mod pcap;
 pub mod threaded;
+pub mod tls;
 pub mod x2x3;
 
 use crate::record::{Record, RecordSink};

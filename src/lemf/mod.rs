@@ -35,15 +35,9 @@ pub use report::Report;
 /// Default bound on one PDU (16 MiB).
 pub const DEFAULT_MAX_PDU: usize = 16 << 20;
 
-/// PEM files for mutual TLS.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    /// CA that client certificates must chain to.
-    pub ca: PathBuf,
-    /// The LEMF's certificate chain and key.
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+/// PEM files for mutual TLS: `ca` the CA client certificates must chain to, `cert` and `key`
+/// the LEMF's own.
+pub use crate::deliver::handover::TlsFiles;
 
 #[derive(Clone, Debug)]
 pub struct LemfConfig {
@@ -131,35 +125,7 @@ fn now() -> Timestamp {
 }
 
 fn tls_acceptor(t: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, LemfError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let err = |what, path: &Path, detail: String| LemfError::Tls { what, path: path.into(), detail };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(&t.ca).map_err(|e| err("CA", &t.ca, e.to_string()))?;
-    for c in cas {
-        let c = c.map_err(|e| err("CA", &t.ca, e.to_string()))?;
-        roots.add(c).map_err(|e| err("CA", &t.ca, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(err("CA", &t.ca, "no certificate".into()));
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| err("CA", &t.ca, e.to_string()))?;
-    let certs = CertificateDer::pem_file_iter(&t.cert)
-        .map_err(|e| err("certificate", &t.cert, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err("certificate", &t.cert, e.to_string()))?;
-    // The key's error text names the file and the PEM problem, never key material.
-    let key = PrivateKeyDer::from_pem_file(&t.key).map_err(|e| err("key", &t.key, e.to_string()))?;
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| err("config", &t.cert, e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| err("certificate/key", &t.cert, e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+    crate::deliver::tls::acceptor(t).map_err(|e| LemfError::Tls { what: e.what, path: e.path, detail: e.detail })
 }
 
 /// Which channel a connection's PDUs are filed under.

@@ -96,6 +96,11 @@ impl Channels {
         self.chans.get(i).map(|c| &c.shared)
     }
 
+    /// The logical offset the next PDU appended to channel `i` will have.
+    pub fn end(&self, i: usize) -> Option<u64> {
+        self.chans.get(i)?.shared.spool.lock().ok().map(|s| s.end())
+    }
+
     /// Appends one PDU to channel `i`; on a full spool waits for the sender to free room,
     /// unless `give_up`.
     pub fn append(&mut self, i: usize, pdu: &[u8], give_up: &dyn Fn() -> bool) -> Result<(), SpoolError> {

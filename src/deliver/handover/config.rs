@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::deliver::etsi::{EtsiConfig, Versions};
 
-/// Mutual TLS: the LEA's certificate must chain to `ca`; tapir presents `cert`/`key`.
+/// PEM files for mutual TLS: the peer's certificate (an LEA's, an MDF's, a POI's) must chain to
+/// `ca`; tapir presents `cert`/`key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
     pub ca: PathBuf,

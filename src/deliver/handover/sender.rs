@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
@@ -97,25 +97,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Builds the mutual-TLS client config (TLS 1.3 only) from PEM files.
 pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&files.ca).map_err(|e| format!("{}: {e}", files.ca.display()))? {
-        let c = c.map_err(|e| format!("{}: {e}", files.ca.display()))?;
-        roots.add(c).map_err(|e| format!("{}: {e}", files.ca.display()))?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
-    Ok(Arc::new(cfg))
+    crate::deliver::tls::client_config(files).map_err(|e| e.to_string())
 }
 
 async fn connect(addr: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> Result<Box<dyn Io>, String> {

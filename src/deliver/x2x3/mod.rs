@@ -2,8 +2,12 @@
 //! delivery function (MDF): xIRI on X2, xCC on X3, over TCP with mutual TLS.
 //!
 //! - [`pdu`]: the PDU (header, conditional attributes, payload) and its stream codec.
+//! - [`records`]: records to PDUs on a POI ([`records::PoiEncoder`]) and back on the MDF
+//!   ([`records::MdfIntake`]); the table of what goes where is there.
 //! - [`events`]: application events rebuilt, typed, from the JSON X2 carries them in.
+//! - [`forward`]: a POI's output: PDUs through a durable spool to the MDF.
 
 pub mod events;
+pub mod forward;
 pub mod pdu;
 pub mod records;

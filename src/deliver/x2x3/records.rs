@@ -14,8 +14,10 @@
 //! own (`iri.jsonl`), without the LIID and the CIN, which the XID and correlation ID carry.
 //!
 //! Every PDU has the XID of the record's warrant, the correlation ID (the POI's CIN of the
-//! session; zero outside a session), a sequence number (the PDU's place in the POI's stream to
-//! this MDF, which is how the MDF recognises a resend) and the record's timestamp.
+//! session; zero outside a session), the sequence number (from 0 per XID and correlation ID),
+//! the record's timestamp, the POI's name (Interception Point ID) and, first, tapir's stream
+//! position ([`POSITION`]): where the PDU starts in the POI's durable stream to this MDF, which
+//! only grows, across reconnects and restarts, and is how the MDF recognises a resend.
 //!
 //! Object ids cross unchanged: a POI numbers its objects in a range of its own (its node
 //! number in the top 16 bits, see `Numbers::node`), so that the ids objects refer to each
@@ -41,6 +43,13 @@ pub const OBJECT_CHUNK: usize = 64 << 10;
 
 /// The first octets of every tapir proprietary payload, then the part's kind.
 const MAGIC: &[u8; 3] = b"TPR";
+
+/// The stream position attribute: a proprietary attribute (type 4) of 12 octets, `TPR`, 0x01,
+/// then the position (8 octets). Always the first attribute, so that the sender can write the
+/// position into an encoded PDU at [`POSITION`] once it knows where the PDU goes.
+const POSITION_TAG: &[u8; 4] = b"TPR\x01";
+/// Where the position's 8 octets are in every PDU a [`PoiEncoder`] writes.
+pub const POSITION: std::ops::Range<usize> = 48..56;
 
 /// What a proprietary payload holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -92,19 +101,19 @@ pub struct PoiEncoder {
     xids: HashMap<Liid, Xid>,
     /// The Interception Point ID attribute, when configured.
     ipid: Option<Vec<u8>>,
-    next_seq: u32,
+    /// The next sequence number per (XID, correlation ID); a session's is dropped at its close.
+    seqs: HashMap<(Xid, u64), u32>,
     pub counts: PoiCounts,
     scratch: Vec<u8>,
 }
 
 impl PoiEncoder {
-    /// `next_seq` is the sequence number of the next PDU (0 on a fresh spool; on a restart,
-    /// where the spool's stream left off).
-    pub fn new(xids: HashMap<Liid, Xid>, ipid: Option<&str>, next_seq: u32) -> PoiEncoder {
+    /// Every PDU has a stream position of 0 until the sender sets it ([`set_position`]).
+    pub fn new(xids: HashMap<Liid, Xid>, ipid: Option<&str>) -> PoiEncoder {
         PoiEncoder {
             xids,
             ipid: ipid.map(|s| s.as_bytes().to_vec()),
-            next_seq,
+            seqs: HashMap::new(),
             counts: PoiCounts::default(),
             scratch: Vec::new(),
         }
@@ -113,10 +122,6 @@ impl PoiEncoder {
     /// The warrants changed: records of a LIID no longer here are counted, not sent.
     pub fn set_xids(&mut self, xids: HashMap<Liid, Xid>) {
         self.xids = xids;
-    }
-
-    pub fn next_seq(&self) -> u32 {
-        self.next_seq
     }
 
     /// Appends the PDUs for `rec` to `out`; returns how many.
@@ -289,19 +294,25 @@ impl PoiEncoder {
         out: &mut BytesMut,
     ) -> usize {
         let header = Header { pdu_type: kind, format, direction, xid, correlation_id };
-        let seq = Attribute::SequenceNumber(self.next_seq);
-        let ipid = self.ipid.as_deref().map(Attribute::InterceptionPointId);
-        let mut attrs = [seq, Attribute::timestamp(ts), Attribute::IpProtocol(0)];
-        let n = match ipid {
+        let next = self.seqs.entry((xid, correlation_id)).or_insert(0);
+        let seq = *next;
+        let position = [POSITION_TAG[0], POSITION_TAG[1], POSITION_TAG[2], POSITION_TAG[3], 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut attrs = [
+            Attribute::Other { kind: 4, value: &position },
+            Attribute::SequenceNumber(seq),
+            Attribute::timestamp(ts),
+            Attribute::IpProtocol(0),
+        ];
+        let n = match self.ipid.as_deref() {
             Some(a) => {
-                attrs[2] = a;
-                3
+                attrs[3] = Attribute::InterceptionPointId(a);
+                4
             }
-            None => 2,
+            None => 3,
         };
         match encode(&header, &attrs[..n], payload, out) {
             Ok(()) => {
-                self.next_seq = self.next_seq.wrapping_add(1);
+                *next = seq.wrapping_add(1);
                 match kind {
                     PduType::X2 => self.counts.x2 += 1,
                     _ => self.counts.x3 += 1,
@@ -314,6 +325,23 @@ impl PoiEncoder {
             }
         }
     }
+}
+
+/// Writes `position` into `pdu`, one PDU as a [`PoiEncoder`] wrote it.
+pub fn set_position(pdu: &mut [u8], position: u64) {
+    if let Some(p) = pdu.get_mut(POSITION) {
+        p.copy_from_slice(&position.to_be_bytes());
+    }
+}
+
+/// The stream position of a PDU, if it has one (a third party's has none).
+pub fn position(v: &PduView<'_>) -> Option<u64> {
+    v.attributes().find_map(|a| match a {
+        Attribute::Other { kind: 4, value } if value.len() == 12 && &value[..4] == POSITION_TAG => {
+            Some(u64::from_be_bytes(value[4..].try_into().ok()?))
+        }
+        _ => None,
+    })
 }
 
 fn object_direction(from_target: Option<bool>) -> PayloadDirection {
@@ -506,6 +534,8 @@ pub struct MdfIntake {
     /// Objects begun and not ended, by LIID and id (ids are unique per POI range).
     objects: std::collections::HashSet<(Liid, ObjectId)>,
     next_cin: HashMap<Liid, Cin>,
+    /// Per POI, the stream position of the last PDU taken: a PDU at or before it is a resend.
+    taken: HashMap<Arc<str>, u64>,
     max_sessions: usize,
     pub counts: IntakeCounts,
 }
@@ -516,6 +546,8 @@ pub struct IntakeCounts {
     pub x2: u64,
     pub x3: u64,
     pub refused: u64,
+    /// PDUs sent again after a reconnect that were taken before: dropped, not duplicated.
+    pub resent: u64,
     /// Sessions forgotten to stay within the bound (their next PDU opens a new CIN).
     pub sessions_evicted: u64,
 }
@@ -528,6 +560,7 @@ impl MdfIntake {
             sessions: HashMap::new(),
             objects: Default::default(),
             next_cin: HashMap::new(),
+            taken: HashMap::new(),
             max_sessions: max_sessions.max(1),
             counts: IntakeCounts::default(),
         }
@@ -574,6 +607,18 @@ impl MdfIntake {
         let h = v.header;
         if matches!(h.pdu_type, PduType::Keepalive | PduType::KeepaliveAck) {
             return Err(IntakeError::Keepalive);
+        }
+        if let Some(pos) = position(&v) {
+            match self.taken.get_mut(poi) {
+                Some(last) if pos <= *last => {
+                    self.counts.resent += 1;
+                    return Ok(());
+                }
+                Some(last) => *last = pos,
+                None => {
+                    self.taken.insert(poi.clone(), pos);
+                }
+            }
         }
         let task = self.tasks.get(&h.xid).cloned().ok_or(IntakeError::UnknownXid(h.xid))?;
         let ts = v.timestamp().unwrap_or_default();
