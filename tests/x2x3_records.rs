@@ -1,8 +1,9 @@
 //! Records across X2/X3 on real captures: every record the library makes from the shipped
 //! fixtures is encoded as a POI sends it (`PoiEncoder`), taken back as an MDF does
 //! (`MdfIntake`), and is the same record: IRI with the same JSON (the case's line), CC with the
-//! same IP packet and direction, objects with the same metadata, bytes and end. Only CINs
-//! differ, by design: the MDF numbers sessions itself, one for one with the POI's.
+//! same IP packet and direction, objects with the same metadata, bytes and end. Only the
+//! numbers differ, by design: the MDF numbers sessions itself, one for one with the POI's, and
+//! gives the POI's objects (numbered in the POI's range, 1) the ids an all-in-one would.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,13 @@ fn rename_cins(v: &mut Value, map: &mut HashMap<u64, u64>, seen: &mut HashMap<u6
         (Value::Object(o), Value::Object(m)) => {
             for (k, x) in o.iter_mut() {
                 let Some(y) = m.get(k) else { continue };
+                if matches!(k.as_str(), "object" | "parent" | "id" | "begin" | "data" | "gap" | "end") {
+                    if let Some(n) = x.as_u64().filter(|n| *n >= 1 << 48) {
+                        assert_eq!(n >> 48, 1, "an object id out of the POI's range");
+                        *x = (n & ((1 << 48) - 1)).into();
+                        continue;
+                    }
+                }
                 if k == "cin" || k == "closed" {
                     if let (Some(poi), Some(mdf)) = (x.as_u64(), y.as_u64()) {
                         let to = *map.entry(poi).or_insert(mdf);
@@ -146,8 +154,10 @@ fn both_sides(capture: &Path, scope: &str) -> (Vec<Value>, Vec<Value>, u64) {
     let w = parse_warrants(&warrant(scope), "w.toml").unwrap();
     let xid = w.warrants[0].xid;
     let p = Pipeline::new(w.warrants.clone(), Vec::new(), DecodeConfig::default(), FlowConfig::default());
+    p.numbers().set_object_range(1);
     let mut engine = Engine::start(vec![p]).unwrap();
     let mut recorder = engine.recorder(&w.warrants, FlowConfig::default().content, None);
+    recorder.pass_through();
     let xids: HashMap<Liid, Xid> = [(Liid::new(LIID).unwrap(), xid)].into();
     let mut poi = Poi { made: Vec::new(), enc: PoiEncoder::new(xids, Some("poi-test")), wire: BytesMut::new(), pos: 1 };
     let file = CaptureFile::open(capture).unwrap();
@@ -160,7 +170,7 @@ fn both_sides(capture: &Path, scope: &str) -> (Vec<Value>, Vec<Value>, u64) {
     engine.finish(&mut recorder, &mut poi);
     let scope = w.warrants[0].scope;
     let tasks = [(xid, Task { liid: Liid::new(LIID).unwrap(), scope })].into();
-    let mut intake = MdfIntake::new(tasks, 1 << 16);
+    let mut intake = MdfIntake::new(tasks, 1 << 16, Default::default());
     let mut mdf = Mdf::default();
     let name: Arc<str> = Arc::from("poi-test");
     let mut codec = X2x3Codec::default();
@@ -197,6 +207,12 @@ fn every_record_of_the_shipped_captures_crosses_x2x3_unchanged_but_for_its_cin()
         let made: Vec<Value> =
             made.into_iter().filter(|v| v.get("cc").is_none() || !v["cc"].as_str().unwrap().is_empty()).collect();
         assert_eq!(made.len(), got.len(), "{}: record counts", capture.display());
+        if made.iter().any(|v| v.get("begin").is_some()) {
+            assert!(
+                made.iter().all(|v| v.get("begin").is_none_or(|b| b.as_u64().unwrap() >> 48 == 1)),
+                "the POI numbers its objects in its range"
+            );
+        }
         let (mut map, mut seen) = (HashMap::new(), HashMap::new());
         for (m, g) in made.iter().zip(got.iter_mut()) {
             let mut renamed = m.clone();
@@ -262,13 +278,14 @@ fn an_iri_only_warrant_sends_no_content_and_the_mdf_would_refuse_it() {
         target: None,
     };
     assert_eq!(enc.encode(&Record::Cc(cc), &mut wire), 1);
-    let mut intake = MdfIntake::new([(xid, Task { liid: liid.clone(), scope: Scope::Iri })].into(), 16);
+    let mut intake =
+        MdfIntake::new([(xid, Task { liid: liid.clone(), scope: Scope::Iri })].into(), 16, Default::default());
     let frame = X2x3Codec::default().decode(&mut wire).unwrap().unwrap();
     let e = intake.pdu(&Arc::from("p"), &frame, &mut tapir::record::VecSink::default()).unwrap_err();
     assert!(e.to_string().contains("outside the warrant's scope"), "{e}");
     assert_eq!(intake.counts.refused, 1);
     // And an XID it does not know.
-    let mut other = MdfIntake::new(HashMap::new(), 16);
+    let mut other = MdfIntake::new(HashMap::new(), 16, Default::default());
     let mut wire = BytesMut::new();
     enc.encode(&Record::SessionClosed { liid: &liid, cin: tapir::record::Cin::FIRST, ts: f.ts }, &mut wire);
     let frame = X2x3Codec::default().decode(&mut wire).unwrap().unwrap();

@@ -62,6 +62,7 @@
 
 pub mod config;
 pub mod feeds;
+pub mod mdf;
 pub mod notify;
 pub mod run;
 pub mod source;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::config::{Config, Pace, ReplayEnd};
+use super::config::{Config, Pace, ReplayEnd, Role};
 use super::feeds::{self, DeliveryStatus, DropsSlot, Feeds};
 use super::notify::{self, Notifier};
 use super::source::{Batch, LiveSource, ReplaySource, Source, BATCH_FRAMES};
@@ -20,6 +20,7 @@ use crate::decode::DecodeConfig;
 use crate::deliver::handover::{parse_leas, Delivery, DeliveryReport};
 use crate::deliver::manifest::SigningKey;
 use crate::deliver::threaded::Threaded;
+use crate::deliver::x2x3::forward::{Forward, ForwardConfig};
 use crate::pipeline::{Engine, Pipeline, Recorder, Totals};
 use crate::record::{Record, RecordSink};
 use crate::select::{load_events, load_warrants, AssocEvent, EventFile, Liid, Warrant, Warrants};
@@ -42,7 +43,7 @@ pub enum Control {
 
 /// A warrants error fit for the log: where, and what kind, but not the offending value (it
 /// may be a target's identity). `tapir check-config` prints the whole message.
-fn redacted(e: &anyhow::Error, source: &str) -> String {
+pub(super) fn redacted(e: &anyhow::Error, source: &str) -> String {
     use crate::select::WarrantError as W;
     match e.downcast_ref::<W>() {
         Some(w) => {
@@ -215,6 +216,8 @@ pub struct RunReport {
     pub signal: Option<i32>,
     /// The manifest signer's public key (hex), and whether the key was made for this run only.
     pub signer: (String, bool),
+    /// A POI's X2/X3 to its MDF as it stood when the run stopped waiting for the MDF.
+    pub forward: Option<crate::deliver::x2x3::forward::ForwardReport>,
 }
 
 enum Input {
@@ -225,26 +228,28 @@ enum Input {
 }
 
 /// (LIID, LEA) of each warrant: what delivery routing depends on.
-type Routes = Vec<(String, Option<String>)>;
+pub(super) type Routes = Vec<(String, Option<String>)>;
 
 /// A running delivery, with the `[[lea]]` tables and routes it was started with.
-type Running = (Threaded<Delivery>, Vec<toml::Value>, Routes);
+pub(super) type Running = (Threaded<Delivery>, Vec<toml::Value>, Routes);
 
 /// The run's outputs (the case and, when the warrants name LEAs, the ETSI delivery: the type
 /// `tapir replay` writes through too), with what the daemon keeps beside them.
-struct Outputs {
-    out: crate::deliver::outputs::Outputs,
+pub(super) struct Outputs {
+    pub(super) out: crate::deliver::outputs::Outputs,
+    /// A POI's: the XIDs its forwarder names warrants by, changed on a reload.
+    pub(super) xids: Option<crate::deliver::x2x3::records::Xids>,
     /// The `[[lea]]` tables and routes the running delivery was started with (a reload
     /// restarts it when they change).
-    delivery: Option<(Vec<toml::Value>, Routes)>,
+    pub(super) delivery: Option<(Vec<toml::Value>, Routes)>,
     /// Where the running delivery publishes its state (for the metrics).
-    status: DeliveryStatus,
+    pub(super) status: DeliveryStatus,
     /// Shared with every delivery started (see `start_delivery`).
-    give_up: Arc<AtomicBool>,
+    pub(super) give_up: Arc<AtomicBool>,
     /// Per LIID since the last hand-over to X1: IRI bytes (as written to the case), CC bytes,
     /// and the last record's time, for X1 TaskStatus.
-    intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
-    count_intercepts: bool,
+    pub(super) intercepts: HashMap<Liid, (u64, u64, Timestamp)>,
+    pub(super) count_intercepts: bool,
 }
 
 impl RecordSink for Outputs {
@@ -280,7 +285,7 @@ impl RecordSink for Outputs {
 impl Outputs {
     /// Delivers through `running` from now on; the delivery it replaces is finished, waiting
     /// at most `wait` for its LEAs.
-    fn deliver_to(&mut self, running: Option<Running>, wait: Duration) {
+    pub(super) fn deliver_to(&mut self, running: Option<Running>, wait: Duration) {
         let (d, kept) = match running {
             Some((d, leas, routes)) => (Some(d), Some((leas, routes))),
             None => (None, None),
@@ -306,13 +311,13 @@ impl std::io::Write for ByteCount {
 }
 
 /// (LIID, LEA) of each warrant: what delivery routing depends on.
-fn routes(w: &[Warrant]) -> Routes {
+pub(super) fn routes(w: &[Warrant]) -> Routes {
     let mut r: Vec<_> = w.iter().map(|w| (w.liid.to_string(), w.lea.clone())).collect();
     r.sort();
     r
 }
 
-fn start_delivery(
+pub(super) fn start_delivery(
     all: &Warrants,
     file: &str,
     spool: &Path,
@@ -331,7 +336,7 @@ fn start_delivery(
 }
 
 /// Finishes `d`, waiting at most `wait` for its LEAs; `None` if its thread panicked.
-fn finish_delivery(d: Threaded<Delivery>, wait: Duration) -> Option<DeliveryReport> {
+pub(super) fn finish_delivery(d: Threaded<Delivery>, wait: Duration) -> Option<DeliveryReport> {
     match d.finish() {
         Ok(d) => {
             let rep = d.finish(wait);
@@ -356,7 +361,7 @@ fn finish_delivery(d: Threaded<Delivery>, wait: Duration) -> Option<DeliveryRepo
 
 /// A fresh directory under `case_dir` named by the UTC start time (`-N` added if taken): a
 /// restart never writes into a signed case.
-fn new_case_dir(case_dir: &Path) -> Result<PathBuf> {
+pub(super) fn new_case_dir(case_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(case_dir).with_context(|| format!("creating {}", case_dir.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     for n in 0..1000 {
@@ -538,7 +543,12 @@ fn spawn_capture(
     Ok(h)
 }
 
-fn liids(w: &[Warrant]) -> String {
+/// The XID of each warrant, by LIID: what a POI's PDUs name them by.
+fn xids_of(w: &[Warrant]) -> HashMap<Liid, crate::record::Xid> {
+    w.iter().map(|w| (w.liid.clone(), w.xid)).collect()
+}
+
+pub(super) fn liids(w: &[Warrant]) -> String {
     w.iter().map(|w| w.liid.as_ref()).collect::<Vec<_>>().join(",")
 }
 
@@ -611,6 +621,9 @@ fn open_events(path: Option<&Path>) -> Result<(Vec<AssocEvent>, Option<EventFile
 /// Runs the daemon until a stop order (or the end of a replay with `replay_end = "exit"`).
 /// `tapir replay` is this loop too, with [`Hooks::replay`].
 pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
+    if let Role::Mdf(m) = &config.role {
+        return super::mdf::run(config, m, hooks);
+    }
     let mut replay = hooks.replay.take();
     let replaying = replay.is_some();
     // `tapir replay` is a command, not a service: it says nothing to systemd.
@@ -689,9 +702,15 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         })?;
     }
 
-    let case_root = match &replay {
-        Some(r) => r.case.clone(),
-        None => new_case_dir(&config.paths.case_dir)?,
+    // A POI writes no case: everything goes to its MDF, through the spool.
+    let poi = match &config.role {
+        Role::Poi(p) => Some(p.clone()),
+        _ => None,
+    };
+    let case_root = match (&replay, &poi) {
+        (_, Some(_)) => config.paths.spool_dir.clone(),
+        (Some(r), None) => r.case.clone(),
+        (None, None) => new_case_dir(&config.paths.case_dir)?,
     };
     let flow_config =
         crate::flow::FlowConfig { checksums: config.capture.checksum_validation, ..config.limits.flow_config() };
@@ -701,6 +720,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         .map(|_| {
             let share = flow_config.share(config.capture.pipelines);
             let mut p = Pipeline::new(all.warrants.clone(), events.clone(), DecodeConfig::default(), share);
+            if let Some(poi) = &poi {
+                p.numbers().set_object_range(poi.object_range);
+            }
             // Applied events are kept for a reload to apply again; a replay never reloads.
             p.keep_applied_events(!replaying);
             if let Some(f) = &event_file {
@@ -713,6 +735,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
     let delivery = match &replay {
+        _ if poi.is_some() => None,
         Some(r) if !r.deliver => None,
         Some(_) => match start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)? {
             Some(d) => Some(d),
@@ -720,8 +743,25 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         },
         None => start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?,
     };
+    let (outputs, xids) = match &poi {
+        Some(p) => {
+            let cfg = ForwardConfig {
+                mdf: p.mdf.clone(),
+                name: p.name.clone(),
+                tls: p.tls.clone(),
+                keepalive: Duration::from_secs(p.keepalive_secs),
+                max_spool_bytes: p.max_spool_bytes,
+            };
+            let f =
+                Forward::start(&cfg, xids_of(&all.warrants), &config.paths.spool_dir)?.with_give_up(give_up.clone());
+            let xids = f.xids();
+            (crate::deliver::outputs::Outputs::forward_only(&case_root, f), Some(xids))
+        }
+        None => (crate::deliver::outputs::Outputs::create(&case_root)?, None),
+    };
     let mut out = Outputs {
-        out: crate::deliver::outputs::Outputs::create(&case_root)?,
+        out: outputs,
+        xids,
         delivery: None,
         status,
         give_up,
@@ -732,7 +772,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     // Images targets upload are copied under the case while they pass, and the copies removed
     // once inspected, on a thread of its own: capture never waits for an inspection (none when
     // `inspect_time_limit_secs` is 0).
-    let intake = if config.limits.inspect_time_limit_secs > 0 {
+    let intake = if config.limits.inspect_time_limit_secs > 0 && poi.is_none() {
         let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
         c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
         c.max_image_bytes = config.limits.inspect_max_image_bytes;
@@ -746,6 +786,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         None
     };
     let mut recorder = engine.recorder(&all.warrants, content_limits, intake);
+    if poi.is_some() {
+        recorder.pass_through();
+    }
 
     // HOOK (metrics, association feed, X1): bind their listeners here, before READY=1. A
     // replay keeps no association journal: nothing of one run may leak into the next.
@@ -974,6 +1017,16 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         Some(d) => Some(finish_delivery(d, wait).ok_or_else(|| anyhow!("the delivery thread panicked"))?),
         None => None,
     };
+    let forward = match closed.forward {
+        Some(f) => {
+            let f = f.finish().map_err(|_| anyhow!("the X2/X3 forwarder thread panicked"))?;
+            let r = f.finish(wait);
+            tracing::info!(mdf = %r.mdf, complete = r.complete, x2 = r.counts.x2, x3 = r.counts.x3,
+                still_spooled = r.channel.still_spooled_bytes, "X2/X3 forwarding");
+            Some(r)
+        }
+        None => None,
+    };
     let s = &totals.summary;
     for (liid, n) in &s.matched {
         tracing::info!(liid = %liid, packets = n, "matched");
@@ -996,6 +1049,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         signal: (sig != 0).then_some(sig),
         signer: (key.public_hex(), key.ephemeral),
         totals,
+        forward,
     })
 }
 
@@ -1023,6 +1077,33 @@ fn reload(
         }
     };
     tracing::info!(added = %added.join(","), removed = %removed.join(","), total = new.warrants.len(), "warrants reloaded");
+    // A POI names the new warrants by their XIDs from the next record on; it has no LEA.
+    if let Some(x) = out.xids.clone() {
+        if let Ok(mut m) = x.write() {
+            // The removed ones' last records (flow ends, deactivation) still go out.
+            m.extend(xids_of(&new.warrants));
+        }
+        engine.set_warrants(new.warrants.clone(), recorder, out);
+        if let Ok(mut m) = x.write() {
+            *m = xids_of(&new.warrants);
+        }
+        return;
+    }
+    redeliver(out, &old, &new, &leas, wfile, spool, wait);
+    engine.set_warrants(new.warrants.clone(), recorder, out);
+}
+
+/// A reload's delivery: restarted when the LEAs or the routes changed, routing the old
+/// warrants too (their last records still go out).
+pub(super) fn redeliver(
+    out: &mut Outputs,
+    old: &[Warrant],
+    new: &Warrants,
+    leas: &[crate::deliver::handover::LeaConfig],
+    wfile: &str,
+    spool: &Path,
+    wait: Duration,
+) {
     let delivery_changed = match &out.delivery {
         Some((old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
         None => !leas.is_empty(),
@@ -1040,5 +1121,4 @@ fn reload(
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }
-    engine.set_warrants(new.warrants.clone(), recorder, out);
 }

@@ -14,6 +14,7 @@ use super::case::{CaseTotals, CaseWriter};
 use super::handover::Delivery;
 use super::manifest::{self, ManifestError, SigningKey};
 use super::threaded::Threaded;
+use super::x2x3::forward::Forward;
 use super::Both;
 use crate::record::{Liid, Record, RecordSink};
 
@@ -33,11 +34,13 @@ pub enum OutputsError {
     Sign { path: PathBuf, source: ManifestError },
 }
 
-/// The case and, if configured, delivery: records written to it go to both.
+/// The case and, if configured, delivery: records written to it go to both. A POI's instead
+/// forwards every record to its MDF, and writes no case.
 pub struct Outputs {
     root: PathBuf,
-    case: Threaded<CaseWriter>,
+    case: Option<Threaded<CaseWriter>>,
     delivery: Option<Threaded<Delivery>>,
+    forward: Option<Threaded<Forward>>,
 }
 
 /// A closed case.
@@ -49,13 +52,20 @@ pub struct Closed {
     /// Delivery, still running: the caller finishes it with the wait it allows
     /// ([`Delivery::finish`]), after the case was signed.
     pub delivery: Option<Threaded<Delivery>>,
+    /// A POI's forwarding, still running: finished as delivery is ([`Forward::finish`]).
+    pub forward: Option<Threaded<Forward>>,
 }
 
 impl Outputs {
     /// Creates the case at `root` (which must not exist or be empty) and starts its writer.
     pub fn create(root: &Path) -> Result<Outputs, OutputsError> {
         let case = CaseWriter::create(root).map_err(|source| OutputsError::Create { path: root.into(), source })?;
-        Ok(Outputs { root: root.to_path_buf(), case: Threaded::spawn(case), delivery: None })
+        Ok(Outputs { root: root.to_path_buf(), case: Some(Threaded::spawn(case)), delivery: None, forward: None })
+    }
+
+    /// A POI's outputs: every record to `forward`, no case (`root` names the spool in messages).
+    pub fn forward_only(root: &Path, forward: Forward) -> Outputs {
+        Outputs { root: root.to_path_buf(), case: None, delivery: None, forward: Some(Threaded::spawn(forward)) }
     }
 
     /// Where the case is written.
@@ -77,7 +87,12 @@ impl Outputs {
     /// Hands what is gathered to the output threads now (a live daemon's timer: a quiet
     /// target's records reach the case and the LEA within a fraction of a second).
     pub fn flush(&mut self) {
-        self.case.flush();
+        if let Some(c) = &mut self.case {
+            c.flush();
+        }
+        if let Some(f) = &mut self.forward {
+            f.flush();
+        }
         if let Some(d) = &mut self.delivery {
             d.flush();
         }
@@ -93,20 +108,27 @@ impl Outputs {
         now: &str,
         incomplete: Option<&str>,
     ) -> Result<Closed, OutputsError> {
-        let Outputs { root, case, delivery } = self;
+        let Outputs { root, case, delivery, forward } = self;
+        let Some(case) = case else {
+            return Ok(Closed { totals: HashMap::new(), signed: 0, delivery, forward });
+        };
         let case = case.finish().map_err(|_| OutputsError::Panicked { path: root.clone() })?;
         let write = |source| OutputsError::Write { path: root.clone(), source };
         let (totals, written) = case.finish().map_err(write)?;
         super::case::write_damage(&root, damage).map_err(write)?;
         let signed = manifest::write_case(&root, key, now, &written, incomplete)
             .map_err(|source| OutputsError::Sign { path: root.clone(), source })?;
-        Ok(Closed { totals, signed, delivery })
+        Ok(Closed { totals, signed, delivery, forward })
     }
 }
 
 impl RecordSink for Outputs {
     fn record(&mut self, rec: Record<'_>) {
         let second = self.delivery.as_mut().map(|d| d as &mut dyn RecordSink);
-        Both { first: &mut self.case, second }.record(rec);
+        match (&mut self.case, &mut self.forward) {
+            (Some(case), _) => Both { first: case, second }.record(rec),
+            (None, Some(f)) => f.record(rec),
+            (None, None) => {}
+        }
     }
 }

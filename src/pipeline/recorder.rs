@@ -28,6 +28,7 @@ pub struct Recorder {
     numbers: Numbers,
     scopes: Vec<(Liid, Scope)>,
     intake: Option<Intake>,
+    pass_through: bool,
 }
 
 impl Recorder {
@@ -36,7 +37,8 @@ impl Recorder {
     pub fn new(warrants: &[Warrant], numbers: Numbers, limits: ContentLimits, intake: Option<Intake>) -> Recorder {
         let mut files = FileLayer::with_limits(limits);
         files.set_numbers(numbers.clone());
-        let mut r = Recorder { links: Links::default(), files, numbers, scopes: Vec::new(), intake };
+        let mut r =
+            Recorder { links: Links::default(), files, numbers, scopes: Vec::new(), intake, pass_through: false };
         r.set_warrants(warrants);
         r
     }
@@ -53,7 +55,20 @@ impl Recorder {
 
     /// The sink the workers' records go through on their way to `inner`.
     pub fn sink<'a>(&'a mut self, inner: &'a mut dyn RecordSink) -> Stage<'a> {
-        Stage { links: &mut self.links, intake: self.intake.as_mut(), inner }
+        let links = (!self.pass_through).then_some(&mut self.links);
+        Stage { links, intake: self.intake.as_mut(), inner }
+    }
+
+    /// A POI's: records pass untouched. The cross-links need every flow's records, which only
+    /// the MDF's record stage sees; done here too, they would be done twice.
+    pub fn pass_through(&mut self) {
+        self.pass_through = true;
+        self.intake = None;
+    }
+
+    /// Where inspections take their CINs: an MDF numbers its POIs' sessions from the same.
+    pub fn numbers(&self) -> Numbers {
+        self.numbers.clone()
     }
 
     /// A replay's barrier at capture time `now`: the inspections of images that ended long
@@ -205,7 +220,7 @@ impl Recorder {
 
 /// The record stage's sink ([`Recorder::sink`]).
 pub struct Stage<'a> {
-    links: &'a mut Links,
+    links: Option<&'a mut Links>,
     intake: Option<&'a mut Intake>,
     inner: &'a mut dyn RecordSink,
 }
@@ -221,7 +236,7 @@ impl Stage<'_> {
 
 impl RecordSink for Stage<'_> {
     fn record(&mut self, mut rec: Record<'_>) {
-        let then = self.links.pass(&mut rec);
+        let then = self.links.as_mut().and_then(|l| l.pass(&mut rec));
         self.out(rec);
         if let Some(then) = then {
             self.out(then);

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 use super::pdu::{X2x3Codec, Xid, DEFAULT_MAX_PDU};
-use super::records::{set_position, PoiCounts, PoiEncoder};
+use super::records::{set_position, PoiCounts, PoiEncoder, Xids};
 use crate::deliver::handover::sender::{tls_config, X2x3Link};
 use crate::deliver::handover::{ChannelReport, ChannelSpec, Channels, Spool, TlsFiles};
 use crate::record::{Liid, Record, RecordSink};
@@ -88,9 +88,9 @@ impl Forward {
         })
     }
 
-    /// The warrants changed.
-    pub fn set_xids(&mut self, xids: HashMap<Liid, Xid>) {
-        self.encoder.set_xids(xids);
+    /// The map of XIDs to change when the warrants change.
+    pub fn xids(&self) -> Xids {
+        self.encoder.xids()
     }
 
     /// Uses `flag` as the give-up flag (see `Delivery::with_give_up`).

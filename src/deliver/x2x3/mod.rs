@@ -6,8 +6,11 @@
 //!   ([`records::MdfIntake`]); the table of what goes where is there.
 //! - [`events`]: application events rebuilt, typed, from the JSON X2 carries them in.
 //! - [`forward`]: a POI's output: PDUs through a durable spool to the MDF.
+//! - [`listen`]: the MDF's listener; a keepalive is acknowledged once what came before it is
+//!   taken, which is what confirms a POI's spool.
 
 pub mod events;
 pub mod forward;
+pub mod listen;
 pub mod pdu;
 pub mod records;

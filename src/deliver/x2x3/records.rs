@@ -19,10 +19,13 @@
 //! position ([`POSITION`]): where the PDU starts in the POI's durable stream to this MDF, which
 //! only grows, across reconnects and restarts, and is how the MDF recognises a resend.
 //!
-//! Object ids cross unchanged: a POI numbers its objects in a range of its own (its node
-//! number in the top 16 bits, see `Numbers::node`), so that the ids objects refer to each
-//! other by (a mail's attachments, an FTP event's upload) stay true at the MDF. CINs do not:
-//! the MDF numbers each (POI, XID, correlation ID) in its own sequence per LIID.
+//! The MDF numbers sessions and objects itself, per LIID, as the all-in-one does: a CIN per
+//! (POI, XID, correlation ID), an object id per (POI, object id) at first sight. A POI numbers
+//! its objects in a range of its own (`[node] object_range` in the top 16 bits,
+//! `Numbers::set_object_range`), so that where its records cite an object (an FTP event's
+//! upload, an attachment's mail, an inspection's image: numbers under the keys `object`,
+//! `parent` and `id`) the MDF can tell the citation from any other number, which it never
+//! touches, and renumber it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,10 +36,16 @@ use super::events::app_event_from_json;
 use super::pdu::{encode, Attribute, Header, PayloadDirection, PayloadFormat, PduError, PduType, PduView, Xid};
 use crate::deliver::etsi::inner_ip_packet;
 use crate::record::{
-    Cin, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Liid, LinkType, ObjectId, ObjectMeta, ObjectRecord,
-    Provenance, Record, RecordSink, Scope, WarrantOp, WireConflict,
+    Cin, Close, Counters, Dir, FlowDescr, IriEvent, IriRecord, Liid, LinkType, Numbers, ObjectId, ObjectMeta,
+    ObjectRecord, Provenance, Record, RecordSink, Scope, WarrantOp, WireConflict,
 };
 use crate::timestamp::Timestamp;
+
+/// The least object id a POI gives (object range 1 and up, in the top 16 bits).
+const POI_RANGED: u64 = 1 << 48;
+
+/// Notices an MDF remembers to deliver each once (a bound on what a POI can make it keep).
+const MAX_NOTICES: usize = 4096;
 
 /// Object bytes per PDU: a large upload crosses in pieces a receiver can bound.
 pub const OBJECT_CHUNK: usize = 64 << 10;
@@ -96,9 +105,12 @@ pub struct PoiCounts {
     pub encode_errors: u64,
 }
 
+/// The XID of each warrant in force, shared with whoever reloads the warrants.
+pub type Xids = Arc<std::sync::RwLock<HashMap<Liid, Xid>>>;
+
 /// A POI's side: records in, PDUs appended to a buffer (the caller's spool).
 pub struct PoiEncoder {
-    xids: HashMap<Liid, Xid>,
+    xids: Xids,
     /// The Interception Point ID attribute, when configured.
     ipid: Option<Vec<u8>>,
     /// The next sequence number per (XID, correlation ID); a session's is dropped at its close.
@@ -111,7 +123,7 @@ impl PoiEncoder {
     /// Every PDU has a stream position of 0 until the sender sets it ([`set_position`]).
     pub fn new(xids: HashMap<Liid, Xid>, ipid: Option<&str>) -> PoiEncoder {
         PoiEncoder {
-            xids,
+            xids: Arc::new(std::sync::RwLock::new(xids)),
             ipid: ipid.map(|s| s.as_bytes().to_vec()),
             seqs: HashMap::new(),
             counts: PoiCounts::default(),
@@ -119,9 +131,10 @@ impl PoiEncoder {
         }
     }
 
-    /// The warrants changed: records of a LIID no longer here are counted, not sent.
-    pub fn set_xids(&mut self, xids: HashMap<Liid, Xid>) {
-        self.xids = xids;
+    /// The map to change when the warrants change: records of a LIID no longer in it are
+    /// counted, not sent.
+    pub fn xids(&self) -> Xids {
+        self.xids.clone()
     }
 
     /// Appends the PDUs for `rec` to `out`; returns how many.
@@ -135,7 +148,8 @@ impl PoiEncoder {
             | Record::SessionClosed { liid, .. } => liid,
             Record::ObjectEnd(o, _) => &o.liid,
         };
-        let Some(&xid) = self.xids.get(liid) else {
+        let xid = self.xids.read().ok().and_then(|m| m.get(liid).copied());
+        let Some(xid) = xid else {
             self.counts.no_xid += 1;
             return 0;
         };
@@ -531,9 +545,19 @@ pub struct MdfIntake {
     tasks: HashMap<Xid, Task>,
     /// (POI, XID, correlation ID) -> the MDF's CIN.
     sessions: HashMap<(Arc<str>, Xid, u64), Open>,
-    /// Objects begun and not ended, by LIID and id (ids are unique per POI range).
+    /// Objects begun and not ended, by LIID and the MDF's id.
     objects: std::collections::HashSet<(Liid, ObjectId)>,
-    next_cin: HashMap<Liid, Cin>,
+    /// (POI, LIID, the POI's object id) -> the MDF's, the most recent `max_sessions` of them:
+    /// records cite objects after their end (a mail's IRI, an attachment's parent).
+    object_ids: HashMap<(Arc<str>, Liid, ObjectId), ObjectId>,
+    object_order: std::collections::VecDeque<(Arc<str>, Liid, ObjectId)>,
+    /// Where CINs come from: shared with the MDF's record stage (inspections), so that none
+    /// is given twice.
+    numbers: Numbers,
+    /// Notices every POI sends alike (warrant state, association changes), seen recently: the
+    /// LEA gets each once.
+    notices: std::collections::HashSet<String>,
+    notice_order: std::collections::VecDeque<String>,
     /// Per POI, the stream position of the last PDU taken: a PDU at or before it is a resend.
     taken: HashMap<Arc<str>, u64>,
     max_sessions: usize,
@@ -550,16 +574,22 @@ pub struct IntakeCounts {
     pub resent: u64,
     /// Sessions forgotten to stay within the bound (their next PDU opens a new CIN).
     pub sessions_evicted: u64,
+    /// Warrant and association notices a second POI sent again: delivered once.
+    pub notices_repeated: u64,
 }
 
 impl MdfIntake {
-    /// Keeps at most `max_sessions` open sessions across all POIs.
-    pub fn new(tasks: HashMap<Xid, Task>, max_sessions: usize) -> MdfIntake {
+    /// Keeps at most `max_sessions` open sessions across all POIs; numbers CINs from `numbers`.
+    pub fn new(tasks: HashMap<Xid, Task>, max_sessions: usize, numbers: Numbers) -> MdfIntake {
         MdfIntake {
             tasks,
             sessions: HashMap::new(),
             objects: Default::default(),
-            next_cin: HashMap::new(),
+            object_ids: HashMap::new(),
+            object_order: Default::default(),
+            numbers,
+            notices: Default::default(),
+            notice_order: Default::default(),
             taken: HashMap::new(),
             max_sessions: max_sessions.max(1),
             counts: IntakeCounts::default(),
@@ -568,6 +598,45 @@ impl MdfIntake {
 
     pub fn set_tasks(&mut self, tasks: HashMap<Xid, Task>) {
         self.tasks = tasks;
+    }
+
+    /// The MDF's id for `poi`'s object `id`, given at first sight.
+    fn object_id(&mut self, poi: &Arc<str>, liid: &Liid, id: ObjectId) -> ObjectId {
+        let key = (poi.clone(), liid.clone(), id);
+        if let Some(&m) = self.object_ids.get(&key) {
+            return m;
+        }
+        let m = self.numbers.object(liid);
+        self.object_ids.insert(key.clone(), m);
+        self.object_order.push_back(key);
+        if self.object_order.len() > self.max_sessions {
+            if let Some(old) = self.object_order.pop_front() {
+                self.object_ids.remove(&old);
+            }
+        }
+        m
+    }
+
+    /// Renumbers the object ids `v` cites (see the module documentation).
+    fn renumber(&mut self, poi: &Arc<str>, liid: &Liid, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match x.as_u64() {
+                        Some(n) if n >= POI_RANGED && matches!(k.as_str(), "object" | "parent" | "id") => {
+                            *x = self.object_id(poi, liid, n).into();
+                        }
+                        _ => self.renumber(poi, liid, x),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    self.renumber(poi, liid, x);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn cin(&mut self, poi: &Arc<str>, xid: Xid, cid: u64, liid: &Liid) -> Cin {
@@ -585,9 +654,7 @@ impl MdfIntake {
                 self.counts.sessions_evicted += 1;
             }
         }
-        let next = self.next_cin.entry(liid.clone()).or_insert(Cin::NONE);
-        *next = next.next();
-        let cin = *next;
+        let cin = self.numbers.cin(liid);
         self.sessions.insert(key, Open { cin });
         cin
     }
@@ -665,10 +732,14 @@ impl MdfIntake {
                     }
                     (PduType::X3, Part::ObjectBegin) => {
                         let (id, json) = split_u64(body)?;
-                        let mut meta: ObjectMeta = from_json(json, "object begin")?;
+                        let mut meta: serde_json::Value = from_json(json, "object begin")?;
                         if self.objects.len() >= self.max_sessions {
                             return Err(IntakeError::TooManyObjects(self.max_sessions));
                         }
+                        self.renumber(poi, &liid, &mut meta);
+                        let mut meta: ObjectMeta = serde_json::from_value(meta)
+                            .map_err(|source| IntakeError::Json { what: "object begin", source })?;
+                        let id = self.object_id(poi, &liid, id);
                         meta.cin = self.cin(poi, h.xid, h.correlation_id, &liid);
                         self.objects.insert((liid.clone(), id));
                         sink.record(Record::ObjectBegin { liid: &liid, id, meta: &meta });
@@ -678,6 +749,7 @@ impl MdfIntake {
                     (PduType::X3, Part::ObjectData) => {
                         let (id, rest) = split_u64(body)?;
                         let (offset, data) = split_u64(rest)?;
+                        let id = self.object_ids.get(&(poi.clone(), liid.clone(), id)).copied().unwrap_or(0);
                         if !self.objects.contains(&(liid.clone(), id)) {
                             return Err(IntakeError::UnknownObject(id));
                         }
@@ -689,6 +761,7 @@ impl MdfIntake {
                         let (id, rest) = split_u64(body)?;
                         let (offset, rest) = split_u64(rest)?;
                         let (len, _) = split_u64(rest)?;
+                        let id = self.object_ids.get(&(poi.clone(), liid.clone(), id)).copied().unwrap_or(0);
                         if !self.objects.contains(&(liid.clone(), id)) {
                             return Err(IntakeError::UnknownObject(id));
                         }
@@ -697,10 +770,17 @@ impl MdfIntake {
                         Ok(())
                     }
                     (PduType::X3, Part::ObjectEnd) => {
-                        let (id, json) = split_u64(body)?;
-                        let mut wire: ObjectWire = from_json(json, "object end")?;
-                        if !self.objects.remove(&(liid.clone(), id)) || wire.id != id {
-                            return Err(IntakeError::UnknownObject(id));
+                        let (poi_id, json) = split_u64(body)?;
+                        let mut wire: serde_json::Value = from_json(json, "object end")?;
+                        if wire.get("id").and_then(|i| i.as_u64()) != Some(poi_id) {
+                            return Err(IntakeError::UnknownObject(poi_id));
+                        }
+                        self.renumber(poi, &liid, &mut wire);
+                        let mut wire: ObjectWire = serde_json::from_value(wire)
+                            .map_err(|source| IntakeError::Json { what: "object end", source })?;
+                        let id = wire.id;
+                        if !self.objects.remove(&(liid.clone(), id)) {
+                            return Err(IntakeError::UnknownObject(poi_id));
                         }
                         let provenance =
                             Arc::new(wire.provenance.take().ok_or(IntakeError::Part("object end without provenance"))?);
@@ -742,8 +822,12 @@ impl MdfIntake {
             provenance: Provenance,
             iri: serde_json::Map<String, serde_json::Value>,
         }
-        let w: Wire = from_json(body, "IRI")?;
+        let mut w: Wire = from_json(body, "IRI")?;
         let name = w.iri.get("event").and_then(|e| e.as_str()).unwrap_or("").to_string();
+        let mut iri = serde_json::Value::Object(std::mem::take(&mut w.iri));
+        self.renumber(poi, liid, &mut iri);
+        let serde_json::Value::Object(iri) = iri else { return Err(IntakeError::Part("IRI is not an object")) };
+        w.iri = iri;
         let provenance = Arc::new(w.provenance);
         let event = if BUILTIN.contains(&name.as_str()) {
             let b: BuiltinIri = serde_json::from_value(serde_json::Value::Object(w.iri))
@@ -774,6 +858,26 @@ impl MdfIntake {
         };
         if !scope.iri() && !matches!(event, IriEvent::Warrant { .. }) {
             return Err(IntakeError::OutOfScope { xid, what: "IRI" });
+        }
+        // Every POI of the warrant makes its notices (its state, the control plane's events):
+        // the first to arrive is the LEA's. A warrant notice is the same whatever packet time
+        // it came at; an association is one event of the control plane, at its own time.
+        let notice = match &event {
+            IriEvent::Warrant { op, start, end } => Some(format!("{liid}|warrant|{op:?}|{start}|{end}")),
+            IriEvent::Association { .. } => serde_json::to_string(&event).ok().map(|e| format!("{liid}|{}|{e}", w.ts)),
+            _ => None,
+        };
+        if let Some(key) = notice {
+            if !self.notices.insert(key.clone()) {
+                self.counts.notices_repeated += 1;
+                return Ok(());
+            }
+            self.notice_order.push_back(key);
+            if self.notice_order.len() > MAX_NOTICES {
+                if let Some(old) = self.notice_order.pop_front() {
+                    self.notices.remove(&old);
+                }
+            }
         }
         let cin = (cid != 0).then(|| self.cin(poi, xid, cid, liid));
         sink.record(Record::Iri(IriRecord { liid: liid.clone(), cin, ts: w.ts, event, provenance }));

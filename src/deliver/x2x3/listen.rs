@@ -1,0 +1,284 @@
+//! An MDF's X2/X3 listener: POIs connect (mutual TLS 1.3, or plain TCP in a lab), PDUs are
+//! framed and handed on in batches to the thread that takes them ([`super::records::MdfIntake`]
+//! behind the case and HI delivery).
+//!
+//! Acknowledgement: a keepalive from a POI is answered only after every PDU read before it has
+//! been taken by that thread (the batch that ends with the keepalive carries an `ack` the
+//! taker fires when done). That answer is what moves the POI's spool forward, so a PDU is
+//! confirmed only once the MDF holds it. The MDF sends keepalives of its own on a quiet
+//! connection and closes one whose POI answers nothing.
+//!
+//! Incoming octets are untrusted: a framing error (wrong version, unknown type, a length past
+//! the maximum) closes the connection and is counted; a PDU framed but malformed inside is the
+//! taker's to count; nothing a POI sends can panic the listener or make it buffer more than one
+//! PDU of at most `max_pdu` octets per connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_util::codec::Decoder;
+
+use super::pdu::{encode, Attribute, Header, PduType, PduView, X2x3Codec};
+
+/// PDUs per batch handed on (about 256 CC packets), when no keepalive ends it first.
+const BATCH: usize = 256;
+/// How often a full hand-over is tried again.
+const RETRY: Duration = Duration::from_millis(2);
+
+/// PDUs of one POI, in the order read.
+pub struct Batch {
+    /// The POI: its certificate's subject CN over TLS; in plain TCP, the Interception Point ID
+    /// of its first PDU (or its address).
+    pub poi: Arc<str>,
+    pub pdus: Vec<BytesMut>,
+    /// Fire once every PDU of this batch (and of those before it) is taken: the POI's
+    /// keepalive is then acknowledged.
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+/// Where batches go: `Err` gives the batch back when the taker is busy (it is offered again),
+/// `Ok(false)` when the taker is gone.
+pub type Handoff = Arc<dyn Fn(Batch) -> Result<bool, Batch> + Send + Sync>;
+
+/// What the listener saw.
+#[derive(Debug, Default)]
+pub struct ListenStats {
+    pub connections: AtomicU64,
+    /// Connections refused: TLS handshake failed (a certificate from another CA), no CN.
+    pub refused: AtomicU64,
+    /// Connections closed for a framing error (wrong version, length past the maximum).
+    pub framing_errors: AtomicU64,
+    pub pdus: AtomicU64,
+    pub keepalives: AtomicU64,
+    /// Connections closed because the POI answered no keepalive.
+    pub timeouts: AtomicU64,
+}
+
+/// The running listener.
+pub struct Listening {
+    pub addr: SocketAddr,
+    pub stats: Arc<ListenStats>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How the listener runs.
+#[derive(Clone)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub max_pdu: usize,
+    /// Quiet this long: the MDF sends a keepalive; unanswered as long again: closed.
+    pub keepalive: Duration,
+}
+
+impl Listening {
+    /// Binds `cfg.addr` (before returning, so that a caller may say it is ready) and serves on
+    /// a thread of its own.
+    pub fn start(cfg: ListenConfig, handoff: Handoff) -> std::io::Result<Listening> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let listener = rt.block_on(TcpListener::bind(cfg.addr))?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(ListenStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let st = stats.clone();
+        let thread = std::thread::Builder::new().name("tapir-x2x3-listen".into()).spawn(move || {
+            rt.block_on(accept_loop(listener, cfg, handoff, st, stop_rx));
+        })?;
+        Ok(Listening { addr, stats, stop, thread: Some(thread) })
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    cfg: ListenConfig,
+    handoff: Handoff,
+    stats: Arc<ListenStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "X2/X3 accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (cfg, handoff, stats, stop) = (cfg.clone(), handoff.clone(), stats.clone(), stop.clone());
+        conns.spawn(async move {
+            stats.connections.fetch_add(1, Ordering::Relaxed);
+            let r = match &cfg.tls {
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(tls) => match crate::deliver::tls::peer_cn(tls.get_ref().1.peer_certificates()) {
+                        Some(cn) => serve(tls, Some(Arc::from(cn)), peer, &cfg, &handoff, &stats, stop).await,
+                        None => Err("client certificate without a single subject CN".to_string()),
+                    },
+                    Err(e) => Err(format!("TLS: {e}")),
+                }
+                .inspect_err(|_| {
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                }),
+                None => serve(tcp, None, peer, &cfg, &handoff, &stats, stop).await,
+            };
+            if let Err(e) = r {
+                tracing::warn!(peer = %peer, error = %e, "X2/X3 connection closed");
+            }
+        });
+        // Reap the finished ones as we go: a long-lived MDF sees many reconnects.
+        while conns.try_join_next().is_some() {}
+    }
+    conns.shutdown().await;
+}
+
+/// Hands `batch` on, waiting while the taker is busy. `false`: the taker is gone.
+async fn hand(handoff: &Handoff, mut batch: Batch) -> bool {
+    loop {
+        match handoff(batch) {
+            Ok(alive) => return alive,
+            Err(b) => {
+                batch = b;
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    mut poi: Option<Arc<str>>,
+    peer: SocketAddr,
+    cfg: &ListenConfig,
+    handoff: &Handoff,
+    stats: &ListenStats,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut codec = X2x3Codec::new(cfg.max_pdu);
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut pending: Vec<BytesMut> = Vec::new();
+    // The number of our keepalive while it waits for its acknowledgement.
+    let mut ours: Option<u64> = None;
+    let mut ka_seq = 0u64;
+    loop {
+        let quiet = tokio::time::sleep(cfg.keepalive);
+        let n = tokio::select! {
+            r = rd.read_buf(&mut buf) => r.map_err(|e| format!("read: {e}"))?,
+            _ = quiet => {
+                if ours.is_some() {
+                    stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return Err(format!("no keepalive acknowledgement within {:?}", cfg.keepalive));
+                }
+                ka_seq += 1;
+                ours = Some(ka_seq);
+                let mut out = BytesMut::new();
+                encode(&Header::keepalive(false, ka_seq), &[], &[], &mut out).map_err(|e| e.to_string())?;
+                wr.write_all(&out).await.map_err(|e| format!("write: {e}"))?;
+                continue;
+            }
+            _ = stop.changed() => return Ok(()),
+        };
+        if n == 0 {
+            if !pending.is_empty() {
+                let poi = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+                hand(handoff, Batch { poi, pdus: std::mem::take(&mut pending), ack: None }).await;
+            }
+            return Ok(());
+        }
+        loop {
+            let frame = match codec.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    stats.framing_errors.fetch_add(1, Ordering::Relaxed);
+                    // What was framed before the error is still the POI's: hand it on.
+                    if !pending.is_empty() {
+                        let poi = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+                        hand(handoff, Batch { poi, pdus: std::mem::take(&mut pending), ack: None }).await;
+                    }
+                    return Err(format!("framing: {e}"));
+                }
+            };
+            let header = PduView::parse(&frame).ok().map(|(v, _)| (v.header, ipid(&v)));
+            if poi.is_none() {
+                if let Some((_, Some(name))) = &header {
+                    poi = Some(Arc::from(name.as_str()));
+                }
+            }
+            match header.map(|(h, _)| h) {
+                Some(h) if h.pdu_type == PduType::Keepalive => {
+                    stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                    let (tx, rx) = oneshot::channel();
+                    let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+                    if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: Some(tx) }).await {
+                        return Ok(());
+                    }
+                    // Taken: acknowledge. A taker gone (stopping) acknowledges nothing.
+                    if rx.await.is_err() {
+                        return Ok(());
+                    }
+                    let mut out = BytesMut::new();
+                    encode(&Header::keepalive(true, h.correlation_id), &[], &[], &mut out)
+                        .map_err(|e| e.to_string())?;
+                    wr.write_all(&out).await.map_err(|e| format!("write: {e}"))?;
+                }
+                Some(h) if h.pdu_type == PduType::KeepaliveAck => {
+                    if ours == Some(h.correlation_id) {
+                        ours = None;
+                    }
+                }
+                _ => {
+                    stats.pdus.fetch_add(1, Ordering::Relaxed);
+                    pending.push(frame);
+                    if pending.len() >= BATCH {
+                        let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+                        if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: None }).await {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        // Anything read says the POI is alive: our keepalive need not be answered.
+        ours = None;
+        if !pending.is_empty() {
+            let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+            if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: None }).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The Interception Point ID of a PDU, as text.
+fn ipid(v: &PduView<'_>) -> Option<String> {
+    v.attributes().find_map(|a| match a {
+        Attribute::InterceptionPointId(b) => std::str::from_utf8(b).ok().map(str::to_string),
+        _ => None,
+    })
+}
