@@ -108,6 +108,7 @@ mod x1_core;
 mod x1_https;
 mod x2_events;
 mod x2x3_records;
+mod x2x3_roles;
 
 /// Every tests/*.rs is a module here or a `[[test]]` target of its own in Cargo.toml: with
 /// `autotests = false`, a file declared in neither would be compiled and run nowhere, silently.

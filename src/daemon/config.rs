@@ -340,6 +340,9 @@ pub struct PoiConfig {
     pub tls: Option<crate::deliver::handover::TlsFiles>,
     pub keepalive_secs: u64,
     pub max_spool_bytes: u64,
+    /// One write per PDU: captures of X2/X3 then read PDU by PDU (tshark's `5gli` does not
+    /// reassemble); off, PDUs go in batches.
+    pub write_per_pdu: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -399,6 +402,8 @@ struct RawNode {
     max_spool_bytes: Option<S<i64>>,
     #[serde(default)]
     max_pdu: Option<S<i64>>,
+    #[serde(default)]
+    write_per_pdu: Option<S<bool>>,
     #[serde(default)]
     max_sessions: Option<S<i64>>,
 }
@@ -736,10 +741,13 @@ fn parse_node(cx: &Ctx<'_>, raw: &S<RawNode>) -> Result<Role, ConfigError> {
                     Some(v) => cx.int(v, "keepalive_secs", 1, 3600)? as u64,
                     None => 10,
                 },
+                // A resend is told by its stream position, which never wraps; the bound keeps a
+                // spool within what one disk holds without thought.
                 max_spool_bytes: match &n.max_spool_bytes {
-                    Some(v) => cx.int(v, "max_spool_bytes", 1 << 20, 1 << 50)? as u64,
+                    Some(v) => cx.int(v, "max_spool_bytes", 1 << 20, 1 << 40)? as u64,
                     None => 1 << 30,
                 },
+                write_per_pdu: n.write_per_pdu.as_ref().is_some_and(|v| *v.get_ref()),
             }))
         }
         "mdf" => {
@@ -748,6 +756,7 @@ fn parse_node(cx: &Ctx<'_>, raw: &S<RawNode>) -> Result<Role, ConfigError> {
             only(cx, &n.object_range, "object_range", "poi")?;
             only(cx, &n.keepalive_secs, "keepalive_secs", "poi")?;
             only(cx, &n.max_spool_bytes, "max_spool_bytes", "poi")?;
+            only(cx, &n.write_per_pdu, "write_per_pdu", "poi")?;
             let l = n
                 .listen
                 .as_ref()

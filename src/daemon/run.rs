@@ -751,6 +751,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 tls: p.tls.clone(),
                 keepalive: Duration::from_secs(p.keepalive_secs),
                 max_spool_bytes: p.max_spool_bytes,
+                write_per_pdu: p.write_per_pdu,
             };
             let f =
                 Forward::start(&cfg, xids_of(&all.warrants), &config.paths.spool_dir)?.with_give_up(give_up.clone());

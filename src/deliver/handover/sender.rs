@@ -10,6 +10,7 @@
 //! Incoming bytes are untrusted: framing is length-checked, a TLV longer than 64 KiB or one that
 //! does not decode closes the connection; nothing read from the LEA can panic the task.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,13 +101,15 @@ pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, String>
     crate::deliver::tls::client_config(files).map_err(|e| e.to_string())
 }
 
-async fn connect(addr: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> Result<Box<dyn Io>, String> {
+/// The connection, and its socket (for [`wait_sent`]).
+async fn connect(addr: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> Result<(Box<dyn Io>, RawFd), String> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr}: connect timed out"))?
         .map_err(|e| format!("{addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let Some(cfg) = tls else { return Ok(Box::new(tcp)) };
+    let fd = tcp.as_raw_fd();
+    let Some(cfg) = tls else { return Ok((Box::new(tcp), fd)) };
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{addr}: server name {host:?}: {e}"))?;
     let conn = tokio_rustls::TlsConnector::from(cfg.clone());
@@ -114,7 +117,25 @@ async fn connect(addr: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> Result<
         .await
         .map_err(|_| format!("{addr}: TLS handshake timed out"))?
         .map_err(|e| format!("{addr}: TLS: {e}"))?;
-    Ok(Box::new(s))
+    Ok((Box::new(s), fd))
+}
+
+/// Waits (a few seconds at most) until the peer has acknowledged every byte written to the
+/// socket `fd`: the next write then leaves in a TCP segment of its own, joined to nothing
+/// queued before it (see [`Link::write_per_pdu`]).
+// The kernel interface (an ioctl) is the only way to know what the socket still holds.
+#[allow(unsafe_code)]
+async fn wait_sent(fd: RawFd) {
+    for _ in 0..20_000 {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is the open TCP socket of the connection this task is writing (it lives
+        // as long as the session that calls this); TIOCOUTQ writes one int, here a local.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if r != 0 || queued == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
 }
 
 /// Runs until `stop` turns true.
@@ -125,11 +146,11 @@ pub async fn run(mut t: ChannelTask) {
             return;
         }
         match connect(&t.addr, &t.tls).await {
-            Ok(io) => {
+            Ok((io, fd)) => {
                 backoff = BACKOFF_MIN;
                 t.shared.connects.fetch_add(1, Ordering::Relaxed);
                 t.shared.connected.store(true, Ordering::Relaxed);
-                let r = session(&mut t, io).await;
+                let r = session(&mut t, io, Some(fd)).await;
                 t.shared.connected.store(false, Ordering::Relaxed);
                 match r {
                     Ok(()) => return,
@@ -165,6 +186,10 @@ pub trait Link: Send + Sync {
     fn classify(&self, pdu: &[u8]) -> Option<Event>;
     /// Appends keep-alive number `n`.
     fn keep_alive(&self, n: u32, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Write each PDU on its own (see [`X2x3Link::write_per_pdu`]).
+    fn write_per_pdu(&self) -> bool {
+        false
+    }
 }
 
 /// HI2/HI3 (TS 102 232-1): BER TLVs; keep-alives are TRI PDUs with the LEA's first LIID.
@@ -208,6 +233,11 @@ impl Link for EtsiLink {
 /// the POI's spool (see the `x2x3` module documentation).
 pub struct X2x3Link {
     pub max_pdu: usize,
+    /// One write per PDU, each once the one before is acknowledged: on a link whose MTU holds a
+    /// PDU, one TCP segment per PDU, for a capture of X2/X3 read by a dissector that does not
+    /// reassemble (tshark's `5gli`). A round trip per PDU: for such captures, not for speed.
+    /// Off, PDUs go in batches, far fewer writes for the same bytes.
+    pub write_per_pdu: bool,
 }
 
 impl Link for X2x3Link {
@@ -226,6 +256,10 @@ impl Link for X2x3Link {
             }
             _ => None,
         }
+    }
+
+    fn write_per_pdu(&self) -> bool {
+        self.write_per_pdu
     }
 
     fn keep_alive(&self, n: u32, out: &mut Vec<u8>) -> Result<(), String> {
@@ -334,11 +368,12 @@ fn now_ts() -> Timestamp {
 
 /// One connection: stream the spool from the confirmed offset, keep-alives, confirmations.
 /// `Ok` only when asked to stop.
-async fn session(t: &mut ChannelTask, io: Box<dyn Io>) -> Result<(), String> {
+/// `fd`: the connection's socket, if it is one (tests use in-memory pipes).
+async fn session(t: &mut ChannelTask, io: Box<dyn Io>, fd: Option<RawFd>) -> Result<(), String> {
     let (rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel(16);
     let reader = tokio::spawn(read_loop(rd, t.link.clone(), tx));
-    let r = session_inner(t, &mut wr, &mut rx).await;
+    let r = session_inner(t, &mut wr, &mut rx, fd).await;
     reader.abort();
     r
 }
@@ -347,6 +382,7 @@ async fn session_inner(
     t: &mut ChannelTask,
     wr: &mut (impl AsyncWrite + Unpin),
     rx: &mut mpsc::Receiver<Event>,
+    fd: Option<RawFd>,
 ) -> Result<(), String> {
     let sh = t.shared.clone();
     let lock_err = |_| "spool lock poisoned".to_string();
@@ -370,8 +406,22 @@ async fn session_inner(
         };
         let sent_some = count > 0;
         if sent_some {
-            if !write_or_stop(wr, &bytes, &mut t.stop, &t.addr).await? {
-                return Ok(());
+            // A write per PDU where the link asks for it (a PDU per TCP segment, for readers
+            // of the wire that do not reassemble), else the batch in one write.
+            let per_pdu = t.link.write_per_pdu();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = match per_pdu {
+                    true => t.link.frame_len(rest).ok().flatten().unwrap_or(rest.len()).min(rest.len()),
+                    false => rest.len(),
+                };
+                if !write_or_stop(wr, &rest[..n], &mut t.stop, &t.addr).await? {
+                    return Ok(());
+                }
+                if let (true, Some(fd)) = (per_pdu, fd) {
+                    wait_sent(fd).await;
+                }
+                rest = &rest[n..];
             }
             sh.sent_pdus.fetch_add(count as u64, Ordering::Relaxed);
             since_probe += next - sent;
@@ -520,7 +570,7 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let start = Instant::now();
         let far = tokio::spawn(lemf(theirs, start, false));
-        let r = session(&mut t, Box::new(ours)).await;
+        let r = session(&mut t, Box::new(ours), None).await;
         assert_eq!(secs(start.elapsed()), 20.0, "{r:?}");
         assert!(r.as_ref().is_err_and(|e| e.contains("no keep-alive response within 10s")), "{r:?}");
         // One keep-alive, after 10 s idle; the session gave up 10 s later.
@@ -539,7 +589,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3600) + Duration::from_millis(500)).await;
             let _ = stop_tx.send(true);
         });
-        let r = session(&mut t, Box::new(ours)).await;
+        let r = session(&mut t, Box::new(ours), None).await;
         assert_eq!(r, Ok(()));
         drop(t);
         let seen: Vec<f64> = far.await.unwrap().into_iter().map(secs).collect();

@@ -32,6 +32,8 @@ pub struct ForwardConfig {
     pub tls: Option<TlsFiles>,
     pub keepalive: Duration,
     pub max_spool_bytes: u64,
+    /// One write per PDU (see [`X2x3Link::write_per_pdu`]).
+    pub write_per_pdu: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +76,7 @@ impl Forward {
             spool,
             addr: cfg.mdf.clone(),
             tls,
-            link: Arc::new(X2x3Link { max_pdu: DEFAULT_MAX_PDU }),
+            link: Arc::new(X2x3Link { max_pdu: DEFAULT_MAX_PDU, write_per_pdu: cfg.write_per_pdu }),
             keepalive: cfg.keepalive,
         };
         let channels = Channels::start(vec![spec], "tapir-x2x3").map_err(|e| setup(e.to_string()))?;

@@ -25,7 +25,8 @@
 //! `Numbers::set_object_range`), so that where its records cite an object (an FTP event's
 //! upload, an attachment's mail, an inspection's image: numbers under the keys `object`,
 //! `parent` and `id`) the MDF can tell the citation from any other number, which it never
-//! touches, and renumber it.
+//! touches, and renumber it. Sessions are cited by CIN under `data_cin` and `control_cin` (an
+//! FTP transfer's data and control connections): those are renumbered too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,8 +48,9 @@ const POI_RANGED: u64 = 1 << 48;
 /// Notices an MDF remembers to deliver each once (a bound on what a POI can make it keep).
 const MAX_NOTICES: usize = 4096;
 
-/// Object bytes per PDU: a large upload crosses in pieces a receiver can bound.
-pub const OBJECT_CHUNK: usize = 64 << 10;
+/// Object bytes per PDU: a large upload crosses in pieces a receiver can bound, each PDU
+/// within one TCP segment of a loopback or jumbo-frame link.
+pub const OBJECT_CHUNK: usize = 32 << 10;
 
 /// The first octets of every tapir proprietary payload, then the part's kind.
 const MAGIC: &[u8; 3] = b"TPR";
@@ -115,6 +117,10 @@ pub struct PoiEncoder {
     ipid: Option<Vec<u8>>,
     /// The next sequence number per (XID, correlation ID); a session's is dropped at its close.
     seqs: HashMap<(Xid, u64), u32>,
+    /// The latest record time: the timestamp of what has none of its own (object bytes).
+    last_ts: Timestamp,
+    /// Each open object's direction, which its bytes' PDUs carry too.
+    object_dirs: HashMap<(Liid, ObjectId), PayloadDirection>,
     pub counts: PoiCounts,
     scratch: Vec<u8>,
 }
@@ -126,6 +132,8 @@ impl PoiEncoder {
             xids: Arc::new(std::sync::RwLock::new(xids)),
             ipid: ipid.map(|s| s.as_bytes().to_vec()),
             seqs: HashMap::new(),
+            last_ts: Timestamp(0),
+            object_dirs: HashMap::new(),
             counts: PoiCounts::default(),
             scratch: Vec::new(),
         }
@@ -153,6 +161,15 @@ impl PoiEncoder {
             self.counts.no_xid += 1;
             return 0;
         };
+        let ts = match rec {
+            Record::Iri(r) => r.ts,
+            Record::Cc(c) => c.ts,
+            Record::ObjectBegin { meta, .. } => meta.first_seen,
+            Record::ObjectEnd(o, _) => o.last_seen,
+            Record::SessionClosed { ts, .. } => *ts,
+            Record::ObjectData { .. } | Record::ObjectGap { .. } => self.last_ts,
+        };
+        self.last_ts = self.last_ts.max(ts);
         match rec {
             Record::Cc(c) => {
                 let dir = match c.from_target() {
@@ -189,6 +206,7 @@ impl PoiEncoder {
                     return 0;
                 };
                 let dir = object_direction(meta.from_target);
+                self.object_dirs.insert((liid.clone(), *id), dir);
                 self.part(
                     PduType::X3,
                     Part::ObjectBegin,
@@ -202,44 +220,27 @@ impl PoiEncoder {
                 )
             }
             Record::ObjectData { id, offset, data, .. } => {
+                let dir = self.object_dirs.get(&(liid.clone(), *id)).copied().unwrap_or(PayloadDirection::Unknown);
                 let mut n = 0;
                 for (i, chunk) in data.chunks(OBJECT_CHUNK).enumerate() {
                     let mut head = [0u8; 16];
                     head[..8].copy_from_slice(&id.to_be_bytes());
                     head[8..].copy_from_slice(&(offset + (i * OBJECT_CHUNK) as u64).to_be_bytes());
                     // The session is the object's: the MDF knows it from the object's begin.
-                    n += self.part(
-                        PduType::X3,
-                        Part::ObjectData,
-                        PayloadDirection::Unknown,
-                        xid,
-                        0,
-                        Timestamp(0),
-                        &head,
-                        chunk,
-                        out,
-                    );
+                    n += self.part(PduType::X3, Part::ObjectData, dir, xid, 0, ts, &head, chunk, out);
                 }
                 n
             }
             Record::ObjectGap { id, offset, len, .. } => {
+                let dir = self.object_dirs.get(&(liid.clone(), *id)).copied().unwrap_or(PayloadDirection::Unknown);
                 let mut head = [0u8; 24];
                 head[..8].copy_from_slice(&id.to_be_bytes());
                 head[8..16].copy_from_slice(&offset.to_be_bytes());
                 head[16..].copy_from_slice(&len.to_be_bytes());
-                self.part(
-                    PduType::X3,
-                    Part::ObjectGap,
-                    PayloadDirection::Unknown,
-                    xid,
-                    0,
-                    Timestamp(0),
-                    &head,
-                    &[],
-                    out,
-                )
+                self.part(PduType::X3, Part::ObjectGap, dir, xid, 0, ts, &head, &[], out)
             }
             Record::ObjectEnd(o, id) => {
+                self.object_dirs.remove(&(o.liid.clone(), *id));
                 let Ok(body) = serde_json::to_vec(&ObjectWire::from(o)) else {
                     self.counts.encode_errors += 1;
                     return 0;
@@ -545,6 +546,10 @@ pub struct MdfIntake {
     tasks: HashMap<Xid, Task>,
     /// (POI, XID, correlation ID) -> the MDF's CIN.
     sessions: HashMap<(Arc<str>, Xid, u64), Open>,
+    /// Sessions closed lately, the most recent `max_sessions`: records still cite them (an FTP
+    /// transfer's event names its data connection after that is closed).
+    closed: HashMap<(Arc<str>, Xid, u64), Cin>,
+    closed_order: std::collections::VecDeque<(Arc<str>, Xid, u64)>,
     /// Objects begun and not ended, by LIID and the MDF's id.
     objects: std::collections::HashSet<(Liid, ObjectId)>,
     /// (POI, LIID, the POI's object id) -> the MDF's, the most recent `max_sessions` of them:
@@ -584,6 +589,8 @@ impl MdfIntake {
         MdfIntake {
             tasks,
             sessions: HashMap::new(),
+            closed: HashMap::new(),
+            closed_order: Default::default(),
             objects: Default::default(),
             object_ids: HashMap::new(),
             object_order: Default::default(),
@@ -617,22 +624,25 @@ impl MdfIntake {
         m
     }
 
-    /// Renumbers the object ids `v` cites (see the module documentation).
-    fn renumber(&mut self, poi: &Arc<str>, liid: &Liid, v: &mut serde_json::Value) {
+    /// Renumbers the objects and sessions `v` cites (see the module documentation).
+    fn renumber(&mut self, poi: &Arc<str>, xid: Xid, liid: &Liid, v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, x) in m.iter_mut() {
-                    match x.as_u64() {
-                        Some(n) if n >= POI_RANGED && matches!(k.as_str(), "object" | "parent" | "id") => {
+                    match (k.as_str(), x.as_u64()) {
+                        ("object" | "parent" | "id", Some(n)) if n >= POI_RANGED => {
                             *x = self.object_id(poi, liid, n).into();
                         }
-                        _ => self.renumber(poi, liid, x),
+                        ("data_cin" | "control_cin", Some(n)) if n > 0 && n <= u64::from(u32::MAX) => {
+                            *x = self.cin(poi, xid, n, liid).get().into();
+                        }
+                        _ => self.renumber(poi, xid, liid, x),
                     }
                 }
             }
             serde_json::Value::Array(a) => {
                 for x in a {
-                    self.renumber(poi, liid, x);
+                    self.renumber(poi, xid, liid, x);
                 }
             }
             _ => {}
@@ -646,6 +656,9 @@ impl MdfIntake {
         let key = (poi.clone(), xid, cid);
         if let Some(o) = self.sessions.get(&key) {
             return o.cin;
+        }
+        if let Some(&c) = self.closed.get(&key) {
+            return c;
         }
         if self.sessions.len() >= self.max_sessions {
             // Forget one: its session continues under a new CIN, counted.
@@ -736,7 +749,7 @@ impl MdfIntake {
                         if self.objects.len() >= self.max_sessions {
                             return Err(IntakeError::TooManyObjects(self.max_sessions));
                         }
-                        self.renumber(poi, &liid, &mut meta);
+                        self.renumber(poi, h.xid, &liid, &mut meta);
                         let mut meta: ObjectMeta = serde_json::from_value(meta)
                             .map_err(|source| IntakeError::Json { what: "object begin", source })?;
                         let id = self.object_id(poi, &liid, id);
@@ -775,7 +788,7 @@ impl MdfIntake {
                         if wire.get("id").and_then(|i| i.as_u64()) != Some(poi_id) {
                             return Err(IntakeError::UnknownObject(poi_id));
                         }
-                        self.renumber(poi, &liid, &mut wire);
+                        self.renumber(poi, h.xid, &liid, &mut wire);
                         let mut wire: ObjectWire = serde_json::from_value(wire)
                             .map_err(|source| IntakeError::Json { what: "object end", source })?;
                         let id = wire.id;
@@ -794,6 +807,13 @@ impl MdfIntake {
                         let key = (poi.clone(), h.xid, h.correlation_id);
                         if let Some(o) = self.sessions.remove(&key) {
                             sink.record(Record::SessionClosed { liid: &liid, cin: o.cin, ts });
+                            self.closed.insert(key.clone(), o.cin);
+                            self.closed_order.push_back(key);
+                            if self.closed_order.len() > self.max_sessions {
+                                if let Some(old) = self.closed_order.pop_front() {
+                                    self.closed.remove(&old);
+                                }
+                            }
                         }
                         self.counts.x3 += 1;
                         Ok(())
@@ -825,7 +845,7 @@ impl MdfIntake {
         let mut w: Wire = from_json(body, "IRI")?;
         let name = w.iri.get("event").and_then(|e| e.as_str()).unwrap_or("").to_string();
         let mut iri = serde_json::Value::Object(std::mem::take(&mut w.iri));
-        self.renumber(poi, liid, &mut iri);
+        self.renumber(poi, xid, liid, &mut iri);
         let serde_json::Value::Object(iri) = iri else { return Err(IntakeError::Part("IRI is not an object")) };
         w.iri = iri;
         let provenance = Arc::new(w.provenance);
