@@ -107,6 +107,7 @@ mod vmi_pipeline;
 mod x1_core;
 mod x1_https;
 mod x2_events;
+mod x2x3_faults;
 mod x2x3_records;
 mod x2x3_roles;
 

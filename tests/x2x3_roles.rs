@@ -13,13 +13,13 @@ use serde_json::Value;
 
 use crate::common::{free_port, ip_packets, make_pki, wait_listening, Daemon, Lemf, TAPIR};
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The target of the `http-put`, `ftp-upload` and `ncat-ipv6` fixtures, delivering to the LEA
 /// on `hi2`/`hi3`.
-fn warrants(d: &Path, hi2: u16, hi3: u16) -> PathBuf {
+pub fn warrants(d: &Path, hi2: u16, hi3: u16) -> PathBuf {
     let w = d.join("w.toml");
     std::fs::write(
         &w,
@@ -36,7 +36,7 @@ fn warrants(d: &Path, hi2: u16, hi3: u16) -> PathBuf {
 }
 
 /// `[node]` TLS lines for `name`'s files made by [`make_pki`], under `d`.
-fn tls_lines(d: &Path, ca: &str, name: &str) -> String {
+pub fn tls_lines(d: &Path, ca: &str, name: &str) -> String {
     let p = |f: &str| d.join(f).display().to_string();
     format!(
         "tls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
@@ -46,7 +46,7 @@ fn tls_lines(d: &Path, ca: &str, name: &str) -> String {
     )
 }
 
-fn mdf_config(d: &Path, w: &Path, port: u16, tls: &str) -> PathBuf {
+pub fn mdf_config(d: &Path, w: &Path, port: u16, tls: &str) -> PathBuf {
     let c = d.join("mdf.toml");
     std::fs::write(
         &c,
@@ -63,7 +63,7 @@ fn mdf_config(d: &Path, w: &Path, port: u16, tls: &str) -> PathBuf {
 }
 
 /// A POI replaying `pcaps` (to their end, then it stops), sending to the MDF on `port`.
-fn poi_config(d: &Path, w: &Path, name: &str, range: u16, port: u16, pcaps: &[&str], more: &str) -> PathBuf {
+pub fn poi_config(d: &Path, w: &Path, name: &str, range: u16, port: u16, pcaps: &[&str], more: &str) -> PathBuf {
     let c = d.join(format!("{name}.toml"));
     let files: Vec<String> = pcaps.iter().map(|p| format!("\"{}\"", root().join("pcaps").join(p).display())).collect();
     std::fs::write(
@@ -82,7 +82,7 @@ fn poi_config(d: &Path, w: &Path, name: &str, range: u16, port: u16, pcaps: &[&s
     c
 }
 
-fn run_poi(config: &Path) -> Output {
+pub fn run_poi(config: &Path) -> Output {
     let o = Command::new(TAPIR)
         .args(["run", "--config"])
         .arg(config)
@@ -95,7 +95,7 @@ fn run_poi(config: &Path) -> Output {
     o
 }
 
-fn mdf(config: &Path) -> Daemon {
+pub fn mdf(config: &Path) -> Daemon {
     let mut cmd = Command::new(TAPIR);
     cmd.args(["run", "--config"]).arg(config).env_remove("WATCHDOG_USEC").env("TAPIR_LOG", "info");
     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
@@ -103,7 +103,7 @@ fn mdf(config: &Path) -> Daemon {
 }
 
 /// The all-in-one: `tapir replay --deliver` of `pcaps` into the LEMF of `w`.
-fn all_in_one(d: &Path, w: &Path, pcaps: &[&str]) {
+pub fn all_in_one(d: &Path, w: &Path, pcaps: &[&str]) {
     let mut cmd = Command::new(TAPIR);
     cmd.arg("replay");
     for p in pcaps {
@@ -158,7 +158,7 @@ fn strip_numbering(v: &mut Value, hi1: bool) {
 
 /// What an LEMF received as IRI: each session (CIN) as the sorted list of its records with
 /// their numbering stripped, the sessions sorted; and the records outside a session.
-fn iri_by_session(lemf: &Path) -> (Vec<Vec<String>>, Vec<String>) {
+pub fn iri_by_session(lemf: &Path) -> (Vec<Vec<String>>, Vec<String>) {
     let text = std::fs::read_to_string(lemf.join("LIID-JOE-0001/iri.jsonl")).unwrap();
     let mut sessions: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut outside = Vec::new();
@@ -185,7 +185,7 @@ fn iri_by_session(lemf: &Path) -> (Vec<Vec<String>>, Vec<String>) {
     (sessions, outside)
 }
 
-fn cc_packets(lemf: &Path) -> Vec<String> {
+pub fn cc_packets(lemf: &Path) -> Vec<String> {
     let mut p = ip_packets(&lemf.join("LIID-JOE-0001/cc.pcap"));
     p.sort();
     p
@@ -202,7 +202,7 @@ fn same(a: &str, b: &str, what: &str) {
     panic!("{what} differs at {at}:\n all-in-one: ...{}\n via X2/X3:  ...{}", cut(a), cut(b));
 }
 
-const FIXTURES: [&str; 3] = ["http-put.pcap", "ftp-upload.pcap", "ncat-ipv6.pcap"];
+pub const FIXTURES: [&str; 3] = ["http-put.pcap", "ftp-upload.pcap", "ncat-ipv6.pcap"];
 
 #[test]
 fn three_pois_one_mdf_deliver_what_one_all_in_one_delivers() {
@@ -347,10 +347,10 @@ fn a_poi_with_a_certificate_from_another_ca_is_refused_and_keeps_everything() {
 }
 
 /// A network namespace of its own, removed on drop.
-struct Ns(String);
+pub struct Ns(String);
 
 impl Ns {
-    fn new(tag: &str) -> Ns {
+    pub fn new(tag: &str) -> Ns {
         let name = format!("tx2x3-{}-{tag}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         let ns = Ns(name);
@@ -360,7 +360,7 @@ impl Ns {
     }
 
     /// `args` in the namespace (`inside`) or as given.
-    fn cmd(&self, args: &[&str], inside: bool) -> Command {
+    pub fn cmd(&self, args: &[&str], inside: bool) -> Command {
         let mut c = Command::new(if inside { "ip" } else { args[0] });
         if inside {
             c.args(["netns", "exec", &self.0]).args(args);
@@ -370,13 +370,13 @@ impl Ns {
         c
     }
 
-    fn run(&self, args: &[&str], inside: bool) {
+    pub fn run(&self, args: &[&str], inside: bool) {
         let o = self.cmd(args, inside).output().unwrap();
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
 
     /// Waits until something listens on TCP `port` in the namespace.
-    fn wait_listening(&self, port: u16) {
+    pub fn wait_listening(&self, port: u16) {
         for _ in 0..200 {
             let o = self.cmd(&["ss", "-Hltn", &format!("sport = :{port}")], true).output().unwrap();
             if !o.stdout.is_empty() {
