@@ -86,6 +86,44 @@ fn bad_configs_name_file_and_line() {
     }
 }
 
+const POI: &str = "[node]\nrole = \"poi\"\nmdf = \"mdf.example:9443\"\nname = \"poi-hv1\"\nobject_range = 7\n";
+const MDF: &str = "[node]\nrole = \"mdf\"\nlisten = \"0.0.0.0:9443\"\n[paths]\nwarrants = \"warrants.toml\"\ncase_dir = \"case\"\nspool_dir = \"spool\"\n";
+
+/// `[node]`: a POI is the daemon with the MDF it sends to; an MDF has no `[capture]`; each
+/// role's keys are refused in the other, with the line to fix.
+#[test]
+fn node_roles_check_what_each_needs() {
+    let dir = setup();
+    let (ok, out, err) = check(dir.path(), &format!("{POI}{GOOD}"));
+    assert!(ok && out.contains("OK (3 warrant(s)"), "{out}{err}");
+    let (ok, out, err) = check(dir.path(), MDF);
+    assert!(ok && out.contains("OK (3 warrant(s)"), "{out}{err}");
+    let file = dir.path().join("tapir.toml").display().to_string();
+    let cases: &[(String, usize, &str)] = &[
+        (format!("{}{GOOD}", POI.replace("role = \"poi\"", "role = \"collector\"")), 2, "role"),
+        (format!("{}{GOOD}", POI.replace("mdf.example:9443", "mdf.example")), 3, "HOST:PORT"),
+        (format!("{}{GOOD}", POI.replace("object_range = 7", "object_range = 0")), 5, "object_range"),
+        (format!("{}{GOOD}", POI.replace("object_range = 7\n", "")), 1, "object_range"),
+        (format!("{}listen = \"0.0.0.0:1\"\n{GOOD}", POI), 6, "role = \"mdf\""),
+        (
+            format!("{}{GOOD}", POI.replace("name = \"poi-hv1\"\n", "name = \"poi-hv1\"\ntls_ca = \"ca.pem\"\n")),
+            1,
+            "go together",
+        ),
+        (format!("{MDF}[capture]\ninterfaces = [\"eth1\"]\n"), 8, "captures nothing"),
+        (MDF.replace("0.0.0.0:9443", "anywhere"), 3, "IP:PORT"),
+        (MDF.replace("listen = \"0.0.0.0:9443\"", "listen = \"0.0.0.0:9443\"\nobject_range = 2"), 4, "role = \"poi\""),
+        (GOOD.replace("[capture]\ninterfaces = [\"eth1\"]\nworkers = 2\n", ""), 1, "missing [capture]"),
+    ];
+    for (text, line, word) in cases {
+        let (ok, _, err) = check(dir.path(), text);
+        assert!(!ok, "accepted:\n{text}");
+        let want = format!("{file}:{line}: ");
+        assert!(err.contains(&want), "want {want:?} in {err:?} for\n{text}");
+        assert!(err.contains(word), "want {word:?} in {err:?}");
+    }
+}
+
 #[test]
 fn a_bad_warrants_file_is_reported_at_its_line() {
     let dir = setup();
