@@ -137,13 +137,20 @@ async fn accept_loop(
                 Some(acceptor) => match acceptor.accept(tcp).await {
                     Ok(tls) => match crate::deliver::tls::peer_cn(tls.get_ref().1.peer_certificates()) {
                         Some(cn) => serve(tls, Some(Arc::from(cn)), peer, &cfg, &handoff, &stats, stop).await,
-                        None => Err("client certificate without a single subject CN".to_string()),
+                        None => {
+                            stats.refused.fetch_add(1, Ordering::Relaxed);
+                            Err("client certificate without a single subject CN".to_string())
+                        }
                     },
-                    Err(e) => Err(format!("TLS: {e}")),
-                }
-                .inspect_err(|_| {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                }),
+                    Err(e) => {
+                        // A peer gone during the handshake (a port probe, a POI stopping) is
+                        // not a refusal; a certificate that does not verify is.
+                        if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                            stats.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(format!("TLS: {e}"))
+                    }
+                },
                 None => serve(tcp, None, peer, &cfg, &handoff, &stats, stop).await,
             };
             if let Err(e) = r {
