@@ -124,6 +124,38 @@ fn node_roles_check_what_each_needs() {
     }
 }
 
+/// The shipped example's commented-out `[node]` blocks (a POI's, an MDF's) parse once
+/// uncommented, each with what its role takes.
+#[test]
+fn the_shipped_node_examples_parse() {
+    let p = Path::new(ROOT).join("etc/tapir.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| **l == "# [node]").map(|(i, _)| i).collect();
+    assert_eq!(starts.len(), 2);
+    let mdf_text = "[paths]\nwarrants = \"w\"\ncase_dir = \"c\"\nspool_dir = \"s\"\n";
+    for (k, &i) in starts.iter().enumerate() {
+        let block: String = lines[i..]
+            .iter()
+            .take_while(|l| {
+                l.starts_with("# ") && (l.starts_with("# [node]") || !l.starts_with("# [")) && !l.starts_with("# The ")
+            })
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let body = if k == 0 {
+            format!("{block}[capture]\ninterfaces = [\"eth1\"]\n{mdf_text}")
+        } else {
+            format!("{block}{mdf_text}")
+        };
+        let c = tapir::daemon::parse_config(&body, &p).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        match (k, c.role) {
+            (0, tapir::daemon::Role::Poi(poi)) => assert_eq!((poi.object_range, poi.name.as_str()), (1, "poi-hv1")),
+            (1, tapir::daemon::Role::Mdf(m)) => assert_eq!(m.listen.port(), 9443),
+            (k, r) => panic!("block {k}: {r:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_bad_warrants_file_is_reported_at_its_line() {
     let dir = setup();

@@ -61,22 +61,40 @@ fn no_target(d: &Path) -> PathBuf {
     p
 }
 
-#[test]
-fn a_poi_killed_mid_burst_delivers_what_it_had_spooled_once_after_its_restart() {
-    let d = tempfile::tempdir().unwrap();
-    let d = d.path();
+/// A stretched capture, an LEMF, an MDF, and a POI's config replaying the capture at its pace
+/// (waiting `wait` seconds at the end for the MDF).
+struct Rig {
+    input: PathBuf,
+    lemf: Lemf,
+    mdf_toml: PathBuf,
+    mdf: crate::common::Daemon,
+    poi: PathBuf,
+}
+
+fn rig(d: &Path, wait: u32) -> Rig {
     let input = stretched(d, "0.004");
     let (hi2, hi3) = (free_port(), free_port());
     let w = warrants(d, hi2, hi3);
     let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf"));
     let port = free_port();
-    let mut m = mdf(&mdf_config(d, &w, port, ""));
+    let mdf_toml = mdf_config(d, &w, port, "");
+    let m = mdf(&mdf_toml);
     wait_listening(port);
-    let c = poi_config(d, &w, "poi-1", 1, port, &[input.to_str().unwrap()], "");
-    let paced = std::fs::read_to_string(&c)
+    let poi = poi_config(d, &w, "poi-1", 1, port, &[input.to_str().unwrap()], "");
+    let text = std::fs::read_to_string(&poi)
         .unwrap()
-        .replace("replay_end = \"exit\"", "replay_end = \"exit\"\npace = \"realtime\"");
-    std::fs::write(&c, &paced).unwrap();
+        .replace("replay_end = \"exit\"", "replay_end = \"exit\"\npace = \"realtime\"")
+        .replace("deliver_wait_secs = 10", &format!("deliver_wait_secs = {wait}"));
+    std::fs::write(&poi, text).unwrap();
+    Rig { input, lemf, mdf_toml, mdf: m, poi }
+}
+
+#[test]
+fn a_poi_killed_mid_burst_delivers_what_it_had_spooled_once_after_its_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    let Rig { input, lemf, mdf: mut m, poi: c, .. } = rig(d, 10);
+    let paced = std::fs::read_to_string(&c).unwrap();
     let mut poi = poi_child(&c);
     std::thread::sleep(Duration::from_millis(900));
     signal(&poi, "KILL");
@@ -112,18 +130,8 @@ fn a_30s_stall_between_poi_and_mdf_loses_and_duplicates_nothing() {
     let (hi2, hi3, port) = (47001, 47002, 47010);
     let w = warrants(d, hi2, hi3);
     let lemf_out = d.join("lemf");
-    let (l2, l3) = (format!("127.0.0.1:{hi2}"), format!("127.0.0.1:{hi3}"));
-    let mut lemf = ns
-        .cmd(&[TAPIR, "lemf", "--listen-hi2", &l2, "--listen-hi3", &l3, "--out", lemf_out.to_str().unwrap()], true)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ns.wait_listening(hi2);
-    let mdf_toml = mdf_config(d, &w, port, "");
-    let mut cmd = ns.cmd(&[TAPIR, "run", "--config", mdf_toml.to_str().unwrap()], true);
-    cmd.env_remove("WATCHDOG_USEC").stdout(Stdio::null()).stderr(Stdio::inherit());
-    let (mut m, _) = crate::common::Daemon::start(&mut cmd);
+    let mut lemf = ns.lemf(hi2, hi3, &lemf_out);
+    let mut m = ns.daemon(&mdf_config(d, &w, port, ""));
     let c = poi_config(d, &w, "poi-1", 1, port, &[input.to_str().unwrap()], "");
     let text = std::fs::read_to_string(&c)
         .unwrap()
@@ -174,20 +182,7 @@ fn a_30s_stall_between_poi_and_mdf_loses_and_duplicates_nothing() {
 fn an_mdf_killed_mid_burst_and_restarted_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let d = d.path();
-    let input = stretched(d, "0.004");
-    let (hi2, hi3) = (free_port(), free_port());
-    let w = warrants(d, hi2, hi3);
-    let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf"));
-    let port = free_port();
-    let mdf_toml = mdf_config(d, &w, port, "");
-    let mut m = mdf(&mdf_toml);
-    wait_listening(port);
-    let c = poi_config(d, &w, "poi-1", 1, port, &[input.to_str().unwrap()], "");
-    let text = std::fs::read_to_string(&c)
-        .unwrap()
-        .replace("replay_end = \"exit\"", "replay_end = \"exit\"\npace = \"realtime\"")
-        .replace("deliver_wait_secs = 10", "deliver_wait_secs = 60");
-    std::fs::write(&c, text).unwrap();
+    let Rig { input, lemf, mdf_toml, mdf: mut m, poi: c } = rig(d, 60);
     let poi = std::thread::spawn(move || run_poi(&c));
     std::thread::sleep(Duration::from_millis(900));
     signal(&m.child, "KILL");

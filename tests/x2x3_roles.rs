@@ -375,6 +375,26 @@ impl Ns {
         assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
 
+    /// `tapir lemf` in the namespace on `hi2`/`hi3`, writing to `out`; returns once it listens.
+    pub fn lemf(&self, hi2: u16, hi3: u16, out: &Path) -> std::process::Child {
+        let (l2, l3) = (format!("127.0.0.1:{hi2}"), format!("127.0.0.1:{hi3}"));
+        let child = self
+            .cmd(&[TAPIR, "lemf", "--listen-hi2", &l2, "--listen-hi3", &l3, "--out", out.to_str().unwrap()], true)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_listening(hi2);
+        child
+    }
+
+    /// `tapir run` of `config` in the namespace, once it says READY=1.
+    pub fn daemon(&self, config: &Path) -> Daemon {
+        let mut cmd = self.cmd(&[TAPIR, "run", "--config", config.to_str().unwrap()], true);
+        cmd.env_remove("WATCHDOG_USEC").stdout(Stdio::null()).stderr(Stdio::inherit());
+        Daemon::start(&mut cmd).0
+    }
+
     /// Waits until something listens on TCP `port` in the namespace.
     pub fn wait_listening(&self, port: u16) {
         for _ in 0..200 {
@@ -408,18 +428,8 @@ fn x2x3_on_the_wire_decodes_in_tshark_5gli_field_by_field() {
     let (hi2, hi3, port) = (47001, 47002, 47010);
     let w = warrants(d, hi2, hi3);
     let lemf_out = d.join("lemf");
-    let (l2, l3) = (format!("127.0.0.1:{hi2}"), format!("127.0.0.1:{hi3}"));
-    let mut lemf = ns
-        .cmd(&[TAPIR, "lemf", "--listen-hi2", &l2, "--listen-hi3", &l3, "--out", lemf_out.to_str().unwrap()], true)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ns.wait_listening(hi2);
-    let mdf_toml = mdf_config(d, &w, port, "");
-    let mut cmd = ns.cmd(&[TAPIR, "run", "--config", mdf_toml.to_str().unwrap()], true);
-    cmd.env_remove("WATCHDOG_USEC").stdout(Stdio::null()).stderr(Stdio::inherit());
-    let (mut m, _) = Daemon::start(&mut cmd);
+    let mut lemf = ns.lemf(hi2, hi3, &lemf_out);
+    let mut m = ns.daemon(&mdf_config(d, &w, port, ""));
     let wire = d.join("wire.pcap");
     let mut dump = ns
         .cmd(&["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", wire.to_str().unwrap(), &format!("tcp port {port}")], true)

@@ -16,13 +16,11 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::config::{Config, MdfConfig};
 use super::feeds::DeliveryStatus;
-use super::notify::Notifier;
 use super::run::{
-    finish_delivery, liids, new_case_dir, redacted, redeliver, spawn_signals, start_delivery, Control, FileWarrants,
-    Hooks, Outputs, RunReport, Signal, WarrantsProvider,
+    finish_delivery, liids, new_case_dir, redacted, redeliver, signing_key, start_delivery, stop_signals,
+    warrants_provider, Control, Hooks, Outputs, RunReport, Say,
 };
 use crate::deliver::handover::parse_leas;
-use crate::deliver::manifest::SigningKey;
 use crate::deliver::x2x3::listen::{Batch, Handoff, ListenConfig, Listening};
 use crate::deliver::x2x3::records::{MdfIntake, Task};
 use crate::pipeline::{Recorder, Totals};
@@ -42,43 +40,18 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     if hooks.replay.is_some() {
         bail!("an MDF replays nothing: its POIs capture");
     }
-    let notifier = Notifier::from_env();
-    let say = |s: &str| {
-        if let Some(n) = &notifier {
-            if let Err(e) = n.notify(s) {
-                tracing::warn!(error = %e, "sd_notify failed");
-            }
-        }
-    };
+    let notifier = Say::new(false);
+    let say = |s: &str| notifier.say(s);
     let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
     let x1 = super::x1::X1Service::open(config)?;
-    let mut provider: Box<dyn WarrantsProvider> = hooks
-        .warrants
-        .take()
-        .or_else(|| x1.as_ref().map(|x| x.provider()))
-        .unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
+    let mut provider = warrants_provider(config, hooks.warrants.take(), x1.as_ref());
     let all = provider.load().map_err(|e| anyhow!("loading warrants: {}", redacted(&e, &provider.describe())))?;
-    let key = match &config.paths.signing_key {
-        Some(p) => SigningKey::load(p)?,
-        None => SigningKey::ephemeral(),
-    };
+    let key = signing_key(config)?;
     let tls = m.tls.as_ref().map(crate::deliver::tls::acceptor).transpose().context("[node] X2/X3 TLS")?;
     let give_up = Arc::new(AtomicBool::new(false));
     let signalled = Arc::new(AtomicI32::new(0));
     if hooks.signals {
-        let tx = control_tx.clone();
-        let (give_up, signalled) = (give_up.clone(), signalled.clone());
-        spawn_signals(move |s| {
-            if s == Signal::Hup {
-                return tx.send(Control::Reload).is_ok();
-            }
-            give_up.store(true, Ordering::Relaxed);
-            if signalled.swap(s.number(), Ordering::Relaxed) != 0 {
-                eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
-                std::process::exit(128 + s.number());
-            }
-            tx.send(Control::Stop).is_ok()
-        })?;
+        stop_signals(control_tx.clone(), give_up.clone(), signalled.clone(), true)?;
     }
 
     let case_root = new_case_dir(&config.paths.case_dir)?;

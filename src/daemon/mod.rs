@@ -68,7 +68,7 @@ pub mod run;
 pub mod source;
 pub mod x1;
 
-pub use config::{check, load_config, parse_config, Config, ConfigError};
+pub use config::{check, load_config, parse_config, Config, ConfigError, Role};
 pub use run::{run, spawn_signals, Control, FileWarrants, Hooks, RunReport, Signal, WarrantsProvider};
 pub use source::{ReplaySource, Source};
 

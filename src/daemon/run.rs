@@ -620,30 +620,77 @@ fn open_events(path: Option<&Path>) -> Result<(Vec<AssocEvent>, Option<EventFile
 
 /// Runs the daemon until a stop order (or the end of a replay with `replay_end = "exit"`).
 /// `tapir replay` is this loop too, with [`Hooks::replay`].
+/// What a run tells systemd (`sd_notify`), when it runs under it.
+pub(super) struct Say(Option<Notifier>);
+
+impl Say {
+    /// `tapir replay` is a command, not a service: it says nothing.
+    pub(super) fn new(replaying: bool) -> Say {
+        Say(if replaying { None } else { Notifier::from_env() })
+    }
+
+    pub(super) fn say(&self, s: &str) {
+        if let Some(n) = &self.0 {
+            if let Err(e) = n.notify(s) {
+                tracing::warn!(error = %e, "sd_notify failed");
+            }
+        }
+    }
+}
+
+/// Where the warrants come from: the hook's provider, else X1's, else the warrants file.
+pub(super) fn warrants_provider(
+    config: &Config,
+    hooked: Option<Box<dyn WarrantsProvider>>,
+    x1: Option<&super::x1::X1Service>,
+) -> Box<dyn WarrantsProvider> {
+    hooked.or_else(|| x1.map(|x| x.provider())).unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())))
+}
+
+/// The case's signing key: `[paths] signing_key`, or one made for this run.
+pub(super) fn signing_key(config: &Config) -> Result<SigningKey> {
+    Ok(match &config.paths.signing_key {
+        Some(p) => SigningKey::load(p)?,
+        None => SigningKey::ephemeral(),
+    })
+}
+
+/// SIGHUP reloads (unless `reloads` is off: a replay's warrants are those it started with);
+/// the first SIGTERM/SIGINT stops (and delivery waiting on a full spool stops waiting:
+/// `give_up`), its number kept in `signalled`; a second exits at once.
+pub(super) fn stop_signals(
+    tx: Sender<Control>,
+    give_up: Arc<AtomicBool>,
+    signalled: Arc<AtomicI32>,
+    reloads: bool,
+) -> Result<()> {
+    spawn_signals(move |s| {
+        if s == Signal::Hup {
+            return !reloads || tx.send(Control::Reload).is_ok();
+        }
+        give_up.store(true, Ordering::Relaxed);
+        if signalled.swap(s.number(), Ordering::Relaxed) != 0 {
+            // Asked twice: the operator does not want to wait for the case to be finished.
+            eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
+            std::process::exit(128 + s.number());
+        }
+        tx.send(Control::Stop).is_ok()
+    })
+}
+
 pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     if let Role::Mdf(m) = &config.role {
         return super::mdf::run(config, m, hooks);
     }
     let mut replay = hooks.replay.take();
     let replaying = replay.is_some();
-    // `tapir replay` is a command, not a service: it says nothing to systemd.
-    let notifier = if replaying { None } else { Notifier::from_env() };
-    let say = |s: &str| {
-        if let Some(n) = &notifier {
-            if let Err(e) = n.notify(s) {
-                tracing::warn!(error = %e, "sd_notify failed");
-            }
-        }
-    };
+    let notifier = Say::new(replaying);
+    let say = |s: &str| notifier.say(s);
     let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
 
     // Warrants, LEAs, associations, signing key: all before anything is written.
     let x1 = super::x1::X1Service::open(config)?;
-    let mut provider: Box<dyn WarrantsProvider> = hooks
-        .warrants
-        .take()
-        .or_else(|| x1.as_ref().map(|x| x.provider()))
-        .unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())));
+    let mut provider = warrants_provider(config, hooks.warrants.take(), x1.as_ref());
     let all = match provider.load() {
         Ok(w) => w,
         // The operator's own command: the whole message, where a log gets it redacted.
@@ -651,10 +698,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         Err(e) => bail!("loading warrants: {}", redacted(&e, &provider.describe())),
     };
     let (events, event_file) = open_events(config.associations.events.as_deref())?;
-    let key = match &config.paths.signing_key {
-        Some(p) => SigningKey::load(p)?,
-        None => SigningKey::ephemeral(),
-    };
+    let key = signing_key(config)?;
     // A fast replay's files are read on this thread; a paced one, and live rings, on capture
     // threads of their own.
     let mut files = None;
@@ -684,22 +728,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     let signalled = Arc::new(AtomicI32::new(0));
     // Threads only from here on: capabilities are per thread, and none may keep them.
     if hooks.signals {
-        let tx = control_tx.clone();
-        let (give_up, signalled) = (give_up.clone(), signalled.clone());
-        spawn_signals(move |s| {
-            if s == Signal::Hup {
-                // A replay's warrants are those it started with.
-                return replaying || tx.send(Control::Reload).is_ok();
-            }
-            // A pipeline waiting on a full spool must see the stop: delivery stops waiting.
-            give_up.store(true, Ordering::Relaxed);
-            if signalled.swap(s.number(), Ordering::Relaxed) != 0 {
-                // Asked twice: the operator does not want to wait for the case to be finished.
-                eprintln!("tapir: second stop signal: exiting now; the case is left unsigned");
-                std::process::exit(128 + s.number());
-            }
-            tx.send(Control::Stop).is_ok()
-        })?;
+        stop_signals(control_tx.clone(), give_up.clone(), signalled.clone(), !replaying)?;
     }
 
     // A POI writes no case: everything goes to its MDF, through the spool.
