@@ -108,6 +108,7 @@ mod x1_core;
 mod x1_https;
 mod x2_events;
 mod x2x3_faults;
+mod x2x3_live;
 mod x2x3_records;
 mod x2x3_roles;
 mod x2x3_third_party;
