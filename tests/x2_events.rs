@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 
 /// The captures: every one in `pcaps/` and `pcaps/app/`, and the RTP and TLS ones of
 /// `tests/data/` (no capture in `pcaps/` has RTP).
-fn captures() -> Vec<PathBuf> {
+pub fn captures() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for dir in ["pcaps", "pcaps/app"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {

@@ -122,9 +122,7 @@ fn a_30s_stall_between_poi_and_mdf_loses_and_duplicates_nothing() {
     // The all-in-one's delivery of the same capture, for the IRI.
     let (hi2, hi3) = (free_port(), free_port());
     let w = warrants(d, hi2, hi3);
-    let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf-aio"));
-    all_in_one(d, &w, &[input.to_str().unwrap()]);
-    lemf.stop();
+    all_in_one(d, &w, (hi2, hi3), &[input.to_str().unwrap()]);
     // The POI, the MDF and the LEMF in a namespace of their own, where the stall is made.
     let ns = Ns::new("stall");
     let (hi2, hi3, port) = (47001, 47002, 47010);

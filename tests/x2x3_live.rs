@@ -165,9 +165,7 @@ fn three_live_pois_in_namespaces_deliver_every_target_packet_once() {
     let aio = d.join("aio");
     std::fs::create_dir_all(&aio).unwrap();
     let wa = crate::x2x3_roles::warrants(&aio, a2, a3);
-    let lemf = Lemf::start(a2, Some(a3), &d.join("lemf-aio"));
-    all_in_one(&aio, &wa, &FIXTURES);
-    lemf.stop();
+    all_in_one(&aio, &wa, (a2, a3), &FIXTURES);
     let cins = |p: &Path| -> BTreeSet<u64> {
         std::fs::read_to_string(p.join("LIID-JOE-0001/iri.jsonl"))
             .unwrap()
@@ -175,5 +173,5 @@ fn three_live_pois_in_namespaces_deliver_every_target_packet_once() {
             .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["cin"].as_u64())
             .collect()
     };
-    assert_eq!(cins(&d.join("lemf")).len(), cins(&d.join("lemf-aio")).len(), "sessions");
+    assert_eq!(cins(&d.join("lemf")).len(), cins(&aio.join("lemf-aio")).len(), "sessions");
 }

@@ -6,7 +6,7 @@
 //! gives the POI's objects (numbered in the POI's range, 1) the ids an all-in-one would.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -22,6 +22,8 @@ use tapir::record::{Liid, Record, RecordSink, Scope};
 use tapir::select::parse_warrants;
 use tokio_util::codec::Decoder;
 
+use crate::x2_events::captures;
+
 const LIID: &str = "X2X3";
 
 fn warrant(scope: &str) -> String {
@@ -29,26 +31,6 @@ fn warrant(scope: &str) -> String {
         "[[warrant]]\nliid = \"{LIID}\"\nstart = \"1970-01-01T00:00:00Z\"\nend = \"2200-01-01T00:00:00Z\"\n\
          scope = \"{scope}\"\ntargets = [\"cidr:0.0.0.0/0\", \"cidr:::/0\"]\n"
     )
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn captures() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in ["pcaps", "pcaps/app"] {
-        for e in std::fs::read_dir(root().join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".pcap") || name.ends_with(".pcapng") || name.ends_with(".pcap.gz") {
-                out.push(p);
-            }
-        }
-    }
-    out.push(root().join("tests/data/media/h264.pcap"));
-    out.sort();
-    out
 }
 
 /// A record as an output sees it, in a form to compare: CINs left as they are.

@@ -102,8 +102,10 @@ pub fn mdf(config: &Path) -> Daemon {
     Daemon::start(&mut cmd).0
 }
 
-/// The all-in-one: `tapir replay --deliver` of `pcaps` into the LEMF of `w`.
-pub fn all_in_one(d: &Path, w: &Path, pcaps: &[&str]) {
+/// The all-in-one: `tapir replay --deliver` of `pcaps` into the LEMF of `w`, a `tapir lemf`
+/// on `hi` writing to `d/lemf-aio`.
+pub fn all_in_one(d: &Path, w: &Path, hi: (u16, u16), pcaps: &[&str]) {
+    let lemf = Lemf::start(hi.0, Some(hi.1), &d.join("lemf-aio"));
     let mut cmd = Command::new(TAPIR);
     cmd.arg("replay");
     for p in pcaps {
@@ -120,6 +122,7 @@ pub fn all_in_one(d: &Path, w: &Path, pcaps: &[&str]) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lemf.stop();
 }
 
 /// Drops the keys that number things (CINs, sequence numbers, object ids) and HI1 notices'
@@ -211,9 +214,7 @@ fn three_pois_one_mdf_deliver_what_one_all_in_one_delivers() {
     // The all-in-one, over the three captures at once.
     let (hi2, hi3) = (free_port(), free_port());
     let w = warrants(d, hi2, hi3);
-    let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf-aio"));
-    all_in_one(d, &w, &FIXTURES);
-    lemf.stop();
+    all_in_one(d, &w, (hi2, hi3), &FIXTURES);
     // Three POIs, each with one of the captures, running at once, one MDF, mutual TLS.
     make_pki(
         d,
@@ -274,9 +275,7 @@ fn pois_in_turn_deliver_byte_for_byte_what_the_all_in_one_delivers() {
     let d = d.path();
     let (hi2, hi3) = (free_port(), free_port());
     let w = warrants(d, hi2, hi3);
-    let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf-aio"));
-    all_in_one(d, &w, &FIXTURES);
-    lemf.stop();
+    all_in_one(d, &w, (hi2, hi3), &FIXTURES);
     let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf-x2x3"));
     let port = free_port();
     let mut m = mdf(&mdf_config(d, &w, port, ""));

@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::config::{Config, MdfConfig};
 use super::feeds::DeliveryStatus;
 use super::run::{
-    finish_delivery, liids, new_case_dir, redacted, redeliver, signing_key, start_delivery, stop_signals,
+    finish_delivery, inspection, liids, new_case_dir, redacted, redeliver, signing_key, start_delivery, stop_signals,
     warrants_provider, Control, Hooks, Outputs, RunReport, Say,
 };
 use crate::deliver::handover::parse_leas;
@@ -68,14 +68,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         count_intercepts: x1.is_some(),
     };
     out.deliver_to(delivery, Duration::ZERO);
-    let intake_cfg = if config.limits.inspect_time_limit_secs > 0 {
-        let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
-        c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
-        c.max_image_bytes = config.limits.inspect_max_image_bytes;
-        Some(crate::vmi::intake::Intake::start(c).context("starting image inspection")?)
-    } else {
-        None
-    };
+    let intake_cfg = inspection(config, &case_root, false)?;
     let content_limits = config.limits.flow_config().content;
     let mut recorder = Recorder::new(&all.warrants, Numbers::default(), content_limits, intake_cfg);
     let mut intake = MdfIntake::new(tasks_of(&all.warrants), m.max_sessions, recorder.numbers());

@@ -647,6 +647,26 @@ pub(super) fn warrants_provider(
     hooked.or_else(|| x1.map(|x| x.provider())).unwrap_or_else(|| Box::new(FileWarrants(config.paths.warrants.clone())))
 }
 
+/// Image inspection for the case at `case_root`, as `[limits]` sets it (none when
+/// `inspect_time_limit_secs` is 0): images are copied under the case while they pass, and
+/// inspected on a thread of its own. `wait_when_full`: wait for room rather than refuse.
+pub(super) fn inspection(
+    config: &Config,
+    case_root: &Path,
+    wait_when_full: bool,
+) -> Result<Option<crate::vmi::intake::Intake>> {
+    if config.limits.inspect_time_limit_secs == 0 {
+        return Ok(None);
+    }
+    let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
+    c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
+    c.max_image_bytes = config.limits.inspect_max_image_bytes;
+    c.wait_when_full = wait_when_full;
+    let intake = crate::vmi::intake::Intake::start(c)
+        .with_context(|| format!("starting image inspection in {}", case_root.display()))?;
+    Ok(Some(intake))
+}
+
 /// The case's signing key: `[paths] signing_key`, or one made for this run.
 pub(super) fn signing_key(config: &Config) -> Result<SigningKey> {
     Ok(match &config.paths.signing_key {
@@ -799,21 +819,11 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         count_intercepts: x1.is_some(),
     };
     out.deliver_to(delivery, Duration::ZERO);
-    // Images targets upload are copied under the case while they pass, and the copies removed
-    // once inspected, on a thread of its own: capture never waits for an inspection (none when
-    // `inspect_time_limit_secs` is 0).
-    let intake = if config.limits.inspect_time_limit_secs > 0 && poi.is_none() {
-        let mut c = crate::vmi::intake::IntakeConfig::new(case_root.join(".vmi-work"));
-        c.time_limit = Duration::from_secs(config.limits.inspect_time_limit_secs);
-        c.max_image_bytes = config.limits.inspect_max_image_bytes;
-        // A fast replay waits rather than refuse: its case must not depend on the machine.
-        c.wait_when_full = files.is_some();
-        Some(
-            crate::vmi::intake::Intake::start(c)
-                .with_context(|| format!("starting image inspection in {}", case_root.display()))?,
-        )
-    } else {
-        None
+    // Capture never waits for an inspection; a fast replay's inspection waits for room rather
+    // than refuse an image: its case must not depend on the machine. A POI inspects nothing.
+    let intake = match poi {
+        None => inspection(config, &case_root, files.is_some())?,
+        Some(_) => None,
     };
     let mut recorder = engine.recorder(&all.warrants, content_limits, intake);
     if poi.is_some() {

@@ -101,17 +101,11 @@ impl Forward {
         self
     }
 
-    fn alarm(&mut self, a: String) {
-        if self.alarms.len() < 100 {
-            self.alarms.push(a);
-        }
-    }
-
     /// fsync, then waits until the MDF confirmed everything or `wait` has passed; what is not
     /// confirmed stays in the spool for the next run.
     pub fn finish(mut self, wait: Duration) -> ForwardReport {
         if let Err(e) = self.channels.sync() {
-            self.alarm(e.to_string());
+            alarm(&mut self.alarms, e.to_string());
         }
         self.channels.wait_confirmed(Instant::now() + wait);
         self.channels.stop();
@@ -130,22 +124,29 @@ impl Forward {
     }
 }
 
+/// Keeps `a`, among the first 100.
+fn alarm(alarms: &mut Vec<String>, a: String) {
+    if alarms.len() < 100 {
+        alarms.push(a);
+    }
+}
+
 impl RecordSink for Forward {
     fn record(&mut self, rec: Record<'_>) {
         self.pdus.clear();
         if self.encoder.encode(&rec, &mut self.pdus) == 0 {
             return;
         }
-        let flag = self.give_up.clone();
-        let give_up = move || flag.load(Ordering::Relaxed);
+        let Forward { channels, pdus, give_up, alarms, .. } = self;
+        let give_up = || give_up.load(Ordering::Relaxed);
         // The encoder's own output: framed whole, within the maximum.
-        while let Ok(Some(mut pdu)) = X2x3Codec::new(usize::MAX).decode(&mut self.pdus) {
-            let Some(at) = self.channels.end(0) else {
-                return self.alarm("x2x3 spool lock poisoned".into());
+        while let Ok(Some(mut pdu)) = X2x3Codec::new(usize::MAX).decode(pdus) {
+            let Some(at) = channels.end(0) else {
+                return alarm(alarms, "x2x3 spool lock poisoned".into());
             };
             set_position(&mut pdu, at);
-            if let Err(e) = self.channels.append(0, &pdu, &give_up) {
-                self.alarm(e.to_string());
+            if let Err(e) = channels.append(0, &pdu, &give_up) {
+                alarm(alarms, e.to_string());
             }
         }
     }

@@ -212,8 +212,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         if n == 0 {
             if !pending.is_empty() {
-                let poi = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
-                hand(handoff, Batch { poi, pdus: std::mem::take(&mut pending), ack: None }).await;
+                hand(handoff, batch(&poi, peer, &mut pending, None)).await;
             }
             return Ok(());
         }
@@ -225,24 +224,25 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     stats.framing_errors.fetch_add(1, Ordering::Relaxed);
                     // What was framed before the error is still the POI's: hand it on.
                     if !pending.is_empty() {
-                        let poi = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
-                        hand(handoff, Batch { poi, pdus: std::mem::take(&mut pending), ack: None }).await;
+                        hand(handoff, batch(&poi, peer, &mut pending, None)).await;
                     }
                     return Err(format!("framing: {e}"));
                 }
             };
-            let header = PduView::parse(&frame).ok().map(|(v, _)| (v.header, ipid(&v)));
+            // Data PDUs are checked whole by the taker; here only keepalives (answered here) and,
+            // until the POI is named, the first PDU that names it are.
+            let control = peek_type(&frame).is_some_and(|t| matches!(t, PduType::Keepalive | PduType::KeepaliveAck));
+            let header = (control || poi.is_none()).then(|| PduView::parse(&frame).ok()).flatten();
             if poi.is_none() {
-                if let Some((_, Some(name))) = &header {
+                if let Some(name) = header.as_ref().and_then(ipid) {
                     poi = Some(Arc::from(name.as_str()));
                 }
             }
-            match header.map(|(h, _)| h) {
+            match header.map(|v| v.0.header).filter(|_| control) {
                 Some(h) if h.pdu_type == PduType::Keepalive => {
                     stats.keepalives.fetch_add(1, Ordering::Relaxed);
                     let (tx, rx) = oneshot::channel();
-                    let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
-                    if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: Some(tx) }).await {
+                    if !hand(handoff, batch(&poi, peer, &mut pending, Some(tx))).await {
                         return Ok(());
                     }
                     // Taken: acknowledge. A taker gone (stopping) acknowledges nothing.
@@ -262,28 +262,38 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 _ => {
                     stats.pdus.fetch_add(1, Ordering::Relaxed);
                     pending.push(frame);
-                    if pending.len() >= BATCH {
-                        let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
-                        if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: None }).await {
-                            return Ok(());
-                        }
+                    if pending.len() >= BATCH && !hand(handoff, batch(&poi, peer, &mut pending, None)).await {
+                        return Ok(());
                     }
                 }
             }
         }
         // Anything read says the POI is alive: our keepalive need not be answered.
         ours = None;
-        if !pending.is_empty() {
-            let name = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
-            if !hand(handoff, Batch { poi: name, pdus: std::mem::take(&mut pending), ack: None }).await {
-                return Ok(());
-            }
+        if !pending.is_empty() && !hand(handoff, batch(&poi, peer, &mut pending, None)).await {
+            return Ok(());
         }
     }
 }
 
+/// What is pending, handed on as `poi`'s (or, not named yet, as `peer`'s address's).
+fn batch(
+    poi: &Option<Arc<str>>,
+    peer: SocketAddr,
+    pending: &mut Vec<BytesMut>,
+    ack: Option<oneshot::Sender<()>>,
+) -> Batch {
+    let poi = poi.clone().unwrap_or_else(|| Arc::from(peer.ip().to_string()));
+    Batch { poi, pdus: std::mem::take(pending), ack }
+}
+
+/// The PDU type of a framed PDU (the codec checked it).
+fn peek_type(frame: &[u8]) -> Option<PduType> {
+    PduType::from_code(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]))
+}
+
 /// The Interception Point ID of a PDU, as text.
-fn ipid(v: &PduView<'_>) -> Option<String> {
+fn ipid((v, _): &(PduView<'_>, usize)) -> Option<String> {
     v.attributes().find_map(|a| match a {
         Attribute::InterceptionPointId(b) => std::str::from_utf8(b).ok().map(str::to_string),
         _ => None,

@@ -145,6 +145,11 @@ impl PoiEncoder {
         self.xids.clone()
     }
 
+    /// The direction object `id`'s bytes go in (unknown for an object not begun here).
+    fn object_dir(&self, liid: &Liid, id: ObjectId) -> PayloadDirection {
+        self.object_dirs.get(&(liid.clone(), id)).copied().unwrap_or(PayloadDirection::Unknown)
+    }
+
     /// Appends the PDUs for `rec` to `out`; returns how many.
     pub fn encode(&mut self, rec: &Record<'_>, out: &mut BytesMut) -> usize {
         let liid = match rec {
@@ -172,11 +177,7 @@ impl PoiEncoder {
         self.last_ts = self.last_ts.max(ts);
         match rec {
             Record::Cc(c) => {
-                let dir = match c.from_target() {
-                    Some(true) => PayloadDirection::FromTarget,
-                    Some(false) => PayloadDirection::ToTarget,
-                    None => PayloadDirection::Unknown,
-                };
+                let dir = direction(c.from_target());
                 let (format, payload) = match inner_ip_packet(c.link, c.data) {
                     Some(p) if p.first().is_some_and(|b| b >> 4 == 4) => (PayloadFormat::Ipv4, p),
                     Some(p) if p.first().is_some_and(|b| b >> 4 == 6) => (PayloadFormat::Ipv6, p),
@@ -205,7 +206,7 @@ impl PoiEncoder {
                     self.counts.encode_errors += 1;
                     return 0;
                 };
-                let dir = object_direction(meta.from_target);
+                let dir = direction(meta.from_target);
                 self.object_dirs.insert((liid.clone(), *id), dir);
                 self.part(
                     PduType::X3,
@@ -220,7 +221,7 @@ impl PoiEncoder {
                 )
             }
             Record::ObjectData { id, offset, data, .. } => {
-                let dir = self.object_dirs.get(&(liid.clone(), *id)).copied().unwrap_or(PayloadDirection::Unknown);
+                let dir = self.object_dir(liid, *id);
                 let mut n = 0;
                 for (i, chunk) in data.chunks(OBJECT_CHUNK).enumerate() {
                     let mut head = [0u8; 16];
@@ -232,7 +233,7 @@ impl PoiEncoder {
                 n
             }
             Record::ObjectGap { id, offset, len, .. } => {
-                let dir = self.object_dirs.get(&(liid.clone(), *id)).copied().unwrap_or(PayloadDirection::Unknown);
+                let dir = self.object_dir(liid, *id);
                 let mut head = [0u8; 24];
                 head[..8].copy_from_slice(&id.to_be_bytes());
                 head[8..16].copy_from_slice(&offset.to_be_bytes());
@@ -245,7 +246,7 @@ impl PoiEncoder {
                     self.counts.encode_errors += 1;
                     return 0;
                 };
-                let dir = object_direction(o.meta.from_target);
+                let dir = direction(o.meta.from_target);
                 self.part(
                     PduType::X3,
                     Part::ObjectEnd,
@@ -359,7 +360,8 @@ pub fn position(v: &PduView<'_>) -> Option<u64> {
     })
 }
 
-fn object_direction(from_target: Option<bool>) -> PayloadDirection {
+/// To or from the target, or unknown.
+fn direction(from_target: Option<bool>) -> PayloadDirection {
     match from_target {
         Some(true) => PayloadDirection::FromTarget,
         Some(false) => PayloadDirection::ToTarget,
@@ -370,8 +372,8 @@ fn object_direction(from_target: Option<bool>) -> PayloadDirection {
 fn iri_direction(r: &IriRecord) -> PayloadDirection {
     match &r.event {
         IriEvent::Association { .. } | IriEvent::Warrant { .. } => PayloadDirection::NotApplicable,
-        IriEvent::Object(o) => object_direction(o.meta.from_target),
-        IriEvent::WireConflict(w) => object_direction(Some(w.from_target)),
+        IriEvent::Object(o) => direction(o.meta.from_target),
+        IriEvent::WireConflict(w) => direction(Some(w.from_target)),
         _ => PayloadDirection::Both,
     }
 }
@@ -624,6 +626,15 @@ impl MdfIntake {
         m
     }
 
+    /// The MDF's id of `poi`'s object `id`, which must be open (begun, not ended).
+    fn open_object(&self, poi: &Arc<str>, liid: &Liid, id: ObjectId) -> Result<ObjectId, IntakeError> {
+        self.object_ids
+            .get(&(poi.clone(), liid.clone(), id))
+            .copied()
+            .filter(|m| self.objects.contains(&(liid.clone(), *m)))
+            .ok_or(IntakeError::UnknownObject(id))
+    }
+
     /// Renumbers the objects and sessions `v` cites (see the module documentation).
     fn renumber(&mut self, poi: &Arc<str>, xid: Xid, liid: &Liid, v: &mut serde_json::Value) {
         match v {
@@ -762,10 +773,7 @@ impl MdfIntake {
                     (PduType::X3, Part::ObjectData) => {
                         let (id, rest) = split_u64(body)?;
                         let (offset, data) = split_u64(rest)?;
-                        let id = self.object_ids.get(&(poi.clone(), liid.clone(), id)).copied().unwrap_or(0);
-                        if !self.objects.contains(&(liid.clone(), id)) {
-                            return Err(IntakeError::UnknownObject(id));
-                        }
+                        let id = self.open_object(poi, &liid, id)?;
                         sink.record(Record::ObjectData { liid: &liid, id, offset, data });
                         self.counts.x3 += 1;
                         Ok(())
@@ -774,10 +782,7 @@ impl MdfIntake {
                         let (id, rest) = split_u64(body)?;
                         let (offset, rest) = split_u64(rest)?;
                         let (len, _) = split_u64(rest)?;
-                        let id = self.object_ids.get(&(poi.clone(), liid.clone(), id)).copied().unwrap_or(0);
-                        if !self.objects.contains(&(liid.clone(), id)) {
-                            return Err(IntakeError::UnknownObject(id));
-                        }
+                        let id = self.open_object(poi, &liid, id)?;
                         sink.record(Record::ObjectGap { liid: &liid, id, offset, len });
                         self.counts.x3 += 1;
                         Ok(())
