@@ -354,6 +354,9 @@ pub struct MdfConfig {
     pub max_pdu: usize,
     /// Open sessions and objects kept across all POIs.
     pub max_sessions: usize,
+    /// The intake journal's bound on disk (`deliver::x2x3::journal`); 0: no journal (a crash
+    /// then restarts numbering as an all-in-one's does).
+    pub journal_max_bytes: u64,
 }
 
 // ---- the file as written ----
@@ -406,6 +409,8 @@ struct RawNode {
     write_per_pdu: Option<S<bool>>,
     #[serde(default)]
     max_sessions: Option<S<i64>>,
+    #[serde(default)]
+    journal_max_bytes: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -720,6 +725,7 @@ fn parse_node(cx: &Ctx<'_>, raw: &S<RawNode>) -> Result<Role, ConfigError> {
             only(cx, &n.listen, "listen", "mdf")?;
             only(cx, &n.max_pdu, "max_pdu", "mdf")?;
             only(cx, &n.max_sessions, "max_sessions", "mdf")?;
+            only(cx, &n.journal_max_bytes, "journal_max_bytes", "mdf")?;
             let mdf =
                 n.mdf.as_ref().ok_or_else(|| cx.err(raw.span(), "[node] role = \"poi\" needs mdf = \"HOST:PORT\""))?;
             if mdf.get_ref().rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
@@ -775,6 +781,13 @@ fn parse_node(cx: &Ctx<'_>, raw: &S<RawNode>) -> Result<Role, ConfigError> {
                 max_sessions: match &n.max_sessions {
                     Some(v) => usize_of(cx.int(v, "max_sessions", 16, 1 << 28)?),
                     None => 1 << 20,
+                },
+                // The journal holds an epoch's PDUs (about what its case holds); full, it is
+                // given up with an alarm, never a reason to stop.
+                journal_max_bytes: match &n.journal_max_bytes {
+                    Some(v) if *v.get_ref() == 0 => 0,
+                    Some(v) => cx.int(v, "journal_max_bytes", 1 << 20, 1 << 50)? as u64,
+                    None => 64 << 30,
                 },
             }))
         }

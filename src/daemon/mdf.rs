@@ -2,11 +2,13 @@
 //! their sessions, runs the record stage over all of them (cross-links and image inspection
 //! need every POI's records), writes the case and delivers HI2/HI3.
 //!
-//! One thread takes every POI's PDUs ([`MdfIntake`]), in the order each POI sent them; the
-//! listener acknowledges a POI's keepalive once this thread has taken what came before it and
-//! handed it to the case writer and the delivery (see `deliver::x2x3::listen`).
+//! One thread takes every POI's PDUs ([`MdfIntake`]), in the order each POI sent them, and
+//! journals them first; the listener acknowledges a POI's keepalive once this thread has taken
+//! what came before it, the delivery has spooled it and a checkpoint made all of it durable
+//! (see `deliver::x2x3::journal`: a crash then resumes where the checkpoint was).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -17,14 +19,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::config::{Config, MdfConfig};
 use super::feeds::DeliveryStatus;
 use super::run::{
-    finish_delivery, inspection, liids, new_case_dir, redacted, redeliver, signing_key, start_delivery, stop_signals,
+    finish_delivery, inspection, liids, new_case_dir, redacted, redeliver, signing_key, spawn_delivery, stop_signals,
     warrants_provider, Control, Hooks, Outputs, RunReport, Say,
 };
-use crate::deliver::handover::parse_leas;
+use crate::deliver::handover::{parse_leas, Delivery, Held, SpoolHandle};
+use crate::deliver::x2x3::journal::{Entry, Epoch, Journal, Recovery, TaskEntry};
 use crate::deliver::x2x3::listen::{Batch, Handoff, ListenConfig, Listening};
 use crate::deliver::x2x3::records::{MdfIntake, Task};
 use crate::pipeline::{Recorder, Totals};
-use crate::record::{Numbers, Xid};
+use crate::record::{Liid, Numbers, Xid};
 use crate::select::Warrant;
 use crate::timestamp::Timestamp;
 
@@ -34,6 +37,126 @@ const LOGGED_REFUSALS: u64 = 20;
 
 fn tasks_of(w: &[Warrant]) -> HashMap<Xid, Task> {
     w.iter().map(|w| (w.xid, Task { liid: w.liid.clone(), scope: w.scope })).collect()
+}
+
+/// The tasks as the journal keeps them.
+fn task_entries(w: &[Warrant]) -> Vec<TaskEntry> {
+    w.iter().map(|w| (w.xid.to_string(), w.liid.to_string(), w.scope)).collect()
+}
+
+/// What the MDF's thread works with: PDUs in, records through the record stage to the
+/// outputs.
+struct Taker {
+    intake: MdfIntake,
+    recorder: Recorder,
+    out: Outputs,
+    /// The delivery's spools, held at the last checkpoint; the flag that mutes it.
+    spools: Vec<SpoolHandle>,
+    mute: Option<Arc<AtomicBool>>,
+    logged: u64,
+}
+
+fn journal_given_up(e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "ALARM intake journal given up: a crash from now on restarts the numbering");
+}
+
+impl Taker {
+    /// One PDU from `poi`: journaled (when `journal` is given), then taken. The record stage's
+    /// inspections fall due by the capture time taken so far, not by the clock, so that a
+    /// recovery meets them at the same points.
+    fn take(&mut self, journal: Option<&mut Journal>, poi: &Arc<str>, pdu: &[u8]) {
+        if let Some(Err(e)) = journal.map(|j| j.pdu(poi, pdu)) {
+            journal_given_up(&e);
+        }
+        let mut sink = self.recorder.sink(&mut self.out);
+        if let Err(e) = self.intake.pdu(poi, pdu, &mut sink) {
+            self.logged += 1;
+            if self.logged <= LOGGED_REFUSALS {
+                tracing::warn!(poi = %poi, error = %e, "X2/X3 PDU refused");
+            }
+        }
+        self.recorder.due(self.intake.latest, &mut self.out);
+    }
+
+    fn set_tasks(&mut self, tasks: &[TaskEntry]) {
+        let mut map = HashMap::new();
+        let mut scopes = Vec::new();
+        for (xid, liid, scope) in tasks {
+            if let (Some(xid), Ok(liid)) = (Xid::parse(xid), Liid::new(liid)) {
+                map.insert(xid, Task { liid: liid.clone(), scope: *scope });
+                scopes.push((liid, *scope));
+            }
+        }
+        self.intake.set_tasks(map);
+        self.recorder.set_scopes(scopes);
+    }
+
+    /// A checkpoint: everything taken so far spooled and synced, the spools' ends journaled
+    /// and synced, and only then the senders let go up to them. `false`: the delivery thread
+    /// is gone.
+    fn checkpoint(&mut self, journal: &mut Journal) -> bool {
+        self.out.out.flush();
+        if !self.out.out.wait_delivery_taken() {
+            return false;
+        }
+        let mut ends = HashMap::new();
+        for h in &self.spools {
+            match h.sync_end() {
+                Ok(end) => {
+                    ends.insert(h.label.clone(), end);
+                }
+                Err(e) => tracing::error!(error = %e, "checkpoint: spool sync"),
+            }
+        }
+        if let Err(e) = journal.checkpoint(ends.clone()) {
+            journal_given_up(&e);
+        }
+        for h in &self.spools {
+            if let Some(&end) = ends.get(&h.label) {
+                h.publish(end);
+            }
+        }
+        true
+    }
+
+    /// A crashed epoch's PDUs taken again, with delivery muted (their PDUs are spooled), into
+    /// this run's case. Returns the PDUs taken.
+    fn recover(&mut self, journal: &Journal, r: &Recovery) -> Result<u64> {
+        if let Some(m) = &self.mute {
+            m.store(true, Ordering::Relaxed);
+        }
+        let mut pdus = 0u64;
+        for e in journal.replay(r) {
+            match e.context("reading the intake journal")? {
+                Entry::Pdu { poi, pdu } => {
+                    self.take(None, &poi, &pdu);
+                    pdus += 1;
+                }
+                Entry::Tasks(t) => self.set_tasks(&t),
+                Entry::Epoch(_) | Entry::Checkpoint(_) => {}
+            }
+        }
+        if !self.out.out.wait_delivery_taken() {
+            bail!("the delivery thread ended during the recovery");
+        }
+        if let Some(m) = &self.mute {
+            m.store(false, Ordering::Relaxed);
+        }
+        Ok(pdus)
+    }
+}
+
+/// Notes in a crashed run's case (never signed) that `by` holds its records.
+fn supersede(old: &Path, by: &Path) {
+    if old.is_dir() && old != by {
+        let note = format!(
+            "This case was not closed: its MDF stopped without a clean stop. Every record it holds, and what came after, is in {}\n",
+            by.display()
+        );
+        if let Err(e) = std::fs::write(old.join("SUPERSEDED"), note) {
+            tracing::warn!(case = %old.display(), error = %e, "marking the crashed run's case");
+        }
+    }
 }
 
 pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport> {
@@ -54,10 +177,33 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         stop_signals(control_tx.clone(), give_up.clone(), signalled.clone(), true)?;
     }
 
+    // The journal first: a crashed epoch decides where the HI spools are cut back to.
+    let spool_dir = &config.paths.spool_dir;
+    let journal_dir = spool_dir.join("x2x3-journal");
+    let (mut journal, recovery) = match m.journal_max_bytes {
+        0 => (None, None),
+        max => {
+            let (j, r) = Journal::open(&journal_dir, max).context("opening the intake journal")?;
+            (Some(j), r)
+        }
+    };
+    let held = Held {
+        cut_to: recovery.as_ref().map(|r| r.checkpoint.clone()).unwrap_or_default(),
+        restarted: recovery.as_ref().map(|r| r.epoch.restarted),
+    };
+
     let case_root = new_case_dir(&config.paths.case_dir)?;
     let wfile = provider.describe();
     let status = DeliveryStatus::default();
-    let delivery = start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?;
+    let leas = parse_leas(&all.lea, &wfile)?;
+    let (delivery, spools, mute, restarted) = if leas.is_empty() {
+        (None, Vec::new(), None, false)
+    } else {
+        std::fs::create_dir_all(spool_dir).with_context(|| format!("creating spool {}", spool_dir.display()))?;
+        let d = Delivery::start_held(leas, &all.warrants, spool_dir, Some(&held))?.with_give_up(give_up.clone());
+        let (spools, mute, restarted) = (d.spool_handles(), d.mute_handle(), d.restarted());
+        (Some(spawn_delivery(d, &all, &status)), spools, Some(mute), restarted)
+    };
     let mut out = Outputs {
         out: crate::deliver::outputs::Outputs::create(&case_root)?,
         xids: None,
@@ -68,11 +214,45 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         count_intercepts: x1.is_some(),
     };
     out.deliver_to(delivery, Duration::ZERO);
-    let intake_cfg = inspection(config, &case_root, false)?;
+    // Inspections are waited for at points fixed by capture time (`Taker::take`), never
+    // refused for a full queue: what the MDF makes depends only on what it took.
+    let intake_cfg = inspection(config, &case_root, true)?;
     let content_limits = config.limits.flow_config().content;
-    let mut recorder = Recorder::new(&all.warrants, Numbers::default(), content_limits, intake_cfg);
+    let recorder = Recorder::new(&all.warrants, Numbers::default(), content_limits, intake_cfg);
     let mut intake = MdfIntake::new(tasks_of(&all.warrants), m.max_sessions, recorder.numbers());
+    if journal.is_some() {
+        intake.restore_taken(Journal::positions(&journal_dir));
+    }
+    let mut taker = Taker { intake, recorder, out, spools, mute, logged: 0 };
     let mut warrants = all.warrants.clone();
+
+    if let (Some(j), Some(r)) = (&mut journal, &recovery) {
+        let started = Instant::now();
+        let pdus = taker.recover(j, r)?;
+        supersede(&r.epoch.case, &case_root);
+        tracing::info!(
+            pdus, dropped_after_checkpoint = r.dropped_bytes, crashed_case = %r.epoch.case.display(),
+            secs = started.elapsed().as_secs_f64(), "intake journal: a crashed epoch taken again, numbering resumed"
+        );
+        // The warrants now in force, whatever the crashed epoch's last reload said.
+        taker.set_tasks(&task_entries(&warrants));
+        if let Err(e) = j.append(&Entry::Tasks(task_entries(&warrants))) {
+            journal_given_up(&e);
+        }
+    }
+    if let Some(j) = &mut journal {
+        let epoch =
+            Epoch { case: case_root.clone(), restarted: recovery.as_ref().map_or(restarted, |r| r.epoch.restarted) };
+        if let Err(e) = j.append(&Entry::Epoch(epoch)) {
+            journal_given_up(&e);
+        }
+        taker.checkpoint(j);
+    } else {
+        // No journal: nothing is held back.
+        for h in &taker.spools {
+            h.publish(u64::MAX);
+        }
+    }
 
     // POIs' batches come to this thread through a bounded queue: a full one holds the POIs'
     // connections back (their spools keep what waits).
@@ -90,42 +270,43 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
     tracing::info!(
         config = %config.file.display(), listen = %listener.addr, tls = m.tls.is_some(),
-        warrants = %liids(&warrants), case = %case_root.display(), delivery = out.delivery.is_some(), "tapir MDF running"
+        warrants = %liids(&warrants), case = %case_root.display(), delivery = taker.out.out.delivers(),
+        journal = journal.is_some(), "tapir MDF running"
     );
     say(&format!("READY=1\nSTATUS=MDF, {} warrant(s)", warrants.len()));
 
     let mut reloads = 0u64;
     let mut last_flush = Instant::now();
-    let mut logged = 0u64;
     let wait = Duration::from_secs(config.limits.deliver_wait_secs);
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(batch) => {
-                let mut sink = recorder.sink(&mut out);
                 for pdu in &batch.pdus {
-                    if let Err(e) = intake.pdu(&batch.poi, pdu, &mut sink) {
-                        logged += 1;
-                        if logged <= LOGGED_REFUSALS {
-                            tracing::warn!(poi = %batch.poi, error = %e, "X2/X3 PDU refused");
-                        }
-                    }
+                    taker.take(journal.as_mut(), &batch.poi, pdu);
                 }
                 if let Some(ack) = batch.ack {
-                    // Taken: in the case writer's and the delivery's hands.
-                    out.out.flush();
-                    let _ = ack.send(());
+                    // Taken, spooled, and durable in a checkpoint: the POI may let it go.
+                    let alive = match &mut journal {
+                        Some(j) => taker.checkpoint(j),
+                        None => {
+                            taker.out.out.flush();
+                            true
+                        }
+                    };
+                    if alive {
+                        let _ = ack.send(());
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        recorder.poll(&mut out);
         if last_flush.elapsed() >= Duration::from_millis(100) {
             last_flush = Instant::now();
-            out.out.flush();
+            taker.out.out.flush();
         }
         if let Some(x) = &x1_running {
-            x.note_intercepts(out.intercepts.drain());
+            x.note_intercepts(taker.out.intercepts.drain());
         }
         let mut stopping = false;
         loop {
@@ -138,9 +319,25 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                     };
                     match loaded.and_then(|new| Ok((parse_leas(&new.lea, &wfile)?, new))) {
                         Ok((leas, new)) => {
-                            redeliver(&mut out, &warrants, &new, &leas, &wfile, &config.paths.spool_dir, wait);
-                            intake.set_tasks(tasks_of(&new.warrants));
-                            recorder.set_warrants(&new.warrants);
+                            if redeliver(&mut taker.out, &warrants, &new, &leas, &wfile, spool_dir, wait) {
+                                // The new delivery's numbering starts afresh and is not held: a
+                                // crash cannot resume it.
+                                if let Some(j) = journal.take() {
+                                    let taken = taker.intake.taken().map(|(p, o)| (p.to_string(), o)).collect();
+                                    if let Err(e) = j.close(&taken) {
+                                        tracing::error!(error = %e, "closing the intake journal");
+                                    }
+                                    tracing::warn!("[[lea]] or routes changed: the intake journal ends with this epoch's numbering");
+                                }
+                                taker.spools.clear();
+                                taker.mute = None;
+                            }
+                            taker.set_tasks(&task_entries(&new.warrants));
+                            if let Some(Err(e)) =
+                                journal.as_mut().map(|j| j.append(&Entry::Tasks(task_entries(&new.warrants))))
+                            {
+                                journal_given_up(&e);
+                            }
                             warrants = new.warrants;
                             reloads += 1;
                             tracing::info!(warrants = %liids(&warrants), "warrants reloaded");
@@ -156,15 +353,19 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
             break;
         }
     }
-    // No more POI input; what was handed over is taken.
+    // No more POI input; what was handed over is taken (the POIs' positions are kept, so what
+    // they send again after a restart is known as a resend).
     listener.stop();
     while let Ok(batch) = rx.try_recv() {
-        let mut sink = recorder.sink(&mut out);
         for pdu in &batch.pdus {
-            let _ = intake.pdu(&batch.poi, pdu, &mut sink);
+            taker.take(journal.as_mut(), &batch.poi, pdu);
         }
     }
-    let inspected = recorder.finish(&mut out);
+    let inspected = taker.recorder.finish(&mut taker.out);
+    if let Some(j) = &mut journal {
+        taker.checkpoint(j);
+    }
+    let Taker { intake, out, .. } = taker;
     let c = &intake.counts;
     let st = &listener.stats;
     tracing::info!(
@@ -181,6 +382,13 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     let now = Timestamp::from_secs(chrono::Utc::now().timestamp()).to_rfc3339();
     let damage: [String; 0] = [];
     let closed = out.out.close(&damage, &key, &now, None)?;
+    // The case is signed: the epoch ends. Each POI's position is kept; the journal goes.
+    if let Some(j) = journal {
+        let taken: HashMap<String, u64> = intake.taken().map(|(p, o)| (p.to_string(), o)).collect();
+        if let Err(e) = j.close(&taken) {
+            tracing::error!(error = %e, "closing the intake journal");
+        }
+    }
     let delivery = match closed.delivery {
         Some(d) => Some(finish_delivery(d, wait).ok_or_else(|| anyhow!("the delivery thread panicked"))?),
         None => None,

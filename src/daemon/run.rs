@@ -330,9 +330,14 @@ pub(super) fn start_delivery(
     }
     std::fs::create_dir_all(spool).with_context(|| format!("creating spool {}", spool.display()))?;
     let d = Delivery::start(leas, &all.warrants, spool)?.with_give_up(give_up.clone());
+    Ok(Some(spawn_delivery(d, all, status)))
+}
+
+/// A started delivery on its output thread, publishing its state to `status`.
+pub(super) fn spawn_delivery(d: Delivery, all: &Warrants, status: &DeliveryStatus) -> Running {
     let status = status.clone();
     let d = Threaded::spawn_observed(d, feeds::UPDATE_EVERY, move |d: &Delivery| status.publish(d.report()));
-    Ok(Some((d, all.lea.clone(), routes(&all.warrants))))
+    (d, all.lea.clone(), routes(&all.warrants))
 }
 
 /// Finishes `d`, waiting at most `wait` for its LEAs; `None` if its thread panicked.
@@ -1129,12 +1134,12 @@ fn reload(
         }
         return;
     }
-    redeliver(out, &old, &new, &leas, wfile, spool, wait);
+    let _ = redeliver(out, &old, &new, &leas, wfile, spool, wait);
     engine.set_warrants(new.warrants.clone(), recorder, out);
 }
 
 /// A reload's delivery: restarted when the LEAs or the routes changed, routing the old
-/// warrants too (their last records still go out).
+/// warrants too (their last records still go out). Whether it was restarted.
 pub(super) fn redeliver(
     out: &mut Outputs,
     old: &[Warrant],
@@ -1143,7 +1148,7 @@ pub(super) fn redeliver(
     wfile: &str,
     spool: &Path,
     wait: Duration,
-) {
+) -> bool {
     let delivery_changed = match &out.delivery {
         Some((old_leas, old_routes)) => *old_leas != new.lea || *old_routes != routes(&new.warrants),
         None => !leas.is_empty(),
@@ -1161,4 +1166,5 @@ pub(super) fn redeliver(
             Err(e) => tracing::error!(error = %format!("{e:#}"), "delivery not restarted; records go to the case only"),
         }
     }
+    delivery_changed
 }

@@ -79,6 +79,12 @@ impl Outputs {
         std::mem::replace(&mut self.delivery, delivery)
     }
 
+    /// Hands what is gathered on and waits until the delivery has taken every record so far
+    /// (numbered them and appended their PDUs to its spools). `false`: its thread is gone.
+    pub fn wait_delivery_taken(&mut self) -> bool {
+        self.delivery.as_mut().is_none_or(Threaded::wait_taken)
+    }
+
     /// Whether records are delivered as well as written.
     pub fn delivers(&self) -> bool {
         self.delivery.is_some()

@@ -7,7 +7,9 @@
 //! batches come back over a second channel and are filled again, so that the copy costs no
 //! allocation in the steady state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::record::{Record, RecordSink, Records};
@@ -25,17 +27,22 @@ pub struct Threaded<S: RecordSink + Send + 'static> {
     /// Emptied batches back from the output thread.
     spare: Receiver<Records>,
     worker: Option<JoinHandle<S>>,
+    /// Batches sent, and batches the output thread has taken (for [`Threaded::wait_taken`]).
+    sent: u64,
+    taken: Arc<AtomicU64>,
 }
 
 /// The output thread's end: batches in, emptied batches back.
 struct Ends {
     rx: Receiver<Records>,
     back: SyncSender<Records>,
+    taken: Arc<AtomicU64>,
 }
 
 impl Ends {
     fn take(&self, mut batch: Records, sink: &mut dyn RecordSink) {
         batch.replay(sink);
+        self.taken.fetch_add(1, Ordering::Release);
         // The pipeline may have gone (finish): the batch is then dropped.
         let _ = self.back.try_send(batch);
     }
@@ -45,11 +52,16 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
     fn channels() -> (SyncSender<Records>, Receiver<Records>, Ends) {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let (back, spare) = sync_channel(IN_FLIGHT);
-        (tx, spare, Ends { rx, back })
+        (tx, spare, Ends { rx, back, taken: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn new(tx: SyncSender<Records>, spare: Receiver<Records>, taken: Arc<AtomicU64>, worker: JoinHandle<S>) -> Self {
+        Threaded { batch: Records::default(), tx: Some(tx), spare, worker: Some(worker), sent: 0, taken }
     }
 
     pub fn spawn(mut sink: S) -> Threaded<S> {
         let (tx, spare, ends) = Self::channels();
+        let taken = ends.taken.clone();
         let worker = std::thread::Builder::new()
             .name("tapir-output".into())
             .spawn(move || {
@@ -59,7 +71,7 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
                 sink
             })
             .expect("spawning the output thread");
-        Threaded { batch: Records::default(), tx: Some(tx), spare, worker: Some(worker) }
+        Self::new(tx, spare, taken, worker)
     }
 
     /// As [`Threaded::spawn`], and `observe` is called with the output on its own thread about
@@ -73,6 +85,7 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
         use std::sync::mpsc::RecvTimeoutError;
         use std::time::Instant;
         let (tx, spare, ends) = Self::channels();
+        let taken = ends.taken.clone();
         let worker = std::thread::Builder::new()
             .name("tapir-output".into())
             .spawn(move || {
@@ -93,7 +106,7 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
                 sink
             })
             .expect("spawning the output thread");
-        Threaded { batch: Records::default(), tx: Some(tx), spare, worker: Some(worker) }
+        Self::new(tx, spare, taken, worker)
     }
 
     fn send(&mut self) {
@@ -104,8 +117,24 @@ impl<S: RecordSink + Send + 'static> Threaded<S> {
         let batch = std::mem::replace(&mut self.batch, next);
         if let Some(tx) = &self.tx {
             // The receiver only goes away if the output thread panicked; `finish` reports that.
-            let _ = tx.send(batch);
+            if tx.send(batch).is_ok() {
+                self.sent += 1;
+            }
         }
+    }
+
+    /// Hands what is gathered on and waits until the output has taken every record so far (an
+    /// MDF's checkpoint: what it numbered is then in the spools). `false`: the output thread
+    /// is gone (it panicked).
+    pub fn wait_taken(&mut self) -> bool {
+        self.send();
+        while self.taken.load(Ordering::Acquire) < self.sent {
+            if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        true
     }
 
     /// Hands the records gathered so far to the output thread now, not when the batch is full:
@@ -159,5 +188,40 @@ mod tests {
         let sink = t.finish().unwrap();
         assert_eq!(sink.cc.len(), 1000);
         assert!(sink.cc.iter().enumerate().all(|(i, c)| c.3 == (i as u32).to_be_bytes()));
+    }
+
+    /// A sink that takes its time: what `wait_taken` waits for.
+    #[derive(Default)]
+    struct Slow(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl RecordSink for Slow {
+        fn record(&mut self, _: Record<'_>) {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wait_taken_returns_once_the_output_has_every_record() {
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut t = Threaded::spawn(Slow(seen.clone()));
+        let liid = Liid::new("L").unwrap();
+        for round in 1..=3usize {
+            for _ in 0..300 {
+                t.record(Record::Cc(CcRecord {
+                    liid: &liid,
+                    cin: Cin::FIRST,
+                    ts: Timestamp(0),
+                    link: LinkType::Raw,
+                    data: b"x",
+                    orig_len: 1,
+                    dir: None,
+                    target: None,
+                }));
+            }
+            assert!(t.wait_taken());
+            assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 300 * round);
+        }
+        t.finish().unwrap();
     }
 }

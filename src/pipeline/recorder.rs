@@ -46,7 +46,12 @@ impl Recorder {
     /// The warrants in force changed (a daemon's reload): a warrant withdrawn gets no more
     /// inspections.
     pub fn set_warrants(&mut self, warrants: &[Warrant]) {
-        self.scopes = warrants.iter().map(|w| (w.liid.clone(), w.scope)).collect();
+        self.set_scopes(warrants.iter().map(|w| (w.liid.clone(), w.scope)).collect());
+    }
+
+    /// As [`Recorder::set_warrants`], from each LIID's scope (what an MDF's journal keeps).
+    pub fn set_scopes(&mut self, scopes: Vec<(Liid, Scope)>) {
+        self.scopes = scopes;
     }
 
     fn scope(&self, liid: &Liid) -> Option<Scope> {

@@ -39,6 +39,36 @@ struct Chan {
     full_wait: Duration,
 }
 
+/// One running channel's spool, seen from another thread: an MDF's checkpoint syncs it, reads
+/// its end and lets its sender go up to a checkpoint (see `deliver::x2x3::journal`).
+#[derive(Clone, Debug)]
+pub struct SpoolHandle {
+    /// `lea1/hi2`: how a checkpoint names the channel.
+    pub label: String,
+    shared: Arc<ChannelShared>,
+}
+
+impl SpoolHandle {
+    fn lock_err(&self) -> SpoolError {
+        SpoolError::Io { path: PathBuf::from(&self.label), source: std::io::Error::other("spool lock poisoned") }
+    }
+
+    /// Makes what is appended durable and returns the end.
+    pub fn sync_end(&self) -> Result<u64, SpoolError> {
+        let mut sp = self.shared.spool.lock().map_err(|_| self.lock_err())?;
+        sp.sync()?;
+        Ok(sp.end())
+    }
+
+    /// The sender may send what lies before `off`.
+    pub fn publish(&self, off: u64) {
+        if let Ok(mut sp) = self.shared.spool.lock() {
+            sp.publish(off);
+        }
+        self.shared.notify.notify_one();
+    }
+}
+
 /// The running channels.
 pub struct Channels {
     chans: Vec<Chan>,
@@ -94,6 +124,11 @@ impl Channels {
 
     pub fn shared(&self, i: usize) -> Option<&Arc<ChannelShared>> {
         self.chans.get(i).map(|c| &c.shared)
+    }
+
+    /// Handles on every channel's spool, in order.
+    pub fn handles(&self) -> Vec<SpoolHandle> {
+        self.chans.iter().map(|c| SpoolHandle { label: c.label.clone(), shared: c.shared.clone() }).collect()
     }
 
     /// The logical offset the next PDU appended to channel `i` will have.
@@ -161,8 +196,13 @@ impl Channels {
         self.chans.iter().all(|c| c.shared.spool.lock().is_ok_and(|s| s.pending_bytes() == 0))
     }
 
-    /// Waits until everything is confirmed or `deadline` passes.
+    /// Waits until everything is confirmed or `deadline` passes; a held spool is let go first.
     pub fn wait_confirmed(&self, deadline: Instant) {
+        for c in &self.chans {
+            if let Ok(mut sp) = c.shared.spool.lock() {
+                sp.release();
+            }
+        }
         self.notify_all();
         while Instant::now() < deadline && !self.all_confirmed() {
             std::thread::sleep(Duration::from_millis(20));

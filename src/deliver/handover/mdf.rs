@@ -167,6 +167,11 @@ impl Mdf {
         })
     }
 
+    /// Whether streams begin with a cINReset (see [`Mdf::new`]).
+    pub fn restarted(&self) -> bool {
+        self.restarted
+    }
+
     pub fn counts(&self, lea: usize) -> Option<&MdfCounts> {
         self.leas.get(lea).map(|l| &l.counts)
     }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use channels::{ChannelSpec, Channels};
+pub use channels::{ChannelSpec, Channels, SpoolHandle};
 pub use config::{parse_leas, IntegrityFiles, LeaConfig, LeaError, TlsFiles};
 pub use mdf::{Channel, Mdf, MdfCounts};
 pub use sender::ChannelShared;
@@ -111,6 +111,20 @@ pub struct Delivery {
     alarms: Vec<String>,
     alarm_count: u64,
     last_ts: Timestamp,
+    /// Set: records are numbered and encoded but nothing is appended (an MDF rebuilding its
+    /// state from its journal: those PDUs are in the spool already).
+    mute: Arc<AtomicBool>,
+}
+
+/// How an MDF starts its delivery (see `deliver::x2x3::journal`): every spool held at its end,
+/// so that the senders send only what a checkpoint covers.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    /// A crash recovery: each channel (by label, `lea1/hi2`) is cut back to its checkpoint.
+    pub cut_to: HashMap<String, u64>,
+    /// Whether the numbering starts with a cINReset per stream (the spools existed when the
+    /// epoch began). A recovery continues the crashed epoch's numbering and passes its value.
+    pub restarted: Option<bool>,
 }
 
 fn lea_err(lea: &str, message: impl Into<String>) -> DeliveryError {
@@ -132,6 +146,16 @@ fn dir_name(name: &str) -> String {
 impl Delivery {
     /// Opens the spools under `spool_dir/<lea>/`, starts one sender thread (tokio) for all LEAs.
     pub fn start(leas: Vec<LeaConfig>, warrants: &[Warrant], spool_dir: &Path) -> Result<Delivery, DeliveryError> {
+        Self::start_held(leas, warrants, spool_dir, None)
+    }
+
+    /// As [`Delivery::start`]; `held`: an MDF's (see [`Held`]).
+    pub fn start_held(
+        leas: Vec<LeaConfig>,
+        warrants: &[Warrant],
+        spool_dir: &Path,
+        held: Option<&Held>,
+    ) -> Result<Delivery, DeliveryError> {
         let mut route: HashMap<Liid, usize> = HashMap::new();
         let mut first_liid: Vec<Option<String>> = vec![None; leas.len()];
         for w in warrants {
@@ -166,10 +190,21 @@ impl Delivery {
             });
             let dir: PathBuf = spool_dir.join(dir_name(&l.name));
             for (ch, addr) in [("hi2", &l.hi2), ("hi3", &l.hi3)] {
-                let spool = Spool::open_with_segment_size(&dir, ch, l.max_spool_bytes, l.spool_segment_bytes)?;
+                let mut spool = Spool::open_with_segment_size(&dir, ch, l.max_spool_bytes, l.spool_segment_bytes)?;
                 restarted |= spool.existed;
+                let label = format!("{}/{ch}", l.name);
+                if let Some(h) = held {
+                    if let Some(&off) = h.cut_to.get(&label) {
+                        let cut = spool.truncate_to(off)?;
+                        if cut > 0 {
+                            tracing::info!(channel = %label, bytes = cut, "spool cut back to the last checkpoint");
+                        }
+                    }
+                    let end = spool.end();
+                    spool.hold_at(end);
+                }
                 specs.push(ChannelSpec {
-                    label: format!("{}/{ch}", l.name),
+                    label,
                     spool,
                     addr: addr.clone(),
                     tls: tls.clone(),
@@ -178,6 +213,7 @@ impl Delivery {
                 });
             }
         }
+        let restarted = held.and_then(|h| h.restarted).unwrap_or(restarted);
         let mdf = Mdf::new(&leas, signers, route, restarted).map_err(|e| lea_err("?", e.to_string()))?;
         let channels = Channels::start(specs, "tapir-handover").map_err(DeliveryError::Runtime)?;
         Ok(Delivery {
@@ -188,7 +224,23 @@ impl Delivery {
             alarms: Vec::new(),
             alarm_count: 0,
             last_ts: Timestamp::from_secs(0),
+            mute: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether the numbering began with cINResets (the spools existed at the start).
+    pub fn restarted(&self) -> bool {
+        self.mdf.restarted()
+    }
+
+    /// Handles on the spools, for an MDF's checkpoints (see [`Held`]).
+    pub fn spool_handles(&self) -> Vec<SpoolHandle> {
+        self.channels.handles()
+    }
+
+    /// The flag that mutes this delivery (see the field).
+    pub fn mute_handle(&self) -> Arc<AtomicBool> {
+        self.mute.clone()
     }
 
     fn index(lea: usize, ch: Channel) -> usize {
@@ -218,7 +270,11 @@ impl Delivery {
         self.last_ts = self.last_ts.max(ts);
         let (channels, flag) = (&mut self.channels, &*self.give_up);
         let give_up = || flag.load(Ordering::Relaxed);
-        let r = self.mdf.record(rec, &mut |lea, ch, pdu| channels.append(Self::index(lea, ch), pdu, &give_up));
+        let muted = self.mute.load(Ordering::Relaxed);
+        let r = self.mdf.record(rec, &mut |lea, ch, pdu| match muted {
+            true => Ok(()),
+            false => channels.append(Self::index(lea, ch), pdu, &give_up),
+        });
         if let Err(e) = &r {
             self.alarm(e.to_string());
         }

@@ -398,7 +398,7 @@ async fn session_inner(
     loop {
         let (bytes, count, next) = {
             let sp = sh.spool.lock().map_err(lock_err)?;
-            if sent < sp.end() {
+            if sent < sp.readable_end() {
                 sp.read_from(sent, READ_BATCH).map_err(|e| e.to_string())?
             } else {
                 (Vec::new(), 0, sent)

@@ -88,6 +88,8 @@ pub struct Spool {
     pub truncated_bytes: u64,
     /// Whether the spool existed before (a restart).
     pub existed: bool,
+    /// Held: the sender reads only records before this offset ([`Spool::hold_at`]).
+    readable: Option<u64>,
 }
 
 fn seg_path(dir: &Path, channel: &str, start: u64) -> PathBuf {
@@ -140,6 +142,7 @@ impl Spool {
             truncated_records: 0,
             truncated_bytes: 0,
             existed,
+            readable: None,
         };
         let delivered = std::fs::read(&sp.offset_path).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
         let mut d = delivered.unwrap_or(0);
@@ -259,6 +262,65 @@ impl Spool {
         self.delivered
     }
 
+    /// Holds the sender at `off`: records appended after it are kept back until
+    /// [`Spool::publish`] lets them go. An MDF holds its HI spools at its last checkpoint, so
+    /// that nothing reaches the LEA that a crash could make it produce again (see
+    /// `deliver::x2x3::journal`).
+    pub fn hold_at(&mut self, off: u64) {
+        self.readable = Some(off.min(self.end()));
+    }
+
+    /// A held spool's records before `off` may go (`off` is a record boundary: an `end()` read
+    /// earlier).
+    pub fn publish(&mut self, off: u64) {
+        let end = self.end();
+        if let Some(r) = &mut self.readable {
+            *r = (*r).max(off.min(end));
+        }
+    }
+
+    /// No hold any more: everything appended may go.
+    pub fn release(&mut self) {
+        self.readable = None;
+    }
+
+    /// The end of what the sender may read: [`Spool::end`], or where it is held.
+    pub fn readable_end(&self) -> u64 {
+        self.readable.unwrap_or_else(|| self.end())
+    }
+
+    /// Drops every record from logical offset `off` on (a record boundary at or after what the
+    /// far end confirmed): what an MDF appended after its last checkpoint, which it will
+    /// produce again. Returns the bytes dropped.
+    pub fn truncate_to(&mut self, off: u64) -> Result<u64, SpoolError> {
+        let end = self.end();
+        if off >= end {
+            return Ok(0);
+        }
+        let off = off.max(self.delivered);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SpoolError::Io { path, source }
+        };
+        while self.segments.len() > 1 && self.segments.back().is_some_and(|s| s.start >= off) {
+            if let Some(s) = self.segments.pop_back() {
+                std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+            }
+        }
+        if let Some(seg) = self.segments.back_mut() {
+            let keep = off.saturating_sub(seg.start).min(seg.len);
+            seg.file.set_len(keep).map_err(io(&seg.path))?;
+            seg.file.seek(SeekFrom::Start(keep)).map_err(io(&seg.path))?;
+            seg.file.sync_all().map_err(io(&seg.path))?;
+            seg.len = keep;
+        }
+        self.unsynced = 0;
+        if let Some(r) = &mut self.readable {
+            *r = (*r).min(off);
+        }
+        Ok(end - self.end())
+    }
+
     /// PDUs from logical offset `from` on (within one segment), about `max` bytes of them (at
     /// least one whole PDU), concatenated without their record headers: (bytes, number of
     /// PDUs, logical offset after the last).
@@ -270,7 +332,8 @@ impl Spool {
         let from = from.max(seg.start);
         let io = |source| SpoolError::Io { path: seg.path.clone(), source };
         let rel = from - seg.start;
-        let avail = usize::try_from(seg.len - rel).unwrap_or(usize::MAX);
+        let seg_end = (seg.start + seg.len).min(self.readable_end());
+        let avail = usize::try_from(seg_end.saturating_sub(from)).unwrap_or(usize::MAX);
         if avail < HEADER as usize {
             return Ok((Vec::new(), 0, from));
         }
@@ -439,5 +502,43 @@ mod tests {
         s.confirm(at).unwrap();
         assert_eq!(s.disk_bytes(), 0, "{:?}", segs(d.path()));
         assert_eq!(segs(d.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_held_spool_is_read_only_to_what_is_published_and_cut_back_across_segments() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open_with_segment_size(d.path(), "hi3", 1 << 20, 30).unwrap();
+        s.append(&[1; 12]).unwrap();
+        s.hold_at(s.end());
+        for i in 2..8u8 {
+            s.append(&[i; 12]).unwrap(); // 20-byte records, 2 per segment
+        }
+        // Held at 20: one record readable, though 140 bytes are there.
+        let (b, n, next) = s.read_from(0, 1000).unwrap();
+        assert_eq!((b, n, next), (vec![1; 12], 1, 20));
+        assert_eq!(s.read_from(20, 1000).unwrap().1, 0);
+        s.publish(60);
+        let (_, n, next) = s.read_from(20, 1000).unwrap();
+        assert_eq!((n, next), (1, 40), "within one segment");
+        assert_eq!(s.read_from(40, 1000).unwrap().1, 1);
+        assert_eq!(s.read_from(60, 1000).unwrap().1, 0);
+        // A crash's recovery: everything after 60 goes, segments with it.
+        assert_eq!(s.truncate_to(60).unwrap(), 80);
+        assert_eq!(s.end(), 60);
+        s.append(&[9; 12]).unwrap();
+        drop(s);
+        let s = Spool::open_with_segment_size(d.path(), "hi3", 1 << 20, 30).unwrap();
+        assert_eq!(s.end(), 80);
+        assert_eq!(s.truncated_records, 0, "cut on record boundaries");
+        let mut got = Vec::new();
+        let mut at = 0;
+        while let Ok((b, n, next)) = s.read_from(at, 1000) {
+            if n == 0 {
+                break;
+            }
+            got.extend(b.chunks(12).map(|c| c[0]));
+            at = next;
+        }
+        assert_eq!(got, vec![1, 2, 3, 9]);
     }
 }

@@ -8,9 +8,12 @@
 //! - [`forward`]: a POI's output: PDUs through a durable spool to the MDF.
 //! - [`listen`]: the MDF's listener; a keepalive is acknowledged once what came before it is
 //!   taken, which is what confirms a POI's spool.
+//! - [`journal`]: the MDF's intake journal and checkpoints: how it starts again after a crash
+//!   with nothing lost and nothing twice.
 
 pub mod events;
 pub mod forward;
+pub mod journal;
 pub mod listen;
 pub mod pdu;
 pub mod records;

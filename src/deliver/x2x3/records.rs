@@ -569,6 +569,9 @@ pub struct MdfIntake {
     taken: HashMap<Arc<str>, u64>,
     max_sessions: usize,
     pub counts: IntakeCounts,
+    /// The latest capture time of a PDU taken: the record stage's clock (its inspection
+    /// barrier), so that what an MDF makes depends on what it took, not on when.
+    pub latest: Timestamp,
 }
 
 /// What the MDF took, refused and forgot.
@@ -602,6 +605,20 @@ impl MdfIntake {
             taken: HashMap::new(),
             max_sessions: max_sessions.max(1),
             counts: IntakeCounts::default(),
+            latest: Timestamp::default(),
+        }
+    }
+
+    /// Per POI, the stream position of the last PDU taken (what a clean stop keeps).
+    pub fn taken(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.taken.iter().map(|(p, &o)| (&**p, o))
+    }
+
+    /// Positions taken in an earlier run: PDUs at or before them are resends.
+    pub fn restore_taken(&mut self, marks: impl IntoIterator<Item = (String, u64)>) {
+        for (poi, pos) in marks {
+            let e = self.taken.entry(Arc::from(poi.as_str())).or_insert(pos);
+            *e = (*e).max(pos);
         }
     }
 
@@ -713,6 +730,7 @@ impl MdfIntake {
         }
         let task = self.tasks.get(&h.xid).cloned().ok_or(IntakeError::UnknownXid(h.xid))?;
         let ts = v.timestamp().unwrap_or_default();
+        self.latest = self.latest.max(ts);
         let liid = task.liid;
         match (h.pdu_type, h.format) {
             (PduType::X3, PayloadFormat::Ipv4 | PayloadFormat::Ipv6 | PayloadFormat::Ethernet) => {
