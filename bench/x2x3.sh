@@ -5,6 +5,9 @@
 #   bash bench/x2x3.sh [MEGABYTES]          (default 300)
 #   BENCH_DIR=/dev/shm bash bench/x2x3.sh   capture, spools and cases on tmpfs
 #   TLS=1 bash bench/x2x3.sh                mutual TLS 1.3 between POI and MDF
+#   JOURNAL=0 bash bench/x2x3.sh            the MDF without its intake journal
+#   RECOVER=1 bash bench/x2x3.sh            the MDF killed (SIGKILL) once the POI is done, then
+#                                           started again: how long its recovery takes
 # Prints time, packets/s, capture MB/s and peak RSS for each; for X2/X3 also PDUs/s and the
 # MB/s of PDU octets the POI spooled (the wire's payload).
 set -euo pipefail
@@ -59,6 +62,7 @@ cat > "$work/mdf.toml" <<EOF
 [node]
 role = "mdf"
 listen = "127.0.0.1:$x2x3"
+journal_max_bytes = $(( ${JOURNAL:-1} == 0 ? 0 : 1 << 36 ))
 $tls_mdf
 [paths]
 warrants = "$work/w.toml"
@@ -105,6 +109,16 @@ sync
 t0=$(date +%s.%N)
 TAPIR_LOG=info /usr/bin/time -f '%M' -o "$work/poi.rss" $T run --config "$work/poi.toml" > /dev/null 2> "$work/poi.log"
 t_poi=$(date +%s.%N)
+if [[ ${RECOVER:-0} == 1 ]]; then
+  # Killed with all it took checkpointed, then started again: the recovery takes the whole
+  # journal again (HI muted) before it listens.
+  jbytes=$(du -sb "$work/mdf-spool/x2x3-journal" | cut -f1)
+  kill -KILL "$(pgrep -P "$m")"; wait "$m" 2>/dev/null || true
+  TAPIR_LOG=info /usr/bin/time -f '%M' -o "$work/mdf2.rss" $T run --config "$work/mdf.toml" > /dev/null 2> "$work/mdf2.log" & m=$!; pids+=($m)
+  until grep -q 'tapir MDF running' "$work/mdf2.log"; do sleep 0.05; done
+  echo "  recovery: journal $((jbytes / 1000000)) MB; $(grep 'intake journal:' "$work/mdf2.log" | sed 's/.*INFO //')"
+  mv "$work/mdf2.log" "$work/mdf.log"
+fi
 # Then the MDF stops once the LEMF has confirmed all it delivered: the end of the run.
 stop "$m"
 t1=$(date +%s.%N)
