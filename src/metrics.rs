@@ -53,6 +53,13 @@ pub mod names {
     pub const SPOOL_BYTES: &str = "tapir_spool_bytes";
     pub const LEA_CONNECTED: &str = "tapir_lea_connected";
     pub const REASSEMBLY_BYTES: &str = "tapir_reassembly_bytes";
+    pub const X2X3_PDUS: &str = "tapir_x2x3_pdus_total";
+    pub const X2X3_REFUSED: &str = "tapir_x2x3_refused_total";
+    pub const X2X3_RESENT: &str = "tapir_x2x3_resent_total";
+    pub const X2X3_CONNECTIONS: &str = "tapir_x2x3_connections_total";
+    pub const X2X3_FRAMING_ERRORS: &str = "tapir_x2x3_framing_errors_total";
+    pub const X2X3_TLS_REFUSED: &str = "tapir_x2x3_tls_refused_total";
+    pub const MDF_JOURNAL_ACTIVE: &str = "tapir_mdf_journal_active";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -372,6 +379,43 @@ impl TapirMetrics {
     }
 }
 
+/// An MDF's X2/X3 intake (`docs/x2x3.md`), beside the standard metrics.
+#[derive(Clone, Debug)]
+pub struct X2x3Metrics {
+    pub x2: Counter,
+    pub x3: Counter,
+    pub refused: Counter,
+    pub resent: Counter,
+    pub connections: Counter,
+    pub framing_errors: Counter,
+    pub tls_refused: Counter,
+    pub journal_active: Gauge,
+}
+
+impl X2x3Metrics {
+    pub fn new(registry: &Metrics) -> X2x3Metrics {
+        // Constant names and labels that `register` accepts (unit test `x2x3_metrics_register`).
+        let c = |n: &str, h: &str, l: &[(&str, &str)]| registry.counter(n, h, l).unwrap_or_else(|e| panic!("{e}"));
+        let pdus = "X2/X3 PDUs taken from POIs, by kind (x2: IRI, x3: CC and objects).";
+        X2x3Metrics {
+            x2: c(names::X2X3_PDUS, pdus, &[("kind", "x2")]),
+            x3: c(names::X2X3_PDUS, pdus, &[("kind", "x3")]),
+            refused: c(names::X2X3_REFUSED, "X2/X3 PDUs refused (unknown XID, malformed, out of scope).", &[]),
+            resent: c(names::X2X3_RESENT, "X2/X3 PDUs a POI sent again that were taken before (dropped).", &[]),
+            connections: c(names::X2X3_CONNECTIONS, "X2/X3 connections accepted.", &[]),
+            framing_errors: c(
+                names::X2X3_FRAMING_ERRORS,
+                "X2/X3 connections closed for a framing error (version, length).",
+                &[],
+            ),
+            tls_refused: c(names::X2X3_TLS_REFUSED, "X2/X3 connections whose TLS handshake failed.", &[]),
+            journal_active: registry
+                .gauge(names::MDF_JOURNAL_ACTIVE, "1 while the MDF's intake journal is kept (crash recovery).", &[])
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+}
+
 /// Serves `GET /metrics` and `GET /healthz` on `listener` until `shutdown` completes.
 /// Connections in progress when it does are dropped.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: impl Future) {
@@ -485,6 +529,18 @@ async fn handle(mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x2x3_metrics_register() {
+        let r = Metrics::new();
+        let m = X2x3Metrics::new(&r);
+        m.x3.add(5);
+        m.journal_active.set(1);
+        let text = r.render();
+        assert!(text.contains("tapir_x2x3_pdus_total{kind=\"x3\"} 5"), "{text}");
+        assert!(text.contains("tapir_x2x3_pdus_total{kind=\"x2\"} 0"), "{text}");
+        assert!(text.contains("tapir_mdf_journal_active 1"), "{text}");
+    }
 
     #[test]
     fn standard_metrics_register() {

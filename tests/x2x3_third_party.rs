@@ -53,8 +53,13 @@ fn raw_ip_x3_from_another_poi_reaches_the_lea_and_bad_pdus_are_refused_and_count
     let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf"));
     let port = free_port();
     let log = d.join("mdf.log");
+    // With its metrics endpoint: what it counts, an operator's monitoring reads there too.
+    let mport = free_port();
+    let config = mdf_config(d, &w, port, "");
+    let text = std::fs::read_to_string(&config).unwrap() + &format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\n");
+    std::fs::write(&config, text).unwrap();
     let mut cmd = Command::new(crate::common::TAPIR);
-    cmd.args(["run", "--config"]).arg(mdf_config(d, &w, port, "")).env_remove("WATCHDOG_USEC").env("TAPIR_LOG", "info");
+    cmd.args(["run", "--config"]).arg(&config).env_remove("WATCHDOG_USEC").env("TAPIR_LOG", "info");
     cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
     let (mut m, _) = crate::common::Daemon::start(&mut cmd);
     wait_listening(port);
@@ -70,6 +75,28 @@ fn raw_ip_x3_from_another_poi_reaches_the_lea_and_bad_pdus_are_refused_and_count
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sent: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert!(sent > 300, "{sent}");
+    let scrape = || {
+        let o = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{mport}/metrics")]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let t = std::time::Instant::now();
+    let mut metrics = scrape();
+    while !metrics.contains(&format!("tapir_x2x3_pdus_total{{kind=\"x3\"}} {sent}\n")) {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        metrics = scrape();
+    }
+    for line in [
+        "tapir_x2x3_refused_total 2",
+        "tapir_x2x3_framing_errors_total 1",
+        // The two of the sender and the test's own probe for the listener.
+        "tapir_x2x3_connections_total 3",
+        "tapir_x2x3_tls_refused_total 0",
+        "tapir_mdf_journal_active 1",
+        "tapir_lea_connected{lea=\"lea-p\",channel=\"hi3\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     m.stop();
     lemf.stop();
     let text = std::fs::read_to_string(&log).unwrap();

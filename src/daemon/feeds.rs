@@ -26,7 +26,7 @@ use anyhow::{anyhow, Context, Result};
 use super::config::{Config, ListenAddr};
 use super::source::{wall_clock, Source};
 use crate::deliver::handover::DeliveryReport;
-use crate::metrics::{Counter, Gauge, Metrics, TapirMetrics};
+use crate::metrics::{Counter, Gauge, Metrics, TapirMetrics, X2x3Metrics};
 use crate::pipeline::Engine;
 use crate::select::feed::{compact_journal, load_journal, serve_feed_on, FeedAddr, FeedListener, Journal};
 use crate::select::{AssocEvent, Liid};
@@ -87,6 +87,23 @@ impl DropsSlot {
     }
 }
 
+/// An association feed to serve: its address, its token (TCP), the journal its events go to and
+/// where the pipeline takes them.
+type Feed = (FeedAddr, Option<String>, Arc<Journal>, tokio::sync::mpsc::Sender<AssocEvent>);
+
+/// What an MDF's metrics show of its X2/X3 intake (counts so far).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct X2x3Snapshot {
+    pub x2: u64,
+    pub x3: u64,
+    pub refused: u64,
+    pub resent: u64,
+    pub connections: u64,
+    pub framing_errors: u64,
+    pub tls_refused: u64,
+    pub journal: bool,
+}
+
 /// The metric handles, created once per label value and kept.
 struct Updater {
     m: TapirMetrics,
@@ -111,6 +128,12 @@ impl Updater {
     }
 
     fn update(&mut self, p: &Engine, delivery: Option<&DeliveryReport>, drops: &KernelDrops) {
+        self.update_pipeline(p);
+        self.update_delivery(delivery);
+        self.update_kernel(drops);
+    }
+
+    fn update_pipeline(&mut self, p: &Engine) {
         let s = &p.summary();
         self.m.packets.raise_to(s.frames);
         self.m.bytes.raise_to(s.bytes);
@@ -147,7 +170,9 @@ impl Updater {
         self.m.flows.set(i64::try_from(fs.active).unwrap_or(i64::MAX));
         self.m.reassembly_bytes.set(i64::try_from(fs.tcp.buffered).unwrap_or(i64::MAX));
         self.m.objects.raise_to(p.objects_finished());
+    }
 
+    fn update_delivery(&mut self, delivery: Option<&DeliveryReport>) {
         let mut spool = 0u64;
         let mut seen: Vec<(String, &'static str)> = Vec::new();
         for l in delivery.map(|d| d.leas.as_slice()).unwrap_or(&[]) {
@@ -178,7 +203,9 @@ impl Updater {
             }
         }
         self.m.spool_bytes.set(i64::try_from(spool).unwrap_or(i64::MAX));
+    }
 
+    fn update_kernel(&mut self, drops: &KernelDrops) {
         let mut per_iface: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for (iface, n, f) in drops.0.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let e = per_iface.entry(iface.clone()).or_insert((0, 0));
@@ -207,6 +234,8 @@ impl Updater {
 pub struct Feeds {
     registry: Option<Metrics>,
     updater: Option<Updater>,
+    /// An MDF's X2/X3 intake metrics.
+    x2x3: Option<X2x3Metrics>,
     assoc_rx: Option<tokio::sync::mpsc::Receiver<AssocEvent>>,
     journal_tx: Option<SyncSender<AssocEvent>>,
     journal_thread: Option<JoinHandle<()>>,
@@ -238,6 +267,7 @@ impl Feeds {
         Feeds {
             registry: None,
             updater: None,
+            x2x3: None,
             assoc_rx: None,
             journal_tx: None,
             journal_thread: None,
@@ -327,10 +357,41 @@ impl Feeds {
             return Ok(feeds);
         }
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (ev_tx, ev_rx) = tokio::sync::mpsc::channel::<AssocEvent>(FEED_QUEUE);
+        let feed = feed_addr.map(|(addr, token)| (addr, token, journal, ev_tx));
+        feeds.serve(config.metrics, registry, feed)?;
+        if let Some(l) = &config.associations.listen {
+            tracing::info!(listen = %l, "association feed listening");
+        }
+        feeds.assoc_rx = Some(ev_rx);
+        Ok(feeds)
+    }
+
+    /// An MDF's: the metrics endpoint alone (an MDF takes no association feed), with its X2/X3
+    /// intake beside the standard metrics.
+    pub fn start_mdf(config: &Config, delivery: DeliveryStatus) -> Result<Feeds> {
+        let mut feeds = Feeds::none(delivery);
+        if config.metrics.is_none() {
+            return Ok(feeds);
+        }
+        let registry = Metrics::new();
+        feeds.registry = Some(registry.clone());
+        feeds.updater = Some(Updater::new(TapirMetrics::new(registry.clone())));
+        feeds.x2x3 = Some(X2x3Metrics::new(&registry));
+        feeds.serve(config.metrics, Some(registry), None)?;
+        Ok(feeds)
+    }
+
+    /// Binds the metrics endpoint and the association feed (either may be absent) and serves
+    /// them on a thread of their own.
+    fn serve(
+        &mut self,
+        metrics_listen: Option<std::net::SocketAddr>,
+        registry: Option<Metrics>,
+        feed: Option<Feed>,
+    ) -> Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (ok_tx, ok_rx) = sync_channel::<Result<Option<std::net::SocketAddr>>>(1);
-        let metrics_listen = config.metrics;
         let runtime = std::thread::Builder::new().name("tapir-feeds".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -349,8 +410,8 @@ impl Feeds {
                         ),
                         None => None,
                     };
-                    let f = match &feed_addr {
-                        Some((addr, token)) => Some(FeedListener::bind(addr, token.clone()).await?),
+                    let f = match &feed {
+                        Some((addr, token, ..)) => Some(FeedListener::bind(addr, token.clone()).await?),
                         None => None,
                     };
                     anyhow::Ok((m, f))
@@ -373,7 +434,7 @@ impl Feeds {
                     }
                 };
                 let feed_task = async {
-                    if let Some(l) = f {
+                    if let (Some(l), Some((_, _, journal, ev_tx))) = (f, feed) {
                         serve_feed_on(l, journal, ev_tx, stopped(stop_rx.clone())).await;
                     }
                 };
@@ -381,17 +442,13 @@ impl Feeds {
             });
         })?;
         let addr = ok_rx.recv().map_err(|_| anyhow!("the feeds thread died"))??;
-        feeds.metrics_addr = addr;
+        self.metrics_addr = addr;
         if let Some(a) = addr {
             tracing::info!(listen = %a, "metrics listening");
         }
-        if let Some(l) = &config.associations.listen {
-            tracing::info!(listen = %l, "association feed listening");
-        }
-        feeds.assoc_rx = Some(ev_rx);
-        feeds.shutdown = Some(stop_tx);
-        feeds.runtime = Some(runtime);
-        Ok(feeds)
+        self.shutdown = Some(stop_tx);
+        self.runtime = Some(runtime);
+        Ok(())
     }
 
     /// The slot capture source number `index` publishes its drops in.
@@ -442,6 +499,25 @@ impl Feeds {
         }
     }
 
+    /// From an MDF's loop: its X2/X3 intake and delivery in the metrics (at most every
+    /// [`UPDATE_EVERY`]).
+    pub fn poll_mdf(&mut self, x: &X2x3Snapshot) {
+        let (Some(u), Some(m)) = (&mut self.updater, &self.x2x3) else { return };
+        if u.last.is_some_and(|t| t.elapsed() < UPDATE_EVERY) {
+            return;
+        }
+        u.last = Some(Instant::now());
+        u.update_delivery(self.delivery.latest().as_ref());
+        m.x2.raise_to(x.x2);
+        m.x3.raise_to(x.x3);
+        m.refused.raise_to(x.refused);
+        m.resent.raise_to(x.resent);
+        m.connections.raise_to(x.connections);
+        m.framing_errors.raise_to(x.framing_errors);
+        m.tls_refused.raise_to(x.tls_refused);
+        m.journal_active.set(i64::from(x.journal));
+    }
+
     /// `/healthz` answers 200 from now on (after `READY=1`).
     pub fn ready(&self) {
         if let Some(r) = &self.registry {
@@ -464,6 +540,12 @@ impl Feeds {
             u.last = None;
         }
         self.poll(pipeline, false);
+        self.close();
+    }
+
+    /// The listeners closed and the threads joined.
+    pub fn close(mut self) {
+        self.stopping();
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(true);
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::config::{Config, MdfConfig};
-use super::feeds::DeliveryStatus;
+use super::feeds::{DeliveryStatus, Feeds, X2x3Snapshot};
 use super::run::{
     finish_delivery, inspection, liids, new_case_dir, redacted, redeliver, signing_key, spawn_delivery, stop_signals,
     warrants_provider, Control, Hooks, Outputs, RunReport, Say,
@@ -223,6 +223,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     if journal.is_some() {
         intake.restore_taken(Journal::positions(&journal_dir));
     }
+    let mut feeds = Feeds::start_mdf(config, out.status.clone())?;
     let mut taker = Taker { intake, recorder, out, spools, mute, logged: 0 };
     let mut warrants = all.warrants.clone();
 
@@ -274,6 +275,20 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         journal = journal.is_some(), "tapir MDF running"
     );
     say(&format!("READY=1\nSTATUS=MDF, {} warrant(s)", warrants.len()));
+    feeds.ready();
+    let snapshot = |t: &Taker, l: &Listening, j: &Option<Journal>| {
+        let (c, st) = (&t.intake.counts, &l.stats);
+        X2x3Snapshot {
+            x2: c.x2,
+            x3: c.x3,
+            refused: c.refused,
+            resent: c.resent,
+            connections: st.connections.load(Ordering::Relaxed),
+            framing_errors: st.framing_errors.load(Ordering::Relaxed),
+            tls_refused: st.refused.load(Ordering::Relaxed),
+            journal: j.as_ref().is_some_and(Journal::active),
+        }
+    };
 
     let mut reloads = 0u64;
     let mut last_flush = Instant::now();
@@ -308,6 +323,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         if let Some(x) = &x1_running {
             x.note_intercepts(taker.out.intercepts.drain());
         }
+        feeds.poll_mdf(&snapshot(&taker, &listener, &journal));
         let mut stopping = false;
         loop {
             match control_rx.try_recv() {
@@ -350,6 +366,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         }
         if stopping {
             say("STOPPING=1");
+            feeds.stopping();
             break;
         }
     }
@@ -365,6 +382,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     if let Some(j) = &mut journal {
         taker.checkpoint(j);
     }
+    feeds.close();
     let Taker { intake, out, .. } = taker;
     let c = &intake.counts;
     let st = &listener.stats;
