@@ -127,7 +127,7 @@ pub fn all_in_one(d: &Path, w: &Path, hi: (u16, u16), pcaps: &[&str]) {
 
 /// Drops the keys that number things (CINs, sequence numbers, object ids) and HI1 notices'
 /// times, everywhere in `v`.
-fn strip_numbering(v: &mut Value, hi1: bool) {
+fn strip_numbering(v: &mut Value, times: &[&str]) {
     match v {
         Value::Object(m) => {
             for k in [
@@ -142,34 +142,52 @@ fn strip_numbering(v: &mut Value, hi1: bool) {
                 "parent",
                 "objectID",
                 "dataCIN",
-            ] {
-                m.remove(k);
-            }
-            if hi1 {
-                m.remove("timeStamp");
-                m.remove("microSecondTimeStamp");
-                m.remove("ts");
+            ]
+            .iter()
+            .chain(times)
+            {
+                m.remove(*k);
             }
             for x in m.values_mut() {
-                strip_numbering(x, hi1);
+                strip_numbering(x, times);
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| strip_numbering(x, hi1)),
+        Value::Array(a) => a.iter_mut().for_each(|x| strip_numbering(x, times)),
         _ => {}
     }
 }
 
+/// An HI1 notice's times: a warrant's activation is noted when each run starts.
+const HI1_TIMES: [&str; 3] = ["timeStamp", "microSecondTimeStamp", "ts"];
+/// Every time a record carries: live capture stamps each packet when it is read, so two
+/// captures of the same traffic agree on everything but these.
+const ALL_TIMES: [&str; 7] =
+    ["timeStamp", "microSecondTimeStamp", "ts", "first_seen", "last_seen", "startTime", "endTime"];
+
 /// What an LEMF received as IRI: each session (CIN) as the sorted list of its records with
 /// their numbering stripped, the sessions sorted; and the records outside a session.
 pub fn iri_by_session(lemf: &Path) -> (Vec<Vec<String>>, Vec<String>) {
+    iri_sessions(lemf, false)
+}
+
+/// As [`iri_by_session`], without any time: for traffic captured live.
+pub fn iri_by_session_untimed(lemf: &Path) -> (Vec<Vec<String>>, Vec<String>) {
+    iri_sessions(lemf, true)
+}
+
+fn iri_sessions(lemf: &Path, untimed: bool) -> (Vec<Vec<String>>, Vec<String>) {
     let text = std::fs::read_to_string(lemf.join("LIID-JOE-0001/iri.jsonl")).unwrap();
     let mut sessions: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut outside = Vec::new();
     for line in text.lines() {
         let mut v: Value = serde_json::from_str(line).unwrap();
         let cin = v["cin"].as_u64();
-        let hi1 = v.get("hI1-Operation").is_some();
-        strip_numbering(&mut v, hi1);
+        let times: &[&str] = match (untimed, v.get("hI1-Operation").is_some()) {
+            (true, _) => &ALL_TIMES,
+            (false, true) => &HI1_TIMES,
+            (false, false) => &[],
+        };
+        strip_numbering(&mut v, times);
         let s = serde_json::to_string(&v).unwrap();
         match cin {
             Some(c) => sessions.entry(c).or_default().push(s),
