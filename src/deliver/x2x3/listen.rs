@@ -299,3 +299,123 @@ fn ipid((v, _): &(PduView<'_>, usize)) -> Option<String> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn cfg() -> ListenConfig {
+        ListenConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            max_pdu: 1 << 20,
+            keepalive: Duration::from_secs(30),
+        }
+    }
+
+    /// A taker that takes every batch at once and fires its acknowledgement.
+    fn taker() -> Handoff {
+        Arc::new(|b: Batch| {
+            if let Some(ack) = b.ack {
+                let _ = ack.send(());
+            }
+            Ok(true)
+        })
+    }
+
+    fn keepalive(ack: bool, n: u64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode(&Header::keepalive(ack, n), &[], &[], &mut out).unwrap();
+        out.to_vec()
+    }
+
+    /// The PDUs the MDF wrote, each with when it came, until the connection closed.
+    async fn read_all(mut rd: impl AsyncRead + Unpin, start: Instant) -> Vec<(u64, PduType, u64)> {
+        let mut codec = X2x3Codec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        while rd.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+            while let Ok(Some(f)) = codec.decode(&mut buf) {
+                let h = PduView::parse(&f).unwrap().0.header;
+                got.push((start.elapsed().as_secs(), h.pdu_type, h.correlation_id));
+            }
+        }
+        got
+    }
+
+    // On a paused clock: the runtime jumps to each timer when every task waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_poi_that_answers_nothing_is_closed_one_keepalive_period_after_the_mdfs_keepalive() {
+        let (mdf, poi) = tokio::io::duplex(1 << 16);
+        let stats = ListenStats::default();
+        let (_stop_tx, stop) = watch::channel(false);
+        let start = Instant::now();
+        let (rd, _wr) = tokio::io::split(poi);
+        let reader = tokio::spawn(read_all(rd, start));
+        let r =
+            serve(mdf, Some(Arc::from("poi-1")), "127.0.0.1:1".parse().unwrap(), &cfg(), &taker(), &stats, stop).await;
+        assert_eq!(start.elapsed().as_secs(), 60, "{r:?}");
+        assert!(r.is_err_and(|e| e.contains("no keepalive acknowledgement")));
+        assert_eq!(stats.timeouts.load(Ordering::Relaxed), 1);
+        // One keepalive of the MDF's, after 30 s of quiet.
+        assert_eq!(reader.await.unwrap(), vec![(30, PduType::Keepalive, 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalives_go_both_ways_and_an_answering_poi_stays_connected() {
+        let (mdf, poi) = tokio::io::duplex(1 << 16);
+        let stats = ListenStats::default();
+        let (stop_tx, stop) = watch::channel(false);
+        let start = Instant::now();
+        let (rd, mut wr) = tokio::io::split(poi);
+        // The POI: a keepalive of its own every 20 s (each answered by the MDF), and the
+        // MDF's keepalives answered as they come.
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, PduType, u64)>();
+        let reader = tokio::spawn(async move {
+            let mut codec = X2x3Codec::new(1 << 20);
+            let mut buf = BytesMut::new();
+            let mut rd = rd;
+            while rd.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {
+                while let Ok(Some(f)) = codec.decode(&mut buf) {
+                    let h = PduView::parse(&f).unwrap().0.header;
+                    let _ = seen_tx.send((start.elapsed().as_secs(), h.pdu_type, h.correlation_id));
+                }
+            }
+        });
+        let poi_side = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut n = 0u64;
+            loop {
+                let next = start + Duration::from_secs(45 * (n + 1));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next), if n < 4 => {
+                        n += 1;
+                        wr.write_all(&keepalive(false, n)).await.unwrap();
+                    }
+                    _ = tokio::time::sleep_until(start + Duration::from_secs(200)) => break,
+                    Some((t, ty, k)) = seen_rx.recv() => {
+                        seen.push((t, ty, k));
+                        if ty == PduType::Keepalive {
+                            wr.write_all(&keepalive(true, k)).await.unwrap();
+                        }
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+            seen
+        });
+        let r =
+            serve(mdf, Some(Arc::from("poi-1")), "127.0.0.1:1".parse().unwrap(), &cfg(), &taker(), &stats, stop).await;
+        assert_eq!(r, Ok(()));
+        let seen = poi_side.await.unwrap();
+        reader.abort();
+        assert_eq!(stats.timeouts.load(Ordering::Relaxed), 0);
+        // The POI's keepalives (every 45 s) acknowledged at once, each with its number; the
+        // MDF's own after each 30 s of quiet, each answered, so none closes the connection.
+        let of = |ty: PduType| seen.iter().filter(|s| s.1 == ty).map(|s| (s.0, s.2)).collect::<Vec<_>>();
+        assert_eq!(of(PduType::KeepaliveAck), [(45, 1), (90, 2), (135, 3), (180, 4)], "{seen:?}");
+        assert_eq!(of(PduType::Keepalive), [(30, 1), (75, 2), (120, 3), (165, 4)], "{seen:?}");
+        assert_eq!(stats.keepalives.load(Ordering::Relaxed), 4);
+    }
+}
