@@ -1,6 +1,6 @@
 //! One ADMF provisions two POIs and their MDF over X1 (TS 103 221-1), as TS 103 221 lays out:
 //! the task (XID, target) goes to every POI that should see it, with the MDF as the POIs'
-//! destination; the same task with the LEA's destination goes to the MDF, which maps the XID to
+//! destination (which the POIs send to, whatever their own `[node] mdf`); the same task with the LEA's destination goes to the MDF, which maps the XID to
 //! the LIID and the LEA. The target VM moves from the first hypervisor's POI to the second's
 //! halfway: the MDF numbers on (the second POI's sessions get the next CINs, no cINReset), and
 //! the LEMF gets every target packet of both links once, with the IRI an all-in-one delivers
@@ -49,15 +49,19 @@ fn create_destination(ne: &str, did: &str, port: u16, delivery: &str) -> String 
 }
 
 fn activate(ne: &str, did: &str) -> String {
+    activate_task(ne, did, XID, LIID, &format!("<ipv4Address>{}</ipv4Address>", ip_s(VM)))
+}
+
+/// ActivateTask `xid` (LIID `liid`) for one target (`target`: its XML element) to `did`.
+fn activate_task(ne: &str, did: &str, xid: &str, liid: &str, target: &str) -> String {
     request(
         "ActivateTask",
         ne,
         &format!(
-            "<taskDetails><xId>{XID}</xId><targetIdentifiers><targetIdentifier><ipv4Address>{}</ipv4Address>\
-             </targetIdentifier></targetIdentifiers><deliveryType>X2andX3</deliveryType>\
-             <listOfDIDs><dId>{did}</dId></listOfDIDs><listOfMediationDetails><mediationDetails><LIID>{LIID}</LIID>\
-             <deliveryType>HI2andHI3</deliveryType></mediationDetails></listOfMediationDetails></taskDetails>",
-            ip_s(VM)
+            "<taskDetails><xId>{xid}</xId><targetIdentifiers><targetIdentifier>{target}</targetIdentifier>\
+             </targetIdentifiers><deliveryType>X2andX3</deliveryType>\
+             <listOfDIDs><dId>{did}</dId></listOfDIDs><listOfMediationDetails><mediationDetails><LIID>{liid}</LIID>\
+             <deliveryType>HI2andHI3</deliveryType></mediationDetails></listOfMediationDetails></taskDetails>"
         ),
     )
 }
@@ -94,24 +98,49 @@ fn x1_table(d: &Path, name: &str, port: u16) -> String {
     )
 }
 
-/// One hypervisor's link: a frame nobody is targeted by at T0 (where both links' real-time
-/// replays start), then the fixture `fixture` (a real client's session with the VM) moved to
-/// T0 + `at` s by editcap.
-fn link(d: &Path, name: &str, fixture: &str, at: u32) -> PathBuf {
-    let src = crate::x2x3_roles::root().join("pcaps").join(fixture);
-    let first = crate::common::tshark(&src, None, &["frame.time_epoch"]).remove(0);
-    let delta = f64::from(T0 + at) - first.trim().parse::<f64>().unwrap();
-    let (t0, shifted, out) =
-        (d.join(format!("{name}-t0.pcap")), d.join(format!("{name}-s.pcap")), d.join(format!("{name}.pcap")));
+/// One hypervisor's link: a frame nobody is targeted by at T0 (where every link's real-time
+/// replay starts), then each fixture of `fixtures` (a real client's session with the VM) moved
+/// to T0 + its seconds by editcap.
+fn link(d: &Path, name: &str, fixtures: &[(&str, u32)]) -> PathBuf {
+    let t0 = d.join(format!("{name}-t0.pcap"));
     let mac = |n: u8| [0x02, 0, 0, 0, 0, n];
     write_pcap(&t0, &[(0, 0, udp_frame_macs(mac(9), mac(8), [10, 9, 9, 1], [10, 9, 9, 2], 7, 7, b"not a target"))]);
     let run = |cmd: &mut Command| {
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
     };
-    run(Command::new("editcap").args(["-t", &format!("{delta:.6}")]).arg(&src).arg(&shifted));
-    run(Command::new("mergecap").args(["-F", "pcap", "-w"]).arg(&out).arg(&t0).arg(&shifted));
+    let mut parts = vec![t0];
+    for (i, (fixture, at)) in fixtures.iter().enumerate() {
+        let src = crate::x2x3_roles::root().join("pcaps").join(fixture);
+        let first = crate::common::tshark(&src, None, &["frame.time_epoch"]).remove(0);
+        let delta = f64::from(T0 + at) - first.trim().parse::<f64>().unwrap();
+        let shifted = d.join(format!("{name}-{i}.pcap"));
+        run(Command::new("editcap").args(["-t", &format!("{delta:.6}")]).arg(&src).arg(&shifted));
+        parts.push(shifted);
+    }
+    let out = d.join(format!("{name}.pcap"));
+    run(Command::new("mergecap").args(["-F", "pcap", "-w"]).arg(&out).args(&parts));
     out
+}
+
+/// An MDF with X2/X3 on `x2x3` and X1 on `x1_port`, no warrant in a file, logging to
+/// `d/<name>.log`.
+fn start_mdf(d: &Path, name: &str, x2x3: u16, x1_port: u16) -> Daemon {
+    let c = d.join(format!("{name}.toml"));
+    std::fs::write(
+        &c,
+        format!(
+            "[node]\nrole = \"mdf\"\nlisten = \"127.0.0.1:{x2x3}\"\n[paths]\nwarrants = \"{}\"\ncase_dir = \"{}\"\n\
+             spool_dir = \"{}\"\n[limits]\ndeliver_wait_secs = 10\n{}",
+            d.join("empty.toml").display(),
+            d.join(format!("{name}-case")).display(),
+            d.join(format!("{name}-spool")).display(),
+            x1_table(d, name, x1_port)
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+    Daemon::start(run_command(&c).env("TAPIR_LOG", "info").stderr(Stdio::from(log))).0
 }
 
 fn poi_config(d: &Path, name: &str, range: u16, mdf: u16, x1_port: u16, pcap: &Path) -> PathBuf {
@@ -160,28 +189,14 @@ fn one_admf_provisions_pois_and_mdf_and_a_moved_vm_keeps_its_cin_sequence() {
     std::fs::write(d.join("empty.toml"), "# every task comes over X1\n").unwrap();
     // The VM on hypervisor 1 at T0+3 s (an HTTP upload), on hypervisor 2 at T0+5 s (an FTP
     // upload).
-    let hv1 = link(d, "hv1", "http-put.pcap", 3);
-    let hv2 = link(d, "hv2", "ftp-upload.pcap", 5);
+    let hv1 = link(d, "hv1", &[("http-put.pcap", 3)]);
+    let hv2 = link(d, "hv2", &[("ftp-upload.pcap", 5)]);
 
     let lea_port = free_port();
     let lemf_out = d.join("lemf");
     let lemf = Lemf::start(lea_port, None, &lemf_out);
-    let (x2x3, x1_mdf, x1_hv1, x1_hv2) = (free_port(), free_port(), free_port(), free_port());
-    let mdf_toml = d.join("mdf.toml");
-    std::fs::write(
-        &mdf_toml,
-        format!(
-            "[node]\nrole = \"mdf\"\nlisten = \"127.0.0.1:{x2x3}\"\n[paths]\nwarrants = \"{}\"\ncase_dir = \"{}\"\n\
-             spool_dir = \"{}\"\n[limits]\ndeliver_wait_secs = 10\n{}",
-            d.join("empty.toml").display(),
-            d.join("mdf-case").display(),
-            d.join("mdf-spool").display(),
-            x1_table(d, "mdf", x1_mdf)
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(d.join("mdf.log")).unwrap();
-    let (mut mdf, _) = Daemon::start(run_command(&mdf_toml).env("TAPIR_LOG", "info").stderr(Stdio::from(log)));
+    let (x2x3, x1_mdf, x1_hv1, x1_hv2, decoy) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let mut mdf = start_mdf(d, "mdf", x2x3, x1_mdf);
     // The MDF first: the LEA's destination and the task that names it.
     let pki = d.join("pki");
     x1(&pki, x1_mdf, &create_destination("mdf", DID_LEA, lea_port, "X2andX3"));
@@ -191,7 +206,9 @@ fn one_admf_provisions_pois_and_mdf_and_a_moved_vm_keeps_its_cin_sequence() {
     let started = Instant::now();
     let mut pois = Vec::new();
     for (name, range, port, pcap) in [("poi-hv1", 1, x1_hv1, &hv1), ("poi-hv2", 2, x1_hv2, &hv2)] {
-        let c = poi_config(d, name, range, x2x3, port, pcap);
+        // The POI's own `[node] mdf` is an address where nothing listens: what the LEMF gets
+        // went to the MDF the ADMF named as the task's destination.
+        let c = poi_config(d, name, range, decoy, port, pcap);
         let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
         let (p, _) = Daemon::start(run_command(&c).env("TAPIR_LOG", "info").stderr(Stdio::from(log)));
         x1(&pki, port, &create_destination(name, DID_MDF, x2x3, "X2andX3"));
@@ -257,4 +274,67 @@ fn one_admf_provisions_pois_and_mdf_and_a_moved_vm_keeps_its_cin_sequence() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     aio_lemf.stop();
     assert_eq!(iri, session_iri(&aio_out), "the IRI, CINs and sequence numbers included, is the all-in-one's");
+}
+
+/// Two tasks of one POI, each with its own MDF (and LEA) as destination: the POI sends each
+/// task's X2/X3 to its own MDF only. The target's IPv4 traffic is one task, its IPv6 traffic
+/// the other; neither MDF ever gets a PDU of the other's task (it would refuse its unknown
+/// XID), and each LEMF gets exactly its task's packets.
+#[test]
+fn a_poi_sends_each_task_to_the_mdf_its_destination_names() {
+    const XID_B: &str = "6e1c8d2f-4054-4d2b-8e8f-3b7a2d1c0f22";
+    const LIID_B: &str = "LIID-MOVE-02";
+    const DID_LEA_B: &str = "9c2a3d4e-2f6a-4b7c-8d9e-0f1a2b3c4d5e";
+    const DID_MDF_B: &str = "ad3b4e5f-3a7b-4c8d-9eaf-1a2b3c4d5e6f";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    make_x1_pki(&d.join("pki"), &[]);
+    std::fs::write(d.join("empty.toml"), "# every task comes over X1\n").unwrap();
+    let link = link(d, "hv", &[("http-put.pcap", 3), ("ncat-ipv6.pcap", 5)]);
+    let pki = d.join("pki");
+    let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+    let [lea_a, lea_b, x2x3_a, x2x3_b, x1_a, x1_b, x1_poi, decoy] = ports[..] else { unreachable!() };
+    let (out_a, out_b) = (d.join("lemf-a"), d.join("lemf-b"));
+    let (lemf_a, lemf_b) = (Lemf::start(lea_a, None, &out_a), Lemf::start(lea_b, None, &out_b));
+    let mut mdf_a = start_mdf(d, "mdf-a", x2x3_a, x1_a);
+    let mut mdf_b = start_mdf(d, "mdf-b", x2x3_b, x1_b);
+    let v4 = format!("<ipv4Address>{}</ipv4Address>", ip_s(VM));
+    let v6 = "<ipv6Address>2001:db8::7</ipv6Address>";
+    x1(&pki, x1_a, &create_destination("mdf-a", DID_LEA, lea_a, "X2andX3"));
+    x1(&pki, x1_a, &activate_task("mdf-a", DID_LEA, XID, LIID, &v4));
+    x1(&pki, x1_b, &create_destination("mdf-b", DID_LEA_B, lea_b, "X2andX3"));
+    x1(&pki, x1_b, &activate_task("mdf-b", DID_LEA_B, XID_B, LIID_B, v6));
+    let c = poi_config(d, "poi-hv", 1, decoy, x1_poi, &link);
+    let log = std::fs::File::create(d.join("poi-hv.log")).unwrap();
+    let started = Instant::now();
+    let (mut poi, _) = Daemon::start(run_command(&c).env("TAPIR_LOG", "info").stderr(Stdio::from(log)));
+    x1(&pki, x1_poi, &create_destination("poi-hv", DID_MDF, x2x3_a, "X2andX3"));
+    x1(&pki, x1_poi, &create_destination("poi-hv", DID_MDF_B, x2x3_b, "X2andX3"));
+    x1(&pki, x1_poi, &activate_task("poi-hv", DID_MDF, XID, LIID, &v4));
+    x1(&pki, x1_poi, &activate_task("poi-hv", DID_MDF_B, XID_B, LIID_B, v6));
+    assert!(started.elapsed() < Duration::from_millis(2500), "provisioning took {:?}", started.elapsed());
+    let st = wait_exit(&mut poi.child, Duration::from_secs(60));
+    assert!(st.success(), "POI exited {st:?}");
+    mdf_a.stop();
+    mdf_b.stop();
+    lemf_a.stop();
+    lemf_b.stop();
+
+    let fields = ["ip.src", "ip.dst", "ip.len", "ip.id", "ipv6.src", "ipv6.dst", "ipv6.plen", "tcp.seq_raw"];
+    let packets = |pcap: &Path, filter: Option<&str>| crate::common::tshark(pcap, filter, &fields);
+    let want_a = packets(&link, Some(&format!("ip.addr == {}", ip_s(VM))));
+    let want_b = packets(&link, Some("ipv6.addr == 2001:db8::7"));
+    assert!(want_a.len() > 400 && want_b.len() > 200, "{} {}", want_a.len(), want_b.len());
+    assert_eq!(packets(&out_a.join(LIID).join("cc.pcap"), None), want_a, "LEA A: its task's packets");
+    assert_eq!(packets(&out_b.join(LIID_B).join("cc.pcap"), None), want_b, "LEA B: its task's packets");
+    assert!(!out_a.join(LIID_B).exists() && !out_b.join(LIID).exists(), "an LEA got the other's LIID");
+    for (name, xid) in [("mdf-a", XID), ("mdf-b", XID_B)] {
+        let log = std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap();
+        let intake = log.lines().find(|l| l.contains("X2/X3 intake")).unwrap();
+        assert!(intake.contains("refused=0") && !intake.contains("x3=0"), "{name} ({xid}): {intake}");
+    }
+    let log = std::fs::read_to_string(d.join("poi-hv.log")).unwrap();
+    let fwd = log.lines().find(|l| l.contains("X2/X3 forwarding")).unwrap();
+    assert!(fwd.contains("other_mdfs=2") && fwd.contains("complete=true"), "{fwd}");
 }

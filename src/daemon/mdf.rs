@@ -207,6 +207,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     let mut out = Outputs {
         out: crate::deliver::outputs::Outputs::create(&case_root)?,
         xids: None,
+        mdf_routes: None,
         delivery: None,
         status,
         give_up,

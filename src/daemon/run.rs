@@ -239,6 +239,8 @@ pub(super) struct Outputs {
     pub(super) out: crate::deliver::outputs::Outputs,
     /// A POI's: the XIDs its forwarder names warrants by, changed on a reload.
     pub(super) xids: Option<crate::deliver::x2x3::records::Xids>,
+    /// A POI's: the MDF of each warrant an X1 task brought, changed on a reload.
+    pub(super) mdf_routes: Option<crate::deliver::x2x3::forward::MdfRoutes>,
     /// The `[[lea]]` tables and routes the running delivery was started with (a reload
     /// restarts it when they change).
     pub(super) delivery: Option<(Vec<toml::Value>, Routes)>,
@@ -548,6 +550,14 @@ fn spawn_capture(
     Ok(h)
 }
 
+/// The MDF of each warrant whose `lea` is an X1 destination (DID): where a POI sends it.
+fn mdfs_of(all: &Warrants) -> HashMap<Liid, String> {
+    all.warrants
+        .iter()
+        .filter_map(|w| Some((w.liid.clone(), all.destinations.get(w.lea.as_deref()?)?.to_string())))
+        .collect()
+}
+
 /// The XID of each warrant, by LIID: what a POI's PDUs name them by.
 fn xids_of(w: &[Warrant]) -> HashMap<Liid, crate::record::Xid> {
     w.iter().map(|w| (w.liid.clone(), w.xid)).collect()
@@ -797,7 +807,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         },
         None => start_delivery(&all, &wfile, &config.paths.spool_dir, &status, &give_up)?,
     };
-    let (outputs, xids) = match &poi {
+    let (outputs, maps) = match &poi {
         Some(p) => {
             let cfg = ForwardConfig {
                 mdf: p.mdf.clone(),
@@ -807,16 +817,18 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 max_spool_bytes: p.max_spool_bytes,
                 write_per_pdu: p.write_per_pdu,
             };
-            let f =
-                Forward::start(&cfg, xids_of(&all.warrants), &config.paths.spool_dir)?.with_give_up(give_up.clone());
-            let xids = f.xids();
-            (crate::deliver::outputs::Outputs::forward_only(&case_root, f), Some(xids))
+            let f = Forward::start(&cfg, xids_of(&all.warrants), mdfs_of(&all), &config.paths.spool_dir)?
+                .with_give_up(give_up.clone());
+            let maps = (f.xids(), f.routes());
+            (crate::deliver::outputs::Outputs::forward_only(&case_root, f), Some(maps))
         }
         None => (crate::deliver::outputs::Outputs::create(&case_root)?, None),
     };
+    let (xids, mdf_routes) = maps.unzip();
     let mut out = Outputs {
         out: outputs,
         xids,
+        mdf_routes,
         delivery: None,
         status,
         give_up,
@@ -1066,8 +1078,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         Some(f) => {
             let f = f.finish().map_err(|_| anyhow!("the X2/X3 forwarder thread panicked"))?;
             let r = f.finish(wait);
-            tracing::info!(mdf = %r.mdf, complete = r.complete, x2 = r.counts.x2, x3 = r.counts.x3,
-                still_spooled = r.channel.still_spooled_bytes, "X2/X3 forwarding");
+            tracing::info!(mdf = %r.mdf, other_mdfs = r.others.len(), complete = r.complete, x2 = r.counts.x2,
+                x3 = r.counts.x3, still_spooled = r.still_spooled_bytes(), "X2/X3 forwarding");
             Some(r)
         }
         None => None,
@@ -1127,6 +1139,11 @@ fn reload(
         if let Ok(mut m) = x.write() {
             // The removed ones' last records (flow ends, deactivation) still go out.
             m.extend(xids_of(&new.warrants));
+        }
+        if let Some(Ok(mut r)) = out.mdf_routes.as_ref().map(|r| r.write()) {
+            // Only ever added to: a removed warrant's last records, still queued for the
+            // forwarder, go where the warrant went, never to another MDF.
+            r.extend(mdfs_of(&new));
         }
         engine.set_warrants(new.warrants.clone(), recorder, out);
         if let Ok(mut m) = x.write() {

@@ -107,6 +107,7 @@ pub fn lea_template(configured: Option<&toml::Table>, file: &Warrants) -> Option
 pub fn merge(file: &Warrants, core: &X1Core, configured_template: Option<&toml::Table>, now: Timestamp) -> Warrants {
     let x1 = core.warrants(now);
     let mut out = file.clone();
+    out.destinations = x1.destinations;
     for w in x1.warrants {
         if file.warrants.iter().any(|f| f.liid == w.liid) {
             tracing::error!(liid = %w.liid, "an X1 task uses a LIID of the warrants file: the file's warrant applies");

@@ -189,6 +189,9 @@ pub struct Warrants {
     pub warrants: Vec<Warrant>,
     /// The `[[lea]]` tables, uninterpreted (each a `toml::Value::Table`).
     pub lea: Vec<toml::Value>,
+    /// X1 destinations by DID (a warrant from X1 names its DID as `lea`): where a POI sends a
+    /// task's X2/X3 (its MDF). Empty for a warrants file.
+    pub destinations: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -412,7 +415,11 @@ pub fn parse_warrants(text: &str, file: &str) -> Result<Warrants, WarrantError> 
         };
         warrants.push(Warrant { liid, start, end, scope, targets, lea, xid, line });
     }
-    Ok(Warrants { warrants, lea: raw.lea.into_iter().map(toml::Value::Table).collect() })
+    Ok(Warrants {
+        warrants,
+        lea: raw.lea.into_iter().map(toml::Value::Table).collect(),
+        destinations: Default::default(),
+    })
 }
 
 /// Reads and parses a warrants file.

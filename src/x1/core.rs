@@ -323,7 +323,8 @@ impl X1Core {
             Some(t) => self.lea_tables(t),
             None => Vec::new(),
         };
-        Warrants { warrants, lea }
+        let destinations = self.leas().into_iter().map(|l| (l.name, l.address)).collect();
+        Warrants { warrants, lea, destinations }
     }
 
     /// Implicit deactivation and four-eyes expiry; also run at the start of every `handle`.

@@ -6,11 +6,16 @@
 //! sent before it. A lost connection resends from that offset; the MDF drops what it had taken
 //! already by the stream position each PDU carries (the spool offset it was appended at, which
 //! only grows, across restarts too). A full spool holds the pipeline back (see `handover`).
+//!
+//! Which MDF: a warrant that came over X1 goes to its task's destination (the MDF the ADMF
+//! named, [`MdfRoutes`]); any other to the POI's own (`[node] mdf`). Each MDF has a spool and a
+//! connection of its own (`spool_dir/x2x3` for the POI's own, `spool_dir/x2x3-<address>` for
+//! the others), so that one MDF down holds back only its warrants.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -44,55 +49,131 @@ pub enum ForwardError {
     Spool(#[from] crate::deliver::handover::SpoolError),
 }
 
+/// Where each warrant's X2/X3 goes, by LIID: an MDF's `host:port` (its X1 task's
+/// destination). A LIID not in it goes to the POI's own MDF. Changed on a reload.
+pub type MdfRoutes = Arc<RwLock<HashMap<Liid, String>>>;
+
 /// What the forwarding did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ForwardReport {
+    /// The POI's own MDF and its channel.
     pub mdf: String,
     pub channel: ChannelReport,
+    /// The other MDFs X1 tasks named, and their channels.
+    pub others: Vec<(String, ChannelReport)>,
     pub counts: PoiCounts,
-    /// Everything spooled was confirmed by the MDF.
+    /// Everything spooled was confirmed by every MDF.
     pub complete: bool,
     pub alarms: Vec<String>,
 }
 
+impl ForwardReport {
+    /// Bytes spooled and not confirmed, over every MDF.
+    pub fn still_spooled_bytes(&self) -> u64 {
+        self.others.iter().fold(self.channel.still_spooled_bytes, |n, (_, c)| n.saturating_add(c.still_spooled_bytes))
+    }
+}
+
+/// One MDF's channel.
+struct MdfLink {
+    addr: String,
+    channels: Channels,
+}
+
 /// The running forwarder: a [`RecordSink`].
 pub struct Forward {
-    mdf: String,
+    cfg: ForwardConfig,
+    spool_dir: PathBuf,
+    tls: Option<Arc<rustls::ClientConfig>>,
     encoder: PoiEncoder,
-    channels: Channels,
+    routes: MdfRoutes,
+    /// The POI's own MDF first.
+    mdfs: Vec<MdfLink>,
     pdus: BytesMut,
     give_up: Arc<AtomicBool>,
     alarms: Vec<String>,
 }
 
+/// A directory name for an MDF's spool: its address with anything but `[A-Za-z0-9.-]` as `_`.
+fn spool_name(addr: &str) -> String {
+    let a: String = addr.chars().map(|c| if c.is_ascii_alphanumeric() || ".-".contains(c) { c } else { '_' }).collect();
+    format!("x2x3-{a}")
+}
+
 impl Forward {
-    /// Opens the spool `spool_dir/x2x3` and starts the sender.
-    pub fn start(cfg: &ForwardConfig, xids: HashMap<Liid, Xid>, spool_dir: &Path) -> Result<Forward, ForwardError> {
+    /// Opens the spool `spool_dir/x2x3` and starts the sender to the POI's own MDF, and one to
+    /// each MDF `routes` names.
+    pub fn start(
+        cfg: &ForwardConfig,
+        xids: HashMap<Liid, Xid>,
+        routes: HashMap<Liid, String>,
+        spool_dir: &Path,
+    ) -> Result<Forward, ForwardError> {
         let setup = |message: String| ForwardError::Setup { mdf: cfg.mdf.clone(), message };
         let tls = cfg.tls.as_ref().map(tls_config).transpose().map_err(setup)?;
-        let spool = Spool::open(&spool_dir.join("x2x3"), "x2x3", cfg.max_spool_bytes)?;
-        let spec = ChannelSpec {
-            label: format!("x2x3 {}", cfg.mdf),
-            spool,
-            addr: cfg.mdf.clone(),
+        let mut f = Forward {
+            cfg: cfg.clone(),
+            spool_dir: spool_dir.to_path_buf(),
             tls,
-            link: Arc::new(X2x3Link { max_pdu: DEFAULT_MAX_PDU, write_per_pdu: cfg.write_per_pdu }),
-            keepalive: cfg.keepalive,
-        };
-        let channels = Channels::start(vec![spec], "tapir-x2x3").map_err(|e| setup(e.to_string()))?;
-        Ok(Forward {
-            mdf: cfg.mdf.clone(),
             encoder: PoiEncoder::new(xids, Some(&cfg.name)),
-            channels,
+            routes: Arc::new(RwLock::new(HashMap::new())),
+            mdfs: Vec::new(),
             pdus: BytesMut::new(),
             give_up: Arc::new(AtomicBool::new(false)),
             alarms: Vec::new(),
-        })
+        };
+        f.open(&cfg.mdf, "x2x3")?;
+        let mut others: Vec<&String> = routes.values().filter(|a| **a != cfg.mdf).collect();
+        others.sort();
+        others.dedup();
+        for a in others {
+            f.open(a, &spool_name(a))?;
+        }
+        if let Ok(mut r) = f.routes.write() {
+            *r = routes;
+        }
+        Ok(f)
+    }
+
+    /// Starts the channel to the MDF at `addr`, spooled in `spool_dir/<dir>`.
+    fn open(&mut self, addr: &str, dir: &str) -> Result<usize, ForwardError> {
+        let setup = |message: String| ForwardError::Setup { mdf: addr.to_string(), message };
+        let spool = Spool::open(&self.spool_dir.join(dir), "x2x3", self.cfg.max_spool_bytes)?;
+        let spec = ChannelSpec {
+            label: format!("x2x3 {addr}"),
+            spool,
+            addr: addr.to_string(),
+            tls: self.tls.clone(),
+            link: Arc::new(X2x3Link { max_pdu: DEFAULT_MAX_PDU, write_per_pdu: self.cfg.write_per_pdu }),
+            keepalive: self.cfg.keepalive,
+        };
+        let channels = Channels::start(vec![spec], "tapir-x2x3").map_err(|e| setup(e.to_string()))?;
+        self.mdfs.push(MdfLink { addr: addr.to_string(), channels });
+        Ok(self.mdfs.len() - 1)
+    }
+
+    /// The channel of the MDF at `addr`, started on first use (a task a reload brought).
+    fn link(&mut self, addr: &str) -> Option<usize> {
+        if let Some(i) = self.mdfs.iter().position(|m| m.addr == addr) {
+            return Some(i);
+        }
+        match self.open(addr, &spool_name(addr)) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                alarm(&mut self.alarms, e.to_string());
+                None
+            }
+        }
     }
 
     /// The map of XIDs to change when the warrants change.
     pub fn xids(&self) -> Xids {
         self.encoder.xids()
+    }
+
+    /// The map of MDFs to change when the warrants change.
+    pub fn routes(&self) -> MdfRoutes {
+        self.routes.clone()
     }
 
     /// Uses `flag` as the give-up flag (see `Delivery::with_give_up`).
@@ -101,24 +182,35 @@ impl Forward {
         self
     }
 
-    /// fsync, then waits until the MDF confirmed everything or `wait` has passed; what is not
-    /// confirmed stays in the spool for the next run.
+    /// fsync, then waits until every MDF confirmed everything or `wait` has passed; what is
+    /// not confirmed stays in the spools for the next run.
     pub fn finish(mut self, wait: Duration) -> ForwardReport {
-        if let Err(e) = self.channels.sync() {
-            alarm(&mut self.alarms, e.to_string());
+        let deadline = Instant::now() + wait;
+        for m in &mut self.mdfs {
+            if let Err(e) = m.channels.sync() {
+                alarm(&mut self.alarms, e.to_string());
+            }
         }
-        self.channels.wait_confirmed(Instant::now() + wait);
-        self.channels.stop();
+        for m in &self.mdfs {
+            m.channels.wait_confirmed(deadline);
+        }
+        for m in &mut self.mdfs {
+            m.channels.stop();
+        }
         self.report()
     }
 
     pub fn report(&self) -> ForwardReport {
-        let channel = self.channels.report(0);
+        let mut channels = self.mdfs.iter().map(|m| (m.addr.clone(), m.channels.report(0)));
+        let (mdf, channel) = channels.next().unwrap_or_default();
+        let others: Vec<(String, ChannelReport)> = channels.collect();
+        let complete = channel.still_spooled_bytes == 0 && others.iter().all(|(_, c)| c.still_spooled_bytes == 0);
         ForwardReport {
-            mdf: self.mdf.clone(),
-            complete: channel.still_spooled_bytes == 0,
+            mdf,
             channel,
+            others,
             counts: self.encoder.counts.clone(),
+            complete,
             alarms: self.alarms.clone(),
         }
     }
@@ -131,13 +223,34 @@ fn alarm(alarms: &mut Vec<String>, a: String) {
     }
 }
 
+/// The warrant a record belongs to.
+fn liid_of<'a>(rec: &'a Record<'_>) -> &'a Liid {
+    match rec {
+        Record::Iri(r) => &r.liid,
+        Record::Cc(c) => c.liid,
+        Record::ObjectBegin { liid, .. }
+        | Record::ObjectData { liid, .. }
+        | Record::ObjectGap { liid, .. }
+        | Record::SessionClosed { liid, .. } => liid,
+        Record::ObjectEnd(o, _) => &o.liid,
+    }
+}
+
 impl RecordSink for Forward {
     fn record(&mut self, rec: Record<'_>) {
         self.pdus.clear();
         if self.encoder.encode(&rec, &mut self.pdus) == 0 {
             return;
         }
-        let Forward { channels, pdus, give_up, alarms, .. } = self;
+        let routed = self.routes.read().ok().and_then(|r| r.get(liid_of(&rec)).cloned());
+        let at = match routed.filter(|a| *a != self.cfg.mdf) {
+            None => Some(0),
+            Some(addr) => self.link(&addr),
+        };
+        let Forward { mdfs, pdus, give_up, alarms, .. } = self;
+        let Some(channels) = at.and_then(|i| mdfs.get_mut(i)).map(|m| &mut m.channels) else {
+            return alarm(alarms, "X2/X3: a record for an MDF whose spool did not open: not sent".into());
+        };
         let give_up = || give_up.load(Ordering::Relaxed);
         // The encoder's own output: framed whole, within the maximum.
         while let Ok(Some(mut pdu)) = X2x3Codec::new(usize::MAX).decode(pdus) {
