@@ -428,11 +428,17 @@ async fn session_inner(
             sent = next;
             last_send = Instant::now();
         }
-        let unconfirmed = sent > sh.spool.lock().map_err(lock_err)?.delivered();
+        let (unconfirmed, held) = {
+            let sp = sh.spool.lock().map_err(lock_err)?;
+            (sent > sp.delivered(), sp.held())
+        };
         let idle = last_send.elapsed() >= t.keepalive;
         // Confirmation is asked for after every PROBE_EVERY bytes, and when the spool is drained
-        // at most once per PROBE_MIN_GAP.
-        let drained = !sent_some && (last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
+        // at most once per PROBE_MIN_GAP. A held spool (an MDF's) is let go a checkpoint at a
+        // time: each drained checkpoint is confirmed at once, so that what a crash makes it send
+        // again is at most what was in flight.
+        let drained =
+            !sent_some && (held || last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
         if probe.is_none() && (((drained || since_probe >= PROBE_EVERY) && unconfirmed) || idle) {
             out.clear();
             t.link.keep_alive(ka_seq, &mut out)?;

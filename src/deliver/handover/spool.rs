@@ -279,6 +279,11 @@ impl Spool {
         }
     }
 
+    /// Whether the sender is held (an MDF's spool).
+    pub fn held(&self) -> bool {
+        self.readable.is_some()
+    }
+
     /// No hold any more: everything appended may go.
     pub fn release(&mut self) {
         self.readable = None;
