@@ -112,6 +112,7 @@ mod x2x3_live;
 mod x2x3_records;
 mod x2x3_roles;
 mod x2x3_third_party;
+mod x2x3_vmi;
 mod x2x3_x1;
 
 /// Every tests/*.rs is a module here or a `[[test]]` target of its own in Cargo.toml: with

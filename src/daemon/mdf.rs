@@ -25,7 +25,7 @@ use super::run::{
 use crate::deliver::handover::{parse_leas, Delivery, Held, SpoolHandle};
 use crate::deliver::x2x3::journal::{Entry, Epoch, Journal, Recovery, TaskEntry};
 use crate::deliver::x2x3::listen::{Batch, Handoff, ListenConfig, Listening};
-use crate::deliver::x2x3::records::{MdfIntake, Task};
+use crate::deliver::x2x3::records::{capture_time, MdfIntake, Task};
 use crate::pipeline::{Recorder, Totals};
 use crate::record::{Liid, Numbers, Xid};
 use crate::select::Warrant;
@@ -34,6 +34,9 @@ use crate::timestamp::Timestamp;
 /// Refusals logged one by one before only their count goes on (a POI gone wrong could
 /// otherwise fill the log).
 const LOGGED_REFUSALS: u64 = 20;
+
+/// No PDU for this long: the MDF's clock may move on by itself (see the loop).
+const QUIET: Duration = Duration::from_secs(1);
 
 fn tasks_of(w: &[Warrant]) -> HashMap<Xid, Task> {
     w.iter().map(|w| (w.xid, Task { liid: w.liid.clone(), scope: w.scope })).collect()
@@ -62,11 +65,14 @@ fn journal_given_up(e: &dyn std::fmt::Display) {
 
 impl Taker {
     /// One PDU from `poi`: journaled (when `journal` is given), then taken. The record stage's
-    /// inspections fall due by the capture time taken so far, not by the clock, so that a
-    /// recovery meets them at the same points.
+    /// inspections fall due by capture time, not by the clock (so that a recovery meets them at
+    /// the same points), before the PDU whose time they fall due by, as in a replay.
     fn take(&mut self, journal: Option<&mut Journal>, poi: &Arc<str>, pdu: &[u8]) {
         if let Some(Err(e)) = journal.map(|j| j.pdu(poi, pdu)) {
             journal_given_up(&e);
+        }
+        if let Some(t) = capture_time(pdu).filter(|&t| self.recorder.next_due().is_some_and(|d| d <= t)) {
+            self.recorder.due(t, &mut self.out);
         }
         let mut sink = self.recorder.sink(&mut self.out);
         if let Err(e) = self.intake.pdu(poi, pdu, &mut sink) {
@@ -75,7 +81,15 @@ impl Taker {
                 tracing::warn!(poi = %poi, error = %e, "X2/X3 PDU refused");
             }
         }
-        self.recorder.due(self.intake.latest, &mut self.out);
+    }
+
+    /// A quiet MDF's clock moves to `ts` (journaled, so that a recovery moves it at the same
+    /// point): the inspections due by then are recorded.
+    fn tick(&mut self, journal: Option<&mut Journal>, ts: Timestamp) {
+        if let Some(Err(e)) = journal.map(|j| j.append(&Entry::Tick(ts.nanos()))) {
+            journal_given_up(&e);
+        }
+        self.recorder.due(ts, &mut self.out);
     }
 
     fn set_tasks(&mut self, tasks: &[TaskEntry]) {
@@ -133,6 +147,7 @@ impl Taker {
                     pdus += 1;
                 }
                 Entry::Tasks(t) => self.set_tasks(&t),
+                Entry::Tick(t) => self.tick(None, Timestamp(t)),
                 Entry::Epoch(_) | Entry::Checkpoint(_) => {}
             }
         }
@@ -293,10 +308,12 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
 
     let mut reloads = 0u64;
     let mut last_flush = Instant::now();
+    let mut last_batch = Instant::now();
     let wait = Duration::from_secs(config.limits.deliver_wait_secs);
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(batch) => {
+                last_batch = Instant::now();
                 for pdu in &batch.pdus {
                     taker.take(journal.as_mut(), &batch.poi, pdu);
                 }
@@ -314,7 +331,22 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                     }
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                // Quiet: capture time stands still, and an inspection that fell due after the
+                // last PDU would wait for the next. Live capture's time is the wall clock's, so
+                // it moves on to that (journaled), and what it records is released at once.
+                let wall = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX));
+                let due = taker.recorder.next_due().filter(|&t| t <= wall && t > taker.intake.latest);
+                if due.is_some() && last_batch.elapsed() >= QUIET {
+                    taker.tick(journal.as_mut(), wall);
+                    match &mut journal {
+                        Some(j) => {
+                            taker.checkpoint(j);
+                        }
+                        None => taker.out.out.flush(),
+                    }
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_flush.elapsed() >= Duration::from_millis(100) {

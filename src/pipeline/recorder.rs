@@ -86,6 +86,11 @@ impl Recorder {
         }
     }
 
+    /// When the next inspection falls due for [`Recorder::due`], if one is waiting.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.intake.as_ref()?.next_due()
+    }
+
     /// Live capture: the inspections finished by now, never waiting.
     pub fn poll(&mut self, inner: &mut dyn RecordSink) {
         let Some(intake) = self.intake.as_mut() else { return };

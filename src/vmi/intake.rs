@@ -583,6 +583,17 @@ impl Intake {
         }
     }
 
+    /// The capture time at which the next inspection falls due for [`Intake::wait_due`] (its
+    /// image's end plus [`REPLAY_GRACE_NS`]), if any is waiting.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let ready = self.ready.iter().map(|i| i.image.last_seen).min();
+        let first = match (ready, self.outstanding.front().copied()) {
+            (Some(r), Some(o)) => r.min(o),
+            (r, o) => r.or(o)?,
+        };
+        Some(Timestamp(first.nanos().saturating_add(REPLAY_GRACE_NS)))
+    }
+
     /// Inspections finished since the last call (never waits).
     pub fn poll(&mut self) -> Vec<Inspection> {
         self.push_waiting();

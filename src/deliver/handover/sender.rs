@@ -437,8 +437,7 @@ async fn session_inner(
         // at most once per PROBE_MIN_GAP. A held spool (an MDF's) is let go a checkpoint at a
         // time: each drained checkpoint is confirmed at once, so that what a crash makes it send
         // again is at most what was in flight.
-        let drained =
-            !sent_some && (held || last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
+        let drained = !sent_some && (held || last_ka.elapsed() >= PROBE_MIN_GAP || sh.full.load(Ordering::Relaxed));
         if probe.is_none() && (((drained || since_probe >= PROBE_EVERY) && unconfirmed) || idle) {
             out.clear();
             t.link.keep_alive(ka_seq, &mut out)?;

@@ -78,6 +78,9 @@ pub enum Entry {
     Tasks(Vec<TaskEntry>),
     /// The HI spools' ends (by channel label) when everything before was taken.
     Checkpoint(HashMap<String, u64>),
+    /// A quiet MDF's clock moved to this capture time (ns): the inspections due by then were
+    /// recorded here.
+    Tick(i64),
 }
 
 impl Entry {
@@ -101,6 +104,11 @@ impl Entry {
                 put_pdu(out, poi, pdu);
                 Ok(())
             }
+            Entry::Tick(t) => {
+                out.push(b'K');
+                out.extend_from_slice(&t.to_be_bytes());
+                Ok(())
+            }
         };
     }
 
@@ -111,6 +119,7 @@ impl Entry {
             b'E' => Entry::Epoch(serde_json::from_slice(rest).map_err(bad)?),
             b'T' => Entry::Tasks(serde_json::from_slice(rest).map_err(bad)?),
             b'C' => Entry::Checkpoint(serde_json::from_slice(rest).map_err(bad)?),
+            b'K' => Entry::Tick(i64::from_be_bytes(rest.try_into().map_err(|_| "tick of the wrong length")?)),
             b'P' => {
                 let (&n, rest) = rest.split_first().ok_or("PDU record without a POI")?;
                 let name = rest.get(..usize::from(n)).ok_or("POI name past the record")?;
@@ -349,12 +358,12 @@ mod tests {
     #[test]
     fn every_record_round_trips() {
         let tasks = Entry::Tasks(vec![("0f".into(), "LIID-1".into(), Scope::Iri)]);
-        for e in [epoch("/cases/a"), pdu(3), tasks, Entry::Checkpoint(ends(9))] {
+        for e in [epoch("/cases/a"), pdu(3), tasks, Entry::Checkpoint(ends(9)), Entry::Tick(-5)] {
             let mut b = Vec::new();
             e.encode(&mut b);
             assert_eq!(Entry::decode(&b).unwrap(), e);
         }
-        for bad in [&b""[..], b"X", b"P", b"P\x05ab", b"C{", b"E[]"] {
+        for bad in [&b""[..], b"X", b"P", b"P\x05ab", b"C{", b"E[]", b"K\x00\x01"] {
             assert!(Entry::decode(bad).is_err(), "{bad:?}");
         }
     }

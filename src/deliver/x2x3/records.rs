@@ -360,6 +360,11 @@ pub fn position(v: &PduView<'_>) -> Option<u64> {
     })
 }
 
+/// The capture time a framed PDU carries (its timestamp attribute), if it parses and has one.
+pub fn capture_time(frame: &[u8]) -> Option<Timestamp> {
+    PduView::parse(frame).ok()?.0.timestamp()
+}
+
 /// To or from the target, or unknown.
 fn direction(from_target: Option<bool>) -> PayloadDirection {
     match from_target {
