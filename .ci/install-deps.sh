@@ -45,13 +45,13 @@ fi
 # (framemd5, ffprobe -count_frames); sip-tester (SIPp) places the SIP call of tests/analyze_sip.rs.
 # GStreamer's RTSP server (gir1.2-gst-rtsp-server-1.0 through the system python3-gi, with the
 # demuxer, parsers and payloaders of plugins-good/-bad) serves the RTSP PLAY session of
-# tests/analyze_rtsp.rs.
+# tests/analyze_rtsp.rs. Headless chromium opens the case reports of tests/report_html.rs.
 PACKAGES=(tshark tcpdump tcpflow tcpreplay ncat lftp nftables iproute2 iputils-ping ethtool
           file curl gzip python3 python3-pip openssl qemu-utils fdisk gdisk genisoimage xz-utils zstd
           bzip2 zip unzip tar time freeradius-utils socat systemd swaks libpcap-dev
           e2fsprogs openssh-client dosfstools mtools ntfs-3g lvm2 xfsprogs btrfs-progs samba-libs libhivex-bin
           ffmpeg sip-tester python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-          gstreamer1.0-plugins-bad postfix)
+          gstreamer1.0-plugins-bad postfix chromium)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privs;
 pub mod record;
+pub mod report;
 pub mod select;
 pub mod timestamp;
 pub mod vmi;

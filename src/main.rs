@@ -123,6 +123,15 @@ enum Cmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// A case as one self-contained HTML page for an analyst: the verification verdict, and per
+    /// LIID the warrant, identities and why, a timeline, sessions and objects.
+    Report {
+        case: PathBuf,
+        /// Where to write it (default: CASE.html beside the case directory; not inside it,
+        /// where it would be a file the manifest does not list).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// ETSI TS 102 232 PS-PDUs (a raw BER stream, as on an HI2/HI3 connection) to JSON lines.
     Decode {
         /// A file of PS-PDUs, or `-` for standard input.
@@ -246,6 +255,7 @@ fn main() {
             cfg.and_then(|cfg| lemf(cfg, &out, (tls_ca, tls_cert, tls_key), verify_key, max_pdu))
         }
         Cmd::Verify { case, public_key } => verify(&case, public_key.as_deref()),
+        Cmd::Report { case, out } => report(&case, out),
         Cmd::Decode { input } => decode(&input),
         Cmd::Run { config } => tapir::daemon::load_config(&config).map_err(Into::into).and_then(|c| {
             tapir::daemon::init_logging();
@@ -585,6 +595,27 @@ fn verify(case: &Path, public_key: Option<&str>) -> Result<()> {
         line.push_str(&format!("INCOMPLETE: {why}\n"));
     }
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    Ok(())
+}
+
+/// `tapir report`.
+fn report(case: &Path, out: Option<PathBuf>) -> Result<()> {
+    let case = case.components().as_path().to_path_buf();
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let name = case.file_name().ok_or_else(|| anyhow::anyhow!("{}: not a directory name", case.display()))?;
+            case.with_file_name(format!("{}.html", name.to_string_lossy()))
+        }
+    };
+    let verdict = match manifest::verify(&case, None) {
+        Ok(v) => tapir::report::Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
+        Err(e) => tapir::report::Verdict::Failed(e.to_string()),
+    };
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let page = tapir::report::render(&case, &verdict, dir)?;
+    std::fs::write(&out, page).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", out.display());
     Ok(())
 }
 

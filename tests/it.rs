@@ -92,6 +92,7 @@ mod replay_app;
 mod replay_cli;
 mod replay_fixtures;
 mod replay_workers;
+mod report_html;
 mod scope_matrix;
 mod select_events;
 mod select_feed;

@@ -1,0 +1,481 @@
+//! `tapir report`: a case as one self-contained HTML page an analyst can read.
+//!
+//! Built from the case files alone (`MANIFEST.json` and its signature, each LIID's `iri.jsonl`
+//! and `objects.jsonl`), so the same case always makes the same bytes: no clock, no random,
+//! every list in a fixed order. The page needs nothing but a browser: styles and the little
+//! script that filters the timeline and sorts the tables are inline, nothing is fetched, and
+//! object bytes are linked by their path relative to the page.
+//!
+//! Everything in a case came off the wire or from a target: every string is escaped
+//! ([`esc`]) before it is written, attribute or text, so a hostile mail subject or file name is
+//! shown as the text it is, never markup or script.
+//!
+//! Per LIID the page shows: the warrant (window, activation), the identities and addresses the
+//! target had and why (association records with their provenance chains), one time-sorted
+//! timeline of every record with a filter by kind, the sessions (peers, protocol, times,
+//! packets and bytes each way) and the objects (name, kind, format verdict, digests, size, a
+//! link to the bytes; pictures as thumbnails, audio and video playable).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: not a case directory (no MANIFEST.json)", .0.display())]
+    NotACase(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `tapir verify` says of the case, shown at the top.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Every listed file's digest holds under a valid signature, no file is unlisted.
+    Verified {
+        files: usize,
+        signer: String,
+        incomplete: Option<String>,
+    },
+    Failed(String),
+}
+
+/// HTML-escapes `s` for text and for attribute values in double quotes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as short text: strings bare, the rest as JSON.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// A record time for reading: `2026-11-22 17:08:23.291785` (the case's full RFC 3339 value is
+/// the cell's title).
+fn when(v: &Value) -> String {
+    let t = text(v);
+    let t = t.strip_suffix('Z').unwrap_or(&t);
+    let t = match t.split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{}", frac.get(..6).unwrap_or(frac)),
+        None => t.to_string(),
+    };
+    t.replacen('T', " ", 1)
+}
+
+/// A time cell: readable text, the exact value as its title and sort key.
+fn time_cell(v: &Value) -> String {
+    let t = esc(&text(v));
+    format!("<td class=\"t\" title=\"{t}\" data-v=\"{t}\">{}</td>", esc(&when(v)))
+}
+
+/// An object of fields as `key=value` pairs (nested values as compact JSON).
+fn pairs(v: &Value, skip: &[&str]) -> String {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, v)| !skip.contains(&k.as_str()) && !v.is_null())
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect::<Vec<_>>()
+            .join("  "),
+        v => text(v),
+    }
+}
+
+/// One LIID's records, as the case holds them.
+struct Liid {
+    name: String,
+    iri: Vec<Value>,
+    objects: Vec<Value>,
+}
+
+fn read_lines(path: &Path) -> Result<Vec<Value>, ReportError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ReportError::Io { path: path.to_path_buf(), source }),
+    };
+    // A line that does not parse is shown as it is, not dropped: the page hides nothing.
+    Ok(text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_string()))).collect())
+}
+
+fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
+    if !case.join("MANIFEST.json").is_file() {
+        return Err(ReportError::NotACase(case.to_path_buf()));
+    }
+    let io = |source| ReportError::Io { path: case.to_path_buf(), source };
+    let mut names: Vec<String> = std::fs::read_dir(case)
+        .map_err(io)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("iri.jsonl").is_file() || e.path().join("objects.jsonl").is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let dir = case.join(&name);
+            Ok(Liid {
+                iri: read_lines(&dir.join("iri.jsonl"))?,
+                objects: read_lines(&dir.join("objects.jsonl"))?,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// `to` as seen from directory `from`: a relative path when both are on one tree.
+fn relative(from: &Path, to: &Path) -> String {
+    let (Ok(from), Ok(to)) = (from.canonicalize(), to.canonicalize()) else { return to.display().to_string() };
+    let f: Vec<Component> = from.components().collect();
+    let t: Vec<Component> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut p = PathBuf::new();
+    for _ in common..f.len() {
+        p.push("..");
+    }
+    for c in &t[common..] {
+        p.push(c);
+    }
+    p.display().to_string()
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 3em;color:#222}\
+h1{font-size:1.5em}h2{border-bottom:2px solid #446;margin-top:2em}h3{margin-top:1.5em}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;text-align:left;max-width:70em;overflow-wrap:anywhere}\
+th{background:#eef;cursor:pointer}td.n{text-align:right}td.t{white-space:nowrap}code{font-size:12px}\
+.ok{background:#dfd;border:1px solid #6a6;padding:.5em}.bad{background:#fdd;border:1px solid #a66;padding:.5em}\
+.chain{color:#555;font-size:12px}img.thumb{max-width:160px;max-height:120px}\
+tr.k-object td:first-child{border-left:4px solid #b70}tr.k-session-begin td:first-child,tr.k-session-end td:first-child{border-left:4px solid #37a}\
+tr.k-association td:first-child{border-left:4px solid #7a3}tr.k-warrant td:first-child{border-left:4px solid #a37}\
+tr.k-vmi td:first-child{border-left:4px solid #a0a}";
+
+/// Filters the timeline by kind (also from the address: `#hide=object,http` opens the page
+/// with those kinds hidden) and sorts a table by a clicked header: nothing else runs.
+const SCRIPT: &str = "function show(b){var t=document.getElementById(b.dataset.table);\
+t.querySelectorAll('tr[data-kind=\"'+b.value+'\"]').forEach(function(r){r.hidden=!b.checked;});}\
+var hide=(location.hash.match(/hide=([^&]*)/)||[,''])[1].split(',');\
+document.querySelectorAll('input.kind').forEach(function(b){if(hide.indexOf(b.value)>=0){b.checked=false;show(b);}\
+b.addEventListener('change',function(){show(b);});});\
+document.querySelectorAll('table.sortable th').forEach(function(h,i){h.addEventListener('click',function(){\
+var tb=h.closest('table').tBodies[0];var rows=Array.from(tb.rows);var asc=h.dataset.asc!=='1';h.dataset.asc=asc?'1':'0';\
+rows.sort(function(a,b){var x=a.cells[h.cellIndex].dataset.v||a.cells[h.cellIndex].textContent,y=b.cells[h.cellIndex].dataset.v||b.cells[h.cellIndex].textContent;\
+var nx=parseFloat(x),ny=parseFloat(y);var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c;});rows.forEach(function(r){tb.appendChild(r);});});});";
+
+/// Writes the report of `case`, with `verdict` at the top, for a page saved in `out_dir`.
+pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, ReportError> {
+    let liids = read_case(case)?;
+    let base = relative(out_dir, case);
+    let title = case.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\
+         <title>Case {}</title><style>{STYLE}</style></head><body>\n<h1>Case {}</h1>\n",
+        esc(title),
+        esc(title)
+    );
+    match verdict {
+        Verdict::Verified { files, signer, incomplete } => {
+            let _ = writeln!(
+                h,
+                "<p class=\"ok\" id=\"verdict\">Verified: {files} files, every digest as signed by {}.{}</p>",
+                esc(signer),
+                incomplete.as_ref().map(|w| format!(" <b>INCOMPLETE:</b> {}", esc(w))).unwrap_or_default()
+            );
+        }
+        Verdict::Failed(why) => {
+            let _ = writeln!(h, "<p class=\"bad\" id=\"verdict\">NOT VERIFIED: {}</p>", esc(why));
+        }
+    }
+    h.push_str("<nav><ul>");
+    for l in &liids {
+        let _ = write!(h, "<li><a href=\"#{0}\">{0}</a></li>", esc(&l.name));
+    }
+    h.push_str("</ul></nav>\n");
+    for l in &liids {
+        liid_section(&mut h, l, &base);
+    }
+    let _ = write!(h, "<script>{SCRIPT}</script>\n</body></html>\n");
+    Ok(h)
+}
+
+fn liid_section(h: &mut String, l: &Liid, base: &str) {
+    let id = esc(&l.name);
+    let _ = writeln!(h, "<section id=\"{id}\"><h2>LIID {id}</h2>");
+    warrant(h, l);
+    identities(h, l);
+    timeline(h, l);
+    sessions(h, l);
+    objects(h, l, base);
+    h.push_str("</section>\n");
+}
+
+fn warrant(h: &mut String, l: &Liid) {
+    h.push_str("<h3>Warrant</h3><table><tr><th>time</th><th>what</th><th>window</th></tr>");
+    for r in l.iri.iter().filter(|r| r["event"] == "warrant") {
+        let _ = write!(
+            h,
+            "<tr>{}<td>{}</td><td>{} to {}</td></tr>",
+            time_cell(&r["ts"]),
+            esc(&text(&r["op"])),
+            esc(&when(&r["start"])),
+            esc(&when(&r["end"]))
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// What the target was known by, and since when, in the provenance chain's own words.
+fn identities(h: &mut String, l: &Liid) {
+    h.push_str("<h3>Identities, addresses, VMs and images</h3><table><tr><th>time</th><th>what</th><th>detail</th><th>selectors</th><th>why (provenance)</th></tr>");
+    for r in l.iri.iter().filter(|r| r["event"] == "association") {
+        let detail = pairs(&r["detail"], &[]);
+        let sel =
+            |k: &str| r[k].as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let selectors = [("+", sel("selectors_added")), ("-", sel("selectors_removed"))]
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(sign, s)| format!("{sign} {s}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = write!(
+            h,
+            "<tr>{}<td>{}</td><td>{}</td><td>{}</td><td class=\"chain\">{}</td></tr>",
+            time_cell(&r["ts"]),
+            esc(&text(&r["what"])),
+            esc(&detail),
+            esc(&selectors),
+            chain(&r["provenance"])
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// A provenance chain as lines of text.
+fn chain(p: &Value) -> String {
+    let mut lines: Vec<String> = vec![format!("{} via {}", text(&p["target"]), text(&p["selector"]))];
+    if let Some(c) = p["chain"].as_array() {
+        lines.extend(c.iter().map(text));
+    }
+    lines.iter().map(|s| esc(s)).collect::<Vec<_>>().join("<br>")
+}
+
+/// A record's one-line summary for the timeline.
+fn summary(r: &Value) -> String {
+    let flow = |r: &Value| {
+        format!("{} {} → {}", text(&r["flow"]["proto"]), text(&r["flow"]["orig"]), text(&r["flow"]["resp"]))
+    };
+    match r["event"].as_str().unwrap_or("") {
+        "warrant" => format!("warrant {}", text(&r["op"])),
+        "association" => format!("{}  {}", text(&r["what"]), pairs(&r["detail"], &[])),
+        "session-begin" => flow(r),
+        "session-end" => format!("{} ({})", flow(r), text(&r["reason"])),
+        "object" => format!(
+            "{} {} ({} bytes, sha256 {})",
+            text(&r["kind"]),
+            text(r.get("name").unwrap_or(&Value::Null)),
+            text(&r["size"]),
+            text(&r["sha256"])
+        ),
+        _ => {
+            // Application events (FTP, HTTP, SMTP, ...) and findings: their fields but the
+            // ones every record has.
+            pairs(r, &["seq", "liid", "ts", "event", "cin", "provenance"])
+        }
+    }
+}
+
+fn timeline(h: &mut String, l: &Liid) {
+    let mut rows: Vec<&Value> = l.iri.iter().collect();
+    // By time, then as the case has them (a stable sort keeps the case's order on ties).
+    rows.sort_by(|a, b| text(&a["ts"]).cmp(&text(&b["ts"])));
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &rows {
+        *kinds.entry(text(&r["event"])).or_default() += 1;
+    }
+    let table = format!("timeline-{}", esc(&l.name));
+    h.push_str("<h3>Timeline</h3><p>");
+    for (k, n) in &kinds {
+        let _ = write!(
+            h,
+            "<label><input type=\"checkbox\" class=\"kind\" data-table=\"{table}\" value=\"{0}\" checked> {0} ({n})</label> ",
+            esc(k)
+        );
+    }
+    let _ = write!(
+        h,
+        "</p><table id=\"{table}\"><thead><tr><th>time</th><th>kind</th><th>CIN</th><th>what</th></tr></thead><tbody>"
+    );
+    for r in rows {
+        let kind = esc(&text(&r["event"]));
+        let _ = write!(
+            h,
+            "<tr class=\"k-{kind}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            time_cell(&r["ts"]),
+            esc(&text(&r["cin"])),
+            esc(&summary(r))
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+fn sessions(h: &mut String, l: &Liid) {
+    // A session's begin and end share its CIN; the end has the counters.
+    let mut by_cin: BTreeMap<u64, (Option<&Value>, Option<&Value>)> = BTreeMap::new();
+    for r in &l.iri {
+        let Some(cin) = r["cin"].as_u64() else { continue };
+        match r["event"].as_str() {
+            Some("session-begin") => by_cin.entry(cin).or_default().0 = Some(r),
+            Some("session-end") => by_cin.entry(cin).or_default().1 = Some(r),
+            _ => {}
+        }
+    }
+    h.push_str(
+        "<h3>Sessions</h3><table class=\"sortable\"><thead><tr><th>CIN</th><th>protocol</th><th>originator</th>\
+         <th>responder</th><th>start</th><th>end</th><th>packets →</th><th>packets ←</th><th>bytes →</th>\
+         <th>bytes ←</th><th>ended by</th></tr></thead><tbody>",
+    );
+    for (cin, (b, e)) in by_cin {
+        let any = b.or(e).unwrap_or(&Value::Null);
+        let c = |k: &str, i: usize| e.map(|e| text(&e["counters"][k][i])).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&text(&any["flow"]["proto"])),
+            esc(&text(&any["flow"]["orig"])),
+            esc(&text(&any["flow"]["resp"])),
+            time_cell(b.map_or(&Value::Null, |b| &b["ts"])),
+            time_cell(e.map_or(&Value::Null, |e| &e["ts"])),
+            esc(&c("packets", 0)),
+            esc(&c("packets", 1)),
+            esc(&c("bytes", 0)),
+            esc(&c("bytes", 1)),
+            esc(&e.map(|e| text(&e["reason"])).unwrap_or_default())
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+/// An object's name for a reader: its file name, its mail's subject, its stream's URL.
+fn object_name(o: &Value) -> String {
+    let c = &o["context"];
+    for v in [&o["name"], &c["subject"], &c["url"], &c["uri"], &c["place"]] {
+        let t = text(v);
+        if !t.is_empty() {
+            return t;
+        }
+    }
+    format!("object {}", text(&o["id"]))
+}
+
+fn objects(h: &mut String, l: &Liid, base: &str) {
+    h.push_str(
+        "<h3>Objects</h3><table class=\"sortable\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>format</th>\
+         <th>size</th><th>first seen</th><th>SHA-256</th><th>MD5</th><th>bytes</th></tr></thead><tbody>",
+    );
+    let mut objs: Vec<&Value> = l.objects.iter().collect();
+    objs.sort_by_key(|o| o["id"].as_u64().unwrap_or(u64::MAX));
+    for o in objs {
+        let path = text(&o["path"]);
+        // Only a path of the case's own form (objects/<sha256>) is linked: nothing in the
+        // case may point the page elsewhere.
+        let safe =
+            path.strip_prefix("objects/").is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let href = format!("{base}/{}/{path}", l.name);
+        let format = text(&o["format"]["format"]);
+        let link = match (safe, format.as_str()) {
+            (false, _) => String::new(),
+            (true, "png" | "jpeg" | "gif" | "webp") => {
+                format!("<a href=\"{0}\"><img class=\"thumb\" src=\"{0}\" alt=\"\"></a>", esc(&href))
+            }
+            (true, "mp4" | "webm" | "matroska" | "mkv") => {
+                format!(
+                    "<video controls preload=\"metadata\" src=\"{0}\"></video><br><a href=\"{0}\">bytes</a>",
+                    esc(&href)
+                )
+            }
+            (true, "mp3" | "ogg" | "wav" | "flac") => {
+                format!(
+                    "<audio controls preload=\"metadata\" src=\"{0}\"></audio><br><a href=\"{0}\">bytes</a>",
+                    esc(&href)
+                )
+            }
+            (true, _) => format!("<a href=\"{}\">bytes</a>", esc(&href)),
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td class=\"n\">{}</td>{}\
+             <td><code>{}</code></td><td><code>{}</code></td><td>{link}</td></tr>",
+            esc(&text(&o["id"])),
+            esc(&object_name(o)),
+            esc(&text(&o["kind"])),
+            esc(&text(&o["format"]["reason"])),
+            esc(&format),
+            esc(&text(&o["size"])),
+            time_cell(&o["first_seen"]),
+            esc(&text(&o["sha256"])),
+            esc(&text(&o["md5"]))
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_from_the_wire_is_escaped() {
+        let d = tempfile::tempdir().unwrap();
+        let case = d.path().join("case");
+        let l = case.join("LIID-<b>");
+        std::fs::create_dir_all(&l).unwrap();
+        std::fs::write(case.join("MANIFEST.json"), "{}").unwrap();
+        let hostile = r#"<script>alert(1)</script><img src=x onerror=alert(2)>"#;
+        let iri = serde_json::json!({"seq": 0, "liid": "L", "ts": "2026-01-01T00:00:00Z", "event": "smtp",
+            "subject": hostile, "cin": 1});
+        std::fs::write(l.join("iri.jsonl"), format!("{iri}\n")).unwrap();
+        let obj = serde_json::json!({"id": 1, "name": hostile, "kind": "mail", "path": "../../etc/passwd",
+            "format": {"format": "\"><script>x</script>", "reason": hostile}, "sha256": "ab", "context": {}});
+        std::fs::write(l.join("objects.jsonl"), format!("{obj}\n")).unwrap();
+        let page = render(&case, &Verdict::Failed(hostile.into()), d.path()).unwrap();
+        // One script: the page's own, at its end.
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(!page.contains("<img src=x") && !page.contains("<b>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // A path not of the case's form is not linked.
+        assert!(!page.contains("etc/passwd\""), "{page}");
+    }
+
+    #[test]
+    fn relative_paths_go_up_and_down() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(d.path().join("c")).unwrap();
+        assert_eq!(relative(&d.path().join("c"), &d.path().join("a/b")), "../a/b");
+        assert_eq!(relative(d.path(), &d.path().join("a")), "a");
+    }
+}
