@@ -608,10 +608,7 @@ fn report(case: &Path, out: Option<PathBuf>) -> Result<()> {
             case.with_file_name(format!("{}.html", name.to_string_lossy()))
         }
     };
-    let verdict = match manifest::verify(&case, None) {
-        Ok(v) => tapir::report::Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
-        Err(e) => tapir::report::Verdict::Failed(e.to_string()),
-    };
+    let verdict = tapir::report::verdict_of(&case);
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let page = tapir::report::render(&case, &verdict, dir)?;
     std::fs::write(&out, page).with_context(|| format!("writing {}", out.display()))?;

@@ -117,3 +117,61 @@ fn a_case_report_opens_in_a_browser_with_the_timeline_in_order_and_every_file_se
 fn dom_hidden(page: &Path) -> String {
     dom(page, "#hide=object")
 }
+
+/// The CINs of the sessions table of `liid`'s section.
+fn session_cins(dom: &str, liid: &str) -> Vec<String> {
+    let section = &dom[dom.find(&format!("<section id=\"{liid}\"")).unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    let start = section.find("<h3>Sessions</h3>").unwrap();
+    let table = &section[start..start + section[start..].find("</table>").unwrap()];
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|r| r.split("</td>").next().unwrap().rsplit('>').next().unwrap().to_string())
+        .collect()
+}
+
+/// The receiving side's view: the same report from what `tapir lemf` wrote of the delivery,
+/// with the LEMF's account of the streams at the top; the timeline holds every HI2 PDU the
+/// LEMF decoded, and the sessions are the case's.
+#[test]
+fn the_lemfs_directory_makes_the_same_report_of_what_was_delivered() {
+    let d = tempfile::tempdir().unwrap();
+    let (hi2, hi3) = (crate::common::free_port(), crate::common::free_port());
+    let w = d.path().join("w.toml");
+    let text = std::fs::read_to_string(root().join("pcaps/warrants.toml")).unwrap()
+        + &format!(
+            "\n[[lea]]\nname = \"lea\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER\"\n\
+             network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 1\n"
+        );
+    std::fs::write(&w, text).unwrap();
+    let lemf_out = d.path().join("received");
+    let lemf = crate::common::Lemf::start(hi2, Some(hi3), &lemf_out);
+    let case = d.path().join("case");
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .arg(root().join("pcaps/http-put.pcap"))
+        .arg(root().join("pcaps/ftp-upload.pcap"))
+        .arg("--warrants")
+        .arg(&w)
+        .arg("--associations")
+        .arg(root().join("pcaps/seed.events.jsonl"))
+        .arg("--out")
+        .arg(&case)
+        .arg("--deliver")
+        .arg(d.path().join("spool"))
+        .args(["--deliver-wait", "10", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lemf.stop();
+    let received = dom(&report(&lemf_out, None), "");
+    assert!(received.contains("id=\"verdict\">Received by the LEMF: "), "the LEMF's account at the top");
+    assert!(received.contains(" 0 gaps, 0 repeated, 0 undecodable"), "{}", &received[..2000.min(received.len())]);
+    let lines = std::fs::read_to_string(lemf_out.join("LIID-JOE-0001/iri.jsonl")).unwrap().lines().count();
+    assert_eq!(rows(&received, "timeline-LIID-JOE-0001").len(), lines);
+    let recorded = dom(&report(&case, None), "");
+    let cins = session_cins(&recorded, "LIID-JOE-0001");
+    assert!(cins.len() >= 5, "{cins:?}");
+    assert_eq!(session_cins(&received, "LIID-JOE-0001"), cins, "the sessions delivered are the sessions recorded");
+}

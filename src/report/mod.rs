@@ -24,7 +24,7 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}: not a case directory (no MANIFEST.json)", .0.display())]
+    #[error("{}: not a case directory (no MANIFEST.json) nor an LEMF's (no report.json)", .0.display())]
     NotACase(PathBuf),
     #[error("{}: {source}", path.display())]
     Io {
@@ -34,7 +34,8 @@ pub enum ReportError {
     },
 }
 
-/// What `tapir verify` says of the case, shown at the top.
+/// What `tapir verify` says of the case, shown at the top; or, for what `tapir lemf` received,
+/// its account of the streams.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
     /// Every listed file's digest holds under a valid signature, no file is unlisted.
@@ -44,6 +45,40 @@ pub enum Verdict {
         incomplete: Option<String>,
     },
     Failed(String),
+    /// An LEMF's directory (`report.json`): what arrived, and what is missing or repeated.
+    Received {
+        pdus: u64,
+        streams: usize,
+        gaps: usize,
+        duplicates: u64,
+        undecodable: u64,
+        integrity_failed: u64,
+    },
+}
+
+/// The verdict on `dir`: its signed manifest checked as `tapir verify` does, or, for an LEMF's
+/// directory, its receiving report summed up.
+pub fn verdict_of(dir: &Path) -> Verdict {
+    let lemf = dir.join("report.json");
+    if !dir.join("MANIFEST.json").exists() && lemf.is_file() {
+        let r: Value = std::fs::read(&lemf).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+        let streams = r["streams"].as_object();
+        let sum = |k: &str| streams.map_or(0, |s| s.values().map(|v| v[k].as_u64().unwrap_or(0)).sum());
+        let gaps = streams.map_or(0, |s| s.values().map(|v| v["gaps"].as_array().map_or(0, Vec::len)).sum());
+        return Verdict::Received {
+            pdus: sum("pdus"),
+            streams: streams.map_or(0, |s| s.len()),
+            gaps,
+            duplicates: sum("duplicates"),
+            undecodable: r["undecodable"].as_u64().unwrap_or(0),
+            integrity_failed: r["integrity"]["hash_failed"].as_u64().unwrap_or(0)
+                + r["integrity"]["signature_failed"].as_u64().unwrap_or(0),
+        };
+    }
+    match crate::deliver::manifest::verify(dir, None) {
+        Ok(v) => Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
+        Err(e) => Verdict::Failed(e.to_string()),
+    }
 }
 
 /// HTML-escapes `s` for text and for attribute values in double quotes.
@@ -116,11 +151,34 @@ fn read_lines(path: &Path) -> Result<Vec<Value>, ReportError> {
         Err(source) => return Err(ReportError::Io { path: path.to_path_buf(), source }),
     };
     // A line that does not parse is shown as it is, not dropped: the page hides nothing.
-    Ok(text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_string()))).collect())
+    Ok(text
+        .lines()
+        .map(|l| serde_json::from_str(l).map(as_case_record).unwrap_or_else(|_| Value::String(l.to_string())))
+        .collect())
+}
+
+/// The case record inside a line of an LEMF's `iri.jsonl` (one decoded HI2 PDU: tapir's
+/// national parameters carry the record whole), or the line as it is. A PDU without one (an HI1
+/// notification, an EmailIRI) is kept as a `hi2` record of its time and CIN.
+fn as_case_record(line: Value) -> Value {
+    if line.get("event").is_some() || line.get("iri").is_none() {
+        return line;
+    }
+    fn find(v: &Value) -> Option<&Value> {
+        match v {
+            Value::Object(m) => m.get("caseRecord").or_else(|| m.values().find_map(find)),
+            Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    match find(&line["iri"]) {
+        Some(r) => r.clone(),
+        None => serde_json::json!({"event": "hi2", "ts": line["ts"], "cin": line["cin"], "pdu": line["iri"]}),
+    }
 }
 
 fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
-    if !case.join("MANIFEST.json").is_file() {
+    if !case.join("MANIFEST.json").is_file() && !case.join("report.json").is_file() {
         return Err(ReportError::NotACase(case.to_path_buf()));
     }
     let io = |source| ReportError::Io { path: case.to_path_buf(), source };
@@ -207,6 +265,15 @@ pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, 
         }
         Verdict::Failed(why) => {
             let _ = writeln!(h, "<p class=\"bad\" id=\"verdict\">NOT VERIFIED: {}</p>", esc(why));
+        }
+        Verdict::Received { pdus, streams, gaps, duplicates, undecodable, integrity_failed } => {
+            let whole = *gaps == 0 && *undecodable == 0 && *integrity_failed == 0;
+            let _ = writeln!(
+                h,
+                "<p class=\"{}\" id=\"verdict\">Received by the LEMF: {pdus} PDUs in {streams} streams; \
+                 {gaps} gaps, {duplicates} repeated, {undecodable} undecodable, {integrity_failed} integrity checks failed.</p>",
+                if whole { "ok" } else { "bad" }
+            );
         }
     }
     h.push_str("<nav><ul>");
