@@ -102,6 +102,42 @@ fn a_case_report_opens_in_a_browser_with_the_timeline_in_order_and_every_file_se
             assert!(row.contains(&format!("href=\"case/LIID-JOE-0001/objects/{sha}\"")), "{row}");
         }
     }
+    // The association graph, as the seed events (the control plane's and RADIUS's input, not
+    // tapir's output) tell it: joe's access address, the image registered from his upload, the
+    // VM ann started from it and its address.
+    let seed: Vec<Value> = std::fs::read_to_string(root().join("pcaps/seed.events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let access = seed.iter().find(|e| e["event"] == "access.start" && e["subscriber"] == "joe").unwrap();
+    let image = seed.iter().find(|e| e["event"] == "image.create" && e["owner"] == "joe").unwrap();
+    let vm = seed.iter().find(|e| e["event"] == "instance.start" && e["image"] == image["image"]).unwrap();
+    let (ip, img, inst) =
+        (access["ip"].as_str().unwrap(), image["image"].as_str().unwrap(), vm["instance"].as_str().unwrap());
+    let vm_ip = vm["ports"][0]["ips"][0].as_str().unwrap();
+    let graph = &dom[dom.find("<svg id=\"graph-LIID-JOE-0001\"").expect("the graph")..];
+    let graph = &graph[..graph.find("</svg>").unwrap()];
+    for node in
+        ["sub:joe".to_string(), format!("ip:{ip}"), format!("img:{img}"), format!("vm:{inst}"), format!("ip:{vm_ip}")]
+    {
+        assert!(graph.contains(&format!("data-id=\"{node}\"")), "node {node}");
+    }
+    assert!(graph.contains(&format!("started by {}", vm["owner"].as_str().unwrap())), "who started the VM");
+    for (from, to) in [
+        ("sub:joe".to_string(), format!("ip:{ip}")),
+        (format!("img:{img}"), format!("vm:{inst}")),
+        (format!("vm:{inst}"), format!("ip:{vm_ip}")),
+    ] {
+        assert!(graph.contains(&format!("data-from=\"{from}\" data-to=\"{to}\"")), "edge {from} -> {to}");
+    }
+    // The upload the image was registered from: joe's address uploaded it, it became the image.
+    let upload = graph.split("<g ").find(|g| g.contains(">upload ")).expect("the upload node");
+    let upload_id = upload.split("data-id=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(graph.contains(&format!("data-from=\"ip:{ip}\" data-to=\"{upload_id}\"")));
+    assert!(graph.contains(&format!("data-from=\"{upload_id}\" data-to=\"img:{img}\"")));
+    assert!(upload.contains(image["name"].as_str().unwrap()), "{upload}");
+
     // Hiding a kind from the address: the script unchecks it and hides its rows, only those.
     let dom = dom_hidden(&page);
     let timeline = rows(&dom, "timeline-LIID-JOE-0001");

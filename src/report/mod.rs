@@ -11,7 +11,9 @@
 //! shown as the text it is, never markup or script.
 //!
 //! Per LIID the page shows: the warrant (window, activation), the identities and addresses the
-//! target had and why (association records with their provenance chains), one time-sorted
+//! target had and why (association records with their provenance chains), the association
+//! graph as a picture ([`graph`]: subscriber, addresses, uploads, images, VMs and who started
+//! them, their sessions and objects), one time-sorted
 //! timeline of every record with a filter by kind, the sessions (peers, protocol, times,
 //! packets and bytes each way) and the objects (name, kind, format verdict, digests, size, a
 //! link to the bytes; pictures as thumbnails, audio and video playable).
@@ -21,6 +23,8 @@ use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
+
+mod graph;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -226,7 +230,9 @@ th{background:#eef;cursor:pointer}td.n{text-align:right}td.t{white-space:nowrap}
 .chain{color:#555;font-size:12px}img.thumb{max-width:160px;max-height:120px}\
 tr.k-object td:first-child{border-left:4px solid #b70}tr.k-session-begin td:first-child,tr.k-session-end td:first-child{border-left:4px solid #37a}\
 tr.k-association td:first-child{border-left:4px solid #7a3}tr.k-warrant td:first-child{border-left:4px solid #a37}\
-tr.k-vmi td:first-child{border-left:4px solid #a0a}";
+tr.k-vmi td:first-child{border-left:4px solid #a0a}div.scroll{overflow-x:auto}\
+svg.graph rect{fill:#f4f4fb;stroke:#668}svg.graph .n-sub rect{fill:#fde}svg.graph .n-ip rect{fill:#dfd}\
+svg.graph .n-img rect{fill:#ffd}svg.graph .n-vm rect{fill:#def}svg.graph .n-obj rect{fill:#fed}";
 
 /// Filters the timeline by kind (also from the address: `#hide=object,http` opens the page
 /// with those kinds hidden) and sorts a table by a clicked header: nothing else runs.
@@ -293,6 +299,10 @@ fn liid_section(h: &mut String, l: &Liid, base: &str) {
     let _ = writeln!(h, "<section id=\"{id}\"><h2>LIID {id}</h2>");
     warrant(h, l);
     identities(h, l);
+    let svg = graph::Graph::of(&l.iri, &l.objects).svg(&l.name);
+    if !svg.is_empty() {
+        let _ = writeln!(h, "<h3>Association graph</h3><div class=\"scroll\">{svg}</div>");
+    }
     timeline(h, l);
     sessions(h, l);
     objects(h, l, base);
