@@ -161,7 +161,7 @@ fn session_cins(dom: &str, liid: &str) -> Vec<String> {
     let start = section.find("<h3>Sessions</h3>").unwrap();
     let table = &section[start..start + section[start..].find("</table>").unwrap()];
     table
-        .split("<tr>")
+        .split("<tr")
         .skip(2)
         .map(|r| r.split("</td>").next().unwrap().rsplit('>').next().unwrap().to_string())
         .collect()

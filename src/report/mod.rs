@@ -230,19 +230,22 @@ th{background:#eef;cursor:pointer}td.n{text-align:right}td.t{white-space:nowrap}
 .chain{color:#555;font-size:12px}img.thumb{max-width:160px;max-height:120px}\
 tr.k-object td:first-child{border-left:4px solid #b70}tr.k-session-begin td:first-child,tr.k-session-end td:first-child{border-left:4px solid #37a}\
 tr.k-association td:first-child{border-left:4px solid #7a3}tr.k-warrant td:first-child{border-left:4px solid #a37}\
-tr.k-vmi td:first-child{border-left:4px solid #a0a}div.scroll{overflow-x:auto}\
+tr.k-vmi td:first-child{border-left:4px solid #a0a}div.scroll{overflow-x:auto}table.paged tr.more{display:none}\
 svg.graph rect{fill:#f4f4fb;stroke:#668}svg.graph .n-sub rect{fill:#fde}svg.graph .n-ip rect{fill:#dfd}\
 svg.graph .n-img rect{fill:#ffd}svg.graph .n-vm rect{fill:#def}svg.graph .n-obj rect{fill:#fed}";
 
 /// Filters the timeline by kind (also from the address: `#hide=object,http` opens the page
-/// with those kinds hidden) and sorts a table by a clicked header: nothing else runs.
-const SCRIPT: &str = "function show(b){var t=document.getElementById(b.dataset.table);\
+/// with those kinds hidden), shows a long table's kept-back rows, and sorts a table by a
+/// clicked header (showing all its rows): nothing else runs.
+const SCRIPT: &str = "document.querySelectorAll('button.all').forEach(function(b){b.addEventListener('click',function(){\
+document.getElementById(b.dataset.table).classList.remove('paged');b.remove();});});\
+function show(b){var t=document.getElementById(b.dataset.table);\
 t.querySelectorAll('tr[data-kind=\"'+b.value+'\"]').forEach(function(r){r.hidden=!b.checked;});}\
 var hide=(location.hash.match(/hide=([^&]*)/)||[,''])[1].split(',');\
 document.querySelectorAll('input.kind').forEach(function(b){if(hide.indexOf(b.value)>=0){b.checked=false;show(b);}\
 b.addEventListener('change',function(){show(b);});});\
 document.querySelectorAll('table.sortable th').forEach(function(h,i){h.addEventListener('click',function(){\
-var tb=h.closest('table').tBodies[0];var rows=Array.from(tb.rows);var asc=h.dataset.asc!=='1';h.dataset.asc=asc?'1':'0';\
+var tb=h.closest('table').tBodies[0];h.closest('table').classList.remove('paged');var rows=Array.from(tb.rows);var asc=h.dataset.asc!=='1';h.dataset.asc=asc?'1':'0';\
 rows.sort(function(a,b){var x=a.cells[h.cellIndex].dataset.v||a.cells[h.cellIndex].textContent,y=b.cells[h.cellIndex].dataset.v||b.cells[h.cellIndex].textContent;\
 var nx=parseFloat(x),ny=parseFloat(y);var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c;});rows.forEach(function(r){tb.appendChild(r);});});});";
 
@@ -359,6 +362,27 @@ fn chain(p: &Value) -> String {
     lines.iter().map(|s| esc(s)).collect::<Vec<_>>().join("<br>")
 }
 
+/// Rows a table shows at first: a browser lays out tens of thousands of rows slowly, so the
+/// rest wait behind a "show all" button (they are in the page: a search finds them).
+const PAGE: usize = 500;
+
+/// The class that keeps row `i` back until "show all".
+fn more(i: usize) -> &'static str {
+    if i >= PAGE {
+        " more"
+    } else {
+        ""
+    }
+}
+
+/// Closes table `id` of `n` rows, with its "show all" button when some are kept back.
+fn end_table(h: &mut String, id: &str, n: usize) {
+    h.push_str("</tbody></table>\n");
+    if n > PAGE {
+        let _ = writeln!(h, "<p><button class=\"all\" data-table=\"{id}\">Show all {n} rows</button></p>");
+    }
+}
+
 /// A record's one-line summary for the timeline.
 fn summary(r: &Value) -> String {
     let flow = |r: &Value| {
@@ -403,19 +427,21 @@ fn timeline(h: &mut String, l: &Liid) {
     }
     let _ = write!(
         h,
-        "</p><table id=\"{table}\"><thead><tr><th>time</th><th>kind</th><th>CIN</th><th>what</th></tr></thead><tbody>"
+        "</p><table id=\"{table}\" class=\"paged\"><thead><tr><th>time</th><th>kind</th><th>CIN</th><th>what</th></tr></thead><tbody>"
     );
-    for r in rows {
+    let n = rows.len();
+    for (i, r) in rows.into_iter().enumerate() {
         let kind = esc(&text(&r["event"]));
         let _ = write!(
             h,
-            "<tr class=\"k-{kind}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr class=\"k-{kind}{}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            more(i),
             time_cell(&r["ts"]),
             esc(&text(&r["cin"])),
             esc(&summary(r))
         );
     }
-    h.push_str("</tbody></table>\n");
+    end_table(h, &table, n);
 }
 
 fn sessions(h: &mut String, l: &Liid) {
@@ -429,18 +455,22 @@ fn sessions(h: &mut String, l: &Liid) {
             _ => {}
         }
     }
-    h.push_str(
-        "<h3>Sessions</h3><table class=\"sortable\"><thead><tr><th>CIN</th><th>protocol</th><th>originator</th>\
-         <th>responder</th><th>start</th><th>end</th><th>packets →</th><th>packets ←</th><th>bytes →</th>\
-         <th>bytes ←</th><th>ended by</th></tr></thead><tbody>",
+    let table = format!("sessions-{}", esc(&l.name));
+    let _ = write!(
+        h,
+        "<h3>Sessions</h3><table id=\"{table}\" class=\"sortable paged\"><thead><tr><th>CIN</th><th>protocol</th>\
+         <th>originator</th><th>responder</th><th>start</th><th>end</th><th>packets →</th><th>packets ←</th>\
+         <th>bytes →</th><th>bytes ←</th><th>ended by</th></tr></thead><tbody>",
     );
-    for (cin, (b, e)) in by_cin {
+    let n = by_cin.len();
+    for (i, (cin, (b, e))) in by_cin.into_iter().enumerate() {
         let any = b.or(e).unwrap_or(&Value::Null);
         let c = |k: &str, i: usize| e.map(|e| text(&e["counters"][k][i])).unwrap_or_default();
         let _ = write!(
             h,
-            "<tr><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
+            "<tr class=\"{}\"><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            more(i).trim(),
             esc(&text(&any["flow"]["proto"])),
             esc(&text(&any["flow"]["orig"])),
             esc(&text(&any["flow"]["resp"])),
@@ -453,7 +483,7 @@ fn sessions(h: &mut String, l: &Liid) {
             esc(&e.map(|e| text(&e["reason"])).unwrap_or_default())
         );
     }
-    h.push_str("</tbody></table>\n");
+    end_table(h, &table, n);
 }
 
 /// An object's name for a reader: its file name, its mail's subject, its stream's URL.
@@ -469,13 +499,16 @@ fn object_name(o: &Value) -> String {
 }
 
 fn objects(h: &mut String, l: &Liid, base: &str) {
-    h.push_str(
-        "<h3>Objects</h3><table class=\"sortable\"><thead><tr><th>id</th><th>name</th><th>kind</th><th>format</th>\
-         <th>size</th><th>first seen</th><th>SHA-256</th><th>MD5</th><th>bytes</th></tr></thead><tbody>",
+    let table = format!("objects-{}", esc(&l.name));
+    let _ = write!(
+        h,
+        "<h3>Objects</h3><table id=\"{table}\" class=\"sortable paged\"><thead><tr><th>id</th><th>name</th><th>kind</th>\
+         <th>format</th><th>size</th><th>first seen</th><th>SHA-256</th><th>MD5</th><th>bytes</th></tr></thead><tbody>",
     );
     let mut objs: Vec<&Value> = l.objects.iter().collect();
     objs.sort_by_key(|o| o["id"].as_u64().unwrap_or(u64::MAX));
-    for o in objs {
+    let n = objs.len();
+    for (i, o) in objs.into_iter().enumerate() {
         let path = text(&o["path"]);
         // Only a path of the case's own form (objects/<sha256>) is linked: nothing in the
         // case may point the page elsewhere.
@@ -504,8 +537,9 @@ fn objects(h: &mut String, l: &Liid, base: &str) {
         };
         let _ = write!(
             h,
-            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td class=\"n\">{}</td>{}\
+            "<tr class=\"{}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td class=\"n\">{}</td>{}\
              <td><code>{}</code></td><td><code>{}</code></td><td>{link}</td></tr>",
+            more(i).trim(),
             esc(&text(&o["id"])),
             esc(&object_name(o)),
             esc(&text(&o["kind"])),
@@ -517,7 +551,7 @@ fn objects(h: &mut String, l: &Liid, base: &str) {
             esc(&text(&o["md5"]))
         );
     }
-    h.push_str("</tbody></table>\n");
+    end_table(h, &table, n);
 }
 
 #[cfg(test)]
