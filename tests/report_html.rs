@@ -211,3 +211,57 @@ fn the_lemfs_directory_makes_the_same_report_of_what_was_delivered() {
     assert!(cins.len() >= 5, "{cins:?}");
     assert_eq!(session_cins(&received, "LIID-JOE-0001"), cins, "the sessions delivered are the sessions recorded");
 }
+
+/// The second use case's report: the image's findings as the fixture's own truth has them
+/// (`vmi.expect.json`, read back from the raw disk with debugfs), and when the VM started from
+/// it will run its crontab (the instance's start, from the control plane's event, plus the
+/// `sleep 3600` of its `@reboot` line).
+#[test]
+fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_plan() {
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/vmi.expect.json")).unwrap()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let (events, started) = crate::common::vmi_fixture_events(d.path(), &e);
+    let w = d.path().join("w.toml");
+    std::fs::write(
+        &w,
+        "[[warrant]]\nliid = \"LIID-V\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+         scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\", \"subscriber:joe\"]\n",
+    )
+    .unwrap();
+    let case = d.path().join("case");
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .arg(root().join("pcaps/app/vmi.pcap"))
+        .arg("--warrants")
+        .arg(&w)
+        .arg("--associations")
+        .arg(&events)
+        .arg("--out")
+        .arg(&case)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dom = dom(&report(&case, None), "");
+    let at = dom.find("<h3>VM-image findings</h3>").expect("a findings section");
+    let findings = &dom[at..at + dom[at..].find("<h3>Timeline</h3>").unwrap()];
+    let v = &e["vmi"];
+    for want in [
+        v["os_pretty_name"].as_str().unwrap(),
+        v["hostname"].as_str().unwrap(),
+        v["outbox"]["path"].as_str().unwrap(),
+        v["outbox"]["sha256"].as_str().unwrap(),
+        v["crontab_sha256"].as_str().unwrap(),
+        v["media"]["sha256"].as_str().unwrap(),
+    ] {
+        assert!(findings.contains(want), "{want} not in the findings");
+    }
+    for user in v["users"].as_array().unwrap() {
+        assert!(findings.contains(&format!("{} (uid", user.as_str().unwrap())), "user {user}");
+    }
+    // The crontab line, as the page shows it (escaped: `&&` is `&amp;&amp;` in the markup).
+    assert!(findings.contains(&v["crontab_line"].as_str().unwrap().replace('&', "&amp;")));
+    let next = chrono::DateTime::from_timestamp(started + 3600, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert!(findings.contains(&format!("next {next}")), "the crontab's next run, {next}");
+}

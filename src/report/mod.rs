@@ -306,6 +306,7 @@ fn liid_section(h: &mut String, l: &Liid, base: &str) {
     if !svg.is_empty() {
         let _ = writeln!(h, "<h3>Association graph</h3><div class=\"scroll\">{svg}</div>");
     }
+    findings(h, l);
     timeline(h, l);
     sessions(h, l);
     objects(h, l, base);
@@ -406,6 +407,94 @@ fn summary(r: &Value) -> String {
             pairs(r, &["seq", "liid", "ts", "event", "cin", "provenance"])
         }
     }
+}
+
+/// What the inspection of each image found (a `vmi` record), and the run times the crontab plan
+/// of a VM started from it predicts.
+fn findings(h: &mut String, l: &Liid) {
+    let found: Vec<&Value> = l.iri.iter().filter(|r| r["event"] == "vmi").collect();
+    if found.is_empty() {
+        return;
+    }
+    h.push_str("<h3>VM-image findings</h3>");
+    let list = |v: &Value, f: &dyn Fn(&Value) -> String| -> String {
+        v.as_array().map(|a| a.iter().map(|x| esc(&f(x))).collect::<Vec<_>>().join("<br>")).unwrap_or_default()
+    };
+    for r in found {
+        let user = |u: &Value| {
+            let groups =
+                u["groups"].as_array().map(|g| g.iter().map(text).collect::<Vec<_>>().join(",")).unwrap_or_default();
+            format!(
+                "{} (uid {}, password {}{})",
+                text(&u["name"]),
+                text(&u["uid"]),
+                text(&u["password"]),
+                if groups.is_empty() { String::new() } else { format!(", groups {groups}") }
+            )
+        };
+        let cron = |c: &Value| format!("{}: {}", text(&c["place"]), text(&c["line"]));
+        let artifact = |a: &Value| {
+            let what = [&a["subject"], &a["fingerprint"], &a["format"]]
+                .iter()
+                .map(|v| text(v))
+                .find(|t| !t.is_empty())
+                .unwrap_or_default();
+            format!(
+                "{} {} {} ({} bytes, sha256 {})",
+                text(&a["kind"]),
+                text(&a["place"]),
+                what,
+                text(&a["size"]),
+                text(&a["sha256"])
+            )
+        };
+        let _ = write!(
+            h,
+            "<table class=\"finding\"><tr><th>image</th><td>{} ({}, object {}), sha256 <code>{}</code></td></tr>\
+             <tr><th>outcome</th><td>{}</td></tr><tr><th>OS</th><td>{}</td></tr><tr><th>hostname</th><td>{}</td></tr>\
+             <tr><th>users</th><td>{}</td></tr><tr><th>crontabs</th><td>{}</td></tr><tr><th>artifacts</th><td>{}</td></tr></table>",
+            esc(&text(&r["image_name"])),
+            esc(&text(&r["container"])),
+            esc(&text(&r["image_object"])),
+            esc(&text(&r["image_sha256"])),
+            esc(&text(&r["outcome"])),
+            esc(&text(&r["os"])),
+            esc(&text(&r["hostname"])),
+            list(&r["users"], &user),
+            list(&r["crontabs"], &cron),
+            list(&r["artifacts"], &artifact),
+        );
+    }
+    // A VM started from an inspected image: when its crontabs will run.
+    for r in l.iri.iter().filter(|r| r["event"] == "association" && r["what"] == "instance.crontab-plan") {
+        let d = &r["detail"];
+        let runs = d["runs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        format!(
+                            "{}: next {}",
+                            text(&x["line"]),
+                            x["next_runs"]
+                                .as_array()
+                                .map(|n| n.iter().map(text).collect::<Vec<_>>().join(", "))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<p class=\"plan\">VM {} from image {} (started {}): {}</p>",
+            esc(&text(&d["instance"])),
+            esc(&text(&d["image"])),
+            esc(&when(&d["started"])),
+            runs.iter().map(|s| esc(s)).collect::<Vec<_>>().join("; ")
+        );
+    }
+    h.push('\n');
 }
 
 fn timeline(h: &mut String, l: &Liid) {
