@@ -265,3 +265,47 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
     let next = chrono::DateTime::from_timestamp(started + 3600, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert!(findings.contains(&format!("next {next}")), "the crontab's next run, {next}");
 }
+
+/// Mails as an analyst reads them: every visible message of `pcaps/app/smtp.pcap` (swaks,
+/// smtplib, postfix) has its subject and Message-ID in the page, and the one with attachments
+/// lists them by name and decoded size, as the fixture's record of the files sent says. The
+/// page holds no markup from any mail (its only script is its own).
+#[test]
+fn mails_are_shown_as_text_with_their_attachments() {
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/smtp.expect.json")).unwrap()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let case = d.path().join("case");
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .arg(root().join("pcaps/app/smtp.pcap"))
+        .arg("--warrants")
+        .arg(root().join("pcaps/app/warrants.toml"))
+        .arg("--out")
+        .arg(&case)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dom = dom(&report(&case, None), "");
+    let mails: Vec<&str> =
+        dom.split("<details class=\"mail\">").skip(1).map(|m| &m[..m.find("</details>").unwrap()]).collect();
+    let visible: Vec<&Value> = e["files"].as_array().unwrap().iter().filter(|f| f["visible"] == true).collect();
+    assert!(visible.len() >= 7);
+    for f in &visible {
+        let id = f["message_id"].as_str().unwrap().trim_matches(['<', '>']);
+        let m =
+            mails.iter().find(|m| m.contains(&format!("Message-ID: {id}"))).unwrap_or_else(|| panic!("{id} not shown"));
+        assert!(m.contains(&format!("Subject: {}", f["subject"].as_str().unwrap())), "{m}");
+        for a in f["attachments"].as_array().unwrap() {
+            let line = format!(
+                "[attachment] {} {} ({} bytes)",
+                a["filename"].as_str().unwrap(),
+                a["content_type"].as_str().unwrap(),
+                a["size"]
+            );
+            assert!(m.contains(&line), "{line} in {m}");
+        }
+    }
+    assert_eq!(dom.matches("<script").count(), 1);
+}

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
+use mail_parser::MimeHeaders;
 use serde_json::Value;
 
 mod graph;
@@ -291,13 +292,13 @@ pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, 
     }
     h.push_str("</ul></nav>\n");
     for l in &liids {
-        liid_section(&mut h, l, &base);
+        liid_section(&mut h, l, &base, case);
     }
     let _ = write!(h, "<script>{SCRIPT}</script>\n</body></html>\n");
     Ok(h)
 }
 
-fn liid_section(h: &mut String, l: &Liid, base: &str) {
+fn liid_section(h: &mut String, l: &Liid, base: &str, case: &Path) {
     let id = esc(&l.name);
     let _ = writeln!(h, "<section id=\"{id}\"><h2>LIID {id}</h2>");
     warrant(h, l);
@@ -309,7 +310,7 @@ fn liid_section(h: &mut String, l: &Liid, base: &str) {
     findings(h, l);
     timeline(h, l);
     sessions(h, l);
-    objects(h, l, base);
+    objects(h, l, base, case);
     h.push_str("</section>\n");
 }
 
@@ -575,6 +576,59 @@ fn sessions(h: &mut String, l: &Liid) {
     end_table(h, &table, n);
 }
 
+/// Body text shown of a mail; the rest is in its bytes.
+const MAIL_TEXT: usize = 64 << 10;
+
+/// A mail as text to read (mail-parser): headers, the text body (an HTML one as text), and the
+/// attachments by name, type and size. Never markup from the mail: no remote content, no script.
+fn mail(bytes: &[u8]) -> String {
+    let Some(m) = mail_parser::MessageParser::default().parse(bytes) else { return String::new() };
+    let addrs = |a: Option<&mail_parser::Address>| {
+        a.map(|a| {
+            a.iter()
+                .map(|x| match (x.name(), x.address()) {
+                    (Some(n), Some(e)) => format!("{n} <{e}>"),
+                    (n, e) => n.or(e).unwrap_or_default().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    let mut out = String::from("<details class=\"mail\"><summary>read</summary><pre>");
+    for (k, v) in [
+        ("From", addrs(m.from())),
+        ("To", addrs(m.to())),
+        ("Cc", addrs(m.cc())),
+        ("Date", m.date().map(|d| d.to_rfc3339()).unwrap_or_default()),
+        ("Subject", m.subject().unwrap_or_default().to_string()),
+        ("Message-ID", m.message_id().unwrap_or_default().to_string()),
+    ] {
+        if !v.is_empty() {
+            out.push_str(&esc(&format!("{k}: {v}\n")));
+        }
+    }
+    let body = m.body_text(0).unwrap_or_default();
+    let cut: String = body.chars().take(MAIL_TEXT).collect();
+    out.push('\n');
+    out.push_str(&esc(&cut));
+    if cut.len() < body.len() {
+        out.push_str("\n[...]");
+    }
+    for a in m.attachments() {
+        let ty =
+            a.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default())).unwrap_or_default();
+        out.push_str(&esc(&format!(
+            "\n[attachment] {} {} ({} bytes)",
+            a.attachment_name().unwrap_or("(no name)"),
+            ty,
+            a.contents().len()
+        )));
+    }
+    out.push_str("</pre></details>");
+    out
+}
+
 /// An object's name for a reader: its file name, its mail's subject, its stream's URL.
 fn object_name(o: &Value) -> String {
     let c = &o["context"];
@@ -587,7 +641,7 @@ fn object_name(o: &Value) -> String {
     format!("object {}", text(&o["id"]))
 }
 
-fn objects(h: &mut String, l: &Liid, base: &str) {
+fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
     let table = format!("objects-{}", esc(&l.name));
     let _ = write!(
         h,
@@ -621,6 +675,10 @@ fn objects(h: &mut String, l: &Liid, base: &str) {
                     "<audio controls preload=\"metadata\" src=\"{0}\"></audio><br><a href=\"{0}\">bytes</a>",
                     esc(&href)
                 )
+            }
+            (true, _) if text(&o["kind"]) == "mail" => {
+                let bytes = std::fs::read(case.join(&l.name).join(&path)).unwrap_or_default();
+                format!("<a href=\"{}\">bytes</a>{}", esc(&href), mail(&bytes))
             }
             (true, _) => format!("<a href=\"{}\">bytes</a>", esc(&href)),
         };
