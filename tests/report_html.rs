@@ -38,16 +38,14 @@ fn time_of(row: &str) -> &str {
     &row[i..i + row[i..].find('"').unwrap()]
 }
 
-fn make_case(d: &Path) -> std::path::PathBuf {
+/// `tapir replay` of `pcaps` (paths under the crate) into `d/case`, with `args` (warrants,
+/// associations, delivery); the case's path.
+fn replay(d: &Path, pcaps: &[&str], args: &[&std::ffi::OsStr]) -> std::path::PathBuf {
     let case = d.join("case");
     let o = Command::new(TAPIR)
         .arg("replay")
-        .arg(root().join("pcaps/http-put.pcap"))
-        .arg(root().join("pcaps/ftp-upload.pcap"))
-        .arg("--warrants")
-        .arg(root().join("pcaps/warrants.toml"))
-        .arg("--associations")
-        .arg(root().join("pcaps/seed.events.jsonl"))
+        .args(pcaps.iter().map(|p| root().join(p)))
+        .args(args)
         .arg("--out")
         .arg(&case)
         .arg("-q")
@@ -55,6 +53,16 @@ fn make_case(d: &Path) -> std::path::PathBuf {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     case
+}
+
+/// The README's default job on two of its captures: a case of the fixtures.
+fn make_case(d: &Path) -> std::path::PathBuf {
+    let (w, e) = (root().join("pcaps/warrants.toml"), root().join("pcaps/seed.events.jsonl"));
+    replay(
+        d,
+        &["pcaps/http-put.pcap", "pcaps/ftp-upload.pcap"],
+        &["--warrants".as_ref(), w.as_os_str(), "--associations".as_ref(), e.as_os_str()],
+    )
 }
 
 fn report(case: &Path, out: Option<&Path>) -> std::path::PathBuf {
@@ -183,23 +191,21 @@ fn the_lemfs_directory_makes_the_same_report_of_what_was_delivered() {
     std::fs::write(&w, text).unwrap();
     let lemf_out = d.path().join("received");
     let lemf = crate::common::Lemf::start(hi2, Some(hi3), &lemf_out);
-    let case = d.path().join("case");
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .arg(root().join("pcaps/http-put.pcap"))
-        .arg(root().join("pcaps/ftp-upload.pcap"))
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--associations")
-        .arg(root().join("pcaps/seed.events.jsonl"))
-        .arg("--out")
-        .arg(&case)
-        .arg("--deliver")
-        .arg(d.path().join("spool"))
-        .args(["--deliver-wait", "10", "-q"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (events, spool) = (root().join("pcaps/seed.events.jsonl"), d.path().join("spool"));
+    let case = replay(
+        d.path(),
+        &["pcaps/http-put.pcap", "pcaps/ftp-upload.pcap"],
+        &[
+            "--warrants".as_ref(),
+            w.as_os_str(),
+            "--associations".as_ref(),
+            events.as_os_str(),
+            "--deliver".as_ref(),
+            spool.as_os_str(),
+            "--deliver-wait".as_ref(),
+            "10".as_ref(),
+        ],
+    );
     lemf.stop();
     let received = dom(&report(&lemf_out, None), "");
     assert!(received.contains("id=\"verdict\">Received by the LEMF: "), "the LEMF's account at the top");
@@ -229,20 +235,11 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
          scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\", \"subscriber:joe\"]\n",
     )
     .unwrap();
-    let case = d.path().join("case");
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .arg(root().join("pcaps/app/vmi.pcap"))
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--associations")
-        .arg(&events)
-        .arg("--out")
-        .arg(&case)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let case = replay(
+        d.path(),
+        &["pcaps/app/vmi.pcap"],
+        &["--warrants".as_ref(), w.as_os_str(), "--associations".as_ref(), events.as_os_str()],
+    );
     let dom = dom(&report(&case, None), "");
     let at = dom.find("<h3>VM-image findings</h3>").expect("a findings section");
     let findings = &dom[at..at + dom[at..].find("<h3>Timeline</h3>").unwrap()];
@@ -275,18 +272,8 @@ fn mails_are_shown_as_text_with_their_attachments() {
     let e: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/smtp.expect.json")).unwrap()).unwrap();
     let d = tempfile::tempdir().unwrap();
-    let case = d.path().join("case");
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .arg(root().join("pcaps/app/smtp.pcap"))
-        .arg("--warrants")
-        .arg(root().join("pcaps/app/warrants.toml"))
-        .arg("--out")
-        .arg(&case)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = root().join("pcaps/app/warrants.toml");
+    let case = replay(d.path(), &["pcaps/app/smtp.pcap"], &["--warrants".as_ref(), w.as_os_str()]);
     let dom = dom(&report(&case, None), "");
     let mails: Vec<&str> =
         dom.split("<details class=\"mail\">").skip(1).map(|m| &m[..m.find("</details>").unwrap()]).collect();

@@ -106,14 +106,20 @@ pub fn mdf(config: &Path) -> Daemon {
 /// on `hi` writing to `d/lemf-aio`.
 pub fn all_in_one(d: &Path, w: &Path, hi: (u16, u16), pcaps: &[&str]) {
     let lemf = Lemf::start(hi.0, Some(hi.1), &d.join("lemf-aio"));
-    let mut cmd = Command::new(TAPIR);
-    cmd.arg("replay");
-    for p in pcaps {
-        cmd.arg(root().join("pcaps").join(p));
-    }
-    let o = cmd
+    let pcaps: Vec<PathBuf> = pcaps.iter().map(|p| root().join("pcaps").join(p)).collect();
+    replay_deliver(d, w, &pcaps, &[]);
+    lemf.stop();
+}
+
+/// `tapir replay --deliver` of `pcaps` under the warrants `w` (and `more` arguments), its case
+/// in `d/aio-case`, its spool in `d/aio-spool`, waiting up to 10 s for the LEAs.
+pub fn replay_deliver(d: &Path, w: &Path, pcaps: &[PathBuf], more: &[&std::ffi::OsStr]) {
+    let o = Command::new(TAPIR)
+        .arg("replay")
+        .args(pcaps)
         .arg("--warrants")
         .arg(w)
+        .args(more)
         .arg("--out")
         .arg(d.join("aio-case"))
         .arg("--deliver")
@@ -122,7 +128,6 @@ pub fn all_in_one(d: &Path, w: &Path, hi: (u16, u16), pcaps: &[&str]) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    lemf.stop();
 }
 
 /// Drops the keys that number things (CINs, sequence numbers, object ids) and HI1 notices'

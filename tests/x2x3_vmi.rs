@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, vmi_fixture_events, wait_listening, Lemf, TAPIR};
+use crate::common::{free_port, vmi_fixture_events, wait_listening, Lemf};
 use crate::x2x3_roles::{mdf, mdf_config, poi_config, root, run_poi};
 
 fn lines(lemf: &Path) -> Vec<String> {
@@ -126,21 +126,7 @@ fn image_across_x2x3(frames: Option<&str>, control_plane: bool) {
     let wa = warrants(&aio, a2, a3);
     let aio_out = aio.join("lemf");
     let aio_lemf = Lemf::start(a2, Some(a3), &aio_out);
-    let o = std::process::Command::new(TAPIR)
-        .arg("replay")
-        .arg(&pcap)
-        .arg("--warrants")
-        .arg(&wa)
-        .arg("--associations")
-        .arg(&events)
-        .arg("--out")
-        .arg(aio.join("case"))
-        .arg("--deliver")
-        .arg(aio.join("spool"))
-        .args(["--deliver-wait", "10", "-q"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::x2x3_roles::replay_deliver(&aio, &wa, &[pcap], &["--associations".as_ref(), events.as_os_str()]);
     aio_lemf.stop();
     let (x, a) = (lines(&lemf_out), lines(&aio_out));
     assert!(a.iter().any(finding) && a.len() > 20, "{}", a.len());

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    free_port, ip_s, make_x1_pki, rfc3339, run_command, udp_frame_macs, wait_exit, write_pcap, Daemon, Lemf, T0, TAPIR,
+    free_port, ip_s, make_x1_pki, rfc3339, run_command, udp_frame_macs, wait_exit, write_pcap, Daemon, Lemf, T0,
 };
 
 const XID: &str = "5d0b7c1e-3f43-4c1a-9d7e-2a6f1c0b9e11";
@@ -259,19 +259,7 @@ fn one_admf_provisions_pois_and_mdf_and_a_moved_vm_keeps_its_cin_sequence() {
     .unwrap();
     let aio_out = d.join("lemf-aio");
     let aio_lemf = Lemf::start(aio_port, None, &aio_out);
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .args([&hv1, &hv2])
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--out")
-        .arg(d.join("aio-case"))
-        .arg("--deliver")
-        .arg(d.join("aio-spool"))
-        .args(["--deliver-wait", "10", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::x2x3_roles::replay_deliver(d, &w, &[hv1, hv2], &[]);
     aio_lemf.stop();
     assert_eq!(iri, session_iri(&aio_out), "the IRI, CINs and sequence numbers included, is the all-in-one's");
 }

@@ -639,6 +639,21 @@ pub enum Record<'a> {
     },
 }
 
+impl Record<'_> {
+    /// The warrant the record belongs to.
+    pub fn liid(&self) -> &Liid {
+        match self {
+            Record::Iri(r) => &r.liid,
+            Record::Cc(c) => c.liid,
+            Record::ObjectBegin { liid, .. }
+            | Record::ObjectData { liid, .. }
+            | Record::ObjectGap { liid, .. }
+            | Record::SessionClosed { liid, .. } => liid,
+            Record::ObjectEnd(o, _) => &o.liid,
+        }
+    }
+}
+
 /// A consumer of records (case writer, ETSI delivery, tests).
 pub trait RecordSink {
     fn record(&mut self, rec: Record<'_>);

@@ -223,26 +223,13 @@ fn alarm(alarms: &mut Vec<String>, a: String) {
     }
 }
 
-/// The warrant a record belongs to.
-fn liid_of<'a>(rec: &'a Record<'_>) -> &'a Liid {
-    match rec {
-        Record::Iri(r) => &r.liid,
-        Record::Cc(c) => c.liid,
-        Record::ObjectBegin { liid, .. }
-        | Record::ObjectData { liid, .. }
-        | Record::ObjectGap { liid, .. }
-        | Record::SessionClosed { liid, .. } => liid,
-        Record::ObjectEnd(o, _) => &o.liid,
-    }
-}
-
 impl RecordSink for Forward {
     fn record(&mut self, rec: Record<'_>) {
         self.pdus.clear();
         if self.encoder.encode(&rec, &mut self.pdus) == 0 {
             return;
         }
-        let routed = self.routes.read().ok().and_then(|r| r.get(liid_of(&rec)).cloned());
+        let routed = self.routes.read().ok().and_then(|r| r.get(rec.liid()).cloned());
         let at = match routed.filter(|a| *a != self.cfg.mdf) {
             None => Some(0),
             Some(addr) => self.link(&addr),

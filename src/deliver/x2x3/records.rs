@@ -152,15 +152,7 @@ impl PoiEncoder {
 
     /// Appends the PDUs for `rec` to `out`; returns how many.
     pub fn encode(&mut self, rec: &Record<'_>, out: &mut BytesMut) -> usize {
-        let liid = match rec {
-            Record::Iri(r) => &r.liid,
-            Record::Cc(c) => c.liid,
-            Record::ObjectBegin { liid, .. }
-            | Record::ObjectData { liid, .. }
-            | Record::ObjectGap { liid, .. }
-            | Record::SessionClosed { liid, .. } => liid,
-            Record::ObjectEnd(o, _) => &o.liid,
-        };
+        let liid = rec.liid();
         let xid = self.xids.read().ok().and_then(|m| m.get(liid).copied());
         let Some(xid) = xid else {
             self.counts.no_xid += 1;
