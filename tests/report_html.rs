@@ -296,3 +296,40 @@ fn mails_are_shown_as_text_with_their_attachments() {
     }
     assert_eq!(dom.matches("<script").count(), 1);
 }
+
+/// Evidence with a hole says so where an analyst looks: one data segment of the PUT upload is
+/// taken out of `http-put.pcap` (editcap), and the page marks that session and that object
+/// with the bytes missing, as many as tshark says the segment carried.
+#[test]
+fn a_hole_in_the_evidence_is_marked_in_the_sessions_objects_and_timeline() {
+    let d = tempfile::tempdir().unwrap();
+    let src = root().join("pcaps/http-put.pcap");
+    // The first data segment from the target, and its payload length, by tshark.
+    let seg =
+        crate::common::tshark(&src, Some("tcp.len > 1000 && ip.src == 198.51.100.7"), &["frame.number", "tcp.len"]);
+    let (frame, len) = seg[0].split_once('|').unwrap();
+    let cut = d.path().join("cut.pcap");
+    let o = Command::new("editcap")
+        .arg("-d")
+        .arg("-r")
+        .arg(&src)
+        .arg(&cut)
+        .arg(format!("1-{}", frame.parse::<u32>().unwrap() - 1))
+        .arg(format!("{}-100000", frame.parse::<u32>().unwrap() + 1))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = root().join("pcaps/warrants.toml");
+    let case = replay(d.path(), &[cut.to_str().unwrap()], &["--warrants".as_ref(), w.as_os_str()]);
+    let dom = dom(&report(&case, None), "");
+    let missing = format!("{len} bytes missing at ");
+    let gap_rows: Vec<&str> =
+        dom.split("<tr").filter(|r| r.starts_with(" class=\"gap") || r.contains(" gap\"")).collect();
+    // Table rows (the timeline's carry a data-kind).
+    let tables: Vec<&&str> = gap_rows.iter().filter(|r| !r.contains("data-kind")).collect();
+    let sessions = tables.iter().filter(|r| r.contains(&format!("→ {missing}"))).count();
+    let objects = tables.iter().filter(|r| r.contains("(zero-filled)") && r.contains(&missing)).count();
+    assert_eq!(sessions, 1, "the session, once in the sessions table: {gap_rows:?}");
+    assert!(objects >= 1, "the object: {gap_rows:?}");
+    assert!(dom.contains(&format!("GAP: → {missing}")), "the session's end in the timeline");
+}

@@ -231,7 +231,7 @@ th{background:#eef;cursor:pointer}td.n{text-align:right}td.t{white-space:nowrap}
 .chain{color:#555;font-size:12px}img.thumb{max-width:160px;max-height:120px}\
 tr.k-object td:first-child{border-left:4px solid #b70}tr.k-session-begin td:first-child,tr.k-session-end td:first-child{border-left:4px solid #37a}\
 tr.k-association td:first-child{border-left:4px solid #7a3}tr.k-warrant td:first-child{border-left:4px solid #a37}\
-tr.k-vmi td:first-child{border-left:4px solid #a0a}div.scroll{overflow-x:auto}table.paged tr.more{display:none}\
+tr.k-vmi td:first-child{border-left:4px solid #a0a}div.scroll{overflow-x:auto}table.paged tr.more{display:none}tr.gap td{background:#fee}\
 svg.graph rect{fill:#f4f4fb;stroke:#668}svg.graph .n-sub rect{fill:#fde}svg.graph .n-ip rect{fill:#dfd}\
 svg.graph .n-img rect{fill:#ffd}svg.graph .n-vm rect{fill:#def}svg.graph .n-obj rect{fill:#fed}";
 
@@ -394,7 +394,11 @@ fn summary(r: &Value) -> String {
         "warrant" => format!("warrant {}", text(&r["op"])),
         "association" => format!("{}  {}", text(&r["what"]), pairs(&r["detail"], &[])),
         "session-begin" => flow(r),
-        "session-end" => format!("{} ({})", flow(r), text(&r["reason"])),
+        "session-end" => {
+            let h = session_holes(r);
+            let gap = if h.is_empty() { String::new() } else { format!(" GAP: {h}") };
+            format!("{} ({}){gap}", flow(r), text(&r["reason"]))
+        }
         "object" => format!(
             "{} {} ({} bytes, sha256 {})",
             text(&r["kind"]),
@@ -498,6 +502,16 @@ fn findings(h: &mut String, l: &Liid) {
     h.push('\n');
 }
 
+/// Whether a record says bytes are missing (a session's or an object's gaps).
+fn has_gap(r: &Value) -> bool {
+    let any = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty());
+    match r["event"].as_str() {
+        Some("session-end") => any(&r["gaps"][0]) || any(&r["gaps"][1]),
+        Some("object") => any(&r["gaps"]),
+        _ => false,
+    }
+}
+
 fn timeline(h: &mut String, l: &Liid) {
     let mut rows: Vec<&Value> = l.iri.iter().collect();
     // By time, then as the case has them (a stable sort keeps the case's order on ties).
@@ -524,8 +538,9 @@ fn timeline(h: &mut String, l: &Liid) {
         let kind = esc(&text(&r["event"]));
         let _ = write!(
             h,
-            "<tr class=\"k-{kind}{}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr class=\"k-{kind}{}{}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             more(i),
+            if has_gap(r) { " gap" } else { "" },
             time_cell(&r["ts"]),
             esc(&text(&r["cin"])),
             esc(&summary(r))
@@ -550,17 +565,19 @@ fn sessions(h: &mut String, l: &Liid) {
         h,
         "<h3>Sessions</h3><table id=\"{table}\" class=\"sortable paged\"><thead><tr><th>CIN</th><th>protocol</th>\
          <th>originator</th><th>responder</th><th>start</th><th>end</th><th>packets →</th><th>packets ←</th>\
-         <th>bytes →</th><th>bytes ←</th><th>ended by</th></tr></thead><tbody>",
+         <th>bytes →</th><th>bytes ←</th><th>ended by</th><th>gaps</th></tr></thead><tbody>",
     );
     let n = by_cin.len();
     for (i, (cin, (b, e))) in by_cin.into_iter().enumerate() {
         let any = b.or(e).unwrap_or(&Value::Null);
         let c = |k: &str, i: usize| e.map(|e| text(&e["counters"][k][i])).unwrap_or_default();
+        let gaps = e.map(session_holes).unwrap_or_default();
         let _ = write!(
             h,
-            "<tr class=\"{}\"><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr class=\"{}{}\"><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             more(i).trim(),
+            if gaps.is_empty() { "" } else { " gap" },
             esc(&text(&any["flow"]["proto"])),
             esc(&text(&any["flow"]["orig"])),
             esc(&text(&any["flow"]["resp"])),
@@ -570,10 +587,34 @@ fn sessions(h: &mut String, l: &Liid) {
             esc(&c("packets", 1)),
             esc(&c("bytes", 0)),
             esc(&c("bytes", 1)),
-            esc(&e.map(|e| text(&e["reason"])).unwrap_or_default())
+            esc(&e.map(|e| text(&e["reason"])).unwrap_or_default()),
+            esc(&gaps)
         );
     }
     end_table(h, &table, n);
+}
+
+/// Holes `[[offset, length], ...]` as text (`1448 bytes missing at 141`); empty when none.
+fn holes(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| Some(format!("{} bytes missing at {}", g.get(1)?.as_u64()?, g.get(0)?.as_u64()?)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// A session's holes, each way (`gaps`: [originator's, responder's]).
+fn session_holes(r: &Value) -> String {
+    let (o, p) = (holes(&r["gaps"][0]), holes(&r["gaps"][1]));
+    [("→ ", o), ("← ", p)]
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(d, h)| format!("{d}{h}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Body text shown of a mail; the rest is in its bytes.
@@ -646,7 +687,7 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
     let _ = write!(
         h,
         "<h3>Objects</h3><table id=\"{table}\" class=\"sortable paged\"><thead><tr><th>id</th><th>name</th><th>kind</th>\
-         <th>format</th><th>size</th><th>first seen</th><th>SHA-256</th><th>MD5</th><th>bytes</th></tr></thead><tbody>",
+         <th>format</th><th>size</th><th>first seen</th><th>SHA-256</th><th>MD5</th><th>gaps</th><th>bytes</th></tr></thead><tbody>",
     );
     let mut objs: Vec<&Value> = l.objects.iter().collect();
     objs.sort_by_key(|o| o["id"].as_u64().unwrap_or(u64::MAX));
@@ -684,9 +725,10 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
         };
         let _ = write!(
             h,
-            "<tr class=\"{}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td class=\"n\">{}</td>{}\
-             <td><code>{}</code></td><td><code>{}</code></td><td>{link}</td></tr>",
+            "<tr class=\"{}{}\"><td class=\"n\">{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td class=\"n\">{}</td>{}\
+             <td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{link}</td></tr>",
             more(i).trim(),
+            if has_gap(&serde_json::json!({"event": "object", "gaps": o["gaps"]})) { " gap" } else { "" },
             esc(&text(&o["id"])),
             esc(&object_name(o)),
             esc(&text(&o["kind"])),
@@ -695,7 +737,11 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
             esc(&text(&o["size"])),
             time_cell(&o["first_seen"]),
             esc(&text(&o["sha256"])),
-            esc(&text(&o["md5"]))
+            esc(&text(&o["md5"])),
+            esc(&match holes(&o["gaps"]) {
+                h if h.is_empty() => String::new(),
+                h => format!("{h} (zero-filled)"),
+            })
         );
     }
     end_table(h, &table, n);
