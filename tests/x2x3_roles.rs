@@ -534,3 +534,31 @@ fn x2x3_on_the_wire_decodes_in_tshark_5gli_field_by_field() {
     assert!(input.len() > 300, "{}", input.len());
     assert_eq!(carried, input);
 }
+
+/// An MDF without a journal (`journal_max_bytes = 0`) delivers as it takes: the LEMF has every
+/// target packet (tshark on both sides) while the MDF still runs. Its HI spools are held at
+/// checkpoints only when a journal makes them.
+#[test]
+fn an_mdf_without_a_journal_delivers_while_it_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    let (hi2, hi3, port) = (free_port(), free_port(), free_port());
+    let w = warrants(d, hi2, hi3);
+    let lemf = Lemf::start(hi2, Some(hi3), &d.join("lemf"));
+    let mut m = mdf(&mdf_config(d, &w, port, "journal_max_bytes = 0"));
+    wait_listening(port);
+    run_poi(&poi_config(d, &w, "poi-1", 1, port, &["http-put.pcap"], ""));
+    let want = crate::common::tshark(
+        &root().join("pcaps/http-put.pcap"),
+        Some("ip.addr == 198.51.100.7"),
+        &["ip.src", "ip.dst", "ip.len", "ip.id"],
+    );
+    let cc = d.join("lemf/LIID-JOE-0001/cc.pcap");
+    let t = std::time::Instant::now();
+    while !cc.exists() || crate::common::tshark(&cc, None, &["ip.src", "ip.dst", "ip.len", "ip.id"]) != want {
+        assert!(t.elapsed() < Duration::from_secs(20), "the LEMF has not got the packets while the MDF runs");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    m.stop();
+    lemf.stop();
+}

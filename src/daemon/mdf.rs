@@ -133,6 +133,18 @@ impl Taker {
         true
     }
 
+    /// What an acknowledgement needs: a checkpoint with a journal, else what is gathered handed
+    /// to the outputs. `false`: the delivery thread is gone.
+    fn commit(&mut self, journal: Option<&mut Journal>) -> bool {
+        match journal {
+            Some(j) => self.checkpoint(j),
+            None => {
+                self.out.out.flush();
+                true
+            }
+        }
+    }
+
     /// A crashed epoch's PDUs taken again, with delivery muted (their PDUs are spooled), into
     /// this run's case. Returns the PDUs taken.
     fn recover(&mut self, journal: &Journal, r: &Recovery) -> Result<u64> {
@@ -158,6 +170,14 @@ impl Taker {
             m.store(false, Ordering::Relaxed);
         }
         Ok(pdus)
+    }
+}
+
+/// A clean end of the journal's epoch: each POI's last position kept, the journal deleted.
+fn close_journal(j: Journal, intake: &MdfIntake) {
+    let taken: HashMap<String, u64> = intake.taken().map(|(p, o)| (p.to_string(), o)).collect();
+    if let Err(e) = j.close(&taken) {
+        tracing::error!(error = %e, "closing the intake journal");
     }
 }
 
@@ -215,7 +235,10 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         (None, Vec::new(), None, false)
     } else {
         std::fs::create_dir_all(spool_dir).with_context(|| format!("creating spool {}", spool_dir.display()))?;
-        let d = Delivery::start_held(leas, &all.warrants, spool_dir, Some(&held))?.with_give_up(give_up.clone());
+        // Held at checkpoints only with a journal to make them: without one, nothing would let
+        // the senders go until the stop.
+        let held = journal.is_some().then_some(&held);
+        let d = Delivery::start_held(leas, &all.warrants, spool_dir, held)?.with_give_up(give_up.clone());
         let (spools, mute, restarted) = (d.spool_handles(), d.mute_handle(), d.restarted());
         (Some(spawn_delivery(d, &all, &status)), spools, Some(mute), restarted)
     };
@@ -258,17 +281,12 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         }
     }
     if let Some(j) = &mut journal {
-        let epoch =
-            Epoch { case: case_root.clone(), restarted: recovery.as_ref().map_or(restarted, |r| r.epoch.restarted) };
-        if let Err(e) = j.append(&Entry::Epoch(epoch)) {
+        // A recovery continues the crashed epoch's numbering, whether or not an LEA is there now.
+        let restarted = recovery.as_ref().map_or(restarted, |r| r.epoch.restarted);
+        if let Err(e) = j.append(&Entry::Epoch(Epoch { case: case_root.clone(), restarted })) {
             journal_given_up(&e);
         }
         taker.checkpoint(j);
-    } else {
-        // No journal: nothing is held back.
-        for h in &taker.spools {
-            h.publish(u64::MAX);
-        }
     }
 
     // POIs' batches come to this thread through a bounded queue: a full one holds the POIs'
@@ -319,14 +337,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                 }
                 if let Some(ack) = batch.ack {
                     // Taken, spooled, and durable in a checkpoint: the POI may let it go.
-                    let alive = match &mut journal {
-                        Some(j) => taker.checkpoint(j),
-                        None => {
-                            taker.out.out.flush();
-                            true
-                        }
-                    };
-                    if alive {
+                    if taker.commit(journal.as_mut()) {
                         let _ = ack.send(());
                     }
                 }
@@ -339,12 +350,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                 let due = taker.recorder.next_due().filter(|&t| t <= wall && t > taker.intake.latest);
                 if due.is_some() && last_batch.elapsed() >= QUIET {
                     taker.tick(journal.as_mut(), wall);
-                    match &mut journal {
-                        Some(j) => {
-                            taker.checkpoint(j);
-                        }
-                        None => taker.out.out.flush(),
-                    }
+                    taker.commit(journal.as_mut());
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -372,10 +378,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                                 // The new delivery's numbering starts afresh and is not held: a
                                 // crash cannot resume it.
                                 if let Some(j) = journal.take() {
-                                    let taken = taker.intake.taken().map(|(p, o)| (p.to_string(), o)).collect();
-                                    if let Err(e) = j.close(&taken) {
-                                        tracing::error!(error = %e, "closing the intake journal");
-                                    }
+                                    close_journal(j, &taker.intake);
                                     tracing::warn!("[[lea]] or routes changed: the intake journal ends with this epoch's numbering");
                                 }
                                 taker.spools.clear();
@@ -435,10 +438,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     let closed = out.out.close(&damage, &key, &now, None)?;
     // The case is signed: the epoch ends. Each POI's position is kept; the journal goes.
     if let Some(j) = journal {
-        let taken: HashMap<String, u64> = intake.taken().map(|(p, o)| (p.to_string(), o)).collect();
-        if let Err(e) = j.close(&taken) {
-            tracing::error!(error = %e, "closing the intake journal");
-        }
+        close_journal(j, &intake);
     }
     let delivery = match closed.delivery {
         Some(d) => Some(finish_delivery(d, wait).ok_or_else(|| anyhow!("the delivery thread panicked"))?),
