@@ -138,8 +138,8 @@ fn load_signer(lea: &str, path: &Path) -> Result<Signer, DeliveryError> {
         .map_err(|e| lea_err(lea, format!("{}: {e} (PKCS#8 DER Ed25519 or P-256 expected)", path.display())))
 }
 
-/// A directory name for an LEA: its name with anything but `[A-Za-z0-9._-]` replaced.
-fn dir_name(name: &str) -> String {
+/// A directory name for an LEA (or an MDF's address): anything but `[A-Za-z0-9._-]` replaced.
+pub(crate) fn dir_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 

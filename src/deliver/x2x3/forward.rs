@@ -94,10 +94,9 @@ pub struct Forward {
     alarms: Vec<String>,
 }
 
-/// A directory name for an MDF's spool: its address with anything but `[A-Za-z0-9.-]` as `_`.
+/// A directory name for an MDF's spool, as an LEA's is made.
 fn spool_name(addr: &str) -> String {
-    let a: String = addr.chars().map(|c| if c.is_ascii_alphanumeric() || ".-".contains(c) { c } else { '_' }).collect();
-    format!("x2x3-{a}")
+    format!("x2x3-{}", crate::deliver::handover::dir_name(addr))
 }
 
 impl Forward {
