@@ -333,3 +333,55 @@ fn a_hole_in_the_evidence_is_marked_in_the_sessions_objects_and_timeline() {
     assert!(objects >= 1, "the object: {gap_rows:?}");
     assert!(dom.contains(&format!("GAP: → {missing}")), "the session's end in the timeline");
 }
+
+/// The commands of a README's "By hand" section, as one bash script.
+fn by_hand(readme: &str) -> String {
+    let part = &readme[readme.find("By hand").expect("a By hand section")..];
+    let cmds: Vec<&str> = part.lines().filter_map(|l| l.strip_prefix("    ")).collect();
+    format!("set -euo pipefail\n{}\n", cmds.join("\n"))
+}
+
+/// Every case directory says what its files are and how to check them without tapir: the
+/// README at the root and in each LIID directory names each file there, is itself signed,
+/// and its "By hand" commands (openssl, sha256sum, python3) verify the signature, every digest
+/// and that nothing was added; after one byte of an object changes, they fail.
+#[test]
+fn every_case_directory_has_a_readme_whose_commands_verify_it() {
+    let d = tempfile::tempdir().unwrap();
+    let case = make_case(d.path());
+    let liid = case.join("LIID-JOE-0001");
+    for dir in [&case, &liid] {
+        let readme = std::fs::read_to_string(dir.join("README.txt")).expect("a README.txt");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let shown = if e.file_type().unwrap().is_dir() { format!("\n{name}/\n") } else { format!("\n{name}\n") };
+            assert!(readme.contains(&shown), "{}: {name} not described", dir.display());
+        }
+        let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("MANIFEST.json")).unwrap()).unwrap();
+        assert!(manifest["files"].as_array().unwrap().iter().any(|f| f["path"] == "README.txt"), "signed");
+        let o = Command::new("bash").arg("-c").arg(by_hand(&readme)).current_dir(dir).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}: {out}{}", dir.display(), String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains("Signature Verified Successfully"), "{out}");
+        let files = manifest["files"].as_array().unwrap().len();
+        assert_eq!(out.lines().filter(|l| l.ends_with(": OK")).count(), files, "{out}");
+    }
+    // The LIID's README says nothing of the case's other LIIDs.
+    let other = std::fs::read_dir(&case)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().unwrap().is_dir() && e.file_name() != "LIID-JOE-0001")
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    let readme = std::fs::read_to_string(liid.join("README.txt")).unwrap();
+    assert!(other.iter().all(|o| !readme.contains(o.as_str())), "{other:?}");
+    // One byte changed: the same commands fail.
+    let obj = std::fs::read_dir(liid.join("objects")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&obj, bytes).unwrap();
+    let o = Command::new("bash").arg("-c").arg(by_hand(&readme)).current_dir(&liid).output().unwrap();
+    assert!(!o.status.success(), "a changed object is found");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(": FAILED"));
+}

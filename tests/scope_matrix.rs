@@ -190,7 +190,8 @@ fn three_scopes_by_five_protocols_reach_the_case_and_the_lemf_as_the_scope_allow
                             "objects.jsonl",
                             "MANIFEST.json",
                             "MANIFEST.json.sig",
-                            "signing-key.pub"
+                            "signing-key.pub",
+                            "README.txt"
                         ]
                         .contains(&f.as_str())),
                         "{cell}: {held:?}"

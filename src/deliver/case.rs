@@ -7,7 +7,8 @@
 //! CASE_DIR/<LIID>/objects.jsonl      one line per content object
 //! CASE_DIR/<LIID>/objects/<sha256>   the object's bytes (holes zero-filled)
 //! CASE_DIR/<LIID>/damage.jsonl       damage in the input, if any (see `write_damage`)
-//! CASE_DIR/MANIFEST.json(.sig)       see `manifest`
+//! CASE_DIR/MANIFEST.json(.sig)       see `manifest` (each LIID directory has its own too)
+//! CASE_DIR/README.txt                what each file is and how to verify it (`readme`)
 //! ```
 //!
 //! Writing is I/O and can fail while [`RecordSink::record`] cannot return an error: the first

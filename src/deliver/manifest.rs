@@ -204,21 +204,26 @@ pub fn write(
     now: &str,
     known: &std::collections::BTreeMap<String, (u64, String)>,
 ) -> Result<usize, ManifestError> {
-    write_marked(root, key, now, known, None)
+    write_marked(root, key, now, known, None, true)
 }
 
-/// [`write`], the manifest saying why the case is `incomplete` if it is.
+/// [`write`], the manifest saying why the case is `incomplete` if it is. `case_root` tells
+/// the README ([`super::readme`]) whether the directory's subdirectories are LIIDs.
 fn write_marked(
     root: &Path,
     key: &SigningKey,
     now: &str,
     known: &std::collections::BTreeMap<String, (u64, String)>,
     incomplete: Option<&str>,
+    case_root: bool,
 ) -> Result<usize, ManifestError> {
     if key.ephemeral {
         let p = root.join(PUBLIC_KEY);
         fs::write(&p, format!("{}\n", key.public_hex())).map_err(io_err(&p))?;
     }
+    // Written last before listing, so it names every file the manifest will list and is
+    // signed with them.
+    super::readme::write(root, case_root).map_err(io_err(&root.join(super::readme::README)))?;
     let mut files = Vec::new();
     for rel in list_files(root)?.0 {
         let p = root.join(&rel);
@@ -279,9 +284,9 @@ pub fn write_case(
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), v.clone())))
             .collect();
-        write_marked(&root.join(&dir), key, now, &sub, incomplete)?;
+        write_marked(&root.join(&dir), key, now, &sub, incomplete, false)?;
     }
-    write_marked(root, key, now, known, incomplete)
+    write_marked(root, key, now, known, incomplete, true)
 }
 
 /// What `verify` established.
@@ -378,9 +383,10 @@ mod tests {
     fn signed_case_verifies_and_lists_hashes_of_the_bytes() {
         let d = case();
         let key = SigningKey::ephemeral();
-        assert_eq!(write(d.path(), &key, "2026-01-01T00:00:00Z", &Default::default()).unwrap(), 3);
+        // iri.jsonl, abc, the ephemeral key's public half and the README.
+        assert_eq!(write(d.path(), &key, "2026-01-01T00:00:00Z", &Default::default()).unwrap(), 4);
         let v = verify(d.path(), None).unwrap();
-        assert_eq!(v.files, 3);
+        assert_eq!(v.files, 4);
         let m: Manifest = serde_json::from_slice(&fs::read(d.path().join(MANIFEST)).unwrap()).unwrap();
         let hello = m.files.iter().find(|f| f.path == "L1/objects/abc").unwrap();
         // sha256("hello"), from sha256sum.

@@ -16,6 +16,7 @@ pub mod handover;
 pub mod manifest;
 pub mod outputs;
 pub mod pcap;
+pub mod readme;
 pub mod threaded;
 pub mod tls;
 pub mod x2x3;

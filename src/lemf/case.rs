@@ -6,6 +6,7 @@
 //! OUT/<LIID>/objects.jsonl      one line per reassembled e-mail object
 //! OUT/<LIID>/objects/<sha256>   its bytes
 //! OUT/report.json               see `report::Report`
+//! OUT/README.txt                the same, for whoever opens the directory
 //! ```
 //!
 //! Files are opened in append mode and flushed after every batch (one socket read), so a
@@ -56,6 +57,35 @@ struct LiidFiles {
     cc: Option<BufWriter<File>>,
     objects: Option<BufWriter<File>>,
 }
+
+/// What an analyst opening the directory reads first.
+const README: &str = "WHAT A TAPIR LEMF RECEIVED
+
+What arrived over the ETSI handover interfaces (TS 102 232-1: HI2 for IRI, HI3 for CC),
+decoded by `tapir lemf`. The directory is appended to across the LEMF's restarts.
+
+<LIID>/iri.jsonl
+    One decoded HI2 PDU a line: channel, LIID, CIN (communication identity number),
+    sequence number, timestamp, and the PDU's IRI. tapir's own records travel whole inside
+    it (caseRecord), so `tapir report` shows them as the sender's case does.
+<LIID>/cc.pcap
+    The IPCC packets of HI3 (pcap, LINKTYPE_RAW: each packet starts with its IP header), with
+    the PDUs' timestamps.
+<LIID>/objects.jsonl, <LIID>/objects/<sha256>
+    E-mails reassembled from HI3 (EmailCC), one line each, their bytes named by SHA-256.
+report.json
+    The LEMF's account: PDUs per channel, LIID and kind; per sequence-number stream
+    (channel/LIID/CIN/kind) the numbers received, the gaps, repeats and numbering restarts;
+    the integrity checks (TS 102 232-1 integrity-check PDUs: hashes over the PDUs sent, and
+    their signatures) that passed and failed; connections, framing and decoding problems.
+
+HOW TO VERIFY
+
+What was received is whole when report.json lists no gap in any stream and no failed
+integrity check. The hashes and signatures were checked as the PDUs arrived, against the
+sender's public key when `tapir lemf --verify-key` was given (`signature_unverified` counts
+signatures received without one). `tapir report THIS_DIRECTORY` shows all of it per LIID.
+";
 
 pub struct CaseDir {
     root: PathBuf,
@@ -134,6 +164,8 @@ fn open_append(path: &Path) -> Result<BufWriter<File>, CaseError> {
 impl CaseDir {
     pub fn open(root: &Path) -> Result<CaseDir, CaseError> {
         fs::create_dir_all(root).map_err(io_err(root))?;
+        let readme = root.join("README.txt");
+        fs::write(&readme, README).map_err(io_err(&readme))?;
         Ok(CaseDir { root: root.to_path_buf(), liids: HashMap::new() })
     }
 
