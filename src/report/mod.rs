@@ -147,6 +147,18 @@ struct Liid {
     name: String,
     iri: Vec<Value>,
     objects: Vec<Value>,
+    integrity: Integrity,
+}
+
+/// What says this LIID's records are whole and unchanged.
+enum Integrity {
+    /// A recorded case: the LIID directory's own signed manifest (it can be handed over alone),
+    /// checked as `tapir verify` does.
+    Recorded(Verdict),
+    /// What an LEMF received: its sequence-number streams for this LIID (`report.json`'s
+    /// `streams`, each with channel, CIN, kind, PDUs, gaps, repeats) and the integrity checks
+    /// that failed for it.
+    Received { streams: Vec<Value>, failures: Vec<Value> },
 }
 
 fn read_lines(path: &Path) -> Result<Vec<Value>, ReportError> {
@@ -194,13 +206,41 @@ fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     names.sort();
+    let lemf: Option<Value> = (!case.join("MANIFEST.json").is_file())
+        .then(|| std::fs::read(case.join("report.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()))
+        .flatten();
     names
         .into_iter()
         .map(|name| {
             let dir = case.join(&name);
+            let integrity = match &lemf {
+                // The LEMF names a LIID's directory by `liid_dir`; its report keeps the LIID.
+                Some(r) => {
+                    let mine = |v: &Value| crate::lemf::case::liid_dir(&text(&v["liid"])) == name;
+                    Integrity::Received {
+                        streams: r["streams"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(_, v)| v)
+                            .filter(|v| mine(v))
+                            .cloned()
+                            .collect(),
+                        failures: r["integrity"]["failures"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|v| mine(v))
+                            .cloned()
+                            .collect(),
+                    }
+                }
+                None => Integrity::Recorded(verdict_of(&dir)),
+            };
             Ok(Liid {
                 iri: read_lines(&dir.join("iri.jsonl"))?,
                 objects: read_lines(&dir.join("objects.jsonl"))?,
+                integrity,
                 name,
             })
         })
@@ -236,9 +276,15 @@ svg.graph rect{fill:#f4f4fb;stroke:#668}svg.graph .n-sub rect{fill:#fde}svg.grap
 svg.graph .n-img rect{fill:#ffd}svg.graph .n-vm rect{fill:#def}svg.graph .n-obj rect{fill:#fed}";
 
 /// Filters the timeline by kind (also from the address: `#hide=object,http` opens the page
-/// with those kinds hidden), shows a long table's kept-back rows, and sorts a table by a
-/// clicked header (showing all its rows): nothing else runs.
-const SCRIPT: &str = "document.querySelectorAll('button.all').forEach(function(b){b.addEventListener('click',function(){\
+/// with those kinds hidden), shows a long table's kept-back rows, sorts a table by a clicked
+/// header (showing all its rows), and writes beside each player the duration the browser
+/// found in the rebuilt media (or that it could not play it): nothing else runs.
+const SCRIPT: &str = "document.querySelectorAll('video,audio').forEach(function(m){\
+function say(t,c){var s=m.parentNode.querySelector('span.dur');s.textContent=t;s.className='dur '+c;}\
+function meta(){say(m.duration.toFixed(2)+' s','played');}\
+if(m.readyState>=1){meta();}else{m.addEventListener('loadedmetadata',meta);}\
+m.addEventListener('error',function(){say('the browser cannot play it','bad');});});\
+document.querySelectorAll('button.all').forEach(function(b){b.addEventListener('click',function(){\
 document.getElementById(b.dataset.table).classList.remove('paged');b.remove();});});\
 function show(b){var t=document.getElementById(b.dataset.table);\
 t.querySelectorAll('tr[data-kind=\"'+b.value+'\"]').forEach(function(r){r.hidden=!b.checked;});}\
@@ -301,7 +347,9 @@ pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, 
 fn liid_section(h: &mut String, l: &Liid, base: &str, case: &Path) {
     let id = esc(&l.name);
     let _ = writeln!(h, "<section id=\"{id}\"><h2>LIID {id}</h2>");
+    integrity(h, l);
     warrant(h, l);
+    held(h, l);
     identities(h, l);
     let svg = graph::Graph::of(&l.iri, &l.objects).svg(&l.name);
     if !svg.is_empty() {
@@ -312,6 +360,89 @@ fn liid_section(h: &mut String, l: &Liid, base: &str, case: &Path) {
     sessions(h, l);
     objects(h, l, base, case);
     h.push_str("</section>\n");
+}
+
+/// The LIID's own verdict: its directory's manifest, or each stream the LEMF received.
+fn integrity(h: &mut String, l: &Liid) {
+    let id = esc(&l.name);
+    match &l.integrity {
+        Integrity::Recorded(Verdict::Verified { files, signer, .. }) => {
+            let _ = writeln!(
+                h,
+                "<p class=\"ok\" id=\"integrity-{id}\">This LIID's directory verifies on its own: {files} files, as signed by {}.</p>",
+                esc(signer)
+            );
+        }
+        Integrity::Recorded(v) => {
+            let why = match v {
+                Verdict::Failed(why) => why.clone(),
+                _ => "no manifest of its own".into(),
+            };
+            let _ = writeln!(
+                h,
+                "<p class=\"bad\" id=\"integrity-{id}\">This LIID's directory does NOT verify: {}</p>",
+                esc(&why)
+            );
+        }
+        Integrity::Received { streams, failures } => {
+            let _ = write!(
+                h,
+                "<h3>Delivery</h3><table id=\"delivery-{id}\" class=\"sortable\"><thead><tr><th>channel</th><th>CIN</th>\
+                 <th>kind</th><th>PDUs</th><th>gaps</th><th>repeated</th><th>numbering restarts</th><th>verdict</th></tr></thead><tbody>"
+            );
+            let mut streams: Vec<&Value> = streams.iter().collect();
+            streams.sort_by_key(|s| (text(&s["channel"]), s["cin"].as_u64(), text(&s["kind"])));
+            for s in streams {
+                let gaps = gap_ranges(&s["gaps"]);
+                let failed: Vec<String> = failures
+                    .iter()
+                    .filter(|f| {
+                        // A failed check condemns the PDUs it covers and the check's own stream.
+                        let dt = text(&f["data_type"]);
+                        f["cin"] == s["cin"]
+                            && f["channel"] == s["channel"]
+                            && (s["kind"] == dt.as_str() || s["kind"] == format!("integrity-{dt}"))
+                    })
+                    .map(|f| format!("{} check failed: {}", text(&f["check_type"]), text(&f["reason"])))
+                    .collect();
+                let verdict = if !failed.is_empty() {
+                    failed.join("; ")
+                } else if !gaps.is_empty() {
+                    format!("PDUs missing: {gaps}")
+                } else {
+                    "whole".to_string()
+                };
+                let _ = write!(
+                    h,
+                    "<tr class=\"{}\"><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>\
+                     <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                    if verdict == "whole" { "" } else { "gap" },
+                    esc(&text(&s["channel"])),
+                    esc(&text(&s["cin"])),
+                    esc(&text(&s["kind"])),
+                    esc(&text(&s["pdus"])),
+                    esc(&gaps),
+                    esc(&text(&s["duplicates"])),
+                    esc(&text(&s["cin_resets"])),
+                    esc(&verdict)
+                );
+            }
+            h.push_str("</tbody></table>\n");
+        }
+    }
+}
+
+/// Sequence-number holes `[[first, last], ...]` as text (`4-5, 9`).
+fn gap_ranges(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| {
+            let (a, b) = (g.get(0)?.as_u64()?, g.get(1)?.as_u64()?);
+            Some(if a == b { a.to_string() } else { format!("{a}-{b}") })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn warrant(h: &mut String, l: &Liid) {
@@ -329,9 +460,80 @@ fn warrant(h: &mut String, l: &Liid) {
     h.push_str("</table>\n");
 }
 
+/// One row of [`held`]: what the target had, from when to when, and why.
+struct Held<'a> {
+    what: String,
+    from: &'a Value,
+    until: Option<&'a Value>,
+    by: &'a Value,
+}
+
+/// The time each address, VM, image and access session belonged to the target: a packet
+/// selector from the record that added it to the one that removed it; an entity (`vm:`,
+/// `image:`, a subscriber's session) from its first association record to its stop or delete.
+/// Open ends run to the end of the case.
+fn held(h: &mut String, l: &Liid) {
+    let assoc: Vec<&Value> = l.iri.iter().filter(|r| r["event"] == "association").collect();
+    if assoc.is_empty() {
+        return;
+    }
+    let mut rows: Vec<Held> = Vec::new();
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    let mut entities: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &assoc {
+        for s in r["selectors_added"].as_array().into_iter().flatten() {
+            let what = format!("selector {}", text(s));
+            open.entry(what.clone()).or_insert_with(|| {
+                rows.push(Held { what, from: &r["ts"], until: None, by: r });
+                rows.len() - 1
+            });
+        }
+        for s in r["selectors_removed"].as_array().into_iter().flatten() {
+            if let Some(i) = open.remove(&format!("selector {}", text(s))) {
+                rows[i].until = Some(&r["ts"]);
+            }
+        }
+        let entity = text(&r["provenance"]["selector"]);
+        // An access session is named by its address, already a selector's row.
+        if entity.is_empty() || rows.iter().any(|h| h.what.strip_prefix("selector ") == Some(entity.as_str())) {
+            continue;
+        }
+        let i = *entities.entry(entity.clone()).or_insert_with(|| {
+            rows.push(Held { what: entity, from: &r["ts"], until: None, by: r });
+            rows.len() - 1
+        });
+        let what = text(&r["what"]);
+        if what.ends_with(".stop") || what.ends_with(".delete") {
+            rows[i].until = Some(&r["ts"]);
+        }
+    }
+    let _ = write!(
+        h,
+        "<h3>What the target had, and when</h3><table id=\"held-{}\" class=\"sortable\"><thead><tr><th>what</th>\
+         <th>from</th><th>until</th><th>because of</th><th>why (provenance)</th></tr></thead><tbody>",
+        esc(&l.name)
+    );
+    for r in &rows {
+        let until = match r.until {
+            Some(t) => time_cell(t),
+            None => "<td class=\"t\">end of the case</td>".to_string(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"t\">{}</td>{}{until}<td>{} {}</td><td class=\"chain\">{}</td></tr>",
+            esc(&r.what),
+            time_cell(r.from),
+            esc(&text(&r.by["what"])),
+            esc(&pairs(&r.by["detail"], &[])),
+            chain(&r.by["provenance"])
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
 /// What the target was known by, and since when, in the provenance chain's own words.
 fn identities(h: &mut String, l: &Liid) {
-    h.push_str("<h3>Identities, addresses, VMs and images</h3><table><tr><th>time</th><th>what</th><th>detail</th><th>selectors</th><th>why (provenance)</th></tr>");
+    h.push_str("<h3>Association records</h3><table><tr><th>time</th><th>what</th><th>detail</th><th>selectors</th><th>why (provenance)</th></tr>");
     for r in l.iri.iter().filter(|r| r["event"] == "association") {
         let detail = pairs(&r["detail"], &[]);
         let sel =
@@ -399,13 +601,19 @@ fn summary(r: &Value) -> String {
             let gap = if h.is_empty() { String::new() } else { format!(" GAP: {h}") };
             format!("{} ({}){gap}", flow(r), text(&r["reason"]))
         }
-        "object" => format!(
-            "{} {} ({} bytes, sha256 {})",
-            text(&r["kind"]),
-            text(r.get("name").unwrap_or(&Value::Null)),
-            text(&r["size"]),
-            text(&r["sha256"])
-        ),
+        "object" => {
+            // What links it to the rest of the case (a mail that is an artifact of an
+            // uploaded image), in the record's own words.
+            let says = text(&r["context"]["equals_artifact"]["says"]);
+            format!(
+                "{} {} ({} bytes, sha256 {}){}",
+                text(&r["kind"]),
+                object_name(r),
+                text(&r["size"]),
+                text(&r["sha256"]),
+                if says.is_empty() { String::new() } else { format!(": {says}") }
+            )
+        }
         _ => {
             // Application events (FTP, HTTP, SMTP, ...) and findings: their fields but the
             // ones every record has.
@@ -707,13 +915,13 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
             }
             (true, "mp4" | "webm" | "matroska" | "mkv") => {
                 format!(
-                    "<video controls preload=\"metadata\" src=\"{0}\"></video><br><a href=\"{0}\">bytes</a>",
+                    "<video controls preload=\"metadata\" src=\"{0}\"></video><br><span class=\"dur\"></span> <a href=\"{0}\">bytes</a>",
                     esc(&href)
                 )
             }
             (true, "mp3" | "ogg" | "wav" | "flac") => {
                 format!(
-                    "<audio controls preload=\"metadata\" src=\"{0}\"></audio><br><a href=\"{0}\">bytes</a>",
+                    "<audio controls preload=\"metadata\" src=\"{0}\"></audio><br><span class=\"dur\"></span> <a href=\"{0}\">bytes</a>",
                     esc(&href)
                 )
             }
