@@ -595,3 +595,54 @@ fn the_second_use_cases_story_reads_in_order_on_one_page() {
         Command::new("cp").arg("-a").arg(&case).arg(&page).arg(&out).status().unwrap();
     }
 }
+
+/// Markup and script off the wire stay text: a client on loopback uploads (multipart POST) a
+/// file named `<img src=x onerror=...>.bin` with a `<script>` User-Agent, and mails with a `<script>`
+/// subject, a sender name that is markup and an HTML body with a script and a remote image
+/// (tests/data/report/hostile_session.py; tcpdump captures it). Chromium opens the report:
+/// each payload would set the page's title if it ran. The title is the page's own, the only
+/// script is the page's, no markup of the wire's is an element, and each payload is on the
+/// page as the text it was.
+#[test]
+fn markup_from_the_wire_is_shown_as_text_and_never_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let (http, smtp) = (crate::common::free_port(), crate::common::free_port());
+    let pcap = d.path().join("hostile.pcap");
+    let mut dump = Command::new("tcpdump")
+        .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-w"])
+        .arg(&pcap)
+        .args(["tcp port", &http.to_string(), "or tcp port", &smtp.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let o = Command::new("python3")
+        .arg(root().join("tests/data/report/hostile_session.py"))
+        .args([http.to_string(), smtp.to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    crate::common::signal(&dump, "INT");
+    dump.wait().unwrap();
+    let case = d.path().join("case");
+    crate::common::replay_one_warrant(d.path(), "LIID-H", &["ipv4:127.0.0.1"], &pcap, &case, &[]);
+    let dom = dom(&report(&case, None), "");
+    assert!(dom.contains("<title>Case case</title>"), "a payload ran: {}", &dom[..300.min(dom.len())]);
+    assert_eq!(dom.matches("<script").count(), 1, "only the page's own script");
+    for raw in ["<img src=x", "<img src=\"x\"", "<b onmouseover", "<img src=\"http://remote.invalid"] {
+        assert!(!dom.contains(raw), "{raw} became an element");
+    }
+    // Each payload is shown, as text: the DOM serialises a text node's < and > as entities.
+    for shown in [
+        "&lt;img src=x onerror=document.title='PWNED-NAME'&gt;.bin",
+        "&lt;script&gt;document.title='PWNED-AGENT'&lt;/script&gt;",
+        "Subject: &lt;script&gt;document.title='PWNED-SUBJECT'&lt;/script&gt;",
+        "PWNED-FROM",
+        // An HTML-only mail's body is shown as its text, without its markup.
+        "hello from the HTML body",
+    ] {
+        assert!(dom.contains(shown), "{shown} is not on the page as text");
+    }
+}
