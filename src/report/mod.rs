@@ -194,7 +194,34 @@ fn as_case_record(line: Value) -> Value {
     }
 }
 
-fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
+/// What the case root's manifest, verified, says each file's SHA-256 is (`LIID/path` -> hex).
+fn root_digests(case: &Path) -> std::collections::HashMap<String, String> {
+    let m: Value = std::fs::read(case.join("MANIFEST.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    m["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["sha256"].as_str()?.to_string())))
+        .collect()
+}
+
+/// A LIID directory's own verdict. When the root verified, its digests stand for the same
+/// files below (no second hashing of a large capture).
+fn liid_verdict(case: &Path, name: &str, root: Option<&std::collections::HashMap<String, String>>) -> Verdict {
+    let prefix = format!("{name}/");
+    let known = root
+        .map(|r| r.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone()))).collect())
+        .unwrap_or_default();
+    match crate::deliver::manifest::verify_known(&case.join(name), None, &known) {
+        Ok(v) => Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
+        Err(e) => Verdict::Failed(e.to_string()),
+    }
+}
+
+fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError> {
     if !case.join("MANIFEST.json").is_file() && !case.join("report.json").is_file() {
         return Err(ReportError::NotACase(case.to_path_buf()));
     }
@@ -206,6 +233,7 @@ fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     names.sort();
+    let digests = root_verified.then(|| root_digests(case));
     let lemf: Option<Value> = (!case.join("MANIFEST.json").is_file())
         .then(|| std::fs::read(case.join("report.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()))
         .flatten();
@@ -235,7 +263,7 @@ fn read_case(case: &Path) -> Result<Vec<Liid>, ReportError> {
                             .collect(),
                     }
                 }
-                None => Integrity::Recorded(verdict_of(&dir)),
+                None => Integrity::Recorded(liid_verdict(case, &name, digests.as_ref())),
             };
             Ok(Liid {
                 iri: read_lines(&dir.join("iri.jsonl"))?,
@@ -298,7 +326,7 @@ var nx=parseFloat(x),ny=parseFloat(y);var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.loc
 
 /// Writes the report of `case`, with `verdict` at the top, for a page saved in `out_dir`.
 pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, ReportError> {
-    let liids = read_case(case)?;
+    let liids = read_case(case, matches!(verdict, Verdict::Verified { .. }))?;
     let base = relative(out_dir, case);
     let title = case.file_name().and_then(|n| n.to_str()).unwrap_or("case");
     let mut h = String::new();
@@ -980,6 +1008,28 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         // A path not of the case's form is not linked.
         assert!(!page.contains("etc/passwd\""), "{page}");
+    }
+
+    #[test]
+    fn a_liids_verdict_takes_the_verified_roots_digests_and_hashes_when_the_root_failed() {
+        let d = tempfile::tempdir().unwrap();
+        let l = d.path().join("L1");
+        std::fs::create_dir_all(l.join("objects")).unwrap();
+        std::fs::write(l.join("iri.jsonl"), "{}\n").unwrap();
+        std::fs::write(l.join("objects/abc"), "hello").unwrap();
+        let key = crate::deliver::manifest::SigningKey::ephemeral();
+        crate::deliver::manifest::write_case(d.path(), &key, "2026-01-01T00:00:00Z", &Default::default(), None)
+            .unwrap();
+        let root = verdict_of(d.path());
+        assert!(matches!(root, Verdict::Verified { .. }), "{root:?}");
+        let digests = root_digests(d.path());
+        assert!(matches!(liid_verdict(d.path(), "L1", Some(&digests)), Verdict::Verified { files: 4, .. }));
+        std::fs::write(l.join("objects/abc"), "hellO").unwrap();
+        assert!(matches!(verdict_of(d.path()), Verdict::Failed(_)));
+        match liid_verdict(d.path(), "L1", None) {
+            Verdict::Failed(why) => assert!(why.contains("objects/abc"), "{why}"),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]
