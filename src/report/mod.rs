@@ -1033,6 +1033,46 @@ mod tests {
     }
 
     #[test]
+    fn an_lemfs_missing_pdus_and_failed_checks_condemn_their_streams_only() {
+        let d = tempfile::tempdir().unwrap();
+        let case = d.path().join("lemf");
+        std::fs::create_dir_all(case.join("L1")).unwrap();
+        std::fs::write(case.join("L1/iri.jsonl"), "").unwrap();
+        let stream = |channel: &str, cin: u64, kind: &str, gaps: Value| {
+            serde_json::json!({"channel": channel, "liid": "L1", "cin": cin, "kind": kind, "pdus": 9, "gaps": gaps,
+                "duplicates": 0, "cin_resets": 0})
+        };
+        let report = serde_json::json!({
+            "streams": {
+                "hi3/L1/7/cc": stream("hi3", 7, "cc", serde_json::json!([[4, 5], [8, 8]])),
+                "hi3/L1/8/cc": stream("hi3", 8, "cc", serde_json::json!([])),
+                "hi2/L1/8/iri": stream("hi2", 8, "iri", serde_json::json!([])),
+                "hi2/L1/8/integrity-iri": stream("hi2", 8, "integrity-iri", serde_json::json!([])),
+                "hi3/L2/9/cc": {"channel": "hi3", "liid": "L2", "cin": 9, "kind": "cc", "pdus": 1, "gaps": []}
+            },
+            "integrity": {"hash_failed": 1, "failures": [{"channel": "hi2", "liid": "L1", "cin": 8, "data_type": "iri",
+                "check_type": "hash", "seq": 3, "reason": "hash of PDUs 0-2 differs"}]}
+        });
+        std::fs::write(case.join("report.json"), report.to_string()).unwrap();
+        let verdict = verdict_of(&case);
+        assert!(matches!(verdict, Verdict::Received { gaps: 2, integrity_failed: 1, .. }), "{verdict:?}");
+        let page = render(&case, &verdict, d.path()).unwrap();
+        assert!(page.contains("id=\"verdict\">Received") && page.contains("<p class=\"bad\""), "the banner says so");
+        let table = &page[page.find("id=\"delivery-L1\"").unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        let rows: Vec<&str> = table.split("<tr").skip(2).collect();
+        // L1's four streams, not L2's; sorted by channel, CIN, kind.
+        assert_eq!(rows.len(), 4, "{table}");
+        let verdict_of_row = |r: &str| r.rsplit("<td>").next().unwrap().split("</td>").next().unwrap().to_string();
+        assert_eq!(verdict_of_row(rows[0]), "hash check failed: hash of PDUs 0-2 differs", "hi2 8 integrity-iri");
+        assert_eq!(verdict_of_row(rows[1]), "hash check failed: hash of PDUs 0-2 differs", "hi2 8 iri");
+        assert_eq!(verdict_of_row(rows[2]), "PDUs missing: 4-5, 8", "hi3 7 cc");
+        assert_eq!(verdict_of_row(rows[3]), "whole", "hi3 8 cc");
+        assert!(rows[3].starts_with(" class=\"\""), "{}", rows[3]);
+        assert!(rows[..3].iter().all(|r| r.starts_with(" class=\"gap\"")));
+    }
+
+    #[test]
     fn relative_paths_go_up_and_down() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("a/b")).unwrap();
