@@ -146,6 +146,14 @@ fn a_case_report_opens_in_a_browser_with_the_timeline_in_order_and_every_file_se
     assert!(graph.contains(&format!("data-from=\"{upload_id}\" data-to=\"img:{img}\"")));
     assert!(upload.contains(image["name"].as_str().unwrap()), "{upload}");
 
+    // The targets the records were intercepted for: each is one of the warrant's own
+    // (pcaps/warrants.toml: joe's subscriber identity and his addresses), joe's among them.
+    let lead = "id=\"targets-LIID-JOE-0001\">Targets, as the records name them: ";
+    let at = dom.find(lead).expect("the targets") + lead.len();
+    let named: Vec<&str> = dom[at..at + dom[at..].find("</p>").unwrap()].split(", ").collect();
+    let warrants = std::fs::read_to_string(root().join("pcaps/warrants.toml")).unwrap();
+    let joe = warrants.lines().skip_while(|l| !l.contains("LIID-JOE-0001")).find(|l| l.starts_with("targets")).unwrap();
+    assert!(named.contains(&"subscriber:joe") && named.iter().all(|t| joe.contains(&format!("\"{t}\""))), "{named:?}");
     // What joe had, and since when, as the seed events say: his access address from his
     // access.start, the image from its image.create, the VM started from it from its
     // instance.start (none of them stopped within the case).

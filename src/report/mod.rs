@@ -474,7 +474,21 @@ fn gap_ranges(v: &Value) -> String {
 }
 
 fn warrant(h: &mut String, l: &Liid) {
-    h.push_str("<h3>Warrant</h3><table><tr><th>time</th><th>what</th><th>window</th></tr>");
+    // The case keeps a warrant's window, not its target list: the targets are named as the
+    // records' provenance names them (what each record was intercepted for).
+    let targets: std::collections::BTreeSet<String> =
+        l.iri.iter().map(|r| text(&r["provenance"]["target"])).filter(|t| !t.is_empty() && t != "warrant").collect();
+    let _ = write!(
+        h,
+        "<h3>Warrant</h3><p id=\"targets-{}\">Targets, as the records name them: {}</p>",
+        esc(&l.name),
+        if targets.is_empty() {
+            "none in these records".to_string()
+        } else {
+            esc(&targets.into_iter().collect::<Vec<_>>().join(", "))
+        }
+    );
+    h.push_str("<table><tr><th>time</th><th>what</th><th>window</th></tr>");
     for r in l.iri.iter().filter(|r| r["event"] == "warrant") {
         let _ = write!(
             h,
