@@ -680,3 +680,33 @@ fn md5_and_sha512_for_disk_images_sha256_for_everything() {
         assert_eq!(r.sha512, Some(sum(&dir, "sha512sum", "stored.raw")), "seed {seed}");
     }
 }
+
+/// Pictures made by FFmpeg (a 320x200 test pattern as PNG, JPEG, GIF and WebP) are named by
+/// their format, with the size ffprobe reads from the same file where the header holds it.
+#[test]
+fn pictures_match_ffprobe() {
+    let (_t, dir) = tmp();
+    for (file, format) in [("p.png", "png"), ("p.jpg", "jpeg"), ("p.gif", "gif"), ("p.webp", "webp")] {
+        run(
+            &dir,
+            "ffmpeg",
+            &["-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x200", "-frames:v", "1", "-y", file],
+        );
+        let v = verdict_of(&dir.join(file));
+        assert_eq!(v.format, format, "{file}: {v:?}");
+        let probe =
+            run(&dir, "ffprobe", &["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", file]);
+        let (w, h) = probe.trim().split_once(',').unwrap();
+        if format != "webp" {
+            assert_eq!(
+                (d(&v, "width").to_string(), d(&v, "height").to_string()),
+                (w.to_string(), h.to_string()),
+                "{file}"
+            );
+        }
+    }
+    // A PNG's signature alone, cut before its header: still a PNG, its size not guessed.
+    std::fs::write(dir.join("cut.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+    let v = verdict_of(&dir.join("cut.png"));
+    assert_eq!((v.format.as_str(), d(&v, "width")), ("png", &Value::Null));
+}

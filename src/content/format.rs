@@ -820,8 +820,24 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
     if s.size == 0 {
         return FormatVerdict { format: "empty".into(), reason: "no bytes".into(), details: Value::Null };
     }
-    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 15] =
-        [qcow, vmdk_sparse, vmdk_text, vhdx, vdi, vhd, iso9660, gpt, mbr, gzip, xz, zstd, bzip2, zip_or_tar, media];
+    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 16] = [
+        qcow,
+        vmdk_sparse,
+        vmdk_text,
+        vhdx,
+        vdi,
+        vhd,
+        iso9660,
+        gpt,
+        mbr,
+        gzip,
+        xz,
+        zstd,
+        bzip2,
+        zip_or_tar,
+        picture,
+        media,
+    ];
     let mut v = detectors.iter().find_map(|d| d(s)).unwrap_or_else(|| FormatVerdict {
         format: "data".into(),
         reason: format!("no known signature in the first {} or the last {} bytes", s.prefix.len(), s.tail.len()),
@@ -838,6 +854,49 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
         v.reason.push_str("; bytes missing in the last 512 (read as zeros)");
     }
     v
+}
+
+// --- pictures (screenshots uploaded, frames found in images) ------------------------------------
+
+/// PNG, JPEG, GIF and WebP by their signatures, with the size in pixels where the header says
+/// it (an analyst's report shows pictures as thumbnails; the size tells a tracking pixel from a
+/// photograph).
+fn picture(s: &Sample<'_>) -> Option<FormatVerdict> {
+    let p = s.prefix;
+    let sized = |w: Option<u32>, h: Option<u32>| json!({ "width": w, "height": h });
+    if has(p, 0, b"\x89PNG\r\n\x1a\n") {
+        // The first chunk is IHDR: width and height, big-endian, at 16 and 20.
+        let (w, h) = if has(p, 12, b"IHDR") { (be32(p, 16), be32(p, 20)) } else { (None, None) };
+        return verdict("png", "PNG signature at 0".into(), sized(w, h));
+    }
+    if has(p, 0, b"GIF87a") || has(p, 0, b"GIF89a") {
+        let (w, h) = (le16(p, 6).map(u32::from), le16(p, 8).map(u32::from));
+        return verdict("gif", format!("{} signature at 0", text(get(p, 0, 6)?)), sized(w, h));
+    }
+    if has(p, 0, &[0xff, 0xd8, 0xff]) {
+        let (w, h) = jpeg_size(p).map_or((None, None), |(w, h)| (Some(w), Some(h)));
+        return verdict("jpeg", "JPEG start of image at 0".into(), sized(w, h));
+    }
+    if has(p, 0, b"RIFF") && has(p, 8, b"WEBP") {
+        return verdict("webp", "RIFF WEBP header at 0".into(), Value::Null);
+    }
+    None
+}
+
+/// A JPEG's size from its start-of-frame segment, walking the segments in the prefix.
+fn jpeg_size(p: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    loop {
+        if u8_at(p, at)? != 0xff {
+            return None;
+        }
+        let marker = u8_at(p, at + 1)?;
+        // SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC): height, then width, after precision.
+        if (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker) {
+            return Some((u32::from(be16(p, at + 7)?), u32::from(be16(p, at + 5)?)));
+        }
+        at += 2 + usize::from(be16(p, at + 2)?);
+    }
 }
 
 // --- media containers (what the stream analyzers write, and clips uploaded) ------------------
