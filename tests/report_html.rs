@@ -297,6 +297,22 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
     assert!(findings.contains(&v["crontab_line"].as_str().unwrap().replace('&', "&amp;")));
     let next = chrono::DateTime::from_timestamp(started + 3600, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     assert!(findings.contains(&format!("next {next}")), "the crontab's next run, {next}");
+    // The picture found in the image is shown as a thumbnail the browser could draw, at the
+    // size file(1) reads from the stored bytes.
+    let sha = v["media"]["sha256"].as_str().unwrap();
+    let row = dom.split("<tr").find(|r| r.contains(&format!("<code>{sha}</code>"))).expect("the picture's row");
+    assert!(row.contains("<img class=\"thumb\""), "{row}");
+    let stored = std::fs::read_dir(&case)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("objects").join(sha))
+        .find(|p| p.is_file())
+        .unwrap();
+    let file = Command::new("file").arg("-b").arg(&stored).output().unwrap();
+    let says = String::from_utf8_lossy(&file.stdout);
+    let dims: Vec<&str> = says.split(", ").nth(1).expect("file(1) gives the PNG's size").split(" x ").collect();
+    let shown = format!("<span class=\"dim shown\">{} x {} px</span>", dims[0].trim(), dims[1].trim());
+    assert!(row.contains(&shown), "{shown} in {row}");
 }
 
 /// Mails as an analyst reads them: every visible message of `pcaps/app/smtp.pcap` (swaks,

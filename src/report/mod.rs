@@ -306,12 +306,17 @@ svg.graph .n-img rect{fill:#ffd}svg.graph .n-vm rect{fill:#def}svg.graph .n-obj 
 /// Filters the timeline by kind (also from the address: `#hide=object,http` opens the page
 /// with those kinds hidden), shows a long table's kept-back rows, sorts a table by a clicked
 /// header (showing all its rows), and writes beside each player the duration the browser
-/// found in the rebuilt media (or that it could not play it): nothing else runs.
+/// found in the rebuilt media and beside each picture its size in pixels (or that it could
+/// not): nothing else runs.
 const SCRIPT: &str = "document.querySelectorAll('video,audio').forEach(function(m){\
 function say(t,c){var s=m.parentNode.querySelector('span.dur');s.textContent=t;s.className='dur '+c;}\
 function meta(){say(m.duration.toFixed(2)+' s','played');}\
 if(m.readyState>=1){meta();}else{m.addEventListener('loadedmetadata',meta);}\
 m.addEventListener('error',function(){say('the browser cannot play it','bad');});});\
+document.querySelectorAll('img.thumb').forEach(function(i){var s=i.closest('td').querySelector('span.dim');\
+function size(){s.textContent=i.naturalWidth+' x '+i.naturalHeight+' px';s.className='dim shown';}\
+if(i.complete&&i.naturalWidth){size();}else{i.addEventListener('load',size);}\
+i.addEventListener('error',function(){s.textContent='the browser cannot show it';s.className='dim bad';});});\
 document.querySelectorAll('button.all').forEach(function(b){b.addEventListener('click',function(){\
 document.getElementById(b.dataset.table).classList.remove('paged');b.remove();});});\
 function show(b){var t=document.getElementById(b.dataset.table);\
@@ -953,7 +958,10 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
         let link = match (safe, format.as_str()) {
             (false, _) => String::new(),
             (true, "png" | "jpeg" | "gif" | "webp") => {
-                format!("<a href=\"{0}\"><img class=\"thumb\" src=\"{0}\" alt=\"\"></a>", esc(&href))
+                format!(
+                    "<a href=\"{0}\"><img class=\"thumb\" src=\"{0}\" alt=\"\"></a><br><span class=\"dim\"></span>",
+                    esc(&href)
+                )
             }
             (true, "mp4" | "webm" | "matroska" | "mkv") => {
                 format!(
