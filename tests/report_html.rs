@@ -206,13 +206,7 @@ fn session_cins(dom: &str, liid: &str) -> Vec<String> {
 fn the_lemfs_directory_makes_the_same_report_of_what_was_delivered() {
     let d = tempfile::tempdir().unwrap();
     let (hi2, hi3) = (crate::common::free_port(), crate::common::free_port());
-    let w = d.path().join("w.toml");
-    let text = std::fs::read_to_string(root().join("pcaps/warrants.toml")).unwrap()
-        + &format!(
-            "\n[[lea]]\nname = \"lea\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER\"\n\
-             network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 1\n"
-        );
-    std::fs::write(&w, text).unwrap();
+    let w = with_lea(d.path(), "pcaps/warrants.toml", hi2, hi3);
     let lemf_out = d.path().join("received");
     let lemf = crate::common::Lemf::start(hi2, Some(hi3), &lemf_out);
     let (events, spool) = (root().join("pcaps/seed.events.jsonl"), d.path().join("spool"));
@@ -315,38 +309,71 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
     assert!(row.contains(&shown), "{shown} in {row}");
 }
 
-/// Mails as an analyst reads them: every visible message of `pcaps/app/smtp.pcap` (swaks,
-/// smtplib, postfix) has its subject and Message-ID in the page, and the one with attachments
-/// lists them by name and decoded size, as the fixture's record of the files sent says. The
-/// page holds no markup from any mail (its only script is its own).
+/// `warrants` (a path under the crate) with one LEA at `hi2`/`hi3` on loopback, written in `d`.
+fn with_lea(d: &Path, warrants: &str, hi2: u16, hi3: u16) -> std::path::PathBuf {
+    let w = d.join("w-lea.toml");
+    let text = std::fs::read_to_string(root().join(warrants)).unwrap()
+        + &format!(
+            "\n[[lea]]\nname = \"lea\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER\"\n\
+             network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 1\n"
+        );
+    std::fs::write(&w, text).unwrap();
+    w
+}
+
+/// Mails as an analyst reads them, from the case and from what the LEMF received (the mails
+/// reassembled from HI3): every visible message of `pcaps/app/smtp.pcap` (swaks, smtplib,
+/// postfix) has its subject and Message-ID in the page, and the one with attachments lists
+/// them by name and decoded size, as the fixture's record of the files sent says. The page
+/// holds no markup from any mail (its only script is its own).
 #[test]
 fn mails_are_shown_as_text_with_their_attachments() {
     let e: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/smtp.expect.json")).unwrap()).unwrap();
     let d = tempfile::tempdir().unwrap();
-    let w = root().join("pcaps/app/warrants.toml");
-    let case = replay(d.path(), &["pcaps/app/smtp.pcap"], &["--warrants".as_ref(), w.as_os_str()]);
-    let dom = dom(&report(&case, None), "");
-    let mails: Vec<&str> =
-        dom.split("<details class=\"mail\">").skip(1).map(|m| &m[..m.find("</details>").unwrap()]).collect();
-    let visible: Vec<&Value> = e["files"].as_array().unwrap().iter().filter(|f| f["visible"] == true).collect();
-    assert!(visible.len() >= 7);
-    for f in &visible {
-        let id = f["message_id"].as_str().unwrap().trim_matches(['<', '>']);
-        let m =
-            mails.iter().find(|m| m.contains(&format!("Message-ID: {id}"))).unwrap_or_else(|| panic!("{id} not shown"));
-        assert!(m.contains(&format!("Subject: {}", f["subject"].as_str().unwrap())), "{m}");
-        for a in f["attachments"].as_array().unwrap() {
-            let line = format!(
-                "[attachment] {} {} ({} bytes)",
-                a["filename"].as_str().unwrap(),
-                a["content_type"].as_str().unwrap(),
-                a["size"]
-            );
-            assert!(m.contains(&line), "{line} in {m}");
+    let (hi2, hi3) = (crate::common::free_port(), crate::common::free_port());
+    let w = with_lea(d.path(), "pcaps/app/warrants.toml", hi2, hi3);
+    let lemf_out = d.path().join("received");
+    let lemf = crate::common::Lemf::start(hi2, Some(hi3), &lemf_out);
+    let spool = d.path().join("spool");
+    let case = replay(
+        d.path(),
+        &["pcaps/app/smtp.pcap"],
+        &[
+            "--warrants".as_ref(),
+            w.as_os_str(),
+            "--deliver".as_ref(),
+            spool.as_os_str(),
+            "--deliver-wait".as_ref(),
+            "10".as_ref(),
+        ],
+    );
+    lemf.stop();
+    for (which, page) in [("recorded", report(&case, None)), ("received", report(&lemf_out, None))] {
+        let dom = dom(&page, "");
+        let mails: Vec<&str> =
+            dom.split("<details class=\"mail\">").skip(1).map(|m| &m[..m.find("</details>").unwrap()]).collect();
+        let visible: Vec<&Value> = e["files"].as_array().unwrap().iter().filter(|f| f["visible"] == true).collect();
+        assert!(visible.len() >= 7);
+        for f in &visible {
+            let id = f["message_id"].as_str().unwrap().trim_matches(['<', '>']);
+            let m = mails
+                .iter()
+                .find(|m| m.contains(&format!("Message-ID: {id}")))
+                .unwrap_or_else(|| panic!("{which}: {id} not shown"));
+            assert!(m.contains(&format!("Subject: {}", f["subject"].as_str().unwrap())), "{which}: {m}");
+            for a in f["attachments"].as_array().unwrap() {
+                let line = format!(
+                    "[attachment] {} {} ({} bytes)",
+                    a["filename"].as_str().unwrap(),
+                    a["content_type"].as_str().unwrap(),
+                    a["size"]
+                );
+                assert!(m.contains(&line), "{which}: {line} in {m}");
+            }
         }
+        assert_eq!(dom.matches("<script").count(), 1, "{which}");
     }
-    assert_eq!(dom.matches("<script").count(), 1);
 }
 
 /// Evidence with a hole says so where an analyst looks: one data segment of the PUT upload is

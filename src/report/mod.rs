@@ -221,6 +221,23 @@ fn liid_verdict(case: &Path, name: &str, root: Option<&std::collections::HashMap
     }
 }
 
+/// An object line as the case writer writes it. An LEMF's line (a mail reassembled from HI3:
+/// `kind` "email", no id or path, `ts`) is given the case's names: its bytes are at
+/// `objects/<sha256>` there too.
+fn as_case_object((i, mut o): (usize, Value)) -> Value {
+    if o["kind"] == "email" && o.get("path").is_none() {
+        let sha = text(&o["sha256"]);
+        o["kind"] = "mail".into();
+        o["path"] = format!("objects/{sha}").into();
+        o["id"] = (i + 1).into();
+        o["first_seen"] = o["ts"].clone();
+        if o["truncated"] == true {
+            o["format"]["reason"] = "cut short at the LEMF's object limit".into();
+        }
+    }
+    o
+}
+
 fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError> {
     if !case.join("MANIFEST.json").is_file() && !case.join("report.json").is_file() {
         return Err(ReportError::NotACase(case.to_path_buf()));
@@ -267,7 +284,7 @@ fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError>
             };
             Ok(Liid {
                 iri: read_lines(&dir.join("iri.jsonl"))?,
-                objects: read_lines(&dir.join("objects.jsonl"))?,
+                objects: read_lines(&dir.join("objects.jsonl"))?.into_iter().enumerate().map(as_case_object).collect(),
                 integrity,
                 name,
             })
