@@ -236,6 +236,8 @@ fn the_lemfs_directory_makes_the_same_report_of_what_was_delivered() {
     assert_eq!(session_cins(&received, "LIID-JOE-0001"), cins, "the sessions delivered are the sessions recorded");
     // Each stream's verdict: every one whole, and every session's CC stream among them.
     let delivery = rows(&received, "delivery-LIID-JOE-0001");
+    let folded = format!("<details><summary id=\"delivery-summary-LIID-JOE-0001\" class=\"ok\">{} sequence-number streams: all whole</summary>", delivery.len());
+    assert!(received.contains(&folded), "folded when whole");
     assert!(delivery.iter().all(|r| r.ends_with("<td>whole</td>")), "{delivery:?}");
     let cc: Vec<&str> = delivery
         .iter()

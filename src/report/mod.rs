@@ -435,13 +435,12 @@ fn integrity(h: &mut String, l: &Liid) {
             );
         }
         Integrity::Received { streams, failures } => {
-            let _ = write!(
-                h,
-                "<h3>Delivery</h3><table id=\"delivery-{id}\" class=\"sortable\"><thead><tr><th>channel</th><th>CIN</th>\
-                 <th>kind</th><th>PDUs</th><th>gaps</th><th>repeated</th><th>numbering restarts</th><th>verdict</th></tr></thead><tbody>"
-            );
+            // The table is long (a stream per CIN and kind): folded when every stream is whole.
+            let mut rows = String::new();
+            let mut bad = 0;
             let mut streams: Vec<&Value> = streams.iter().collect();
             streams.sort_by_key(|s| (text(&s["channel"]), s["cin"].as_u64(), text(&s["kind"])));
+            let n = streams.len();
             for s in streams {
                 let gaps = gap_ranges(&s["gaps"]);
                 let failed: Vec<String> = failures
@@ -462,8 +461,9 @@ fn integrity(h: &mut String, l: &Liid) {
                 } else {
                     "whole".to_string()
                 };
+                bad += usize::from(verdict != "whole");
                 let _ = write!(
-                    h,
+                    rows,
                     "<tr class=\"{}\"><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>\
                      <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                     if verdict == "whole" { "" } else { "gap" },
@@ -477,7 +477,16 @@ fn integrity(h: &mut String, l: &Liid) {
                     esc(&verdict)
                 );
             }
-            h.push_str("</tbody></table>\n");
+            let _ = writeln!(
+                h,
+                "<h3>Delivery</h3><details{}><summary id=\"delivery-summary-{id}\" class=\"{}\">{n} sequence-number streams: {}</summary>\
+                 <table id=\"delivery-{id}\" class=\"sortable\"><thead><tr><th>channel</th><th>CIN</th>\
+                 <th>kind</th><th>PDUs</th><th>gaps</th><th>repeated</th><th>numbering restarts</th><th>verdict</th></tr></thead>\
+                 <tbody>{rows}</tbody></table></details>",
+                if bad > 0 { " open" } else { "" },
+                if bad > 0 { "bad" } else { "ok" },
+                if bad > 0 { format!("{bad} not whole") } else { "all whole".to_string() }
+            );
         }
     }
 }
@@ -1109,6 +1118,7 @@ mod tests {
         assert_eq!(verdict_of_row(rows[3]), "whole", "hi3 8 cc");
         assert!(rows[3].starts_with(" class=\"\""), "{}", rows[3]);
         assert!(rows[..3].iter().all(|r| r.starts_with(" class=\"gap\"")));
+        assert!(page.contains("<details open><summary id=\"delivery-summary-L1\" class=\"bad\">4 sequence-number streams: 3 not whole</summary>"));
     }
 
     #[test]
