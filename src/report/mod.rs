@@ -443,24 +443,7 @@ fn integrity(h: &mut String, l: &Liid) {
             let n = streams.len();
             for s in streams {
                 let gaps = gap_ranges(&s["gaps"]);
-                let failed: Vec<String> = failures
-                    .iter()
-                    .filter(|f| {
-                        // A failed check condemns the PDUs it covers and the check's own stream.
-                        let dt = text(&f["data_type"]);
-                        f["cin"] == s["cin"]
-                            && f["channel"] == s["channel"]
-                            && (s["kind"] == dt.as_str() || s["kind"] == format!("integrity-{dt}"))
-                    })
-                    .map(|f| format!("{} check failed: {}", text(&f["check_type"]), text(&f["reason"])))
-                    .collect();
-                let verdict = if !failed.is_empty() {
-                    failed.join("; ")
-                } else if !gaps.is_empty() {
-                    format!("PDUs missing: {gaps}")
-                } else {
-                    "whole".to_string()
-                };
+                let verdict = stream_verdict(s, failures);
                 bad += usize::from(verdict != "whole");
                 let _ = write!(
                     rows,
@@ -488,6 +471,42 @@ fn integrity(h: &mut String, l: &Liid) {
                 if bad > 0 { format!("{bad} not whole") } else { "all whole".to_string() }
             );
         }
+    }
+}
+
+/// What the LEMF's account says of one stream: `whole`, the PDUs missing, or the integrity
+/// checks that failed over it (a failed check condemns the PDUs it covers and its own stream).
+fn stream_verdict(s: &Value, failures: &[Value]) -> String {
+    let failed: Vec<String> = failures
+        .iter()
+        .filter(|f| {
+            let dt = text(&f["data_type"]);
+            f["cin"] == s["cin"]
+                && f["channel"] == s["channel"]
+                && (s["kind"] == dt.as_str() || s["kind"] == format!("integrity-{dt}"))
+        })
+        .map(|f| format!("{} check failed: {}", text(&f["check_type"]), text(&f["reason"])))
+        .collect();
+    let gaps = gap_ranges(&s["gaps"]);
+    if !failed.is_empty() {
+        failed.join("; ")
+    } else if !gaps.is_empty() {
+        format!("PDUs missing: {gaps}")
+    } else {
+        "whole".to_string()
+    }
+}
+
+/// The CINs whose delivered streams are not whole: their records and sessions are marked
+/// where the analyst reads them, not only in the delivery table.
+fn undelivered(l: &Liid) -> std::collections::BTreeSet<u64> {
+    match &l.integrity {
+        Integrity::Received { streams, failures } => streams
+            .iter()
+            .filter(|s| stream_verdict(s, failures) != "whole")
+            .filter_map(|s| s["cin"].as_u64())
+            .collect(),
+        Integrity::Recorded(_) => Default::default(),
     }
 }
 
@@ -794,6 +813,7 @@ fn has_gap(r: &Value) -> bool {
 }
 
 fn timeline(h: &mut String, l: &Liid) {
+    let undelivered = undelivered(l);
     let mut rows: Vec<&Value> = l.iri.iter().collect();
     // By time, then as the case has them (a stable sort keeps the case's order on ties).
     rows.sort_by(|a, b| text(&a["ts"]).cmp(&text(&b["ts"])));
@@ -821,7 +841,7 @@ fn timeline(h: &mut String, l: &Liid) {
             h,
             "<tr class=\"k-{kind}{}{}\" data-kind=\"{kind}\">{}<td>{kind}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             more(i),
-            if has_gap(r) { " gap" } else { "" },
+            if has_gap(r) || r["cin"].as_u64().is_some_and(|c| undelivered.contains(&c)) { " gap" } else { "" },
             time_cell(&r["ts"]),
             esc(&text(&r["cin"])),
             esc(&summary(r))
@@ -831,6 +851,7 @@ fn timeline(h: &mut String, l: &Liid) {
 }
 
 fn sessions(h: &mut String, l: &Liid) {
+    let undelivered = undelivered(l);
     // A session's begin and end share its CIN; the end has the counters.
     let mut by_cin: BTreeMap<u64, (Option<&Value>, Option<&Value>)> = BTreeMap::new();
     for r in &l.iri {
@@ -858,7 +879,7 @@ fn sessions(h: &mut String, l: &Liid) {
             "<tr class=\"{}{}\"><td class=\"n\">{cin}</td><td>{}</td><td>{}</td><td>{}</td>{}{}\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             more(i).trim(),
-            if gaps.is_empty() { "" } else { " gap" },
+            if gaps.is_empty() && !undelivered.contains(&cin) { "" } else { " gap" },
             esc(&text(&any["flow"]["proto"])),
             esc(&text(&any["flow"]["orig"])),
             esc(&text(&any["flow"]["resp"])),
@@ -1085,7 +1106,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let case = d.path().join("lemf");
         std::fs::create_dir_all(case.join("L1")).unwrap();
-        std::fs::write(case.join("L1/iri.jsonl"), "").unwrap();
+        let rec = |cin: u64, event: &str| {
+            serde_json::json!({"liid": "L1", "cin": cin, "ts": "2026-01-01T00:00:00Z", "event": event,
+                "flow": {"proto": "tcp", "orig": "a", "resp": "b"}})
+            .to_string()
+        };
+        let lines = [rec(7, "session-begin"), rec(8, "session-begin"), rec(9, "session-begin")];
+        std::fs::write(case.join("L1/iri.jsonl"), lines.join("\n") + "\n").unwrap();
         let stream = |channel: &str, cin: u64, kind: &str, gaps: Value| {
             serde_json::json!({"channel": channel, "liid": "L1", "cin": cin, "kind": kind, "pdus": 9, "gaps": gaps,
                 "duplicates": 0, "cin_resets": 0})
@@ -1119,6 +1146,23 @@ mod tests {
         assert!(rows[3].starts_with(" class=\"\""), "{}", rows[3]);
         assert!(rows[..3].iter().all(|r| r.starts_with(" class=\"gap\"")));
         assert!(page.contains("<details open><summary id=\"delivery-summary-L1\" class=\"bad\">4 sequence-number streams: 3 not whole</summary>"));
+        // The records and sessions of CINs 7 and 8 are marked where they are read; CIN 9's not.
+        let timeline = &page[page.find("id=\"timeline-L1\"").unwrap()..];
+        let marked: Vec<bool> = timeline
+            .split("<tr class=\"k-")
+            .skip(1)
+            .take(3)
+            .map(|r| r.split("</tr>").next().unwrap().contains(" gap\""))
+            .collect();
+        assert_eq!(marked, [true, true, false]);
+        let sessions = &page[page.find("id=\"sessions-L1\"").unwrap()..];
+        let marked: Vec<bool> = sessions
+            .split("<tr class=\"")
+            .skip(1)
+            .take(3)
+            .map(|r| r.starts_with(" gap\"") || r.starts_with("gap\""))
+            .collect();
+        assert_eq!(marked, [true, true, false]);
     }
 
     #[test]
