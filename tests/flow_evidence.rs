@@ -410,26 +410,15 @@ fn a_real_download_captured_on_loopback_is_rebuilt() {
         .spawn()
         .unwrap();
     common::wait_listening(port);
-    let mut dump = Command::new("tcpdump")
-        // Immediate mode: without it, frames in a ring block not yet handed over are lost at
-        // the stop.
-        .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-w"])
-        .arg(&pcap)
-        .args(["tcp", "port", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let st = Command::new("curl")
-        .args(["-s", "-o", "/dev/null"])
-        .arg(format!("http://127.0.0.1:{port}/f.bin"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    common::signal(&dump, "INT");
-    dump.wait().unwrap();
+    let port_s = port.to_string();
+    common::capture_lo(&pcap, &["tcp", "port", &port_s], || {
+        let st = Command::new("curl")
+            .args(["-s", "-o", "/dev/null"])
+            .arg(format!("http://127.0.0.1:{port}/f.bin"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
     let _ = server.kill();
     let _ = server.wait();
     // tshark agrees: no segment carrying data or SYN has a checksum that holds (the kernel may

@@ -6,8 +6,7 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -34,26 +33,25 @@ fn capture_post(dir: &Path, body: &Path) -> std::path::PathBuf {
     let mut server = Command::new("python3").args(["-c", SERVER, &port.to_string()]).spawn().unwrap();
     common::wait_listening(port);
     let pcap = dir.join("post.pcap");
-    let mut dump = Command::new("tcpdump")
-        .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-w"])
-        .arg(&pcap)
-        .args(["tcp", "port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    let st = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-H", "Content-Encoding: gzip", "-H", "Content-Type: application/octet-stream"])
-        .arg("--data-binary")
-        .arg(format!("@{}", body.display()))
-        .arg(format!("http://127.0.0.1:{port}/upload"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::thread::sleep(Duration::from_millis(1000));
-    common::signal(&dump, "INT");
-    dump.wait().unwrap();
+    let port_s = port.to_string();
+    common::capture_lo(&pcap, &["tcp", "port", &port_s], || {
+        let st = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Encoding: gzip",
+                "-H",
+                "Content-Type: application/octet-stream",
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(format!("http://127.0.0.1:{port}/upload"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
     let _ = server.kill();
     let _ = server.wait();
     pcap

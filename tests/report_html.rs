@@ -260,13 +260,7 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
         serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/vmi.expect.json")).unwrap()).unwrap();
     let d = tempfile::tempdir().unwrap();
     let (events, started) = crate::common::vmi_fixture_events(d.path(), &e);
-    let w = d.path().join("w.toml");
-    std::fs::write(
-        &w,
-        "[[warrant]]\nliid = \"LIID-V\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
-         scope = \"iri+cc\"\ntargets = [\"ipv4:198.51.100.7\", \"subscriber:joe\"]\n",
-    )
-    .unwrap();
+    let w = one_warrant(d.path(), "LIID-V", "\"ipv4:198.51.100.7\", \"subscriber:joe\"");
     let case = replay(
         d.path(),
         &["pcaps/app/vmi.pcap"],
@@ -309,6 +303,18 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
     let dims: Vec<&str> = says.split(", ").nth(1).expect("file(1) gives the PNG's size").split(" x ").collect();
     let shown = format!("<span class=\"dim shown\">{} x {} px</span>", dims[0].trim(), dims[1].trim());
     assert!(row.contains(&shown), "{shown} in {row}");
+}
+
+/// A warrants file in `d` of one iri+cc warrant `liid` on `targets` (TOML array items), in
+/// force 2026-2027.
+fn one_warrant(d: &Path, liid: &str, targets: &str) -> std::path::PathBuf {
+    let w = d.join("w.toml");
+    let text = format!(
+        "[[warrant]]\nliid = \"{liid}\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
+         scope = \"iri+cc\"\ntargets = [{targets}]\n"
+    );
+    std::fs::write(&w, text).unwrap();
+    w
 }
 
 /// `warrants` (a path under the crate) with one LEA at `hi2`/`hi3` on loopback, written in `d`.
@@ -579,13 +585,7 @@ fn the_second_use_cases_story_reads_in_order_on_one_page() {
         ),
     )
     .unwrap();
-    let wt = d.path().join("w.toml");
-    std::fs::write(
-        &wt,
-        "[[warrant]]\nliid = \"LIID-STORY\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
-         scope = \"iri+cc\"\ntargets = [\"subscriber:joe\"]\n",
-    )
-    .unwrap();
+    let wt = one_warrant(d.path(), "LIID-STORY", "\"subscriber:joe\"");
     let case = replay(
         d.path(),
         &[vmi.to_str().unwrap(), smtp.to_str().unwrap(), rtmp.to_str().unwrap()],
@@ -661,24 +661,15 @@ fn markup_from_the_wire_is_shown_as_text_and_never_runs() {
     let d = tempfile::tempdir().unwrap();
     let (http, smtp) = (crate::common::free_port(), crate::common::free_port());
     let pcap = d.path().join("hostile.pcap");
-    let mut dump = Command::new("tcpdump")
-        .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-w"])
-        .arg(&pcap)
-        .args(["tcp port", &http.to_string(), "or tcp port", &smtp.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let o = Command::new("python3")
-        .arg(root().join("tests/data/report/hostile_session.py"))
-        .args([http.to_string(), smtp.to_string()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    crate::common::signal(&dump, "INT");
-    dump.wait().unwrap();
+    let (http_s, smtp_s) = (http.to_string(), smtp.to_string());
+    crate::common::capture_lo(&pcap, &["tcp", "port", &http_s, "or", "tcp", "port", &smtp_s], || {
+        let o = Command::new("python3")
+            .arg(root().join("tests/data/report/hostile_session.py"))
+            .args([&http_s, &smtp_s])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    });
     let case = d.path().join("case");
     crate::common::replay_one_warrant(d.path(), "LIID-H", &["ipv4:127.0.0.1"], &pcap, &case, &[]);
     let dom = dom(&report(&case, None), "");

@@ -142,6 +142,26 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(st.success());
 }
 
+/// What tcpdump captures on loopback into `pcap` (`filter`: its expression, word by word) while
+/// `run` runs, and `run`'s result. Immediate mode: without it, frames in a ring block not yet
+/// handed over are lost at the stop; a second either side for tcpdump to start and drain.
+pub fn capture_lo<T>(pcap: &Path, filter: &[&str], run: impl FnOnce() -> T) -> T {
+    let mut dump = Command::new("tcpdump")
+        .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-w"])
+        .arg(pcap)
+        .args(filter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = run();
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(&dump, "INT");
+    dump.wait().unwrap();
+    out
+}
+
 /// Waits for a child to exit; kills it and panics after `limit`.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let t = Instant::now();
