@@ -1002,6 +1002,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http<'_, S> {
 mod tests {
     use super::*;
 
+    /// The X1 server's HTTP layer over an in-memory pipe on tokio's paused clock: the runtime
+    /// jumps to the next deadline when every task waits, so the default limits (10 s for a
+    /// head, 60 s idle) are checked to the nanosecond in no wall time. TLS and the handler are
+    /// not involved: a head that never ends and a client that never speaks reach neither.
+    mod deadlines {
+        use super::*;
+
+        struct NoHandler;
+        impl X1Handler for NoHandler {
+            fn handle(&self, _: &ClientId, _: &[u8]) -> HandlerReply {
+                unreachable!("no request is whole in these tests")
+            }
+        }
+
+        fn shared(dir: &std::path::Path) -> Shared {
+            Shared {
+                handler: Arc::new(NoHandler),
+                audit: Arc::new(AuditLog::open(&dir.join("audit.jsonl"), None, 0).unwrap()),
+                clients: Vec::new(),
+                limits: Limits::default(),
+                tally: Mutex::new(RefusalTally::default()),
+                established: Arc::new(tokio::sync::Semaphore::new(1)),
+            }
+        }
+
+        /// Serves one connection whose client writes `sent` (pieces, `gap` apart) and then
+        /// waits; what the client read until the server closed, and when that was.
+        async fn exchange(sent: &[&[u8]], gap: Duration) -> (String, Duration) {
+            let d = tempfile::tempdir().unwrap();
+            let shared = shared(d.path());
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+            let who =
+                Who { cn: Some("admf".into()), fingerprint: "00".into(), role: None, peer: "192.0.2.1:4000".into() };
+            let start = Instant::now();
+            let serve = Http { s: server, buf: Vec::new(), shared: &shared, who, stop }.run();
+            let (mut rx, mut tx) = tokio::io::split(client);
+            let write = async {
+                for (i, piece) in sent.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    // The server may have closed already: the rest is not sent.
+                    if tx.write_all(piece).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let read = async {
+                let mut got = Vec::new();
+                let _ = rx.read_to_end(&mut got).await;
+                (String::from_utf8_lossy(&got).into_owned(), start.elapsed())
+            };
+            let talk = async { tokio::join!(write, read).1 };
+            tokio::join!(serve, talk).1
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_head_that_never_ends_is_answered_408_at_the_header_deadline_from_its_first_byte() {
+            // Slowloris: a piece of the head every 2 s; the deadline counts from the first byte.
+            let pieces: [&[u8]; 8] =
+                [b"POST /X1/", b"NE HTTP/1", b".1\r\nHo", b"st: a\r\n", b"X: 1\r\n", b"Y", b"Z", b"W"];
+            let (got, at) = exchange(&pieces, Duration::from_secs(2)).await;
+            assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+            assert_eq!(at, Limits::default().header_timeout, "{got}");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_client_that_never_speaks_is_closed_at_the_idle_timeout_without_a_word() {
+            let (got, at) = exchange(&[], Duration::ZERO).await;
+            assert_eq!(got, "");
+            assert_eq!(at, Limits::default().idle_timeout);
+        }
+    }
+
     fn p(s: &str) -> Result<RequestHead, u16> {
         parse_head(s.as_bytes()).map_err(|e| e.status)
     }
