@@ -298,6 +298,9 @@ pub struct Verified {
     pub signer_trusted: bool,
     /// The manifest's own statement that the case is incomplete, and why.
     pub incomplete: Option<String>,
+    /// Each listed file's SHA-256 (path -> hex), as checked: what [`verify_known`] takes for a
+    /// directory below, so that it is neither hashed nor its manifest read a second time.
+    pub digests: std::collections::HashMap<String, String>,
 }
 
 /// Checks the signature, then every listed file's hash, then that no file is unlisted. Stops at
@@ -379,6 +382,7 @@ pub fn verify_known(
         signer: sigfile.public_key,
         signer_trusted: trusted_public_hex.is_some(),
         incomplete: manifest.incomplete,
+        digests: manifest.files.into_iter().map(|f| (f.path, f.sha256)).collect(),
     })
 }
 

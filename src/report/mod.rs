@@ -18,7 +18,7 @@
 //! packets and bytes each way) and the objects (name, kind, format verdict, digests, size, a
 //! link to the bytes; pictures as thumbnails, audio and video playable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
@@ -48,6 +48,8 @@ pub enum Verdict {
         files: usize,
         signer: String,
         incomplete: Option<String>,
+        /// The digests checked (path -> SHA-256): a LIID directory's own check takes them.
+        digests: HashMap<String, String>,
     },
     Failed(String),
     /// An LEMF's directory (`report.json`): what arrived, and what is missing or repeated.
@@ -80,8 +82,13 @@ pub fn verdict_of(dir: &Path) -> Verdict {
                 + r["integrity"]["signature_failed"].as_u64().unwrap_or(0),
         };
     }
-    match crate::deliver::manifest::verify(dir, None) {
-        Ok(v) => Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
+    checked(crate::deliver::manifest::verify(dir, None))
+}
+
+/// A manifest check's outcome as the page says it.
+fn checked(r: Result<crate::deliver::manifest::Verified, crate::deliver::manifest::ManifestError>) -> Verdict {
+    match r {
+        Ok(v) => Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete, digests: v.digests },
         Err(e) => Verdict::Failed(e.to_string()),
     }
 }
@@ -155,10 +162,16 @@ enum Integrity {
     /// A recorded case: the LIID directory's own signed manifest (it can be handed over alone),
     /// checked as `tapir verify` does.
     Recorded(Verdict),
-    /// What an LEMF received: its sequence-number streams for this LIID (`report.json`'s
-    /// `streams`, each with channel, CIN, kind, PDUs, gaps, repeats) and the integrity checks
-    /// that failed for it.
-    Received { streams: Vec<Value>, failures: Vec<Value> },
+    /// What an LEMF received: its sequence-number streams for this LIID, in channel, CIN and
+    /// kind order.
+    Received(Vec<Delivered>),
+}
+
+/// One sequence-number stream an LEMF received (`report.json`'s `streams`: channel, CIN,
+/// kind, PDUs, gaps, repeats), and what is wrong with it: `None` when it is whole.
+struct Delivered {
+    stream: Value,
+    fault: Option<String>,
 }
 
 fn read_lines(path: &Path) -> Result<Vec<Value>, ReportError> {
@@ -194,31 +207,17 @@ fn as_case_record(line: Value) -> Value {
     }
 }
 
-/// What the case root's manifest, verified, says each file's SHA-256 is (`LIID/path` -> hex).
-fn root_digests(case: &Path) -> std::collections::HashMap<String, String> {
-    let m: Value = std::fs::read(case.join("MANIFEST.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    m["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["sha256"].as_str()?.to_string())))
-        .collect()
-}
-
 /// A LIID directory's own verdict. When the root verified, its digests stand for the same
 /// files below (no second hashing of a large capture).
-fn liid_verdict(case: &Path, name: &str, root: Option<&std::collections::HashMap<String, String>>) -> Verdict {
+fn liid_verdict(case: &Path, name: &str, root: &Verdict) -> Verdict {
     let prefix = format!("{name}/");
-    let known = root
-        .map(|r| r.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone()))).collect())
-        .unwrap_or_default();
-    match crate::deliver::manifest::verify_known(&case.join(name), None, &known) {
-        Ok(v) => Verdict::Verified { files: v.files, signer: v.signer, incomplete: v.incomplete },
-        Err(e) => Verdict::Failed(e.to_string()),
-    }
+    let known = match root {
+        Verdict::Verified { digests, .. } => {
+            digests.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone()))).collect()
+        }
+        _ => HashMap::new(),
+    };
+    checked(crate::deliver::manifest::verify_known(&case.join(name), None, &known))
 }
 
 /// An object line as the case writer writes it. An LEMF's line (a mail reassembled from HI3:
@@ -238,7 +237,7 @@ fn as_case_object((i, mut o): (usize, Value)) -> Value {
     o
 }
 
-fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError> {
+fn read_case(case: &Path, root: &Verdict) -> Result<Vec<Liid>, ReportError> {
     if !case.join("MANIFEST.json").is_file() && !case.join("report.json").is_file() {
         return Err(ReportError::NotACase(case.to_path_buf()));
     }
@@ -250,7 +249,6 @@ fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError>
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
     names.sort();
-    let digests = root_verified.then(|| root_digests(case));
     let lemf: Option<Value> = (!case.join("MANIFEST.json").is_file())
         .then(|| std::fs::read(case.join("report.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()))
         .flatten();
@@ -261,26 +259,24 @@ fn read_case(case: &Path, root_verified: bool) -> Result<Vec<Liid>, ReportError>
             let integrity = match &lemf {
                 // The LEMF names a LIID's directory by `liid_dir`; its report keeps the LIID.
                 Some(r) => {
-                    let mine = |v: &Value| crate::lemf::case::liid_dir(&text(&v["liid"])) == name;
-                    Integrity::Received {
-                        streams: r["streams"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(_, v)| v)
-                            .filter(|v| mine(v))
-                            .cloned()
-                            .collect(),
-                        failures: r["integrity"]["failures"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter(|v| mine(v))
-                            .cloned()
-                            .collect(),
-                    }
+                    let mine = |v: &&Value| crate::lemf::case::liid_dir(&text(&v["liid"])) == name;
+                    let failures: Vec<&Value> =
+                        r["integrity"]["failures"].as_array().into_iter().flatten().filter(mine).collect();
+                    let mut streams: Vec<Delivered> = r["streams"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(_, v)| v)
+                        .filter(mine)
+                        .map(|s| Delivered { fault: stream_fault(s, &failures), stream: s.clone() })
+                        .collect();
+                    streams.sort_by_key(|d| {
+                        let s = &d.stream;
+                        (text(&s["channel"]), s["cin"].as_u64(), text(&s["kind"]))
+                    });
+                    Integrity::Received(streams)
                 }
-                None => Integrity::Recorded(liid_verdict(case, &name, digests.as_ref())),
+                None => Integrity::Recorded(liid_verdict(case, &name, root)),
             };
             Ok(Liid {
                 iri: read_lines(&dir.join("iri.jsonl"))?,
@@ -348,7 +344,7 @@ var nx=parseFloat(x),ny=parseFloat(y);var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.loc
 
 /// Writes the report of `case`, with `verdict` at the top, for a page saved in `out_dir`.
 pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, ReportError> {
-    let liids = read_case(case, matches!(verdict, Verdict::Verified { .. }))?;
+    let liids = read_case(case, verdict)?;
     let base = relative(out_dir, case);
     let title = case.file_name().and_then(|n| n.to_str()).unwrap_or("case");
     let mut h = String::new();
@@ -361,7 +357,7 @@ pub fn render(case: &Path, verdict: &Verdict, out_dir: &Path) -> Result<String, 
         esc(title)
     );
     match verdict {
-        Verdict::Verified { files, signer, incomplete } => {
+        Verdict::Verified { files, signer, incomplete, .. } => {
             let _ = writeln!(
                 h,
                 "<p class=\"ok\" id=\"verdict\">Verified: {files} files, every digest as signed by {}.{}</p>",
@@ -434,30 +430,25 @@ fn integrity(h: &mut String, l: &Liid) {
                 esc(&why)
             );
         }
-        Integrity::Received { streams, failures } => {
+        Integrity::Received(streams) => {
             // The table is long (a stream per CIN and kind): folded when every stream is whole.
             let mut rows = String::new();
-            let mut bad = 0;
-            let mut streams: Vec<&Value> = streams.iter().collect();
-            streams.sort_by_key(|s| (text(&s["channel"]), s["cin"].as_u64(), text(&s["kind"])));
             let n = streams.len();
-            for s in streams {
-                let gaps = gap_ranges(&s["gaps"]);
-                let verdict = stream_verdict(s, failures);
-                bad += usize::from(verdict != "whole");
+            let bad = streams.iter().filter(|d| d.fault.is_some()).count();
+            for Delivered { stream: s, fault } in streams {
                 let _ = write!(
                     rows,
                     "<tr class=\"{}\"><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>\
                      <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                    if verdict == "whole" { "" } else { "gap" },
+                    if fault.is_some() { "gap" } else { "" },
                     esc(&text(&s["channel"])),
                     esc(&text(&s["cin"])),
                     esc(&text(&s["kind"])),
                     esc(&text(&s["pdus"])),
-                    esc(&gaps),
+                    esc(&gap_ranges(&s["gaps"])),
                     esc(&text(&s["duplicates"])),
                     esc(&text(&s["cin_resets"])),
-                    esc(&verdict)
+                    esc(fault.as_deref().unwrap_or("whole"))
                 );
             }
             let _ = writeln!(
@@ -474,9 +465,10 @@ fn integrity(h: &mut String, l: &Liid) {
     }
 }
 
-/// What the LEMF's account says of one stream: `whole`, the PDUs missing, or the integrity
-/// checks that failed over it (a failed check condemns the PDUs it covers and its own stream).
-fn stream_verdict(s: &Value, failures: &[Value]) -> String {
+/// What is wrong with one stream the LEMF received: the integrity checks that failed over it
+/// (a failed check condemns the PDUs it covers and its own stream), or the PDUs missing;
+/// `None` when it is whole.
+fn stream_fault(s: &Value, failures: &[&Value]) -> Option<String> {
     let failed: Vec<String> = failures
         .iter()
         .filter(|f| {
@@ -489,11 +481,11 @@ fn stream_verdict(s: &Value, failures: &[Value]) -> String {
         .collect();
     let gaps = gap_ranges(&s["gaps"]);
     if !failed.is_empty() {
-        failed.join("; ")
+        Some(failed.join("; "))
     } else if !gaps.is_empty() {
-        format!("PDUs missing: {gaps}")
+        Some(format!("PDUs missing: {gaps}"))
     } else {
-        "whole".to_string()
+        None
     }
 }
 
@@ -501,11 +493,9 @@ fn stream_verdict(s: &Value, failures: &[Value]) -> String {
 /// where the analyst reads them, not only in the delivery table.
 fn undelivered(l: &Liid) -> std::collections::BTreeSet<u64> {
     match &l.integrity {
-        Integrity::Received { streams, failures } => streams
-            .iter()
-            .filter(|s| stream_verdict(s, failures) != "whole")
-            .filter_map(|s| s["cin"].as_u64())
-            .collect(),
+        Integrity::Received(streams) => {
+            streams.iter().filter(|d| d.fault.is_some()).filter_map(|d| d.stream["cin"].as_u64()).collect()
+        }
         Integrity::Recorded(_) => Default::default(),
     }
 }
@@ -1091,11 +1081,10 @@ mod tests {
             .unwrap();
         let root = verdict_of(d.path());
         assert!(matches!(root, Verdict::Verified { .. }), "{root:?}");
-        let digests = root_digests(d.path());
-        assert!(matches!(liid_verdict(d.path(), "L1", Some(&digests)), Verdict::Verified { files: 4, .. }));
+        assert!(matches!(liid_verdict(d.path(), "L1", &root), Verdict::Verified { files: 4, .. }));
         std::fs::write(l.join("objects/abc"), "hellO").unwrap();
         assert!(matches!(verdict_of(d.path()), Verdict::Failed(_)));
-        match liid_verdict(d.path(), "L1", None) {
+        match liid_verdict(d.path(), "L1", &verdict_of(d.path())) {
             Verdict::Failed(why) => assert!(why.contains("objects/abc"), "{why}"),
             v => panic!("{v:?}"),
         }
