@@ -42,16 +42,7 @@ fn time_of(row: &str) -> &str {
 /// associations, delivery); the case's path.
 fn replay(d: &Path, pcaps: &[&str], args: &[&std::ffi::OsStr]) -> std::path::PathBuf {
     let case = d.join("case");
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .args(pcaps.iter().map(|p| root().join(p)))
-        .args(args)
-        .arg("--out")
-        .arg(&case)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::common::replay_into(pcaps.iter().map(|p| root().join(p)), args, &case);
     case
 }
 
@@ -260,7 +251,7 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
         serde_json::from_str(&std::fs::read_to_string(root().join("pcaps/app/vmi.expect.json")).unwrap()).unwrap();
     let d = tempfile::tempdir().unwrap();
     let (events, started) = crate::common::vmi_fixture_events(d.path(), &e);
-    let w = one_warrant(d.path(), "LIID-V", "\"ipv4:198.51.100.7\", \"subscriber:joe\"");
+    let w = crate::common::one_warrant(d.path(), "LIID-V", &["ipv4:198.51.100.7", "subscriber:joe"]);
     let case = replay(
         d.path(),
         &["pcaps/app/vmi.pcap"],
@@ -303,18 +294,6 @@ fn the_second_use_cases_report_shows_the_images_findings_and_the_vms_crontab_pla
     let dims: Vec<&str> = says.split(", ").nth(1).expect("file(1) gives the PNG's size").split(" x ").collect();
     let shown = format!("<span class=\"dim shown\">{} x {} px</span>", dims[0].trim(), dims[1].trim());
     assert!(row.contains(&shown), "{shown} in {row}");
-}
-
-/// A warrants file in `d` of one iri+cc warrant `liid` on `targets` (TOML array items), in
-/// force 2026-2027.
-fn one_warrant(d: &Path, liid: &str, targets: &str) -> std::path::PathBuf {
-    let w = d.join("w.toml");
-    let text = format!(
-        "[[warrant]]\nliid = \"{liid}\"\nstart = \"2026-01-01T00:00:00Z\"\nend = \"2028-01-01T00:00:00Z\"\n\
-         scope = \"iri+cc\"\ntargets = [{targets}]\n"
-    );
-    std::fs::write(&w, text).unwrap();
-    w
 }
 
 /// `warrants` (a path under the crate) with one LEA at `hi2`/`hi3` on loopback, written in `d`.
@@ -585,7 +564,7 @@ fn the_second_use_cases_story_reads_in_order_on_one_page() {
         ),
     )
     .unwrap();
-    let wt = one_warrant(d.path(), "LIID-STORY", "\"subscriber:joe\"");
+    let wt = crate::common::one_warrant(d.path(), "LIID-STORY", &["subscriber:joe"]);
     let case = replay(
         d.path(),
         &[vmi.to_str().unwrap(), smtp.to_str().unwrap(), rtmp.to_str().unwrap()],

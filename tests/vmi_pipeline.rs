@@ -325,17 +325,7 @@ fn mail_sent_before_the_upload_is_named_by_the_image_artifact() {
     let w = d.path().join("w.toml");
     std::fs::write(&w, warrant("LIID-V", "iri+cc", None)).unwrap();
     let case = d.path().join("case");
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .arg(d.path().join("mail-first.pcap"))
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--out")
-        .arg(&case)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    replay_into([d.path().join("mail-first.pcap")], [std::ffi::OsStr::new("--warrants"), w.as_os_str()], &case);
     verify_case(&case);
     let iri = json_lines(&case.join("LIID-V/iri.jsonl"));
     let sent = iri

@@ -7,6 +7,7 @@
 
 pub mod media;
 
+use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -107,10 +108,8 @@ pub fn verify_case(case: &Path) {
     assert!(o.status.success(), "verify: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
-/// `tapir replay PCAP` into `out` under one iri+cc warrant `liid` on `targets` (in force
-/// 2020-2100), with `args` added; asserts it succeeded and that the case verifies. Returns the
-/// closing summary (stdout).
-pub fn replay_one_warrant(dir: &Path, liid: &str, targets: &[&str], pcap: &Path, out: &Path, args: &[&str]) -> String {
+/// `dir/w.toml`: one iri+cc warrant `liid` on `targets`, in force 2020-2100.
+pub fn one_warrant(dir: &Path, liid: &str, targets: &[&str]) -> PathBuf {
     let w = dir.join("w.toml");
     let targets = targets.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
     std::fs::write(
@@ -120,20 +119,35 @@ pub fn replay_one_warrant(dir: &Path, liid: &str, targets: &[&str], pcap: &Path,
         ),
     )
     .unwrap();
-    let o = Command::new(TAPIR)
-        .arg("replay")
-        .arg(pcap)
-        .arg("--warrants")
-        .arg(&w)
-        .arg("--out")
-        .arg(out)
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap();
+    w
+}
+
+/// `tapir replay CAPTURES... ARGS... --out OUT -q`; asserts it succeeded. Returns the closing
+/// summary (stdout).
+pub fn replay_into<C, A>(captures: C, args: A, out: &Path) -> String
+where
+    C: IntoIterator,
+    C::Item: AsRef<std::ffi::OsStr>,
+    A: IntoIterator,
+    A::Item: AsRef<std::ffi::OsStr>,
+{
+    let o =
+        Command::new(TAPIR).arg("replay").args(captures).args(args).arg("--out").arg(out).arg("-q").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    verify_case(out);
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `tapir replay PCAP` into `out` under [`one_warrant`] `liid` on `targets`, with `args` added;
+/// asserts it succeeded and that the case verifies. Returns the closing summary (stdout).
+pub fn replay_one_warrant(dir: &Path, liid: &str, targets: &[&str], pcap: &Path, out: &Path, args: &[&str]) -> String {
+    let w = one_warrant(dir, liid, targets);
+    let summary = replay_into(
+        [pcap],
+        [OsStr::new("--warrants"), w.as_os_str()].into_iter().chain(args.iter().map(OsStr::new)),
+        out,
+    );
+    verify_case(out);
+    summary
 }
 
 /// Sends signal `sig` (e.g. "TERM") to a child with kill(1).
