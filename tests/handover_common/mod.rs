@@ -215,7 +215,8 @@ pub fn segments(dir: &Path, channel: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Bytes in the segment files of `channel`.
+/// Bytes in the segment files of `channel`. The spool deletes a segment once the LEA has
+/// confirmed it, possibly between the listing and the look at its size: it then holds nothing.
 pub fn segment_bytes(dir: &Path, channel: &str) -> u64 {
-    segments(dir, channel).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum()
+    segments(dir, channel).iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
 }
