@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::clock::Every;
 use super::config::{Config, MdfConfig};
 use super::feeds::{DeliveryStatus, Feeds, X2x3Snapshot};
 use super::run::{
@@ -198,8 +199,9 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     if hooks.replay.is_some() {
         bail!("an MDF replays nothing: its POIs capture");
     }
-    let notifier = Say::new(false);
+    let notifier = Say::new(hooks.notify.take(), false);
     let say = |s: &str| notifier.say(s);
+    let clock = hooks.clock.clone();
     let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
     let x1 = super::x1::X1Service::open(config)?;
     let mut provider = warrants_provider(config, hooks.warrants.take(), x1.as_ref());
@@ -325,13 +327,13 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
     };
 
     let mut reloads = 0u64;
-    let mut last_flush = Instant::now();
-    let mut last_batch = Instant::now();
+    let mut flush = Every::new(Duration::from_millis(100), clock.now());
+    let mut last_batch = clock.now();
     let wait = Duration::from_secs(config.limits.deliver_wait_secs);
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(batch) => {
-                last_batch = Instant::now();
+                last_batch = clock.now();
                 for pdu in &batch.pdus {
                     taker.take(journal.as_mut(), &batch.poi, pdu);
                 }
@@ -348,15 +350,14 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
                 // it moves on to that (journaled), and what it records is released at once.
                 let wall = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX));
                 let due = taker.recorder.next_due().filter(|&t| t <= wall && t > taker.intake.latest);
-                if due.is_some() && last_batch.elapsed() >= QUIET {
+                if due.is_some() && clock.now().saturating_duration_since(last_batch) >= QUIET {
                     taker.tick(journal.as_mut(), wall);
                     taker.commit(journal.as_mut());
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if last_flush.elapsed() >= Duration::from_millis(100) {
-            last_flush = Instant::now();
+        if flush.due(clock.now()) {
             taker.out.out.flush();
         }
         if let Some(x) = &x1_running {

@@ -60,6 +60,7 @@
 //!
 //! Hooks for what merges later are marked `HOOK` ([`run::live_sources`], [`run::Hooks`]).
 
+pub mod clock;
 pub mod config;
 pub mod feeds;
 pub mod mdf;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::clock::{Every, SharedClock, SystemClock};
 use super::config::{Config, Pace, ReplayEnd, Role};
 use super::feeds::{self, DeliveryStatus, DropsSlot, Feeds};
 use super::notify::{self, Notifier};
@@ -101,11 +102,25 @@ pub struct Hooks {
     pub signals: bool,
     /// `tapir replay`: this loop over capture files that end (see [`ReplayRun`]).
     pub replay: Option<ReplayRun>,
+    /// What paces a realtime replay and times the loop's duties (see [`super::clock`]): the
+    /// system's clock, or a test's virtual one.
+    pub clock: SharedClock,
+    /// Where sd_notify messages go; `None`: `$NOTIFY_SOCKET`, when set (see [`Say`]).
+    pub notify: Option<Notifier>,
 }
 
 impl Default for Hooks {
     fn default() -> Self {
-        Hooks { sources: None, warrants: None, assoc_rx: None, control: channel(), signals: true, replay: None }
+        Hooks {
+            sources: None,
+            warrants: None,
+            assoc_rx: None,
+            control: channel(),
+            signals: true,
+            replay: None,
+            clock: Arc::new(SystemClock),
+            notify: None,
+        }
     }
 }
 
@@ -471,6 +486,7 @@ fn spawn_capture(
     dropped: Arc<AtomicU64>,
     drops: DropsSlot,
     stop_quiet: Duration,
+    clock: SharedClock,
 ) -> Result<JoinHandle<()>> {
     let name = src.name();
     let h = std::thread::Builder::new().name("tapir-capture".into()).spawn(move || {
@@ -486,8 +502,9 @@ fn spawn_capture(
             b
         };
         let mut batch = fresh(&recycle);
-        let mut last_clock = Instant::now();
-        let mut last_drops = Instant::now();
+        // A quiet source's clock is sent at least every 200 ms (and whenever a poll is empty).
+        let mut clock_every = Every::new(Duration::from_millis(200), clock.now());
+        let mut drops_every = Every::new(feeds::UPDATE_EVERY, clock.now());
         // One poll, its frames sent on in batches; `None` once the pipeline is gone. A full
         // batch is sent from inside the poll, so that one poll over a full ring (up to 256 MiB
         // by default) holds at most the queue's batches in memory, not a copy of the ring.
@@ -511,17 +528,15 @@ fn spawn_capture(
         };
         while !stop.load(Ordering::Relaxed) {
             let Some(n) = pump(&mut src, Duration::from_millis(100)) else { return };
-            if n == 0 || last_clock.elapsed() >= Duration::from_millis(200) {
+            if clock_every.due(clock.now()) || n == 0 {
                 if let Some(t) = src.clock() {
-                    last_clock = Instant::now();
                     if tx.send(Input::Clock(t)).is_err() {
                         return;
                     }
                 }
             }
-            if last_drops.elapsed() >= feeds::UPDATE_EVERY {
+            if drops_every.due(clock.now()) {
                 drops.publish(&*src);
-                last_drops = Instant::now();
             }
             if src.exhausted() {
                 let _ = tx.send(Input::Ended);
@@ -575,7 +590,6 @@ struct FileInput {
     names: Vec<String>,
     total: u64,
     done: bool,
-    last_progress: Instant,
 }
 
 /// Frames taken from a [`FileInput`] between two looks at the loop's orders and timers.
@@ -593,7 +607,6 @@ impl FileInput {
             merge: Merge::new(files.iter().map(|f| f.frames()).collect()),
             names,
             done: false,
-            last_progress: Instant::now(),
         })
     }
 
@@ -639,9 +652,9 @@ fn open_events(path: Option<&Path>) -> Result<(Vec<AssocEvent>, Option<EventFile
 pub(super) struct Say(Option<Notifier>);
 
 impl Say {
-    /// `tapir replay` is a command, not a service: it says nothing.
-    pub(super) fn new(replaying: bool) -> Say {
-        Say(if replaying { None } else { Notifier::from_env() })
+    /// To the hook's socket; else `tapir replay` is a command, not a service, and says nothing.
+    pub(super) fn new(hook: Option<Notifier>, replaying: bool) -> Say {
+        Say(hook.or_else(|| if replaying { None } else { Notifier::from_env() }))
     }
 
     pub(super) fn say(&self, s: &str) {
@@ -719,7 +732,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     }
     let mut replay = hooks.replay.take();
     let replaying = replay.is_some();
-    let notifier = Say::new(replaying);
+    let notifier = Say::new(hooks.notify.take(), replaying);
+    let clock = hooks.clock.clone();
     let say = |s: &str| notifier.say(s);
     let (control_tx, control_rx) = (hooks.control.0.clone(), std::mem::replace(&mut hooks.control.1, channel().1));
 
@@ -746,7 +760,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             Vec::new()
         }
         None if !config.capture.replay.is_empty() => {
-            let src = ReplaySource::open(&config.capture.replay, config.capture.pace == Pace::Realtime)?;
+            let src = ReplaySource::open(&config.capture.replay, config.capture.pace == Pace::Realtime)?
+                .on_clock(clock.clone());
             vec![Box::new(src) as Box<dyn Source>]
         }
         None => live_sources(config)?,
@@ -855,8 +870,10 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         Feeds::start(config, &mut engine, out.status.clone())?
     };
     let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
-    let mut last_x1_stats = Instant::now();
-    let mut last_flush = Instant::now();
+    // The loop's duties, each at its period of the run's clock.
+    let mut x1_stats = Every::new(Duration::from_secs(1), clock.now());
+    let mut flush = Every::new(Duration::from_millis(100), clock.now());
+    let mut progress = Every::new(Duration::from_millis(200), clock.now());
 
     let (tx, rx) = sync_channel::<Input>(config.limits.queue_batches);
     // One recycle queue per capture thread: a batch goes back to the thread that filled it.
@@ -873,7 +890,8 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         recycle_tx.push(rtx);
         let origin = captures.len();
         let slot = feeds.drops_slot(origin);
-        captures.push(spawn_capture(src, origin, tx.clone(), r, stop.clone(), dropped.clone(), slot, stop_quiet)?);
+        let (stop, dropped) = (stop.clone(), dropped.clone());
+        captures.push(spawn_capture(src, origin, tx.clone(), r, stop, dropped, slot, stop_quiet, clock.clone())?);
     }
     drop(tx);
 
@@ -883,8 +901,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     );
     say(&format!("READY=1\nSTATUS=running, {} warrant(s)", all.warrants.len()));
     feeds.ready();
-    let watchdog = notify::watchdog_interval();
-    let mut last_ping = Instant::now();
+    let mut watchdog = notify::watchdog_interval().map(|iv| Every::new(iv, clock.now()));
     if watchdog.is_some() {
         say("WATCHDOG=1");
     }
@@ -898,14 +915,20 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             Some(f) => {
                 let next = f.read(&mut engine, &mut recorder, &mut out);
                 if let Some(p) = replay.as_mut().and_then(|r| r.progress.as_mut()) {
-                    if f.last_progress.elapsed() >= Duration::from_millis(200) {
-                        f.last_progress = Instant::now();
+                    if progress.due(clock.now()) {
                         p(engine.frames(), f.merge.position(), f.total);
                     }
                 }
                 next.ok_or(RecvTimeoutError::Timeout)
             }
-            None => rx.recv_timeout(Duration::from_millis(50)),
+            None => match rx.try_recv() {
+                Ok(i) => Ok(i),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {
+                    clock.idle();
+                    rx.recv_timeout(Duration::from_millis(50))
+                }
+            },
         };
         match next {
             Ok(Input::Frames(b)) => {
@@ -956,14 +979,12 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
         // Batches go to the case writer and the LEA at least every 100 ms, full or not: delivery
         // is near real time even for a target that sends little.
-        if files.is_none() && last_flush.elapsed() >= Duration::from_millis(100) {
-            last_flush = Instant::now();
+        if files.is_none() && flush.due(clock.now()) {
             engine.flush(&mut recorder, &mut out);
             out.out.flush();
         }
         if let Some(x) = &x1_running {
-            if last_x1_stats.elapsed() >= Duration::from_secs(1) {
-                last_x1_stats = Instant::now();
+            if x1_stats.due(clock.now()) {
                 x.note_intercepts(out.intercepts.drain());
                 match &out.delivery {
                     Some(_) => {
@@ -1009,10 +1030,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 }
             }
         }
-        if let Some(iv) = watchdog {
-            if last_ping.elapsed() >= iv {
+        if let Some(ping) = watchdog.as_mut() {
+            if ping.due(clock.now()) {
                 say("WATCHDOG=1");
-                last_ping = Instant::now();
             }
         }
         if stopping && !stop.swap(true, Ordering::Relaxed) {

@@ -6,7 +6,10 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::clock::{SharedClock, SystemClock};
 
 use crate::capture::{CaptureFile, Frame, LinkType, Merge};
 use crate::timestamp::Timestamp;
@@ -134,6 +137,8 @@ pub struct ReplaySource {
     current: Batch,
     next: usize,
     realtime: bool,
+    /// What paces a realtime replay (see [`ReplaySource::on_clock`]).
+    clock: SharedClock,
     /// (first frame's time, the instant it was released).
     origin: Option<(Timestamp, Instant)>,
     started: Instant,
@@ -157,12 +162,21 @@ impl ReplaySource {
             current: Batch::default(),
             next: 0,
             realtime,
+            clock: Arc::new(SystemClock),
             origin: None,
             started: Instant::now(),
             done: false,
             damage: Vec::new(),
             names: names.clone(),
         })
+    }
+
+    /// Paced by `clock` instead of the system's, from its present instant on (a virtual clock
+    /// replays a long quiet link at once).
+    pub fn on_clock(mut self, clock: SharedClock) -> ReplaySource {
+        self.started = clock.now();
+        self.clock = clock;
+        self
     }
 
     /// When the frame with time `ts` is due (realtime pacing).
@@ -200,14 +214,16 @@ fn read_files(files: Vec<CaptureFile>, paths: Vec<PathBuf>, tx: SyncSender<Read>
 
 impl Source for ReplaySource {
     fn poll(&mut self, timeout: Duration, f: &mut dyn FnMut(&Frame<'_>)) -> usize {
-        let deadline = Instant::now() + timeout;
+        let clock = self.clock.clone();
+        let deadline = clock.now() + timeout;
         let mut n = 0;
         loop {
             if self.next >= self.current.len() {
                 if self.done {
                     return n;
                 }
-                let wait = deadline.saturating_duration_since(Instant::now());
+                // A real wait for the reader thread: bounded, it decides nothing.
+                let wait = deadline.saturating_duration_since(clock.now()).max(Duration::from_millis(1));
                 match self.rx.recv_timeout(wait) {
                     Ok(Read::Batch(b)) => {
                         self.current = b;
@@ -228,16 +244,16 @@ impl Source for ReplaySource {
             let Some(meta) = self.current.meta.get(self.next).copied() else { return n };
             if self.realtime {
                 let due = self.due(meta.ts);
-                let now = Instant::now();
-                if due > now {
-                    if due >= deadline || n >= BATCH_FRAMES {
-                        // Not this poll's: come back for it.
-                        if deadline > now {
-                            std::thread::sleep((deadline - now).min(due - now));
-                        }
+                if due > clock.now() {
+                    if n > 0 {
+                        // What is due goes on now, not with the next frame.
                         return n;
                     }
-                    std::thread::sleep(due - now);
+                    clock.sleep_until(deadline.min(due));
+                    if due > clock.now() {
+                        // Not this poll's (or a virtual clock's wait ended early).
+                        return n;
+                    }
                 }
             }
             let frame = Frame {
@@ -249,10 +265,7 @@ impl Source for ReplaySource {
             f(&frame);
             self.next += 1;
             n += 1;
-            if !self.realtime && n >= BATCH_FRAMES {
-                return n;
-            }
-            if Instant::now() >= deadline {
+            if n >= BATCH_FRAMES || clock.now() >= deadline {
                 return n;
             }
         }
@@ -263,7 +276,7 @@ impl Source for ReplaySource {
             return None;
         }
         let (t0, i0) = self.origin?;
-        let el = i64::try_from(i0.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        let el = i64::try_from(self.clock.now().saturating_duration_since(i0).as_nanos()).unwrap_or(i64::MAX);
         Some(t0.add_nanos(el))
     }
 
