@@ -19,6 +19,10 @@
 //! **Time.** The pipeline's clock is packet time. A source also reports its own present time
 //! when quiet (`Source::clock`: the wall clock live, the paced position for a real-time replay),
 //! sent every ~200 ms, so a warrant ends at its end time and idle flows expire on a quiet link.
+//! What reads a clock around the pipeline (a real-time replay's pacing, that source clock, the
+//! 100 ms flush and the other periodic duties) reads [`run::Hooks::clock`]: the system's, or a
+//! test's virtual [`clock::ManualClock`], on which seconds of a paced replay take milliseconds
+//! and nothing depends on how busy the machine is.
 //!
 //! **Reload.** SIGHUP (or [`run::Control::Reload`] from X1) re-reads the warrants through the
 //! [`run::WarrantsProvider`]; `Pipeline::set_warrants` installs them without losing flows
