@@ -187,7 +187,14 @@ struct VirtualRun {
     control: mpsc::Sender<Control>,
     notify: common::NotifyListener,
     seen: Vec<String>,
-    run: std::thread::JoinHandle<anyhow::Result<RunReport>>,
+    run: Option<std::thread::JoinHandle<anyhow::Result<RunReport>>>,
+}
+
+/// A test that fails midway still stops its run (on the frozen clock it would never end).
+impl Drop for VirtualRun {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+    }
 }
 
 impl VirtualRun {
@@ -205,7 +212,7 @@ impl VirtualRun {
         let run = std::thread::spawn(move || tapir::daemon::run(&config, hooks));
         let mut seen = Vec::new();
         assert!(notify.wait_for("READY=1", &mut seen, Duration::from_secs(30)), "{seen:?}");
-        VirtualRun { clock, control, notify, seen, run }
+        VirtualRun { clock, control, notify, seen, run: Some(run) }
     }
 
     /// Moves the clock to `secs` after the start, `step` at a time, each step once the run is
@@ -223,9 +230,10 @@ impl VirtualRun {
     }
 
     /// A graceful stop (as SIGTERM orders it) at the present virtual time.
-    fn stop(self) -> RunReport {
+    fn stop(mut self) -> RunReport {
         self.control.send(Control::Stop).unwrap();
-        self.run.join().expect("the run panicked").expect("the run failed")
+        let run = self.run.take().expect("stopped once");
+        run.join().expect("the run panicked").expect("the run failed")
     }
 }
 
