@@ -103,7 +103,8 @@ impl ManualClock {
     /// Waits (in real time, at most `limit`) until the run has done all it can at the present
     /// instant: a thread sleeps on the clock for an instant not reached yet (a paced replay has
     /// handed on every frame due), and the loop went idle after that (it has taken them all).
-    /// Whether it did.
+    /// With several paced sources one asleep is taken for all: the tests drive one. Whether it
+    /// did.
     pub fn wait_until_quiet(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         loop {
