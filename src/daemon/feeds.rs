@@ -112,10 +112,20 @@ struct Updater {
     /// Per interface: (drops, freezes).
     kernel: HashMap<String, (Counter, Counter)>,
     lea: BTreeMap<(String, &'static str), Gauge>,
+    /// When the metrics were last brought up to date (`None`: due at once).
     last: Option<Instant>,
 }
 
 impl Updater {
+    /// Whether the metrics are due at `now` (the run's clock): at most every [`UPDATE_EVERY`].
+    fn due(&mut self, now: Instant) -> bool {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < UPDATE_EVERY) {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+
     fn new(m: TapirMetrics) -> Updater {
         Updater {
             m,
@@ -457,9 +467,9 @@ impl Feeds {
     }
 
     /// From the pipeline loop, each turn: feed events into the pipeline, RADIUS-learnt events to
-    /// the journal, and (at most every [`UPDATE_EVERY`]) the metrics. `delivering`: whether a
-    /// delivery runs now (its last report is stale otherwise).
-    pub fn poll(&mut self, pipeline: &mut Engine, delivering: bool) {
+    /// the journal, and (at most every [`UPDATE_EVERY`] of the run's clock, `now`) the metrics.
+    /// `delivering`: whether a delivery runs now (its last report is stale otherwise).
+    pub fn poll(&mut self, pipeline: &mut Engine, delivering: bool, now: Instant) {
         if let Some(rx) = &mut self.assoc_rx {
             while let Ok(ev) = rx.try_recv() {
                 pipeline.push_event(ev);
@@ -491,8 +501,7 @@ impl Feeds {
             }
         }
         if let Some(u) = &mut self.updater {
-            if u.last.is_none_or(|t| t.elapsed() >= UPDATE_EVERY) {
-                u.last = Some(Instant::now());
+            if u.due(now) {
                 let report = if delivering { self.delivery.latest() } else { None };
                 u.update(pipeline, report.as_ref(), &self.kernel);
             }
@@ -501,12 +510,11 @@ impl Feeds {
 
     /// From an MDF's loop: its X2/X3 intake and delivery in the metrics (at most every
     /// [`UPDATE_EVERY`]).
-    pub fn poll_mdf(&mut self, x: &X2x3Snapshot) {
+    pub fn poll_mdf(&mut self, x: &X2x3Snapshot, now: Instant) {
         let (Some(u), Some(m)) = (&mut self.updater, &self.x2x3) else { return };
-        if u.last.is_some_and(|t| t.elapsed() < UPDATE_EVERY) {
+        if !u.due(now) {
             return;
         }
-        u.last = Some(Instant::now());
         u.update_delivery(self.delivery.latest().as_ref());
         m.x2.raise_to(x.x2);
         m.x3.raise_to(x.x3);
@@ -534,12 +542,12 @@ impl Feeds {
 
     /// After the last frame: the last events journalled, the metrics brought up to date, the
     /// listeners closed (the feed's socket file removed) and the threads joined.
-    pub fn finish(mut self, pipeline: &mut Engine) {
+    pub fn finish(mut self, pipeline: &mut Engine, now: Instant) {
         self.stopping();
         if let Some(u) = &mut self.updater {
             u.last = None;
         }
-        self.poll(pipeline, false);
+        self.poll(pipeline, false, now);
         self.close();
     }
 

@@ -363,7 +363,7 @@ pub fn run(config: &Config, m: &MdfConfig, mut hooks: Hooks) -> Result<RunReport
         if let Some(x) = &x1_running {
             x.note_intercepts(taker.out.intercepts.drain());
         }
-        feeds.poll_mdf(&snapshot(&taker, &listener, &journal));
+        feeds.poll_mdf(&snapshot(&taker, &listener, &journal), clock.now());
         let mut stopping = false;
         loop {
             match control_rx.try_recv() {

@@ -970,7 +970,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
                 engine.push_event(ev);
             }
         }
-        feeds.poll(&mut engine, out.delivery.is_some());
+        feeds.poll(&mut engine, out.delivery.is_some(), clock.now());
         // Files read as fast as they go follow packet time alone: neither the workers' epochs
         // nor the inspections' findings may land where the wall clock put them, or the same
         // capture would make another case on another run (both are taken at the end).
@@ -1075,7 +1075,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
 
     // Every worker's records and RADIUS-learnt events in before the feeds' last look.
     engine.flush(&mut recorder, &mut out);
-    feeds.finish(&mut engine);
+    feeds.finish(&mut engine, clock.now());
     let in_force = engine.warrants().iter().map(|w| w.liid.clone()).collect();
     // Graceful stop: flows ended, objects finished, spool synced, the manifest signed.
     let totals = engine.finish(&mut recorder, &mut out);
