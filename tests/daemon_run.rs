@@ -322,17 +322,12 @@ fn a_reload_reaches_every_pipeline_worker_at_the_next_packets() {
 
 #[test]
 fn sighup_adds_a_warrant_at_the_next_packets_and_sigterm_leaves_a_complete_case() {
-    sighup_and_sigterm(1);
-}
-
-fn sighup_and_sigterm(pipelines: u32) {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("ab.pcap");
     write_pcap(&pcap, &every_100ms(&[A_SRC, B_SRC], 80)); // T0+0.0 .. T0+7.9, real time
     let wpath = dir.path().join("warrants.toml");
     std::fs::write(&wpath, warrant("LIID-A", A_SRC, 86_400)).unwrap();
     let config = write_config(dir.path(), &[pcap], "realtime", "exit", None);
-    with_pipelines(&config, pipelines);
     let (mut d, ready) = start_run(&config, 400_000);
     let mut seen = Vec::new();
     assert!(d.notify.wait_for("WATCHDOG=1", &mut seen, Duration::from_secs(5)), "{seen:?}");
