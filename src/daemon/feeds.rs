@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
+use super::clock::Every;
 use super::config::{Config, ListenAddr};
 use super::source::{wall_clock, Source};
 use crate::deliver::handover::DeliveryReport;
@@ -112,18 +113,20 @@ struct Updater {
     /// Per interface: (drops, freezes).
     kernel: HashMap<String, (Counter, Counter)>,
     lea: BTreeMap<(String, &'static str), Gauge>,
-    /// When the metrics were last brought up to date (`None`: due at once).
-    last: Option<Instant>,
+    /// When the metrics are next brought up to date (`None`: at once).
+    every: Option<Every>,
 }
 
 impl Updater {
     /// Whether the metrics are due at `now` (the run's clock): at most every [`UPDATE_EVERY`].
     fn due(&mut self, now: Instant) -> bool {
-        if self.last.is_some_and(|t| now.saturating_duration_since(t) < UPDATE_EVERY) {
-            return false;
+        match &mut self.every {
+            Some(e) => e.due(now),
+            None => {
+                self.every = Some(Every::new(UPDATE_EVERY, now));
+                true
+            }
         }
-        self.last = Some(now);
-        true
     }
 
     fn new(m: TapirMetrics) -> Updater {
@@ -133,7 +136,7 @@ impl Updater {
             decode_errors: HashMap::new(),
             kernel: HashMap::new(),
             lea: BTreeMap::new(),
-            last: None,
+            every: None,
         }
     }
 
@@ -545,7 +548,7 @@ impl Feeds {
     pub fn finish(mut self, pipeline: &mut Engine, now: Instant) {
         self.stopping();
         if let Some(u) = &mut self.updater {
-            u.last = None;
+            u.every = None;
         }
         self.poll(pipeline, false, now);
         self.close();
