@@ -10,16 +10,13 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tapir::daemon::clock::ManualClock;
-use tapir::daemon::notify::Notifier;
-use tapir::daemon::{Control, Hooks, RunReport};
+use tapir::daemon::Control;
 
 use common::{
     epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, with_pipelines, write_pcap,
-    Daemon, T0, TAPIR,
+    Daemon, VirtualRun, T0, TAPIR,
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -179,64 +176,6 @@ fn a_warrant_stops_at_its_end_without_reload() {
     assert_eq!(ends[0]["ts"], format!("{}", rfc3339(3).replace('Z', ".000000000Z")));
 }
 
-/// `tapir run` in this process on a virtual clock ([`ManualClock`]): the test moves time, and
-/// the paced replay, the source's quiet-link clock and the loop's 100 ms flushes follow it. No
-/// outcome depends on how busy the machine is, and seconds of a quiet link take milliseconds.
-struct VirtualRun {
-    clock: Arc<ManualClock>,
-    control: mpsc::Sender<Control>,
-    notify: common::NotifyListener,
-    seen: Vec<String>,
-    run: Option<std::thread::JoinHandle<anyhow::Result<RunReport>>>,
-}
-
-/// A test that fails midway still stops its run (on the frozen clock it would never end).
-impl Drop for VirtualRun {
-    fn drop(&mut self) {
-        let _ = self.control.send(Control::Stop);
-    }
-}
-
-impl VirtualRun {
-    fn start(config: &Path) -> VirtualRun {
-        let config = tapir::daemon::load_config(config).unwrap();
-        let clock = ManualClock::new();
-        let notify = common::NotifyListener::bind();
-        let hooks = Hooks {
-            signals: false,
-            clock: clock.clone(),
-            notify: Some(Notifier::new(notify.path.to_str().unwrap()).unwrap()),
-            ..Hooks::default()
-        };
-        let control = hooks.control.0.clone();
-        let run = std::thread::spawn(move || tapir::daemon::run(&config, hooks));
-        let mut seen = Vec::new();
-        assert!(notify.wait_for("READY=1", &mut seen, Duration::from_secs(30)), "{seen:?}");
-        VirtualRun { clock, control, notify, seen, run: Some(run) }
-    }
-
-    /// Moves the clock to `secs` after the start, `step` at a time, each step once the run is
-    /// quiet: every frame due so far taken by the loop.
-    fn advance_to(&self, secs: f64, step: Duration) {
-        let to = Duration::from_secs_f64(secs);
-        loop {
-            assert!(self.clock.wait_until_quiet(Duration::from_secs(20)), "the run is never quiet");
-            let now = self.clock.elapsed();
-            if now >= to {
-                return;
-            }
-            self.clock.advance(step.min(to - now));
-        }
-    }
-
-    /// A graceful stop (as SIGTERM orders it) at the present virtual time.
-    fn stop(mut self) -> RunReport {
-        self.control.send(Control::Stop).unwrap();
-        let run = self.run.take().expect("stopped once");
-        run.join().expect("the run panicked").expect("the run failed")
-    }
-}
-
 /// On a quiet link the flow of a warrant that ends must still end at the warrant's end: the
 /// source's clock (capture time moving on without packets) ends it, not the next packet.
 #[test]
@@ -292,8 +231,7 @@ fn a_reload_reaches_every_pipeline_worker_at_the_next_packets() {
     f.write_all(warrant("LIID-B", B_SRC, 86_400).as_bytes()).unwrap();
     drop(f);
     run.control.send(Control::Reload).unwrap();
-    let mut seen = std::mem::take(&mut run.seen);
-    assert!(run.notify.wait_for("STATUS=running, 2 warrant(s)", &mut seen, Duration::from_secs(20)), "{seen:?}");
+    run.expect_notify("STATUS=running, 2 warrant(s)");
     run.advance_to(4.5, Duration::from_millis(10));
     let report = run.stop();
     assert_eq!(report.reloads, 1);

@@ -1,6 +1,7 @@
 //! Issue 6 acceptance, end to end: `tapir run` with `[x1]`, provisioned by curl over mutual TLS
 //! while a real-time replay flows. A task activated over X1 intercepts its target from then on,
-//! a modification adds a target, deactivation stops it; refusals (no certificate, foreign CA,
+//! a modification adds a target, deactivation stops it, to the packet (on a virtual clock, in
+//! this process), and a task whose window ends is deactivated by X1's tick; refusals (no certificate, foreign CA,
 //! expired certificate, auditor provisioning, malformed XML, 100 MB body, XML bomb) are answered,
 //! audited, and the daemon keeps serving; the audit log verifies with `tapir audit verify`; the
 //! daemon's log never names a target; tasks survive a restart. Certificates come from openssl,
@@ -15,8 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, tshark, udp_frame, Daemon, Lemf,
-    XsdBatch, T0, TAPIR,
+    epoch_us, fingerprint, free_port, ip_packets, ip_s, make_x1_pki, run_command, the_case, tshark, udp_frame,
+    verify_case, Daemon, Lemf, VirtualRun, XsdBatch, T0, TAPIR,
 };
 
 const EXAMPLE: &str =
@@ -74,6 +75,18 @@ fn create_destination(did: &str, port: u16) -> String {
 
 /// ActivateTask (or, with `ty`, ModifyTask) of `xid` for `targets`, one LIID, HI2 and HI3, no window.
 fn task(ty: &str, xid: &str, targets: &[&str], liid: &str, did: &str) -> String {
+    task_until(ty, xid, targets, liid, did, None)
+}
+
+/// [`task`] whose mediation ends at `end` (RFC 3339, microseconds) if given, the task then
+/// allowing implicit deactivation.
+fn task_until(ty: &str, xid: &str, targets: &[&str], liid: &str, did: &str, end: Option<&str>) -> String {
+    let (end, implicit) = match end {
+        Some(e) => {
+            (format!("<EndTime>{e}</EndTime>"), "<implicitDeactivationAllowed>true</implicitDeactivationAllowed>")
+        }
+        None => (String::new(), ""),
+    };
     let ex = std::fs::read_to_string(EXAMPLE).unwrap();
     let tids: String = targets
         .iter()
@@ -84,7 +97,8 @@ fn task(ty: &str, xid: &str, targets: &[&str], liid: &str, did: &str) -> String 
             "</listOfDIDs>\n  </taskDetails>",
             &format!(
                 "</listOfDIDs><listOfMediationDetails><mediationDetails><LIID>{liid}</LIID>\
-                 <deliveryType>HI2andHI3</deliveryType></mediationDetails></listOfMediationDetails></taskDetails>"
+                 <deliveryType>HI2andHI3</deliveryType>{end}</mediationDetails></listOfMediationDetails>\
+                 {implicit}</taskDetails>"
             ),
         )
         .replace("<targetIdentifier><ipv4Address>192.0.2.1</ipv4Address></targetIdentifier>", &tids)
@@ -269,17 +283,14 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let env = Env { dir, port, v: Validator::new() };
     let d = env.dir.path();
 
-    let (mut daemon, ready) = start_daemon(&config, &log);
-    let at = || ready.elapsed().as_secs_f64();
+    let (mut daemon, _) = start_daemon(&config, &log);
     env.ping("start");
     let b = env.x1("CreateDestination", &create_destination(DID, 9));
     assert!(b.contains("CreateDestinationResponse") && b.contains("AcknowledgedAndCompleted"), "{b}");
 
-    // Activate at ~2 s into the capture.
-    std::thread::sleep(Duration::from_millis(2000).saturating_sub(ready.elapsed()));
-    let act_sent = at();
+    // When each change takes effect, to the packet, is for the test on a virtual clock (below):
+    // this one is about the requests, their refusals and their record.
     let b = env.x1("ActivateTask", &task("ActivateTask", XID, &[&ip_s(A)], LIID, DID));
-    let act_done = at();
     assert!(b.contains("ActivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
 
     let b = env.x1("GetTaskDetails", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
@@ -300,37 +311,8 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     let b = env.x1("ActivateTask unknown DID", &task("ActivateTask", XID2, &[C_IP], LIID2, DID_UNKNOWN));
     assert_eq!(error_code(&b), Some(2040), "{b}");
 
-    // Modify at ~4 s: B becomes a target too.
-    std::thread::sleep(Duration::from_millis(4000).saturating_sub(ready.elapsed()));
-    let mod_sent = at();
     let b = env.x1("ModifyTask", &task("ModifyTask", XID, &[&ip_s(A), &ip_s(B)], LIID, DID));
-    let mod_done = at();
     assert!(b.contains("ModifyTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
-
-    // TaskStatus reports what the running pipeline intercepted for the task (X2 = IRI, X3 = CC
-    // bytes, and when): the target has been sending for about 3 s by now.
-    std::thread::sleep(Duration::from_millis(5500).saturating_sub(ready.elapsed()));
-    let b = env.x1("GetTaskDetails with traffic", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
-    let amount = |name: &str| -> u64 {
-        let open = format!("<{name}>");
-        let start = b.find(&open).unwrap_or_else(|| panic!("no {name}: {b}")) + open.len();
-        b[start..].split('<').next().unwrap().parse().unwrap()
-    };
-    assert!(amount("amountOfX3Data") > 1000, "{b}");
-    assert!(amount("amountOfX2Data") > 0, "{b}");
-    assert!(b.contains("<timeOfLastIntercept>"), "{b}");
-    // No LEA is configured for X1 destinations here (no lea_template, no file [[lea]]): the
-    // intercepts reach only the case, and the ADMF is told so.
-    assert!(b.contains("<errorCode>9020</errorCode>") && b.contains("lea_template"), "{b}");
-
-    // Deactivate at ~6 s.
-    std::thread::sleep(Duration::from_millis(6000).saturating_sub(ready.elapsed()));
-    let deact_sent = at();
-    let b = env.x1("DeactivateTask", &request("DeactivateTask", &format!("<xId>{XID}</xId>")));
-    let deact_done = at();
-    assert!(b.contains("DeactivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
-    let b = env.x1("GetTaskDetails after deactivation", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
-    assert_eq!(error_code(&b), Some(2020), "{b}");
 
     // Refusals, each followed by a Ping that works.
     let (rc, status, _) = env.curl(None, request("Ping", "").as_bytes());
@@ -375,37 +357,28 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
     assert!(b.contains("X1TopLevelErrorResponse") && !b.contains("lollol"), "{b}");
     env.ping("XML bomb");
 
+    let b = env.x1("DeactivateTask", &request("DeactivateTask", &format!("<xId>{XID}</xId>")));
+    assert!(b.contains("DeactivateTaskResponse") && b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
+    let b = env.x1("GetTaskDetails after deactivation", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
+    assert_eq!(error_code(&b), Some(2020), "{b}");
     // A second task stays active across the restart.
     let b = env.x1("ActivateTask 2", &task("ActivateTask", XID2, &[C_IP], LIID2, DID));
     assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{b}");
-    std::thread::sleep(Duration::from_millis(8500).saturating_sub(ready.elapsed()));
     daemon.stop();
 
-    // The case: LIID-X1-A got A from activation to deactivation, B from modification on.
+    // The case: LIID-X1-A got A (and B after the modification), every packet from the first
+    // on, none of another address.
     let cases = case_dirs(d);
     assert_eq!(cases.len(), 1, "{cases:?}");
-    let v = Command::new(TAPIR).arg("verify").arg(&cases[0]).output().unwrap();
-    assert!(v.status.success(), "verify: {}", String::from_utf8_lossy(&v.stdout));
+    verify_case(&cases[0]);
     let pkts = tshark_packets(&cases[0].join(LIID).join("cc.pcap"));
     let of = |src: [u8; 4]| -> Vec<f64> { pkts.iter().filter(|p| p.1 == ip_s(src)).map(|p| after_t0(p.0)).collect() };
-    let (a, b) = (of(A), of(B));
-    assert_eq!(a.len() + b.len(), pkts.len(), "only A and B: {pkts:?}");
-    let times = format!(
-        "activate {act_sent:.2}..{act_done:.2}, modify {mod_sent:.2}..{mod_done:.2}, \
-         deactivate {deact_sent:.2}..{deact_done:.2}; A {a:?}; B {b:?}"
-    );
-    let (a0, a1) = (*a.first().expect("A intercepted"), *a.last().unwrap());
-    assert!(a0 >= act_sent - 0.3 && a0 <= act_done + 1.0, "A's first packet: {times}");
-    assert!(a1 >= deact_sent - 1.0 && a1 <= deact_done + 0.3, "A's last packet: {times}");
+    let a = of(A);
+    assert_eq!(a.len() + of(B).len(), pkts.len(), "only A and B: {pkts:?}");
+    assert!(!a.is_empty(), "A intercepted");
     for (i, t) in a.iter().enumerate() {
-        assert!((t - (a0 + i as f64 * 0.1)).abs() < 0.001, "A packet {i} missing: {times}");
+        assert!((t - (a[0] + i as f64 * 0.1)).abs() < 0.001, "A packet {i} missing: {a:?}");
     }
-    let (b0, b1) = (*b.first().expect("B intercepted after ModifyTask"), *b.last().unwrap());
-    assert!(b0 >= mod_sent - 0.3 && b0 <= mod_done + 1.0, "B's first packet: {times}");
-    assert!(b1 >= deact_sent - 1.0 && b1 <= deact_done + 0.3, "B's last packet: {times}");
-    // The deactivation takes effect between two frames of the capture, and each step's A
-    // comes before its B: B's last packet is A's, or the step before when it fell between them.
-    assert!((b1 - a1).abs() < 0.001 || (a1 - 0.1 - b1).abs() < 0.001, "A and B end at one frame: {times}");
     assert!(!cases[0].join(LIID2).join("cc.pcap").exists(), "the second task's target is not in the capture");
 
     // The audit log: every refusal on record, with who and why; the chain and signatures verify.
@@ -495,6 +468,107 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
         assert!(!log.contains(&t), "target {t} in the daemon log:\n{log}");
     }
     env.v.finish();
+}
+
+/// X1 on the run's clock: `tapir run` in this process on a virtual clock ([`VirtualRun`]), a
+/// paced replay, and each X1 request sent at a chosen instant of it. A task takes effect at the
+/// replay time it was provisioned at, to the packet, whatever the capture's age: activated at
+/// T0+2.0, A is intercepted from T0+2.1; modified at T0+4.0, B from T0+4.1; deactivated at
+/// T0+6.0, both end with T0+6.0. A second task on B whose mediation ends at T0+7.0 (implicit
+/// deactivation allowed), activated at T0+3.0, intercepts B from T0+3.1 to T0+6.9, and X1's tick
+/// removes it at T0+7.0 with no request, on the audit record as tapir's own action. Packet times
+/// from tshark; the expected ones counted from the capture made here.
+#[test]
+fn x1_tasks_take_effect_at_the_replay_time_they_are_provisioned_on_a_virtual_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("pki")).unwrap();
+    make_x1_pki(&d.join("pki"), &[]);
+    write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9
+    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
+    let port = free_port();
+    let config = d.join("tapir.toml");
+    std::fs::write(&config, run_config(port, "audit_log = \"audit.jsonl\"\n", &[("admf-1", "admf")])).unwrap();
+    let env = Env { dir, port, v: Validator::new() };
+    let d = env.dir.path();
+
+    let mut run = VirtualRun::start(&config);
+    let step = Duration::from_millis(50);
+    // Each change reloads the warrants before the clock moves on: the run says so.
+    let provision = |run: &mut VirtualRun, what: &str, req: &str, warrants: usize| {
+        let b = env.x1(what, req);
+        assert!(b.contains("<oK>AcknowledgedAndCompleted</oK>"), "{what}: {b}");
+        run.expect_notify(&format!("STATUS=running, {warrants} warrant(s)"));
+    };
+    provision(&mut run, "CreateDestination", &create_destination(DID, 9), 0);
+    run.advance_to(2.0, step);
+    provision(&mut run, "ActivateTask", &task("ActivateTask", XID, &[&ip_s(A)], LIID, DID), 1);
+    run.advance_to(3.0, step);
+    let until_7 = rfc3339_us(7.0);
+    let req = task_until("ActivateTask", XID2, &[&ip_s(B)], LIID2, DID, Some(&until_7));
+    provision(&mut run, "ActivateTask with an end", &req, 2);
+    run.advance_to(4.0, step);
+    provision(&mut run, "ModifyTask", &task("ModifyTask", XID, &[&ip_s(A), &ip_s(B)], LIID, DID), 2);
+
+    // TaskStatus, from the loop's once-a-second update: what was intercepted, and when in
+    // capture time.
+    run.advance_to(5.5, step);
+    let b = env.x1("GetTaskDetails with traffic", &request("GetTaskDetails", &format!("<xId>{XID}</xId>")));
+    let field = |name: &str| -> String {
+        let open = format!("<{name}>");
+        let start = b.find(&open).unwrap_or_else(|| panic!("no {name}: {b}")) + open.len();
+        b[start..].split('<').next().unwrap().to_string()
+    };
+    assert!(field("amountOfX3Data").parse::<u64>().unwrap() > 1000, "{b}");
+    assert!(field("amountOfX2Data").parse::<u64>().unwrap() > 0, "{b}");
+    // No LEA is configured for X1 destinations here (no lea_template, no file [[lea]]): the
+    // intercepts reach only the case, and the ADMF is told so.
+    assert!(b.contains("<errorCode>9020</errorCode>") && b.contains("lea_template"), "{b}");
+    let last = chrono::DateTime::parse_from_rfc3339(&field("timeOfLastIntercept")).unwrap();
+    let last = last.timestamp_micros() - i64::from(T0) * 1_000_000;
+    assert!((4_000_000..=5_500_000).contains(&last), "last intercept {last} µs after T0: {b}");
+
+    run.advance_to(6.0, step);
+    provision(&mut run, "DeactivateTask", &request("DeactivateTask", &format!("<xId>{XID}</xId>")), 1);
+    run.advance_to(6.95, step);
+    let b = env.x1("GetTaskDetails before its end", &request("GetTaskDetails", &format!("<xId>{XID2}</xId>")));
+    assert!(b.contains(&format!("<xId>{XID2}</xId>")), "{b}");
+    // The tick at T0+7.0 finds every window of the task ended.
+    run.advance_to(7.0, step);
+    run.expect_notify("STATUS=running, 0 warrant(s)");
+    let b = env.x1("GetTaskDetails after its end", &request("GetTaskDetails", &format!("<xId>{XID2}</xId>")));
+    assert_eq!(error_code(&b), Some(2020), "{b}");
+    run.advance_to(8.0, step);
+    let report = run.stop();
+    assert_eq!(report.reloads, 6, "five requests and one implicit deactivation");
+
+    let case = the_case(d, "case");
+    verify_case(&case);
+    let pkts = tshark_packets(&case.join(LIID).join("cc.pcap"));
+    let of = |pkts: &[(i64, String)], src: [u8; 4]| -> Vec<i64> {
+        pkts.iter().filter(|p| p.1 == ip_s(src)).map(|p| p.0 - i64::from(T0) * 1_000_000).collect()
+    };
+    let steps = |from: i64, to: i64| -> Vec<i64> { (from..=to).map(|i| i * 100_000).collect() };
+    assert_eq!(of(&pkts, A), steps(21, 60), "A under {LIID}");
+    assert_eq!(of(&pkts, B), steps(41, 60), "B under {LIID}");
+    assert_eq!(of(&pkts, A).len() + of(&pkts, B).len(), pkts.len(), "only A and B: {pkts:?}");
+    let pkts = tshark_packets(&case.join(LIID2).join("cc.pcap"));
+    assert_eq!(of(&pkts, B), steps(31, 69), "B under {LIID2}");
+    assert_eq!(of(&pkts, B).len(), pkts.len(), "only B: {pkts:?}");
+
+    let lines = audit_lines(&d.join("audit.jsonl"));
+    find(
+        &lines,
+        |l| l["what"] == "ImplicitDeactivation" && l["xid"] == XID2 && l["who"] == "tapir" && l["result"] == "ok",
+        "implicit deactivation",
+    );
+    env.v.finish();
+}
+
+/// RFC 3339 with microseconds (TS 103 280's QualifiedMicrosecondDateTime) of T0 + `secs`.
+fn rfc3339_us(secs: f64) -> String {
+    let us = i64::from(T0) * 1_000_000 + (secs * 1e6).round() as i64;
+    chrono::DateTime::from_timestamp_micros(us).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 fn caller() -> tapir::x1::Caller<'static> {

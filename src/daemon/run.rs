@@ -984,7 +984,9 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
             out.out.flush();
         }
         if let Some(x) = &x1_running {
+            x.note_present(engine.now());
             if x1_stats.due(clock.now()) {
+                x.tick();
                 x.note_intercepts(out.intercepts.drain());
                 match &out.delivery {
                     Some(_) => {

@@ -4,9 +4,16 @@
 //! ```text
 //!  ADMF ──mTLS── https::serve ──> Handler ──> Mutex<X1Core> ──(generation moved)──> Control::Reload
 //!                     │                                                                   │
-//!                 AuditLog  <── tick thread (implicit deactivation, four-eyes expiry)     v
+//!                 AuditLog  <── run loop's 1 s tick (implicit deactivation, four-eyes)    v
 //!                                            run loop: X1Warrants::load() = file ∪ X1 ─> Pipeline
 //! ```
+//! **Time.** X1's `now` is the run's present: the capture time the pipeline has reached (the
+//! latest packet or source clock, handed over by the run loop with [`X1Running::note_present`]).
+//! On a live link that is the wall clock; in a replay it is the replay's own time, so a task
+//! activated two seconds into a replay intercepts from there, whatever the capture's age, just as
+//! a warrants file's window is read in packet time. Before the run has a present (a replay whose
+//! first frame has not come), the wall clock. The tick runs on the run loop's clock
+//! ([`super::clock`]): a test on a virtual clock moves X1's timers with everything else.
 //! **Merge.** The warrants in force are the file's plus X1's (docs/x1.md, "In the daemon"). A
 //! change over X1 does not re-read the file: it reuses the file's warrants last loaded, so a file
 //! being edited (or broken) never blocks nor reverts an X1 change. SIGHUP re-reads the file as
@@ -22,11 +29,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -41,9 +47,6 @@ use crate::timestamp::Timestamp;
 use crate::x1::https::{self, ClientId, HandlerReply, X1Handler, X1TlsConfig};
 use crate::x1::{Action, Caller, X1Core, X1CoreConfig};
 
-/// How often implicit deactivation and four-eyes expiry are checked without a request.
-const TICK: Duration = Duration::from_secs(1);
-
 /// What the handler, the tick and the warrants provider share.
 struct Shared {
     core: Mutex<X1Core>,
@@ -57,6 +60,8 @@ struct Shared {
     /// `Control::Reload`s sent for X1 changes and not yet served: those reuse the cached file.
     x1_reloads: AtomicU64,
     control: Mutex<Option<Sender<Control>>>,
+    /// The run's present, in nanoseconds ([`Timestamp`]); `i64::MIN` until the run has one.
+    present: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +71,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// X1's `now`: the run's present, else the wall clock (see the module's notes).
+    fn now(&self) -> Timestamp {
+        match self.present.load(Ordering::SeqCst) {
+            i64::MIN => wall_clock(),
+            t => Timestamp(t),
+        }
+    }
+
     /// Tells the run loop when tasks or destinations changed.
     fn notify_if_changed(&self, core: &X1Core) {
         let g = core.generation();
@@ -84,7 +97,7 @@ impl Shared {
     fn merged(&self, file: &Warrants) -> Warrants {
         let core = lock(&self.core);
         self.told.store(core.generation(), Ordering::SeqCst);
-        merge(file, &core, self.lea_template.as_ref(), wall_clock())
+        merge(file, &core, self.lea_template.as_ref(), self.now())
     }
 }
 
@@ -171,7 +184,7 @@ impl X1Handler for Handler {
     fn handle(&self, client: &ClientId, body: &[u8]) -> HandlerReply {
         let caller = Caller { subject_cn: &client.subject_cn, fingerprint: &client.fingerprint, role: client.role };
         let mut core = lock(&self.0.core);
-        let reply = core.handle(&caller, body, wall_clock());
+        let reply = core.handle(&caller, body, self.0.now());
         self.0.notify_if_changed(&core);
         drop(core);
         for a in &reply.actions {
@@ -224,6 +237,7 @@ impl X1Service {
             told,
             x1_reloads: AtomicU64::new(0),
             control: Mutex::new(None),
+            present: AtomicI64::new(i64::MIN),
         });
         Ok(Some(X1Service { shared, cfg: x.clone() }))
     }
@@ -325,28 +339,15 @@ async fn serve(
     let server = https::serve(listener, tls, handler, shared.audit.clone(), async move {
         let _ = stop.wait_for(|s| *s).await;
     });
-    let ticker = async {
-        let mut iv = tokio::time::interval(TICK);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            iv.tick().await;
-            let sh = shared.clone();
-            // The core's tick persists (fsync): off the async thread.
-            let _ = tokio::task::spawn_blocking(move || tick(&sh)).await;
-        }
-    };
     // The server ends on the stop order, after draining open requests.
-    tokio::select! {
-        r = server => if let Err(e) = r {
-            tracing::error!(error = %e, "X1 server stopped; provisioning is unavailable, warrants in force stay");
-        },
-        _ = ticker => {},
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "X1 server stopped; provisioning is unavailable, warrants in force stay");
     }
 }
 
 fn tick(shared: &Shared) {
     let mut core = lock(&shared.core);
-    let actions = core.tick(wall_clock());
+    let actions = core.tick(shared.now());
     shared.notify_if_changed(&core);
     drop(core);
     for a in &actions {
@@ -371,6 +372,19 @@ pub struct X1Running {
 impl X1Running {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The capture time the run has reached: X1's `now` from here on (see the module's notes);
+    /// [`Timestamp::MIN`] while it has none.
+    pub fn note_present(&self, t: Timestamp) {
+        self.shared.present.store(t.nanos(), Ordering::SeqCst);
+    }
+
+    /// Implicit deactivation and four-eyes expiry at X1's `now`, audited as `who = "tapir"`:
+    /// the run loop's duty once a second of its clock. The core persists (fsync) only when
+    /// something expired.
+    pub fn tick(&self) {
+        tick(&self.shared);
     }
 
     /// What the pipeline intercepted per LIID since the last call: (X2 bytes, X3 bytes, time

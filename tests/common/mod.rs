@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tapir::daemon::clock::ManualClock;
+use tapir::daemon::notify::Notifier;
+use tapir::daemon::{Control, Hooks, RunReport};
 
 pub const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -792,5 +795,70 @@ pub fn assert_image_digests(o: &serde_json::Value, want: &serde_json::Value, kin
         }
         Digests::S3 => assert_eq!(got, (Some(md5), None), "{what}: an S3 object's MD5 (its ETag) only"),
         Digests::Sha256 => assert_eq!(got, (None, None), "{what}: not a disk image, SHA-256 only"),
+    }
+}
+
+/// `tapir run` in this process on a virtual clock ([`ManualClock`]): the test moves time, and the
+/// paced replay, the source's quiet-link clock and the loop's 100 ms flushes follow it. No
+/// outcome depends on how busy the machine is, and seconds of a quiet link take milliseconds.
+pub struct VirtualRun {
+    pub clock: Arc<ManualClock>,
+    pub control: mpsc::Sender<Control>,
+    pub notify: NotifyListener,
+    pub seen: Vec<String>,
+    run: Option<std::thread::JoinHandle<anyhow::Result<RunReport>>>,
+}
+
+/// A test that fails midway still stops its run (on the frozen clock it would never end).
+impl Drop for VirtualRun {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Stop);
+    }
+}
+
+impl VirtualRun {
+    pub fn start(config: &Path) -> VirtualRun {
+        let config = tapir::daemon::load_config(config).unwrap();
+        let clock = ManualClock::new();
+        let notify = NotifyListener::bind();
+        let hooks = Hooks {
+            signals: false,
+            clock: clock.clone(),
+            notify: Some(Notifier::new(notify.path.to_str().unwrap()).unwrap()),
+            ..Hooks::default()
+        };
+        let control = hooks.control.0.clone();
+        let run = std::thread::spawn(move || tapir::daemon::run(&config, hooks));
+        let mut seen = Vec::new();
+        assert!(notify.wait_for("READY=1", &mut seen, Duration::from_secs(30)), "{seen:?}");
+        VirtualRun { clock, control, notify, seen, run: Some(run) }
+    }
+
+    /// Moves the clock to `secs` after the start, `step` at a time, each step once the run is
+    /// quiet: every frame due so far taken by the loop.
+    pub fn advance_to(&self, secs: f64, step: Duration) {
+        let to = Duration::from_secs_f64(secs);
+        loop {
+            assert!(self.clock.wait_until_quiet(Duration::from_secs(20)), "the run is never quiet");
+            let now = self.clock.elapsed();
+            if now >= to {
+                return;
+            }
+            self.clock.advance(step.min(to - now));
+        }
+    }
+
+    /// Waits (20 s of real time at most) for an sd_notify message with the line `line`, such as
+    /// the STATUS that ends a reload: messages before it are passed over.
+    pub fn expect_notify(&mut self, line: &str) {
+        let mut seen = std::mem::take(&mut self.seen);
+        assert!(self.notify.wait_for(line, &mut seen, Duration::from_secs(20)), "no {line:?}: {seen:?}");
+    }
+
+    /// A graceful stop (as SIGTERM orders it) at the present virtual time.
+    pub fn stop(mut self) -> RunReport {
+        self.control.send(Control::Stop).unwrap();
+        let run = self.run.take().expect("stopped once");
+        run.join().expect("the run panicked").expect("the run failed")
     }
 }
