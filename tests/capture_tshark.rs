@@ -74,41 +74,26 @@ fn epoch_ns(s: &str) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-fn tshark_fields(path: &Path) -> Vec<Seen> {
-    let text = run(Command::new("tshark").arg("-r").arg(path).args([
-        "-T",
-        "fields",
-        "-e",
-        "frame.time_epoch",
-        "-e",
-        "frame.cap_len",
-        "-e",
-        "frame.len",
-        "-e",
-        "frame.encap_type",
-    ]));
-    text.lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 4, "{l}");
-            Seen {
-                ns: epoch_ns(f[0]),
-                cap_len: f[1].parse().unwrap(),
-                len: f[2].parse().unwrap(),
-                encap: f[3].parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
-/// Each frame's raw bytes, from tshark's JSON (`frame_raw`).
-fn tshark_bytes(path: &Path) -> Vec<Vec<u8>> {
+/// Each frame as tshark sees it, with its raw bytes (`frame_raw`), from one run's JSON.
+fn tshark_frames(path: &Path) -> Vec<(Seen, Vec<u8>)> {
     let text = run(Command::new("tshark").arg("-r").arg(path).args(["-T", "json", "-x", "-j", "frame"]));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v.as_array()
         .unwrap()
         .iter()
-        .map(|p| hex::decode(p["_source"]["layers"]["frame_raw"][0].as_str().unwrap()).unwrap())
+        .map(|p| {
+            let layers = &p["_source"]["layers"];
+            let field = |name: &str| -> &str {
+                layers["frame"][name].as_str().unwrap_or_else(|| panic!("no {name} in {layers}"))
+            };
+            let seen = Seen {
+                ns: epoch_ns(field("frame.time_epoch")),
+                cap_len: field("frame.cap_len").parse().unwrap(),
+                len: field("frame.len").parse().unwrap(),
+                encap: field("frame.encap_type").parse().unwrap(),
+            };
+            (seen, hex::decode(layers["frame_raw"][0].as_str().unwrap()).unwrap())
+        })
         .collect()
 }
 
@@ -134,12 +119,10 @@ fn real_captures_match_tshark() {
         let f = CaptureFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.is_gzip(), rel.ends_with(".gz"), "{rel}");
         let ours: Vec<_> = f.frames().map(|r| r.unwrap_or_else(|d| panic!("{rel}: {d}"))).collect();
-        let theirs = tshark_fields(&path);
-        let bytes = tshark_bytes(&path);
+        let theirs = tshark_frames(&path);
         assert!(!theirs.is_empty(), "{rel}");
         assert_eq!(ours.len(), theirs.len(), "{rel}: frame count");
-        assert_eq!(bytes.len(), theirs.len(), "{rel}");
-        for (i, ((o, t), b)) in ours.iter().zip(&theirs).zip(&bytes).enumerate() {
+        for (i, (o, (t, b))) in ours.iter().zip(&theirs).enumerate() {
             let n = i + 1;
             assert_eq!(o.ts.nanos(), t.ns, "{rel} frame {n}: time");
             assert_eq!(o.data.len() as u32, t.cap_len, "{rel} frame {n}: captured length");
@@ -188,7 +171,7 @@ fn gzip_is_read_as_a_stream_to_the_same_frames_as_gzip_d() {
 fn merge_matches_mergecap() {
     let src = shared("ndpi/tests/cfgs/default/pcap/rtsp.pcap");
     let dir = tempfile::tempdir().unwrap();
-    let total = tshark_fields(&src).len();
+    let total = tshark_frames(&src).len();
     let odd: Vec<String> = (1..=total).step_by(2).map(|n| n.to_string()).collect();
     let even: Vec<String> = (2..=total).step_by(2).map(|n| n.to_string()).collect();
     let a = dir.path().join("odd.pcapng");
@@ -197,7 +180,7 @@ fn merge_matches_mergecap() {
     run(Command::new("editcap").arg("-r").arg(&src).arg(&b).args(&even));
     let merged = dir.path().join("merged.pcapng");
     run(Command::new("mergecap").arg("-w").arg(&merged).arg(&a).arg(&b));
-    let want = tshark_fields(&merged);
+    let want = tshark_frames(&merged);
 
     let files = [CaptureFile::open(&a).unwrap(), CaptureFile::open(&b).unwrap()];
     let mut m = Merge::of(&files);
@@ -208,7 +191,7 @@ fn merge_matches_mergecap() {
         from[i] += 1;
         got.push((f.ts.nanos(), f.data.len() as u32, f.orig_len));
     }
-    let want: Vec<_> = want.iter().map(|s| (s.ns, s.cap_len, s.len)).collect();
+    let want: Vec<_> = want.iter().map(|(s, _)| (s.ns, s.cap_len, s.len)).collect();
     assert_eq!(got.len(), total);
     assert_eq!(from, [odd.len(), even.len()]);
     assert_eq!(got, want);

@@ -1,20 +1,38 @@
 //! Real captures: for every frame, the innermost IP addresses and ports this decoder finds must
-//! equal what tshark (an independent dissector) reports, reassembly included.
+//! equal what Wireshark (an independent dissector: tshark, or sharkd for the corpus lists)
+//! reports, reassembly included.
 
 use crate::decode_util;
 
-use decode_util::{observed, read_capture, shared_pcap, tshark_expect, Expect};
+use decode_util::{observed, read_capture, shared_pcap, sharkd_expect, tshark_expect, Expect};
 use tapir::decode::{DecodeConfig, DecodeError, Decoder};
 
 /// Decodes every frame of `rel` and returns (frames, mismatch descriptions).
 fn compare(rel: &str, cfg: DecodeConfig, extra: &[&str]) -> (usize, Vec<String>) {
+    compare_with(rel, cfg, &tshark_expect(&shared_pcap(rel), extra))
+}
+
+/// Every capture of `rels` against Wireshark (one sharkd for all): (frames, mismatches).
+fn compare_all(rels: &[&str]) -> (usize, Vec<String>) {
+    let paths: Vec<_> = rels.iter().map(|r| shared_pcap(r)).collect();
+    let wants = sharkd_expect(&paths);
+    let (mut frames, mut bad) = (0, Vec::new());
+    for (rel, want) in rels.iter().zip(&wants) {
+        let (n, b) = compare_with(rel, DecodeConfig::default(), want);
+        frames += n;
+        bad.extend(b);
+    }
+    (frames, bad)
+}
+
+/// Decodes every frame of `rel` against `want`, Wireshark's view of each.
+fn compare_with(rel: &str, cfg: DecodeConfig, want: &[Expect]) -> (usize, Vec<String>) {
     let path = shared_pcap(rel);
     let pkts = read_capture(&path);
-    let want = tshark_expect(&path, extra);
-    assert_eq!(pkts.len(), want.len(), "{rel}: frame count differs from tshark");
+    assert_eq!(pkts.len(), want.len(), "{rel}: frame count differs from Wireshark's");
     let mut dec = Decoder::new(cfg);
     let mut bad = Vec::new();
-    for (i, (p, w)) in pkts.iter().zip(&want).enumerate() {
+    for (i, (p, w)) in pkts.iter().zip(want).enumerate() {
         let got = match dec.decode(&p.frame()) {
             Ok(d) => observed(&d, w),
             Err(e) => {
@@ -143,13 +161,7 @@ const AGREE: &[&str] = &[
 
 #[test]
 fn captures_agree_with_tshark() {
-    let mut frames = 0;
-    let mut bad = Vec::new();
-    for rel in AGREE {
-        let (n, b) = compare(rel, DecodeConfig::default(), &[]);
-        frames += n;
-        bad.extend(b);
-    }
+    let (frames, bad) = compare_all(AGREE);
     assert!(bad.is_empty(), "{} of {frames} frames disagree:\n{}", bad.len(), bad.join("\n"));
     assert!(frames > 2500, "only {frames} frames compared");
 }
@@ -169,11 +181,11 @@ fn ipv6_fragment_evasions_agree_with_tshark() {
         .collect();
     files.sort();
     assert!(files.len() >= 25, "found {} captures", files.len());
-    let mut bad = Vec::new();
-    for f in &files {
-        let rel = f.strip_prefix(shared_pcap("")).expect("under the corpus");
-        bad.extend(compare(rel.to_str().expect("utf-8"), DecodeConfig::default(), &[]).1);
-    }
+    let rels: Vec<&str> = files
+        .iter()
+        .map(|f| f.strip_prefix(shared_pcap("")).expect("under the corpus").to_str().expect("utf-8"))
+        .collect();
+    let (_, bad) = compare_all(&rels);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
