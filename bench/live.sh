@@ -12,6 +12,8 @@
 #       kernel's (a pipeline that falls behind leaves the backlog in the ring, so the ring's
 #       drops are the only ones)
 #   SNAP=64 sudo -E bash bench/live.sh 100 top     every frame cut to 64 bytes (editcap -s)
+#   RING_MB=256 TOOLS=run-2w ...                    the daemon's ring per capture worker, in 1 MiB
+#       blocks: 64 unless set; 256 is what `tapir run` takes by default (64 x 4 MiB)
 #   TOOLS="tapir-2w tapir-2w-hash" ...              the rings' fanout: by inner address pair (the
 #       classic BPF program, the default) or by the kernel's flow hash (-hash)
 #   VXLAN=1 sudo -E bash bench/live.sh             the capture wrapped in VXLAN (tcprewrite can't:
@@ -87,7 +89,7 @@ for rate in $RATES; do
                 wait_for "$work/tool.err" ready ;;
             run-*|run0-*)
                 # The whole daemon: `tapir run` with every packet a target's (CC written,
-                # flows reassembled), 1 or 2 capture workers, 64 x 1 MiB ring each. Its kernel
+                # flows reassembled), 1 or 2 capture workers, RING_MB x 1 MiB ring each. Its kernel
                 # drops come from its closing line (/metrics has them too, a second late).
                 mport=$((30000 + $$ % 20000))
                 rm -rf "$work/case" "$work/spool"; mkdir -p "$work/case" "$work/spool"
@@ -99,8 +101,8 @@ for rate in $RATES; do
                 [[ $tool =~ -([0-9]+)w(([0-9]+)p)?(-hash)?$ ]] || { echo "live.sh: bad tool $tool" >&2; exit 1; }
                 fanout=inner-pair
                 [[ -n ${BASH_REMATCH[4]} ]] && fanout=flow-hash
-                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\npipelines = %s\nfanout = "%s"\nring = { block_size = 1048576, block_count = 64, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
-                    "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$fanout" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
+                printf '[capture]\ninterfaces = ["cap0"]\nworkers = %s\npipelines = %s\nfanout = "%s"\nring = { block_size = 1048576, block_count = %s, frame_size = 2048, block_timeout_ms = 10 }\n[paths]\nwarrants = "%s"\ncase_dir = "%s"\nspool_dir = "%s"\n[metrics]\nlisten = "127.0.0.1:%s"\n' \
+                    "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$fanout" "${RING_MB:-64}" "$work/w.toml" "$work/case" "$work/spool" "$mport" >"$work/run.toml"
                 ip netns exec "$NS" "$dir/../tapir" run --config "$work/run.toml" 2>"$work/tool.err" &
                 pid=$!; pids+=("$pid")
                 wait_for "$work/tool.err" "tapir running" ;;
