@@ -256,16 +256,24 @@ fn run_config(port: u16, x1_extra: &str, clients: &[(&str, &str)]) -> String {
     )
 }
 
-#[test]
-fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
+/// A directory for a daemon with `[x1]`: its PKI (`pki/`), `ab.pcap` of `steps` steps (T0+0.0
+/// ..), and a warrants file with no warrant.
+fn x1_dir(steps: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("pki")).unwrap();
     make_x1_pki(&d.join("pki"), &[]);
+    write_pcap(&d.join("ab.pcap"), steps);
+    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
+    dir
+}
+
+#[test]
+fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
+    let dir = x1_dir(130); // T0+0.0 .. T0+12.9, real time
+    let d = dir.path();
     let o = Command::new(TAPIR).arg("keygen").arg(d.join("audit.key")).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    write_pcap(&d.join("ab.pcap"), 130); // T0+0.0 .. T0+12.9, real time
-    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let port = free_port();
     let config = d.join("tapir.toml");
     std::fs::write(
@@ -480,12 +488,8 @@ fn x1_provisions_a_running_daemon_and_refusals_are_audited() {
 /// from tshark; the expected ones counted from the capture made here.
 #[test]
 fn x1_tasks_take_effect_at_the_replay_time_they_are_provisioned_on_a_virtual_clock() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = x1_dir(100); // T0+0.0 .. T0+9.9
     let d = dir.path();
-    std::fs::create_dir(d.join("pki")).unwrap();
-    make_x1_pki(&d.join("pki"), &[]);
-    write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9
-    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let port = free_port();
     let config = d.join("tapir.toml");
     std::fs::write(&config, run_config(port, "audit_log = \"audit.jsonl\"\n", &[("admf-1", "admf")])).unwrap();
@@ -679,12 +683,8 @@ fn x1_config_roles_and_keys() {
 #[test]
 fn x1_destinations_deliver_to_their_lemf_and_faults_show_in_task_status() {
     const DID_DOWN: &str = "3ce2ec7a-d36b-4dd6-8d1f-95a2c3c0a4b2";
-    let dir = tempfile::tempdir().unwrap();
+    let dir = x1_dir(100); // T0+0.0 .. T0+9.9, real time
     let d = dir.path();
-    std::fs::create_dir(d.join("pki")).unwrap();
-    make_x1_pki(&d.join("pki"), &[]);
-    write_pcap(&d.join("ab.pcap"), 100); // T0+0.0 .. T0+9.9, real time
-    std::fs::write(d.join("warrants.toml"), "# all warrants come over X1\n").unwrap();
     let (port, up_port, down_port) = (free_port(), free_port(), free_port());
     let config = d.join("tapir.toml");
     std::fs::write(
