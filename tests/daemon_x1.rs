@@ -497,7 +497,9 @@ fn x1_tasks_take_effect_at_the_replay_time_they_are_provisioned_on_a_virtual_clo
     let d = env.dir.path();
 
     let mut run = VirtualRun::start(&config);
-    let step = Duration::from_millis(50);
+    // Frames come every 100 ms: a step moves the clock over several at once (each due one is
+    // taken before the next step), and every X1 request lands on a chosen instant.
+    let step = Duration::from_millis(500);
     // Each change reloads the warrants before the clock moves on: the run says so.
     let provision = |run: &mut VirtualRun, what: &str, req: &str, warrants: usize| {
         let b = env.x1(what, req);
