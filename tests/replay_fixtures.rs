@@ -1,9 +1,9 @@
 //! End to end: `tapir replay` on the fixtures in `pcaps/`, checked against independent tools.
 //!
 //! For every fixture and every warrant of `pcaps/warrants.toml`:
-//! - the CC frames tapir writes are exactly the frames tshark selects with the warrant's display
-//!   filter restricted to its window (`frame.time_epoch`), in order, byte for byte (frame hashes
-//!   from the fixture's `.expect.json`, made by `pcaps/tools/pcapread.py` at capture time);
+//! - the CC frames tapir writes are exactly the frames Wireshark (sharkd) selects with the
+//!   warrant's display filter restricted to its window (`frame.time_epoch`), in order, byte for
+//!   byte (frame hashes by `pcaps/tools/pcapread.py`, a reader that shares nothing with tapir);
 //! - the stream objects are exactly the non-empty directions of the TCP streams tshark puts in
 //!   that selection, with the SHA-256 the fixture script recorded (for raw transfers: sha256sum of
 //!   the file the client sent), complete and without gaps;
@@ -72,25 +72,15 @@ fn epoch(t: &chrono::DateTime<chrono::Utc>) -> String {
     format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
 }
 
-/// tshark's selection: (frame number, tcp.stream if any) for `filter` inside `[start, end)`.
-fn tshark_select(capture: &Path, filter: &str, w: &Warrant) -> Vec<(u64, Option<u64>)> {
+/// Wireshark's selection: (frame number, tcp.stream if any) for `filter` inside `[start, end)`,
+/// from the capture `sharkd` has loaded (one sharkd for the fixture's warrants: the display
+/// filter engine of `tshark -Y`, without a tshark start-up per warrant).
+fn tshark_select(sharkd: &mut common::Sharkd, filter: &str, w: &Warrant) -> Vec<(u64, Option<u64>)> {
     let y = format!("({filter}) && frame.time_epoch >= {} && frame.time_epoch < {}", epoch(&w.start), epoch(&w.end));
-    let out = Command::new("tshark")
-        .args(["-r"])
-        .arg(capture)
-        .args(["-Y", &y, "-T", "fields", "-e", "frame.number", "-e", "tcp.stream"])
-        .output()
-        .expect("tshark is installed (.ci/install-deps.sh)");
-    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut f = l.split('\t');
-            let n = f.next().unwrap().parse().unwrap();
-            let s = f.next().and_then(|s| s.split(',').next()).and_then(|s| s.parse().ok());
-            (n, s)
-        })
+    sharkd
+        .frames(Some(&y), &["tcp.stream"])
+        .into_iter()
+        .map(|(n, f)| (n, f[0].split(',').next().and_then(|s| s.parse().ok())))
         .collect()
 }
 
@@ -153,11 +143,13 @@ fn check_fixture(fixture: &str, expect_name: &str) {
     assert!(summary.contains("decode errors: none"), "{fixture}: {summary}");
 
     let hashes = frame_hashes(&capture);
+    let mut sharkd = common::Sharkd::spawn();
+    sharkd.load(&capture);
     for w in shipped_warrants() {
         let sel = exp["selections"].as_array().unwrap().iter().find(|s| s["liid"] == w.liid.as_str()).unwrap();
         let filter = sel["filter"].as_str().unwrap();
         let filter = with_associated_macs(&w.liid, filter);
-        let chosen = tshark_select(&capture, &filter, &w);
+        let chosen = tshark_select(&mut sharkd, &filter, &w);
         let want: Vec<&str> = chosen
             .iter()
             .map(|(n, _)| hashes.get(n).map(String::as_str).unwrap_or_else(|| panic!("{fixture}: no frame {n}")))

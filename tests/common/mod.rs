@@ -573,6 +573,88 @@ pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String>
     String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
+/// Wireshark's dissection engine as a service (`sharkd -`, from the package that brings tshark),
+/// for tests that ask many questions of captures: tshark spends about 0.3 s of CPU registering
+/// its dissectors before it reads a frame, sharkd once. Each [`Sharkd::load`] starts afresh,
+/// with no dissection state from the capture before, as a tshark run of its own would.
+pub struct Sharkd {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    id: u64,
+}
+
+impl Sharkd {
+    pub fn spawn() -> Sharkd {
+        let mut child = Command::new("sharkd")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sharkd runs (apt-get install tshark brings it)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Sharkd { child, stdin, stdout, id: 0 }
+    }
+
+    /// A preference, as `tshark -o name:value` sets it.
+    pub fn set_pref(&mut self, name: &str, value: &str) {
+        self.call("setconf", serde_json::json!({ "name": name, "value": value }));
+    }
+
+    /// Reads `capture` (every frame dissected, reassembly included).
+    pub fn load(&mut self, capture: &Path) {
+        let loaded = self.call("load", serde_json::json!({ "file": capture }));
+        assert_eq!(loaded["status"], "OK", "sharkd could not load {}: {loaded}", capture.display());
+    }
+
+    /// (frame number, `fields`) of each frame of the loaded capture that matches the display
+    /// `filter`: every occurrence of a field comma-separated, as `tshark -T fields -E
+    /// occurrence=a -E aggregator=,` prints it, but cut at Wireshark's column limit (2047
+    /// characters).
+    pub fn frames(&mut self, filter: Option<&str>, fields: &[&str]) -> Vec<(u64, Vec<String>)> {
+        let mut params: serde_json::Map<String, serde_json::Value> =
+            fields.iter().enumerate().map(|(i, f)| (format!("column{i}"), format!("{f}:0").into())).collect();
+        if let Some(f) = filter {
+            params.insert("filter".into(), f.into());
+        }
+        let frames = self.call("frames", serde_json::Value::Object(params));
+        frames
+            .as_array()
+            .expect("sharkd frames: a list")
+            .iter()
+            .map(|f| {
+                let c = f["c"].as_array().expect("sharkd frame: columns");
+                let num = f["num"].as_u64().expect("sharkd frame: number");
+                (num, c.iter().map(|v| v.as_str().expect("column text").to_string()).collect())
+            })
+            .collect()
+    }
+
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        self.id += 1;
+        let req = serde_json::json!({ "jsonrpc": "2.0", "id": self.id, "method": method, "params": params });
+        writeln!(self.stdin, "{req}").expect("sharkd takes a request");
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("sharkd answers");
+        let mut answer: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("sharkd: {e}: {line}"));
+        assert_eq!(answer["id"], self.id, "sharkd answered another request: {line}");
+        assert!(answer.get("error").is_none(), "sharkd {method}: {line}");
+        answer["result"].take()
+    }
+}
+
+impl Drop for Sharkd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Microseconds since the epoch of a tshark `frame.time_epoch` ("1800000000.100000000"), read
 /// as text to the exact microsecond.
 pub fn epoch_us(field: &str) -> i64 {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::Sharkd;
 use tapir::capture::{Frame, LinkType};
 use tapir::decode::{Decoded, Transport};
 use tapir::timestamp::Timestamp;
@@ -177,88 +178,26 @@ pub fn tshark_expect(path: &Path, extra: &[&str]) -> Vec<Expect> {
     text.lines().map(|l| expect_of(&l.split('\t').collect::<Vec<_>>())).collect()
 }
 
-/// [`tshark_expect`] of many captures, read by one `sharkd` (Wireshark's dissection engine as a
-/// service, in the same package as tshark): tshark spends about 0.3 s of CPU registering its
-/// dissectors before it reads a frame, and the corpus tests ask about a hundred captures. Each
-/// capture is loaded afresh, with no dissection state from the one before (as in a tshark run
-/// of its own), and with tshark's preferences here (IP and IPv6 reassembly on; sharkd resolves
-/// no names). The fields come back as custom columns, all occurrences comma-separated as
-/// `tshark -E occurrence=a -E aggregator=,` prints them; a column cut at Wireshark's column
-/// limit (2047 characters: hundreds of nested headers, in the evasion captures) is asked of
-/// tshark instead.
+/// [`tshark_expect`] of many captures, read by one [`Sharkd`] (the corpus tests ask about a
+/// hundred captures), with tshark's preferences here (IP and IPv6 reassembly on; sharkd resolves
+/// no names). A column cut at Wireshark's column limit (hundreds of nested headers, in the
+/// evasion captures) is asked of tshark instead.
 pub fn sharkd_expect(paths: &[PathBuf]) -> Vec<Vec<Expect>> {
     let mut sharkd = Sharkd::spawn();
     for pref in ["ip.defragment", "ipv6.defragment"] {
-        sharkd.call("setconf", serde_json::json!({ "name": pref, "value": "TRUE" }));
+        sharkd.set_pref(pref, "TRUE");
     }
-    let columns: serde_json::Map<String, serde_json::Value> =
-        FIELDS.iter().enumerate().map(|(i, f)| (format!("column{i}"), format!("{f}:0").into())).collect();
     paths
         .iter()
         .map(|path| {
-            let loaded = sharkd.call("load", serde_json::json!({ "file": path }));
-            assert_eq!(loaded["status"], "OK", "sharkd could not load {}: {loaded}", path.display());
-            let frames = sharkd.call("frames", serde_json::Value::Object(columns.clone()));
-            let rows: Vec<Vec<String>> = frames
-                .as_array()
-                .expect("sharkd frames: a list")
-                .iter()
-                .map(|f| {
-                    let c = f["c"].as_array().expect("sharkd frame: columns");
-                    c.iter().map(|v| v.as_str().expect("column text").to_string()).collect()
-                })
-                .collect();
+            sharkd.load(path);
+            let rows: Vec<Vec<String>> = sharkd.frames(None, &FIELDS).into_iter().map(|(_, r)| r).collect();
             if rows.iter().flatten().any(|c| c.chars().count() >= 2047) {
                 return tshark_expect(path, &[]);
             }
             rows.iter().map(|r| expect_of(&r.iter().map(String::as_str).collect::<Vec<_>>())).collect()
         })
         .collect()
-}
-
-/// A `sharkd -` child speaking JSON-RPC, one request and one answer per line.
-struct Sharkd {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-    id: u64,
-}
-
-impl Sharkd {
-    fn spawn() -> Sharkd {
-        let mut child = Command::new("sharkd")
-            .arg("-")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("sharkd runs (apt-get install tshark brings it)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        Sharkd { child, stdin, stdout, id: 0 }
-    }
-
-    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        use std::io::{BufRead, Write};
-        self.id += 1;
-        let req = serde_json::json!({ "jsonrpc": "2.0", "id": self.id, "method": method, "params": params });
-        writeln!(self.stdin, "{req}").expect("sharkd takes a request");
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("sharkd answers");
-        let mut answer: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("sharkd: {e}: {line}"));
-        assert_eq!(answer["id"], self.id, "sharkd answered another request: {line}");
-        assert!(answer.get("error").is_none(), "sharkd {method}: {line}");
-        answer["result"].take()
-    }
-}
-
-impl Drop for Sharkd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Per frame, the last IP header's addresses and the ports of the transport right after it,
