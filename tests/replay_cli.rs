@@ -353,10 +353,13 @@ fn an_interrupted_replay_leaves_a_signed_case_marked_incomplete() {
     {
         const PACKETS: u32 = 1_500_000;
         let mut f = Vec::with_capacity(24 + 48 * PACKETS as usize);
-        f.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0]);
+        f.extend_from_slice(&[
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0,
+        ]);
         let t0 = 1_795_000_000u32; // 2026-11-19
         let ip_udp = [
-            0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 203, 0, 113, 10, 0x0f, 0xa0, 0, 53, 0, 12, 0, 0,
+            0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 203, 0, 113, 10, 0x0f, 0xa0, 0, 53, 0, 12, 0,
+            0,
         ];
         for i in 0..PACKETS {
             for v in [t0 + i / 1000, (i % 1000) * 1000, 32, 32] {

@@ -4,8 +4,8 @@
 //! The input is six fixtures replayed together (FTP, HTTP and SMTP of real clients, the VM-image
 //! use case with its association events, a lossy capture and VXLAN overlay traffic): about 5800
 //! frames, several epochs of the dispatch, two warrants that share the overlay target. Truth
-//! that is not tapir's: the CC frames each warrant gets are the frames tshark selects from the
-//! inputs with the fixtures' own display filters (`*.expect.json` `selections`), and the objects
+//! that is not tapir's: the CC frames each warrant gets are the frames Wireshark (sharkd)
+//! selects from the inputs with the fixtures' own display filters (`selections`), and the objects
 //! are compared by `sha256sum` with the files the fixtures' clients sent. Against one worker:
 //! the same IRI records (less the numbers each worker hands out: CINs, object ids, sequence
 //! numbers), the same objects, the same cross-links. And a sharded case does not depend on
@@ -127,12 +127,14 @@ fn sha256sum(p: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
 }
 
-/// What tshark says each warrant must get: frames (time, length) from every input, selected
-/// with that fixture's own filter for the warrant, sorted.
-fn selected_by_tshark() -> BTreeMap<&'static str, Vec<String>> {
+/// What Wireshark says each warrant must get: frames (time, length) from every input, selected
+/// with that fixture's own filter for the warrant, sorted. One sharkd for every question (see
+/// [`Sharkd`]): a tshark per fixture and warrant spent much of this test's CPU starting up.
+fn selected_by_wireshark(sharkd: &mut Sharkd) -> BTreeMap<&'static str, Vec<String>> {
     let mut out: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for f in FIXTURES {
         let e = expect(f);
+        sharkd.load(&pcaps().join(format!("{f}.pcap")));
         for (liid, fixture_liid) in [("LIID-A", "LIID-JOE-0001"), ("LIID-B", "LIID-VM-0002")] {
             let sel = e["selections"].as_array().unwrap().iter().find(|s| s["liid"] == fixture_liid).unwrap();
             // The VM warrant's filter is its own target; the subscriber's warrant here also
@@ -141,16 +143,23 @@ fn selected_by_tshark() -> BTreeMap<&'static str, Vec<String>> {
                 "LIID-A" => format!("({}) || (vxlan.vni==5001 && ip.addr==10.0.0.5)", sel["filter"].as_str().unwrap()),
                 _ => sel["filter"].as_str().unwrap().to_string(),
             };
-            let rows = tshark(&pcaps().join(format!("{f}.pcap")), Some(&filter), &["frame.time_epoch", "frame.len"]);
-            out.entry(liid).or_default().extend(rows);
+            let rows = sharkd.frames(Some(&filter), &["frame.time_epoch", "frame.len"]);
+            out.entry(liid).or_default().extend(rows.into_iter().map(|(_, r)| r.join("|")));
         }
     }
     out.values_mut().for_each(|v| v.sort());
     out
 }
 
-fn cc_frames(case: &Path, liid: &str) -> Vec<String> {
-    let mut rows = tshark(&case.join(liid).join("cc.pcap"), None, &["frame.time_epoch", "frame.len"]);
+/// A LIID's CC frames (time, length), sorted; none without a `cc.pcap`.
+fn cc_frames(sharkd: &mut Sharkd, case: &Path, liid: &str) -> Vec<String> {
+    let cc = case.join(liid).join("cc.pcap");
+    if !cc.exists() {
+        return Vec::new();
+    }
+    sharkd.load(&cc);
+    let mut rows: Vec<String> =
+        sharkd.frames(None, &["frame.time_epoch", "frame.len"]).into_iter().map(|(_, r)| r.join("|")).collect();
     rows.sort();
     rows
 }
@@ -161,7 +170,8 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
     let one = replay(d.path(), "one", 1);
     let two = replay(d.path(), "two", 2);
     let three = replay(d.path(), "three", 3);
-    let truth = selected_by_tshark();
+    let mut sharkd = Sharkd::spawn();
+    let truth = selected_by_wireshark(&mut sharkd);
     assert!(
         truth["LIID-A"].len() > 5000 && truth["LIID-B"].len() > 200,
         "{:?}",
@@ -188,7 +198,8 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
 
     for case in [&one, &two, &three] {
         for liid in ["LIID-A", "LIID-B"] {
-            assert_eq!(cc_frames(case, liid), truth[liid], "{}: {liid}'s CC is what tshark selects", case.display());
+            let cc = cc_frames(&mut sharkd, case, liid);
+            assert_eq!(cc, truth[liid], "{}: {liid}'s CC is what Wireshark selects", case.display());
         }
         assert_eq!(found(case), found_one, "{}: the same uploads rebuilt", case.display());
         for liid in ["LIID-A", "LIID-B"] {

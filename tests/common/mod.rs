@@ -576,12 +576,18 @@ pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String>
 /// Wireshark's dissection engine as a service (`sharkd -`, from the package that brings tshark),
 /// for tests that ask many questions of captures: tshark spends about 0.3 s of CPU registering
 /// its dissectors before it reads a frame, sharkd once. Each [`Sharkd::load`] starts afresh,
-/// with no dissection state from the capture before, as a tshark run of its own would.
+/// with no dissection state from the capture before, as a tshark run of its own would. But
+/// sharkd 4.0 keeps the frames each display filter matched, by the filter's text, across loads:
+/// the same filter on the next capture answered for the one before. A load after a filtered
+/// question therefore starts a new sharkd (the preferences set are set again).
 pub struct Sharkd {
     child: Child,
     stdin: std::process::ChildStdin,
     stdout: std::io::BufReader<std::process::ChildStdout>,
     id: u64,
+    prefs: Vec<(String, String)>,
+    /// A display filter was applied since the last load.
+    filtered: bool,
 }
 
 impl Sharkd {
@@ -595,16 +601,24 @@ impl Sharkd {
             .expect("sharkd runs (apt-get install tshark brings it)");
         let stdin = child.stdin.take().unwrap();
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        Sharkd { child, stdin, stdout, id: 0 }
+        Sharkd { child, stdin, stdout, id: 0, prefs: Vec::new(), filtered: false }
     }
 
     /// A preference, as `tshark -o name:value` sets it.
     pub fn set_pref(&mut self, name: &str, value: &str) {
         self.call("setconf", serde_json::json!({ "name": name, "value": value }));
+        self.prefs.push((name.to_string(), value.to_string()));
     }
 
     /// Reads `capture` (every frame dissected, reassembly included).
     pub fn load(&mut self, capture: &Path) {
+        if self.filtered {
+            let prefs = std::mem::take(&mut self.prefs);
+            *self = Sharkd::spawn();
+            for (name, value) in prefs {
+                self.set_pref(&name, &value);
+            }
+        }
         let loaded = self.call("load", serde_json::json!({ "file": capture }));
         assert_eq!(loaded["status"], "OK", "sharkd could not load {}: {loaded}", capture.display());
     }
@@ -618,6 +632,7 @@ impl Sharkd {
             fields.iter().enumerate().map(|(i, f)| (format!("column{i}"), format!("{f}:0").into())).collect();
         if let Some(f) = filter {
             params.insert("filter".into(), f.into());
+            self.filtered = true;
         }
         let frames = self.call("frames", serde_json::Value::Object(params));
         frames
