@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    epoch_us, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit, with_pipelines,
-    write_pcap, Daemon, Lemf, T0, TAPIR,
+    epoch_us, frame_count, free_port, ip_s, rfc3339, run_command, signal, the_case, tshark, verify_case, wait_exit,
+    with_pipelines, write_pcap, Daemon, Lemf, T0, TAPIR,
 };
 
 const JOE: [u8; 4] = [10, 1, 0, 1];
@@ -448,7 +448,7 @@ fn metrics_count_what_tshark_counts_and_name_no_target() {
     let t = Instant::now();
     let mut delivered = 0;
     while t.elapsed() < Duration::from_secs(10) {
-        delivered = if lemf_cc.exists() { tshark(&lemf_cc, None, &["frame.number"]).len() } else { 0 };
+        delivered = frame_count(&lemf_cc);
         if delivered == joe_n {
             break;
         }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tapir::daemon::Control;
 
 use common::{
-    epoch_us, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, with_pipelines, write_pcap,
-    Daemon, VirtualRun, T0, TAPIR,
+    epoch_us, frame_count, rfc3339, run_command, signal, the_case, tshark, udp_frame, verify_case, with_pipelines,
+    write_pcap, Daemon, VirtualRun, T0, TAPIR,
 };
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -337,6 +337,6 @@ fn keep_alives_follow_the_clock_not_the_packets() {
     // Two channels, each at most one per 500 ms and one at the end.
     let bound = (2.0 * (secs / 0.5 + 2.0)) as u64;
     assert!(kas >= 1 && kas <= bound && kas < 40, "{kas} keep-alives in {secs:.1} s (bound {bound})");
-    let cc = tshark(&the_case(dir.path(), "case").join("LIID-A/cc.pcap"), None, &["frame.number"]).len();
+    let cc = frame_count(&the_case(dir.path(), "case").join("LIID-A/cc.pcap"));
     assert_eq!(cc, 40);
 }

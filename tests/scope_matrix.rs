@@ -61,7 +61,7 @@ fn files_below(dir: &Path) -> Vec<String> {
 }
 
 fn cc_frames(pcap: &Path) -> usize {
-    tshark(pcap, None, &["frame.number"]).len()
+    frame_count(pcap)
 }
 
 #[test]

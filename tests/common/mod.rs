@@ -670,6 +670,19 @@ impl Drop for Sharkd {
     }
 }
 
+/// The frames of a capture, by capinfos (Wireshark's reader without its dissectors: a count
+/// needs no dissection, and tshark's start-up costs 0.3 s of CPU); 0 if the file does not exist.
+pub fn frame_count(pcap: &Path) -> usize {
+    if !pcap.exists() {
+        return 0;
+    }
+    let o = Command::new("capinfos").args(["-c", "-M"]).arg(pcap).output().expect("capinfos (apt-get install tshark)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "capinfos {}: {out}{}", pcap.display(), String::from_utf8_lossy(&o.stderr));
+    let n = out.lines().find_map(|l| l.strip_prefix("Number of packets:")).unwrap_or_else(|| panic!("capinfos: {out}"));
+    n.trim().parse().unwrap_or_else(|e| panic!("capinfos: {e}: {out}"))
+}
+
 /// Microseconds since the epoch of a tshark `frame.time_epoch` ("1800000000.100000000"), read
 /// as text to the exact microsecond.
 pub fn epoch_us(field: &str) -> i64 {
