@@ -53,15 +53,6 @@ fn tshark_count(capture: &Path, filter: &str) -> usize {
     String::from_utf8_lossy(&o.stdout).lines().count()
 }
 
-/// Frames in a capture, by capinfos.
-fn capinfos_count(capture: &Path) -> usize {
-    let o = Command::new("capinfos").args(["-c", "-M"]).arg(capture).output().unwrap();
-    assert!(o.status.success(), "capinfos: {}", stderr(&o));
-    let out = stdout(&o);
-    let n = out.lines().find_map(|l| l.strip_prefix("Number of packets:")).unwrap_or_else(|| panic!("{out}"));
-    n.trim().parse().unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn warrants(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("w.toml");
     std::fs::write(&p, body).unwrap();
@@ -401,7 +392,7 @@ fn an_interrupted_replay_leaves_a_signed_case_marked_incomplete() {
         // What was read is all there: the frames up to the stop, and the session ended.
         // Every packet of the input is the target's, so capinfos' count (which, unlike
         // tshark's, does not dissect a few hundred thousand frames) is the CC's.
-        let frames = capinfos_count(&case.join("LIID-JOE-0001/cc.pcap"));
+        let frames = crate::common::frame_count(&case.join("LIID-JOE-0001/cc.pcap"));
         assert!(frames > 0 && frames < 1_500_000, "{frames}");
         let iri = std::fs::read_to_string(case.join("LIID-JOE-0001/iri.jsonl")).unwrap();
         assert!(iri.contains("\"reason\":\"shutdown\""), "{iri}");

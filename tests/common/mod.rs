@@ -573,6 +573,18 @@ pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String>
     String::from_utf8(o.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
+/// A child the test talks to line by line over its stdin and stdout; `what` names what to
+/// install when it does not start.
+fn co_process(
+    cmd: &mut Command,
+    what: &str,
+) -> (Child, std::process::ChildStdin, std::io::BufReader<std::process::ChildStdout>) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdin = child.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, stdout)
+}
+
 /// Wireshark's dissection engine as a service (`sharkd -`, from the package that brings tshark),
 /// for tests that ask many questions of captures: tshark spends about 0.3 s of CPU registering
 /// its dissectors before it reads a frame, sharkd once. Each [`Sharkd::load`] starts afresh,
@@ -592,15 +604,10 @@ pub struct Sharkd {
 
 impl Sharkd {
     pub fn spawn() -> Sharkd {
-        let mut child = Command::new("sharkd")
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sharkd runs (apt-get install tshark brings it)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (child, stdin, stdout) = co_process(
+            Command::new("sharkd").arg("-").stderr(Stdio::null()),
+            "sharkd (apt-get install tshark brings it)",
+        );
         Sharkd { child, stdin, stdout, id: 0, prefs: Vec::new(), filtered: false }
     }
 
@@ -702,18 +709,14 @@ pub struct XsdBatch {
 
 impl XsdBatch {
     pub fn spawn() -> XsdBatch {
-        let mut child = Command::new("python3")
-            .args([
+        let (child, stdin, stdout) = co_process(
+            Command::new("python3").args([
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/x1/validate_batch.py"),
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/etsi"),
                 concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/tapir-x1-ext.xsd"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 (with xmlschema: pip install xmlschema)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            ]),
+            "python3 (with xmlschema: pip install xmlschema)",
+        );
         XsdBatch { stdin, stdout, child }
     }
 
@@ -909,8 +912,9 @@ pub fn assert_image_digests(o: &serde_json::Value, want: &serde_json::Value, kin
 }
 
 /// `tapir run` in this process on a virtual clock ([`ManualClock`]): the test moves time, and the
-/// paced replay, the source's quiet-link clock and the loop's 100 ms flushes follow it. No
-/// outcome depends on how busy the machine is, and seconds of a quiet link take milliseconds.
+/// paced replay, the source's quiet-link clock, the loop's 100 ms flushes and X1's tick follow
+/// it. No outcome depends on how busy the machine is, and seconds of a quiet link take
+/// milliseconds.
 pub struct VirtualRun {
     pub clock: Arc<ManualClock>,
     pub control: mpsc::Sender<Control>,
