@@ -871,7 +871,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
     };
     let x1_running = x1.map(|x| x.start(control_tx.clone())).transpose()?;
     // The loop's duties, each at its period of the run's clock.
-    let mut x1_stats = Every::new(Duration::from_secs(1), clock.now());
+    let mut x1_duties = Every::new(Duration::from_secs(1), clock.now());
     let mut flush = Every::new(Duration::from_millis(100), clock.now());
     let mut progress = Every::new(Duration::from_millis(200), clock.now());
 
@@ -985,7 +985,7 @@ pub fn run(config: &Config, mut hooks: Hooks) -> Result<RunReport> {
         }
         if let Some(x) = &x1_running {
             x.note_present(engine.now());
-            if x1_stats.due(clock.now()) {
+            if x1_duties.due(clock.now()) {
                 x.tick();
                 x.note_intercepts(out.intercepts.drain());
                 match &out.delivery {

@@ -345,21 +345,6 @@ async fn serve(
     }
 }
 
-fn tick(shared: &Shared) {
-    let mut core = lock(&shared.core);
-    let actions = core.tick(shared.now());
-    shared.notify_if_changed(&core);
-    drop(core);
-    for a in &actions {
-        tracing::info!(request = %a.what, xid = a.xid.as_deref().unwrap_or("-"), result = %a.result, "X1");
-        let mut e = audit_entry(a);
-        e.who = Some("tapir".into());
-        if let Err(err) = shared.audit.append(e) {
-            tracing::error!(error = %err, "X1 audit log write failed");
-        }
-    }
-}
-
 /// X1 being served; dropping it stops the server, waits for it, and signs and closes the audit
 /// log.
 pub struct X1Running {
@@ -384,7 +369,19 @@ impl X1Running {
     /// the run loop's duty once a second of its clock. The core persists (fsync) only when
     /// something expired.
     pub fn tick(&self) {
-        tick(&self.shared);
+        let shared = &self.shared;
+        let mut core = lock(&shared.core);
+        let actions = core.tick(shared.now());
+        shared.notify_if_changed(&core);
+        drop(core);
+        for a in &actions {
+            tracing::info!(request = %a.what, xid = a.xid.as_deref().unwrap_or("-"), result = %a.result, "X1");
+            let mut e = audit_entry(a);
+            e.who = Some("tapir".into());
+            if let Err(err) = shared.audit.append(e) {
+                tracing::error!(error = %err, "X1 audit log write failed");
+            }
+        }
     }
 
     /// What the pipeline intercepted per LIID since the last call: (X2 bytes, X3 bytes, time
