@@ -75,10 +75,11 @@ fn epoch(t: &chrono::DateTime<chrono::Utc>) -> String {
 /// Wireshark's selection: (frame number, tcp.stream if any) for `filter` inside `[start, end)`,
 /// from the capture `sharkd` has loaded (one sharkd for the fixture's warrants: the display
 /// filter engine of `tshark -Y`, without a tshark start-up per warrant).
-fn tshark_select(sharkd: &mut common::Sharkd, filter: &str, w: &Warrant) -> Vec<(u64, Option<u64>)> {
+fn wireshark_select(sharkd: &mut common::Sharkd, filter: &str, w: &Warrant) -> Vec<(u64, Option<u64>)> {
     let y = format!("({filter}) && frame.time_epoch >= {} && frame.time_epoch < {}", epoch(&w.start), epoch(&w.end));
     sharkd
         .frames(Some(&y), &["tcp.stream"])
+        .expect("short columns")
         .into_iter()
         .map(|(n, f)| (n, f[0].split(',').next().and_then(|s| s.parse().ok())))
         .collect()
@@ -149,7 +150,7 @@ fn check_fixture(fixture: &str, expect_name: &str) {
         let sel = exp["selections"].as_array().unwrap().iter().find(|s| s["liid"] == w.liid.as_str()).unwrap();
         let filter = sel["filter"].as_str().unwrap();
         let filter = with_associated_macs(&w.liid, filter);
-        let chosen = tshark_select(&mut sharkd, &filter, &w);
+        let chosen = wireshark_select(&mut sharkd, &filter, &w);
         let want: Vec<&str> = chosen
             .iter()
             .map(|(n, _)| hashes.get(n).map(String::as_str).unwrap_or_else(|| panic!("{fixture}: no frame {n}")))

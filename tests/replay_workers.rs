@@ -143,7 +143,7 @@ fn selected_by_wireshark(sharkd: &mut Sharkd) -> BTreeMap<&'static str, Vec<Stri
                 "LIID-A" => format!("({}) || (vxlan.vni==5001 && ip.addr==10.0.0.5)", sel["filter"].as_str().unwrap()),
                 _ => sel["filter"].as_str().unwrap().to_string(),
             };
-            let rows = sharkd.frames(Some(&filter), &["frame.time_epoch", "frame.len"]);
+            let rows = sharkd.frames(Some(&filter), &["frame.time_epoch", "frame.len"]).expect("short columns");
             out.entry(liid).or_default().extend(rows.into_iter().map(|(_, r)| r.join("|")));
         }
     }
@@ -158,8 +158,12 @@ fn cc_frames(sharkd: &mut Sharkd, case: &Path, liid: &str) -> Vec<String> {
         return Vec::new();
     }
     sharkd.load(&cc);
-    let mut rows: Vec<String> =
-        sharkd.frames(None, &["frame.time_epoch", "frame.len"]).into_iter().map(|(_, r)| r.join("|")).collect();
+    let mut rows: Vec<String> = sharkd
+        .frames(None, &["frame.time_epoch", "frame.len"])
+        .expect("short columns")
+        .into_iter()
+        .map(|(_, r)| r.join("|"))
+        .collect();
     rows.sort();
     rows
 }

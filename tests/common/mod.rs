@@ -632,9 +632,9 @@ impl Sharkd {
 
     /// (frame number, `fields`) of each frame of the loaded capture that matches the display
     /// `filter`: every occurrence of a field comma-separated, as `tshark -T fields -E
-    /// occurrence=a -E aggregator=,` prints it, but cut at Wireshark's column limit (2047
-    /// characters).
-    pub fn frames(&mut self, filter: Option<&str>, fields: &[&str]) -> Vec<(u64, Vec<String>)> {
+    /// occurrence=a -E aggregator=,` prints it. `None` when a value reaches Wireshark's column
+    /// limit (2047 characters), where sharkd cuts it and tshark would not: ask tshark then.
+    pub fn frames(&mut self, filter: Option<&str>, fields: &[&str]) -> Option<Vec<(u64, Vec<String>)>> {
         let mut params: serde_json::Map<String, serde_json::Value> =
             fields.iter().enumerate().map(|(i, f)| (format!("column{i}"), format!("{f}:0").into())).collect();
         if let Some(f) = filter {
@@ -642,7 +642,7 @@ impl Sharkd {
             self.filtered = true;
         }
         let frames = self.call("frames", serde_json::Value::Object(params));
-        frames
+        let rows: Vec<(u64, Vec<String>)> = frames
             .as_array()
             .expect("sharkd frames: a list")
             .iter()
@@ -651,7 +651,9 @@ impl Sharkd {
                 let num = f["num"].as_u64().expect("sharkd frame: number");
                 (num, c.iter().map(|v| v.as_str().expect("column text").to_string()).collect())
             })
-            .collect()
+            .collect();
+        let cut = rows.iter().flat_map(|(_, r)| r).any(|c| c.chars().count() >= 2047);
+        (!cut).then_some(rows)
     }
 
     fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
