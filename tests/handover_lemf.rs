@@ -33,7 +33,7 @@ fn every_pdu_decodes_in_sequence_with_verified_integrity() {
     );
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, &extra));
     let key = dir.path().join("sig.der");
-    let lemf = Lemf::start_env(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0, &[("LEMF_SIGN_KEY", &key)]);
+    let lemf = Lemf::start_env(hi2, hi3, &dir.path().join("r.json"), 60.0, &[("LEMF_SIGN_KEY", &key)]);
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let (a, b) = (Liid::new("LIID-A").unwrap(), Liid::new("LIID-B").unwrap());
     d.deliver(&begin(&a, 1, [10, 0, 0, 5])).unwrap();
@@ -91,7 +91,7 @@ fn lemf_outage_mid_delivery_loses_nothing() {
     let (hi2, hi3) = (free_port(), free_port());
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, ""));
     // The first LEMF stops 2 s after it started, in the middle of a 4 s delivery.
-    let first = Lemf::start(hi2, hi3, &dir.path().join("r1.json"), 30.0, 2.0);
+    let first = Lemf::start(hi2, hi3, &dir.path().join("r1.json"), 2.0);
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let a = Liid::new("LIID-A").unwrap();
     const N: u32 = 3000;
@@ -100,7 +100,7 @@ fn lemf_outage_mid_delivery_loses_nothing() {
         std::thread::sleep(Duration::from_millis(130));
     }
     let (r1, s1) = first.wait();
-    let second = Lemf::start(hi2, hi3, &dir.path().join("r2.json"), 3.0, 60.0);
+    let second = Lemf::start(hi2, hi3, &dir.path().join("r2.json"), 60.0);
     let rep = d.finish(Duration::from_secs(60));
     assert!(rep.complete(), "{rep:#?}");
     assert!(rep.leas[0].hi3.errors >= 1, "the outage was seen: {rep:#?}");
@@ -128,7 +128,7 @@ fn lemf_killed_with_sigkill_mid_burst_loses_nothing() {
     // Small segments: rotation and deletion of delivered segments happen during the test.
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, "spool = { segment_bytes = 65536 }"));
     let log = dir.path().join("lemf1.log");
-    let first = Lemf::start_env(hi2, hi3, &dir.path().join("r1.json"), 30.0, 60.0, &[("LEMF_SEQ_LOG", &log)]);
+    let first = Lemf::start_env(hi2, hi3, &dir.path().join("r1.json"), 60.0, &[("LEMF_SEQ_LOG", &log)]);
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let a = Liid::new("LIID-A").unwrap();
     const N: u32 = 20_000;
@@ -144,7 +144,7 @@ fn lemf_killed_with_sigkill_mid_burst_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     let got1 = logged_seqs(&log, key);
-    let second = Lemf::start(hi2, hi3, &dir.path().join("r2.json"), 3.0, 120.0);
+    let second = Lemf::start(hi2, hi3, &dir.path().join("r2.json"), 120.0);
     let rep = d.finish(Duration::from_secs(120));
     assert!(rep.complete(), "{rep:#?}");
     // 20000 PDUs made dozens of 64 KiB segments: the delivered ones are gone, the one left
@@ -184,7 +184,7 @@ fn sender_crash_resumes_from_the_spool_with_cin_reset() {
     }
     let spooled = segment_bytes(&spool.join("lemf"), "hi3");
     assert!(spooled >= 500 * (8 + 68), "spool holds the PDUs: {spooled} bytes");
-    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
+    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 60.0);
     let mut d = Delivery::start(leas, &warrants, &spool).unwrap();
     d.deliver(&begin(&a, 2, [10, 0, 0, 5])).unwrap();
     feed_cc(&mut d, &a, 2, [10, 0, 0, 5], 0..20);
@@ -267,7 +267,7 @@ fn mutual_tls_delivers_and_refuses_a_foreign_lemf_certificate() {
 
     // Good LEMF certificate (signed by tls_ca): delivered over TLS 1.3 with our client certificate.
     let (hi2, hi3) = (free_port(), free_port());
-    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
+    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 60.0);
     let (p2, p3, kids) = proxies(dir.path(), "srv", hi2, hi3);
     let (leas, warrants) = setup(&warrants_text(p2, p3, &tls_extra(dir.path())));
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool1")).unwrap();

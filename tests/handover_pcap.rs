@@ -35,7 +35,7 @@ fn vxlan_fixture_delivered_as_inner_ipcc() {
         "{warrants_file}\n[[lea]]\nname = \"lemf\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"tapir-test\"\n# lemf_check's schema subset has no HI1-Operation.\nhi1 = false\n"
     );
     let (leas, warrants) = setup(&text);
-    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
+    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 60.0);
     let mut d = Delivery::start(leas, &warrants, &dir.path().join("spool")).unwrap();
     let mut p = Pipeline::new(warrants, Vec::new(), DecodeConfig::default(), FlowConfig::default());
     let files = vec![CaptureFile::open(Path::new(PCAP)).unwrap()];

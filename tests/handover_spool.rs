@@ -68,7 +68,7 @@ fn delivery_after_restart_reports_the_truncated_tail_and_sends_the_rest() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(file, &bytes).unwrap();
-    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 60.0);
+    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 60.0);
     let d = Delivery::start(leas, &warrants, &spool).unwrap();
     let rep = d.finish(Duration::from_secs(60));
     assert!(rep.complete(), "{rep:#?}");
@@ -84,7 +84,7 @@ fn a_full_spool_pushes_back_and_everything_is_delivered() {
     let (hi2, hi3) = (free_port(), free_port());
     // 3000 bytes hold about 20 CC PDUs: 460 of them can only pass if the spool waits for room.
     let (leas, warrants) = setup(&warrants_text(hi2, hi3, "spool = { max_bytes = 3000 }"));
-    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 3.0, 120.0);
+    let lemf = Lemf::start(hi2, hi3, &dir.path().join("r.json"), 120.0);
     let spool = dir.path().join("spool");
     let mut d = Delivery::start(leas, &warrants, &spool).unwrap();
     let a = Liid::new("LIID-A").unwrap();

@@ -124,7 +124,7 @@ fn every_iri_record_of_the_case_reaches_hi2_as_asn1tools_reads_it() {
     let o = Command::new(TAPIR).arg("keygen").arg(&key).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (py_hi2, py_hi3, tl) = (free_port(), free_port(), free_port());
-    let py = PyLemf::start(py_hi2, py_hi3, &d.path().join("report.json"), 3);
+    let py = PyLemf::start(py_hi2, py_hi3, &d.path().join("report.json"));
     let lemf_out = d.path().join("lemf");
     // The LEMF checks signatures with KEY.pub as `tapir keygen KEY` wrote it.
     let mut lemf_cmd = Command::new(TAPIR);

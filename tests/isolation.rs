@@ -38,8 +38,8 @@ fn lea(name: &str, hi2: &str, hi3: &str, key: &Path) -> String {
 /// (channel, hex) in order, keep-alives left out.
 fn run(dir: &Path, name: &str, warrants_text: &str, key: &Path) -> (PathBuf, Vec<(String, String)>) {
     let (a2, a3, b2, b3) = (free_port(), free_port(), free_port(), free_port());
-    let lemf_a = PyLemf::start(a2, a3, &dir.join(format!("{name}-a.json")), 3);
-    let lemf_b = PyLemf::start(b2, b3, &dir.join(format!("{name}-b.json")), 3);
+    let lemf_a = PyLemf::start(a2, a3, &dir.join(format!("{name}-a.json")));
+    let lemf_b = PyLemf::start(b2, b3, &dir.join(format!("{name}-b.json")));
     let text = warrants_text
         .replace("{A2}", &a2.to_string())
         .replace("{A3}", &a3.to_string())

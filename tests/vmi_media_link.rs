@@ -57,7 +57,7 @@ fn a_stream_of_a_clip_found_in_an_uploaded_image_names_the_clip() {
     // Replayed as the LEA gets it: delivered to the shared lemf_check.py (asn1tools), each PDU
     // also decoded against the schema merged with tapir's additions.
     let (hi2, hi3) = (common::free_port(), common::free_port());
-    let py = common::PyLemf::start(hi2, hi3, &w.join("report.json"), 3);
+    let py = common::PyLemf::start(hi2, hi3, &w.join("report.json"));
     let lea = format!(
         "[[lea]]\nname = \"py\"\nhi2 = \"127.0.0.1:{hi2}\"\nhi3 = \"127.0.0.1:{hi3}\"\noperator_id = \"OPER-O\"\n\
          network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 2\n\n[[warrant]]\nliid = \"{LIID}\"\n\

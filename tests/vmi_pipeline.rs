@@ -67,7 +67,7 @@ fn an_uploaded_image_is_inspected_linked_and_delivered() {
     let d = tempfile::tempdir().unwrap();
     let (events, vm_start) = vmi_fixture_events(d.path(), &e);
     let (py_hi2, py_hi3) = (free_port(), free_port());
-    let py = PyLemf::start(py_hi2, py_hi3, &d.path().join("report.json"), 3);
+    let py = PyLemf::start(py_hi2, py_hi3, &d.path().join("report.json"));
     let lea = format!(
         "[[lea]]\nname = \"py\"\nhi2 = \"127.0.0.1:{py_hi2}\"\nhi3 = \"127.0.0.1:{py_hi3}\"\noperator_id = \"OPER-O\"\n\
          network_element_id = \"tapir-1\"\ncountry = \"NZ\"\nkeepalive = 2\n"

@@ -756,12 +756,12 @@ pub struct PyLemf {
 
 impl PyLemf {
     /// Listens on 127.0.0.1 `hi2` and `hi3`; returns once both accept connections.
-    pub fn start(hi2: u16, hi3: u16, report: &Path, idle_secs: u32) -> PyLemf {
+    pub fn start(hi2: u16, hi3: u16, report: &Path) -> PyLemf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let child = Command::new("python3")
             .arg(root.join("tests/data/etsi/hi2_lemf.py"))
             .arg(root.join("../shared/tools/lemf_check.py"))
-            .args(["--hi2", &hi2.to_string(), "--hi3", &hi3.to_string(), "--idle", &idle_secs.to_string()])
+            .args(["--hi2", &hi2.to_string(), "--hi3", &hi3.to_string(), "--idle", "0.3"])
             .args(["--max", "300", "--report"])
             .arg(report)
             .spawn()
@@ -771,8 +771,8 @@ impl PyLemf {
         PyLemf { child, report: report.to_path_buf() }
     }
 
-    /// Once the sender is done (tapir exited): waits for it to exit, `idle` seconds after the
-    /// last data; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
+    /// Once the sender is done (tapir exited, its delivery confirmed): waits for it to exit,
+    /// 0.3 s after the last data; lemf_check's report, and each PDU as `{"channel", "pdu"}` (or
     /// `{"channel", "error", "hex"}` for one the merged schema does not decode).
     pub fn finish(mut self) -> (serde_json::Value, Vec<serde_json::Value>) {
         signal(&self.child, "USR1");

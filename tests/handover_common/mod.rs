@@ -25,20 +25,21 @@ pub struct Lemf {
 }
 
 impl Lemf {
-    pub fn start(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64) -> Lemf {
-        Self::start_env(hi2, hi3, report, idle, max, &[])
+    /// Listens on 127.0.0.1 `hi2` and `hi3` until [`Lemf::wait`], or for `max` seconds at most.
+    pub fn start(hi2: u16, hi3: u16, report: &Path, max: f64) -> Lemf {
+        Self::start_env(hi2, hi3, report, max, &[])
     }
 
     /// With environment for lemf_seqs.py: `LEMF_SIGN_KEY` (PKCS#8 DER Ed25519 key whose public
     /// half verifies signature PDUs), `LEMF_SEQ_LOG` (per-PDU log that survives SIGKILL).
-    pub fn start_env(hi2: u16, hi3: u16, report: &Path, idle: f64, max: f64, env: &[(&str, &Path)]) -> Lemf {
+    pub fn start_env(hi2: u16, hi3: u16, report: &Path, max: f64, env: &[(&str, &Path)]) -> Lemf {
         let mut cmd = Command::new("python3");
         cmd.envs(env.iter().copied());
         let child = cmd
             .arg(format!("{DATA}/lemf_seqs.py"))
             .arg(LEMF_CHECK)
             .args(["--hi2", &hi2.to_string(), "--hi3", &hi3.to_string()])
-            .args(["--idle", &idle.to_string(), "--max", &max.to_string()])
+            .args(["--idle", "0.3", "--max", &max.to_string()])
             .arg("--report")
             .arg(report)
             .spawn()
@@ -49,8 +50,11 @@ impl Lemf {
         Lemf { child, report: report.to_path_buf() }
     }
 
-    /// Waits for the LEMF to exit by itself (idle or max) and reads its report and sequence numbers.
+    /// Once the sender is done (its delivery confirmed, so every PDU is in): tells the LEMF so,
+    /// which then ends 0.3 s after the last data (or has ended at `max`, or was killed), and
+    /// reads its report and sequence numbers.
     pub fn wait(mut self) -> (serde_json::Value, serde_json::Value) {
+        crate::common::signal(&self.child, "USR1");
         let st = self.child.wait().unwrap();
         assert!(st.success(), "lemf_check failed: {st}");
         let rep = serde_json::from_slice(&std::fs::read(&self.report).unwrap()).unwrap();
