@@ -3,11 +3,10 @@
 //! reads both pcaps):
 //! - tapir killed with SIGKILL while its LEA is away, then run again once the LEA is back: the
 //!   PDUs of the killed run come out of the spool, none lost, numbering continuous;
-//! - a 30 s network stall on established HI2/HI3 connections (an nftables rule on loopback
-//!   drops every segment to the LEMF's ports once some data went through): delivery resumes,
-//!   none lost, numbering continuous, integrity checks valid.
 //!
-//! Needs root (nft), tshark.
+//! The 30 s network stall on HI2/HI3 is in `network_stalls`.
+//!
+//! Needs root, tshark.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -24,7 +23,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Kid(Child);
+pub(crate) struct Kid(Child);
 
 impl Drop for Kid {
     fn drop(&mut self) {
@@ -33,7 +32,7 @@ impl Drop for Kid {
     }
 }
 
-fn lemf(hi2: u16, hi3: u16, out: &Path) -> Kid {
+pub(crate) fn lemf(hi2: u16, hi3: u16, out: &Path) -> Kid {
     let k = Kid(Command::new(bin())
         .args(["lemf", "--listen-hi2", &format!("127.0.0.1:{hi2}"), "--listen-hi3", &format!("127.0.0.1:{hi3}")])
         .arg("--out")
@@ -48,7 +47,7 @@ fn lemf(hi2: u16, hi3: u16, out: &Path) -> Kid {
 }
 
 /// SIGTERM, so that the LEMF writes its report, then wait for it.
-fn stop(mut k: Kid) {
+pub(crate) fn stop(mut k: Kid) {
     let _ = Command::new("kill").args(["-TERM", &k.0.id().to_string()]).status();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
@@ -59,7 +58,7 @@ fn stop(mut k: Kid) {
     }
 }
 
-fn warrants(dir: &Path, hi2: u16, hi3: u16) -> PathBuf {
+pub(crate) fn warrants(dir: &Path, hi2: u16, hi3: u16) -> PathBuf {
     let p = dir.join("w.toml");
     std::fs::write(
         &p,
@@ -71,7 +70,7 @@ fn warrants(dir: &Path, hi2: u16, hi3: u16) -> PathBuf {
     p
 }
 
-fn replay(captures: &[&str], w: &Path, out: &Path, deliver: Option<(&Path, u64)>) -> Command {
+pub(crate) fn replay(captures: &[&str], w: &Path, out: &Path, deliver: Option<(&Path, u64)>) -> Command {
     let mut c = Command::new(bin());
     c.arg("replay");
     for cap in captures {
@@ -84,13 +83,13 @@ fn replay(captures: &[&str], w: &Path, out: &Path, deliver: Option<(&Path, u64)>
     c
 }
 
-fn ok(o: &Output) {
+pub(crate) fn ok(o: &Output) {
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
 
 /// Per packet: addresses, length, IP id and TCP sequence number, by tshark; the LEMF's pcap
 /// holds raw IP, the case's Ethernet frames, so only IP-level fields compare.
-fn ip_packets(pcap: &Path) -> Vec<String> {
+pub(crate) fn ip_packets(pcap: &Path) -> Vec<String> {
     let o = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -101,12 +100,12 @@ fn ip_packets(pcap: &Path) -> Vec<String> {
     String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect()
 }
 
-fn report(lemf_out: &Path) -> serde_json::Value {
+pub(crate) fn report(lemf_out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(lemf_out.join("report.json")).unwrap()).unwrap()
 }
 
 /// Every stream the LEMF saw is gap-free (after any cINReset), and no integrity check failed.
-fn assert_continuous(r: &serde_json::Value) {
+pub(crate) fn assert_continuous(r: &serde_json::Value) {
     let streams = r["streams"].as_object().unwrap();
     assert!(!streams.is_empty());
     for (k, s) in streams {
@@ -186,69 +185,4 @@ fn sigkill_while_the_lea_is_away_loses_nothing() {
     // Both runs' warrant activations arrived as HI1 (run 2's after its cINReset).
     let iri = std::fs::read_to_string(lemf_out.join("LIID-F/iri.jsonl")).unwrap();
     assert_eq!(iri.matches("liActivated").count(), 2, "{iri}");
-}
-
-/// Drops every TCP segment to the given ports on loopback, in an nftables table of its own
-/// (removed on drop), once `after_bytes` went through to them.
-struct Stall {
-    table: String,
-}
-
-impl Stall {
-    fn start(ports: [u16; 2], after_bytes: u64) -> Stall {
-        let table = format!("tapir_stall_{}", std::process::id());
-        let rules = format!(
-            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n  oif lo tcp dport {{ {}, {} }} quota over {after_bytes} bytes drop\n }}\n}}\n",
-            ports[0], ports[1]
-        );
-        let mut c = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("nft");
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
-        assert!(c.wait().unwrap().success(), "nft refused the stall rule (root needed)");
-        Stall { table }
-    }
-}
-
-impl Drop for Stall {
-    fn drop(&mut self) {
-        let _ = Command::new("nft").args(["delete", "table", "inet", &self.table]).status();
-    }
-}
-
-#[test]
-fn a_30s_network_stall_mid_delivery_loses_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    let (hi2, hi3) = (free_port(), free_port());
-    let w = warrants(d.path(), hi2, hi3);
-    ok(&replay(&["ftp-upload.pcap", "http-put.pcap"], &w, &d.path().join("case0"), None).output().unwrap());
-    let want = ip_packets(&d.path().join("case0/LIID-F/cc.pcap"));
-    let lemf_out = d.path().join("lemf");
-    let l = lemf(hi2, hi3, &lemf_out);
-    // The HI3 volume is well over 64 KB: the connections are up and carrying data when the
-    // segments start to vanish.
-    let stall = Stall::start([hi2, hi3], 64 * 1024);
-    let started = Instant::now();
-    let run = replay(
-        &["ftp-upload.pcap", "http-put.pcap"],
-        &w,
-        &d.path().join("case1"),
-        Some((&d.path().join("spool"), 180)),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(30));
-    drop(stall);
-    let o = run.wait_with_output().unwrap();
-    ok(&o);
-    let took = started.elapsed();
-    std::thread::sleep(Duration::from_millis(1500));
-    stop(l);
-    assert!(took >= Duration::from_secs(30), "delivery finished during the stall: {took:?}");
-
-    let got = ip_packets(&lemf_out.join("LIID-F/cc.pcap"));
-    assert_eq!(got.len(), want.len(), "{:?}", report(&lemf_out));
-    assert_eq!(got, want, "HI3 after the stall differs from the offline case's CC");
-    assert_continuous(&report(&lemf_out));
 }

@@ -87,6 +87,7 @@ mod lemf_tls;
 mod live_run;
 mod media_rtp;
 mod metrics_http;
+mod network_stalls;
 mod public_truth;
 mod replay_app;
 mod replay_cli;
