@@ -90,14 +90,7 @@ pub(crate) fn ok(o: &Output) {
 /// Per packet: addresses, length, IP id and TCP sequence number, by tshark; the LEMF's pcap
 /// holds raw IP, the case's Ethernet frames, so only IP-level fields compare.
 pub(crate) fn ip_packets(pcap: &Path) -> Vec<String> {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "ip.id", "-e", "tcp.seq_raw"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect()
+    crate::common::tshark(pcap, None, &["ip.src", "ip.dst", "ip.len", "ip.id", "tcp.seq_raw"])
 }
 
 pub(crate) fn report(lemf_out: &Path) -> serde_json::Value {

@@ -39,14 +39,7 @@ fn object_table(case: &Path) -> String {
 }
 
 fn frames(pcap: &Path, filter: &str) -> usize {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).lines().count()
+    crate::common::frames(pcap, Some(filter), &["frame.number"]).len()
 }
 
 fn only_subdir(p: &Path) -> PathBuf {
