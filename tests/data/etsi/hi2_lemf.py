@@ -5,16 +5,15 @@ lemf_check's report, writes REPORT.pdus.jsonl: one line per PDU in the order rec
 connection, {"channel", "hex", "pdu"} with the PDU as tools/tapir_asn1.py prints it, or
 {"channel", "hex", "error"} for one it cannot decode.
 
-lemf_check's --idle end counts here only from SIGUSR1, which the test sends once the sender is
-done (tapir exited): until then a pause in delivery (tapir working between PDUs on a busy
-machine, beside the other tests of its process) does not end the LEMF before the data is in.
-After SIGUSR1 it ends as lemf_check would, --idle seconds after the last data.
+lemf_check's --idle end counts only from SIGUSR1 (../lemf_gate.py).
 
 usage: hi2_lemf.py LEMF_CHECK_PY [lemf_check arguments...]   (--report REPORT among them)
 """
-import importlib.util, json, os, signal, sys, threading, time
+import importlib.util, json, os, sys, threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+from lemf_gate import idle_end_from_usr1  # noqa: E402
 TOOL = os.path.join(HERE, '..', '..', '..', 'tools', 'tapir_asn1.py')
 
 spec = importlib.util.spec_from_file_location('lemf_check', sys.argv[1])
@@ -44,32 +43,9 @@ def account(pdu, channel):
     return reply
 
 
-def arg(name, default):
-    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
-
-
 lemf.account = account
 report = sys.argv[sys.argv.index('--report') + 1]
-# lemf_check itself stops only at --max; the idle end is ours, from SIGUSR1 on.
-IDLE = float(arg('--idle', '5'))
-if '--idle' in sys.argv:
-    sys.argv[sys.argv.index('--idle') + 1] = arg('--max', '120')
-else:
-    sys.argv += ['--idle', arg('--max', '120')]
-sender_done = threading.Event()
-signal.signal(signal.SIGUSR1, lambda *_: sender_done.set())
-
-
-def end_when_idle():
-    sender_done.wait()
-    while True:
-        t = lemf.last_data[0]
-        if t and time.time() - t > IDLE:
-            lemf.last_data[0] = 1.0  # long ago: lemf_check's loop ends at its next look
-        time.sleep(0.1)
-
-
-threading.Thread(target=end_when_idle, daemon=True).start()
+idle_end_from_usr1(lemf)
 lemf.main()
 with mine:
     with open(report + '.pdus.jsonl', 'w') as f:

@@ -12,14 +12,14 @@
 With LEMF_SEQ_LOG=FILE, each data PDU is also logged as "channel|LIID|CIN|kind seq" and
 flushed as soon as it is accounted, so that what a LEMF killed with SIGKILL had received is known.
 
-lemf_check's --idle end counts here only from SIGUSR1, which the test sends once the sender is
-done (its delivery confirmed by keep-alive answers, so every PDU is in): until then a pause in
-delivery, however long, does not end the LEMF. After SIGUSR1 it ends as lemf_check would,
---idle seconds after the last data; until --max seconds in any case.
+lemf_check's --idle end counts only from SIGUSR1 (../lemf_gate.py).
 
 usage: [LEMF_SIGN_KEY=key.der] [LEMF_SEQ_LOG=file] lemf_seqs.py LEMF_CHECK_PY [lemf_check arguments...]
 """
-import hashlib, importlib.util, json, os, signal, sys, threading, time
+import hashlib, importlib.util, json, os, sys, threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from lemf_gate import idle_end_from_usr1  # noqa: E402
 
 spec = importlib.util.spec_from_file_location('lemf_check', sys.argv[1])
 lemf = importlib.util.module_from_spec(spec)
@@ -81,30 +81,7 @@ def account_open(pdu, channel):
     return reply
 
 
-def arg(name, default):
-    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
-
-
-# lemf_check itself stops only at --max; the idle end is ours, from SIGUSR1 on.
-IDLE = float(arg('--idle', '5'))
-if '--idle' in sys.argv:
-    sys.argv[sys.argv.index('--idle') + 1] = arg('--max', '120')
-else:
-    sys.argv += ['--idle', arg('--max', '120')]
-sender_done = threading.Event()
-signal.signal(signal.SIGUSR1, lambda *_: sender_done.set())
-
-
-def end_when_idle():
-    sender_done.wait()
-    while True:
-        t = lemf.last_data[0]
-        if t and time.time() - t > IDLE:
-            lemf.last_data[0] = 1.0  # long ago: lemf_check's loop ends at its next look
-        time.sleep(0.05)
-
-
-threading.Thread(target=end_when_idle, daemon=True).start()
+idle_end_from_usr1(lemf)
 lemf.account = account
 lemf.main()
 with gate:
