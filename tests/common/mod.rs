@@ -571,7 +571,11 @@ pub fn frames(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<Str
     let mut sharkd = idle.unwrap_or_else(Sharkd::spawn);
     sharkd.load(pcap);
     let rows = sharkd.frames(filter, fields);
-    POOL.lock().unwrap_or_else(|p| p.into_inner()).push(sharkd);
+    // A sharkd holds the capture it read until its next load: one that read a large capture
+    // ends here rather than keep its memory for the rest of the run.
+    if std::fs::metadata(pcap).map_or(0, |m| m.len()) < 32 << 20 {
+        POOL.lock().unwrap_or_else(|p| p.into_inner()).push(sharkd);
+    }
     match rows {
         Some(rows) => rows
             .into_iter()
