@@ -565,6 +565,36 @@ mod tests {
         (d.as_secs_f64() * 10.0).round() / 10.0
     }
 
+    // The reconnect back-off on a paused (virtual) clock: an LEMF address where nothing listens
+    // is tried at once, then 0.1, 0.2, 0.4 ... s after each refusal, doubling up to 5 s; a stop
+    // ends the wait at once.
+    #[tokio::test(start_paused = true)]
+    async fn refused_connections_are_retried_backing_off_from_100_ms_to_5_s() {
+        let dir = tempfile::tempdir().unwrap();
+        // A loopback port nobody listens on: each connect is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (stop_tx, stop) = watch::channel(false);
+        let mut t = task(dir.path(), Duration::from_secs(30), stop);
+        t.addr = format!("127.0.0.1:{port}");
+        let shared = t.shared.clone();
+        let start = Instant::now();
+        let sender = tokio::spawn(run(t));
+        let (mut tries, mut seen) = (Vec::new(), 0);
+        while start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let refused = shared.errors.load(Ordering::Relaxed);
+            tries.extend((seen..refused).map(|_| secs(start.elapsed())));
+            seen = refused;
+        }
+        assert_eq!(tries, [0.0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3, 11.3, 16.3, 21.3, 26.3]);
+        assert!(shared.last_error.lock().unwrap().as_ref().is_some_and(|e| e.contains("refused")));
+        assert!(!shared.connected.load(Ordering::Relaxed));
+        let stopped = Instant::now();
+        stop_tx.send(true).unwrap();
+        sender.await.unwrap();
+        assert_eq!(stopped.elapsed(), Duration::ZERO, "the stop waited for the back-off");
+    }
+
     // The keep-alive timers on a paused (virtual) clock: the runtime jumps to each timer when
     // every task is waiting, so minutes of schedule take no wall time and land exactly.
     #[tokio::test(start_paused = true)]
