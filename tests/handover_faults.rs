@@ -1,12 +1,11 @@
-//! Delivery faults at process and network level, end to end between `tapir replay --deliver`
-//! and the reference `tapir lemf`, each against the offline case of the same replay (tshark
-//! reads both pcaps):
-//! - tapir killed with SIGKILL while its LEA is away, then run again once the LEA is back: the
-//!   PDUs of the killed run come out of the spool, none lost, numbering continuous;
+//! Delivery faults, end to end between `tapir replay --deliver` and the reference `tapir lemf`,
+//! against the offline case of the same replay (tshark reads both pcaps): tapir killed with
+//! SIGKILL while its LEA is away, then run again once the LEA is back; the PDUs of the killed
+//! run come out of the spool, none lost, numbering continuous.
 //!
-//! The 30 s network stall on HI2/HI3 is in `network_stalls`.
+//! The 30 s network stall on HI2/HI3 is in `network_stalls`, with this file's helpers.
 //!
-//! Needs root, tshark.
+//! Needs tshark.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
