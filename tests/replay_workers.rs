@@ -152,18 +152,8 @@ fn selected_by_wireshark(sharkd: &mut Sharkd) -> BTreeMap<&'static str, Vec<Stri
 }
 
 /// A LIID's CC frames (time, length), sorted; none without a `cc.pcap`.
-fn cc_frames(sharkd: &mut Sharkd, case: &Path, liid: &str) -> Vec<String> {
-    let cc = case.join(liid).join("cc.pcap");
-    if !cc.exists() {
-        return Vec::new();
-    }
-    sharkd.load(&cc);
-    let mut rows: Vec<String> = sharkd
-        .frames(None, &["frame.time_epoch", "frame.len"])
-        .expect("short columns")
-        .into_iter()
-        .map(|(_, r)| r.join("|"))
-        .collect();
+fn cc_frames(case: &Path, liid: &str) -> Vec<String> {
+    let mut rows = tshark(&case.join(liid).join("cc.pcap"), None, &["frame.time_epoch", "frame.len"]);
     rows.sort();
     rows
 }
@@ -202,7 +192,7 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
 
     for case in [&one, &two, &three] {
         for liid in ["LIID-A", "LIID-B"] {
-            let cc = cc_frames(&mut sharkd, case, liid);
+            let cc = cc_frames(case, liid);
             assert_eq!(cc, truth[liid], "{}: {liid}'s CC is what Wireshark selects", case.display());
         }
         assert_eq!(found(case), found_one, "{}: the same uploads rebuilt", case.display());

@@ -558,13 +558,13 @@ pub fn tshark(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<String>
 /// 0.3 s of CPU before it reads a frame, and the suite asks about a hundred such questions. But
 /// sharkd answers with column text, which for some fields is not what tshark prints (a value's
 /// name instead of its number, `0x0321 (801)` for `0x0321`): only the fields of
-/// [`SAME_IN_COLUMNS`] are asked of it, the others of tshark.
+/// [`SAME_IN_COLUMNS`] and [`HEX_AND_DECIMAL`] are asked of it, the others of tshark.
 pub fn frames(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<String>> {
     static POOL: std::sync::Mutex<Vec<Sharkd>> = std::sync::Mutex::new(Vec::new());
     if !pcap.exists() {
         return Vec::new();
     }
-    if !fields.iter().all(|f| SAME_IN_COLUMNS.contains(f) || *f == "ip.id") {
+    if !fields.iter().all(|f| SAME_IN_COLUMNS.contains(f) || HEX_AND_DECIMAL.contains(f)) {
         return tshark_fields(pcap, filter, fields);
     }
     let idle = POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -580,8 +580,7 @@ pub fn frames(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<Str
         Some(rows) => rows
             .into_iter()
             .map(|(_, mut cols)| {
-                // A hex-and-decimal field's column adds the decimal: "0x0321 (801)".
-                for (col, _) in cols.iter_mut().zip(fields).filter(|(_, f)| **f == "ip.id") {
+                for (col, _) in cols.iter_mut().zip(fields).filter(|(_, f)| HEX_AND_DECIMAL.contains(f)) {
                     *col = col.split(',').map(|v| v.split(' ').next().unwrap_or("")).collect::<Vec<_>>().join(",");
                 }
                 cols
@@ -593,7 +592,6 @@ pub fn frames(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<Str
 
 /// Fields whose column text in sharkd is the value as `tshark -T fields` prints it (addresses,
 /// lengths, numbers without names, epoch times), as a run of the suite comparing both showed.
-/// `ip.id` is asked too, its column cut to the hexadecimal.
 const SAME_IN_COLUMNS: &[&str] = &[
     "frame.number",
     "frame.len",
@@ -608,7 +606,12 @@ const SAME_IN_COLUMNS: &[&str] = &[
     "tcp.seq_raw",
 ];
 
-/// [`frames`] by a tshark run of its own: for values longer than sharkd's columns hold.
+/// Fields whose column adds the decimal to the hexadecimal tshark prints ("0x0321 (801)"): asked
+/// of sharkd too, each value cut to its hexadecimal.
+const HEX_AND_DECIMAL: &[&str] = &["ip.id"];
+
+/// [`frames`] by a tshark run of its own: for fields sharkd's columns show otherwise, and for
+/// values longer than they hold.
 fn tshark_fields(pcap: &Path, filter: Option<&str>, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
     cmd.arg("-r").arg(pcap);
