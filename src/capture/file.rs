@@ -262,7 +262,7 @@ impl CaptureFile {
         };
         let consumed = Arc::new(AtomicU64::new(0));
         let input = reader(&self.source, self.gzip, consumed.clone());
-        let win = Window { input, buf: Vec::new(), base: 0, eof: false, failure: None, gzip: self.gzip };
+        let win = Window { input, buf: Vec::new(), held: 0, base: 0, eof: false, failure: None, gzip: self.gzip };
         Frames { win, pos, state, done: false, last_sec: None, consumed }
     }
 
@@ -337,11 +337,14 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// The part of the capture being parsed: `buf` holds the capture's bytes from offset `base`.
-/// Offsets given to it are offsets in the (decompressed) capture.
+/// The part of the capture being parsed: `buf[..held]` holds the capture's bytes from offset
+/// `base`. Offsets given to it are offsets in the (decompressed) capture.
 struct Window {
     input: Box<dyn Read + Send>,
+    /// Zeroed once as it grows, then reused: bytes past `held` are stale, never read. (Growing
+    /// a `Vec` by the read's size before every read zeroed each byte of the capture once more.)
     buf: Vec<u8>,
+    held: usize,
     base: u64,
     eof: bool,
     /// Why reading stopped before the input's end (a broken gzip stream, an I/O error): reported
@@ -353,7 +356,7 @@ struct Window {
 impl Window {
     /// Offset just past the last byte held.
     fn end(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.held as u64
     }
 
     /// Makes the capture's bytes before `to` available, as far as the input has them. Bytes before
@@ -362,16 +365,19 @@ impl Window {
         if to <= self.end() || self.eof {
             return;
         }
-        let drop = usize::try_from(keep.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.buf.len());
+        let drop = usize::try_from(keep.saturating_sub(self.base)).unwrap_or(usize::MAX).min(self.held);
         if drop > 0 {
-            self.buf.drain(..drop);
+            self.buf.copy_within(drop..self.held, 0);
+            self.held -= drop;
             self.base += drop as u64;
         }
         while self.end() < to && !self.eof {
             let want = usize::try_from(to - self.end()).unwrap_or(usize::MAX).max(READ_CHUNK);
-            let old = self.buf.len();
-            self.buf.resize(old + want, 0);
-            let got = match self.input.read(self.buf.get_mut(old..).unwrap_or_default()) {
+            let old = self.held;
+            if self.buf.len() < old + want {
+                self.buf.resize(old + want, 0);
+            }
+            let got = match self.input.read(self.buf.get_mut(old..old + want).unwrap_or_default()) {
                 Ok(0) => {
                     self.eof = true;
                     0
@@ -390,7 +396,7 @@ impl Window {
                     0
                 }
             };
-            self.buf.truncate(old + got);
+            self.held = old + got;
         }
     }
 
@@ -398,7 +404,7 @@ impl Window {
     fn from(&self, at: u64) -> &[u8] {
         at.checked_sub(self.base)
             .and_then(|o| usize::try_from(o).ok())
-            .and_then(|o| self.buf.get(o..))
+            .and_then(|o| self.buf.get(o..self.held))
             .unwrap_or_default()
     }
 
