@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{linux, Place};
-use crate::content::format::inspectable;
+use crate::content::format::{inspectable, reserve_head};
 use crate::record::{de, Liid, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
@@ -435,6 +435,7 @@ impl Intake {
         let len = data.map_or(gap, |d| d.len() as u64);
         match t {
             Tracked::Head(head) => {
+                reserve_head(head, data.map_or(0, <[u8]>::len), HEAD);
                 match data {
                     Some(d) => head.extend_from_slice(d),
                     None => head.resize(head.len() + gap.min(HEAD as u64) as usize, 0),
