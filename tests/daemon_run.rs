@@ -340,3 +340,34 @@ fn keep_alives_follow_the_clock_not_the_packets() {
     let cc = frame_count(&the_case(dir.path(), "case").join("LIID-A/cc.pcap"));
     assert_eq!(cc, 40);
 }
+
+/// `TAPIR_LOG` sets the levels: `warn` hides the daemon's info lines, a per-module level
+/// (`tapir::daemon=debug,warn`) shows them again, and a value it cannot read is said on the
+/// log, which then runs at the default, `info`.
+#[test]
+fn tapir_log_sets_the_levels_and_an_unreadable_one_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(Path::new(ROOT).join("pcaps/warrants.toml"), dir.path().join("warrants.toml")).unwrap();
+    let config = write_config(dir.path(), &[Path::new(ROOT).join("pcaps/http-put.pcap")], "fast", "exit", None);
+    let log = |value: Option<&str>| {
+        let mut cmd = Command::new(TAPIR);
+        cmd.args(["run", "--config"]).arg(&config).current_dir(dir.path()).env_remove("WATCHDOG_USEC");
+        match value {
+            Some(v) => cmd.env("TAPIR_LOG", v),
+            None => cmd.env_remove("TAPIR_LOG"),
+        };
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let _ = std::fs::remove_dir_all(dir.path().join("case"));
+        String::from_utf8(o.stderr).unwrap()
+    };
+    let running = " INFO tapir running ";
+    assert!(log(None).contains(running), "info by default");
+    assert!(log(Some("")).contains(running), "an empty value is the default");
+    let warn = log(Some("warn"));
+    assert!(!warn.contains(" INFO "), "warn hides info: {warn}");
+    assert!(log(Some("tapir::daemon=debug,warn")).contains(running), "a module's own level");
+    let bad = log(Some("tapir=loud=really"));
+    assert!(bad.contains(" WARN TAPIR_LOG not understood"), "{bad}");
+    assert!(bad.contains(running), "an unreadable value logs at info: {bad}");
+}

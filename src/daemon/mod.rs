@@ -77,17 +77,31 @@ pub use config::{check, load_config, parse_config, Config, ConfigError, Role};
 pub use run::{run, spawn_signals, Control, FileWarrants, Hooks, RunReport, Signal, WarrantsProvider};
 pub use source::{ReplaySource, Source};
 
-/// Logs to stderr; the level from `TAPIR_LOG` (tracing-subscriber's env-filter syntax, default
-/// `info`). Under systemd (`JOURNAL_STREAM` set) without timestamps: journald adds its own.
+/// Logs to stderr; the levels from `TAPIR_LOG` (default `info`): a default level and/or
+/// `target=level` pairs, comma-separated, as in `debug` or `tapir::deliver=debug,info`
+/// (tracing-subscriber's `Targets`; its regex-based env-filter cost the build a regex engine
+/// for no directive tapir's operators use). An unreadable value logs at `info` and says so.
+/// Under systemd (`JOURNAL_STREAM` set) without timestamps: journald adds its own.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAPIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let given = std::env::var("TAPIR_LOG").ok().filter(|v| !v.trim().is_empty());
+    let parsed = given.as_deref().map(str::parse::<Targets>);
+    let filter = match &parsed {
+        Some(Ok(t)) => t.clone(),
+        _ => Targets::new().with_default(LevelFilter::INFO),
+    };
+    let b = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
     let r = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        b.without_time().with_ansi(false).try_init()
+        b.without_time().with_ansi(false).finish().with(filter).try_init()
     } else {
-        b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).finish().with(filter).try_init()
     };
     // Already initialised (tests): keep the first.
-    let _ = r;
+    if r.is_ok() {
+        if let Some(Err(e)) = parsed {
+            tracing::warn!("TAPIR_LOG not understood ({e}): logging at info");
+        }
+    }
 }
