@@ -241,6 +241,11 @@ impl CaseWriter {
         if p.pending_hole > 0 {
             Self::spill(p)?;
         }
+        // The whole buffer at once past a few segments: doubling from one segment's size
+        // copied each object's first 256 KiB about twice more, and overshot to 512 KiB.
+        if p.buf.len() + data.len() > 8 * 1024 {
+            p.buf.reserve_exact(OBJECT_BUFFER.max(p.buf.len() + data.len()) - p.buf.len());
+        }
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
         if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {
