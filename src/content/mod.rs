@@ -46,7 +46,7 @@ use md5::{Digest, Md5};
 use ring::digest;
 
 use crate::record::{
-    Cin, Dir, Liid, Numbers, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink, WireConflict,
+    ByIds, Cin, Dir, Liid, Numbers, ObjectId, ObjectMeta, ObjectRecord, Provenance, Record, RecordSink, WireConflict,
 };
 use crate::timestamp::Timestamp;
 
@@ -127,7 +127,7 @@ impl ContentLimits {
 pub struct FileLayer {
     /// What decoding may cost (read by the analyzers that decode).
     pub limits: ContentLimits,
-    open: HashMap<(Liid, ObjectId), OpenObject>,
+    open: ByIds<(Liid, ObjectId), OpenObject>,
     /// Where object ids come from: each LIID numbers its objects from 1 (per worker slot:
     /// [`FileLayer::set_numbers`]).
     numbers: Numbers,

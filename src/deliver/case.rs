@@ -24,7 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::{Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::record::{ByIds, Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 use super::pcap::PcapWriter;
@@ -90,11 +90,11 @@ struct LiidOut {
     iri: Out,
     /// Next IRI sequence number per CIN (0: association events and warrant notices, which
     /// have no CIN).
-    iri_seq: HashMap<Cin, u64>,
+    iri_seq: ByIds<Cin, u64>,
     /// CINs whose session ended, oldest first; their counters go after [`ENDED_KEPT`] more.
     ended: std::collections::VecDeque<Cin>,
     /// LINKTYPE -> (file name, writer).
-    cc: HashMap<u32, (String, PcapWriter<Out>)>,
+    cc: ByIds<u32, (String, PcapWriter<Out>)>,
     objects: Out,
     iri_count: u64,
     object_count: u64,
@@ -119,8 +119,8 @@ pub struct CaseTotals {
 
 pub struct CaseWriter {
     root: PathBuf,
-    liids: HashMap<Liid, LiidOut>,
-    partial: HashMap<(Liid, ObjectId), PartialObject>,
+    liids: ByIds<Liid, LiidOut>,
+    partial: ByIds<(Liid, ObjectId), PartialObject>,
     buffered: usize,
     first_error: Option<io::Error>,
     errors: u64,
@@ -143,8 +143,8 @@ impl CaseWriter {
         fs::create_dir_all(root)?;
         Ok(CaseWriter {
             root: root.to_path_buf(),
-            liids: HashMap::new(),
-            partial: HashMap::new(),
+            liids: ByIds::default(),
+            partial: ByIds::default(),
             buffered: 0,
             first_error: None,
             errors: 0,
@@ -179,9 +179,9 @@ impl CaseWriter {
                     name,
                     dir,
                     iri,
-                    iri_seq: HashMap::new(),
+                    iri_seq: ByIds::default(),
                     ended: std::collections::VecDeque::new(),
-                    cc: HashMap::new(),
+                    cc: ByIds::default(),
                     objects,
                     iri_count: 0,
                     object_count: 0,

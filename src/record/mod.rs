@@ -515,6 +515,12 @@ impl CcRecord<'_> {
     }
 }
 
+/// A map keyed by what tapir itself names (LIIDs from warrants, CINs and object ids it
+/// numbers), looked up for every record: hashed by foldhash, seeded per process, rather than
+/// SipHash. Nothing on the tap chooses these keys, so they need no flood resistance (maps
+/// keyed by addresses or ports the tap chooses keep SipHash).
+pub type ByIds<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Identifies a content object of one LIID for the lifetime of a run: numbered from 1 per LIID,
 /// so that no LIID's numbers tell of another's objects.
 pub type ObjectId = u64;

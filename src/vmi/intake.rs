@@ -30,7 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{linux, Place};
 use crate::content::format::{inspectable, reserve_head};
-use crate::record::{de, Liid, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::record::{de, ByIds, Liid, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 /// Bytes of an object looked at before deciding whether it is an image.
@@ -356,7 +356,7 @@ impl VmiEvent {
 /// Watches records for images, copies them, and runs their inspection on its own thread.
 pub struct Intake {
     cfg: IntakeConfig,
-    tracked: HashMap<(Liid, ObjectId), Tracked>,
+    tracked: ByIds<(Liid, ObjectId), Tracked>,
     jobs: Option<SyncSender<Job>>,
     waiting: VecDeque<Job>,
     /// Refusals, reported at the next poll.
@@ -391,7 +391,7 @@ impl Intake {
             .spawn(move || inspector(worker_cfg, job_rx, res_tx))?;
         Ok(Intake {
             cfg,
-            tracked: HashMap::new(),
+            tracked: ByIds::default(),
             jobs: Some(jobs),
             waiting: VecDeque::new(),
             ready: Vec::new(),
