@@ -8,18 +8,20 @@ bench_warrant() {
 }
 
 # bench_run NAME COMMAND...: runs the command (output in $work/out.txt) and prints its time,
-# packets/s and MB/s over $packets and $bytes, and its peak RSS (GNU time). Stops the script
-# with the command's output if it fails.
+# packets/s and MB/s over $packets and $bytes, its CPU (user + system over elapsed, 200% = both
+# cores of this machine busy) and its peak RSS (GNU time). Stops the script with the command's
+# output if it fails.
 bench_run() {
   local name=$1; shift
   local t0 t1
   # Flush what the previous tool wrote, so that its writeback does not slow this one.
   sync
   t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; cat "$work/out.txt"; return 1; }
+  /usr/bin/time -f '%M %P' -o "$work/rss" "$@" > "$work/out.txt" 2>&1 || { echo "$name failed:"; cat "$work/out.txt"; return 1; }
   t1=$(date +%s.%N)
-  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v p="$packets" -v b="$bytes" -v r="$(cat "$work/rss")" \
-    'BEGIN { s = t1 - t0; printf "%-34s %8.2f s %12.0f packets/s %9.1f MB/s %9.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, r / 1024 }'
+  read -r rss cpu < "$work/rss"
+  awk -v n="$name" -v t0="$t0" -v t1="$t1" -v p="$packets" -v b="$bytes" -v r="$rss" -v c="$cpu" \
+    'BEGIN { s = t1 - t0; printf "%-38s %6.2f s %9.0f packets/s %7.1f MB/s %5s CPU %7.1f MB peak RSS\n", n, s, p / s, b / s / 1e6, c, r / 1024 }'
 }
 
 # bench_peer NAME SUMMARY COMMAND...: runs the command (10 minutes at most, output in
