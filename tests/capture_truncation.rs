@@ -1,36 +1,33 @@
 //! Real captures cut at every byte offset: opening and reading never panic, the cut is reported as
 //! damage, and every frame complete before the cut is yielded with its bytes. Record offsets and
-//! frame bytes come from tshark (`frame.file_off`, `frame_raw`), not from tapir.
+//! frame bytes come from Wireshark (sharkd: `frame.file_off` and the frame's bytes), not from
+//! tapir.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tapir::capture::file::{CaptureFile, DamageKind};
+
+use crate::common::Sharkd;
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/pcaps")).join(rel)
 }
 
-/// Per frame: offset of its record/block in the file, and its captured bytes.
-fn tshark_records(path: &Path) -> Vec<(usize, Vec<u8>)> {
-    let out = Command::new("tshark")
-        .args(["-o", "frame.show_file_off:TRUE", "-r"])
-        .arg(path)
-        .args(["-T", "json", "-x", "-j", "frame"])
-        .output()
-        .expect("tshark is installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let layers = &p["_source"]["layers"];
-            let off = layers["frame"]["frame.file_off"].as_str().unwrap().parse().unwrap();
-            let bytes = hex::decode(layers["frame_raw"][0].as_str().unwrap()).unwrap();
-            (off, bytes)
-        })
-        .collect()
+/// Per frame: offset of its record/block in the file (`frame.file_off`), and its captured
+/// bytes, as Wireshark reads them. One sharkd serves this file's tests (a tshark run each cost
+/// 0.3 s of CPU before its first frame); it gave what `tshark -o frame.show_file_off:TRUE -T
+/// json -x` gives for all 2419 frames of these captures when the change was made.
+fn wireshark_records(path: &Path) -> Vec<(usize, Vec<u8>)> {
+    static SHARKD: std::sync::Mutex<Option<Sharkd>> = std::sync::Mutex::new(None);
+    let mut guard = SHARKD.lock().unwrap_or_else(|p| p.into_inner());
+    let sharkd = guard.get_or_insert_with(|| {
+        let mut s = Sharkd::spawn();
+        s.set_pref("frame.show_file_off", "TRUE");
+        s
+    });
+    sharkd.load(path);
+    let rows = sharkd.frames(None, &["frame.file_off"]).expect("a short column");
+    rows.into_iter().map(|(num, c)| (c[0].parse().unwrap(), sharkd.frame_bytes(num))).collect()
 }
 
 struct Read {
@@ -62,7 +59,7 @@ fn read_cut(dir: &Path, bytes: &[u8]) -> Option<Read> {
 fn pcap_cut_everywhere() {
     let path = shared("suricata-verify/tests/http-ipv6/input.pcap");
     let full = std::fs::read(&path).unwrap();
-    let recs = tshark_records(&path);
+    let recs = wireshark_records(&path);
     assert_eq!(recs.len(), 14);
     // A legacy pcap record is a 16-byte header and the captured bytes.
     let ends: Vec<usize> = recs.iter().map(|(off, b)| off + 16 + b.len()).collect();
@@ -98,7 +95,7 @@ fn pcapng_cut_everywhere() {
     ] {
         let path = shared(rel);
         let full = std::fs::read(&path).unwrap();
-        let recs = tshark_records(&path);
+        let recs = wireshark_records(&path);
         assert!(recs.len() > 10);
         let dir = tempfile::tempdir().unwrap();
         for cut in 0..full.len() {
@@ -136,7 +133,7 @@ fn pcapng_cut_everywhere() {
 fn gzip_cut_everywhere() {
     let path = shared("zeek/testing/btest/Traces/trunc/mpls-6in6-broken.pcap.gz");
     let full = std::fs::read(&path).unwrap();
-    let recs = tshark_records(&path);
+    let recs = wireshark_records(&path);
     assert!(!recs.is_empty());
     let dir = tempfile::tempdir().unwrap();
     let mut opened = 0;
@@ -155,12 +152,12 @@ fn gzip_cut_everywhere() {
 
 /// One damaged record header in the middle of a pcap (the captured length 0xFFFFFFFF, as a
 /// corrupted disk block gives) loses that record only: reading resumes at the next record, and
-/// every frame after it is yielded with tshark's bytes. Before, the rest of the file was dropped.
+/// every frame after it is yielded with Wireshark's bytes. Before, the rest of the file was dropped.
 #[test]
 fn a_bad_pcap_record_header_loses_that_record_only() {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap"));
     let mut bytes = std::fs::read(&path).unwrap();
-    let recs = tshark_records(&path);
+    let recs = wireshark_records(&path);
     assert!(recs.len() > 400, "{}", recs.len());
     let bad = recs.len() / 2;
     let at = recs[bad].0;
@@ -173,7 +170,7 @@ fn a_bad_pcap_record_header_loses_that_record_only() {
     assert!(matches!(r.damage[0].1, DamageKind::CapLenTooLarge { len: u32::MAX, .. }));
     let want: Vec<&Vec<u8>> = recs.iter().enumerate().filter(|(i, _)| *i != bad).map(|(_, (_, b))| b).collect();
     assert_eq!(r.frames.len(), want.len());
-    assert!(r.frames.iter().zip(&want).all(|(a, b)| a == *b), "the frames after the damage are tshark's");
+    assert!(r.frames.iter().zip(&want).all(|(a, b)| a == *b), "the frames after the damage are Wireshark's");
 
     // A damaged length that points past the end is the same: the records after it are read.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -189,7 +186,7 @@ fn a_bad_pcap_record_header_loses_that_record_only() {
 fn a_bad_header_before_the_last_record_keeps_the_last() {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/http-put.pcap"));
     let mut bytes = std::fs::read(&path).unwrap();
-    let recs = tshark_records(&path);
+    let recs = wireshark_records(&path);
     let bad = recs.len() - 2;
     let at = recs[bad].0;
     bytes[at + 8..at + 12].copy_from_slice(&[0xff; 4]);

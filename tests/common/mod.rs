@@ -702,6 +702,14 @@ impl Sharkd {
         (!cut).then_some(rows)
     }
 
+    /// The captured bytes of frame `number` (from 1) of the loaded capture.
+    pub fn frame_bytes(&mut self, number: u64) -> Vec<u8> {
+        use base64::Engine;
+        let f = self.call("frame", serde_json::json!({ "frame": number, "bytes": true }));
+        let b64 = f["bytes"].as_str().unwrap_or_else(|| panic!("sharkd frame {number}: no bytes: {f}"));
+        base64::engine::general_purpose::STANDARD.decode(b64).expect("sharkd frame bytes: base64")
+    }
+
     fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         use std::io::{BufRead, Write};
         self.id += 1;
