@@ -18,6 +18,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::record::reserve_head;
 pub use crate::record::FormatVerdict;
 
 /// Bytes kept from the start of each object: enough for GPT entries (LBA 2..33) and the ISO 9660
@@ -25,8 +26,6 @@ pub use crate::record::FormatVerdict;
 pub const PREFIX_LEN: usize = 64 * 1024;
 /// Bytes kept from the end of each object: a VHD footer.
 pub const TAIL_LEN: usize = 512;
-/// See [`reserve_head`].
-const GROW_WHOLE_AT: usize = 8 * 1024;
 /// Tar members listed at most.
 pub const MAX_TAR_ENTRIES: usize = 1000;
 /// Bytes of member names kept at most across a tar listing.
@@ -188,18 +187,6 @@ pub struct Sniffer {
 }
 
 static ZEROS: [u8; 4096] = [0; 4096];
-
-/// Makes room for `incoming` more bytes in `head`, a buffer of an object's first `max` bytes:
-/// room for all of them at once when it grows past a few segments (8 KiB), since a head that
-/// long is likely to fill. Doubling from one segment's size copied each large object's head
-/// about twice more (a tenth of a replay's copying when every packet is targeted); small
-/// objects, below the threshold, keep small buffers.
-pub fn reserve_head(head: &mut Vec<u8>, incoming: usize, max: usize) {
-    let grown = head.len().saturating_add(incoming);
-    if grown > GROW_WHOLE_AT {
-        head.reserve_exact(max.max(grown) - head.len());
-    }
-}
 
 impl Sniffer {
     pub fn new() -> Sniffer {

@@ -24,7 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::{ByIds, Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::record::{reserve_head, ByIds, Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 use super::pcap::PcapWriter;
@@ -241,11 +241,7 @@ impl CaseWriter {
         if p.pending_hole > 0 {
             Self::spill(p)?;
         }
-        // The whole buffer at once past a few segments: doubling from one segment's size
-        // copied each object's first 256 KiB about twice more, and overshot to 512 KiB.
-        if p.buf.len() + data.len() > 8 * 1024 {
-            p.buf.reserve_exact(OBJECT_BUFFER.max(p.buf.len() + data.len()) - p.buf.len());
-        }
+        reserve_head(&mut p.buf, data.len(), OBJECT_BUFFER);
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
         if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {

@@ -521,6 +521,21 @@ impl CcRecord<'_> {
 /// keyed by addresses or ports the tap chooses keep SipHash).
 pub type ByIds<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Makes room for `incoming` more bytes in `buf`, a buffer of an object's bytes that grows to
+/// `max`: room for all of them at once when it grows past a few segments (8 KiB), since a
+/// buffer that long is likely to fill. Doubling from one segment's size copied each large
+/// object's first bytes about twice more (a tenth of a replay's copying when every packet is
+/// targeted) and could overshoot `max`; small objects, below the threshold, keep small buffers.
+/// For the format sniffer's prefix, the image intake's head and the case writer's partial
+/// objects.
+pub fn reserve_head(buf: &mut Vec<u8>, incoming: usize, max: usize) {
+    const GROW_WHOLE_AT: usize = 8 * 1024;
+    let grown = buf.len().saturating_add(incoming);
+    if grown > GROW_WHOLE_AT {
+        buf.reserve_exact(max.max(grown) - buf.len());
+    }
+}
+
 /// Identifies a content object of one LIID for the lifetime of a run: numbered from 1 per LIID,
 /// so that no LIID's numbers tell of another's objects.
 pub type ObjectId = u64;

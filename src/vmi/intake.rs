@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{linux, Place};
-use crate::content::format::{inspectable, reserve_head};
-use crate::record::{de, ByIds, Liid, ObjectId, ObjectRecord, Record, RecordSink};
+use crate::content::format::inspectable;
+use crate::record::{de, reserve_head, ByIds, Liid, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
 /// Bytes of an object looked at before deciding whether it is an image.
