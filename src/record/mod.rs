@@ -515,10 +515,11 @@ impl CcRecord<'_> {
     }
 }
 
-/// A map keyed by what tapir itself names (LIIDs from warrants, CINs and object ids it
-/// numbers), looked up for every record: hashed by foldhash, seeded per process, rather than
-/// SipHash. Nothing on the tap chooses these keys, so they need no flood resistance (maps
-/// keyed by addresses or ports the tap chooses keep SipHash).
+/// A map keyed by what a warrant or tapir itself names (LIIDs, CINs and object ids, warrants'
+/// selectors), looked up for every record or frame: hashed by foldhash, seeded per process,
+/// rather than SipHash. Nothing on the tap chooses these keys, so they need no flood
+/// resistance (maps keyed by addresses or ports the tap chooses, the flow table's, keep
+/// SipHash).
 pub type ByIds<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Makes room for `incoming` more bytes in `buf`, a buffer of an object's bytes that grows to

@@ -20,6 +20,7 @@ use super::association::{AssocEvent, AssocEventKind, Port};
 use super::warrant::{MacDisplay, TargetId, Warrant};
 use super::{Liid, Match, Provenance};
 use crate::decode::{Decoded, Mac};
+use crate::record::ByIds;
 use crate::timestamp::Timestamp;
 
 /// What an association event changed for one LIID; becomes an IRI record of the association.
@@ -89,13 +90,12 @@ struct Entry {
 
 type Entries = SmallVec<[Entry; 1]>;
 
-/// The per-packet selector maps, looked up twice or more for every frame. Hashed by foldhash
-/// (seeded per process) rather than SipHash: SipHash was a tenth of the time of a replay with
-/// no target. Their keys are the selectors of warrants and of the covered targets' associations
-/// (RADIUS seen on the tap included, but only for a covered subscriber), so a crafted packet
-/// can look keys up but not fill a map with colliding ones (the flow table, whose keys the tap
-/// does choose, keeps SipHash).
-type SelectorMap<K> = HashMap<K, Entries, foldhash::fast::RandomState>;
+/// The per-packet selector maps, looked up twice or more for every frame ([`ByIds`]: SipHash
+/// was a tenth of the time of a replay with no target). Their keys are the selectors of
+/// warrants and of the covered targets' associations (RADIUS seen on the tap included, but
+/// only for a covered subscriber), so a crafted packet can look keys up but not fill a map
+/// with colliding ones.
+type SelectorMap<K> = ByIds<K, Entries>;
 
 /// Why one warrant covers an entity: the warrant target it roots in and the steps from there.
 #[derive(Clone, Debug)]
