@@ -87,10 +87,10 @@ pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let given = std::env::var("TAPIR_LOG").ok().filter(|v| !v.trim().is_empty());
-    let parsed = given.as_deref().map(str::parse::<Targets>);
-    let filter = match &parsed {
-        Some(Ok(t)) => t.clone(),
-        _ => Targets::new().with_default(LevelFilter::INFO),
+    let (filter, unreadable) = match given.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(t)) => (t, None),
+        Some(Err(e)) => (Targets::new().with_default(LevelFilter::INFO), Some(e)),
+        None => (Targets::new().with_default(LevelFilter::INFO), None),
     };
     let b = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
     let r = if std::env::var_os("JOURNAL_STREAM").is_some() {
@@ -99,9 +99,7 @@ pub fn init_logging() {
         b.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).finish().with(filter).try_init()
     };
     // Already initialised (tests): keep the first.
-    if r.is_ok() {
-        if let Some(Err(e)) = parsed {
-            tracing::warn!("TAPIR_LOG not understood ({e}): logging at info");
-        }
+    if let (Ok(()), Some(e)) = (r, unreadable) {
+        tracing::warn!("TAPIR_LOG not understood ({e}): logging at info");
     }
 }
