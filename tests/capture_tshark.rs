@@ -1,8 +1,8 @@
 //! Real captures from public test suites (see `../shared/pcaps/MANIFEST.tsv`), read by tapir and by
 //! Wireshark (sharkd, tshark's engine) at test time: same frames, times, lengths, link types and
-//! bytes. Covers pcapng (several
-//! interfaces with different link types, nanosecond interfaces), pcap with Ethernet, BSD loopback,
-//! raw IPv4/IPv6, Linux SLL and SLL2, PPP, nanosecond pcap, and gzip-compressed pcap.
+//! bytes. Covers pcapng (several interfaces with different link types, nanosecond interfaces),
+//! pcap with Ethernet, BSD loopback, raw IPv4/IPv6, Linux SLL and SLL2, PPP, nanosecond pcap, and
+//! gzip-compressed pcap.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
