@@ -12,8 +12,20 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 /// Makes WORK/src.mp4: 6 s, 25 fps, 320x240 H.264 (libx264, a key frame every 25) with AAC.
+///
+/// FFmpeg encodes it once per test process (0.75 s of CPU; a dozen tests use it); each test
+/// gets a copy of those bytes.
 pub fn make_clip(work: &Path) {
-    let src = work.join("src.mp4");
+    static CLIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let clip = CLIP.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        encode_clip(&dir.path().join("src.mp4"));
+        std::fs::read(dir.path().join("src.mp4")).unwrap()
+    });
+    std::fs::write(work.join("src.mp4"), clip).unwrap();
+}
+
+fn encode_clip(src: &Path) {
     run(
         "ffmpeg",
         &[
