@@ -77,11 +77,37 @@ pub fn carve(d: &mut dyn Disk, ranges: &[(u64, u64)], source: &str, out: &mut Ve
     }
 }
 
+/// The bytes anything carved can begin with: the first byte of a mail header of [`HEADERS`],
+/// of a crontab line (`@`, a digit, `*`), or of a signature [`media_format`] knows, but for
+/// MP4's and MOV's, whose `ftyp` is 4 bytes in ([`may_begin`] looks there). Memory is mostly
+/// zeros and other bytes none of these begin with: they are passed over by one table lookup
+/// each instead of some twenty comparisons (17 MB/s before, in a debug build).
+const BEGINS: [bool; 256] = {
+    let mut t = [false; 256];
+    let firsts = b"FRMDTS@*0123456789GIO\x1a\x89\xff";
+    let mut i = 0;
+    while i < firsts.len() {
+        t[firsts[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether something carved may begin at `b[p]`; false only where nothing can.
+fn may_begin(b: &[u8], p: usize) -> bool {
+    b.get(p).is_some_and(|c| BEGINS[usize::from(*c)]) || b.get(p + 4) == Some(&b'f')
+}
+
 /// Carves one window `b` found at `base`; artifacts starting before `covered` were found
 /// already. Returns the new `covered`.
 fn carve_buf(b: &[u8], base: u64, mut covered: u64, source: &str, out: &mut Vec<Artifact>) -> u64 {
     let mut p = covered.saturating_sub(base) as usize;
     while p < b.len() && out.len() < MAX_ARTIFACTS {
+        if !may_begin(b, p) {
+            p = (p + 1..b.len()).find(|&q| may_begin(b, q)).unwrap_or(b.len());
+            covered = base + p as u64;
+            continue;
+        }
         let line_start = p == 0 || matches!(b.get(p - 1), Some(b'\n' | b'\0'));
         let rest = b.get(p..).unwrap_or_default();
         let found = if line_start && HEADERS.iter().any(|h| rest.starts_with(h)) {
@@ -204,4 +230,67 @@ fn media(b: &[u8]) -> Option<Found> {
     };
     let len = len.min(cap);
     (len > 0).then_some(("media", len, Some(format), serde_json::Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each signature `media_format` knows, each mail header and each crontab beginning passes
+    /// `may_begin` (a new signature needs its first byte in `BEGINS`).
+    #[test]
+    fn every_beginning_the_carver_looks_for_passes_the_prefilter() {
+        let mut ts = vec![0u8; 400];
+        for at in [0, 188, 376] {
+            ts[at] = 0x47;
+        }
+        let signatures: [&[u8]; 14] = [
+            b"\0\0\0\x18ftypisom",
+            b"\0\0\0\x14ftypqt  ",
+            b"FLV\x01",
+            &[0x1a, 0x45, 0xdf, 0xa3],
+            b"\x89PNG\r\n\x1a\n",
+            &[0xff, 0xd8, 0xff],
+            b"GIF87a",
+            b"GIF89a",
+            b"RIFF\0\0\0\0WAVE",
+            b"RIFF\0\0\0\0AVI ",
+            b"RIFF\0\0\0\0WEBP",
+            b"OggS",
+            b"ID3",
+            &ts,
+        ];
+        for sig in signatures {
+            let mut b = sig.to_vec();
+            b.resize(400, 0);
+            assert!(media_format(&b).is_some(), "{sig:x?}");
+            assert!(may_begin(&b, 0), "{sig:x?}");
+        }
+        for h in HEADERS {
+            assert!(may_begin(h, 0), "{h:?}");
+        }
+        for c in b"@*0123456789" {
+            assert!(may_begin(&[*c, b' '], 0));
+        }
+        assert!(!may_begin(&[0; 8], 0));
+    }
+
+    /// What lies after long runs of zeros (which are passed over) is carved at its offset.
+    #[test]
+    fn what_follows_zeros_is_found_at_its_offset() {
+        let mut b = vec![0u8; 3 << 20];
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\0IEND\xae\x42\x60\x82";
+        b[1 << 20..(1 << 20) + png.len()].copy_from_slice(png);
+        let cron = b"*/5 * * * * /usr/local/bin/beacon\n";
+        let at = (2 << 20) + 17;
+        b[at..at + cron.len()].copy_from_slice(cron);
+        let mut out = Vec::new();
+        let covered = carve_buf(&b, 4096, 4096, "memory dump", &mut out);
+        assert_eq!(covered, 4096 + b.len() as u64);
+        let found: Vec<(&str, u64, u64)> = out.iter().map(|a| (a.kind, a.offset, a.size)).collect();
+        assert_eq!(
+            found,
+            [("media", 4096 + (1 << 20), png.len() as u64), ("crontab", 4096 + at as u64, cron.len() as u64 - 1)]
+        );
+    }
 }
