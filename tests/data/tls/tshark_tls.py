@@ -145,9 +145,10 @@ def openssl_cert(der):
 
 
 def main(path):
+    # One tshark pass over every frame with TCP payload (a second pass, for the handshakes
+    # alone, cost as much again in tshark's start-up).
     raw = subprocess.run(
-        ["tshark", "-r", path, "-Y", "tls.handshake.type == 1 || tls.handshake.type == 2 || tls.handshake.type == 11",
-         "-T", "json", "--no-duplicate-keys", "-J", "ip ipv6 tcp tls"],
+        ["tshark", "-r", path, "-Y", "tcp.len > 0", "-T", "json", "--no-duplicate-keys", "-J", "ip ipv6 tcp tls"],
         capture_output=True, check=True,
     ).stdout
     frames = json.loads(raw or b"[]")
@@ -155,20 +156,13 @@ def main(path):
     # the first payload the ClientHello's sender put in the stream starts a handshake record
     # holding a ClientHello.
     firsts = {}
-    lines = subprocess.run(
-        ["tshark", "-r", path, "-Y", "tcp.len > 0", "-T", "fields", "-E", "occurrence=l", "-e", "tcp.stream",
-         "-e", "tcp.srcport", "-e", "tcp.payload"],
-        capture_output=True, check=True,
-    ).stdout.decode().splitlines()
-    for line in lines:
-        stream, port, payload = (line.split("\t") + ["", "", ""])[:3]
-        payload = payload.replace(":", "")
-        firsts.setdefault((stream, port), payload.startswith("1603") and payload[10:12] == "01")
     sessions = {}
     for f in frames:
         layers = f["_source"]["layers"]
         tcp = as_list(layers.get("tcp"))[-1]
         stream = tcp["tcp.stream"]
+        payload = tcp.get("tcp.payload", "").replace(":", "")
+        firsts.setdefault((stream, tcp["tcp.srcport"]), payload.startswith("1603") and payload[10:12] == "01")
         net = as_list(layers.get("ipv6") or layers.get("ip"))[-1]
         if "ipv6.src" in net:
             src, dst = "[%s]:%s" % (net["ipv6.src"], tcp["tcp.srcport"]), "[%s]:%s" % (net["ipv6.dst"], tcp["tcp.dstport"])
