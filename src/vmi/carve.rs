@@ -102,11 +102,11 @@ fn may_begin(b: &[u8], p: usize) -> bool {
 /// already. Returns the new `covered`.
 fn carve_buf(b: &[u8], base: u64, mut covered: u64, source: &str, out: &mut Vec<Artifact>) -> u64 {
     let mut p = covered.saturating_sub(base) as usize;
-    while p < b.len() && out.len() < MAX_ARTIFACTS {
-        if !may_begin(b, p) {
-            p = (p + 1..b.len()).find(|&q| may_begin(b, q)).unwrap_or(b.len());
+    while out.len() < MAX_ARTIFACTS {
+        p = (p..b.len()).find(|&q| may_begin(b, q)).unwrap_or(b.len());
+        if p >= b.len() {
             covered = base + p as u64;
-            continue;
+            break;
         }
         let line_start = p == 0 || matches!(b.get(p - 1), Some(b'\n' | b'\0'));
         let rest = b.get(p..).unwrap_or_default();
