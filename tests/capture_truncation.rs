@@ -131,9 +131,9 @@ fn pcapng_cut_everywhere() {
 
 /// A gzip capture cut at every byte (1984 bytes that inflate to 403 kB), and one of 1811 frames
 /// (23 kB, 230 kB inflated) cut at every byte of its first and last KiB, where the gzip header,
-/// the first deflate block and the trailer lie, and at every 7th byte between (7 is prime to 8:
-/// every bit position within a byte of the deflate stream is cut). Each cut inflates from the
-/// start again: every byte of the larger one was 15 s of the suite's CPU.
+/// the first deflate block and the trailer lie, and at every 7th byte between (a stride that
+/// lines up with no power-of-two structure). Each cut inflates from the start again: every byte
+/// of the larger one was 15 s of the suite's CPU.
 #[test]
 fn gzip_cut_everywhere() {
     gzip_cuts("zeek/testing/btest/Traces/smtp/mime-header-size-limit.pcap.gz", |_, _| true);
