@@ -595,6 +595,20 @@ impl Rtp {
     }
 }
 
+/// Each RTP `m=` line of an SDP with the address its media go to (the media-level `c=`, else
+/// the session-level one; an `m=` line with port 0 is refused or disabled media): what
+/// [`expect_sdp_media`] expects, and what the sharded dispatch (`pipeline::announced`) keeps
+/// with the flow that carried the SDP.
+pub fn sdp_rtp_endpoints(
+    s: &crate::media::sdp::Session,
+) -> impl Iterator<Item = (&crate::media::sdp::Media, std::net::IpAddr)> {
+    s.media.iter().filter(|m| m.is_rtp() && m.port != 0).filter_map(|m| {
+        let conn = m.connection.as_ref().or(s.connection.as_ref())?;
+        let addr = conn.address.split('/').next()?.parse::<std::net::IpAddr>().ok()?;
+        Some((m, addr))
+    })
+}
+
 /// RTP an SDP offer or answer announces (SIP bodies, SDP over HTTP): each RTP `m=` line's port
 /// at its address (media-level `c=`, else session-level) is where the media goes; a UDP flow
 /// there is expected, with the payload formats the SDP names (an H.264 file needs the
@@ -602,11 +616,7 @@ impl Rtp {
 /// (`video 198.51.100.10:5004 H264/90000`), at most 16.
 pub fn expect_sdp_media(s: &crate::media::sdp::Session, lifetime_ns: i64, cx: &mut Cx) -> Vec<String> {
     let mut listed = Vec::new();
-    for m in s.media.iter().filter(|m| m.is_rtp() && m.port != 0) {
-        let conn = m.connection.as_ref().or(s.connection.as_ref());
-        let Some(addr) = conn.and_then(|c| c.address.split('/').next()?.parse::<std::net::IpAddr>().ok()) else {
-            continue;
-        };
+    for (m, addr) in sdp_rtp_endpoints(s) {
         let codecs: Vec<String> = m
             .payload_formats
             .iter()

@@ -183,9 +183,46 @@ pub fn rest_offset(arg: &str) -> Option<u64> {
     number(arg, u64::MAX)
 }
 
+/// The data connection one line of a control connection announces, read on its own: a 227
+/// reply's address (`227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`), a PORT or an EPRT
+/// command's. A 229 reply names no address (its data connection goes to the control
+/// connection's server). For readers that see a segment at a time, without the dialogue (the
+/// sharded dispatch, `pipeline::announced`); the control analyzer follows the dialogue itself.
+pub fn announced(line: &[u8]) -> Option<SocketAddr> {
+    let line = trim_eol(line);
+    if let Some(r) = reply_line(line) {
+        return if r.code == 227 { host_port(std::str::from_utf8(r.text).ok()?) } else { None };
+    }
+    let verb = line.get(..5)?;
+    if verb.eq_ignore_ascii_case(b"PORT ") {
+        host_port(std::str::from_utf8(line.get(5..)?).ok()?)
+    } else if verb.eq_ignore_ascii_case(b"EPRT ") {
+        eprt(std::str::from_utf8(line.get(5..)?).ok()?)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_read_line_by_line() {
+        let a = |s: &str| announced(s.as_bytes()).map(|a| a.to_string());
+        assert_eq!(a("227 Entering Passive Mode (198,51,100,12,234,103).\r\n").as_deref(), Some("198.51.100.12:60007"));
+        assert_eq!(a("PORT 10,0,0,5,4,1\r\n").as_deref(), Some("10.0.0.5:1025"));
+        assert_eq!(a("port 10,0,0,5,4,1").as_deref(), Some("10.0.0.5:1025"));
+        assert_eq!(a("EPRT |2|2001:db8::7|6446|\r\n").as_deref(), Some("[2001:db8::7]:6446"));
+        // No address of its own, or not an announcement.
+        assert_eq!(a("229 Entering Extended Passive Mode (|||6446|)"), None);
+        assert_eq!(a("200 PORT command successful (10,0,0,5,4,1)"), None);
+        assert_eq!(a("227-multi-line (10,0,0,5,4,1)"), Some("10.0.0.5:1025".into()));
+        assert_eq!(a("PORT"), None);
+        assert_eq!(a("PORTS 10,0,0,5,4,1"), None);
+        assert_eq!(a("227 (300,0,0,5,4,1)"), None);
+        assert_eq!(announced(&[0x32, 0x32, 0x37, 0x20, 0xff, 0xfe]), None);
+    }
 
     #[test]
     fn commands() {
