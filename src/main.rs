@@ -511,6 +511,13 @@ fn print_summary(files: usize, report: &RunReport, secs: f64) {
         "association events applied: {} ({} from RADIUS; {} no longer needed and forgotten, {} dropped over the cap)",
         s.association_events, s.radius_events, s.association_events_forgotten, s.association_events_dropped
     );
+    let r = &s.announced_routes;
+    if r.announced > 0 || r.refused > 0 {
+        println!(
+            "workers: {} connection(s) to {} endpoint(s) announced on another address pair kept with their announcer; {} refused over the caps",
+            r.pinned, r.announced, r.refused
+        );
+    }
     if s.capture_damage.is_empty() {
         println!("capture damage: none");
     } else {

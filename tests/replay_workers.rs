@@ -265,3 +265,96 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
         }
     }
 }
+
+/// The IRI of a LIID, unnumbered, in the order the case holds it.
+fn iri_in_order(case: &Path, liid: &str) -> Vec<String> {
+    iri(case, liid)
+        .into_iter()
+        .map(|mut r| {
+            unnumbered(&mut r);
+            r.to_string()
+        })
+        .collect()
+}
+
+/// `pcap` replayed under one iri+cc warrant on 198.51.100.7 with 1, 2 and 3 workers: the case
+/// roots, in that order.
+fn replay_with_1_2_3_workers(dir: &Path, pcap: &Path, liid: &str) -> Vec<PathBuf> {
+    (1..=3)
+        .map(|n| {
+            let out = dir.join(format!("case-{n}"));
+            replay_one_warrant(dir, liid, &["ipv4:198.51.100.7"], pcap, &out, &["--workers", &n.to_string()]);
+            out
+        })
+        .collect()
+}
+
+/// An FTP server behind a NAT names another address in its 227 reply than the one its control
+/// connection runs to (tests/media/ftp-nat-pasv.sh: pyftpdlib `--nat-address`, lftp). The
+/// data connection's pair hashes to another worker than the control connection's with 2 and 3
+/// workers (198.51.100.7 with .10 and with .12); it is analyzed with its control connection
+/// all the same: the upload is `upload.bin`, sha256sum's digest of the file lftp sent, and
+/// the case's IRI is one worker's, record for record. Needs root, pyftpdlib, lftp, nft.
+#[test]
+fn an_ftp_upload_to_the_address_a_nat_announced_is_the_same_upload_with_any_workers() {
+    let w = tempfile::tempdir().unwrap();
+    let sent = w.path().join("upload.bin");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&sent, bytes).unwrap();
+    common::media::session("ftp-nat-pasv.sh", &[w.path().to_str().unwrap()], &[]);
+    let pcap = w.path().join("cap.pcap");
+    // The data connection runs to the announced address, by Wireshark.
+    let syns = tshark(&pcap, Some("tcp.flags.syn == 1 && tcp.flags.ack == 0"), &["ip.dst", "tcp.dstport"]);
+    assert_eq!(syns.len(), 2, "{syns:?}");
+    assert_eq!(syns[0], "198.51.100.10|21");
+    assert!(syns[1].starts_with("198.51.100.12|600"), "{syns:?}");
+    let want = sha256sums(std::slice::from_ref(&sent));
+
+    let cases = replay_with_1_2_3_workers(w.path(), &pcap, "LIID-FTP");
+    for case in &cases {
+        let listed = common::json_lines(&case.join("LIID-FTP/objects.jsonl"));
+        assert_eq!(listed.len(), 1, "{}: {listed:?}", case.display());
+        assert_eq!((listed[0]["name"].as_str(), listed[0]["protocol"].as_str()), (Some("upload.bin"), Some("ftp")));
+        assert_eq!(objects(case, "LIID-FTP"), want, "{}", case.display());
+        assert_eq!(iri_in_order(case, "LIID-FTP"), iri_in_order(&cases[0], "LIID-FTP"), "{}", case.display());
+    }
+}
+
+/// A SIP call whose callee's SDP answer puts its media at another address than its signalling
+/// (tests/media/sip-call.sh with MEDIA_IP: SIPp `-mi`, as behind a media relay): with 2 and 3
+/// workers the RTP's pair (198.51.100.7 with .11) hashes elsewhere than the signalling's (.7
+/// with .10). The RTP is analyzed with the call all the same: the stream begins at the first
+/// RTP packet tshark lists, with the SDP's format, and the case's IRI is one worker's, record
+/// for record (the warrant's activation too, stamped at the capture's first frame, whichever
+/// worker that frame went to). Needs root, sipp, ffmpeg, tcpdump, tshark.
+#[test]
+fn sip_media_sent_to_a_relay_address_are_analyzed_with_their_call_with_any_workers() {
+    let w = tempfile::tempdir().unwrap();
+    let tone = w.path().join("tone.wav");
+    let sine = "sine=frequency=440:sample_rate=8000";
+    let tone_s = tone.to_str().unwrap();
+    common::media::run(
+        "ffmpeg",
+        &["-v", "error", "-f", "lavfi", "-i", sine, "-t", "3", "-c:a", "pcm_mulaw", "-y", tone_s],
+    );
+    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], &[("MEDIA_IP", "198.51.100.11")]);
+    let pcap = w.path().join("cap.pcap");
+    let rtp = tshark(&pcap, Some("udp.dstport == 6000"), &["frame.time_epoch", "ip.dst"]);
+    assert!(rtp.len() > 100 && rtp.iter().all(|r| r.ends_with("|198.51.100.11")), "{rtp:?}");
+    let first_rtp_us = epoch_us(rtp[0].split('|').next().unwrap());
+    let first_frame_us = epoch_us(&tshark(&pcap, None, &["frame.time_epoch"])[0]);
+
+    let cases = replay_with_1_2_3_workers(w.path(), &pcap, "LIID-SIP");
+    for case in &cases {
+        let records = iri(case, "LIID-SIP");
+        let at =
+            |r: &Value| chrono::DateTime::parse_from_rfc3339(r["ts"].as_str().unwrap()).unwrap().timestamp_micros();
+        let begin = records.iter().find(|r| r["event"] == "rtp" && r["what"] == "stream-begin").unwrap();
+        assert_eq!(at(begin), first_rtp_us, "{}: {begin}", case.display());
+        assert_eq!(begin["codec"], "pcm_mulaw");
+        let activated = records.iter().find(|r| r["event"] == "warrant").unwrap();
+        assert_eq!(at(activated), first_frame_us, "{}: {activated}", case.display());
+        assert_eq!(objects(case, "LIID-SIP"), objects(&cases[0], "LIID-SIP"), "{}", case.display());
+        assert_eq!(iri_in_order(case, "LIID-SIP"), iri_in_order(&cases[0], "LIID-SIP"), "{}", case.display());
+    }
+}

@@ -1038,6 +1038,11 @@ impl FlowTable {
 
     /// End everything (`Close::Shutdown`), e.g. end of replay.
     /// Announced connections (FTP data channels) and what became of them.
+    /// The timeouts and bounds this table was made with.
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
     pub fn expectations(&self) -> &Expectations {
         &self.expect
     }

@@ -10,11 +10,13 @@
 //! flows ended at its end time, and idle flows expire. Each warrant's entering into and leaving
 //! force is itself an IRI record (`IriEvent::Warrant`), which delivery sends as HI1.
 
+mod announced;
 mod engine;
 mod links;
 mod recorder;
 pub mod shard;
 
+pub use announced::RouteStats;
 pub use engine::{Engine, Totals};
 pub use recorder::Recorder;
 
@@ -71,6 +73,9 @@ pub struct Summary {
     /// ([`Pipeline::limit_held_events`]); a reload does not see those sessions until their next
     /// Interim-Update.
     pub association_events_dropped: u64,
+    /// What the sharded dispatch kept with the flow that announced it ([`announced`]; zero
+    /// with one pipeline, which needs no dispatch).
+    pub announced_routes: RouteStats,
 }
 
 /// Applied association events kept before the first forgetting pass; after it, a pass runs

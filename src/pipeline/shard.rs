@@ -6,7 +6,9 @@
 //! connections, an RTSP session and its RTP all meet in one worker (they share the pair), and
 //! overlay traffic is spread by what it carries, not by the two tunnel endpoints (a VXLAN link
 //! between two VTEPs carries every VM behind them). The dispatch decodes each frame to find
-//! the pair; non-IP frames and frames that do not decode go to worker 0.
+//! the pair; non-IP frames and frames that do not decode go to worker 0. A connection that a
+//! flow announced between another pair (an FTP 227 naming a third host, SIP media sent to a
+//! relay) goes to the announcing flow's worker instead ([`super::announced`]).
 //!
 //! **What every worker knows.** Association state (warrants, access sessions, VMs, images) is
 //! each worker's own copy, fed the same events: the associations file, and the RADIUS
@@ -18,27 +20,29 @@
 //! ([`Numbers::slot`]), the record stage (image inspections) in the last: no two meet, and
 //! the numbers do not depend on thread timing.
 //!
-//! **Order.** Frames are handed out in epochs of [`EPOCH_FRAMES`]; at an epoch's end every
-//! worker advances to its last frame's time (so idle flows expire and warrant windows close
-//! everywhere alike) and hands back the epoch's records. The record stage takes epoch after
+//! **Order.** Frames are handed out in epochs of [`EPOCH_FRAMES`]. Every worker is told the
+//! time of every frame, its own or not, and advances its clock there: its warrant windows
+//! open and close, its events fall due and its flows expire at the same capture times as one
+//! pipeline's would (worker 0 stamps a warrant's notice with the time of the capture's first
+//! frame in force, not its own first frame's). At an epoch's end every worker hands back the
+//! epoch's records. The record stage takes epoch after
 //! epoch, and within one merges the workers' records by capture time (each worker's in the
 //! order it made them; ties to the lower worker). A session lives in one worker, so its
 //! records keep their order; and the merged stream is the same whatever the threads' speed:
 //! the same capture makes the same case.
 //!
-//! **Known limit.** A pair hash cannot see that two flows between different address pairs
-//! belong together: SIP whose media go to another address than its signalling, or FTP whose
-//! PASV answer names a third host, are analyzed apart (the data is still selected and
-//! delivered as CC, but not rebuilt as the control connection's object). IP fragments of an
-//! underlay carrying a tunnel go by the underlay pair.
+//! **Known limit.** What the dispatch cannot read in one frame goes by its pair: an
+//! announcement split across segments or encrypted, SDP in HTTP ([`super::announced`]). IP
+//! fragments of an underlay carrying a tunnel go by the underlay pair.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use super::announced::Routes;
 use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
-use crate::decode::{DecodeConfig, Decoder};
+use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::flow::FlowStats;
 use crate::record::{Numbers, Record, RecordSink, Records};
 use crate::select::{AssocEvent, Warrant};
@@ -49,6 +53,9 @@ pub const EPOCH_FRAMES: usize = 1024;
 
 /// Epochs a worker may be ahead of the record stage.
 const AHEAD: usize = 2;
+
+/// Announced endpoints and pinned connections are kept at least this long unused.
+const ROUTE_MIN_IDLE_NS: i64 = 300_000_000_000;
 
 /// One epoch's frames for one worker, in one buffer.
 #[derive(Default)]
@@ -62,14 +69,26 @@ struct Slot {
     link: LinkType,
     orig_len: u32,
     end: usize,
+    use_: Use,
+}
+
+/// What a worker does with a frame of its batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// Its own: the whole pipeline.
+    Analyze,
     /// A RADIUS accounting frame another worker analyzes: only its events are learnt.
-    learn_only: bool,
+    LearnOnly,
+    /// Another worker's frame: only its time is passed on (no bytes are copied).
+    TimeOnly,
 }
 
 impl Batch {
-    fn push(&mut self, f: &Frame<'_>, learn_only: bool) {
-        self.bytes.extend_from_slice(f.data);
-        self.frames.push(Slot { ts: f.ts, link: f.link, orig_len: f.orig_len, end: self.bytes.len(), learn_only });
+    fn push(&mut self, f: &Frame<'_>, use_: Use) {
+        if use_ != Use::TimeOnly {
+            self.bytes.extend_from_slice(f.data);
+        }
+        self.frames.push(Slot { ts: f.ts, link: f.link, orig_len: f.orig_len, end: self.bytes.len(), use_ });
     }
 }
 
@@ -138,10 +157,10 @@ fn work(mut p: Pipeline, rx: Receiver<ToWorker>, tx: SyncSender<FromWorker>) {
                     let data = batch.bytes.get(start..s.end).unwrap_or_default();
                     start = s.end;
                     let f = Frame { ts: s.ts, link: s.link, data, orig_len: s.orig_len };
-                    if s.learn_only {
-                        p.learn_radius(&f, &mut out);
-                    } else {
-                        p.frame(&f, &mut out);
+                    match s.use_ {
+                        Use::Analyze => p.frame(&f, &mut out),
+                        Use::LearnOnly => p.learn_radius(&f, &mut out),
+                        Use::TimeOnly => p.advance(f.ts, &mut out),
                     }
                 }
                 p.advance(until, &mut out);
@@ -199,6 +218,8 @@ pub struct Sharded {
     sent: usize,
     merged: usize,
     dispatch: Decoder,
+    /// Connections announced on one pair that run on another, kept with their announcer.
+    routes: Routes,
     last_ts: Timestamp,
     frames: u64,
     damage: Vec<Damage>,
@@ -227,6 +248,13 @@ impl Sharded {
     pub fn start(pipelines: Vec<Pipeline>) -> std::io::Result<Sharded> {
         let n = pipelines.len();
         let warrants = pipelines.first().map(|p| p.warrants().to_vec()).unwrap_or_default();
+        // An announced endpoint outlives every expectation (SIP's and HTTP SDP's 300 s are the
+        // longest) and a pinned connection its flow (the idle timeouts).
+        let idle_ns = pipelines.first().map_or(0, |p| {
+            let c = p.flows().config();
+            c.tcp_idle_ns.max(c.udp_idle_ns)
+        });
+        let idle_ns = idle_ns.max(ROUTE_MIN_IDLE_NS);
         let mut workers = Vec::with_capacity(n);
         for (i, mut p) in pipelines.into_iter().enumerate() {
             p.set_shard(i, Numbers::slot(i as u32, n as u32 + 1));
@@ -243,6 +271,7 @@ impl Sharded {
             sent: 0,
             merged: 0,
             dispatch: Decoder::new(DecodeConfig::default()),
+            routes: Routes::new(idle_ns),
             last_ts: Timestamp::MIN,
             frames: 0,
             damage: Vec::new(),
@@ -276,7 +305,20 @@ impl Sharded {
         let Ok(d) = self.dispatch.decode(f) else { return (0, false) };
         let radius = is_radius(&d.transport);
         let Some(ip) = &d.ip else { return (0, radius) };
-        (pair_hash(ip.src, ip.dst) as usize % n, radius)
+        let mut home = pair_hash(ip.src, ip.dst) as usize % n;
+        let ports = match d.transport {
+            Transport::Tcp(t) => Some((t.src_port, t.dst_port)),
+            Transport::Udp { src_port, dst_port } => Some((src_port, dst_port)),
+            _ => None,
+        };
+        if let Some((sp, dp)) = ports {
+            let (src, dst) = (SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp));
+            if let Some(w) = self.routes.worker(&d.transport, src, dst, f.ts) {
+                home = w.min(n - 1);
+            }
+            self.routes.learn(&d.transport, d.payload, ip.src, ip.dst, home, f.ts);
+        }
+        (home, radius)
     }
 
     /// One captured frame, handed to its worker; the record stage takes the records of the
@@ -285,11 +327,14 @@ impl Sharded {
         self.send_events();
         let (home, radius) = self.route(f);
         for (i, b) in self.batches.iter_mut().enumerate() {
-            if i == home {
-                b.push(f, false);
+            let use_ = if i == home {
+                Use::Analyze
             } else if radius {
-                b.push(f, true);
-            }
+                Use::LearnOnly
+            } else {
+                Use::TimeOnly
+            };
+            b.push(f, use_);
         }
         self.frames += 1;
         if f.ts > self.last_ts {
@@ -381,6 +426,7 @@ impl Sharded {
     pub fn summary(&self) -> Summary {
         let mut s = add_up(self.progress.iter().map(|p| p.summary.clone()).collect());
         s.capture_damage.extend(self.damage.iter().cloned());
+        s.announced_routes = self.routes.stats();
         s
     }
 
@@ -501,6 +547,7 @@ impl Sharded {
         }
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
+        summary.announced_routes = self.routes.stats();
         Totals { summary, flows, objects }
     }
 }

@@ -4,11 +4,21 @@
 # 6000) answers SIPp's built-in UAC scenario (198.51.100.7:5062, media port 7000), changed
 # only to stream WORK/tone.wav as G.711 u-law RTP (rtp_stream) for the call's 3.5 s.
 #
-# usage: sip-call.sh WORK     (root; WORK/tone.wav is the audio to send)
+# With MEDIA_IP set, the UAS's media are at that further address of the server's namespace
+# (its SDP answer's c= line, where the caller's RTP goes), as behind a media relay or a
+# session border controller: the call's signalling and its media run between different
+# address pairs.
+#
+# usage: [MEDIA_IP=ADDR] sip-call.sh WORK     (root; WORK/tone.wav is the audio to send)
 # writes WORK/cap.pcap, WORK/uac.xml, WORK/uas.log, WORK/uac.log, WORK/tcpdump.log
 set -euo pipefail
 WORK=$1
 source "$(dirname "$0")/netns.sh" si
+MI=()
+if [[ -n ${MEDIA_IP:-} ]]; then
+    ip netns exec "${NSP}s" ip addr add "$MEDIA_IP/24" dev "$VS"
+    MI=(-mi "$MEDIA_IP")
+fi
 
 # (sipp -sd exits with 99 after dumping the scenario.)
 { sipp -sd uac || [[ $? -eq 99 ]]; } | python3 -c '
@@ -23,7 +33,7 @@ TCPD=$!
 for _ in $(seq 100); do grep -qs "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done
 grep -qs "listening on" "$WORK/tcpdump.log"
 # (-bg: the parent exits non-zero once the daemon runs; whether it listens is checked below.)
-ip netns exec "${NSP}s" sipp -sn uas -i 198.51.100.10 -p 5060 -mp 6000 -bg >"$WORK/uas.log" 2>&1 || true
+ip netns exec "${NSP}s" sipp -sn uas -i 198.51.100.10 "${MI[@]}" -p 5060 -mp 6000 -bg >"$WORK/uas.log" 2>&1 || true
 for _ in $(seq 100); do ip netns exec "${NSP}s" ss -lun | grep -q ':5060 ' && break; sleep 0.05; done
 ip netns exec "${NSP}s" ss -lun | grep -q ':5060 ' || { echo "the UAS never listened" >&2; cat "$WORK/uas.log" >&2; exit 1; }
 (cd "$WORK" && ip netns exec "${NSP}c" sipp 198.51.100.10:5060 -sf uac.xml -i 198.51.100.7 -p 5062 -mp 7000 \

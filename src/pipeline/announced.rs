@@ -1,0 +1,303 @@
+//! Connections announced on one address pair that run on another, kept with the worker of the
+//! flow that announced them.
+//!
+//! The sharded dispatch ([`super::shard`]) picks a frame's worker from its innermost address
+//! pair. Some sessions announce a connection between another pair: an FTP server behind a NAT
+//! (or a server-to-server transfer) names a third host in its 227 reply, a SIP call's SDP sends
+//! the media to a relay or a session border controller rather than to the signalling's peer.
+//! The announcing analyzer expects that connection in its own worker's flow table; had the
+//! connection gone by its pair, another worker would have analyzed it from scratch: an FTP
+//! upload rebuilt as a nameless TCP stream, a call's first packets missed by RTP detection, a
+//! dynamic payload type without the SDP's format.
+//!
+//! So the dispatch reads the same announcements, one TCP segment or UDP datagram at a time,
+//! with the analyzers' own parsers ([`ftp::parse::announced`], [`sip::sdp_body`],
+//! [`rtp::sdp_rtp_endpoints`]), and [`Routes`] remembers, for an announced address and port
+//! that is neither end of the announcing flow, the worker the announcing flow went to. A
+//! connection that then opens to or from that endpoint (a TCP SYN, or any UDP datagram) is
+//! pinned to that worker, as are the connection's later frames; nothing else moves, so a
+//! connection under way is never split by an announcement made after it began.
+//!
+//! - **Deterministic:** the tables change in capture order, so the same capture makes the same
+//!   case whatever the threads do.
+//! - **Bounded:** at most [`MAX_ROUTES`] announced endpoints and [`MAX_PINS`] pinned
+//!   connections; an entry unused for the routes' idle time (longer than any flow idle
+//!   timeout and expectation lifetime) is dropped. Over the caps an announcement or a
+//!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
+//! - **Not seen:** an announcement split across TCP segments, FTP over TLS (which the
+//!   analyzer cannot read either), SDP in HTTP bodies, and IP fragments of a pinned connection
+//!   that come before the fragment with its ports (they go by their pair).
+//!
+//! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
+//! [`sip::sdp_body`]: crate::analyze::sip::sdp_body
+//! [`rtp::sdp_rtp_endpoints`]: crate::analyze::rtp::sdp_rtp_endpoints
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::analyze::{ftp, rtp, sip};
+use crate::decode::{tcp_flags, Transport};
+use crate::timestamp::Timestamp;
+
+/// Announced endpoints remembered at most.
+pub const MAX_ROUTES: usize = 65_536;
+/// Connections pinned to a worker at most.
+pub const MAX_PINS: usize = 65_536;
+
+/// A TCP segment longer than this is not read for FTP announcements: control replies and
+/// commands are short lines, and bulk data is not read at all.
+const MAX_CONTROL_SEGMENT: usize = 1024;
+
+/// How the SIP messages that can carry SDP begin.
+const SDP_CARRIERS: [&[u8]; 5] = [b"SIP/2.0 ", b"INVITE ", b"ACK ", b"PRACK ", b"UPDATE "];
+
+/// Capture time between sweeps of expired entries.
+const SWEEP_NS: i64 = 1_000_000_000;
+
+/// What the tables did, for the run's summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteStats {
+    /// Announced endpoints remembered (a repeated announcement counts again).
+    pub announced: u64,
+    /// Connections pinned to the worker of their announcer.
+    pub pinned: u64,
+    /// Announcements and connections that went by their pair because a table was full.
+    pub refused: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    worker: usize,
+    last: Timestamp,
+}
+
+/// A connection's two ends, in a fixed order (either direction finds it), with its protocol.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Conn {
+    tcp: bool,
+    lo: SocketAddr,
+    hi: SocketAddr,
+}
+
+impl Conn {
+    fn new(tcp: bool, a: SocketAddr, b: SocketAddr) -> Conn {
+        let (lo, hi) = if (a.ip(), a.port()) <= (b.ip(), b.port()) { (a, b) } else { (b, a) };
+        Conn { tcp, lo, hi }
+    }
+}
+
+/// The dispatch's tables: announced endpoints, and the connections pinned to them.
+pub struct Routes {
+    routes: HashMap<(IpAddr, u16), Entry>,
+    pins: HashMap<Conn, Entry>,
+    idle_ns: i64,
+    next_sweep: Timestamp,
+    stats: RouteStats,
+}
+
+impl Routes {
+    /// Entries unused for `idle_ns` of capture time are dropped.
+    pub fn new(idle_ns: i64) -> Routes {
+        Routes {
+            routes: HashMap::new(),
+            pins: HashMap::new(),
+            idle_ns,
+            next_sweep: Timestamp::MIN,
+            stats: RouteStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> RouteStats {
+        self.stats
+    }
+
+    /// The worker of a TCP or UDP frame from `src` to `dst`, if its connection is pinned or
+    /// opens to an announced endpoint; `None`: its pair decides.
+    pub fn worker(&mut self, transport: &Transport, src: SocketAddr, dst: SocketAddr, now: Timestamp) -> Option<usize> {
+        if self.routes.is_empty() && self.pins.is_empty() {
+            return None;
+        }
+        self.sweep(now);
+        let (tcp, opens) = match transport {
+            Transport::Tcp(t) => (true, t.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN),
+            _ => (false, true),
+        };
+        let conn = Conn::new(tcp, src, dst);
+        if let Some(e) = self.pins.get_mut(&conn) {
+            e.last = e.last.max(now);
+            return Some(e.worker);
+        }
+        if !opens || self.routes.is_empty() {
+            return None;
+        }
+        let key = [dst, src].into_iter().map(|end| (end.ip(), end.port())).find(|k| self.routes.contains_key(k))?;
+        let route = self.routes.get_mut(&key)?;
+        route.last = route.last.max(now);
+        let worker = route.worker;
+        if self.pins.len() >= MAX_PINS {
+            self.stats.refused += 1;
+            return None;
+        }
+        self.pins.insert(conn, Entry { worker, last: now });
+        self.stats.pinned += 1;
+        Some(worker)
+    }
+
+    /// Reads a frame's TCP or UDP payload for announcements; one whose endpoint is neither
+    /// `src` nor `dst` address is routed to `worker`, the worker the frame went to.
+    pub fn learn(
+        &mut self,
+        transport: &Transport,
+        payload: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+        worker: usize,
+        now: Timestamp,
+    ) {
+        let mut found: [Option<SocketAddr>; 4] = [None; 4];
+        match transport {
+            // A segment that starts like a reply or a PORT/EPRT command: its lines are read
+            // (a reply may follow another in one segment). The first byte turns away almost
+            // every other segment before any line is looked for.
+            Transport::Tcp(_)
+                if payload.len() <= MAX_CONTROL_SEGMENT
+                    && matches!(payload.first(), Some(b'1'..=b'5' | b'P' | b'p' | b'E' | b'e')) =>
+            {
+                let lines = payload
+                    .split(|&b| b == b'\n')
+                    .filter(|l| matches!(l.first(), Some(b'2' | b'P' | b'p' | b'E' | b'e')));
+                for (slot, line) in found.iter_mut().zip(lines.filter_map(ftp::parse::announced)) {
+                    *slot = Some(line);
+                }
+            }
+            // Only a response or an INVITE, ACK, PRACK or UPDATE carries an offer or an answer
+            // (RFC 3261, 3262, 3311); the fixed prefix turns away RTP, DNS, QUIC and the rest.
+            Transport::Udp { .. } if SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) && sip::looks_sip(payload) => {
+                let Some(sdp) = sip::sdp_body(payload) else { return };
+                let ends = rtp::sdp_rtp_endpoints(&sdp).map(|(m, addr)| SocketAddr::new(addr, m.port));
+                for (slot, end) in found.iter_mut().zip(ends) {
+                    *slot = Some(end);
+                }
+            }
+            _ => return,
+        }
+        for end in found.into_iter().flatten() {
+            if end.port() == 0 || end.ip().is_unspecified() || end.ip() == src || end.ip() == dst {
+                continue;
+            }
+            self.route(end, worker, now);
+        }
+    }
+
+    fn route(&mut self, end: SocketAddr, worker: usize, now: Timestamp) {
+        let key = (end.ip(), end.port());
+        if self.routes.len() >= MAX_ROUTES && !self.routes.contains_key(&key) {
+            self.next_sweep = Timestamp::MIN;
+            self.sweep(now);
+            if self.routes.len() >= MAX_ROUTES {
+                self.stats.refused += 1;
+                return;
+            }
+        }
+        self.routes.insert(key, Entry { worker, last: now });
+        self.stats.announced += 1;
+    }
+
+    /// Drops entries unused for the idle time, at most once a second of capture time.
+    fn sweep(&mut self, now: Timestamp) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now.add_nanos(SWEEP_NS);
+        let idle = self.idle_ns;
+        self.routes.retain(|_, e| e.last.add_nanos(idle) > now);
+        self.pins.retain(|_, e| e.last.add_nanos(idle) > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpInfo;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_secs_nanos(1_780_000_000 + s, 0)
+    }
+
+    fn tcp(flags: u8) -> Transport {
+        Transport::Tcp(TcpInfo { src_port: 0, dst_port: 0, seq: 0, ack: 0, flags, window: 0, mss: None })
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const CLIENT: &str = "198.51.100.7";
+    const SERVER: &str = "198.51.100.10";
+
+    #[test]
+    fn a_pasv_to_a_third_host_pins_its_data_connection_from_the_syn_on() {
+        let mut r = Routes::new(600_000_000_000);
+        let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        r.learn(&tcp(tcp_flags::ACK), b"227 Entering Passive Mode (198,51,100,12,234,103).\r\n", s, c, 1, at(0));
+        assert_eq!(r.stats().announced, 1);
+        let (client, data) = (sa("198.51.100.7:40000"), sa("198.51.100.12:60007"));
+        // A segment of a connection that did not open after the announcement stays with its pair.
+        assert_eq!(r.worker(&tcp(tcp_flags::ACK), client, data, at(1)), None);
+        assert_eq!(r.worker(&tcp(tcp_flags::SYN), client, data, at(1)), Some(1));
+        assert_eq!(r.worker(&tcp(tcp_flags::SYN | tcp_flags::ACK), data, client, at(1)), Some(1));
+        assert_eq!(r.worker(&tcp(tcp_flags::ACK), client, data, at(2)), Some(1));
+        assert_eq!(r.stats().pinned, 1);
+        // Another connection to the control server is not touched.
+        assert_eq!(r.worker(&tcp(tcp_flags::SYN), client, sa("198.51.100.10:60007"), at(2)), None);
+        // Unused for the idle time: gone.
+        assert_eq!(r.worker(&tcp(tcp_flags::ACK), client, data, at(700)), None);
+        assert_eq!(r.worker(&tcp(tcp_flags::SYN), client, data, at(700)), None);
+    }
+
+    #[test]
+    fn announcements_of_the_flows_own_ends_and_of_nothing_route_nothing() {
+        let mut r = Routes::new(600_000_000_000);
+        let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        r.learn(&tcp(tcp_flags::ACK), b"227 Entering Passive Mode (198,51,100,10,234,103).\r\n", s, c, 1, at(0));
+        r.learn(&tcp(tcp_flags::ACK), b"PORT 198,51,100,7,4,1\r\n", c, s, 1, at(0));
+        r.learn(&tcp(tcp_flags::ACK), b"229 Entering Extended Passive Mode (|||6446|)\r\n", s, c, 1, at(0));
+        r.learn(&tcp(tcp_flags::ACK), b"227 Entering Passive Mode (0,0,0,0,234,103).\r\n", s, c, 1, at(0));
+        r.learn(&tcp(tcp_flags::ACK), &[b'2'; 2000], s, c, 1, at(0));
+        r.learn(&Transport::Udp { src_port: 5060, dst_port: 5060 }, b"INVITE sip:x SIP/2.0\r\n\r\n", c, s, 1, at(0));
+        assert_eq!(r.stats(), RouteStats::default());
+        assert_eq!(r.worker(&tcp(tcp_flags::SYN), sa("198.51.100.7:1"), sa("198.51.100.10:60007"), at(1)), None);
+    }
+
+    #[test]
+    fn an_sdp_answer_sends_the_media_to_the_signallings_worker() {
+        let mut r = Routes::new(600_000_000_000);
+        let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.11\r\ns=-\r\nc=IN IP4 198.51.100.11\r\nt=0 0\r\n\
+                   m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let msg = format!(
+            "SIP/2.0 200 OK\r\nCall-ID: a\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        r.learn(&Transport::Udp { src_port: 5060, dst_port: 5062 }, msg.as_bytes(), s, c, 2, at(0));
+        assert_eq!(r.stats().announced, 1);
+        let udp = Transport::Udp { src_port: 7000, dst_port: 6000 };
+        assert_eq!(r.worker(&udp, sa("198.51.100.7:7000"), sa("198.51.100.11:6000"), at(1)), Some(2));
+        assert_eq!(r.worker(&udp, sa("198.51.100.11:6000"), sa("198.51.100.7:7000"), at(1)), Some(2));
+        assert_eq!(r.worker(&udp, sa("198.51.100.7:7002"), sa("198.51.100.11:6002"), at(1)), None);
+    }
+
+    #[test]
+    fn full_tables_refuse_and_count() {
+        let mut r = Routes::new(600_000_000_000);
+        for i in 0..MAX_ROUTES + 10 {
+            let end = SocketAddr::new(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]), 1000 + (i >> 16) as u16);
+            r.route(end, 0, at(0));
+        }
+        assert_eq!(r.stats().announced, MAX_ROUTES as u64);
+        assert_eq!(r.stats().refused, 10);
+        // Once they have expired, there is room again.
+        r.route(sa("10.9.9.9:1"), 0, at(700));
+        assert_eq!(r.routes.len(), 1);
+    }
+}
