@@ -46,28 +46,6 @@ pub fn looks_sip(datagram: &[u8]) -> bool {
     matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some(m), Some(_), Some("SIP/2.0"), None) if METHODS.contains(&m))
 }
 
-/// The SDP a SIP message carries (`Content-Type: application/sdp`, within `Content-Length`),
-/// parsed: the offer or answer whose `m=` lines say where the call's media go. Also read by
-/// the sharded dispatch (`pipeline::announced`), which keeps media sent to a third address
-/// with their signalling.
-pub fn sdp_body(datagram: &[u8]) -> Option<sdp::Session> {
-    let split = datagram.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(datagram.get(..split)?);
-    let header = |name: &str| {
-        head.split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| expand(k.trim()).eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
-    if !header("Content-Type").is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp")) {
-        return None;
-    }
-    let body = datagram.get(split + 4..).unwrap_or_default();
-    let len = header("Content-Length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(body.len());
-    sdp::parse_bytes(body.get(..len.min(body.len()))?).ok()
-}
-
 /// One SIP message, for IRI.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SipEvent {
@@ -130,7 +108,7 @@ impl Sip {
             e.method = p.next().map(String::from);
             e.request_uri = p.next().map(String::from);
         }
-        if let Some(s) = sdp_body(datagram) {
+        if let Some(s) = sdp::in_message(datagram) {
             e.media = super::rtp::expect_sdp_media(&s, EXPECT_NS, cx);
         }
         if self.events >= MAX_EVENTS {

@@ -130,6 +130,34 @@ pub struct Session {
     pub media: Vec<Media>,
 }
 
+/// The SDP body of a message held whole in `bytes` that is shaped like SIP, HTTP/1.x and RTSP
+/// messages are: a start line, header lines, an empty line, then a body of `Content-Type:
+/// application/sdp`, cut at its `Content-Length` (SIP's compact `c` and `l` are read too).
+/// `None` when there is no such body or it does not parse. For readers of one datagram or
+/// segment: the SIP analyzer, and the sharded dispatch (`pipeline::announced`), which keeps
+/// media sent to a third address with the flow that carried their SDP.
+pub fn in_message(bytes: &[u8]) -> Option<Session> {
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(bytes.get(..split)?);
+    let header = |full: &str, compact: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| {
+                let k = k.trim();
+                k.eq_ignore_ascii_case(full) || k == compact
+            })
+            .map(|(_, v)| v.trim())
+    };
+    let is_sdp = |t: &str| t.to_ascii_lowercase().starts_with("application/sdp");
+    if !header("Content-Type", "c").is_some_and(is_sdp) {
+        return None;
+    }
+    let body = bytes.get(split + 4..).unwrap_or_default();
+    let len = header("Content-Length", "l").and_then(|v| v.parse::<usize>().ok()).unwrap_or(body.len());
+    parse_bytes(body.get(..len.min(body.len()))?).ok()
+}
+
 /// Parses a description given as bytes (as captured).
 pub fn parse_bytes(sdp: &[u8]) -> Result<Session, Error> {
     if sdp.len() > MAX_SDP_LEN {
@@ -277,6 +305,20 @@ fn format_of<'m>(m: &'m mut Media, pt: &str) -> Option<&'m mut PayloadFormat> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_sdp_body_of_a_message() {
+        let sdp = "v=0\r\nc=IN IP4 198.51.100.11\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let sip = format!("SIP/2.0 200 OK\r\nc: application/sdp\r\nl: {}\r\n\r\n{sdp}trailing junk", sdp.len());
+        let s = in_message(sip.as_bytes()).unwrap();
+        assert_eq!((s.media.len(), s.media[0].port), (1, 6000));
+        let http = format!("HTTP/1.0 201 Created\r\nContent-Type: Application/SDP\r\n\r\n{sdp}");
+        assert_eq!(in_message(http.as_bytes()).unwrap().connection.unwrap().address, "198.51.100.11");
+        assert!(in_message(format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n{sdp}").as_bytes()).is_none());
+        assert!(in_message(b"SIP/2.0 200 OK\r\nContent-Type: application/sdp\r\n").is_none());
+        assert!(in_message(b"\r\n\r\n").is_none());
+        assert!(in_message(&[0xff; 64]).is_none());
+    }
     use super::*;
 
     #[test]

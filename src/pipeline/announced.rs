@@ -11,8 +11,8 @@
 //! dynamic payload type without the SDP's format.
 //!
 //! So the dispatch reads the same announcements, one TCP segment or UDP datagram at a time,
-//! with the analyzers' own parsers ([`ftp::parse::announced`], [`sip::sdp_body`],
-//! [`rtp::sdp_rtp_endpoints`]), and [`Routes`] remembers, for an announced address and port
+//! with the analyzers' own parsers ([`ftp::parse::announced`], [`sdp::in_message`] for SIP
+//! and for HTTP bodies, [`rtp::sdp_rtp_endpoints`]), and [`Routes`] remembers, for an announced address and port
 //! that is neither end of the announcing flow, the worker the announcing flow went to. A
 //! connection that then opens to or from that endpoint (a TCP SYN, or any UDP datagram) is
 //! pinned to that worker, as are the connection's later frames; nothing else moves, so a
@@ -24,12 +24,13 @@
 //!   connections; an entry unused for the routes' idle time (longer than any flow idle
 //!   timeout and expectation lifetime) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
-//! - **Not seen:** an announcement split across TCP segments, FTP over TLS (which the
-//!   analyzer cannot read either), SDP in HTTP bodies, and IP fragments of a pinned connection
-//!   that come before the fragment with its ports (they go by their pair).
+//! - **Not seen:** an announcement split across TCP segments (an HTTP message whose SDP body
+//!   comes in a segment after its headers), anything over TLS (which the analyzer cannot read
+//!   either), and IP fragments of a pinned connection that come before the fragment with its
+//!   ports (they go by their pair).
 //!
 //! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
-//! [`sip::sdp_body`]: crate::analyze::sip::sdp_body
+//! [`sdp::in_message`]: crate::media::sdp::in_message
 //! [`rtp::sdp_rtp_endpoints`]: crate::analyze::rtp::sdp_rtp_endpoints
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::analyze::{ftp, rtp, sip};
 use crate::decode::{tcp_flags, Transport};
+use crate::media::sdp;
 use crate::timestamp::Timestamp;
 
 /// Announced endpoints remembered at most.
@@ -49,7 +51,11 @@ pub const MAX_PINS: usize = 65_536;
 const MAX_CONTROL_SEGMENT: usize = 1024;
 
 /// How the SIP messages that can carry SDP begin.
-const SDP_CARRIERS: [&[u8]; 5] = [b"SIP/2.0 ", b"INVITE ", b"ACK ", b"PRACK ", b"UPDATE "];
+const SIP_SDP_CARRIERS: [&[u8]; 5] = [b"SIP/2.0 ", b"INVITE ", b"ACK ", b"PRACK ", b"UPDATE "];
+
+/// How the HTTP/1.x messages that can carry an SDP body begin: a response, or a request with a
+/// body (WHIP and WHEP POST their offers, RFC 9725; PATCH carries trickled candidates).
+const HTTP_SDP_CARRIERS: [&[u8]; 4] = [b"HTTP/1.", b"POST ", b"PUT ", b"PATCH "];
 
 /// Capture time between sweeps of expired entries.
 const SWEEP_NS: i64 = 1_000_000_000;
@@ -155,7 +161,10 @@ impl Routes {
         now: Timestamp,
     ) {
         let mut found: [Option<SocketAddr>; 4] = [None; 4];
-        match transport {
+        let sdp = match transport {
+            // An HTTP/1.x message with an SDP body (a WHIP-style offer or answer, a `.sdp`
+            // fetched from a web server), whole in this segment.
+            Transport::Tcp(_) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => sdp::in_message(payload),
             // A segment that starts like a reply or a PORT/EPRT command: its lines are read
             // (a reply may follow another in one segment). The first byte turns away almost
             // every other segment before any line is looked for.
@@ -169,17 +178,22 @@ impl Routes {
                 for (slot, line) in found.iter_mut().zip(lines.filter_map(ftp::parse::announced)) {
                     *slot = Some(line);
                 }
+                None
             }
             // Only a response or an INVITE, ACK, PRACK or UPDATE carries an offer or an answer
             // (RFC 3261, 3262, 3311); the fixed prefix turns away RTP, DNS, QUIC and the rest.
-            Transport::Udp { .. } if SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) && sip::looks_sip(payload) => {
-                let Some(sdp) = sip::sdp_body(payload) else { return };
-                let ends = rtp::sdp_rtp_endpoints(&sdp).map(|(m, addr)| SocketAddr::new(addr, m.port));
-                for (slot, end) in found.iter_mut().zip(ends) {
-                    *slot = Some(end);
-                }
+            Transport::Udp { .. }
+                if SIP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) && sip::looks_sip(payload) =>
+            {
+                sdp::in_message(payload)
             }
             _ => return,
+        };
+        if let Some(sdp) = sdp {
+            let ends = rtp::sdp_rtp_endpoints(&sdp).map(|(m, addr)| SocketAddr::new(addr, m.port));
+            for (slot, end) in found.iter_mut().zip(ends) {
+                *slot = Some(end);
+            }
         }
         for end in found.into_iter().flatten() {
             if end.port() == 0 || end.ip().is_unspecified() || end.ip() == src || end.ip() == dst {
@@ -285,6 +299,28 @@ mod tests {
         assert_eq!(r.worker(&udp, sa("198.51.100.7:7000"), sa("198.51.100.11:6000"), at(1)), Some(2));
         assert_eq!(r.worker(&udp, sa("198.51.100.11:6000"), sa("198.51.100.7:7000"), at(1)), Some(2));
         assert_eq!(r.worker(&udp, sa("198.51.100.7:7002"), sa("198.51.100.11:6002"), at(1)), None);
+    }
+
+    #[test]
+    fn an_sdp_over_http_whole_in_its_segment_routes_its_media() {
+        let mut r = Routes::new(600_000_000_000);
+        let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.11\r\ns=-\r\nc=IN IP4 198.51.100.11\r\nt=0 0\r\n\
+                   m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let post = format!(
+            "POST /whip HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        r.learn(&tcp(tcp_flags::ACK | tcp_flags::PSH), post.as_bytes(), c, s, 1, at(0));
+        assert_eq!(r.stats().announced, 1);
+        let udp = Transport::Udp { src_port: 40000, dst_port: 5004 };
+        assert_eq!(r.worker(&udp, sa("198.51.100.7:40000"), sa("198.51.100.11:5004"), at(1)), Some(1));
+        // Headers without the body, or another type: nothing.
+        let mut r = Routes::new(600_000_000_000);
+        let head = post.split("\r\n\r\n").next().unwrap().to_string() + "\r\n\r\n";
+        r.learn(&tcp(tcp_flags::ACK), head.as_bytes(), c, s, 1, at(0));
+        r.learn(&tcp(tcp_flags::ACK), post.replace("application/sdp", "text/plain").as_bytes(), c, s, 1, at(0));
+        assert_eq!(r.stats(), RouteStats::default());
     }
 
     #[test]

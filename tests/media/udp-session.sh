@@ -8,12 +8,21 @@
 #   whose packets the sender's link drops (netns.sh): lost before the capture point.
 #   optional env SDP_SERVER=1: an HTTP server on 198.51.100.10:8080 answers one POST of an SDP
 #   with 201 and that SDP (a WHIP-style offer/answer); its TCP is captured too.
+#   optional env MEDIA_IP: a further address of the receiver's namespace, whose ports 5000-5007
+#   are sunk too (media sent to another address than the signalling's, as to a media server).
 # writes WORK/cap.pcap, WORK/tcpdump.log, WORK/sender.log   (root)
 set -euo pipefail
 WORK=$1; shift
 source "$(dirname "$0")/netns.sh" ud
-for port in 5000 5001 5002 5003 5004 5005 5006 5007; do
-    ip netns exec "${NSP}s" socat -u "UDP-RECV:$port,bind=198.51.100.10" /dev/null & PIDS+=($!)
+SINKS=(198.51.100.10)
+if [[ -n ${MEDIA_IP:-} ]]; then
+    ip netns exec "${NSP}s" ip addr add "$MEDIA_IP/24" dev "$VS"
+    SINKS+=("$MEDIA_IP")
+fi
+for addr in "${SINKS[@]}"; do
+    for port in 5000 5001 5002 5003 5004 5005 5006 5007; do
+        ip netns exec "${NSP}s" socat -u "UDP-RECV:$port,bind=$addr" /dev/null & PIDS+=($!)
+    done
 done
 FILTER=udp
 if [[ -n ${SDP_SERVER:-} ]]; then
