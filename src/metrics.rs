@@ -50,6 +50,8 @@ pub mod names {
     pub const FLOWS: &str = "tapir_flows";
     pub const MATCHED_PACKETS: &str = "tapir_matched_packets_total";
     pub const OBJECTS: &str = "tapir_objects_total";
+    pub const ANNOUNCED_CONNECTIONS: &str = "tapir_announced_connections_total";
+    pub const ANNOUNCED_REFUSED: &str = "tapir_announced_refused_total";
     pub const SPOOL_BYTES: &str = "tapir_spool_bytes";
     pub const LEA_CONNECTED: &str = "tapir_lea_connected";
     pub const REASSEMBLY_BYTES: &str = "tapir_reassembly_bytes";
@@ -310,6 +312,11 @@ pub struct TapirMetrics {
     pub bytes: Counter,
     pub flows: Gauge,
     pub objects: Counter,
+    /// Connections announced on another address pair kept with their announcer's worker, and
+    /// announcements or connections the dispatch's full tables let go by their pair
+    /// (`pipeline::RouteStats`; zero with one pipeline).
+    pub announced_connections: Counter,
+    pub announced_refused: Counter,
     pub spool_bytes: Gauge,
     pub reassembly_bytes: Gauge,
 }
@@ -325,6 +332,14 @@ impl TapirMetrics {
             bytes: c(names::BYTES, "Bytes captured (original wire length)."),
             flows: g(names::FLOWS, "Flows currently tracked."),
             objects: c(names::OBJECTS, "Content objects extracted."),
+            announced_connections: c(
+                names::ANNOUNCED_CONNECTIONS,
+                "Connections announced on another address pair (FTP 227/PORT/EPRT, SDP) analyzed by their announcer's pipeline worker.",
+            ),
+            announced_refused: c(
+                names::ANNOUNCED_REFUSED,
+                "Announcements and connections sent by their address pair because the dispatch's tables were full.",
+            ),
             spool_bytes: g(names::SPOOL_BYTES, "Bytes waiting in the delivery spool."),
             reassembly_bytes: g(names::REASSEMBLY_BYTES, "Bytes held by TCP reassembly."),
             registry: registry.clone(),

@@ -179,6 +179,8 @@ impl Updater {
                 c.raise_to(*n);
             }
         }
+        self.m.announced_connections.raise_to(s.announced_routes.pinned);
+        self.m.announced_refused.raise_to(s.announced_routes.refused);
         let fs = p.flow_stats();
         self.m.flows.set(i64::try_from(fs.active).unwrap_or(i64::MAX));
         self.m.reassembly_bytes.set(i64::try_from(fs.tcp.buffered).unwrap_or(i64::MAX));
