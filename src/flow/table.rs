@@ -1036,17 +1036,17 @@ impl FlowTable {
         }
     }
 
-    /// End everything (`Close::Shutdown`), e.g. end of replay.
-    /// Announced connections (FTP data channels) and what became of them.
     /// The timeouts and bounds this table was made with.
     pub fn config(&self) -> &FlowConfig {
         &self.cfg
     }
 
+    /// Announced connections (FTP data channels) and what became of them.
     pub fn expectations(&self) -> &Expectations {
         &self.expect
     }
 
+    /// End everything (`Close::Shutdown`), e.g. end of replay.
     pub fn finish(&mut self, now: Timestamp, files: &mut FileLayer, sink: &mut dyn RecordSink) {
         for i in 0..self.slots.len() as u32 {
             if self.slots.get(i as usize).is_some_and(|s| s.flow.is_some()) {

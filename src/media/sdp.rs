@@ -305,6 +305,7 @@ fn format_of<'m>(m: &'m mut Media, pt: &str) -> Option<&'m mut PayloadFormat> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_sdp_body_of_a_message() {
@@ -319,7 +320,6 @@ mod tests {
         assert!(in_message(b"\r\n\r\n").is_none());
         assert!(in_message(&[0xff; 64]).is_none());
     }
-    use super::*;
 
     #[test]
     fn a_voip_offer() {

@@ -1,33 +1,37 @@
-//! Connections announced on one address pair that run on another, kept with the worker of the
-//! flow that announced them.
+//! Connections announced on one address pair that run on another, kept with the worker of the flow
+//! that announced them.
 //!
-//! The sharded dispatch ([`super::shard`]) picks a frame's worker from its innermost address
-//! pair. Some sessions announce a connection between another pair: an FTP server behind a NAT
-//! (or a server-to-server transfer) names a third host in its 227 reply, a SIP call's SDP sends
-//! the media to a relay or a session border controller rather than to the signalling's peer.
-//! The announcing analyzer expects that connection in its own worker's flow table; had the
-//! connection gone by its pair, another worker would have analyzed it from scratch: an FTP
-//! upload rebuilt as a nameless TCP stream, a call's first packets missed by RTP detection, a
-//! dynamic payload type without the SDP's format.
+//! The sharded dispatch ([`super::shard`]) picks a frame's worker from its innermost address pair.
+//! Some sessions announce a connection between another pair: an FTP server behind a NAT (or a
+//! server-to-server transfer) names a third host in its 227 reply, a SIP call's SDP sends the media
+//! to a relay or a session border controller rather than to the signalling's peer. The announcing
+//! analyzer expects that connection in its own worker's flow table; had the connection gone by its
+//! pair, another worker would have analyzed it from scratch: an FTP upload rebuilt as a nameless
+//! TCP stream, a call's first packets missed by RTP detection, a dynamic payload type without the
+//! SDP's format.
 //!
-//! So the dispatch reads the same announcements, one TCP segment or UDP datagram at a time,
-//! with the analyzers' own parsers ([`ftp::parse::announced`], [`sdp::in_message`] for SIP
-//! and for HTTP bodies, [`rtp::sdp_rtp_endpoints`]), and [`Routes`] remembers, for an announced address and port
-//! that is neither end of the announcing flow, the worker the announcing flow went to. A
-//! connection that then opens to or from that endpoint (a TCP SYN, or any UDP datagram) is
-//! pinned to that worker, as are the connection's later frames; nothing else moves, so a
-//! connection under way is never split by an announcement made after it began.
+//! So the dispatch reads the same announcements, one TCP segment or UDP datagram at a time, with
+//! the analyzers' own parsers ([`ftp::parse::announced`], [`sdp::in_message`] for SIP and for HTTP
+//! bodies, [`rtp::sdp_rtp_endpoints`]), and [`Routes`] remembers, for an announced address and port
+//! that is neither end of the announcing flow, the worker the announcing flow went to. A connection
+//! that then opens to or from that endpoint is pinned to that worker, with all its later frames. A
+//! TCP connection opens with its SYN: one under way when the announcement came stays where it is,
+//! never split. UDP has no opening: a UDP flow already running to an endpoint announced later (a
+//! port reused) moves at its next datagram.
 //!
-//! - **Deterministic:** the tables change in capture order, so the same capture makes the same
-//!   case whatever the threads do.
-//! - **Bounded:** at most [`MAX_ROUTES`] announced endpoints and [`MAX_PINS`] pinned
-//!   connections; an entry unused for the routes' idle time (longer than any flow idle
-//!   timeout and expectation lifetime) is dropped. Over the caps an announcement or a
+//! Keys are addresses and ports, not overlay zones: the same endpoint in two tenants' VNIs is
+//! routed alike, which only places a connection, as a pair hash would.
+//!
+//! - **Deterministic:** the tables change in capture order, so the same capture makes the same case
+//!   whatever the threads do.
+//! - **Bounded:** at most [`MAX_ROUTES`] announced endpoints and [`MAX_PINS`] pinned connections;
+//!   an entry unused for the routes' idle time (as long as the flow idle timeouts and the longest
+//!   expectation lifetime, whichever is longer) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
-//! - **Not seen:** an announcement split across TCP segments (an HTTP message whose SDP body
-//!   comes in a segment after its headers), anything over TLS (which the analyzer cannot read
-//!   either), and IP fragments of a pinned connection that come before the fragment with its
-//!   ports (they go by their pair).
+//! - **Not seen:** an announcement split across TCP segments (an HTTP message whose SDP body comes
+//!   in a segment after its headers), anything over TLS (which the analyzer cannot read either),
+//!   and IP fragments of a pinned connection that come before the fragment with its ports (they go
+//!   by their pair).
 //!
 //! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
 //! [`sdp::in_message`]: crate::media::sdp::in_message

@@ -25,14 +25,14 @@
 //! open and close, its events fall due and its flows expire at the same capture times as one
 //! pipeline's would (worker 0 stamps a warrant's notice with the time of the capture's first
 //! frame in force, not its own first frame's). At an epoch's end every worker hands back the
-//! epoch's records. The record stage takes epoch after
-//! epoch, and within one merges the workers' records by capture time (each worker's in the
-//! order it made them; ties to the lower worker). A session lives in one worker, so its
+//! epoch's records. The record stage takes epoch after epoch, and within one merges the
+//! workers' records by capture time (each worker's in the order it made them; ties to the
+//! lower worker). A session lives in one worker, so its
 //! records keep their order; and the merged stream is the same whatever the threads' speed:
 //! the same capture makes the same case.
 //!
-//! **Known limit.** What the dispatch cannot read in one frame goes by its pair: an
-//! announcement split across segments or encrypted, SDP in HTTP ([`super::announced`]). IP
+//! **Known limits.** An announcement the dispatch cannot read in one frame (split across
+//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]). IP
 //! fragments of an underlay carrying a tunnel go by the underlay pair.
 
 use std::net::{IpAddr, SocketAddr};
