@@ -340,4 +340,36 @@ mod tests {
         r.route(sa("10.9.9.9:1"), 0, at(700));
         assert_eq!(r.routes.len(), 1);
     }
+
+    proptest::proptest! {
+        /// Hostile payloads behind every prefix the dispatch reads: no panic, and whatever
+        /// they announce is a third-address endpoint with a port, within the caps.
+        #[test]
+        fn damaged_announcements_never_panic(
+            prefix in 0usize..10,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            flip in 0usize..1600,
+            to in proptest::prelude::any::<u8>(),
+        ) {
+            let prefixes: [&[u8]; 10] = [
+                b"227 Entering Passive Mode (", b"PORT ", b"EPRT |", b"SIP/2.0 200 OK\r\n", b"INVITE sip:a SIP/2.0\r\n",
+                b"HTTP/1.1 201 Created\r\n", b"POST /whip HTTP/1.1\r\n", b"Content-Type: application/sdp\r\n\r\nv=0\r\n",
+                b"c=IN IP4 10.9.9.9\r\nm=audio 9 RTP/AVP 0\r\n", b"",
+            ];
+            let mut payload = prefixes[prefix].to_vec();
+            payload.extend_from_slice(&body);
+            if let Some(b) = payload.get_mut(flip) {
+                *b = to;
+            }
+            let mut r = Routes::new(600_000_000_000);
+            let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+            for t in [tcp(tcp_flags::ACK), Transport::Udp { src_port: 5060, dst_port: 5060 }] {
+                r.learn(&t, &payload, c, s, 1, at(0));
+            }
+            proptest::prop_assert!(r.routes.len() <= 8);
+            for ((ip, port), e) in &r.routes {
+                proptest::prop_assert!(*port != 0 && !ip.is_unspecified() && *ip != c && *ip != s && e.worker == 1);
+            }
+        }
+    }
 }
