@@ -250,6 +250,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// `start` (a start line and headers) with an SDP body whose media `m` (an `m=` line's
+    /// value and what follows) are at 198.51.100.11.
+    fn with_sdp(start: &str, m: &str) -> String {
+        let sdp = format!("v=0\r\no=- 1 1 IN IP4 198.51.100.11\r\ns=-\r\nc=IN IP4 198.51.100.11\r\nt=0 0\r\nm={m}\r\n");
+        format!("{start}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len())
+    }
+
     const CLIENT: &str = "198.51.100.7";
     const SERVER: &str = "198.51.100.10";
 
@@ -291,12 +298,7 @@ mod tests {
     fn an_sdp_answer_sends_the_media_to_the_signallings_worker() {
         let mut r = Routes::new(600_000_000_000);
         let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
-        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.11\r\ns=-\r\nc=IN IP4 198.51.100.11\r\nt=0 0\r\n\
-                   m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-        let msg = format!(
-            "SIP/2.0 200 OK\r\nCall-ID: a\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        );
+        let msg = with_sdp("SIP/2.0 200 OK\r\nCall-ID: a", "audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000");
         r.learn(&Transport::Udp { src_port: 5060, dst_port: 5062 }, msg.as_bytes(), s, c, 2, at(0));
         assert_eq!(r.stats().announced, 1);
         let udp = Transport::Udp { src_port: 7000, dst_port: 6000 };
@@ -309,12 +311,7 @@ mod tests {
     fn an_sdp_over_http_whole_in_its_segment_routes_its_media() {
         let mut r = Routes::new(600_000_000_000);
         let (c, s) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
-        let sdp = "v=0\r\no=- 1 1 IN IP4 198.51.100.11\r\ns=-\r\nc=IN IP4 198.51.100.11\r\nt=0 0\r\n\
-                   m=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
-        let post = format!(
-            "POST /whip HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        );
+        let post = with_sdp("POST /whip HTTP/1.1\r\nHost: x", "video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000");
         r.learn(&tcp(tcp_flags::ACK | tcp_flags::PSH), post.as_bytes(), c, s, 1, at(0));
         assert_eq!(r.stats().announced, 1);
         let udp = Transport::Udp { src_port: 40000, dst_port: 5004 };
