@@ -188,10 +188,24 @@ fn read_lines(path: &Path) -> Result<Vec<Value>, ReportError> {
 }
 
 /// The case record inside a line of an LEMF's `iri.jsonl` (one decoded HI2 PDU: tapir's
-/// national parameters carry the record whole), or the line as it is. A PDU without one (an HI1
-/// notification, an EmailIRI) is kept as a `hi2` record of its time and CIN.
+/// national parameters carry the record whole), or the line as it is. An HI1 notification is
+/// the warrant record it stands for (its operation, at its PS-PDU header's time; HI1 carries no
+/// window); another PDU without a case record (an EmailIRI) is kept as a `hi2` record of its
+/// time and CIN.
 fn as_case_record(line: Value) -> Value {
-    if line.get("event").is_some() || line.get("iri").is_none() {
+    if line.get("event").is_some() {
+        return line;
+    }
+    if let Some(op) = line.get("hI1-Operation").and_then(Value::as_object).and_then(|m| m.keys().next()) {
+        let op = match op.as_str() {
+            "liActivated" => "activated",
+            "liDeactivated" => "deactivated",
+            "liModified" => "modified",
+            other => other,
+        };
+        return serde_json::json!({"event": "warrant", "op": op, "ts": header_time(&line), "via": "HI1"});
+    }
+    if line.get("iri").is_none() {
         return line;
     }
     fn find(v: &Value) -> Option<&Value> {
@@ -203,8 +217,17 @@ fn as_case_record(line: Value) -> Value {
     }
     match find(&line["iri"]) {
         Some(r) => r.clone(),
-        None => serde_json::json!({"event": "hi2", "ts": line["ts"], "cin": line["cin"], "pdu": line["iri"]}),
+        None => serde_json::json!({"event": "hi2", "ts": header_time(&line), "cin": line["cin"], "pdu": line["iri"]}),
     }
+}
+
+/// The time in a decoded PDU's PS-PDU header (`microSecondTimeStamp`), as the case writes
+/// times; null without one.
+fn header_time(line: &Value) -> Value {
+    let t = &line["pSHeader"]["microSecondTimeStamp"];
+    let (Some(secs), Some(us)) = (t["seconds"].as_i64(), t["microSeconds"].as_u64()) else { return Value::Null };
+    let us = u32::try_from(us.min(999_999)).unwrap_or(0);
+    Value::String(crate::timestamp::Timestamp::from_secs_nanos(secs, us * 1000).to_rfc3339())
 }
 
 /// A LIID directory's own verdict. When the root verified, its digests stand for the same
@@ -530,14 +553,12 @@ fn warrant(h: &mut String, l: &Liid) {
     );
     h.push_str("<table><tr><th>time</th><th>what</th><th>window</th></tr>");
     for r in l.iri.iter().filter(|r| r["event"] == "warrant") {
-        let _ = write!(
-            h,
-            "<tr>{}<td>{}</td><td>{} to {}</td></tr>",
-            time_cell(&r["ts"]),
-            esc(&text(&r["op"])),
-            esc(&when(&r["start"])),
-            esc(&when(&r["end"]))
-        );
+        let window = if r["start"].is_null() && r["via"] == "HI1" {
+            "not carried by HI1".to_string()
+        } else {
+            format!("{} to {}", when(&r["start"]), when(&r["end"]))
+        };
+        let _ = write!(h, "<tr>{}<td>{}</td><td>{}</td></tr>", time_cell(&r["ts"]), esc(&text(&r["op"])), esc(&window));
     }
     h.push_str("</table>\n");
 }
@@ -1045,6 +1066,32 @@ fn objects(h: &mut String, l: &Liid, base: &str, case: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_lemfs_hi1_notification_is_its_warrant_record() {
+        let hi1 = serde_json::json!({
+            "channel": "hi2", "cin": null, "liid": "L1", "seq": 0,
+            "hI1-Operation": {"liActivated": {"lawfulInterceptionIdentifier": "L1", "timeStamp": {"utcTime": "261207030738Z"}}},
+            "pSHeader": {"microSecondTimeStamp": {"seconds": 1796612858, "microSeconds": 541669}},
+        });
+        let r = as_case_record(hi1);
+        assert_eq!(r["event"], "warrant");
+        assert_eq!(r["op"], "activated");
+        assert_eq!(r["ts"], "2026-12-07T03:07:38.541669000Z");
+        let mut h = String::new();
+        let l =
+            Liid { name: "L1".into(), iri: vec![r], objects: Vec::new(), integrity: Integrity::Received(Vec::new()) };
+        warrant(&mut h, &l);
+        assert!(h.contains("<td>activated</td><td>not carried by HI1</td>"), "{h}");
+        // A PDU with neither a case record nor HI1 keeps its header's time.
+        let other = as_case_record(
+            serde_json::json!({"cin": 3, "iri": {"x": 1}, "pSHeader": {"microSecondTimeStamp": {"seconds": 1, "microSeconds": 2}}}),
+        );
+        assert_eq!(
+            (other["event"].as_str(), other["ts"].as_str()),
+            (Some("hi2"), Some("1970-01-01T00:00:01.000002000Z"))
+        );
+    }
 
     #[test]
     fn everything_from_the_wire_is_escaped() {
