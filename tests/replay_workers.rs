@@ -269,10 +269,15 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
 /// `pcap` replayed under one iri+cc warrant on 198.51.100.7 with 1, 2 and 3 workers: the case
 /// roots, in that order.
 fn replay_with_1_2_3_workers(dir: &Path, pcap: &Path, liid: &str) -> Vec<PathBuf> {
+    replay_with_1_2_3_workers_for(dir, pcap, liid, "ipv4:198.51.100.7")
+}
+
+/// The same for a warrant on `target`.
+fn replay_with_1_2_3_workers_for(dir: &Path, pcap: &Path, liid: &str, target: &str) -> Vec<PathBuf> {
     (1..=3)
         .map(|n| {
             let out = dir.join(format!("case-{n}"));
-            replay_one_warrant(dir, liid, &["ipv4:198.51.100.7"], pcap, &out, &["--workers", &n.to_string()]);
+            replay_one_warrant(dir, liid, &[target], pcap, &out, &["--workers", &n.to_string()]);
             out
         })
         .collect()
@@ -390,5 +395,39 @@ fn rtp_to_the_media_server_an_sdp_over_http_named_is_decoded_with_any_workers() 
     for case in &cases {
         assert_eq!(objects(case, "LIID-WHIP"), objects(&cases[0], "LIID-WHIP"), "{}", case.display());
         assert_eq!(iri_unnumbered(case, "LIID-WHIP"), iri_unnumbered(&cases[0], "LIID-WHIP"), "{}", case.display());
+    }
+}
+
+/// An upload between two VMs over Linux VXLAN whose underlay MTU (1200) is below the overlay's
+/// (1500): the underlay fragments the first encapsulated data packets (tests/media/vxlan-frag.sh:
+/// ncat, tcpdump on the underlay). A first fragment shows the underlay pair (198.51.100.7 with
+/// .10), the completing one the inner pair (10.0.0.5 with .7), and the two pairs hash to
+/// different workers with 2 and 3 workers; the fragments are reassembled by the worker of the
+/// packet they carry all the same. With every worker count the stream is `sha256sum`'s digest
+/// of what ncat sent, whole, with as many CC frames as one worker delivers, and the IRI records
+/// are one worker's. Needs root, ncat, tcpdump, tshark.
+#[test]
+fn underlay_fragments_of_vxlan_are_reassembled_by_the_worker_of_the_packet_they_carry() {
+    let w = tempfile::tempdir().unwrap();
+    let sent = w.path().join("sent.bin");
+    let bytes: Vec<u8> = (0..400_000u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect();
+    std::fs::write(&sent, bytes).unwrap();
+    common::media::session("vxlan-frag.sh", &[w.path().to_str().unwrap()], &[]);
+    let pcap = w.path().join("cap.pcap");
+    assert_eq!(sha256sums(&[w.path().join("received.bin")]), sha256sums(std::slice::from_ref(&sent)));
+    // The underlay fragmented some VXLAN packets, by Wireshark.
+    let firsts = tshark(&pcap, Some("ip.flags.mf == 1 && ip.frag_offset == 0 && ip.src == 198.51.100.7"), &["ip.id"]);
+    assert!(!firsts.is_empty(), "no underlay fragments in the capture");
+    let want = sha256sums(std::slice::from_ref(&sent));
+
+    let cases = replay_with_1_2_3_workers_for(w.path(), &pcap, "LIID-VX", "vni:5001/10.0.0.5");
+    let cc = |case: &Path| tshark(&case.join("LIID-VX/cc.pcap"), None, &["frame.len"]).len();
+    for case in &cases {
+        let listed = common::json_lines(&case.join("LIID-VX/objects.jsonl"));
+        assert_eq!(listed.len(), 1, "{}: {listed:?}", case.display());
+        assert_eq!(listed[0]["complete"], true, "{}: {}", case.display(), listed[0]);
+        assert_eq!(objects(case, "LIID-VX"), want, "{}", case.display());
+        assert_eq!(cc(case), cc(&cases[0]), "{}: CC frames", case.display());
+        assert_eq!(iri_unnumbered(case, "LIID-VX"), iri_unnumbered(&cases[0], "LIID-VX"), "{}", case.display());
     }
 }

@@ -12,6 +12,7 @@
 
 mod announced;
 mod engine;
+mod fragments;
 mod links;
 mod recorder;
 pub mod shard;

@@ -31,15 +31,20 @@
 //! records keep their order; and the merged stream is the same whatever the threads' speed:
 //! the same capture makes the same case.
 //!
+//! IP fragments go where their first fragment's inner packet went ([`super::fragments`]), so a
+//! tunnel's underlay fragments are reassembled by the worker of the packet they carry.
+//!
 //! **Known limits.** An announcement the dispatch cannot read in one frame (split across
-//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]). IP
-//! fragments of an underlay carrying a tunnel go by the underlay pair.
+//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]); so do
+//! fragments that come before their first fragment, and IPv6 underlay fragments
+//! ([`super::fragments`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use super::announced::Routes;
+use super::fragments::{range_in, Fragment, FragmentRoutes};
 use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
 use crate::decode::{DecodeConfig, Decoder, Transport};
@@ -220,6 +225,8 @@ pub struct Sharded {
     dispatch: Decoder,
     /// Connections announced on one pair that run on another, kept with their announcer.
     routes: Routes,
+    /// Fragmented datagrams, with the worker their first fragment's inner packet went to.
+    frags: FragmentRoutes,
     last_ts: Timestamp,
     frames: u64,
     damage: Vec<Damage>,
@@ -272,6 +279,7 @@ impl Sharded {
             merged: 0,
             dispatch: Decoder::new(DecodeConfig::default()),
             routes: Routes::new(idle_ns),
+            frags: FragmentRoutes::new(DecodeConfig::default()),
             last_ts: Timestamp::MIN,
             frames: 0,
             damage: Vec::new(),
@@ -305,17 +313,22 @@ impl Sharded {
         let Ok(d) = self.dispatch.decode(f) else { return (0, false) };
         let radius = is_radius(&d.transport);
         let Some(ip) = &d.ip else { return (0, radius) };
-        let mut home = pair_hash(ip.src, ip.dst) as usize % n;
-        let ports = match d.transport {
-            Transport::Tcp(t) => Some((t.src_port, t.dst_port)),
-            Transport::Udp { src_port, dst_port } => Some((src_port, dst_port)),
-            _ => None,
-        };
-        if let Some((sp, dp)) = ports {
-            let (src, dst) = (SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp));
-            if let Some(w) = self.routes.worker(&d.transport, src, dst, f.ts) {
-                home = w.min(n - 1);
-            }
+        if matches!(d.transport, Transport::Fragment) {
+            // A fragment held for reassembly: where its first fragment's inner packet went.
+            let pair = pair_hash(ip.src, ip.dst) as usize % n;
+            let Some(header) = range_in(f.data, d.wire.ipv4_header) else { return (pair, radius) };
+            return match self.frags.classify(f, header) {
+                Fragment::Known(w) => (w.min(n - 1), radius),
+                Fragment::First(datagram, inner) => {
+                    let home = home_of(&mut self.routes, n, inner.src, inner.dst, &inner.transport, f.ts);
+                    self.frags.remember(datagram, home, f.ts);
+                    (home, radius)
+                }
+                Fragment::Unknown => (pair, radius),
+            };
+        }
+        let home = home_of(&mut self.routes, n, ip.src, ip.dst, &d.transport, f.ts);
+        if matches!(d.transport, Transport::Tcp(_) | Transport::Udp { .. }) {
             self.routes.learn(&d.transport, d.payload, ip.src, ip.dst, home, f.ts);
         }
         (home, radius)
@@ -608,6 +621,18 @@ fn add_up(parts: Vec<Summary>) -> Summary {
         s.capture_damage.extend(p.capture_damage);
     }
     s
+}
+
+/// The worker of a packet between `src` and `dst`: its connection's if that is pinned to the
+/// worker of its announcer ([`super::announced`]), else its address pair's.
+fn home_of(routes: &mut Routes, n: usize, src: IpAddr, dst: IpAddr, t: &Transport, now: Timestamp) -> usize {
+    let ports = match *t {
+        Transport::Tcp(t) => Some((t.src_port, t.dst_port)),
+        Transport::Udp { src_port, dst_port } => Some((src_port, dst_port)),
+        _ => None,
+    };
+    let pinned = ports.and_then(|(sp, dp)| routes.worker(t, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), now));
+    pinned.map_or(pair_hash(src, dst) as usize % n, |w| w.min(n - 1))
 }
 
 /// A hash of an address pair that is the same in either order.
