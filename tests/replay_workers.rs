@@ -266,6 +266,19 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
     }
 }
 
+/// A session script of tests/media run in a new directory where `name` holds `len` bytes of no
+/// pattern a reassembly could fake (the file a client there sends): the directory, the file
+/// and the capture the script wrote.
+fn session_sending(script: &str, name: &str, len: u32) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let w = tempfile::tempdir().unwrap();
+    let sent = w.path().join(name);
+    let bytes: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&sent, bytes).unwrap();
+    common::media::session(script, &[w.path().to_str().unwrap()], &[]);
+    let pcap = w.path().join("cap.pcap");
+    (w, sent, pcap)
+}
+
 /// `pcap` replayed under one iri+cc warrant on 198.51.100.7 with 1, 2 and 3 workers: the case
 /// roots, in that order.
 fn replay_with_1_2_3_workers(dir: &Path, pcap: &Path, liid: &str) -> Vec<PathBuf> {
@@ -291,12 +304,7 @@ fn replay_with_1_2_3_workers_for(dir: &Path, pcap: &Path, liid: &str, target: &s
 /// the case's IRI records are one worker's. Needs root, pyftpdlib, lftp, nft.
 #[test]
 fn an_ftp_upload_to_the_address_a_nat_announced_is_the_same_upload_with_any_workers() {
-    let w = tempfile::tempdir().unwrap();
-    let sent = w.path().join("upload.bin");
-    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    std::fs::write(&sent, bytes).unwrap();
-    common::media::session("ftp-nat-pasv.sh", &[w.path().to_str().unwrap()], &[]);
-    let pcap = w.path().join("cap.pcap");
+    let (w, sent, pcap) = session_sending("ftp-nat-pasv.sh", "upload.bin", 300_000);
     // The data connection runs to the announced address, by Wireshark.
     let syns = tshark(&pcap, Some("tcp.flags.syn == 1 && tcp.flags.ack == 0"), &["ip.dst", "tcp.dstport"]);
     assert_eq!(syns.len(), 2, "{syns:?}");
@@ -408,12 +416,7 @@ fn rtp_to_the_media_server_an_sdp_over_http_named_is_decoded_with_any_workers() 
 /// are one worker's. Needs root, ncat, tcpdump, tshark.
 #[test]
 fn underlay_fragments_of_vxlan_are_reassembled_by_the_worker_of_the_packet_they_carry() {
-    let w = tempfile::tempdir().unwrap();
-    let sent = w.path().join("sent.bin");
-    let bytes: Vec<u8> = (0..400_000u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect();
-    std::fs::write(&sent, bytes).unwrap();
-    common::media::session("vxlan-frag.sh", &[w.path().to_str().unwrap()], &[]);
-    let pcap = w.path().join("cap.pcap");
+    let (w, sent, pcap) = session_sending("vxlan-frag.sh", "sent.bin", 400_000);
     assert_eq!(sha256sums(&[w.path().join("received.bin")]), sha256sums(std::slice::from_ref(&sent)));
     // The underlay fragmented some VXLAN packets, by Wireshark.
     let firsts = tshark(&pcap, Some("ip.flags.mf == 1 && ip.frag_offset == 0 && ip.src == 198.51.100.7"), &["ip.id"]);
