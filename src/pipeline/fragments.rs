@@ -18,24 +18,17 @@
 //!   pair, as before), and IPv6 underlays (whose identification is in a fragment header).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::ops::Range;
 
 use crate::capture::Frame;
+use crate::decode::frag::FragKey;
+use crate::decode::wire::Ipv4Packet;
 use crate::decode::{DecodeConfig, Decoder, Transport};
 use crate::timestamp::Timestamp;
 
 /// Datagrams remembered at most.
 pub const MAX_DATAGRAMS: usize = 65_536;
-
-/// One fragmented IPv4 datagram, as its fragments name it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Datagram {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: u8,
-    id: u16,
-}
 
 /// What the first fragment showed of the packet inside it.
 pub struct Inner {
@@ -49,14 +42,16 @@ pub enum Fragment {
     /// A later fragment of a datagram whose first fragment went to this worker.
     Known(usize),
     /// A first fragment: the worker is the inner packet's; [`FragmentRoutes::remember`] it.
-    First(Datagram, Inner),
+    First(FragKey, Inner),
     /// Neither: it goes by its own pair.
     Unknown,
 }
 
 pub struct FragmentRoutes {
     peek: Decoder,
-    datagrams: HashMap<Datagram, (usize, Timestamp)>,
+    /// Keyed as the decoder's reassembly keys datagrams, without the zone: the fragments seen
+    /// here are of the outermost IPv4 header in the frame.
+    datagrams: HashMap<FragKey, (usize, Timestamp)>,
     timeout_ns: i64,
     next_sweep: Timestamp,
     buf: Vec<u8>,
@@ -77,12 +72,12 @@ impl FragmentRoutes {
     /// A frame the dispatch decoded as a held fragment, whose fragmented IPv4 header is
     /// `frame.data[header]`.
     pub fn classify(&mut self, frame: &Frame<'_>, header: Range<usize>) -> Fragment {
-        let Some(h) = frame.data.get(header.clone()).filter(|h| h.len() >= 20) else { return Fragment::Unknown };
-        let quad = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
-        let key = Datagram { src: quad(12), dst: quad(16), proto: h[9], id: u16::from_be_bytes([h[4], h[5]]) };
-        let offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+        let Some(h) = frame.data.get(header.clone()).and_then(|h| Ipv4Packet::new_checked(h).ok()) else {
+            return Fragment::Unknown;
+        };
+        let key = FragKey { src: h.src(), dst: h.dst(), proto: h.protocol(), id: h.ident().into(), zone: None };
         self.sweep(frame.ts);
-        if offset != 0 {
+        if h.frag_offset() != 0 {
             return self.datagrams.get(&key).map_or(Fragment::Unknown, |(w, _)| Fragment::Known(*w));
         }
         // The first fragment as an unfragmented packet cut short: no more-fragments flag, no
@@ -107,7 +102,7 @@ impl FragmentRoutes {
     }
 
     /// The worker a first fragment went to, for the fragments after it.
-    pub fn remember(&mut self, datagram: Datagram, worker: usize, now: Timestamp) {
+    pub fn remember(&mut self, datagram: FragKey, worker: usize, now: Timestamp) {
         if self.datagrams.len() < MAX_DATAGRAMS || self.datagrams.contains_key(&datagram) {
             self.datagrams.insert(datagram, (worker, now));
         }
@@ -156,8 +151,7 @@ mod tests {
         let ts = Timestamp::from_secs_nanos(1_780_000_000, 0);
         let f = Frame { ts, link: LinkType::Ethernet, data: &frame, orig_len: frame.len() as u32 };
         assert!(matches!(r.classify(&f, 14..34), Fragment::Unknown));
-        let key =
-            Datagram { src: Ipv4Addr::new(192, 0, 2, 1), dst: Ipv4Addr::new(192, 0, 2, 2), proto: 17, id: 0x1234 };
+        let key = FragKey { src: [192, 0, 2, 1].into(), dst: [192, 0, 2, 2].into(), proto: 17, id: 0x1234, zone: None };
         r.remember(key, 3, ts);
         assert!(matches!(r.classify(&f, 14..34), Fragment::Known(3)));
         // Past the reassembly timeout it is forgotten.
