@@ -196,13 +196,17 @@ fn liid_of(v: &Value) -> String {
     }
 }
 
+/// The time in a decoded PS-PDU's header (`microSecondTimeStamp`), if it has one.
+pub fn header_time(pdu: &Value) -> Option<Timestamp> {
+    let t = &pdu["pSHeader"]["microSecondTimeStamp"];
+    let s = i64::try_from(t["seconds"].as_u64()?).ok()?;
+    let us = t["microSeconds"].as_u64().unwrap_or(0);
+    Some(Timestamp::from_secs_nanos(s, u32::try_from(us.min(999_999)).ok()? * 1000))
+}
+
 fn header(pdu: &Value) -> Header {
     let h = &pdu["pSHeader"];
-    let ts = h["microSecondTimeStamp"]["seconds"].as_u64().and_then(|s| {
-        let us = h["microSecondTimeStamp"]["microSeconds"].as_u64().unwrap_or(0);
-        let s = i64::try_from(s).ok()?;
-        Some(Timestamp::from_secs_nanos(s, u32::try_from(us.min(999_999)).ok()? * 1000))
-    });
+    let ts = header_time(pdu);
     Header {
         liid: liid_of(&h["lawfulInterceptionIdentifier"]),
         cin: h["communicationIdentifier"]["communicationIdentityNumber"].as_u64(),

@@ -221,13 +221,9 @@ fn as_case_record(line: Value) -> Value {
     }
 }
 
-/// The time in a decoded PDU's PS-PDU header (`microSecondTimeStamp`), as the case writes
-/// times; null without one.
+/// The time in a decoded PDU's PS-PDU header, as the case writes times; null without one.
 fn header_time(line: &Value) -> Value {
-    let t = &line["pSHeader"]["microSecondTimeStamp"];
-    let (Some(secs), Some(us)) = (t["seconds"].as_i64(), t["microSeconds"].as_u64()) else { return Value::Null };
-    let us = u32::try_from(us.min(999_999)).unwrap_or(0);
-    Value::String(crate::timestamp::Timestamp::from_secs_nanos(secs, us * 1000).to_rfc3339())
+    crate::lemf::core::header_time(line).map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
 }
 
 /// A LIID directory's own verdict. When the root verified, its digests stand for the same
