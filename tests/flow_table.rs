@@ -118,7 +118,15 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
     };
     let ip = IpInfo { payload_len: payload.len() as u32, ..ip };
     // No checksum material: this tests the table, not what `flow::evidence` refuses.
-    Decoded { overlay: Overlay::default(), mac: None, ip: Some(ip), transport, payload, wire: Default::default() }
+    Decoded {
+        overlay: Overlay::default(),
+        mac: None,
+        ip: Some(ip),
+        transport,
+        payload,
+        wire: Default::default(),
+        held: Default::default(),
+    }
 }
 
 struct Rig {
@@ -524,6 +532,7 @@ fn end_liid_and_flowless_frames() {
         transport: Transport::None,
         payload: &[],
         wire: Default::default(),
+        held: Default::default(),
     };
     let frame = Frame { ts: Timestamp::from_secs(1), link: LinkType::Ethernet, data: &arp, orig_len: 28 };
     r.t.packet(&a, &frame, &d, &mut r.files, &mut r.sink);

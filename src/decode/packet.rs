@@ -16,7 +16,8 @@ use super::frag::{DecodeStats, FragKey, FragOutcome, FragTable};
 use super::tunnel::{self, ethertype as et, Erspan2, Erspan3, Geneve, Gre, Inner, Vxlan};
 use super::wire::{ipv6_ext_len, need, rd16, rd32, rd8, tail, EthernetFrame, Ipv4Packet, Ipv6FragHeader, Ipv6Packet};
 use super::{
-    DecodeConfig, DecodeError, Decoded, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind, Wire,
+    DecodeConfig, DecodeError, Decoded, HeldFragment, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind,
+    Wire,
 };
 use crate::capture::{Frame, LinkType};
 
@@ -90,6 +91,7 @@ impl Decoder {
             ip: None,
             wire: Wire::default(),
             ip_len_known: false,
+            held: HeldFragment::default(),
         };
         let d = frame.data;
         let mut step = match frame.link {
@@ -197,6 +199,8 @@ struct Walk<'a, 'c> {
     wire: Wire<'a>,
     /// The current IP header gave the packet's length (not 0, as segmentation offload leaves it).
     ip_len_known: bool,
+    /// The headers of the fragment the walk ended at, if it did.
+    held: HeldFragment<'a>,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -208,6 +212,8 @@ impl<'a> Walk<'a, '_> {
             transport,
             payload,
             wire: self.wire,
+            // Set by a fragment that completed its datagram too: only a held one has it.
+            held: if matches!(transport, Transport::Fragment) { self.held } else { HeldFragment::default() },
         }
     }
 
@@ -297,6 +303,7 @@ impl<'a> Walk<'a, '_> {
         self.wire = Wire { ipv4_header: b.get(..h.header_len()).unwrap_or_default(), ..Wire::default() };
         self.ip_len_known = h.total_len() != 0;
         if h.more_frags() || h.frag_offset() != 0 {
+            self.held = HeldFragment { ip_header: self.wire.ipv4_header, frag_header: &[] };
             if h.is_snapped() {
                 // A snapped fragment cannot be reassembled; its addresses still select it.
                 return Ok(Step::Done(Transport::Fragment, &[]));
@@ -349,6 +356,7 @@ impl<'a> Walk<'a, '_> {
                 }
                 proto::IPV6_FRAG => {
                     let f = Ipv6FragHeader::new_checked(rest)?;
+                    let frag_header = rest.get(..8).unwrap_or_default();
                     nh = f.next_header();
                     rest = f.payload();
                     self.header_bytes(8);
@@ -358,6 +366,7 @@ impl<'a> Walk<'a, '_> {
                     if let Some(ip) = self.ip.as_mut() {
                         ip.proto = nh;
                     }
+                    self.held = HeldFragment { ip_header: b.get(..40).unwrap_or_default(), frag_header };
                     if h.is_snapped() {
                         return Ok(Step::Done(Transport::Fragment, &[]));
                     }
