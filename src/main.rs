@@ -518,6 +518,13 @@ fn print_summary(files: usize, report: &RunReport, secs: f64) {
             r.pinned, r.announced, r.refused
         );
     }
+    let f = &s.fragment_routes;
+    if f.datagrams > 0 || f.refused > 0 {
+        println!(
+            "workers: {} fragmented datagram(s) sent whole to the worker of the packet inside, {} fragment(s) held until their first came; {} refused over the cap, {} datagram(s) forgotten early to make room",
+            f.datagrams, f.early, f.refused, f.evicted
+        );
+    }
     if s.capture_damage.is_empty() {
         println!("capture damage: none");
     } else {

@@ -52,6 +52,7 @@ pub mod names {
     pub const OBJECTS: &str = "tapir_objects_total";
     pub const ANNOUNCED_CONNECTIONS: &str = "tapir_announced_connections_total";
     pub const ANNOUNCED_REFUSED: &str = "tapir_announced_refused_total";
+    pub const FRAGMENTS_REFUSED: &str = "tapir_fragments_refused_total";
     pub const SPOOL_BYTES: &str = "tapir_spool_bytes";
     pub const LEA_CONNECTED: &str = "tapir_lea_connected";
     pub const REASSEMBLY_BYTES: &str = "tapir_reassembly_bytes";
@@ -317,6 +318,9 @@ pub struct TapirMetrics {
     /// (`pipeline::RouteStats`; zero with one pipeline).
     pub announced_connections: Counter,
     pub announced_refused: Counter,
+    /// IP fragments the dispatch's full tables let go by their pair, not with their datagram's
+    /// first fragment (`pipeline::FragmentStats`; zero with one pipeline).
+    pub fragments_refused: Counter,
     pub spool_bytes: Gauge,
     pub reassembly_bytes: Gauge,
 }
@@ -339,6 +343,10 @@ impl TapirMetrics {
             announced_refused: c(
                 names::ANNOUNCED_REFUSED,
                 "Announcements and connections sent by their address pair because the dispatch's tables were full.",
+            ),
+            fragments_refused: c(
+                names::FRAGMENTS_REFUSED,
+                "IP fragments sent by their own address pair, not with their datagram's first fragment, because the dispatch's tables were full.",
             ),
             spool_bytes: g(names::SPOOL_BYTES, "Bytes waiting in the delivery spool."),
             reassembly_bytes: g(names::REASSEMBLY_BYTES, "Bytes held by TCP reassembly."),

@@ -97,6 +97,7 @@ fn standard_metrics_parse_with_prometheus_client() {
     m.flows.set(17);
     m.objects.add(2);
     m.announced_connections.add(5);
+    m.fragments_refused.add(3);
     m.spool_bytes.set(4096);
     m.reassembly_bytes.set(65536);
     m.kernel_drops("eth0").unwrap().raise_to(7);
@@ -119,6 +120,7 @@ fn standard_metrics_parse_with_prometheus_client() {
         ("tapir_objects", "counter", "tapir_objects_total", 2.0),
         ("tapir_announced_connections", "counter", "tapir_announced_connections_total", 5.0),
         ("tapir_announced_refused", "counter", "tapir_announced_refused_total", 0.0),
+        ("tapir_fragments_refused", "counter", "tapir_fragments_refused_total", 3.0),
         ("tapir_spool_bytes", "gauge", "tapir_spool_bytes", 4096.0),
         ("tapir_reassembly_bytes", "gauge", "tapir_reassembly_bytes", 65536.0),
     ];

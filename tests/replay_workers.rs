@@ -270,11 +270,21 @@ fn two_and_three_workers_make_the_case_one_worker_makes() {
 /// pattern a reassembly could fake (the file a client there sends): the directory, the file
 /// and the capture the script wrote.
 fn session_sending(script: &str, name: &str, len: u32) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    session_sending_with(script, name, len, &[])
+}
+
+/// The same with the script's environment set to `env`.
+fn session_sending_with(
+    script: &str,
+    name: &str,
+    len: u32,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let w = tempfile::tempdir().unwrap();
     let sent = w.path().join(name);
     let bytes: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&sent, bytes).unwrap();
-    common::media::session(script, &[w.path().to_str().unwrap()], &[]);
+    common::media::session(script, &[w.path().to_str().unwrap()], env);
     let pcap = w.path().join("cap.pcap");
     (w, sent, pcap)
 }
@@ -411,26 +421,126 @@ fn rtp_to_the_media_server_an_sdp_over_http_named_is_decoded_with_any_workers() 
 /// ncat, tcpdump on the underlay). A first fragment shows the underlay pair (198.51.100.7 with
 /// .10), the completing one the inner pair (10.0.0.5 with .7), and the two pairs hash to
 /// different workers with 2 and 3 workers; the fragments are reassembled by the worker of the
-/// packet they carry all the same. With every worker count the stream is `sha256sum`'s digest
-/// of what ncat sent, whole, with as many CC frames as one worker delivers, and the IRI records
-/// are one worker's. Needs root, ncat, tcpdump, tshark.
+/// packet they carry all the same, as captured and with every first fragment moved after the
+/// rest of its datagram. Needs root, ncat, tcpdump, tshark.
 #[test]
 fn underlay_fragments_of_vxlan_are_reassembled_by_the_worker_of_the_packet_they_carry() {
     let (w, sent, pcap) = session_sending("vxlan-frag.sh", "sent.bin", 400_000);
-    assert_eq!(sha256sums(&[w.path().join("received.bin")]), sha256sums(std::slice::from_ref(&sent)));
     // The underlay fragmented some VXLAN packets, by Wireshark.
     let firsts = tshark(&pcap, Some("ip.flags.mf == 1 && ip.frag_offset == 0 && ip.src == 198.51.100.7"), &["ip.id"]);
     assert!(!firsts.is_empty(), "no underlay fragments in the capture");
-    let want = sha256sums(std::slice::from_ref(&sent));
+    same_upload_with_any_workers(w.path(), &sent, &pcap);
+}
 
-    let cases = replay_with_1_2_3_workers_for(w.path(), &pcap, "LIID-VX", "vni:5001/10.0.0.5");
-    let cc = |case: &Path| tshark(&case.join("LIID-VX/cc.pcap"), None, &["frame.len"]).len();
-    for case in &cases {
-        let listed = common::json_lines(&case.join("LIID-VX/objects.jsonl"));
-        assert_eq!(listed.len(), 1, "{}: {listed:?}", case.display());
-        assert_eq!(listed[0]["complete"], true, "{}: {}", case.display(), listed[0]);
-        assert_eq!(objects(case, "LIID-VX"), want, "{}", case.display());
-        assert_eq!(cc(case), cc(&cases[0]), "{}: CC frames", case.display());
-        assert_eq!(iri_unnumbered(case, "LIID-VX"), iri_unnumbered(&cases[0], "LIID-VX"), "{}", case.display());
+/// The same over an IPv6 underlay (2001:db8::6 with ::10, MTU 1280): the sending host fragments
+/// the encapsulated packets with IPv6 fragment headers, and the underlay pair hashes to other
+/// workers than the inner pair with 2 and 3 workers. Needs root, ncat, tcpdump, tshark.
+#[test]
+fn ipv6_underlay_fragments_of_vxlan_are_reassembled_by_the_worker_of_the_packet_they_carry() {
+    let (w, sent, pcap) = session_sending_with("vxlan-frag.sh", "sent.bin", 400_000, &[("UNDERLAY", "6")]);
+    let firsts = tshark(
+        &pcap,
+        Some("ipv6.fraghdr.more == 1 && ipv6.fraghdr.offset == 0 && ipv6.src == 2001:db8::6"),
+        &["ipv6.fraghdr.ident"],
+    );
+    assert!(!firsts.is_empty(), "no underlay fragments in the capture");
+    same_upload_with_any_workers(w.path(), &sent, &pcap);
+}
+
+/// `pcap` of `vxlan-frag.sh`, as captured and with its first fragments last, replayed with 1, 2
+/// and 3 workers under a warrant on the sending VM: each case has the one stream, whole, whose
+/// SHA-256 is `sha256sum`'s digest of what ncat sent (and the receiver got), with as many CC
+/// frames and the same IRI records as one worker's case of the same capture.
+fn same_upload_with_any_workers(dir: &Path, sent: &Path, pcap: &Path) {
+    let want = sha256sums(&[sent.to_path_buf()]);
+    assert_eq!(sha256sums(&[dir.join("received.bin")]), want);
+    let reordered = dir.join("firsts-last.pcap");
+    let moved = first_fragments_last(pcap, &reordered);
+    assert!(moved > 0);
+    // Wireshark reads the reordered capture's first fragments after the rest of their datagram.
+    let order = frames(
+        &reordered,
+        Some("ip.flags.mf == 1 || ip.frag_offset > 0 || ipv6.fraghdr"),
+        &["ip.frag_offset", "ipv6.fraghdr.offset"],
+    );
+    let first_at = |f: &Vec<String>| f.iter().any(|v| v.split(',').next() == Some("0"));
+    assert!(!order.first().is_some_and(first_at), "{order:?}");
+    for (n, input) in [pcap, reordered.as_path()].into_iter().enumerate() {
+        let out = dir.join(format!("run-{n}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let cases = replay_with_1_2_3_workers_for(&out, input, "LIID-VX", "vni:5001/10.0.0.5");
+        let cc = |case: &Path| tshark(&case.join("LIID-VX/cc.pcap"), None, &["frame.len"]).len();
+        for case in &cases {
+            let listed = common::json_lines(&case.join("LIID-VX/objects.jsonl"));
+            assert_eq!(listed.len(), 1, "{}: {listed:?}", case.display());
+            assert_eq!(listed[0]["complete"], true, "{}: {}", case.display(), listed[0]);
+            assert_eq!(objects(case, "LIID-VX"), want, "{}", case.display());
+            assert_eq!(cc(case), cc(&cases[0]), "{}: CC frames", case.display());
+            assert_eq!(iri_unnumbered(case, "LIID-VX"), iri_unnumbered(&cases[0], "LIID-VX"), "{}", case.display());
+        }
     }
+}
+
+/// Writes `pcap` (classic, Ethernet) to `out` with the first fragment of every fragmented IPv4
+/// or IPv6 datagram moved after the datagram's last fragment: a path that reorders them, as an
+/// ECMP hash over ports can (only a first fragment has the ports). Every place keeps its
+/// timestamp, so time still runs forward. Returns how many first fragments moved.
+fn first_fragments_last(pcap: &Path, out: &Path) -> usize {
+    let bytes = std::fs::read(pcap).unwrap();
+    assert_eq!(&bytes[..4], &0xa1b2c3d4u32.to_le_bytes(), "a classic little-endian pcap");
+    let mut records: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.push((&bytes[at..at + 16], &bytes[at + 16..at + 16 + caplen]));
+        at += 16 + caplen;
+    }
+    // (datagram, first, last) of an Ethernet frame's IP fragment.
+    let fragment = |f: &[u8]| -> Option<(Vec<u8>, bool, bool)> {
+        match f.get(12..14)? {
+            [0x08, 0x00] => {
+                let ip = f.get(14..34)?;
+                let flags = u16::from_be_bytes([ip[6], ip[7]]);
+                let (more, offset) = (flags & 0x2000 != 0, flags & 0x1fff);
+                let key = [&ip[4..6], &ip[12..20]].concat();
+                (more || offset != 0).then_some((key, offset == 0, !more))
+            }
+            [0x86, 0xdd] if f.get(20) == Some(&44) => {
+                let frag = f.get(54..62)?;
+                let om = u16::from_be_bytes([frag[2], frag[3]]);
+                let key = [&frag[4..8], &f[22..54]].concat();
+                Some((key, om >> 3 == 0, om & 1 == 0))
+            }
+            _ => None,
+        }
+    };
+    let mut order: Vec<usize> = Vec::new();
+    let mut waiting: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut moved = 0;
+    for (i, (_, data)) in records.iter().enumerate() {
+        match fragment(data) {
+            Some((key, true, _)) => {
+                waiting.insert(key, i);
+            }
+            Some((key, false, true)) => {
+                order.push(i);
+                if let Some(first) = waiting.remove(&key) {
+                    order.push(first);
+                    moved += 1;
+                }
+            }
+            _ => order.push(i),
+        }
+    }
+    order.extend(waiting.into_values());
+    let mut w = bytes[..24].to_vec();
+    for (place, i) in order.into_iter().enumerate() {
+        let (header, data) = (records[place].0, records[i].1);
+        w.extend_from_slice(&header[..8]);
+        w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        w.extend_from_slice(data);
+    }
+    std::fs::write(out, w).unwrap();
+    moved
 }

@@ -181,6 +181,7 @@ impl Updater {
         }
         self.m.announced_connections.raise_to(s.announced_routes.pinned);
         self.m.announced_refused.raise_to(s.announced_routes.refused);
+        self.m.fragments_refused.raise_to(s.fragment_routes.refused);
         let fs = p.flow_stats();
         self.m.flows.set(i64::try_from(fs.active).unwrap_or(i64::MAX));
         self.m.reassembly_bytes.set(i64::try_from(fs.tcp.buffered).unwrap_or(i64::MAX));

@@ -29,9 +29,9 @@
 //!   expectation lifetime, whichever is longer) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
 //! - **Not seen:** an announcement split across TCP segments (an HTTP message whose SDP body comes
-//!   in a segment after its headers), anything over TLS (which the analyzer cannot read either),
-//!   and IP fragments of a pinned connection that come before the fragment with its ports (they go
-//!   by their pair).
+//!   in a segment after its headers), and anything over TLS (which the analyzer cannot read
+//!   either). IP fragments of a pinned connection go with the fragment that has its ports
+//!   ([`super::fragments`]).
 //!
 //! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
 //! [`sdp::in_message`]: crate::media::sdp::in_message

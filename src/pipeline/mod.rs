@@ -19,6 +19,7 @@ pub mod shard;
 
 pub use announced::RouteStats;
 pub use engine::{Engine, Totals};
+pub use fragments::FragmentStats;
 pub use recorder::Recorder;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ pub struct Summary {
     /// What the sharded dispatch kept with the flow that announced it ([`announced`]; zero
     /// with one pipeline, which needs no dispatch).
     pub announced_routes: RouteStats,
+    /// Where the sharded dispatch sent IP fragments ([`fragments`]; zero with one pipeline).
+    pub fragment_routes: FragmentStats,
 }
 
 /// Applied association events kept before the first forgetting pass; after it, a pass runs

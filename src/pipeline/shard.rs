@@ -31,20 +31,19 @@
 //! records keep their order; and the merged stream is the same whatever the threads' speed:
 //! the same capture makes the same case.
 //!
-//! IP fragments go where their first fragment's inner packet went ([`super::fragments`]), so a
+//! IP fragments (IPv4 and IPv6) go where their first fragment's inner packet went, those that
+//! come before their first waiting in the dispatch for it ([`super::fragments`]), so a
 //! tunnel's underlay fragments are reassembled by the worker of the packet they carry.
 //!
 //! **Known limits.** An announcement the dispatch cannot read in one frame (split across
-//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]); so do
-//! fragments that come before their first fragment, and IPv6 underlay fragments
-//! ([`super::fragments`]).
+//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use super::announced::Routes;
-use super::fragments::{range_in, Fragment, FragmentRoutes};
+use super::fragments::{Fragment, FragmentRoutes, HeldFrame};
 use super::{is_radius, Damage, Pipeline, Recorder, Summary, Totals};
 use crate::capture::{Frame, LinkType};
 use crate::decode::{DecodeConfig, Decoder, Transport};
@@ -227,6 +226,8 @@ pub struct Sharded {
     routes: Routes,
     /// Fragmented datagrams, with the worker their first fragment's inner packet went to.
     frags: FragmentRoutes,
+    /// Held fragments to hand out before the frame at hand, each with its worker.
+    released: Vec<(usize, HeldFrame)>,
     last_ts: Timestamp,
     frames: u64,
     damage: Vec<Damage>,
@@ -277,9 +278,17 @@ impl Sharded {
             in_epoch: 0,
             sent: 0,
             merged: 0,
-            dispatch: Decoder::new(DecodeConfig::default()),
+            // No reassembly in the dispatch: every fragment, the completing one too, is
+            // routed by `frags` (a datagram completed here would go by its inner pair, away
+            // from fragments held for its first).
+            dispatch: Decoder::new(DecodeConfig {
+                frag_max_datagrams: 0,
+                frag_max_bytes: 0,
+                ..DecodeConfig::default()
+            }),
             routes: Routes::new(idle_ns),
             frags: FragmentRoutes::new(DecodeConfig::default()),
+            released: Vec::new(),
             last_ts: Timestamp::MIN,
             frames: 0,
             damage: Vec::new(),
@@ -307,40 +316,47 @@ impl Sharded {
         self.last_ts
     }
 
-    /// The worker of a frame, and whether it is RADIUS accounting (which every worker learns).
-    fn route(&mut self, f: &Frame<'_>) -> (usize, bool) {
+    /// The worker of a frame (none: the dispatch holds it, [`super::fragments`]), and whether
+    /// it is RADIUS accounting (which every worker learns).
+    fn route(&mut self, f: &Frame<'_>) -> (Option<usize>, bool) {
         let n = self.workers.len();
-        let Ok(d) = self.dispatch.decode(f) else { return (0, false) };
+        let Ok(d) = self.dispatch.decode(f) else { return (Some(0), false) };
         let radius = is_radius(&d.transport);
-        let Some(ip) = &d.ip else { return (0, radius) };
+        let Some(ip) = &d.ip else { return (Some(0), radius) };
         if matches!(d.transport, Transport::Fragment) {
             // A fragment held for reassembly: where its first fragment's inner packet went.
             let pair = pair_hash(ip.src, ip.dst) as usize % n;
-            let Some(header) = range_in(f.data, d.wire.ipv4_header) else { return (pair, radius) };
-            return match self.frags.classify(f, header) {
-                Fragment::Known(w) => (w.min(n - 1), radius),
+            return match self.frags.classify(f, d.held) {
+                Fragment::Known(w) => (Some(w.min(n - 1)), radius),
                 Fragment::First(datagram, inner) => {
                     let home = home_of(&mut self.routes, n, inner.src, inner.dst, &inner.transport, f.ts);
-                    self.frags.remember(datagram, home, f.ts);
-                    (home, radius)
+                    let early = self.frags.remember(datagram, home, f.ts);
+                    self.released.extend(early.into_iter().map(|h| (home, h)));
+                    (Some(home), radius)
                 }
-                Fragment::Unknown => (pair, radius),
+                Fragment::Early(datagram) => {
+                    let held = self.frags.hold(datagram, f, pair);
+                    ((!held).then_some(pair), radius)
+                }
+                Fragment::Unknown => (Some(pair), radius),
             };
         }
         let home = home_of(&mut self.routes, n, ip.src, ip.dst, &d.transport, f.ts);
         if matches!(d.transport, Transport::Tcp(_) | Transport::Udp { .. }) {
             self.routes.learn(&d.transport, d.payload, ip.src, ip.dst, home, f.ts);
         }
-        (home, radius)
+        (Some(home), radius)
     }
 
     /// One captured frame, handed to its worker; the record stage takes the records of the
     /// epochs the workers have finished, through `recorder` into `sink`.
     pub fn frame(&mut self, f: &Frame<'_>, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
         self.send_events();
+        self.frags.expire(f.ts, &mut self.released);
         let (home, radius) = self.route(f);
+        self.hand_out_released();
         for (i, b) in self.batches.iter_mut().enumerate() {
-            let use_ = if i == home {
+            let use_ = if Some(i) == home {
                 Use::Analyze
             } else if radius {
                 Use::LearnOnly
@@ -362,10 +378,23 @@ impl Sharded {
         }
     }
 
+    /// Held fragments the dispatch let go, each to its worker alone (the others saw their
+    /// time when they came).
+    fn hand_out_released(&mut self) {
+        for (w, h) in self.released.drain(..) {
+            if let Some(b) = self.batches.get_mut(w) {
+                b.push(&h.frame(), Use::Analyze);
+                self.in_epoch += 1;
+            }
+        }
+    }
+
     /// Capture time moves to `now` without a frame (a quiet live link): the epoch ends there,
     /// so every worker's timers run, and what the workers made so far is recorded.
     pub fn advance(&mut self, now: Timestamp, recorder: &mut Recorder, sink: &mut dyn RecordSink) {
         self.send_events();
+        self.frags.expire(now, &mut self.released);
+        self.hand_out_released();
         if now > self.last_ts {
             self.last_ts = now;
         }
@@ -440,6 +469,7 @@ impl Sharded {
         let mut s = add_up(self.progress.iter().map(|p| p.summary.clone()).collect());
         s.capture_damage.extend(self.damage.iter().cloned());
         s.announced_routes = self.routes.stats();
+        s.fragment_routes = self.frags.stats();
         s
     }
 
@@ -512,6 +542,8 @@ impl Sharded {
     /// add up the workers' counters, with the dispatch's damage; association counters are
     /// worker 0's (every worker applies the same events).
     pub fn finish(mut self, recorder: &mut Recorder, sink: &mut dyn RecordSink) -> Totals {
+        self.frags.release_all(&mut self.released);
+        self.hand_out_released();
         self.flush(recorder, sink);
         for w in &self.workers {
             let _ = w.tx.send(ToWorker::Finish);
@@ -561,6 +593,7 @@ impl Sharded {
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
         summary.announced_routes = self.routes.stats();
+        summary.fragment_routes = self.frags.stats();
         Totals { summary, flows, objects }
     }
 }
