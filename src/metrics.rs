@@ -318,8 +318,8 @@ pub struct TapirMetrics {
     /// (`pipeline::RouteStats`; zero with one pipeline).
     pub announced_connections: Counter,
     pub announced_refused: Counter,
-    /// IP fragments the dispatch's full tables let go by their pair, not with their datagram's
-    /// first fragment (`pipeline::FragmentStats`; zero with one pipeline).
+    /// IP fragments that came before their datagram's first and went by their pair, the
+    /// dispatch holding its cap of such (`pipeline::FragmentStats`; zero with one pipeline).
     pub fragments_refused: Counter,
     pub spool_bytes: Gauge,
     pub reassembly_bytes: Gauge,
@@ -346,7 +346,7 @@ impl TapirMetrics {
             ),
             fragments_refused: c(
                 names::FRAGMENTS_REFUSED,
-                "IP fragments sent by their own address pair, not with their datagram's first fragment, because the dispatch's tables were full.",
+                "IP fragments that came before their datagram's first fragment and were sent by their own address pair, because the dispatch already held its cap of such.",
             ),
             spool_bytes: g(names::SPOOL_BYTES, "Bytes waiting in the delivery spool."),
             reassembly_bytes: g(names::REASSEMBLY_BYTES, "Bytes held by TCP reassembly."),
