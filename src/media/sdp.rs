@@ -137,6 +137,24 @@ pub struct Session {
 /// segment: the SIP analyzer, and the sharded dispatch (`pipeline::announced`), which keeps
 /// media sent to a third address with the flow that carried their SDP.
 pub fn in_message(bytes: &[u8]) -> Option<Session> {
+    let (start, len) = sdp_body_at(bytes)?;
+    let body = bytes.get(start..).unwrap_or_default();
+    parse_bytes(body.get(..len.unwrap_or(body.len()).min(body.len()))?).ok()
+}
+
+/// The whole length of a message that `bytes` begins, when its start line and headers are all
+/// there and announce an SDP body of `Content-Length` bytes of which fewer are: what a reader of
+/// one segment at a time gathers before [`in_message`] reads the message. `None` when the
+/// message is whole, carries no SDP, or its headers are not all there.
+pub fn short_message_len(bytes: &[u8]) -> Option<usize> {
+    let (start, len) = sdp_body_at(bytes)?;
+    let end = start.checked_add(len?)?;
+    (end > bytes.len()).then_some(end)
+}
+
+/// Where the SDP body of the message `bytes` begins, and its `Content-Length` if given; `None`
+/// when the headers are not all there or do not say `application/sdp`.
+fn sdp_body_at(bytes: &[u8]) -> Option<(usize, Option<usize>)> {
     let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(bytes.get(..split)?);
     let header = |full: &str, compact: &str| {
@@ -153,9 +171,7 @@ pub fn in_message(bytes: &[u8]) -> Option<Session> {
     if !header("Content-Type", "c").is_some_and(is_sdp) {
         return None;
     }
-    let body = bytes.get(split + 4..).unwrap_or_default();
-    let len = header("Content-Length", "l").and_then(|v| v.parse::<usize>().ok()).unwrap_or(body.len());
-    parse_bytes(body.get(..len.min(body.len()))?).ok()
+    Some((split + 4, header("Content-Length", "l").and_then(|v| v.parse::<usize>().ok())))
 }
 
 /// Parses a description given as bytes (as captured).

@@ -28,9 +28,13 @@
 //!   an entry unused for the routes' idle time (as long as the flow idle timeouts and the longest
 //!   expectation lifetime, whichever is longer) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
-//! - **Not seen:** an announcement split across TCP segments (an HTTP message whose SDP body comes
-//!   in a segment after its headers), and anything over TLS (which the analyzer cannot read
-//!   either). IP fragments of a pinned connection go with the fragment that has its ports
+//! - **Split messages:** an HTTP message whose headers announce an SDP body that their segment
+//!   does not hold whole is gathered from the segments after it, for as long as they follow on in
+//!   sequence (a hole gives it up; a retransmission changes nothing), up to 16 KiB a message, 1,024
+//!   messages at once and 10 s of capture time; one over the caps is counted as refused.
+//! - **Not seen:** an FTP reply or a SIP message split across segments (they are short lines and
+//!   datagrams), headers split before their end, and anything over TLS (which the analyzer cannot
+//!   read either). IP fragments of a pinned connection go with the fragment that has its ports
 //!   ([`super::fragments`]).
 //!
 //! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
@@ -64,6 +68,13 @@ const HTTP_SDP_CARRIERS: [&[u8]; 4] = [b"HTTP/1.", b"POST ", b"PUT ", b"PATCH "]
 /// Capture time between sweeps of expired entries.
 const SWEEP_NS: i64 = 1_000_000_000;
 
+/// HTTP messages gathered across segments at once, at most ([`Gathering`]).
+const MAX_GATHERING: usize = 1024;
+/// A message longer than this is not gathered (an SDP is a few hundred bytes to a few KiB).
+const MAX_GATHERED_LEN: usize = 16 << 10;
+/// A message not whole within this much capture time is given up.
+const GATHER_NS: i64 = 10_000_000_000;
+
 /// What the tables did, for the run's summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteStats {
@@ -73,6 +84,30 @@ pub struct RouteStats {
     pub pinned: u64,
     /// Announcements and connections that went by their pair because a table was full.
     pub refused: u64,
+}
+
+/// An HTTP message whose headers announce an SDP body that had not all come in their segment
+/// (Python's `http.server` writes a response's headers and its body apart; curl sends a POST's
+/// body after `Expect: 100-continue`): its bytes so far, for as long as the next segments of its
+/// direction follow on in sequence.
+struct Gathering {
+    bytes: Vec<u8>,
+    /// The message's whole length, by its headers.
+    len: usize,
+    /// The sequence number of the byte that comes next.
+    next_seq: u32,
+    worker: usize,
+    since: Timestamp,
+}
+
+/// What a segment did to the message its direction is gathering.
+enum Gathered {
+    /// Nothing: no message is gathered, or the segment left a hole and it was given up.
+    No,
+    /// Taken in, or already had: nothing else to read in it.
+    Taken,
+    /// The message is whole: its bytes, and the worker of the segment that began it.
+    Whole(Vec<u8>, usize),
 }
 
 #[derive(Clone, Copy)]
@@ -100,6 +135,8 @@ impl Conn {
 pub struct Routes {
     routes: HashMap<(IpAddr, u16), Entry>,
     pins: HashMap<Conn, Entry>,
+    /// By the direction (source, destination) that sends the message.
+    gathering: HashMap<(SocketAddr, SocketAddr), Gathering>,
     idle_ns: i64,
     next_sweep: Timestamp,
     stats: RouteStats,
@@ -111,6 +148,7 @@ impl Routes {
         Routes {
             routes: HashMap::new(),
             pins: HashMap::new(),
+            gathering: HashMap::new(),
             idle_ns,
             next_sweep: Timestamp::MIN,
             stats: RouteStats::default(),
@@ -165,10 +203,32 @@ impl Routes {
         now: Timestamp,
     ) {
         let mut found: [Option<SocketAddr>; 4] = [None; 4];
+        if let Transport::Tcp(t) = transport {
+            if !self.gathering.is_empty() {
+                let key = (SocketAddr::new(src, t.src_port), SocketAddr::new(dst, t.dst_port));
+                match self.gather(key, t.seq, payload, now) {
+                    Gathered::No => {}
+                    Gathered::Taken => return,
+                    Gathered::Whole(message, worker) => {
+                        if let Some(sdp) = sdp::in_message(&message) {
+                            self.route_sdp(&sdp, found, src, dst, worker, now);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
         let sdp = match transport {
             // An HTTP/1.x message with an SDP body (a WHIP-style offer or answer, a `.sdp`
-            // fetched from a web server), whole in this segment.
-            Transport::Tcp(_) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => sdp::in_message(payload),
+            // fetched from a web server), whole in this segment or gathered from the next.
+            Transport::Tcp(t) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => {
+                if let Some(len) = sdp::short_message_len(payload) {
+                    let key = (SocketAddr::new(src, t.src_port), SocketAddr::new(dst, t.dst_port));
+                    self.start_gathering(key, t.seq, payload, len, worker, now);
+                    return;
+                }
+                sdp::in_message(payload)
+            }
             // A segment that starts like a reply or a PORT/EPRT command: its lines are read
             // (a reply may follow another in one segment). The first byte turns away almost
             // every other segment before any line is looked for.
@@ -193,17 +253,81 @@ impl Routes {
             }
             _ => return,
         };
-        if let Some(sdp) = sdp {
-            let ends = rtp::sdp_rtp_endpoints(&sdp).map(|(m, addr)| SocketAddr::new(addr, m.port));
-            for (slot, end) in found.iter_mut().zip(ends) {
-                *slot = Some(end);
-            }
+        match sdp {
+            Some(sdp) => self.route_sdp(&sdp, found, src, dst, worker, now),
+            None => self.route_ends(found, src, dst, worker, now),
         }
+    }
+
+    /// Routes the RTP endpoints of `sdp` (after those already `found`).
+    fn route_sdp(
+        &mut self,
+        sdp: &sdp::Session,
+        mut found: [Option<SocketAddr>; 4],
+        src: IpAddr,
+        dst: IpAddr,
+        worker: usize,
+        now: Timestamp,
+    ) {
+        let ends = rtp::sdp_rtp_endpoints(sdp).map(|(m, addr)| SocketAddr::new(addr, m.port));
+        for (slot, end) in found.iter_mut().filter(|s| s.is_none()).zip(ends) {
+            *slot = Some(end);
+        }
+        self.route_ends(found, src, dst, worker, now);
+    }
+
+    /// Routes each endpoint found that is a third address's port.
+    fn route_ends(&mut self, found: [Option<SocketAddr>; 4], src: IpAddr, dst: IpAddr, worker: usize, now: Timestamp) {
         for end in found.into_iter().flatten() {
             if end.port() == 0 || end.ip().is_unspecified() || end.ip() == src || end.ip() == dst {
                 continue;
             }
             self.route(end, worker, now);
+        }
+    }
+
+    /// Keeps the first segment of a message whose SDP body goes on in later ones.
+    fn start_gathering(
+        &mut self,
+        key: (SocketAddr, SocketAddr),
+        seq: u32,
+        first: &[u8],
+        len: usize,
+        worker: usize,
+        now: Timestamp,
+    ) {
+        if len > MAX_GATHERED_LEN || (self.gathering.len() >= MAX_GATHERING && !self.gathering.contains_key(&key)) {
+            self.stats.refused += 1;
+            return;
+        }
+        let next_seq = seq.wrapping_add(first.len() as u32);
+        self.gathering.insert(key, Gathering { bytes: first.to_vec(), len, next_seq, worker, since: now });
+    }
+
+    /// A segment of the direction `key`, read first for the message that direction may be
+    /// gathering.
+    fn gather(&mut self, key: (SocketAddr, SocketAddr), seq: u32, payload: &[u8], now: Timestamp) -> Gathered {
+        self.sweep(now);
+        let Some(g) = self.gathering.get_mut(&key) else { return Gathered::No };
+        // Earlier bytes again (a retransmission) change nothing.
+        let ahead = seq.wrapping_sub(g.next_seq) as i32;
+        if payload.is_empty() || ahead < 0 {
+            return Gathered::Taken;
+        }
+        if ahead > 0 {
+            // A hole: given up, and the segment read as any other.
+            self.gathering.remove(&key);
+            return Gathered::No;
+        }
+        let take = payload.len().min(g.len.saturating_sub(g.bytes.len()));
+        g.bytes.extend_from_slice(payload.get(..take).unwrap_or_default());
+        g.next_seq = g.next_seq.wrapping_add(take as u32);
+        if g.bytes.len() < g.len {
+            return Gathered::Taken;
+        }
+        match self.gathering.remove(&key) {
+            Some(g) => Gathered::Whole(g.bytes, g.worker),
+            None => Gathered::No,
         }
     }
 
@@ -230,6 +354,7 @@ impl Routes {
         let idle = self.idle_ns;
         self.routes.retain(|_, e| e.last.add_nanos(idle) > now);
         self.pins.retain(|_, e| e.last.add_nanos(idle) > now);
+        self.gathering.retain(|_, g| g.since.add_nanos(GATHER_NS) > now);
     }
 }
 
@@ -322,6 +447,58 @@ mod tests {
         r.learn(&tcp(tcp_flags::ACK), head.as_bytes(), c, s, 1, at(0));
         r.learn(&tcp(tcp_flags::ACK), post.replace("application/sdp", "text/plain").as_bytes(), c, s, 1, at(0));
         assert_eq!(r.stats(), RouteStats::default());
+    }
+
+    #[test]
+    fn an_sdp_over_http_split_across_segments_is_gathered_in_sequence() {
+        let (c, s): (IpAddr, IpAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        // As Python's http.server answers: the headers, then the body, in segments of their own
+        // (here the body in two, and the sequence numbers wrapping on the way).
+        let answer = with_sdp("HTTP/1.0 201 Created\r\nServer: x", "video 5004 RTP/AVP 96");
+        let (head, body) = answer.split_at(answer.find("\r\n\r\n").unwrap() + 4);
+        let (b1, b2) = body.split_at(10);
+        let start = u32::MAX - 3;
+        let seg = |offset: usize| {
+            let seq = start.wrapping_add(offset as u32);
+            Transport::Tcp(TcpInfo {
+                src_port: 8080,
+                dst_port: 40000,
+                seq,
+                ack: 0,
+                flags: tcp_flags::ACK,
+                window: 0,
+                mss: None,
+            })
+        };
+        let mut r = Routes::new(600_000_000_000);
+        r.learn(&seg(0), head.as_bytes(), s, c, 2, at(0));
+        // The headers again (a retransmission), then an empty ACK: nothing changes.
+        r.learn(&seg(0), head.as_bytes(), s, c, 2, at(0));
+        r.learn(&seg(head.len()), b"", s, c, 2, at(0));
+        r.learn(&seg(head.len()), b1.as_bytes(), s, c, 2, at(0));
+        assert_eq!(r.stats(), RouteStats::default());
+        r.learn(&seg(head.len() + b1.len()), b2.as_bytes(), s, c, 2, at(0));
+        assert_eq!(r.stats().announced, 1);
+        assert!(r.gathering.is_empty());
+        let udp = Transport::Udp { src_port: 40000, dst_port: 5004 };
+        assert_eq!(r.worker(&udp, sa("198.51.100.7:40000"), sa("198.51.100.11:5004"), at(1)), Some(2));
+
+        // A hole gives the message up; so does time.
+        let mut r = Routes::new(600_000_000_000);
+        r.learn(&seg(0), head.as_bytes(), s, c, 2, at(0));
+        r.learn(&seg(head.len() + 1), body.as_bytes(), s, c, 2, at(0));
+        assert!(r.gathering.is_empty());
+        r.learn(&seg(0), head.as_bytes(), s, c, 2, at(0));
+        r.learn(&seg(head.len()), body.as_bytes(), s, c, 2, at(11));
+        assert_eq!(r.stats(), RouteStats::default());
+        // A message longer than an SDP would be is not gathered, and that is counted.
+        let long = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\nv=0",
+            MAX_GATHERED_LEN + 1
+        );
+        r.learn(&seg(0), long.as_bytes(), s, c, 2, at(12));
+        assert_eq!(r.stats().refused, 1);
+        assert!(r.gathering.is_empty());
     }
 
     #[test]

@@ -35,8 +35,9 @@
 //! come before their first waiting in the dispatch for it ([`super::fragments`]), so a
 //! tunnel's underlay fragments are reassembled by the worker of the packet they carry.
 //!
-//! **Known limits.** An announcement the dispatch cannot read in one frame (split across
-//! segments, or encrypted) leaves its connection to its pair ([`super::announced`]).
+//! **Known limits.** An announcement the dispatch cannot read (encrypted, or split across
+//! segments other than an HTTP message's SDP body) leaves its connection to its pair
+//! ([`super::announced`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
