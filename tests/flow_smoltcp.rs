@@ -234,7 +234,7 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
         payload: t.payload(),
         // Checksums are not checked here (smoltcp's are right): this tests reassembly.
         wire: Default::default(),
-        held: Default::default(),
+        fragment: Default::default(),
     }
 }
 

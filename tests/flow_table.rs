@@ -125,7 +125,7 @@ fn decode(bytes: &[u8]) -> Decoded<'_> {
         transport,
         payload,
         wire: Default::default(),
-        held: Default::default(),
+        fragment: Default::default(),
     }
 }
 
@@ -532,7 +532,7 @@ fn end_liid_and_flowless_frames() {
         transport: Transport::None,
         payload: &[],
         wire: Default::default(),
-        held: Default::default(),
+        fragment: Default::default(),
     };
     let frame = Frame { ts: Timestamp::from_secs(1), link: LinkType::Ethernet, data: &arp, orig_len: 28 };
     r.t.packet(&a, &frame, &d, &mut r.files, &mut r.sink);

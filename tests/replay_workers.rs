@@ -341,6 +341,20 @@ fn an_ftp_upload_to_the_address_a_nat_announced_is_the_same_upload_with_any_work
 /// frame, whichever worker that frame went to). Needs root, sipp, ffmpeg, tcpdump, tshark.
 #[test]
 fn sip_media_sent_to_a_relay_address_are_analyzed_with_their_call_with_any_workers() {
+    relay_call_is_one_workers_with_any_workers(&[]);
+}
+
+/// The same call on a link whose MTU (400) is below its SIP messages' size: the INVITE and the
+/// 200 OK with its SDP answer go in IP fragments (tshark lists them), which the dispatch
+/// reassembles to read the answer as one pipeline's SIP analyzer does.
+#[test]
+fn a_sip_answer_in_ip_fragments_keeps_its_media_with_the_call_with_any_workers() {
+    relay_call_is_one_workers_with_any_workers(&[("MTU", "400")]);
+}
+
+/// One relayed call (tests/media/sip-call.sh with MEDIA_IP and `env`), replayed with 1, 2 and 3
+/// workers: see `sip_media_sent_to_a_relay_address_are_analyzed_with_their_call_with_any_workers`.
+fn relay_call_is_one_workers_with_any_workers(env: &[(&str, &str)]) {
     let w = tempfile::tempdir().unwrap();
     let tone = w.path().join("tone.wav");
     let sine = "sine=frequency=440:sample_rate=8000";
@@ -349,8 +363,11 @@ fn sip_media_sent_to_a_relay_address_are_analyzed_with_their_call_with_any_worke
         "ffmpeg",
         &["-v", "error", "-f", "lavfi", "-i", sine, "-t", "3", "-c:a", "pcm_mulaw", "-y", tone_s],
     );
-    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], &[("MEDIA_IP", "198.51.100.11")]);
+    let env = [&[("MEDIA_IP", "198.51.100.11")], env].concat();
+    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], &env);
     let pcap = w.path().join("cap.pcap");
+    let answer_fragments = tshark(&pcap, Some("ip.flags.mf == 1 && ip.src == 198.51.100.10"), &["ip.id"]);
+    assert_eq!(answer_fragments.is_empty(), env.len() == 1, "{answer_fragments:?}");
     let rtp = tshark(&pcap, Some("udp.dstport == 6000"), &["frame.time_epoch", "ip.dst"]);
     assert!(rtp.len() > 100 && rtp.iter().all(|r| r.ends_with("|198.51.100.11")), "{rtp:?}");
     let first_rtp_us = epoch_us(rtp[0].split('|').next().unwrap());

@@ -141,15 +141,17 @@ pub struct Decoded<'a> {
     pub payload: &'a [u8],
     /// What the checksums are computed over ([`Decoded::checksum`]).
     pub wire: Wire<'a>,
-    /// For [`Transport::Fragment`]: the headers that make the packet a fragment.
-    pub held: HeldFragment<'a>,
+    /// For a frame that is an IP fragment, held for reassembly or completing its datagram: the
+    /// headers that make it one.
+    pub fragment: FragmentHeaders<'a>,
 }
 
-/// The headers of a fragment held for reassembly, as captured: what a reader needs to tell its
-/// datagram (source, destination, protocol, identification) and its place in it, and to read
-/// a first fragment as the packet it begins. Both empty for any other packet.
+/// The headers that make a frame an IP fragment, as captured (the outermost fragmented header
+/// in the frame): what a reader needs to tell its datagram (source, destination, protocol,
+/// identification) and its place in it, and to read a first fragment as the packet it begins.
+/// Both empty for a frame that is no fragment.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeldFragment<'a> {
+pub struct FragmentHeaders<'a> {
     /// The fragmented packet's IP header: IPv4 with its options, or IPv6's fixed 40 bytes.
     pub ip_header: &'a [u8],
     /// IPv6's fragment extension header; empty for IPv4.

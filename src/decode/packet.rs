@@ -16,8 +16,8 @@ use super::frag::{DecodeStats, FragKey, FragOutcome, FragTable};
 use super::tunnel::{self, ethertype as et, Erspan2, Erspan3, Geneve, Gre, Inner, Vxlan};
 use super::wire::{ipv6_ext_len, need, rd16, rd32, rd8, tail, EthernetFrame, Ipv4Packet, Ipv6FragHeader, Ipv6Packet};
 use super::{
-    DecodeConfig, DecodeError, Decoded, HeldFragment, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel, TunnelKind,
-    Wire,
+    DecodeConfig, DecodeError, Decoded, FragmentHeaders, IpInfo, MacPair, Overlay, TcpInfo, Transport, Tunnel,
+    TunnelKind, Wire,
 };
 use crate::capture::{Frame, LinkType};
 
@@ -91,7 +91,7 @@ impl Decoder {
             ip: None,
             wire: Wire::default(),
             ip_len_known: false,
-            held: HeldFragment::default(),
+            fragment: FragmentHeaders::default(),
         };
         let d = frame.data;
         let mut step = match frame.link {
@@ -199,8 +199,8 @@ struct Walk<'a, 'c> {
     wire: Wire<'a>,
     /// The current IP header gave the packet's length (not 0, as segmentation offload leaves it).
     ip_len_known: bool,
-    /// The headers of the fragment the walk ended at, if it did.
-    held: HeldFragment<'a>,
+    /// The headers of the outermost fragment on the walk, if there was one.
+    fragment: FragmentHeaders<'a>,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -212,8 +212,7 @@ impl<'a> Walk<'a, '_> {
             transport,
             payload,
             wire: self.wire,
-            // Set by a fragment that completed its datagram too: only a held one has it.
-            held: if matches!(transport, Transport::Fragment) { self.held } else { HeldFragment::default() },
+            fragment: self.fragment,
         }
     }
 
@@ -303,7 +302,7 @@ impl<'a> Walk<'a, '_> {
         self.wire = Wire { ipv4_header: b.get(..h.header_len()).unwrap_or_default(), ..Wire::default() };
         self.ip_len_known = h.total_len() != 0;
         if h.more_frags() || h.frag_offset() != 0 {
-            self.held = HeldFragment { ip_header: self.wire.ipv4_header, frag_header: &[] };
+            self.fragmented(FragmentHeaders { ip_header: self.wire.ipv4_header, frag_header: &[] });
             if h.is_snapped() {
                 // A snapped fragment cannot be reassembled; its addresses still select it.
                 return Ok(Step::Done(Transport::Fragment, &[]));
@@ -323,6 +322,14 @@ impl<'a> Walk<'a, '_> {
             };
         }
         self.transport(p, payload)
+    }
+
+    /// A fragment on the way in: the frame's, unless an outer header was one already (the
+    /// frame is that one's fragment; an inner one lies in its reassembled datagram).
+    fn fragmented(&mut self, headers: FragmentHeaders<'a>) {
+        if self.fragment.ip_header.is_empty() {
+            self.fragment = headers;
+        }
     }
 
     /// Keeps a reassembled datagram for the lifetime of the decode result.
@@ -366,7 +373,7 @@ impl<'a> Walk<'a, '_> {
                     if let Some(ip) = self.ip.as_mut() {
                         ip.proto = nh;
                     }
-                    self.held = HeldFragment { ip_header: b.get(..40).unwrap_or_default(), frag_header };
+                    self.fragmented(FragmentHeaders { ip_header: b.get(..40).unwrap_or_default(), frag_header });
                     if h.is_snapped() {
                         return Ok(Step::Done(Transport::Fragment, &[]));
                     }

@@ -7,9 +7,10 @@
 //! With 2 workers, an upload over Linux VXLAN on a smaller underlay MTU lost its first 5
 //! packets (7,240 bytes) that way.
 //!
-//! The dispatch's own decoder reassembles nothing, so every fragment, the completing one too,
-//! is routed here. The first fragment (offset 0) carries the tunnel and inner headers. The dispatch decodes it
-//! as if it were unfragmented and cut short, with a decoder of its own (no reassembly state is
+//! Every fragment is routed here, the one that completes its datagram in the dispatch's own
+//! decoder too (the dispatch reassembles to read what a datagram announces: a SIP message with
+//! SDP may exceed the path MTU). The first fragment (offset 0) carries the tunnel and inner
+//! headers. The dispatch decodes it as if it were unfragmented and cut short, with a decoder of its own (no reassembly state is
 //! touched), picks the worker as for the inner packet, and remembers the datagram (source,
 //! destination, protocol, identification: IPv4's, or IPv6's fragment header's) with that
 //! worker; the fragments after it go there, and the completing one goes there by its inner
@@ -35,7 +36,7 @@ use std::ops::Range;
 use crate::capture::{Frame, LinkType};
 use crate::decode::frag::FragKey;
 use crate::decode::wire::{Ipv4Packet, Ipv6FragHeader, Ipv6Packet};
-use crate::decode::{DecodeConfig, Decoder, HeldFragment, Transport};
+use crate::decode::{DecodeConfig, Decoder, FragmentHeaders, Transport};
 use crate::timestamp::Timestamp;
 
 /// Datagrams remembered at most.
@@ -153,9 +154,9 @@ impl FragmentRoutes {
         self.stats
     }
 
-    /// A frame the dispatch decoded as a fragment held for reassembly, with the headers that
-    /// make it one (as borrowed from `frame`).
-    pub fn classify(&mut self, frame: &Frame<'_>, held: HeldFragment<'_>) -> Fragment {
+    /// A frame the dispatch decoded as an IP fragment (held, or completing its datagram), with
+    /// the headers that make it one (as borrowed from `frame`).
+    pub fn classify(&mut self, frame: &Frame<'_>, held: FragmentHeaders<'_>) -> Fragment {
         let Some(Place { key, first, edits }) = self.datagram(frame, held) else { return Fragment::Unknown };
         if !first {
             return match self.datagrams.get(&key) {
@@ -183,7 +184,7 @@ impl FragmentRoutes {
     }
 
     /// The datagram a fragment belongs to, and its place in it.
-    fn datagram(&self, frame: &Frame<'_>, held: HeldFragment<'_>) -> Option<Place> {
+    fn datagram(&self, frame: &Frame<'_>, held: FragmentHeaders<'_>) -> Option<Place> {
         let ip = range_in(frame.data, held.ip_header)?.start;
         if held.frag_header.is_empty() {
             let h = Ipv4Packet::new_checked(held.ip_header).ok()?;
@@ -371,7 +372,7 @@ mod tests {
     /// What the routes make of a frame, as the dispatch asks: after its own decode.
     fn classify(r: &mut FragmentRoutes, f: &Frame<'_>) -> Fragment {
         let mut d = Decoder::new(DecodeConfig::default());
-        let held = d.decode(f).map(|d| d.held).unwrap_or_default();
+        let held = d.decode(f).map(|d| d.fragment).unwrap_or_default();
         r.classify(f, held)
     }
 
@@ -436,7 +437,7 @@ mod tests {
         // A header cut short is nobody's.
         let cut = at(ts, &later[..30]);
         assert!(matches!(
-            r.classify(&cut, HeldFragment { ip_header: &later[14..30], frag_header: &[] }),
+            r.classify(&cut, FragmentHeaders { ip_header: &later[14..30], frag_header: &[] }),
             Fragment::Unknown
         ));
     }

@@ -279,14 +279,7 @@ impl Sharded {
             in_epoch: 0,
             sent: 0,
             merged: 0,
-            // No reassembly in the dispatch: every fragment, the completing one too, is
-            // routed by `frags` (a datagram completed here would go by its inner pair, away
-            // from fragments held for its first).
-            dispatch: Decoder::new(DecodeConfig {
-                frag_max_datagrams: 0,
-                frag_max_bytes: 0,
-                ..DecodeConfig::default()
-            }),
+            dispatch: Decoder::new(DecodeConfig::default()),
             routes: Routes::new(idle_ns),
             frags: FragmentRoutes::new(DecodeConfig::default()),
             released: Vec::new(),
@@ -324,25 +317,37 @@ impl Sharded {
         let Ok(d) = self.dispatch.decode(f) else { return (Some(0), false) };
         let radius = is_radius(&d.transport);
         let Some(ip) = &d.ip else { return (Some(0), radius) };
-        if matches!(d.transport, Transport::Fragment) {
-            // A fragment held for reassembly: where its first fragment's inner packet went.
-            let pair = pair_hash(ip.src, ip.dst) as usize % n;
-            return match self.frags.classify(f, d.held) {
-                Fragment::Known(w) => (Some(w.min(n - 1)), radius),
+        let held = matches!(d.transport, Transport::Fragment);
+        let home = if d.fragment.ip_header.is_empty() {
+            home_of(&mut self.routes, n, ip.src, ip.dst, &d.transport, f.ts)
+        } else {
+            // An IP fragment, held or completing its datagram here: where its first fragment's
+            // inner packet went.
+            match self.frags.classify(f, d.fragment) {
+                Fragment::Known(w) => w.min(n - 1),
                 Fragment::First(datagram, inner) => {
                     let home = home_of(&mut self.routes, n, inner.src, inner.dst, &inner.transport, f.ts);
                     let early = self.frags.remember(datagram, home, f.ts);
                     self.released.extend(early.into_iter().map(|h| (home, h)));
-                    (Some(home), radius)
+                    home
                 }
-                Fragment::Early(datagram) => {
-                    let held = self.frags.hold(datagram, f, pair);
-                    ((!held).then_some(pair), radius)
+                Fragment::Early(datagram) if held => {
+                    let pair = pair_hash(ip.src, ip.dst) as usize % n;
+                    if self.frags.hold(datagram, f, pair) {
+                        return (None, radius);
+                    }
+                    pair
                 }
-                Fragment::Unknown => (Some(pair), radius),
-            };
-        }
-        let home = home_of(&mut self.routes, n, ip.src, ip.dst, &d.transport, f.ts);
+                Fragment::Unknown if held => pair_hash(ip.src, ip.dst) as usize % n,
+                // Completing a datagram whose first fragment the table does not know (it told
+                // nothing of its inner packet): by the reassembled packet, as any other.
+                Fragment::Early(_) | Fragment::Unknown => {
+                    home_of(&mut self.routes, n, ip.src, ip.dst, &d.transport, f.ts)
+                }
+            }
+        };
+        // A datagram the dispatch reassembled is read too: a SIP message with SDP may be
+        // larger than the path MTU.
         if matches!(d.transport, Transport::Tcp(_) | Transport::Udp { .. }) {
             self.routes.learn(&d.transport, d.payload, ip.src, ip.dst, home, f.ts);
         }

@@ -9,11 +9,18 @@
 # session border controller: the call's signalling and its media run between different
 # address pairs.
 #
-# usage: [MEDIA_IP=ADDR] sip-call.sh WORK     (root; WORK/tone.wav is the audio to send)
+# With MTU set, both ends of the link have that MTU: with 400, the INVITE and its 200 OK (SDP
+# and all) go in IP fragments, while the 200-byte RTP packets do not.
+#
+# usage: [MEDIA_IP=ADDR] [MTU=N] sip-call.sh WORK     (root; WORK/tone.wav is the audio to send)
 # writes WORK/cap.pcap, WORK/uac.xml, WORK/uas.log, WORK/uac.log, WORK/tcpdump.log
 set -euo pipefail
 WORK=$1
 source "$(dirname "$0")/netns.sh" si
+if [[ -n ${MTU:-} ]]; then
+    ip netns exec "${NSP}c" ip link set "$VC" mtu "$MTU"
+    ip netns exec "${NSP}s" ip link set "$VS" mtu "$MTU"
+fi
 MI=()
 if [[ -n ${MEDIA_IP:-} ]]; then
     ip netns exec "${NSP}s" ip addr add "$MEDIA_IP/24" dev "$VS"

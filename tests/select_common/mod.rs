@@ -43,7 +43,7 @@ pub fn plain(src: &str, dst: &str, macs: Option<(Mac, Mac)>) -> Decoded<'static>
         transport: Transport::Udp { src_port: 1000, dst_port: 2000 },
         payload: &[],
         wire: Default::default(),
-        held: Default::default(),
+        fragment: Default::default(),
     }
 }
 
