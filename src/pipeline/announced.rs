@@ -96,7 +96,6 @@ struct Gathering {
     len: usize,
     /// The sequence number of the byte that comes next.
     next_seq: u32,
-    worker: usize,
     since: Timestamp,
 }
 
@@ -106,8 +105,8 @@ enum Gathered {
     No,
     /// Taken in, or already had: nothing else to read in it.
     Taken,
-    /// The message is whole: its bytes, and the worker of the segment that began it.
-    Whole(Vec<u8>, usize),
+    /// The message is whole: its bytes.
+    Whole(Vec<u8>),
 }
 
 #[derive(Clone, Copy)]
@@ -203,28 +202,30 @@ impl Routes {
         now: Timestamp,
     ) {
         let mut found: [Option<SocketAddr>; 4] = [None; 4];
-        if let Transport::Tcp(t) = transport {
-            if !self.gathering.is_empty() {
-                let key = (SocketAddr::new(src, t.src_port), SocketAddr::new(dst, t.dst_port));
-                match self.gather(key, t.seq, payload, now) {
-                    Gathered::No => {}
-                    Gathered::Taken => return,
-                    Gathered::Whole(message, worker) => {
-                        if let Some(sdp) = sdp::in_message(&message) {
-                            self.route_sdp(&sdp, found, src, dst, worker, now);
-                        }
-                        return;
+        // A TCP segment's direction, where a message with SDP may be gathered (its later
+        // segments go to the same worker as its first: they are one connection's).
+        let direction = match transport {
+            Transport::Tcp(t) => Some((SocketAddr::new(src, t.src_port), SocketAddr::new(dst, t.dst_port), t.seq)),
+            _ => None,
+        };
+        if let Some((from, to, seq)) = direction.filter(|_| !self.gathering.is_empty()) {
+            match self.gather((from, to), seq, payload, now) {
+                Gathered::No => {}
+                Gathered::Taken => return,
+                Gathered::Whole(message) => {
+                    if let Some(sdp) = sdp::in_message(&message) {
+                        self.route_sdp(&sdp, found, src, dst, worker, now);
                     }
+                    return;
                 }
             }
         }
         let sdp = match transport {
             // An HTTP/1.x message with an SDP body (a WHIP-style offer or answer, a `.sdp`
             // fetched from a web server), whole in this segment or gathered from the next.
-            Transport::Tcp(t) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => {
-                if let Some(len) = sdp::short_message_len(payload) {
-                    let key = (SocketAddr::new(src, t.src_port), SocketAddr::new(dst, t.dst_port));
-                    self.start_gathering(key, t.seq, payload, len, worker, now);
+            Transport::Tcp(_) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => {
+                if let (Some(len), Some((from, to, seq))) = (sdp::short_message_len(payload), direction) {
+                    self.start_gathering((from, to), seq, payload, len, now);
                     return;
                 }
                 sdp::in_message(payload)
@@ -287,21 +288,13 @@ impl Routes {
     }
 
     /// Keeps the first segment of a message whose SDP body goes on in later ones.
-    fn start_gathering(
-        &mut self,
-        key: (SocketAddr, SocketAddr),
-        seq: u32,
-        first: &[u8],
-        len: usize,
-        worker: usize,
-        now: Timestamp,
-    ) {
+    fn start_gathering(&mut self, key: (SocketAddr, SocketAddr), seq: u32, first: &[u8], len: usize, now: Timestamp) {
         if len > MAX_GATHERED_LEN || (self.gathering.len() >= MAX_GATHERING && !self.gathering.contains_key(&key)) {
             self.stats.refused += 1;
             return;
         }
         let next_seq = seq.wrapping_add(first.len() as u32);
-        self.gathering.insert(key, Gathering { bytes: first.to_vec(), len, next_seq, worker, since: now });
+        self.gathering.insert(key, Gathering { bytes: first.to_vec(), len, next_seq, since: now });
     }
 
     /// A segment of the direction `key`, read first for the message that direction may be
@@ -326,7 +319,7 @@ impl Routes {
             return Gathered::Taken;
         }
         match self.gathering.remove(&key) {
-            Some(g) => Gathered::Whole(g.bytes, g.worker),
+            Some(g) => Gathered::Whole(g.bytes),
             None => Gathered::No,
         }
     }

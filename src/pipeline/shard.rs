@@ -332,13 +332,13 @@ impl Sharded {
                     home
                 }
                 Fragment::Early(datagram) if held => {
-                    let pair = pair_hash(ip.src, ip.dst) as usize % n;
+                    let pair = pair_worker(ip.src, ip.dst, n);
                     if self.frags.hold(datagram, f, pair) {
                         return (None, radius);
                     }
                     pair
                 }
-                Fragment::Unknown if held => pair_hash(ip.src, ip.dst) as usize % n,
+                Fragment::Unknown if held => pair_worker(ip.src, ip.dst, n),
                 // Completing a datagram whose first fragment the table does not know (it told
                 // nothing of its inner packet): by the reassembled packet, as any other.
                 Fragment::Early(_) | Fragment::Unknown => {
@@ -474,9 +474,14 @@ impl Sharded {
     pub fn summary(&self) -> Summary {
         let mut s = add_up(self.progress.iter().map(|p| p.summary.clone()).collect());
         s.capture_damage.extend(self.damage.iter().cloned());
+        self.dispatch_counts(&mut s);
+        s
+    }
+
+    /// What the dispatch itself counted, into a summary of the workers'.
+    fn dispatch_counts(&self, s: &mut Summary) {
         s.announced_routes = self.routes.stats();
         s.fragment_routes = self.frags.stats();
-        s
     }
 
     /// The workers' flow counters as of the last epoch merged, added up.
@@ -598,8 +603,7 @@ impl Sharded {
         }
         let mut summary = add_up(summaries);
         summary.capture_damage.extend(std::mem::take(&mut self.damage));
-        summary.announced_routes = self.routes.stats();
-        summary.fragment_routes = self.frags.stats();
+        self.dispatch_counts(&mut summary);
         Totals { summary, flows, objects }
     }
 }
@@ -671,7 +675,12 @@ fn home_of(routes: &mut Routes, n: usize, src: IpAddr, dst: IpAddr, t: &Transpor
         _ => None,
     };
     let pinned = ports.and_then(|(sp, dp)| routes.worker(t, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), now));
-    pinned.map_or(pair_hash(src, dst) as usize % n, |w| w.min(n - 1))
+    pinned.map_or(pair_worker(src, dst, n), |w| w.min(n - 1))
+}
+
+/// The worker of the address pair of `src` and `dst`, of `n`.
+fn pair_worker(src: IpAddr, dst: IpAddr, n: usize) -> usize {
+    pair_hash(src, dst) as usize % n
 }
 
 /// A hash of an address pair that is the same in either order.
