@@ -54,17 +54,8 @@ impl Record {
 }
 
 fn read_pcap(path: &Path) -> (Vec<u8>, Vec<Record>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[0..4], &0xa1b2c3d4u32.to_le_bytes(), "tcpdump's classic pcap");
-    let mut records = Vec::new();
-    let mut at = 24;
-    while at < bytes.len() {
-        let header: [u8; 16] = bytes[at..at + 16].try_into().unwrap();
-        let len = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
-        records.push(Record { header, frame: bytes[at + 16..at + 16 + len].to_vec() });
-        at += 16 + len;
-    }
-    (bytes[..24].to_vec(), records)
+    let (header, records) = crate::common::classic_pcap_records(path);
+    (header, records.into_iter().map(|(header, frame)| Record { header, frame }).collect())
 }
 
 /// A copy of the capture with only the records `keep` says, and the payload type rewritten to

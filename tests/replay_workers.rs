@@ -523,15 +523,7 @@ fn same_upload_with_any_workers(dir: &Path, sent: &Path, pcap: &Path) {
 /// ECMP hash over ports can (only a first fragment has the ports). Every place keeps its
 /// timestamp, so time still runs forward. Returns how many first fragments moved.
 fn first_fragments_last(pcap: &Path, out: &Path) -> usize {
-    let bytes = std::fs::read(pcap).unwrap();
-    assert_eq!(&bytes[..4], &0xa1b2c3d4u32.to_le_bytes(), "a classic little-endian pcap");
-    let mut records: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        records.push((&bytes[at..at + 16], &bytes[at + 16..at + 16 + caplen]));
-        at += 16 + caplen;
-    }
+    let (file_header, records) = classic_pcap_records(pcap);
     // (datagram, first, last) of an Ethernet frame's IP fragment.
     let fragment = |f: &[u8]| -> Option<(Vec<u8>, bool, bool)> {
         match f.get(12..14)? {
@@ -570,9 +562,9 @@ fn first_fragments_last(pcap: &Path, out: &Path) -> usize {
         }
     }
     order.extend(waiting.into_values());
-    let mut w = bytes[..24].to_vec();
+    let mut w = file_header;
     for (place, i) in order.into_iter().enumerate() {
-        let (header, data) = (records[place].0, records[i].1);
+        let (header, data) = (&records[place].0, &records[i].1);
         w.extend_from_slice(&header[..8]);
         w.extend_from_slice(&(data.len() as u32).to_le_bytes());
         w.extend_from_slice(&(data.len() as u32).to_le_bytes());

@@ -79,6 +79,24 @@ pub fn udp_frame(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     udp_frame_macs([0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2], src, dst, 4000, 5000, payload)
 }
 
+/// A classic pcap record: its 16-byte header, and its frame.
+pub type PcapRecord = ([u8; 16], Vec<u8>);
+
+/// The records of a classic little-endian pcap as tcpdump writes it, after the file header.
+pub fn classic_pcap_records(path: &Path) -> (Vec<u8>, Vec<PcapRecord>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[0..4], &0xa1b2c3d4u32.to_le_bytes(), "tcpdump's classic pcap");
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let header: [u8; 16] = bytes[at..at + 16].try_into().unwrap();
+        let len = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
+        records.push((header, bytes[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len;
+    }
+    (bytes[..24].to_vec(), records)
+}
+
 /// A classic pcap (µs, Ethernet) of (seconds after T0, microseconds, frame).
 pub fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
     let mut out = Vec::new();
