@@ -5,7 +5,7 @@
 //! `gzip -l`, `xz --robot -l`, `zstd -lv`, `zipinfo`), never from this code.
 //!
 //! Debian packages: qemu-utils, fdisk, gdisk, genisoimage, tar, gzip, xz-utils, zstd, bzip2, zip,
-//! unzip.
+//! unzip, ffmpeg (a session description).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -592,6 +592,52 @@ fn unknown_and_empty() {
         assert!(v.reason.starts_with("no known signature"));
     }
     assert_eq!(verdict_of(&dir.join("e.bin")).format, "empty");
+}
+
+/// A session description as ffmpeg writes one for an audio and a video RTP stream (the file a
+/// WHIP client POSTs, or an analyst's `-sdp_file`): named `sdp`, with each `m=` line and its
+/// `a=rtpmap` as `grep` reads them from the file. A description cut short or missing its `o=` line
+/// is not claimed.
+#[test]
+fn session_descriptions_match_their_lines() {
+    let (_t, dir) = tmp();
+    sh(
+        &dir,
+        "ffmpeg -hide_banner -nostdin -loglevel error -f lavfi -i testsrc=size=160x120:rate=10:duration=0.5 \
+           -f lavfi -i sine=frequency=440:sample_rate=8000:duration=0.5 \
+           -map 0:v -c:v libx264 -f rtp rtp://127.0.0.1:15004 \
+           -map 1:a -c:a pcm_mulaw -f rtp rtp://127.0.0.1:15006 -sdp_file s.sdp",
+    );
+    let v = verdict_of(&dir.join("s.sdp"));
+    assert_eq!(v.format, "sdp", "{v:?}");
+    // `m=video 15004 RTP/AVP 96`: media, port, proto, formats.
+    let m_lines: Vec<Vec<String>> = sh(&dir, "grep '^m=' s.sdp | cut -c3-")
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(m_lines.len(), 2, "{m_lines:?}");
+    let media = d(&v, "media").as_array().unwrap();
+    assert_eq!(media.len(), m_lines.len());
+    for (m, line) in media.iter().zip(&m_lines) {
+        assert_eq!(m["media"], line[0]);
+        assert_eq!(m["port"].to_string(), line[1]);
+        assert_eq!(m["proto"], line[2]);
+        assert_eq!(m["formats"], Value::from(line[3..].to_vec()));
+    }
+    let rtpmaps: Vec<String> = sh(&dir, "grep '^a=rtpmap:' s.sdp | cut -d: -f2").lines().map(str::to_string).collect();
+    let ours: Vec<Value> = media.iter().flat_map(|m| m["rtpmap"].as_array().unwrap().clone()).collect();
+    assert_eq!(ours, rtpmaps.iter().map(|r| Value::from(r.as_str())).collect::<Vec<_>>());
+    let origin = sh(&dir, "grep '^o=' s.sdp | awk '{print $6}'");
+    assert_eq!(d(&v, "origin")["address"], origin.trim());
+
+    let bytes = std::fs::read(dir.join("s.sdp")).unwrap();
+    // Cut inside its first m= line, with a hole over its start, without its o= line: not claimed.
+    let cut = &bytes[..bytes.windows(2).position(|w| w == b"m=").unwrap() + 4];
+    assert_ne!(feed_with(cut, 1, None).format.unwrap().format, "sdp");
+    assert_ne!(feed_with(&bytes, 1, Some((0, 3))).format.unwrap().format, "sdp");
+    let text = String::from_utf8(bytes).unwrap();
+    let no_origin: String = text.lines().filter(|l| !l.starts_with("o=")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(feed_with(no_origin.as_bytes(), 1, None).format.unwrap().format, "data");
 }
 
 // ---------------------------------------------------------------------------------------------

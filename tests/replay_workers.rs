@@ -443,6 +443,20 @@ fn whip_session_decodes_with_any_workers(curl_args: &[&str]) {
 
     let cases = replay_with_1_2_3_workers(w, &pcap, "LIID-WHIP");
     let listed = common::json_lines(&cases[0].join("LIID-WHIP/objects.jsonl"));
+    // The offer and the answer are HTTP bodies, named for what they are: each object's media
+    // (type and port) is what Wireshark's SDP dissector reads in one of the messages.
+    let said = tshark(&pcap, Some("sdp"), &["sdp.media.media", "sdp.media.port"]);
+    assert_eq!(said.len(), 2, "the offer and the answer: {said:?}");
+    let descriptions: Vec<&Value> = listed.iter().filter(|o| o["protocol"] == "http").collect();
+    assert_eq!(descriptions.len(), said.len(), "{said:?}");
+    for o in descriptions {
+        assert_eq!(o["format"]["format"], "sdp", "{o}");
+        let media = o["format"]["details"]["media"].as_array().unwrap();
+        let types: Vec<&str> = media.iter().map(|m| m["media"].as_str().unwrap()).collect();
+        let ports: Vec<String> = media.iter().map(|m| m["port"].to_string()).collect();
+        let ours = format!("{}|{}", types.join(","), ports.join(","));
+        assert!(said.contains(&ours), "{ours} not among {said:?}");
+    }
     let video = listed.iter().find(|o| o["protocol"] == "rtp").expect("the stream rebuilt");
     assert_eq!(video["format"]["format"], "matroska");
     let mkv = cases[0].join("LIID-WHIP").join(video["path"].as_str().unwrap());

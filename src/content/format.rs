@@ -18,6 +18,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::media::sdp;
 use crate::record::reserve_head;
 pub use crate::record::FormatVerdict;
 
@@ -823,7 +824,7 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
     if s.size == 0 {
         return FormatVerdict { format: "empty".into(), reason: "no bytes".into(), details: Value::Null };
     }
-    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 16] = [
+    let detectors: [fn(&Sample<'_>) -> Option<FormatVerdict>; 17] = [
         qcow,
         vmdk_sparse,
         vmdk_text,
@@ -840,6 +841,7 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
         zip_or_tar,
         picture,
         media,
+        session_description,
     ];
     let mut v = detectors.iter().find_map(|d| d(s)).unwrap_or_else(|| FormatVerdict {
         format: "data".into(),
@@ -857,6 +859,65 @@ pub fn detect(s: &Sample<'_>) -> FormatVerdict {
         v.reason.push_str("; bytes missing in the last 512 (read as zeros)");
     }
     v
+}
+
+// --- session descriptions (WHIP/WHEP offers and answers, SDP files uploaded) ------------------
+
+/// An SDP (RFC 8866) held whole in the prefix: it must begin with its `v=0` line and carry the
+/// mandatory `o=` line, and the whole object must read as one. What an analyst looks for in it
+/// is given: who made the offer (origin), where the media go (connections, ports) and in what
+/// formats, so that a media session's object can be matched with the streams it set up without
+/// opening it.
+fn session_description(s: &Sample<'_>) -> Option<FormatVerdict> {
+    let p = s.prefix;
+    if !(has(p, 0, b"v=0\r\n") || has(p, 0, b"v=0\n")) || s.prefix_missing > 0 {
+        return None;
+    }
+    let whole = p.get(..usize_of(s.size)?)?;
+    let session = sdp::parse_bytes(whole).ok()?;
+    let origin = session.origin.as_ref()?;
+    let connection = |c: &Option<sdp::Connection>| c.as_ref().map(|c| bounded(&c.address));
+    let media: Vec<Value> = session
+        .media
+        .iter()
+        .map(|m| {
+            let rtpmap: Vec<String> = m
+                .payload_formats
+                .iter()
+                .filter_map(|f| {
+                    let name = f.encoding_name.as_deref()?;
+                    let rate = f.clock_rate.map(|r| format!("/{r}")).unwrap_or_default();
+                    let channels = f.channels.map(|c| format!("/{c}")).unwrap_or_default();
+                    Some(bounded(&format!("{} {name}{rate}{channels}", f.payload_type)))
+                })
+                .collect();
+            json!({
+                "media": bounded(&m.media),
+                "port": m.port,
+                "proto": bounded(&m.proto),
+                "formats": m.formats.iter().map(|f| bounded(f)).collect::<Vec<_>>(),
+                "rtpmap": rtpmap,
+                "connection": connection(&m.connection),
+            })
+        })
+        .collect();
+    let summary: Vec<String> = session.media.iter().map(|m| format!("{} {}", m.media, m.port)).collect();
+    verdict(
+        "sdp",
+        format!("SDP v=0 and o= lines, {} media ({})", media.len(), bounded(&summary.join(", "))),
+        json!({
+            "origin": { "username": bounded(&origin.username), "address": bounded(&origin.address) },
+            "session_name": session.name.as_deref().map(bounded),
+            "connection": connection(&session.connection),
+            "media": media,
+        }),
+    )
+}
+
+/// A string of a session description, cut to [`MAX_STRING`] bytes as the others taken from the
+/// bytes are.
+fn bounded(s: &str) -> String {
+    cut(s.to_string(), MAX_STRING)
 }
 
 // --- pictures (screenshots uploaded, frames found in images) ------------------------------------
