@@ -51,3 +51,13 @@ gzip -1 -k "$cap"
 bench_run "zcat | tcpdump -r - -w /dev/null" bash -c "zcat '$cap.gz' | tcpdump -r - -w /dev/null"
 bench_run "tapir replay (0 targets, .gz)" ./target/release/tapir replay -q "$cap.gz" --warrants "$work/none.toml" --out "$work/case-gz"
 rm -rf "$work/case-gz"
+# Per-core scaling (SCALING=1): the same runs confined to one core by taskset, against the
+# sharded runs above on every core. On a machine where one worker's pipeline and case writer
+# already fill both cores, workers-vs-one-worker says little; cores-vs-one-core says how much of
+# each added core the work turns into throughput.
+if [[ ${SCALING:-0} == 1 ]]; then
+  bench_run "tapir replay (all targeted, 1 core)" taskset -c 0 ./target/release/tapir replay -q "$cap" --warrants "$work/all.toml" --out "$work/case-all"
+  rm -rf "$work/case-all"
+  bench_run "tapir replay (IRI only, 1 core)" taskset -c 0 ./target/release/tapir replay -q "$cap" --warrants "$work/iri.toml" --out "$work/case-iri"
+  rm -rf "$work/case-iri"
+fi
