@@ -2,7 +2,7 @@
 //!
 //! # Threads
 //! ```text
-//!  capture thread 1 (Source) ─┐  bounded queue of            ┌─> case writer thread
+//!  capture thread 1 (Source) ─┐  bounded queue of            ┌─> case writer thread ─> disk thread
 //!  capture thread 2 (Source) ─┼─ frame batches ─> pipeline ──┤
 //!  ...                        ┘  (+ source clocks)  thread   └─> delivery (spool, senders)
 //!  signal thread (SIGHUP/TERM/INT) ─> control channel ─────────^   assoc_rx (feed) ─^

@@ -18,65 +18,27 @@
 //! Object bytes are written as they arrive. Small objects are buffered in memory up to
 //! `OBJECT_BUFFER` bytes each and `TOTAL_BUFFER` bytes overall, then appended to a partial file,
 //! so neither memory nor open file descriptors grow with the number of flows.
+//!
+//! The writes themselves, and the syncs, are made on a thread of their own ([`super::disk`]):
+//! this one numbers, formats and hashes.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::record::{reserve_head, ByIds, Cin, IriRecord, Liid, LinkType, ObjectId, ObjectRecord, Record, RecordSink};
 use crate::timestamp::Timestamp;
 
+use super::disk::{Disk, Out};
 use super::pcap::PcapWriter;
 
 const OBJECT_BUFFER: usize = 256 * 1024;
+/// Bytes of CC handed to the disk thread at a time: with [`super::disk::IN_FLIGHT`] of them
+/// queued and as many kept for reuse, a disk that falls behind costs a few MiB, not tens.
+const CC_BUFFER: usize = 256 * 1024;
 const TOTAL_BUFFER: usize = 64 << 20;
 const PARTIAL_DIR: &str = ".partial";
-
-/// A file being written whose SHA-256 is computed on the way, so that signing the case does not
-/// read back what was just written.
-pub struct Hashing<W> {
-    inner: W,
-    sha256: ring::digest::Context,
-    len: u64,
-}
-
-impl<W: Write> Hashing<W> {
-    fn new(inner: W) -> Hashing<W> {
-        Hashing { inner, sha256: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
-    }
-
-    fn finish(self) -> (W, u64, String) {
-        (self.inner, self.len, hex::encode(self.sha256.finish().as_ref()))
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha256.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-type Out = BufWriter<Hashing<File>>;
-
-fn out_file(path: &Path, capacity: usize) -> io::Result<Out> {
-    Ok(BufWriter::with_capacity(capacity, Hashing::new(File::create(path)?)))
-}
-
-/// Flushes, syncs and closes `w`; returns its size and SHA-256.
-fn close_out(w: Out) -> io::Result<(u64, String)> {
-    let h = w.into_inner().map_err(|e| e.into_error())?;
-    let (f, len, sha) = h.finish();
-    f.sync_all()?;
-    Ok((len, sha))
-}
 
 /// Ended sessions whose IRI counters are still kept, per LIID.
 const ENDED_KEPT: usize = 4096;
@@ -119,6 +81,7 @@ pub struct CaseTotals {
 
 pub struct CaseWriter {
     root: PathBuf,
+    disk: Disk,
     liids: ByIds<Liid, LiidOut>,
     partial: ByIds<(Liid, ObjectId), PartialObject>,
     buffered: usize,
@@ -143,6 +106,7 @@ impl CaseWriter {
         fs::create_dir_all(root)?;
         Ok(CaseWriter {
             root: root.to_path_buf(),
+            disk: Disk::start()?,
             liids: ByIds::default(),
             partial: ByIds::default(),
             buffered: 0,
@@ -171,8 +135,8 @@ impl CaseWriter {
             let name = liid_dir_name(liid);
             let dir = self.root.join(&name);
             fs::create_dir_all(dir.join("objects").join(PARTIAL_DIR))?;
-            let iri = out_file(&dir.join("iri.jsonl"), 64 * 1024)?;
-            let objects = out_file(&dir.join("objects.jsonl"), 64 * 1024)?;
+            let iri = self.disk.open(dir.join("iri.jsonl"), 64 * 1024)?;
+            let objects = self.disk.open(dir.join("objects.jsonl"), 64 * 1024)?;
             self.liids.insert(
                 liid.clone(),
                 LiidOut {
@@ -218,11 +182,12 @@ impl CaseWriter {
     }
 
     fn write_cc(&mut self, liid: &Liid, ts: Timestamp, link: LinkType, data: &[u8], orig_len: u32) -> io::Result<()> {
-        let out = self.liid_out(liid)?;
+        self.liid_out(liid)?;
+        let Some(out) = self.liids.get_mut(liid) else { return Ok(()) };
         let n = link.to_linktype();
         if !out.cc.contains_key(&n) {
             let name = if out.cc.is_empty() { "cc.pcap".to_string() } else { format!("cc-linktype-{n}.pcap") };
-            let w = PcapWriter::new(out_file(&out.dir.join(&name), 1 << 20)?, link)?;
+            let w = PcapWriter::new(self.disk.open(out.dir.join(&name), CC_BUFFER)?, link)?;
             out.cc.insert(n, (name, w));
         }
         out.cc.get_mut(&n).expect("inserted above").1.write(ts, data, orig_len)
@@ -231,7 +196,7 @@ impl CaseWriter {
     fn object_begin(&mut self, liid: &Liid, id: ObjectId) -> io::Result<()> {
         let dir = self.liid_out(liid)?.dir.join("objects").join(PARTIAL_DIR);
         let path = dir.join(format!("{id}"));
-        File::create(&path)?;
+        self.disk.create(path.clone())?;
         self.partial.insert((liid.clone(), id), PartialObject { path, buf: Vec::new(), on_disk: 0, pending_hole: 0 });
         Ok(())
     }
@@ -239,14 +204,14 @@ impl CaseWriter {
     fn object_data(&mut self, liid: &Liid, id: ObjectId, data: &[u8]) -> io::Result<()> {
         let Some(p) = self.partial.get_mut(&(liid.clone(), id)) else { return Ok(()) };
         if p.pending_hole > 0 {
-            Self::spill(p)?;
+            Self::spill(&self.disk, p)?;
         }
         reserve_head(&mut p.buf, data.len(), OBJECT_BUFFER);
         p.buf.extend_from_slice(data);
         self.buffered += data.len();
         if p.buf.len() >= OBJECT_BUFFER || self.buffered >= TOTAL_BUFFER {
             self.buffered -= p.buf.len();
-            Self::spill(p)?;
+            Self::spill(&self.disk, p)?;
         }
         Ok(())
     }
@@ -254,35 +219,30 @@ impl CaseWriter {
     fn object_gap(&mut self, liid: &Liid, id: ObjectId, len: u64) -> io::Result<()> {
         let Some(p) = self.partial.get_mut(&(liid.clone(), id)) else { return Ok(()) };
         let n = p.buf.len();
-        Self::spill(p)?;
+        Self::spill(&self.disk, p)?;
         self.buffered -= n;
         p.pending_hole += len;
         Ok(())
     }
 
-    /// Appends the buffer and any pending hole to the partial file. A hole is a seek past the end
-    /// (a sparse region reads as zeros), so a large gap costs no disk.
-    fn spill(p: &mut PartialObject) -> io::Result<()> {
+    /// Appends the buffer and any pending hole to the partial file. A hole is a length set past
+    /// the end (a sparse region reads as zeros), so a large gap costs no disk. The buffer goes
+    /// to the disk thread whole.
+    fn spill(disk: &Disk, p: &mut PartialObject) -> io::Result<()> {
         if p.buf.is_empty() && p.pending_hole == 0 {
             return Ok(());
         }
-        let mut f = OpenOptions::new().write(true).open(&p.path)?;
-        f.seek(SeekFrom::Start(p.on_disk))?;
-        f.write_all(&p.buf)?;
+        let offset = p.on_disk;
         p.on_disk += p.buf.len() as u64;
-        p.buf.clear();
-        if p.pending_hole > 0 {
-            p.on_disk += p.pending_hole;
-            p.pending_hole = 0;
-            f.set_len(p.on_disk)?;
-        }
-        Ok(())
+        let len = (p.pending_hole > 0).then(|| p.on_disk + p.pending_hole);
+        p.on_disk += std::mem::take(&mut p.pending_hole);
+        disk.write_at(p.path.clone(), offset, std::mem::take(&mut p.buf), len)
     }
 
     fn object_end(&mut self, r: &ObjectRecord, id: ObjectId) -> io::Result<()> {
         let Some(mut p) = self.partial.remove(&(r.liid.clone(), id)) else { return Ok(()) };
         self.buffered -= p.buf.len();
-        Self::spill(&mut p)?;
+        Self::spill(&self.disk, &mut p)?;
         debug_assert_eq!(p.on_disk, r.size);
         let max = self.max_id.entry(r.liid.clone()).or_insert(0);
         *max = (*max).max(r.id);
@@ -294,14 +254,11 @@ impl CaseWriter {
     /// Moves the finished bytes at `src` to `objects/<sha256>` and lists the object; returns
     /// where the bytes now are.
     fn list_object(&mut self, liid: &Liid, r: &ObjectRecord, src: &Path) -> io::Result<PathBuf> {
-        let out = self.liid_out(liid)?;
+        self.liid_out(liid)?;
+        let Some(out) = self.liids.get_mut(liid) else { return Err(io::Error::other("LIID directory not made")) };
         let dest = out.dir.join("objects").join(&r.sha256);
-        if dest.exists() {
-            // Same bytes already stored (objects are named by content): keep one copy.
-            fs::remove_file(src)?;
-        } else {
-            fs::rename(src, &dest)?;
-        }
+        // Same bytes already stored (objects are named by content): one copy is kept.
+        self.disk.store(src.to_path_buf(), dest.clone())?;
         // The hash was computed over exactly the bytes written here (holes as zeros, as stored).
         let rel = format!("{}/objects/{}", out.name, r.sha256);
         out.object_count += 1;
@@ -344,47 +301,68 @@ impl CaseWriter {
         let ids: Vec<(Liid, ObjectId)> = self.partial.keys().cloned().collect();
         for id in ids {
             if let Some(mut p) = self.partial.remove(&id) {
-                if let Err(e) = Self::spill(&mut p) {
+                if let Err(e) = Self::spill(&self.disk, &mut p) {
                     self.fail(e);
                 }
             }
         }
+        // Joining S3 uploads reads back the parts just written.
+        self.take_disk_errors();
         if let Err(e) = self.join_uploads() {
             self.fail(e);
         }
         let mut totals = HashMap::new();
         let mut written = std::mem::take(&mut self.written);
-        for (liid, out) in self.liids.drain() {
+        let mut dirs = Vec::new();
+        let liids: Vec<(Liid, LiidOut)> = self.liids.drain().collect();
+        for (liid, out) in liids {
             let mut cc = 0;
             let LiidOut { name, dir, iri, cc: cc_files, objects, iri_count, object_count, .. } = out;
             let r = (|| {
-                written.insert(format!("{name}/iri.jsonl"), close_out(iri)?);
-                written.insert(format!("{name}/objects.jsonl"), close_out(objects)?);
+                written.insert(format!("{name}/iri.jsonl"), iri.close()?);
+                written.insert(format!("{name}/objects.jsonl"), objects.close()?);
                 for (file, w) in cc_files.into_values() {
                     cc += w.frames;
-                    written.insert(format!("{name}/{file}"), close_out(w.into_inner())?);
-                }
-                // No empty directories in a signed case (verify refuses them: one could be added):
-                // an IRI-only warrant's case has no objects at all.
-                for d in [dir.join("objects").join(PARTIAL_DIR), dir.join("objects")] {
-                    if fs::read_dir(&d)?.next().is_none() {
-                        fs::remove_dir(&d)?;
-                    }
+                    written.insert(format!("{name}/{file}"), w.into_inner().close()?);
                 }
                 Ok(())
             })();
             if let Err(e) = r {
-                if self.first_error.is_none() {
-                    self.first_error = Some(e);
-                }
+                self.fail(e);
             }
+            dirs.push(dir);
             totals.insert(liid, CaseTotals { iri: iri_count, cc, objects: object_count });
+        }
+        // Every write and sync made, and its errors known, before the directories are read.
+        self.take_disk_errors();
+        for dir in dirs {
+            // No empty directories in a signed case (verify refuses them: one could be added):
+            // an IRI-only warrant's case has no objects at all.
+            let r = [dir.join("objects").join(PARTIAL_DIR), dir.join("objects")].iter().try_for_each(|d| {
+                if fs::read_dir(d)?.next().is_none() {
+                    fs::remove_dir(d)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                self.fail(e);
+            }
         }
         match self.first_error {
             Some(e) => {
                 Err(io::Error::new(e.kind(), format!("writing the case failed ({} errors), first: {e}", self.errors)))
             }
             None => Ok((totals, written)),
+        }
+    }
+
+    /// Waits for the disk thread to have made every write asked of it, and takes its errors as
+    /// this writer's own.
+    fn take_disk_errors(&mut self) {
+        let e = self.disk.barrier();
+        self.errors += e.count;
+        if self.first_error.is_none() {
+            self.first_error = e.first;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! - [`case`]: the case directory an analyst reads offline (IRI JSON lines, CC pcap, content
 //!   objects by hash).
 //! - [`manifest`]: the signed manifest over a case, and its verification.
-//! - [`pcap`]: a minimal pcap writer for CC.
+//! - [`pcap`]: a minimal pcap writer for CC; [`disk`]: the case's writes on a thread of their own.
 //! - [`etsi`]: TS 102 232 PS-PDU encoding (HI2/HI3) and its JSON decoder.
 //! - [`handover`]: the MDF: PS-PDUs per LEA through a durable spool to HI2/HI3 (TCP/TLS).
 //! - [`outputs`]: the case and delivery together, as `tapir replay` and `tapir run` write
@@ -11,6 +11,7 @@
 
 pub mod assemble;
 pub mod case;
+pub mod disk;
 pub mod etsi;
 pub mod handover;
 pub mod manifest;
