@@ -35,7 +35,8 @@ use super::pcap::PcapWriter;
 
 const OBJECT_BUFFER: usize = 256 * 1024;
 /// Bytes of CC handed to the disk thread at a time: with [`super::disk::IN_FLIGHT`] of them
-/// queued and as many kept for reuse, a disk that falls behind costs a few MiB, not tens.
+/// queued for each of its two threads and [`super::disk::POOL`] kept for reuse, a disk that
+/// falls behind costs a few MiB, not tens.
 const CC_BUFFER: usize = 256 * 1024;
 const TOTAL_BUFFER: usize = 64 << 20;
 const PARTIAL_DIR: &str = ".partial";
@@ -314,18 +315,20 @@ impl CaseWriter {
         let mut totals = HashMap::new();
         let mut written = std::mem::take(&mut self.written);
         let mut dirs = Vec::new();
+        // Files asked to be closed: their names in the case, and their ids on the disk.
+        let mut closing = Vec::new();
         let liids: Vec<(Liid, LiidOut)> = self.liids.drain().collect();
         for (liid, out) in liids {
             let mut cc = 0;
             let LiidOut { name, dir, iri, cc: cc_files, objects, iri_count, object_count, .. } = out;
             let r = (|| {
-                written.insert(format!("{name}/iri.jsonl"), iri.close()?);
-                written.insert(format!("{name}/objects.jsonl"), objects.close()?);
+                closing.push((format!("{name}/iri.jsonl"), iri.close()?));
+                closing.push((format!("{name}/objects.jsonl"), objects.close()?));
                 for (file, w) in cc_files.into_values() {
                     cc += w.frames;
-                    written.insert(format!("{name}/{file}"), w.into_inner().close()?);
+                    closing.push((format!("{name}/{file}"), w.into_inner().close()?));
                 }
-                Ok(())
+                Ok::<_, io::Error>(())
             })();
             if let Err(e) = r {
                 self.fail(e);
@@ -334,7 +337,15 @@ impl CaseWriter {
             totals.insert(liid, CaseTotals { iri: iri_count, cc, objects: object_count });
         }
         // Every write and sync made, and its errors known, before the directories are read.
-        self.take_disk_errors();
+        let mut closed = self.take_disk_errors();
+        for (name, id) in closing {
+            match closed.remove(&id) {
+                Some(done) => {
+                    written.insert(name, done);
+                }
+                None => self.fail(io::Error::other(format!("{name} was not closed"))),
+            }
+        }
         for dir in dirs {
             // No empty directories in a signed case (verify refuses them: one could be added):
             // an IRI-only warrant's case has no objects at all.
@@ -357,13 +368,14 @@ impl CaseWriter {
     }
 
     /// Waits for the disk thread to have made every write asked of it, and takes its errors as
-    /// this writer's own.
-    fn take_disk_errors(&mut self) {
-        let e = self.disk.barrier();
-        self.errors += e.count;
+    /// this writer's own; the files closed since the last call, by id, with size and SHA-256.
+    fn take_disk_errors(&mut self) -> HashMap<u32, (u64, String)> {
+        let report = self.disk.barrier();
+        self.errors += report.count;
         if self.first_error.is_none() {
-            self.first_error = e.first;
+            self.first_error = report.first;
         }
+        report.closed
     }
 }
 

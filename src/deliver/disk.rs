@@ -1,16 +1,17 @@
 //! The case writer's file writes, on a thread of their own.
 //!
 //! With every packet targeted, the case writer spent about half its time in the kernel, copying
-//! CC and object bytes into the page cache (perf: 2.4 of 4.7 µs a packet), on the one thread that
-//! every worker's records pass through. However many cores a box has, a run could then go no
-//! faster than that thread. So the case writer numbers, formats and hashes (each file's SHA-256,
-//! for the manifest, is taken over its bytes as they are handed over), and [`Disk`] makes the
-//! system calls, in the order they were asked for, on a thread of its own: the two halves cost
-//! about the same.
+//! CC and object bytes into the page cache (perf: 2.4 of 4.7 µs a packet), and a fifth hashing
+//! its files for the manifest, on the one thread that every worker's records pass through.
+//! However many cores a box has, a run could go no faster than that thread. So the case writer
+//! numbers and formats; [`Disk`] takes each file's SHA-256 over its buffers as they are handed
+//! over, on a thread of its own (`tapir-hash`), and makes the system calls, in the order they
+//! were asked for, on another (`tapir-disk`).
 //!
 //! - **No copy:** a full buffer is handed over whole, and comes back emptied to a small pool.
-//! - **Bounded:** at most [`IN_FLIGHT`] operations wait; past that the case writer waits for the
-//!   disk (back-pressure, never a drop), and the pool keeps at most [`POOL`] buffers.
+//! - **Bounded:** at most [`IN_FLIGHT`] operations wait for each of the two threads; past that
+//!   the case writer waits for the disk (back-pressure, never a drop), and the pool keeps at most
+//!   [`POOL`] buffers.
 //! - **Errors:** as the case writer's own, the first is kept and every later one counted.
 //!   [`Disk::barrier`] waits for everything asked so far and hands them over: the case writer
 //!   calls it before it reads back what it wrote (an S3 upload's parts) and before the case is
@@ -23,19 +24,22 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Operations queued for the disk at most.
-pub const IN_FLIGHT: usize = 8;
+/// Operations queued for each of the hashing and the disk thread at most.
+pub const IN_FLIGHT: usize = 4;
 /// Emptied buffers kept for reuse at most.
 pub const POOL: usize = 8;
 
-/// What went wrong on the disk since the last [`Disk::barrier`].
+/// What the disk did since the last [`Disk::barrier`].
 #[derive(Debug, Default)]
-pub struct DiskErrors {
+pub struct DiskReport {
+    /// The first error, and how many there were.
     pub first: Option<io::Error>,
     pub count: u64,
+    /// Files closed: by the id of their [`Out`], their size and SHA-256 (hex).
+    pub closed: HashMap<u32, (u64, String)>,
 }
 
-impl DiskErrors {
+impl DiskReport {
     fn add(&mut self, e: io::Error) {
         self.count += 1;
         if self.first.is_none() {
@@ -66,8 +70,8 @@ enum Op {
         src: PathBuf,
         dest: PathBuf,
     },
-    /// Answers, once everything before it is done, with the errors since the last barrier.
-    Barrier(SyncSender<DiskErrors>),
+    /// Answers, once everything before it is done, with what was done since the last barrier.
+    Barrier(SyncSender<DiskReport>),
 }
 
 type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -92,6 +96,10 @@ fn gone() -> io::Error {
     io::Error::other("the case's disk thread is gone")
 }
 
+fn gone_report() -> DiskReport {
+    DiskReport { first: Some(gone()), count: 1, closed: HashMap::new() }
+}
+
 /// The way to the disk thread. The thread ends when this and every [`Out`] are gone, once it has
 /// done what they asked; [`Disk::barrier`] is how to know that it has.
 pub struct Disk {
@@ -103,9 +111,11 @@ pub struct Disk {
 impl Disk {
     pub fn start() -> io::Result<Disk> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
+        let (to_disk, disk_rx) = sync_channel(IN_FLIGHT);
         let pool = Pool::default();
         let p = pool.clone();
-        std::thread::Builder::new().name("tapir-disk".into()).spawn(move || run(rx, p))?;
+        std::thread::Builder::new().name("tapir-disk".into()).spawn(move || write(disk_rx, p))?;
+        std::thread::Builder::new().name("tapir-hash".into()).spawn(move || hash(rx, to_disk))?;
         Ok(Disk { tx, pool, next_id: 0 })
     }
 
@@ -118,15 +128,7 @@ impl Disk {
         let id = self.next_id;
         self.next_id += 1;
         self.send(Op::Open(id, path))?;
-        Ok(Out {
-            id,
-            buf: buffer(&self.pool, capacity),
-            capacity,
-            sha256: ring::digest::Context::new(&ring::digest::SHA256),
-            len: 0,
-            tx: self.tx.clone(),
-            pool: self.pool.clone(),
-        })
+        Ok(Out { id, buf: buffer(&self.pool, capacity), capacity, tx: self.tx.clone(), pool: self.pool.clone() })
     }
 
     /// Creates an empty file at `path`.
@@ -145,19 +147,59 @@ impl Disk {
         self.send(Op::Store { src, dest })
     }
 
-    /// Waits until everything asked so far is done; the errors since the last barrier.
-    pub fn barrier(&self) -> DiskErrors {
+    /// Waits until everything asked so far is done; what was done since the last barrier.
+    pub fn barrier(&self) -> DiskReport {
         let (reply, answer) = sync_channel(1);
         if self.send(Op::Barrier(reply)).is_err() {
-            return DiskErrors { first: Some(gone()), count: 1 };
+            return gone_report();
         }
-        answer.recv().unwrap_or_else(|_| DiskErrors { first: Some(gone()), count: 1 })
+        answer.recv().unwrap_or_else(|_| gone_report())
     }
 }
 
-fn run(rx: Receiver<Op>, pool: Pool) {
+/// The hashing thread: each file's SHA-256 over its buffers, in order, then on to the disk.
+fn hash(rx: Receiver<Op>, disk: SyncSender<Op>) {
+    let mut open: HashMap<u32, (ring::digest::Context, u64)> = HashMap::new();
+    let mut closed = HashMap::new();
+    for op in rx {
+        match &op {
+            Op::Open(id, _) => {
+                open.insert(*id, (ring::digest::Context::new(&ring::digest::SHA256), 0));
+            }
+            Op::Append(id, data) => {
+                if let Some((sha256, len)) = open.get_mut(id) {
+                    sha256.update(data);
+                    *len += data.len() as u64;
+                }
+            }
+            Op::Close(id) => {
+                if let Some((sha256, len)) = open.remove(id) {
+                    closed.insert(*id, (len, hex::encode(sha256.finish().as_ref())));
+                }
+            }
+            Op::Barrier(reply) => {
+                // Answered once the disk has done everything before it, with the digests added.
+                let (disk_reply, answer) = sync_channel(1);
+                let mut report = match disk.send(Op::Barrier(disk_reply)) {
+                    Ok(()) => answer.recv().unwrap_or_else(|_| gone_report()),
+                    Err(_) => gone_report(),
+                };
+                report.closed = std::mem::take(&mut closed);
+                let _ = reply.send(report);
+                continue;
+            }
+            Op::Create(_) | Op::WriteAt { .. } | Op::Store { .. } => {}
+        }
+        if disk.send(op).is_err() {
+            return;
+        }
+    }
+}
+
+/// The disk thread: the system calls, in order.
+fn write(rx: Receiver<Op>, pool: Pool) {
     let mut files: HashMap<u32, File> = HashMap::new();
-    let mut errors = DiskErrors::default();
+    let mut errors = DiskReport::default();
     let never_opened = |id| io::Error::other(format!("case file {id} was never opened"));
     for op in rx {
         let r = match op {
@@ -207,8 +249,6 @@ pub struct Out {
     id: u32,
     buf: Vec<u8>,
     capacity: usize,
-    sha256: ring::digest::Context,
-    len: u64,
     tx: SyncSender<Op>,
     pool: Pool,
 }
@@ -219,19 +259,16 @@ impl Out {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.sha256.update(&self.buf);
-        self.len += self.buf.len() as u64;
         let full = std::mem::replace(&mut self.buf, buffer(&self.pool, self.capacity));
         self.tx.send(Op::Append(self.id, full)).map_err(|_| gone())
     }
 
-    /// Hands over the rest and asks for the file to be synced and closed; its size and SHA-256.
-    /// Whether the disk did it is told by the next [`Disk::barrier`].
-    pub fn close(mut self) -> io::Result<(u64, String)> {
+    /// Hands over the rest and asks for the file to be synced and closed. Its id: the next
+    /// [`Disk::barrier`] tells its size and SHA-256, and whether the disk did it.
+    pub fn close(mut self) -> io::Result<u32> {
         self.hand_over()?;
         self.tx.send(Op::Close(self.id)).map_err(|_| gone())?;
-        let sha256 = std::mem::replace(&mut self.sha256, ring::digest::Context::new(&ring::digest::SHA256));
-        Ok((self.len, hex::encode(sha256.finish().as_ref())))
+        Ok(self.id)
     }
 }
 
@@ -264,21 +301,22 @@ mod tests {
             out.write_all(&chunk).unwrap();
             want.extend_from_slice(&chunk);
         }
-        let (len, sha) = out.close().unwrap();
+        let id = out.close().unwrap();
         disk.create(d.path().join("p")).unwrap();
         disk.write_at(d.path().join("p"), 4, b"xy".to_vec(), Some(10)).unwrap();
         disk.store(d.path().join("p"), d.path().join("q")).unwrap();
-        let errors = disk.barrier();
-        assert!(errors.first.is_none(), "{errors:?}");
+        let report = disk.barrier();
+        assert!(report.first.is_none(), "{report:?}");
         assert_eq!(std::fs::read(d.path().join("f")).unwrap(), want);
-        assert_eq!(len, want.len() as u64);
-        assert_eq!(sha, hex::encode(ring::digest::digest(&ring::digest::SHA256, &want).as_ref()));
+        let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &want).as_ref());
+        assert_eq!(report.closed.get(&id), Some(&(want.len() as u64, sha)));
         assert_eq!(std::fs::read(d.path().join("q")).unwrap(), b"\0\0\0\0xy\0\0\0\0");
         assert!(!d.path().join("p").exists());
         // The same content stored again: the second copy goes.
         disk.create(d.path().join("p2")).unwrap();
         disk.store(d.path().join("p2"), d.path().join("q")).unwrap();
-        assert!(disk.barrier().first.is_none());
+        let report = disk.barrier();
+        assert!(report.first.is_none() && report.closed.is_empty(), "{report:?}");
         assert!(!d.path().join("p2").exists());
         assert!(disk.pool.lock().unwrap().len() <= POOL);
     }
@@ -290,10 +328,10 @@ mod tests {
         let mut out = disk.open(d.path().join("missing-dir").join("f"), 4).unwrap();
         out.write_all(b"12345678").unwrap();
         out.close().unwrap();
-        let errors = disk.barrier();
+        let report = disk.barrier();
         // The open failed; the append and the close that follow it fail too.
-        assert_eq!(errors.count, 3, "{errors:?}");
-        assert_eq!(errors.first.unwrap().kind(), io::ErrorKind::NotFound);
+        assert_eq!(report.count, 3, "{report:?}");
+        assert_eq!(report.first.unwrap().kind(), io::ErrorKind::NotFound);
         // Taken: the next barrier starts afresh.
         assert_eq!(disk.barrier().count, 0);
     }
