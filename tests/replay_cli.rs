@@ -398,3 +398,35 @@ fn an_interrupted_replay_leaves_a_signed_case_marked_incomplete() {
         assert!(iri.contains("\"reason\":\"shutdown\""), "{iri}");
     }
 }
+
+/// The case's hashing and writes give the same case on threads of their own as on the case
+/// writer's (`TAPIR_DISK_THREADS`; this 2-core machine runs them inline by default): every file
+/// of the FTP, HTTP and SMTP fixtures' case has the same `sha256sum` but the signed manifests
+/// (which say when) and the run's ephemeral signing key, and both cases verify.
+#[test]
+fn the_case_is_the_same_with_and_without_disk_threads() {
+    let d = tempfile::tempdir().unwrap();
+    let app = pcaps().join("app");
+    let case = |threads: &str| {
+        let c = d.path().join(format!("case-{threads}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapir"));
+        cmd.env("TAPIR_DISK_THREADS", threads).args(["replay", "-q", "--warrants"]).arg(app.join("warrants.toml"));
+        cmd.arg("--out").arg(&c).args(["ftp.pcap", "http.pcap", "smtp.pcap"].map(|f| app.join(f)));
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v = tapir(&["verify", s(&c)]);
+        assert!(v.status.success(), "{}", stderr(&v));
+        let sums = Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f ! -name 'MANIFEST*' ! -name signing-key.pub | sort | xargs sha256sum")
+            .current_dir(&c)
+            .output()
+            .unwrap();
+        assert!(sums.status.success());
+        String::from_utf8(sums.stdout).unwrap()
+    };
+    let (inline, threads) = (case("0"), case("1"));
+    assert!(inline.lines().filter(|l| l.contains("/objects/")).count() >= 3, "{inline}");
+    assert!(inline.contains("LIID-JOE-0001/cc.pcap"), "{inline}");
+    assert_eq!(inline, threads);
+}

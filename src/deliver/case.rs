@@ -107,7 +107,7 @@ impl CaseWriter {
         fs::create_dir_all(root)?;
         Ok(CaseWriter {
             root: root.to_path_buf(),
-            disk: Disk::start()?,
+            disk: Disk::start(super::disk::threads_by_default())?,
             liids: ByIds::default(),
             partial: ByIds::default(),
             buffered: 0,

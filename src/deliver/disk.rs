@@ -1,12 +1,20 @@
-//! The case writer's file writes, on a thread of their own.
+//! The case writer's file writes and the hashing of its files, on threads of their own where
+//! the box has cores for them.
 //!
 //! With every packet targeted, the case writer spent about half its time in the kernel, copying
 //! CC and object bytes into the page cache (perf: 2.4 of 4.7 µs a packet), and a fifth hashing
 //! its files for the manifest, on the one thread that every worker's records pass through.
 //! However many cores a box has, a run could go no faster than that thread. So the case writer
 //! numbers and formats; [`Disk`] takes each file's SHA-256 over its buffers as they are handed
-//! over, on a thread of its own (`tapir-hash`), and makes the system calls, in the order they
-//! were asked for, on another (`tapir-disk`).
+//! over (`tapir-hash`), and makes the system calls in the order they were asked for
+//! (`tapir-disk`).
+//!
+//! **Threads or inline.** On two cores the two threads cost more than they give: every buffer
+//! is read again from memory on another core, and five threads share two cores. A fully targeted
+//! replay of 1 GB took 3.1-3.3 s inline against 3.3-4.1 s with the threads (alternating runs).
+//! So the same two stages run on the case writer's own thread unless the box has a core beyond
+//! the pipeline's and the case writer's ([`threads_by_default`]); `TAPIR_DISK_THREADS=1` (or
+//! `0`) says otherwise, for a bench.
 //!
 //! - **No copy:** a full buffer is handed over whole, and comes back emptied to a small pool.
 //! - **Bounded:** at most [`IN_FLIGHT`] operations wait for each of the two threads; past that
@@ -100,27 +108,75 @@ fn gone_report() -> DiskReport {
     DiskReport { first: Some(gone()), count: 1, closed: HashMap::new() }
 }
 
-/// The way to the disk thread. The thread ends when this and every [`Out`] are gone, once it has
-/// done what they asked; [`Disk::barrier`] is how to know that it has.
+/// Whether the hashing and the writes get threads of their own: when the box has more than two
+/// cores (the pipeline's and the case writer's), or as `TAPIR_DISK_THREADS` says (`1` or `0`).
+pub fn threads_by_default() -> bool {
+    match std::env::var("TAPIR_DISK_THREADS").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => std::thread::available_parallelism().is_ok_and(|n| n.get() > 2),
+    }
+}
+
+/// Where operations go: to the hashing thread, or through both stages on the caller's thread.
+#[derive(Clone)]
+enum Route {
+    Threads(SyncSender<Op>),
+    Inline(Arc<Mutex<(Hasher, Writer)>>),
+}
+
+impl Route {
+    fn send(&self, op: Op) -> io::Result<()> {
+        match self {
+            Route::Threads(tx) => tx.send(op).map_err(|_| gone()),
+            Route::Inline(stages) => {
+                let mut stages = stages.lock().map_err(|_| gone())?;
+                let (hasher, writer) = &mut *stages;
+                match op {
+                    Op::Barrier(reply) => {
+                        let mut report = writer.report();
+                        report.closed = hasher.closed();
+                        let _ = reply.send(report);
+                    }
+                    op => {
+                        hasher.see(&op);
+                        writer.make(op);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The way to the hashing and disk stages. Their threads, if any, end when this and every
+/// [`Out`] are gone, once they have done what was asked; [`Disk::barrier`] is how to know that
+/// they have.
 pub struct Disk {
-    tx: SyncSender<Op>,
+    route: Route,
     pool: Pool,
     next_id: u32,
 }
 
 impl Disk {
-    pub fn start() -> io::Result<Disk> {
-        let (tx, rx) = sync_channel(IN_FLIGHT);
-        let (to_disk, disk_rx) = sync_channel(IN_FLIGHT);
+    /// The two stages on threads of their own (`threads`), or on the caller's.
+    pub fn start(threads: bool) -> io::Result<Disk> {
         let pool = Pool::default();
-        let p = pool.clone();
-        std::thread::Builder::new().name("tapir-disk".into()).spawn(move || write(disk_rx, p))?;
-        std::thread::Builder::new().name("tapir-hash".into()).spawn(move || hash(rx, to_disk))?;
-        Ok(Disk { tx, pool, next_id: 0 })
+        let writer = Writer { files: HashMap::new(), report: DiskReport::default(), pool: pool.clone() };
+        let route = if threads {
+            let (tx, rx) = sync_channel(IN_FLIGHT);
+            let (to_disk, disk_rx) = sync_channel(IN_FLIGHT);
+            std::thread::Builder::new().name("tapir-disk".into()).spawn(move || write(disk_rx, writer))?;
+            std::thread::Builder::new().name("tapir-hash".into()).spawn(move || hash(rx, to_disk))?;
+            Route::Threads(tx)
+        } else {
+            Route::Inline(Arc::new(Mutex::new((Hasher::default(), writer))))
+        };
+        Ok(Disk { route, pool, next_id: 0 })
     }
 
     fn send(&self, op: Op) -> io::Result<()> {
-        self.tx.send(op).map_err(|_| gone())
+        self.route.send(op)
     }
 
     /// A file created at `path`, written through buffers of `capacity` bytes.
@@ -128,7 +184,7 @@ impl Disk {
         let id = self.next_id;
         self.next_id += 1;
         self.send(Op::Open(id, path))?;
-        Ok(Out { id, buf: buffer(&self.pool, capacity), capacity, tx: self.tx.clone(), pool: self.pool.clone() })
+        Ok(Out { id, buf: buffer(&self.pool, capacity), capacity, route: self.route.clone(), pool: self.pool.clone() })
     }
 
     /// Creates an empty file at `path`.
@@ -157,61 +213,61 @@ impl Disk {
     }
 }
 
-/// The hashing thread: each file's SHA-256 over its buffers, in order, then on to the disk.
-fn hash(rx: Receiver<Op>, disk: SyncSender<Op>) {
-    let mut open: HashMap<u32, (ring::digest::Context, u64)> = HashMap::new();
-    let mut closed = HashMap::new();
-    for op in rx {
-        match &op {
+/// Each file's SHA-256 and size, over its buffers in order.
+#[derive(Default)]
+struct Hasher {
+    open: HashMap<u32, (ring::digest::Context, u64)>,
+    closed: HashMap<u32, (u64, String)>,
+}
+
+impl Hasher {
+    fn see(&mut self, op: &Op) {
+        match op {
             Op::Open(id, _) => {
-                open.insert(*id, (ring::digest::Context::new(&ring::digest::SHA256), 0));
+                self.open.insert(*id, (ring::digest::Context::new(&ring::digest::SHA256), 0));
             }
             Op::Append(id, data) => {
-                if let Some((sha256, len)) = open.get_mut(id) {
+                if let Some((sha256, len)) = self.open.get_mut(id) {
                     sha256.update(data);
                     *len += data.len() as u64;
                 }
             }
             Op::Close(id) => {
-                if let Some((sha256, len)) = open.remove(id) {
-                    closed.insert(*id, (len, hex::encode(sha256.finish().as_ref())));
+                if let Some((sha256, len)) = self.open.remove(id) {
+                    self.closed.insert(*id, (len, hex::encode(sha256.finish().as_ref())));
                 }
             }
-            Op::Barrier(reply) => {
-                // Answered once the disk has done everything before it, with the digests added.
-                let (disk_reply, answer) = sync_channel(1);
-                let mut report = match disk.send(Op::Barrier(disk_reply)) {
-                    Ok(()) => answer.recv().unwrap_or_else(|_| gone_report()),
-                    Err(_) => gone_report(),
-                };
-                report.closed = std::mem::take(&mut closed);
-                let _ = reply.send(report);
-                continue;
-            }
-            Op::Create(_) | Op::WriteAt { .. } | Op::Store { .. } => {}
+            Op::Create(_) | Op::WriteAt { .. } | Op::Store { .. } | Op::Barrier(_) => {}
         }
-        if disk.send(op).is_err() {
-            return;
-        }
+    }
+
+    /// The files closed since the last call.
+    fn closed(&mut self) -> HashMap<u32, (u64, String)> {
+        std::mem::take(&mut self.closed)
     }
 }
 
-/// The disk thread: the system calls, in order.
-fn write(rx: Receiver<Op>, pool: Pool) {
-    let mut files: HashMap<u32, File> = HashMap::new();
-    let mut errors = DiskReport::default();
-    let never_opened = |id| io::Error::other(format!("case file {id} was never opened"));
-    for op in rx {
+/// The system calls, in order, and what went wrong.
+struct Writer {
+    files: HashMap<u32, File>,
+    report: DiskReport,
+    pool: Pool,
+}
+
+impl Writer {
+    /// Makes `op` (a barrier is answered by whoever drives the stages).
+    fn make(&mut self, op: Op) {
+        let never_opened = |id| io::Error::other(format!("case file {id} was never opened"));
         let r = match op {
             Op::Open(id, path) => File::create(&path).map(|f| {
-                files.insert(id, f);
+                self.files.insert(id, f);
             }),
             Op::Append(id, data) => {
-                let r = files.get_mut(&id).ok_or_else(|| never_opened(id)).and_then(|f| f.write_all(&data));
-                recycle(&pool, data);
+                let r = self.files.get_mut(&id).ok_or_else(|| never_opened(id)).and_then(|f| f.write_all(&data));
+                recycle(&self.pool, data);
                 r
             }
-            Op::Close(id) => files.remove(&id).ok_or_else(|| never_opened(id)).and_then(|f| f.sync_all()),
+            Op::Close(id) => self.files.remove(&id).ok_or_else(|| never_opened(id)).and_then(|f| f.sync_all()),
             Op::Create(path) => File::create(&path).map(drop),
             Op::WriteAt { path, offset, data, len } => {
                 let r = (|| {
@@ -223,7 +279,7 @@ fn write(rx: Receiver<Op>, pool: Pool) {
                     }
                     Ok(())
                 })();
-                recycle(&pool, data);
+                recycle(&self.pool, data);
                 r
             }
             Op::Store { src, dest } => {
@@ -233,13 +289,49 @@ fn write(rx: Receiver<Op>, pool: Pool) {
                     fs::rename(&src, &dest)
                 }
             }
-            Op::Barrier(reply) => {
-                let _ = reply.send(std::mem::take(&mut errors));
-                Ok(())
-            }
+            Op::Barrier(_) => Ok(()),
         };
         if let Err(e) = r {
-            errors.add(e);
+            self.report.add(e);
+        }
+    }
+
+    /// The errors since the last call.
+    fn report(&mut self) -> DiskReport {
+        std::mem::take(&mut self.report)
+    }
+}
+
+/// The hashing thread: hashes, then hands on to the disk thread.
+fn hash(rx: Receiver<Op>, disk: SyncSender<Op>) {
+    let mut hasher = Hasher::default();
+    for op in rx {
+        if let Op::Barrier(reply) = op {
+            // Answered once the disk has done everything before it, with the digests added.
+            let (disk_reply, answer) = sync_channel(1);
+            let mut report = match disk.send(Op::Barrier(disk_reply)) {
+                Ok(()) => answer.recv().unwrap_or_else(|_| gone_report()),
+                Err(_) => gone_report(),
+            };
+            report.closed = hasher.closed();
+            let _ = reply.send(report);
+            continue;
+        }
+        hasher.see(&op);
+        if disk.send(op).is_err() {
+            return;
+        }
+    }
+}
+
+/// The disk thread.
+fn write(rx: Receiver<Op>, mut writer: Writer) {
+    for op in rx {
+        match op {
+            Op::Barrier(reply) => {
+                let _ = reply.send(writer.report());
+            }
+            op => writer.make(op),
         }
     }
 }
@@ -249,7 +341,7 @@ pub struct Out {
     id: u32,
     buf: Vec<u8>,
     capacity: usize,
-    tx: SyncSender<Op>,
+    route: Route,
     pool: Pool,
 }
 
@@ -260,14 +352,14 @@ impl Out {
             return Ok(());
         }
         let full = std::mem::replace(&mut self.buf, buffer(&self.pool, self.capacity));
-        self.tx.send(Op::Append(self.id, full)).map_err(|_| gone())
+        self.route.send(Op::Append(self.id, full))
     }
 
     /// Hands over the rest and asks for the file to be synced and closed. Its id: the next
     /// [`Disk::barrier`] tells its size and SHA-256, and whether the disk did it.
     pub fn close(mut self) -> io::Result<u32> {
         self.hand_over()?;
-        self.tx.send(Op::Close(self.id)).map_err(|_| gone())?;
+        self.route.send(Op::Close(self.id))?;
         Ok(self.id)
     }
 }
@@ -292,8 +384,14 @@ mod tests {
 
     #[test]
     fn writes_land_in_order_with_the_hash_of_what_was_handed_over() {
+        for threads in [true, false] {
+            writes_land_in_order(threads);
+        }
+    }
+
+    fn writes_land_in_order(threads: bool) {
         let d = tempfile::tempdir().unwrap();
-        let mut disk = Disk::start().unwrap();
+        let mut disk = Disk::start(threads).unwrap();
         let mut out = disk.open(d.path().join("f"), 10).unwrap();
         let mut want = Vec::new();
         for i in 0..100u8 {
@@ -323,8 +421,14 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_kept_and_counted_until_the_barrier() {
+        for threads in [true, false] {
+            a_failed_write_is_kept(threads);
+        }
+    }
+
+    fn a_failed_write_is_kept(threads: bool) {
         let d = tempfile::tempdir().unwrap();
-        let mut disk = Disk::start().unwrap();
+        let mut disk = Disk::start(threads).unwrap();
         let mut out = disk.open(d.path().join("missing-dir").join("f"), 4).unwrap();
         out.write_all(b"12345678").unwrap();
         out.close().unwrap();
