@@ -1,4 +1,17 @@
-# Shared by the bench scripts (sourced): a warrant file, and one timed run of a tool.
+# Shared by the bench scripts (sourced): a generated capture, a warrant file, and one timed run of
+# a tool.
+
+# bench_capture NAME MEGABYTES: builds tapir and the generator, makes $work (under BENCH_DIR,
+# removed on exit) and writes the generated mix of MEGABYTES there as $cap, read once into the
+# page cache so that every tool reads the same warm file.
+bench_capture() {
+  work=$(mktemp -d "${BENCH_DIR:-/tmp}/tapir-$1.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  cargo build --release --quiet --bin tapir --example gen_capture
+  cap="$work/bench.pcap"
+  ./target/release/examples/gen_capture "$cap" "$2"
+  cat "$cap" > /dev/null
+}
 
 # bench_warrant FILE LIID TARGET [SCOPE]: a warrant over all time on one target, IRI and CC
 # unless SCOPE says otherwise ("iri", "cc").

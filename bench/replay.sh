@@ -8,15 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-MB=${1:-1024}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/tapir-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cargo build --release --quiet --bin tapir --example gen_capture
-cap="$work/bench.pcap"
-./target/release/examples/gen_capture "$cap" "$MB"
+bench_capture bench "${1:-1024}"
 packets=$(capinfos -c -M "$cap" | awk '/Number of packets/ {print $NF}')
 bytes=$(stat -c %s "$cap")
-cat "$cap" > /dev/null   # page cache: every tool reads the same warm file
 
 bench_warrant "$work/none.toml" BENCH-NONE ipv4:192.0.2.1
 bench_warrant "$work/all.toml" BENCH-ALL cidr:10.0.0.0/8

@@ -11,14 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-MB=${1:-400}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/tapir-threads.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cargo build --release --quiet --bin tapir --example gen_capture
-cap="$work/bench.pcap"
-./target/release/examples/gen_capture "$cap" "$MB" > /dev/null
+bench_capture threads "${1:-400}" 2> /dev/null
 bench_warrant "$work/all.toml" BENCH-ALL cidr:10.0.0.0/8
-cat "$cap" > /dev/null
 export TAPIR_DISK_THREADS=${TAPIR_DISK_THREADS:-1}
 for n in 1 2; do
   rm -rf "$work/case"
