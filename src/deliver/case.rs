@@ -19,8 +19,9 @@
 //! `OBJECT_BUFFER` bytes each and `TOTAL_BUFFER` bytes overall, then appended to a partial file,
 //! so neither memory nor open file descriptors grow with the number of flows.
 //!
-//! The writes themselves, and the syncs, are made on a thread of their own ([`super::disk`]):
-//! this one numbers, formats and hashes.
+//! The hashing of the files, their writes and their syncs are two stages of their own
+//! ([`super::disk`]), on threads of their own where the box has cores for them: this writer
+//! numbers and formats.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -227,8 +228,8 @@ impl CaseWriter {
     }
 
     /// Appends the buffer and any pending hole to the partial file. A hole is a length set past
-    /// the end (a sparse region reads as zeros), so a large gap costs no disk. The buffer goes
-    /// to the disk thread whole.
+    /// the end (a sparse region reads as zeros), so a large gap costs no disk. The buffer is
+    /// handed to the disk stage whole.
     fn spill(disk: &Disk, p: &mut PartialObject) -> io::Result<()> {
         if p.buf.is_empty() && p.pending_hole == 0 {
             return Ok(());

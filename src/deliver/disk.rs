@@ -10,8 +10,9 @@
 //! (`tapir-disk`).
 //!
 //! **Threads or inline.** On two cores the two threads cost more than they give: every buffer
-//! is read again from memory on another core, and five threads share two cores. A fully targeted
-//! replay of 1 GB took 3.1-3.3 s inline against 3.3-4.1 s with the threads (alternating runs).
+//! is read again from memory on another core, and five threads share two cores. Fully targeted
+//! replays of 1 GB, alternating: 2.7-3.4 s before these stages, 3.3-4.1 s with their threads,
+//! 2.9-3.2 s with them inline.
 //! So the same two stages run on the case writer's own thread unless the box has a core beyond
 //! the pipeline's and the case writer's ([`threads_by_default`]); `TAPIR_DISK_THREADS=1` (or
 //! `0`) says otherwise, for a bench.
@@ -36,6 +37,8 @@ use std::sync::{Arc, Mutex};
 pub const IN_FLIGHT: usize = 4;
 /// Emptied buffers kept for reuse at most.
 pub const POOL: usize = 8;
+/// A buffer grown past this (by one large frame or line) is freed, not kept for reuse.
+const MAX_POOLED: usize = 1 << 20;
 
 /// What the disk did since the last [`Disk::barrier`].
 #[derive(Debug, Default)]
@@ -65,7 +68,7 @@ enum Op {
     /// Creates an empty file, not kept open (a partial object, written at offsets later).
     Create(PathBuf),
     /// Writes `data` at `offset` into the file at `path`, then sets its length to `len` if given
-    /// (a hole after the data: a seek past the end costs no disk).
+    /// (a hole after the data, which costs no disk).
     WriteAt {
         path: PathBuf,
         offset: u64,
@@ -93,6 +96,9 @@ fn buffer(pool: &Pool, capacity: usize) -> Vec<u8> {
 
 fn recycle(pool: &Pool, mut b: Vec<u8>) {
     b.clear();
+    if b.capacity() > MAX_POOLED {
+        return;
+    }
     if let Ok(mut p) = pool.lock() {
         if p.len() < POOL {
             p.push(b);
@@ -417,6 +423,18 @@ mod tests {
         assert!(report.first.is_none() && report.closed.is_empty(), "{report:?}");
         assert!(!d.path().join("p2").exists());
         assert!(disk.pool.lock().unwrap().len() <= POOL);
+    }
+
+    #[test]
+    fn a_buffer_one_large_frame_grew_is_not_kept() {
+        let pool = Pool::default();
+        recycle(&pool, Vec::with_capacity(MAX_POOLED + 1));
+        recycle(&pool, Vec::with_capacity(MAX_POOLED));
+        assert_eq!(pool.lock().unwrap().len(), 1);
+        for _ in 0..2 * POOL {
+            recycle(&pool, Vec::with_capacity(16));
+        }
+        assert_eq!(pool.lock().unwrap().len(), POOL);
     }
 
     #[test]
