@@ -430,3 +430,35 @@ fn the_case_is_the_same_with_and_without_disk_threads() {
     assert!(inline.contains("LIID-JOE-0001/cc.pcap"), "{inline}");
     assert_eq!(inline, threads);
 }
+
+/// A case that fills its disk fails the run with the disk's own error, counted, whether the
+/// case writer or threads of their own make the writes; nothing hangs and nothing is signed.
+/// The disk is a 2 MiB tmpfs mounted for the test (root).
+#[test]
+fn a_full_disk_fails_the_run_with_its_error_with_and_without_disk_threads() {
+    struct Mount(PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(m.success(), "mount a 2 MiB tmpfs (root needed)");
+    let _mounted = Mount(mnt.clone());
+    let app = pcaps().join("app");
+    for threads in ["0", "1"] {
+        let c = mnt.join(format!("case-{threads}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapir"));
+        cmd.env("TAPIR_DISK_THREADS", threads).args(["replay", "-q", "--warrants"]).arg(app.join("warrants.toml"));
+        cmd.arg("--out").arg(&c).args(["ftp.pcap", "http.pcap", "vmi.pcap"].map(|f| app.join(f)));
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "threads {threads}: {}", stderr(&o));
+        assert!(stderr(&o).contains("writing the case failed"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("No space left on device"), "{}", stderr(&o));
+        assert!(!c.join("MANIFEST.json").exists(), "a failed case is not signed");
+        std::fs::remove_dir_all(&c).unwrap();
+    }
+}
