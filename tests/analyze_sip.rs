@@ -14,6 +14,18 @@ const LIID: &str = "LIID-SIP";
 
 #[test]
 fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
+    call_gives_iri_and_wav(&[]);
+}
+
+/// The same call with its signalling over TCP (SIPp `-t t1`): one connection carries every
+/// message, which tapir cuts by their Content-Length, so the IRI and the WAV are the UDP call's.
+/// Before, the connection was a nameless byte stream and the call had no SIP IRI at all.
+#[test]
+fn a_sip_call_over_tcp_gives_the_same_iri_and_wav() {
+    call_gives_iri_and_wav(&[("TRANSPORT", "tcp")]);
+}
+
+fn call_gives_iri_and_wav(env: &[(&str, &str)]) {
     let w = tempfile::tempdir().unwrap();
     let tone = w.path().join("tone.wav");
     let tone_s = tone.to_str().unwrap();
@@ -34,9 +46,11 @@ fn a_sip_call_gives_its_signalling_as_iri_and_its_audio_as_a_wav() {
             tone_s,
         ],
     );
-    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], &[]);
+    common::media::session("sip-call.sh", &[w.path().to_str().unwrap()], env);
     let pcap = w.path().join("cap.pcap");
     let p = pcap.to_str().unwrap();
+    let over_tcp = run("tshark", &["-r", p, "-Y", "sip && tcp", "-T", "fields", "-e", "frame.number"]);
+    assert_eq!(over_tcp.lines().count() > 0, !env.is_empty(), "SIP over TCP: {over_tcp}");
     let (_case, root) = replay_sender(&pcap, LIID);
     let iri = common::json_lines(&root.join(LIID).join("iri.jsonl"));
 

@@ -7,7 +7,7 @@
 //! bytes are never lost.
 
 use super::stream::RawStream;
-use super::{ftp, http, rtmp, rtsp, smtp, tls, Cx, StreamAnalyzer};
+use super::{ftp, http, rtmp, rtsp, sip, smtp, tls, Cx, StreamAnalyzer};
 use crate::record::{Close, Dir};
 
 /// A probe's answer about the bytes seen so far in one direction.
@@ -31,10 +31,12 @@ pub struct Protocol {
 
 /// Every protocol tapir understands, most specific probe first.
 pub fn protocols() -> &'static [Protocol] {
-    static P: [Protocol; 6] = [
+    static P: [Protocol; 7] = [
         Protocol { name: "tls", probe: tls::probe, make: tls::analyzer },
         // Before HTTP: an RTSP request line has HTTP's shape with another version.
         Protocol { name: "rtsp", probe: rtsp::probe, make: rtsp::analyzer },
+        // Before HTTP too: a SIP request line ends in `SIP/2.0`.
+        Protocol { name: "sip", probe: sip::probe, make: sip::analyzer },
         Protocol { name: "http", probe: http::probe, make: http::analyzer },
         Protocol { name: "smtp", probe: smtp::probe, make: smtp::analyzer },
         Protocol { name: "ftp", probe: ftp::probe, make: ftp::analyzer },

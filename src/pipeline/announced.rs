@@ -28,12 +28,13 @@
 //!   an entry unused for the routes' idle time (as long as the flow idle timeouts and the longest
 //!   expectation lifetime, whichever is longer) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
-//! - **Split messages:** an HTTP message whose headers announce an SDP body that their segment
-//!   does not hold whole is gathered from the segments after it, for as long as they follow on in
+//! - **Split messages:** an HTTP message, or a SIP message over TCP, whose headers announce an
+//!   SDP body that their segment does not hold whole is gathered from the segments after it, for as long as they follow on in
 //!   sequence (a hole gives it up; a retransmission changes nothing), up to 16 KiB a message, 1,024
 //!   messages at once and 10 s of capture time; one over the caps is counted as refused.
-//! - **Not seen:** an FTP reply or a SIP message split across segments (they are short lines and
-//!   datagrams), headers split before their end, and anything over TLS (which the analyzer cannot
+//! - **Not seen:** an FTP reply split across segments (replies are short lines), a SIP message
+//!   over TCP that begins inside a segment (after another message's end), headers split before
+//!   their end, and anything over TLS (which the analyzer cannot
 //!   read either). IP fragments of a pinned connection go with the fragment that has its ports
 //!   ([`super::fragments`]).
 //!
@@ -222,8 +223,12 @@ impl Routes {
         }
         let sdp = match transport {
             // An HTTP/1.x message with an SDP body (a WHIP-style offer or answer, a `.sdp`
-            // fetched from a web server), whole in this segment or gathered from the next.
-            Transport::Tcp(_) if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) => {
+            // fetched from a web server), or a SIP message over TCP that can carry one, whole
+            // in this segment or gathered from the next.
+            Transport::Tcp(_)
+                if HTTP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p))
+                    || (SIP_SDP_CARRIERS.iter().any(|p| payload.starts_with(p)) && sip::looks_sip(payload)) =>
+            {
                 if let (Some(len), Some((from, to, seq))) = (sdp::short_message_len(payload), direction) {
                     self.start_gathering((from, to), seq, payload, len, now);
                     return;

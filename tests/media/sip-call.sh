@@ -12,7 +12,11 @@
 # With MTU set, both ends of the link have that MTU: with 400, the INVITE and its 200 OK (SDP
 # and all) go in IP fragments, while the 200-byte RTP packets do not.
 #
-# usage: [MEDIA_IP=ADDR] [MTU=N] sip-call.sh WORK     (root; WORK/tone.wav is the audio to send)
+# With TRANSPORT=tcp, the signalling goes over one TCP connection (SIPp -t t1), as SIP trunks
+# and messages too large for UDP do (RFC 3261 18.1.1); the media stay RTP over UDP.
+#
+# usage: [MEDIA_IP=ADDR] [MTU=N] [TRANSPORT=tcp] sip-call.sh WORK
+#        (root; WORK/tone.wav is the audio to send)
 # writes WORK/cap.pcap, WORK/uac.xml, WORK/uas.log, WORK/uac.log, WORK/tcpdump.log
 set -euo pipefail
 WORK=$1
@@ -20,6 +24,12 @@ source "$(dirname "$0")/netns.sh" si
 if [[ -n ${MTU:-} ]]; then
     ip netns exec "${NSP}c" ip link set "$VC" mtu "$MTU"
     ip netns exec "${NSP}s" ip link set "$VS" mtu "$MTU"
+fi
+T=(-t u1)
+LISTEN=-lun
+if [[ ${TRANSPORT:-udp} == tcp ]]; then
+    T=(-t t1)
+    LISTEN=-ltn
 fi
 MI=()
 if [[ -n ${MEDIA_IP:-} ]]; then
@@ -35,15 +45,15 @@ play = "<nop><action><exec rtp_stream=\"tone.wav,1,0\"/></action></nop>\n  <paus
 assert "<pause/>" in s
 sys.stdout.write(s.replace("<pause/>", play, 1))' >"$WORK/uac.xml"
 
-ip netns exec "${NSP}s" tcpdump -i "$VS" --immediate-mode -w "$WORK/cap.pcap" -U udp >"$WORK/tcpdump.log" 2>&1 &
+ip netns exec "${NSP}s" tcpdump -i "$VS" --immediate-mode -w "$WORK/cap.pcap" -U "udp or tcp port 5060" >"$WORK/tcpdump.log" 2>&1 &
 TCPD=$!
 for _ in $(seq 100); do grep -qs "listening on" "$WORK/tcpdump.log" && break; sleep 0.05; done
 grep -qs "listening on" "$WORK/tcpdump.log"
 # (-bg: the parent exits non-zero once the daemon runs; whether it listens is checked below.)
-ip netns exec "${NSP}s" sipp -sn uas -i 198.51.100.10 "${MI[@]}" -p 5060 -mp 6000 -bg >"$WORK/uas.log" 2>&1 || true
-for _ in $(seq 100); do ip netns exec "${NSP}s" ss -lun | grep -q ':5060 ' && break; sleep 0.05; done
-ip netns exec "${NSP}s" ss -lun | grep -q ':5060 ' || { echo "the UAS never listened" >&2; cat "$WORK/uas.log" >&2; exit 1; }
-(cd "$WORK" && ip netns exec "${NSP}c" sipp 198.51.100.10:5060 -sf uac.xml -i 198.51.100.7 -p 5062 -mp 7000 \
+ip netns exec "${NSP}s" sipp -sn uas "${T[@]}" -i 198.51.100.10 "${MI[@]}" -p 5060 -mp 6000 -bg >"$WORK/uas.log" 2>&1 || true
+for _ in $(seq 100); do ip netns exec "${NSP}s" ss "$LISTEN" | grep -q ':5060 ' && break; sleep 0.05; done
+ip netns exec "${NSP}s" ss "$LISTEN" | grep -q ':5060 ' || { echo "the UAS never listened" >&2; cat "$WORK/uas.log" >&2; exit 1; }
+(cd "$WORK" && ip netns exec "${NSP}c" sipp 198.51.100.10:5060 "${T[@]}" -sf uac.xml -i 198.51.100.7 -p 5062 -mp 7000 \
     -m 1 -nostdin >"$WORK/uac.log" 2>&1)
 sleep 0.3
 kill -INT "$TCPD"; wait "$TCPD" || true
