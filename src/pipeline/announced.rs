@@ -29,14 +29,14 @@
 //!   expectation lifetime, whichever is longer) is dropped. Over the caps an announcement or a
 //!   connection goes by its pair, as without this table, and is counted ([`RouteStats`]).
 //! - **Split messages:** an HTTP message, or a SIP message over TCP, whose headers announce an
-//!   SDP body that their segment does not hold whole is gathered from the segments after it, for as long as they follow on in
-//!   sequence (a hole gives it up; a retransmission changes nothing), up to 16 KiB a message, 1,024
-//!   messages at once and 10 s of capture time; one over the caps is counted as refused.
+//!   SDP body that their segment does not hold whole is gathered from the segments after it, for
+//!   as long as they follow on in sequence (a hole gives it up; a retransmission changes
+//!   nothing), up to 16 KiB a message, 1,024 messages at once and 10 s of capture time; one over
+//!   the caps is counted as refused.
 //! - **Not seen:** an FTP reply split across segments (replies are short lines), a SIP message
 //!   over TCP that begins inside a segment (after another message's end), headers split before
-//!   their end, and anything over TLS (which the analyzer cannot
-//!   read either). IP fragments of a pinned connection go with the fragment that has its ports
-//!   ([`super::fragments`]).
+//!   their end, and anything over TLS (which the analyzer cannot read either). IP fragments of a
+//!   pinned connection go with the fragment that has its ports ([`super::fragments`]).
 //!
 //! [`ftp::parse::announced`]: crate::analyze::ftp::parse::announced
 //! [`sdp::in_message`]: crate::media::sdp::in_message
@@ -69,7 +69,7 @@ const HTTP_SDP_CARRIERS: [&[u8]; 4] = [b"HTTP/1.", b"POST ", b"PUT ", b"PATCH "]
 /// Capture time between sweeps of expired entries.
 const SWEEP_NS: i64 = 1_000_000_000;
 
-/// HTTP messages gathered across segments at once, at most ([`Gathering`]).
+/// Messages gathered across segments at once, at most ([`Gathering`]).
 const MAX_GATHERING: usize = 1024;
 /// A message longer than this is not gathered (an SDP is a few hundred bytes to a few KiB).
 const MAX_GATHERED_LEN: usize = 16 << 10;
@@ -87,9 +87,10 @@ pub struct RouteStats {
     pub refused: u64,
 }
 
-/// An HTTP message whose headers announce an SDP body that had not all come in their segment
-/// (Python's `http.server` writes a response's headers and its body apart; curl sends a POST's
-/// body after `Expect: 100-continue`): its bytes so far, for as long as the next segments of its
+/// An HTTP message, or a SIP message over TCP, whose headers announce an SDP body that had not
+/// all come in their segment (Python's `http.server` writes a response's headers and its body
+/// apart; curl sends a POST's body after `Expect: 100-continue`; a SIP message longer than the
+/// MSS spans segments): its bytes so far, for as long as the next segments of its
 /// direction follow on in sequence.
 struct Gathering {
     bytes: Vec<u8>,
