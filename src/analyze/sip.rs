@@ -189,10 +189,11 @@ fn start_line(buf: &[u8]) -> Option<usize> {
 /// stream must give it, but a message without a body is read as one).
 fn content_length(head: &[u8]) -> Option<usize> {
     let head = String::from_utf8_lossy(head);
-    let value = head.split("\r\n").skip(1).filter_map(|l| l.split_once(':')).find_map(|(k, v)| {
-        let k = k.trim();
-        (k.eq_ignore_ascii_case("Content-Length") || k == "l").then(|| v.trim().to_string())
-    });
+    let value = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find_map(|(k, v)| expand(k.trim()).eq_ignore_ascii_case("Content-Length").then(|| v.trim().to_string()));
     match value {
         Some(v) => v.parse().ok(),
         None => Some(0),

@@ -132,7 +132,8 @@ impl CaseWriter {
         }
     }
 
-    fn liid_out(&mut self, liid: &Liid) -> io::Result<&mut LiidOut> {
+    /// The LIID's files, made at its first record; and the disk, for a file more.
+    fn liid_out(&mut self, liid: &Liid) -> io::Result<(&mut LiidOut, &mut Disk)> {
         if !self.liids.contains_key(liid) {
             let name = liid_dir_name(liid);
             let dir = self.root.join(&name);
@@ -154,12 +155,12 @@ impl CaseWriter {
                 },
             );
         }
-        Ok(self.liids.get_mut(liid).expect("inserted above"))
+        Ok((self.liids.get_mut(liid).expect("inserted above"), &mut self.disk))
     }
 
     fn write_iri(&mut self, r: &IriRecord) -> io::Result<()> {
         self.s3.iri(r);
-        let out = self.liid_out(&r.liid)?;
+        let (out, _) = self.liid_out(&r.liid)?;
         let key = r.cin.unwrap_or(Cin::NONE);
         let seq = out.iri_seq.entry(key).or_insert(0);
         let n = *seq;
@@ -184,19 +185,18 @@ impl CaseWriter {
     }
 
     fn write_cc(&mut self, liid: &Liid, ts: Timestamp, link: LinkType, data: &[u8], orig_len: u32) -> io::Result<()> {
-        self.liid_out(liid)?;
-        let Some(out) = self.liids.get_mut(liid) else { return Ok(()) };
+        let (out, disk) = self.liid_out(liid)?;
         let n = link.to_linktype();
         if !out.cc.contains_key(&n) {
             let name = if out.cc.is_empty() { "cc.pcap".to_string() } else { format!("cc-linktype-{n}.pcap") };
-            let w = PcapWriter::new(self.disk.open(out.dir.join(&name), CC_BUFFER)?, link)?;
+            let w = PcapWriter::new(disk.open(out.dir.join(&name), CC_BUFFER)?, link)?;
             out.cc.insert(n, (name, w));
         }
         out.cc.get_mut(&n).expect("inserted above").1.write(ts, data, orig_len)
     }
 
     fn object_begin(&mut self, liid: &Liid, id: ObjectId) -> io::Result<()> {
-        let dir = self.liid_out(liid)?.dir.join("objects").join(PARTIAL_DIR);
+        let dir = self.liid_out(liid)?.0.dir.join("objects").join(PARTIAL_DIR);
         let path = dir.join(format!("{id}"));
         self.disk.create(path.clone())?;
         self.partial.insert((liid.clone(), id), PartialObject { path, buf: Vec::new(), on_disk: 0, pending_hole: 0 });
@@ -256,11 +256,10 @@ impl CaseWriter {
     /// Moves the finished bytes at `src` to `objects/<sha256>` and lists the object; returns
     /// where the bytes now are.
     fn list_object(&mut self, liid: &Liid, r: &ObjectRecord, src: &Path) -> io::Result<PathBuf> {
-        self.liid_out(liid)?;
-        let Some(out) = self.liids.get_mut(liid) else { return Err(io::Error::other("LIID directory not made")) };
+        let (out, disk) = self.liid_out(liid)?;
         let dest = out.dir.join("objects").join(&r.sha256);
         // Same bytes already stored (objects are named by content): one copy is kept.
-        self.disk.store(src.to_path_buf(), dest.clone())?;
+        disk.store(src.to_path_buf(), dest.clone())?;
         // The hash was computed over exactly the bytes written here (holes as zeros, as stored).
         let rel = format!("{}/objects/{}", out.name, r.sha256);
         out.object_count += 1;

@@ -114,6 +114,15 @@ fn gone_report() -> DiskReport {
     DiskReport { first: Some(gone()), count: 1, closed: HashMap::new() }
 }
 
+/// Sends a barrier with `send` and waits for its answer (a stage gone answers that it is).
+fn barrier_through(send: impl FnOnce(Op) -> bool) -> DiskReport {
+    let (reply, answer) = sync_channel(1);
+    if !send(Op::Barrier(reply)) {
+        return gone_report();
+    }
+    answer.recv().unwrap_or_else(|_| gone_report())
+}
+
 /// Whether the hashing and the writes get threads of their own: when the box has more than two
 /// cores (the pipeline's and the case writer's), or as `TAPIR_DISK_THREADS` says (`1` or `0`).
 pub fn threads_by_default() -> bool {
@@ -211,11 +220,7 @@ impl Disk {
 
     /// Waits until everything asked so far is done; what was done since the last barrier.
     pub fn barrier(&self) -> DiskReport {
-        let (reply, answer) = sync_channel(1);
-        if self.send(Op::Barrier(reply)).is_err() {
-            return gone_report();
-        }
-        answer.recv().unwrap_or_else(|_| gone_report())
+        barrier_through(|op| self.send(op).is_ok())
     }
 }
 
@@ -314,11 +319,7 @@ fn hash(rx: Receiver<Op>, disk: SyncSender<Op>) {
     for op in rx {
         if let Op::Barrier(reply) = op {
             // Answered once the disk has done everything before it, with the digests added.
-            let (disk_reply, answer) = sync_channel(1);
-            let mut report = match disk.send(Op::Barrier(disk_reply)) {
-                Ok(()) => answer.recv().unwrap_or_else(|_| gone_report()),
-                Err(_) => gone_report(),
-            };
+            let mut report = barrier_through(|op| disk.send(op).is_ok());
             report.closed = hasher.closed();
             let _ = reply.send(report);
             continue;
